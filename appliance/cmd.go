@@ -1,0 +1,102 @@
+package appliance
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/securechat/securechat/internal/usage"
+)
+
+// Run is `securechat serve` (DESIGN §7): it serves until ctx ends.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := usage.NewFlagSet("serve", stderr)
+	var flags Config
+	configPath := fs.String("config", "", "YAML configuration `file`")
+	fs.StringVar(&flags.Listen, "listen", "", "UDP `address` for QUIC (default \":4433\")")
+	fs.StringVar(&flags.Admin, "admin", "", "admin API `address` (default \"127.0.0.1:8080\")")
+	fs.StringVar(&flags.Data, "data", "", "data `directory` (default \"./securechat-data\")")
+	fs.Var(&flags.MailboxTTL, "mailbox-ttl", "how long undelivered messages wait (default 720h)")
+	fs.Var(&flags.AuthTimeout, "auth-timeout", "time allowed to authenticate (default 10s)")
+	fs.Var(&flags.IdleTimeout, "idle-timeout", "close connections silent for this long (default 60s)")
+	fs.IntVar(&flags.MaxFrame, "max-frame", 0, "largest control frame in `bytes` (default 4194304)")
+	fs.StringVar(&flags.LogLevel, "log-level", "", "debug, info, warn or error (default info)")
+	fs.StringVar(&flags.LogFormat, "log-format", "", "text or json (default text)")
+	printConfig := fs.Bool("print-config", false, "print the effective configuration as YAML and exit")
+	checkConfig := fs.Bool("check-config", false, "validate the configuration and exit")
+	if err := usage.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usage.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	var cfg Config
+	if *configPath != "" {
+		var err error
+		if cfg, err = LoadConfig(*configPath); err != nil {
+			return err
+		}
+	}
+	overlay(&cfg, &flags, func(name string) bool { return usage.Set(fs, name) })
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if *checkConfig {
+		fmt.Fprintln(stdout, "configuration ok")
+		return nil
+	}
+	if *printConfig {
+		b, err := yaml.Marshal(cfg.withDefaults())
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(b)
+		return err
+	}
+
+	cfg = cfg.withDefaults()
+	if cfg.Logger == nil {
+		cfg.Logger = cfg.logger(stderr)
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "securechat server listening on %s (QUIC over UDP)\n", srv.Addr())
+	fmt.Fprintf(stdout, "server key fingerprint: %s\n", srv.Fingerprint())
+	fmt.Fprintf(stdout, "data directory: %s\n", cfg.Data)
+	return srv.Serve(ctx)
+}
+
+// overlay copies the flags that were set onto cfg: flags win over the file.
+func overlay(cfg, flags *Config, set func(string) bool) {
+	if set("listen") {
+		cfg.Listen = flags.Listen
+	}
+	if set("admin") {
+		cfg.Admin = flags.Admin
+	}
+	if set("data") {
+		cfg.Data = flags.Data
+	}
+	if set("mailbox-ttl") {
+		cfg.MailboxTTL = flags.MailboxTTL
+	}
+	if set("auth-timeout") {
+		cfg.AuthTimeout = flags.AuthTimeout
+	}
+	if set("idle-timeout") {
+		cfg.IdleTimeout = flags.IdleTimeout
+	}
+	if set("max-frame") {
+		cfg.MaxFrame = flags.MaxFrame
+	}
+	if set("log-level") {
+		cfg.LogLevel = flags.LogLevel
+	}
+	if set("log-format") {
+		cfg.LogFormat = flags.LogFormat
+	}
+}

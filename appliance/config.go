@@ -1,0 +1,172 @@
+package appliance
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the server's configuration: one YAML file (serve --config), each
+// key also a flag. The zero value of every field means its default.
+type Config struct {
+	// Listen is the UDP address QUIC listens on. Default ":4433".
+	Listen string `yaml:"listen"`
+	// Admin is the admin API's TCP address. Default "127.0.0.1:8080".
+	Admin string `yaml:"admin"`
+	// Data is the directory holding server.db and the files the server
+	// writes for operators. Default "./securechat-data".
+	Data string `yaml:"data"`
+	// MailboxTTL is how long an undelivered message waits. Default 30 days.
+	MailboxTTL Duration `yaml:"mailbox_ttl"`
+	// AuthTimeout is how long a connection may stay unauthenticated.
+	// Default 10s.
+	AuthTimeout Duration `yaml:"auth_timeout"`
+	// IdleTimeout closes a connection that sent nothing, keep-alives
+	// included, for this long. Default 60s.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxFrame bounds a control-stream frame in bytes. Default 4 MiB.
+	MaxFrame int `yaml:"max_frame"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level"`
+	// LogFormat is text or json. Default text.
+	LogFormat string `yaml:"log_format"`
+
+	// Now is the clock; nil means time.Now. Tests inject a fake one.
+	Now func() time.Time `yaml:"-"`
+	// Rand is the randomness source; nil means crypto/rand.
+	Rand io.Reader `yaml:"-"`
+	// Logger overrides LogLevel and LogFormat.
+	Logger *slog.Logger `yaml:"-"`
+}
+
+// Duration is a time.Duration written as "30s", "720h" in YAML.
+type Duration time.Duration
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (like 30s, 12h)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// String and Set make a Duration a flag.Value.
+func (d *Duration) String() string { return time.Duration(*d).String() }
+
+func (d *Duration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (like 30s, 12h)", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.Listen == "" {
+		c.Listen = ":4433"
+	}
+	if c.Admin == "" {
+		c.Admin = "127.0.0.1:8080"
+	}
+	if c.Data == "" {
+		c.Data = "./securechat-data"
+	}
+	if c.MailboxTTL == 0 {
+		c.MailboxTTL = Duration(30 * 24 * time.Hour)
+	}
+	if c.AuthTimeout == 0 {
+		c.AuthTimeout = Duration(10 * time.Second)
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = Duration(60 * time.Second)
+	}
+	if c.MaxFrame == 0 {
+		c.MaxFrame = 4 << 20
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = "text"
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen: %q is not HOST:PORT", c.Listen)
+	}
+	if _, _, err := net.SplitHostPort(c.Admin); err != nil {
+		return fmt.Errorf("admin: %q is not HOST:PORT", c.Admin)
+	}
+	if c.MailboxTTL < Duration(time.Second) {
+		return errors.New("mailbox_ttl must be at least 1s")
+	}
+	if c.AuthTimeout < 0 || c.IdleTimeout < Duration(time.Second) {
+		return errors.New("auth_timeout and idle_timeout must be positive (idle_timeout at least 1s)")
+	}
+	if c.MaxFrame < 64<<10 || c.MaxFrame > 64<<20 {
+		return errors.New("max_frame must be between 65536 and 67108864 bytes")
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("log_format: %q is not text or json", c.LogFormat)
+	}
+	return nil
+}
+
+// LoadConfig reads a YAML configuration file. Unknown keys are errors, so a
+// misspelt setting is not silently ignored.
+func LoadConfig(path string) (Config, error) {
+	var c Config
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && err != io.EOF {
+		return c, fmt.Errorf("config %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	return c, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("log_level: %q is not debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func (c Config) logger(w io.Writer) *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	level, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,301 @@
+// Package appliance is the securechat server of docs/protocol.md: QUIC
+// listener, accounts and devices, durable store-and-forward mailboxes in one
+// bbolt file, and routing between connected devices.
+//
+// The server sees only opaque payloads: it routes ciphertext by account and
+// device and never interprets it.
+package appliance
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/securechat/securechat/transport"
+)
+
+// Files the server keeps in its data directory for operators and scripts.
+const (
+	FileDB          = "server.db"
+	FileFingerprint = "server.fingerprint"
+	FileListenAddr  = "listen.addr"
+	FileAdminToken  = "admin.token"
+)
+
+// Server is a running securechat server.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	rand  io.Reader
+	store *Store
+	key   ed25519.PrivateKey
+	fp    transport.Fingerprint
+
+	hashSem chan struct{} // bounds concurrent argon2id computations
+
+	udp *net.UDPConn
+	tr  *quic.Transport
+	ln  *quic.Listener
+
+	mu        sync.Mutex // guards sessions and receivers
+	sessions  map[*session]struct{}
+	receivers map[string]*session // deviceKey → the device's receiving session
+
+	conns sync.WaitGroup
+
+	stats Stats
+}
+
+// Stats are the server's counters.
+type Stats struct {
+	Connections atomic.Int64 // currently open
+	Accepted    atomic.Int64
+	MessagesIn  atomic.Int64
+	Deliveries  atomic.Int64
+	AuthFailed  atomic.Int64
+}
+
+// New opens the store in cfg.Data, loads or creates the server key, writes
+// the operator files and binds the listener. Call Serve to accept clients.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	s := &Server{
+		cfg:       cfg,
+		log:       cfg.logger(os.Stderr),
+		rand:      cfg.Rand,
+		hashSem:   make(chan struct{}, runtime.NumCPU()),
+		sessions:  make(map[*session]struct{}),
+		receivers: make(map[string]*session),
+	}
+	if s.rand == nil {
+		s.rand = rand.Reader
+	}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	store, err := openStore(filepath.Join(cfg.Data, FileDB))
+	if errors.Is(err, ErrDataInUse) {
+		return nil, fmt.Errorf("data directory %s is in use by another securechat server", cfg.Data)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.store = store
+	if err := s.init(); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) init() error {
+	key, err := s.store.serverKey(context.Background(), s.rand)
+	if err != nil {
+		return fmt.Errorf("server key: %w", err)
+	}
+	s.key = key
+	s.fp = transport.FingerprintOf(key.Public().(ed25519.PublicKey))
+	if err := writeFileAtomic(filepath.Join(s.cfg.Data, FileFingerprint), []byte(s.fp.String()+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := s.ensureAdminToken(); err != nil {
+		return err
+	}
+	tlsConf, err := transport.ServerTLSConfig(key)
+	if err != nil {
+		return err
+	}
+	addr, err := net.ResolveUDPAddr("udp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen address %s: %w", s.cfg.Listen, err)
+	}
+	s.udp, err = net.ListenUDP("udp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
+	}
+	s.tr = &quic.Transport{Conn: s.udp}
+	s.ln, err = s.tr.Listen(tlsConf, s.quicConfig())
+	if err != nil {
+		s.udp.Close()
+		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
+	}
+	return writeFileAtomic(filepath.Join(s.cfg.Data, FileListenAddr), []byte(s.Addr().String()+"\n"), 0o644)
+}
+
+// quicConfig sets quic-go's limits on purpose rather than by default
+// (DESIGN §4): one control stream plus a few bulk streams per connection,
+// bounded flow-control windows, short handshake and idle timeouts.
+func (s *Server) quicConfig() *quic.Config {
+	return &quic.Config{
+		HandshakeIdleTimeout:           5 * time.Second,
+		MaxIdleTimeout:                 time.Duration(s.cfg.IdleTimeout),
+		MaxIncomingStreams:             8,
+		MaxIncomingUniStreams:          -1,
+		InitialStreamReceiveWindow:     512 << 10,
+		MaxStreamReceiveWindow:         uint64(2 * s.cfg.MaxFrame),
+		InitialConnectionReceiveWindow: 512 << 10,
+		MaxConnectionReceiveWindow:     uint64(4 * s.cfg.MaxFrame),
+	}
+}
+
+// ensureAdminToken writes a random admin token on first start.
+func (s *Server) ensureAdminToken() error {
+	path := filepath.Join(s.cfg.Data, FileAdminToken)
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	b := make([]byte, 32)
+	if _, err := io.ReadFull(s.rand, b); err != nil {
+		return err
+	}
+	return writeFileAtomic(path, []byte(hex.EncodeToString(b)+"\n"), 0o600)
+}
+
+// Addr is the address the listener is bound to.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Fingerprint is the server key's fingerprint, which clients pin.
+func (s *Server) Fingerprint() transport.Fingerprint { return s.fp }
+
+// Stats returns the server's counters.
+func (s *Server) Stats() *Stats { return &s.stats }
+
+// Serve accepts connections until ctx ends, then shuts down: connections
+// are closed, queued writes are committed and the store is closed.
+func (s *Server) Serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var bg sync.WaitGroup
+	bg.Go(func() { s.expireLoop(ctx) })
+	s.log.Info("listening", "addr", s.Addr().String(), "fingerprint", s.fp.String())
+
+	var err error
+	for {
+		qc, aerr := s.ln.Accept(ctx)
+		if aerr != nil {
+			if ctx.Err() == nil {
+				err = aerr
+			}
+			break
+		}
+		// Accept in a tight loop; everything per connection happens in its
+		// own goroutine (DESIGN §4).
+		s.conns.Add(1)
+		go s.serveConn(ctx, qc)
+	}
+	cancel()
+	s.shutdown()
+	bg.Wait()
+	return err
+}
+
+func (s *Server) shutdown() {
+	s.ln.Close()
+	s.mu.Lock()
+	for sess := range s.sessions {
+		sess.close(transport.CloseShutdown, "server shutting down")
+	}
+	s.mu.Unlock()
+	s.conns.Wait()
+	s.tr.Close()
+	os.Remove(filepath.Join(s.cfg.Data, FileListenAddr))
+	if err := s.store.Close(); err != nil {
+		s.log.Error("closing store", "err", err)
+	}
+	s.log.Info("stopped")
+}
+
+// Close releases a Server that was never served.
+func (s *Server) Close() error {
+	s.ln.Close()
+	s.tr.Close()
+	return s.store.Close()
+}
+
+func (s *Server) expireLoop(ctx context.Context) {
+	ttl := time.Duration(s.cfg.MailboxTTL)
+	every := min(max(ttl/10, time.Second), 10*time.Minute)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := s.store.expire(ctx, s.cfg.Now().Add(-ttl))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Error("expiring mailboxes", "err", err)
+		case n > 0:
+			s.log.Info("expired undelivered messages", "count", n, "ttl", ttl.String())
+		}
+	}
+}
+
+// wake tells a device's receiving session that its mailbox has new entries.
+func (s *Server) wake(devKeys [][]byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range devKeys {
+		if sess := s.receivers[string(k)]; sess != nil {
+			select {
+			case sess.wake <- struct{}{}:
+			default: // already pending
+			}
+		}
+	}
+}
+
+// addReceiver makes sess the receiving session of its device, closing the
+// one it replaces.
+func (s *Server) addReceiver(sess *session) {
+	k := string(deviceKey(sess.user, sess.device))
+	s.mu.Lock()
+	old := s.receivers[k]
+	s.receivers[k] = sess
+	s.mu.Unlock()
+	if old != nil {
+		old.close(transport.CloseReplaced, "this device connected again from elsewhere")
+	}
+}
+
+func (s *Server) removeSession(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sessions, sess)
+	if sess.device != 0 {
+		k := string(deviceKey(sess.user, sess.device))
+		if s.receivers[k] == sess {
+			delete(s.receivers, k)
+		}
+	}
+}
+
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, mode); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

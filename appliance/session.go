@@ -1,0 +1,446 @@
+package appliance
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/securechat/securechat/transport"
+)
+
+// Session states (protocol.md §5):
+//
+//	new ──Register/Login/Auth ok──▶ authenticated ──(Auth with Receive)──▶ receiving
+//	 │
+//	 └── AuthTimeout without success: closed
+//
+// Only Register, Login, Auth and Ping are accepted before authentication.
+
+// maxInFlight bounds the Sends one connection may have waiting for commit.
+const maxInFlight = 64
+
+// pushBatch bounds the entries pushed in one stream write.
+const pushBatch = 256
+
+type session struct {
+	srv  *Server
+	c    *transport.Conn
+	ip   string
+	log  *slog.Logger
+	ctx  context.Context
+	stop context.CancelFunc
+
+	// Set once by the read loop at authentication, read by other goroutines
+	// only after authed is set.
+	user     string
+	device   uint32
+	authed   chan struct{}
+	inFlight chan struct{}
+
+	wake chan struct{}  // mailbox has new entries (capacity 1)
+	bg   sync.WaitGroup // the deliver goroutine
+
+	closeOnce sync.Once
+}
+
+func (s *Server) serveConn(ctx context.Context, qc *quic.Conn) {
+	defer s.conns.Done()
+	s.stats.Accepted.Add(1)
+	s.stats.Connections.Add(1)
+	defer s.stats.Connections.Add(-1)
+
+	ip := hostOf(qc.RemoteAddr())
+	actx, cancel := context.WithTimeout(ctx, time.Duration(s.cfg.AuthTimeout))
+	c, err := transport.Accept(actx, qc, s.cfg.MaxFrame)
+	cancel()
+	if err != nil {
+		qc.CloseWithError(transport.CloseAuthTimeout, "no control stream")
+		return
+	}
+	sctx, stop := context.WithCancel(ctx)
+	sess := &session{
+		srv: s, c: c, ip: ip, ctx: sctx, stop: stop,
+		log:      s.log.With("remote", ip),
+		authed:   make(chan struct{}),
+		inFlight: make(chan struct{}, maxInFlight),
+		wake:     make(chan struct{}, 1),
+	}
+	s.mu.Lock()
+	s.sessions[sess] = struct{}{}
+	s.mu.Unlock()
+	defer s.removeSession(sess)
+	if ctx.Err() != nil { // raced with shutdown
+		sess.close(transport.CloseShutdown, "server shutting down")
+		return
+	}
+	sess.run()
+}
+
+func hostOf(a net.Addr) string {
+	if ua, ok := a.(*net.UDPAddr); ok {
+		return ua.AddrPort().Addr().Unmap().String()
+	}
+	return a.String()
+}
+
+func (ss *session) close(code quic.ApplicationErrorCode, reason string) {
+	ss.closeOnce.Do(func() {
+		ss.c.Close(code, reason)
+		ss.stop()
+	})
+}
+
+func (ss *session) run() {
+	defer ss.bg.Wait()
+	defer ss.stop()
+	timer := time.AfterFunc(time.Duration(ss.srv.cfg.AuthTimeout), func() {
+		select {
+		case <-ss.authed:
+		default:
+			ss.close(transport.CloseAuthTimeout, "authentication timed out")
+		}
+	})
+	defer timer.Stop()
+	var workers sync.WaitGroup
+	defer workers.Wait()
+	for {
+		f, err := ss.c.ReadFrame()
+		if err != nil {
+			ss.readFailed(err)
+			return
+		}
+		ss.dispatch(f, &workers)
+	}
+}
+
+// readFailed handles the end of the control stream. A malformed frame makes
+// the stream unreadable from there on, so the connection is closed with the
+// reason (protocol.md §3.1); the server carries on.
+func (ss *session) readFailed(err error) {
+	var fse *transport.FrameSizeError
+	if errors.As(err, &fse) || errors.Is(err, transport.ErrVersion) {
+		ss.log.Warn("protocol error", "err", err)
+		ss.close(transport.CloseProtocol, "protocol error: "+err.Error())
+		return
+	}
+	ss.close(transport.CloseNormal, "")
+}
+
+func (ss *session) isAuthed() bool {
+	select {
+	case <-ss.authed:
+		return true
+	default:
+		return false
+	}
+}
+
+func (ss *session) dispatch(f transport.Frame, workers *sync.WaitGroup) {
+	switch f.Code {
+	case transport.CodePing:
+		ss.reply(f.ID, transport.CodeOK, &transport.Empty{})
+		return
+	case transport.CodeRegister, transport.CodeLogin, transport.CodeAuth:
+		if ss.isAuthed() {
+			ss.fail(f.ID, &transport.Error{Code: transport.ErrBadRequest, Message: "connection is already authenticated"})
+			return
+		}
+		ss.authenticate(f)
+		return
+	case transport.CodeDevices, transport.CodeSend, transport.CodeAck:
+		if !ss.isAuthed() {
+			ss.fail(f.ID, &transport.Error{Code: transport.ErrUnauthorized, Message: "authenticate first"})
+			return
+		}
+	default:
+		ss.fail(f.ID, &transport.Error{Code: transport.ErrBadRequest, Message: fmt.Sprintf("unknown message code %d", f.Code)})
+		return
+	}
+	switch f.Code {
+	case transport.CodeDevices:
+		var req transport.DevicesRequest
+		if !ss.decode(f, &req) {
+			return
+		}
+		ss.handleDevices(f.ID, &req)
+	case transport.CodeSend:
+		var req transport.Send
+		if !ss.decode(f, &req) {
+			return
+		}
+		// Sends wait for a group commit; run them concurrently so one
+		// connection can have several in flight.
+		select {
+		case ss.inFlight <- struct{}{}:
+		case <-ss.ctx.Done():
+			return
+		}
+		workers.Go(func() {
+			defer func() { <-ss.inFlight }()
+			ss.handleSend(f.ID, &req)
+		})
+	case transport.CodeAck:
+		var req transport.Ack
+		if !ss.decode(f, &req) {
+			return
+		}
+		ss.srv.store.ack(ss.user, ss.device, req.Seqs)
+		if f.ID != 0 {
+			ss.reply(f.ID, transport.CodeOK, &transport.Empty{})
+		}
+	}
+}
+
+// decode parses a request body, answering a malformed one with an error.
+func (ss *session) decode(f transport.Frame, m transport.Unmarshaler) bool {
+	if err := transport.Unmarshal(f.Body, m); err != nil {
+		ss.log.Debug("malformed request", "code", f.Code.String(), "err", err)
+		ss.fail(f.ID, &transport.Error{Code: transport.ErrBadRequest, Message: fmt.Sprintf("%s: %v", f.Code, err)})
+		return false
+	}
+	return true
+}
+
+func (ss *session) reply(id uint32, code transport.Code, body transport.Marshaler) {
+	if id == 0 {
+		return // a notification gets no answer
+	}
+	if err := ss.c.WriteFrame(code, id, body); err != nil {
+		ss.stop()
+	}
+}
+
+func (ss *session) fail(id uint32, e *transport.Error) {
+	if id == 0 {
+		return
+	}
+	ss.reply(id, transport.CodeError, e)
+}
+
+// authenticate handles Register, Login and Auth (protocol.md §5).
+func (ss *session) authenticate(f transport.Frame) {
+	exporter, err := ss.c.Exporter()
+	if err != nil {
+		ss.fail(f.ID, &transport.Error{Code: transport.ErrInternal, Message: "no TLS exporter"})
+		return
+	}
+	srv := ss.srv
+	now := srv.cfg.Now()
+	var w transport.Welcome
+	receive := false
+	switch f.Code {
+	case transport.CodeRegister, transport.CodeLogin:
+		var req transport.Enroll
+		if !ss.decode(f, &req) {
+			return
+		}
+		user, err := transport.CanonicalUser(req.User)
+		if err != nil {
+			ss.fail(f.ID, &transport.Error{Code: transport.ErrInvalidName, Message: err.Error()})
+			return
+		}
+		if !ed25519.Verify(req.DeviceKey, transport.AuthTranscript(f.Code, exporter, user, 0), req.Signature) {
+			ss.authFailed(f.ID, user, "device signature invalid")
+			return
+		}
+		w.User = user
+		if f.Code == transport.CodeRegister {
+			w.Device, err = ss.register(user, &req, now)
+		} else {
+			w.Device, err = ss.login(user, &req, now)
+		}
+		if err != nil {
+			if errors.Is(err, errBadCredentials) {
+				ss.authFailed(f.ID, user, "wrong password or unknown user")
+			} else {
+				ss.fail(f.ID, wireError(err))
+			}
+			return
+		}
+	case transport.CodeAuth:
+		var req transport.Auth
+		if !ss.decode(f, &req) {
+			return
+		}
+		user, err := transport.CanonicalUser(req.User)
+		if err != nil {
+			ss.authFailed(f.ID, req.User, "invalid user name")
+			return
+		}
+		dev, ok := srv.store.lookupDevice(user, req.Device)
+		if !ok || !ed25519.Verify(dev.Key, transport.AuthTranscript(transport.CodeAuth, exporter, user, req.Device), req.Signature) {
+			ss.authFailed(f.ID, user, "unknown device or bad signature")
+			return
+		}
+		w.User, w.Device = user, req.Device
+		receive = req.Receive
+		srv.store.touchDevice(user, req.Device, now)
+	}
+	ss.user, ss.device = w.User, w.Device
+	ss.log = ss.log.With("user", ss.user, "device", ss.device)
+	close(ss.authed)
+	w.ServerTime = now.UnixMilli()
+	ss.reply(f.ID, transport.CodeWelcome, &w)
+	ss.log.Debug("authenticated", "receive", receive)
+	if receive {
+		srv.addReceiver(ss)
+		ss.bg.Go(ss.deliver)
+	}
+}
+
+func (ss *session) authFailed(id uint32, user, why string) {
+	ss.srv.stats.AuthFailed.Add(1)
+	ss.log.Warn("authentication failed", "user", user, "why", why)
+	// Deliberately vague on the wire (STYLE: authentication failures stay vague).
+	ss.fail(id, &transport.Error{Code: transport.ErrUnauthorized, Message: "authentication failed: invalid user name, password or device key"})
+}
+
+func (ss *session) hash(fn func()) {
+	ss.srv.hashSem <- struct{}{}
+	defer func() { <-ss.srv.hashSem }()
+	fn()
+}
+
+func (ss *session) register(user string, req *transport.Enroll, now time.Time) (uint32, error) {
+	if len(req.Password) < MinPassword {
+		return 0, &transport.Error{Code: transport.ErrBadRequest, Message: fmt.Sprintf("password must be at least %d characters", MinPassword)}
+	}
+	if _, exists := ss.srv.store.lookupUser(user); exists {
+		return 0, errUserExists // checked early to spare the hash; checked again on write
+	}
+	var phc string
+	var err error
+	ss.hash(func() { phc, err = hashPassword(ss.srv.rand, req.Password) })
+	if err != nil {
+		return 0, err
+	}
+	if err := ss.srv.store.createAccount(ss.ctx, user, phc, req.DeviceKey, req.DeviceName, now); err != nil {
+		return 0, err
+	}
+	ss.log.Info("registered", "user", user)
+	return 1, nil
+}
+
+func (ss *session) login(user string, req *transport.Enroll, now time.Time) (uint32, error) {
+	rec, ok := ss.srv.store.lookupUser(user)
+	phc := rec.PasswordHash
+	if !ok {
+		phc = dummyHash() // same cost as for a real account
+	}
+	var match bool
+	ss.hash(func() { match = checkPassword(phc, req.Password) })
+	if !ok || !match {
+		return 0, errBadCredentials
+	}
+	id, err := ss.srv.store.addDevice(ss.ctx, user, phc, req.DeviceKey, req.DeviceName, now)
+	if err == nil {
+		ss.log.Info("device added", "user", user, "device", id)
+	}
+	return id, err
+}
+
+func (ss *session) handleDevices(id uint32, req *transport.DevicesRequest) {
+	user, err := transport.CanonicalUser(req.User)
+	if err != nil {
+		ss.fail(id, &transport.Error{Code: transport.ErrInvalidName, Message: err.Error()})
+		return
+	}
+	list, ok := ss.srv.store.devices(user)
+	if !ok {
+		ss.fail(id, wireError(&NoSuchUserError{User: user}))
+		return
+	}
+	ss.reply(id, transport.CodeDeviceList, &transport.DeviceList{Devices: list})
+}
+
+func (ss *session) handleSend(id uint32, req *transport.Send) {
+	for i := range req.Envelopes {
+		u, err := transport.CanonicalUser(req.Envelopes[i].User)
+		if err != nil {
+			ss.fail(id, &transport.Error{Code: transport.ErrInvalidName, Message: err.Error()})
+			return
+		}
+		req.Envelopes[i].User = u
+	}
+	srv := ss.srv
+	res, err := srv.store.storeMessage(ss.ctx, ss.user, ss.device, req, srv.cfg.Now())
+	if err != nil {
+		if ss.ctx.Err() == nil {
+			ss.log.Debug("send refused", "err", err)
+		}
+		ss.fail(id, wireError(err))
+		return
+	}
+	if !res.Duplicate {
+		srv.stats.MessagesIn.Add(1)
+		srv.wake(res.Devices)
+	}
+	ss.reply(id, transport.CodeSent, &transport.Sent{ServerTime: res.ServerTime, Duplicate: res.Duplicate})
+}
+
+// deliver pushes the device's mailbox: first the backlog, then QueueEmpty,
+// then new entries as they are stored (protocol.md §6.2). Entries stay in
+// the mailbox until acked, so a connection lost mid-push loses nothing.
+func (ss *session) deliver() {
+	var last uint64
+	sentEmpty := false
+	frames := make([]transport.Frame, 0, pushBatch+1)
+	for {
+		entries := ss.srv.store.pending(ss.user, ss.device, last, pushBatch)
+		frames = frames[:0]
+		for i := range entries {
+			frames = append(frames, transport.Frame{Code: transport.CodeDeliver, Body: transport.Marshal(&entries[i])})
+			last = entries[i].Seq
+		}
+		if len(entries) < pushBatch && !sentEmpty {
+			frames = append(frames, transport.Frame{Code: transport.CodeQueueEmpty})
+			sentEmpty = true
+		}
+		if len(frames) > 0 {
+			if err := ss.c.WriteFrames(frames...); err != nil {
+				ss.stop()
+				return
+			}
+			ss.srv.stats.Deliveries.Add(int64(len(entries)))
+		}
+		if len(entries) == pushBatch {
+			continue
+		}
+		select {
+		case <-ss.wake:
+		case <-ss.ctx.Done():
+			return
+		}
+	}
+}
+
+// wireError maps an error to its wire form; unexpected errors are logged
+// and reported without detail.
+func wireError(err error) *transport.Error {
+	var we *transport.Error
+	var nsu *NoSuchUserError
+	var dm *DeviceMismatchError
+	switch {
+	case errors.As(err, &we):
+		return we
+	case errors.As(err, &nsu):
+		return &transport.Error{Code: transport.ErrNoSuchUser, Message: nsu.Error()}
+	case errors.As(err, &dm):
+		return &transport.Error{Code: transport.ErrDeviceMismatch, Message: dm.Error(), Devices: dm.Devices}
+	case errors.Is(err, errUserExists):
+		return &transport.Error{Code: transport.ErrUserExists, Message: err.Error()}
+	case errors.Is(err, errTooManyDevices):
+		return &transport.Error{Code: transport.ErrTooManyDevices, Message: err.Error()}
+	case errors.Is(err, context.Canceled):
+		return &transport.Error{Code: transport.ErrUnavailable, Message: "server shutting down"}
+	}
+	slog.Error("request failed", "err", err)
+	return &transport.Error{Code: transport.ErrInternal, Message: "internal server error"}
+}

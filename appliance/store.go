@@ -1,0 +1,253 @@
+package appliance
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// The store is one bbolt file, docs/protocol.md §7. Buckets:
+//
+//	meta       schema version, server key
+//	users      name → userRecord
+//	devices    deviceKey(name, id) → deviceRecord
+//	mailboxes  deviceKey(name, id) → bucket: seq (u64 BE) → mailbox entry
+//	dedup      sender deviceKey ‖ message id → u64 BE unix ms of the first store
+const schemaVersion = 1
+
+var (
+	bucketMeta      = []byte("meta")
+	bucketUsers     = []byte("users")
+	bucketDevices   = []byte("devices")
+	bucketMailboxes = []byte("mailboxes")
+	bucketDedup     = []byte("dedup")
+
+	keySchema    = []byte("schema")
+	keyServerKey = []byte("server_key")
+)
+
+// maxBatch bounds how many writes share one commit.
+const maxBatch = 512
+
+// Store is the server's bbolt database with its single writer goroutine.
+// Every write goes through update, which group-commits: the writer takes
+// the first pending write, then whatever else is already waiting, runs them
+// all in one transaction and fsyncs once (DESIGN §4).
+type Store struct {
+	db     *bolt.DB
+	writes chan *writeOp
+	done   chan struct{} // closed when the writer has exited
+}
+
+type writeOp struct {
+	fn  func(tx *bolt.Tx) error
+	err chan error
+}
+
+// rejectError marks a write that refused its input before writing anything:
+// the rest of its batch commits.
+type rejectError struct{ err error }
+
+func (e *rejectError) Error() string { return e.err.Error() }
+func (e *rejectError) Unwrap() error { return e.err }
+
+// reject wraps err so the writer knows the op wrote nothing.
+func reject(err error) error { return &rejectError{err} }
+
+// openStore opens or creates the database at path. A database held by
+// another process fails after a short wait with ErrDataInUse.
+func openStore(path string) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 500 * time.Millisecond})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, ErrDataInUse
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketUsers, bucketDevices, bucketMailboxes, bucketDedup} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		v := meta.Get(keySchema)
+		switch {
+		case v == nil:
+			return meta.Put(keySchema, u64(schemaVersion))
+		case len(v) != 8:
+			return fmt.Errorf("store schema version is corrupt")
+		case binary.BigEndian.Uint64(v) > schemaVersion:
+			return fmt.Errorf("store schema version %d is newer than this binary supports (%d)", binary.BigEndian.Uint64(v), schemaVersion)
+		}
+		// Migrations from older versions go here, one step at a time.
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Store{db: db, writes: make(chan *writeOp, maxBatch), done: make(chan struct{})}
+	go s.writer()
+	return s, nil
+}
+
+// Close stops the writer after the writes already queued and closes the file.
+func (s *Store) Close() error {
+	close(s.writes)
+	<-s.done
+	return s.db.Close()
+}
+
+// update runs fn in the writer's next transaction and returns once that
+// transaction is durably committed. fn may run more than once if another
+// write in its batch fails; it must return a reject error only before it
+// has written anything.
+func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	op := &writeOp{fn: fn, err: make(chan error, 1)}
+	select {
+	case s.writes <- op:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued the op runs; wait for it even if ctx ends, so that a
+	// caller never reports failure for a write that committed.
+	return <-op.err
+}
+
+// updateAsync queues fn without waiting for its commit.
+func (s *Store) updateAsync(fn func(tx *bolt.Tx) error) {
+	s.writes <- &writeOp{fn: fn, err: make(chan error, 1)}
+}
+
+func (s *Store) writer() {
+	defer close(s.done)
+	batch := make([]*writeOp, 0, maxBatch)
+	for op := range s.writes {
+		batch = append(batch[:0], op)
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case op, ok := <-s.writes:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, op)
+			default:
+				break drain
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+// commit runs a batch in one transaction. A write that fails other than by
+// rejecting its input aborts the transaction; it is then reported and the
+// rest of the batch runs again without it, as bolt.DB.Batch does.
+func (s *Store) commit(batch []*writeOp) {
+	for len(batch) > 0 {
+		results := make([]error, len(batch))
+		failed := -1
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for i, op := range batch {
+				err := op.fn(tx)
+				var rej *rejectError
+				if errors.As(err, &rej) {
+					results[i] = rej.err
+					continue
+				}
+				if err != nil {
+					failed = i
+					return err
+				}
+			}
+			return nil
+		})
+		if failed >= 0 {
+			batch[failed].err <- err
+			batch = append(batch[:failed:failed], batch[failed+1:]...)
+			continue
+		}
+		for i, op := range batch {
+			if err != nil {
+				op.err <- err // the commit itself failed
+			} else {
+				op.err <- results[i]
+			}
+		}
+		return
+	}
+}
+
+// serverKey returns the server's Ed25519 key, generating and storing it on
+// first start.
+func (s *Store) serverKey(ctx context.Context, rand io.Reader) (ed25519.PrivateKey, error) {
+	var seed []byte
+	s.db.View(func(tx *bolt.Tx) error {
+		seed = append(seed, tx.Bucket(bucketMeta).Get(keyServerKey)...)
+		return nil
+	})
+	if len(seed) == ed25519.SeedSize {
+		return ed25519.NewKeyFromSeed(seed), nil
+	}
+	if seed != nil {
+		return nil, errors.New("stored server key is corrupt")
+	}
+	_, key, err := ed25519.GenerateKey(rand)
+	if err != nil {
+		return nil, err
+	}
+	err = s.update(ctx, func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get(keyServerKey); v != nil {
+			return reject(errors.New("server key created concurrently"))
+		}
+		return meta.Put(keyServerKey, key.Seed())
+	})
+	return key, err
+}
+
+// size returns the store file's size in bytes.
+func (s *Store) size() int64 {
+	var n int64
+	s.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	return n
+}
+
+// Backup writes a consistent copy of the database to w while it serves.
+func (s *Store) Backup(w io.Writer) (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+func u64(v uint64) []byte {
+	return binary.BigEndian.AppendUint64(nil, v)
+}
+
+// deviceKey is the key of a device in the devices and mailboxes buckets.
+func deviceKey(user string, id uint32) []byte {
+	k := make([]byte, 0, len(user)+5)
+	k = append(k, user...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint32(k, id)
+}
+
+// parseDeviceKey splits a deviceKey.
+func parseDeviceKey(k []byte) (string, uint32, bool) {
+	if len(k) < 6 || k[len(k)-5] != 0 {
+		return "", 0, false
+	}
+	return string(k[:len(k)-5]), binary.BigEndian.Uint32(k[len(k)-4:]), true
+}

@@ -1,0 +1,293 @@
+// Package cli implements securechat's scriptable commands of DESIGN §7
+// (register, login, send, recv) on top of the client engine, for people,
+// scripts, bots and tests.
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/securechat/securechat/client"
+	"github.com/securechat/securechat/internal/usage"
+	"github.com/securechat/securechat/transport"
+)
+
+// Env is what a command reads and writes besides its arguments.
+type Env struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+}
+
+// OSEnv is the process's environment.
+func OSEnv() Env {
+	return Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+}
+
+// connectTimeout bounds dialing and authenticating.
+const connectTimeout = 15 * time.Second
+
+func homeFlag(fs *flag.FlagSet, env Env) *string {
+	def := env.Getenv("SECURECHAT_HOME")
+	if def == "" {
+		def = client.DefaultHome()
+	}
+	return fs.String("home", def, "client home `directory` (env SECURECHAT_HOME)")
+}
+
+// Register is `securechat register` and, with login set, `securechat login`.
+func Register(ctx context.Context, args []string, env Env, login bool) error {
+	name := "register"
+	if login {
+		name = "login"
+	}
+	fs := usage.NewFlagSet(name, env.Stderr)
+	home := homeFlag(fs, env)
+	server := fs.String("server", "", "server `HOST:PORT`")
+	user := fs.String("user", "", "user `name`")
+	serverKey := fs.String("server-key", "", "expected server key `fingerprint` (64 hex digits); without it the key is trusted on first use")
+	invite := fs.String("invite", "", "invite `code`, when registration is invite-only")
+	deviceName := fs.String("device-name", hostname(), "a `name` for this device")
+	pwStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
+	if err := usage.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usage.Errorf("%s: unexpected argument %q", name, fs.Arg(0))
+	}
+	if *server == "" || *user == "" {
+		return usage.Errorf("%s: --server and --user are required", name)
+	}
+	if login && *invite != "" {
+		return usage.Errorf("login: --invite is for register")
+	}
+	var pin transport.Fingerprint
+	if *serverKey != "" {
+		var err error
+		if pin, err = transport.ParseFingerprint(*serverKey); err != nil {
+			return usage.Errorf("%s: --server-key: %v", name, err)
+		}
+	}
+	if _, err := transport.CanonicalUser(*user); err != nil {
+		return err
+	}
+	password, err := readPassword(env, *pwStdin, !login)
+	if err != nil {
+		return err
+	}
+	if !login && len(password) < 8 {
+		return errors.New("password must be at least 8 characters")
+	}
+	h, err := client.OpenHome(*home)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	opts := client.EnrollOptions{Server: *server, User: *user, Password: password, Pin: pin, Invite: *invite, DeviceName: *deviceName}
+	enroll := client.Register
+	if login {
+		enroll = client.Login
+	}
+	prof, err := enroll(ctx, h, opts)
+	if err != nil {
+		return err
+	}
+	if pin.IsZero() {
+		fmt.Fprintf(env.Stderr, "server key fingerprint: %s\n  trusted on first use and pinned: compare it with the fingerprint the server printed at start\n", prof.Fingerprint)
+	}
+	verb := "registered"
+	if login {
+		verb = "logged in"
+	}
+	fmt.Fprintf(env.Stdout, "%s %s (device %d) on %s\n", verb, prof.User, prof.Device, prof.Server)
+	return nil
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+// readPassword takes the password from SECURECHAT_PASSWORD, standard input
+// or a prompt on the terminal, in that order (DESIGN §7).
+func readPassword(env Env, fromStdin, confirm bool) (string, error) {
+	if fromStdin {
+		line, err := bufio.NewReader(env.Stdin).ReadString('\n')
+		if err != nil && (err != io.EOF || line == "") {
+			return "", errors.New("--password-stdin: no password on standard input")
+		}
+		return strings.TrimRight(line, "\r\n"), nil
+	}
+	if p := env.Getenv("SECURECHAT_PASSWORD"); p != "" {
+		return p, nil
+	}
+	f, ok := env.Stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return "", errors.New("no password: set SECURECHAT_PASSWORD or use --password-stdin")
+	}
+	fmt.Fprint(env.Stderr, "password: ")
+	b, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(env.Stderr)
+	if err != nil {
+		return "", err
+	}
+	if confirm {
+		fmt.Fprint(env.Stderr, "password again: ")
+		again, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(env.Stderr)
+		if err != nil {
+			return "", err
+		}
+		if string(again) != string(b) {
+			return "", errors.New("passwords do not match")
+		}
+	}
+	return string(b), nil
+}
+
+// connect opens the home and authenticates.
+func connect(ctx context.Context, dir string, receive bool) (*client.Home, *client.Client, error) {
+	h, err := client.OpenHome(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	c, err := client.Connect(cctx, h, client.Options{Receive: receive})
+	if err != nil {
+		h.Close()
+		return nil, nil, err
+	}
+	return h, c, nil
+}
+
+// flushOutbox resends messages whose confirmation an earlier run lost.
+func flushOutbox(ctx context.Context, c *client.Client, env Env) error {
+	done, err := c.FlushOutbox(ctx)
+	for _, o := range done {
+		if o.Err != nil {
+			fmt.Fprintf(env.Stderr, "earlier message to %s failed: %v\n", o.To, o.Err)
+		}
+	}
+	return err
+}
+
+// Send is `securechat send`.
+func Send(ctx context.Context, args []string, env Env) error {
+	fs := usage.NewFlagSet("send", env.Stderr)
+	home := homeFlag(fs, env)
+	to := fs.String("to", "", "recipient user `name`")
+	if err := usage.Parse(fs, args); err != nil {
+		return err
+	}
+	if *to == "" {
+		return usage.Errorf("send: --to is required")
+	}
+	if fs.NArg() == 0 {
+		return usage.Errorf("send: no message text")
+	}
+	text := strings.Join(fs.Args(), " ")
+	h, c, err := connect(ctx, *home, false)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	defer c.Close()
+	if err := flushOutbox(ctx, c, env); err != nil {
+		return err
+	}
+	_, err = c.SendText(ctx, *to, text)
+	return err
+}
+
+// jsonMessage is one line of `recv --json` (DESIGN §7).
+type jsonMessage struct {
+	ID     string `json:"id"`
+	From   string `json:"from"`
+	Group  string `json:"group"`
+	Text   string `json:"text"`
+	SentAt string `json:"sent_at"`
+	Kind   string `json:"kind"`
+}
+
+// Recv is `securechat recv`: it prints what the server has queued, then
+// what arrives until --wait passes with nothing new.
+func Recv(ctx context.Context, args []string, env Env) error {
+	fs := usage.NewFlagSet("recv", env.Stderr)
+	home := homeFlag(fs, env)
+	wait := fs.Duration("wait", 0, "after the queue is empty, keep waiting this long for new messages")
+	asJSON := fs.Bool("json", false, "print one JSON object per message")
+	if err := usage.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usage.Errorf("recv: unexpected argument %q", fs.Arg(0))
+	}
+	if *wait < 0 {
+		return usage.Errorf("recv: --wait must not be negative")
+	}
+	h, c, err := connect(ctx, *home, true)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	defer c.Close()
+	if err := flushOutbox(ctx, c, env); err != nil {
+		return err
+	}
+	out := bufio.NewWriter(env.Stdout)
+	defer out.Flush()
+	enc := json.NewEncoder(out)
+	enc.SetEscapeHTML(false)
+
+	var timeout <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timeout:
+			return nil
+		case ev, ok := <-c.Events():
+			if !ok {
+				return errors.New("connection closed")
+			}
+			switch ev.Type {
+			case client.EventClosed:
+				return ev.Err
+			case client.EventQueueEmpty:
+				timeout = time.After(*wait)
+			case client.EventMessage:
+				m := ev.Message
+				if *asJSON {
+					err = enc.Encode(jsonMessage{ID: m.ID, From: m.From, Group: m.Group, Text: m.Text, SentAt: m.SentAt.UTC().Format(time.RFC3339Nano), Kind: m.Kind})
+				} else {
+					_, err = fmt.Fprintf(out, "[%s] %s: %s\n", m.SentAt.Local().Format("2006-01-02 15:04:05"), m.From, m.Text)
+				}
+				if err == nil {
+					err = out.Flush()
+				}
+				if err != nil {
+					return err // not acked: the server keeps it
+				}
+				if err := c.Ack(m); err != nil {
+					return err
+				}
+				if timeout != nil {
+					timeout = time.After(*wait) // --wait counts from the last message
+				}
+			}
+		}
+	}
+}

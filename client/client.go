@@ -1,0 +1,392 @@
+// Package client is the securechat client engine: it registers and
+// authenticates devices, sends and receives messages, keeps the local
+// store in the home directory, and reports to front ends (the scriptable
+// commands, the terminal UI) through an event stream. It never calls a
+// front end.
+package client
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/securechat/securechat/transport"
+)
+
+var errEOF = io.EOF
+
+// EventType says what an Event reports.
+type EventType int
+
+const (
+	EventMessage    EventType = 1 // Message arrived
+	EventQueueEmpty EventType = 2 // the server pushed all it had queued
+	EventClosed     EventType = 3 // the connection ended; Err says why
+)
+
+// Event is what the engine tells front ends.
+type Event struct {
+	Type    EventType
+	Message *Message
+	Err     error
+}
+
+// Options configure a Client. Zero values are defaults.
+type Options struct {
+	// Receive asks the server to push this device's mailbox.
+	Receive bool
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Rand is the randomness source; nil means crypto/rand.
+	Rand io.Reader
+}
+
+// Client is an authenticated connection of the home's device.
+type Client struct {
+	home *Home
+	prof *Profile
+	conn *transport.Conn
+	now  func() time.Time
+	rand io.Reader
+
+	mu      sync.Mutex // guards pending, nextID, err
+	pending map[uint32]chan transport.Frame
+	nextID  uint32
+	err     error // why the connection ended
+
+	events chan Event
+	done   chan struct{} // closed when the read loop ends
+
+	devMu   sync.Mutex // guards devices
+	devices map[string][]transport.DeviceInfo
+}
+
+// dial connects to server and starts the read loop.
+func dial(ctx context.Context, home *Home, server string, pin *transport.Pinner, opts Options) (*Client, error) {
+	conn, err := transport.Dial(ctx, server, pin)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		home:    home,
+		conn:    conn,
+		now:     opts.Now,
+		rand:    opts.Rand,
+		pending: make(map[uint32]chan transport.Frame),
+		events:  make(chan Event, 256),
+		done:    make(chan struct{}),
+		devices: make(map[string][]transport.DeviceInfo),
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.rand == nil {
+		c.rand = rand.Reader
+	}
+	go c.readLoop()
+	return c, nil
+}
+
+// Connect authenticates the home's device to its server (protocol.md §5.2).
+func Connect(ctx context.Context, home *Home, opts Options) (*Client, error) {
+	prof, err := home.Profile()
+	if err != nil {
+		return nil, err
+	}
+	c, err := dial(ctx, home, prof.Server, &transport.Pinner{Pin: prof.Fingerprint}, opts)
+	if err != nil {
+		return nil, err
+	}
+	c.prof = prof
+	exporter, err := c.conn.Exporter()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	req := &transport.Auth{
+		User:      prof.User,
+		Device:    prof.Device,
+		Signature: ed25519.Sign(prof.DeviceKey, transport.AuthTranscript(transport.CodeAuth, exporter, prof.User, prof.Device)),
+		Receive:   opts.Receive,
+	}
+	var w transport.Welcome
+	if err := c.request(ctx, transport.CodeAuth, req, transport.CodeWelcome, &w); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// EnrollOptions are the inputs of Register and Login.
+type EnrollOptions struct {
+	Server     string
+	User       string
+	Password   string
+	Pin        transport.Fingerprint // zero: trust on first use
+	Invite     string
+	DeviceName string
+	Rand       io.Reader
+}
+
+// Register creates an account with this home as its first device; Login
+// adds this home as a new device of an existing account. Both store the
+// profile in home and return it; Profile.Fingerprint is the server key that
+// is now pinned.
+func Register(ctx context.Context, home *Home, o EnrollOptions) (*Profile, error) {
+	return enroll(ctx, home, transport.CodeRegister, o)
+}
+
+// Login: see Register.
+func Login(ctx context.Context, home *Home, o EnrollOptions) (*Profile, error) {
+	return enroll(ctx, home, transport.CodeLogin, o)
+}
+
+func enroll(ctx context.Context, home *Home, code transport.Code, o EnrollOptions) (*Profile, error) {
+	if p, err := home.Profile(); err == nil {
+		return nil, fmt.Errorf("home %s already holds %s on %s; use another --home", home.Dir, p.User, p.Server)
+	} else if !errors.Is(err, ErrNotRegistered) {
+		return nil, err
+	}
+	user, err := transport.CanonicalUser(o.User)
+	if err != nil {
+		return nil, err
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Reader
+	}
+	pub, priv, err := ed25519.GenerateKey(o.Rand)
+	if err != nil {
+		return nil, err
+	}
+	pin := &transport.Pinner{Pin: o.Pin}
+	c, err := dial(ctx, home, o.Server, pin, Options{Rand: o.Rand})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	exporter, err := c.conn.Exporter()
+	if err != nil {
+		return nil, err
+	}
+	req := &transport.Enroll{
+		User:       user,
+		Password:   o.Password,
+		DeviceKey:  pub,
+		Signature:  ed25519.Sign(priv, transport.AuthTranscript(code, exporter, user, 0)),
+		Invite:     o.Invite,
+		DeviceName: o.DeviceName,
+	}
+	var w transport.Welcome
+	if err := c.request(ctx, code, req, transport.CodeWelcome, &w); err != nil {
+		return nil, err
+	}
+	prof := &Profile{Server: o.Server, Fingerprint: pin.Seen(), User: w.User, Device: w.Device, DeviceKey: priv}
+	if err := home.saveProfile(prof); err != nil {
+		return nil, fmt.Errorf("account created on the server but not saved in %s: %w", home.Dir, err)
+	}
+	return prof, nil
+}
+
+// Profile is the identity this client authenticated as.
+func (c *Client) Profile() *Profile { return c.prof }
+
+// Events delivers pushes and the end of the connection; it is closed after
+// the EventClosed event.
+func (c *Client) Events() <-chan Event { return c.events }
+
+// Close ends the connection. It first makes one round trip, so that acks
+// written before it are read by the server rather than lost with the
+// connection.
+func (c *Client) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	c.request(ctx, transport.CodePing, &transport.Empty{}, transport.CodeOK, &transport.Empty{})
+	cancel()
+	c.conn.Close(transport.CloseNormal, "")
+	<-c.done
+	return nil
+}
+
+// ConnError reports that the connection failed while a request was
+// outstanding: its outcome is unknown.
+type ConnError struct{ Err error }
+
+func (e *ConnError) Error() string { return e.Err.Error() }
+func (e *ConnError) Unwrap() error { return e.Err }
+
+// request sends a request and decodes the response of code want into resp.
+// A server Error response is returned as *transport.Error.
+func (c *Client) request(ctx context.Context, code transport.Code, body transport.Marshaler, want transport.Code, resp transport.Unmarshaler) error {
+	ch := make(chan transport.Frame, 1)
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return &ConnError{err}
+	}
+	c.nextID++
+	if c.nextID == 0 {
+		c.nextID = 1
+	}
+	id := c.nextID
+	c.pending[id] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+	}()
+	if err := c.conn.WriteFrame(code, id, body); err != nil {
+		return &ConnError{c.closedErr(err)}
+	}
+	select {
+	case f, ok := <-ch:
+		if !ok {
+			return &ConnError{c.closedErr(nil)}
+		}
+		switch f.Code {
+		case want:
+			if err := transport.Unmarshal(f.Body, resp); err != nil {
+				return fmt.Errorf("server sent a malformed %s: %w", want, err)
+			}
+			return nil
+		case transport.CodeError:
+			var e transport.Error
+			if err := transport.Unmarshal(f.Body, &e); err != nil {
+				return fmt.Errorf("server sent a malformed error: %w", err)
+			}
+			return &e
+		default:
+			return fmt.Errorf("server answered %s with %s", code, f.Code)
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *Client) closedErr(fallback error) error {
+	<-c.done
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
+	return fallback
+}
+
+func (c *Client) readLoop() {
+	var err error
+	for {
+		var f transport.Frame
+		f, err = c.conn.ReadFrame()
+		if err != nil {
+			break
+		}
+		if f.ID != 0 {
+			c.mu.Lock()
+			ch := c.pending[f.ID]
+			c.mu.Unlock()
+			if ch != nil {
+				ch <- f
+			}
+			continue
+		}
+		switch f.Code {
+		case transport.CodeDeliver:
+			c.handleDeliver(f.Body)
+		case transport.CodeQueueEmpty:
+			c.events <- Event{Type: EventQueueEmpty}
+		case transport.CodeError:
+			var e transport.Error
+			if transport.Unmarshal(f.Body, &e) == nil {
+				err = &e
+			}
+		}
+	}
+	err = describeClose(err)
+	c.mu.Lock()
+	c.err = err
+	for id, ch := range c.pending {
+		close(ch)
+		delete(c.pending, id)
+	}
+	c.mu.Unlock()
+	close(c.done)
+	c.events <- Event{Type: EventClosed, Err: err}
+	close(c.events)
+}
+
+func describeClose(err error) error {
+	var ce *transport.ClosedError
+	if errors.As(err, &ce) {
+		if ce.Code == transport.CloseNormal {
+			return errors.New("server closed the connection")
+		}
+		return fmt.Errorf("server closed the connection: %s", ce.Reason)
+	}
+	if errors.Is(err, io.EOF) {
+		return errors.New("server closed the connection")
+	}
+	if err == nil {
+		return errors.New("connection closed")
+	}
+	return fmt.Errorf("connection lost: %w", err)
+}
+
+func (c *Client) handleDeliver(body []byte) {
+	var d transport.Deliver
+	if err := transport.Unmarshal(body, &d); err != nil {
+		return // nothing to ack it by; the server resends it next time
+	}
+	if c.home.wasSeen(d.From, d.FromDevice, d.MessageID) {
+		c.sendAck(d.Seq) // a redelivery of something already handed on
+		return
+	}
+	m := &Message{
+		Seq:        d.Seq,
+		ID:         hex.EncodeToString(d.MessageID),
+		From:       d.From,
+		FromDevice: d.FromDevice,
+		ServerTime: time.UnixMilli(d.ServerTime),
+		rawID:      d.MessageID,
+	}
+	content, err := openPayload(d.Payload)
+	if err != nil {
+		m.Kind, m.Text, m.SentAt = "error", "message could not be read: "+err.Error(), m.ServerTime
+	} else {
+		m.Kind, m.Text, m.Group, m.SentAt = content.Kind.String(), content.Text, content.Group, time.UnixMilli(content.SentAt)
+	}
+	c.events <- Event{Type: EventMessage, Message: m}
+}
+
+// Ack records msgs as handed on and tells the server to delete them. Call
+// it once the front end has kept them (printed, stored in history).
+func (c *Client) Ack(msgs ...*Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := c.home.markSeen(msgs, c.now()); err != nil {
+		return err
+	}
+	seqs := make([]uint64, len(msgs))
+	for i, m := range msgs {
+		seqs[i] = m.Seq
+	}
+	return c.sendAck(seqs...)
+}
+
+func (c *Client) sendAck(seqs ...uint64) error {
+	for len(seqs) > 0 {
+		n := min(len(seqs), transport.MaxAcks)
+		if err := c.conn.WriteFrame(transport.CodeAck, 0, &transport.Ack{Seqs: seqs[:n]}); err != nil {
+			return err
+		}
+		seqs = seqs[n:]
+	}
+	return nil
+}

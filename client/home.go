@@ -1,0 +1,205 @@
+package client
+
+import (
+	"crypto/ed25519"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/securechat/securechat/transport"
+)
+
+// The home directory (DESIGN §7, --home) holds one client identity in
+// client.db, a bbolt file:
+//
+//	meta    "profile" → Profile
+//	seen    sender deviceKey ‖ message id → u64 BE unix ms; deliveries already handed on
+//	outbox  message id → outboxEntry; Sends transmitted but not yet confirmed
+const homeDB = "client.db"
+
+var (
+	bucketMeta   = []byte("meta")
+	bucketSeen   = []byte("seen")
+	bucketOutbox = []byte("outbox")
+	keyProfile   = []byte("profile")
+)
+
+// seenTTL is how long a delivered message id is remembered to drop
+// redeliveries; the server's mailbox TTL bounds how late one can come.
+const seenTTL = 45 * 24 * time.Hour
+
+// ErrNotRegistered is returned when a home holds no identity yet.
+var ErrNotRegistered = errors.New("this home has no account yet: run securechat register (or login) first")
+
+// ErrHomeInUse is returned when another process has the home open.
+var ErrHomeInUse = errors.New("home is in use by another securechat process")
+
+// Home is an open client home directory.
+type Home struct {
+	Dir    string
+	db     *bolt.DB
+	pruned bool // seen records older than seenTTL were dropped this session
+}
+
+// Profile is the identity a home holds.
+type Profile struct {
+	Server      string // HOST:PORT
+	Fingerprint transport.Fingerprint
+	User        string
+	Device      uint32
+	DeviceKey   ed25519.PrivateKey
+}
+
+func (p *Profile) MarshalFields(e *transport.Encoder) {
+	e.String(1, p.Server)
+	e.BytesField(2, p.Fingerprint.Bytes())
+	e.String(3, p.User)
+	e.Uint(4, uint64(p.Device))
+	e.BytesField(5, p.DeviceKey.Seed())
+}
+
+func (p *Profile) UnmarshalFields(d *transport.Decoder) error {
+	return transport.ForEachField(d, func(f transport.Field) (err error) {
+		switch f.Num {
+		case 1:
+			p.Server, err = f.String(512)
+		case 2:
+			p.Fingerprint, err = transport.FingerprintFromBytes(f.Value)
+		case 3:
+			p.User, err = f.String(transport.MaxUserName)
+		case 4:
+			p.Device, err = f.Uint32()
+		case 5:
+			var seed []byte
+			if seed, err = f.Fixed(ed25519.SeedSize); err == nil {
+				p.DeviceKey = ed25519.NewKeyFromSeed(seed)
+			}
+		default:
+			return f.Unknown()
+		}
+		return err
+	})
+}
+
+// DefaultHome is $SECURECHAT_HOME, else $XDG_DATA_HOME/securechat, else
+// ~/.local/share/securechat.
+func DefaultHome() string {
+	if h := os.Getenv("SECURECHAT_HOME"); h != "" {
+		return h
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "securechat")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "securechat")
+	}
+	return ".securechat"
+}
+
+// OpenHome opens (creating if needed) the home directory dir. Only one
+// process may have a home open at a time.
+func OpenHome(dir string) (*Home, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("home %s: %w", dir, err)
+	}
+	db, err := bolt.Open(filepath.Join(dir, homeDB), 0o600, &bolt.Options{Timeout: 300 * time.Millisecond})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("home %s: %w", dir, ErrHomeInUse)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("home %s: %w", dir, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketSeen, bucketOutbox} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("home %s: %w", dir, err)
+	}
+	return &Home{Dir: dir, db: db}, nil
+}
+
+// Close closes the home.
+func (h *Home) Close() error { return h.db.Close() }
+
+// Profile returns the home's identity, or ErrNotRegistered.
+func (h *Home) Profile() (*Profile, error) {
+	var p *Profile
+	err := h.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(keyProfile)
+		if v == nil {
+			return ErrNotRegistered
+		}
+		p = new(Profile)
+		if err := transport.Unmarshal(v, p); err != nil {
+			return fmt.Errorf("home %s: profile is corrupt: %w", h.Dir, err)
+		}
+		return nil
+	})
+	return p, err
+}
+
+func (h *Home) saveProfile(p *Profile) error {
+	return h.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyProfile, transport.Marshal(p))
+	})
+}
+
+func seenKey(from string, device uint32, id []byte) []byte {
+	k := make([]byte, 0, len(from)+5+len(id))
+	k = append(k, from...)
+	k = append(k, 0)
+	k = binary.BigEndian.AppendUint32(k, device)
+	return append(k, id...)
+}
+
+// wasSeen reports whether a message was already handed on.
+func (h *Home) wasSeen(from string, device uint32, id []byte) bool {
+	seen := false
+	h.db.View(func(tx *bolt.Tx) error {
+		seen = tx.Bucket(bucketSeen).Get(seenKey(from, device, id)) != nil
+		return nil
+	})
+	return seen
+}
+
+// markSeen durably records messages as handed on and forgets old records.
+func (h *Home) markSeen(msgs []*Message, now time.Time) error {
+	return h.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSeen)
+		for _, m := range msgs {
+			if err := b.Put(seenKey(m.From, m.FromDevice, m.rawID), binary.BigEndian.AppendUint64(nil, uint64(now.UnixMilli()))); err != nil {
+				return err
+			}
+		}
+		if h.pruned {
+			return nil
+		}
+		h.pruned = true
+		cutoff := uint64(now.Add(-seenTTL).UnixMilli())
+		var old [][]byte
+		b.ForEach(func(k, v []byte) error {
+			if len(v) != 8 || binary.BigEndian.Uint64(v) < cutoff {
+				old = append(old, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		for _, k := range old {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,243 @@
+package client
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/securechat/securechat/transport"
+)
+
+// SendResult is the server's confirmation of a Send.
+type SendResult struct {
+	ID         string    // hex message id
+	ServerTime time.Time // when the server stored it
+	Duplicate  bool      // the server already had it (a resend)
+}
+
+// UnconfirmedError means the message was transmitted but the connection
+// ended before the server confirmed it. It stays in the outbox and is sent
+// again, with the same id, by the next FlushOutbox; the server stores it at
+// most once.
+type UnconfirmedError struct{ Err error }
+
+func (e *UnconfirmedError) Error() string {
+	return fmt.Sprintf("%v; the server did not confirm the message, it will be retried with the same id on the next send or recv", e.Err)
+}
+func (e *UnconfirmedError) Unwrap() error { return e.Err }
+
+// outboxEntry is an outbox bucket value: what is needed to send a message
+// again, unchanged, or rebuilt for a changed device list.
+type outboxEntry struct {
+	To      string
+	Content []byte // marshalled Content
+	Send    []byte // marshalled transport.Send as last transmitted
+}
+
+func (o *outboxEntry) MarshalFields(e *transport.Encoder) {
+	e.String(1, o.To)
+	e.BytesField(2, o.Content)
+	e.BytesField(3, o.Send)
+}
+
+func (o *outboxEntry) UnmarshalFields(d *transport.Decoder) error {
+	return transport.ForEachField(d, func(f transport.Field) (err error) {
+		switch f.Num {
+		case 1:
+			o.To, err = f.String(transport.MaxUserName)
+		case 2:
+			o.Content, err = f.Bytes(transport.MaxPayload)
+		case 3:
+			o.Send, err = f.Bytes(transport.DefaultMaxFrame)
+		default:
+			return f.Unknown()
+		}
+		return err
+	})
+}
+
+// SendText sends a text message to user and returns once the server has
+// durably stored it for every device of user.
+func (c *Client) SendText(ctx context.Context, to, text string) (SendResult, error) {
+	if text == "" {
+		return SendResult{}, errors.New("message is empty")
+	}
+	if len(text) > MaxTextLen {
+		return SendResult{}, fmt.Errorf("message is too long: %d bytes, the limit is %d", len(text), MaxTextLen)
+	}
+	to, err := transport.CanonicalUser(to)
+	if err != nil {
+		return SendResult{}, err
+	}
+	id := make([]byte, transport.MessageIDLen)
+	if _, err := io.ReadFull(c.rand, id); err != nil {
+		return SendResult{}, err
+	}
+	content := &Content{Kind: KindText, Text: text, SentAt: c.now().UnixMilli()}
+	return c.SendContent(ctx, id, to, content)
+}
+
+// SendContent sends content under the given message id. Sending the same id
+// again is safe: the server stores a message id once.
+func (c *Client) SendContent(ctx context.Context, id []byte, to string, content *Content) (SendResult, error) {
+	entry := &outboxEntry{To: to, Content: transport.Marshal(content)}
+	msg, err := c.buildSend(ctx, id, to, content)
+	if err != nil {
+		return SendResult{}, err
+	}
+	return c.transmit(ctx, id, entry, msg)
+}
+
+// transmit sends msg, keeping it in the outbox until the server answers,
+// and rebuilds it when the recipient's devices changed.
+func (c *Client) transmit(ctx context.Context, id []byte, entry *outboxEntry, msg *transport.Send) (SendResult, error) {
+	var content Content
+	if err := transport.Unmarshal(entry.Content, &content); err != nil {
+		return SendResult{}, err
+	}
+	for attempt := 0; ; attempt++ {
+		entry.Send = transport.Marshal(msg)
+		if err := c.putOutbox(id, entry); err != nil {
+			return SendResult{}, err
+		}
+		var sent transport.Sent
+		err := c.request(ctx, transport.CodeSend, msg, transport.CodeSent, &sent)
+		var ce *ConnError
+		if errors.As(err, &ce) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return SendResult{}, &UnconfirmedError{Err: err}
+		}
+		var we *transport.Error
+		if errors.As(err, &we) && we.Code == transport.ErrDeviceMismatch && attempt < 3 {
+			c.updateDevices(entry.To, we.Devices)
+			if msg, err = c.buildSend(ctx, id, entry.To, &content); err != nil {
+				c.deleteOutbox(id)
+				return SendResult{}, err
+			}
+			continue
+		}
+		c.deleteOutbox(id)
+		if err != nil {
+			return SendResult{}, err
+		}
+		return SendResult{ID: hex.EncodeToString(id), ServerTime: time.UnixMilli(sent.ServerTime), Duplicate: sent.Duplicate}, nil
+	}
+}
+
+// buildSend makes one payload per device of to.
+func (c *Client) buildSend(ctx context.Context, id []byte, to string, content *Content) (*transport.Send, error) {
+	devs, err := c.Devices(ctx, to)
+	if err != nil {
+		return nil, err
+	}
+	msg := &transport.Send{MessageID: id}
+	for _, d := range devs {
+		if d.User == c.prof.User && d.ID == c.prof.Device {
+			continue
+		}
+		msg.Envelopes = append(msg.Envelopes, transport.Envelope{User: d.User, Device: d.ID, Payload: sealContent(content)})
+	}
+	if len(msg.Envelopes) == 0 {
+		return nil, fmt.Errorf("%s has no other device to send to", to)
+	}
+	return msg, nil
+}
+
+// Devices returns user's devices, from the cache or the server.
+func (c *Client) Devices(ctx context.Context, user string) ([]transport.DeviceInfo, error) {
+	c.devMu.Lock()
+	devs, ok := c.devices[user]
+	c.devMu.Unlock()
+	if ok {
+		return devs, nil
+	}
+	var list transport.DeviceList
+	if err := c.request(ctx, transport.CodeDevices, &transport.DevicesRequest{User: user}, transport.CodeDeviceList, &list); err != nil {
+		return nil, err
+	}
+	c.updateDevices(user, list.Devices)
+	return list.Devices, nil
+}
+
+func (c *Client) updateDevices(user string, devs []transport.DeviceInfo) {
+	var mine []transport.DeviceInfo
+	for _, d := range devs {
+		if d.User == user {
+			mine = append(mine, d)
+		}
+	}
+	c.devMu.Lock()
+	c.devices[user] = mine
+	c.devMu.Unlock()
+}
+
+func (c *Client) putOutbox(id []byte, e *outboxEntry) error {
+	return c.home.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketOutbox).Put(id, transport.Marshal(e))
+	})
+}
+
+func (c *Client) deleteOutbox(id []byte) {
+	c.home.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketOutbox).Delete(id)
+	})
+}
+
+// Outboxed is a message the outbox held, and what became of it.
+type Outboxed struct {
+	To     string
+	Result SendResult
+	Err    error
+}
+
+// FlushOutbox sends again every message whose confirmation was lost, with
+// its original id. It stops at the first connection failure.
+func (c *Client) FlushOutbox(ctx context.Context) ([]Outboxed, error) {
+	type item struct {
+		id    []byte
+		entry outboxEntry
+	}
+	var items []item
+	err := c.home.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketOutbox).ForEach(func(k, v []byte) error {
+			it := item{id: append([]byte(nil), k...)}
+			if transport.Unmarshal(v, &it.entry) == nil {
+				items = append(items, it)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []Outboxed
+	for _, it := range items {
+		var msg transport.Send
+		if err := transport.Unmarshal(it.entry.Send, &msg); err != nil {
+			c.deleteOutbox(it.id)
+			continue
+		}
+		res, err := c.transmit(ctx, it.id, &it.entry, &msg)
+		out = append(out, Outboxed{To: it.entry.To, Result: res, Err: err})
+		var ue *UnconfirmedError
+		if errors.As(err, &ue) {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// QueueOutbox puts a message into the outbox as if an earlier send had
+// transmitted it and then lost its confirmation. It is for tests of crash
+// recovery and for front ends that queue while offline.
+func (c *Client) QueueOutbox(ctx context.Context, id []byte, to string, content *Content) error {
+	msg, err := c.buildSend(ctx, id, to, content)
+	if err != nil {
+		return err
+	}
+	return c.putOutbox(id, &outboxEntry{To: to, Content: transport.Marshal(content), Send: transport.Marshal(msg)})
+}

@@ -1,0 +1,76 @@
+// Command securechat is a self-hosted, end-to-end-encrypted chat server
+// (securechat serve) and its clients, in one binary. See README.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/securechat/securechat/appliance"
+	"github.com/securechat/securechat/cli"
+	"github.com/securechat/securechat/internal/usage"
+)
+
+// version is set by the build (-ldflags "-X main.version=…").
+var version = "dev"
+
+const help = `usage: securechat COMMAND [flags]
+
+commands:
+  serve      run the server
+  register   create an account with this home as its first device
+  login      add this home as a device of an existing account
+  send       send a message
+  recv       print received messages
+  version    print the version
+
+Run securechat COMMAND -h for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], cli.OSEnv())
+	stop()
+	switch {
+	case err == nil:
+	case usage.Is(err):
+		if _, ok := err.(*usage.Error); ok {
+			fmt.Fprintln(os.Stderr, "securechat:", err)
+		}
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "securechat:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, env cli.Env) error {
+	if len(args) == 0 {
+		io.WriteString(env.Stderr, help)
+		return usage.Errorf("no command given")
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return appliance.Run(ctx, args, env.Stdout, env.Stderr)
+	case "register":
+		return cli.Register(ctx, args, env, false)
+	case "login":
+		return cli.Register(ctx, args, env, true)
+	case "send":
+		return cli.Send(ctx, args, env)
+	case "recv":
+		return cli.Recv(ctx, args, env)
+	case "version", "--version":
+		fmt.Fprintln(env.Stdout, "securechat", version)
+		return nil
+	case "help", "-h", "--help":
+		io.WriteString(env.Stdout, help)
+		return nil
+	}
+	return usage.Errorf("unknown command %q (run securechat help)", cmd)
+}

@@ -1,0 +1,181 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// Connection close codes, protocol.md §2.3.
+const (
+	CloseNormal      quic.ApplicationErrorCode = 0
+	CloseProtocol    quic.ApplicationErrorCode = 1 // a malformed or oversized frame
+	CloseKicked      quic.ApplicationErrorCode = 2
+	CloseReplaced    quic.ApplicationErrorCode = 3 // the device connected again elsewhere
+	CloseShutdown    quic.ApplicationErrorCode = 4
+	CloseAuthTimeout quic.ApplicationErrorCode = 5
+	CloseBanned      quic.ApplicationErrorCode = 6
+	CloseIdle        quic.ApplicationErrorCode = 7
+)
+
+// Conn is one QUIC connection with its control stream (protocol.md §3).
+// ReadFrame is for one goroutine; WriteFrames may be called concurrently.
+type Conn struct {
+	qc  *quic.Conn
+	st  *quic.Stream
+	r   *bufio.Reader
+	max int
+
+	wmu  sync.Mutex // guards wbuf and writes to st
+	wbuf []byte
+}
+
+func newConn(qc *quic.Conn, st *quic.Stream, max int) *Conn {
+	if max <= 0 {
+		max = DefaultMaxFrame
+	}
+	return &Conn{qc: qc, st: st, r: bufio.NewReaderSize(st, 32<<10), max: max}
+}
+
+// ClientQUICConfig is the quic-go configuration of clients.
+func ClientQUICConfig() *quic.Config {
+	return &quic.Config{
+		HandshakeIdleTimeout:  10 * time.Second,
+		MaxIdleTimeout:        60 * time.Second,
+		KeepAlivePeriod:       20 * time.Second,
+		MaxIncomingStreams:    16,
+		MaxIncomingUniStreams: -1,
+	}
+}
+
+// Dial connects to addr, verifying the server with p, and opens the control stream.
+func Dial(ctx context.Context, addr string, p *Pinner) (*Conn, error) {
+	qc, err := quic.DialAddr(ctx, addr, ClientTLSConfig(p), ClientQUICConfig())
+	if err != nil {
+		if m := p.Mismatch(); m != nil {
+			return nil, m
+		}
+		return nil, dialError(addr, err)
+	}
+	st, err := qc.OpenStreamSync(ctx)
+	if err != nil {
+		qc.CloseWithError(CloseNormal, "")
+		return nil, fmt.Errorf("open control stream: %w", err)
+	}
+	return newConn(qc, st, 0), nil
+}
+
+func dialError(addr string, err error) error {
+	var idle *quic.IdleTimeoutError
+	var hs *quic.HandshakeTimeoutError
+	switch {
+	case errors.As(err, &idle), errors.As(err, &hs), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("cannot reach server %s: no answer (is it running?)", addr)
+	}
+	var te *quic.TransportError
+	if errors.As(err, &te) && te.ErrorCode == quic.ConnectionRefused {
+		return fmt.Errorf("server %s refused the connection", addr)
+	}
+	return fmt.Errorf("cannot connect to %s: %w", addr, err)
+}
+
+// Accept waits for the client's control stream on a new server connection.
+func Accept(ctx context.Context, qc *quic.Conn, maxFrame int) (*Conn, error) {
+	st, err := qc.AcceptStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return newConn(qc, st, maxFrame), nil
+}
+
+// ReadFrame reads the next frame from the control stream.
+func (c *Conn) ReadFrame() (Frame, error) {
+	f, err := ReadFrame(c.r, c.max)
+	if err != nil {
+		return f, c.wrapErr(err)
+	}
+	return f, nil
+}
+
+// WriteFrame writes one frame.
+func (c *Conn) WriteFrame(code Code, id uint32, body Marshaler) error {
+	return c.WriteFrames(Frame{Code: code, ID: id, Body: Marshal(body)})
+}
+
+// WriteFrames writes frames with one stream write, so that a burst of
+// pushes shares packets.
+func (c *Conn) WriteFrames(fs ...Frame) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wbuf = c.wbuf[:0]
+	for _, f := range fs {
+		c.wbuf = AppendFrame(c.wbuf, f)
+	}
+	_, err := c.st.Write(c.wbuf)
+	if cap(c.wbuf) > 1<<20 {
+		c.wbuf = nil // don't pin a large buffer after one big message
+	}
+	return c.wrapErr(err)
+}
+
+// WriteRaw writes bytes to the control stream as they are; for tests of
+// the server's handling of malformed input.
+func (c *Conn) WriteRaw(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, err := c.st.Write(b)
+	return c.wrapErr(err)
+}
+
+// Exporter returns the TLS exporter value that device signatures bind to
+// (protocol.md §5).
+func (c *Conn) Exporter() ([]byte, error) {
+	cs := c.qc.ConnectionState().TLS
+	return cs.ExportKeyingMaterial(ExporterLabel, nil, ExporterLen)
+}
+
+// RemoteAddr returns the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.qc.RemoteAddr() }
+
+// Context is done when the connection is closed.
+func (c *Conn) Context() context.Context { return c.qc.Context() }
+
+// Close closes the connection with an application code and a reason the
+// peer can show.
+func (c *Conn) Close(code quic.ApplicationErrorCode, reason string) error {
+	return c.qc.CloseWithError(code, reason)
+}
+
+// QUIC returns the underlying QUIC connection (for bulk streams).
+func (c *Conn) QUIC() *quic.Conn { return c.qc }
+
+// ClosedError reports that the peer closed the connection, with its reason.
+type ClosedError struct {
+	Code   quic.ApplicationErrorCode
+	Reason string
+}
+
+func (e *ClosedError) Error() string {
+	if e.Reason == "" {
+		return "connection closed by peer"
+	}
+	return "connection closed by peer: " + e.Reason
+}
+
+func (c *Conn) wrapErr(err error) error {
+	var ae *quic.ApplicationError
+	if errors.As(err, &ae) && ae.Remote {
+		return &ClosedError{Code: ae.ErrorCode, Reason: ae.ErrorMessage}
+	}
+	var idle *quic.IdleTimeoutError
+	if errors.As(err, &idle) {
+		return errors.New("connection timed out")
+	}
+	return err
+}
