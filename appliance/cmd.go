@@ -26,7 +26,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&flags.LogFormat, "log-format", "", "text or json (default text)")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration as YAML and exit")
 	checkConfig := fs.Bool("check-config", false, "validate the configuration and exit")
-	if err := usage.Parse(fs, args); err != nil {
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -39,7 +39,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	overlay(&cfg, &flags, func(name string) bool { return usage.Set(fs, name) })
+	overlay(&cfg, &flags, func(name string) bool { return fs.Set(name) })
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}

@@ -145,7 +145,9 @@ func (ss *session) isAuthed() bool {
 func (ss *session) dispatch(f transport.Frame, workers *sync.WaitGroup) {
 	switch f.Code {
 	case transport.CodePing:
-		ss.reply(f.ID, transport.CodeOK, &transport.Empty{})
+		if ss.decode(f, &transport.Empty{}) {
+			ss.reply(f.ID, transport.CodeOK, &transport.Empty{})
+		}
 		return
 	case transport.CodeRegister, transport.CodeLogin, transport.CodeAuth:
 		if ss.isAuthed() {

@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -37,7 +36,7 @@ func OSEnv() Env {
 // connectTimeout bounds dialing and authenticating.
 const connectTimeout = 15 * time.Second
 
-func homeFlag(fs *flag.FlagSet, env Env) *string {
+func homeFlag(fs *usage.FlagSet, env Env) *string {
 	def := env.Getenv("SECURECHAT_HOME")
 	if def == "" {
 		def = client.DefaultHome()
@@ -59,7 +58,7 @@ func Register(ctx context.Context, args []string, env Env, login bool) error {
 	invite := fs.String("invite", "", "invite `code`, when registration is invite-only")
 	deviceName := fs.String("device-name", hostname(), "a `name` for this device")
 	pwStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
-	if err := usage.Parse(fs, args); err != nil {
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -189,7 +188,7 @@ func Send(ctx context.Context, args []string, env Env) error {
 	fs := usage.NewFlagSet("send", env.Stderr)
 	home := homeFlag(fs, env)
 	to := fs.String("to", "", "recipient user `name`")
-	if err := usage.Parse(fs, args); err != nil {
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *to == "" {
@@ -229,7 +228,7 @@ func Recv(ctx context.Context, args []string, env Env) error {
 	home := homeFlag(fs, env)
 	wait := fs.Duration("wait", 0, "after the queue is empty, keep waiting this long for new messages")
 	asJSON := fs.Bool("json", false, "print one JSON object per message")
-	if err := usage.Parse(fs, args); err != nil {
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

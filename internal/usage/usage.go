@@ -25,25 +25,29 @@ func Is(err error) bool {
 	return errors.As(err, &ue) || errors.Is(err, flag.ErrHelp)
 }
 
-// NewFlagSet returns a flag set that reports errors instead of exiting and
-// prints -h help to w.
-func NewFlagSet(name string, w io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {
-		fs.SetOutput(w)
-		fmt.Fprintf(w, "usage: securechat %s [flags]\n", name)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
-	return fs
+// FlagSet is a flag.FlagSet that reports errors as one-line usage errors
+// instead of printing help and exiting; only -h prints the help.
+type FlagSet struct {
+	*flag.FlagSet
+	help io.Writer
 }
 
-// Parse parses args, turning flag errors into one-line usage errors.
-func Parse(fs *flag.FlagSet, args []string) error {
-	err := fs.Parse(args)
+// NewFlagSet returns a FlagSet for the subcommand name that prints -h help to w.
+func NewFlagSet(name string, w io.Writer) *FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return &FlagSet{FlagSet: fs, help: w}
+}
+
+// Parse parses args.
+func (fs *FlagSet) Parse(args []string) error {
+	err := fs.FlagSet.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
-		fs.Usage()
+		fmt.Fprintf(fs.help, "usage: securechat %s [flags]\n", fs.Name())
+		fs.SetOutput(fs.help)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
 		return err
 	}
 	if err != nil {
@@ -53,7 +57,7 @@ func Parse(fs *flag.FlagSet, args []string) error {
 }
 
 // Set reports whether the flag name was given on the command line.
-func Set(fs *flag.FlagSet, name string) bool {
+func (fs *FlagSet) Set(name string) bool {
 	found := false
 	fs.Visit(func(f *flag.Flag) {
 		if f.Name == name {

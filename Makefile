@@ -1,0 +1,41 @@
+# securechat — run `make help` for the targets.
+GO       ?= go
+BIN      ?= bin/securechat
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+FUZZTIME ?= 30s
+BENCHFLAGS ?= -clients 64 -duration 10s
+
+.PHONY: help build serve chat test check fuzz bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+build: ## build the static binary into bin/securechat
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
+
+serve: build ## run the server on its embedded defaults (QUIC :4433, data ./securechat-data)
+	$(BIN) serve
+
+test: build ## run every test (unit, end-to-end against the real binary, short fuzz)
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 9m ./...
+
+check: ## vet, staticcheck (when installed) and the tests
+	$(GO) vet ./...
+	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: go install honnef.co/go/tools/cmd/staticcheck@latest"; fi
+	$(MAKE) test
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+bench: build ## load benchmark against a raw quic-go echo baseline; see BENCHMARKS.md
+	$(GO) run ./bench -bin $(BIN) $(BENCHFLAGS)
+
+clean: ## remove build output
+	rm -rf bin dist
