@@ -4,3 +4,6 @@ import "errors"
 
 // ErrDataInUse is returned when another process holds the data directory's store.
 var ErrDataInUse = errors.New("data directory is in use by another securechat server")
+
+// ErrClosed is returned for a write to a store that is closed or closing.
+var ErrClosed = errors.New("store is closed")

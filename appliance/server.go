@@ -201,8 +201,8 @@ func (s *Server) Serve(ctx context.Context) error {
 		go s.serveConn(ctx, qc)
 	}
 	cancel()
-	s.shutdown()
 	bg.Wait()
+	s.shutdown()
 	return err
 }
 

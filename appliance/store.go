@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -41,9 +42,12 @@ const maxBatch = 512
 // the first pending write, then whatever else is already waiting, runs them
 // all in one transaction and fsyncs once (DESIGN §4).
 type Store struct {
-	db     *bolt.DB
+	db   *bolt.DB
+	done chan struct{} // closed when the writer has exited
+
+	mu     sync.RWMutex // guards closed and sending on writes; Close holds it to close writes
+	closed bool
 	writes chan *writeOp
-	done   chan struct{} // closed when the writer has exited
 }
 
 type writeOp struct {
@@ -99,11 +103,34 @@ func openStore(path string) (*Store, error) {
 	return s, nil
 }
 
-// Close stops the writer after the writes already queued and closes the file.
+// Close stops the writer after the writes already queued and closes the
+// file. Writes after Close fail with ErrClosed.
 func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
 	close(s.writes)
+	s.mu.Unlock()
 	<-s.done
 	return s.db.Close()
+}
+
+// queue hands op to the writer.
+func (s *Store) queue(ctx context.Context, op *writeOp) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	select {
+	case s.writes <- op:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // update runs fn in the writer's next transaction and returns once that
@@ -112,10 +139,8 @@ func (s *Store) Close() error {
 // has written anything.
 func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	op := &writeOp{fn: fn, err: make(chan error, 1)}
-	select {
-	case s.writes <- op:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := s.queue(ctx, op); err != nil {
+		return err
 	}
 	// Once queued the op runs; wait for it even if ctx ends, so that a
 	// caller never reports failure for a write that committed.
@@ -124,7 +149,7 @@ func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 
 // updateAsync queues fn without waiting for its commit.
 func (s *Store) updateAsync(fn func(tx *bolt.Tx) error) {
-	s.writes <- &writeOp{fn: fn, err: make(chan error, 1)}
+	s.queue(context.Background(), &writeOp{fn: fn, err: make(chan error, 1)})
 }
 
 func (s *Store) writer() {

@@ -281,3 +281,15 @@ func (randReader) Read(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+func TestWriteAfterClose(t *testing.T) {
+	s, err := openStore(filepath.Join(t.TempDir(), FileDB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := s.update(context.Background(), func(*bolt.Tx) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("write after close: %v", err)
+	}
+	s.updateAsync(func(*bolt.Tx) error { return nil }) // must not panic
+}

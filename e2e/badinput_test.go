@@ -285,10 +285,11 @@ func TestServeFiles(t *testing.T) {
 	if len(s.FP) != 64 {
 		t.Errorf("fingerprint %q", s.FP)
 	}
-	out := s.stdout.String()
-	if !strings.Contains(out, s.Addr) || !strings.Contains(out, s.FP) {
-		t.Errorf("serve did not print its address and fingerprint: %q", out)
-	}
+	// listen.addr is written just before the banner is printed.
+	waitFor(t, "the serve banner", func() bool {
+		out := s.stdout.String()
+		return strings.Contains(out, s.Addr) && strings.Contains(out, s.FP)
+	})
 	fails(t, 2, "unexpected argument", nil, "serve", "extra")
 	fails(t, 2, "not a duration", nil, "serve", "--data", t.TempDir(), "--mailbox-ttl", "soon")
 }

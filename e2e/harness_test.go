@@ -29,7 +29,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = filepath.Join(dir, "securechat")
-	build := exec.Command("go", "build", "-o", bin, "github.com/securechat/securechat")
+	args := []string{"build", "-o", bin}
+	if os.Getenv("SECURECHAT_E2E_RACE") != "" {
+		args = append(args, "-race") // a race-detector build of the binary under test
+	}
+	build := exec.Command("go", append(args, "github.com/securechat/securechat")...)
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building securechat:", err)
@@ -79,6 +83,9 @@ func startServer(t *testing.T, args ...string) *server {
 	s.start()
 	t.Cleanup(func() {
 		s.stop()
+		if strings.Contains(s.stderr.String(), "DATA RACE") || strings.Contains(s.stderr.String(), "panic:") {
+			t.Errorf("the server reported a data race or a panic")
+		}
 		if t.Failed() {
 			t.Logf("server log:\n%s", s.stderr.String())
 		}
@@ -171,6 +178,9 @@ func run(t *testing.T, env []string, stdin string, args ...string) result {
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	r := result{Stdout: out.String(), Stderr: errb.String()}
+	if strings.Contains(r.Stderr, "DATA RACE") || strings.Contains(r.Stderr, "panic:") {
+		t.Errorf("securechat %v reported a data race or a panic:\n%s", args, r.Stderr)
+	}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
