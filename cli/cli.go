@@ -251,42 +251,58 @@ func Recv(ctx context.Context, args []string, env Env) error {
 	enc := json.NewEncoder(out)
 	enc.SetEscapeHTML(false)
 
+	show := func(m *client.Message) error {
+		if *asJSON {
+			return enc.Encode(jsonMessage{ID: m.ID, From: m.From, Group: m.Group, Text: m.Text, SentAt: m.SentAt.UTC().Format(time.RFC3339Nano), Kind: m.Kind})
+		}
+		_, err := fmt.Fprintf(out, "[%s] %s: %s\n", m.SentAt.Local().Format("2006-01-02 15:04:05"), m.From, m.Text)
+		return err
+	}
 	var timeout <-chan time.Time
+	var batch []*client.Message
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-timeout:
-			return nil
-		case ev, ok := <-c.Events():
-			if !ok {
-				return errors.New("connection closed")
-			}
-			switch ev.Type {
-			case client.EventClosed:
-				return ev.Err
-			case client.EventQueueEmpty:
-				timeout = time.After(*wait)
-			case client.EventMessage:
-				m := ev.Message
-				if *asJSON {
-					err = enc.Encode(jsonMessage{ID: m.ID, From: m.From, Group: m.Group, Text: m.Text, SentAt: m.SentAt.UTC().Format(time.RFC3339Nano), Kind: m.Kind})
-				} else {
-					_, err = fmt.Fprintf(out, "[%s] %s: %s\n", m.SentAt.Local().Format("2006-01-02 15:04:05"), m.From, m.Text)
+		var ev client.Event
+		var ok bool
+		if len(batch) > 0 {
+			// Take whatever else has already arrived before acking, so a
+			// burst costs one durable write, not one per message.
+			select {
+			case ev, ok = <-c.Events():
+			default:
+				if err := out.Flush(); err != nil {
+					return err // not acked: the server keeps them
 				}
-				if err == nil {
-					err = out.Flush()
-				}
-				if err != nil {
-					return err // not acked: the server keeps it
-				}
-				if err := c.Ack(m); err != nil {
+				if err := c.Ack(batch...); err != nil {
 					return err
 				}
+				batch = batch[:0]
 				if timeout != nil {
 					timeout = time.After(*wait) // --wait counts from the last message
 				}
+				continue
 			}
+		} else {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-timeout:
+				return nil
+			case ev, ok = <-c.Events():
+			}
+		}
+		if !ok {
+			return errors.New("connection closed")
+		}
+		switch ev.Type {
+		case client.EventClosed:
+			return ev.Err
+		case client.EventQueueEmpty:
+			timeout = time.After(*wait)
+		case client.EventMessage:
+			if err := show(ev.Message); err != nil {
+				return err
+			}
+			batch = append(batch, ev.Message)
 		}
 	}
 }
