@@ -121,7 +121,7 @@ func checkPassword(phc, password string) bool {
 	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil {
 		return false
 	}
-	if m > 1<<20 || t > 16 || p == 0 {
+	if m > 256<<10 || t > 10 || p == 0 || p > 16 {
 		return false // refuse to burn resources on a corrupt record
 	}
 	b64 := base64.RawStdEncoding

@@ -61,11 +61,13 @@ func (p *Profile) MarshalFields(e *transport.Encoder) {
 	e.BytesField(2, p.Fingerprint.Bytes())
 	e.String(3, p.User)
 	e.Uint(4, uint64(p.Device))
-	e.BytesField(5, p.DeviceKey.Seed())
+	if len(p.DeviceKey) == ed25519.PrivateKeySize {
+		e.BytesField(5, p.DeviceKey.Seed())
+	}
 }
 
 func (p *Profile) UnmarshalFields(d *transport.Decoder) error {
-	return transport.ForEachField(d, func(f transport.Field) (err error) {
+	err := transport.ForEachField(d, func(f transport.Field) (err error) {
 		switch f.Num {
 		case 1:
 			p.Server, err = f.String(512)
@@ -85,6 +87,11 @@ func (p *Profile) UnmarshalFields(d *transport.Decoder) error {
 		}
 		return err
 	})
+	if err == nil && (p.DeviceKey == nil || p.Fingerprint.IsZero() || p.User == "" || p.Device == 0) {
+		// A damaged profile must not fall back to trusting any server key.
+		err = errors.New("profile lacks its device key, server key or account")
+	}
+	return err
 }
 
 // DefaultHome is $SECURECHAT_HOME, else $XDG_DATA_HOME/securechat, else

@@ -165,13 +165,23 @@ func (f Field) Unknown() error {
 	return nil
 }
 
-// Uint decodes the field as a uvarint that must fill the value exactly.
+// Uint decodes the field as a minimal uvarint that fills the value exactly,
+// so that every integer has one encoding (protocol.md §3.2).
 func (f Field) Uint() (uint64, error) {
 	v, n := binary.Uvarint(f.Value)
-	if n <= 0 || n != len(f.Value) {
+	if n <= 0 || n != len(f.Value) || n != uvarintLen(v) {
 		return 0, errorf("field %d: bad integer", f.Num)
 	}
 	return v, nil
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
 }
 
 // Int decodes a zig-zag integer.

@@ -480,6 +480,9 @@ func (m *Ack) UnmarshalFields(d *Decoder) error {
 			return errorf("more than %d acks", MaxAcks)
 		}
 		s, err := f.Uint()
+		if err == nil && s == 0 {
+			return errorf("sequence number 0") // mailbox sequence numbers start at 1
+		}
 		m.Seqs = append(m.Seqs, s)
 		return err
 	})

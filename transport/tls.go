@@ -23,6 +23,7 @@ const ALPN = "securechat/1"
 // Fingerprint is the SHA-256 of a server's raw Ed25519 public key,
 // protocol.md §2.1. Clients pin it.
 type Fingerprint struct {
+	_ [0]func() // not comparable with ==: use Equal, which is constant-time
 	b [sha256.Size]byte
 }
 
@@ -61,7 +62,7 @@ func FingerprintFromBytes(b []byte) (Fingerprint, error) {
 }
 
 // IsZero reports whether f is unset.
-func (f Fingerprint) IsZero() bool { return f == Fingerprint{} }
+func (f Fingerprint) IsZero() bool { return f.b == [sha256.Size]byte{} }
 
 // Equal compares in constant time.
 func (f Fingerprint) Equal(o Fingerprint) bool {

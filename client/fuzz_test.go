@@ -1,0 +1,182 @@
+package client
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/binary"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/securechat/securechat/transport"
+)
+
+// Fuzz targets for the client's decoders: payloads from other users (via
+// the server) and the records of the home database. Whatever decodes must
+// re-encode to something that decodes to the same value, canonically.
+
+// corruptedBytes returns b and damaged copies of it: cut short, a byte
+// flipped, an unknown critical field appended, a length far past the end.
+func corruptedBytes(b []byte) [][]byte {
+	out := [][]byte{b}
+	if len(b) > 0 {
+		out = append(out, b[:len(b)/2], b[:len(b)-1])
+		for _, i := range []int{0, len(b) / 2, len(b) - 1} {
+			flipped := bytes.Clone(b)
+			flipped[i] ^= 0x41
+			out = append(out, flipped)
+		}
+	}
+	return append(out,
+		append(bytes.Clone(b), 0xc7, 0x01, 0x01, 0x00),
+		binary.AppendUvarint(append(bytes.Clone(b), 0xc7, 0x01), 1<<62),
+	)
+}
+
+// explicitZeros returns bodies of one field each, numbers 1 to 7, holding
+// the zero of an integer or an empty value. Marshal omits zero values, so a
+// decoder must refuse these or decode them to what it decodes from an empty
+// body, or the round trip is not stable.
+func explicitZeros() [][]byte {
+	out := [][]byte{{}}
+	for num := byte(1); num <= 7; num++ {
+		out = append(out, []byte{num<<1 | 1, 1, 0}, []byte{num<<1 | 1, 0})
+	}
+	return out
+}
+
+type fieldCodec interface {
+	transport.Marshaler
+	transport.Unmarshaler
+}
+
+// marshalChecked is transport.Marshal reporting a panic as a test failure, so that
+// one bad record does not abort the other tests of the package. input is
+// what v was decoded from.
+func marshalChecked(t *testing.T, v transport.Marshaler, input []byte) (b []byte) {
+	t.Helper()
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("marshalling the %T decoded from %x panicked: %v", v, input, r)
+		}
+	}()
+	return transport.Marshal(v)
+}
+
+// checkFieldRoundTrip decodes b into newV() and, if that succeeds, checks
+// decode → marshal → decode gives the same value and the same bytes.
+func checkFieldRoundTrip(t *testing.T, newV func() fieldCodec, b []byte) {
+	in := bytes.Clone(b) // the fuzz engine owns b
+	v1 := newV()
+	if err := transport.Unmarshal(in, v1); err != nil {
+		return
+	}
+	enc1 := marshalChecked(t, v1, b)
+	for i := range in {
+		in[i] ^= 0xff // decoded values must not alias bbolt's memory
+	}
+	if enc := marshalChecked(t, v1, b); !bytes.Equal(enc, enc1) {
+		t.Fatalf("%T: the decoded value changed with its input buffer", v1)
+	}
+	v2 := newV()
+	if err := transport.Unmarshal(enc1, v2); err != nil {
+		t.Fatalf("%T: re-encoding does not decode: %v\ninput      %x\nre-encoded %x", v1, err, b, enc1)
+	}
+	if !reflect.DeepEqual(v1, v2) {
+		t.Fatalf("round trip changed the value\nfirst  %+v\nsecond %+v", v1, v2)
+	}
+	if enc2 := marshalChecked(t, v2, b); !bytes.Equal(enc2, enc1) {
+		t.Fatalf("%T: encoding is not canonical\nfirst  %x\nsecond %x", v1, enc1, enc2)
+	}
+}
+
+// FuzzOpenPayload checks that openPayload never panics on what another
+// user sends, and that sealContent(openPayload(p)) opens to the same Content.
+func FuzzOpenPayload(f *testing.F) {
+	for _, c := range []*Content{
+		{Kind: KindText, Text: "hello", SentAt: 1_700_000_000_000},
+		{Kind: KindText, Text: strings.Repeat("☃", MaxTextLen/3), SentAt: -1, Group: "friends"},
+		{Kind: 255, Group: strings.Repeat("g", transport.MaxText)},
+		{},
+	} {
+		for _, p := range corruptedBytes(sealContent(c)) {
+			f.Add(p)
+		}
+	}
+	for _, b := range explicitZeros() {
+		f.Add(append([]byte{payloadPlain}, b...))
+	}
+	f.Add([]byte{})
+	f.Add([]byte{0})
+	f.Add([]byte{2, 3, 1, 1})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		c, err := openPayload(p)
+		if err != nil {
+			return
+		}
+		if c == nil {
+			t.Fatal("openPayload returned neither a Content nor an error")
+		}
+		p2 := sealContent(c)
+		if len(p2) > len(p) {
+			t.Fatalf("a payload of %d bytes opened and sealed to %d", len(p), len(p2))
+		}
+		c2, err := openPayload(p2)
+		if err != nil {
+			t.Fatalf("sealContent(%+v) = %x does not open: %v", c, p2, err)
+		}
+		if !reflect.DeepEqual(c, c2) {
+			t.Fatalf("round trip changed the content\nfirst  %+v\nsecond %+v", c, c2)
+		}
+		if p3 := sealContent(c2); !bytes.Equal(p3, p2) {
+			t.Fatalf("sealing is not canonical\nfirst  %x\nsecond %x", p2, p3)
+		}
+	})
+}
+
+// FuzzProfile checks the decoder of the home's identity record.
+func FuzzProfile(f *testing.F) {
+	fp, err := transport.FingerprintFromBytes(bytes.Repeat([]byte{0xab}, 32))
+	if err != nil {
+		f.Fatal(err)
+	}
+	seed := bytes.Repeat([]byte{7}, ed25519.SeedSize)
+	for _, p := range []*Profile{
+		{Server: "chat.example.org:4433", Fingerprint: fp, User: "alice", Device: 2, DeviceKey: ed25519.NewKeyFromSeed(seed)},
+		{Server: strings.Repeat("s", 512), User: strings.Repeat("u", transport.MaxUserName), Device: 1 << 31, DeviceKey: ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))},
+	} {
+		for _, b := range corruptedBytes(transport.Marshal(p)) {
+			f.Add(b)
+		}
+	}
+	for _, b := range explicitZeros() {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkFieldRoundTrip(t, func() fieldCodec { return new(Profile) }, b)
+	})
+}
+
+// FuzzOutboxEntry checks the decoder of the outbox's records.
+func FuzzOutboxEntry(f *testing.F) {
+	content := transport.Marshal(&Content{Kind: KindText, Text: "hi", SentAt: 1})
+	send := transport.Marshal(&transport.Send{
+		MessageID: bytes.Repeat([]byte{1}, transport.MessageIDLen),
+		Envelopes: []transport.Envelope{{User: "bob", Device: 1, Payload: sealContent(&Content{Kind: KindText, Text: "hi"})}},
+	})
+	for _, e := range []*outboxEntry{
+		{To: "bob", Content: content, Send: send},
+		{To: strings.Repeat("b", transport.MaxUserName)},
+		{},
+	} {
+		for _, b := range corruptedBytes(transport.Marshal(e)) {
+			f.Add(b)
+		}
+	}
+	for _, b := range explicitZeros() {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkFieldRoundTrip(t, func() fieldCodec { return new(outboxEntry) }, b)
+	})
+}

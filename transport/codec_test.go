@@ -1,0 +1,665 @@
+package transport
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// wireMessage is what every message of messages.go implements.
+type wireMessage interface {
+	Marshaler
+	Unmarshaler
+}
+
+// messageTypes lists every message type of messages.go, nested ones
+// included, for the round-trip tests and FuzzMessages. Append new types at
+// the end: FuzzMessages picks a type by its index here, so reordering would
+// change what the saved corpus exercises.
+var messageTypes = []struct {
+	name string
+	new  func() wireMessage
+}{
+	{"Error", func() wireMessage { return new(Error) }},
+	{"Enroll", func() wireMessage { return new(Enroll) }},
+	{"Auth", func() wireMessage { return new(Auth) }},
+	{"Welcome", func() wireMessage { return new(Welcome) }},
+	{"DevicesRequest", func() wireMessage { return new(DevicesRequest) }},
+	{"DeviceInfo", func() wireMessage { return new(DeviceInfo) }},
+	{"DeviceList", func() wireMessage { return new(DeviceList) }},
+	{"Envelope", func() wireMessage { return new(Envelope) }},
+	{"Send", func() wireMessage { return new(Send) }},
+	{"Sent", func() wireMessage { return new(Sent) }},
+	{"Deliver", func() wireMessage { return new(Deliver) }},
+	{"Ack", func() wireMessage { return new(Ack) }},
+	{"Empty", func() wireMessage { return new(Empty) }},
+}
+
+// fill returns n bytes counting up from start, so that values differ from
+// each other and from zero.
+func fill(n int, start byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = start + byte(i)
+	}
+	return b
+}
+
+// sampleMessages are valid messages with non-trivial values: limits reached,
+// extreme integers, repeated and empty nested messages. FuzzMessages seeds
+// its corpus from them.
+func sampleMessages() []wireMessage {
+	key, key2, sig, id := fill(KeyLen, 1), fill(KeyLen, 0x80), fill(SigLen, 7), fill(MessageIDLen, 0xf0)
+	return []wireMessage{
+		&Error{
+			Code:         ErrDeviceMismatch,
+			Message:      "message slots do not match the recipients' devices",
+			RetryAfterMS: 1500,
+			Devices: []DeviceInfo{
+				{User: "bob", ID: 1, Key: key},
+				{User: "bob", ID: math.MaxUint32, Key: key2},
+			},
+		},
+		&Error{Code: math.MaxUint16, Message: strings.Repeat("x", MaxText), RetryAfterMS: math.MaxUint64},
+		&Enroll{
+			User:       strings.Repeat("a", MaxUserName),
+			Password:   strings.Repeat("p", MaxPassword),
+			DeviceKey:  key,
+			Signature:  sig,
+			Invite:     "INVITE-0042",
+			DeviceName: "laptop ☃",
+		},
+		&Enroll{User: "alice", DeviceKey: key, Signature: sig},
+		&Auth{User: "alice", Device: 7, Signature: sig, Receive: true},
+		&Auth{Signature: sig},
+		&Welcome{User: "alice", Device: math.MaxUint32, ServerTime: -1},
+		&Welcome{User: "bob", Device: 1, ServerTime: math.MinInt64},
+		&Welcome{ServerTime: math.MaxInt64},
+		&DevicesRequest{User: "carol.x-y_z"},
+		&DeviceInfo{User: "bob", ID: 300, Key: key},
+		&DeviceList{Devices: []DeviceInfo{{User: "bob", ID: 1, Key: key}, {}, {User: "bob", ID: 2, Key: key2}}},
+		&Envelope{User: "bob", Device: 2, Payload: fill(256, 0)},
+		&Send{
+			MessageID: id,
+			Envelopes: []Envelope{
+				{User: "bob", Device: 2, Payload: fill(300, 9)},
+				{User: "carol", Device: math.MaxUint32},
+				{},
+			},
+		},
+		&Sent{ServerTime: 1_700_000_000_000, Duplicate: true},
+		&Sent{ServerTime: -1_700_000_000_000},
+		&Deliver{
+			Seq:        math.MaxUint64,
+			From:       "alice",
+			FromDevice: 3,
+			MessageID:  id,
+			ServerTime: 1_700_000_000_123,
+			Payload:    fill(1000, 1),
+		},
+		&Deliver{Seq: 1, MessageID: id},
+		&Ack{Seqs: []uint64{1, 2, 300, math.MaxUint64, 2}},
+		&Empty{},
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	t.Parallel()
+	for i, m := range sampleMessages() {
+		name := reflect.TypeOf(m).Elem().Name()
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b := Marshal(m)
+			got := reflect.New(reflect.TypeOf(m).Elem()).Interface().(wireMessage)
+			if err := Unmarshal(b, got); err != nil {
+				t.Fatalf("sample %d: Unmarshal: %v", i, err)
+			}
+			if !reflect.DeepEqual(got, m) {
+				t.Errorf("sample %d: round trip changed the message\n got %+v\nwant %+v", i, got, m)
+			}
+			if b2 := Marshal(got); !bytes.Equal(b2, b) {
+				t.Errorf("sample %d: re-marshalled to %x, first encoding %x", i, b2, b)
+			}
+		})
+	}
+}
+
+// TestEncodingVector pins the byte layout of §3.2, so an accidental change to
+// the encoder shows here rather than as two versions that cannot talk.
+func TestEncodingVector(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		m    Marshaler
+		want string
+	}{
+		// key 1<<1|1, length 5, "alice"; key 2<<1|1, length 1, 3;
+		// key 3<<1|1, length 1, zig-zag(-1) = 1.
+		{"Welcome", &Welcome{User: "alice", Device: 3, ServerTime: -1}, "0305616c696365" + "050103" + "070101"},
+		// A repeated field repeats its key; 300 is the uvarint ac 02.
+		{"Ack", &Ack{Seqs: []uint64{1, 300}}, "030101" + "0302ac02"},
+		// An empty nested message is still written, as key and length 0.
+		{"DeviceList", &DeviceList{Devices: []DeviceInfo{{}}}, "0300"},
+		{"Sent", &Sent{ServerTime: 1, Duplicate: true}, "030102" + "050101"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := hex.EncodeToString(Marshal(tt.m)); got != tt.want {
+				t.Errorf("Marshal = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestZeroValuesOmitted(t *testing.T) {
+	t.Parallel()
+	for _, mt := range messageTypes {
+		t.Run(mt.name, func(t *testing.T) {
+			t.Parallel()
+			if b := Marshal(mt.new()); len(b) != 0 {
+				t.Errorf("zero %s marshals to %x, want nothing", mt.name, b)
+			}
+		})
+	}
+	t.Run("Encoder", func(t *testing.T) {
+		t.Parallel()
+		var e Encoder
+		e.Uint(1, 0)
+		e.Int(2, 0)
+		e.Bool(3, false)
+		e.String(4, "")
+		e.BytesField(5, nil)
+		e.BytesField(6, []byte{})
+		e.NonCritical(7, nil)
+		if len(e.Bytes()) != 0 {
+			t.Errorf("zero values encode to %x, want nothing", e.Bytes())
+		}
+	})
+}
+
+// TestRequiredFields checks the messages that refuse to decode without a
+// field, including from an empty body.
+func TestRequiredFields(t *testing.T) {
+	t.Parallel()
+	key, sig, id := fill(KeyLen, 1), fill(SigLen, 2), fill(MessageIDLen, 3)
+	tests := []struct {
+		name string
+		m    wireMessage // encoded, then decoded into a fresh value
+	}{
+		{"Enroll empty", &Enroll{}},
+		{"Enroll without key", &Enroll{User: "alice", Password: "secret123", Signature: sig}},
+		{"Enroll without signature", &Enroll{User: "alice", Password: "secret123", DeviceKey: key}},
+		{"Auth without signature", &Auth{User: "alice", Device: 1, Receive: true}},
+		{"Send without message id", &Send{Envelopes: []Envelope{{User: "bob", Device: 1, Payload: []byte("hi")}}}},
+		{"Deliver without seq", &Deliver{From: "alice", FromDevice: 1, MessageID: id}},
+		{"Deliver without message id", &Deliver{Seq: 1, From: "alice", FromDevice: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := reflect.New(reflect.TypeOf(tt.m).Elem()).Interface().(wireMessage)
+			err := Unmarshal(Marshal(tt.m), got)
+			var de *DecodeError
+			if !errors.As(err, &de) {
+				t.Errorf("Unmarshal = %v, want a *DecodeError", err)
+			}
+		})
+	}
+}
+
+// TestUnknownFields checks protocol.md §3.2: a decoder skips a field it does
+// not know if the critical bit is clear, and refuses the message if it is set.
+func TestUnknownFields(t *testing.T) {
+	t.Parallel()
+	sig := fill(SigLen, 2)
+	tests := []struct {
+		name    string
+		enc     func(e *Encoder)
+		m       wireMessage
+		want    wireMessage // nil: decoding must fail
+		wantErr string
+	}{
+		{
+			name: "non-critical after known fields",
+			enc: func(e *Encoder) {
+				e.String(1, "alice")
+				e.Uint(2, 4)
+				e.NonCritical(9, []byte("extension"))
+			},
+			m:    new(Welcome),
+			want: &Welcome{User: "alice", Device: 4},
+		},
+		{
+			// The critical bit only decides what happens to a field the
+			// decoder does not know; a known number is decoded as usual.
+			name: "known number without the critical bit",
+			enc: func(e *Encoder) {
+				e.String(1, "alice")
+				e.NonCritical(2, []byte{4})
+			},
+			m:    new(Welcome),
+			want: &Welcome{User: "alice", Device: 4},
+		},
+		{
+			name: "known number without the critical bit, malformed",
+			enc: func(e *Encoder) {
+				e.String(1, "alice")
+				e.NonCritical(2, []byte{0xff, 0xff})
+				e.BytesField(3, sig)
+			},
+			m:       new(Auth),
+			wantErr: "field 2: bad integer",
+		},
+		{
+			name: "non-critical in Empty",
+			enc:  func(e *Encoder) { e.NonCritical(1, []byte("x")) },
+			m:    new(Empty),
+			want: new(Empty),
+		},
+		{
+			name: "non-critical in a nested message",
+			enc: func(e *Encoder) {
+				var inner Encoder
+				inner.String(1, "bob")
+				inner.NonCritical(5, []byte("x"))
+				e.BytesField(1, inner.Bytes())
+			},
+			m:    new(DeviceList),
+			want: &DeviceList{Devices: []DeviceInfo{{User: "bob"}}},
+		},
+		{
+			name:    "critical",
+			enc:     func(e *Encoder) { e.String(1, "alice"); e.BytesField(9, []byte("extension")) },
+			m:       new(Welcome),
+			wantErr: "unknown critical field 9",
+		},
+		{
+			name:    "critical in Empty",
+			enc:     func(e *Encoder) { e.Uint(1, 1) },
+			m:       new(Empty),
+			wantErr: "unknown critical field 1",
+		},
+		{
+			name: "critical in a nested message",
+			enc: func(e *Encoder) {
+				e.BytesField(1, fill(MessageIDLen, 0))
+				var inner Encoder
+				inner.String(1, "bob")
+				inner.Uint(4, 1)
+				e.BytesField(2, inner.Bytes())
+			},
+			m:       new(Send),
+			wantErr: "unknown critical field 4",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var e Encoder
+			tt.enc(&e)
+			err := Unmarshal(e.Bytes(), tt.m)
+			if tt.want == nil {
+				var de *DecodeError
+				if !errors.As(err, &de) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Unmarshal = %v, want a *DecodeError containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Unmarshal: %v", err)
+			}
+			if !reflect.DeepEqual(tt.m, tt.want) {
+				t.Errorf("decoded %+v, want %+v", tt.m, tt.want)
+			}
+		})
+	}
+}
+
+// TestMalformed feeds the decoder bodies that break the framing of §3.2.
+func TestMalformed(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		body    string // hex
+		m       wireMessage
+		wantErr string
+	}{
+		{"out of order", "050101" + "030161", new(Welcome), "field 1 out of order"},
+		{"out of order nested", "0306" + "050101" + "030161", new(DeviceList), "out of order"},
+		{"field number 0", "0100", new(Empty), "field number 0"},
+		{"field number 0 non-critical", "0000", new(Empty), "field number 0"},
+		{"truncated key", "80", new(Empty), "bad field key"},
+		{"key overflows 64 bits", "ffffffffffffffffff02", new(Empty), "bad field key"},
+		{"field number over 31 bits", "8180808010" + "00", new(Empty), "bad field key"},
+		{"missing length", "03", new(Welcome), "bad length"},
+		{"truncated length", "0380", new(Welcome), "bad length"},
+		{"length overflows 64 bits", "03ffffffffffffffffff02", new(Welcome), "bad length"},
+		{"length beyond buffer", "030561", new(Welcome), "claims 5 bytes, 1 remain"},
+		{"length 2^63 beyond buffer", "0380808080808080808001", new(Welcome), "claims"},
+		{"nested length beyond buffer", "0302" + "0305", new(DeviceList), "claims 5 bytes"},
+		{"empty integer", "0500", new(Welcome), "bad integer"},
+		{"integer shorter than value", "05020100", new(Welcome), "bad integer"},
+		{"truncated integer", "050180", new(Welcome), "bad integer"},
+		{"integer overflows 64 bits", "030affffffffffffffffff02", new(Deliver), "bad integer"},
+		{"integer of 11 bytes", "030bffffffffffffffffff8001", new(Deliver), "bad integer"},
+		{"uint32 out of range", "05058080808010", new(Welcome), "out of range"},
+		{"error code out of range", "0303808004", new(Error), "out of range"},
+		{"bool 0", "09" + "0100", new(Auth), "bad boolean"},
+		{"bool 2", "09" + "0102", new(Auth), "bad boolean"},
+		{"Fixed too short", "07" + "3f" + strings.Repeat("00", SigLen-1), new(Auth), "63 bytes, want 64"},
+		{"Fixed too long", "07" + "41" + strings.Repeat("00", SigLen+1), new(Auth), "65 bytes, want 64"},
+		{"string over max", "03" + "21" + strings.Repeat("61", MaxUserName+1), new(Welcome), "33 bytes, max 32"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			body, err := hex.DecodeString(tt.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = Unmarshal(body, tt.m)
+			var de *DecodeError
+			if !errors.As(err, &de) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Unmarshal(%s) = %v, want a *DecodeError containing %q", tt.body, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestDecoderNext(t *testing.T) {
+	t.Parallel()
+	var e Encoder
+	e.String(1, "a")
+	e.NonCritical(2, []byte("bc"))
+	e.Uint(2, 5) // a repeated number is in order
+	e.BytesField(7, []byte{0})
+	want := []Field{
+		{Num: 1, Critical: true, Value: []byte("a")},
+		{Num: 2, Critical: false, Value: []byte("bc")},
+		{Num: 2, Critical: true, Value: []byte{5}},
+		{Num: 7, Critical: true, Value: []byte{0}},
+	}
+	d := NewDecoder(e.Bytes())
+	for i, w := range want {
+		f, err := d.Next()
+		if err != nil {
+			t.Fatalf("field %d: %v", i, err)
+		}
+		if !reflect.DeepEqual(f, w) {
+			t.Errorf("field %d = %+v, want %+v", i, f, w)
+		}
+		if cap(f.Value) != len(f.Value) {
+			t.Errorf("field %d: value has capacity %d beyond its length %d: appending would overwrite the next field", i, cap(f.Value), len(f.Value))
+		}
+	}
+	if _, err := d.Next(); err != io.EOF {
+		t.Errorf("Next at the end = %v, want io.EOF", err)
+	}
+}
+
+func TestFieldUint(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		value string // hex
+		want  uint64
+		ok    bool
+	}{
+		{"", 0, false},
+		{"00", 0, true},
+		{"01", 1, true},
+		{"7f", 127, true},
+		{"8001", 128, true},
+		{"ac02", 300, true},
+		{"ffffffffffffffffff01", math.MaxUint64, true},
+		{"0100", 0, false},                   // the varint does not fill the value
+		{"ac0200", 0, false},                 // likewise
+		{"80", 0, false},                     // truncated
+		{"ffffffffffffffffff02", 0, false},   // overflows 64 bits
+		{"ffffffffffffffffffff01", 0, false}, // 11 bytes
+		// Non-minimal encodings are refused: one value, one encoding.
+		{"8100", 0, false},
+		{"80808000", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			t.Parallel()
+			v, _ := hex.DecodeString(tt.value)
+			got, err := Field{Num: 1, Value: v}.Uint()
+			if ok := err == nil; ok != tt.ok || got != tt.want {
+				t.Errorf("Uint(%s) = %d, %v; want %d, ok %v", tt.value, got, err, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+func TestFieldIntegers(t *testing.T) {
+	t.Parallel()
+	for _, v := range []int64{1, -1, 2, -2, 63, -64, 64, -65, math.MaxInt32, math.MinInt32, math.MaxInt64, math.MinInt64} {
+		var e Encoder
+		e.Int(1, v)
+		f, err := NewDecoder(e.Bytes()).Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := f.Int(); err != nil || got != v {
+			t.Errorf("Int round trip of %d = %d, %v", v, got, err)
+		}
+	}
+	// zig-zag keeps small magnitudes short
+	for v, want := range map[int64]string{-1: "070101", 1: "070102", -64: "07017f", 64: "07028001"} {
+		var e Encoder
+		e.Int(3, v)
+		if got := hex.EncodeToString(e.Bytes()); got != want {
+			t.Errorf("Int(%d) encodes to %s, want %s", v, got, want)
+		}
+	}
+	for _, tt := range []struct {
+		v  uint64
+		ok bool
+	}{{0, true}, {math.MaxUint32, true}, {math.MaxUint32 + 1, false}, {math.MaxUint64, false}} {
+		var e Encoder
+		e.Uint(1, tt.v)
+		f := Field{Num: 1, Value: []byte{0}}
+		if tt.v != 0 {
+			f, _ = NewDecoder(e.Bytes()).Next()
+		}
+		got, err := f.Uint32()
+		if ok := err == nil; ok != tt.ok || (ok && uint64(got) != tt.v) {
+			t.Errorf("Uint32 of %d = %d, %v; want ok %v", tt.v, got, err, tt.ok)
+		}
+	}
+}
+
+func TestFieldLimits(t *testing.T) {
+	t.Parallel()
+	f := Field{Num: 4, Value: []byte("abcd")}
+	if s, err := f.String(4); err != nil || s != "abcd" {
+		t.Errorf("String(4) = %q, %v", s, err)
+	}
+	if _, err := f.String(3); err == nil {
+		t.Error("String(3) of 4 bytes succeeded")
+	}
+	b, err := f.Bytes(4)
+	if err != nil || string(b) != "abcd" {
+		t.Errorf("Bytes(4) = %q, %v", b, err)
+	}
+	b[0] = 'X'
+	if f.Value[0] != 'a' {
+		t.Error("Bytes returned the decoder's buffer, not a copy")
+	}
+	if _, err := f.Bytes(3); err == nil {
+		t.Error("Bytes(3) of 4 bytes succeeded")
+	}
+	if b, err := (Field{Num: 4, Value: []byte{}}).Bytes(4); err != nil || len(b) != 0 {
+		t.Errorf("Bytes of an empty value = %x, %v", b, err)
+	}
+	b, err = f.Fixed(4)
+	if err != nil || string(b) != "abcd" {
+		t.Errorf("Fixed(4) = %q, %v", b, err)
+	}
+	b[0] = 'X'
+	if f.Value[0] != 'a' {
+		t.Error("Fixed returned the decoder's buffer, not a copy")
+	}
+	for _, size := range []int{0, 3, 5} {
+		if _, err := f.Fixed(size); err == nil {
+			t.Errorf("Fixed(%d) of 4 bytes succeeded", size)
+		}
+	}
+}
+
+// TestMessageLimits checks the limits of protocol.md §4 through the
+// messages that enforce them: at the limit decodes, one past it does not.
+func TestMessageLimits(t *testing.T) {
+	t.Parallel()
+	id, key, sig := fill(MessageIDLen, 1), fill(KeyLen, 2), fill(SigLen, 3)
+	envelopes := func(n int) []Envelope {
+		envs := make([]Envelope, n)
+		for i := range envs {
+			envs[i] = Envelope{User: "bob", Device: uint32(i + 1)}
+		}
+		return envs
+	}
+	devices := func(n int) []DeviceInfo {
+		devs := make([]DeviceInfo, n)
+		for i := range devs {
+			devs[i] = DeviceInfo{User: "bob", ID: uint32(i + 1), Key: key}
+		}
+		return devs
+	}
+	seqs := func(n int) []uint64 {
+		s := make([]uint64, n)
+		for i := range s {
+			s[i] = uint64(i + 1)
+		}
+		return s
+	}
+	long := func(n int) string { return strings.Repeat("z", n) }
+	tests := []struct {
+		name    string
+		atLimit wireMessage
+		over    wireMessage
+	}{
+		{"Send envelopes", &Send{MessageID: id, Envelopes: envelopes(MaxEnvelopes)}, &Send{MessageID: id, Envelopes: envelopes(MaxEnvelopes + 1)}},
+		{"Ack seqs", &Ack{Seqs: seqs(MaxAcks)}, &Ack{Seqs: seqs(MaxAcks + 1)}},
+		{"DeviceList devices", &DeviceList{Devices: devices(MaxEnvelopes)}, &DeviceList{Devices: devices(MaxEnvelopes + 1)}},
+		{"Error devices", &Error{Code: ErrDeviceMismatch, Devices: devices(MaxEnvelopes)}, &Error{Code: ErrDeviceMismatch, Devices: devices(MaxEnvelopes + 1)}},
+		{"Envelope payload", &Envelope{Payload: make([]byte, MaxPayload)}, &Envelope{Payload: make([]byte, MaxPayload+1)}},
+		{"Deliver payload", &Deliver{Seq: 1, MessageID: id, Payload: make([]byte, MaxPayload)}, &Deliver{Seq: 1, MessageID: id, Payload: make([]byte, MaxPayload+1)}},
+		{"Enroll user", &Enroll{User: long(MaxUserName), DeviceKey: key, Signature: sig}, &Enroll{User: long(MaxUserName + 1), DeviceKey: key, Signature: sig}},
+		{"Enroll password", &Enroll{Password: long(MaxPassword), DeviceKey: key, Signature: sig}, &Enroll{Password: long(MaxPassword + 1), DeviceKey: key, Signature: sig}},
+		{"Enroll invite", &Enroll{Invite: long(MaxText), DeviceKey: key, Signature: sig}, &Enroll{Invite: long(MaxText + 1), DeviceKey: key, Signature: sig}},
+		{"Enroll device name", &Enroll{DeviceName: long(MaxText), DeviceKey: key, Signature: sig}, &Enroll{DeviceName: long(MaxText + 1), DeviceKey: key, Signature: sig}},
+		{"Enroll key", &Enroll{DeviceKey: key, Signature: sig}, &Enroll{DeviceKey: fill(KeyLen+1, 0), Signature: sig}},
+		{"Send message id", &Send{MessageID: id}, &Send{MessageID: fill(MessageIDLen-1, 0)}},
+		{"Error message", &Error{Message: long(MaxText)}, &Error{Message: long(MaxText + 1)}},
+		{"DevicesRequest user", &DevicesRequest{User: long(MaxUserName)}, &DevicesRequest{User: long(MaxUserName + 1)}},
+		{"Deliver from", &Deliver{Seq: 1, MessageID: id, From: long(MaxUserName)}, &Deliver{Seq: 1, MessageID: id, From: long(MaxUserName + 1)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fresh := func(m wireMessage) wireMessage {
+				return reflect.New(reflect.TypeOf(m).Elem()).Interface().(wireMessage)
+			}
+			if err := Unmarshal(Marshal(tt.atLimit), fresh(tt.atLimit)); err != nil {
+				t.Errorf("at the limit: %v", err)
+			}
+			err := Unmarshal(Marshal(tt.over), fresh(tt.over))
+			var de *DecodeError
+			if !errors.As(err, &de) {
+				t.Errorf("over the limit: Unmarshal = %v, want a *DecodeError", err)
+			}
+		})
+	}
+}
+
+func TestError(t *testing.T) {
+	t.Parallel()
+	var err error = &Error{Code: ErrRateLimited, RetryAfterMS: 2000}
+	if got := err.Error(); got != "rate limited" {
+		t.Errorf("Error() without a message = %q, want the code's name", got)
+	}
+	err = &Error{Code: ErrRateLimited, Message: "slow down"}
+	if got := err.Error(); got != "slow down" {
+		t.Errorf("Error() = %q, want the message", got)
+	}
+	var we *Error
+	if wrapped := fmt.Errorf("send: %w", err); !errors.As(wrapped, &we) || we.Code != ErrRateLimited {
+		t.Errorf("errors.As through %%w lost the *Error")
+	}
+	if got := ErrorCode(99).String(); got != "error 99" {
+		t.Errorf("unknown ErrorCode = %q", got)
+	}
+	for c := ErrBadRequest; c <= ErrUnavailable; c++ {
+		if strings.HasPrefix(c.String(), "error ") {
+			t.Errorf("ErrorCode %d has no name", c)
+		}
+	}
+	if got := CodeSend.String(); got != "Send" {
+		t.Errorf("CodeSend = %q", got)
+	}
+	if got := Code(999).String(); got != "Code(999)" {
+		t.Errorf("unknown Code = %q", got)
+	}
+	de := &DecodeError{Msg: "x"}
+	if !strings.Contains(de.Error(), "malformed") {
+		t.Errorf("DecodeError = %q", de.Error())
+	}
+}
+
+// TestDecodeDoesNotAlias checks that decoded messages copy what they keep,
+// so a connection may reuse its read buffer.
+func TestDecodeDoesNotAlias(t *testing.T) {
+	t.Parallel()
+	for _, m := range sampleMessages() {
+		b := Marshal(m)
+		got := reflect.New(reflect.TypeOf(m).Elem()).Interface().(wireMessage)
+		if err := Unmarshal(b, got); err != nil {
+			t.Fatal(err)
+		}
+		for i := range b {
+			b[i] ^= 0xff
+		}
+		if !reflect.DeepEqual(got, m) {
+			t.Errorf("%T changed when its input buffer was overwritten", m)
+		}
+	}
+}
+
+func TestAuthTranscript(t *testing.T) {
+	t.Parallel()
+	exp := fill(ExporterLen, 0x10)
+	a := AuthTranscript(CodeAuth, exp, "alice", 2)
+	if !bytes.Equal(a, AuthTranscript(CodeAuth, exp, "alice", 2)) {
+		t.Fatal("AuthTranscript is not deterministic")
+	}
+	// Every input must change what is signed, or a signature for one
+	// purpose, connection, user or device would serve for another.
+	for name, other := range map[string][]byte{
+		"purpose":  AuthTranscript(CodeLogin, exp, "alice", 2),
+		"exporter": AuthTranscript(CodeAuth, fill(ExporterLen, 0x11), "alice", 2),
+		"user":     AuthTranscript(CodeAuth, exp, "alicf", 2),
+		"device":   AuthTranscript(CodeAuth, exp, "alice", 3),
+		"device 0": AuthTranscript(CodeAuth, exp, "alice", 0),
+	} {
+		if bytes.Equal(a, other) {
+			t.Errorf("changing the %s does not change the transcript", name)
+		}
+	}
+	const want = "0319" + "73656375726563686174206465766963652061757468207631" + // "securechat device auth v1"
+		"050112" + // purpose 18
+		"0720" + "101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f" +
+		"0905616c696365" +
+		"0b0102"
+	if got := hex.EncodeToString(a); got != want {
+		t.Errorf("AuthTranscript = %s\nwant %s", got, want)
+	}
+}
