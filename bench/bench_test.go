@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary serve as the echo server: the bench
+// re-executes os.Executable, which under go test is this binary.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == echoServerArg {
+		if err := runEchoServer(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "echo server:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestBench runs the whole harness briefly against a freshly built server,
+// so that the bench cannot rot. It checks that it works, not how fast.
+func TestBench(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the server and runs the load for a few seconds")
+	}
+	bin := filepath.Join(t.TempDir(), "securechat")
+	build := exec.Command("go", "build", "-o", bin, "github.com/securechat/securechat")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build server: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, []string{"-bin", bin, "-clients", "4", "-duration", "1s", "-warmup", "200ms", "-json"}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("bench: %v\nstderr:\n%s", err, stderr.String())
+	}
+	var r report
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("bench -json printed %q: %v", stdout.String(), err)
+	}
+	if r.Clients != 4 || r.WindowS != 1 || r.CPUs < 1 || r.FrameBytes <= r.TextBytes {
+		t.Errorf("header: %+v", r)
+	}
+	for name, p := range map[string]phaseStats{"echo": r.Echo, "securechat": r.Securechat} {
+		if p.Ops <= 0 || p.PerSec <= 0 || p.P50MS <= 0 || p.P99MS < p.P50MS || p.MaxMS < p.P99MS {
+			t.Errorf("%s: implausible throughput or latency: %+v", name, p)
+		}
+		if p.ServerCPUUSPerOp <= 0 || p.ServerCPUUtil <= 0 || p.BenchCPUUtil <= 0 {
+			t.Errorf("%s: no CPU time measured: %+v", name, p)
+		}
+	}
+	if s := r.Securechat; s.AckedOps <= 0 || s.AckP50MS <= 0 {
+		t.Errorf("securechat: no durable acks measured: %+v", s)
+	}
+	if r.Ratio <= 0 {
+		t.Errorf("ratio %v", r.Ratio)
+	}
+	var table bytes.Buffer
+	if err := r.writeTable(&table); err != nil || !strings.Contains(table.String(), "ratio: ") {
+		t.Errorf("table: %v\n%s", err, table.String())
+	}
+	t.Logf("\n%s", table.String())
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{{"-clients", "0"}, {"-duration", "0s"}, {"extra"}, {"-size", "0"}} {
+		var stderr bytes.Buffer
+		if err := run(context.Background(), args, &bytes.Buffer{}, &stderr); err == nil {
+			t.Errorf("run %q: no error", args)
+		}
+	}
+	err := run(context.Background(), []string{"-bin", filepath.Join(t.TempDir(), "missing")}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "make build") {
+		t.Errorf("missing binary: %v", err)
+	}
+}
+
+func TestTextCarriesSendTime(t *testing.T) {
+	for _, size := range []int{1, 20, 64, 1000} {
+		o := &options{size: size}
+		at := 1234567890123 * time.Nanosecond
+		text := o.text(at)
+		if len(text) < size {
+			t.Errorf("size %d: text of %d bytes", size, len(text))
+		}
+		if got, err := sentAt(text); err != nil || got != at {
+			t.Errorf("size %d: sentAt(%q) = %v, %v", size, text, got, err)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i))
+	}
+	for p, want := range map[float64]time.Duration{0.5: 50, 0.99: 99, 1: 100, 0: 1} {
+		if got := percentile(d, p); got != want {
+			t.Errorf("p%v = %v, want %v", p, got, want)
+		}
+	}
+	if percentile(nil, 0.5) != 0 {
+		t.Error("percentile of nothing")
+	}
+}
+
+func TestProcCPU(t *testing.T) {
+	for start := time.Now(); time.Since(start) < 50*time.Millisecond; {
+	}
+	d, err := procCPU("self")
+	if err != nil || d <= 0 {
+		t.Fatalf("procCPU(self) = %v, %v", d, err)
+	}
+}

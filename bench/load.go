@@ -1,0 +1,280 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/securechat/securechat/client"
+	"github.com/securechat/securechat/transport"
+)
+
+// The securechat load: N senders and N receivers, each a client engine
+// (package client) with its own home, all in this process; the server is
+// the real binary in another. Sender i runs a closed loop of SendText to
+// receiver i, each call returning once the server has fsynced the message
+// into the receiver's mailbox. Receivers consume their push stream and ack
+// what they got, as the terminal client does.
+
+// registerParallelism bounds concurrent registrations; each costs the
+// server an argon2id hash.
+const registerParallelism = 4
+
+// benchPassword is every bench account's password.
+const benchPassword = "bench-password"
+
+func senderName(i int) string   { return fmt.Sprintf("sender%03d", i) }
+func receiverName(i int) string { return fmt.Sprintf("receiver%03d", i) }
+
+// accounts are the registered users, each with its open home.
+type accounts struct {
+	senders, receivers []*client.Home
+}
+
+// close closes every home that was opened.
+func (a *accounts) close() {
+	for _, h := range append(a.senders, a.receivers...) {
+		if h != nil {
+			h.Close()
+		}
+	}
+}
+
+// registerAccounts creates n senders and n receivers on the server, each in
+// a home directory under dir.
+func registerAccounts(ctx context.Context, dir, addr, fingerprint string, n int) (*accounts, error) {
+	fp, err := transport.ParseFingerprint(fingerprint)
+	if err != nil {
+		return nil, fmt.Errorf("server fingerprint: %w", err)
+	}
+	a := &accounts{senders: make([]*client.Home, n), receivers: make([]*client.Home, n)}
+	err = parallel(ctx, 2*n, registerParallelism, func(i int) error {
+		name, slot := senderName(i), &a.senders[i%n]
+		if i >= n {
+			name, slot = receiverName(i-n), &a.receivers[i-n]
+		}
+		home, err := client.OpenHome(filepath.Join(dir, name))
+		if err != nil {
+			return err
+		}
+		*slot = home
+		_, err = client.Register(ctx, home, client.EnrollOptions{
+			Server: addr, User: name, Password: benchPassword, Pin: fp, DeviceName: "bench",
+		})
+		if err != nil {
+			return fmt.Errorf("register %s: %w", name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// text is the message a sender sends at t: the send time in nanoseconds
+// since epoch, padded to o.size bytes.
+func (o *options) text(t time.Duration) string {
+	b := make([]byte, 0, max(o.size, 20))
+	b = strconv.AppendInt(b, int64(t), 10)
+	b = append(b, ' ')
+	for len(b) < o.size {
+		b = append(b, 'x')
+	}
+	return string(b)
+}
+
+// sentAt recovers the send time from a message text.
+func sentAt(text string) (time.Duration, error) {
+	for i := 0; i < len(text); i++ {
+		if text[i] == ' ' {
+			v, err := strconv.ParseInt(text[:i], 10, 64)
+			return time.Duration(v), err
+		}
+	}
+	return 0, fmt.Errorf("no send time in message %.30q", text)
+}
+
+// runSecurechat runs the load on the registered accounts.
+func runSecurechat(ctx context.Context, o *options, a *accounts, srv *proc) (result, error) {
+	ctx, fail := newFailure(ctx)
+	defer fail.cancel(nil)
+	n := o.clients
+	senders := make([]*client.Client, n)
+	receivers := make([]*client.Client, n)
+	err := parallel(ctx, 2*n, connectParallelism, func(i int) error {
+		var err error
+		if i < n {
+			receivers[i], err = client.Connect(ctx, a.receivers[i], client.Options{Receive: true})
+			if err != nil {
+				return fmt.Errorf("connect %s: %w", receiverName(i), err)
+			}
+		} else {
+			senders[i-n], err = client.Connect(ctx, a.senders[i-n], client.Options{Receive: false})
+			if err != nil {
+				return fmt.Errorf("connect %s: %w", senderName(i-n), err)
+			}
+		}
+		return nil
+	})
+
+	var stopping stopFlag
+	var recvWG, sendWG sync.WaitGroup
+	// Close senders first, then receivers; receivers' goroutines drain
+	// their events until the engine closes the stream.
+	defer func() {
+		stopping.set()
+		sendWG.Wait()
+		closeAll(senders)
+		closeAll(receivers)
+		recvWG.Wait()
+	}()
+	if err != nil {
+		return result{}, err
+	}
+
+	w := o.window(now())
+	var deliveries, acks samples
+	for i, c := range receivers {
+		recvWG.Go(func() { deliveries.add(receive(c, senderName(i), o.ackDelay, w, &stopping, fail)) })
+	}
+	for i, c := range senders {
+		sendWG.Go(func() { acks.add(send(ctx, c, receiverName(i), o, w, &stopping, fail)) })
+	}
+	cpu, err := measureWindow(ctx, w, srv, &o.prof, o.stderr)
+	stopping.set()
+	sendWG.Wait()
+	if err == nil {
+		err = fail.err()
+	}
+	if err != nil {
+		return result{}, err
+	}
+	// Receivers may still be handing on messages that arrived inside the
+	// window: closing the connections ends their event streams, and once
+	// they have returned every delivery is counted.
+	closeAll(senders)
+	closeAll(receivers)
+	recvWG.Wait()
+	if err := fail.err(); err != nil {
+		return result{}, err
+	}
+	d := deliveries.summary()
+	return result{
+		Ops: d.N, Window: w.end - w.begin, RTT: d, Ack: acks.summary(),
+		ServerCPU: cpu.server, ClientCPU: cpu.self,
+	}, nil
+}
+
+// send is one sender's closed loop; it returns the send → durable ack
+// latencies of the sends that completed inside w.
+func send(ctx context.Context, c *client.Client, to string, o *options, w window, stopping *stopFlag, fail *failure) []time.Duration {
+	var lat []time.Duration
+	for !stopping.isSet() {
+		t0 := now()
+		_, err := c.SendText(ctx, to, o.text(t0))
+		t1 := now()
+		if err != nil {
+			if ctx.Err() == nil {
+				fail.report(fmt.Errorf("send to %s: %w", to, err))
+			}
+			return lat
+		}
+		if w.contains(t1) {
+			lat = append(lat, t1-t0)
+		}
+	}
+	return lat
+}
+
+// receive consumes one receiver's events until the engine closes them and
+// returns the send → deliver latencies of the messages that arrived inside
+// w. Messages already queued together, or arriving within ackDelay of the
+// first, are acked together: one local commit and one Ack frame for the
+// lot.
+func receive(c *client.Client, from string, ackDelay time.Duration, w window, stopping *stopFlag, fail *failure) []time.Duration {
+	var lat []time.Duration
+	var batch []*client.Message
+	handle := func(ev client.Event) {
+		switch ev.Type {
+		case client.EventMessage:
+			t1 := now()
+			m := ev.Message
+			t0, err := sentAt(m.Text)
+			if err != nil || m.From != from {
+				fail.report(fmt.Errorf("%s got an unexpected message from %s: %.40q", c.Profile().User, m.From, m.Text))
+				return
+			}
+			if w.contains(t1) {
+				lat = append(lat, t1-t0)
+			}
+			batch = append(batch, m)
+		case client.EventClosed:
+			if !stopping.isSet() {
+				fail.report(fmt.Errorf("%s: %w", c.Profile().User, ev.Err))
+			}
+		}
+	}
+	events := c.Events()
+	for {
+		ev, ok := <-events
+		if !ok {
+			return lat
+		}
+		handle(ev)
+		var timer *time.Timer
+		var timeout <-chan time.Time // nil: take only what is already queued
+		if ackDelay > 0 && len(batch) > 0 {
+			timer = time.NewTimer(ackDelay)
+			timeout = timer.C
+		}
+	collect:
+		for ok {
+			if timeout == nil {
+				select {
+				case ev, ok = <-events:
+				default:
+					break collect
+				}
+			} else {
+				select {
+				case ev, ok = <-events:
+				case <-timeout:
+					break collect
+				}
+			}
+			if ok {
+				handle(ev)
+			}
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if len(batch) > 0 {
+			if err := c.Ack(batch...); err != nil && !stopping.isSet() {
+				fail.report(fmt.Errorf("%s: ack: %w", c.Profile().User, err))
+			}
+			batch = batch[:0]
+		}
+		if !ok {
+			return lat
+		}
+	}
+}
+
+// closeAll closes the connected clients, concurrently: each Close makes a
+// round trip first.
+func closeAll(cs []*client.Client) {
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		if c != nil {
+			wg.Go(func() { c.Close() })
+			cs[i] = nil
+		}
+	}
+	wg.Wait()
+}

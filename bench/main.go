@@ -1,0 +1,195 @@
+// Command bench is securechat's load benchmark, `make bench` (DESIGN §8).
+//
+// It measures durable 1:1 delivery through the real server binary, run as
+// a separate process on loopback: N senders each run a closed loop of
+// client.SendText, which returns only once the server has fsynced the
+// message into the recipient's mailbox, and N receivers take the pushes and
+// ack them. It reports delivered messages/s, send → deliver latency and the
+// server's CPU time per message, next to a raw quic-go echo baseline of the
+// same shape (N clients, one connection and one control stream each, closed
+// loop, frames of the same size) run in the same invocation, and the ratio
+// of the two. BENCHMARKS.md records results and how to read them.
+//
+// Usage:
+//
+//	go run ./bench [-bin bin/securechat] [-clients 64] [-duration 10s] [-warmup 1s] [-size 64] [-json] [-keep]
+//	               [-ack-delay 0] [-homes DIR] [-cpuprofile FILE] [-perf FILE]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// options are the command-line flags.
+type options struct {
+	bin      string
+	clients  int
+	duration time.Duration
+	warmup   time.Duration
+	size     int
+	json     bool
+	keep     bool
+	ackDelay time.Duration
+	homes    string    // -homes: parent of the client homes; "" is the temp dir
+	prof     profiler  // -cpuprofile, -perf: over the securechat window
+	stderr   io.Writer // progress and the subprocesses' logs
+}
+
+// window is the measured interval of a phase whose load started at start.
+func (o *options) window(start time.Duration) window {
+	return window{begin: start + o.warmup, end: start + o.warmup + o.duration}
+}
+
+// errUsage marks a bad command line (exit status 2).
+var errUsage = errors.New("usage")
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{stderr: stderr}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.bin, "bin", "bin/securechat", "securechat `binary` to run as the server")
+	fs.IntVar(&o.clients, "clients", 64, "concurrent senders (and as many receivers; echo clients)")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured window of each phase")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "load before the window, not measured")
+	fs.IntVar(&o.size, "size", 64, "message text size in `bytes`")
+	fs.BoolVar(&o.json, "json", false, "print one JSON object instead of the table")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (server data, client homes)")
+	fs.DurationVar(&o.ackDelay, "ack-delay", 0, "receivers collect messages for this long before acking them together (0: ack what is queued at once)")
+	fs.StringVar(&o.homes, "homes", "", "put the client homes in a temporary directory under `dir` (default: next to the server's data)")
+	fs.StringVar(&o.prof.clientOut, "cpuprofile", "", "write a pprof CPU profile of the bench process (the clients) over the securechat window to `file`")
+	fs.StringVar(&o.prof.serverOut, "perf", "", "record the server process with `perf record -g` over the securechat window into `file` (perf.data)")
+	if err := fs.Parse(args); err != nil {
+		return nil, errUsage
+	}
+	switch {
+	case fs.NArg() > 0:
+		return nil, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	case o.clients < 1 || o.clients > 999:
+		return nil, fmt.Errorf("%w: -clients must be between 1 and 999", errUsage)
+	case o.duration <= 0 || o.warmup < 0 || o.ackDelay < 0:
+		return nil, fmt.Errorf("%w: -duration must be positive, -warmup and -ack-delay not negative", errUsage)
+	case o.size < 1 || o.size > 60<<10:
+		return nil, fmt.Errorf("%w: -size must be between 1 and 61440", errUsage)
+	}
+	return o, nil
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == echoServerArg {
+		if err := runEchoServer(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench echo server:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	interrupted := ctx.Err() != nil
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, errUsage):
+		if err != errUsage {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+		}
+		os.Exit(2)
+	case interrupted:
+		fmt.Fprintln(os.Stderr, "bench: interrupted")
+		os.Exit(1)
+	default:
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole benchmark: the echo baseline, then securechat, then the
+// report. Subprocesses and the temporary directory are gone when it returns.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(o.bin); err != nil {
+		return fmt.Errorf("server binary %s: %w (run make build, or pass -bin)", o.bin, err)
+	}
+	dir, err := os.MkdirTemp("", "securechat-bench-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		defer fmt.Fprintf(stderr, "bench: kept %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	progress := func(format string, args ...any) {
+		fmt.Fprintf(stderr, "bench: "+format+"\n", args...)
+	}
+
+	progress("echo baseline: %d clients, %v warm-up, %v window", o.clients, o.warmup, o.duration)
+	echo, err := echoPhase(ctx, o, stderr)
+	if err != nil {
+		return fmt.Errorf("echo baseline: %w", err)
+	}
+	progress("securechat: starting %s, registering %d users", o.bin, 2*o.clients)
+	sc, err := securechatPhase(ctx, o, dir, stderr, progress)
+	if err != nil {
+		return fmt.Errorf("securechat: %w", err)
+	}
+	r := newReport(o, echo, sc)
+	if o.json {
+		return r.writeJSON(stdout)
+	}
+	return r.writeTable(stdout)
+}
+
+func echoPhase(ctx context.Context, o *options, stderr io.Writer) (result, error) {
+	srv, addr, fp, err := startEchoServer(ctx, stderr)
+	if err != nil {
+		return result{}, err
+	}
+	defer srv.stop()
+	return runEcho(ctx, o, addr, fp, srv)
+}
+
+func securechatPhase(ctx context.Context, o *options, dir string, stderr io.Writer, progress func(string, ...any)) (result, error) {
+	srv, addr, fp, err := startServer(ctx, o.bin, filepath.Join(dir, "server"), stderr)
+	if err != nil {
+		return result{}, err
+	}
+	defer srv.stop()
+	t := time.Now()
+	homes := filepath.Join(dir, "homes")
+	if o.homes != "" {
+		if homes, err = os.MkdirTemp(o.homes, "securechat-bench-homes-"); err != nil {
+			return result{}, err
+		}
+		if o.keep {
+			defer fmt.Fprintf(stderr, "bench: kept %s\n", homes)
+		} else {
+			defer os.RemoveAll(homes)
+		}
+	}
+	a, err := registerAccounts(ctx, homes, addr, fp, o.clients)
+	if err != nil {
+		return result{}, err
+	}
+	defer a.close()
+	progress("securechat: registered in %v; %d senders → %d receivers, %v warm-up, %v window",
+		time.Since(t).Round(time.Millisecond), o.clients, o.clients, o.warmup, o.duration)
+	res, err := runSecurechat(ctx, o, a, srv)
+	if err == nil {
+		if done, perr := srv.exited(); done {
+			err = perr // the server must survive the load
+		}
+	}
+	return res, err
+}
