@@ -61,11 +61,17 @@ func (e *DeviceMismatchError) Error() string {
 	return "message slots do not match the recipients' devices"
 }
 
+// storedEntry is one committed mailbox entry and its device.
+type storedEntry struct {
+	Device  string // deviceKey
+	Deliver transport.Deliver
+}
+
 // stored is the outcome of storeMessage.
 type stored struct {
 	ServerTime int64
 	Duplicate  bool
-	Devices    [][]byte // deviceKeys that got an entry, to wake
+	Entries    []storedEntry // what each device's mailbox got, to push without re-reading
 }
 
 // storeMessage durably stores msg in every recipient device's mailbox, or
@@ -103,7 +109,9 @@ func (s *Store) storeMessage(ctx context.Context, from string, fromDevice uint32
 			if err := box.Put(u64(seq), v); err != nil {
 				return err
 			}
-			out.Devices = append(out.Devices, k)
+			out.Entries = append(out.Entries, storedEntry{Device: string(k), Deliver: transport.Deliver{
+				Seq: seq, From: from, FromDevice: fromDevice, MessageID: msg.MessageID, ServerTime: ms, Payload: env.Payload,
+			}})
 		}
 		return dedup.Put(dedupKey, u64(uint64(ms)))
 	})

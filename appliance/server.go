@@ -250,16 +250,13 @@ func (s *Server) expireLoop(ctx context.Context) {
 	}
 }
 
-// wake tells a device's receiving session that its mailbox has new entries.
-func (s *Server) wake(devKeys [][]byte) {
+// push hands committed entries to their devices' receiving sessions.
+func (s *Server) push(entries []storedEntry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, k := range devKeys {
-		if sess := s.receivers[string(k)]; sess != nil {
-			select {
-			case sess.wake <- struct{}{}:
-			default: // already pending
-			}
+	for i := range entries {
+		if sess := s.receivers[entries[i].Device]; sess != nil {
+			sess.offer(&entries[i].Deliver)
 		}
 	}
 }

@@ -1,12 +1,14 @@
 package appliance
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,8 +46,11 @@ type session struct {
 	authed   chan struct{}
 	inFlight chan struct{}
 
-	wake chan struct{}  // mailbox has new entries (capacity 1)
-	bg   sync.WaitGroup // the deliver goroutine
+	wake chan struct{} // mailbox has new entries (capacity 1)
+
+	inboxMu sync.Mutex
+	inbox   []*transport.Deliver // committed entries offered by senders, in no guaranteed order
+	bg      sync.WaitGroup       // the deliver goroutine
 
 	closeOnce sync.Once
 }
@@ -382,26 +387,75 @@ func (ss *session) handleSend(id uint32, req *transport.Send) {
 	}
 	if !res.Duplicate {
 		srv.stats.MessagesIn.Add(1)
-		srv.wake(res.Devices)
+		srv.push(res.Entries)
 	}
 	ss.reply(id, transport.CodeSent, &transport.Sent{ServerTime: res.ServerTime, Duplicate: res.Duplicate})
+}
+
+// maxInbox bounds the entries a session holds in memory; past it the
+// deliver loop reads them from the store instead.
+const maxInbox = 1024
+
+// offer gives the session a committed entry of its mailbox.
+func (ss *session) offer(d *transport.Deliver) {
+	ss.inboxMu.Lock()
+	if len(ss.inbox) < maxInbox {
+		ss.inbox = append(ss.inbox, d)
+	}
+	ss.inboxMu.Unlock()
+	select {
+	case ss.wake <- struct{}{}:
+	default: // already pending
+	}
+}
+
+// takeInbox returns the offered entries that continue the mailbox right
+// after seq last, in order; ok is false when they do not (a gap, an
+// overflow): then the store is read instead, which is always correct.
+func (ss *session) takeInbox(last uint64) (_ []*transport.Deliver, ok bool) {
+	ss.inboxMu.Lock()
+	in := ss.inbox
+	ss.inbox = nil
+	ss.inboxMu.Unlock()
+	slices.SortFunc(in, func(a, b *transport.Deliver) int { return cmp.Compare(a.Seq, b.Seq) })
+	in = slices.DeleteFunc(in, func(d *transport.Deliver) bool { return d.Seq <= last })
+	for i, d := range in {
+		if d.Seq != last+uint64(i)+1 {
+			return nil, false
+		}
+	}
+	return in, true
 }
 
 // deliver pushes the device's mailbox: first the backlog, then QueueEmpty,
 // then new entries as they are stored (protocol.md §6.2). Entries stay in
 // the mailbox until acked, so a connection lost mid-push loses nothing.
+// New entries come from memory when senders offered them in sequence;
+// otherwise from the store.
 func (ss *session) deliver() {
 	var last uint64
 	sentEmpty := false
 	frames := make([]transport.Frame, 0, pushBatch+1)
+	fromStore := true
 	for {
-		entries := ss.srv.store.pending(ss.user, ss.device, last, pushBatch)
-		frames = frames[:0]
-		for i := range entries {
-			frames = append(frames, transport.Frame{Code: transport.CodeDeliver, Body: transport.Marshal(&entries[i])})
-			last = entries[i].Seq
+		var entries []*transport.Deliver
+		if !fromStore {
+			var ok bool
+			entries, ok = ss.takeInbox(last)
+			fromStore = !ok
 		}
-		if len(entries) < pushBatch && !sentEmpty {
+		if fromStore {
+			ss.takeInbox(last) // what is offered now is in the store too
+			for _, d := range ss.srv.store.pending(ss.user, ss.device, last, pushBatch) {
+				entries = append(entries, &d)
+			}
+		}
+		frames = frames[:0]
+		for _, d := range entries {
+			frames = append(frames, transport.Frame{Code: transport.CodeDeliver, Body: transport.Marshal(d)})
+			last = d.Seq
+		}
+		if fromStore && len(entries) < pushBatch && !sentEmpty {
 			frames = append(frames, transport.Frame{Code: transport.CodeQueueEmpty})
 			sentEmpty = true
 		}
@@ -412,8 +466,13 @@ func (ss *session) deliver() {
 			}
 			ss.srv.stats.Deliveries.Add(int64(len(entries)))
 		}
-		if len(entries) == pushBatch {
-			continue
+		if fromStore && len(entries) == pushBatch {
+			continue // more backlog
+		}
+		if fromStore {
+			fromStore = false
+		} else if len(entries) > 0 {
+			continue // more may have been offered meanwhile
 		}
 		select {
 		case <-ss.wake:

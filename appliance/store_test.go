@@ -173,7 +173,7 @@ func TestStoreMessageDedupAndDevices(t *testing.T) {
 	mustAccount(t, s, "bob", 2, now)
 
 	res, err := s.storeMessage(ctx, "alice", 1, send(1, env("bob", 1, "a"), env("bob", 2, "b")), now)
-	if err != nil || res.Duplicate || len(res.Devices) != 2 {
+	if err != nil || res.Duplicate || len(res.Entries) != 2 {
 		t.Fatalf("store: %+v %v", res, err)
 	}
 	again, err := s.storeMessage(ctx, "alice", 1, send(1, env("bob", 1, "a"), env("bob", 2, "b")), now.Add(time.Minute))
@@ -292,4 +292,40 @@ func TestWriteAfterClose(t *testing.T) {
 		t.Fatalf("write after close: %v", err)
 	}
 	s.updateAsync(func(*bolt.Tx) error { return nil }) // must not panic
+}
+
+func TestTakeInbox(t *testing.T) {
+	ss := &session{wake: make(chan struct{}, 1)}
+	d := func(seq uint64) *transport.Deliver { return &transport.Deliver{Seq: seq} }
+	seqs := func(ds []*transport.Deliver) (out []uint64) {
+		for _, x := range ds {
+			out = append(out, x.Seq)
+		}
+		return out
+	}
+	// Out of order but contiguous after last: sorted and taken.
+	for _, s := range []uint64{7, 5, 6, 4} {
+		ss.offer(d(s))
+	}
+	got, ok := ss.takeInbox(4)
+	if !ok || fmt.Sprint(seqs(got)) != "[5 6 7]" {
+		t.Fatalf("got %v %v", seqs(got), ok)
+	}
+	// A gap (8 missing) sends the loop to the store.
+	ss.offer(d(9))
+	if _, ok := ss.takeInbox(7); ok {
+		t.Fatal("gap not detected")
+	}
+	// Nothing offered: ok with nothing.
+	if got, ok := ss.takeInbox(9); !ok || len(got) != 0 {
+		t.Fatalf("empty inbox: %v %v", got, ok)
+	}
+	// Overflow drops offers; the gap then shows.
+	for i := range uint64(maxInbox + 10) {
+		ss.offer(d(10 + i))
+	}
+	got, ok = ss.takeInbox(9)
+	if !ok || len(got) != maxInbox {
+		t.Fatalf("after overflow: %d entries, %v", len(got), ok)
+	}
 }

@@ -64,7 +64,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.json, "json", false, "print one JSON object instead of the table")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (server data, client homes)")
 	fs.DurationVar(&o.ackDelay, "ack-delay", 0, "receivers collect messages for this long before acking them together (0: ack what is queued at once)")
-	fs.StringVar(&o.homes, "homes", "", "put the client homes in a temporary directory under `dir` (default: next to the server's data)")
+	fs.StringVar(&o.homes, "homes", defaultHomes(), "put the client homes in a temporary directory under `dir`; \"\" puts them next to the server's data")
 	fs.StringVar(&o.prof.clientOut, "cpuprofile", "", "write a pprof CPU profile of the bench process (the clients) over the securechat window to `file`")
 	fs.StringVar(&o.prof.serverOut, "perf", "", "record the server process with `perf record -g` over the securechat window into `file` (perf.data)")
 	if err := fs.Parse(args); err != nil {
@@ -192,4 +192,15 @@ func securechatPhase(ctx context.Context, o *options, dir string, stderr io.Writ
 		}
 	}
 	return res, err
+}
+
+// defaultHomes keeps the client homes off the server's disk when tmpfs is
+// there: in a deployment every client fsyncs its own device, so 128 homes
+// sharing the server's journal would measure this machine's disk, not the
+// server (BENCHMARKS.md).
+func defaultHomes() string {
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		return "/dev/shm"
+	}
+	return ""
 }
