@@ -87,7 +87,11 @@ func Register(ctx context.Context, args []string, env Env, login bool) error {
 	if !login && len(password) < 8 {
 		return errors.New("password must be at least 8 characters")
 	}
-	h, err := client.OpenHome(*home)
+	pass, err := readPassphrase(env, true)
+	if err != nil {
+		return err
+	}
+	h, err := client.OpenHome(*home, client.HomeOptions{Passphrase: pass, Create: true})
 	if err != nil {
 		return err
 	}
@@ -119,8 +123,8 @@ func hostname() string {
 	return h
 }
 
-// readPassword takes the password from SECURECHAT_PASSWORD, standard input
-// or a prompt on the terminal, in that order (DESIGN §7).
+// readPassword takes the account password from --password-stdin,
+// SECURECHAT_PASSWORD or a prompt on the terminal, in that order (DESIGN §7).
 func readPassword(env Env, fromStdin, confirm bool) (string, error) {
 	if fromStdin {
 		line, err := bufio.NewReader(env.Stdin).ReadString('\n')
@@ -132,33 +136,60 @@ func readPassword(env Env, fromStdin, confirm bool) (string, error) {
 	if p := env.Getenv("SECURECHAT_PASSWORD"); p != "" {
 		return p, nil
 	}
-	f, ok := env.Stdin.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return "", errors.New("no password: set SECURECHAT_PASSWORD or use --password-stdin")
+	return prompt("account password", confirm, "no password: set SECURECHAT_PASSWORD or use --password-stdin")
+}
+
+// readPassphrase takes the passphrase that seals the home from
+// SECURECHAT_PASSPHRASE or a prompt on the terminal.
+func readPassphrase(env Env, confirm bool) (string, error) {
+	if p := env.Getenv("SECURECHAT_PASSPHRASE"); p != "" {
+		return p, nil
 	}
-	fmt.Fprint(env.Stderr, "password: ")
-	b, err := term.ReadPassword(int(f.Fd()))
-	fmt.Fprintln(env.Stderr)
+	what := "passphrase for this home"
+	if confirm {
+		what = "new passphrase to seal this home (keys and history are encrypted with it)"
+	}
+	return prompt(what, confirm, "no passphrase for the home: set SECURECHAT_PASSPHRASE or run in a terminal")
+}
+
+// prompt reads a secret from the controlling terminal without echo.
+func prompt(what string, confirm bool, noTTY string) (string, error) {
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return "", errors.New(noTTY)
+	}
+	defer tty.Close()
+	fd := int(tty.Fd())
+	if !term.IsTerminal(fd) {
+		return "", errors.New(noTTY)
+	}
+	fmt.Fprintf(tty, "%s: ", what)
+	b, err := term.ReadPassword(fd)
+	fmt.Fprintln(tty)
 	if err != nil {
 		return "", err
 	}
 	if confirm {
-		fmt.Fprint(env.Stderr, "password again: ")
-		again, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(env.Stderr)
+		fmt.Fprint(tty, "again: ")
+		again, err := term.ReadPassword(fd)
+		fmt.Fprintln(tty)
 		if err != nil {
 			return "", err
 		}
 		if string(again) != string(b) {
-			return "", errors.New("passwords do not match")
+			return "", errors.New("the two entries do not match")
 		}
 	}
 	return string(b), nil
 }
 
 // connect opens the home and authenticates.
-func connect(ctx context.Context, dir string, receive bool) (*client.Home, *client.Client, error) {
-	h, err := client.OpenHome(dir)
+func connect(ctx context.Context, env Env, dir string, receive bool) (*client.Home, *client.Client, error) {
+	pass, err := readPassphrase(env, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := client.OpenHome(dir, client.HomeOptions{Passphrase: pass})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -198,7 +229,7 @@ func Send(ctx context.Context, args []string, env Env) error {
 		return usage.Errorf("send: no message text")
 	}
 	text := strings.Join(fs.Args(), " ")
-	h, c, err := connect(ctx, *home, false)
+	h, c, err := connect(ctx, env, *home, false)
 	if err != nil {
 		return err
 	}
@@ -237,7 +268,7 @@ func Recv(ctx context.Context, args []string, env Env) error {
 	if *wait < 0 {
 		return usage.Errorf("recv: --wait must not be negative")
 	}
-	h, c, err := connect(ctx, *home, true)
+	h, c, err := connect(ctx, env, *home, true)
 	if err != nil {
 		return err
 	}

@@ -2,9 +2,12 @@ package client
 
 import (
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -16,11 +19,12 @@ import (
 )
 
 // The home directory (DESIGN §7, --home) holds one client identity in
-// client.db, a bbolt file:
+// client.db, a bbolt file sealed at rest (seal.go, docs/protocol.md §10):
 //
-//	meta    "profile" → Profile
-//	seen    sender deviceKey ‖ message id → u64 BE unix ms; deliveries already handed on
-//	outbox  message id → outboxEntry; Sends transmitted but not yet confirmed
+//	meta    "kdf" → kdfRecord (clear); "profile" → sealed Profile
+//	seen    index(sender deviceKey ‖ message id) → sealed u64 BE unix ms;
+//	        deliveries already handed on
+//	outbox  message id → sealed outboxEntry; Sends transmitted but not yet confirmed
 const homeDB = "client.db"
 
 var (
@@ -28,6 +32,7 @@ var (
 	bucketSeen   = []byte("seen")
 	bucketOutbox = []byte("outbox")
 	keyProfile   = []byte("profile")
+	keyKDF       = []byte("kdf")
 )
 
 // seenTTL is how long a delivered message id is remembered to drop
@@ -44,7 +49,21 @@ var ErrHomeInUse = errors.New("home is in use by another securechat process")
 type Home struct {
 	Dir    string
 	db     *bolt.DB
+	seal   *sealer
 	pruned bool // seen records older than seenTTL were dropped this session
+}
+
+// HomeOptions open a home.
+type HomeOptions struct {
+	// Passphrase unlocks the home; a new home is sealed with it.
+	Passphrase string
+	// KDF is the argon2id cost for a new home; zero means DefaultKDF.
+	KDF KDFParams
+	// Create allows making a new home (register, login). Without it a
+	// missing home is ErrNotRegistered.
+	Create bool
+	// Rand is the randomness source; nil means crypto/rand.
+	Rand io.Reader
 }
 
 // Profile is the identity a home holds.
@@ -109,42 +128,136 @@ func DefaultHome() string {
 	return ".securechat"
 }
 
-// OpenHome opens (creating if needed) the home directory dir. Only one
-// process may have a home open at a time.
-func OpenHome(dir string) (*Home, error) {
+// OpenHome opens the home directory dir and unlocks it with the
+// passphrase. A wrong passphrase is ErrWrongPassphrase and changes nothing.
+// Only one process may have a home open at a time.
+func OpenHome(dir string, o HomeOptions) (*Home, error) {
+	if o.Rand == nil {
+		o.Rand = rand.Reader
+	}
+	if o.KDF == (KDFParams{}) {
+		o.KDF = DefaultKDF
+	}
+	path := filepath.Join(dir, homeDB)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && !o.Create {
+		return nil, ErrNotRegistered
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("home %s: %w", dir, err)
 	}
-	db, err := bolt.Open(filepath.Join(dir, homeDB), 0o600, &bolt.Options{Timeout: 300 * time.Millisecond})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 300 * time.Millisecond})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("home %s: %w", dir, ErrHomeInUse)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("home %s: %w", dir, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	h := &Home{Dir: dir, db: db}
+	if err := h.unlock(o); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// unlock derives the home's keys. A home without a profile may be sealed
+// anew: it holds nothing yet.
+func (h *Home) unlock(o HomeOptions) error {
+	if o.Passphrase == "" {
+		return errors.New("the passphrase is empty")
+	}
+	var rec kdfRecord
+	var haveKDF, haveProfile bool
+	err := h.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			return nil
+		}
+		haveProfile = meta.Get(keyProfile) != nil
+		if v := meta.Get(keyKDF); v != nil {
+			haveKDF = true
+			return transport.Unmarshal(v, &rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("home %s: key parameters are damaged: %w", h.Dir, err)
+	}
+	if haveKDF {
+		s, err := deriveSealer(o.Passphrase, &rec, o.Rand)
+		if err != nil {
+			return err
+		}
+		if err := s.check(&rec); err == nil {
+			h.seal = s
+			return nil
+		} else if haveProfile || !o.Create {
+			s.zero()
+			return fmt.Errorf("home %s: %w", h.Dir, ErrWrongPassphrase)
+		}
+	}
+	if haveProfile {
+		return fmt.Errorf("home %s: key parameters are missing", h.Dir)
+	}
+	// A new (or still empty) home: seal it with this passphrase.
+	rec = kdfRecord{Params: o.KDF, Salt: make([]byte, 16)}
+	if _, err := io.ReadFull(o.Rand, rec.Salt); err != nil {
+		return err
+	}
+	s, err := deriveSealer(o.Passphrase, &rec, o.Rand)
+	if err != nil {
+		return err
+	}
+	if rec.Check, err = s.seal([]byte(labelHomeCheck), nil, []byte(homeCheckContent)); err != nil {
+		return err
+	}
+	err = h.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketSeen, bucketOutbox} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return nil
+		return tx.Bucket(bucketMeta).Put(keyKDF, transport.Marshal(&rec))
 	})
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("home %s: %w", dir, err)
+		return fmt.Errorf("home %s: %w", h.Dir, err)
 	}
-	return &Home{Dir: dir, db: db}, nil
+	h.seal = s
+	return nil
 }
 
-// Close closes the home.
-func (h *Home) Close() error { return h.db.Close() }
+// get reads and opens a sealed value; nil if absent.
+func (h *Home) get(tx *bolt.Tx, bucket, key []byte) ([]byte, error) {
+	v := tx.Bucket(bucket).Get(key)
+	if v == nil {
+		return nil, nil
+	}
+	return h.seal.open(bucket, key, v)
+}
+
+// put seals and stores a value.
+func (h *Home) put(tx *bolt.Tx, bucket, key, value []byte) error {
+	sealed, err := h.seal.seal(bucket, key, value)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucket).Put(key, sealed)
+}
+
+// Close closes the home and forgets its keys.
+func (h *Home) Close() error {
+	h.seal.zero()
+	return h.db.Close()
+}
 
 // Profile returns the home's identity, or ErrNotRegistered.
 func (h *Home) Profile() (*Profile, error) {
 	var p *Profile
 	err := h.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketMeta).Get(keyProfile)
+		v, err := h.get(tx, bucketMeta, keyProfile)
+		if err != nil {
+			return fmt.Errorf("home %s: %w", h.Dir, err)
+		}
 		if v == nil {
 			return ErrNotRegistered
 		}
@@ -159,7 +272,7 @@ func (h *Home) Profile() (*Profile, error) {
 
 func (h *Home) saveProfile(p *Profile) error {
 	return h.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(keyProfile, transport.Marshal(p))
+		return h.put(tx, bucketMeta, keyProfile, transport.Marshal(p))
 	})
 }
 
@@ -175,7 +288,7 @@ func seenKey(from string, device uint32, id []byte) []byte {
 func (h *Home) wasSeen(from string, device uint32, id []byte) bool {
 	seen := false
 	h.db.View(func(tx *bolt.Tx) error {
-		seen = tx.Bucket(bucketSeen).Get(seenKey(from, device, id)) != nil
+		seen = tx.Bucket(bucketSeen).Get(h.seal.index(bucketSeen, seenKey(from, device, id))) != nil
 		return nil
 	})
 	return seen
@@ -186,7 +299,8 @@ func (h *Home) markSeen(msgs []*Message, now time.Time) error {
 	return h.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSeen)
 		for _, m := range msgs {
-			if err := b.Put(seenKey(m.From, m.FromDevice, m.rawID), binary.BigEndian.AppendUint64(nil, uint64(now.UnixMilli()))); err != nil {
+			k := h.seal.index(bucketSeen, seenKey(m.From, m.FromDevice, m.rawID))
+			if err := h.put(tx, bucketSeen, k, binary.BigEndian.AppendUint64(nil, uint64(now.UnixMilli()))); err != nil {
 				return err
 			}
 		}
@@ -196,8 +310,9 @@ func (h *Home) markSeen(msgs []*Message, now time.Time) error {
 		h.pruned = true
 		cutoff := uint64(now.Add(-seenTTL).UnixMilli())
 		var old [][]byte
-		b.ForEach(func(k, v []byte) error {
-			if len(v) != 8 || binary.BigEndian.Uint64(v) < cutoff {
+		b.ForEach(func(k, sealed []byte) error {
+			v, err := h.seal.open(bucketSeen, k, sealed)
+			if err != nil || len(v) != 8 || binary.BigEndian.Uint64(v) < cutoff {
 				old = append(old, append([]byte(nil), k...))
 			}
 			return nil

@@ -177,7 +177,7 @@ func (c *Client) updateDevices(user string, devs []transport.DeviceInfo) {
 
 func (c *Client) putOutbox(id []byte, e *outboxEntry) error {
 	return c.home.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketOutbox).Put(id, transport.Marshal(e))
+		return c.home.put(tx, bucketOutbox, id, transport.Marshal(e))
 	})
 }
 
@@ -203,9 +203,10 @@ func (c *Client) FlushOutbox(ctx context.Context) ([]Outboxed, error) {
 	}
 	var items []item
 	err := c.home.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketOutbox).ForEach(func(k, v []byte) error {
+		return tx.Bucket(bucketOutbox).ForEach(func(k, sealed []byte) error {
 			it := item{id: append([]byte(nil), k...)}
-			if transport.Unmarshal(v, &it.entry) == nil {
+			v, err := c.home.seal.open(bucketOutbox, k, sealed)
+			if err == nil && transport.Unmarshal(v, &it.entry) == nil {
 				items = append(items, it)
 			}
 			return nil

@@ -2,11 +2,15 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/sha256"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -24,6 +28,7 @@ func TestOnlineDelivery(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "recv", "--home", bob.home, "--json", "--wait", "20s")
+	cmd.Env = append(os.Environ(), "SECURECHAT_PASSPHRASE="+passphrase)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +117,7 @@ func TestRetriedSendNoDuplicate(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	home, err := client.OpenHome(alice.home)
+	home, err := client.OpenHome(alice.home, client.HomeOptions{Passphrase: passphrase})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,6 +187,40 @@ func TestLoginAddsDevice(t *testing.T) {
 			t.Errorf("%s: got %q", dev.home, texts(got))
 		}
 	}
+}
+
+func TestHomeSealedAtRest(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	alice, bob := register(t, s, "alice"), register(t, s, "bob")
+	alice.send(t, "bob", "hello")
+	if got := bob.recv(t, "0s"); len(got) != 1 {
+		t.Fatalf("got %q", texts(got))
+	}
+	db, err := os.ReadFile(filepath.Join(alice.home, "client.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, clear := range []string{"alice", s.Addr, s.FP} {
+		if bytes.Contains(db, []byte(clear)) {
+			t.Errorf("alice's home holds %q in the clear", clear)
+		}
+	}
+	fpBytes, _ := hex.DecodeString(s.FP)
+	if bytes.Contains(db, fpBytes) {
+		t.Errorf("alice's home holds the pinned fingerprint in the clear")
+	}
+
+	// A wrong passphrase is a clear error and changes nothing.
+	before := sha256.Sum256(db)
+	fails(t, 1, "wrong passphrase", []string{"SECURECHAT_PASSPHRASE=not it"}, "send", "--home", alice.home, "--to", "bob", "hi")
+	fails(t, 1, "wrong passphrase", []string{"SECURECHAT_PASSPHRASE=not it"}, "recv", "--home", alice.home)
+	after, _ := os.ReadFile(filepath.Join(alice.home, "client.db"))
+	if sha256.Sum256(after) != before {
+		t.Errorf("a wrong passphrase changed the home")
+	}
+	fails(t, 1, "no passphrase", []string{"SECURECHAT_PASSPHRASE="}, "send", "--home", alice.home, "--to", "bob", "hi")
+	alice.send(t, "bob", "still works with the right one")
 }
 
 func randomID(t *testing.T) []byte {

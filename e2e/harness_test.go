@@ -172,7 +172,8 @@ func run(t *testing.T, env []string, stdin string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), "SECURECHAT_PASSPHRASE="+passphrase), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // no controlling terminal: never prompt
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -223,7 +224,10 @@ func fails(t *testing.T, code int, want string, env []string, args ...string) re
 	return r
 }
 
-const password = "correct horse battery"
+const (
+	password   = "correct horse battery"
+	passphrase = "home sealing passphrase"
+)
 
 var pwEnv = []string{"SECURECHAT_PASSWORD=" + password}
 
