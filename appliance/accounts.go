@@ -37,12 +37,14 @@ type userRecord struct {
 	PasswordHash string // PHC string: $argon2id$v=19$m=…,t=…,p=…$salt$hash
 	Created      int64  // unix ms
 	NextDevice   uint32
+	Identity     []byte // account identity key (e2ee), set by the first device to publish keys
 }
 
 func (r *userRecord) MarshalFields(e *transport.Encoder) {
 	e.String(1, r.PasswordHash)
 	e.Int(2, r.Created)
 	e.Uint(3, uint64(r.NextDevice))
+	e.BytesField(4, r.Identity)
 }
 
 func (r *userRecord) UnmarshalFields(d *transport.Decoder) error {
@@ -54,6 +56,8 @@ func (r *userRecord) UnmarshalFields(d *transport.Decoder) error {
 			r.Created, err = f.Int()
 		case 3:
 			r.NextDevice, err = f.Uint32()
+		case 4:
+			r.Identity, err = f.Fixed(transport.IdentityKeyLen)
 		default:
 			return f.Unknown()
 		}
@@ -236,7 +240,7 @@ func (s *Store) devices(user string) (list []transport.DeviceInfo, ok bool) {
 			return nil
 		}
 		ok = true
-		list = devicesTx(tx, user)
+		list = activeDevicesTx(tx, user)
 		return nil
 	})
 	return list, ok

@@ -22,6 +22,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Var(&flags.AuthTimeout, "auth-timeout", "time allowed to authenticate (default 10s)")
 	fs.Var(&flags.IdleTimeout, "idle-timeout", "close connections silent for this long (default 60s)")
 	fs.IntVar(&flags.MaxFrame, "max-frame", 0, "largest control frame in `bytes` (default 4194304)")
+	fs.Float64Var(&flags.KeyFetchRate, "key-fetch-rate", 0, "prekey fetches per second per account (default 2)")
+	fs.IntVar(&flags.KeyFetchBurst, "key-fetch-burst", 0, "prekey fetches at once per account (default 60)")
 	fs.StringVar(&flags.LogLevel, "log-level", "", "debug, info, warn or error (default info)")
 	fs.StringVar(&flags.LogFormat, "log-format", "", "text or json (default text)")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration as YAML and exit")
@@ -92,6 +94,12 @@ func overlay(cfg, flags *Config, set func(string) bool) {
 	}
 	if set("max-frame") {
 		cfg.MaxFrame = flags.MaxFrame
+	}
+	if set("key-fetch-rate") {
+		cfg.KeyFetchRate = flags.KeyFetchRate
+	}
+	if set("key-fetch-burst") {
+		cfg.KeyFetchBurst = flags.KeyFetchBurst
 	}
 	if set("log-level") {
 		cfg.LogLevel = flags.LogLevel

@@ -34,6 +34,10 @@ type Config struct {
 	IdleTimeout Duration `yaml:"idle_timeout"`
 	// MaxFrame bounds a control-stream frame in bytes. Default 4 MiB.
 	MaxFrame int `yaml:"max_frame"`
+	// KeyFetchRate is how many prekey fetches per second an account may
+	// make, sustained; KeyFetchBurst how many at once. Defaults 2 and 60.
+	KeyFetchRate  float64 `yaml:"key_fetch_rate"`
+	KeyFetchBurst int     `yaml:"key_fetch_burst"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
 	// LogFormat is text or json. Default text.
@@ -96,6 +100,12 @@ func (c Config) withDefaults() Config {
 	if c.MaxFrame == 0 {
 		c.MaxFrame = 4 << 20
 	}
+	if c.KeyFetchRate == 0 {
+		c.KeyFetchRate = 2
+	}
+	if c.KeyFetchBurst == 0 {
+		c.KeyFetchBurst = 60
+	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
@@ -125,6 +135,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxFrame < 64<<10 || c.MaxFrame > 64<<20 {
 		return errors.New("max_frame must be between 65536 and 67108864 bytes")
+	}
+	if c.KeyFetchRate < 0 || c.KeyFetchBurst < 0 {
+		return errors.New("key_fetch_rate and key_fetch_burst must not be negative")
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err

@@ -134,7 +134,7 @@ func checkRecipients(tx *bolt.Tx, from string, fromDevice uint32, envs []transpo
 		if users.Get([]byte(user)) == nil {
 			return &NoSuchUserError{User: user}
 		}
-		current := devicesTx(tx, user)
+		current := activeDevicesTx(tx, user)
 		if user == from {
 			current = slices.DeleteFunc(current, func(d transport.DeviceInfo) bool { return d.ID == fromDevice })
 		}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/time/rate"
 
 	"github.com/securechat/securechat/transport"
 )
@@ -57,6 +58,8 @@ type Server struct {
 
 	conns sync.WaitGroup
 
+	fetchLimit *limiter // prekey fetches per requesting account
+
 	stats Stats
 }
 
@@ -84,6 +87,7 @@ func New(cfg Config) (*Server, error) {
 		sessions:  make(map[*session]struct{}),
 		receivers: make(map[string]*session),
 	}
+	s.fetchLimit = newLimiter(rate.Limit(cfg.KeyFetchRate), cfg.KeyFetchBurst, 10000)
 	if s.rand == nil {
 		s.rand = rand.Reader
 	}
@@ -258,6 +262,16 @@ func (s *Server) push(entries []storedEntry) {
 		if sess := s.receivers[entries[i].Device]; sess != nil {
 			sess.offer(&entries[i].Deliver)
 		}
+	}
+}
+
+// notifyKeysLow tells a device, if it is connected, to top up its prekeys.
+func (s *Server) notifyKeysLow(l keysLow) {
+	s.mu.Lock()
+	sess := s.receivers[l.Device]
+	s.mu.Unlock()
+	if sess != nil {
+		sess.c.WriteFrame(transport.CodeKeysLow, 0, &l.Count)
 	}
 }
 

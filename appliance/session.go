@@ -161,7 +161,8 @@ func (ss *session) dispatch(f transport.Frame, workers *sync.WaitGroup) {
 		}
 		ss.authenticate(f)
 		return
-	case transport.CodeDevices, transport.CodeSend, transport.CodeAck:
+	case transport.CodeDevices, transport.CodeSend, transport.CodeAck,
+		transport.CodePublishKeys, transport.CodeFetchKeys, transport.CodeIdentity:
 		if !ss.isAuthed() {
 			ss.fail(f.ID, &transport.Error{Code: transport.ErrUnauthorized, Message: "authenticate first"})
 			return
@@ -193,6 +194,42 @@ func (ss *session) dispatch(f transport.Frame, workers *sync.WaitGroup) {
 			defer func() { <-ss.inFlight }()
 			ss.handleSend(f.ID, &req)
 		})
+	case transport.CodePublishKeys:
+		var req transport.PublishKeys
+		if !ss.decode(f, &req) {
+			return
+		}
+		if err := ss.srv.store.publishKeys(ss.ctx, ss.user, ss.device, &req); err != nil {
+			ss.fail(f.ID, wireError(err))
+			return
+		}
+		ss.log.Debug("keys published", "one_time", len(req.OneTime), "one_time_kem", len(req.OneTimeKEM))
+		ss.reply(f.ID, transport.CodeOK, &transport.Empty{})
+	case transport.CodeFetchKeys:
+		var req transport.FetchKeys
+		if !ss.decode(f, &req) {
+			return
+		}
+		ss.handleFetchKeys(f.ID, &req)
+	case transport.CodeIdentity:
+		var req transport.DevicesRequest
+		if !ss.decode(f, &req) {
+			return
+		}
+		user, err := transport.CanonicalUser(req.User)
+		if err != nil {
+			ss.fail(f.ID, &transport.Error{Code: transport.ErrInvalidName, Message: err.Error()})
+			return
+		}
+		key, ok := ss.srv.store.identity(user)
+		switch {
+		case !ok:
+			ss.fail(f.ID, wireError(&NoSuchUserError{User: user}))
+		case key == nil:
+			ss.fail(f.ID, &transport.Error{Code: transport.ErrNoSuchUser, Message: fmt.Sprintf("%s has not published an identity key", user)})
+		default:
+			ss.reply(f.ID, transport.CodeIdentityKey, &transport.IdentityKey{Key: key})
+		}
 	case transport.CodeAck:
 		var req transport.Ack
 		if !ss.decode(f, &req) {
@@ -287,6 +324,7 @@ func (ss *session) authenticate(f transport.Frame) {
 			return
 		}
 		w.User, w.Device = user, req.Device
+		w.Keys = srv.store.keyCount(user, req.Device)
 		receive = req.Receive
 		srv.store.touchDevice(user, req.Device, now)
 	}
@@ -390,6 +428,29 @@ func (ss *session) handleSend(id uint32, req *transport.Send) {
 		srv.push(res.Entries)
 	}
 	ss.reply(id, transport.CodeSent, &transport.Sent{ServerTime: res.ServerTime, Duplicate: res.Duplicate})
+}
+
+// handleFetchKeys hands out prekey bundles, rate-limited per requesting
+// account so that one-time prekeys cannot be drained (protocol.md §9.3).
+func (ss *session) handleFetchKeys(id uint32, req *transport.FetchKeys) {
+	if ok, retry := ss.srv.fetchLimit.allow(ss.user, ss.srv.cfg.Now()); !ok {
+		ss.fail(id, &transport.Error{Code: transport.ErrRateLimited, Message: fmt.Sprintf("rate limited: too many key fetches, retry after %v", retry.Round(time.Millisecond)), RetryAfterMS: uint64(retry.Milliseconds())})
+		return
+	}
+	user, err := transport.CanonicalUser(req.User)
+	if err != nil {
+		ss.fail(id, &transport.Error{Code: transport.ErrInvalidName, Message: err.Error()})
+		return
+	}
+	bundles, low, err := ss.srv.store.fetchBundles(ss.ctx, user, req.Devices)
+	if err != nil {
+		ss.fail(id, wireError(err))
+		return
+	}
+	ss.reply(id, transport.CodeKeyBundles, &transport.KeyBundles{Bundles: bundles})
+	for _, l := range low {
+		ss.srv.notifyKeysLow(l)
+	}
 }
 
 // maxInbox bounds the entries a session holds in memory; past it the

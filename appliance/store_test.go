@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -11,6 +12,9 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/securechat/securechat/client"
+	"github.com/securechat/securechat/e2ee"
 
 	"github.com/securechat/securechat/transport"
 )
@@ -143,16 +147,48 @@ func TestDataInUse(t *testing.T) {
 	}
 }
 
-func mustAccount(t *testing.T, s *Store, user string, devices int, now time.Time) {
+// mustAccount creates user with devices devices, each with published keys
+// (so each is a message recipient), and returns the account identity.
+func mustAccount(t *testing.T, s *Store, user string, devices int, now time.Time) e2ee.IdentityPrivateKey {
 	t.Helper()
-	if err := s.createAccount(context.Background(), user, "phc", make([]byte, 32), "", now); err != nil {
+	ctx := context.Background()
+	identity, err := e2ee.GenerateIdentityKey(nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 1; i < devices; i++ {
-		if _, err := s.addDevice(context.Background(), user, "phc", make([]byte, 32), "", now); err != nil {
+	for id := uint32(1); id <= uint32(devices); id++ {
+		pub, _, _ := ed25519.GenerateKey(nil)
+		if id == 1 {
+			err = s.createAccount(ctx, user, "phc", pub, "", now)
+		} else {
+			var got uint32
+			got, err = s.addDevice(ctx, user, "phc", pub, "", now)
+			if got != id {
+				t.Fatalf("device id %d, want %d", got, id)
+			}
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
+		publishTestKeys(t, s, identity, user, id, pub, 3)
 	}
+	return identity
+}
+
+func publishTestKeys(t *testing.T, s *Store, identity e2ee.IdentityPrivateKey, user string, id uint32, auth ed25519.PublicKey, oneTime int) *e2ee.DeviceKeys {
+	t.Helper()
+	keys, err := e2ee.NewDeviceKeys(nil, identity, e2ee.DeviceInfo{User: user, DeviceID: id, AuthKey: auth}, time.Now(), oneTime, oneTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := client.PublishMessage(keys.PublicPreKeys(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.publishKeys(context.Background(), user, id, m); err != nil {
+		t.Fatal(err)
+	}
+	return keys
 }
 
 func send(id byte, envs ...transport.Envelope) *transport.Send {

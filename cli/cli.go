@@ -115,6 +115,9 @@ func Register(ctx context.Context, args []string, env Env, login bool) error {
 		verb = "logged in"
 	}
 	fmt.Fprintf(env.Stdout, "%s %s (device %d) on %s\n", verb, prof.User, prof.Device, prof.Server)
+	if login {
+		fmt.Fprintf(env.Stderr, "note: this device is not linked to %s's identity key yet, so it cannot send or receive end-to-end encrypted messages until an existing device links it\n", prof.User)
+	}
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/securechat/securechat/e2ee"
 	"github.com/securechat/securechat/transport"
 )
 
@@ -65,6 +66,9 @@ type Client struct {
 
 	devMu   sync.Mutex // guards devices
 	devices map[string][]transport.DeviceInfo
+
+	cryptoMu sync.Mutex       // serialises session and prekey use and their storage
+	keys     *e2ee.DeviceKeys // nil for a device not linked to the account identity
 }
 
 // dial connects to server and starts the read loop.
@@ -104,6 +108,10 @@ func Connect(ctx context.Context, home *Home, opts Options) (*Client, error) {
 		return nil, err
 	}
 	c.prof = prof
+	if err := c.loadKeys(); err != nil {
+		c.Close()
+		return nil, err
+	}
 	exporter, err := c.conn.Exporter()
 	if err != nil {
 		c.Close()
@@ -119,6 +127,10 @@ func Connect(ctx context.Context, home *Home, opts Options) (*Client, error) {
 	if err := c.request(ctx, transport.CodeAuth, req, transport.CodeWelcome, &w); err != nil {
 		c.Close()
 		return nil, err
+	}
+	if err := c.maintainKeys(ctx, w.Keys); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("publishing this device's keys: %w", err)
 	}
 	return c, nil
 }
@@ -187,8 +199,25 @@ func enroll(ctx context.Context, home *Home, code transport.Code, o EnrollOption
 		return nil, err
 	}
 	prof := &Profile{Server: o.Server, Fingerprint: pin.Seen(), User: w.User, Device: w.Device, DeviceKey: priv}
+	if code == transport.CodeRegister {
+		// The first device makes the account identity (DESIGN §3). Devices
+		// added with login get theirs by linking (multi-device).
+		keys, err := newDeviceKeys(o, w.User, w.Device, pub, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		if prof.Keys, err = keys.MarshalBinary(); err != nil {
+			return nil, err
+		}
+		c.keys, c.prof = keys, prof
+	}
 	if err := home.saveProfile(prof); err != nil {
 		return nil, fmt.Errorf("account created on the server but not saved in %s: %w", home.Dir, err)
+	}
+	if c.keys != nil {
+		if err := c.maintainKeys(ctx, transport.KeyCount{}); err != nil {
+			return prof, fmt.Errorf("registered, but publishing the device's keys failed (they are published at the next connection): %w", err)
+		}
 	}
 	return prof, nil
 }
@@ -301,6 +330,11 @@ func (c *Client) readLoop() {
 			c.handleDeliver(f.Body)
 		case transport.CodeQueueEmpty:
 			c.events <- Event{Type: EventQueueEmpty}
+		case transport.CodeKeysLow:
+			var kc transport.KeyCount
+			if transport.Unmarshal(f.Body, &kc) == nil {
+				go c.maintainKeys(context.Background(), kc) // not on the read loop: it makes a request
+			}
 		case transport.CodeError:
 			var e transport.Error
 			if transport.Unmarshal(f.Body, &e) == nil {
@@ -355,11 +389,12 @@ func (c *Client) handleDeliver(body []byte) {
 		ServerTime: time.UnixMilli(d.ServerTime),
 		rawID:      d.MessageID,
 	}
-	content, err := openPayload(d.Payload)
+	content, changed, err := c.decrypt(&d)
 	if err != nil {
-		m.Kind, m.Text, m.SentAt = "error", "message could not be read: "+err.Error(), m.ServerTime
+		m.Kind, m.Text, m.SentAt = "error", "message could not be decrypted: "+err.Error(), m.ServerTime
 	} else {
 		m.Kind, m.Text, m.Group, m.SentAt = content.Kind.String(), content.Text, content.Group, time.UnixMilli(content.SentAt)
+		m.IdentityChanged = changed
 	}
 	c.events <- Event{Type: EventMessage, Message: m}
 }

@@ -9,11 +9,14 @@ import (
 )
 
 // Payload types: the first byte of every payload the server carries,
-// docs/protocol.md §8. Numbers are wire format; never renumber.
+// docs/protocol.md §8. Numbers are wire format; never renumber. Type 1, a
+// Content in the clear, existed before end-to-end encryption and is refused.
 const (
-	// payloadPlain is a Content in the clear. It exists until end-to-end
-	// encryption (protocol.md §9) replaces it.
-	payloadPlain byte = 1
+	// payloadPreKey starts or continues a session the responder may not have
+	// yet: u16 BE header length ‖ PQXDH initial message header ‖ ratchet message.
+	payloadPreKey byte = 2
+	// payloadRatchet is a Double Ratchet message of an established session.
+	payloadRatchet byte = 3
 )
 
 // Content kinds, protocol.md §8.
@@ -72,25 +75,53 @@ func (c *Content) UnmarshalFields(d *transport.Decoder) error {
 	})
 }
 
-// sealContent produces the payload for one recipient device.
-func sealContent(c *Content) []byte {
-	return append([]byte{payloadPlain}, transport.Marshal(c)...)
+// encodePayload frames a ratchet message, with the PQXDH header when the
+// session is not yet confirmed by the peer (header non-nil).
+func encodePayload(header, msg []byte) []byte {
+	if header == nil {
+		return append([]byte{payloadRatchet}, msg...)
+	}
+	p := make([]byte, 0, 3+len(header)+len(msg))
+	p = append(p, payloadPreKey, byte(len(header)>>8), byte(len(header)))
+	p = append(p, header...)
+	return append(p, msg...)
 }
 
-// openPayload parses a payload.
-func openPayload(p []byte) (*Content, error) {
+// parsePayload splits a payload into its PQXDH header (nil for a ratchet
+// message) and its ratchet message.
+func parsePayload(p []byte) (header, msg []byte, err error) {
 	if len(p) == 0 {
-		return nil, errors.New("empty payload")
+		return nil, nil, errors.New("empty payload")
 	}
 	switch p[0] {
-	case payloadPlain:
-		var c Content
-		if err := transport.Unmarshal(p[1:], &c); err != nil {
-			return nil, err
+	case payloadRatchet:
+		if len(p) < 2 {
+			return nil, nil, errors.New("empty ratchet message")
 		}
-		return &c, nil
+		return nil, p[1:], nil
+	case payloadPreKey:
+		if len(p) < 3 {
+			return nil, nil, errors.New("truncated prekey message")
+		}
+		n := int(p[1])<<8 | int(p[2])
+		if n == 0 || len(p) < 3+n+1 {
+			return nil, nil, errors.New("truncated prekey message")
+		}
+		return p[3 : 3+n], p[3+n:], nil
 	}
-	return nil, fmt.Errorf("unknown payload type %d", p[0])
+	return nil, nil, fmt.Errorf("unknown payload type %d", p[0])
+}
+
+// decodeContent parses a decrypted Content.
+func decodeContent(b []byte) (*Content, error) {
+	var c Content
+	if err := transport.Unmarshal(b, &c); err != nil {
+		return nil, err
+	}
+	if c.Kind == 0 {
+		return nil, errors.New("content has no kind")
+	}
+	return &c, nil
 }
 
 // Message is a received message, as front ends see it.
@@ -104,6 +135,9 @@ type Message struct {
 	Text       string
 	SentAt     time.Time // sender's clock
 	ServerTime time.Time // when the server stored it
+	// IdentityChanged: the sender's identity key is not the one this home
+	// trusts; sending to them is blocked until it is accepted.
+	IdentityChanged bool
 
 	rawID []byte
 }

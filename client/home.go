@@ -73,6 +73,7 @@ type Profile struct {
 	User        string
 	Device      uint32
 	DeviceKey   ed25519.PrivateKey
+	Keys        []byte // e2ee.DeviceKeys encoding; empty for a device not linked to the account identity
 }
 
 func (p *Profile) MarshalFields(e *transport.Encoder) {
@@ -83,6 +84,7 @@ func (p *Profile) MarshalFields(e *transport.Encoder) {
 	if len(p.DeviceKey) == ed25519.PrivateKeySize {
 		e.BytesField(5, p.DeviceKey.Seed())
 	}
+	e.BytesField(6, p.Keys)
 }
 
 func (p *Profile) UnmarshalFields(d *transport.Decoder) error {
@@ -101,6 +103,8 @@ func (p *Profile) UnmarshalFields(d *transport.Decoder) error {
 			if seed, err = f.Fixed(ed25519.SeedSize); err == nil {
 				p.DeviceKey = ed25519.NewKeyFromSeed(seed)
 			}
+		case 6:
+			p.Keys, err = f.Bytes(4 << 20)
 		default:
 			return f.Unknown()
 		}
@@ -212,7 +216,7 @@ func (h *Home) unlock(o HomeOptions) error {
 		return err
 	}
 	err = h.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketSeen, bucketOutbox} {
+		for _, b := range [][]byte{bucketMeta, bucketSeen, bucketOutbox, bucketContacts, bucketSessions, bucketReceived} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -299,8 +303,12 @@ func (h *Home) markSeen(msgs []*Message, now time.Time) error {
 	return h.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSeen)
 		for _, m := range msgs {
-			k := h.seal.index(bucketSeen, seenKey(m.From, m.FromDevice, m.rawID))
+			sk := seenKey(m.From, m.FromDevice, m.rawID)
+			k := h.seal.index(bucketSeen, sk)
 			if err := h.put(tx, bucketSeen, k, binary.BigEndian.AppendUint64(nil, uint64(now.UnixMilli()))); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketReceived).Delete(h.seal.index(bucketReceived, sk)); err != nil {
 				return err
 			}
 		}

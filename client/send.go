@@ -86,25 +86,21 @@ func (c *Client) SendText(ctx context.Context, to, text string) (SendResult, err
 // again is safe: the server stores a message id once.
 func (c *Client) SendContent(ctx context.Context, id []byte, to string, content *Content) (SendResult, error) {
 	entry := &outboxEntry{To: to, Content: transport.Marshal(content)}
-	msg, err := c.buildSend(ctx, id, to, content)
+	msg, err := c.buildSend(ctx, id, entry, content)
 	if err != nil {
 		return SendResult{}, err
 	}
 	return c.transmit(ctx, id, entry, msg)
 }
 
-// transmit sends msg, keeping it in the outbox until the server answers,
-// and rebuilds it when the recipient's devices changed.
+// transmit sends msg, which is in the outbox, keeps it there until the
+// server answers, and rebuilds it when the recipient's devices changed.
 func (c *Client) transmit(ctx context.Context, id []byte, entry *outboxEntry, msg *transport.Send) (SendResult, error) {
 	var content Content
 	if err := transport.Unmarshal(entry.Content, &content); err != nil {
 		return SendResult{}, err
 	}
 	for attempt := 0; ; attempt++ {
-		entry.Send = transport.Marshal(msg)
-		if err := c.putOutbox(id, entry); err != nil {
-			return SendResult{}, err
-		}
 		var sent transport.Sent
 		err := c.request(ctx, transport.CodeSend, msg, transport.CodeSent, &sent)
 		var ce *ConnError
@@ -114,7 +110,7 @@ func (c *Client) transmit(ctx context.Context, id []byte, entry *outboxEntry, ms
 		var we *transport.Error
 		if errors.As(err, &we) && we.Code == transport.ErrDeviceMismatch && attempt < 3 {
 			c.updateDevices(entry.To, we.Devices)
-			if msg, err = c.buildSend(ctx, id, entry.To, &content); err != nil {
+			if msg, err = c.buildSend(ctx, id, entry, &content); err != nil {
 				c.deleteOutbox(id)
 				return SendResult{}, err
 			}
@@ -128,23 +124,23 @@ func (c *Client) transmit(ctx context.Context, id []byte, entry *outboxEntry, ms
 	}
 }
 
-// buildSend makes one payload per device of to.
-func (c *Client) buildSend(ctx context.Context, id []byte, to string, content *Content) (*transport.Send, error) {
-	devs, err := c.Devices(ctx, to)
+// buildSend encrypts content for every device of entry.To but this one and
+// puts the result in the outbox (crypto.go, encryptTo).
+func (c *Client) buildSend(ctx context.Context, id []byte, entry *outboxEntry, content *Content) (*transport.Send, error) {
+	devs, err := c.Devices(ctx, entry.To)
 	if err != nil {
 		return nil, err
 	}
-	msg := &transport.Send{MessageID: id}
+	var targets []transport.DeviceInfo
 	for _, d := range devs {
-		if d.User == c.prof.User && d.ID == c.prof.Device {
-			continue
+		if d.User != c.prof.User || d.ID != c.prof.Device {
+			targets = append(targets, d)
 		}
-		msg.Envelopes = append(msg.Envelopes, transport.Envelope{User: d.User, Device: d.ID, Payload: sealContent(content)})
 	}
-	if len(msg.Envelopes) == 0 {
-		return nil, fmt.Errorf("%s has no other device to send to", to)
+	if len(targets) == 0 {
+		return nil, fmt.Errorf("%s has no device that can receive messages", entry.To)
 	}
-	return msg, nil
+	return c.encryptTo(ctx, entry.To, targets, content, id, entry)
 }
 
 // Devices returns user's devices, from the cache or the server.
@@ -173,12 +169,6 @@ func (c *Client) updateDevices(user string, devs []transport.DeviceInfo) {
 	c.devMu.Lock()
 	c.devices[user] = mine
 	c.devMu.Unlock()
-}
-
-func (c *Client) putOutbox(id []byte, e *outboxEntry) error {
-	return c.home.db.Update(func(tx *bolt.Tx) error {
-		return c.home.put(tx, bucketOutbox, id, transport.Marshal(e))
-	})
 }
 
 func (c *Client) deleteOutbox(id []byte) {
@@ -232,13 +222,10 @@ func (c *Client) FlushOutbox(ctx context.Context) ([]Outboxed, error) {
 	return out, nil
 }
 
-// QueueOutbox puts a message into the outbox as if an earlier send had
-// transmitted it and then lost its confirmation. It is for tests of crash
-// recovery and for front ends that queue while offline.
+// QueueOutbox encrypts a message and leaves it in the outbox as if an
+// earlier send had transmitted it and then lost its confirmation. It is for
+// tests of crash recovery and for front ends that queue while offline.
 func (c *Client) QueueOutbox(ctx context.Context, id []byte, to string, content *Content) error {
-	msg, err := c.buildSend(ctx, id, to, content)
-	if err != nil {
-		return err
-	}
-	return c.putOutbox(id, &outboxEntry{To: to, Content: transport.Marshal(content), Send: transport.Marshal(msg)})
+	_, err := c.buildSend(ctx, id, &outboxEntry{To: to, Content: transport.Marshal(content)}, content)
+	return err
 }

@@ -3,9 +3,9 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -172,21 +172,25 @@ func TestMailboxExpiry(t *testing.T) {
 	alice.send(t, "bob", "fresh")
 }
 
+// TestLoginAddsDevice: login adds a device with the password; until it is
+// linked to the account identity (multi-device) it is no message recipient.
 func TestLoginAddsDevice(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
 	alice, bob := register(t, s, "alice"), register(t, s, "bob")
 	laptop := user{name: "bob", home: t.TempDir()}
 	r := ok(t, pwEnv, "login", "--server", s.Addr, "--server-key", s.FP, "--user", "bob", "--home", laptop.home)
-	if !strings.Contains(r.Stdout, "device 2") {
-		t.Errorf("login output %q", r.Stdout)
+	if !strings.Contains(r.Stdout, "device 2") || !strings.Contains(r.Stderr, "not linked") {
+		t.Errorf("login output %q %q", r.Stdout, r.Stderr)
 	}
-	alice.send(t, "bob", "to both devices")
-	for _, dev := range []user{bob, laptop} {
-		if got := dev.recv(t, "0s"); len(got) != 1 || got[0].Text != "to both devices" {
-			t.Errorf("%s: got %q", dev.home, texts(got))
-		}
+	alice.send(t, "bob", "to bob's linked device")
+	if got := bob.recv(t, "0s"); len(got) != 1 || got[0].Text != "to bob's linked device" {
+		t.Errorf("bob: got %q", texts(got))
 	}
+	if got := laptop.recv(t, "0s"); len(got) != 0 {
+		t.Errorf("unlinked device got %q", texts(got))
+	}
+	fails(t, 1, "not yet linked", nil, "send", "--home", laptop.home, "--to", "alice", "hi")
 }
 
 func TestHomeSealedAtRest(t *testing.T) {

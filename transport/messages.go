@@ -227,12 +227,16 @@ type Welcome struct {
 	User       string // canonical (case-folded) name
 	Device     uint32
 	ServerTime int64 // unix milliseconds
+	Keys       KeyCount
 }
 
 func (m *Welcome) MarshalFields(e *Encoder) {
 	e.String(1, m.User)
 	e.Uint(2, uint64(m.Device))
 	e.Int(3, m.ServerTime)
+	if m.Keys != (KeyCount{}) {
+		e.Message(4, &m.Keys)
+	}
 }
 
 func (m *Welcome) UnmarshalFields(d *Decoder) error {
@@ -244,6 +248,8 @@ func (m *Welcome) UnmarshalFields(d *Decoder) error {
 			m.Device, err = f.Uint32()
 		case 3:
 			m.ServerTime, err = f.Int()
+		case 4:
+			err = f.Message(&m.Keys)
 		default:
 			return f.Unknown()
 		}

@@ -1,0 +1,67 @@
+package appliance
+
+import (
+	"container/list"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// limiter is a table of token buckets (x/time/rate) keyed by a string, with
+// at most max entries: the least recently used is dropped first, so that a
+// flood of distinct keys cannot grow memory (DESIGN §4). The clock is the
+// caller's, so tests can use a fake one.
+type limiter struct {
+	limit rate.Limit
+	burst int
+	max   int
+
+	mu    sync.Mutex // guards order and byKey
+	order *list.List // of *limiterEntry, most recently used first
+	byKey map[string]*list.Element
+}
+
+type limiterEntry struct {
+	key string
+	lim *rate.Limiter
+}
+
+func newLimiter(limit rate.Limit, burst, max int) *limiter {
+	return &limiter{limit: limit, burst: burst, max: max, order: list.New(), byKey: make(map[string]*list.Element)}
+}
+
+// allow takes one token for key; when none is left it says how long until one is.
+func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var e *limiterEntry
+	if el, ok := l.byKey[key]; ok {
+		l.order.MoveToFront(el)
+		e = el.Value.(*limiterEntry)
+	} else {
+		if l.order.Len() >= l.max {
+			oldest := l.order.Back()
+			l.order.Remove(oldest)
+			delete(l.byKey, oldest.Value.(*limiterEntry).key)
+		}
+		e = &limiterEntry{key: key, lim: rate.NewLimiter(l.limit, l.burst)}
+		l.byKey[key] = l.order.PushFront(e)
+	}
+	r := e.lim.ReserveN(now, 1)
+	if !r.OK() {
+		return false, time.Second
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d
+	}
+	return true, 0
+}
+
+// size is the number of keys tracked.
+func (l *limiter) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.order.Len()
+}

@@ -1,0 +1,243 @@
+package e2ee
+
+import (
+	"crypto/ecdh"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// Encodings of the Double Ratchet: the message that goes on the wire and
+// the session state a client stores. Both are fixed, versioned binary
+// layouts, all integers big endian; every length is checked before use.
+//
+// Message, version 1 (Double Ratchet §3.4 HEADER and CONCAT):
+//
+//	u8   version = 1
+//	[32] DHs: the sender's X25519 ratchet public key
+//	u32  PN: number of messages in the sender's previous sending chain
+//	u32  N: message number in the current sending chain (< 2^32-1)
+//	...  ChaCha20-Poly1305 ciphertext of the plaintext, with its 16-byte tag
+//
+// The first 41 bytes are the header. The AEAD's associated data is the
+// session's AD followed by those 41 bytes.
+//
+// Session state, version 1 (Double Ratchet §3.2):
+//
+//	u8   version = 1
+//	u8   flags: 0x01 DHr set, 0x02 CKs set, 0x04 CKr set; other bits 0
+//	[32] DHs private key
+//	[32] DHr (zeros when not set)
+//	[32] RK
+//	[32] CKs (zeros when not set)
+//	[32] CKr (zeros when not set)
+//	u32  Ns
+//	u32  Nr
+//	u32  PN
+//	u16  length of AD, 1 to 4096
+//	...  AD
+//	u16  number of skipped message keys, at most MaxSkippedKeys
+//	...  that many entries, oldest first:
+//	     [32] ratchet public key, u32 N, [32] message key
+//
+// Decoding is strict, so that encoding what was decoded gives the same
+// bytes: unknown flags, fields set that the flags say are absent, flag
+// combinations no session can reach, duplicate skipped keys and trailing
+// bytes are all refused.
+
+const (
+	ratchetMessageVersion = 1
+	ratchetStateVersion   = 1
+
+	// ratchetHeaderSize is the size of an encoded header: version, DHs, PN, N.
+	ratchetHeaderSize = 1 + ratchetKeySize + 4 + 4
+
+	ratchetFlagDHr     = 0x01
+	ratchetFlagCKs     = 0x02
+	ratchetFlagCKr     = 0x04
+	ratchetStateFixed  = 1 + 1 + 5*ratchetKeySize + 3*4 // up to the AD length
+	ratchetSkippedSize = ratchetKeySize + 4 + ratchetKeySize
+)
+
+// ratchetHeader is a message header (Double Ratchet §3.4).
+type ratchetHeader struct {
+	dh    [ratchetKeySize]byte
+	pn, n uint32
+}
+
+func (h *ratchetHeader) appendTo(b []byte) []byte {
+	b = append(b, ratchetMessageVersion)
+	b = append(b, h.dh[:]...)
+	b = binary.BigEndian.AppendUint32(b, h.pn)
+	return binary.BigEndian.AppendUint32(b, h.n)
+}
+
+// ratchetParseHeader checks an encoded message's size and version and
+// decodes its header. The ciphertext is message[ratchetHeaderSize:].
+func ratchetParseHeader(message []byte) (ratchetHeader, error) {
+	var h ratchetHeader
+	if len(message) < ratchetHeaderSize+chacha20poly1305.Overhead {
+		return h, fmt.Errorf("%w: message of %d bytes is too short", ErrDecrypt, len(message))
+	}
+	if message[0] != ratchetMessageVersion {
+		return h, fmt.Errorf("%w: unsupported message version %d", ErrDecrypt, message[0])
+	}
+	copy(h.dh[:], message[1:1+ratchetKeySize])
+	h.pn = binary.BigEndian.Uint32(message[1+ratchetKeySize:])
+	h.n = binary.BigEndian.Uint32(message[1+ratchetKeySize+4:])
+	if h.n == math.MaxUint32 {
+		// Encrypt never uses it: Nr = N+1 must fit.
+		return h, fmt.Errorf("%w: message number out of range", ErrDecrypt)
+	}
+	return h, nil
+}
+
+// MarshalBinary encodes the session state. The encoding holds the session's
+// secrets: keep it encrypted at rest and zero it after use.
+func (s *Session) MarshalBinary() ([]byte, error) {
+	if p := s.phase(); p == ratchetZeroed {
+		return nil, fmt.Errorf("e2ee: ratchet: session is %v", p)
+	}
+	b := make([]byte, 0, ratchetStateFixed+2+len(s.ad)+2+len(s.skip.order)*ratchetSkippedSize)
+	var flags byte
+	if s.hasDHr {
+		flags |= ratchetFlagDHr
+	}
+	if s.hasCKs {
+		flags |= ratchetFlagCKs
+	}
+	if s.hasCKr {
+		flags |= ratchetFlagCKr
+	}
+	b = append(b, ratchetStateVersion, flags)
+	priv := s.dhs.Bytes()
+	b = append(b, priv...)
+	clear(priv)
+	b = append(b, s.dhr[:]...)
+	b = append(b, s.rk[:]...)
+	b = append(b, s.cks[:]...)
+	b = append(b, s.ckr[:]...)
+	b = binary.BigEndian.AppendUint32(b, s.ns)
+	b = binary.BigEndian.AppendUint32(b, s.nr)
+	b = binary.BigEndian.AppendUint32(b, s.pn)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(s.ad)))
+	b = append(b, s.ad...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(s.skip.order)))
+	for _, id := range s.skip.order {
+		mk := s.skip.keys[id]
+		b = append(b, id.pub[:]...)
+		b = binary.BigEndian.AppendUint32(b, id.n)
+		b = append(b, mk[:]...)
+		clear(mk[:])
+	}
+	return b, nil
+}
+
+// errRatchetState is the error of UnmarshalSession; it names no detail of
+// the secret contents.
+var errRatchetState = errors.New("e2ee: malformed ratchet session state")
+
+// UnmarshalSession decodes a session encoded by MarshalBinary.
+func UnmarshalSession(b []byte) (*Session, error) {
+	bad := func(what string) (*Session, error) {
+		return nil, fmt.Errorf("%w: %s", errRatchetState, what)
+	}
+	if len(b) < ratchetStateFixed+2 {
+		return bad("too short")
+	}
+	if b[0] != ratchetStateVersion {
+		return bad(fmt.Sprintf("unsupported version %d", b[0]))
+	}
+	flags := b[1]
+	if flags&^(ratchetFlagDHr|ratchetFlagCKs|ratchetFlagCKr) != 0 {
+		return bad("unknown flags")
+	}
+	s := &Session{
+		hasDHr: flags&ratchetFlagDHr != 0,
+		hasCKs: flags&ratchetFlagCKs != 0,
+		hasCKr: flags&ratchetFlagCKr != 0,
+	}
+	// Reachable states (see the diagram in ratchet.go): awaiting has no
+	// DHr and no chains; pending has DHr and CKr; sending has DHr and CKs.
+	switch {
+	case !s.hasDHr && (s.hasCKs || s.hasCKr):
+		return bad("chain key without a remote ratchet key")
+	case s.hasDHr && !s.hasCKs && !s.hasCKr:
+		return bad("remote ratchet key without a chain")
+	}
+	off := 2
+	next := func(dst []byte) {
+		copy(dst, b[off:off+len(dst)])
+		off += len(dst)
+	}
+	var priv [ratchetKeySize]byte
+	next(priv[:])
+	dhs, err := ecdh.X25519().NewPrivateKey(priv[:])
+	clear(priv[:])
+	if err != nil {
+		return bad("ratchet private key")
+	}
+	s.dhs = dhs
+	copy(s.dhsPub[:], dhs.PublicKey().Bytes())
+	next(s.dhr[:])
+	next(s.rk[:])
+	next(s.cks[:])
+	next(s.ckr[:])
+	s.ns = binary.BigEndian.Uint32(b[off:])
+	s.nr = binary.BigEndian.Uint32(b[off+4:])
+	s.pn = binary.BigEndian.Uint32(b[off+8:])
+	off += 12
+	zero := [ratchetKeySize]byte{}
+	switch {
+	case !s.hasDHr && s.dhr != zero, !s.hasCKs && s.cks != zero, !s.hasCKr && s.ckr != zero:
+		s.Zero()
+		return bad("key set that the flags say is absent")
+	case !s.hasCKs && s.ns != 0:
+		s.Zero()
+		return bad("message number without a sending chain")
+	case !s.hasCKr && (s.nr != 0 || s.pn != 0):
+		s.Zero()
+		return bad("message number without a receiving chain")
+	}
+	adLen := int(binary.BigEndian.Uint16(b[off:]))
+	off += 2
+	if adLen == 0 || adLen > ratchetMaxADSize || len(b)-off < adLen+2 {
+		s.Zero()
+		return bad("associated data length")
+	}
+	s.ad = make([]byte, adLen)
+	next(s.ad)
+	count := int(binary.BigEndian.Uint16(b[off:]))
+	off += 2
+	if count > MaxSkippedKeys || (count > 0 && !s.hasCKr) {
+		s.Zero()
+		return bad("skipped key count")
+	}
+	if len(b)-off != count*ratchetSkippedSize {
+		s.Zero()
+		return bad("length does not match the skipped key count")
+	}
+	if count > 0 {
+		s.skip.keys = make(map[ratchetSkipID][ratchetKeySize]byte, count)
+		s.skip.order = make([]ratchetSkipID, 0, count)
+	}
+	for range count {
+		var id ratchetSkipID
+		var mk [ratchetKeySize]byte
+		next(id.pub[:])
+		id.n = binary.BigEndian.Uint32(b[off:])
+		off += 4
+		next(mk[:])
+		if _, dup := s.skip.keys[id]; dup {
+			s.Zero()
+			return bad("duplicate skipped key")
+		}
+		s.skip.keys[id] = mk
+		s.skip.order = append(s.skip.order, id)
+		clear(mk[:])
+	}
+	return s, nil
+}
