@@ -26,6 +26,8 @@ commands:
   login      add this home as a device of an existing account
   send       send a message
   recv       print received messages
+  fingerprint [NAME]  your fingerprint, or the safety number with NAME
+  trust NAME          accept NAME's changed identity key
   version    print the version
 
 Run securechat COMMAND -h for a command's flags.
@@ -65,6 +67,10 @@ func run(ctx context.Context, args []string, env cli.Env) error {
 		return cli.Send(ctx, args, env)
 	case "recv":
 		return cli.Recv(ctx, args, env)
+	case "fingerprint":
+		return cli.Fingerprint(ctx, args, env)
+	case "trust":
+		return cli.Trust(ctx, args, env)
 	case "version", "--version":
 		fmt.Fprintln(env.Stdout, "securechat", version)
 		return nil

@@ -1,6 +1,6 @@
 // Package cli implements securechat's scriptable commands of DESIGN §7
-// (register, login, send, recv) on top of the client engine, for people,
-// scripts, bots and tests.
+// (register, login, send, recv, fingerprint, trust) on top of the client
+// engine, for people, scripts, bots and tests.
 package cli
 
 import (
@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/securechat/securechat/client"
+	"github.com/securechat/securechat/e2ee"
 	"github.com/securechat/securechat/internal/usage"
 	"github.com/securechat/securechat/transport"
 )
@@ -203,6 +204,9 @@ func connect(ctx context.Context, env Env, dir string, receive bool) (*client.Ho
 		h.Close()
 		return nil, nil, err
 	}
+	if err := c.KeysError(); err != nil {
+		fmt.Fprintf(env.Stderr, "securechat: warning: %v\n", err)
+	}
 	return h, c, nil
 }
 
@@ -339,4 +343,79 @@ func Recv(ctx context.Context, args []string, env Env) error {
 			batch = append(batch, ev.Message)
 		}
 	}
+}
+
+// Fingerprint is `securechat fingerprint [NAME]`: this account's own
+// fingerprint, or the safety number with NAME (DESIGN §7).
+func Fingerprint(ctx context.Context, args []string, env Env) error {
+	fs := usage.NewFlagSet("fingerprint", env.Stderr)
+	home := homeFlag(fs, env)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 1 {
+		return usage.Errorf("fingerprint: at most one user name")
+	}
+	h, c, err := connect(ctx, env, *home, false)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	defer c.Close()
+	if fs.NArg() == 0 {
+		fp, err := c.Fingerprint()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "%s's fingerprint: %s\n", c.Profile().User, e2ee.FormatSafetyNumber(fp))
+		return nil
+	}
+	name, err := transport.CanonicalUser(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	info, err := c.SafetyNumber(ctx, name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "safety number with %s: %s\n", name, e2ee.FormatSafetyNumber(info.Number))
+	switch {
+	case info.Changed:
+		fmt.Fprintf(env.Stdout, "warning: %s's identity key has CHANGED; sending is blocked. Compare this number with %s in person or over a channel you trust, then run: securechat trust %s\n", name, name, name)
+	case info.Verified:
+		fmt.Fprintln(env.Stdout, "verified")
+	default:
+		fmt.Fprintf(env.Stdout, "compare it with the number %s sees; it is the same on both sides\n", name)
+	}
+	return nil
+}
+
+// Trust is `securechat trust NAME`: accept NAME's changed identity key.
+func Trust(ctx context.Context, args []string, env Env) error {
+	fs := usage.NewFlagSet("trust", env.Stderr)
+	home := homeFlag(fs, env)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usage.Errorf("trust: name one user")
+	}
+	name, err := transport.CanonicalUser(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	pass, err := readPassphrase(env, false)
+	if err != nil {
+		return err
+	}
+	h, err := client.OpenHome(*home, client.HomeOptions{Passphrase: pass})
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if err := h.Trust(name); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "accepted %s's new identity key; new sessions will use it\n", name)
+	return nil
 }

@@ -67,6 +67,8 @@ type Client struct {
 	devMu   sync.Mutex // guards devices
 	devices map[string][]transport.DeviceInfo
 
+	keysErr error // why publishing this device's keys failed at connect, if it did
+
 	cryptoMu sync.Mutex       // serialises session and prekey use and their storage
 	keys     *e2ee.DeviceKeys // nil for a device not linked to the account identity
 }
@@ -129,8 +131,10 @@ func Connect(ctx context.Context, home *Home, opts Options) (*Client, error) {
 		return nil, err
 	}
 	if err := c.maintainKeys(ctx, w.Keys); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("publishing this device's keys: %w", err)
+		// Not fatal: what is queued can still be read. But the front end
+		// must say so: a refusal can mean the account's identity key on the
+		// server is not this device's.
+		c.keysErr = fmt.Errorf("the server refused this device's keys: %w", err)
 	}
 	return c, nil
 }
@@ -221,6 +225,10 @@ func enroll(ctx context.Context, home *Home, code transport.Code, o EnrollOption
 	}
 	return prof, nil
 }
+
+// KeysError reports why this device's keys could not be published or topped
+// up when it connected; nil if all went well.
+func (c *Client) KeysError() error { return c.keysErr }
 
 // Profile is the identity this client authenticated as.
 func (c *Client) Profile() *Profile { return c.prof }
