@@ -118,6 +118,11 @@ func (s *Store) storeMessage(ctx context.Context, from string, fromDevice uint32
 	return out, err
 }
 
+// checkSend checks a Send's recipients without storing anything.
+func (s *Store) checkSend(from string, fromDevice uint32, envs []transport.Envelope) error {
+	return s.db.View(func(tx *bolt.Tx) error { return checkRecipients(tx, from, fromDevice, envs) })
+}
+
 // checkRecipients verifies that envs hold exactly one slot for every current
 // device of every recipient, the sending device excepted.
 func checkRecipients(tx *bolt.Tx, from string, fromDevice uint32, envs []transport.Envelope) error {

@@ -219,6 +219,7 @@ func (s *Server) shutdown() {
 	s.mu.Unlock()
 	s.conns.Wait()
 	s.tr.Close()
+	s.udp.Close() // the transport closes only sockets it made itself
 	os.Remove(filepath.Join(s.cfg.Data, FileListenAddr))
 	if err := s.store.Close(); err != nil {
 		s.log.Error("closing store", "err", err)
@@ -230,6 +231,7 @@ func (s *Server) shutdown() {
 func (s *Server) Close() error {
 	s.ln.Close()
 	s.tr.Close()
+	s.udp.Close()
 	return s.store.Close()
 }
 

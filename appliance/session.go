@@ -415,6 +415,10 @@ func (ss *session) handleSend(id uint32, req *transport.Send) {
 		req.Envelopes[i].User = u
 	}
 	srv := ss.srv
+	if req.Ephemeral {
+		ss.handleSignal(id, req)
+		return
+	}
 	res, err := srv.store.storeMessage(ss.ctx, ss.user, ss.device, req, srv.cfg.Now())
 	if err != nil {
 		if ss.ctx.Err() == nil {
@@ -428,6 +432,32 @@ func (ss *session) handleSend(id uint32, req *transport.Send) {
 		srv.push(res.Entries)
 	}
 	ss.reply(id, transport.CodeSent, &transport.Sent{ServerTime: res.ServerTime, Duplicate: res.Duplicate})
+}
+
+// handleSignal forwards an ephemeral Send to the recipients' connected
+// devices and stores nothing (protocol.md §6.5).
+func (ss *session) handleSignal(id uint32, req *transport.Send) {
+	srv := ss.srv
+	if err := srv.store.checkSend(ss.user, ss.device, req.Envelopes); err != nil {
+		ss.fail(id, wireError(err))
+		return
+	}
+	now := srv.cfg.Now().UnixMilli()
+	var online uint32
+	for i := range req.Envelopes {
+		env := &req.Envelopes[i]
+		srv.mu.Lock()
+		peer := srv.receivers[string(deviceKey(env.User, env.Device))]
+		srv.mu.Unlock()
+		if peer == nil {
+			continue
+		}
+		sig := &transport.Signal{From: ss.user, FromDevice: ss.device, MessageID: req.MessageID, ServerTime: now, Payload: env.Payload}
+		if peer.c.WriteFrame(transport.CodeSignal, 0, sig) == nil {
+			online++
+		}
+	}
+	ss.reply(id, transport.CodeSent, &transport.Sent{ServerTime: now, Online: online})
 }
 
 // handleFetchKeys hands out prekey bundles, rate-limited per requesting

@@ -337,6 +337,10 @@ func Recv(ctx context.Context, args []string, env Env) error {
 		case client.EventQueueEmpty:
 			timeout = time.After(*wait)
 		case client.EventMessage:
+			if k := ev.Message.Kind; k == "delivered" || k == "read" {
+				batch = append(batch, ev.Message) // receipts are acked, not printed
+				continue
+			}
 			if err := show(ev.Message); err != nil {
 				return err
 			}

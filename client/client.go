@@ -29,6 +29,7 @@ const (
 	EventMessage    EventType = 1 // Message arrived
 	EventQueueEmpty EventType = 2 // the server pushed all it had queued
 	EventClosed     EventType = 3 // the connection ended; Err says why
+	EventSignal     EventType = 4 // an ephemeral Message (typing); not to be acked
 )
 
 // Event is what the engine tells front ends.
@@ -336,6 +337,8 @@ func (c *Client) readLoop() {
 		switch f.Code {
 		case transport.CodeDeliver:
 			c.handleDeliver(f.Body)
+		case transport.CodeSignal:
+			c.handleSignal(f.Body)
 		case transport.CodeQueueEmpty:
 			c.events <- Event{Type: EventQueueEmpty}
 		case transport.CodeKeysLow:
@@ -397,14 +400,34 @@ func (c *Client) handleDeliver(body []byte) {
 		ServerTime: time.UnixMilli(d.ServerTime),
 		rawID:      d.MessageID,
 	}
-	content, changed, err := c.decrypt(&d)
+	content, changed, err := c.decrypt(&d, false)
 	if err != nil {
 		m.Kind, m.Text, m.SentAt = "error", "message could not be decrypted: "+err.Error(), m.ServerTime
 	} else {
 		m.Kind, m.Text, m.Group, m.SentAt = content.Kind.String(), content.Text, content.Group, time.UnixMilli(content.SentAt)
 		m.IdentityChanged = changed
+		for _, r := range content.Refs {
+			m.Refs = append(m.Refs, hex.EncodeToString(r))
+		}
 	}
 	c.events <- Event{Type: EventMessage, Message: m}
+}
+
+// handleSignal decrypts an ephemeral envelope (protocol.md §6.5).
+func (c *Client) handleSignal(body []byte) {
+	var sig transport.Signal
+	if transport.Unmarshal(body, &sig) != nil {
+		return
+	}
+	d := transport.Deliver{From: sig.From, FromDevice: sig.FromDevice, MessageID: sig.MessageID, ServerTime: sig.ServerTime, Payload: sig.Payload}
+	content, _, err := c.decrypt(&d, true)
+	if err != nil {
+		return // a lost or garbled signal matters to no one
+	}
+	c.events <- Event{Type: EventSignal, Message: &Message{
+		ID: hex.EncodeToString(sig.MessageID), From: sig.From, FromDevice: sig.FromDevice,
+		Kind: content.Kind.String(), SentAt: time.UnixMilli(content.SentAt), ServerTime: time.UnixMilli(sig.ServerTime),
+	}}
 }
 
 // Ack records msgs as handed on and tells the server to delete them. Call

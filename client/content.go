@@ -23,13 +23,25 @@ const (
 type ContentKind uint8
 
 const (
-	KindText ContentKind = 1
+	KindText      ContentKind = 1
+	KindDelivered ContentKind = 2 // delivery receipt for Refs
+	KindRead      ContentKind = 3 // read receipt for Refs
+	KindTyping    ContentKind = 4 // the sender is typing; sent ephemerally
 )
+
+// maxRefs bounds the message ids one receipt names.
+const maxRefs = 256
 
 func (k ContentKind) String() string {
 	switch k {
 	case KindText:
 		return "text"
+	case KindDelivered:
+		return "delivered"
+	case KindRead:
+		return "read"
+	case KindTyping:
+		return "typing"
 	}
 	return fmt.Sprintf("kind%d", uint8(k))
 }
@@ -43,6 +55,7 @@ type Content struct {
 	Text   string
 	SentAt int64 // sender's clock, unix ms
 	Group  string
+	Refs   [][]byte // receipts: the message ids they acknowledge
 }
 
 func (c *Content) MarshalFields(e *transport.Encoder) {
@@ -50,6 +63,9 @@ func (c *Content) MarshalFields(e *transport.Encoder) {
 	e.String(2, c.Text)
 	e.Int(3, c.SentAt)
 	e.String(4, c.Group)
+	for _, r := range c.Refs {
+		e.BytesField(5, r)
+	}
 }
 
 func (c *Content) UnmarshalFields(d *transport.Decoder) error {
@@ -68,6 +84,13 @@ func (c *Content) UnmarshalFields(d *transport.Decoder) error {
 			c.SentAt, err = f.Int()
 		case 4:
 			c.Group, err = f.String(transport.MaxText)
+		case 5:
+			if len(c.Refs) >= maxRefs {
+				return errors.New("too many receipt references")
+			}
+			var r []byte
+			r, err = f.Fixed(transport.MessageIDLen)
+			c.Refs = append(c.Refs, r)
 		default:
 			return f.Unknown()
 		}
@@ -78,6 +101,9 @@ func (c *Content) UnmarshalFields(d *transport.Decoder) error {
 // encodePayload frames a ratchet message, with the PQXDH header when the
 // session is not yet confirmed by the peer (header non-nil).
 func encodePayload(header, msg []byte) []byte {
+	if len(header) > 0xffff {
+		panic("client: PQXDH header longer than 65535 bytes") // e2ee headers are ~1.3 KB
+	}
 	if header == nil {
 		return append([]byte{payloadRatchet}, msg...)
 	}
@@ -138,6 +164,8 @@ type Message struct {
 	// IdentityChanged: the sender's identity key is not the one this home
 	// trusts; sending to them is blocked until it is accepted.
 	IdentityChanged bool
+	// Refs are the message ids a receipt acknowledges (hex).
+	Refs []string
 
 	rawID []byte
 }

@@ -336,7 +336,9 @@ func (c *Client) encryptTo(ctx context.Context, to string, devs []transport.Devi
 		}
 		msg.Envelopes = append(msg.Envelopes, transport.Envelope{User: to, Device: d.ID, Payload: encodePayload(r.Initial, ciphertext)})
 	}
-	entry.Send = transport.Marshal(msg)
+	if entry != nil {
+		entry.Send = transport.Marshal(msg)
+	}
 	err = h.db.Update(func(tx *bolt.Tx) error {
 		if contactChanged {
 			if err := h.putRecord(tx, bucketContacts, []byte(to), &ct); err != nil {
@@ -347,6 +349,9 @@ func (c *Client) encryptTo(ctx context.Context, to string, devs []transport.Devi
 			if err := h.putRecord(tx, bucketSessions, sessionKey(to, devID), r); err != nil {
 				return err
 			}
+		}
+		if entry == nil {
+			return nil // an ephemeral signal: never resent
 		}
 		return h.put(tx, bucketOutbox, id, transport.Marshal(entry))
 	})
@@ -366,17 +371,20 @@ func (c *Client) identityChanged(user string, newKey []byte) error {
 
 // decrypt opens a delivered payload (protocol.md §9.2). A message already
 // decrypted but not yet acked is returned from the home, not decrypted again.
-func (c *Client) decrypt(d *transport.Deliver) (content *Content, changed bool, err error) {
+// An ephemeral one (a signal) is not kept.
+func (c *Client) decrypt(d *transport.Deliver, ephemeral bool) (content *Content, changed bool, err error) {
 	c.cryptoMu.Lock()
 	defer c.cryptoMu.Unlock()
 	h := c.home
 	rkey := seenKey(d.From, d.FromDevice, d.MessageID)
 	var rec receivedRecord
 	var have bool
-	h.db.View(func(tx *bolt.Tx) error {
-		have, err = h.getRecord(tx, bucketReceived, rkey, &rec)
-		return err
-	})
+	if !ephemeral {
+		h.db.View(func(tx *bolt.Tx) error {
+			have, err = h.getRecord(tx, bucketReceived, rkey, &rec)
+			return err
+		})
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -478,6 +486,9 @@ func (c *Client) decrypt(d *transport.Deliver) (content *Content, changed bool, 
 		if err := h.putRecord(tx, bucketSessions, skey, &sr); err != nil {
 			return err
 		}
+		if ephemeral {
+			return nil
+		}
 		return h.putRecord(tx, bucketReceived, rkey, &receivedRecord{Content: plain, Changed: changed, Received: c.now().UnixMilli()})
 	})
 	return content, changed, err
@@ -492,7 +503,10 @@ func (h *Home) Trust(user string) error {
 		if err != nil {
 			return err
 		}
-		if !ok || ct.Pending == nil {
+		if !ok {
+			return fmt.Errorf("no identity key known for %s: nothing to accept", user)
+		}
+		if ct.Pending == nil {
 			return fmt.Errorf("%s's identity key has not changed: nothing to accept", user)
 		}
 		ct.Identity, ct.Pending, ct.Verified = ct.Pending, nil, false

@@ -194,7 +194,7 @@ func (h *Home) unlock(o HomeOptions) error {
 		}
 		if err := s.check(&rec); err == nil {
 			h.seal = s
-			return nil
+			return h.db.Update(createBuckets) // buckets added by later versions
 		} else if haveProfile || !o.Create {
 			s.zero()
 			return fmt.Errorf("home %s: %w", h.Dir, ErrWrongPassphrase)
@@ -216,10 +216,8 @@ func (h *Home) unlock(o HomeOptions) error {
 		return err
 	}
 	err = h.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketSeen, bucketOutbox, bucketContacts, bucketSessions, bucketReceived} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
+		if err := createBuckets(tx); err != nil {
+			return err
 		}
 		return tx.Bucket(bucketMeta).Put(keyKDF, transport.Marshal(&rec))
 	})
@@ -227,6 +225,16 @@ func (h *Home) unlock(o HomeOptions) error {
 		return fmt.Errorf("home %s: %w", h.Dir, err)
 	}
 	h.seal = s
+	return nil
+}
+
+func createBuckets(tx *bolt.Tx) error {
+	for _, b := range [][]byte{bucketMeta, bucketSeen, bucketOutbox, bucketContacts, bucketSessions, bucketReceived,
+		bucketConvs, bucketHistory, bucketMsgIndex, bucketPending} {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -57,16 +57,16 @@ func (r *kdfRecord) MarshalFields(e *transport.Encoder) {
 
 func (r *kdfRecord) UnmarshalFields(d *transport.Decoder) error {
 	err := transport.ForEachField(d, func(f transport.Field) (err error) {
-		var v uint64
 		switch f.Num {
 		case 1:
-			v, err = f.Uint()
-			r.Params.Time = uint32(v)
+			r.Params.Time, err = f.Uint32()
 		case 2:
-			v, err = f.Uint()
-			r.Params.MemoryK = uint32(v)
+			r.Params.MemoryK, err = f.Uint32()
 		case 3:
-			v, err = f.Uint()
+			var v uint64
+			if v, err = f.Uint(); err == nil && v > 255 {
+				err = errors.New("home key parameters are out of range")
+			}
 			r.Params.Threads = uint8(v)
 		case 4:
 			r.Salt, err = f.Bytes(64)

@@ -124,6 +124,38 @@ func (c *Client) transmit(ctx context.Context, id []byte, entry *outboxEntry, ms
 	}
 }
 
+// SendSignal sends content ephemerally to to's connected devices (typing);
+// the server stores nothing. It returns how many devices took it.
+func (c *Client) SendSignal(ctx context.Context, to string, content *Content) (uint32, error) {
+	id := make([]byte, transport.MessageIDLen)
+	if _, err := io.ReadFull(c.rand, id); err != nil {
+		return 0, err
+	}
+	devs, err := c.Devices(ctx, to)
+	if err != nil {
+		return 0, err
+	}
+	var targets []transport.DeviceInfo
+	for _, d := range devs {
+		if d.User != c.prof.User || d.ID != c.prof.Device {
+			targets = append(targets, d)
+		}
+	}
+	if len(targets) == 0 {
+		return 0, nil
+	}
+	msg, err := c.encryptTo(ctx, to, targets, content, id, nil)
+	if err != nil {
+		return 0, err
+	}
+	msg.Ephemeral = true
+	var sent transport.Sent
+	if err := c.request(ctx, transport.CodeSend, msg, transport.CodeSent, &sent); err != nil {
+		return 0, err
+	}
+	return sent.Online, nil
+}
+
 // buildSend encrypts content for every device of entry.To but this one and
 // puts the result in the outbox (crypto.go, encryptTo).
 func (c *Client) buildSend(ctx context.Context, id []byte, entry *outboxEntry, content *Content) (*transport.Send, error) {

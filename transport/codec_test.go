@@ -18,7 +18,7 @@ type wireMessage interface {
 	Unmarshaler
 }
 
-// messageTypes lists every message type of messages.go, nested ones
+// messageTypes lists every message type of messages.go and prekeys.go, nested ones
 // included, for the round-trip tests and FuzzMessages. Append new types at
 // the end: FuzzMessages picks a type by its index here, so reordering would
 // change what the saved corpus exercises.
@@ -39,6 +39,14 @@ var messageTypes = []struct {
 	{"Deliver", func() wireMessage { return new(Deliver) }},
 	{"Ack", func() wireMessage { return new(Ack) }},
 	{"Empty", func() wireMessage { return new(Empty) }},
+	// prekeys.go
+	{"PublishKeys", func() wireMessage { return new(PublishKeys) }},
+	{"FetchKeys", func() wireMessage { return new(FetchKeys) }},
+	{"KeyBundle", func() wireMessage { return new(KeyBundle) }},
+	{"KeyBundles", func() wireMessage { return new(KeyBundles) }},
+	{"IdentityKey", func() wireMessage { return new(IdentityKey) }},
+	{"KeyCount", func() wireMessage { return new(KeyCount) }},
+	{"Signal", func() wireMessage { return new(Signal) }},
 }
 
 // fill returns n bytes counting up from start, so that values differ from
@@ -56,6 +64,7 @@ func fill(n int, start byte) []byte {
 // its corpus from them.
 func sampleMessages() []wireMessage {
 	key, key2, sig, id := fill(KeyLen, 1), fill(KeyLen, 0x80), fill(SigLen, 7), fill(MessageIDLen, 0xf0)
+	ik := fill(IdentityKeyLen, 0xa0)
 	return []wireMessage{
 		&Error{
 			Code:         ErrDeviceMismatch,
@@ -106,6 +115,32 @@ func sampleMessages() []wireMessage {
 		&Deliver{Seq: 1, MessageID: id},
 		&Ack{Seqs: []uint64{1, 2, 300, math.MaxUint64, 2}},
 		&Empty{},
+		// prekeys.go, and Welcome with its key counts.
+		&Welcome{User: "alice", Device: 2, ServerTime: 1_700_000_000_000, Keys: KeyCount{OneTime: 49, OneTimeKEM: math.MaxUint32, Published: true}},
+		&Welcome{Keys: KeyCount{Published: true}},
+		&Welcome{User: "bob", Keys: KeyCount{OneTime: 1}},
+		&PublishKeys{
+			Identity:      ik,
+			Certificate:   fill(200, 0x20),
+			SignedPreKey:  fill(100, 0x30),
+			LastResortKEM: fill(MaxKeyElement, 0x40),
+			OneTime:       [][]byte{fill(40, 1), fill(40, 2), fill(MaxKeyElement, 3)},
+			OneTimeKEM:    [][]byte{fill(1300, 4), fill(1, 5)},
+			Replace:       true,
+		},
+		&PublishKeys{Identity: ik, Certificate: []byte{1}, SignedPreKey: []byte{2}, LastResortKEM: []byte{3}},
+		&FetchKeys{User: "bob", Devices: []uint32{1, 2, 300, math.MaxUint32, 2}},
+		&FetchKeys{User: strings.Repeat("b", MaxUserName)},
+		&FetchKeys{Devices: []uint32{7}},
+		&KeyBundle{Device: 3, Bundle: fill(4*MaxKeyElement, 0x11)},
+		&KeyBundle{Device: math.MaxUint32},
+		&KeyBundles{Bundles: []KeyBundle{{Device: 1, Bundle: fill(1500, 1)}, {}, {Device: math.MaxUint32, Bundle: []byte{9}}}},
+		&KeyBundles{Bundles: []KeyBundle{{}}},
+		&IdentityKey{Key: ik},
+		&KeyCount{OneTime: 50, OneTimeKEM: math.MaxUint32, Published: true},
+		&KeyCount{OneTimeKEM: 1},
+		&Signal{From: "alice", FromDevice: 2, MessageID: id, ServerTime: -1, Payload: fill(100, 3)},
+		&Signal{MessageID: id},
 	}
 }
 
@@ -147,6 +182,19 @@ func TestEncodingVector(t *testing.T) {
 		// An empty nested message is still written, as key and length 0.
 		{"DeviceList", &DeviceList{Devices: []DeviceInfo{{}}}, "0300"},
 		{"Sent", &Sent{ServerTime: 1, Duplicate: true}, "030102" + "050101"},
+		// Welcome's key counts are nested field 4 (key 4<<1|1 = 09), written
+		// only when they are not all zero.
+		{"Welcome with keys", &Welcome{User: "alice", Keys: KeyCount{OneTime: 2, Published: true}}, "0305616c696365" + "0906" + "030102" + "070101"},
+		{"Welcome without keys", &Welcome{Device: 1, Keys: KeyCount{}}, "050101"},
+		{"KeyCount", &KeyCount{OneTime: 1, OneTimeKEM: 300, Published: true}, "030101" + "0502ac02" + "070101"},
+		{"FetchKeys", &FetchKeys{User: "bob", Devices: []uint32{1, 300}}, "0303626f62" + "050101" + "0502ac02"},
+		{"KeyBundles", &KeyBundles{Bundles: []KeyBundle{{Device: 2, Bundle: []byte{0xbb}}, {}}}, "0306" + "030102" + "0501bb" + "0300"},
+		{"IdentityKey", &IdentityKey{Key: fill(IdentityKeyLen, 0)}, "0320" + hex.EncodeToString(fill(IdentityKeyLen, 0))},
+		// Fields in number order; each one-time prekey repeats its field.
+		{"PublishKeys", &PublishKeys{
+			Identity: fill(IdentityKeyLen, 0), Certificate: []byte{0xc1}, SignedPreKey: []byte{0x51}, LastResortKEM: []byte{0x4b},
+			OneTime: [][]byte{{0x01}, {0x02, 0x03}}, OneTimeKEM: [][]byte{{0x0a}}, Replace: true,
+		}, "0320" + hex.EncodeToString(fill(IdentityKeyLen, 0)) + "0501c1" + "070151" + "09014b" + "0b0101" + "0b020203" + "0d010a" + "0f0101"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -189,6 +237,10 @@ func TestZeroValuesOmitted(t *testing.T) {
 func TestRequiredFields(t *testing.T) {
 	t.Parallel()
 	key, sig, id := fill(KeyLen, 1), fill(SigLen, 2), fill(MessageIDLen, 3)
+	ik, cert, spk, kem := fill(IdentityKeyLen, 4), fill(100, 5), fill(40, 6), fill(1200, 7)
+	if err := Unmarshal(Marshal(&PublishKeys{Identity: ik, Certificate: cert, SignedPreKey: spk, LastResortKEM: kem}), new(PublishKeys)); err != nil {
+		t.Fatalf("PublishKeys with every required field: %v", err)
+	}
 	tests := []struct {
 		name string
 		m    wireMessage // encoded, then decoded into a fresh value
@@ -200,6 +252,12 @@ func TestRequiredFields(t *testing.T) {
 		{"Send without message id", &Send{Envelopes: []Envelope{{User: "bob", Device: 1, Payload: []byte("hi")}}}},
 		{"Deliver without seq", &Deliver{From: "alice", FromDevice: 1, MessageID: id}},
 		{"Deliver without message id", &Deliver{Seq: 1, From: "alice", FromDevice: 1}},
+		{"PublishKeys empty", &PublishKeys{}},
+		{"PublishKeys without identity", &PublishKeys{Certificate: cert, SignedPreKey: spk, LastResortKEM: kem}},
+		{"PublishKeys without certificate", &PublishKeys{Identity: ik, SignedPreKey: spk, LastResortKEM: kem}},
+		{"PublishKeys without signed prekey", &PublishKeys{Identity: ik, Certificate: cert, LastResortKEM: kem}},
+		{"PublishKeys without last-resort KEM prekey", &PublishKeys{Identity: ik, Certificate: cert, SignedPreKey: spk}},
+		{"PublishKeys with only one-time prekeys", &PublishKeys{OneTime: [][]byte{spk}, OneTimeKEM: [][]byte{kem}, Replace: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -273,6 +331,59 @@ func TestUnknownFields(t *testing.T) {
 			},
 			m:    new(DeviceList),
 			want: &DeviceList{Devices: []DeviceInfo{{User: "bob"}}},
+		},
+		{
+			name: "non-critical in Welcome's key counts",
+			enc: func(e *Encoder) {
+				e.String(1, "alice")
+				var inner Encoder
+				inner.Uint(1, 3)
+				inner.NonCritical(9, []byte("x"))
+				e.BytesField(4, inner.Bytes())
+			},
+			m:    new(Welcome),
+			want: &Welcome{User: "alice", Keys: KeyCount{OneTime: 3}},
+		},
+		{
+			name: "non-critical after PublishKeys' fields",
+			enc: func(e *Encoder) {
+				e.BytesField(1, fill(IdentityKeyLen, 1))
+				e.BytesField(2, []byte{2})
+				e.BytesField(3, []byte{3})
+				e.BytesField(4, []byte{4})
+				e.Bool(7, true)
+				e.NonCritical(8, []byte("x"))
+			},
+			m:    new(PublishKeys),
+			want: &PublishKeys{Identity: fill(IdentityKeyLen, 1), Certificate: []byte{2}, SignedPreKey: []byte{3}, LastResortKEM: []byte{4}, Replace: true},
+		},
+		{
+			name: "critical in Welcome's key counts",
+			enc: func(e *Encoder) {
+				var inner Encoder
+				inner.Uint(1, 3)
+				inner.Uint(4, 1)
+				e.BytesField(4, inner.Bytes())
+			},
+			m:       new(Welcome),
+			wantErr: "unknown critical field 4",
+		},
+		{
+			name: "critical in a key bundle",
+			enc: func(e *Encoder) {
+				var inner Encoder
+				inner.Uint(1, 3)
+				inner.Uint(3, 1)
+				e.BytesField(1, inner.Bytes())
+			},
+			m:       new(KeyBundles),
+			wantErr: "unknown critical field 3",
+		},
+		{
+			name:    "critical in IdentityKey",
+			enc:     func(e *Encoder) { e.BytesField(1, fill(IdentityKeyLen, 0)); e.Uint(2, 1) },
+			m:       new(IdentityKey),
+			wantErr: "unknown critical field 2",
 		},
 		{
 			name:    "critical",
@@ -356,6 +467,20 @@ func TestMalformed(t *testing.T) {
 		{"Fixed too short", "07" + "3f" + strings.Repeat("00", SigLen-1), new(Auth), "63 bytes, want 64"},
 		{"Fixed too long", "07" + "41" + strings.Repeat("00", SigLen+1), new(Auth), "65 bytes, want 64"},
 		{"string over max", "03" + "21" + strings.Repeat("61", MaxUserName+1), new(Welcome), "33 bytes, max 32"},
+		{"one-time KEM prekeys before one-time prekeys", "0d010a" + "0b0101", new(PublishKeys), "field 5 out of order"},
+		{"Welcome key counts before an earlier field", "0900" + "0300", new(Welcome), "field 1 out of order"},
+		{"Welcome key counts malformed", "0903" + "030180", new(Welcome), "bad integer"},
+		{"Welcome key count out of range", "0907" + "03058080808010", new(Welcome), "out of range"},
+		{"Welcome key counts truncated", "0905" + "0301", new(Welcome), "claims 5 bytes"},
+		{"KeyCount published 2", "070102", new(KeyCount), "bad boolean"},
+		{"KeyCount out of range", "05058080808010", new(KeyCount), "out of range"},
+		{"FetchKeys device out of range", "05058080808010", new(FetchKeys), "out of range"},
+		{"FetchKeys device not minimal", "05028000", new(FetchKeys), "bad integer"},
+		{"KeyBundle device out of range", "03058080808010", new(KeyBundle), "out of range"},
+		{"IdentityKey too short", "031f" + strings.Repeat("00", IdentityKeyLen-1), new(IdentityKey), "31 bytes, want 32"},
+		{"IdentityKey too long", "0321" + strings.Repeat("00", IdentityKeyLen+1), new(IdentityKey), "33 bytes, want 32"},
+		{"IdentityKey empty", "0300", new(IdentityKey), "0 bytes, want 32"},
+		{"PublishKeys identity empty", "0300", new(PublishKeys), "0 bytes, want 32"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -542,6 +667,34 @@ func TestMessageLimits(t *testing.T) {
 		return s
 	}
 	long := func(n int) string { return strings.Repeat("z", n) }
+	keyList := func(n int) [][]byte {
+		keys := make([][]byte, n)
+		for i := range keys {
+			keys[i] = fill(3, byte(i))
+		}
+		return keys
+	}
+	ids := func(n int) []uint32 {
+		s := make([]uint32, n)
+		for i := range s {
+			s[i] = uint32(i + 1)
+		}
+		return s
+	}
+	bundles := func(n int) []KeyBundle {
+		bs := make([]KeyBundle, n)
+		for i := range bs {
+			bs[i] = KeyBundle{Device: uint32(i + 1), Bundle: fill(10, byte(i))}
+		}
+		return bs
+	}
+	ik := fill(IdentityKeyLen, 4)
+	// publish returns a PublishKeys with every required field, changed by edit.
+	publish := func(edit func(m *PublishKeys)) *PublishKeys {
+		m := &PublishKeys{Identity: ik, Certificate: fill(100, 5), SignedPreKey: fill(40, 6), LastResortKEM: fill(1200, 7)}
+		edit(m)
+		return m
+	}
 	tests := []struct {
 		name    string
 		atLimit wireMessage
@@ -562,6 +715,27 @@ func TestMessageLimits(t *testing.T) {
 		{"Error message", &Error{Message: long(MaxText)}, &Error{Message: long(MaxText + 1)}},
 		{"DevicesRequest user", &DevicesRequest{User: long(MaxUserName)}, &DevicesRequest{User: long(MaxUserName + 1)}},
 		{"Deliver from", &Deliver{Seq: 1, MessageID: id, From: long(MaxUserName)}, &Deliver{Seq: 1, MessageID: id, From: long(MaxUserName + 1)}},
+
+		// prekeys.go. MaxOneTimeUpload applies to each kind on its own.
+		{"PublishKeys one-time prekeys", publish(func(m *PublishKeys) { m.OneTime = keyList(MaxOneTimeUpload) }), publish(func(m *PublishKeys) { m.OneTime = keyList(MaxOneTimeUpload + 1) })},
+		{"PublishKeys one-time KEM prekeys", publish(func(m *PublishKeys) { m.OneTimeKEM = keyList(MaxOneTimeUpload) }), publish(func(m *PublishKeys) { m.OneTimeKEM = keyList(MaxOneTimeUpload + 1) })},
+		{"PublishKeys both kinds", publish(func(m *PublishKeys) { m.OneTime, m.OneTimeKEM = keyList(MaxOneTimeUpload), keyList(MaxOneTimeUpload) }), publish(func(m *PublishKeys) { m.OneTime, m.OneTimeKEM = keyList(MaxOneTimeUpload), keyList(MaxOneTimeUpload+1) })},
+		{"PublishKeys both kinds, first over", publish(func(m *PublishKeys) { m.OneTime, m.OneTimeKEM = keyList(MaxOneTimeUpload), keyList(1) }), publish(func(m *PublishKeys) { m.OneTime, m.OneTimeKEM = keyList(MaxOneTimeUpload+1), keyList(1) })},
+		{"PublishKeys certificate", publish(func(m *PublishKeys) { m.Certificate = fill(MaxKeyElement, 0) }), publish(func(m *PublishKeys) { m.Certificate = fill(MaxKeyElement+1, 0) })},
+		{"PublishKeys signed prekey", publish(func(m *PublishKeys) { m.SignedPreKey = fill(MaxKeyElement, 0) }), publish(func(m *PublishKeys) { m.SignedPreKey = fill(MaxKeyElement+1, 0) })},
+		{"PublishKeys last-resort KEM prekey", publish(func(m *PublishKeys) { m.LastResortKEM = fill(MaxKeyElement, 0) }), publish(func(m *PublishKeys) { m.LastResortKEM = fill(MaxKeyElement+1, 0) })},
+		{"PublishKeys one-time prekey", publish(func(m *PublishKeys) { m.OneTime = [][]byte{{1}, fill(MaxKeyElement, 0)} }), publish(func(m *PublishKeys) { m.OneTime = [][]byte{{1}, fill(MaxKeyElement+1, 0)} })},
+		{"PublishKeys one-time KEM prekey", publish(func(m *PublishKeys) { m.OneTimeKEM = [][]byte{fill(MaxKeyElement, 0)} }), publish(func(m *PublishKeys) { m.OneTimeKEM = [][]byte{fill(MaxKeyElement+1, 0)} })},
+		{"PublishKeys identity too long", publish(func(m *PublishKeys) {}), publish(func(m *PublishKeys) { m.Identity = fill(IdentityKeyLen+1, 0) })},
+		{"PublishKeys identity too short", publish(func(m *PublishKeys) {}), publish(func(m *PublishKeys) { m.Identity = fill(IdentityKeyLen-1, 0) })},
+		{"IdentityKey too long", &IdentityKey{Key: ik}, &IdentityKey{Key: fill(IdentityKeyLen+1, 0)}},
+		{"IdentityKey too short", &IdentityKey{Key: ik}, &IdentityKey{Key: fill(IdentityKeyLen-1, 0)}},
+		{"FetchKeys devices", &FetchKeys{User: "bob", Devices: ids(MaxDevices)}, &FetchKeys{User: "bob", Devices: ids(MaxDevices + 1)}},
+		{"FetchKeys user", &FetchKeys{User: long(MaxUserName)}, &FetchKeys{User: long(MaxUserName + 1)}},
+		{"KeyBundles bundles", &KeyBundles{Bundles: bundles(MaxDevices)}, &KeyBundles{Bundles: bundles(MaxDevices + 1)}},
+		{"KeyBundles empty bundles", &KeyBundles{Bundles: make([]KeyBundle, MaxDevices)}, &KeyBundles{Bundles: make([]KeyBundle, MaxDevices+1)}},
+		{"KeyBundle bundle", &KeyBundle{Device: 1, Bundle: fill(4*MaxKeyElement, 0)}, &KeyBundle{Device: 1, Bundle: fill(4*MaxKeyElement+1, 0)}},
+		{"KeyBundles nested bundle", &KeyBundles{Bundles: []KeyBundle{{Device: 1, Bundle: fill(4*MaxKeyElement, 0)}}}, &KeyBundles{Bundles: []KeyBundle{{Device: 1}, {Device: 2, Bundle: fill(4*MaxKeyElement+1, 0)}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -661,5 +835,79 @@ func TestAuthTranscript(t *testing.T) {
 		"0b0102"
 	if got := hex.EncodeToString(a); got != want {
 		t.Errorf("AuthTranscript = %s\nwant %s", got, want)
+	}
+}
+
+// TestZeroElements checks the values Marshal would drop inside a message
+// that is otherwise valid: an explicit zero or an empty value in a repeated
+// field, a nested message of zeros. A decoder must refuse them or decode
+// them to something that re-encodes to the same message (checkMessage, the
+// property FuzzMessages checks); an element silently lost or gained changes
+// what the message asks for.
+func TestZeroElements(t *testing.T) {
+	t.Parallel()
+	var required Encoder // PublishKeys' required fields
+	required.BytesField(1, fill(IdentityKeyLen, 1))
+	required.BytesField(2, []byte{2})
+	required.BytesField(3, []byte{3})
+	required.BytesField(4, []byte{4})
+	publish := hex.EncodeToString(required.Bytes())
+	tests := []struct {
+		name string
+		body string // hex
+		m    func() wireMessage
+	}{
+		{"FetchKeys device 0", "050100", func() wireMessage { return new(FetchKeys) }},
+		{"FetchKeys device 0 among others", "0303626f62" + "050101" + "050100" + "050102", func() wireMessage { return new(FetchKeys) }},
+		{"PublishKeys empty one-time prekey", publish + "0b00", func() wireMessage { return new(PublishKeys) }},
+		{"PublishKeys empty one-time prekey among others", publish + "0b0101" + "0b00", func() wireMessage { return new(PublishKeys) }},
+		{"PublishKeys empty one-time KEM prekey", publish + "0d00", func() wireMessage { return new(PublishKeys) }},
+		{"PublishKeys explicit false replace", publish + "0f0100", func() wireMessage { return new(PublishKeys) }},
+		{"PublishKeys empty certificate", "0320" + hex.EncodeToString(fill(IdentityKeyLen, 1)) + "0500" + "070103" + "090104", func() wireMessage { return new(PublishKeys) }},
+		{"Ack seq 0", "030100", func() wireMessage { return new(Ack) }},
+		{"KeyBundles empty bundle", "0300" + "0300", func() wireMessage { return new(KeyBundles) }},
+		{"KeyBundles bundle of zeros", "0306" + "030100" + "0500", func() wireMessage { return new(KeyBundles) }},
+		{"KeyBundle empty bundle bytes", "030101" + "0500", func() wireMessage { return new(KeyBundle) }},
+		{"Welcome empty key counts", "0305616c696365" + "0900", func() wireMessage { return new(Welcome) }},
+		{"Welcome key counts of zeros", "0909" + "030100" + "050100" + "0700", func() wireMessage { return new(Welcome) }},
+		{"Welcome key counts twice", "0903030101" + "0903050102", func() wireMessage { return new(Welcome) }},
+		{"IdentityKey empty", "0300", func() wireMessage { return new(IdentityKey) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			body, err := hex.DecodeString(tt.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkMessage(t, tt.name, tt.m, body)
+		})
+	}
+}
+
+// TestCodes checks that the message codes are distinct and named, the
+// prekey codes of prekeys.go included.
+func TestCodes(t *testing.T) {
+	t.Parallel()
+	codes := map[string]Code{
+		"Error": CodeError, "OK": CodeOK, "Register": CodeRegister, "Login": CodeLogin, "Auth": CodeAuth,
+		"Welcome": CodeWelcome, "Devices": CodeDevices, "DeviceList": CodeDeviceList, "Send": CodeSend,
+		"Sent": CodeSent, "Deliver": CodeDeliver, "Ack": CodeAck, "QueueEmpty": CodeQueueEmpty, "Ping": CodePing,
+		"PublishKeys": CodePublishKeys, "FetchKeys": CodeFetchKeys, "KeyBundles": CodeKeyBundles,
+		"Identity": CodeIdentity, "IdentityKey": CodeIdentityKey, "KeysLow": CodeKeysLow,
+		"Signal": CodeSignal,
+	}
+	seen := make(map[Code]string)
+	for name, c := range codes {
+		if other, dup := seen[c]; dup {
+			t.Errorf("%s and %s share code %d", name, other, c)
+		}
+		seen[c] = name
+		if got := c.String(); got != name {
+			t.Errorf("Code %d is named %q, want %q", c, got, name)
+		}
+	}
+	if len(codeNames) != len(codes) {
+		t.Errorf("codeNames has %d entries, the test knows %d codes", len(codeNames), len(codes))
 	}
 }

@@ -52,6 +52,36 @@ func explicitZeros() [][]byte {
 	return out
 }
 
+// withZeroFields returns copies of the valid body b with one explicit-zero
+// field of explicitZeros inserted where its number keeps the fields in
+// order: a zero or empty element next to real ones, or a required field
+// present but empty, which a body of one field cannot reach.
+func withZeroFields(b []byte) [][]byte {
+	type span struct{ num, end int }
+	var spans []span // each field's number and where it ends in b
+	d := NewDecoder(b)
+	for {
+		f, err := d.Next()
+		if err != nil {
+			break
+		}
+		spans = append(spans, span{f.Num, len(b) - len(d.buf)})
+	}
+	var out [][]byte
+	for _, z := range explicitZeros() {
+		num := int(z[0] >> 1)
+		at := 0 // after the last field numbered num or lower
+		for _, s := range spans {
+			if s.num <= num {
+				at = s.end
+			}
+		}
+		body := append(bytes.Clone(b[:at]), z...)
+		out = append(out, append(body, b[at:]...))
+	}
+	return out
+}
+
 // checkMessage is the round-trip property for one message type.
 func checkMessage(t *testing.T, name string, newMsg func() wireMessage, body []byte) {
 	in := bytes.Clone(body) // the fuzz engine owns body
@@ -96,6 +126,9 @@ func FuzzMessages(f *testing.F) {
 	for _, m := range sampleMessages() {
 		kind := index[reflect.TypeOf(m).Elem().Name()]
 		for _, b := range corrupted(Marshal(m)) {
+			f.Add(kind, b)
+		}
+		for _, b := range withZeroFields(Marshal(m)) {
 			f.Add(kind, b)
 		}
 	}

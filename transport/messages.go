@@ -24,6 +24,7 @@ const (
 	CodeDeliver    Code = 64 // push: Deliver
 	CodeAck        Code = 65 // notification: Ack
 	CodeQueueEmpty Code = 66 // push: no body; the mailbox backlog has been pushed
+	CodeSignal     Code = 68 // push: Signal; an ephemeral envelope
 	CodePing       Code = 80 // request: no body
 )
 
@@ -32,6 +33,7 @@ var codeNames = map[Code]string{
 	CodeAuth: "Auth", CodeWelcome: "Welcome", CodeDevices: "Devices",
 	CodeDeviceList: "DeviceList", CodeSend: "Send", CodeSent: "Sent",
 	CodeDeliver: "Deliver", CodeAck: "Ack", CodeQueueEmpty: "QueueEmpty", CodePing: "Ping",
+	CodeSignal: "Signal",
 }
 
 func (c Code) String() string {
@@ -334,6 +336,9 @@ func (m *DeviceList) UnmarshalFields(d *Decoder) error {
 type Send struct {
 	MessageID []byte // MessageIDLen random bytes chosen by the sender; makes resends idempotent
 	Envelopes []Envelope
+	// Ephemeral asks the server to hand the envelopes to the recipients'
+	// connected devices only and store nothing (typing signals, §6.5).
+	Ephemeral bool
 }
 
 // Envelope is one recipient device's slot of a Send.
@@ -370,6 +375,7 @@ func (m *Send) MarshalFields(e *Encoder) {
 	for i := range m.Envelopes {
 		e.Message(2, &m.Envelopes[i])
 	}
+	e.Bool(3, m.Ephemeral)
 }
 
 func (m *Send) UnmarshalFields(d *Decoder) error {
@@ -384,6 +390,8 @@ func (m *Send) UnmarshalFields(d *Decoder) error {
 			var env Envelope
 			err = f.Message(&env)
 			m.Envelopes = append(m.Envelopes, env)
+		case 3:
+			m.Ephemeral, err = f.Bool()
 		default:
 			return f.Unknown()
 		}
@@ -397,13 +405,15 @@ func (m *Send) UnmarshalFields(d *Decoder) error {
 
 // Sent answers a Send once every slot is durably stored.
 type Sent struct {
-	ServerTime int64 // unix milliseconds of the first store
-	Duplicate  bool  // the message id was seen before; nothing was stored again
+	ServerTime int64  // unix milliseconds of the first store
+	Duplicate  bool   // the message id was seen before; nothing was stored again
+	Online     uint32 // Ephemeral: how many recipient devices were connected to take it
 }
 
 func (m *Sent) MarshalFields(e *Encoder) {
 	e.Int(1, m.ServerTime)
 	e.Bool(2, m.Duplicate)
+	e.Uint(3, uint64(m.Online))
 }
 
 func (m *Sent) UnmarshalFields(d *Decoder) error {
@@ -413,11 +423,55 @@ func (m *Sent) UnmarshalFields(d *Decoder) error {
 			m.ServerTime, err = f.Int()
 		case 2:
 			m.Duplicate, err = f.Bool()
+		case 3:
+			m.Online, err = f.Uint32()
 		default:
 			return f.Unknown()
 		}
 		return err
 	})
+}
+
+// Signal pushes an ephemeral envelope to a connected device (§6.5): a
+// Deliver without a mailbox sequence number, never stored, never acked.
+type Signal struct {
+	From       string
+	FromDevice uint32
+	MessageID  []byte
+	ServerTime int64
+	Payload    []byte
+}
+
+func (m *Signal) MarshalFields(e *Encoder) {
+	e.String(2, m.From)
+	e.Uint(3, uint64(m.FromDevice))
+	e.BytesField(4, m.MessageID)
+	e.Int(5, m.ServerTime)
+	e.BytesField(6, m.Payload)
+}
+
+func (m *Signal) UnmarshalFields(d *Decoder) error {
+	err := ForEachField(d, func(f Field) (err error) {
+		switch f.Num {
+		case 2:
+			m.From, err = f.String(MaxUserName)
+		case 3:
+			m.FromDevice, err = f.Uint32()
+		case 4:
+			m.MessageID, err = f.Fixed(MessageIDLen)
+		case 5:
+			m.ServerTime, err = f.Int()
+		case 6:
+			m.Payload, err = f.Bytes(MaxPayload)
+		default:
+			return f.Unknown()
+		}
+		return err
+	})
+	if err == nil && m.MessageID == nil {
+		err = errorf("missing message id")
+	}
+	return err
 }
 
 // Deliver pushes one mailbox entry to its device, protocol.md §6.2.

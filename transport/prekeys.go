@@ -77,6 +77,9 @@ func (m *PublishKeys) UnmarshalFields(d *Decoder) error {
 			}
 			var k []byte
 			k, err = f.Bytes(MaxKeyElement)
+			if err == nil && len(k) == 0 {
+				return errorf("empty one-time prekey")
+			}
 			*list = append(*list, k)
 		case 7:
 			m.Replace, err = f.Bool()
@@ -116,6 +119,9 @@ func (m *FetchKeys) UnmarshalFields(d *Decoder) error {
 			}
 			var id uint32
 			id, err = f.Uint32()
+			if err == nil && id == 0 {
+				return errorf("device id 0")
+			}
 			m.Devices = append(m.Devices, id)
 		default:
 			return f.Unknown()

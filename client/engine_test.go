@@ -1,0 +1,183 @@
+package client
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/securechat/securechat/appliance"
+	"github.com/securechat/securechat/transport"
+)
+
+// testServer runs a real server in-process on 127.0.0.1.
+type testServer struct {
+	t      *testing.T
+	data   string
+	addr   string
+	fp     transport.Fingerprint
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startTestServer(t *testing.T, data, listen string) *testServer {
+	t.Helper()
+	srv, err := appliance.New(appliance.Config{Listen: listen, Data: data, Admin: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ts := &testServer{t: t, data: data, addr: srv.Addr().String(), fp: srv.Fingerprint(), cancel: cancel, done: make(chan struct{})}
+	go func() { srv.Serve(ctx); close(ts.done) }()
+	return ts
+}
+
+func (s *testServer) stop() {
+	s.cancel()
+	<-s.done
+}
+
+func testAccount(t *testing.T, s *testServer, name string) *Home {
+	t.Helper()
+	h, err := OpenHome(filepath.Join(t.TempDir(), name), HomeOptions{Passphrase: "pp", Create: true, KDF: cheapKDF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := Register(ctx, h, EnrollOptions{Server: s.addr, User: name, Password: "password1", Pin: s.fp}); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// waitEvent reads events until match accepts one.
+func waitEvent(t *testing.T, e *Engine, what string, match func(UIEvent) bool) UIEvent {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case ev, ok := <-e.Events():
+			if !ok {
+				t.Fatalf("events closed waiting for %s", what)
+			}
+			if match(ev) {
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func TestEngineReceiptsTypingHistory(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	fast := EngineOptions{MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
+	alice, err := StartEngine(ha, fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	bob, err := StartEngine(hb, fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	for _, e := range []*Engine{alice, bob} {
+		waitEvent(t, e, "connected", func(ev UIEvent) bool { return ev.Type == UIConn && ev.Conn == ConnConnected })
+	}
+
+	entry, err := alice.Send("bob", "hello bob")
+	if err != nil || entry.State != StateSending || !entry.Outgoing {
+		t.Fatalf("send: %+v %v", entry, err)
+	}
+	for _, want := range []DeliveryState{StateStored, StateDelivered} {
+		waitEvent(t, alice, want.String(), func(ev UIEvent) bool {
+			return ev.Type == UIState && ev.ID == entry.ID && ev.State == want
+		})
+	}
+	got := waitEvent(t, bob, "the message", func(ev UIEvent) bool { return ev.Type == UIMessage })
+	if got.Entry.Text != "hello bob" || got.Conversation != "alice" || got.Entry.Outgoing {
+		t.Fatalf("bob got %+v", got.Entry)
+	}
+	convs, _ := bob.Conversations()
+	if len(convs) != 1 || convs[0].Name != "alice" || convs[0].Unread != 1 {
+		t.Fatalf("bob's conversations %+v", convs)
+	}
+	if err := bob.MarkRead("alice"); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, alice, "read", func(ev UIEvent) bool { return ev.Type == UIState && ev.ID == entry.ID && ev.State == StateRead })
+	if convs, _ := bob.Conversations(); convs[0].Unread != 0 {
+		t.Errorf("unread after MarkRead: %d", convs[0].Unread)
+	}
+	hist, err := alice.History("bob", "", 10)
+	if err != nil || len(hist) != 1 || hist[0].State != StateRead {
+		t.Fatalf("alice's history %+v %v", hist, err)
+	}
+
+	// Typing is ephemeral: bob answers (confirming the session) and types.
+	if _, err := bob.Send("alice", "hi alice"); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, alice, "bob's reply", func(ev UIEvent) bool { return ev.Type == UIMessage && ev.Entry.Text == "hi alice" })
+	bob.Typing("alice")
+	waitEvent(t, alice, "typing", func(ev UIEvent) bool { return ev.Type == UITyping && ev.Conversation == "bob" })
+
+	// Read receipts can be turned off.
+	bob.SetSendReceipts(false)
+	e2, _ := alice.Send("bob", "second")
+	waitEvent(t, alice, "delivered", func(ev UIEvent) bool { return ev.Type == UIState && ev.ID == e2.ID && ev.State == StateDelivered })
+	waitEvent(t, bob, "second", func(ev UIEvent) bool { return ev.Type == UIMessage && ev.Entry.Text == "second" })
+	bob.MarkRead("alice")
+	e3, _ := alice.Send("bob", "third")
+	waitEvent(t, alice, "third delivered", func(ev UIEvent) bool { return ev.Type == UIState && ev.ID == e3.ID && ev.State == StateDelivered })
+	if h, _ := alice.History("bob", "", 10); h[len(h)-2].ID != e2.ID || h[len(h)-2].State != StateDelivered {
+		t.Errorf("a read receipt was sent with receipts off: %+v", h)
+	}
+	// History pages backwards.
+	page, _ := alice.History("bob", e3.ID, 1)
+	if len(page) != 1 || page[0].ID != e2.ID {
+		t.Errorf("page before third: %+v", page)
+	}
+}
+
+func TestEngineQueuesWhileOffline(t *testing.T) {
+	data := t.TempDir()
+	s := startTestServer(t, data, "127.0.0.1:0")
+	addr := s.addr
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	fast := EngineOptions{MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
+	alice, err := StartEngine(ha, fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	waitEvent(t, alice, "connected", func(ev UIEvent) bool { return ev.Type == UIConn && ev.Conn == ConnConnected })
+
+	s.stop()
+	waitEvent(t, alice, "disconnected", func(ev UIEvent) bool { return ev.Type == UIConn && ev.Conn == ConnDisconnected })
+	entry, err := alice.Send("bob", "typed while offline")
+	if err != nil || entry.State != StateSending {
+		t.Fatalf("offline send: %+v %v", entry, err)
+	}
+	s = startTestServer(t, data, addr)
+	defer s.stop()
+	waitEvent(t, alice, "stored after reconnect", func(ev UIEvent) bool {
+		return ev.Type == UIState && ev.ID == entry.ID && ev.State == StateStored
+	})
+	bob, err := StartEngine(hb, fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	got := waitEvent(t, bob, "the queued message", func(ev UIEvent) bool { return ev.Type == UIMessage })
+	if got.Entry.Text != "typed while offline" {
+		t.Fatalf("bob got %q", got.Entry.Text)
+	}
+}
