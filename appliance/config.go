@@ -35,7 +35,8 @@ type Config struct {
 	// MaxFrame bounds a control-stream frame in bytes. Default 4 MiB.
 	MaxFrame int `yaml:"max_frame"`
 	// KeyFetchRate is how many prekey fetches per second an account may
-	// make, sustained; KeyFetchBurst how many at once. Defaults 2 and 60.
+	// make, sustained; KeyFetchBurst how many at once. Defaults 0.5 and
+	// 30: below the 100 one-time prekeys a device keeps.
 	KeyFetchRate  float64 `yaml:"key_fetch_rate"`
 	KeyFetchBurst int     `yaml:"key_fetch_burst"`
 	// LogLevel is debug, info, warn or error. Default info.
@@ -101,10 +102,10 @@ func (c Config) withDefaults() Config {
 		c.MaxFrame = 4 << 20
 	}
 	if c.KeyFetchRate == 0 {
-		c.KeyFetchRate = 2
+		c.KeyFetchRate = 0.5
 	}
 	if c.KeyFetchBurst == 0 {
-		c.KeyFetchBurst = 60
+		c.KeyFetchBurst = 30
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"

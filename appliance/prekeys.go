@@ -31,8 +31,12 @@ var (
 	prefixKEM  = []byte("kem")
 )
 
-// keysLowMark is where the server tells a device to top up.
-const keysLowMark = 10
+// keysLowMark is where the server tells a device to top up; maxStoredOneTime
+// caps each kind of one-time prekey per device (the oldest go first).
+const (
+	keysLowMark      = 10
+	maxStoredOneTime = 1000
+)
 
 var errIdentityMismatch = errors.New("device certificate is not signed by the account's identity key")
 
@@ -94,6 +98,13 @@ func (s *Store) publishKeys(ctx context.Context, user string, device uint32, m *
 		for i, k := range m.OneTimeKEM {
 			if err := b.Put(idKey(prefixKEM, up.OneTimeKEMPreKeys[i].ID), k); err != nil {
 				return err
+			}
+		}
+		for _, prefix := range [][]byte{prefixOTK, prefixKEM} {
+			for n := countPrefix(b, prefix); n > maxStoredOneTime; n-- {
+				if _, err := takeFirst(b, prefix); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

@@ -273,7 +273,7 @@ func (s *Server) notifyKeysLow(l keysLow) {
 	sess := s.receivers[l.Device]
 	s.mu.Unlock()
 	if sess != nil {
-		sess.c.WriteFrame(transport.CodeKeysLow, 0, &l.Count)
+		go sess.c.WriteFrame(transport.CodeKeysLow, 0, &l.Count) // never block the fetching session
 	}
 }
 

@@ -453,9 +453,10 @@ func (ss *session) handleSignal(id uint32, req *transport.Send) {
 			continue
 		}
 		sig := &transport.Signal{From: ss.user, FromDevice: ss.device, MessageID: req.MessageID, ServerTime: now, Payload: env.Payload}
-		if peer.c.WriteFrame(transport.CodeSignal, 0, sig) == nil {
-			online++
-		}
+		online++
+		// Never block this sender on another user's stream; a signal that
+		// cannot be written soon is worthless anyway.
+		go peer.c.WriteFrame(transport.CodeSignal, 0, sig)
 	}
 	ss.reply(id, transport.CodeSent, &transport.Sent{ServerTime: now, Online: online})
 }
@@ -588,6 +589,8 @@ func wireError(err error) *transport.Error {
 		return &transport.Error{Code: transport.ErrDeviceMismatch, Message: dm.Error(), Devices: dm.Devices}
 	case errors.Is(err, errUserExists):
 		return &transport.Error{Code: transport.ErrUserExists, Message: err.Error()}
+	case errors.Is(err, errBadCredentials):
+		return &transport.Error{Code: transport.ErrUnauthorized, Message: "authentication failed"}
 	case errors.Is(err, errTooManyDevices):
 		return &transport.Error{Code: transport.ErrTooManyDevices, Message: err.Error()}
 	case errors.Is(err, context.Canceled):

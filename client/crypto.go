@@ -193,12 +193,21 @@ func (c *Client) maintainKeys(ctx context.Context, count transport.KeyCount) err
 		if _, err := c.keys.RotateSignedPreKey(c.rand, now); err != nil {
 			return err
 		}
-		c.keys.PruneRetiredPreKeys(now.Add(-retiredKeep))
 		changed = true
+	}
+	if now.Sub(c.keys.LastResortKEMPreKeyCreated()) > spkRotation {
+		if _, err := c.keys.RotateLastResortKEMPreKey(c.rand, now); err != nil {
+			return err
+		}
+		changed = true
+	}
+	if changed {
+		c.keys.PruneRetiredPreKeys(now.Add(-retiredKeep))
 	}
 	var newOTK []e2ee.OneTimePreKeyPublic
 	var newKEM []e2ee.KEMPreKeyPublic
 	if count.Published && (count.OneTime < oneTimeLow || count.OneTimeKEM < oneTimeLow) {
+		pruneOneTime(c.keys, oneTimeTarget)
 		var err error
 		if newOTK, err = c.keys.AddOneTimePreKeys(c.rand, oneTimeTarget-int(count.OneTime)); err != nil {
 			return err
@@ -219,6 +228,7 @@ func (c *Client) maintainKeys(ctx context.Context, count transport.KeyCount) err
 	if !replace {
 		up.OneTimePreKeys, up.OneTimeKEMPreKeys = newOTK, newKEM
 	}
+	newestUpload(up)
 	m, err := PublishMessage(up, replace)
 	if err != nil {
 		return err
@@ -469,6 +479,9 @@ func (c *Client) decrypt(d *transport.Deliver, ephemeral bool) (content *Content
 	if sr.Ratchet, err = sess.MarshalBinary(); err != nil {
 		return nil, false, err
 	}
+	// A session from an identity this home does not trust (yet) is not
+	// kept: a forged first message must not displace the real session.
+	keepSession := !changed
 	if consumed != nil {
 		c.keys.RemovePreKeys(*consumed)
 	}
@@ -483,8 +496,10 @@ func (c *Client) decrypt(d *transport.Deliver, ephemeral bool) (content *Content
 				return err
 			}
 		}
-		if err := h.putRecord(tx, bucketSessions, skey, &sr); err != nil {
-			return err
+		if keepSession {
+			if err := h.putRecord(tx, bucketSessions, skey, &sr); err != nil {
+				return err
+			}
 		}
 		if ephemeral {
 			return nil

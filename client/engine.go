@@ -244,10 +244,10 @@ func (e *Engine) incoming(c *Client, m *Message) {
 			var changed bool
 			err = e.home.db.Update(func(tx *bolt.Tx) error {
 				var err error
-				conv, changed, err = e.home.advanceState(tx, rid, state, "")
+				conv, changed, err = e.home.advanceState(tx, rid, state, "", m.From)
 				return err
 			})
-			if err == nil && changed && conv == m.From {
+			if err == nil && changed {
 				e.emit(UIEvent{Type: UIState, Conversation: conv, ID: ref, State: state})
 			}
 		}
@@ -424,7 +424,7 @@ func (e *Engine) sendNext(c *Client) bool {
 	var changed bool
 	e.home.db.Update(func(tx *bolt.Tx) error {
 		if p.History {
-			conv, changed, _ = e.home.advanceState(tx, p.ID, state, errText)
+			conv, changed, _ = e.home.advanceState(tx, p.ID, state, errText, "")
 		}
 		return tx.Bucket(bucketPending).Delete(key)
 	})

@@ -179,10 +179,12 @@ func (h *Home) addHistory(tx *bolt.Tx, conv string, r *historyRecord, unread boo
 
 // advanceState raises an outgoing message's delivery state (never lowers
 // it) and returns its conversation; ok is false if nothing changed.
-func (h *Home) advanceState(tx *bolt.Tx, id []byte, state DeliveryState, errText string) (conv string, ok bool, err error) {
+// When peer is not empty, only a message of the conversation with peer
+// changes: a receipt speaks only for what was sent to its sender.
+func (h *Home) advanceState(tx *bolt.Tx, id []byte, state DeliveryState, errText, peer string) (conv string, ok bool, err error) {
 	var ref msgRef
 	found, err := h.getRecord(tx, bucketMsgIndex, id, &ref)
-	if err != nil || !found {
+	if err != nil || !found || (peer != "" && ref.Conv != peer) {
 		return "", false, err
 	}
 	key := h.historyKey(ref.Conv, ref.Seq)
