@@ -22,6 +22,7 @@ const help = `usage: securechat COMMAND [flags]
 
 commands:
   serve      run the server
+  chat       the terminal client
   register   create an account with this home as its first device
   login      add this home as a device of an existing account
   send       send a message
@@ -59,6 +60,8 @@ func run(ctx context.Context, args []string, env cli.Env) error {
 	switch cmd {
 	case "serve":
 		return appliance.Run(ctx, args, env.Stdout, env.Stderr)
+	case "chat":
+		return cli.Chat(ctx, args, env)
 	case "register":
 		return cli.Register(ctx, args, env, false)
 	case "login":

@@ -456,3 +456,16 @@ func (c *Client) sendAck(seqs ...uint64) error {
 	}
 	return nil
 }
+
+// ProbeServer connects to server without authenticating and returns the
+// fingerprint of the key it presents, for a person to confirm before
+// registering (trust on first use, shown).
+func ProbeServer(ctx context.Context, server string) (transport.Fingerprint, error) {
+	pin := &transport.Pinner{}
+	conn, err := transport.Dial(ctx, server, pin)
+	if err != nil {
+		return transport.Fingerprint{}, err
+	}
+	conn.Close(transport.CloseNormal, "")
+	return pin.Seen(), nil
+}

@@ -341,3 +341,9 @@ func (h *Home) markSeen(msgs []*Message, now time.Time) error {
 		return nil
 	})
 }
+
+// HomeExists reports whether dir holds a home store.
+func HomeExists(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, homeDB))
+	return err == nil
+}

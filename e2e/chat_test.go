@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tmux drives `securechat chat` in real terminals.
+type tmux struct {
+	t      *testing.T
+	socket string
+}
+
+func newTmux(t *testing.T) *tmux {
+	t.Helper()
+	if _, err := exec.LookPath("tmux"); err != nil {
+		if os.Getenv("SECURECHAT_REQUIRE_ALL") != "" {
+			t.Fatal("tmux is required (SECURECHAT_REQUIRE_ALL is set): apt-get install -y tmux")
+		}
+		t.Skip("tmux not installed")
+	}
+	x := &tmux{t: t, socket: fmt.Sprintf("securechat-e2e-%d-%d", os.Getpid(), time.Now().UnixNano())}
+	t.Cleanup(func() { exec.Command("tmux", "-L", x.socket, "kill-server").Run() })
+	return x
+}
+
+func (x *tmux) run(args ...string) string {
+	x.t.Helper()
+	out, err := exec.Command("tmux", append([]string{"-L", x.socket}, args...)...).CombinedOutput()
+	if err != nil {
+		x.t.Fatalf("tmux %v: %v: %s", args, err, out)
+	}
+	return string(out)
+}
+
+// start opens a session running securechat chat for u.
+func (x *tmux) start(name string, u user) {
+	x.t.Helper()
+	cmd := fmt.Sprintf("SECURECHAT_PASSPHRASE=%q %s chat --home %s 2>>%s", passphrase, bin, u.home, filepath.Join(filepath.Dir(u.home), name+".stderr"))
+	x.run("new-session", "-d", "-s", name, "-x", "110", "-y", "30", cmd)
+}
+
+func (x *tmux) keys(session string, keys ...string) {
+	x.t.Helper()
+	x.run(append([]string{"send-keys", "-t", session}, keys...)...)
+}
+
+// typeLine types text literally and presses Enter.
+func (x *tmux) typeLine(session, text string) {
+	x.t.Helper()
+	x.run("send-keys", "-t", session, "-l", text)
+	x.keys(session, "Enter")
+}
+
+func (x *tmux) screen(session string) string {
+	x.t.Helper()
+	return x.run("capture-pane", "-p", "-t", session)
+}
+
+// waitScreen waits until the session's screen satisfies cond.
+func (x *tmux) waitScreen(session, what string, cond func(string) bool) string {
+	x.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s := x.screen(session)
+		if cond(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			x.t.Fatalf("%s: timed out waiting for %s; screen:\n%s", session, what, s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func contains(sub string) func(string) bool {
+	return func(s string) bool { return strings.Contains(s, sub) }
+}
+
+// lineWith returns the screen line holding sub.
+func lineWith(screen, sub string) string {
+	for _, l := range strings.Split(screen, "\n") {
+		if strings.Contains(l, sub) {
+			return l
+		}
+	}
+	return ""
+}
+
+// TestChatInTmux runs two terminal clients against a real server: they
+// exchange messages, the sender sees delivered then read, the receiver sees
+// the typing line, and a server restart loses nothing.
+func TestChatInTmux(t *testing.T) {
+	x := newTmux(t)
+	s := startServer(t)
+	alice, bob := register(t, s, "alice"), register(t, s, "bob")
+
+	x.start("alice", alice)
+	x.waitScreen("alice", "connected", contains("connected"))
+	x.typeLine("alice", "/msg bob")
+	x.typeLine("alice", "hello bob, this is alice")
+	// Stored on the server (✓) while bob is offline, not yet delivered.
+	x.waitScreen("alice", "stored mark", func(s string) bool {
+		l := lineWith(s, "hello bob, this is alice")
+		return strings.HasSuffix(strings.TrimSpace(l), "✓") && !strings.Contains(l, "✓✓")
+	})
+
+	x.start("bob", bob)
+	x.waitScreen("bob", "alice in the list", contains("alice"))
+	x.waitScreen("alice", "delivered mark", func(s string) bool {
+		return strings.Contains(lineWith(s, "hello bob, this is alice"), "✓✓")
+	})
+	x.typeLine("bob", "/msg alice")
+	x.waitScreen("bob", "alice's message", contains("hello bob, this is alice"))
+	x.waitScreen("alice", "read mark", func(s string) bool {
+		return strings.Contains(lineWith(s, "hello bob, this is alice"), "read")
+	})
+
+	// bob types: alice sees the typing line, then his message.
+	x.run("send-keys", "-t", "bob", "-l", "hi alice")
+	x.waitScreen("alice", "typing line", contains("bob is typing"))
+	x.keys("bob", "Enter")
+	x.waitScreen("alice", "bob's reply", contains("bob: hi alice"))
+
+	// The server restarts; a message typed meanwhile is queued and arrives.
+	s.stop()
+	x.waitScreen("alice", "lost connection", func(s string) bool { return !strings.Contains(s, " connected │") })
+	x.typeLine("alice", "sent while the server was down")
+	x.waitScreen("alice", "queued mark", func(s string) bool {
+		return strings.Contains(lineWith(s, "sent while the server was down"), "…")
+	})
+	s.start()
+	x.waitScreen("bob", "the queued message", contains("sent while the server was down"))
+	final := x.waitScreen("alice", "queued message read", func(s string) bool {
+		return strings.Contains(lineWith(s, "sent while the server was down"), "read")
+	})
+	if path := os.Getenv("SECURECHAT_CAPTURE"); path != "" {
+		os.WriteFile(path, []byte(final), 0o644) // the README's screen capture
+	}
+	x.typeLine("alice", "/quit")
+	x.typeLine("bob", "/quit")
+}

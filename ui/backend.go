@@ -1,0 +1,44 @@
+package ui
+
+import "github.com/securechat/securechat/client"
+
+// Backend is what the terminal UI needs of the client engine. The real one
+// is client.Engine; tests use a fake (uitest.Backend). Every method may be
+// called from the UI goroutine and must not block for long: slow work
+// (network) happens in the engine, which reports through Events. The one
+// exception is SafetyNumber, which may need the server the first time: the
+// UI calls it from a goroutine of its own, so methods must be safe for
+// concurrent use.
+type Backend interface {
+	// Events delivers what happens: connection state, messages, delivery
+	// state changes, typing, identity changes. Closed when the engine stops.
+	Events() <-chan client.UIEvent
+	// Self is this account's user name, its server and the server key
+	// fingerprint (64 hex digits) pinned in the home.
+	Self() (user, server, fingerprint string)
+	// Conversations lists conversations, most recent activity first.
+	Conversations() ([]client.Conversation, error)
+	// History returns up to limit entries of a conversation, oldest first,
+	// ending before the entry with id before ("" for the newest).
+	History(conversation string, before string, limit int) ([]client.HistoryEntry, error)
+	// Send queues text to the conversation's user and returns the entry at
+	// once, in state Sending; later states arrive as UIState events. It
+	// fails at once for an identity change or an invalid name.
+	Send(conversation, text string) (*client.HistoryEntry, error)
+	// Typing tells the peer this user is typing (ephemeral; may be a no-op
+	// when the setting is off or the engine is offline).
+	Typing(conversation string)
+	// MarkRead marks a conversation read and sends read receipts (unless
+	// turned off).
+	MarkRead(conversation string) error
+	// SafetyNumber returns the safety number with the conversation's user.
+	SafetyNumber(conversation string) (client.SafetyInfo, error)
+	// Trust accepts a changed identity key; Verify marks the current one
+	// verified after the user compared safety numbers.
+	Trust(conversation string) error
+	Verify(conversation string) error
+	// SetSendTyping and SetSendReceipts turn the outgoing typing and read
+	// signals on or off (both on by default).
+	SetSendTyping(on bool)
+	SetSendReceipts(on bool)
+}

@@ -1,0 +1,247 @@
+package ui
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"unicode"
+)
+
+// helpText is what /help shows; it is also the user's reference for the
+// marks on the screen.
+const helpText = `Commands:
+  /msg NAME [TEXT]      open a conversation with NAME (start one if new), optionally sending TEXT
+  /verify [NAME]        compare the safety number with NAME and mark NAME verified
+  /trust [NAME]         accept NAME's changed identity key (sending is blocked until you do)
+  /set typing on|off    send typing indicators or not
+  /set receipts on|off  send read receipts or not
+  /help                 this help
+  /quit                 leave (also Ctrl-C)
+  //TEXT                send a message that begins with "/"
+Keys:
+  Enter send · Alt-Enter or Ctrl-J new line · Up/Down input history · Tab complete commands and names
+  PgUp/PgDn or mouse wheel scroll (older messages load at the top) · Esc back to the newest
+  Ctrl-N/Ctrl-P next/previous conversation, or click one in the list
+Marks on your messages:
+  …  sending (queued while offline)   ✓  stored on the server
+  ✓✓  delivered to a device of the recipient   ✓✓ read  read   ✗ not sent
+In the list: (3) unread messages · ! identity key changed
+Status bar: connection · server key fingerprint · whether the open conversation is verified`
+
+// commands are the slash commands, for completion.
+var commands = []string{"help", "msg", "quit", "set", "trust", "verify"}
+
+// command runs a slash command line.
+func (u *UI) command(line string) {
+	cmd, rest := nextField(strings.TrimPrefix(line, "/"))
+	cmd = strings.ToLower(cmd)
+	args := strings.Fields(rest)
+	switch cmd {
+	case "help", "h", "?":
+		u.notice(noticeInfo, "%s", helpText)
+	case "quit", "q", "exit":
+		u.requestQuit()
+	case "msg", "m", "query":
+		name, text := nextField(rest)
+		if name == "" {
+			u.notice(noticeError, "usage: /msg NAME [TEXT]")
+			return
+		}
+		name, err := canonicalName(name)
+		if err != nil {
+			u.notice(noticeError, "%v", err)
+			return
+		}
+		c := u.conversation(name, true)
+		u.openConversation(c)
+		if strings.TrimSpace(text) != "" {
+			u.sendText(c, text)
+		}
+	case "verify":
+		if name, ok := u.commandName("verify", args); ok {
+			u.verify.open(name)
+		}
+	case "trust":
+		if name, ok := u.commandName("trust", args); ok {
+			u.trust(name)
+		}
+	case "set":
+		u.set(args)
+	default:
+		u.notice(noticeError, "unknown command /%s: /help lists the commands", cmd)
+	}
+}
+
+// commandName is a command's NAME argument, the open conversation's name
+// if there is none.
+func (u *UI) commandName(cmd string, args []string) (string, bool) {
+	switch {
+	case len(args) > 1:
+	case len(args) == 1:
+		name, err := canonicalName(args[0])
+		if err != nil {
+			u.notice(noticeError, "%v", err)
+			return "", false
+		}
+		return name, true
+	case u.open != u.console:
+		return u.open.Name, true
+	}
+	u.notice(noticeError, "usage: /%s NAME", cmd)
+	return "", false
+}
+
+// trust accepts name's changed identity key (/trust, the verification
+// screen's "Accept new key").
+func (u *UI) trust(name string) bool {
+	if err := u.b.Trust(name); err != nil {
+		u.notice(noticeError, "cannot accept %s's key: %v", name, err)
+		return false
+	}
+	c := u.conversation(name, true)
+	c.IdentityChanged, c.Verified = false, false
+	c.notify(noticeInfo, fmt.Sprintf("accepted %s's new identity key; sending is unblocked. Compare safety numbers with /verify %s to mark it verified.", name, name))
+	if c == u.open {
+		u.pane.follow()
+	}
+	return true
+}
+
+// set changes a setting: /set typing on|off, /set receipts on|off.
+func (u *UI) set(args []string) {
+	onOff := func(b bool) string {
+		if b {
+			return "on"
+		}
+		return "off"
+	}
+	if len(args) == 0 {
+		u.notice(noticeInfo, "typing indicators %s, read receipts %s (/set typing on|off, /set receipts on|off)", onOff(u.sendTyping), onOff(u.sendReceipts))
+		return
+	}
+	var on bool
+	switch {
+	case len(args) != 2:
+	case strings.EqualFold(args[1], "on"):
+		on = true
+	case strings.EqualFold(args[1], "off"):
+	default:
+		args = nil
+	}
+	switch {
+	case len(args) == 2 && strings.EqualFold(args[0], "typing"):
+		u.sendTyping = on
+		u.b.SetSendTyping(on)
+		u.notice(noticeInfo, "typing indicators %s", onOff(on))
+	case len(args) == 2 && strings.EqualFold(args[0], "receipts"):
+		u.sendReceipts = on
+		u.b.SetSendReceipts(on)
+		u.notice(noticeInfo, "read receipts %s", onOff(on))
+	default:
+		u.notice(noticeError, "usage: /set typing on|off, /set receipts on|off")
+	}
+}
+
+// completion is the state of Tab cycling through several candidates.
+type completion struct {
+	base  string // the text before the completed word
+	cands []string
+	next  int
+}
+
+// complete completes the command name or argument being typed (Tab). One
+// candidate is filled in; several are listed in the typing line, filled
+// in up to their common prefix, and cycled through by further Tabs.
+func (u *UI) complete() {
+	if c := u.comp; c != nil {
+		u.setInput(c.base + c.cands[c.next])
+		c.next = (c.next + 1) % len(c.cands)
+		u.hint = "completions: " + strings.Join(c.cands, "  ")
+		return
+	}
+	text := u.input.GetText()
+	if !strings.HasPrefix(text, "/") || strings.ContainsAny(text, "\n\t") {
+		return
+	}
+	cut := strings.LastIndexByte(text, ' ') + 1
+	base, word := text[:cut], text[cut:]
+	prev := strings.Fields(base)
+	var pool []string
+	switch {
+	case len(prev) == 0:
+		base, word, pool = "/", text[1:], commands
+	case len(prev) == 1:
+		switch strings.ToLower(strings.TrimPrefix(prev[0], "/")) {
+		case "msg", "m", "query", "verify", "trust":
+			for _, c := range u.convs {
+				pool = append(pool, c.Name)
+			}
+		case "set":
+			pool = []string{"receipts", "typing"}
+		}
+	case len(prev) == 2 && strings.EqualFold(prev[0], "/set"):
+		pool = []string{"off", "on"}
+	}
+	var cands []string
+	for _, p := range pool {
+		if strings.HasPrefix(p, strings.ToLower(word)) && !slices.Contains(cands, p) {
+			cands = append(cands, p)
+		}
+	}
+	switch len(cands) {
+	case 0:
+		u.hint = "no completions"
+	case 1:
+		u.setInput(base + cands[0] + " ")
+	default:
+		u.hint = "completions: " + strings.Join(cands, "  ")
+		if p := commonPrefix(cands); len(p) > len(word) {
+			u.setInput(base + p)
+			return
+		}
+		u.comp = &completion{base: base, cands: cands, next: 1}
+		u.setInput(base + cands[0])
+	}
+}
+
+func commonPrefix(words []string) string {
+	p := words[0]
+	for _, w := range words[1:] {
+		for !strings.HasPrefix(w, p) {
+			p = p[:len(p)-1]
+		}
+	}
+	return p
+}
+
+// nextField splits s into its first whitespace-separated field and the
+// rest after the separator.
+func nextField(s string) (field, rest string) {
+	s = strings.TrimLeftFunc(s, unicode.IsSpace)
+	i := strings.IndexFunc(s, unicode.IsSpace)
+	if i < 0 {
+		return s, ""
+	}
+	return s[:i], strings.TrimLeft(s[i+1:], " ")
+}
+
+// canonicalName checks a user name as the server does (protocol.md §5.3):
+// 1–32 characters of a-z 0-9 _ . -, A-Z folded to lower case.
+func canonicalName(name string) (string, error) {
+	const maxLen = 32
+	b := []byte(name)
+	ok := len(b) >= 1 && len(b) <= maxLen
+	for i, c := range b {
+		switch {
+		case 'A' <= c && c <= 'Z':
+			b[i] = c + 'a' - 'A'
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '_', c == '.', c == '-':
+		default:
+			ok = false
+		}
+	}
+	if !ok {
+		return "", fmt.Errorf("invalid user name %q: use 1-%d characters of a-z 0-9 _ . -", sanitizeLine(name), maxLen)
+	}
+	return string(b), nil
+}

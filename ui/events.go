@@ -1,0 +1,112 @@
+package ui
+
+import (
+	"time"
+
+	"github.com/securechat/securechat/client"
+)
+
+// apply shows one engine event. It runs on the event loop.
+func (u *UI) apply(ev client.UIEvent) {
+	switch ev.Type {
+	case client.UIConn:
+		u.conn, u.connErr = ev.Conn, ev.Err
+	case client.UIMessage:
+		u.message(ev)
+	case client.UIState:
+		errText := ""
+		if ev.Err != nil {
+			errText = ev.Err.Error()
+		}
+		if c := u.byName[ev.Conversation]; c != nil && c.setState(ev.ID, ev.State, errText) {
+			return
+		}
+		for _, c := range u.convs { // the engine named another conversation
+			if c.setState(ev.ID, ev.State, errText) {
+				return
+			}
+		}
+	case client.UITyping:
+		u.peerTyping(ev.Conversation)
+	case client.UIIdentityChanged:
+		c := u.conversation(ev.Conversation, true)
+		if c == nil || c.IdentityChanged {
+			return
+		}
+		c.IdentityChanged, c.Verified = true, false
+		c.notify(noticeWarn, identityChangedText(c.Name))
+		if c == u.open {
+			u.pane.follow()
+		}
+	}
+}
+
+func identityChangedText(name string) string {
+	return "WARNING: " + name + "'s identity key has changed. This happens when " + name +
+		" reinstalls or gets a new phone, but it is also what someone in the middle would cause. " +
+		"Sending to " + name + " is blocked until you accept the new key: compare safety numbers with /verify " + name + "."
+}
+
+// message shows a new entry, counts it unread and rings the bell when it
+// arrived in a conversation that is not open.
+func (u *UI) message(ev client.UIEvent) {
+	e := ev.Entry
+	if e == nil {
+		return
+	}
+	name := ev.Conversation
+	if name == "" {
+		name = e.Conversation
+	}
+	c := u.conversation(name, true)
+	if c == nil {
+		return
+	}
+	isNew := true
+	if c.loaded {
+		isNew = c.add(*e)
+	}
+	if !isNew {
+		return
+	}
+	if !e.Time.IsZero() && e.Time.After(c.LastActivity) {
+		c.LastActivity = e.Time
+	} else if e.Time.IsZero() {
+		c.LastActivity = u.now()
+	}
+	c.LastText = e.Text
+	u.sortConversations()
+	if e.Outgoing {
+		return
+	}
+	if c.typingUntil.After(u.now()) { // what they typed has arrived
+		c.typingUntil = time.Time{}
+		c.stopTypingTimer()
+	}
+	if c == u.open {
+		u.markRead(c)
+		return
+	}
+	c.Unread++
+	u.bell()
+}
+
+// peerTyping shows "NAME is typing…" for a while.
+func (u *UI) peerTyping(name string) {
+	c := u.byName[name]
+	if c == nil {
+		return
+	}
+	c.typingUntil = u.now().Add(typingShown)
+	c.stopTypingTimer()
+	c.typingStop = u.opts.Clock.AfterFunc(typingShown, func() {
+		// Only redraw: the typing line compares typingUntil with the clock.
+		u.update(func() {})
+	})
+}
+
+// engineStopped is called when the engine closed its event stream.
+func (u *UI) engineStopped() {
+	u.engineGone = true
+	u.conn = client.ConnDisconnected
+}

@@ -1,0 +1,243 @@
+package ui
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/gdamore/tcell/v2"
+	"github.com/rivo/tview"
+
+	"github.com/securechat/securechat/client"
+)
+
+const maxInputRows = 5
+
+// buildInput makes the input line: a text area that grows to a few rows
+// for pasted or Alt-Enter multi-line text.
+func (u *UI) buildInput() {
+	t := tview.NewTextArea()
+	t.SetBackgroundColor(tcell.ColorDefault)
+	t.SetTextStyle(tcell.StyleDefault)
+	t.SetPlaceholderStyle(styleDim)
+	t.SetLabelStyle(styleSelf)
+	t.SetWrap(true)
+	t.SetWordWrap(true)
+	t.SetInputCapture(u.inputKeys)
+	t.SetChangedFunc(u.inputChanged)
+	u.input = t
+	u.inputRows = 1
+}
+
+// inputKeys handles the keys with a meaning beyond editing text.
+func (u *UI) inputKeys(ev *tcell.EventKey) *tcell.EventKey {
+	key := ev.Key()
+	if key != tcell.KeyTab {
+		u.comp = nil
+		u.hint = ""
+	}
+	switch key {
+	case tcell.KeyEnter:
+		if ev.Modifiers()&(tcell.ModAlt|tcell.ModShift) != 0 {
+			return tcell.NewEventKey(tcell.KeyEnter, 0, tcell.ModNone) // a newline
+		}
+		u.submit()
+		return nil
+	case tcell.KeyCtrlJ: // a newline where Alt-Enter does not reach us
+		return tcell.NewEventKey(tcell.KeyEnter, 0, tcell.ModNone)
+	case tcell.KeyUp:
+		if u.browseHistory(-1) {
+			return nil
+		}
+	case tcell.KeyDown:
+		if u.browseHistory(1) {
+			return nil
+		}
+	case tcell.KeyTab:
+		u.complete()
+		return nil
+	case tcell.KeyBacktab:
+		return nil
+	case tcell.KeyPgUp:
+		u.scrollPane(-u.pane.page())
+		return nil
+	case tcell.KeyPgDn:
+		u.scrollPane(u.pane.page())
+		return nil
+	case tcell.KeyCtrlN:
+		u.cycleConversation(1)
+		return nil
+	case tcell.KeyCtrlP:
+		u.cycleConversation(-1)
+		return nil
+	case tcell.KeyEscape:
+		u.pane.follow()
+		return nil
+	}
+	return ev
+}
+
+// scrollPane scrolls the message pane; at the top it loads older history.
+func (u *UI) scrollPane(delta int) {
+	if u.pane.scroll(delta) && delta < 0 {
+		u.loadOlder(u.open)
+	}
+}
+
+// setInput replaces the input's text without it counting as typing.
+func (u *UI) setInput(text string) {
+	u.settingText = true
+	u.input.SetText(text, true)
+	u.settingText = false
+}
+
+func (u *UI) inputChanged() {
+	if !u.settingText {
+		u.userTyping()
+	}
+}
+
+// resizeInput gives the input as many rows as its text needs in width
+// columns, up to maxInputRows; beyond that it scrolls. It is called
+// before each draw.
+func (u *UI) resizeInput(width int) {
+	w := max(1, width-textWidth(u.input.GetLabel()))
+	rows := len(wrap(cells(span{text: u.input.GetText()}), w, 0))
+	fits := rows <= maxInputRows
+	rows = min(max(rows, 1), maxInputRows)
+	if rows != u.inputRows {
+		u.inputRows = rows
+		u.body.ResizeItem(u.input, rows, 0)
+	}
+	if fits {
+		// Show all of it: the text area keeps the offset it scrolled to
+		// while it had fewer rows.
+		_, _, cursor, _ := u.input.GetCursor()
+		u.input.SetOffset(max(0, cursor-rows+1), 0)
+	}
+}
+
+// userTyping tells the open conversation's peer that this user types, at
+// most once per typingInterval, unless turned off or the text is a
+// command.
+func (u *UI) userTyping() {
+	c := u.open
+	if c == u.console || !u.sendTyping {
+		return
+	}
+	text := u.input.GetText()
+	if strings.TrimSpace(text) == "" || isCommand(text) {
+		return
+	}
+	now := u.now()
+	if c.Name == u.lastTypingTo && now.Sub(u.lastTyping) < typingInterval {
+		return
+	}
+	u.lastTyping, u.lastTypingTo = now, c.Name
+	u.b.Typing(c.Name)
+}
+
+// isCommand: a line starting with one "/" is a command; "//" escapes a
+// message that starts with "/".
+func isCommand(text string) bool {
+	return strings.HasPrefix(text, "/") && !strings.HasPrefix(text, "//")
+}
+
+// submit sends the input (Enter) or runs it as a command.
+func (u *UI) submit() {
+	text := u.input.GetText()
+	if strings.TrimSpace(text) == "" {
+		return
+	}
+	u.remember(text)
+	if isCommand(text) {
+		u.setInput("")
+		u.command(text)
+		return
+	}
+	if strings.HasPrefix(text, "//") {
+		text = text[1:]
+	}
+	if u.sendText(u.open, text) {
+		u.setInput("")
+	}
+}
+
+// sendText sends text to c; on failure it says why and reports false
+// (the input keeps the text).
+func (u *UI) sendText(c *conversation, text string) bool {
+	if c == u.console {
+		u.notice(noticeError, "no conversation is open: /msg NAME opens one")
+		return false
+	}
+	e, err := u.b.Send(c.Name, text)
+	if err != nil {
+		var ic *client.IdentityChangedError
+		if errors.As(err, &ic) {
+			if !c.IdentityChanged {
+				c.IdentityChanged, c.Verified = true, false
+			}
+			u.notice(noticeError, "not sent: %v. Here: /verify %s shows the new safety number and accepts the new key.", err, c.Name)
+		} else {
+			u.notice(noticeError, "not sent: %v", err)
+		}
+		return false
+	}
+	if e == nil {
+		return true
+	}
+	if c.loaded {
+		c.add(*e)
+	}
+	if e.Time.After(c.LastActivity) {
+		c.LastActivity = e.Time
+	}
+	c.LastText = e.Text
+	u.sortConversations()
+	u.pane.follow()
+	u.lastTyping = time.Time{} // the peer's indicator ends with the message
+	return true
+}
+
+// remember adds a line to the input history.
+func (u *UI) remember(text string) {
+	if n := len(u.hist); n == 0 || u.hist[n-1] != text {
+		u.hist = append(u.hist, text)
+	}
+	if len(u.hist) > inputHistory {
+		u.hist = u.hist[len(u.hist)-inputHistory:]
+	}
+	u.histPos, u.histDraft = len(u.hist), ""
+}
+
+// browseHistory moves through the input history (Up: dir -1) and reports
+// whether it took the key. Multi-line text being edited keeps Up and Down
+// for moving the cursor.
+func (u *UI) browseHistory(dir int) bool {
+	text := u.input.GetText()
+	browsing := u.histPos < len(u.hist)
+	if strings.Contains(text, "\n") && !(browsing && text == u.hist[u.histPos]) {
+		return false
+	}
+	if dir < 0 {
+		if u.histPos == 0 {
+			return true
+		}
+		if !browsing {
+			u.histDraft = text
+		}
+		u.histPos--
+		u.setInput(u.hist[u.histPos])
+		return true
+	}
+	if !browsing {
+		return true
+	}
+	u.histPos++
+	if u.histPos == len(u.hist) {
+		u.setInput(u.histDraft)
+	} else {
+		u.setInput(u.hist[u.histPos])
+	}
+	return true
+}

@@ -1,0 +1,230 @@
+package ui
+
+import (
+	"strings"
+
+	"github.com/gdamore/tcell/v2"
+	"github.com/rivo/tview"
+
+	"github.com/securechat/securechat/client"
+)
+
+// messagePane shows a conversation's entries and notices, newest at the
+// bottom. It follows new lines unless scrolled up; scrolling to the top
+// loads older history (UI.scrollPane).
+type messagePane struct {
+	*tview.Box
+	u    *UI
+	conv *conversation
+
+	following   bool // pinned to the newest line
+	top         int  // first line shown when not following
+	prependFrom int  // line count before older history was put on top; -1: none
+
+	// From the last Draw: the number of lines and rows.
+	lastTotal, lastHeight int
+
+	cacheConv    *conversation
+	cacheVersion int
+	cacheWidth   int
+	cacheLines   []line
+}
+
+func newMessagePane(u *UI) *messagePane {
+	p := &messagePane{Box: tview.NewBox(), u: u, following: true, prependFrom: -1}
+	p.SetBackgroundColor(tcell.ColorDefault)
+	return p
+}
+
+// show switches to c, at its newest line.
+func (p *messagePane) show(c *conversation) {
+	p.conv = c
+	p.following = true
+	p.prependFrom = -1
+}
+
+// follow scrolls to the newest line.
+func (p *messagePane) follow() { p.following = true }
+
+// prepended notes that older lines were put on top of total lines, so the
+// view can stay where it is.
+func (p *messagePane) prepended(total int) {
+	if !p.following {
+		p.prependFrom = total
+	}
+}
+
+// scroll moves the view by delta lines (negative: up, to older ones) and
+// reports whether the oldest line is now in view.
+func (p *messagePane) scroll(delta int) (atTop bool) {
+	h := max(1, p.lastHeight)
+	maxTop := max(0, p.lastTotal-h)
+	if p.following {
+		p.top = maxTop
+	}
+	p.top += delta
+	if p.top >= maxTop {
+		p.top, p.following = maxTop, true
+	} else {
+		p.following = false
+	}
+	p.top = max(0, p.top)
+	return p.top == 0
+}
+
+// page is how far PgUp and PgDn scroll.
+func (p *messagePane) page() int { return max(1, p.lastHeight-1) }
+
+func (p *messagePane) Draw(screen tcell.Screen) {
+	p.DrawForSubclass(screen, p)
+	x, y, w, h := p.GetInnerRect()
+	if w <= 0 || h <= 0 || p.conv == nil {
+		return
+	}
+	lines := p.layout(w)
+	total := len(lines)
+	if p.prependFrom >= 0 {
+		p.top += total - p.prependFrom
+		p.prependFrom = -1
+	}
+	maxTop := max(0, total-h)
+	if p.following || p.top >= maxTop {
+		p.top, p.following = maxTop, true
+	}
+	row := y
+	if total < h { // few lines: keep them at the bottom, next to the input
+		row = y + h - total
+	}
+	for _, l := range lines[p.top:min(total, p.top+h)] {
+		drawLine(screen, x, row, w, l, tcell.StyleDefault)
+		row++
+	}
+	p.lastTotal, p.lastHeight = total, h
+}
+
+// MouseHandler scrolls with the wheel; clicks don't take the focus from
+// the input.
+func (p *messagePane) MouseHandler() func(action tview.MouseAction, event *tcell.EventMouse, setFocus func(p tview.Primitive)) (bool, tview.Primitive) {
+	return p.WrapMouseHandler(func(action tview.MouseAction, event *tcell.EventMouse, setFocus func(tview.Primitive)) (bool, tview.Primitive) {
+		if !p.InRect(event.Position()) {
+			return false, nil
+		}
+		switch action {
+		case tview.MouseScrollUp:
+			p.u.scrollPane(-3)
+		case tview.MouseScrollDown:
+			p.u.scrollPane(3)
+		}
+		return true, nil
+	})
+}
+
+// layout is the conversation wrapped to width, cached until it changes.
+func (p *messagePane) layout(width int) []line {
+	c := p.conv
+	if p.cacheConv == c && p.cacheVersion == c.version && p.cacheWidth == width {
+		return p.cacheLines
+	}
+	var lines []line
+	if c.complete && c.Name != "" {
+		lines = append(lines, centre(cells(span{"start of your conversation with " + sanitizeLine(c.Name), styleDim}), width))
+	}
+	lastDay := ""
+	for _, it := range c.items {
+		if it.entry == nil {
+			lines = append(lines, noticeLines(it, width)...)
+			continue
+		}
+		e := it.entry
+		if !e.Time.IsZero() {
+			t := e.Time.In(p.u.opts.Location)
+			if day := t.Format("2006-01-02"); day != lastDay {
+				lastDay = day
+				lines = append(lines, divider(t.Format("Mon 2 Jan 2006"), width))
+			}
+		}
+		lines = append(lines, wrap(p.entryCells(e), width, 6)...)
+	}
+	p.cacheConv, p.cacheVersion, p.cacheWidth, p.cacheLines = c, c.version, width, lines
+	return lines
+}
+
+// entryCells is one entry: "15:04 name: text" and, for outgoing messages,
+// the delivery mark.
+func (p *messagePane) entryCells(e *client.HistoryEntry) line {
+	when := "--:--"
+	if !e.Time.IsZero() {
+		when = e.Time.In(p.u.opts.Location).Format("15:04")
+	}
+	sp := []span{{when + " ", styleDim}}
+	from, fromStyle := e.From, stylePeer
+	if e.Outgoing {
+		fromStyle = styleSelf
+		if from == "" {
+			from = p.u.self
+		}
+	}
+	switch e.Kind {
+	case "system":
+		sp = append(sp, span{"-- " + sanitize(e.Text), styleDim})
+	case "error":
+		sp = append(sp, span{sanitizeLine(from) + ": ", fromStyle}, span{sanitize(e.Text), styleError})
+	default:
+		sp = append(sp, span{sanitizeLine(from) + ": ", fromStyle}, span{sanitize(e.Text), tcell.StyleDefault})
+	}
+	if e.Outgoing {
+		sp = append(sp, stateMark(e)...)
+	}
+	return cells(sp...)
+}
+
+// stateMark is an outgoing message's delivery state, as /help explains it.
+func stateMark(e *client.HistoryEntry) []span {
+	switch e.State {
+	case client.StateSending:
+		return []span{{" …", styleDim}}
+	case client.StateStored:
+		return []span{{" ✓", styleDim}}
+	case client.StateDelivered:
+		return []span{{" ✓✓", styleDelivered}}
+	case client.StateRead:
+		return []span{{" ✓✓ read", styleRead}}
+	case client.StateFailed:
+		text := " ✗ not sent"
+		if e.Error != "" {
+			text += ": " + sanitizeLine(e.Error)
+		}
+		return []span{{text, styleError}}
+	}
+	return nil
+}
+
+func noticeLines(it item, width int) []line {
+	style, prefix := styleInfo, "-- "
+	switch it.level {
+	case noticeWarn:
+		style, prefix = styleWarn, "!! "
+	case noticeError:
+		style, prefix = styleError, "!! "
+	}
+	return wrap(cells(span{prefix, style}, span{sanitize(it.notice), style}), width, len(prefix))
+}
+
+// divider is a centred date line.
+func divider(label string, width int) line {
+	label = " " + label + " "
+	side := max(0, (width-textWidth(label))/2)
+	rule := strings.Repeat("─", side)
+	return truncate(cells(span{rule + label + rule, styleDim}), width)
+}
+
+// centre pads l on the left to centre it in width.
+func centre(l line, width int) line {
+	l = truncate(l, width)
+	pad := (width - l.width()) / 2
+	out := make(line, 0, pad+len(l))
+	for range pad {
+		out = append(out, cell{text: " ", width: 1})
+	}
+	return append(out, l...)
+}

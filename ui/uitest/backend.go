@@ -1,0 +1,333 @@
+// Package uitest provides in-process fakes for testing the terminal UI
+// (package ui): a Backend that keeps conversations in memory and records
+// every call, a Clock moved by hand, and a Terminal on tcell's simulation
+// screen that reads back what was drawn.
+package uitest
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/securechat/securechat/client"
+)
+
+// Fingerprint is the server key fingerprint a Backend reports.
+const Fingerprint = "f90ad1238ca252e4a599dbf89c8b07f805d6a365539acda5060a197ce4443bdf"
+
+// Call is one recorded call of a Backend method.
+type Call struct {
+	Method string
+	Args   []string
+}
+
+// Backend is a fake ui.Backend. Its methods are safe for concurrent use.
+type Backend struct {
+	events chan client.UIEvent
+
+	mu      sync.Mutex // guards the fields below
+	user    string
+	server  string
+	now     func() time.Time
+	convs   map[string]*fakeConv
+	calls   []Call
+	nextID  int
+	sendErr error
+	closed  bool
+}
+
+type fakeConv struct {
+	conv    client.Conversation
+	entries []client.HistoryEntry // oldest first
+	safety  string
+}
+
+// NewBackend makes a Backend for user on an example server.
+func NewBackend(user string) *Backend {
+	return &Backend{
+		events: make(chan client.UIEvent, 64),
+		user:   user,
+		server: "chat.example:4433",
+		now:    time.Now,
+		convs:  make(map[string]*fakeConv),
+	}
+}
+
+// SetNow sets the clock that stamps sent messages.
+func (b *Backend) SetNow(now func() time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.now = now
+}
+
+// SetSendError makes Send fail with err (nil: succeed again).
+func (b *Backend) SetSendError(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sendErr = err
+}
+
+// AddConversation adds (or replaces) a conversation with its history,
+// oldest first. A zero LastActivity is taken from the last entry.
+func (b *Backend) AddConversation(c client.Conversation, entries ...client.HistoryEntry) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := range entries {
+		entries[i].Conversation = c.Name
+		if entries[i].ID == "" {
+			entries[i].ID = b.newIDLocked()
+		}
+		if entries[i].Kind == "" {
+			entries[i].Kind = "text"
+		}
+		if entries[i].From == "" {
+			entries[i].From = c.Name
+			if entries[i].Outgoing {
+				entries[i].From = b.user
+			}
+		}
+	}
+	if c.LastActivity.IsZero() && len(entries) > 0 {
+		c.LastActivity = entries[len(entries)-1].Time
+		c.LastText = entries[len(entries)-1].Text
+	}
+	b.convs[c.Name] = &fakeConv{conv: c, entries: entries}
+}
+
+func (b *Backend) newIDLocked() string {
+	b.nextID++
+	return fmt.Sprintf("%032x", b.nextID)
+}
+
+func (b *Backend) convLocked(name string) *fakeConv {
+	c := b.convs[name]
+	if c == nil {
+		c = &fakeConv{conv: client.Conversation{Name: name}}
+		b.convs[name] = c
+	}
+	return c
+}
+
+// SetIdentityChanged marks name's identity key changed (or not).
+func (b *Backend) SetIdentityChanged(name string, changed bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := b.convLocked(name)
+	c.conv.IdentityChanged = changed
+	if changed {
+		c.conv.Verified = false
+	}
+}
+
+// SetSafetyNumber sets the safety number with name (default: a fixed
+// number derived from the name).
+func (b *Backend) SetSafetyNumber(name, number string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.convLocked(name).safety = number
+}
+
+// SafetyNumberFor is the default safety number with name.
+func SafetyNumberFor(name string) string {
+	sum := 0
+	for _, c := range name {
+		sum += int(c)
+	}
+	digits := make([]byte, 60)
+	for i := range digits {
+		digits[i] = byte('0' + (sum+i*7)%10)
+	}
+	return string(digits)
+}
+
+// Emit sends an event to the UI, waiting while the stream's buffer is
+// full.
+func (b *Backend) Emit(ev client.UIEvent) { b.events <- ev }
+
+// Receive adds an incoming text message to name's history, counts it
+// unread, and emits it; it returns the entry.
+func (b *Backend) Receive(name, text string, at time.Time) client.HistoryEntry {
+	b.mu.Lock()
+	c := b.convLocked(name)
+	e := client.HistoryEntry{ID: b.newIDLocked(), Conversation: name, From: name, Kind: "text", Text: text, Time: at}
+	c.entries = append(c.entries, e)
+	c.conv.Unread++
+	c.conv.LastActivity, c.conv.LastText = at, text
+	b.mu.Unlock()
+	b.Emit(client.UIEvent{Type: client.UIMessage, Conversation: name, Entry: &e})
+	return e
+}
+
+// SetState changes an outgoing entry's state and emits UIState.
+func (b *Backend) SetState(name, id string, s client.DeliveryState) {
+	b.mu.Lock()
+	if c := b.convs[name]; c != nil {
+		for i := range c.entries {
+			if c.entries[i].ID == id {
+				c.entries[i].State = s
+			}
+		}
+	}
+	b.mu.Unlock()
+	b.Emit(client.UIEvent{Type: client.UIState, Conversation: name, ID: id, State: s})
+}
+
+// Close closes the event stream, as a stopping engine does.
+func (b *Backend) Close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.closed {
+		b.closed = true
+		close(b.events)
+	}
+}
+
+// Calls returns the recorded calls of method ("" for all), oldest first.
+func (b *Backend) Calls(method string) []Call {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []Call
+	for _, c := range b.calls {
+		if method == "" || c.Method == method {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Entries returns name's history, oldest first.
+func (b *Backend) Entries(name string) []client.HistoryEntry {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if c := b.convs[name]; c != nil {
+		return slices.Clone(c.entries)
+	}
+	return nil
+}
+
+func (b *Backend) record(method string, args ...string) {
+	b.calls = append(b.calls, Call{Method: method, Args: args})
+}
+
+// The ui.Backend methods.
+
+func (b *Backend) Events() <-chan client.UIEvent { return b.events }
+
+func (b *Backend) Self() (user, server, fingerprint string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.user, b.server, Fingerprint
+}
+
+func (b *Backend) Conversations() ([]client.Conversation, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.record("Conversations")
+	var out []client.Conversation
+	for _, c := range b.convs {
+		if len(c.entries) > 0 || !c.conv.LastActivity.IsZero() {
+			out = append(out, c.conv)
+		}
+	}
+	slices.SortFunc(out, func(x, y client.Conversation) int { return y.LastActivity.Compare(x.LastActivity) })
+	return out, nil
+}
+
+func (b *Backend) History(conversation, before string, limit int) ([]client.HistoryEntry, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.record("History", conversation, before, fmt.Sprint(limit))
+	c := b.convs[conversation]
+	if c == nil {
+		return nil, nil
+	}
+	end := len(c.entries)
+	if before != "" {
+		end = slices.IndexFunc(c.entries, func(e client.HistoryEntry) bool { return e.ID == before })
+		if end < 0 {
+			return nil, errors.New("no such message")
+		}
+	}
+	return slices.Clone(c.entries[max(0, end-limit):end]), nil
+}
+
+func (b *Backend) Send(conversation, text string) (*client.HistoryEntry, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.record("Send", conversation, text)
+	if b.sendErr != nil {
+		return nil, b.sendErr
+	}
+	c := b.convLocked(conversation)
+	if c.conv.IdentityChanged {
+		return nil, &client.IdentityChangedError{User: conversation}
+	}
+	e := client.HistoryEntry{ID: b.newIDLocked(), Conversation: conversation, From: b.user, Outgoing: true,
+		Kind: "text", Text: text, Time: b.now(), State: client.StateSending}
+	c.entries = append(c.entries, e)
+	c.conv.LastActivity, c.conv.LastText = e.Time, text
+	return &e, nil
+}
+
+func (b *Backend) Typing(conversation string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.record("Typing", conversation)
+}
+
+func (b *Backend) MarkRead(conversation string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.record("MarkRead", conversation)
+	if c := b.convs[conversation]; c != nil {
+		c.conv.Unread = 0
+	}
+	return nil
+}
+
+func (b *Backend) SafetyNumber(conversation string) (client.SafetyInfo, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.record("SafetyNumber", conversation)
+	c := b.convLocked(conversation)
+	number := c.safety
+	if number == "" {
+		number = SafetyNumberFor(conversation)
+	}
+	return client.SafetyInfo{Number: number, Changed: c.conv.IdentityChanged, Verified: c.conv.Verified && !c.conv.IdentityChanged}, nil
+}
+
+func (b *Backend) Trust(conversation string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.record("Trust", conversation)
+	c := b.convLocked(conversation)
+	c.conv.IdentityChanged, c.conv.Verified = false, false
+	return nil
+}
+
+func (b *Backend) Verify(conversation string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.record("Verify", conversation)
+	c := b.convLocked(conversation)
+	if c.conv.IdentityChanged {
+		return errors.New(conversation + "'s identity key changed: accept the new key first")
+	}
+	c.conv.Verified = true
+	return nil
+}
+
+func (b *Backend) SetSendTyping(on bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.record("SetSendTyping", fmt.Sprint(on))
+}
+
+func (b *Backend) SetSendReceipts(on bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.record("SetSendReceipts", fmt.Sprint(on))
+}

@@ -1,0 +1,151 @@
+package ui_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/gdamore/tcell/v2"
+
+	"github.com/securechat/securechat/client"
+	"github.com/securechat/securechat/ui/uitest"
+)
+
+const number = "109298690037597182824433643673902327584245815618333740623784"
+
+// wantGrid is number as the verification screen lays it out.
+var wantGrid = []string{
+	"10929 86900 37597 18282",
+	"44336 43673 90232 75842",
+	"45815 61833 37406 23784",
+}
+
+func TestVerifyScreen(t *testing.T) {
+	t.Parallel()
+	b := sampleBackend()
+	b.SetSafetyNumber("bob", number)
+	x := start(t, b)
+	x.term.Type("/verify\n") // the open conversation
+	lines := x.term.WaitText(t, "Mark verified")
+	for _, row := range wantGrid {
+		if !uitest.Contains(lines, row) {
+			t.Errorf("safety number row %q missing:\n%s", row, x.term.Text())
+		}
+	}
+	for _, want := range []string{"Verify bob", "Safety number with bob", "Compare these 60 digits", "Status: not verified", "Close"} {
+		if !uitest.Contains(lines, want) {
+			t.Errorf("verification screen lacks %q:\n%s", want, x.term.Text())
+		}
+	}
+	x.waitCalls(1, "SafetyNumber", "bob")
+
+	// Keys go to the screen, not to the input.
+	x.term.Type("z")
+	x.term.Press(tcell.KeyEnter) // "Mark verified" has the focus
+	x.waitCalls(1, "Verify", "bob")
+	lines = x.waitStatus("bob: verified")
+	if uitest.Contains(lines, "Mark verified") {
+		t.Errorf("screen still open:\n%s", x.term.Text())
+	}
+	for _, want := range []string{"bob  verified ✓", "you marked bob verified"} {
+		if !uitest.Contains(lines, want) {
+			t.Errorf("no %q after verifying:\n%s", want, x.term.Text())
+		}
+	}
+	if got := inputLine(lines); got != "bob> message bob, or /help" {
+		t.Errorf("input %q: a key meant for the screen reached it", got)
+	}
+
+	// Verified: only Close, which Esc does too.
+	x.term.Type("/verify bob\n")
+	lines = x.term.WaitText(t, "Status: verified")
+	if uitest.Contains(lines, "Mark verified") {
+		t.Errorf("Mark verified offered again:\n%s", x.term.Text())
+	}
+	x.term.Press(tcell.KeyEscape)
+	x.term.WaitNoText(t, "Status: verified")
+	x.term.Type("ok")
+	x.waitInput("bob> ", "ok")
+}
+
+func TestVerifyScreenClose(t *testing.T) {
+	t.Parallel()
+	x := start(t, sampleBackend())
+	x.term.Type("/verify carol\n")
+	x.term.WaitText(t, "Safety number with carol")
+	x.term.Press(tcell.KeyTab) // to Close
+	x.term.Press(tcell.KeyEnter)
+	x.term.WaitNoText(t, "Safety number with carol")
+	if n := x.calls("Verify"); n != 0 {
+		t.Errorf("Close called Verify")
+	}
+}
+
+func TestIdentityChanged(t *testing.T) {
+	t.Parallel()
+	b := sampleBackend()
+	x := start(t, b)
+	x.term.WaitText(t, "bob: hi alice")
+
+	b.SetIdentityChanged("bob", true)
+	b.SetSafetyNumber("bob", number)
+	b.Emit(client.UIEvent{Type: client.UIIdentityChanged, Conversation: "bob"})
+	lines := x.waitStatus("bob: IDENTITY CHANGED")
+	for _, want := range []string{"WARNING: bob's identity key has changed", "IDENTITY CHANGED: sending blocked, /verify bob", " ! bob"} {
+		if !uitest.Contains(lines, want) {
+			t.Errorf("no %q:\n%s", want, x.term.Text())
+		}
+	}
+
+	// Sending is blocked with the engine's error; the text stays.
+	x.term.Type("still there?\n")
+	x.term.WaitText(t, "not sent: bob's identity key has changed")
+	x.waitInput("bob> ", "still there?")
+
+	// The verification screen warns and offers to accept the new key.
+	x.term.Press(tcell.KeyCtrlU, tcell.ModCtrl)
+	x.term.Type("/verify bob\n")
+	lines = x.term.WaitText(t, "Accept new key")
+	for _, want := range []string{"bob's identity key has changed.", "New safety number", wantGrid[0], wantGrid[2]} {
+		if !uitest.Contains(lines, want) {
+			t.Errorf("no %q:\n%s", want, x.term.Text())
+		}
+	}
+	if uitest.Contains(lines, "Mark verified") {
+		t.Errorf("a changed key can be marked verified before it is accepted")
+	}
+	x.term.Press(tcell.KeyEnter) // Accept new key
+	x.waitCalls(1, "Trust", "bob")
+	// The screen now shows the accepted key, which can be verified.
+	x.term.WaitText(t, "Mark verified")
+	lines = x.waitStatus("bob: not verified")
+	if uitest.Contains(lines, "IDENTITY CHANGED") || uitest.Contains(lines, " ! bob") {
+		t.Errorf("still marked changed after accepting:\n%s", x.term.Text())
+	}
+	x.term.Press(tcell.KeyEscape)
+	x.term.WaitText(t, "accepted bob's new identity key")
+
+	x.term.Type("still there?\n")
+	x.term.WaitText(t, "alice: still there? …")
+}
+
+func TestTrustCommand(t *testing.T) {
+	t.Parallel()
+	x := start(t, sampleBackend())
+	x.term.WaitText(t, " ! erin")
+	x.term.Type("/msg erin\n")
+	x.waitStatus("erin: IDENTITY CHANGED")
+	x.term.Type("/trust erin\n")
+	x.waitCalls(1, "Trust", "erin")
+	lines := x.waitStatus("erin: not verified")
+	if uitest.Contains(lines, " ! erin") {
+		t.Errorf("erin still marked changed:\n%s", x.term.Text())
+	}
+	if !uitest.Contains(lines, "accepted erin's new identity key") {
+		t.Errorf("no confirmation:\n%s", x.term.Text())
+	}
+	x.term.Type("/trust a b\n")
+	x.term.WaitText(t, "usage: /trust NAME")
+	if !strings.Contains(statusLine(x.term.Lines()), "erin") {
+		t.Errorf("status lost the open conversation")
+	}
+}
