@@ -17,7 +17,10 @@ build: ## build the static binary into bin/securechat
 serve: build ## run the server on its embedded defaults (QUIC :4433, data ./securechat-data)
 	$(BIN) serve
 
-test: build ## run every test (unit, end-to-end against the real binary, short fuzz)
+chat: build ## run the terminal client (HOME_DIR=dir for another home)
+	$(BIN) chat $(if $(HOME_DIR),--home $(HOME_DIR))
+
+test: build ## run every test: unit, end-to-end (real binary, tmux), fuzz seed corpora
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 9m ./...
 

@@ -344,6 +344,9 @@ func Recv(ctx context.Context, args []string, env Env) error {
 			if err := show(ev.Message); err != nil {
 				return err
 			}
+			if err := c.KeepInHistory(ev.Message); err != nil {
+				return err
+			}
 			if ev.Message.IdentityChanged {
 				fmt.Fprintf(env.Stderr, "securechat: warning: %s's identity key has changed; the message above came with the new key. Check the safety number (securechat fingerprint %s) before trusting it\n", ev.Message.From, ev.Message.From)
 			}

@@ -305,3 +305,34 @@ func (h *Home) Verify(user string) error {
 func hasPrefix(b, p []byte) bool {
 	return len(b) >= len(p) && string(b[:len(p)]) == string(p)
 }
+
+// KeepInHistory adds a received message to its conversation's history, as
+// unread; the scriptable recv calls it so that the terminal client shows
+// what was read from a script.
+func (c *Client) KeepInHistory(m *Message) error {
+	if m.Kind != KindText.String() && m.Kind != "error" {
+		return nil
+	}
+	id, err := hex.DecodeString(m.ID)
+	if err != nil {
+		return err
+	}
+	rec := &historyRecord{ID: id, From: m.From, Kind: m.Kind, Text: m.Text, Time: m.SentAt.UnixMilli()}
+	return c.home.db.Update(func(tx *bolt.Tx) error {
+		var ref msgRef
+		if ok, err := c.home.getRecord(tx, bucketMsgIndex, id, &ref); ok || err != nil {
+			return err // already kept
+		}
+		_, err := c.home.addHistory(tx, m.From, rec, true)
+		return err
+	})
+}
+
+// keepSent records an outgoing text, stored on the server, in the history.
+func (c *Client) keepSent(to string, id []byte, content *Content) error {
+	rec := &historyRecord{ID: id, From: c.prof.User, Outgoing: true, Kind: content.Kind.String(), Text: content.Text, Time: content.SentAt, State: uint32(StateStored)}
+	return c.home.db.Update(func(tx *bolt.Tx) error {
+		_, err := c.home.addHistory(tx, to, rec, false)
+		return err
+	})
+}

@@ -79,7 +79,11 @@ func (c *Client) SendText(ctx context.Context, to, text string) (SendResult, err
 		return SendResult{}, err
 	}
 	content := &Content{Kind: KindText, Text: text, SentAt: c.now().UnixMilli()}
-	return c.SendContent(ctx, id, to, content)
+	res, err := c.SendContent(ctx, id, to, content)
+	if err == nil {
+		err = c.keepSent(to, id, content)
+	}
+	return res, err
 }
 
 // SendContent sends content under the given message id. Sending the same id
