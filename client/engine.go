@@ -429,7 +429,7 @@ func (e *Engine) sendNext(c *Client) bool {
 		return tx.Bucket(bucketPending).Delete(key)
 	})
 	if changed {
-		e.emit(UIEvent{Type: UIState, Conversation: conv, ID: hex.EncodeToString(p.ID), State: state})
+		e.emit(UIEvent{Type: UIState, Conversation: conv, ID: hex.EncodeToString(p.ID), State: state, Err: err})
 	}
 	var ic *IdentityChangedError
 	if errors.As(err, &ic) {

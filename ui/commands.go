@@ -10,23 +10,27 @@ import (
 // helpText is what /help shows; it is also the user's reference for the
 // marks on the screen.
 const helpText = `Commands:
-  /msg NAME [TEXT]      open a conversation with NAME (start one if new), optionally sending TEXT
-  /verify [NAME]        compare the safety number with NAME and mark NAME verified
-  /trust [NAME]         accept NAME's changed identity key (sending is blocked until you do)
+  /msg NAME [TEXT]  open a conversation, or start one
+  /verify [NAME]    compare safety numbers, mark verified
+  /trust [NAME]     accept a changed identity key
   /set typing on|off    send typing indicators or not
   /set receipts on|off  send read receipts or not
-  /help                 this help
-  /quit                 leave (also Ctrl-C)
-  //TEXT                send a message that begins with "/"
+  /help  this help    /quit  leave (also Ctrl-C)
+  //TEXT  send a message that begins with "/"
 Keys:
-  Enter send · Alt-Enter or Ctrl-J new line · Up/Down input history · Tab complete commands and names
-  PgUp/PgDn or mouse wheel scroll (older messages load at the top) · Esc back to the newest
-  Ctrl-N/Ctrl-P next/previous conversation, or click one in the list
+  Enter send · Alt-Enter or Ctrl-J new line
+  Up/Down input history · Tab complete
+  PgUp/PgDn, mouse wheel: scroll, load older
+  Esc back to the newest message
+  Ctrl-N/Ctrl-P or a click: another conversation
 Marks on your messages:
-  …  sending (queued while offline)   ✓  stored on the server
-  ✓✓  delivered to a device of the recipient   ✓✓ read  read   ✗ not sent
-In the list: (3) unread messages · ! identity key changed
-Status bar: connection · server key fingerprint · whether the open conversation is verified`
+  …        sending (queued while offline)
+  ✓        stored on the server
+  ✓✓       delivered to a device of the recipient
+  ✓✓ read  read by the recipient
+  ✗        not sent
+List: (3) unread · ! identity key changed
+Status bar: connection · server key · verification`
 
 // commands are the slash commands, for completion.
 var commands = []string{"help", "msg", "quit", "set", "trust", "verify"}

@@ -94,7 +94,7 @@ func (l *convList) row(c *conversation, width int, now time.Time) line {
 	if c.Unread > 0 {
 		right = append(right, span{fmt.Sprintf(" (%d)", c.Unread), base.Foreground(tcell.ColorYellow).Bold(true)})
 	}
-	if !c.LastActivity.IsZero() {
+	if known(c.LastActivity) {
 		right = append(right, span{" " + activityTime(c.LastActivity.In(l.u.opts.Location), now), base.Foreground(tcell.ColorGray)})
 	}
 	rightCells := cells(right...)

@@ -69,10 +69,11 @@ func (u *UI) message(ev client.UIEvent) {
 	if !isNew {
 		return
 	}
-	if !e.Time.IsZero() && e.Time.After(c.LastActivity) {
-		c.LastActivity = e.Time
-	} else if e.Time.IsZero() {
+	switch {
+	case !known(e.Time):
 		c.LastActivity = u.now()
+	case e.Time.After(c.LastActivity):
+		c.LastActivity = e.Time
 	}
 	c.LastText = e.Text
 	u.sortConversations()

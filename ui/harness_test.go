@@ -179,5 +179,7 @@ func sampleBackend() *uitest.Backend {
 	b.AddConversation(client.Conversation{Name: "erin", IdentityChanged: true},
 		client.HistoryEntry{Text: "new phone", Time: t0.Add(-48 * time.Hour)},
 	)
+	// A conversation without activity, as a store reports it: the epoch.
+	b.AddConversation(client.Conversation{Name: "frank", LastActivity: time.UnixMilli(0)})
 	return b
 }

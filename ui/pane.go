@@ -136,7 +136,7 @@ func (p *messagePane) layout(width int) []line {
 			continue
 		}
 		e := it.entry
-		if !e.Time.IsZero() {
+		if known(e.Time) {
 			t := e.Time.In(p.u.opts.Location)
 			if day := t.Format("2006-01-02"); day != lastDay {
 				lastDay = day
@@ -153,7 +153,7 @@ func (p *messagePane) layout(width int) []line {
 // the delivery mark.
 func (p *messagePane) entryCells(e *client.HistoryEntry) line {
 	when := "--:--"
-	if !e.Time.IsZero() {
+	if known(e.Time) {
 		when = e.Time.In(p.u.opts.Location).Format("15:04")
 	}
 	sp := []span{{when + " ", styleDim}}
@@ -172,10 +172,13 @@ func (p *messagePane) entryCells(e *client.HistoryEntry) line {
 	default:
 		sp = append(sp, span{sanitizeLine(from) + ": ", fromStyle}, span{sanitize(e.Text), tcell.StyleDefault})
 	}
-	if e.Outgoing {
-		sp = append(sp, stateMark(e)...)
+	l := cells(sp...)
+	if e.Outgoing && e.State != client.StateFailed {
+		l = append(l, glue(cells(stateMark(e)...))...) // "✓✓ read" stays on one line
+	} else if e.Outgoing {
+		l = append(l, cells(stateMark(e)...)...)
 	}
-	return cells(sp...)
+	return l
 }
 
 // stateMark is an outgoing message's delivery state, as /help explains it.

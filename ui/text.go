@@ -2,6 +2,7 @@ package ui
 
 import (
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -15,6 +16,10 @@ import (
 // the terminal, or reorder what is around it.
 
 const replacement = '\uFFFD'
+
+// known reports whether t is a real time: neither the zero time nor the
+// Unix epoch a store writes for "none".
+func known(t time.Time) bool { return !t.IsZero() && t.Unix() > 0 }
 
 // sanitize makes text safe to draw: invalid UTF-8, control characters and
 // bidirectional overrides become U+FFFD; tabs become spaces; newlines stay.
@@ -71,10 +76,22 @@ type span struct {
 
 // cell is one grapheme cluster as drawn.
 type cell struct {
-	text  string
-	width int
-	style tcell.Style
+	text    string
+	width   int
+	style   tcell.Style
+	nobreak bool // wrap does not break a line at this space
 }
+
+// glue makes the spaces of l, but for a leading one, unbreakable.
+func glue(l line) line {
+	for i := 1; i < len(l); i++ {
+		l[i].nobreak = true
+	}
+	return l
+}
+
+// breaks reports whether wrap may break a line at c.
+func (c cell) breaks() bool { return c.text == " " && !c.nobreak }
 
 // line is a row of cells.
 type line []cell
@@ -137,19 +154,19 @@ func wrap(cs line, width, indent int) []line {
 		curW, start = indent, indent
 	}
 	trimRight := func() {
-		for len(cur) > 0 && curW > start && cur[len(cur)-1].text == " " {
+		for len(cur) > 0 && curW > start && cur[len(cur)-1].breaks() {
 			curW -= cur[len(cur)-1].width
 			cur = cur[:len(cur)-1]
 		}
 	}
 	for i := 0; i < len(cs); {
 		c := cs[i]
-		switch c.text {
-		case "\n":
+		switch {
+		case c.text == "\n":
 			newLine()
 			i++
 			continue
-		case " ":
+		case c.breaks():
 			if curW+c.width <= width {
 				cur = append(cur, c)
 				curW += c.width
@@ -161,7 +178,7 @@ func wrap(cs line, width, indent int) []line {
 			continue
 		}
 		j, ww := i, 0
-		for j < len(cs) && cs[j].text != " " && cs[j].text != "\n" {
+		for j < len(cs) && !cs[j].breaks() && cs[j].text != "\n" {
 			ww += cs[j].width
 			j++
 		}

@@ -159,3 +159,12 @@ func TestActivityTime(t *testing.T) {
 		}
 	}
 }
+
+func TestWrapKeepsGluedMarkTogether(t *testing.T) {
+	t.Parallel()
+	l := append(cells(span{text: "12:00 alice: hello"}), glue(cells(span{text: " ✓✓ read"}))...)
+	got := plain(wrap(l, 22, 6))
+	if want := []string{"12:00 alice: hello", "      ✓✓ read"}; strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("wrap = %q, want %q", got, want)
+	}
+}

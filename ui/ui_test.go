@@ -17,9 +17,12 @@ func TestConversationList(t *testing.T) {
 	t.Parallel()
 	x := start(t, sampleBackend())
 	lines := x.term.WaitText(t, "carol")
-	bob, carol, dave, erin := uitest.Row(lines, "  bob "), uitest.Row(lines, "carol "), uitest.Row(lines, "dave "), uitest.Row(lines, "erin ")
-	if !(0 < bob && bob < carol && carol < dave && dave < erin) {
-		t.Fatalf("list not ordered by last activity (rows bob %d, carol %d, dave %d, erin %d):\n%s", bob, carol, dave, erin, x.term.Text())
+	bob, carol, dave, erin, frank := uitest.Row(lines, "  bob "), uitest.Row(lines, "carol "), uitest.Row(lines, "dave "), uitest.Row(lines, "erin "), uitest.Row(lines, "frank")
+	if !(0 < bob && bob < carol && carol < dave && dave < erin && erin < frank) {
+		t.Fatalf("list not ordered by last activity (rows bob %d, carol %d, dave %d, erin %d, frank %d):\n%s", bob, carol, dave, erin, frank, x.term.Text())
+	}
+	if strings.TrimRight(lines[frank], " │") != "   frank" {
+		t.Errorf("a conversation without activity shows a time: %q", lines[frank])
 	}
 	for _, c := range []struct {
 		row  int
@@ -325,7 +328,7 @@ func TestHelp(t *testing.T) {
 	lines := x.term.WaitText(t, "Commands:")
 	for _, want := range []string{
 		"/msg NAME [TEXT]", "/verify [NAME]", "/trust [NAME]", "/set typing on|off", "/set receipts on|off", "/quit",
-		"…  sending", "✓  stored on the server", "✓✓  delivered", "✓✓ read  read", "PgUp/PgDn",
+		"…        sending", "✓        stored on the server", "✓✓       delivered", "✓✓ read  read by the recipient", "PgUp/PgDn",
 	} {
 		if !uitest.Contains(lines, want) {
 			t.Errorf("help lacks %q:\n%s", want, x.term.Text())

@@ -17,10 +17,11 @@ import (
 // is closed (Close or Esc).
 type verifyView struct {
 	*tview.Box
-	u     *UI
-	frame *tview.Flex
-	text  *tview.TextView
-	form  *tview.Form
+	u      *UI
+	frame  *tview.Flex
+	text   *tview.TextView
+	spacer *tview.Box
+	form   *tview.Form
 
 	shown bool
 	name  string
@@ -36,13 +37,15 @@ func newVerifyView(u *UI) *verifyView {
 	v.text = tview.NewTextView().SetDynamicColors(true).SetWrap(true).SetWordWrap(true)
 	v.text.SetBackgroundColor(tcell.ColorDefault)
 	v.text.SetTextStyle(tcell.StyleDefault)
+	v.spacer = tview.NewBox()
+	v.spacer.SetBackgroundColor(tcell.ColorDefault)
 	v.form = tview.NewForm().SetButtonsAlign(tview.AlignCenter)
 	v.form.SetBorderPadding(0, 0, 1, 1)
 	v.form.SetBackgroundColor(tcell.ColorDefault)
 	v.form.SetCancelFunc(v.close)
 	v.frame = tview.NewFlex().SetDirection(tview.FlexRow).
 		AddItem(v.text, 0, 1, false).
-		AddItem(nil, 1, 0, false).
+		AddItem(v.spacer, 1, 0, false).
 		AddItem(v.form, 1, 0, true)
 	v.frame.SetBorder(true).SetBorderPadding(0, 0, 1, 1)
 	v.frame.SetBackgroundColor(tcell.ColorDefault)
@@ -96,13 +99,12 @@ func (v *verifyView) render() {
 	case info == nil:
 		fmt.Fprintf(&b, "Getting the safety number with %s…\n", name)
 	case info.Changed:
-		fmt.Fprintf(&b, "[red::b]%s's identity key has changed.[-::-]\n", name)
-		fmt.Fprintf(&b, "This happens when %s reinstalls or gets a new phone, but it is also what someone in the middle would cause. Sending to %s is blocked until you accept the new key.\n\n", name, name)
-		fmt.Fprintf(&b, "New safety number:\n\n%s\n\n", safetyGrid(info.Number))
-		fmt.Fprintf(&b, "Compare it with the number %s sees (in person, or over another channel you trust) before you accept it.\n", name)
+		fmt.Fprintf(&b, "[red::b]%s's identity key has changed.[-::-] New safety number:\n%s\n\n", name, safetyGrid(info.Number))
+		fmt.Fprintf(&b, "This happens when %s reinstalls or gets a new phone, but it is also what someone in the middle would cause. Sending to %s is blocked until you accept the new key. ", name, name)
+		fmt.Fprintf(&b, "Compare the number with the one %s sees (in person, or over another channel you trust) before you accept it.\n", name)
 		v.form.AddButton("Accept new key", v.accept)
 	default:
-		fmt.Fprintf(&b, "Safety number with %s:\n\n%s\n\n", name, safetyGrid(info.Number))
+		fmt.Fprintf(&b, "Safety number with %s:\n%s\n\n", name, safetyGrid(info.Number))
 		fmt.Fprintf(&b, "Compare these 60 digits with the ones %s sees, in person or over another channel you trust; both of you see the same number. If they match, nobody is in the middle: mark %s verified.\n\n", name, name)
 		if info.Verified {
 			b.WriteString("Status: [green]verified[-]\n")
@@ -176,7 +178,13 @@ func (v *verifyView) Draw(screen tcell.Screen) {
 	for para := range strings.SplitSeq(v.body, "\n") {
 		rows += max(1, len(tview.WordWrap(para, fw-4)))
 	}
-	fh := min(h-2, rows+4) // the border, a blank row, the buttons
+	// The border, a blank row (when there is room) and the buttons.
+	fh := min(h, rows+4)
+	if fh < rows+4 {
+		v.frame.ResizeItem(v.spacer, 0, 0)
+	} else {
+		v.frame.ResizeItem(v.spacer, 1, 0)
+	}
 	fx, fy := x+(w-fw)/2, y+(h-fh)/2
 	for row := fy; row < fy+fh; row++ { // a Flex does not clear its area
 		for col := fx; col < fx+fw; col++ {
