@@ -29,13 +29,8 @@ check: ## vet, staticcheck (when installed) and the tests
 	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: go install honnef.co/go/tools/cmd/staticcheck@latest"; fi
 	$(MAKE) test
 
-fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
-	@for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo "== $$pkg $$f"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 0 $$pkg || exit 1; \
-	  done; \
-	done
+fuzz: ## run every fuzz target for FUZZTIME each (default 30s; or a count like 5000x)
+	FUZZTIME=$(FUZZTIME) GO=$(GO) .ci/fuzz
 
 bench: build ## load benchmark against a raw quic-go echo baseline; see BENCHMARKS.md
 	$(GO) run ./bench -bin $(BIN) $(BENCHFLAGS)
