@@ -145,3 +145,45 @@ func TestChatInTmux(t *testing.T) {
 	x.typeLine("alice", "/quit")
 	x.typeLine("bob", "/quit")
 }
+
+// TestChatFirstRun walks through the first run in a terminal: server,
+// fingerprint confirmation, registration, passphrase; then a second run
+// asks only for the passphrase.
+func TestChatFirstRun(t *testing.T) {
+	x := newTmux(t)
+	s := startServer(t)
+	home := filepath.Join(t.TempDir(), "carol")
+	cmd := fmt.Sprintf("%s chat --home %s --server %s; echo exited $?; sleep 30", bin, home, s.Addr)
+	x.run("new-session", "-d", "-s", "carol", "-x", "110", "-y", "30", "env -u SECURECHAT_PASSPHRASE -u SECURECHAT_PASSWORD "+cmd)
+	x.waitScreen("carol", "the fingerprint", contains("Is it the same?"))
+	fp := x.screen("carol")
+	grouped := s.FP[:4] + " " + s.FP[4:8]
+	if !strings.Contains(fp, grouped) {
+		t.Fatalf("first run does not show the server fingerprint %s:\n%s", grouped, fp)
+	}
+	x.typeLine("carol", "y")
+	x.waitScreen("carol", "register or log in", contains("[r/l]"))
+	x.typeLine("carol", "r")
+	x.waitScreen("carol", "user name", contains("User name:"))
+	x.typeLine("carol", "carol")
+	x.waitScreen("carol", "password", contains("account password:"))
+	x.typeLine("carol", "carols password")
+	x.waitScreen("carol", "password again", contains("again:"))
+	x.typeLine("carol", "carols password")
+	x.waitScreen("carol", "passphrase", contains("new passphrase"))
+	x.typeLine("carol", "carols passphrase")
+	x.waitScreen("carol", "passphrase again", func(s string) bool { return strings.Count(s, "again:") >= 2 })
+	x.typeLine("carol", "carols passphrase")
+	x.waitScreen("carol", "the main screen", contains("connected │"))
+	x.typeLine("carol", "/quit")
+	x.waitScreen("carol", "exit", contains("exited 0"))
+	x.run("kill-session", "-t", "carol")
+
+	// Later runs: the passphrase, then straight in.
+	x.run("new-session", "-d", "-s", "carol2", "-x", "110", "-y", "30", "env -u SECURECHAT_PASSPHRASE "+fmt.Sprintf("%s chat --home %s; echo exited $?; sleep 30", bin, home))
+	x.waitScreen("carol2", "passphrase prompt", contains("passphrase for this home:"))
+	x.typeLine("carol2", "carols passphrase")
+	x.waitScreen("carol2", "the main screen", contains("connected │"))
+	x.typeLine("carol2", "/quit")
+	x.waitScreen("carol2", "exit", contains("exited 0"))
+}
