@@ -6,10 +6,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/securechat/securechat/admin"
 	"github.com/securechat/securechat/appliance"
 	"github.com/securechat/securechat/cli"
 	"github.com/securechat/securechat/internal/usage"
@@ -29,6 +32,7 @@ commands:
   recv       print received messages
   fingerprint [NAME]  your fingerprint, or the safety number with NAME
   trust NAME          accept NAME's changed identity key
+  admin      operate a running server: ban, unban, bans, kick, users, stats, backup
   version    print the version
 
 Run securechat COMMAND -h for a command's flags.
@@ -59,7 +63,9 @@ func run(ctx context.Context, args []string, env cli.Env) error {
 	cmd, args := args[0], args[1:]
 	switch cmd {
 	case "serve":
-		return appliance.Run(ctx, args, env.Stdout, env.Stderr)
+		return appliance.Run(ctx, args, env.Stdout, env.Stderr, func(s *appliance.Server, token string, log *slog.Logger) http.Handler {
+			return admin.NewHandler(s, token, log)
+		})
 	case "chat":
 		return cli.Chat(ctx, args, env)
 	case "register":
@@ -74,6 +80,8 @@ func run(ctx context.Context, args []string, env cli.Env) error {
 		return cli.Fingerprint(ctx, args, env)
 	case "trust":
 		return cli.Trust(ctx, args, env)
+	case "admin":
+		return cli.Admin(ctx, args, env)
 	case "version", "--version":
 		fmt.Fprintln(env.Stdout, "securechat", version)
 		return nil

@@ -4,14 +4,17 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"net/http"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/securechat/securechat/internal/usage"
 )
 
-// Run is `securechat serve` (DESIGN §7): it serves until ctx ends.
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// Run is `securechat serve` (DESIGN §7): it serves until ctx ends. admin
+// makes the admin API's handler (nil: no admin listener).
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer, admin func(*Server, string, *slog.Logger) http.Handler) error {
 	fs := usage.NewFlagSet("serve", stderr)
 	var flags Config
 	configPath := fs.String("config", "", "YAML configuration `file`")
@@ -59,6 +62,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	cfg = cfg.withDefaults()
+	cfg.AdminHandler = admin
 	if cfg.Logger == nil {
 		cfg.Logger = cfg.logger(stderr)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -50,6 +51,9 @@ type Config struct {
 	Rand io.Reader `yaml:"-"`
 	// Logger overrides LogLevel and LogFormat.
 	Logger *slog.Logger `yaml:"-"`
+	// AdminHandler makes the admin API's handler; nil serves no admin
+	// listener. main wires in package admin (which imports this one).
+	AdminHandler func(s *Server, token string, log *slog.Logger) http.Handler `yaml:"-"`
 }
 
 // Duration is a time.Duration written as "30s", "720h" in YAML.

@@ -7,3 +7,6 @@ var ErrDataInUse = errors.New("data directory is in use by another securechat se
 
 // ErrClosed is returned for a write to a store that is closed or closing.
 var ErrClosed = errors.New("store is closed")
+
+// errBanned refuses a connection from a banned address.
+var errBanned = errors.New("address banned")

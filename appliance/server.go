@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -35,6 +36,7 @@ const (
 	FileFingerprint = "server.fingerprint"
 	FileListenAddr  = "listen.addr"
 	FileAdminToken  = "admin.token"
+	FileAdminAddr   = "admin.addr"
 )
 
 // Server is a running securechat server.
@@ -59,6 +61,8 @@ type Server struct {
 	conns sync.WaitGroup
 
 	fetchLimit *limiter // prekey fetches per requesting account
+	bans       banList
+	started    time.Time
 
 	stats Stats
 }
@@ -70,6 +74,7 @@ type Stats struct {
 	MessagesIn  atomic.Int64
 	Deliveries  atomic.Int64
 	AuthFailed  atomic.Int64
+	Refused     atomic.Int64 // connections refused for a ban
 }
 
 // New opens the store in cfg.Data, loads or creates the server key, writes
@@ -88,6 +93,7 @@ func New(cfg Config) (*Server, error) {
 		receivers: make(map[string]*session),
 	}
 	s.fetchLimit = newLimiter(rate.Limit(cfg.KeyFetchRate), cfg.KeyFetchBurst, 10000)
+	s.started = cfg.Now()
 	if s.rand == nil {
 		s.rand = rand.Reader
 	}
@@ -122,6 +128,9 @@ func (s *Server) init() error {
 	if err := s.ensureAdminToken(); err != nil {
 		return err
 	}
+	if err := s.reloadBans(); err != nil {
+		return fmt.Errorf("bans: %w", err)
+	}
 	tlsConf, err := transport.ServerTLSConfig(key)
 	if err != nil {
 		return err
@@ -134,13 +143,23 @@ func (s *Server) init() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
 	}
-	s.tr = &quic.Transport{Conn: s.udp}
+	s.tr = &quic.Transport{Conn: s.udp, ConnContext: s.admit}
 	s.ln, err = s.tr.Listen(tlsConf, s.quicConfig())
 	if err != nil {
 		s.udp.Close()
 		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
 	}
 	return writeFileAtomic(filepath.Join(s.cfg.Data, FileListenAddr), []byte(s.Addr().String()+"\n"), 0o644)
+}
+
+// admit runs on a new connection's first packet, before any TLS work:
+// banned addresses are refused there (DESIGN §4).
+func (s *Server) admit(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
+	if ua, ok := info.RemoteAddr.(*net.UDPAddr); ok && s.bans.addrBanned(ua.AddrPort().Addr(), s.cfg.Now()) {
+		s.stats.Refused.Add(1)
+		return ctx, errBanned
+	}
+	return ctx, nil
 }
 
 // quicConfig sets quic-go's limits on purpose rather than by default
@@ -188,6 +207,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer cancel()
 	var bg sync.WaitGroup
 	bg.Go(func() { s.expireLoop(ctx) })
+	if s.cfg.AdminHandler != nil {
+		if err := s.serveAdmin(ctx, &bg); err != nil {
+			cancel()
+			bg.Wait()
+			s.shutdown()
+			return err
+		}
+	}
 	s.log.Info("listening", "addr", s.Addr().String(), "fingerprint", s.fp.String())
 
 	var err error
@@ -209,6 +236,46 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.shutdown()
 	return err
 }
+
+// serveAdmin starts the admin API on its own TCP listener and writes its
+// address to admin.addr, so `securechat admin --data DIR` finds it.
+func (s *Server) serveAdmin(ctx context.Context, bg *sync.WaitGroup) error {
+	host, _, _ := net.SplitHostPort(s.cfg.Admin)
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("admin listener %s is not on loopback: the admin API has no TLS yet, so it may listen only on 127.0.0.1 or ::1", s.cfg.Admin)
+	}
+	ln, err := net.Listen("tcp", s.cfg.Admin)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	token, err := os.ReadFile(filepath.Join(s.cfg.Data, FileAdminToken))
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(s.cfg.Data, FileAdminAddr), []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
+		ln.Close()
+		return err
+	}
+	hs := &http.Server{
+		Handler:           s.cfg.AdminHandler(s, string(token), s.log),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+	}
+	bg.Go(func() { hs.Serve(ln) })
+	bg.Go(func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		hs.Shutdown(sctx)
+		os.Remove(filepath.Join(s.cfg.Data, FileAdminAddr))
+	})
+	s.log.Info("admin API listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Backup writes a consistent copy of the store while serving.
+func (s *Server) Backup(w io.Writer) (int64, error) { return s.store.Backup(w) }
 
 func (s *Server) shutdown() {
 	s.ln.Close()

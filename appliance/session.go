@@ -138,6 +138,14 @@ func (ss *session) readFailed(err error) {
 	ss.close(transport.CloseNormal, "")
 }
 
+// authedUser is the session's account once authenticated, else "".
+func (ss *session) authedUser() string {
+	if ss.isAuthed() {
+		return ss.user
+	}
+	return ""
+}
+
 func (ss *session) isAuthed() bool {
 	select {
 	case <-ss.authed:
@@ -327,6 +335,12 @@ func (ss *session) authenticate(f transport.Frame) {
 		w.Keys = srv.store.keyCount(user, req.Device)
 		receive = req.Receive
 		srv.store.touchDevice(user, req.Device, now)
+	}
+	if b, banned := srv.bans.userBanned(w.User, now); banned {
+		ss.log.Warn("banned account refused", "user", w.User)
+		ss.fail(f.ID, &transport.Error{Code: transport.ErrUnauthorized, Message: "account banned: " + b.Reason})
+		ss.close(transport.CloseBanned, "account banned: "+b.Reason)
+		return
 	}
 	ss.user, ss.device = w.User, w.Device
 	ss.log = ss.log.With("user", ss.user, "device", ss.device)
