@@ -24,6 +24,17 @@ type Server interface {
 	Unban(ctx context.Context, target string) error
 	Bans() []appliance.Ban
 	Kick(user string) (int, error)
+	// Mute stops user from sending for d (0: until unmuted).
+	Mute(ctx context.Context, user string, d time.Duration) error
+	Unmute(ctx context.Context, user string) error
+	// CreateInvite makes an invite code good for uses registrations until
+	// it expires (d 0: never).
+	CreateInvite(ctx context.Context, uses int, d time.Duration) (appliance.Invite, error)
+	Invites() ([]appliance.Invite, error)
+	RevokeInvite(ctx context.Context, code string) error
+	// Broadcast stores a notice signed by the server key for every
+	// account; it returns how many accounts it was queued for.
+	Broadcast(ctx context.Context, text string) (int, error)
 	Users() ([]appliance.UserInfo, error)
 	Snapshot() appliance.StatsSnapshot
 	Backup(w io.Writer) (int64, error)
@@ -46,6 +57,28 @@ type KickResult struct {
 	Closed int `json:"closed"`
 }
 
+// MuteRequest is the body of POST /api/mute.
+type MuteRequest struct {
+	User     string `json:"user"`
+	Duration string `json:"duration"` // "" or "0": until unmuted
+}
+
+// InviteRequest is the body of POST /api/invites.
+type InviteRequest struct {
+	Uses     int    `json:"uses"`
+	Duration string `json:"duration"` // "" or "0": no expiry
+}
+
+// BroadcastRequest is the body of POST /api/broadcast.
+type BroadcastRequest struct {
+	Text string `json:"text"`
+}
+
+// BroadcastResult answers POST /api/broadcast.
+type BroadcastResult struct {
+	Queued int `json:"queued"`
+}
+
 // ErrorBody is every error answer.
 type ErrorBody struct {
 	Error string `json:"error"`
@@ -65,6 +98,12 @@ func NewHandler(srv Server, token string, log *slog.Logger) http.Handler {
 	mux.HandleFunc("DELETE /api/bans", a.unban)
 	mux.HandleFunc("POST /api/kick", a.kick)
 	mux.HandleFunc("GET /api/backup", a.backup)
+	mux.HandleFunc("POST /api/mute", a.mute)
+	mux.HandleFunc("DELETE /api/mute", a.unmute)
+	mux.HandleFunc("GET /api/invites", a.invites)
+	mux.HandleFunc("POST /api/invites", a.invite)
+	mux.HandleFunc("DELETE /api/invites", a.revoke)
+	mux.HandleFunc("POST /api/broadcast", a.broadcast)
 	return a.guard(mux)
 }
 
@@ -145,18 +184,27 @@ func (a *api) bans(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, bans)
 }
 
+// requestDuration reads an optional duration; "" and "0" mean none.
+func requestDuration(w http.ResponseWriter, s string) (time.Duration, bool) {
+	if s == "" || s == "0" {
+		return 0, true
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("duration %q is not a positive duration like 30m or 24h", s))
+		return 0, false
+	}
+	return d, true
+}
+
 func (a *api) ban(w http.ResponseWriter, r *http.Request) {
 	var req BanRequest
 	if !decode(w, r, &req) {
 		return
 	}
-	var d time.Duration
-	if req.Duration != "" && req.Duration != "0" {
-		var err error
-		if d, err = time.ParseDuration(req.Duration); err != nil || d < 0 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("duration %q is not a positive duration like 30m or 24h", req.Duration))
-			return
-		}
+	d, ok := requestDuration(w, req.Duration)
+	if !ok {
+		return
 	}
 	b, err := a.srv.Ban(r.Context(), req.Target, req.Reason, d)
 	if err != nil {
@@ -206,4 +254,78 @@ func (a *api) backup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.Info("admin API: backup", "bytes", n)
+}
+
+func (a *api) mute(w http.ResponseWriter, r *http.Request) {
+	var req MuteRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	d, ok := requestDuration(w, req.Duration)
+	if !ok {
+		return
+	}
+	if err := a.srv.Mute(r.Context(), req.User, d); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *api) unmute(w http.ResponseWriter, r *http.Request) {
+	if err := a.srv.Unmute(r.Context(), r.URL.Query().Get("user")); err != nil {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *api) invites(w http.ResponseWriter, r *http.Request) {
+	list, err := a.srv.Invites()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if list == nil {
+		list = []appliance.Invite{}
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (a *api) invite(w http.ResponseWriter, r *http.Request) {
+	var req InviteRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	d, ok := requestDuration(w, req.Duration)
+	if !ok {
+		return
+	}
+	inv, err := a.srv.CreateInvite(r.Context(), req.Uses, d)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusCreated, inv)
+}
+
+func (a *api) revoke(w http.ResponseWriter, r *http.Request) {
+	if err := a.srv.RevokeInvite(r.Context(), r.URL.Query().Get("code")); err != nil {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *api) broadcast(w http.ResponseWriter, r *http.Request) {
+	var req BroadcastRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	n, err := a.srv.Broadcast(r.Context(), req.Text)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, BroadcastResult{Queued: n})
 }

@@ -20,11 +20,19 @@ func (f *fakeServer) Ban(_ context.Context, target, reason string, d time.Durati
 	f.banned = append(f.banned, target)
 	return appliance.Ban{Target: target, Reason: reason}, nil
 }
-func (f *fakeServer) Unban(context.Context, string) error  { return nil }
-func (f *fakeServer) Bans() []appliance.Ban                { return nil }
-func (f *fakeServer) Kick(string) (int, error)             { return 1, nil }
-func (f *fakeServer) Users() ([]appliance.UserInfo, error) { return nil, nil }
-func (f *fakeServer) Snapshot() appliance.StatsSnapshot    { return appliance.StatsSnapshot{} }
+func (f *fakeServer) Unban(context.Context, string) error               { return nil }
+func (f *fakeServer) Bans() []appliance.Ban                             { return nil }
+func (f *fakeServer) Kick(string) (int, error)                          { return 1, nil }
+func (f *fakeServer) Users() ([]appliance.UserInfo, error)              { return nil, nil }
+func (f *fakeServer) Snapshot() appliance.StatsSnapshot                 { return appliance.StatsSnapshot{} }
+func (f *fakeServer) Mute(context.Context, string, time.Duration) error { return nil }
+func (f *fakeServer) Unmute(context.Context, string) error              { return nil }
+func (f *fakeServer) CreateInvite(context.Context, int, time.Duration) (appliance.Invite, error) {
+	return appliance.Invite{Code: "c"}, nil
+}
+func (f *fakeServer) Invites() ([]appliance.Invite, error)           { return nil, nil }
+func (f *fakeServer) RevokeInvite(context.Context, string) error     { return nil }
+func (f *fakeServer) Broadcast(context.Context, string) (int, error) { return 2, nil }
 func (f *fakeServer) Backup(w io.Writer) (int64, error) {
 	n, err := w.Write([]byte("db"))
 	return int64(n), err
@@ -39,6 +47,9 @@ func TestEveryRouteNeedsTheToken(t *testing.T) {
 		{"GET", "/api/stats", ""}, {"GET", "/api/users", ""}, {"GET", "/api/bans", ""},
 		{"POST", "/api/bans", `{"target":"127.0.0.1"}`}, {"DELETE", "/api/bans?target=127.0.0.1", ""},
 		{"POST", "/api/kick", `{"user":"bob"}`}, {"GET", "/api/backup", ""},
+		{"POST", "/api/mute", `{"user":"bob"}`}, {"DELETE", "/api/mute?user=bob", ""},
+		{"GET", "/api/invites", ""}, {"POST", "/api/invites", `{"uses":1}`}, {"DELETE", "/api/invites?code=c", ""},
+		{"POST", "/api/broadcast", `{"text":"hi"}`},
 	}
 	for _, r := range routes {
 		for _, auth := range []string{"", "Bearer wrong", "secret-token", "Bearer secret-token"} {

@@ -153,11 +153,19 @@ var (
 )
 
 // createAccount stores a new user with its first device (id 1).
-func (s *Store) createAccount(ctx context.Context, user, phc string, key []byte, deviceName string, now time.Time) error {
+func (s *Store) createAccount(ctx context.Context, user, phc string, key []byte, deviceName, invite string, now time.Time) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		users := tx.Bucket(bucketUsers)
 		if users.Get([]byte(user)) != nil {
 			return reject(errUserExists)
+		}
+		if invite != "" {
+			if err := checkInviteTx(tx, invite, now); err != nil {
+				return reject(err)
+			}
+			if err := useInviteTx(tx, invite, now); err != nil {
+				return err
+			}
 		}
 		ms := now.UnixMilli()
 		rec := userRecord{PasswordHash: phc, Created: ms, NextDevice: 2}

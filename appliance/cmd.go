@@ -27,6 +27,19 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, admin fun
 	fs.IntVar(&flags.MaxFrame, "max-frame", 0, "largest control frame in `bytes` (default 4194304)")
 	fs.Float64Var(&flags.KeyFetchRate, "key-fetch-rate", 0, "prekey fetches per second per account (default 0.5)")
 	fs.IntVar(&flags.KeyFetchBurst, "key-fetch-burst", 0, "prekey fetches at once per account (default 30)")
+	fs.Float64Var(&flags.MessageRate, "message-rate", 0, "messages per second per account (default 20)")
+	fs.IntVar(&flags.MessageBurst, "message-burst", 0, "messages at once per account (default 60)")
+	fs.Float64Var(&flags.ByteRate, "byte-rate", 0, "payload bytes per second per account (default 1048576)")
+	fs.IntVar(&flags.ByteBurst, "byte-burst", 0, "payload bytes at once per account (default 8388608)")
+	fs.Float64Var(&flags.ConnRate, "conn-rate", 0, "new connections per second per IP (default 10)")
+	fs.IntVar(&flags.ConnBurst, "conn-burst", 0, "new connections at once per IP (default 30)")
+	fs.Float64Var(&flags.RegisterRate, "register-rate", 0, "registrations per second per IP (default 1/60)")
+	fs.IntVar(&flags.RegisterBurst, "register-burst", 0, "registrations at once per IP (default 5)")
+	fs.IntVar(&flags.LoginFailures, "login-failures", 0, "failed logins from one IP before it is banned (default 10)")
+	fs.Var(&flags.LoginFailureWindow, "login-failure-window", "one failed login is forgiven per this (default 1m)")
+	fs.Var(&flags.LoginBan, "login-ban", "how long too many failed logins ban an IP (default 15m)")
+	fs.IntVar(&flags.LimiterTable, "limiter-table", 0, "keys each rate limiter remembers (default 100000)")
+	fs.StringVar(&flags.Registration, "registration", "", "open, invite or closed (default open)")
 	fs.StringVar(&flags.LogLevel, "log-level", "", "debug, info, warn or error (default info)")
 	fs.StringVar(&flags.LogFormat, "log-format", "", "text or json (default text)")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration as YAML and exit")
@@ -104,6 +117,45 @@ func overlay(cfg, flags *Config, set func(string) bool) {
 	}
 	if set("key-fetch-burst") {
 		cfg.KeyFetchBurst = flags.KeyFetchBurst
+	}
+	if set("message-rate") {
+		cfg.MessageRate = flags.MessageRate
+	}
+	if set("message-burst") {
+		cfg.MessageBurst = flags.MessageBurst
+	}
+	if set("byte-rate") {
+		cfg.ByteRate = flags.ByteRate
+	}
+	if set("byte-burst") {
+		cfg.ByteBurst = flags.ByteBurst
+	}
+	if set("conn-rate") {
+		cfg.ConnRate = flags.ConnRate
+	}
+	if set("conn-burst") {
+		cfg.ConnBurst = flags.ConnBurst
+	}
+	if set("register-rate") {
+		cfg.RegisterRate = flags.RegisterRate
+	}
+	if set("register-burst") {
+		cfg.RegisterBurst = flags.RegisterBurst
+	}
+	if set("login-failures") {
+		cfg.LoginFailures = flags.LoginFailures
+	}
+	if set("login-failure-window") {
+		cfg.LoginFailureWindow = flags.LoginFailureWindow
+	}
+	if set("login-ban") {
+		cfg.LoginBan = flags.LoginBan
+	}
+	if set("limiter-table") {
+		cfg.LimiterTable = flags.LimiterTable
+	}
+	if set("registration") {
+		cfg.Registration = flags.Registration
 	}
 	if set("log-level") {
 		cfg.LogLevel = flags.LogLevel

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/securechat/securechat/transport"
 )
 
 // Config is the server's configuration: one YAML file (serve --config), each
@@ -40,6 +42,32 @@ type Config struct {
 	// 30: below the 100 one-time prekeys a device keeps.
 	KeyFetchRate  float64 `yaml:"key_fetch_rate"`
 	KeyFetchBurst int     `yaml:"key_fetch_burst"`
+	// MessageRate and MessageBurst limit each account's messages per
+	// second (defaults 20 and 60); ByteRate and ByteBurst its payload
+	// bytes per second (defaults 1 MiB and 8 MiB).
+	MessageRate  float64 `yaml:"message_rate"`
+	MessageBurst int     `yaml:"message_burst"`
+	ByteRate     float64 `yaml:"byte_rate"`
+	ByteBurst    int     `yaml:"byte_burst"`
+	// ConnRate and ConnBurst limit new connections per source IP
+	// (defaults 10 and 30); over it a connection is refused on its first
+	// packet.
+	ConnRate  float64 `yaml:"conn_rate"`
+	ConnBurst int     `yaml:"conn_burst"`
+	// RegisterRate and RegisterBurst limit registrations per source IP
+	// (defaults 1 per minute and 5).
+	RegisterRate  float64 `yaml:"register_rate"`
+	RegisterBurst int     `yaml:"register_burst"`
+	// LoginFailures failed authentications from one IP, refilled one per
+	// LoginFailureWindow, ban the IP for LoginBan (defaults 10, 1m, 15m).
+	LoginFailures      int      `yaml:"login_failures"`
+	LoginFailureWindow Duration `yaml:"login_failure_window"`
+	LoginBan           Duration `yaml:"login_ban"`
+	// LimiterTable caps each rate limiter's table of keys (default 100000);
+	// the least recently used key is forgotten first.
+	LimiterTable int `yaml:"limiter_table"`
+	// Registration is open, invite or closed. Default open.
+	Registration string `yaml:"registration"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
 	// LogFormat is text or json. Default text.
@@ -111,6 +139,35 @@ func (c Config) withDefaults() Config {
 	if c.KeyFetchBurst == 0 {
 		c.KeyFetchBurst = 30
 	}
+	setF := func(v *float64, d float64) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	setI := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	setF(&c.MessageRate, 20)
+	setI(&c.MessageBurst, 60)
+	setF(&c.ByteRate, 1<<20)
+	setI(&c.ByteBurst, 8<<20)
+	setF(&c.ConnRate, 10)
+	setI(&c.ConnBurst, 30)
+	setF(&c.RegisterRate, 1.0/60)
+	setI(&c.RegisterBurst, 5)
+	setI(&c.LoginFailures, 10)
+	setI(&c.LimiterTable, 100000)
+	if c.LoginFailureWindow == 0 {
+		c.LoginFailureWindow = Duration(time.Minute)
+	}
+	if c.LoginBan == 0 {
+		c.LoginBan = Duration(15 * time.Minute)
+	}
+	if c.Registration == "" {
+		c.Registration = RegistrationOpen
+	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
@@ -140,6 +197,22 @@ func (c Config) Validate() error {
 	}
 	if c.MaxFrame < 64<<10 || c.MaxFrame > 64<<20 {
 		return errors.New("max_frame must be between 65536 and 67108864 bytes")
+	}
+	for _, v := range []float64{c.MessageRate, c.ByteRate, c.ConnRate, c.RegisterRate} {
+		if v < 0 {
+			return errors.New("rates must not be negative")
+		}
+	}
+	if c.MessageBurst < 0 || c.ByteBurst < 0 || c.ConnBurst < 0 || c.RegisterBurst < 0 || c.LoginFailures < 0 || c.LimiterTable < 0 {
+		return errors.New("bursts and limits must not be negative")
+	}
+	if c.ByteBurst < transport.MaxPayload {
+		return fmt.Errorf("byte_burst must be at least %d (one message)", transport.MaxPayload)
+	}
+	switch c.Registration {
+	case RegistrationOpen, RegistrationInvite, RegistrationClosed:
+	default:
+		return fmt.Errorf("registration: %q is not open, invite or closed", c.Registration)
 	}
 	if c.KeyFetchRate < 0 || c.KeyFetchBurst < 0 {
 		return errors.New("key_fetch_rate and key_fetch_burst must not be negative")

@@ -10,3 +10,6 @@ var ErrClosed = errors.New("store is closed")
 
 // errBanned refuses a connection from a banned address.
 var errBanned = errors.New("address banned")
+
+// errRateLimited refuses a connection over the per-IP connection rate.
+var errRateLimited = errors.New("too many connections")

@@ -33,6 +33,11 @@ func newLimiter(limit rate.Limit, burst, max int) *limiter {
 
 // allow takes one token for key; when none is left it says how long until one is.
 func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
+	return l.allowN(key, 1, now)
+}
+
+// allowN takes n tokens for key.
+func (l *limiter) allowN(key string, n int, now time.Time) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var e *limiterEntry
@@ -48,7 +53,7 @@ func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
 		e = &limiterEntry{key: key, lim: rate.NewLimiter(l.limit, l.burst)}
 		l.byKey[key] = l.order.PushFront(e)
 	}
-	r := e.lim.ReserveN(now, 1)
+	r := e.lim.ReserveN(now, n)
 	if !r.OK() {
 		return false, time.Second
 	}

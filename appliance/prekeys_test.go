@@ -20,7 +20,7 @@ func TestPublishVerifiesKeys(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 	pub, _, _ := ed25519.GenerateKey(nil)
-	if err := s.createAccount(ctx, "bob", "phc", pub, "", now); err != nil {
+	if err := s.createAccount(ctx, "bob", "phc", pub, "", "", now); err != nil {
 		t.Fatal(err)
 	}
 	identity, _ := e2ee.GenerateIdentityKey(nil)

@@ -61,7 +61,13 @@ type Server struct {
 	conns sync.WaitGroup
 
 	fetchLimit *limiter // prekey fetches per requesting account
+	msgLimit   *limiter // messages per account
+	byteLimit  *limiter // payload bytes per account
+	connLimit  *limiter // new connections per IP
+	regLimit   *limiter // registrations per IP
+	failLimit  *limiter // failed authentications per IP
 	bans       banList
+	mutes      muteList
 	started    time.Time
 
 	stats Stats
@@ -75,6 +81,7 @@ type Stats struct {
 	Deliveries  atomic.Int64
 	AuthFailed  atomic.Int64
 	Refused     atomic.Int64 // connections refused for a ban
+	Limited     atomic.Int64 // requests and connections refused by a rate limit
 }
 
 // New opens the store in cfg.Data, loads or creates the server key, writes
@@ -92,7 +99,12 @@ func New(cfg Config) (*Server, error) {
 		sessions:  make(map[*session]struct{}),
 		receivers: make(map[string]*session),
 	}
-	s.fetchLimit = newLimiter(rate.Limit(cfg.KeyFetchRate), cfg.KeyFetchBurst, 10000)
+	s.fetchLimit = newLimiter(rate.Limit(cfg.KeyFetchRate), cfg.KeyFetchBurst, cfg.LimiterTable)
+	s.msgLimit = newLimiter(rate.Limit(cfg.MessageRate), cfg.MessageBurst, cfg.LimiterTable)
+	s.byteLimit = newLimiter(rate.Limit(cfg.ByteRate), cfg.ByteBurst, cfg.LimiterTable)
+	s.connLimit = newLimiter(rate.Limit(cfg.ConnRate), cfg.ConnBurst, cfg.LimiterTable)
+	s.regLimit = newLimiter(rate.Limit(cfg.RegisterRate), cfg.RegisterBurst, cfg.LimiterTable)
+	s.failLimit = newLimiter(rate.Every(time.Duration(cfg.LoginFailureWindow)), cfg.LoginFailures, cfg.LimiterTable)
 	s.started = cfg.Now()
 	if s.rand == nil {
 		s.rand = rand.Reader
@@ -131,6 +143,9 @@ func (s *Server) init() error {
 	if err := s.reloadBans(); err != nil {
 		return fmt.Errorf("bans: %w", err)
 	}
+	if err := s.loadMutes(); err != nil {
+		return fmt.Errorf("mutes: %w", err)
+	}
 	tlsConf, err := transport.ServerTLSConfig(key)
 	if err != nil {
 		return err
@@ -155,9 +170,19 @@ func (s *Server) init() error {
 // admit runs on a new connection's first packet, before any TLS work:
 // banned addresses are refused there (DESIGN §4).
 func (s *Server) admit(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
-	if ua, ok := info.RemoteAddr.(*net.UDPAddr); ok && s.bans.addrBanned(ua.AddrPort().Addr(), s.cfg.Now()) {
+	ua, ok := info.RemoteAddr.(*net.UDPAddr)
+	if !ok {
+		return ctx, nil
+	}
+	ip, now := ua.AddrPort().Addr().Unmap(), s.cfg.Now()
+	if s.bans.addrBanned(ip, now) {
 		s.stats.Refused.Add(1)
 		return ctx, errBanned
+	}
+	if ok, _ := s.connLimit.allow(ip.String(), now); !ok {
+		s.stats.Limited.Add(1)
+		s.log.Warn("rate limited: connections", "remote", ip.String())
+		return ctx, errRateLimited
 	}
 	return ctx, nil
 }

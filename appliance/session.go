@@ -355,8 +355,14 @@ func (ss *session) authenticate(f transport.Frame) {
 }
 
 func (ss *session) authFailed(id uint32, user, why string) {
-	ss.srv.stats.AuthFailed.Add(1)
+	srv := ss.srv
+	srv.stats.AuthFailed.Add(1)
 	ss.log.Warn("authentication failed", "user", user, "why", why)
+	if ok, _ := srv.failLimit.allow(ss.ip, srv.cfg.Now()); !ok {
+		// Like ejabberd's mod_fail2ban; this line is what fail2ban matches.
+		srv.log.Warn("too many authentication failures, address banned", "remote", ss.ip, "for", time.Duration(srv.cfg.LoginBan).String())
+		go srv.Ban(context.Background(), ss.ip, "too many failed logins", time.Duration(srv.cfg.LoginBan))
+	}
 	// Deliberately vague on the wire (STYLE: authentication failures stay vague).
 	ss.fail(id, &transport.Error{Code: transport.ErrUnauthorized, Message: "authentication failed: invalid user name, password or device key"})
 }
@@ -371,6 +377,19 @@ func (ss *session) register(user string, req *transport.Enroll, now time.Time) (
 	if len(req.Password) < MinPassword {
 		return 0, &transport.Error{Code: transport.ErrBadRequest, Message: fmt.Sprintf("password must be at least %d characters", MinPassword)}
 	}
+	srv := ss.srv
+	switch srv.cfg.Registration {
+	case RegistrationClosed:
+		return 0, &transport.Error{Code: transport.ErrRegClosed, Message: "registration is closed on this server"}
+	case RegistrationInvite:
+		if req.Invite == "" {
+			return 0, &transport.Error{Code: transport.ErrRegClosed, Message: "registration needs a valid invite code (--invite)"}
+		}
+	}
+	if ok, retry := srv.regLimit.allow(ss.ip, srv.cfg.Now()); !ok {
+		srv.stats.Limited.Add(1)
+		return 0, rateLimited("registrations", retry)
+	}
 	if _, exists := ss.srv.store.lookupUser(user); exists {
 		return 0, errUserExists // checked early to spare the hash; checked again on write
 	}
@@ -380,7 +399,11 @@ func (ss *session) register(user string, req *transport.Enroll, now time.Time) (
 	if err != nil {
 		return 0, err
 	}
-	if err := ss.srv.store.createAccount(ss.ctx, user, phc, req.DeviceKey, req.DeviceName, now); err != nil {
+	invite := ""
+	if srv.cfg.Registration == RegistrationInvite {
+		invite = req.Invite
+	}
+	if err := ss.srv.store.createAccount(ss.ctx, user, phc, req.DeviceKey, req.DeviceName, invite, now); err != nil {
 		return 0, err
 	}
 	ss.log.Info("registered", "user", user)
@@ -429,6 +452,29 @@ func (ss *session) handleSend(id uint32, req *transport.Send) {
 		req.Envelopes[i].User = u
 	}
 	srv := ss.srv
+	now := srv.cfg.Now()
+	if until, muted := srv.mutes.muted(ss.user, now); muted {
+		msg := "you are muted on this server"
+		if !until.IsZero() {
+			msg += " until " + until.UTC().Format(time.RFC3339)
+		}
+		ss.fail(id, &transport.Error{Code: transport.ErrMuted, Message: msg})
+		return
+	}
+	size := 0
+	for i := range req.Envelopes {
+		size += len(req.Envelopes[i].Payload)
+	}
+	if ok, retry := srv.msgLimit.allow(ss.user, now); !ok {
+		srv.stats.Limited.Add(1)
+		ss.fail(id, rateLimited("messages", retry))
+		return
+	}
+	if ok, retry := srv.byteLimit.allowN(ss.user, size, now); !ok {
+		srv.stats.Limited.Add(1)
+		ss.fail(id, rateLimited("bytes", retry))
+		return
+	}
 	if req.Ephemeral {
 		ss.handleSignal(id, req)
 		return
@@ -446,6 +492,15 @@ func (ss *session) handleSend(id uint32, req *transport.Send) {
 		srv.push(res.Entries)
 	}
 	ss.reply(id, transport.CodeSent, &transport.Sent{ServerTime: res.ServerTime, Duplicate: res.Duplicate})
+}
+
+// rateLimited is the answer to a throttled request.
+func rateLimited(what string, retry time.Duration) *transport.Error {
+	return &transport.Error{
+		Code:         transport.ErrRateLimited,
+		Message:      fmt.Sprintf("rate limited (%s), retry after %v", what, retry.Round(time.Millisecond)),
+		RetryAfterMS: uint64(max(retry.Milliseconds(), 1)),
+	}
 }
 
 // handleSignal forwards an ephemeral Send to the recipients' connected

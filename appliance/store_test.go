@@ -159,7 +159,7 @@ func mustAccount(t *testing.T, s *Store, user string, devices int, now time.Time
 	for id := uint32(1); id <= uint32(devices); id++ {
 		pub, _, _ := ed25519.GenerateKey(nil)
 		if id == 1 {
-			err = s.createAccount(ctx, user, "phc", pub, "", now)
+			err = s.createAccount(ctx, user, "phc", pub, "", "", now)
 		} else {
 			var got uint32
 			got, err = s.addDevice(ctx, user, "phc", pub, "", now)

@@ -293,7 +293,11 @@ func Recv(ctx context.Context, args []string, env Env) error {
 		if *asJSON {
 			return enc.Encode(jsonMessage{ID: m.ID, From: m.From, Group: m.Group, Text: m.Text, SentAt: m.SentAt.UTC().Format(time.RFC3339Nano), Kind: m.Kind})
 		}
-		_, err := fmt.Fprintf(out, "[%s] %s: %s\n", m.SentAt.Local().Format("2006-01-02 15:04:05"), m.From, m.Text)
+		from := m.From
+		if m.Kind == "system" {
+			from = "*server*"
+		}
+		_, err := fmt.Fprintf(out, "[%s] %s: %s\n", m.SentAt.Local().Format("2006-01-02 15:04:05"), from, m.Text)
 		return err
 	}
 	var timeout <-chan time.Time

@@ -400,6 +400,15 @@ func (c *Client) handleDeliver(body []byte) {
 		ServerTime: time.UnixMilli(d.ServerTime),
 		rawID:      d.MessageID,
 	}
+	if len(d.Payload) > 0 && d.Payload[0] == payloadNotice {
+		text, ms, err := openNotice(d.Payload, c.prof.Fingerprint)
+		m.Kind, m.Text, m.SentAt = "system", text, time.UnixMilli(ms)
+		if err != nil {
+			m.Kind, m.Text, m.SentAt = "error", "server notice rejected: "+err.Error(), m.ServerTime
+		}
+		c.events <- Event{Type: EventMessage, Message: m}
+		return
+	}
 	content, changed, err := c.decrypt(&d, false)
 	if err != nil {
 		m.Kind, m.Text, m.SentAt = "error", "message could not be decrypted: "+err.Error(), m.ServerTime

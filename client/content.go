@@ -1,6 +1,8 @@
 package client
 
 import (
+	"crypto/ed25519"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -17,7 +19,33 @@ const (
 	payloadPreKey byte = 2
 	// payloadRatchet is a Double Ratchet message of an established session.
 	payloadRatchet byte = 3
+	// payloadNotice is a broadcast signed by the server key (from no user):
+	// key[32] ‖ signature[64] ‖ u64 BE unix ms ‖ text.
+	payloadNotice byte = 4
 )
+
+// noticeContext is what a server notice's signature starts with; it must
+// match appliance.NoticeTranscript.
+const noticeContext = "securechat server notice v1"
+
+// openNotice checks a server notice against the pinned server key.
+func openNotice(p []byte, pinned transport.Fingerprint) (string, int64, error) {
+	if len(p) < 1+32+64+8 {
+		return "", 0, errors.New("truncated notice")
+	}
+	pub := ed25519.PublicKey(p[1:33])
+	if !transport.FingerprintOf(pub).Equal(pinned) {
+		return "", 0, errors.New("signed by a key other than the pinned server key")
+	}
+	sig, ms, text := p[33:97], int64(binary.BigEndian.Uint64(p[97:105])), p[105:]
+	msg := append([]byte(noticeContext), 0)
+	msg = binary.BigEndian.AppendUint64(msg, uint64(ms))
+	msg = append(msg, text...)
+	if !ed25519.Verify(pub, msg, sig) {
+		return "", 0, errors.New("bad signature")
+	}
+	return string(text), ms, nil
+}
 
 // Content kinds, protocol.md §8.
 type ContentKind uint8

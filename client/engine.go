@@ -254,11 +254,15 @@ func (e *Engine) incoming(c *Client, m *Message) {
 		c.Ack(m)
 		return
 	}
+	conv := m.From
+	if m.Kind == "system" {
+		conv = SystemConversation
+	}
 	rec := &historyRecord{ID: id, From: m.From, Kind: m.Kind, Text: m.Text, Time: m.SentAt.UnixMilli()}
 	var entry HistoryEntry
 	err := e.home.db.Update(func(tx *bolt.Tx) error {
 		var err error
-		entry, err = e.home.addHistory(tx, m.From, rec, true)
+		entry, err = e.home.addHistory(tx, conv, rec, true)
 		return err
 	})
 	if err != nil {
@@ -267,7 +271,7 @@ func (e *Engine) incoming(c *Client, m *Message) {
 	if c.Ack(m) != nil {
 		return
 	}
-	e.emit(UIEvent{Type: UIMessage, Conversation: m.From, Entry: &entry})
+	e.emit(UIEvent{Type: UIMessage, Conversation: conv, Entry: &entry})
 	if m.IdentityChanged {
 		e.emit(UIEvent{Type: UIIdentityChanged, Conversation: m.From})
 	}
@@ -275,6 +279,10 @@ func (e *Engine) incoming(c *Client, m *Message) {
 		e.queueReceipt(m.From, KindDelivered, [][]byte{id})
 	}
 }
+
+// SystemConversation holds the server's signed broadcasts; it is no user
+// name, so nothing can be sent to it.
+const SystemConversation = "*server*"
 
 // Send queues text for user and returns its history entry at once.
 func (e *Engine) Send(to, text string) (*HistoryEntry, error) {

@@ -310,7 +310,7 @@ func hasPrefix(b, p []byte) bool {
 // unread; the scriptable recv calls it so that the terminal client shows
 // what was read from a script.
 func (c *Client) KeepInHistory(m *Message) error {
-	if m.Kind != KindText.String() && m.Kind != "error" {
+	if m.Kind != KindText.String() && m.Kind != "error" && m.Kind != "system" {
 		return nil
 	}
 	id, err := hex.DecodeString(m.ID)
@@ -323,7 +323,11 @@ func (c *Client) KeepInHistory(m *Message) error {
 		if ok, err := c.home.getRecord(tx, bucketMsgIndex, id, &ref); ok || err != nil {
 			return err // already kept
 		}
-		_, err := c.home.addHistory(tx, m.From, rec, true)
+		conv := m.From
+		if m.Kind == "system" {
+			conv = SystemConversation
+		}
+		_, err := c.home.addHistory(tx, conv, rec, true)
 		return err
 	})
 }

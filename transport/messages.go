@@ -73,6 +73,7 @@ const (
 	ErrRegClosed      ErrorCode = 10 // registration is closed or needs a valid invite
 	ErrTooManyDevices ErrorCode = 11 // Login: the account has MaxDevices devices
 	ErrUnavailable    ErrorCode = 12 // the server is shutting down
+	ErrMuted          ErrorCode = 13 // the account may not send for now
 )
 
 var errorCodeNames = map[ErrorCode]string{
@@ -80,6 +81,7 @@ var errorCodeNames = map[ErrorCode]string{
 	ErrNoSuchUser: "no such user", ErrDeviceMismatch: "device mismatch", ErrRateLimited: "rate limited",
 	ErrInternal: "internal error", ErrInvalidName: "invalid name", ErrTooLarge: "too large",
 	ErrRegClosed: "registration closed", ErrTooManyDevices: "too many devices", ErrUnavailable: "unavailable",
+	ErrMuted: "muted",
 }
 
 func (c ErrorCode) String() string {
