@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/securechat/securechat/admin"
@@ -32,7 +33,8 @@ commands:
   recv       print received messages
   fingerprint [NAME]  your fingerprint, or the safety number with NAME
   trust NAME          accept NAME's changed identity key
-  admin      operate a running server: ban, unban, bans, kick, users, stats, backup
+  admin      operate a running server: ban, unban, bans, kick, mute, invite,
+             broadcast, users, stats, backup ...; admin run FILE runs a script
   version    print the version
 
 Run securechat COMMAND -h for a command's flags.
@@ -63,9 +65,7 @@ func run(ctx context.Context, args []string, env cli.Env) error {
 	cmd, args := args[0], args[1:]
 	switch cmd {
 	case "serve":
-		return appliance.Run(ctx, args, env.Stdout, env.Stderr, func(s *appliance.Server, token string, log *slog.Logger) http.Handler {
-			return admin.NewHandler(s, token, log)
-		})
+		return serve(ctx, args, env)
 	case "chat":
 		return cli.Chat(ctx, args, env)
 	case "register":
@@ -90,4 +90,29 @@ func run(ctx context.Context, args []string, env cli.Env) error {
 		return nil
 	}
 	return usage.Errorf("unknown command %q (run securechat help)", cmd)
+}
+
+// serve is `securechat serve`. appliance cannot import admin (admin imports
+// appliance), so main hands it the admin handler's factory, and the same
+// factory starts the stdin console: appliance calls it once, when the
+// server is up, with the *appliance.Server the console needs. The console
+// runs only when stdin is a terminal in the foreground (consoleTerminal);
+// its shutdown cancels serve's context,
+// which stops the server gracefully, as SIGTERM does.
+func serve(ctx context.Context, args []string, env cli.Env) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var console sync.Once
+	return appliance.Run(ctx, args, env.Stdout, env.Stderr, func(s *appliance.Server, token string, log *slog.Logger) http.Handler {
+		if f, ok := env.Stdin.(*os.File); ok && consoleTerminal(f) {
+			console.Do(func() {
+				go func() {
+					if err := admin.NewInterpreter(s, env.Stdout, cancel).Console(ctx, f); err != nil {
+						log.Warn("console ended; the server keeps running", "err", err)
+					}
+				}()
+			})
+		}
+		return admin.NewHandler(s, token, log)
+	})
 }

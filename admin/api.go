@@ -250,8 +250,11 @@ func (a *api) backup(w http.ResponseWriter, r *http.Request) {
 		a.log.Error("admin API: backup failed", "err", err, "written", n)
 		if n == 0 {
 			writeError(w, http.StatusInternalServerError, "backup failed: "+err.Error())
+			return
 		}
-		return
+		// Abort the response so the client sees a broken transfer, not a
+		// short file that looks complete.
+		panic(http.ErrAbortHandler)
 	}
 	a.log.Info("admin API: backup", "bytes", n)
 }

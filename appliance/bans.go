@@ -343,6 +343,7 @@ type StatsSnapshot struct {
 	Deliveries  int64  `json:"deliveries"`
 	AuthFailed  int64  `json:"auth_failed"`
 	Refused     int64  `json:"refused"`
+	Limited     int64  `json:"limited"`
 	QueueDepth  int    `json:"queue_depth"`
 	StoreBytes  int64  `json:"store_bytes"`
 	Bans        int    `json:"bans"`
@@ -359,6 +360,7 @@ func (s *Server) Snapshot() StatsSnapshot {
 		Deliveries:  s.stats.Deliveries.Load(),
 		AuthFailed:  s.stats.AuthFailed.Load(),
 		Refused:     s.stats.Refused.Load(),
+		Limited:     s.stats.Limited.Load(),
 		QueueDepth:  s.store.queueDepth(),
 		StoreBytes:  s.store.size(),
 		Bans:        len(s.Bans()),

@@ -216,6 +216,7 @@ func (s *Server) Invites() ([]Invite, error) {
 
 // RevokeInvite deletes an invite code.
 func (s *Server) RevokeInvite(ctx context.Context, code string) error {
+	code = normInvite(code)
 	return s.store.update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketInvites)
 		if b.Get([]byte(code)) == nil {

@@ -1,0 +1,663 @@
+package admin
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/securechat/securechat/appliance"
+	"github.com/securechat/securechat/internal/usage"
+)
+
+// The operator's command language (DESIGN §4): one interpreter behind the
+// server's stdin console, script files (`securechat admin run FILE`) and
+// single commands (`securechat admin COMMAND ARGS...`). A line is a
+// command and its arguments separated by spaces; a leading '!' (the
+// console's habit) is optional; an argument that starts with a quote runs
+// to the matching quote; blank lines and lines starting with '#' do
+// nothing. The CLI's flag forms (ban --reason TEXT --for DURATION) are
+// accepted beside the positional ones.
+
+// consoleHelp lists the commands; help prints it.
+const consoleHelp = `commands (a leading ! is optional):
+  help                                 this list
+  stats                                the server's counters
+  users                                accounts, devices, who is online
+  bans                                 bans in force
+  ban TARGET [DURATION] [REASON...]    ban an IP, a CIDR prefix or user:NAME
+                                       (also --for DURATION --reason TEXT)
+  unban TARGET                         lift a ban
+  kick USER                            disconnect USER's devices now
+  mute USER [DURATION]                 stop USER from sending (also --for)
+  unmute USER                          let USER send again
+  invite [USES] [DURATION]             create an invite code and print it
+                                       (also --uses N --for DURATION)
+  invites                              invite codes still usable
+  revoke CODE                          delete an invite code
+  broadcast TEXT...                    a notice signed by the server key, to everyone
+  backup FILE                          write a hot copy of the store to FILE
+  shutdown                             stop the server gracefully (console only)
+  exit                                 leave the console or script; the server keeps running
+DURATION is like 30m, 24h or 7d; 0 or forever means no expiry (the default).
+`
+
+// consoleLeft is the console's last line, unless it shut the server down.
+const consoleLeft = "left the console; the server keeps running (stop it with SIGTERM or Ctrl-C)"
+
+// consolePrompt is the console's prompt.
+const consolePrompt = "securechat> "
+
+// maxLine bounds a command line.
+const maxLine = 64 << 10
+
+// ErrExit is returned by Exec for exit, and for shutdown once the server
+// was told to stop: the console or script ends there, without error.
+var ErrExit = errors.New("exit")
+
+// errShutdown is ErrExit after shutdown.
+var errShutdown = fmt.Errorf("shutdown: %w", ErrExit)
+
+// Interpreter runs operator commands against a Server: the running
+// appliance in-process (the console), or a Remote over the admin API.
+// It is not safe for concurrent use.
+type Interpreter struct {
+	srv      Server
+	out      io.Writer
+	shutdown func() // nil: shutdown is refused
+}
+
+// NewInterpreter returns an interpreter that writes command output to out.
+// shutdown stops the server (nil where the interpreter cannot: over the
+// admin API there is no shutdown).
+func NewInterpreter(srv Server, out io.Writer, shutdown func()) *Interpreter {
+	return &Interpreter{srv: srv, out: out, shutdown: shutdown}
+}
+
+// action is a parsed command, ready to run.
+type action func(ctx context.Context, in *Interpreter) error
+
+// Exec runs one line.
+func (in *Interpreter) Exec(ctx context.Context, line string) error {
+	args, err := splitLine(line)
+	if err != nil || len(args) == 0 {
+		return err
+	}
+	return in.ExecArgs(ctx, args)
+}
+
+// ExecArgs runs one command already split into words, as the CLI has it.
+func (in *Interpreter) ExecArgs(ctx context.Context, args []string) error {
+	act, err := parse(args)
+	if err != nil || act == nil {
+		return err
+	}
+	return act(ctx, in)
+}
+
+// Check reports whether args is a well-formed command, without running it,
+// so that `securechat admin` reports a usage error before it looks for a
+// server.
+func Check(args []string) error {
+	_, err := parse(args)
+	return err
+}
+
+// ScriptError is a script's first failing line.
+type ScriptError struct {
+	Line int // 1-based
+	Err  error
+}
+
+func (e *ScriptError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
+func (e *ScriptError) Unwrap() error { return e.Err }
+
+// RunScript runs a script: one command a line. Every line is parsed
+// before the first runs, so a typo on line 9 does not leave lines 1–8
+// applied; then the lines run in order and the first failure stops the
+// script with a *ScriptError. exit ends the script early without error.
+func (in *Interpreter) RunScript(ctx context.Context, r io.Reader) error {
+	type step struct {
+		line int
+		act  action
+	}
+	var steps []step
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), maxLine)
+	for n := 1; sc.Scan(); n++ {
+		args, err := splitLine(sc.Text())
+		if err == nil && len(args) > 0 {
+			var act action
+			if act, err = parse(args); act != nil {
+				steps = append(steps, step{n, act})
+			}
+		}
+		if err != nil {
+			return &ScriptError{Line: n, Err: err}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("reading the script: %w", err)
+	}
+	for _, s := range steps {
+		if err := ctx.Err(); err != nil {
+			return &ScriptError{Line: s.line, Err: err}
+		}
+		err := s.act(ctx, in)
+		if errors.Is(err, ErrExit) {
+			return nil
+		}
+		if err != nil {
+			return &ScriptError{Line: s.line, Err: err}
+		}
+	}
+	return nil
+}
+
+// Console is the interactive loop on the server's terminal: a prompt, a
+// line, its output or its error, and again, until EOF, exit, shutdown or
+// the end of ctx. An error ends only the command, never the console.
+func (in *Interpreter) Console(ctx context.Context, r io.Reader) error {
+	lines := make(chan string)
+	readErr := make(chan error, 1)
+	done := make(chan struct{})
+	defer close(done)
+	// Read in a goroutine so that the console ends with ctx even while a
+	// read blocks; a goroutine blocked on the terminal ends with the process.
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 4096), maxLine)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-done:
+				return
+			}
+		}
+		readErr <- sc.Err()
+	}()
+	fmt.Fprintln(in.out, "admin console: type help for the commands, exit to leave the console")
+	for {
+		fmt.Fprint(in.out, consolePrompt)
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(in.out)
+			return nil
+		case line, ok := <-lines:
+			if !ok {
+				fmt.Fprintln(in.out)
+				if err := <-readErr; err != nil {
+					return err
+				}
+				fmt.Fprintln(in.out, consoleLeft)
+				return nil
+			}
+			err := in.Exec(ctx, line)
+			if errors.Is(err, ErrExit) {
+				if err != errShutdown {
+					fmt.Fprintln(in.out, consoleLeft)
+				}
+				return nil
+			}
+			if err != nil {
+				fmt.Fprintf(in.out, "error: %v\n", err)
+			}
+		}
+	}
+}
+
+// splitLine splits a line into words. A word that starts with " or '
+// runs to the matching quote, so a reason or a broadcast can keep its
+// spacing; quotes inside a word (don't) are ordinary characters.
+func splitLine(line string) ([]string, error) {
+	line = strings.TrimSpace(line)
+	line = strings.TrimSpace(strings.TrimPrefix(line, "!"))
+	if line == "" || line[0] == '#' {
+		return nil, nil
+	}
+	var words []string
+	for {
+		line = strings.TrimLeft(line, " \t")
+		if line == "" {
+			return words, nil
+		}
+		if q := line[0]; q == '"' || q == '\'' {
+			end := strings.IndexByte(line[1:], q)
+			if end < 0 {
+				return nil, usage.Errorf("unterminated %c quote", q)
+			}
+			words = append(words, line[1:1+end])
+			line = line[2+end:]
+			continue
+		}
+		end := strings.IndexAny(line, " \t")
+		if end < 0 {
+			end = len(line)
+		}
+		words = append(words, line[:end])
+		line = line[end:]
+	}
+}
+
+// parse turns a command's words into an action. Syntax errors are
+// usage errors (exit status 2 from the CLI). An empty command is nil.
+func parse(args []string) (action, error) {
+	if len(args) == 0 {
+		return nil, nil
+	}
+	name, args := strings.TrimPrefix(args[0], "!"), args[1:]
+	switch name {
+	case "help":
+		return func(_ context.Context, in *Interpreter) error {
+			_, err := io.WriteString(in.out, consoleHelp)
+			return err
+		}, nil
+	case "stats":
+		return noArgs(name, args, cmdStats)
+	case "users":
+		return noArgs(name, args, cmdUsers)
+	case "bans":
+		return noArgs(name, args, cmdBans)
+	case "invites":
+		return noArgs(name, args, cmdInvites)
+	case "exit", "quit":
+		return noArgs(name, args, func(context.Context, *Interpreter) error { return ErrExit })
+	case "shutdown":
+		return noArgs(name, args, cmdShutdown)
+	case "ban":
+		return parseBan(args)
+	case "unban":
+		target, err := one(args, "unban TARGET")
+		return func(ctx context.Context, in *Interpreter) error {
+			if err := in.srv.Unban(ctx, target); err != nil {
+				return err
+			}
+			return in.printf("unbanned %s\n", target)
+		}, err
+	case "kick":
+		user, err := one(args, "kick USER")
+		return func(_ context.Context, in *Interpreter) error {
+			n, err := in.srv.Kick(user)
+			if err != nil {
+				return err
+			}
+			return in.printf("disconnected %s (%d connections)\n", user, n)
+		}, err
+	case "mute":
+		return parseMute(args)
+	case "unmute":
+		user, err := one(args, "unmute USER")
+		return func(ctx context.Context, in *Interpreter) error {
+			if err := in.srv.Unmute(ctx, user); err != nil {
+				return err
+			}
+			return in.printf("unmuted %s\n", user)
+		}, err
+	case "invite":
+		return parseInvite(args)
+	case "revoke":
+		code, err := one(args, "revoke CODE")
+		return func(ctx context.Context, in *Interpreter) error {
+			if err := in.srv.RevokeInvite(ctx, code); err != nil {
+				return err
+			}
+			return in.printf("revoked invite %s\n", code)
+		}, err
+	case "broadcast":
+		if len(args) == 0 {
+			return nil, usage.Errorf("usage: broadcast TEXT...")
+		}
+		text := strings.Join(args, " ")
+		return func(ctx context.Context, in *Interpreter) error {
+			n, err := in.srv.Broadcast(ctx, text)
+			if err != nil {
+				return err
+			}
+			return in.printf("broadcast queued for %d accounts\n", n)
+		}, nil
+	case "backup":
+		file, err := one(args, "backup FILE")
+		return func(_ context.Context, in *Interpreter) error { return in.backup(file) }, err
+	}
+	return nil, usage.Errorf("unknown command %q (help lists the commands)", name)
+}
+
+func noArgs(name string, args []string, act action) (action, error) {
+	if len(args) > 0 {
+		return nil, usage.Errorf("%s takes no arguments", name)
+	}
+	return act, nil
+}
+
+func one(args []string, use string) (string, error) {
+	if len(args) != 1 || strings.HasPrefix(args[0], "-") {
+		return "", usage.Errorf("usage: %s", use)
+	}
+	return args[0], nil
+}
+
+// splitFlags separates the CLI's --name VALUE and --name=VALUE options
+// (one or two dashes) from the positional words; "--" ends the options.
+func splitFlags(args []string, names ...string) (pos []string, opts map[string]string, err error) {
+	opts = make(map[string]string)
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(pos, args[i+1:]...), opts, nil
+		}
+		if len(a) < 2 || a[0] != '-' || !isLetter(strings.TrimLeft(a, "-")) {
+			pos = append(pos, a)
+			continue
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		known := false
+		for _, n := range names {
+			known = known || n == name
+		}
+		if !known {
+			return nil, nil, usage.Errorf("unknown option %s", a)
+		}
+		if !hasValue {
+			if i+1 == len(args) {
+				return nil, nil, usage.Errorf("option %s needs a value", a)
+			}
+			i++
+			value = args[i]
+		}
+		opts[name] = value
+	}
+	return pos, opts, nil
+}
+
+func isLetter(s string) bool {
+	return s != "" && ('a' <= s[0] && s[0] <= 'z' || 'A' <= s[0] && s[0] <= 'Z')
+}
+
+// parseDuration reads an expiry: a Go duration (30m, 24h), a number of
+// days (7d), or 0, forever or never for none.
+func parseDuration(s string) (time.Duration, error) {
+	switch s {
+	case "0", "forever", "never":
+		return 0, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n > 0 && n <= 100*365 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, usage.Errorf("%q is not a duration like 30m, 24h or 7d (0 or forever: no expiry)", s)
+	}
+	return d, nil
+}
+
+// parseBan reads ban TARGET [DURATION] [REASON...], or the flag forms
+// --for DURATION and --reason TEXT. A second word that reads as a
+// duration is the duration, one that starts like a number must be one;
+// the rest is the reason.
+func parseBan(args []string) (action, error) {
+	const use = "usage: ban TARGET [DURATION] [REASON...] (or --for DURATION --reason TEXT)"
+	pos, opts, err := splitFlags(args, "for", "reason")
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) == 0 {
+		return nil, usage.Errorf(use)
+	}
+	target, rest := pos[0], pos[1:]
+	var d time.Duration
+	if v, ok := opts["for"]; ok {
+		if d, err = parseDuration(v); err != nil {
+			return nil, err
+		}
+	} else if len(rest) > 0 {
+		v, err := parseDuration(rest[0])
+		switch {
+		case err == nil:
+			d, rest = v, rest[1:]
+		case strings.TrimLeft(rest[0], "-+.0123456789") != rest[0]:
+			// "5 minutes" or "-1h" would otherwise become a reason and
+			// the ban permanent.
+			return nil, err
+		}
+	}
+	reason, hasReason := opts["reason"]
+	if len(rest) > 0 {
+		if hasReason {
+			return nil, usage.Errorf("ban: the reason is given twice (%q and --reason)", strings.Join(rest, " "))
+		}
+		reason = strings.Join(rest, " ")
+	}
+	return func(ctx context.Context, in *Interpreter) error {
+		b, err := in.srv.Ban(ctx, target, reason, d)
+		if err != nil {
+			return err
+		}
+		return in.printf("banned %s%s\n", b.Target, untilText(b.Expires))
+	}, nil
+}
+
+// parseMute reads mute USER [DURATION] or mute USER --for DURATION.
+func parseMute(args []string) (action, error) {
+	const use = "usage: mute USER [DURATION]"
+	pos, opts, err := splitFlags(args, "for")
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) == 0 || len(pos) > 2 || (len(pos) == 2 && opts["for"] != "") {
+		return nil, usage.Errorf(use)
+	}
+	user, dur := pos[0], opts["for"]
+	if len(pos) == 2 {
+		dur = pos[1]
+	}
+	var d time.Duration
+	if dur != "" {
+		if d, err = parseDuration(dur); err != nil {
+			return nil, err
+		}
+	}
+	return func(ctx context.Context, in *Interpreter) error {
+		if err := in.srv.Mute(ctx, user, d); err != nil {
+			return err
+		}
+		until := " until unmuted"
+		if d > 0 {
+			until = " for " + d.String()
+		}
+		return in.printf("muted %s%s\n", user, until)
+	}, nil
+}
+
+// parseInvite reads invite [USES] [DURATION] or --uses N --for DURATION.
+func parseInvite(args []string) (action, error) {
+	const use = "usage: invite [USES] [DURATION]"
+	pos, opts, err := splitFlags(args, "uses", "for")
+	if err != nil {
+		return nil, err
+	}
+	uses, dur := opts["uses"], opts["for"]
+	switch {
+	case len(pos) > 2:
+		return nil, usage.Errorf(use)
+	case len(pos) == 2:
+		if uses != "" || dur != "" {
+			return nil, usage.Errorf(use)
+		}
+		uses, dur = pos[0], pos[1]
+	case len(pos) == 1:
+		// One word: a count of uses, or else a duration.
+		if _, err := strconv.Atoi(pos[0]); err == nil && uses == "" {
+			uses = pos[0]
+		} else if dur == "" {
+			dur = pos[0]
+		} else {
+			return nil, usage.Errorf(use)
+		}
+	}
+	n := 1
+	if uses != "" {
+		if n, err = strconv.Atoi(uses); err != nil || n < 1 {
+			return nil, usage.Errorf("invite: %q is not a number of uses (1 or more)", uses)
+		}
+	}
+	var d time.Duration
+	if dur != "" {
+		if d, err = parseDuration(dur); err != nil {
+			return nil, err
+		}
+	}
+	return func(ctx context.Context, in *Interpreter) error {
+		inv, err := in.srv.CreateInvite(ctx, n, d)
+		if err != nil {
+			return err
+		}
+		// The code alone on the line, so a script can capture it.
+		return in.printf("%s\n", inv.Code)
+	}, nil
+}
+
+func (in *Interpreter) printf(format string, args ...any) error {
+	_, err := fmt.Fprintf(in.out, format, args...)
+	return err
+}
+
+// fallible is a Server whose context-free reads can fail (Remote): the
+// interface has no room for the error, so it is kept for Err.
+type fallible interface{ Err() error }
+
+func (in *Interpreter) readErr() error {
+	if f, ok := in.srv.(fallible); ok {
+		return f.Err()
+	}
+	return nil
+}
+
+func cmdStats(_ context.Context, in *Interpreter) error {
+	s := in.srv.Snapshot()
+	if err := in.readErr(); err != nil {
+		return err
+	}
+	return writeStats(in.out, s)
+}
+
+func cmdUsers(_ context.Context, in *Interpreter) error {
+	users, err := in.srv.Users()
+	if err != nil {
+		return err
+	}
+	return writeUsers(in.out, users)
+}
+
+func cmdBans(_ context.Context, in *Interpreter) error {
+	bans := in.srv.Bans()
+	if err := in.readErr(); err != nil {
+		return err
+	}
+	return writeBans(in.out, bans)
+}
+
+func cmdInvites(_ context.Context, in *Interpreter) error {
+	invites, err := in.srv.Invites()
+	if err != nil {
+		return err
+	}
+	return writeInvites(in.out, invites)
+}
+
+func cmdShutdown(_ context.Context, in *Interpreter) error {
+	if in.shutdown == nil {
+		return errors.New("shutdown works only in the server's own console; stop the server with SIGTERM (or Ctrl-C)")
+	}
+	in.printf("shutting down\n")
+	in.shutdown()
+	return errShutdown
+}
+
+// backup writes a hot copy of the store to file, atomically: into a
+// temporary file beside it, synced, then renamed.
+func (in *Interpreter) backup(file string) error {
+	f, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*.partial")
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	tmp := f.Name()
+	n, err := in.srv.Backup(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, file)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("backup: %w", err)
+	}
+	return in.printf("backup written to %s (%d bytes); restore by stopping the server and copying it to DATA/%s\n", file, n, appliance.FileDB)
+}
+
+// Tables, shared by the console and `securechat admin`.
+
+const timeLayout = "2006-01-02 15:04:05"
+
+func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
+
+func timeText(t time.Time, zero string) string {
+	if t.IsZero() {
+		return zero
+	}
+	return t.Local().Format(timeLayout)
+}
+
+func untilText(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return " until " + timeText(t, "")
+}
+
+func writeStats(w io.Writer, s appliance.StatsSnapshot) error {
+	tw := table(w)
+	fmt.Fprintf(tw, "uptime\t%s\nconnections\t%d\naccepted\t%d\nmessages in\t%d\ndeliveries\t%d\nauth failures\t%d\nrefused (banned)\t%d\nrate limited\t%d\nqueued\t%d\nstore bytes\t%d\nbans\t%d\nserver key\t%s\n",
+		s.Uptime, s.Connections, s.Accepted, s.MessagesIn, s.Deliveries, s.AuthFailed, s.Refused, s.Limited, s.QueueDepth, s.StoreBytes, s.Bans, s.Fingerprint)
+	return tw.Flush()
+}
+
+func writeUsers(w io.Writer, users []appliance.UserInfo) error {
+	tw := table(w)
+	fmt.Fprintln(tw, "USER\tDEVICES\tONLINE\tLAST SEEN\tBANNED")
+	for _, u := range users {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%v\n", u.Name, u.Devices, u.Online, timeText(u.LastSeen, "never"), u.Banned)
+	}
+	return tw.Flush()
+}
+
+func writeBans(w io.Writer, bans []appliance.Ban) error {
+	tw := table(w)
+	fmt.Fprintln(tw, "TARGET\tEXPIRES\tREASON")
+	for _, b := range bans {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", b.Target, timeText(b.Expires, "never"), b.Reason)
+	}
+	return tw.Flush()
+}
+
+func writeInvites(w io.Writer, invites []appliance.Invite) error {
+	tw := table(w)
+	fmt.Fprintln(tw, "CODE\tUSES LEFT\tCREATED\tEXPIRES")
+	for _, inv := range invites {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", inv.Code, inv.Uses, timeText(inv.Created, ""), timeText(inv.Expires, "never"))
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,236 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/securechat/securechat/appliance"
+)
+
+// Remote is a Server reached through the admin JSON API of a running
+// server, with the admin token as a bearer token: what `securechat admin`
+// drives the Interpreter with.
+//
+// Bans and Snapshot have no error in the Server interface; when their
+// request fails they return nothing and keep the error for Err, which the
+// Interpreter checks.
+type Remote struct {
+	// Context bounds the requests of the methods that take no context
+	// (Bans, Kick, Users, Snapshot, Invites, Backup). Nil: none.
+	Context context.Context
+
+	base  string
+	token string
+	http  *http.Client
+
+	mu  sync.Mutex // guards err
+	err error
+}
+
+// NewRemote returns a Remote for the admin API at baseURL
+// (http://127.0.0.1:8080) with the admin token.
+func NewRemote(baseURL, token string) *Remote {
+	return &Remote{
+		base:  strings.TrimRight(baseURL, "/"),
+		token: strings.TrimSpace(token),
+		http:  &http.Client{},
+	}
+}
+
+// Discover finds a running server's admin API from its data directory:
+// the address the server wrote to admin.addr and the token in admin.token.
+func Discover(dataDir string) (baseURL, token string, err error) {
+	addr, err := os.ReadFile(filepath.Join(dataDir, appliance.FileAdminAddr))
+	if err != nil {
+		return "", "", fmt.Errorf("no admin API address in %s (is the server running with this --data?)", dataDir)
+	}
+	tok, err := os.ReadFile(filepath.Join(dataDir, appliance.FileAdminToken))
+	if err != nil {
+		return "", "", fmt.Errorf("admin token: %w", err)
+	}
+	return "http://" + strings.TrimSpace(string(addr)), strings.TrimSpace(string(tok)), nil
+}
+
+// Err returns and clears the error of the last failed Bans or Snapshot.
+func (r *Remote) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err := r.err
+	r.err = nil
+	return err
+}
+
+func (r *Remote) keep(err error) {
+	r.mu.Lock()
+	r.err = err
+	r.mu.Unlock()
+}
+
+func (r *Remote) ctx() context.Context {
+	if r.Context != nil {
+		return r.Context
+	}
+	return context.Background()
+}
+
+// durationText is a duration as the API reads it: "" for none.
+func durationText(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return d.String()
+}
+
+func (r *Remote) Ban(ctx context.Context, target, reason string, d time.Duration) (appliance.Ban, error) {
+	var b appliance.Ban
+	err := r.do(ctx, http.MethodPost, "/api/bans", BanRequest{Target: target, Reason: reason, Duration: durationText(d)}, &b)
+	return b, err
+}
+
+func (r *Remote) Unban(ctx context.Context, target string) error {
+	return r.do(ctx, http.MethodDelete, "/api/bans?target="+url.QueryEscape(target), nil, nil)
+}
+
+func (r *Remote) Bans() []appliance.Ban {
+	var bans []appliance.Ban
+	if err := r.do(r.ctx(), http.MethodGet, "/api/bans", nil, &bans); err != nil {
+		r.keep(err)
+		return nil
+	}
+	return bans
+}
+
+func (r *Remote) Kick(user string) (int, error) {
+	var res KickResult
+	err := r.do(r.ctx(), http.MethodPost, "/api/kick", KickRequest{User: user}, &res)
+	return res.Closed, err
+}
+
+func (r *Remote) Mute(ctx context.Context, user string, d time.Duration) error {
+	return r.do(ctx, http.MethodPost, "/api/mute", MuteRequest{User: user, Duration: durationText(d)}, nil)
+}
+
+func (r *Remote) Unmute(ctx context.Context, user string) error {
+	return r.do(ctx, http.MethodDelete, "/api/mute?user="+url.QueryEscape(user), nil, nil)
+}
+
+func (r *Remote) CreateInvite(ctx context.Context, uses int, d time.Duration) (appliance.Invite, error) {
+	var inv appliance.Invite
+	err := r.do(ctx, http.MethodPost, "/api/invites", InviteRequest{Uses: uses, Duration: durationText(d)}, &inv)
+	return inv, err
+}
+
+func (r *Remote) Invites() ([]appliance.Invite, error) {
+	var invites []appliance.Invite
+	err := r.do(r.ctx(), http.MethodGet, "/api/invites", nil, &invites)
+	return invites, err
+}
+
+func (r *Remote) RevokeInvite(ctx context.Context, code string) error {
+	return r.do(ctx, http.MethodDelete, "/api/invites?code="+url.QueryEscape(code), nil, nil)
+}
+
+func (r *Remote) Broadcast(ctx context.Context, text string) (int, error) {
+	var res BroadcastResult
+	err := r.do(ctx, http.MethodPost, "/api/broadcast", BroadcastRequest{Text: text}, &res)
+	return res.Queued, err
+}
+
+func (r *Remote) Users() ([]appliance.UserInfo, error) {
+	var users []appliance.UserInfo
+	err := r.do(r.ctx(), http.MethodGet, "/api/users", nil, &users)
+	return users, err
+}
+
+func (r *Remote) Snapshot() appliance.StatsSnapshot {
+	var s appliance.StatsSnapshot
+	if err := r.do(r.ctx(), http.MethodGet, "/api/stats", nil, &s); err != nil {
+		r.keep(err)
+	}
+	return s
+}
+
+// Backup streams the server's hot backup into w.
+func (r *Remote) Backup(w io.Writer) (int64, error) {
+	resp, err := r.request(r.ctx(), http.MethodGet, "/api/backup", nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
+	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
+		err = fmt.Errorf("the server sent %d of %d bytes", n, resp.ContentLength)
+	}
+	if err != nil {
+		return n, fmt.Errorf("receiving the backup: %w", err)
+	}
+	return n, nil
+}
+
+// request sends one request and returns a successful response; an error
+// answer becomes an error carrying the server's message.
+func (r *Remote) request(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, r.base+path, rd)
+	if err != nil {
+		return nil, fmt.Errorf("admin API URL %q: %w", r.base, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := r.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("cannot reach the admin API at %s: is the server running?", r.base)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		var e ErrorBody
+		if json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(&e) == nil && e.Error != "" {
+			return nil, errors.New(e.Error)
+		}
+		return nil, fmt.Errorf("admin API: %s %s: %s", method, path, resp.Status)
+	}
+	return resp, nil
+}
+
+// do sends a JSON request and decodes the JSON answer into out (nil: the
+// answer is ignored).
+func (r *Remote) do(ctx context.Context, method, path string, body, out any) error {
+	resp, err := r.request(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(out); err != nil {
+		return fmt.Errorf("admin API answered %s %s badly: %w", method, path, err)
+	}
+	return nil
+}
+
+var _ Server = (*Remote)(nil)

@@ -1,0 +1,12 @@
+//go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly)
+
+package main
+
+import (
+	"os"
+
+	"golang.org/x/term"
+)
+
+// consoleTerminal reports whether the server may run its console on f.
+func consoleTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
