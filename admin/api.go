@@ -36,6 +36,8 @@ type Server interface {
 	// account; it returns how many accounts it was queued for.
 	Broadcast(ctx context.Context, text string) (int, error)
 	Users() ([]appliance.UserInfo, error)
+	// DeleteUser removes an account and its data.
+	DeleteUser(ctx context.Context, user string) error
 	Snapshot() appliance.StatsSnapshot
 	Backup(w io.Writer) (int64, error)
 }
@@ -93,6 +95,7 @@ func NewHandler(srv Server, token string, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/stats", a.stats)
 	mux.HandleFunc("GET /api/users", a.users)
+	mux.HandleFunc("DELETE /api/users", a.deleteUser)
 	mux.HandleFunc("GET /api/bans", a.bans)
 	mux.HandleFunc("POST /api/bans", a.ban)
 	mux.HandleFunc("DELETE /api/bans", a.unban)
@@ -331,4 +334,12 @@ func (a *api) broadcast(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, BroadcastResult{Queued: n})
+}
+
+func (a *api) deleteUser(w http.ResponseWriter, r *http.Request) {
+	if err := a.srv.DeleteUser(r.Context(), r.URL.Query().Get("user")); err != nil {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

@@ -22,6 +22,7 @@ func (f *fakeServer) Ban(_ context.Context, target, reason string, d time.Durati
 }
 func (f *fakeServer) Unban(context.Context, string) error               { return nil }
 func (f *fakeServer) Bans() []appliance.Ban                             { return nil }
+func (f *fakeServer) DeleteUser(context.Context, string) error          { return nil }
 func (f *fakeServer) Kick(string) (int, error)                          { return 1, nil }
 func (f *fakeServer) Users() ([]appliance.UserInfo, error)              { return nil, nil }
 func (f *fakeServer) Snapshot() appliance.StatsSnapshot                 { return appliance.StatsSnapshot{} }
@@ -49,7 +50,7 @@ func TestEveryRouteNeedsTheToken(t *testing.T) {
 		{"POST", "/api/kick", `{"user":"bob"}`}, {"GET", "/api/backup", ""},
 		{"POST", "/api/mute", `{"user":"bob"}`}, {"DELETE", "/api/mute?user=bob", ""},
 		{"GET", "/api/invites", ""}, {"POST", "/api/invites", `{"uses":1}`}, {"DELETE", "/api/invites?code=c", ""},
-		{"POST", "/api/broadcast", `{"text":"hi"}`},
+		{"POST", "/api/broadcast", `{"text":"hi"}`}, {"DELETE", "/api/users?user=bob", ""},
 	}
 	for _, r := range routes {
 		for _, auth := range []string{"", "Bearer wrong", "secret-token", "Bearer secret-token"} {

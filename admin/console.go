@@ -36,6 +36,7 @@ const consoleHelp = `commands (a leading ! is optional):
                                        (also --for DURATION --reason TEXT)
   unban TARGET                         lift a ban
   kick USER                            disconnect USER's devices now
+  delete USER                          delete USER's account, devices and queued messages
   mute USER [DURATION]                 stop USER from sending (also --for)
   unmute USER                          let USER send again
   invite [USES] [DURATION]             create an invite code and print it
@@ -290,6 +291,14 @@ func parse(args []string) (action, error) {
 				return err
 			}
 			return in.printf("disconnected %s (%d connections)\n", user, n)
+		}, err
+	case "delete":
+		user, err := one(args, "delete USER")
+		return func(ctx context.Context, in *Interpreter) error {
+			if err := in.srv.DeleteUser(ctx, user); err != nil {
+				return err
+			}
+			return in.printf("deleted %s\n", user)
 		}, err
 	case "mute":
 		return parseMute(args)

@@ -48,6 +48,9 @@ func (f *recServer) Bans() []appliance.Ban {
 	return []appliance.Ban{{Target: "10.0.0.0/8", Reason: "noisy net", Created: f.now}, {Target: "user:eve", Reason: "spam", Created: f.now, Expires: f.now.Add(time.Hour)}}
 }
 func (f *recServer) Kick(user string) (int, error) { return 2, f.rec("Kick(%s)", user) }
+func (f *recServer) DeleteUser(_ context.Context, user string) error {
+	return f.rec("DeleteUser(%s)", user)
+}
 func (f *recServer) Mute(_ context.Context, user string, d time.Duration) error {
 	return f.rec("Mute(%s, %v)", user, d)
 }
@@ -116,6 +119,7 @@ func TestCommands(t *testing.T) {
 		{`ban 1.2.3.4 "a  quoted   reason"`, `Ban(1.2.3.4, "a  quoted   reason", 0s)`, ""},
 		{"unban 10.1.2.3", "Unban(10.1.2.3)", "unbanned 10.1.2.3"},
 		{"kick bob", "Kick(bob)", "disconnected bob (2 connections)"},
+		{"delete bob", "DeleteUser(bob)", "deleted bob"},
 		{"mute bob", "Mute(bob, 0s)", "muted bob until unmuted"},
 		{"mute bob 15m", "Mute(bob, 15m0s)", "muted bob for 15m0s"},
 		{"mute bob --for 2h", "Mute(bob, 2h0m0s)", ""},

@@ -117,6 +117,11 @@ func (r *Remote) Kick(user string) (int, error) {
 	return res.Closed, err
 }
 
+// DeleteUser removes an account and its data.
+func (r *Remote) DeleteUser(ctx context.Context, user string) error {
+	return r.do(ctx, http.MethodDelete, "/api/users?user="+url.QueryEscape(user), nil, nil)
+}
+
 func (r *Remote) Mute(ctx context.Context, user string, d time.Duration) error {
 	return r.do(ctx, http.MethodPost, "/api/mute", MuteRequest{User: user, Duration: durationText(d)}, nil)
 }

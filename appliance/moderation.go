@@ -324,3 +324,50 @@ func (s *Server) Broadcast(ctx context.Context, text string) (int, error) {
 	s.log.Info("broadcast", "accounts", accounts, "bytes", len(text))
 	return accounts, nil
 }
+
+// DeleteUser removes an account with its devices, mailboxes, prekeys and
+// mute, after closing its connections. Messages it already sent stay in
+// their recipients' mailboxes.
+func (s *Server) DeleteUser(ctx context.Context, user string) error {
+	user, err := transport.CanonicalUser(user)
+	if err != nil {
+		return err
+	}
+	if _, ok := s.store.lookupUser(user); !ok {
+		return &NoSuchUserError{User: user}
+	}
+	s.closeMatching(banTarget{user: user}, transport.CloseKicked, "account deleted by the server operator")
+	err = s.store.update(ctx, func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketUsers).Get([]byte(user)) == nil {
+			return reject(&NoSuchUserError{User: user})
+		}
+		prefix := append([]byte(user), 0)
+		var devs [][]byte
+		c := tx.Bucket(bucketDevices).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
+			devs = append(devs, append([]byte(nil), k...))
+		}
+		for _, k := range devs {
+			if err := tx.Bucket(bucketDevices).Delete(k); err != nil {
+				return err
+			}
+			for _, b := range [][]byte{bucketMailboxes, bucketPrekeys} {
+				if tx.Bucket(b).Bucket(k) != nil {
+					if err := tx.Bucket(b).DeleteBucket(k); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if err := tx.Bucket(bucketMutes).Delete([]byte(user)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketUsers).Delete([]byte(user))
+	})
+	if err != nil {
+		return err
+	}
+	s.mutes.set(user, time.Time{}, false)
+	s.log.Warn("account deleted", "user", user)
+	return nil
+}

@@ -110,3 +110,21 @@ func TestRateLimitsAndFailedLogins(t *testing.T) {
 	}
 	fails(t, 1, "", nil, "send", "--home", alice.home, "--to", "bob", "from a banned address")
 }
+
+func TestDeleteAccount(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	alice, carol := register(t, s, "alice"), register(t, s, "carol")
+	alice.send(t, "carol", "queued for carol")
+	if out := s.admin(t, "delete", "carol").Stdout; !strings.Contains(out, "deleted carol") {
+		t.Errorf("delete output %q", out)
+	}
+	fails(t, 1, "authentication failed", nil, "recv", "--home", carol.home)
+	fails(t, 1, `no such user "carol"`, nil, "send", "--home", alice.home, "--to", "carol", "hello?")
+	if out := s.admin(t, "users").Stdout; strings.Contains(out, "carol") {
+		t.Errorf("carol still listed: %q", out)
+	}
+	fails(t, 1, "no such user", nil, "admin", "--data", s.data, "delete", "carol")
+	// The name is free again.
+	register(t, s, "carol")
+}
