@@ -62,6 +62,12 @@ func TestBench(t *testing.T) {
 	if s := r.Securechat; s.AckedOps <= 0 || s.AckP50MS <= 0 {
 		t.Errorf("securechat: no durable acks measured: %+v", s)
 	}
+	if st := r.Setup; !r.Established || st == nil || st.Pairs != 4 || st.FirstSend.P50MS <= 0 || st.Handshake.P50MS < st.FirstSend.P50MS {
+		t.Errorf("sessions not established before the load: established %v, setup %+v", r.Established, st)
+	}
+	if r.ServerData == "" || r.Homes == "" {
+		t.Errorf("file systems not described: %q, %q", r.ServerData, r.Homes)
+	}
 	if r.Ratio <= 0 {
 		t.Errorf("ratio %v", r.Ratio)
 	}
@@ -96,6 +102,32 @@ func TestTextCarriesSendTime(t *testing.T) {
 		if got, err := sentAt(text); err != nil || got != at {
 			t.Errorf("size %d: sentAt(%q) = %v, %v", size, text, got, err)
 		}
+	}
+}
+
+// TestSendBodySizes checks the frame sizing against the client's payload
+// layout: a ratchet message is the content plus a fixed overhead, and a
+// first message adds the PQXDH header (~1.3 KB with ML-KEM-768).
+func TestSendBodySizes(t *testing.T) {
+	o := &options{size: 64}
+	b, err := sendBodySizes(o.text(0), receiverName(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Established <= o.size || b.Established > o.size+200 {
+		t.Errorf("established: %d-byte Send body for a %d-byte text", b.Established, o.size)
+	}
+	// 2: the header's length; up to 4 more for longer length prefixes.
+	if extra := b.Initial - b.Established - 2 - b.Header; b.Header < 1100 || b.Header > 1600 || extra < 0 || extra > 4 {
+		t.Errorf("initial: %d-byte body, %d-byte header, %d established", b.Initial, b.Header, b.Established)
+	}
+	o.bodies = b
+	if o.sendBody() != b.Initial {
+		t.Error("sendBody ignores -established=false")
+	}
+	o.established = true
+	if o.sendBody() != b.Established {
+		t.Error("sendBody ignores -established")
 	}
 }
 

@@ -14,7 +14,6 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	"github.com/securechat/securechat/client"
 	"github.com/securechat/securechat/transport"
 )
 
@@ -105,20 +104,6 @@ func echoConn(ctx context.Context, qc *quic.Conn) {
 	}
 }
 
-// sendBodySize is the size of the body of the Send frame that
-// client.SendText produces for text to one recipient device: the frame the
-// echo clients send, so that both phases move the same bytes upstream.
-func sendBodySize(text, to string) int {
-	content := &client.Content{Kind: client.KindText, Text: text, SentAt: time.Now().UnixMilli()}
-	// A payload is its type byte (client's payloadPlain) and the content.
-	payload := append([]byte{1}, transport.Marshal(content)...)
-	send := &transport.Send{
-		MessageID: make([]byte, transport.MessageIDLen),
-		Envelopes: []transport.Envelope{{User: to, Device: 1, Payload: payload}},
-	}
-	return len(transport.Marshal(send))
-}
-
 // runEcho runs the echo load against the echo server at addr.
 func runEcho(ctx context.Context, o *options, addr, fingerprint string, srv *proc) (result, error) {
 	fp, err := transport.ParseFingerprint(fingerprint)
@@ -153,7 +138,7 @@ func runEcho(ctx context.Context, o *options, addr, fingerprint string, srv *pro
 		}
 	})()
 
-	body := make([]byte, sendBodySize(o.text(0), receiverName(0)))
+	body := make([]byte, o.sendBody())
 	rand.Read(body)
 	w := o.window(now())
 	var rtts samples
@@ -195,5 +180,5 @@ func runEcho(ctx context.Context, o *options, addr, fingerprint string, srv *pro
 		return result{}, err
 	}
 	lat := rtts.summary()
-	return result{Ops: lat.N, Window: w.end - w.begin, RTT: lat, ServerCPU: cpu.server, ClientCPU: cpu.self}, nil
+	return result{Ops: lat.N, Window: w.end - w.begin, RTT: lat, ServerCPU: cpu.server, ClientCPU: cpu.self, Loopback: cpu.loopback, OtherCPU: other(cpu)}, nil
 }

@@ -17,7 +17,9 @@ import (
 // the real binary in another. Sender i runs a closed loop of SendText to
 // receiver i, each call returning once the server has fsynced the message
 // into the receiver's mailbox. Receivers consume their push stream and ack
-// what they got, as the terminal client does.
+// what they got, as the terminal client does. Before the loops, each pair
+// starts its end-to-end session (establish), so that the loops measure a
+// conversation under way rather than a first contact.
 
 // registerParallelism bounds concurrent registrations; each costs the
 // server an argon2id hash.
@@ -103,29 +105,15 @@ func sentAt(text string) (time.Duration, error) {
 	return 0, fmt.Errorf("no send time in message %.30q", text)
 }
 
-// runSecurechat runs the load on the registered accounts.
-func runSecurechat(ctx context.Context, o *options, a *accounts, srv *proc) (result, error) {
+// runSecurechat runs the load on the registered accounts: it connects the
+// receivers, starts every pair's session unless o.established is off,
+// connects the senders and runs the closed loops.
+func runSecurechat(ctx context.Context, o *options, a *accounts, srv *proc, progress func(string, ...any)) (result, error) {
 	ctx, fail := newFailure(ctx)
 	defer fail.cancel(nil)
 	n := o.clients
 	senders := make([]*client.Client, n)
 	receivers := make([]*client.Client, n)
-	err := parallel(ctx, 2*n, connectParallelism, func(i int) error {
-		var err error
-		if i < n {
-			receivers[i], err = client.Connect(ctx, a.receivers[i], client.Options{Receive: true})
-			if err != nil {
-				return fmt.Errorf("connect %s: %w", receiverName(i), err)
-			}
-		} else {
-			senders[i-n], err = client.Connect(ctx, a.senders[i-n], client.Options{Receive: false})
-			if err != nil {
-				return fmt.Errorf("connect %s: %w", senderName(i-n), err)
-			}
-		}
-		return nil
-	})
-
 	var stopping stopFlag
 	var recvWG, sendWG sync.WaitGroup
 	// Close senders first, then receivers; receivers' goroutines drain
@@ -137,9 +125,38 @@ func runSecurechat(ctx context.Context, o *options, a *accounts, srv *proc) (res
 		closeAll(receivers)
 		recvWG.Wait()
 	}()
+
+	err := parallel(ctx, n, connectParallelism, func(i int) error {
+		var err error
+		receivers[i], err = client.Connect(ctx, a.receivers[i], client.Options{Receive: true})
+		if err != nil {
+			return fmt.Errorf("connect %s: %w", receiverName(i), err)
+		}
+		return nil
+	})
 	if err != nil {
 		return result{}, err
 	}
+	var setup setupStats
+	if o.established {
+		if setup, err = establish(ctx, a, receivers); err != nil {
+			return result{}, err
+		}
+		progress("securechat: %d sessions started and confirmed in %v (first SendText p50 %.1f ms, until the answer is decrypted p50 %.1f ms)",
+			setup.Pairs, time.Duration(setup.WallS*float64(time.Second)).Round(time.Millisecond), setup.FirstSend.P50MS, setup.Handshake.P50MS)
+	}
+	err = parallel(ctx, n, connectParallelism, func(i int) error {
+		var err error
+		senders[i], err = client.Connect(ctx, a.senders[i], client.Options{Receive: false})
+		if err != nil {
+			return fmt.Errorf("connect %s: %w", senderName(i), err)
+		}
+		return nil
+	})
+	if err != nil {
+		return result{}, err
+	}
+	progress("securechat: %d senders → %d receivers, %v warm-up, %v window", n, n, o.warmup, o.duration)
 
 	w := o.window(now())
 	var deliveries, acks samples
@@ -170,8 +187,124 @@ func runSecurechat(ctx context.Context, o *options, a *accounts, srv *proc) (res
 	d := deliveries.summary()
 	return result{
 		Ops: d.N, Window: w.end - w.begin, RTT: d, Ack: acks.summary(),
-		ServerCPU: cpu.server, ClientCPU: cpu.self,
+		ServerCPU: cpu.server, ClientCPU: cpu.self, Loopback: cpu.loopback, OtherCPU: other(cpu), Setup: setup,
 	}, nil
+}
+
+// setupStats is what starting the pairs' sessions cost, as first contacts.
+type setupStats struct {
+	Pairs int     `json:"pairs"`
+	WallS float64 `json:"wall_s"` // all pairs, connectParallelism at a time
+	// FirstSend is the sender's first SendText: device list, prekey bundle
+	// fetch, PQXDH, encryption, durable store.
+	FirstSend latencyMS `json:"first_send"`
+	// Handshake runs from the first SendText to the sender having decrypted
+	// the answer: the receiver's PQXDH response, its ack and its answer too.
+	Handshake latencyMS `json:"handshake"`
+}
+
+// latencyMS is a latency summary in milliseconds.
+type latencyMS struct {
+	P50MS float64 `json:"p50_ms"`
+	MaxMS float64 `json:"max_ms"`
+}
+
+// handshakeTimeout bounds one pair's session start.
+const handshakeTimeout = 30 * time.Second
+
+// establish starts every pair's end-to-end session as a first contact
+// would, and confirms it: sender i, on a connection of its own with
+// Receive set, writes to receiver i (fetching a prekey bundle, running
+// PQXDH: the message carries the initial header); receiver i decrypts and
+// acks it and answers; sender i decrypts and acks the answer and
+// disconnects. The initiator has then heard from its peer, so it stops
+// attaching the PQXDH header (client/crypto.go, sessionRecord.Initial), and
+// the responder never attaches one: the load that follows is plain Double
+// Ratchet messages (payload type 3) in both directions.
+func establish(ctx context.Context, a *accounts, receivers []*client.Client) (setupStats, error) {
+	n := len(receivers)
+	first := make([]time.Duration, n)
+	whole := make([]time.Duration, n)
+	t := time.Now()
+	err := parallel(ctx, n, connectParallelism, func(i int) error {
+		var err error
+		first[i], whole[i], err = handshake(ctx, a.senders[i], senderName(i), receivers[i], receiverName(i))
+		if err != nil {
+			return fmt.Errorf("start session %s → %s: %w", senderName(i), receiverName(i), err)
+		}
+		return nil
+	})
+	if err != nil {
+		return setupStats{}, err
+	}
+	var f, h samples
+	f.add(first)
+	h.add(whole)
+	fs, hs := f.summary(), h.summary()
+	return setupStats{
+		Pairs:     n,
+		WallS:     time.Since(t).Seconds(),
+		FirstSend: latencyMS{P50MS: ms(fs.P50), MaxMS: ms(fs.Max)},
+		Handshake: latencyMS{P50MS: ms(hs.P50), MaxMS: ms(hs.Max)},
+	}, nil
+}
+
+// handshake is one pair's part of establish.
+func handshake(ctx context.Context, home *client.Home, from string, rc *client.Client, to string) (first, whole time.Duration, err error) {
+	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	defer cancel()
+	sc, err := client.Connect(ctx, home, client.Options{Receive: true})
+	if err != nil {
+		return 0, 0, fmt.Errorf("connect %s: %w", from, err)
+	}
+	defer sc.Close() // after a round trip, so the server has read the ack
+	t0 := time.Now()
+	if _, err := sc.SendText(ctx, to, "hello "+to); err != nil {
+		return 0, 0, fmt.Errorf("first message: %w", err)
+	}
+	first = time.Since(t0)
+	m, err := nextMessage(ctx, rc, from)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := rc.Ack(m); err != nil {
+		return 0, 0, fmt.Errorf("%s: ack: %w", to, err)
+	}
+	if _, err := rc.SendText(ctx, from, "hello "+from); err != nil {
+		return 0, 0, fmt.Errorf("answer: %w", err)
+	}
+	if m, err = nextMessage(ctx, sc, to); err != nil {
+		return 0, 0, err
+	}
+	whole = time.Since(t0)
+	if err := sc.Ack(m); err != nil {
+		return 0, 0, fmt.Errorf("%s: ack: %w", from, err)
+	}
+	return first, whole, nil
+}
+
+// nextMessage waits for c's next message, which must be a text from from
+// that decrypted.
+func nextMessage(ctx context.Context, c *client.Client, from string) (*client.Message, error) {
+	for {
+		select {
+		case ev, ok := <-c.Events():
+			if !ok {
+				return nil, fmt.Errorf("%s: connection closed", c.Profile().User)
+			}
+			switch ev.Type {
+			case client.EventMessage:
+				if m := ev.Message; m.From != from || m.Kind != "text" {
+					return nil, fmt.Errorf("%s got %s from %s instead of a text from %s: %.80q", c.Profile().User, m.Kind, m.From, from, m.Text)
+				}
+				return ev.Message, nil
+			case client.EventClosed:
+				return nil, fmt.Errorf("%s: %w", c.Profile().User, ev.Err)
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s: no message from %s: %w", c.Profile().User, from, context.Cause(ctx))
+		}
+	}
 }
 
 // send is one sender's closed loop; it returns the send → durable ack

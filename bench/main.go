@@ -4,16 +4,20 @@
 // a separate process on loopback: N senders each run a closed loop of
 // client.SendText, which returns only once the server has fsynced the
 // message into the recipient's mailbox, and N receivers take the pushes and
-// ack them. It reports delivered messages/s, send → deliver latency and the
-// server's CPU time per message, next to a raw quic-go echo baseline of the
-// same shape (N clients, one connection and one control stream each, closed
-// loop, frames of the same size) run in the same invocation, and the ratio
-// of the two. BENCHMARKS.md records results and how to read them.
+// ack them. Messages are end-to-end encrypted; before the load, each pair
+// starts its session (PQXDH) and answers once, so that the load is made of
+// plain Double Ratchet messages, as in a conversation under way. It reports
+// delivered messages/s, send → deliver latency and the server's CPU time
+// per message, next to a raw quic-go echo baseline of the same shape (N
+// clients, one connection and one control stream each, closed loop, frames
+// of the same size) run in the same invocation, and the ratio of the two.
+// BENCHMARKS.md records results and how to read them.
 //
 // Usage:
 //
 //	go run ./bench [-bin bin/securechat] [-clients 64] [-duration 10s] [-warmup 1s] [-size 64] [-json] [-keep]
-//	               [-ack-delay 0] [-homes DIR] [-cpuprofile FILE] [-perf FILE]
+//	               [-echo=true] [-ack-delay 0] [-established=true] [-homes DIR] [-server-data DIR]
+//	               [-cpuprofile FILE] [-perf FILE]
 package main
 
 import (
@@ -39,9 +43,24 @@ type options struct {
 	json     bool
 	keep     bool
 	ackDelay time.Duration
-	homes    string    // -homes: parent of the client homes; "" is the temp dir
-	prof     profiler  // -cpuprofile, -perf: over the securechat window
-	stderr   io.Writer // progress and the subprocesses' logs
+	echo     bool // run the echo baseline
+	// established: every pair's session is started and confirmed before
+	// the load; if not, every message carries the PQXDH header.
+	established bool
+	homes       string     // -homes: parent of the client homes; "" is the temp dir
+	serverData  string     // -server-data: parent of the server's data; "" is the temp dir
+	prof        profiler   // -cpuprofile, -perf: over the securechat window
+	stderr      io.Writer  // progress and the subprocesses' logs
+	bodies      sendBodies // Send body sizes for o.text (payload.go)
+}
+
+// sendBody is the size of the Send body of one message of the load, which
+// the echo clients send too.
+func (o *options) sendBody() int {
+	if o.established {
+		return o.bodies.Established
+	}
+	return o.bodies.Initial
 }
 
 // window is the measured interval of a phase whose load started at start.
@@ -64,7 +83,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.json, "json", false, "print one JSON object instead of the table")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (server data, client homes)")
 	fs.DurationVar(&o.ackDelay, "ack-delay", 0, "receivers collect messages for this long before acking them together (0: ack what is queued at once)")
+	fs.BoolVar(&o.echo, "echo", true, "run the echo baseline first (false: securechat alone, no ratio; for comparing securechat variants quickly)")
+	fs.BoolVar(&o.established, "established", true, "start and confirm every pair's end-to-end session before the load, so that it sends plain ratchet messages; false: every message carries the ~1.3 KB PQXDH header, as a first contact that is never answered")
 	fs.StringVar(&o.homes, "homes", defaultHomes(), "put the client homes in a temporary directory under `dir`; \"\" puts them next to the server's data")
+	fs.StringVar(&o.serverData, "server-data", "", "put the server's data in a temporary directory under `dir` (e.g. /dev/shm: no disk fsync); \"\" is the bench's temporary directory")
 	fs.StringVar(&o.prof.clientOut, "cpuprofile", "", "write a pprof CPU profile of the bench process (the clients) over the securechat window to `file`")
 	fs.StringVar(&o.prof.serverOut, "perf", "", "record the server process with `perf record -g` over the securechat window into `file` (perf.data)")
 	if err := fs.Parse(args); err != nil {
@@ -121,6 +143,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, err := os.Stat(o.bin); err != nil {
 		return fmt.Errorf("server binary %s: %w (run make build, or pass -bin)", o.bin, err)
 	}
+	if o.bodies, err = sendBodySizes(o.text(0), receiverName(0)); err != nil {
+		return fmt.Errorf("size the Send frame: %w", err)
+	}
 	dir, err := os.MkdirTemp("", "securechat-bench-")
 	if err != nil {
 		return err
@@ -134,10 +159,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "bench: "+format+"\n", args...)
 	}
 
-	progress("echo baseline: %d clients, %v warm-up, %v window", o.clients, o.warmup, o.duration)
-	echo, err := echoPhase(ctx, o, stderr)
-	if err != nil {
-		return fmt.Errorf("echo baseline: %w", err)
+	var echo result
+	if o.echo {
+		progress("echo baseline: %d clients, %v warm-up, %v window", o.clients, o.warmup, o.duration)
+		if echo, err = echoPhase(ctx, o, stderr); err != nil {
+			return fmt.Errorf("echo baseline: %w", err)
+		}
 	}
 	progress("securechat: starting %s, registering %d users", o.bin, 2*o.clients)
 	sc, err := securechatPhase(ctx, o, dir, stderr, progress)
@@ -161,31 +188,52 @@ func echoPhase(ctx context.Context, o *options, stderr io.Writer) (result, error
 }
 
 func securechatPhase(ctx context.Context, o *options, dir string, stderr io.Writer, progress func(string, ...any)) (result, error) {
-	srv, addr, fp, err := startServer(ctx, o.bin, filepath.Join(dir, "server"), stderr)
+	// subdir is name under dir, or a new temporary directory under parent
+	// when that is set, removed on return unless -keep.
+	var cleanup []func()
+	defer func() {
+		for _, f := range cleanup {
+			f()
+		}
+	}()
+	subdir := func(parent, name string) (string, error) {
+		if parent == "" {
+			return filepath.Join(dir, name), nil
+		}
+		d, err := os.MkdirTemp(parent, "securechat-bench-"+name+"-")
+		if err != nil {
+			return "", err
+		}
+		if o.keep {
+			cleanup = append(cleanup, func() { fmt.Fprintf(stderr, "bench: kept %s\n", d) })
+		} else {
+			cleanup = append(cleanup, func() { os.RemoveAll(d) })
+		}
+		return d, nil
+	}
+	data, err := subdir(o.serverData, "server")
+	if err != nil {
+		return result{}, err
+	}
+	homes, err := subdir(o.homes, "homes")
+	if err != nil {
+		return result{}, err
+	}
+	srv, addr, fp, err := startServer(ctx, o.bin, data, stderr)
 	if err != nil {
 		return result{}, err
 	}
 	defer srv.stop()
 	t := time.Now()
-	homes := filepath.Join(dir, "homes")
-	if o.homes != "" {
-		if homes, err = os.MkdirTemp(o.homes, "securechat-bench-homes-"); err != nil {
-			return result{}, err
-		}
-		if o.keep {
-			defer fmt.Fprintf(stderr, "bench: kept %s\n", homes)
-		} else {
-			defer os.RemoveAll(homes)
-		}
-	}
 	a, err := registerAccounts(ctx, homes, addr, fp, o.clients)
 	if err != nil {
 		return result{}, err
 	}
 	defer a.close()
-	progress("securechat: registered in %v; %d senders → %d receivers, %v warm-up, %v window",
-		time.Since(t).Round(time.Millisecond), o.clients, o.clients, o.warmup, o.duration)
-	res, err := runSecurechat(ctx, o, a, srv)
+	progress("securechat: registered in %v; server data on %s, client homes on %s",
+		time.Since(t).Round(time.Millisecond), describeFS(data), describeFS(homes))
+	res, err := runSecurechat(ctx, o, a, srv, progress)
+	res.ServerData, res.Homes = describeFS(data), describeFS(homes)
 	if err == nil {
 		if done, perr := srv.exited(); done {
 			err = perr // the server must survive the load

@@ -89,6 +89,8 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 // at one instant.
 type cpuSample struct {
 	server, self time.Duration
+	all          time.Duration // every process on the machine; -1: unknown
+	loopback     int64         // bytes received on the loopback interface, by anyone; -1: unknown
 }
 
 // result is what one phase (echo baseline or securechat) measured.
@@ -99,6 +101,12 @@ type result struct {
 	Ack       latency       // securechat only: send → durable ack (SendText returned)
 	ServerCPU time.Duration // server process CPU time during the window
 	ClientCPU time.Duration // bench process CPU time during the window
+	Loopback  int64         // bytes over the loopback interface during the window (0: unknown)
+	OtherCPU  time.Duration // CPU time of every other process during the window (-1: unknown)
+
+	Setup      setupStats // securechat only: session start before the load
+	ServerData string     // securechat only: file system of the server's data
+	Homes      string     // securechat only: file system of the client homes
 }
 
 // PerSec is the throughput over the window.
@@ -123,6 +131,16 @@ func (r result) ServerUtil() float64 {
 		return 0
 	}
 	return r.ServerCPU.Seconds() / r.Window.Seconds()
+}
+
+// OtherUtil is the CPU use of the machine's other processes (not the
+// server, not the bench) as a fraction of one core, or -1 if unknown: the
+// figures of a window where it is high measured other people's work too.
+func (r result) OtherUtil() float64 {
+	if r.Window <= 0 || r.OtherCPU < 0 {
+		return -1
+	}
+	return r.OtherCPU.Seconds() / r.Window.Seconds()
 }
 
 // ClientUtil is the bench process's CPU use as a fraction of one core.
@@ -159,5 +177,23 @@ func measureWindow(ctx context.Context, w window, srv *proc, prof *profiler, std
 	if err := prof.stop(); err != nil {
 		return cpuSample{}, err
 	}
-	return cpuSample{server: end.server - start.server, self: end.self - start.self}, nil
+	d := cpuSample{server: end.server - start.server, self: end.self - start.self, all: -1}
+	if start.loopback >= 0 && end.loopback >= start.loopback {
+		d.loopback = end.loopback - start.loopback
+	}
+	if start.all >= 0 && end.all >= start.all {
+		d.all = end.all - start.all
+	}
+	return d, nil
+}
+
+// other is the CPU time of the processes other than the server and the
+// bench in a window's CPU sample, or -1.
+func other(c cpuSample) time.Duration {
+	if c.all < 0 {
+		return -1
+	}
+	// The machine's and the processes' counters tick separately: an idle
+	// machine can come out a tick or two below zero.
+	return max(0, c.all-c.server-c.self)
 }

@@ -91,15 +91,27 @@ func (p *proc) stop() {
 	})
 }
 
+// unlimited lifts the server's abuse limits (appliance.Config), which are
+// per account and per source address: the bench is 2N accounts sending as
+// fast as they can from one address. The limiters still run, as in any
+// deployment; they just never refuse.
+var unlimited = []string{
+	"--message-rate", "1e9", "--message-burst", "1000000000",
+	"--byte-rate", "1e15", "--byte-burst", "1000000000000000",
+	"--conn-rate", "1e6", "--conn-burst", "1000000",
+	"--register-rate", "1e6", "--register-burst", "1000000",
+}
+
 // startServer runs `securechat serve` on a free loopback port with its data
 // in dataDir, and waits until it has written its listen address. It returns
 // the address and the server key's fingerprint.
 func startServer(ctx context.Context, bin, dataDir string, stderr io.Writer) (*proc, string, string, error) {
-	cmd := exec.Command(bin, "serve",
+	args := []string{"serve",
 		"--listen", "127.0.0.1:0",
 		"--admin", "127.0.0.1:0",
 		"--data", dataDir,
-		"--log-level", "warn")
+		"--log-level", "warn"}
+	cmd := exec.Command(bin, append(args, unlimited...)...)
 	cmd.Stdout = io.Discard // the banner; the files below say the same
 	p, err := startProc("server", cmd, stderr)
 	if err != nil {
@@ -209,14 +221,55 @@ func procCPU(pid string) (time.Duration, error) {
 	return time.Duration(utime+stime) * time.Second / clockTicks, nil
 }
 
-// sampleCPU reads the CPU time of the server process and of the bench.
+// sampleCPU reads the CPU time of the server process and of the bench, and
+// the loopback interface's byte count.
 func sampleCPU(server *proc) (cpuSample, error) {
 	s, err := procCPU(strconv.Itoa(server.pid()))
 	if err != nil {
 		return cpuSample{}, err
 	}
 	self, err := procCPU("self")
-	return cpuSample{server: s, self: self}, err
+	return cpuSample{server: s, self: self, all: machineCPU(), loopback: loopbackBytes()}, err
+}
+
+// machineCPU is the CPU time spent by all processes and the kernel since
+// boot, all CPUs together: the busy fields of the cpu line of /proc/stat
+// (proc(5)), or -1.
+func machineCPU() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return -1
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	// cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 9 || f[0] != "cpu" {
+		return -1
+	}
+	var busy int64
+	for _, i := range []int{1, 2, 3, 6, 7} {
+		v, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return -1
+		}
+		busy += v
+	}
+	return time.Duration(busy) * time.Second / clockTicks
+}
+
+// loopbackBytes is the count of bytes received on Linux's loopback
+// interface (every packet between the clients and the server, both ways,
+// and whatever else the machine sends itself), or -1.
+func loopbackBytes() int64 {
+	b, err := os.ReadFile("/sys/class/net/lo/statistics/rx_bytes")
+	if err != nil {
+		return -1
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // prefixWriter writes each line to w with a prefix.

@@ -14,20 +14,29 @@ const target = 0.50
 
 // report is the outcome of a run, printed as a table or as JSON.
 type report struct {
-	Clients    int        `json:"clients"`
-	WindowS    float64    `json:"window_s"`
-	WarmupS    float64    `json:"warmup_s"`
-	TextBytes  int        `json:"text_bytes"`
-	FrameBytes int        `json:"frame_bytes"` // Send frame, and echo frame, on the wire
-	Go         string     `json:"go"`
-	OS         string     `json:"os"`
-	Arch       string     `json:"arch"`
-	CPUs       int        `json:"cpus"`
-	Echo       phaseStats `json:"echo"`
-	Securechat phaseStats `json:"securechat"`
-	Ratio      float64    `json:"ratio"` // securechat per_sec / echo per_sec
-	Target     float64    `json:"target"`
-	MeetsGoal  bool       `json:"meets_target"`
+	Clients    int     `json:"clients"`
+	WindowS    float64 `json:"window_s"`
+	WarmupS    float64 `json:"warmup_s"`
+	TextBytes  int     `json:"text_bytes"`
+	FrameBytes int     `json:"frame_bytes"` // Send frame, and echo frame, on the wire
+	// Established: sessions were started and confirmed before the load,
+	// so its messages are plain ratchet messages; otherwise each carries
+	// the PQXDH header of HeaderBytes.
+	Established bool        `json:"established"`
+	HeaderBytes int         `json:"pqxdh_header_bytes"`
+	ServerData  string      `json:"server_data_fs"`
+	Homes       string      `json:"homes_fs"`
+	Setup       *setupStats `json:"setup,omitempty"` // with Established
+	Go          string      `json:"go"`
+	OS          string      `json:"os"`
+	Arch        string      `json:"arch"`
+	CPUs        int         `json:"cpus"`
+	Echo        phaseStats  `json:"echo"`
+	EchoSkipped bool        `json:"echo_skipped,omitempty"` // -echo=false: no baseline, no ratio
+	Securechat  phaseStats  `json:"securechat"`
+	Ratio       float64     `json:"ratio"` // securechat per_sec / echo per_sec
+	Target      float64     `json:"target"`
+	MeetsGoal   bool        `json:"meets_target"`
 }
 
 // phaseStats is one phase's figures. For the echo phase an op is a round
@@ -40,34 +49,44 @@ type phaseStats struct {
 	P50MS            float64 `json:"p50_ms"`
 	P99MS            float64 `json:"p99_ms"`
 	MaxMS            float64 `json:"max_ms"`
-	AckedOps         int     `json:"acked_ops,omitempty"`  // securechat: SendText calls completed in the window
-	AckP50MS         float64 `json:"ack_p50_ms,omitempty"` // securechat: SendText call → durable ack
-	AckP99MS         float64 `json:"ack_p99_ms,omitempty"` //
-	ServerCPUUSPerOp float64 `json:"server_cpu_us_per_op"` // server process CPU time per op
-	ServerCPUUtil    float64 `json:"server_cpu_util"`      // fraction of one core
-	BenchCPUUtil     float64 `json:"bench_cpu_util"`       // the clients' process, fraction of one core
-	BenchCPUUSPerOp  float64 `json:"bench_cpu_us_per_op"`  // client-side CPU time per op
+	AckedOps         int     `json:"acked_ops,omitempty"`   // securechat: SendText calls completed in the window
+	AckP50MS         float64 `json:"ack_p50_ms,omitempty"`  // securechat: SendText call → durable ack
+	AckP99MS         float64 `json:"ack_p99_ms,omitempty"`  //
+	ServerCPUUSPerOp float64 `json:"server_cpu_us_per_op"`  // server process CPU time per op
+	ServerCPUUtil    float64 `json:"server_cpu_util"`       // fraction of one core
+	BenchCPUUtil     float64 `json:"bench_cpu_util"`        // the clients' process, fraction of one core
+	BenchCPUUSPerOp  float64 `json:"bench_cpu_us_per_op"`   // client-side CPU time per op
+	LoopbackPerOp    float64 `json:"loopback_bytes_per_op"` // loopback traffic per op, both ways (0: unknown)
+	OtherCPUUtil     float64 `json:"other_cpu_util"`        // the machine's other processes, fraction of one core (-1: unknown)
 }
 
 func newReport(o *options, echo, sc result) *report {
 	r := &report{
-		Clients:    o.clients,
-		WindowS:    o.duration.Seconds(),
-		WarmupS:    o.warmup.Seconds(),
-		TextBytes:  o.size,
-		FrameBytes: sendBodySize(o.text(0), receiverName(0)) + 4 + 7, // length prefix + header (transport §3.1)
-		Go:         runtime.Version(),
-		OS:         runtime.GOOS,
-		Arch:       runtime.GOARCH,
-		CPUs:       runtime.NumCPU(),
-		Echo:       stats(echo),
-		Securechat: stats(sc),
-		Target:     target,
+		Clients:     o.clients,
+		WindowS:     o.duration.Seconds(),
+		WarmupS:     o.warmup.Seconds(),
+		TextBytes:   o.size,
+		FrameBytes:  frameSize(o.sendBody()),
+		Established: o.established,
+		HeaderBytes: o.bodies.Header,
+		ServerData:  sc.ServerData,
+		Homes:       sc.Homes,
+		Go:          runtime.Version(),
+		OS:          runtime.GOOS,
+		Arch:        runtime.GOARCH,
+		CPUs:        runtime.NumCPU(),
+		Echo:        stats(echo),
+		EchoSkipped: !o.echo,
+		Securechat:  stats(sc),
+		Target:      target,
 	}
 	if r.Echo.PerSec > 0 {
 		r.Ratio = r.Securechat.PerSec / r.Echo.PerSec
 	}
 	r.MeetsGoal = r.Ratio >= target
+	if o.established {
+		r.Setup = &sc.Setup
+	}
 	return r
 }
 
@@ -84,15 +103,25 @@ func stats(r result) phaseStats {
 		ServerCPUUSPerOp: us(r.ServerCPUPerOp()),
 		ServerCPUUtil:    r.ServerUtil(),
 		BenchCPUUtil:     r.ClientUtil(),
+		OtherCPUUtil:     r.OtherUtil(),
 	}
 	if r.Ops > 0 {
 		s.BenchCPUUSPerOp = us(r.ClientCPU / time.Duration(r.Ops))
+		s.LoopbackPerOp = float64(r.Loopback) / float64(r.Ops)
 	}
 	return s
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// pct formats a fraction of one core, or says that it is unknown.
+func pct(f float64) string {
+	if f < 0 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%.0f%% of one core", 100*f)
+}
 
 func (r *report) writeJSON(w io.Writer) error {
 	return json.NewEncoder(w).Encode(r) // one line, so runs can be appended to a log
@@ -104,18 +133,41 @@ func (r *report) writeTable(w io.Writer) error {
 	if !r.MeetsGoal {
 		verdict = "BELOW"
 	}
-	_, err := fmt.Fprintf(w, `securechat bench: %d clients, %gs window (%gs warm-up), %d-byte texts in %d-byte frames, %s %s/%s, %d CPUs
-echo baseline (raw quic-go):  %7.0f round trips/s  p50 %6.2f ms  p99 %6.2f ms  server CPU %5.0f µs/rt  (%3.0f%% of one core)
+	echo := fmt.Sprintf("%7.0f round trips/s  p50 %6.2f ms  p99 %6.2f ms  server CPU %5.0f µs/rt  (%3.0f%% of one core)",
+		e.PerSec, e.P50MS, e.P99MS, e.ServerCPUUSPerOp, 100*e.ServerCPUUtil)
+	echoCPU := fmt.Sprintf("echo %.0f µs/rt (%.0f%% of one core), ", e.BenchCPUUSPerOp, 100*e.BenchCPUUtil)
+	echoWire := fmt.Sprintf("echo %.0f B/rt, ", e.LoopbackPerOp)
+	echoOther := fmt.Sprintf("echo window %s, ", pct(e.OtherCPUUtil))
+	ratio := fmt.Sprintf("%.2f of baseline (target ≥ %.2f: %s)", r.Ratio, r.Target, verdict)
+	if r.EchoSkipped {
+		echo, echoCPU, echoWire, echoOther, ratio = "skipped (-echo=false)", "", "", "", "none without the echo baseline"
+	}
+	sessions := "established sessions"
+	setup := "  session start: none before the window; every message carries the PQXDH header (-established=false)\n"
+	if !r.Established {
+		sessions = fmt.Sprintf("unanswered sessions, %d-byte PQXDH header in each", r.HeaderBytes)
+	} else if st := r.Setup; st != nil {
+		setup = fmt.Sprintf("  session start (before the window): %d pairs in %.2f s; first SendText p50 %.1f ms (max %.1f), until the answer is decrypted p50 %.1f ms (max %.1f)\n",
+			st.Pairs, st.WallS, st.FirstSend.P50MS, st.FirstSend.MaxMS, st.Handshake.P50MS, st.Handshake.MaxMS)
+	}
+	_, err := fmt.Fprintf(w, `securechat bench: %d clients, %gs window (%gs warm-up), %d-byte texts in %d-byte frames (%s), %s %s/%s, %d CPUs
+server data on %s, client homes on %s
+echo baseline (raw quic-go):  %s
 securechat durable 1:1:       %7.0f msgs/s         p50 %6.2f ms  p99 %6.2f ms  server CPU %5.0f µs/msg (%3.0f%% of one core)
   durable ack (SendText):     %7.0f sends/s        p50 %6.2f ms  p99 %6.2f ms
-  client-side CPU (bench):    echo %.0f µs/rt (%.0f%% of one core), securechat %.0f µs/msg (%.0f%% of one core)
-ratio: %.2f of baseline (target ≥ %.2f: %s)
+  client-side CPU (bench):    %ssecurechat %.0f µs/msg (%.0f%% of one core)
+  loopback traffic:           %ssecurechat %.0f B/msg (QUIC packets both ways)
+  other processes' CPU:       %ssecurechat window %s
+%sratio: %s
 `,
-		r.Clients, r.WindowS, r.WarmupS, r.TextBytes, r.FrameBytes, r.Go, r.OS, r.Arch, r.CPUs,
-		e.PerSec, e.P50MS, e.P99MS, e.ServerCPUUSPerOp, 100*e.ServerCPUUtil,
+		r.Clients, r.WindowS, r.WarmupS, r.TextBytes, r.FrameBytes, sessions, r.Go, r.OS, r.Arch, r.CPUs,
+		r.ServerData, r.Homes,
+		echo,
 		s.PerSec, s.P50MS, s.P99MS, s.ServerCPUUSPerOp, 100*s.ServerCPUUtil,
 		float64(s.AckedOps)/r.WindowS, s.AckP50MS, s.AckP99MS,
-		e.BenchCPUUSPerOp, 100*e.BenchCPUUtil, s.BenchCPUUSPerOp, 100*s.BenchCPUUtil,
-		r.Ratio, r.Target, verdict)
+		echoCPU, s.BenchCPUUSPerOp, 100*s.BenchCPUUtil,
+		echoWire, s.LoopbackPerOp,
+		echoOther, pct(s.OtherCPUUtil),
+		setup, ratio)
 	return err
 }
