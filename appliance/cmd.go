@@ -38,6 +38,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, admin fun
 	fs.IntVar(&flags.LoginFailures, "login-failures", 0, "failed logins from one IP before it is banned (default 10)")
 	fs.Var(&flags.LoginFailureWindow, "login-failure-window", "one failed login is forgiven per this (default 1m)")
 	fs.Var(&flags.LoginBan, "login-ban", "how long too many failed logins ban an IP (default 15m)")
+	fs.Float64Var(&flags.HandshakeRate, "handshake-rate", 0, "new handshakes per second before a QUIC Retry is required (default 100)")
+	fs.Var(&flags.AFKTimeout, "afk-timeout", "disconnect clients silent this long (default 0: off)")
 	fs.IntVar(&flags.LimiterTable, "limiter-table", 0, "keys each rate limiter remembers (default 100000)")
 	fs.StringVar(&flags.Registration, "registration", "", "open, invite or closed (default open)")
 	fs.StringVar(&flags.LogLevel, "log-level", "", "debug, info, warn or error (default info)")
@@ -150,6 +152,12 @@ func overlay(cfg, flags *Config, set func(string) bool) {
 	}
 	if set("login-ban") {
 		cfg.LoginBan = flags.LoginBan
+	}
+	if set("handshake-rate") {
+		cfg.HandshakeRate = flags.HandshakeRate
+	}
+	if set("afk-timeout") {
+		cfg.AFKTimeout = flags.AFKTimeout
 	}
 	if set("limiter-table") {
 		cfg.LimiterTable = flags.LimiterTable

@@ -63,6 +63,12 @@ type Config struct {
 	LoginFailures      int      `yaml:"login_failures"`
 	LoginFailureWindow Duration `yaml:"login_failure_window"`
 	LoginBan           Duration `yaml:"login_ban"`
+	// HandshakeRate is how many new handshakes per second the server takes
+	// before it demands address validation (a QUIC Retry). Default 100.
+	HandshakeRate float64 `yaml:"handshake_rate"`
+	// AFKTimeout disconnects a connection whose client sent nothing (not
+	// even a keep-alive ping) for this long; 0 turns it off. Default 0.
+	AFKTimeout Duration `yaml:"afk_timeout"`
 	// LimiterTable caps each rate limiter's table of keys (default 100000);
 	// the least recently used key is forgotten first.
 	LimiterTable int `yaml:"limiter_table"`
@@ -159,6 +165,7 @@ func (c Config) withDefaults() Config {
 	setI(&c.RegisterBurst, 5)
 	setI(&c.LoginFailures, 10)
 	setI(&c.LimiterTable, 100000)
+	setF(&c.HandshakeRate, 100)
 	if c.LoginFailureWindow == 0 {
 		c.LoginFailureWindow = Duration(time.Minute)
 	}
@@ -202,6 +209,9 @@ func (c Config) Validate() error {
 		if v < 0 {
 			return errors.New("rates must not be negative")
 		}
+	}
+	if c.HandshakeRate < 0 || c.AFKTimeout < 0 {
+		return errors.New("handshake_rate and afk_timeout must not be negative")
 	}
 	if c.MessageBurst < 0 || c.ByteBurst < 0 || c.ConnBurst < 0 || c.RegisterBurst < 0 || c.LoginFailures < 0 || c.LimiterTable < 0 {
 		return errors.New("bursts and limits must not be negative")

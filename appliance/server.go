@@ -158,7 +158,15 @@ func (s *Server) init() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
 	}
-	s.tr = &quic.Transport{Conn: s.udp, ConnContext: s.admit}
+	// Above handshake_rate new handshakes per second, clients must first
+	// prove their address with a Retry round trip (RFC 9000 §8.1.2), so a
+	// flood of spoofed sources costs the server no handshake work.
+	handshakes := rate.NewLimiter(rate.Limit(s.cfg.HandshakeRate), max(1, int(s.cfg.HandshakeRate)))
+	s.tr = &quic.Transport{
+		Conn:                s.udp,
+		ConnContext:         s.admit,
+		VerifySourceAddress: func(net.Addr) bool { return !handshakes.Allow() },
+	}
 	s.ln, err = s.tr.Listen(tlsConf, s.quicConfig())
 	if err != nil {
 		s.udp.Close()

@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -46,7 +47,8 @@ type session struct {
 	authed   chan struct{}
 	inFlight chan struct{}
 
-	wake chan struct{} // mailbox has new entries (capacity 1)
+	wake      chan struct{} // mailbox has new entries (capacity 1)
+	lastFrame atomic.Int64  // unix ns of the last frame read, for AFK
 
 	inboxMu sync.Mutex
 	inbox   []*transport.Deliver // committed entries offered by senders, in no guaranteed order
@@ -115,13 +117,36 @@ func (ss *session) run() {
 	defer timer.Stop()
 	var workers sync.WaitGroup
 	defer workers.Wait()
+	ss.lastFrame.Store(time.Now().UnixNano())
+	if afk := time.Duration(ss.srv.cfg.AFKTimeout); afk > 0 {
+		ss.bg.Go(func() { ss.afk(afk) })
+	}
 	for {
 		f, err := ss.c.ReadFrame()
 		if err != nil {
 			ss.readFailed(err)
 			return
 		}
+		ss.lastFrame.Store(time.Now().UnixNano())
 		ss.dispatch(f, &workers)
+	}
+}
+
+// afk closes the connection once the client has sent no frame for d.
+func (ss *session) afk(d time.Duration) {
+	t := time.NewTicker(min(d/4, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ss.ctx.Done():
+			return
+		case now := <-t.C:
+			if now.Sub(time.Unix(0, ss.lastFrame.Load())) >= d {
+				ss.log.Info("idle disconnect", "after", d.String())
+				ss.close(transport.CloseIdle, fmt.Sprintf("disconnected after %v without activity", d))
+				return
+			}
+		}
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/securechat/securechat/e2ee"
 	"github.com/securechat/securechat/transport"
 )
@@ -366,13 +368,24 @@ func (c *Client) readLoop() {
 	close(c.events)
 }
 
+// ServerClosedError is the server closing the connection, with its code
+// (protocol.md §2.3) and reason.
+type ServerClosedError struct {
+	Code   quic.ApplicationErrorCode
+	Reason string
+}
+
+func (e *ServerClosedError) Error() string {
+	if e.Code == transport.CloseNormal || e.Reason == "" {
+		return "server closed the connection"
+	}
+	return "server closed the connection: " + e.Reason
+}
+
 func describeClose(err error) error {
 	var ce *transport.ClosedError
 	if errors.As(err, &ce) {
-		if ce.Code == transport.CloseNormal {
-			return errors.New("server closed the connection")
-		}
-		return fmt.Errorf("server closed the connection: %s", ce.Reason)
+		return &ServerClosedError{Code: ce.Code, Reason: ce.Reason}
 	}
 	if errors.Is(err, io.EOF) {
 		return errors.New("server closed the connection")

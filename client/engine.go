@@ -35,6 +35,7 @@ type Engine struct {
 
 	events chan UIEvent
 	kick   chan struct{} // the send queue has work or the connection came up
+	active chan struct{} // the user did something (after an idle disconnect)
 
 	mu           sync.Mutex // guards c, sendTyping, sendReceipts, typingMute
 	c            *Client
@@ -110,6 +111,7 @@ func StartEngine(home *Home, opts EngineOptions) (*Engine, error) {
 		home: home, prof: prof, opts: opts,
 		events:       make(chan UIEvent, 256),
 		kick:         make(chan struct{}, 1),
+		active:       make(chan struct{}, 1),
 		sendTyping:   true,
 		sendReceipts: true,
 		typingMute:   make(map[string]time.Time),
@@ -201,8 +203,18 @@ func (e *Engine) connLoop() {
 			return
 		}
 		e.emit(UIEvent{Type: UIConn, Conn: ConnDisconnected, Err: err})
+		wait := time.After(e.opts.MinBackoff/2 + mrand.N(e.opts.MinBackoff/2+1))
+		var sc *ServerClosedError
+		if errors.As(err, &sc) && sc.Code == transport.CloseIdle {
+			wait = nil // disconnected for idling: back when the user is
+			select {
+			case <-e.active: // drop a stale signal
+			default:
+			}
+		}
 		select {
-		case <-time.After(e.opts.MinBackoff/2 + mrand.N(e.opts.MinBackoff/2+1)):
+		case <-wait:
+		case <-e.active:
 		case <-e.ctx.Done():
 			return
 		}
@@ -372,6 +384,15 @@ func (e *Engine) poke() {
 	case e.kick <- struct{}{}:
 	default:
 	}
+	e.touch()
+}
+
+// touch records user activity, which ends a wait after an idle disconnect.
+func (e *Engine) touch() {
+	select {
+	case e.active <- struct{}{}:
+	default:
+	}
 }
 
 // sendLoop sends the queue in order whenever connected.
@@ -448,6 +469,7 @@ func (e *Engine) sendNext(c *Client) bool {
 
 // Typing sends an ephemeral typing signal to user (DESIGN §4: never stored).
 func (e *Engine) Typing(to string) {
+	e.touch()
 	e.mu.Lock()
 	on, muted := e.sendTyping, e.opts.Now().Before(e.typingMute[to])
 	e.mu.Unlock()
@@ -472,6 +494,7 @@ func (e *Engine) Typing(to string) {
 // MarkRead clears a conversation's unread count and sends read receipts for
 // what it received since the last time.
 func (e *Engine) MarkRead(conv string) error {
+	e.touch()
 	entries, err := e.home.History(conv, "", 200)
 	if err != nil {
 		return err

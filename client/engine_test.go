@@ -181,3 +181,39 @@ func TestEngineQueuesWhileOffline(t *testing.T) {
 		t.Fatalf("bob got %q", got.Entry.Text)
 	}
 }
+
+// TestEngineIdleDisconnect: after an idle disconnect the engine waits for
+// the user instead of reconnecting at once.
+func TestEngineIdleDisconnect(t *testing.T) {
+	data := t.TempDir()
+	srv, err := appliance.New(appliance.Config{Listen: "127.0.0.1:0", Data: data, AFKTimeout: appliance.Duration(time.Second), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	s := &testServer{addr: srv.Addr().String(), fp: srv.Fingerprint()}
+	ha := testAccount(t, s, "alice")
+	testAccount(t, s, "bob")
+	alice, err := StartEngine(ha, EngineOptions{MinBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	waitEvent(t, alice, "connected", func(ev UIEvent) bool { return ev.Type == UIConn && ev.Conn == ConnConnected })
+	waitEvent(t, alice, "idle disconnect", func(ev UIEvent) bool { return ev.Type == UIConn && ev.Conn == ConnDisconnected })
+	select {
+	case ev := <-alice.Events():
+		if ev.Type == UIConn && ev.Conn == ConnConnecting {
+			t.Fatal("reconnected without user activity")
+		}
+	case <-time.After(500 * time.Millisecond):
+	}
+	entry, err := alice.Send("bob", "I'm back")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, alice, "stored after the user came back", func(ev UIEvent) bool { return ev.Type == UIState && ev.ID == entry.ID && ev.State == StateStored })
+}

@@ -52,7 +52,9 @@ func TestBansAndKick(t *testing.T) {
 	if err := recv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "bob online", func() bool { return strings.Contains(s.admin(t, "users").Stdout, "bob") && onlineCount(s.admin(t, "users").Stdout, "bob") == "1" })
+	waitFor(t, "bob online", func() bool {
+		return strings.Contains(s.admin(t, "users").Stdout, "bob") && onlineCount(s.admin(t, "users").Stdout, "bob") == "1"
+	})
 	s.admin(t, "ban", "user:bob", "--reason", "spam")
 	done := make(chan error, 1)
 	go func() { done <- recv.Wait() }()

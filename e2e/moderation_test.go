@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // api calls the server's admin JSON API with its token.
@@ -99,7 +100,9 @@ func TestRateLimitsAndFailedLogins(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		run(t, []string{"SECURECHAT_PASSWORD=wrong password"}, "", "login", "--server", s.Addr, "--server-key", s.FP, "--user", "alice", "--home", t.TempDir())
 	}
-	waitFor(t, "the log line", func() bool { return strings.Contains(s.stderr.String(), "too many authentication failures, address banned") })
+	waitFor(t, "the log line", func() bool {
+		return strings.Contains(s.stderr.String(), "too many authentication failures, address banned")
+	})
 	var bans []struct{ Target, Reason string }
 	waitFor(t, "the automatic ban", func() bool {
 		s.api(t, "GET", "/api/bans", nil, &bans)
@@ -127,4 +130,15 @@ func TestDeleteAccount(t *testing.T) {
 	fails(t, 1, "no such user", nil, "admin", "--data", s.data, "delete", "carol")
 	// The name is free again.
 	register(t, s, "carol")
+}
+
+func TestAFKDisconnect(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--afk-timeout", "1s")
+	bob := register(t, s, "bob")
+	start := time.Now()
+	fails(t, 1, "disconnected after 1s without activity", nil, "recv", "--home", bob.home, "--wait", "20s")
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("idle connection lasted %v", d)
+	}
 }
