@@ -39,6 +39,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, admin fun
 	fs.Var(&flags.LoginFailureWindow, "login-failure-window", "one failed login is forgiven per this (default 1m)")
 	fs.Var(&flags.LoginBan, "login-ban", "how long too many failed logins ban an IP (default 15m)")
 	fs.Float64Var(&flags.HandshakeRate, "handshake-rate", 0, "new handshakes per second before a QUIC Retry is required (default 100)")
+	fs.IntVar(&flags.FloodBan, "flood-ban", 0, "rate-limit refusals per minute that get a source address banned (default 0: never)")
 	fs.Var(&flags.AFKTimeout, "afk-timeout", "disconnect clients silent this long (default 0: off)")
 	fs.IntVar(&flags.LimiterTable, "limiter-table", 0, "keys each rate limiter remembers (default 100000)")
 	fs.StringVar(&flags.Registration, "registration", "", "open, invite or closed (default open)")
@@ -155,6 +156,9 @@ func overlay(cfg, flags *Config, set func(string) bool) {
 	}
 	if set("handshake-rate") {
 		cfg.HandshakeRate = flags.HandshakeRate
+	}
+	if set("flood-ban") {
+		cfg.FloodBan = flags.FloodBan
 	}
 	if set("afk-timeout") {
 		cfg.AFKTimeout = flags.AFKTimeout

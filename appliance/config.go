@@ -63,6 +63,10 @@ type Config struct {
 	LoginFailures      int      `yaml:"login_failures"`
 	LoginFailureWindow Duration `yaml:"login_failure_window"`
 	LoginBan           Duration `yaml:"login_ban"`
+	// FloodBan bans a source address for LoginBan once its requests were
+	// refused by a rate limit this many times within a minute; 0 (the
+	// default) never bans for flooding.
+	FloodBan int `yaml:"flood_ban"`
 	// HandshakeRate is how many new handshakes per second the server takes
 	// before it demands address validation (a QUIC Retry). Default 100.
 	HandshakeRate float64 `yaml:"handshake_rate"`
@@ -210,7 +214,7 @@ func (c Config) Validate() error {
 			return errors.New("rates must not be negative")
 		}
 	}
-	if c.HandshakeRate < 0 || c.AFKTimeout < 0 {
+	if c.HandshakeRate < 0 || c.AFKTimeout < 0 || c.FloodBan < 0 {
 		return errors.New("handshake_rate and afk_timeout must not be negative")
 	}
 	if c.MessageBurst < 0 || c.ByteBurst < 0 || c.ConnBurst < 0 || c.RegisterBurst < 0 || c.LoginFailures < 0 || c.LimiterTable < 0 {

@@ -66,6 +66,7 @@ type Server struct {
 	connLimit  *limiter // new connections per IP
 	regLimit   *limiter // registrations per IP
 	failLimit  *limiter // failed authentications per IP
+	floodLimit *limiter // rate-limit refusals per IP, for flood_ban
 	bans       banList
 	mutes      muteList
 	started    time.Time
@@ -105,6 +106,7 @@ func New(cfg Config) (*Server, error) {
 	s.connLimit = newLimiter(rate.Limit(cfg.ConnRate), cfg.ConnBurst, cfg.LimiterTable)
 	s.regLimit = newLimiter(rate.Limit(cfg.RegisterRate), cfg.RegisterBurst, cfg.LimiterTable)
 	s.failLimit = newLimiter(rate.Every(time.Duration(cfg.LoginFailureWindow)), cfg.LoginFailures, cfg.LimiterTable)
+	s.floodLimit = newLimiter(rate.Limit(float64(cfg.FloodBan)/60), cfg.FloodBan, cfg.LimiterTable)
 	s.started = cfg.Now()
 	if s.rand == nil {
 		s.rand = rand.Reader

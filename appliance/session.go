@@ -491,13 +491,11 @@ func (ss *session) handleSend(id uint32, req *transport.Send) {
 		size += len(req.Envelopes[i].Payload)
 	}
 	if ok, retry := srv.msgLimit.allow(ss.user, now); !ok {
-		srv.stats.Limited.Add(1)
-		ss.fail(id, rateLimited("messages", retry))
+		ss.throttled(id, "messages", retry)
 		return
 	}
 	if ok, retry := srv.byteLimit.allowN(ss.user, size, now); !ok {
-		srv.stats.Limited.Add(1)
-		ss.fail(id, rateLimited("bytes", retry))
+		ss.throttled(id, "bytes", retry)
 		return
 	}
 	if req.Ephemeral {
@@ -517,6 +515,21 @@ func (ss *session) handleSend(id uint32, req *transport.Send) {
 		srv.push(res.Entries)
 	}
 	ss.reply(id, transport.CodeSent, &transport.Sent{ServerTime: res.ServerTime, Duplicate: res.Duplicate})
+}
+
+// throttled refuses a request over a rate limit and, with flood_ban set,
+// bans a source that keeps going.
+func (ss *session) throttled(id uint32, what string, retry time.Duration) {
+	srv := ss.srv
+	srv.stats.Limited.Add(1)
+	ss.fail(id, rateLimited(what, retry))
+	if srv.cfg.FloodBan == 0 {
+		return
+	}
+	if ok, _ := srv.floodLimit.allow(ss.ip, srv.cfg.Now()); !ok {
+		srv.log.Warn("flooding, address banned", "remote", ss.ip, "user", ss.user, "for", time.Duration(srv.cfg.LoginBan).String())
+		go srv.Ban(context.Background(), ss.ip, "flooding", time.Duration(srv.cfg.LoginBan))
+	}
 }
 
 // rateLimited is the answer to a throttled request.

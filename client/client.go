@@ -49,6 +49,8 @@ type Options struct {
 	Now func() time.Time
 	// Rand is the randomness source; nil means crypto/rand.
 	Rand io.Reader
+	// LocalAddr is the local UDP address to connect from ("" for any).
+	LocalAddr string
 }
 
 // Client is an authenticated connection of the home's device.
@@ -78,7 +80,7 @@ type Client struct {
 
 // dial connects to server and starts the read loop.
 func dial(ctx context.Context, home *Home, server string, pin *transport.Pinner, opts Options) (*Client, error) {
-	conn, err := transport.Dial(ctx, server, pin)
+	conn, err := transport.DialFrom(ctx, opts.LocalAddr, server, pin)
 	if err != nil {
 		return nil, err
 	}

@@ -56,7 +56,18 @@ func ClientQUICConfig() *quic.Config {
 
 // Dial connects to addr, verifying the server with p, and opens the control stream.
 func Dial(ctx context.Context, addr string, p *Pinner) (*Conn, error) {
-	qc, err := quic.DialAddr(ctx, addr, ClientTLSConfig(p), ClientQUICConfig())
+	return DialFrom(ctx, "", addr, p)
+}
+
+// DialFrom is Dial from the local UDP address local ("" for any).
+func DialFrom(ctx context.Context, local, addr string, p *Pinner) (*Conn, error) {
+	var qc *quic.Conn
+	var err error
+	if local == "" {
+		qc, err = quic.DialAddr(ctx, addr, ClientTLSConfig(p), ClientQUICConfig())
+	} else {
+		qc, err = dialFrom(ctx, local, addr, p)
+	}
 	if err != nil {
 		if m := p.Mismatch(); m != nil {
 			return nil, m
@@ -69,6 +80,28 @@ func Dial(ctx context.Context, addr string, p *Pinner) (*Conn, error) {
 		return nil, fmt.Errorf("open control stream: %w", err)
 	}
 	return newConn(qc, st, 0), nil
+}
+
+func dialFrom(ctx context.Context, local, addr string, p *Pinner) (*quic.Conn, error) {
+	la, err := net.ResolveUDPAddr("udp", local)
+	if err != nil {
+		return nil, err
+	}
+	ra, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	udp, err := net.ListenUDP("udp", la)
+	if err != nil {
+		return nil, err
+	}
+	qc, err := quic.Dial(ctx, udp, ra, ClientTLSConfig(p), ClientQUICConfig())
+	if err != nil {
+		udp.Close()
+		return nil, err
+	}
+	go func() { <-qc.Context().Done(); udp.Close() }() // quic.Dial does not own the socket
+	return qc, nil
 }
 
 func dialError(addr string, err error) error {
