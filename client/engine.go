@@ -116,6 +116,7 @@ func StartEngine(home *Home, opts EngineOptions) (*Engine, error) {
 		sendReceipts: true,
 		typingMute:   make(map[string]time.Time),
 	}
+	e.sendTyping, e.sendReceipts = home.settings()
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.wg.Go(e.connLoop)
 	e.wg.Go(e.sendLoop)
@@ -558,11 +559,21 @@ func (e *Engine) Trust(user string) error { return e.home.Trust(user) }
 // Verify marks user's identity key verified.
 func (e *Engine) Verify(user string) error { return e.home.Verify(user) }
 
-// SetSendTyping turns outgoing typing signals on or off.
+// SetSendTyping turns outgoing typing signals on or off; the setting is
+// kept in the home.
 func (e *Engine) SetSendTyping(on bool) {
 	e.mu.Lock()
 	e.sendTyping = on
+	typing, receipts := e.sendTyping, e.sendReceipts
 	e.mu.Unlock()
+	e.home.saveSettings(typing, receipts)
+}
+
+// Settings reports whether typing signals and read receipts are sent.
+func (e *Engine) Settings() (sendTyping, sendReceipts bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.sendTyping, e.sendReceipts
 }
 
 // SetSendReceipts turns outgoing read receipts on or off. Delivery receipts
@@ -570,5 +581,7 @@ func (e *Engine) SetSendTyping(on bool) {
 func (e *Engine) SetSendReceipts(on bool) {
 	e.mu.Lock()
 	e.sendReceipts = on
+	typing, receipts := e.sendTyping, e.sendReceipts
 	e.mu.Unlock()
+	e.home.saveSettings(typing, receipts)
 }

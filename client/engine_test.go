@@ -217,3 +217,26 @@ func TestEngineIdleDisconnect(t *testing.T) {
 	}
 	waitEvent(t, alice, "stored after the user came back", func(ev UIEvent) bool { return ev.Type == UIState && ev.ID == entry.ID && ev.State == StateStored })
 }
+
+func TestEngineSettingsPersist(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	h := testAccount(t, s, "alice")
+	e, err := StartEngine(h, EngineOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if typing, receipts := e.Settings(); !typing || !receipts {
+		t.Fatalf("defaults: %v %v", typing, receipts)
+	}
+	e.SetSendReceipts(false)
+	e.Close()
+	e, err = StartEngine(h, EngineOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if typing, receipts := e.Settings(); !typing || receipts {
+		t.Fatalf("after a restart: typing %v receipts %v, want true false", typing, receipts)
+	}
+}

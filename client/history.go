@@ -340,3 +340,31 @@ func (c *Client) keepSent(to string, id []byte, content *Content) error {
 		return err
 	})
 }
+
+var keySettings = []byte("settings")
+
+// settings reads the front-end settings: whether typing signals and read
+// receipts are sent (both on unless turned off).
+func (h *Home) settings() (sendTyping, sendReceipts bool) {
+	sendTyping, sendReceipts = true, true
+	h.db.View(func(tx *bolt.Tx) error {
+		v, err := h.get(tx, bucketMeta, keySettings)
+		if err == nil && len(v) == 2 {
+			sendTyping, sendReceipts = v[0] == 1, v[1] == 1
+		}
+		return nil
+	})
+	return sendTyping, sendReceipts
+}
+
+func (h *Home) saveSettings(sendTyping, sendReceipts bool) error {
+	b := func(v bool) byte {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	return h.db.Update(func(tx *bolt.Tx) error {
+		return h.put(tx, bucketMeta, keySettings, []byte{b(sendTyping), b(sendReceipts)})
+	})
+}

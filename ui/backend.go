@@ -41,4 +41,7 @@ type Backend interface {
 	// signals on or off (both on by default).
 	SetSendTyping(on bool)
 	SetSendReceipts(on bool)
+	// Settings reports those two settings, which the engine keeps across
+	// runs.
+	Settings() (sendTyping, sendReceipts bool)
 }

@@ -157,6 +157,7 @@ func (u *UI) Run(ctx context.Context, screen tcell.Screen) error {
 	u.app.EnablePaste(true)
 	u.app.SetRoot(u.root, true)
 	u.app.SetFocus(u.input)
+	u.sendTyping, u.sendReceipts = u.b.Settings()
 	u.load() // the loop is not running yet: no update needed
 
 	runErr := make(chan error, 1)

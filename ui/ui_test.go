@@ -607,3 +607,19 @@ func TestHostileText(t *testing.T) {
 		t.Errorf("control characters not neutralised: %q, want %q", lines[r], want)
 	}
 }
+
+// TestSettingsFromBackend: the settings the engine kept from an earlier run
+// show at start and are honoured.
+func TestSettingsFromBackend(t *testing.T) {
+	t.Parallel()
+	b := sampleBackend()
+	b.SetSendTyping(false)
+	b.SetSendReceipts(false)
+	x := start(t, b)
+	x.waitStatus("typing off, receipts off")
+	x.term.Type("quiet")
+	x.waitInput("bob> ", "quiet")
+	if n := x.calls("Typing"); n != 0 {
+		t.Errorf("%d typing signals with typing off", n)
+	}
+}

@@ -36,6 +36,8 @@ type Backend struct {
 	nextID  int
 	sendErr error
 	closed  bool
+
+	noTyping, noReceipts bool // the settings, off when true
 }
 
 type fakeConv struct {
@@ -323,11 +325,20 @@ func (b *Backend) Verify(conversation string) error {
 func (b *Backend) SetSendTyping(on bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.noTyping = !on
 	b.record("SetSendTyping", fmt.Sprint(on))
 }
 
 func (b *Backend) SetSendReceipts(on bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.noReceipts = !on
 	b.record("SetSendReceipts", fmt.Sprint(on))
+}
+
+// Settings reports the two settings (both on unless turned off).
+func (b *Backend) Settings() (sendTyping, sendReceipts bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.noTyping, !b.noReceipts
 }
