@@ -107,6 +107,7 @@ func NewHandler(srv Server, token string, log *slog.Logger) http.Handler {
 	mux.HandleFunc("POST /api/invites", a.invite)
 	mux.HandleFunc("DELETE /api/invites", a.revoke)
 	mux.HandleFunc("POST /api/broadcast", a.broadcast)
+	mux.Handle("GET /metrics", metricsHandler(srv))
 	return a.guard(mux)
 }
 

@@ -51,6 +51,7 @@ func TestEveryRouteNeedsTheToken(t *testing.T) {
 		{"POST", "/api/mute", `{"user":"bob"}`}, {"DELETE", "/api/mute?user=bob", ""},
 		{"GET", "/api/invites", ""}, {"POST", "/api/invites", `{"uses":1}`}, {"DELETE", "/api/invites?code=c", ""},
 		{"POST", "/api/broadcast", `{"text":"hi"}`}, {"DELETE", "/api/users?user=bob", ""},
+		{"GET", "/metrics", ""},
 	}
 	for _, r := range routes {
 		for _, auth := range []string{"", "Bearer wrong", "secret-token", "Bearer secret-token"} {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -140,5 +141,66 @@ func TestAFKDisconnect(t *testing.T) {
 	fails(t, 1, "disconnected after 1s without activity", nil, "recv", "--home", bob.home, "--wait", "20s")
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("idle connection lasted %v", d)
+	}
+}
+
+// TestMetrics scrapes /metrics and finds the counters this test's traffic
+// must have moved; without the token it is refused.
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	alice, bob := register(t, s, "alice"), register(t, s, "bob")
+	for i := 0; i < 3; i++ {
+		alice.send(t, "bob", "counted")
+	}
+	bob.recv(t, "0s")
+	run(t, []string{"SECURECHAT_PASSWORD=wrong password"}, "", "login", "--server", s.Addr, "--server-key", s.FP, "--user", "alice", "--home", t.TempDir())
+
+	token, _ := os.ReadFile(filepath.Join(s.data, "admin.token"))
+	scrape := func(auth string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+adminAddr(t, s)+"/metrics", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := scrape(""); code != http.StatusUnauthorized {
+		t.Errorf("metrics without a token: %d", code)
+	}
+	code, body := scrape("Bearer " + strings.TrimSpace(string(token)))
+	if code != http.StatusOK {
+		t.Fatalf("metrics: %d", code)
+	}
+	value := func(name string) float64 {
+		for _, l := range strings.Split(body, "\n") {
+			if f := strings.Fields(l); len(f) == 2 && f[0] == name {
+				var v float64
+				fmt.Sscan(f[1], &v)
+				return v
+			}
+		}
+		t.Errorf("metric %s missing", name)
+		return -1
+	}
+	if v := value("securechat_messages_in_total"); v < 3 {
+		t.Errorf("messages_in_total %v, want >= 3", v)
+	}
+	if v := value("securechat_deliveries_total"); v < 3 {
+		t.Errorf("deliveries_total %v, want >= 3", v)
+	}
+	if v := value("securechat_auth_failures_total"); v < 1 {
+		t.Errorf("auth_failures_total %v, want >= 1", v)
+	}
+	if v := value("securechat_connections_accepted_total"); v < 5 {
+		t.Errorf("connections_accepted_total %v", v)
+	}
+	if !strings.Contains(body, "go_goroutines") {
+		t.Error("no Go runtime metrics")
 	}
 }
