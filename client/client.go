@@ -443,7 +443,7 @@ func (c *Client) handleSignal(body []byte) {
 	if transport.Unmarshal(body, &sig) != nil {
 		return
 	}
-	d := transport.Deliver{From: sig.From, FromDevice: sig.FromDevice, MessageID: sig.MessageID, ServerTime: sig.ServerTime, Payload: sig.Payload}
+	d := transport.Deliver(sig)
 	content, _, err := c.decrypt(&d, true)
 	if err != nil {
 		return // a lost or garbled signal matters to no one

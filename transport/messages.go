@@ -435,41 +435,14 @@ func (m *Sent) UnmarshalFields(d *Decoder) error {
 }
 
 // Signal pushes an ephemeral envelope to a connected device (§6.5): a
-// Deliver without a mailbox sequence number, never stored, never acked.
-type Signal struct {
-	From       string
-	FromDevice uint32
-	MessageID  []byte
-	ServerTime int64
-	Payload    []byte
-}
+// Deliver without a mailbox sequence number (Seq stays 0 and field 1 is
+// refused), never stored, never acked.
+type Signal Deliver
 
-func (m *Signal) MarshalFields(e *Encoder) {
-	e.String(2, m.From)
-	e.Uint(3, uint64(m.FromDevice))
-	e.BytesField(4, m.MessageID)
-	e.Int(5, m.ServerTime)
-	e.BytesField(6, m.Payload)
-}
+func (m *Signal) MarshalFields(e *Encoder) { (*Deliver)(m).MarshalFields(e) }
 
 func (m *Signal) UnmarshalFields(d *Decoder) error {
-	err := ForEachField(d, func(f Field) (err error) {
-		switch f.Num {
-		case 2:
-			m.From, err = f.String(MaxUserName)
-		case 3:
-			m.FromDevice, err = f.Uint32()
-		case 4:
-			m.MessageID, err = f.Fixed(MessageIDLen)
-		case 5:
-			m.ServerTime, err = f.Int()
-		case 6:
-			m.Payload, err = f.Bytes(MaxPayload)
-		default:
-			return f.Unknown()
-		}
-		return err
-	})
+	err := ForEachField(d, (*Deliver)(m).field)
 	if err == nil && m.MessageID == nil {
 		err = errorf("missing message id")
 	}
@@ -497,26 +470,33 @@ func (m *Deliver) MarshalFields(e *Encoder) {
 
 func (m *Deliver) UnmarshalFields(d *Decoder) error {
 	err := ForEachField(d, func(f Field) (err error) {
-		switch f.Num {
-		case 1:
+		if f.Num == 1 {
 			m.Seq, err = f.Uint()
-		case 2:
-			m.From, err = f.String(MaxUserName)
-		case 3:
-			m.FromDevice, err = f.Uint32()
-		case 4:
-			m.MessageID, err = f.Fixed(MessageIDLen)
-		case 5:
-			m.ServerTime, err = f.Int()
-		case 6:
-			m.Payload, err = f.Bytes(MaxPayload)
-		default:
-			return f.Unknown()
+			return err
 		}
-		return err
+		return m.field(f)
 	})
 	if err == nil && (m.Seq == 0 || m.MessageID == nil) {
 		err = errorf("missing sequence number or message id")
+	}
+	return err
+}
+
+// field decodes the fields Deliver and Signal share.
+func (m *Deliver) field(f Field) (err error) {
+	switch f.Num {
+	case 2:
+		m.From, err = f.String(MaxUserName)
+	case 3:
+		m.FromDevice, err = f.Uint32()
+	case 4:
+		m.MessageID, err = f.Fixed(MessageIDLen)
+	case 5:
+		m.ServerTime, err = f.Int()
+	case 6:
+		m.Payload, err = f.Bytes(MaxPayload)
+	default:
+		return f.Unknown()
 	}
 	return err
 }
