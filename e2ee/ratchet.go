@@ -7,6 +7,7 @@ import (
 	"crypto/hmac"
 	cryptorand "crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -136,21 +137,22 @@ func (p ratchetPhase) String() string {
 // (Double Ratchet §3.2). It is not safe for concurrent use. Its encoding
 // (MarshalBinary) holds secrets: store it encrypted.
 type Session struct {
-	_      [0]func()            // not comparable: compare encodings, not sessions
-	dhs    *ecdh.PrivateKey     // DHs: our ratchet key pair; nil once zeroed
-	dhsPub [ratchetKeySize]byte // DHs's public key, as sent in headers
-	dhr    [ratchetKeySize]byte // DHr: the remote ratchet public key
-	rk     [ratchetKeySize]byte // RK
-	cks    [ratchetKeySize]byte // CKs
-	ckr    [ratchetKeySize]byte // CKr
-	hasDHr bool                 // DHr is set
-	hasCKs bool                 // CKs is set
-	hasCKr bool                 // CKr is set
-	ns     uint32               // Ns
-	nr     uint32               // Nr
-	pn     uint32               // PN
-	ad     []byte               // AD, passed to every AEAD call
-	skip   ratchetSkippedKeys   // MKSKIPPED
+	_       [0]func()            // not comparable: compare encodings, not sessions
+	dhs     *ecdh.PrivateKey     // DHs: our ratchet key pair; nil in a decoded session until ratchetKey needs it
+	dhsPriv [ratchetKeySize]byte // DHs's private key while dhs is nil (a decoded session)
+	dhsPub  [ratchetKeySize]byte // DHs's public key, as sent in headers
+	dhr     [ratchetKeySize]byte // DHr: the remote ratchet public key
+	rk      [ratchetKeySize]byte // RK
+	cks     [ratchetKeySize]byte // CKs
+	ckr     [ratchetKeySize]byte // CKr
+	hasDHr  bool                 // DHr is set
+	hasCKs  bool                 // CKs is set
+	hasCKr  bool                 // CKr is set
+	ns      uint32               // Ns
+	nr      uint32               // Nr
+	pn      uint32               // PN
+	ad      []byte               // AD, passed to every AEAD call; never empty, nil once zeroed
+	skip    ratchetSkippedKeys   // MKSKIPPED
 }
 
 // ratchetSkipID names a skipped message key: the ratchet public key of its
@@ -246,7 +248,7 @@ func ratchetCheckInit(sk, ad []byte) error {
 // phase reports where s stands in the DH ratchet.
 func (s *Session) phase() ratchetPhase {
 	switch {
-	case s.dhs == nil:
+	case len(s.ad) == 0:
 		return ratchetZeroed
 	case !s.hasDHr:
 		return ratchetAwaiting
@@ -315,7 +317,11 @@ func (s *Session) Encrypt(rand io.Reader, plaintext []byte) ([]byte, error) {
 	}
 
 	// Commit.
-	s.dhs, s.dhsPub, s.rk, s.cks = dhs, dhsPub, rk, ck
+	if dhs != s.dhs {
+		s.dhs = dhs
+		clear(s.dhsPriv[:])
+	}
+	s.dhsPub, s.rk, s.cks = dhsPub, rk, ck
 	s.hasCKs = true
 	s.ns++
 	clear(rk[:])
@@ -407,7 +413,11 @@ func (s *Session) decryptNewChain(message []byte, h ratchetHeader) ([]byte, erro
 	if err != nil {
 		return nil, fmt.Errorf("%w: bad ratchet key", ErrDecrypt)
 	}
-	dh, err := s.dhs.ECDH(remote)
+	dhs, err := s.ratchetKey()
+	if err != nil {
+		return nil, err
+	}
+	dh, err := dhs.ECDH(remote)
 	if err != nil {
 		// crypto/ecdh refuses a low-order point (an all-zero output).
 		return nil, fmt.Errorf("%w: ratchet key of low order", ErrDecrypt)
@@ -456,6 +466,7 @@ func (s *Session) decryptNewChain(message []byte, h ratchetHeader) ([]byte, erro
 // dropped. The session is unusable afterwards.
 func (s *Session) Zero() {
 	s.dhs = nil
+	clear(s.dhsPriv[:])
 	clear(s.dhsPub[:])
 	clear(s.dhr[:])
 	clear(s.rk[:])
@@ -466,6 +477,29 @@ func (s *Session) Zero() {
 	clear(s.ad)
 	s.ad = nil
 	s.skip.zero()
+}
+
+// ratchetKey returns DHs as a crypto/ecdh key. A decoded session holds
+// only the key's bytes and its stored public key: making the key derives
+// the public key again, an X25519 base-point multiplication that cost more
+// than all the rest of loading and using a session. Only the receiving half
+// of a DH ratchet step needs the private key (decryptNewChain), so it is
+// made then, once, and checked against the stored public key, which the
+// session has been sending in its headers.
+func (s *Session) ratchetKey() (*ecdh.PrivateKey, error) {
+	if s.dhs != nil {
+		return s.dhs, nil
+	}
+	k, err := ecdh.X25519().NewPrivateKey(s.dhsPriv[:])
+	if err != nil {
+		return nil, fmt.Errorf("%w: ratchet private key", errRatchetState)
+	}
+	if subtle.ConstantTimeCompare(k.PublicKey().Bytes(), s.dhsPub[:]) != 1 {
+		return nil, fmt.Errorf("%w: ratchet public key does not match the private key", errRatchetState)
+	}
+	s.dhs = k
+	clear(s.dhsPriv[:])
+	return k, nil
 }
 
 // ratchetGenerateKey makes a ratchet key pair from 32 bytes of rand (Double

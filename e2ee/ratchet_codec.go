@@ -25,11 +25,12 @@ import (
 // The first 41 bytes are the header. The AEAD's associated data is the
 // session's AD followed by those 41 bytes.
 //
-// Session state, version 1 (Double Ratchet §3.2):
+// Session state, version 2 (Double Ratchet §3.2):
 //
-//	u8   version = 1
+//	u8   version = 2
 //	u8   flags: 0x01 DHr set, 0x02 CKs set, 0x04 CKr set; other bits 0
 //	[32] DHs private key
+//	[32] DHs public key
 //	[32] DHr (zeros when not set)
 //	[32] RK
 //	[32] CKs (zeros when not set)
@@ -43,14 +44,23 @@ import (
 //	...  that many entries, oldest first:
 //	     [32] ratchet public key, u32 N, [32] message key
 //
+// Version 1, which sessions stored before were written in, is version 2
+// without the DHs public key. It still decodes (the public key is derived
+// from the private key then) and is encoded as version 2. Version 2 stores
+// the public key because deriving it, an X25519 base-point multiplication,
+// cost more than the rest of decoding and using a session together; the
+// private key is checked against it when a DH ratchet step first needs it
+// (ratchetKey in ratchet.go).
+//
 // Decoding is strict, so that encoding what was decoded gives the same
-// bytes: unknown flags, fields set that the flags say are absent, flag
-// combinations no session can reach, duplicate skipped keys and trailing
-// bytes are all refused.
+// bytes (a version 1 state: the same state as version 2): unknown flags,
+// fields set that the flags say are absent, flag combinations no session
+// can reach, duplicate skipped keys and trailing bytes are all refused.
 
 const (
 	ratchetMessageVersion = 1
-	ratchetStateVersion   = 1
+	ratchetStateVersion   = 2
+	ratchetStateVersion1  = 1 // no DHs public key: still decoded
 
 	// ratchetHeaderSize is the size of an encoded header: version, DHs, PN, N.
 	ratchetHeaderSize = 1 + ratchetKeySize + 4 + 4
@@ -58,7 +68,8 @@ const (
 	ratchetFlagDHr     = 0x01
 	ratchetFlagCKs     = 0x02
 	ratchetFlagCKr     = 0x04
-	ratchetStateFixed  = 1 + 1 + 5*ratchetKeySize + 3*4 // up to the AD length
+	ratchetStateFixed  = 1 + 1 + 6*ratchetKeySize + 3*4     // up to the AD length
+	ratchetStateFixed1 = ratchetStateFixed - ratchetKeySize // version 1
 	ratchetSkippedSize = ratchetKeySize + 4 + ratchetKeySize
 )
 
@@ -113,9 +124,14 @@ func (s *Session) MarshalBinary() ([]byte, error) {
 		flags |= ratchetFlagCKr
 	}
 	b = append(b, ratchetStateVersion, flags)
-	priv := s.dhs.Bytes()
-	b = append(b, priv...)
-	clear(priv)
+	if s.dhs != nil {
+		priv := s.dhs.Bytes()
+		b = append(b, priv...)
+		clear(priv)
+	} else {
+		b = append(b, s.dhsPriv[:]...)
+	}
+	b = append(b, s.dhsPub[:]...)
 	b = append(b, s.dhr[:]...)
 	b = append(b, s.rk[:]...)
 	b = append(b, s.cks[:]...)
@@ -140,16 +156,25 @@ func (s *Session) MarshalBinary() ([]byte, error) {
 // the secret contents.
 var errRatchetState = errors.New("e2ee: malformed ratchet session state")
 
-// UnmarshalSession decodes a session encoded by MarshalBinary.
+// UnmarshalSession decodes a session encoded by MarshalBinary, of this
+// version or version 1.
 func UnmarshalSession(b []byte) (*Session, error) {
 	bad := func(what string) (*Session, error) {
 		return nil, fmt.Errorf("%w: %s", errRatchetState, what)
 	}
-	if len(b) < ratchetStateFixed+2 {
+	if len(b) < 1 {
 		return bad("too short")
 	}
-	if b[0] != ratchetStateVersion {
+	fixed := ratchetStateFixed
+	switch b[0] {
+	case ratchetStateVersion:
+	case ratchetStateVersion1:
+		fixed = ratchetStateFixed1
+	default:
 		return bad(fmt.Sprintf("unsupported version %d", b[0]))
+	}
+	if len(b) < fixed+2 {
+		return bad("too short")
 	}
 	flags := b[1]
 	if flags&^(ratchetFlagDHr|ratchetFlagCKs|ratchetFlagCKr) != 0 {
@@ -173,15 +198,18 @@ func UnmarshalSession(b []byte) (*Session, error) {
 		copy(dst, b[off:off+len(dst)])
 		off += len(dst)
 	}
-	var priv [ratchetKeySize]byte
-	next(priv[:])
-	dhs, err := ecdh.X25519().NewPrivateKey(priv[:])
-	clear(priv[:])
-	if err != nil {
-		return bad("ratchet private key")
+	next(s.dhsPriv[:])
+	if b[0] == ratchetStateVersion1 {
+		dhs, err := ecdh.X25519().NewPrivateKey(s.dhsPriv[:])
+		clear(s.dhsPriv[:])
+		if err != nil {
+			return bad("ratchet private key")
+		}
+		s.dhs = dhs
+		copy(s.dhsPub[:], dhs.PublicKey().Bytes())
+	} else {
+		next(s.dhsPub[:])
 	}
-	s.dhs = dhs
-	copy(s.dhsPub[:], dhs.PublicKey().Bytes())
 	next(s.dhr[:])
 	next(s.rk[:])
 	next(s.cks[:])

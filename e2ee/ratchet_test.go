@@ -230,9 +230,13 @@ func ratchetSimulate(t *testing.T, seed uint64, steps int) {
 				ratchetRefused(t, p.s, m)
 				stats.tampered++
 			}
-		default: // p saves and restores its session
+		default: // p saves and restores its session, at times from the old encoding
 			b := ratchetMarshal(t, p.s)
-			s, err := UnmarshalSession(b)
+			stored := b
+			if prng.IntN(2) == 0 {
+				stored = ratchetStateV1(b)
+			}
+			s, err := UnmarshalSession(stored)
 			if err != nil {
 				t.Fatalf("step %d: UnmarshalSession: %v", step, err)
 			}
@@ -555,6 +559,49 @@ func TestRatchetPostCompromise(t *testing.T) {
 	}
 }
 
+// A decoded session makes its ratchet private key only when a DH ratchet
+// step needs it, and checks it then against the stored public key, which
+// its headers carried: a state whose two disagree refuses the step and is
+// left unchanged, and one whose keys agree takes it.
+func TestRatchetStoredPublicKey(t *testing.T) {
+	t.Parallel()
+	alice, bob, r := newRatchetPair(t, "stored public key")
+	ratchetReceive(t, bob, ratchetSend(t, alice, r, []byte("a0")), []byte("a0"))
+	b0 := ratchetSend(t, bob, r, []byte("b0"))
+	stored := ratchetMarshal(t, bob) // sending: the next message from Alice turns the ratchet
+	ratchetReceive(t, alice, b0, []byte("b0"))
+	a1 := ratchetSend(t, alice, r, []byte("a1"))
+
+	const pubAt = 2 + ratchetKeySize
+	damaged := bytes.Clone(stored)
+	damaged[pubAt] ^= 1
+	s, err := UnmarshalSession(damaged)
+	if err != nil {
+		t.Fatalf("UnmarshalSession: %v (the public key is to be checked at the DH step, not when decoding)", err)
+	}
+	if _, err := s.Decrypt(a1); !errors.Is(err, errRatchetState) {
+		t.Fatalf("DH step with a mismatched stored public key: %v, want errRatchetState", err)
+	}
+	if !bytes.Equal(ratchetMarshal(t, s), damaged) {
+		t.Fatal("the refused step changed the session")
+	}
+
+	for name, b := range map[string][]byte{"version 2": stored, "version 1": ratchetStateV1(stored)} {
+		s, err := UnmarshalSession(b)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		ratchetReceive(t, s, a1, []byte("a1"))
+		// Alice's copy reads the reply: the step used the right key pair.
+		a, err := UnmarshalSession(ratchetMarshal(t, alice))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pt := []byte("b1 from the " + name + " state")
+		ratchetReceive(t, a, ratchetSend(t, s, r, pt), pt)
+	}
+}
+
 func TestRatchetEncryptRandFailure(t *testing.T) {
 	t.Parallel()
 	alice, bob, r := newRatchetPair(t, "rand failure")
@@ -646,23 +693,28 @@ func TestRatchetUnmarshalErrors(t *testing.T) {
 	}
 	const (
 		flagsAt = 1
-		cksAt   = 2 + 3*32
-		nsAt    = 2 + 5*32
+		cksAt   = 2 + 4*32
+		nsAt    = 2 + 6*32
 		adLenAt = nsAt + 12
 	)
 	countAt := adLenAt + 2 + len(ratchetTestAD)
 	edit := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
 	tests := map[string][]byte{
-		"empty":           nil,
-		"truncated":       good[:len(good)-1],
-		"trailing":        append(bytes.Clone(good), 0),
-		"fixed part":      good[:ratchetStateFixed+1],
-		"version":         edit(func(b []byte) []byte { b[0] = 2; return b }),
-		"unknown flag":    edit(func(b []byte) []byte { b[flagsAt] |= 0x08; return b }),
-		"DHr alone":       edit(func(b []byte) []byte { b[flagsAt] = ratchetFlagDHr; return b }),
-		"CKr without DHr": edit(func(b []byte) []byte { b[flagsAt] = ratchetFlagCKr; return b }),
-		"absent CKs set":  edit(func(b []byte) []byte { b[cksAt] = 1; return b }),
-		"Ns without CKs":  edit(func(b []byte) []byte { b[nsAt+3] = 1; return b }),
+		"empty":                       nil,
+		"truncated":                   good[:len(good)-1],
+		"trailing":                    append(bytes.Clone(good), 0),
+		"fixed part":                  good[:ratchetStateFixed+1],
+		"version":                     edit(func(b []byte) []byte { b[0] = 3; return b }),
+		"version 0":                   edit(func(b []byte) []byte { b[0] = 0; return b }),
+		"version 1 body of version 2": edit(func(b []byte) []byte { b[0] = ratchetStateVersion1; return b }),
+		"version 2 body of version 1": func() []byte { b := ratchetStateV1(good); b[0] = ratchetStateVersion; return b }(),
+		"version 1 truncated":         ratchetStateV1(good)[:ratchetStateFixed1+1],
+		"version 1 trailing":          append(ratchetStateV1(good), 0),
+		"unknown flag":                edit(func(b []byte) []byte { b[flagsAt] |= 0x08; return b }),
+		"DHr alone":                   edit(func(b []byte) []byte { b[flagsAt] = ratchetFlagDHr; return b }),
+		"CKr without DHr":             edit(func(b []byte) []byte { b[flagsAt] = ratchetFlagCKr; return b }),
+		"absent CKs set":              edit(func(b []byte) []byte { b[cksAt] = 1; return b }),
+		"Ns without CKs":              edit(func(b []byte) []byte { b[nsAt+3] = 1; return b }),
 		"no AD": edit(func(b []byte) []byte {
 			b = slices.Delete(b, adLenAt+2, countAt)
 			binary.BigEndian.PutUint16(b[adLenAt:], 0)
@@ -755,6 +807,34 @@ func BenchmarkRatchetEncryptDecrypt(b *testing.B) {
 			i++
 		}
 	})
+	// stored: same-direction, with both sessions decoded before and encoded
+	// after each message, as a client that keeps them in its store does.
+	b.Run("stored", func(b *testing.B) {
+		alice, bob, r := newRatchetPair(b, "bench stored")
+		ratchetReceive(b, bob, ratchetSend(b, alice, r, pt), pt)
+		stored := [2][]byte{ratchetMarshal(b, alice), ratchetMarshal(b, bob)}
+		b.ReportAllocs()
+		b.SetBytes(int64(len(pt)))
+		for b.Loop() {
+			a, err := UnmarshalSession(stored[0])
+			if err != nil {
+				b.Fatal(err)
+			}
+			msg, err := a.Encrypt(r, pt)
+			if err != nil {
+				b.Fatal(err)
+			}
+			stored[0] = ratchetMarshal(b, a)
+			bo, err := UnmarshalSession(stored[1])
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := bo.Decrypt(msg); err != nil {
+				b.Fatal(err)
+			}
+			stored[1] = ratchetMarshal(b, bo)
+		}
+	})
 	// same-direction: symmetric-key ratchet only.
 	b.Run("same-direction", func(b *testing.B) {
 		alice, bob, r := newRatchetPair(b, "bench same direction")
@@ -836,6 +916,8 @@ type ratchetVector struct {
 	Steps         []ratchetVectorStep `json:"steps"`
 	AliceState    ratchetHex          `json:"alice_state"`
 	BobState      ratchetHex          `json:"bob_state"`
+	AliceStateV1  ratchetHex          `json:"alice_state_v1"`
+	BobStateV1    ratchetHex          `json:"bob_state_v1"`
 }
 
 type ratchetVectorStep struct {
@@ -1004,7 +1086,9 @@ func ratchetGenerateVectors() ([]byte, error) {
 			"every decrypt step of message has the outcome expect (success: the plaintext is " +
 			"plaintext; decrypt error, duplicate, too many skipped: ErrDecrypt, ErrDuplicate, " +
 			"ErrTooManySkipped, with the session unchanged); at the end the sessions encode " +
-			"(MarshalBinary) to alice_state and bob_state.",
+			"(MarshalBinary) to alice_state and bob_state, and alice_state_v1 and bob_state_v1, " +
+			"the same states in the version 1 encoding that earlier versions stored, decode " +
+			"(UnmarshalSession) to sessions that encode to alice_state and bob_state.",
 	}
 	for _, sc := range ratchetScripts() {
 		rec := &ratchetRecorder{r: mrand.NewChaCha8(sha256.Sum256([]byte("securechat ratchet vectors v1/" + sc.name)))}
@@ -1061,6 +1145,7 @@ func ratchetGenerateVectors() ([]byte, error) {
 		if v.BobState, err = bob.MarshalBinary(); err != nil {
 			return nil, err
 		}
+		v.AliceStateV1, v.BobStateV1 = ratchetStateV1(v.AliceState), ratchetStateV1(v.BobState)
 		file.Vectors = append(file.Vectors, v)
 	}
 	out, err := json.MarshalIndent(file, "", "  ")
@@ -1160,4 +1245,26 @@ func ratchetReplayVector(t *testing.T, v ratchetVector) {
 	if got := ratchetMarshal(t, bob); !bytes.Equal(got, v.BobState) {
 		t.Errorf("Bob's final state differs:\n got %x\nwant %x", got, []byte(v.BobState))
 	}
+	for _, st := range []struct {
+		name   string
+		v1, v2 []byte
+	}{{"Alice", v.AliceStateV1, v.AliceState}, {"Bob", v.BobStateV1, v.BobState}} {
+		s, err := UnmarshalSession(st.v1)
+		if err != nil {
+			t.Errorf("%s's version 1 state: %v", st.name, err)
+			continue
+		}
+		if got := ratchetMarshal(t, s); !bytes.Equal(got, st.v2) {
+			t.Errorf("%s's version 1 state re-encodes differently:\n got %x\nwant %x", st.name, got, st.v2)
+		}
+	}
+}
+
+// ratchetStateV1 is the version 1 encoding of a session state (no DHs
+// public key), which earlier versions stored.
+func ratchetStateV1(v2 []byte) []byte {
+	const pubAt = 2 + ratchetKeySize
+	b := slices.Delete(bytes.Clone(v2), pubAt, pubAt+ratchetKeySize)
+	b[0] = ratchetStateVersion1
+	return b
 }
