@@ -120,7 +120,7 @@ func TestEncodePayload(t *testing.T) {
 // ratchetStateMax is the longest e2ee.Session encoding, from the layout in
 // e2ee/ratchet_codec.go: fixed part, AD of up to 4096 bytes, and
 // MaxSkippedKeys skipped keys of 68 bytes.
-const ratchetStateMax = 1 + 1 + 5*32 + 3*4 + 2 + 4096 + 2 + e2ee.MaxSkippedKeys*(32+4+32)
+const ratchetStateMax = 1 + 1 + 6*32 + 3*4 + 2 + 4096 + 2 + e2ee.MaxSkippedKeys*(32+4+32)
 
 func TestRecordLimits(t *testing.T) {
 	t.Parallel()

@@ -332,13 +332,28 @@ func (c *Client) KeepInHistory(m *Message) error {
 	})
 }
 
-// keepSent records an outgoing text, stored on the server, in the history.
-func (c *Client) keepSent(to string, id []byte, content *Content) error {
-	rec := &historyRecord{ID: id, From: c.prof.User, Outgoing: true, Kind: content.Kind.String(), Text: content.Text, Time: content.SentAt, State: uint32(StateStored)}
-	return c.home.db.Update(func(tx *bolt.Tx) error {
+// sentRecord is the history record of an outgoing text once the server
+// has stored it.
+func (c *Client) sentRecord(id []byte, content *Content) *historyRecord {
+	return &historyRecord{ID: id, From: c.prof.User, Outgoing: true, Kind: content.Kind.String(), Text: content.Text, Time: content.SentAt, State: uint32(StateStored)}
+}
+
+// keepSent takes a message the server stored out of the outbox and records
+// it in the history, in one transaction: one commit per sent message
+// rather than two. If that fails, the outbox entry is still removed, as
+// for any answered send, and the error is returned.
+func (c *Client) keepSent(id []byte, to string, rec *historyRecord) error {
+	err := c.home.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketOutbox).Delete(id); err != nil {
+			return err
+		}
 		_, err := c.home.addHistory(tx, to, rec, false)
 		return err
 	})
+	if err != nil {
+		c.deleteOutbox(id)
+	}
+	return err
 }
 
 var keySettings = []byte("settings")

@@ -79,27 +79,31 @@ func (c *Client) SendText(ctx context.Context, to, text string) (SendResult, err
 		return SendResult{}, err
 	}
 	content := &Content{Kind: KindText, Text: text, SentAt: c.now().UnixMilli()}
-	res, err := c.SendContent(ctx, id, to, content)
-	if err == nil {
-		err = c.keepSent(to, id, content)
-	}
-	return res, err
+	return c.sendContent(ctx, id, to, content, c.sentRecord(id, content))
 }
 
 // SendContent sends content under the given message id. Sending the same id
 // again is safe: the server stores a message id once.
 func (c *Client) SendContent(ctx context.Context, id []byte, to string, content *Content) (SendResult, error) {
+	return c.sendContent(ctx, id, to, content, nil)
+}
+
+// sendContent is SendContent that, when keep is not nil, adds keep to the
+// history once the server has stored the message (history.go, keepSent).
+func (c *Client) sendContent(ctx context.Context, id []byte, to string, content *Content, keep *historyRecord) (SendResult, error) {
 	entry := &outboxEntry{To: to, Content: transport.Marshal(content)}
 	msg, err := c.buildSend(ctx, id, entry, content)
 	if err != nil {
 		return SendResult{}, err
 	}
-	return c.transmit(ctx, id, entry, msg)
+	return c.transmit(ctx, id, entry, msg, keep)
 }
 
 // transmit sends msg, which is in the outbox, keeps it there until the
 // server answers, and rebuilds it when the recipient's devices changed.
-func (c *Client) transmit(ctx context.Context, id []byte, entry *outboxEntry, msg *transport.Send) (SendResult, error) {
+// When the server stored it, keep (if not nil) goes into the history in
+// the transaction that takes the message out of the outbox.
+func (c *Client) transmit(ctx context.Context, id []byte, entry *outboxEntry, msg *transport.Send, keep *historyRecord) (SendResult, error) {
 	var content Content
 	if err := transport.Unmarshal(entry.Content, &content); err != nil {
 		return SendResult{}, err
@@ -120,11 +124,16 @@ func (c *Client) transmit(ctx context.Context, id []byte, entry *outboxEntry, ms
 			}
 			continue
 		}
-		c.deleteOutbox(id)
 		if err != nil {
+			c.deleteOutbox(id)
 			return SendResult{}, err
 		}
-		return SendResult{ID: hex.EncodeToString(id), ServerTime: time.UnixMilli(sent.ServerTime), Duplicate: sent.Duplicate}, nil
+		res := SendResult{ID: hex.EncodeToString(id), ServerTime: time.UnixMilli(sent.ServerTime), Duplicate: sent.Duplicate}
+		if keep == nil {
+			c.deleteOutbox(id)
+			return res, nil
+		}
+		return res, c.keepSent(id, entry.To, keep)
 	}
 }
 
@@ -248,7 +257,7 @@ func (c *Client) FlushOutbox(ctx context.Context) ([]Outboxed, error) {
 			c.deleteOutbox(it.id)
 			continue
 		}
-		res, err := c.transmit(ctx, it.id, &it.entry, &msg)
+		res, err := c.transmit(ctx, it.id, &it.entry, &msg, nil)
 		out = append(out, Outboxed{To: it.entry.To, Result: res, Err: err})
 		var ue *UnconfirmedError
 		if errors.As(err, &ue) {
