@@ -113,6 +113,6 @@ func serve(ctx context.Context, args []string, env cli.Env) error {
 				}()
 			})
 		}
-		return admin.NewHandler(s, token, log)
+		return admin.NewHandler(s, admin.Options{Token: token, Version: version, Log: log})
 	})
 }

@@ -1,18 +1,17 @@
-// Package admin is the server's admin JSON API (DESIGN §5), served on the
-// admin listener and used by `securechat admin`: stats, users, bans, kick
-// and hot backup, behind the admin token as a bearer token. The web pages
-// of the admin (a later issue) use the same API.
+// Package admin is the server's web admin (DESIGN §5), served on the admin
+// listener: the pages (web.go, assets in package embed), the JSON API they
+// and `securechat admin` use, and Prometheus /metrics, all behind a login
+// session or the admin token as a bearer token; and the operator console.
 package admin
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/securechat/securechat/appliance"
@@ -40,6 +39,13 @@ type Server interface {
 	DeleteUser(ctx context.Context, user string) error
 	Snapshot() appliance.StatsSnapshot
 	Backup(w io.Writer) (int64, error)
+	// Events returns up to n recent events, newest first.
+	Events(n int) []appliance.Event
+	// Limits and SetLimits read and change the rate limits live.
+	Limits() appliance.Limits
+	SetLimits(ctx context.Context, l appliance.Limits) error
+	// SetAdminPassword sets the web admin's password; "" removes it.
+	SetAdminPassword(ctx context.Context, password string) error
 }
 
 // BanRequest is the body of POST /api/bans.
@@ -81,6 +87,11 @@ type BroadcastResult struct {
 	Queued int `json:"queued"`
 }
 
+// PasswordRequest is the body of PUT /api/password.
+type PasswordRequest struct {
+	Password string `json:"password"` // "" removes the password
+}
+
 // ErrorBody is every error answer.
 type ErrorBody struct {
 	Error string `json:"error"`
@@ -89,59 +100,9 @@ type ErrorBody struct {
 // maxBody bounds request bodies.
 const maxBody = 64 << 10
 
-// NewHandler returns the API handler. token is the admin token.
-func NewHandler(srv Server, token string, log *slog.Logger) http.Handler {
-	a := &api{srv: srv, token: []byte(strings.TrimSpace(token)), log: log}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/stats", a.stats)
-	mux.HandleFunc("GET /api/users", a.users)
-	mux.HandleFunc("DELETE /api/users", a.deleteUser)
-	mux.HandleFunc("GET /api/bans", a.bans)
-	mux.HandleFunc("POST /api/bans", a.ban)
-	mux.HandleFunc("DELETE /api/bans", a.unban)
-	mux.HandleFunc("POST /api/kick", a.kick)
-	mux.HandleFunc("GET /api/backup", a.backup)
-	mux.HandleFunc("POST /api/mute", a.mute)
-	mux.HandleFunc("DELETE /api/mute", a.unmute)
-	mux.HandleFunc("GET /api/invites", a.invites)
-	mux.HandleFunc("POST /api/invites", a.invite)
-	mux.HandleFunc("DELETE /api/invites", a.revoke)
-	mux.HandleFunc("POST /api/broadcast", a.broadcast)
-	mux.Handle("GET /metrics", metricsHandler(srv))
-	return a.guard(mux)
-}
-
 type api struct {
-	srv   Server
-	token []byte
-	log   *slog.Logger
-}
-
-// guard requires the bearer token on every request and refuses
-// cross-origin state changes.
-func (a *api) guard(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || len(a.token) == 0 || subtle.ConstantTimeCompare([]byte(got), a.token) != 1 {
-			a.log.Warn("admin API: unauthorized request", "remote", r.RemoteAddr, "path", r.URL.Path)
-			writeError(w, http.StatusUnauthorized, "missing or wrong admin token")
-			return
-		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			if origin := r.Header.Get("Origin"); origin != "" && !sameOrigin(origin, r.Host) {
-				writeError(w, http.StatusForbidden, "cross-origin request refused")
-				return
-			}
-		}
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		next.ServeHTTP(w, r)
-	})
-}
-
-func sameOrigin(origin, host string) bool {
-	o := strings.TrimPrefix(strings.TrimPrefix(origin, "http://"), "https://")
-	return o == host
+	srv Server
+	log *slog.Logger
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -340,6 +301,52 @@ func (a *api) broadcast(w http.ResponseWriter, r *http.Request) {
 func (a *api) deleteUser(w http.ResponseWriter, r *http.Request) {
 	if err := a.srv.DeleteUser(r.Context(), r.URL.Query().Get("user")); err != nil {
 		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *api) events(w http.ResponseWriter, r *http.Request) {
+	n := 100
+	if v := r.URL.Query().Get("n"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "n must be a positive number")
+			return
+		}
+	}
+	events := a.srv.Events(n)
+	if events == nil {
+		events = []appliance.Event{}
+	}
+	writeJSON(w, http.StatusOK, events)
+}
+
+func (a *api) limits(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.srv.Limits())
+}
+
+// setLimits takes the whole Limits object; fields left out keep their
+// values.
+func (a *api) setLimits(w http.ResponseWriter, r *http.Request) {
+	l := a.srv.Limits()
+	if !decode(w, r, &l) {
+		return
+	}
+	if err := a.srv.SetLimits(r.Context(), l); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, a.srv.Limits())
+}
+
+func (a *api) setPassword(w http.ResponseWriter, r *http.Request) {
+	var req PasswordRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if err := a.srv.SetAdminPassword(r.Context(), req.Password); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -19,8 +19,11 @@ import (
 // recServer is a Server that records each call as one line, with its
 // arguments, and fails the calls whose first argument is "fail".
 type recServer struct {
-	calls []string
-	now   time.Time
+	calls    []string
+	now      time.Time
+	limits   appliance.Limits
+	password string
+	events   []appliance.Event // recorded with RecordEvent
 }
 
 var errFake = errors.New("fake failure")
@@ -85,6 +88,35 @@ func (f *recServer) Backup(w io.Writer) (int64, error) {
 	f.rec("Backup()")
 	n, err := w.Write([]byte("the store"))
 	return int64(n), err
+}
+
+func (f *recServer) Events(n int) []appliance.Event {
+	f.rec("Events(%d)", n)
+	return []appliance.Event{{Time: f.now, Kind: appliance.EventBan, Subject: "10.0.0.1", Detail: "spam", Count: 1}}
+}
+func (f *recServer) Limits() appliance.Limits {
+	f.rec("Limits()")
+	return f.limits
+}
+func (f *recServer) SetLimits(_ context.Context, l appliance.Limits) error {
+	if err := f.rec("SetLimits(%d)", l.MessageBurst); err != nil {
+		return err
+	}
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	f.limits = l
+	return nil
+}
+func (f *recServer) SetAdminPassword(_ context.Context, pw string) error {
+	return f.rec("SetAdminPassword(%s)", pw)
+}
+func (f *recServer) CheckAdminPassword(pw string) bool {
+	f.rec("CheckAdminPassword()")
+	return pw != "" && pw == f.password
+}
+func (f *recServer) RecordEvent(kind, subject, detail string) {
+	f.events = append(f.events, appliance.Event{Kind: kind, Subject: subject, Detail: detail})
 }
 
 func newTestInterpreter() (*Interpreter, *recServer, *bytes.Buffer, *int) {

@@ -3,6 +3,9 @@ package admin
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,7 +62,33 @@ func Discover(dataDir string) (baseURL, token string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("admin token: %w", err)
 	}
-	return "http://" + strings.TrimSpace(string(addr)), strings.TrimSpace(string(tok)), nil
+	scheme := "http"
+	if _, err := os.Stat(filepath.Join(dataDir, appliance.FileAdminCert)); err == nil {
+		scheme = "https" // the server serves TLS and wrote its certificate
+	}
+	return scheme + "://" + strings.TrimSpace(string(addr)), strings.TrimSpace(string(tok)), nil
+}
+
+// PinCertificate makes the Remote accept exactly the certificate in pemCert
+// (the admin.crt the server wrote) and no other, self-signed or not.
+func (r *Remote) PinCertificate(pemCert []byte) error {
+	block, _ := pem.Decode(pemCert)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return errors.New("admin certificate: not a PEM certificate")
+	}
+	want := block.Bytes
+	r.http = &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{
+			InsecureSkipVerify: true, // replaced by the exact comparison below
+			VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+				if len(raw) == 0 || !bytes.Equal(raw[0], want) {
+					return errors.New("the admin listener's certificate is not the one in admin.crt")
+				}
+				return nil
+			},
+		},
+	}}
+	return nil
 }
 
 // Err returns and clears the error of the last failed Bans or Snapshot.
@@ -181,6 +210,34 @@ func (r *Remote) Backup(w io.Writer) (int64, error) {
 		return n, fmt.Errorf("receiving the backup: %w", err)
 	}
 	return n, nil
+}
+
+// Events returns up to n recent events.
+func (r *Remote) Events(n int) []appliance.Event {
+	var events []appliance.Event
+	if err := r.do(r.ctx(), http.MethodGet, fmt.Sprintf("/api/events?n=%d", n), nil, &events); err != nil {
+		r.keep(err)
+	}
+	return events
+}
+
+// Limits returns the rate limits in force.
+func (r *Remote) Limits() appliance.Limits {
+	var l appliance.Limits
+	if err := r.do(r.ctx(), http.MethodGet, "/api/limits", nil, &l); err != nil {
+		r.keep(err)
+	}
+	return l
+}
+
+// SetLimits changes the rate limits of the running server.
+func (r *Remote) SetLimits(ctx context.Context, l appliance.Limits) error {
+	return r.do(ctx, http.MethodPut, "/api/limits", l, nil)
+}
+
+// SetAdminPassword sets (or with "" removes) the web admin's password.
+func (r *Remote) SetAdminPassword(ctx context.Context, password string) error {
+	return r.do(ctx, http.MethodPut, "/api/password", PasswordRequest{Password: password}, nil)
 }
 
 // request sends one request and returns a successful response; an error

@@ -3,8 +3,6 @@ package admin
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -22,7 +20,7 @@ const testToken = "0123456789abcdef"
 func newTestRemote(t *testing.T) (*Remote, *recServer, *httptest.Server) {
 	t.Helper()
 	f := &recServer{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	ts := httptest.NewServer(NewHandler(f, testToken+"\n", slog.New(slog.NewTextHandler(io.Discard, nil))))
+	ts := httptest.NewServer(NewHandler(f, Options{Token: testToken + "\n"}))
 	t.Cleanup(ts.Close)
 	return NewRemote(ts.URL+"/", testToken), f, ts
 }

@@ -216,6 +216,11 @@ func (s *Server) Ban(ctx context.Context, target, reason string, d time.Duration
 	}
 	n := s.closeMatching(t, transport.CloseBanned, "banned: "+reason)
 	s.log.Warn("ban", "target", b.Target, "reason", reason, "expires", b.Expires, "closed", n)
+	detail := reason
+	if d > 0 {
+		detail += " (for " + d.String() + ")"
+	}
+	s.event(EventBan, b.Target, detail)
 	return b, nil
 }
 
@@ -239,6 +244,7 @@ func (s *Server) Unban(ctx context.Context, target string) error {
 	}
 	if found {
 		s.log.Info("unban", "target", strings.TrimPrefix(t.key(), "ip:"))
+		s.event(EventUnban, strings.TrimPrefix(t.key(), "ip:"), "")
 	}
 	return s.reloadBans()
 }
@@ -283,6 +289,7 @@ func (s *Server) Kick(user string) (int, error) {
 	}
 	n := s.closeMatching(banTarget{user: user}, transport.CloseKicked, "disconnected by the server operator")
 	s.log.Info("kick", "user", user, "connections", n)
+	s.event(EventKick, user, fmt.Sprintf("%d connections closed", n))
 	return n, nil
 }
 
@@ -294,6 +301,9 @@ type UserInfo struct {
 	LastSeen time.Time `json:"last_seen"`
 	Online   int       `json:"online"` // connected devices
 	Banned   bool      `json:"banned"`
+	Muted    bool      `json:"muted"`
+	// MutedUntil is when a mute ends; zero while muted means until unmuted.
+	MutedUntil time.Time `json:"muted_until,omitzero"`
 }
 
 // Users lists the accounts, by name.
@@ -316,6 +326,7 @@ func (s *Server) Users() ([]UserInfo, error) {
 			}
 			u := UserInfo{Name: string(k), Created: time.UnixMilli(r.Created), Online: online[string(k)]}
 			_, u.Banned = s.bans.userBanned(u.Name, now)
+			u.MutedUntil, u.Muted = s.mutes.muted(u.Name, now)
 			prefix := append([]byte(k), 0)
 			c := tx.Bucket(bucketDevices).Cursor()
 			for dk, dv := c.Seek(prefix); dk != nil && hasPrefix(dk, prefix); dk, dv = c.Next() {
@@ -336,34 +347,44 @@ func (s *Server) Users() ([]UserInfo, error) {
 
 // StatsSnapshot is the admin API's view of the server's counters.
 type StatsSnapshot struct {
-	Uptime      string `json:"uptime"`
-	Connections int64  `json:"connections"`
-	Accepted    int64  `json:"accepted"`
-	MessagesIn  int64  `json:"messages_in"`
-	Deliveries  int64  `json:"deliveries"`
-	AuthFailed  int64  `json:"auth_failed"`
-	Refused     int64  `json:"refused"`
-	Limited     int64  `json:"limited"`
-	QueueDepth  int    `json:"queue_depth"`
-	StoreBytes  int64  `json:"store_bytes"`
-	Bans        int    `json:"bans"`
-	Fingerprint string `json:"fingerprint"`
+	Time          time.Time `json:"time"`
+	Uptime        string    `json:"uptime"`
+	UptimeSeconds int64     `json:"uptime_seconds"`
+	Connections   int64     `json:"connections"`
+	Accepted      int64     `json:"accepted"`
+	MessagesIn    int64     `json:"messages_in"`
+	BytesIn       int64     `json:"bytes_in"`
+	Deliveries    int64     `json:"deliveries"`
+	BytesOut      int64     `json:"bytes_out"`
+	AuthFailed    int64     `json:"auth_failed"`
+	Refused       int64     `json:"refused"`
+	Limited       int64     `json:"limited"`
+	QueueDepth    int       `json:"queue_depth"`
+	StoreBytes    int64     `json:"store_bytes"`
+	Bans          int       `json:"bans"`
+	Fingerprint   string    `json:"fingerprint"`
 }
 
 // Snapshot reads the counters.
 func (s *Server) Snapshot() StatsSnapshot {
+	now := s.cfg.Now()
+	up := now.Sub(s.started)
 	return StatsSnapshot{
-		Uptime:      s.cfg.Now().Sub(s.started).Round(time.Second).String(),
-		Connections: s.stats.Connections.Load(),
-		Accepted:    s.stats.Accepted.Load(),
-		MessagesIn:  s.stats.MessagesIn.Load(),
-		Deliveries:  s.stats.Deliveries.Load(),
-		AuthFailed:  s.stats.AuthFailed.Load(),
-		Refused:     s.stats.Refused.Load(),
-		Limited:     s.stats.Limited.Load(),
-		QueueDepth:  s.store.queueDepth(),
-		StoreBytes:  s.store.size(),
-		Bans:        len(s.Bans()),
-		Fingerprint: s.fp.String(),
+		Time:          now,
+		Uptime:        up.Round(time.Second).String(),
+		UptimeSeconds: int64(up / time.Second),
+		Connections:   s.stats.Connections.Load(),
+		Accepted:      s.stats.Accepted.Load(),
+		MessagesIn:    s.stats.MessagesIn.Load(),
+		BytesIn:       s.stats.BytesIn.Load(),
+		Deliveries:    s.stats.Deliveries.Load(),
+		BytesOut:      s.stats.BytesOut.Load(),
+		AuthFailed:    s.stats.AuthFailed.Load(),
+		Refused:       s.stats.Refused.Load(),
+		Limited:       s.stats.Limited.Load(),
+		QueueDepth:    s.store.queueDepth(),
+		StoreBytes:    s.store.size(),
+		Bans:          len(s.Bans()),
+		Fingerprint:   s.fp.String(),
 	}
 }

@@ -20,6 +20,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, admin fun
 	configPath := fs.String("config", "", "YAML configuration `file`")
 	fs.StringVar(&flags.Listen, "listen", "", "UDP `address` for QUIC (default \":4433\")")
 	fs.StringVar(&flags.Admin, "admin", "", "admin API `address` (default \"127.0.0.1:8080\")")
+	fs.StringVar(&flags.AdminCert, "admin-cert", "", "PEM certificate `file` for HTTPS on the admin listener")
+	fs.StringVar(&flags.AdminKey, "admin-key", "", "PEM private key `file` for --admin-cert")
+	fs.BoolVar(&flags.AdminSelfSigned, "admin-self-signed", false, "serve the admin listener over HTTPS with a self-signed certificate kept in the data directory")
+	fs.BoolVar(&flags.AdminInsecure, "admin-insecure", false, "allow plain HTTP on a non-loopback admin address (behind a TLS proxy)")
 	fs.StringVar(&flags.Data, "data", "", "data `directory` (default \"./securechat-data\")")
 	fs.Var(&flags.MailboxTTL, "mailbox-ttl", "how long undelivered messages wait (default 720h)")
 	fs.Var(&flags.AuthTimeout, "auth-timeout", "time allowed to authenticate (default 10s)")
@@ -99,6 +103,18 @@ func overlay(cfg, flags *Config, set func(string) bool) {
 	}
 	if set("admin") {
 		cfg.Admin = flags.Admin
+	}
+	if set("admin-cert") {
+		cfg.AdminCert = flags.AdminCert
+	}
+	if set("admin-key") {
+		cfg.AdminKey = flags.AdminKey
+	}
+	if set("admin-self-signed") {
+		cfg.AdminSelfSigned = flags.AdminSelfSigned
+	}
+	if set("admin-insecure") {
+		cfg.AdminInsecure = flags.AdminInsecure
 	}
 	if set("data") {
 		cfg.Data = flags.Data

@@ -24,6 +24,15 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// Admin is the admin API's TCP address. Default "127.0.0.1:8080".
 	Admin string `yaml:"admin"`
+	// AdminCert and AdminKey are PEM files of a certificate and key for the
+	// admin listener; AdminSelfSigned makes and keeps a self-signed one in
+	// the data directory instead. Either turns on HTTPS. Without TLS the
+	// admin listener may bind only loopback, unless AdminInsecure (for a
+	// TLS-terminating proxy in front of it).
+	AdminCert       string `yaml:"admin_cert"`
+	AdminKey        string `yaml:"admin_key"`
+	AdminSelfSigned bool   `yaml:"admin_self_signed"`
+	AdminInsecure   bool   `yaml:"admin_insecure"`
 	// Data is the directory holding server.db and the files the server
 	// writes for operators. Default "./securechat-data".
 	Data string `yaml:"data"`
@@ -199,6 +208,12 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Admin); err != nil {
 		return fmt.Errorf("admin: %q is not HOST:PORT", c.Admin)
+	}
+	if (c.AdminCert == "") != (c.AdminKey == "") {
+		return errors.New("admin_cert and admin_key go together")
+	}
+	if c.AdminCert != "" && c.AdminSelfSigned {
+		return errors.New("admin_self_signed and admin_cert are exclusive")
 	}
 	if c.MailboxTTL < Duration(time.Second) {
 		return errors.New("mailbox_ttl must be at least 1s")

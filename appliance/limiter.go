@@ -27,8 +27,10 @@ type limiterEntry struct {
 	lim *rate.Limiter
 }
 
-func newLimiter(limit rate.Limit, burst, max int) *limiter {
-	return &limiter{limit: limit, burst: burst, max: max, order: list.New(), byKey: make(map[string]*list.Element)}
+// newLimiter returns a table of at most max keys that refuses everything
+// until set gives it a rate and burst.
+func newLimiter(max int) *limiter {
+	return &limiter{max: max, order: list.New(), byKey: make(map[string]*list.Element)}
 }
 
 // allow takes one token for key; when none is left it says how long until one is.
@@ -62,6 +64,21 @@ func (l *limiter) allowN(key string, n int, now time.Time) (bool, time.Duration)
 		return false, d
 	}
 	return true, 0
+}
+
+// set changes the rate and burst of the table and of every bucket in it.
+func (l *limiter) set(limit rate.Limit, burst int, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.limit == limit && l.burst == burst {
+		return
+	}
+	l.limit, l.burst = limit, burst
+	for el := l.order.Front(); el != nil; el = el.Next() {
+		lim := el.Value.(*limiterEntry).lim
+		lim.SetLimitAt(now, limit)
+		lim.SetBurstAt(now, burst)
+	}
 }
 
 // size is the number of keys tracked.

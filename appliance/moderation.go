@@ -104,6 +104,11 @@ func (s *Server) Mute(ctx context.Context, user string, d time.Duration) error {
 	}
 	s.mutes.set(user, until, true)
 	s.log.Info("mute", "user", user, "until", until)
+	detail := "until unmuted"
+	if d > 0 {
+		detail = "for " + d.String()
+	}
+	s.event(EventMute, user, detail)
 	return nil
 }
 
@@ -122,6 +127,7 @@ func (s *Server) Unmute(ctx context.Context, user string) error {
 	}
 	s.mutes.set(user, time.Time{}, false)
 	s.log.Info("unmute", "user", user)
+	s.event(EventUnmute, user, "")
 	return nil
 }
 
@@ -188,6 +194,7 @@ func (s *Server) CreateInvite(ctx context.Context, uses int, d time.Duration) (I
 	})
 	if err == nil {
 		s.log.Info("invite created", "uses", uses, "expires", inv.Expires)
+		s.event(EventInviteCreated, "", fmt.Sprintf("%d uses", uses))
 	}
 	return inv, err
 }
@@ -217,13 +224,18 @@ func (s *Server) Invites() ([]Invite, error) {
 // RevokeInvite deletes an invite code.
 func (s *Server) RevokeInvite(ctx context.Context, code string) error {
 	code = normInvite(code)
-	return s.store.update(ctx, func(tx *bolt.Tx) error {
+	err := s.store.update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketInvites)
 		if b.Get([]byte(code)) == nil {
 			return reject(fmt.Errorf("no invite %q", code))
 		}
 		return b.Delete([]byte(code))
 	})
+	if err == nil {
+		s.log.Info("invite revoked")
+		s.event(EventInviteRevoked, "", "")
+	}
+	return err
 }
 
 // checkInviteTx checks, writing nothing, that an invite is usable.
@@ -322,6 +334,7 @@ func (s *Server) Broadcast(ctx context.Context, text string) (int, error) {
 	}
 	s.push(entries)
 	s.log.Info("broadcast", "accounts", accounts, "bytes", len(text))
+	s.event(EventBroadcast, "", fmt.Sprintf("to %d accounts, %d bytes", accounts, len(text)))
 	return accounts, nil
 }
 
@@ -369,5 +382,6 @@ func (s *Server) DeleteUser(ctx context.Context, user string) error {
 	}
 	s.mutes.set(user, time.Time{}, false)
 	s.log.Warn("account deleted", "user", user)
+	s.event(EventAccountDeleted, user, "")
 	return nil
 }

@@ -129,8 +129,9 @@ func TestFetchConsumesOneTimeKeys(t *testing.T) {
 }
 
 func TestLimiterBoundedAndRefills(t *testing.T) {
-	l := newLimiter(rate.Limit(1), 2, 100)
+	l := newLimiter(100)
 	now := time.Unix(1000, 0)
+	l.set(rate.Limit(1), 2, now)
 	for i := 0; i < 2; i++ {
 		if ok, _ := l.allow("a", now); !ok {
 			t.Fatal("burst refused")

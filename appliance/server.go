@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -71,6 +72,10 @@ type Server struct {
 	mutes      muteList
 	started    time.Time
 
+	limitsMu sync.Mutex // serializes SetLimits
+	limits   atomic.Pointer[Limits]
+	events   eventLog
+
 	stats Stats
 }
 
@@ -79,7 +84,9 @@ type Stats struct {
 	Connections atomic.Int64 // currently open
 	Accepted    atomic.Int64
 	MessagesIn  atomic.Int64
+	BytesIn     atomic.Int64 // payload bytes of the messages stored
 	Deliveries  atomic.Int64
+	BytesOut    atomic.Int64 // payload bytes of the entries pushed
 	AuthFailed  atomic.Int64
 	Refused     atomic.Int64 // connections refused for a ban
 	Limited     atomic.Int64 // requests and connections refused by a rate limit
@@ -100,13 +107,12 @@ func New(cfg Config) (*Server, error) {
 		sessions:  make(map[*session]struct{}),
 		receivers: make(map[string]*session),
 	}
-	s.fetchLimit = newLimiter(rate.Limit(cfg.KeyFetchRate), cfg.KeyFetchBurst, cfg.LimiterTable)
-	s.msgLimit = newLimiter(rate.Limit(cfg.MessageRate), cfg.MessageBurst, cfg.LimiterTable)
-	s.byteLimit = newLimiter(rate.Limit(cfg.ByteRate), cfg.ByteBurst, cfg.LimiterTable)
-	s.connLimit = newLimiter(rate.Limit(cfg.ConnRate), cfg.ConnBurst, cfg.LimiterTable)
-	s.regLimit = newLimiter(rate.Limit(cfg.RegisterRate), cfg.RegisterBurst, cfg.LimiterTable)
-	s.failLimit = newLimiter(rate.Every(time.Duration(cfg.LoginFailureWindow)), cfg.LoginFailures, cfg.LimiterTable)
-	s.floodLimit = newLimiter(rate.Limit(float64(cfg.FloodBan)/60), cfg.FloodBan, cfg.LimiterTable)
+	for _, l := range []**limiter{&s.fetchLimit, &s.msgLimit, &s.byteLimit, &s.connLimit, &s.regLimit, &s.failLimit, &s.floodLimit} {
+		*l = newLimiter(cfg.LimiterTable)
+	}
+	limits := cfg.limits()
+	s.limits.Store(&limits)
+	s.applyLimits(limits)
 	s.started = cfg.Now()
 	if s.rand == nil {
 		s.rand = rand.Reader
@@ -192,6 +198,7 @@ func (s *Server) admit(ctx context.Context, info *quic.ClientInfo) (context.Cont
 	if ok, _ := s.connLimit.allow(ip.String(), now); !ok {
 		s.stats.Limited.Add(1)
 		s.log.Warn("rate limited: connections", "remote", ip.String())
+		s.event(EventRateLimited, ip.String(), "connections")
 		return ctx, errRateLimited
 	}
 	return ctx, nil
@@ -275,13 +282,18 @@ func (s *Server) Serve(ctx context.Context) error {
 // serveAdmin starts the admin API on its own TCP listener and writes its
 // address to admin.addr, so `securechat admin --data DIR` finds it.
 func (s *Server) serveAdmin(ctx context.Context, bg *sync.WaitGroup) error {
-	host, _, _ := net.SplitHostPort(s.cfg.Admin)
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("admin listener %s is not on loopback: the admin API has no TLS yet, so it may listen only on 127.0.0.1 or ::1", s.cfg.Admin)
+	tlsConf, err := s.adminTLS()
+	if err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", s.cfg.Admin)
 	if err != nil {
 		return fmt.Errorf("admin listener: %w", err)
+	}
+	scheme := "http"
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
+		scheme = "https"
 	}
 	token, err := os.ReadFile(filepath.Join(s.cfg.Data, FileAdminToken))
 	if err != nil {
@@ -305,7 +317,7 @@ func (s *Server) serveAdmin(ctx context.Context, bg *sync.WaitGroup) error {
 		hs.Shutdown(sctx)
 		os.Remove(filepath.Join(s.cfg.Data, FileAdminAddr))
 	})
-	s.log.Info("admin API listening", "addr", ln.Addr().String())
+	s.log.Info("admin listening", "url", scheme+"://"+ln.Addr().String()+"/")
 	return nil
 }
 

@@ -320,6 +320,11 @@ func (ss *session) authenticate(f transport.Frame) {
 		}
 		user, err := transport.CanonicalUser(req.User)
 		if err != nil {
+			if f.Code == transport.CodeRegister {
+				srv.event(EventRegisterRefused, ss.ip, fmt.Sprintf("user name %q: %v", req.User, err))
+			} else {
+				srv.event(EventAuthFailure, ss.ip, fmt.Sprintf("user %q: invalid user name", req.User))
+			}
 			ss.fail(f.ID, &transport.Error{Code: transport.ErrInvalidName, Message: err.Error()})
 			return
 		}
@@ -337,6 +342,9 @@ func (ss *session) authenticate(f transport.Frame) {
 			if errors.Is(err, errBadCredentials) {
 				ss.authFailed(f.ID, user, "wrong password or unknown user")
 			} else {
+				if f.Code == transport.CodeRegister && ss.ctx.Err() == nil {
+					srv.event(EventRegisterRefused, ss.ip, fmt.Sprintf("user name %q: %v", user, err))
+				}
 				ss.fail(f.ID, wireError(err))
 			}
 			return
@@ -383,10 +391,12 @@ func (ss *session) authFailed(id uint32, user, why string) {
 	srv := ss.srv
 	srv.stats.AuthFailed.Add(1)
 	ss.log.Warn("authentication failed", "user", user, "why", why)
+	srv.event(EventAuthFailure, ss.ip, fmt.Sprintf("user %q: %s", user, why))
 	if ok, _ := srv.failLimit.allow(ss.ip, srv.cfg.Now()); !ok {
 		// Like ejabberd's mod_fail2ban; this line is what fail2ban matches.
-		srv.log.Warn("too many authentication failures, address banned", "remote", ss.ip, "for", time.Duration(srv.cfg.LoginBan).String())
-		go srv.Ban(context.Background(), ss.ip, "too many failed logins", time.Duration(srv.cfg.LoginBan))
+		ban := time.Duration(srv.Limits().LoginBan)
+		srv.log.Warn("too many authentication failures, address banned", "remote", ss.ip, "for", ban.String())
+		go srv.Ban(context.Background(), ss.ip, "too many failed logins", ban)
 	}
 	// Deliberately vague on the wire (STYLE: authentication failures stay vague).
 	ss.fail(id, &transport.Error{Code: transport.ErrUnauthorized, Message: "authentication failed: invalid user name, password or device key"})
@@ -413,6 +423,7 @@ func (ss *session) register(user string, req *transport.Enroll, now time.Time) (
 	}
 	if ok, retry := srv.regLimit.allow(ss.ip, srv.cfg.Now()); !ok {
 		srv.stats.Limited.Add(1)
+		srv.event(EventRateLimited, ss.ip, "registrations")
 		return 0, rateLimited("registrations", retry)
 	}
 	if _, exists := ss.srv.store.lookupUser(user); exists {
@@ -432,6 +443,7 @@ func (ss *session) register(user string, req *transport.Enroll, now time.Time) (
 		return 0, err
 	}
 	ss.log.Info("registered", "user", user)
+	srv.event(EventRegistered, user, "from "+ss.ip)
 	return 1, nil
 }
 
@@ -512,6 +524,7 @@ func (ss *session) handleSend(id uint32, req *transport.Send) {
 	}
 	if !res.Duplicate {
 		srv.stats.MessagesIn.Add(1)
+		srv.stats.BytesIn.Add(int64(size))
 		srv.push(res.Entries)
 	}
 	ss.reply(id, transport.CodeSent, &transport.Sent{ServerTime: res.ServerTime, Duplicate: res.Duplicate})
@@ -522,13 +535,16 @@ func (ss *session) handleSend(id uint32, req *transport.Send) {
 func (ss *session) throttled(id uint32, what string, retry time.Duration) {
 	srv := ss.srv
 	srv.stats.Limited.Add(1)
+	srv.event(EventRateLimited, ss.user, what+" from "+ss.ip)
 	ss.fail(id, rateLimited(what, retry))
-	if srv.cfg.FloodBan == 0 {
+	limits := srv.Limits()
+	if limits.FloodBan == 0 {
 		return
 	}
 	if ok, _ := srv.floodLimit.allow(ss.ip, srv.cfg.Now()); !ok {
-		srv.log.Warn("flooding, address banned", "remote", ss.ip, "user", ss.user, "for", time.Duration(srv.cfg.LoginBan).String())
-		go srv.Ban(context.Background(), ss.ip, "flooding", time.Duration(srv.cfg.LoginBan))
+		ban := time.Duration(limits.LoginBan)
+		srv.log.Warn("flooding, address banned", "remote", ss.ip, "user", ss.user, "for", ban.String())
+		go srv.Ban(context.Background(), ss.ip, "flooding", ban)
 	}
 }
 
@@ -650,9 +666,11 @@ func (ss *session) deliver() {
 			}
 		}
 		frames = frames[:0]
+		bytesOut := 0
 		for _, d := range entries {
 			frames = append(frames, transport.Frame{Code: transport.CodeDeliver, Body: transport.Marshal(d)})
 			last = d.Seq
+			bytesOut += len(d.Payload)
 		}
 		if fromStore && len(entries) < pushBatch && !sentEmpty {
 			frames = append(frames, transport.Frame{Code: transport.CodeQueueEmpty})
@@ -664,6 +682,7 @@ func (ss *session) deliver() {
 				return
 			}
 			ss.srv.stats.Deliveries.Add(int64(len(entries)))
+			ss.srv.stats.BytesOut.Add(int64(bytesOut))
 		}
 		if fromStore && len(entries) == pushBatch {
 			continue // more backlog

@@ -14,7 +14,7 @@ import (
 	"github.com/securechat/securechat/internal/usage"
 )
 
-const adminUsage = "admin [--data DIR | --admin-url URL --token-file F] COMMAND [ARGS...] | run FILE (securechat admin help lists the commands)"
+const adminUsage = "admin [--data DIR | --admin-url URL --token-file F] COMMAND [ARGS...] | run FILE | passwd [--password-stdin | --clear] (securechat admin help lists the commands)"
 
 // adminTimeout bounds one `securechat admin` invocation.
 const adminTimeout = 5 * time.Minute
@@ -41,6 +41,10 @@ func Admin(ctx context.Context, args []string, env Env) error {
 			return usage.Errorf("usage: securechat admin run FILE (- for standard input)")
 		}
 		script = cmd[1]
+	} else if cmd[0] == "passwd" {
+		if err := checkPasswd(cmd[1:]); err != nil {
+			return err
+		}
 	} else if err := admin.Check(cmd); err != nil {
 		return err
 	}
@@ -54,7 +58,17 @@ func Admin(ctx context.Context, args []string, env Env) error {
 	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
 	defer cancel()
 	remote := admin.NewRemote(base, token)
+	if strings.HasPrefix(base, "https://") {
+		if pemCert, err := os.ReadFile(filepath.Join(*data, appliance.FileAdminCert)); err == nil {
+			if err := remote.PinCertificate(pemCert); err != nil {
+				return err
+			}
+		}
+	}
 	remote.Context = ctx
+	if cmd[0] == "passwd" {
+		return passwd(ctx, remote, cmd[1:], env)
+	}
 	in := admin.NewInterpreter(remote, env.Stdout, nil)
 	if script == "" {
 		err := in.ExecArgs(ctx, cmd)
@@ -112,4 +126,38 @@ func adminEndpoint(data, apiURL, tokenFile string, dataSet bool) (base, token st
 		token = strings.TrimSpace(string(b))
 	}
 	return base, token, nil
+}
+
+const passwdUsage = "usage: securechat admin passwd [--password-stdin | --clear]"
+
+func checkPasswd(args []string) error {
+	if len(args) > 1 || (len(args) == 1 && args[0] != "--password-stdin" && args[0] != "--clear") {
+		return usage.Errorf(passwdUsage)
+	}
+	return nil
+}
+
+// passwd is `securechat admin passwd`: it sets the web admin's password
+// (argon2id on the server) from --password-stdin, SECURECHAT_PASSWORD or
+// a prompt asked twice; --clear removes it, leaving the admin token.
+func passwd(ctx context.Context, remote *admin.Remote, args []string, env Env) error {
+	if len(args) == 1 && args[0] == "--clear" {
+		if err := remote.SetAdminPassword(ctx, ""); err != nil {
+			return err
+		}
+		fmt.Fprintln(env.Stdout, "admin password removed; log in with the admin token")
+		return nil
+	}
+	pw, err := readSecret(env, len(args) == 1, true, "new admin password")
+	if err != nil {
+		return err
+	}
+	if pw == "" {
+		return errors.New("the admin password is empty (use --clear to remove it)")
+	}
+	if err := remote.SetAdminPassword(ctx, pw); err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stdout, "admin password set; the web admin takes it or the admin token")
+	return nil
 }

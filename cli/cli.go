@@ -130,6 +130,10 @@ func hostname() string {
 // readPassword takes the account password from --password-stdin,
 // SECURECHAT_PASSWORD or a prompt on the terminal, in that order (DESIGN §7).
 func readPassword(env Env, fromStdin, confirm bool) (string, error) {
+	return readSecret(env, fromStdin, confirm, "account password")
+}
+
+func readSecret(env Env, fromStdin, confirm bool, what string) (string, error) {
 	if fromStdin {
 		line, err := bufio.NewReader(env.Stdin).ReadString('\n')
 		if err != nil && (err != io.EOF || line == "") {
@@ -140,7 +144,7 @@ func readPassword(env Env, fromStdin, confirm bool) (string, error) {
 	if p := env.Getenv("SECURECHAT_PASSWORD"); p != "" {
 		return p, nil
 	}
-	return prompt("account password", confirm, "no password: set SECURECHAT_PASSWORD or use --password-stdin")
+	return prompt(what, confirm, "no password: set SECURECHAT_PASSWORD or use --password-stdin")
 }
 
 // readPassphrase takes the passphrase that seals the home from

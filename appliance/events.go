@@ -1,0 +1,119 @@
+package appliance
+
+import (
+	"sync"
+	"time"
+)
+
+// Event kinds: what the admin's recent-events page shows (DESIGN §5).
+const (
+	EventAuthFailure      = "auth_failure"
+	EventRegistered       = "registered"
+	EventRegisterRefused  = "register_refused"
+	EventRateLimited      = "rate_limited"
+	EventBan              = "ban"
+	EventUnban            = "unban"
+	EventKick             = "kick"
+	EventMute             = "mute"
+	EventUnmute           = "unmute"
+	EventAccountDeleted   = "account_deleted"
+	EventInviteCreated    = "invite_created"
+	EventInviteRevoked    = "invite_revoked"
+	EventBroadcast        = "broadcast"
+	EventLimitsChanged    = "limits_changed"
+	EventAdminLogin       = "admin_login"
+	EventAdminLoginFailed = "admin_login_failed"
+)
+
+// Event is one thing an operator may want to know happened. Subject is the
+// address or account it concerns, exactly as received: it may be anything
+// a client sent, so whoever shows it must escape it.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"`
+	Subject string    `json:"subject"`
+	Detail  string    `json:"detail"`
+	// Count is how many times it happened in a row: the same kind and
+	// subject within eventCoalesce of the last time count as one, so a
+	// flood fills one line, not the whole list.
+	Count int `json:"count"`
+}
+
+const (
+	eventKeep     = 500
+	eventCoalesce = 10 * time.Second
+	maxEventField = 256 // bytes kept of a subject or detail
+)
+
+// eventLog is a fixed-size ring of the most recent events, in memory.
+type eventLog struct {
+	mu   sync.Mutex // guards ring, next and full
+	ring [eventKeep]Event
+	next int
+	full bool
+}
+
+func (l *eventLog) add(now time.Time, kind, subject, detail string) {
+	subject, detail = clip(subject), clip(detail)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if last := l.lastLocked(); last != nil && last.Kind == kind && last.Subject == subject && now.Sub(last.Time) < eventCoalesce {
+		last.Count++
+		last.Time = now
+		last.Detail = detail
+		return
+	}
+	l.ring[l.next] = Event{Time: now, Kind: kind, Subject: subject, Detail: detail, Count: 1}
+	l.next = (l.next + 1) % eventKeep
+	if l.next == 0 {
+		l.full = true
+	}
+}
+
+func (l *eventLog) lastLocked() *Event {
+	if l.next == 0 && !l.full {
+		return nil
+	}
+	return &l.ring[(l.next+eventKeep-1)%eventKeep]
+}
+
+// list returns up to n events, newest first.
+func (l *eventLog) list(n int) []Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	size := l.next
+	if l.full {
+		size = eventKeep
+	}
+	n = min(n, size)
+	out := make([]Event, 0, n)
+	for i := 1; i <= n; i++ {
+		out = append(out, l.ring[(l.next-i+eventKeep)%eventKeep])
+	}
+	return out
+}
+
+// clip bounds what an event keeps of a client-chosen string, on a rune
+// boundary.
+func clip(s string) string {
+	if len(s) <= maxEventField {
+		return s
+	}
+	cut := maxEventField
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// Events returns up to n recent events, newest first.
+func (s *Server) Events(n int) []Event { return s.events.list(n) }
+
+// RecordEvent adds an event from outside the server (the admin's logins).
+func (s *Server) RecordEvent(kind, subject, detail string) {
+	s.events.add(s.cfg.Now(), kind, subject, detail)
+}
+
+func (s *Server) event(kind, subject, detail string) {
+	s.events.add(s.cfg.Now(), kind, subject, detail)
+}

@@ -1,0 +1,18 @@
+// Package embed holds the web admin's assets (DESIGN §5): html/template
+// pages in templates/ and the CSS and JavaScript in static/, compiled into
+// the binary. Plain files, no build step, nothing fetched from elsewhere.
+//
+// The package's name shadows the standard library's; import it under an
+// alias (assets) and use FS, never embed.FS.
+package embed
+
+import (
+	"embed"
+	"io/fs"
+)
+
+//go:embed templates/*.html static/*
+var files embed.FS
+
+// FS is the assets: templates/*.html and static/*.
+var FS fs.FS = files
