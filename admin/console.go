@@ -45,6 +45,9 @@ const consoleHelp = `commands (a leading ! is optional):
   revoke CODE                          delete an invite code
   broadcast TEXT...                    a notice signed by the server key, to everyone
   backup FILE                          write a hot copy of the store to FILE
+  events [N]                           the N (default 50) most recent events
+  limits                               the rate limits in force
+  limit KEY VALUE                      change one rate limit now (limits lists the keys)
   shutdown                             stop the server gracefully (console only)
   exit                                 leave the console or script; the server keeps running
 DURATION is like 30m, 24h or 7d; 0 or forever means no expiry (the default).
@@ -331,6 +334,55 @@ func parse(args []string) (action, error) {
 				return err
 			}
 			return in.printf("broadcast queued for %d accounts\n", n)
+		}, nil
+	case "events":
+		n := 50
+		if len(args) > 1 {
+			return nil, usage.Errorf("usage: events [N]")
+		}
+		if len(args) == 1 {
+			v, err := strconv.Atoi(args[0])
+			if err != nil || v < 1 {
+				return nil, usage.Errorf("events: %q is not a positive number", args[0])
+			}
+			n = v
+		}
+		return func(_ context.Context, in *Interpreter) error {
+			events := in.srv.Events(n)
+			if err := in.readErr(); err != nil {
+				return err
+			}
+			return writeEvents(in.out, events)
+		}, nil
+	case "limits":
+		return noArgs(name, args, func(_ context.Context, in *Interpreter) error {
+			l := in.srv.Limits()
+			if err := in.readErr(); err != nil {
+				return err
+			}
+			return writeLimits(in.out, l)
+		})
+	case "limit":
+		if len(args) != 2 {
+			return nil, usage.Errorf("usage: limit KEY VALUE (limits lists the keys)")
+		}
+		key, value := args[0], args[1]
+		var probe appliance.Limits
+		if err := setLimit(&probe, key, value); err != nil {
+			return nil, usage.Errorf("limit: %v", err)
+		}
+		return func(ctx context.Context, in *Interpreter) error {
+			l := in.srv.Limits()
+			if err := in.readErr(); err != nil {
+				return err
+			}
+			if err := setLimit(&l, key, value); err != nil {
+				return err
+			}
+			if err := in.srv.SetLimits(ctx, l); err != nil {
+				return err
+			}
+			return in.printf("%s is now %s (until the server stops; put it in the config file to keep it)\n", key, value)
 		}, nil
 	case "backup":
 		file, err := one(args, "backup FILE")
@@ -639,8 +691,8 @@ func untilText(t time.Time) string {
 
 func writeStats(w io.Writer, s appliance.StatsSnapshot) error {
 	tw := table(w)
-	fmt.Fprintf(tw, "uptime\t%s\nconnections\t%d\naccepted\t%d\nmessages in\t%d\ndeliveries\t%d\nauth failures\t%d\nrefused (banned)\t%d\nrate limited\t%d\nqueued\t%d\nstore bytes\t%d\nbans\t%d\nserver key\t%s\n",
-		s.Uptime, s.Connections, s.Accepted, s.MessagesIn, s.Deliveries, s.AuthFailed, s.Refused, s.Limited, s.QueueDepth, s.StoreBytes, s.Bans, s.Fingerprint)
+	fmt.Fprintf(tw, "uptime\t%s\nconnections\t%d\naccepted\t%d\nmessages in\t%d\nbytes in\t%d\ndeliveries\t%d\nbytes out\t%d\nauth failures\t%d\nrefused (banned)\t%d\nrate limited\t%d\nqueued\t%d\nstore bytes\t%d\nbans\t%d\nserver key\t%s\n",
+		s.Uptime, s.Connections, s.Accepted, s.MessagesIn, s.BytesIn, s.Deliveries, s.BytesOut, s.AuthFailed, s.Refused, s.Limited, s.QueueDepth, s.StoreBytes, s.Bans, s.Fingerprint)
 	return tw.Flush()
 }
 
@@ -669,4 +721,31 @@ func writeInvites(w io.Writer, invites []appliance.Invite) error {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", inv.Code, inv.Uses, timeText(inv.Created, ""), timeText(inv.Expires, "never"))
 	}
 	return tw.Flush()
+}
+
+// writeEvents prints events with what clients chose made visible, so no
+// control sequence reaches the operator's terminal.
+func writeEvents(w io.Writer, events []appliance.Event) error {
+	tw := table(w)
+	fmt.Fprintln(tw, "TIME\tKIND\tSUBJECT\tDETAIL\tTIMES")
+	for _, e := range events {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", timeText(e.Time, "-"), e.Kind, orDash(visible(e.Subject)), orDash(visible(e.Detail)), e.Count)
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func writeLimits(w io.Writer, l appliance.Limits) error {
+	for _, f := range limitFields(l) {
+		if _, err := fmt.Fprintf(w, "%s: %s\n", f.Key, f.Value); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -422,3 +422,43 @@ kick mallory
 	// banned 203.0.113.0/24
 	// disconnected mallory (2 connections)
 }
+
+func TestEventsAndLimitsCommands(t *testing.T) {
+	in, f, out, _ := newTestInterpreter()
+	f.limits = appliance.Limits{MessageRate: 20, MessageBurst: 60, ByteRate: 1 << 20, ByteBurst: 8 << 20, ConnRate: 10, ConnBurst: 30,
+		RegisterBurst: 5, LoginFailures: 10, LoginFailureWindow: appliance.Duration(time.Minute), LoginBan: appliance.Duration(15 * time.Minute)}
+	ctx := context.Background()
+	if err := in.Exec(ctx, "events 5"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "ban") || !strings.Contains(out.String(), "10.0.0.1") || f.calls[0] != "Events(5)" {
+		t.Errorf("events: %q %q", out, f.calls)
+	}
+	out.Reset()
+	if err := in.Exec(ctx, "limit message_burst 7"); err != nil {
+		t.Fatal(err)
+	}
+	if f.limits.MessageBurst != 7 || !strings.Contains(out.String(), "message_burst is now 7") {
+		t.Errorf("limit: %+v %q", f.limits, out)
+	}
+	out.Reset()
+	if err := in.Exec(ctx, "limits"); err != nil || !strings.Contains(out.String(), "message_burst: 7\n") || !strings.Contains(out.String(), "login_ban: 15m0s\n") {
+		t.Errorf("limits: %v %q", err, out)
+	}
+	for _, bad := range []string{"limit nope 1", "limit message_burst many", "limit message_burst", "events -1", "events 1 2"} {
+		if err := Check(strings.Fields(bad)); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if err := in.Exec(ctx, "limit message_burst 0"); err == nil || f.limits.MessageBurst != 7 {
+		t.Errorf("an invalid limit was taken: %v", err)
+	}
+}
+
+func TestEventsCommandNeutralisesControls(t *testing.T) {
+	var b bytes.Buffer
+	writeEvents(&b, []appliance.Event{{Kind: "auth_failure", Subject: "\x1b[2J\x1b]0;pwned\x07", Detail: "evil\u202etxt"}})
+	if strings.ContainsAny(b.String(), "\x1b\x07\u202e") || !strings.Contains(b.String(), "‹U+001B›") {
+		t.Errorf("control characters reached the terminal: %q", b.String())
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -795,33 +796,37 @@ func (h *handler) limitsSet(w http.ResponseWriter, r *http.Request) {
 }
 
 func parseLimitsForm(r *http.Request, l *appliance.Limits) error {
+	keys := slices.Sorted(maps.Keys(r.PostForm))
+	for _, k := range keys {
+		if k == csrfField {
+			continue
+		}
+		if err := setLimit(l, k, r.PostForm.Get(k)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setLimit sets the limit named by its configuration key from text.
+func setLimit(l *appliance.Limits, key, value string) error {
 	floats := map[string]*float64{"message_rate": &l.MessageRate, "byte_rate": &l.ByteRate, "conn_rate": &l.ConnRate, "register_rate": &l.RegisterRate, "key_fetch_rate": &l.KeyFetchRate}
 	ints := map[string]*int{"message_burst": &l.MessageBurst, "byte_burst": &l.ByteBurst, "conn_burst": &l.ConnBurst, "register_burst": &l.RegisterBurst, "key_fetch_burst": &l.KeyFetchBurst, "login_failures": &l.LoginFailures, "flood_ban": &l.FloodBan}
 	durs := map[string]*appliance.Duration{"login_failure_window": &l.LoginFailureWindow, "login_ban": &l.LoginBan}
-	keys := slices.Sorted(func(yield func(string) bool) {
-		for k := range r.PostForm {
-			if !yield(k) {
-				return
-			}
-		}
-	})
-	for _, k := range keys {
-		v := strings.TrimSpace(r.PostForm.Get(k))
-		var err error
-		switch {
-		case k == csrfField:
-		case floats[k] != nil:
-			*floats[k], err = strconv.ParseFloat(v, 64)
-		case ints[k] != nil:
-			*ints[k], err = strconv.Atoi(v)
-		case durs[k] != nil:
-			err = durs[k].Set(v)
-		default:
-			return fmt.Errorf("unknown setting %q", k)
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %q is not a valid value", k, v)
-		}
+	v := strings.TrimSpace(value)
+	var err error
+	switch {
+	case floats[key] != nil:
+		*floats[key], err = strconv.ParseFloat(v, 64)
+	case ints[key] != nil:
+		*ints[key], err = strconv.Atoi(v)
+	case durs[key] != nil:
+		err = durs[key].Set(v)
+	default:
+		return fmt.Errorf("unknown setting %q", key)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %q is not a valid value", key, v)
 	}
 	return nil
 }

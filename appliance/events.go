@@ -33,8 +33,8 @@ type Event struct {
 	Kind    string    `json:"kind"`
 	Subject string    `json:"subject"`
 	Detail  string    `json:"detail"`
-	// Count is how many times it happened in a row: the same kind and
-	// subject within eventCoalesce of the last time count as one, so a
+	// Count is how many times it happened in a row: the same event again
+	// within eventCoalesce of the last time counts on the same line, so a
 	// flood fills one line, not the whole list.
 	Count int `json:"count"`
 }
@@ -57,10 +57,9 @@ func (l *eventLog) add(now time.Time, kind, subject, detail string) {
 	subject, detail = clip(subject), clip(detail)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if last := l.lastLocked(); last != nil && last.Kind == kind && last.Subject == subject && now.Sub(last.Time) < eventCoalesce {
+	if last := l.lastLocked(); last != nil && last.Kind == kind && last.Subject == subject && last.Detail == detail && now.Sub(last.Time) < eventCoalesce {
 		last.Count++
 		last.Time = now
-		last.Detail = detail
 		return
 	}
 	l.ring[l.next] = Event{Time: now, Kind: kind, Subject: subject, Detail: detail, Count: 1}

@@ -321,7 +321,7 @@ func (ss *session) authenticate(f transport.Frame) {
 		user, err := transport.CanonicalUser(req.User)
 		if err != nil {
 			if f.Code == transport.CodeRegister {
-				srv.event(EventRegisterRefused, ss.ip, fmt.Sprintf("user name %q: %v", req.User, err))
+				srv.event(EventRegisterRefused, ss.ip, err.Error()) // quotes the name
 			} else {
 				srv.event(EventAuthFailure, ss.ip, fmt.Sprintf("user %q: invalid user name", req.User))
 			}

@@ -194,6 +194,12 @@ func TestMetrics(t *testing.T) {
 	if v := value("securechat_deliveries_total"); v < 3 {
 		t.Errorf("deliveries_total %v, want >= 3", v)
 	}
+	if v := value("securechat_bytes_in_total"); v < 3*64 {
+		t.Errorf("bytes_in_total %v: three encrypted messages are more", v)
+	}
+	if v := value("securechat_bytes_out_total"); v < 3*64 {
+		t.Errorf("bytes_out_total %v: three delivered encrypted messages are more", v)
+	}
 	if v := value("securechat_auth_failures_total"); v < 1 {
 		t.Errorf("auth_failures_total %v, want >= 1", v)
 	}

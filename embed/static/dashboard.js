@@ -77,7 +77,8 @@
       ctx.moveTo(pad.l, y);
       ctx.lineTo(w - pad.r, y);
       ctx.stroke();
-      ctx.fillText(String(Math.round(top * (4 - i) / 4)), 4, y + 4);
+      var v = top * (4 - i) / 4;
+      ctx.fillText(v >= 10 || v === Math.round(v) ? String(Math.round(v)) : v.toFixed(1), 4, y + 4);
     }
     if (samples.length < 2) {
       ctx.fillText("collecting samples…", pad.l + 8, pad.t + 16);
@@ -86,9 +87,10 @@
     var t0 = samples[0].t, t1 = samples[samples.length - 1].t;
     var span = Math.max(t1 - t0, 1);
     ctx.fillText(Math.round(span / 1000) + " s", w - pad.r - 40, h - 6);
-    ["limited", "deliveries", "messages"].forEach(function (key) {
+    ["limited", "messages", "deliveries"].forEach(function (key) {
       ctx.strokeStyle = colours[key];
-      ctx.lineWidth = key === "messages" ? 2 : 1.5;
+      ctx.lineWidth = key === "messages" ? 2.5 : 1.5;
+      ctx.setLineDash(key === "deliveries" ? [6, 4] : []);
       ctx.beginPath();
       samples.forEach(function (p, j) {
         var x = pad.l + (w - pad.l - pad.r) * (p.t - t0) / span;

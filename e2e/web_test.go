@@ -1,0 +1,484 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"github.com/securechat/securechat/transport"
+)
+
+// browser is a headless Chromium driven over the DevTools protocol
+// (chromedp), the way an operator's browser uses the web admin.
+type browser struct {
+	t   *testing.T
+	ctx context.Context
+
+	mu       sync.Mutex // guards dialogs and problems
+	dialogs  []string   // JavaScript dialogs that opened
+	problems []string   // console errors, CSP violations, exceptions
+}
+
+// chromium finds Debian's chromium (or another Chrome); without one the
+// browser tests skip, or fail where SECURECHAT_REQUIRE_ALL is set (CI).
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("SECURECHAT_REQUIRE_ALL") != "" {
+		t.Fatal("chromium is required (SECURECHAT_REQUIRE_ALL is set): apt-get install -y chromium")
+	}
+	t.Skip("chromium not installed (apt-get install -y chromium)")
+	return ""
+}
+
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium(t)),
+		chromedp.NoSandbox, // CI runs as root
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.WindowSize(1280, 900),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	b := &browser{t: t, ctx: ctx}
+	err := chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*page.EventJavascriptDialogOpening); ok {
+			b.mu.Lock()
+			b.dialogs = append(b.dialogs, e.Message)
+			b.mu.Unlock()
+			// Not from here: Listen's func must not run commands.
+			go chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
+		}
+	})
+	if err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	console := chromedp.Console(ctx)
+	go func() {
+		for m, err := range console {
+			if err != nil {
+				return
+			}
+			if m.IsException() || m.Type == "error" {
+				b.problem(m.String())
+			}
+		}
+	}()
+	return b
+}
+
+func (b *browser) problem(p string) {
+	b.mu.Lock()
+	b.problems = append(b.problems, p)
+	b.mu.Unlock()
+}
+
+// check fails the test for any dialog or page error seen so far.
+func (b *browser) check() {
+	b.t.Helper()
+	time.Sleep(200 * time.Millisecond) // let the last console messages arrive
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.dialogs) > 0 {
+		b.t.Errorf("JavaScript dialogs opened: %q", b.dialogs)
+	}
+	if len(b.problems) > 0 {
+		b.t.Errorf("page errors: %q", b.problems)
+	}
+	b.dialogs, b.problems = nil, nil
+}
+
+func (b *browser) do(what string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		b.t.Fatalf("browser: %s: %v", what, err)
+	}
+}
+
+// text returns the text content of the first element matching the CSS
+// selector sel.
+func (b *browser) text(sel string) string {
+	b.t.Helper()
+	return eval[string](b, `document.querySelector(`+strconv.Quote(sel)+`).textContent`)
+}
+
+// eval evaluates a JavaScript expression in the page.
+func eval[T any](b *browser, expr string) T {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		b.t.Fatalf("browser: %s: %v", expr, err)
+	}
+	return v
+}
+
+// waitFor polls a JavaScript condition until it holds.
+func (b *browser) waitFor(what, cond string) {
+	b.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("!!("+cond+")"))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("browser: waiting for %s (%s): %v", what, cond, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// submit fills the form fields (CSS selector → value) and clicks button,
+// then waits for the page the answer leads to to show want in #flash.
+func (b *browser) submit(fields map[string]string, button, want string) {
+	b.t.Helper()
+	var acts []chromedp.Action[chromedp.Void]
+	for sel, v := range fields {
+		acts = append(acts, chromedp.SetValue(chromedp.CSS(sel), v))
+	}
+	acts = append(acts, chromedp.Evaluate[chromedp.Void](`document.body.dataset.old = "1"`), chromedp.Click(chromedp.CSS(button)))
+	b.do("submit "+button, acts...)
+	b.waitFor("the answer to "+button, `!document.body.dataset.old && document.getElementById("flash") && document.getElementById("flash").textContent.includes(`+strconv.Quote(want)+`)`)
+}
+
+func (b *browser) open(url string) {
+	b.t.Helper()
+	b.do("open "+url, chromedp.Navigate(url))
+}
+
+// screenshot saves the whole page as a PNG in build/screenshots (or
+// $SECURECHAT_SCREENSHOTS): what the test saw, for people to look at.
+func (b *browser) screenshot(name string) {
+	b.t.Helper()
+	dir := os.Getenv("SECURECHAT_SCREENSHOTS")
+	if dir == "" {
+		dir = filepath.Join("..", "build", "screenshots")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Fatalf("screenshot: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+func (s *server) adminURL(t *testing.T) string { return "http://" + adminAddr(t, s) }
+
+func (s *server) token(t *testing.T) string {
+	b, err := os.ReadFile(filepath.Join(s.data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// login logs the browser in to s's admin with secret.
+func (b *browser) login(s *server, secret string) {
+	b.t.Helper()
+	base := s.adminURL(b.t)
+	b.open(base + "/users")
+	b.waitFor("the login page", `location.pathname == "/login" && document.getElementById("secret")`)
+	b.do("log in", chromedp.SetValue(chromedp.CSS("#secret"), secret), chromedp.Submit(chromedp.CSS("#login-form")))
+	b.waitFor("the page asked for before login", `location.pathname == "/users" && document.getElementById("users")`)
+}
+
+// TestWebAdmin drives the web admin in Chromium: login, a dashboard whose
+// numbers move with traffic, a ban from the bans page that refuses a
+// client until it is lifted, users, limits changed live, broadcast,
+// events, backup, and a forged cross-site form that changes nothing.
+func TestWebAdmin(t *testing.T) {
+	s := startServer(t)
+	b := newBrowser(t)
+	base := s.adminURL(t)
+	alice, bob := register(t, s, "alice"), register(t, s, "bob")
+
+	// The login page, then a wrong secret, then the token.
+	b.open(base + "/")
+	b.waitFor("redirect to the login page", `location.pathname == "/login"`)
+	b.screenshot("login")
+	b.do("wrong secret", chromedp.SetValue(chromedp.CSS("#secret"), "not the token"), chromedp.Submit(chromedp.CSS("#login-form")))
+	b.waitFor("the refusal", `document.getElementById("flash") && document.getElementById("flash").textContent.includes("Wrong admin token or password")`)
+	b.login(s, s.token(t))
+
+	// Dashboard: the numbers move while a client sends.
+	b.open(base + "/")
+	b.waitFor("the dashboard", `document.getElementById("stat-messages")`)
+	before := b.text("#stat-messages")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { // bob online, so deliveries move too
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			run(t, nil, "", "recv", "--home", bob.home, "--wait", "1s")
+		}
+	})
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			// Not alice.send: t.Fatal belongs to the test's goroutine.
+			if r := run(t, nil, "", "send", "--home", alice.home, "--to", "bob", fmt.Sprintf("dashboard traffic %d", i)); r.Code != 0 {
+				t.Errorf("send during the dashboard check: %s", r.Stderr)
+				return
+			}
+		}
+	})
+	b.waitFor("the message count to move", `document.getElementById("stat-messages").textContent != `+strconv.Quote(before))
+	b.waitFor("a rate above zero", `parseFloat(document.getElementById("stat-msgs-rate").textContent) > 0`)
+	b.waitFor("deliveries to move", `parseInt(document.getElementById("stat-deliveries").textContent) > 0`)
+	b.waitFor("the chart to have points", `parseInt(document.getElementById("chart").dataset.points) >= 5`)
+	close(stop)
+	wg.Wait()
+	if n, _ := strconv.Atoi(b.text("#stat-messages")); n <= 0 {
+		t.Errorf("messages on the dashboard: %q", b.text("#stat-messages"))
+	}
+	if got := b.text("#server-key"); got != s.FP {
+		t.Errorf("dashboard shows server key %q, want %q", got, s.FP)
+	}
+	b.screenshot("dashboard")
+
+	// Bans: ban 127.0.0.1/32 and the client is refused; unban and it is not.
+	b.open(base + "/bans")
+	b.submit(map[string]string{"#ban-target": "127.0.0.1/32", "#ban-reason": "browser test", "#ban-duration": "1h"}, "#ban-submit", "Banned 127.0.0.1/32")
+	b.waitFor("the ban in the list", `document.querySelector('#bans tr[data-target="127.0.0.1/32"]')`)
+	b.screenshot("bans")
+	r := fails(t, 1, "", nil, "send", "--home", alice.home, "--to", "bob", "while banned")
+	if !strings.Contains(r.Stderr, "refused") && !strings.Contains(r.Stderr, "banned") {
+		t.Errorf("banned client's error: %q", r.Stderr)
+	}
+	b.submit(nil, `#bans tr[data-target="127.0.0.1/32"] button[name=unban]`, "Lifted the ban on 127.0.0.1/32")
+	alice.send(t, "bob", "after the unban")
+
+	// Users: search, mute from the page, unmute.
+	b.open(base + "/users?q=ali")
+	b.waitFor("the search result", `document.querySelectorAll("#users tbody tr[data-user]").length == 1 && document.querySelector('#users tr[data-user="alice"]')`)
+	b.submit(nil, `#users tr[data-user="alice"] button[name=mute]`, "Muted alice for 1h0m0s")
+	fails(t, 1, "you are muted", nil, "send", "--home", alice.home, "--to", "bob", "muted?")
+	b.waitFor("the muted tag", `document.querySelector('#users tr[data-user="alice"] .tag.warn')`)
+	b.screenshot("users")
+	b.submit(nil, `#users tr[data-user="alice"] button[name=unmute]`, "Unmuted alice")
+	alice.send(t, "bob", "after the unmute")
+
+	// Limits change live: one message at a time, then back.
+	b.open(base + "/limits")
+	b.submit(map[string]string{"#limit-message_rate": "0.001", "#limit-message_burst": "1"}, "#limits-submit", "Rate limits changed")
+	if got := b.text("#limits-yaml"); !strings.Contains(got, "message_burst: 1\n") || !strings.Contains(got, "message_rate: 0.001\n") {
+		t.Errorf("limits YAML: %q", got)
+	}
+	alice.send(t, "bob", "the one message the burst allows")
+	fails(t, 1, "rate limited (messages)", nil, "send", "--home", alice.home, "--to", "bob", "over the new limit")
+	b.screenshot("limits")
+	b.submit(map[string]string{"#limit-message_rate": "20", "#limit-message_burst": "60"}, "#limits-submit", "Rate limits changed")
+	alice.send(t, "bob", "limits restored")
+
+	// Broadcast reaches bob as a system message signed by the server.
+	b.open(base + "/broadcast")
+	b.submit(map[string]string{"#broadcast-text": "maintenance tonight"}, "#broadcast-submit", "Broadcast queued for 2 accounts")
+	var system []message
+	for _, m := range bob.recv(t, "2s") {
+		if m.Kind == "system" {
+			system = append(system, m)
+		}
+	}
+	if len(system) != 1 || system[0].Text != "maintenance tonight" {
+		t.Errorf("bob's system messages: %+v", system)
+	}
+
+	// Events: the ban, the mute, the limits and the logins are there.
+	b.open(base + "/events")
+	b.waitFor("the events", `document.querySelector("#events tr.kind-ban") && document.querySelector("#events tr.kind-mute") && document.querySelector("#events tr.kind-limits_changed") && document.querySelector("#events tr.kind-admin_login") && document.querySelector("#events tr.kind-admin_login_failed")`)
+	b.screenshot("events")
+
+	// Backup: the download link serves the store to the session.
+	b.open(base + "/")
+	href := eval[string](b, `document.getElementById("backup-link").getAttribute("href")`)
+	cres, err := chromedp.Call(b.ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{base}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookies := cres.Cookies
+	if len(cookies) != 1 || !cookies[0].HTTPOnly || cookies[0].SameSite != network.CookieSameSiteStrict {
+		t.Fatalf("session cookie: %+v", cookies)
+	}
+	req, _ := http.NewRequest("GET", base+href, nil)
+	req.AddCookie(&http.Cookie{Name: cookies[0].Name, Value: cookies[0].Value})
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, 64)
+	n, _ := resp.Body.Read(head)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Header.Get("Content-Disposition"), "attachment") || n == 0 {
+		t.Errorf("backup download: %d %v", resp.StatusCode, resp.Header)
+	}
+	noCookie, _ := http.Get(base + href)
+	if noCookie.StatusCode == http.StatusOK && noCookie.Request.URL.Path == href {
+		t.Error("backup downloaded without a session")
+	}
+	noCookie.Body.Close()
+
+	// A forged form on another origin posts a ban with the admin's
+	// browser: it is refused and nothing is banned.
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprintf(w, `<form id="f" method="post" action="%s/bans"><input name="target" value="10.9.8.7"><input name="csrf" value="guess"></form>
+<script>document.getElementById("f").submit()</script>`, base)
+	}))
+	defer evil.Close()
+	b.open(evil.URL)
+	b.waitFor("the forged post to land", `location.href.startsWith(`+strconv.Quote(base)+`)`)
+	body := eval[string](b, `document.body.textContent`)
+	if !strings.Contains(body, "refused") {
+		t.Errorf("forged cross-site POST answered %q", body)
+	}
+	if r := ok(t, nil, "admin", "--data", s.data, "bans"); strings.Contains(r.Stdout, "10.9.8.7") {
+		t.Errorf("the forged POST banned 10.9.8.7:\n%s", r.Stdout)
+	}
+	b.mu.Lock()
+	b.problems = nil // the forged page's refused request logs a 403
+	b.mu.Unlock()
+
+	// Log out: the pages are closed again.
+	b.open(base + "/")
+	b.do("log out", chromedp.Click(chromedp.CSS("form.logout button")))
+	b.waitFor("the login page", `location.pathname == "/login"`)
+	b.open(base + "/users")
+	b.waitFor("still the login page", `location.pathname == "/login"`)
+	b.check()
+}
+
+// TestWebInviteAndPassword: on an invite-only server the operator logs in
+// with the password set by `securechat admin passwd`, creates an invite
+// on the invites page, and a new user registers with its code, once.
+func TestWebInviteAndPassword(t *testing.T) {
+	s := startServer(t, "--registration", "invite")
+	b := newBrowser(t)
+	run(t, nil, "", "admin", "--data", s.data, "passwd", "--clear") // nothing set yet: still fine
+	res := run(t, nil, "too short\n", "admin", "--data", s.data, "passwd", "--password-stdin")
+	if res.Code != 1 || !strings.Contains(res.Stderr, "at least 12") {
+		t.Errorf("short admin password: %d %q", res.Code, res.Stderr)
+	}
+	if r := run(t, nil, "a long admin password\n", "admin", "--data", s.data, "passwd", "--password-stdin"); r.Code != 0 {
+		t.Fatalf("admin passwd: %d %s", r.Code, r.Stderr)
+	}
+	b.login(s, "a long admin password")
+
+	b.open(s.adminURL(t) + "/invites")
+	b.submit(map[string]string{"#invite-uses": "1", "#invite-duration": "24h"}, "#invite-submit", "Invite created")
+	code := strings.TrimSpace(b.text("#flash-code"))
+	b.screenshot("invites")
+	if code == "" {
+		t.Fatal("no invite code on the page")
+	}
+	home := filepath.Join(t.TempDir(), "carol")
+	fails(t, 1, "invite", pwEnv, "register", "--server", s.Addr, "--server-key", s.FP, "--user", "carol", "--home", home)
+	ok(t, pwEnv, "register", "--server", s.Addr, "--server-key", s.FP, "--user", "carol", "--home", home, "--invite", code)
+	home2 := filepath.Join(t.TempDir(), "dave")
+	fails(t, 1, "invite", pwEnv, "register", "--server", s.Addr, "--server-key", s.FP, "--user", "dave", "--home", home2, "--invite", code)
+	b.open(s.adminURL(t) + "/invites")
+	b.waitFor("the used invite gone", `!document.querySelector("#invites code")`)
+	b.check()
+}
+
+// TestWebHostileText: user names a modified client tries to register
+// (script, right-to-left override, zero-width characters) and a ban
+// reason with markup show on the admin pages as plain, readable text: no
+// script runs, no element is made, the invisible characters are marked.
+func TestWebHostileText(t *testing.T) {
+	s := startServer(t)
+	b := newBrowser(t)
+	names := []string{"<script>alert(1)</script>", "admin\u202egnp.exe", "ali\u200bce"}
+	fp, err := transport.ParseFingerprint(s.FP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := transport.Dial(ctx, s.Addr, &transport.Pinner{Pin: fp})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, _, _ := ed25519.GenerateKey(nil)
+		c.WriteFrame(transport.CodeRegister, 1, &transport.Enroll{User: name, Password: password, DeviceKey: pub, Signature: make([]byte, ed25519.SignatureSize)})
+		f, err := c.ReadFrame()
+		var e transport.Error
+		if err != nil || f.Code != transport.CodeError || transport.Unmarshal(f.Body, &e) != nil || e.Code != transport.ErrInvalidName {
+			t.Errorf("registering %q: %v %v %+v", name, f.Code, err, e)
+		}
+		c.Close(transport.CloseNormal, "")
+	}
+	reason := `<img src=x onerror=alert(2)> spam` + "\u202e" + "evil\u200b"
+	s.admin(t, "ban", "203.0.113.9", "--reason", reason)
+
+	b.login(s, s.token(t))
+	b.open(s.adminURL(t) + "/events?kind=register_refused")
+	b.waitFor("the refused registrations", `document.querySelectorAll("#events tr.kind-register_refused").length >= 1`)
+	details := eval[string](b, `Array.from(document.querySelectorAll("#events tr.kind-register_refused td.detail")).map(e => e.textContent).join("\n")`)
+	for _, want := range []string{`"<script>alert(1)</script>"`, `"admin\u202egnp.exe"`, `"ali\u200bce"`} {
+		if !strings.Contains(details, want) {
+			t.Errorf("events page does not show %s readably; it shows:\n%s", want, details)
+		}
+	}
+	if scripts := eval[int](b, `document.querySelectorAll("main img, main td script").length`); scripts != 0 {
+		t.Errorf("%d script or img elements made from hostile text", scripts)
+	}
+	b.screenshot("hostile-events")
+
+	b.open(s.adminURL(t) + "/bans")
+	b.waitFor("the ban", `document.querySelector('#bans tr[data-target="203.0.113.9/32"]')`)
+	got := b.text(`#bans tr[data-target="203.0.113.9/32"] td.reason`)
+	if want := `<img src=x onerror=alert(2)> spam‹U+202E›evil‹U+200B›`; got != want {
+		t.Errorf("ban reason shows %q, want %q", got, want)
+	}
+	if imgs := eval[int](b, `document.querySelectorAll("main img").length`); imgs != 0 {
+		t.Error("an img element was made from the ban reason")
+	}
+	b.screenshot("hostile-bans")
+	b.check()
+}
