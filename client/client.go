@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/securechat/securechat/e2ee"
 	"github.com/securechat/securechat/transport"
@@ -457,10 +458,17 @@ func (c *Client) handleSignal(body []byte) {
 // Ack records msgs as handed on and tells the server to delete them. Call
 // it once the front end has kept them (printed, stored in history).
 func (c *Client) Ack(msgs ...*Message) error {
+	return c.ackWith(nil, msgs...)
+}
+
+// ackWith is Ack with keep, if not nil, run first in the transaction that
+// records msgs as seen: the front end's own record of them (the engine's
+// history) and the ack commit together.
+func (c *Client) ackWith(keep func(tx *bolt.Tx) error, msgs ...*Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	if err := c.home.markSeen(msgs, c.now()); err != nil {
+	if err := c.home.markSeen(msgs, c.now(), keep); err != nil {
 		return err
 	}
 	seqs := make([]uint64, len(msgs))

@@ -221,7 +221,7 @@ func (c *Client) maintainKeys(ctx context.Context, count transport.KeyCount) err
 		return nil
 	}
 	// Saved before published: the server must never hold a key we lost.
-	if err := c.home.db.Update(c.saveKeysTx); err != nil {
+	if err := c.home.update(c.saveKeysTx); err != nil {
 		return err
 	}
 	up := c.keys.PublicPreKeys()
@@ -299,7 +299,7 @@ func (c *Client) encryptTo(ctx context.Context, to string, devs []transport.Devi
 				// A key other than the trusted one: the server (or someone)
 				// swapped it. Record it and refuse to send (DESIGN §3).
 				ct.Pending = idKey
-				if err := h.db.Update(func(tx *bolt.Tx) error { return h.putRecord(tx, bucketContacts, []byte(to), &ct) }); err != nil {
+				if err := h.update(func(tx *bolt.Tx) error { return h.putRecord(tx, bucketContacts, []byte(to), &ct) }); err != nil {
 					return nil, err
 				}
 				return nil, c.identityChanged(to, idKey)
@@ -349,7 +349,7 @@ func (c *Client) encryptTo(ctx context.Context, to string, devs []transport.Devi
 	if entry != nil {
 		entry.Send = transport.Marshal(msg)
 	}
-	err = h.db.Update(func(tx *bolt.Tx) error {
+	err = h.update(func(tx *bolt.Tx) error {
 		if contactChanged {
 			if err := h.putRecord(tx, bucketContacts, []byte(to), &ct); err != nil {
 				return err
@@ -387,14 +387,26 @@ func (c *Client) decrypt(d *transport.Deliver, ephemeral bool) (content *Content
 	defer c.cryptoMu.Unlock()
 	h := c.home
 	rkey := seenKey(d.From, d.FromDevice, d.MessageID)
+	skey := sessionKey(d.From, d.FromDevice)
 	var rec receivedRecord
 	var have bool
-	if !ephemeral {
-		h.db.View(func(tx *bolt.Tx) error {
-			have, err = h.getRecord(tx, bucketReceived, rkey, &rec)
+	var sr sessionRecord
+	var haveSession bool
+	var ct contact
+	var haveContact bool
+	err = h.db.View(func(tx *bolt.Tx) error {
+		var err error
+		if !ephemeral {
+			if have, err = h.getRecord(tx, bucketReceived, rkey, &rec); err != nil || have {
+				return err
+			}
+		}
+		if haveSession, err = h.getRecord(tx, bucketSessions, skey, &sr); err != nil {
 			return err
-		})
-	}
+		}
+		haveContact, err = h.getRecord(tx, bucketContacts, []byte(d.From), &ct)
+		return err
+	})
 	if err != nil {
 		return nil, false, err
 	}
@@ -406,22 +418,6 @@ func (c *Client) decrypt(d *transport.Deliver, ephemeral bool) (content *Content
 		return nil, false, ErrNotLinked
 	}
 	headerBytes, ciphertext, err := parsePayload(d.Payload)
-	if err != nil {
-		return nil, false, err
-	}
-	skey := sessionKey(d.From, d.FromDevice)
-	var sr sessionRecord
-	var haveSession bool
-	var ct contact
-	var haveContact bool
-	err = h.db.View(func(tx *bolt.Tx) error {
-		var err error
-		if haveSession, err = h.getRecord(tx, bucketSessions, skey, &sr); err != nil {
-			return err
-		}
-		haveContact, err = h.getRecord(tx, bucketContacts, []byte(d.From), &ct)
-		return err
-	})
 	if err != nil {
 		return nil, false, err
 	}
@@ -482,10 +478,21 @@ func (c *Client) decrypt(d *transport.Deliver, ephemeral bool) (content *Content
 	// A session from an identity this home does not trust (yet) is not
 	// kept: a forged first message must not displace the real session.
 	keepSession := !changed
+	received := &receivedRecord{Content: plain, Changed: changed, Received: c.now().UnixMilli()}
+	if consumed == nil && !contactDirty && keepSession {
+		// The common case, a message of a session we have: written with
+		// the next write transaction, normally the ack's (later.go).
+		puts := []laterPut{{bucketSessions, h.seal.index(bucketSessions, skey), transport.Marshal(&sr)}}
+		if !ephemeral {
+			puts = append(puts, laterPut{bucketReceived, h.seal.index(bucketReceived, rkey), transport.Marshal(received)})
+		}
+		h.putLater(puts...)
+		return content, changed, nil
+	}
 	if consumed != nil {
 		c.keys.RemovePreKeys(*consumed)
 	}
-	err = h.db.Update(func(tx *bolt.Tx) error {
+	err = h.update(func(tx *bolt.Tx) error {
 		if consumed != nil {
 			if err := c.saveKeysTx(tx); err != nil {
 				return err
@@ -504,7 +511,7 @@ func (c *Client) decrypt(d *transport.Deliver, ephemeral bool) (content *Content
 		if ephemeral {
 			return nil
 		}
-		return h.putRecord(tx, bucketReceived, rkey, &receivedRecord{Content: plain, Changed: changed, Received: c.now().UnixMilli()})
+		return h.putRecord(tx, bucketReceived, rkey, received)
 	})
 	return content, changed, err
 }
@@ -512,7 +519,7 @@ func (c *Client) decrypt(d *transport.Deliver, ephemeral bool) (content *Content
 // Trust accepts a contact's changed identity key: sessions with the old one
 // are dropped and new ones start with the new key.
 func (h *Home) Trust(user string) error {
-	return h.db.Update(func(tx *bolt.Tx) error {
+	return h.update(func(tx *bolt.Tx) error {
 		var ct contact
 		ok, err := h.getRecord(tx, bucketContacts, []byte(user), &ct)
 		if err != nil {
@@ -577,7 +584,7 @@ func (c *Client) SafetyNumber(ctx context.Context, user string) (SafetyInfo, err
 			return SafetyInfo{}, err
 		}
 		ct = contact{Identity: ik.Key}
-		if err := h.db.Update(func(tx *bolt.Tx) error { return h.putRecord(tx, bucketContacts, []byte(user), &ct) }); err != nil {
+		if err := h.update(func(tx *bolt.Tx) error { return h.putRecord(tx, bucketContacts, []byte(user), &ct) }); err != nil {
 			return SafetyInfo{}, err
 		}
 	}

@@ -219,7 +219,7 @@ func openTestHome(t *testing.T) *Home {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { h.Close() })
+	t.Cleanup(func() { closeChecked(t, h) })
 	return h
 }
 

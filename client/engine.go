@@ -248,23 +248,30 @@ func (e *Engine) incoming(c *Client, m *Message) {
 		if m.Kind == KindRead.String() {
 			state = StateRead
 		}
-		for _, ref := range m.Refs {
-			rid, err := hex.DecodeString(ref)
-			if err != nil {
-				continue
+		// The receipt's effects and its seen record in one commit. A ref
+		// that cannot be applied is skipped (advanceState writes last, so
+		// a failure leaves nothing of it) and the receipt acked anyway.
+		var events []UIEvent
+		committed := false
+		c.ackWith(func(tx *bolt.Tx) error {
+			tx.OnCommit(func() { committed = true })
+			events = events[:0]
+			for _, ref := range m.Refs {
+				rid, err := hex.DecodeString(ref)
+				if err != nil {
+					continue
+				}
+				if conv, changed, err := e.home.advanceState(tx, rid, state, "", m.From); err == nil && changed {
+					events = append(events, UIEvent{Type: UIState, Conversation: conv, ID: ref, State: state})
+				}
 			}
-			var conv string
-			var changed bool
-			err = e.home.db.Update(func(tx *bolt.Tx) error {
-				var err error
-				conv, changed, err = e.home.advanceState(tx, rid, state, "", m.From)
-				return err
-			})
-			if err == nil && changed {
-				e.emit(UIEvent{Type: UIState, Conversation: conv, ID: ref, State: state})
+			return nil
+		}, m)
+		if committed {
+			for _, ev := range events {
+				e.emit(ev)
 			}
 		}
-		c.Ack(m)
 		return
 	}
 	conv := m.From
@@ -273,15 +280,14 @@ func (e *Engine) incoming(c *Client, m *Message) {
 	}
 	rec := &historyRecord{ID: id, From: m.From, Kind: m.Kind, Text: m.Text, Time: m.SentAt.UnixMilli()}
 	var entry HistoryEntry
-	err := e.home.db.Update(func(tx *bolt.Tx) error {
+	// The history entry and the seen record in one commit: the message is
+	// kept and acked together, or neither and it comes again.
+	err := c.ackWith(func(tx *bolt.Tx) error {
 		var err error
 		entry, err = e.home.addHistory(tx, conv, rec, true)
 		return err
-	})
+	}, m)
 	if err != nil {
-		return // not acked: it comes again
-	}
-	if c.Ack(m) != nil {
 		return
 	}
 	e.emit(UIEvent{Type: UIMessage, Conversation: conv, Entry: &entry})
@@ -321,7 +327,7 @@ func (e *Engine) Send(to, text string) (*HistoryEntry, error) {
 	content := &Content{Kind: KindText, Text: text, SentAt: now.UnixMilli()}
 	rec := &historyRecord{ID: id, From: e.prof.User, Outgoing: true, Kind: "text", Text: text, Time: now.UnixMilli(), State: uint32(StateSending)}
 	var entry HistoryEntry
-	err = e.home.db.Update(func(tx *bolt.Tx) error {
+	err = e.home.update(func(tx *bolt.Tx) error {
 		var err error
 		if entry, err = e.home.addHistory(tx, to, rec, false); err != nil {
 			return err
@@ -372,7 +378,7 @@ func (e *Engine) queueReceipt(to string, kind ContentKind, refs [][]byte) {
 		return
 	}
 	content := &Content{Kind: kind, SentAt: e.opts.Now().UnixMilli(), Refs: refs}
-	err := e.home.db.Update(func(tx *bolt.Tx) error {
+	err := e.home.update(func(tx *bolt.Tx) error {
 		return e.putPending(tx, &pendingEntry{ID: id, To: to, Content: transport.Marshal(content)})
 	})
 	if err == nil {
@@ -452,7 +458,7 @@ func (e *Engine) sendNext(c *Client) bool {
 	}
 	var conv string
 	var changed bool
-	e.home.db.Update(func(tx *bolt.Tx) error {
+	e.home.update(func(tx *bolt.Tx) error {
 		if p.History {
 			conv, changed, _ = e.home.advanceState(tx, p.ID, state, errText, "")
 		}

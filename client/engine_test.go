@@ -45,7 +45,7 @@ func testAccount(t *testing.T, s *testServer, name string) *Home {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { h.Close() })
+	t.Cleanup(func() { closeChecked(t, h) })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if _, err := Register(ctx, h, EnrollOptions{Server: s.addr, User: name, Password: "password1", Pin: s.fp}); err != nil {

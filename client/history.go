@@ -272,7 +272,7 @@ func (h *Home) History(conv, before string, limit int) ([]HistoryEntry, error) {
 
 // markRead clears conv's unread count.
 func (h *Home) markRead(conv string) error {
-	return h.db.Update(func(tx *bolt.Tx) error {
+	return h.update(func(tx *bolt.Tx) error {
 		var cr convRecord
 		ok, err := h.getRecord(tx, bucketConvs, []byte(conv), &cr)
 		if err != nil || !ok || cr.Unread == 0 {
@@ -285,7 +285,7 @@ func (h *Home) markRead(conv string) error {
 
 // Verify marks user's current identity key as verified.
 func (h *Home) Verify(user string) error {
-	return h.db.Update(func(tx *bolt.Tx) error {
+	return h.update(func(tx *bolt.Tx) error {
 		var ct contact
 		ok, err := h.getRecord(tx, bucketContacts, []byte(user), &ct)
 		if err != nil {
@@ -318,7 +318,7 @@ func (c *Client) KeepInHistory(m *Message) error {
 		return err
 	}
 	rec := &historyRecord{ID: id, From: m.From, Kind: m.Kind, Text: m.Text, Time: m.SentAt.UnixMilli()}
-	return c.home.db.Update(func(tx *bolt.Tx) error {
+	return c.home.update(func(tx *bolt.Tx) error {
 		var ref msgRef
 		if ok, err := c.home.getRecord(tx, bucketMsgIndex, id, &ref); ok || err != nil {
 			return err // already kept
@@ -343,7 +343,7 @@ func (c *Client) sentRecord(id []byte, content *Content) *historyRecord {
 // rather than two. If that fails, the outbox entry is still removed, as
 // for any answered send, and the error is returned.
 func (c *Client) keepSent(id []byte, to string, rec *historyRecord) error {
-	err := c.home.db.Update(func(tx *bolt.Tx) error {
+	err := c.home.update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketOutbox).Delete(id); err != nil {
 			return err
 		}
@@ -379,7 +379,7 @@ func (h *Home) saveSettings(sendTyping, sendReceipts bool) error {
 		}
 		return 0
 	}
-	return h.db.Update(func(tx *bolt.Tx) error {
+	return h.update(func(tx *bolt.Tx) error {
 		return h.put(tx, bucketMeta, keySettings, []byte{b(sendTyping), b(sendReceipts)})
 	})
 }

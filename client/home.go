@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -51,6 +52,10 @@ type Home struct {
 	db     *bolt.DB
 	seal   *sealer
 	pruned bool // seen records older than seenTTL were dropped this session
+
+	laterMu  sync.Mutex            // guards later, laterSeq
+	later    map[string]laterValue // deferred writes (later.go), by laterKey
+	laterSeq uint64
 }
 
 // HomeOptions open a home.
@@ -149,7 +154,10 @@ func OpenHome(dir string, o HomeOptions) (*Home, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("home %s: %w", dir, err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 300 * time.Millisecond})
+	// The freelist is not written at each commit but rebuilt by a scan
+	// when the home opens (a home is small): one page write fewer per
+	// commit. Data and meta pages are synced as before.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 300 * time.Millisecond, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("home %s: %w", dir, ErrHomeInUse)
 	}
@@ -238,8 +246,12 @@ func createBuckets(tx *bolt.Tx) error {
 	return nil
 }
 
-// get reads and opens a sealed value; nil if absent.
+// get reads and opens a sealed value, or a deferred one (later.go); nil if
+// absent.
 func (h *Home) get(tx *bolt.Tx, bucket, key []byte) ([]byte, error) {
+	if v, ok := h.getLater(bucket, key); ok {
+		return v, nil
+	}
 	v := tx.Bucket(bucket).Get(key)
 	if v == nil {
 		return nil, nil
@@ -256,10 +268,11 @@ func (h *Home) put(tx *bolt.Tx, bucket, key, value []byte) error {
 	return tx.Bucket(bucket).Put(key, sealed)
 }
 
-// Close closes the home and forgets its keys.
+// Close writes what is deferred, closes the home and forgets its keys.
 func (h *Home) Close() error {
+	err := h.flushLater()
 	h.seal.zero()
-	return h.db.Close()
+	return errors.Join(err, h.db.Close())
 }
 
 // Profile returns the home's identity, or ErrNotRegistered.
@@ -283,7 +296,7 @@ func (h *Home) Profile() (*Profile, error) {
 }
 
 func (h *Home) saveProfile(p *Profile) error {
-	return h.db.Update(func(tx *bolt.Tx) error {
+	return h.update(func(tx *bolt.Tx) error {
 		return h.put(tx, bucketMeta, keyProfile, transport.Marshal(p))
 	})
 }
@@ -307,16 +320,26 @@ func (h *Home) wasSeen(from string, device uint32, id []byte) bool {
 }
 
 // markSeen durably records messages as handed on and forgets old records.
-func (h *Home) markSeen(msgs []*Message, now time.Time) error {
-	return h.db.Update(func(tx *bolt.Tx) error {
+// also, if not nil, runs in the same transaction first.
+func (h *Home) markSeen(msgs []*Message, now time.Time, also func(tx *bolt.Tx) error) error {
+	received := make([]laterPut, len(msgs))
+	for i, m := range msgs {
+		received[i] = laterPut{bucket: bucketReceived, key: h.seal.index(bucketReceived, seenKey(m.From, m.FromDevice, m.rawID))}
+	}
+	return h.updateDeleting(received, func(tx *bolt.Tx) error {
+		if also != nil {
+			if err := also(tx); err != nil {
+				return err
+			}
+		}
 		b := tx.Bucket(bucketSeen)
-		for _, m := range msgs {
+		for i, m := range msgs {
 			sk := seenKey(m.From, m.FromDevice, m.rawID)
 			k := h.seal.index(bucketSeen, sk)
 			if err := h.put(tx, bucketSeen, k, binary.BigEndian.AppendUint64(nil, uint64(now.UnixMilli()))); err != nil {
 				return err
 			}
-			if err := tx.Bucket(bucketReceived).Delete(h.seal.index(bucketReceived, sk)); err != nil {
+			if err := tx.Bucket(bucketReceived).Delete(received[i].key); err != nil {
 				return err
 			}
 		}

@@ -217,7 +217,7 @@ func (c *Client) updateDevices(user string, devs []transport.DeviceInfo) {
 }
 
 func (c *Client) deleteOutbox(id []byte) {
-	c.home.db.Update(func(tx *bolt.Tx) error {
+	c.home.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketOutbox).Delete(id)
 	})
 }

@@ -1,11 +1,20 @@
 package client
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/securechat/securechat/appliance"
 )
 
 // Tests of the durable send and receive paths against an in-process
@@ -106,4 +115,217 @@ func TestSendTextKeepsHistory(t *testing.T) {
 	if n := bucketLen(t, hb, bucketSeen); n != len(texts) {
 		t.Errorf("%d seen records, want %d", n, len(texts))
 	}
+}
+
+// A received message's session and received record are deferred until the
+// ack (later.go). Whether the process keeps them (a lost ack, a reconnect)
+// or loses them (a crash), the redelivered message reads the same, and the
+// ack leaves the session on disk and no received record.
+func TestReceiveDeferredUntilAck(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	alice, err := Connect(ctx, ha, Options{Receive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	connectBob := func() *Client {
+		t.Helper()
+		c, err := Connect(ctx, hb, Options{Receive: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	receive := func(c *Client, want string) *Message {
+		t.Helper()
+		m := nextEvent(t, c).Message
+		if m.Kind != "text" || m.Text != want {
+			t.Fatalf("got %+v, want %q", m, want)
+		}
+		return m
+	}
+	sessionOnDisk := func() []byte {
+		var r sessionRecord
+		if !onDisk(t, hb, bucketSessions, string(sessionKey("alice", ha.mustProfile(t).Device)), &r) {
+			return nil
+		}
+		return r.Ratchet
+	}
+
+	// The first message starts the session: written at once.
+	if _, err := alice.SendText(ctx, "bob", "first"); err != nil {
+		t.Fatal(err)
+	}
+	bob := connectBob()
+	bob.Ack(receive(bob, "first"))
+	start := sessionOnDisk()
+	if start == nil {
+		t.Fatal("no session on disk after the first message")
+	}
+
+	// A plain ratchet message: nothing reaches the disk before the ack.
+	if _, err := alice.SendText(ctx, "bob", "second"); err != nil {
+		t.Fatal(err)
+	}
+	m := receive(bob, "second")
+	if !bytes.Equal(sessionOnDisk(), start) || bucketLen(t, hb, bucketReceived) != 0 {
+		t.Fatal("decrypting wrote before the ack")
+	}
+	// The ack is lost (reconnect, same process): the message comes again
+	// and reads the same, from the deferred received record.
+	bob.Close()
+	bob = connectBob()
+	receive(bob, "second")
+	// The process ends before anything is written: the home holds the
+	// session as before the message, which decrypts it again.
+	bob.Close()
+	hb.laterMu.Lock()
+	hb.later = nil
+	hb.laterMu.Unlock()
+	bob = connectBob()
+	defer func() { bob.Close() }()
+	m = receive(bob, "second")
+	if err := bob.Ack(m); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(sessionOnDisk(), start) || bucketLen(t, hb, bucketReceived) != 0 || laterLen(hb) != 0 {
+		t.Fatal("after the ack: session not written, or received records or deferred values left")
+	}
+
+	// A reply writes what is deferred, received record included, before
+	// it is sent.
+	if _, err := alice.SendText(ctx, "bob", "third"); err != nil {
+		t.Fatal(err)
+	}
+	m = receive(bob, "third")
+	if _, err := bob.SendText(ctx, "alice", "reply"); err != nil {
+		t.Fatal(err)
+	}
+	if laterLen(hb) != 0 || bucketLen(t, hb, bucketReceived) != 1 {
+		t.Fatal("a send did not write the deferred session and received record")
+	}
+	receive(alice, "reply")
+	if err := bob.Ack(m); err != nil {
+		t.Fatal(err)
+	}
+	if bucketLen(t, hb, bucketReceived) != 0 {
+		t.Fatal("the ack left the received record")
+	}
+}
+
+func (h *Home) mustProfile(t *testing.T) *Profile {
+	t.Helper()
+	p, err := h.Profile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// BenchmarkSendReceive is one durable message through the engine, as the
+// load bench's loops do it (bench/load.go): alice's SendText, bob decrypting
+// the push and acking it, over an established session, with an in-process
+// server. Homes and the server's data are on tmpfs when there is one.
+// cpu-µs/op is the whole process's CPU time (clients and server) per
+// message, home-writes/op the pages the two homes wrote (bbolt's TxStats):
+//
+//	go test -run '^$' -bench SendReceive -cpuprofile /tmp/client.prof ./client
+func BenchmarkSendReceive(b *testing.B) {
+	dir := b.TempDir()
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		if dir, err = os.MkdirTemp("/dev/shm", "securechat-bench-"); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.RemoveAll(dir) })
+	}
+	srv, err := appliance.New(appliance.Config{
+		Listen: "127.0.0.1:0", Data: filepath.Join(dir, "server"), Admin: "127.0.0.1:0",
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		MessageRate: 1e9, MessageBurst: 1e9, ByteRate: 1e15, ByteBurst: 1e15, // as the load bench lifts them
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(sctx); close(done) }()
+	defer func() { stop(); <-done }()
+
+	ctx := context.Background()
+	account := func(name string) *Home {
+		h, err := OpenHome(filepath.Join(dir, name), HomeOptions{Passphrase: "pp", Create: true, KDF: cheapKDF})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { h.Close() })
+		if _, err := Register(ctx, h, EnrollOptions{Server: srv.Addr().String(), User: name, Password: "password1", Pin: srv.Fingerprint()}); err != nil {
+			b.Fatal(err)
+		}
+		return h
+	}
+	ha, hb := account("alice"), account("bob")
+	alice, err := Connect(ctx, ha, Options{Receive: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer alice.Close()
+	bob, err := Connect(ctx, hb, Options{Receive: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bob.Close()
+	next := func(c *Client) *Message {
+		for ev := range c.Events() {
+			switch ev.Type {
+			case EventMessage:
+				if ev.Message.Kind != "text" {
+					b.Fatalf("got %+v", ev.Message)
+				}
+				return ev.Message
+			case EventClosed:
+				b.Fatal(ev.Err)
+			}
+		}
+		b.Fatal("events closed")
+		return nil
+	}
+	// Start and confirm the session, so that the loop's messages carry no
+	// PQXDH header.
+	if _, err := alice.SendText(ctx, "bob", "hello"); err != nil {
+		b.Fatal(err)
+	}
+	bob.Ack(next(bob))
+	if _, err := bob.SendText(ctx, "alice", "hi"); err != nil {
+		b.Fatal(err)
+	}
+	alice.Ack(next(alice))
+
+	text := strings.Repeat("x", 64)
+	pageWrites := func() int64 {
+		sa, sb := ha.db.Stats(), hb.db.Stats()
+		return sa.TxStats.GetWrite() + sb.TxStats.GetWrite()
+	}
+	cpu0, writes0 := processCPU(), pageWrites()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := alice.SendText(ctx, "bob", text); err != nil {
+			b.Fatal(err)
+		}
+		if err := bob.Ack(next(bob)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+	b.ReportMetric(float64(pageWrites()-writes0)/float64(b.N), "home-writes/op")
+}
+
+// processCPU is the process's user and system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -1,0 +1,168 @@
+package client
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/securechat/securechat/transport"
+)
+
+// Tests of the deferred writes (later.go) on a home alone.
+
+// closeChecked writes what is deferred, checks the store's integrity and
+// closes the home.
+func closeChecked(t *testing.T, h *Home) {
+	t.Helper()
+	if err := h.flushLater(); err != nil {
+		t.Errorf("home %s: writing deferred values: %v", h.Dir, err)
+	}
+	h.db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			t.Errorf("home %s: %v", h.Dir, err)
+		}
+		return nil
+	})
+	if err := h.Close(); err != nil {
+		t.Errorf("home %s: close: %v", h.Dir, err)
+	}
+}
+
+// onDisk reads a record as committed, ignoring deferred values.
+func onDisk(t *testing.T, h *Home, bucket []byte, clearKey string, m transport.Unmarshaler) bool {
+	t.Helper()
+	var ok bool
+	err := h.db.View(func(tx *bolt.Tx) error {
+		k := h.seal.index(bucket, []byte(clearKey))
+		sealed := tx.Bucket(bucket).Get(k)
+		if sealed == nil {
+			return nil
+		}
+		ok = true
+		v, err := h.seal.open(bucket, k, sealed)
+		if err != nil {
+			return err
+		}
+		return transport.Unmarshal(v, m)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+func putLaterRecord(h *Home, bucket []byte, clearKey string, m transport.Marshaler) {
+	h.putLater(laterPut{bucket, h.seal.index(bucket, []byte(clearKey)), transport.Marshal(m)})
+}
+
+func laterLen(h *Home) int {
+	h.laterMu.Lock()
+	defer h.laterMu.Unlock()
+	return len(h.later)
+}
+
+func TestLaterWrites(t *testing.T) {
+	t.Parallel()
+	h := openTestHome(t)
+	s1 := &sessionRecord{User: "bob", Device: 1, Ratchet: []byte("state 1")}
+	putLaterRecord(h, bucketSessions, "bob\x001", s1)
+
+	var got sessionRecord
+	if !getRecordT(t, h, bucketSessions, "bob\x001", &got) || !bytes.Equal(got.Ratchet, s1.Ratchet) {
+		t.Fatalf("a deferred value is not read: %+v", got)
+	}
+	if onDisk(t, h, bucketSessions, "bob\x001", new(sessionRecord)) {
+		t.Fatal("a deferred value is on disk before any write transaction")
+	}
+	got.Ratchet[0] = 'X' // readers get copies
+	if getRecordT(t, h, bucketSessions, "bob\x001", &got); !bytes.Equal(got.Ratchet, s1.Ratchet) {
+		t.Fatal("a reader changed the deferred value")
+	}
+
+	// A write transaction that rolls back keeps it deferred.
+	boom := errors.New("boom")
+	if err := h.update(func(*bolt.Tx) error { return boom }); !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	if laterLen(h) != 1 || onDisk(t, h, bucketSessions, "bob\x001", new(sessionRecord)) {
+		t.Fatal("a rolled back transaction lost or wrote the deferred value")
+	}
+
+	// Any write transaction writes it first; what it writes itself wins.
+	s2 := &sessionRecord{User: "bob", Device: 1, Ratchet: []byte("state 2")}
+	if err := h.update(func(tx *bolt.Tx) error { return h.putRecord(tx, bucketSessions, []byte("bob\x001"), s2) }); err != nil {
+		t.Fatal(err)
+	}
+	if laterLen(h) != 0 {
+		t.Fatal("written values are still deferred")
+	}
+	if !onDisk(t, h, bucketSessions, "bob\x001", &got) || !bytes.Equal(got.Ratchet, s2.Ratchet) {
+		t.Fatalf("on disk after the transaction: %+v", got)
+	}
+
+	// A value deleted by the transaction that would write it is never
+	// written, and forgotten.
+	putLaterRecord(h, bucketReceived, "r", &receivedRecord{Content: []byte("hello")})
+	putLaterRecord(h, bucketSessions, "bob\x001", s1)
+	rk := h.seal.index(bucketReceived, []byte("r"))
+	err := h.updateDeleting([]laterPut{{bucket: bucketReceived, key: rk}}, func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketReceived).Get(rk) != nil {
+			t.Error("the value to delete was written")
+		}
+		return tx.Bucket(bucketReceived).Delete(rk)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if laterLen(h) != 0 || getRecordT(t, h, bucketReceived, "r", new(receivedRecord)) {
+		t.Fatal("a deleted deferred value survived")
+	}
+	if !onDisk(t, h, bucketSessions, "bob\x001", &got) || !bytes.Equal(got.Ratchet, s1.Ratchet) {
+		t.Fatalf("the other deferred value was not written: %+v", got)
+	}
+}
+
+// Trust drops sessions after the deferred ones are written, so that none
+// comes back.
+func TestLaterTrust(t *testing.T) {
+	t.Parallel()
+	h := openTestHome(t)
+	key := bytes.Repeat([]byte{0x11}, transport.IdentityKeyLen)
+	other := bytes.Repeat([]byte{0x22}, transport.IdentityKeyLen)
+	putRecords(t, h, map[[2]string]transport.Marshaler{{string(bucketContacts), "bob"}: &contact{Identity: key, Pending: other}})
+	putLaterRecord(h, bucketSessions, "bob\x001", &sessionRecord{User: "bob", Device: 1, Ratchet: []byte("old")})
+	if err := h.Trust("bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.flushLater(); err != nil {
+		t.Fatal(err)
+	}
+	if getRecordT(t, h, bucketSessions, "bob\x001", new(sessionRecord)) {
+		t.Fatal("a deferred session with the old identity survived Trust")
+	}
+}
+
+// Close writes what is deferred.
+func TestLaterClose(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	o := HomeOptions{Passphrase: "x", Create: true, KDF: cheapKDF}
+	h, err := OpenHome(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putLaterRecord(h, bucketSessions, "bob\x001", &sessionRecord{User: "bob", Device: 1, Ratchet: []byte("kept")})
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if h, err = OpenHome(dir, o); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var got sessionRecord
+	if !onDisk(t, h, bucketSessions, "bob\x001", &got) || string(got.Ratchet) != "kept" {
+		t.Fatalf("after Close and open: %+v", got)
+	}
+}
