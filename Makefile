@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 BENCHFLAGS ?= -clients 64 -duration 10s
 
-.PHONY: help build serve chat test check fuzz bench clean
+.PHONY: help build serve chat test check fuzz bench screenshots clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -20,7 +20,7 @@ serve: build ## run the server on its embedded defaults (QUIC :4433, data ./secu
 chat: build ## run the terminal client (HOME_DIR=dir for another home)
 	$(BIN) chat $(if $(HOME_DIR),--home $(HOME_DIR))
 
-test: build ## run every test: unit, end-to-end (real binary, tmux), fuzz seed corpora
+test: build ## run every test: unit, end-to-end (real binary, tmux, headless chromium), fuzz seed corpora
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 9m ./...
 
@@ -35,5 +35,9 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s; or a count like 5
 bench: build ## load benchmark against a raw quic-go echo baseline; see BENCHMARKS.md
 	$(GO) run ./bench -bin $(BIN) $(BENCHFLAGS)
 
+screenshots: build ## run the browser tests and refresh docs/img/dashboard.png from their screenshots
+	cd e2e && $(GO) test -count=1 -run 'TestWeb' .
+	mkdir -p docs/img && cp build/screenshots/dashboard.png docs/img/dashboard.png
+
 clean: ## remove build output
-	rm -rf bin dist
+	rm -rf bin dist build
