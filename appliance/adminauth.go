@@ -99,8 +99,7 @@ func (s *Server) adminTLS() (*tls.Config, error) {
 			return nil, fmt.Errorf("admin self-signed certificate: %w", err)
 		}
 	default:
-		host, _, _ := net.SplitHostPort(c.Admin)
-		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) && !c.AdminInsecure {
+		if host, _, _ := net.SplitHostPort(c.Admin); !loopbackHost(host) && !c.AdminInsecure {
 			return nil, fmt.Errorf("admin listener %s is not on loopback and has no TLS: set admin_cert and admin_key, or admin_self_signed, or (behind your own TLS proxy) admin_insecure", c.Admin)
 		}
 		os.Remove(filepath.Join(c.Data, FileAdminCert))

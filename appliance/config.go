@@ -215,6 +215,9 @@ func (c Config) Validate() error {
 	if c.AdminCert != "" && c.AdminSelfSigned {
 		return errors.New("admin_self_signed and admin_cert are exclusive")
 	}
+	if host, _, _ := net.SplitHostPort(c.Admin); !loopbackHost(host) && c.AdminCert == "" && !c.AdminSelfSigned && !c.AdminInsecure {
+		return fmt.Errorf("admin: %s is not on loopback and has no TLS: set admin_cert and admin_key, or admin_self_signed, or (behind your own TLS proxy) admin_insecure", c.Admin)
+	}
 	if c.MailboxTTL < Duration(time.Second) {
 		return errors.New("mailbox_ttl must be at least 1s")
 	}
@@ -289,4 +292,10 @@ func (c Config) logger(w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// loopbackHost reports whether host names this machine only.
+func loopbackHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }

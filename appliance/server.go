@@ -307,6 +307,7 @@ func (s *Server) serveAdmin(ctx context.Context, bg *sync.WaitGroup) error {
 	hs := &http.Server{
 		Handler:           s.cfg.AdminHandler(s, string(token), s.log),
 		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug), // TLS handshake noise
 		IdleTimeout:       time.Minute,
 	}
 	bg.Go(func() { hs.Serve(ln) })

@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,9 +33,10 @@ type browser struct {
 	t   *testing.T
 	ctx context.Context
 
-	mu       sync.Mutex // guards dialogs and problems
-	dialogs  []string   // JavaScript dialogs that opened
+	mu       sync.Mutex // guards dialogs, problems and answer
+	dialogs  []string   // JavaScript dialogs that opened unexpectedly
 	problems []string   // console errors, CSP violations, exceptions
+	answer   string     // typed into a prompt dialog, when set
 }
 
 // chromium finds Debian's chromium (or another Chrome); without one the
@@ -69,10 +75,13 @@ func newBrowser(t *testing.T) *browser {
 	err := chromedp.Listen(ctx, func(ev any) {
 		if e, ok := ev.(*page.EventJavascriptDialogOpening); ok {
 			b.mu.Lock()
-			b.dialogs = append(b.dialogs, e.Message)
+			answer := b.answer
+			if e.Type != page.DialogTypePrompt || answer == "" {
+				b.dialogs = append(b.dialogs, e.Message)
+			}
 			b.mu.Unlock()
 			// Not from here: Listen's func must not run commands.
-			go chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
+			go chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: answer != "", PromptText: answer})
 		}
 	})
 	if err != nil {
@@ -139,6 +148,28 @@ func eval[T any](b *browser, expr string) T {
 		b.t.Fatalf("browser: %s: %v", expr, err)
 	}
 	return v
+}
+
+// waitPage loads url until cond holds on it.
+func (b *browser) waitPage(url, what, cond string) {
+	b.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b.open(url)
+		if b.eval0(cond) {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("browser: %s never showed %s", url, what)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// eval0 evaluates a JavaScript condition once.
+func (b *browser) eval0(cond string) bool {
+	b.t.Helper()
+	return eval[bool](b, "!!("+cond+")")
 }
 
 // waitFor polls a JavaScript condition until it holds.
@@ -302,6 +333,33 @@ func TestWebAdmin(t *testing.T) {
 	b.screenshot("users")
 	b.submit(nil, `#users tr[data-user="alice"] button[name=unmute]`, "Unmuted alice")
 	alice.send(t, "bob", "after the unmute")
+
+	// Kick bob's live connection; delete carol's account after typing her
+	// name into the confirmation.
+	carol := register(t, s, "carol")
+	recvDone := make(chan result, 1)
+	go func() { recvDone <- run(t, nil, "", "recv", "--home", bob.home, "--wait", "30s") }()
+	b.waitPage(base+"/users", "bob online", `document.querySelector('#users tr[data-user="bob"] td:nth-child(5)').textContent.trim() == "1"`)
+	b.submit(nil, `#users tr[data-user="bob"] button[name=kick]`, "Disconnected bob (1 connections)")
+	select {
+	case r := <-recvDone:
+		if !strings.Contains(r.Stderr, "disconnected by the server operator") {
+			t.Errorf("kicked recv: exit %d, %q", r.Code, r.Stderr)
+		}
+	case <-time.After(15 * time.Second):
+		t.Error("the kicked client's recv went on")
+	}
+	b.mu.Lock()
+	b.answer = "carol"
+	b.mu.Unlock()
+	b.submit(nil, `#users tr[data-user="carol"] button[name=delete]`, "Deleted the account carol")
+	b.mu.Lock()
+	b.answer = ""
+	b.mu.Unlock()
+	if b.eval0(`document.querySelector('#users tr[data-user="carol"]') !== null`) {
+		t.Error("carol is still listed")
+	}
+	fails(t, 1, "", nil, "send", "--home", carol.home, "--to", "bob", "deleted?")
 
 	// Limits change live: one message at a time, then back.
 	b.open(base + "/limits")
@@ -481,4 +539,67 @@ func TestWebHostileText(t *testing.T) {
 	}
 	b.screenshot("hostile-bans")
 	b.check()
+}
+
+// TestAdminTLS: the admin listener off loopback needs TLS; with a
+// self-signed certificate it serves HTTPS, `securechat admin --data` pins
+// the certificate, and the session cookie is Secure.
+func TestAdminTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := fails(t, 1, "not on loopback and has no TLS", nil, "serve", "--listen", "127.0.0.1:0", "--data", dir, "--admin", "0.0.0.0:0")
+	if strings.Contains(r.Stdout, "listening") {
+		t.Errorf("the server started anyway: %s", r.Stdout)
+	}
+
+	s := startServer(t, "--admin-self-signed")
+	pemCert, err := os.ReadFile(filepath.Join(s.data, "admin.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := s.admin(t, "stats").Stdout; !strings.Contains(out, s.FP) {
+		t.Errorf("admin stats over HTTPS: %s", out)
+	}
+	block, _ := pem.Decode(pemCert)
+	pool := x509.NewCertPool()
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.AddCert(cert)
+	c := &http.Client{
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	base := "https://" + adminAddr(t, s)
+	if _, err := http.Get(base + "/login"); err == nil {
+		t.Error("an unknown certificate was accepted by a client without it")
+	}
+	resp, err := c.PostForm(base+"/login", url.Values{"secret": {s.token(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cookies := resp.Cookies()
+	if resp.StatusCode != http.StatusSeeOther || len(cookies) != 1 || !cookies[0].Secure || !cookies[0].HttpOnly || cookies[0].SameSite != http.SameSiteStrictMode {
+		t.Errorf("login over HTTPS: %d %+v", resp.StatusCode, cookies)
+	}
+	if resp.Header.Get("Strict-Transport-Security") == "" {
+		t.Error("no HSTS over HTTPS")
+	}
+	plain, err := http.Get("http://" + adminAddr(t, s) + "/login")
+	if err == nil {
+		if plain.StatusCode < 400 {
+			t.Errorf("plain HTTP on the TLS listener: %d", plain.StatusCode)
+		}
+		plain.Body.Close()
+	}
+
+	// Restarted, it keeps its certificate: pinned clients go on working.
+	s.restart()
+	again, err := os.ReadFile(filepath.Join(s.data, "admin.crt"))
+	if err != nil || !bytes.Equal(again, pemCert) {
+		t.Error("the self-signed certificate changed across a restart")
+	}
+	s.admin(t, "bans")
 }
