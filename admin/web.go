@@ -753,15 +753,15 @@ type limitField struct {
 func limitFields(l appliance.Limits) []limitField {
 	f := strconv.FormatFloat
 	return []limitField{
-		{"message_rate", "messages per second per account", f(l.MessageRate, 'g', -1, 64)},
+		{"message_rate", "messages per second per account", f(l.MessageRate, 'f', -1, 64)},
 		{"message_burst", "messages at once per account", strconv.Itoa(l.MessageBurst)},
-		{"byte_rate", "payload bytes per second per account", f(l.ByteRate, 'g', -1, 64)},
+		{"byte_rate", "payload bytes per second per account", f(l.ByteRate, 'f', -1, 64)},
 		{"byte_burst", "payload bytes at once per account", strconv.Itoa(l.ByteBurst)},
-		{"conn_rate", "new connections per second per IP", f(l.ConnRate, 'g', -1, 64)},
+		{"conn_rate", "new connections per second per IP", f(l.ConnRate, 'f', -1, 64)},
 		{"conn_burst", "new connections at once per IP", strconv.Itoa(l.ConnBurst)},
-		{"register_rate", "registrations per second per IP", f(l.RegisterRate, 'g', -1, 64)},
+		{"register_rate", "registrations per second per IP", f(l.RegisterRate, 'f', -1, 64)},
 		{"register_burst", "registrations at once per IP", strconv.Itoa(l.RegisterBurst)},
-		{"key_fetch_rate", "prekey fetches per second per account", f(l.KeyFetchRate, 'g', -1, 64)},
+		{"key_fetch_rate", "prekey fetches per second per account", f(l.KeyFetchRate, 'f', -1, 64)},
 		{"key_fetch_burst", "prekey fetches at once per account", strconv.Itoa(l.KeyFetchBurst)},
 		{"login_failures", "failed logins from one IP before a ban", strconv.Itoa(l.LoginFailures)},
 		{"login_failure_window", "one failed login forgiven per", time.Duration(l.LoginFailureWindow).String()},
