@@ -177,10 +177,12 @@ func TestChatFirstRun(t *testing.T) {
 	x.waitScreen("carol", "the main screen", contains("connected │"))
 	x.typeLine("carol", "/quit")
 	x.waitScreen("carol", "exit", contains("exited 0"))
-	x.run("kill-session", "-t", "carol")
 
-	// Later runs: the passphrase, then straight in.
+	// Later runs: the passphrase, then straight in. The new session comes
+	// first: killing the last one ends the tmux server, and a new-session
+	// racing that shutdown fails ("server exited unexpectedly").
 	x.run("new-session", "-d", "-s", "carol2", "-x", "110", "-y", "30", "env -u SECURECHAT_PASSPHRASE "+fmt.Sprintf("%s chat --home %s; echo exited $?; sleep 30", bin, home))
+	x.run("kill-session", "-t", "carol")
 	x.waitScreen("carol2", "passphrase prompt", contains("passphrase for this home:"))
 	x.typeLine("carol2", "carols passphrase")
 	x.waitScreen("carol2", "the main screen", contains("connected │"))
