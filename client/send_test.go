@@ -171,7 +171,7 @@ func TestReceiveDeferredUntilAck(t *testing.T) {
 	if _, err := alice.SendText(ctx, "bob", "second"); err != nil {
 		t.Fatal(err)
 	}
-	m := receive(bob, "second")
+	receive(bob, "second")
 	if !bytes.Equal(sessionOnDisk(), start) || bucketLen(t, hb, bucketReceived) != 0 {
 		t.Fatal("decrypting wrote before the ack")
 	}
@@ -188,7 +188,7 @@ func TestReceiveDeferredUntilAck(t *testing.T) {
 	hb.laterMu.Unlock()
 	bob = connectBob()
 	defer func() { bob.Close() }()
-	m = receive(bob, "second")
+	m := receive(bob, "second")
 	if err := bob.Ack(m); err != nil {
 		t.Fatal(err)
 	}
