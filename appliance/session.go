@@ -142,7 +142,12 @@ func (ss *session) afk(d time.Duration) {
 			return
 		case now := <-t.C:
 			if now.Sub(time.Unix(0, ss.lastFrame.Load())) >= d {
-				ss.log.Info("idle disconnect", "after", d.String())
+				// Not ss.log: authenticate replaces it, on another goroutine.
+				log := ss.srv.log.With("remote", ss.ip)
+				if u := ss.authedUser(); u != "" {
+					log = log.With("user", u, "device", ss.device)
+				}
+				log.Info("idle disconnect", "after", d.String())
 				ss.close(transport.CloseIdle, fmt.Sprintf("disconnected after %v without activity", d))
 				return
 			}
