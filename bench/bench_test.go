@@ -13,12 +13,16 @@ import (
 	"time"
 )
 
-// TestMain lets the test binary serve as the echo server: the bench
+// TestMain lets the test binary serve as the echo and relay servers: the bench
 // re-executes os.Executable, which under go test is this binary.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == echoServerArg {
-		if err := runEchoServer(os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, "echo server:", err)
+	if len(os.Args) > 1 && (os.Args[1] == echoServerArg || os.Args[1] == relayServerArg) {
+		serve := runEchoServer
+		if os.Args[1] == relayServerArg {
+			serve = runRelayServer
+		}
+		if err := serve(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, os.Args[1]+":", err)
 			os.Exit(1)
 		}
 		os.Exit(0)
@@ -51,7 +55,10 @@ func TestBench(t *testing.T) {
 	if r.Clients != 4 || r.WindowS != 1 || r.CPUs < 1 || r.FrameBytes <= r.TextBytes {
 		t.Errorf("header: %+v", r)
 	}
-	for name, p := range map[string]phaseStats{"echo": r.Echo, "securechat": r.Securechat} {
+	if r.RelayRatio <= 0 || r.RelayOfEcho <= 0 {
+		t.Errorf("no relay ratios: %+v", r)
+	}
+	for name, p := range map[string]phaseStats{"echo": r.Echo, "relay": r.Relay, "securechat": r.Securechat} {
 		if p.Ops <= 0 || p.PerSec <= 0 || p.P50MS <= 0 || p.P99MS < p.P50MS || p.MaxMS < p.P99MS {
 			t.Errorf("%s: implausible throughput or latency: %+v", name, p)
 		}

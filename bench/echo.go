@@ -51,6 +51,18 @@ func echoQUICConfig() *quic.Config {
 // the real server), prints "ADDR FINGERPRINT" on stdout and echoes until
 // stdin closes or it gets SIGINT or SIGTERM.
 func runEchoServer(stdin io.Reader, stdout io.Writer) error {
+	return runBaselineServer(stdin, stdout, echoConn)
+}
+
+// runRelayServer is the relay server process (relay.go), started and
+// stopped like the echo server.
+func runRelayServer(stdin io.Reader, stdout io.Writer) error {
+	rl := &relay{receivers: make(map[int]*transport.Conn)}
+	return runBaselineServer(stdin, stdout, rl.relayConn)
+}
+
+// runBaselineServer serves each connection with serve.
+func runBaselineServer(stdin io.Reader, stdout io.Writer, serve func(context.Context, *quic.Conn)) error {
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return err
@@ -80,7 +92,7 @@ func runEchoServer(stdin io.Reader, stdout io.Writer) error {
 		if err != nil {
 			return nil // ctx ended
 		}
-		conns.Go(func() { echoConn(ctx, qc) })
+		conns.Go(func() { serve(ctx, qc) })
 	}
 }
 

@@ -16,7 +16,7 @@
 // Usage:
 //
 //	go run ./bench [-bin bin/securechat] [-clients 64] [-duration 10s] [-warmup 1s] [-size 64] [-json] [-keep]
-//	               [-echo=true] [-ack-delay 0] [-established=true] [-homes DIR] [-server-data DIR]
+//	               [-echo=true] [-relay=true] [-ack-delay 0] [-established=true] [-homes DIR] [-server-data DIR]
 //	               [-cpuprofile FILE] [-perf FILE]
 package main
 
@@ -44,6 +44,7 @@ type options struct {
 	keep     bool
 	ackDelay time.Duration
 	echo     bool // run the echo baseline
+	relay    bool // run the relay baseline
 	// established: every pair's session is started and confirmed before
 	// the load; if not, every message carries the PQXDH header.
 	established bool
@@ -83,6 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.json, "json", false, "print one JSON object instead of the table")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (server data, client homes)")
 	fs.DurationVar(&o.ackDelay, "ack-delay", 0, "receivers collect messages for this long before acking them together (0: ack what is queued at once)")
+	fs.BoolVar(&o.relay, "relay", true, "run the relay baseline (raw quic-go, securechat's four frames per message on two connections, nothing stored) after the echo baseline")
 	fs.BoolVar(&o.echo, "echo", true, "run the echo baseline first (false: securechat alone, no ratio; for comparing securechat variants quickly)")
 	fs.BoolVar(&o.established, "established", true, "start and confirm every pair's end-to-end session before the load, so that it sends plain ratchet messages; false: every message carries the ~1.3 KB PQXDH header, as a first contact that is never answered")
 	fs.StringVar(&o.homes, "homes", defaultHomes(), "put the client homes in a temporary directory under `dir`; \"\" puts them next to the server's data")
@@ -106,9 +108,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == echoServerArg {
-		if err := runEchoServer(os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, "bench echo server:", err)
+	if len(os.Args) > 1 && (os.Args[1] == echoServerArg || os.Args[1] == relayServerArg) {
+		serve := runEchoServer
+		if os.Args[1] == relayServerArg {
+			serve = runRelayServer
+		}
+		if err := serve(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "bench %s: %v\n", os.Args[1], err)
 			os.Exit(1)
 		}
 		return
@@ -166,12 +172,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("echo baseline: %w", err)
 		}
 	}
+	var relay result
+	if o.relay {
+		progress("relay baseline: %d pairs, %v warm-up, %v window", o.clients, o.warmup, o.duration)
+		if relay, err = relayPhase(ctx, o, stderr); err != nil {
+			return fmt.Errorf("relay baseline: %w", err)
+		}
+	}
 	progress("securechat: starting %s, registering %d users", o.bin, 2*o.clients)
 	sc, err := securechatPhase(ctx, o, dir, stderr, progress)
 	if err != nil {
 		return fmt.Errorf("securechat: %w", err)
 	}
-	r := newReport(o, echo, sc)
+	r := newReport(o, echo, relay, sc)
 	if o.json {
 		return r.writeJSON(stdout)
 	}
@@ -185,6 +198,15 @@ func echoPhase(ctx context.Context, o *options, stderr io.Writer) (result, error
 	}
 	defer srv.stop()
 	return runEcho(ctx, o, addr, fp, srv)
+}
+
+func relayPhase(ctx context.Context, o *options, stderr io.Writer) (result, error) {
+	srv, addr, fp, err := startBaselineServer(ctx, stderr, relayServerArg)
+	if err != nil {
+		return result{}, err
+	}
+	defer srv.stop()
+	return runRelay(ctx, o, addr, fp, srv)
 }
 
 func securechatPhase(ctx context.Context, o *options, dir string, stderr io.Writer, progress func(string, ...any)) (result, error) {

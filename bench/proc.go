@@ -148,11 +148,17 @@ func startServer(ctx context.Context, bin, dataDir string, stderr io.Writer) (*p
 // startEchoServer re-executes this program as the echo server (echo.go) and
 // reads the address and fingerprint it prints.
 func startEchoServer(ctx context.Context, stderr io.Writer) (*proc, string, string, error) {
+	return startBaselineServer(ctx, stderr, echoServerArg)
+}
+
+// startBaselineServer re-executes this program with arg (the echo or the
+// relay server) and reads the address and fingerprint it prints.
+func startBaselineServer(ctx context.Context, stderr io.Writer, arg string) (*proc, string, string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, "", "", fmt.Errorf("locate own executable: %w", err)
 	}
-	cmd := exec.Command(self, echoServerArg)
+	cmd := exec.Command(self, arg)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, "", "", err
@@ -163,7 +169,7 @@ func startEchoServer(ctx context.Context, stderr io.Writer) (*proc, string, stri
 	if err != nil {
 		return nil, "", "", err
 	}
-	p, err := startProc("echo server", cmd, stderr)
+	p, err := startProc(arg, cmd, stderr)
 	if err != nil {
 		return nil, "", "", err
 	}
@@ -183,12 +189,12 @@ func startEchoServer(ctx context.Context, stderr io.Writer) (*proc, string, stri
 		f := strings.Fields(h.line)
 		if h.err != nil || len(f) != 2 {
 			p.stop()
-			return nil, "", "", fmt.Errorf("echo server printed %q, want ADDR FINGERPRINT", h.line)
+			return nil, "", "", fmt.Errorf("%s printed %q, want ADDR FINGERPRINT", arg, h.line)
 		}
 		return p, f[0], f[1], nil
 	case <-time.After(15 * time.Second):
 		p.stop()
-		return nil, "", "", errors.New("echo server did not start within 15s")
+		return nil, "", "", fmt.Errorf("%s did not start within 15s", arg)
 	case <-ctx.Done():
 		p.stop()
 		return nil, "", "", ctx.Err()

@@ -22,21 +22,28 @@ type report struct {
 	// Established: sessions were started and confirmed before the load,
 	// so its messages are plain ratchet messages; otherwise each carries
 	// the PQXDH header of HeaderBytes.
-	Established bool        `json:"established"`
-	HeaderBytes int         `json:"pqxdh_header_bytes"`
-	ServerData  string      `json:"server_data_fs"`
-	Homes       string      `json:"homes_fs"`
-	Setup       *setupStats `json:"setup,omitempty"` // with Established
-	Go          string      `json:"go"`
-	OS          string      `json:"os"`
-	Arch        string      `json:"arch"`
-	CPUs        int         `json:"cpus"`
-	Echo        phaseStats  `json:"echo"`
-	EchoSkipped bool        `json:"echo_skipped,omitempty"` // -echo=false: no baseline, no ratio
-	Securechat  phaseStats  `json:"securechat"`
-	Ratio       float64     `json:"ratio"` // securechat per_sec / echo per_sec
-	Target      float64     `json:"target"`
-	MeetsGoal   bool        `json:"meets_target"`
+	Established  bool        `json:"established"`
+	HeaderBytes  int         `json:"pqxdh_header_bytes"`
+	ServerData   string      `json:"server_data_fs"`
+	Homes        string      `json:"homes_fs"`
+	Setup        *setupStats `json:"setup,omitempty"` // with Established
+	Go           string      `json:"go"`
+	OS           string      `json:"os"`
+	Arch         string      `json:"arch"`
+	CPUs         int         `json:"cpus"`
+	Echo         phaseStats  `json:"echo"`
+	EchoSkipped  bool        `json:"echo_skipped,omitempty"` // -echo=false: no baseline, no ratio
+	Relay        phaseStats  `json:"relay"`
+	RelaySkipped bool        `json:"relay_skipped,omitempty"`
+	Securechat   phaseStats  `json:"securechat"`
+	Ratio        float64     `json:"ratio"` // securechat per_sec / echo per_sec
+	// RelayRatio is securechat per_sec / relay per_sec, and RelayOfEcho
+	// relay per_sec / echo per_sec: the most any server of this protocol's
+	// shape reaches against the echo baseline.
+	RelayRatio  float64 `json:"relay_ratio,omitempty"`
+	RelayOfEcho float64 `json:"relay_of_echo,omitempty"`
+	Target      float64 `json:"target"`
+	MeetsGoal   bool    `json:"meets_target"`
 }
 
 // phaseStats is one phase's figures. For the echo phase an op is a round
@@ -60,28 +67,34 @@ type phaseStats struct {
 	OtherCPUUtil     float64 `json:"other_cpu_util"`        // the machine's other processes, fraction of one core (-1: unknown)
 }
 
-func newReport(o *options, echo, sc result) *report {
+func newReport(o *options, echo, relay, sc result) *report {
 	r := &report{
-		Clients:     o.clients,
-		WindowS:     o.duration.Seconds(),
-		WarmupS:     o.warmup.Seconds(),
-		TextBytes:   o.size,
-		FrameBytes:  frameSize(o.sendBody()),
-		Established: o.established,
-		HeaderBytes: o.bodies.Header,
-		ServerData:  sc.ServerData,
-		Homes:       sc.Homes,
-		Go:          runtime.Version(),
-		OS:          runtime.GOOS,
-		Arch:        runtime.GOARCH,
-		CPUs:        runtime.NumCPU(),
-		Echo:        stats(echo),
-		EchoSkipped: !o.echo,
-		Securechat:  stats(sc),
-		Target:      target,
+		Clients:      o.clients,
+		WindowS:      o.duration.Seconds(),
+		WarmupS:      o.warmup.Seconds(),
+		TextBytes:    o.size,
+		FrameBytes:   frameSize(o.sendBody()),
+		Established:  o.established,
+		HeaderBytes:  o.bodies.Header,
+		ServerData:   sc.ServerData,
+		Homes:        sc.Homes,
+		Go:           runtime.Version(),
+		OS:           runtime.GOOS,
+		Arch:         runtime.GOARCH,
+		CPUs:         runtime.NumCPU(),
+		Echo:         stats(echo),
+		EchoSkipped:  !o.echo,
+		Relay:        stats(relay),
+		RelaySkipped: !o.relay,
+		Securechat:   stats(sc),
+		Target:       target,
 	}
 	if r.Echo.PerSec > 0 {
 		r.Ratio = r.Securechat.PerSec / r.Echo.PerSec
+		r.RelayOfEcho = r.Relay.PerSec / r.Echo.PerSec
+	}
+	if r.Relay.PerSec > 0 {
+		r.RelayRatio = r.Securechat.PerSec / r.Relay.PerSec
 	}
 	r.MeetsGoal = r.Ratio >= target
 	if o.established {
@@ -142,6 +155,15 @@ func (r *report) writeTable(w io.Writer) error {
 	if r.EchoSkipped {
 		echo, echoCPU, echoWire, echoOther, ratio = "skipped (-echo=false)", "", "", "", "none without the echo baseline"
 	}
+	relay := fmt.Sprintf("%7.0f msgs/s         p50 %6.2f ms  p99 %6.2f ms  server CPU %5.0f µs/msg (%3.0f%% of one core)",
+		r.Relay.PerSec, r.Relay.P50MS, r.Relay.P99MS, r.Relay.ServerCPUUSPerOp, 100*r.Relay.ServerCPUUtil)
+	relayRatio := fmt.Sprintf("; %.2f of the relay baseline", r.RelayRatio)
+	if r.RelayOfEcho > 0 {
+		relayRatio += fmt.Sprintf(", which is itself %.2f of the echo baseline", r.RelayOfEcho)
+	}
+	if r.RelaySkipped {
+		relay, relayRatio = "skipped (-relay=false)", ""
+	}
 	sessions := "established sessions"
 	setup := "  session start: none before the window; every message carries the PQXDH header (-established=false)\n"
 	if !r.Established {
@@ -153,21 +175,23 @@ func (r *report) writeTable(w io.Writer) error {
 	_, err := fmt.Fprintf(w, `securechat bench: %d clients, %gs window (%gs warm-up), %d-byte texts in %d-byte frames (%s), %s %s/%s, %d CPUs
 server data on %s, client homes on %s
 echo baseline (raw quic-go):  %s
+relay baseline (raw quic-go): %s
 securechat durable 1:1:       %7.0f msgs/s         p50 %6.2f ms  p99 %6.2f ms  server CPU %5.0f µs/msg (%3.0f%% of one core)
   durable ack (SendText):     %7.0f sends/s        p50 %6.2f ms  p99 %6.2f ms
   client-side CPU (bench):    %ssecurechat %.0f µs/msg (%.0f%% of one core)
   loopback traffic:           %ssecurechat %.0f B/msg (QUIC packets both ways)
   other processes' CPU:       %ssecurechat window %s
-%sratio: %s
+%sratio: %s%s
 `,
 		r.Clients, r.WindowS, r.WarmupS, r.TextBytes, r.FrameBytes, sessions, r.Go, r.OS, r.Arch, r.CPUs,
 		r.ServerData, r.Homes,
 		echo,
+		relay,
 		s.PerSec, s.P50MS, s.P99MS, s.ServerCPUUSPerOp, 100*s.ServerCPUUtil,
 		float64(s.AckedOps)/r.WindowS, s.AckP50MS, s.AckP99MS,
 		echoCPU, s.BenchCPUUSPerOp, 100*s.BenchCPUUtil,
 		echoWire, s.LoopbackPerOp,
 		echoOther, pct(s.OtherCPUUtil),
-		setup, ratio)
+		setup, ratio, relayRatio)
 	return err
 }
