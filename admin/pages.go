@@ -1,0 +1,422 @@
+package admin
+
+import (
+	"fmt"
+	"html/template"
+	"io/fs"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/securechat/securechat/appliance"
+	assets "github.com/securechat/securechat/embed"
+)
+
+// The web admin's pages: rendering (html/template over the embedded
+// templates) and the handlers of each page and its forms.
+
+// visible makes a string safe to read: control, format (bidirectional
+// overrides, zero-width characters) and separator characters become a
+// visible ‹U+XXXX›, so a name cannot hide or reorder what is around it.
+// html/template escapes the result for HTML.
+func visible(s string) string {
+	clean := true
+	for _, r := range s {
+		if invisible(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if invisible(r) {
+			fmt.Fprintf(&b, "‹U+%04X›", r)
+		} else {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func invisible(r rune) bool {
+	return r == unicode.ReplacementChar || unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co, unicode.Zl, unicode.Zp) ||
+		r == '\u115f' || r == '\u1160' || r == '\u3164' || r == '\uffa0' || // Hangul fillers: blank
+		(r >= '\ufe00' && r <= '\ufe0f') || (r >= 0xe0100 && r <= 0xe01ef) // variation selectors
+}
+
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+}
+
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func parsePages() map[string]*template.Template {
+	funcs := template.FuncMap{"visible": visible, "when": when, "bytes": byteSize}
+	layout := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(assets.FS, "templates/layout.html"))
+	names, err := fs.Glob(assets.FS, "templates/*.html")
+	if err != nil {
+		panic(err)
+	}
+	pages := make(map[string]*template.Template)
+	for _, n := range names {
+		name := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
+		if name == "layout" {
+			continue
+		}
+		pages[name] = template.Must(template.Must(layout.Clone()).ParseFS(assets.FS, n))
+	}
+	return pages
+}
+
+// pageData is what every page template gets.
+type pageData struct {
+	Title    string
+	Page     string
+	LoggedIn bool
+	CSRF     string
+	Flash    *flash
+	Version  string
+	Key      string
+	Data     any
+}
+
+func (h *handler) render(w http.ResponseWriter, r *http.Request, status int, page, title string, data any) {
+	h.renderWith(w, r, status, page, title, data, nil)
+}
+
+func (h *handler) renderWith(w http.ResponseWriter, r *http.Request, status int, page, title string, data any, f *flash) {
+	s := sessionFrom(r.Context())
+	if f == nil {
+		f = h.takeFlash(s)
+	}
+	d := pageData{Title: title, Page: page, Flash: f, Version: h.version, Data: data, Key: h.srv.Snapshot().Fingerprint}
+	if s != nil {
+		d.LoggedIn, d.CSRF = true, s.csrf
+	}
+	t := h.pages[page]
+	var b strings.Builder
+	if err := t.ExecuteTemplate(&b, "layout.html", d); err != nil {
+		h.log.Error("admin: page failed", "page", page, "err", err)
+		http.Error(w, "internal error rendering the page", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	fmt.Fprint(w, b.String())
+}
+
+// done answers a form: back to page with a message.
+func (h *handler) done(w http.ResponseWriter, r *http.Request, page string, err error, format string, args ...any) {
+	if err != nil {
+		h.setFlash(r, flash{Error: true, Text: err.Error()})
+	} else {
+		h.setFlash(r, flash{Text: fmt.Sprintf(format, args...)})
+	}
+	if sessionFrom(r.Context()) == nil { // bearer token, no browser: answer plainly
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"result": fmt.Sprintf(format, args...)})
+		return
+	}
+	http.Redirect(w, r, page, http.StatusSeeOther)
+}
+
+func formDuration(r *http.Request, field string) (time.Duration, error) {
+	s := strings.TrimSpace(r.PostFormValue(field))
+	switch s {
+	case "", "0", "forever", "never":
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not a duration like 30m, 12h or 168h", s)
+	}
+	return d, nil
+}
+
+func durationOrEver(d time.Duration) string {
+	if d == 0 {
+		return "until lifted"
+	}
+	return "for " + d.String()
+}
+
+func (h *handler) dashboard(w http.ResponseWriter, r *http.Request) {
+	snap := h.srv.Snapshot()
+	h.render(w, r, http.StatusOK, "dashboard", "Dashboard", dashboardData{Stats: snap, Rate: h.series.observe(snap)})
+}
+
+type dashboardData struct {
+	Stats appliance.StatsSnapshot
+	Rate  sample
+}
+
+func (h *handler) seriesAPI(w http.ResponseWriter, r *http.Request) {
+	snap := h.srv.Snapshot()
+	h.series.observe(snap)
+	writeJSON(w, http.StatusOK, seriesBody{Stats: snap, Samples: h.series.list()})
+}
+
+type seriesBody struct {
+	Stats   appliance.StatsSnapshot `json:"stats"`
+	Samples []sample                `json:"samples"`
+}
+
+type usersData struct {
+	Query string
+	Users []appliance.UserInfo
+	Total int
+	Shown int
+}
+
+const maxUsersShown = 500
+
+func (h *handler) usersPage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query().Get("q")
+	all, err := h.srv.Users()
+	if err != nil {
+		h.renderWith(w, r, http.StatusInternalServerError, "users", "Users", usersData{Query: q}, &flash{Error: true, Text: err.Error()})
+		return
+	}
+	needle := strings.ToLower(strings.TrimSpace(q))
+	var users []appliance.UserInfo
+	for _, u := range all {
+		if needle == "" || strings.Contains(u.Name, needle) {
+			users = append(users, u)
+		}
+	}
+	d := usersData{Query: q, Total: len(users)}
+	d.Users = users[:min(len(users), maxUsersShown)]
+	d.Shown = len(d.Users)
+	h.render(w, r, http.StatusOK, "users", "Users", d)
+}
+
+func (h *handler) userKick(w http.ResponseWriter, r *http.Request) {
+	user := r.PostFormValue("user")
+	n, err := h.srv.Kick(user)
+	h.done(w, r, "/users", err, "Disconnected %s (%d connections).", user, n)
+}
+
+func (h *handler) userMute(w http.ResponseWriter, r *http.Request) {
+	user := r.PostFormValue("user")
+	d, err := formDuration(r, "duration")
+	if err == nil {
+		err = h.srv.Mute(r.Context(), user, d)
+	}
+	h.done(w, r, "/users", err, "Muted %s %s.", user, durationOrEver(d))
+}
+
+func (h *handler) userUnmute(w http.ResponseWriter, r *http.Request) {
+	user := r.PostFormValue("user")
+	h.done(w, r, "/users", h.srv.Unmute(r.Context(), user), "Unmuted %s.", user)
+}
+
+func (h *handler) userBan(w http.ResponseWriter, r *http.Request) {
+	user := r.PostFormValue("user")
+	d, err := formDuration(r, "duration")
+	if err == nil {
+		_, err = h.srv.Ban(r.Context(), "user:"+user, r.PostFormValue("reason"), d)
+	}
+	h.done(w, r, "/users", err, "Banned %s %s.", user, durationOrEver(d))
+}
+
+func (h *handler) userDelete(w http.ResponseWriter, r *http.Request) {
+	user := r.PostFormValue("user")
+	if r.PostFormValue("confirm") != user {
+		h.done(w, r, "/users", fmt.Errorf("type the user name %q to confirm deleting the account", user), "")
+		return
+	}
+	h.done(w, r, "/users", h.srv.DeleteUser(r.Context(), user), "Deleted the account %s.", user)
+}
+
+func (h *handler) bansPage(w http.ResponseWriter, r *http.Request) {
+	h.render(w, r, http.StatusOK, "bans", "Bans", h.srv.Bans())
+}
+
+func (h *handler) banAdd(w http.ResponseWriter, r *http.Request) {
+	target := strings.TrimSpace(r.PostFormValue("target"))
+	d, err := formDuration(r, "duration")
+	if err == nil {
+		_, err = h.srv.Ban(r.Context(), target, r.PostFormValue("reason"), d)
+	}
+	h.done(w, r, "/bans", err, "Banned %s %s.", target, durationOrEver(d))
+}
+
+func (h *handler) banRemove(w http.ResponseWriter, r *http.Request) {
+	target := r.PostFormValue("target")
+	h.done(w, r, "/bans", h.srv.Unban(r.Context(), target), "Lifted the ban on %s.", target)
+}
+
+func (h *handler) invitesPage(w http.ResponseWriter, r *http.Request) {
+	list, err := h.srv.Invites()
+	var f *flash
+	if err != nil {
+		f = &flash{Error: true, Text: err.Error()}
+	}
+	h.renderWith(w, r, http.StatusOK, "invites", "Invites", list, f)
+}
+
+func (h *handler) inviteCreate(w http.ResponseWriter, r *http.Request) {
+	uses, err := strconv.Atoi(strings.TrimSpace(r.PostFormValue("uses")))
+	if err != nil || uses < 1 {
+		h.done(w, r, "/invites", fmt.Errorf("uses must be a whole number, at least 1"), "")
+		return
+	}
+	d, err := formDuration(r, "duration")
+	var inv appliance.Invite
+	if err == nil {
+		inv, err = h.srv.CreateInvite(r.Context(), uses, d)
+	}
+	if err == nil && sessionFrom(r.Context()) != nil {
+		h.setFlash(r, flash{Text: fmt.Sprintf("Invite created: %d uses, expires %s. Give the new user this code:", uses, when(inv.Expires)), Code: inv.Code})
+		http.Redirect(w, r, "/invites", http.StatusSeeOther)
+		return
+	}
+	h.done(w, r, "/invites", err, "Invite %s created.", inv.Code)
+}
+
+func (h *handler) inviteRevoke(w http.ResponseWriter, r *http.Request) {
+	h.done(w, r, "/invites", h.srv.RevokeInvite(r.Context(), r.PostFormValue("code")), "Invite revoked.")
+}
+
+// limitField is one row of the limits form.
+type limitField struct {
+	Key, Help, Value string
+}
+
+func limitFields(l appliance.Limits) []limitField {
+	f := strconv.FormatFloat
+	return []limitField{
+		{"message_rate", "messages per second per account", f(l.MessageRate, 'f', -1, 64)},
+		{"message_burst", "messages at once per account", strconv.Itoa(l.MessageBurst)},
+		{"byte_rate", "payload bytes per second per account", f(l.ByteRate, 'f', -1, 64)},
+		{"byte_burst", "payload bytes at once per account", strconv.Itoa(l.ByteBurst)},
+		{"conn_rate", "new connections per second per IP", f(l.ConnRate, 'f', -1, 64)},
+		{"conn_burst", "new connections at once per IP", strconv.Itoa(l.ConnBurst)},
+		{"register_rate", "registrations per second per IP", f(l.RegisterRate, 'f', -1, 64)},
+		{"register_burst", "registrations at once per IP", strconv.Itoa(l.RegisterBurst)},
+		{"key_fetch_rate", "prekey fetches per second per account", f(l.KeyFetchRate, 'f', -1, 64)},
+		{"key_fetch_burst", "prekey fetches at once per account", strconv.Itoa(l.KeyFetchBurst)},
+		{"login_failures", "failed logins from one IP before a ban", strconv.Itoa(l.LoginFailures)},
+		{"login_failure_window", "one failed login forgiven per", time.Duration(l.LoginFailureWindow).String()},
+		{"login_ban", "how long too many failed logins ban an IP", time.Duration(l.LoginBan).String()},
+		{"flood_ban", "rate-limit refusals per minute that ban an IP (0: never)", strconv.Itoa(l.FloodBan)},
+	}
+}
+
+type limitsData struct {
+	Fields []limitField
+	YAML   string
+}
+
+func (h *handler) limitsPage(w http.ResponseWriter, r *http.Request) {
+	fields := limitFields(h.srv.Limits())
+	var y strings.Builder
+	for _, f := range fields {
+		fmt.Fprintf(&y, "%s: %s\n", f.Key, f.Value)
+	}
+	h.render(w, r, http.StatusOK, "limits", "Rate limits", limitsData{Fields: fields, YAML: y.String()})
+}
+
+// limitsSet reads every field of the limits form; a field left out keeps
+// its value.
+func (h *handler) limitsSet(w http.ResponseWriter, r *http.Request) {
+	l := h.srv.Limits()
+	if err := parseLimitsForm(r, &l); err != nil {
+		h.done(w, r, "/limits", err, "")
+		return
+	}
+	h.done(w, r, "/limits", h.srv.SetLimits(r.Context(), l), "Rate limits changed; they apply now, to every client.")
+}
+
+func parseLimitsForm(r *http.Request, l *appliance.Limits) error {
+	keys := slices.Sorted(maps.Keys(r.PostForm))
+	for _, k := range keys {
+		if k == csrfField {
+			continue
+		}
+		if err := setLimit(l, k, r.PostForm.Get(k)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setLimit sets the limit named by its configuration key from text.
+func setLimit(l *appliance.Limits, key, value string) error {
+	floats := map[string]*float64{"message_rate": &l.MessageRate, "byte_rate": &l.ByteRate, "conn_rate": &l.ConnRate, "register_rate": &l.RegisterRate, "key_fetch_rate": &l.KeyFetchRate}
+	ints := map[string]*int{"message_burst": &l.MessageBurst, "byte_burst": &l.ByteBurst, "conn_burst": &l.ConnBurst, "register_burst": &l.RegisterBurst, "key_fetch_burst": &l.KeyFetchBurst, "login_failures": &l.LoginFailures, "flood_ban": &l.FloodBan}
+	durs := map[string]*appliance.Duration{"login_failure_window": &l.LoginFailureWindow, "login_ban": &l.LoginBan}
+	v := strings.TrimSpace(value)
+	var err error
+	switch {
+	case floats[key] != nil:
+		*floats[key], err = strconv.ParseFloat(v, 64)
+	case ints[key] != nil:
+		*ints[key], err = strconv.Atoi(v)
+	case durs[key] != nil:
+		err = durs[key].Set(v)
+	default:
+		return fmt.Errorf("unknown setting %q", key)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %q is not a valid value", key, v)
+	}
+	return nil
+}
+
+func (h *handler) broadcastPage(w http.ResponseWriter, r *http.Request) {
+	h.render(w, r, http.StatusOK, "broadcast", "Broadcast", nil)
+}
+
+func (h *handler) broadcastSend(w http.ResponseWriter, r *http.Request) {
+	n, err := h.srv.Broadcast(r.Context(), r.PostFormValue("text"))
+	h.done(w, r, "/broadcast", err, "Broadcast queued for %d accounts.", n)
+}
+
+type eventsData struct {
+	Kind   string
+	Kinds  []string
+	Events []appliance.Event
+}
+
+func (h *handler) eventsPage(w http.ResponseWriter, r *http.Request) {
+	kind := r.URL.Query().Get("kind")
+	all := h.srv.Events(500)
+	d := eventsData{Kind: kind}
+	seen := map[string]bool{}
+	for _, e := range all {
+		if !seen[e.Kind] {
+			seen[e.Kind] = true
+			d.Kinds = append(d.Kinds, e.Kind)
+		}
+		if kind == "" || e.Kind == kind {
+			d.Events = append(d.Events, e)
+		}
+	}
+	slices.Sort(d.Kinds)
+	h.render(w, r, http.StatusOK, "events", "Recent events", d)
+}
