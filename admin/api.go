@@ -340,14 +340,3 @@ func (a *api) setLimits(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, a.srv.Limits())
 }
 
-func (a *api) setPassword(w http.ResponseWriter, r *http.Request) {
-	var req PasswordRequest
-	if !decode(w, r, &req) {
-		return
-	}
-	if err := a.srv.SetAdminPassword(r.Context(), req.Password); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}

@@ -198,3 +198,23 @@ func (h *handler) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
+
+// setPassword is PUT /api/password: after a change of the admin password
+// every session ends, so a leaked one does not outlive the password it was
+// opened with.
+func (h *handler) setPassword(w http.ResponseWriter, r *http.Request) {
+	var req PasswordRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if err := h.srv.SetAdminPassword(r.Context(), req.Password); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	h.mu.Lock()
+	n := len(h.sessions)
+	clear(h.sessions)
+	h.mu.Unlock()
+	h.log.Info("admin sessions ended after a password change", "sessions", n)
+	w.WriteHeader(http.StatusNoContent)
+}

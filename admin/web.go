@@ -161,7 +161,7 @@ func (h *handler) routes() []route {
 		{"GET /api/events", session, a.events},
 		{"GET /api/limits", session, a.limits},
 		{"PUT /api/limits", session, a.setLimits},
-		{"PUT /api/password", session, a.setPassword},
+		{"PUT /api/password", session, h.setPassword},
 		{"GET /metrics", session, metricsHandler(h.srv).ServeHTTP},
 	}
 }

@@ -161,8 +161,11 @@ func TestEveryRouteNeedsSessionOrToken(t *testing.T) {
 			req := routeRequest(r)
 			set(req)
 			rec := w.do(req)
-			if r.pattern == "POST /logout" {
-				cookie, csrf = w.login(testToken) // it worked: the session is gone
+			if r.pattern == "POST /logout" || r.pattern == "PUT /api/password" {
+				if rec.Code >= 400 {
+					t.Errorf("%s with %s: %d %s", r.pattern, what, rec.Code, rec.Body)
+				}
+				cookie, csrf = w.login(testToken) // it worked: the sessions are gone
 				continue
 			}
 			if rec.Code == http.StatusUnauthorized || rec.Code == http.StatusForbidden || rec.Code >= 500 ||
@@ -462,5 +465,20 @@ func TestStaticAssets(t *testing.T) {
 		if strings.Contains(text, "http://") || strings.Contains(text, "https://") {
 			t.Errorf("%s refers to another site", name)
 		}
+	}
+}
+
+func TestPasswordChangeEndsSessions(t *testing.T) {
+	w := newWebFixture(t)
+	cookie, _ := w.login(testToken)
+	req := httptest.NewRequest("PUT", "/api/password", strings.NewReader(`{"password":"a brand new password"}`))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	if rec := w.do(req); rec.Code != http.StatusNoContent {
+		t.Fatalf("set password: %d %s", rec.Code, rec.Body)
+	}
+	page := httptest.NewRequest("GET", "/users", nil)
+	page.AddCookie(cookie)
+	if rec := w.do(page); rec.Code != http.StatusSeeOther {
+		t.Errorf("a session opened before the password change still works: %d", rec.Code)
 	}
 }
