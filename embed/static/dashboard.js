@@ -67,6 +67,7 @@
       top = Math.max(top, p.messages, p.deliveries, p.limited);
     });
     top = niceCeil(top);
+    ctx.setLineDash([]);
     ctx.strokeStyle = "#e3e7ec";
     ctx.fillStyle = "#5f6b7a";
     ctx.font = "11px system-ui, sans-serif";
