@@ -23,8 +23,6 @@ import (
 	"github.com/securechat/securechat/transport"
 )
 
-var errEOF = io.EOF
-
 // EventType says what an Event reports.
 type EventType int
 
