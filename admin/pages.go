@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -214,10 +215,19 @@ func (h *handler) usersPage(w http.ResponseWriter, r *http.Request) {
 	h.render(w, r, http.StatusOK, "users", "Users", d)
 }
 
+// usersBack is the users page as the form was posted from: with its
+// search, so that an action does not lose the operator's place.
+func usersBack(r *http.Request) string {
+	if q := r.PostFormValue("q"); q != "" {
+		return "/users?q=" + url.QueryEscape(q)
+	}
+	return "/users"
+}
+
 func (h *handler) userKick(w http.ResponseWriter, r *http.Request) {
 	user := r.PostFormValue("user")
 	n, err := h.srv.Kick(user)
-	h.done(w, r, "/users", err, "Disconnected %s (%d connections).", user, n)
+	h.done(w, r, usersBack(r), err, "Disconnected %s (%d connections).", user, n)
 }
 
 func (h *handler) userMute(w http.ResponseWriter, r *http.Request) {
@@ -226,12 +236,12 @@ func (h *handler) userMute(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = h.srv.Mute(r.Context(), user, d)
 	}
-	h.done(w, r, "/users", err, "Muted %s %s.", user, durationOrEver(d))
+	h.done(w, r, usersBack(r), err, "Muted %s %s.", user, durationOrEver(d))
 }
 
 func (h *handler) userUnmute(w http.ResponseWriter, r *http.Request) {
 	user := r.PostFormValue("user")
-	h.done(w, r, "/users", h.srv.Unmute(r.Context(), user), "Unmuted %s.", user)
+	h.done(w, r, usersBack(r), h.srv.Unmute(r.Context(), user), "Unmuted %s.", user)
 }
 
 func (h *handler) userBan(w http.ResponseWriter, r *http.Request) {
@@ -240,16 +250,16 @@ func (h *handler) userBan(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		_, err = h.srv.Ban(r.Context(), "user:"+user, r.PostFormValue("reason"), d)
 	}
-	h.done(w, r, "/users", err, "Banned %s %s.", user, durationOrEver(d))
+	h.done(w, r, usersBack(r), err, "Banned %s %s.", user, durationOrEver(d))
 }
 
 func (h *handler) userDelete(w http.ResponseWriter, r *http.Request) {
 	user := r.PostFormValue("user")
 	if r.PostFormValue("confirm") != user {
-		h.done(w, r, "/users", fmt.Errorf("type the user name %q to confirm deleting the account", user), "")
+		h.done(w, r, usersBack(r), fmt.Errorf("type the user name %q to confirm deleting the account", user), "")
 		return
 	}
-	h.done(w, r, "/users", h.srv.DeleteUser(r.Context(), user), "Deleted the account %s.", user)
+	h.done(w, r, usersBack(r), h.srv.DeleteUser(r.Context(), user), "Deleted the account %s.", user)
 }
 
 func (h *handler) bansPage(w http.ResponseWriter, r *http.Request) {

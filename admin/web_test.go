@@ -482,3 +482,18 @@ func TestPasswordChangeEndsSessions(t *testing.T) {
 		t.Errorf("a session opened before the password change still works: %d", rec.Code)
 	}
 }
+
+// TestUserActionKeepsSearch: an action on the users page comes back to the
+// same search, and a forged q cannot send the browser elsewhere.
+func TestUserActionKeepsSearch(t *testing.T) {
+	w := newWebFixture(t)
+	cookie, csrf := w.login(testToken)
+	for q, want := range map[string]string{"ali": "/users?q=ali", "": "/users", "//evil.example/": "/users?q=%2F%2Fevil.example%2F"} {
+		req := form("POST", "/users/kick", url.Values{"user": {"alice"}, "q": {q}, "csrf": {csrf}})
+		req.AddCookie(cookie)
+		rec := w.do(req)
+		if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != want {
+			t.Errorf("q %q: %d to %q, want %q", q, rec.Code, rec.Header().Get("Location"), want)
+		}
+	}
+}
