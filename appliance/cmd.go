@@ -83,6 +83,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, admin fun
 
 	cfg = cfg.withDefaults()
 	cfg.AdminHandler = admin
+	cfg.Out = stdout
 	if cfg.Logger == nil {
 		cfg.Logger = cfg.logger(stderr)
 	}

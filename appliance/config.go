@@ -98,6 +98,9 @@ type Config struct {
 	Rand io.Reader `yaml:"-"`
 	// Logger overrides LogLevel and LogFormat.
 	Logger *slog.Logger `yaml:"-"`
+	// Out is where the server prints what its operator needs once it is
+	// up (the web admin's address); nil prints nothing. serve gives stdout.
+	Out io.Writer `yaml:"-"`
 	// AdminHandler makes the admin API's handler; nil serves no admin
 	// listener. main wires in package admin (which imports this one).
 	AdminHandler func(s *Server, token string, log *slog.Logger) http.Handler `yaml:"-"`

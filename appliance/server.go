@@ -304,6 +304,9 @@ func (s *Server) serveAdmin(ctx context.Context, bg *sync.WaitGroup) error {
 		ln.Close()
 		return err
 	}
+	if s.cfg.Out != nil { // before the handler starts the console, which prints too
+		fmt.Fprintf(s.cfg.Out, "web admin: %s://%s/ (log in with the token in %s)\n", scheme, ln.Addr(), filepath.Join(s.cfg.Data, FileAdminToken))
+	}
 	hs := &http.Server{
 		Handler:           s.cfg.AdminHandler(s, string(token), s.log),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -319,6 +322,7 @@ func (s *Server) serveAdmin(ctx context.Context, bg *sync.WaitGroup) error {
 		os.Remove(filepath.Join(s.cfg.Data, FileAdminAddr))
 	})
 	s.log.Info("admin listening", "url", scheme+"://"+ln.Addr().String()+"/")
+
 	return nil
 }
 

@@ -259,6 +259,9 @@ func TestWebAdmin(t *testing.T) {
 	b := newBrowser(t)
 	base := s.adminURL(t)
 	alice, bob := register(t, s, "alice"), register(t, s, "bob")
+	if !strings.Contains(s.stdout.String(), "web admin: "+base+"/ (log in with the token in "+filepath.Join(s.data, "admin.token")+")") {
+		t.Errorf("serve does not say where the web admin is:\n%s", s.stdout.String())
+	}
 
 	// The login page, then a wrong secret, then the token.
 	b.open(base + "/")
@@ -556,6 +559,9 @@ func TestAdminTLS(t *testing.T) {
 	pemCert, err := os.ReadFile(filepath.Join(s.data, "admin.crt"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(s.stdout.String(), "web admin: https://"+adminAddr(t, s)+"/") {
+		t.Errorf("serve does not give the HTTPS address:\n%s", s.stdout.String())
 	}
 	if out := s.admin(t, "stats").Stdout; !strings.Contains(out, s.FP) {
 		t.Errorf("admin stats over HTTPS: %s", out)
