@@ -49,6 +49,8 @@ const consoleHelp = `commands (a leading ! is optional):
   limits                               the rate limits in force
   limit KEY VALUE                      change one rate limit now (limits lists the keys)
   shutdown                             stop the server gracefully (console only)
+  passwd [--password-stdin | --clear]  set or remove the web admin's password
+                                       (securechat admin only, not the console)
   exit                                 leave the console or script; the server keeps running
 DURATION is like 30m, 24h or 7d; 0 or forever means no expiry (the default).
 `
