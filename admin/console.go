@@ -386,6 +386,10 @@ func parse(args []string) (action, error) {
 			}
 			return in.printf("%s is now %s (until the server stops; put it in the config file to keep it)\n", key, value)
 		}, nil
+	case "passwd":
+		// A password typed here would echo on the server's terminal and
+		// stay in a script file.
+		return nil, usage.Errorf("passwd is not a console command: run securechat admin --data DIR passwd, which asks for it without echo")
 	case "backup":
 		file, err := one(args, "backup FILE")
 		return func(_ context.Context, in *Interpreter) error { return in.backup(file) }, err
