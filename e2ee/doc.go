@@ -16,7 +16,10 @@
 //     ("The Double Ratchet Algorithm", revision 1, §7.1);
 //   - the Double Ratchet itself (ratchet*.go);
 //   - safety numbers, Signal's 60-digit iterated-SHA-512 fingerprint
-//     (SafetyNumber), for detecting a man in the middle.
+//     (SafetyNumber), for detecting a man in the middle;
+//   - attachments: a file under a random key of its own as a chunked
+//     ChaCha20-Poly1305 stream (STREAM; AttachmentWriter, AttachmentReader),
+//     whose key and digest travel inside a ratchet message.
 //
 // Where this package departs from the specifications it says so at the
 // place: the account identity key is Ed25519 and signs, while each device has
