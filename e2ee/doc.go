@@ -17,6 +17,9 @@
 //   - the Double Ratchet itself (ratchet*.go);
 //   - safety numbers, Signal's 60-digit iterated-SHA-512 fingerprint
 //     (SafetyNumber), for detecting a man in the middle;
+//   - sender keys for groups, after libsignal's: a signed symmetric chain
+//     per member device, given to the others over the pairwise sessions
+//     (SenderKey, SenderKeyDistribution, SenderKeyRecord);
 //   - attachments: a file under a random key of its own as a chunked
 //     ChaCha20-Poly1305 stream (STREAM; AttachmentWriter, AttachmentReader),
 //     whose key and digest travel inside a ratchet message.
