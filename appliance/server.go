@@ -9,7 +9,9 @@ package appliance
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
@@ -170,10 +172,15 @@ func (s *Server) init() error {
 	// prove their address with a Retry round trip (RFC 9000 §8.1.2), so a
 	// flood of spoofed sources costs the server no handshake work.
 	handshakes := rate.NewLimiter(rate.Limit(s.cfg.HandshakeRate), max(1, int(s.cfg.HandshakeRate)))
+	resetKey, err := statelessResetKey(key)
+	if err != nil {
+		return err
+	}
 	s.tr = &quic.Transport{
 		Conn:                s.udp,
 		ConnContext:         s.admit,
 		VerifySourceAddress: func(net.Addr) bool { return !handshakes.Allow() },
+		StatelessResetKey:   resetKey,
 	}
 	s.ln, err = s.tr.Listen(tlsConf, s.quicConfig())
 	if err != nil {
@@ -430,4 +437,23 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// statelessResetLabel is the HKDF info of the stateless reset key.
+const statelessResetLabel = "securechat quic stateless reset v1"
+
+// statelessResetKey derives the QUIC stateless reset key (RFC 9000 §10.3)
+// from the server key, so that it is the same after a restart: a server
+// that crashed and came back answers its old connections' packets with a
+// stateless reset, and clients reconnect at once instead of waiting out
+// the idle timeout (protocol.md §2.3).
+func statelessResetKey(key ed25519.PrivateKey) (*quic.StatelessResetKey, error) {
+	k, err := hkdf.Key(sha256.New, key.Seed(), nil, statelessResetLabel, 32)
+	if err != nil {
+		return nil, err
+	}
+	var out quic.StatelessResetKey
+	copy(out[:], k)
+	clear(k)
+	return &out, nil
 }
