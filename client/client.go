@@ -67,6 +67,12 @@ type Client struct {
 
 	events chan Event
 	done   chan struct{} // closed when the read loop ends
+	// inbox holds the pushes (deliveries, signals) the read loop took
+	// off the connection, for dispatch to handle in order. Handling a
+	// push waits for cryptoMu, which a request (a key fetch, a key
+	// upload) may hold until its answer arrives: the read loop must go on
+	// reading answers meanwhile, so it never handles pushes itself.
+	inbox *frameQueue
 
 	devMu   sync.Mutex // guards devices
 	devices map[string][]transport.DeviceInfo
@@ -92,6 +98,7 @@ func dial(ctx context.Context, home *Home, server string, pin *transport.Pinner,
 		events:  make(chan Event, 256),
 		done:    make(chan struct{}),
 		devices: make(map[string][]transport.DeviceInfo),
+		inbox:   newFrameQueue(),
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -100,6 +107,7 @@ func dial(ctx context.Context, home *Home, server string, pin *transport.Pinner,
 		c.rand = rand.Reader
 	}
 	go c.readLoop()
+	go c.dispatch()
 	return c, nil
 }
 
@@ -338,12 +346,8 @@ func (c *Client) readLoop() {
 			continue
 		}
 		switch f.Code {
-		case transport.CodeDeliver:
-			c.handleDeliver(f.Body)
-		case transport.CodeSignal:
-			c.handleSignal(f.Body)
-		case transport.CodeQueueEmpty:
-			c.events <- Event{Type: EventQueueEmpty}
+		case transport.CodeDeliver, transport.CodeSignal, transport.CodeQueueEmpty:
+			c.inbox.push(f)
 		case transport.CodeKeysLow:
 			var kc transport.KeyCount
 			if transport.Unmarshal(f.Body, &kc) == nil {
@@ -365,8 +369,88 @@ func (c *Client) readLoop() {
 	}
 	c.mu.Unlock()
 	close(c.done)
+	c.inbox.close() // dispatch handles what was read, then reports the end
+}
+
+// dispatch handles the pushes in the order they arrived, then, once the
+// read loop has ended, sends EventClosed and closes the event stream.
+func (c *Client) dispatch() {
+	for {
+		f, ok := c.inbox.pop()
+		if !ok {
+			break
+		}
+		switch f.Code {
+		case transport.CodeDeliver:
+			c.handleDeliver(f.Body)
+		case transport.CodeSignal:
+			c.handleSignal(f.Body)
+		case transport.CodeQueueEmpty:
+			c.events <- Event{Type: EventQueueEmpty}
+		}
+	}
+	c.mu.Lock()
+	err := c.err
+	c.mu.Unlock()
 	c.events <- Event{Type: EventClosed, Err: err}
 	close(c.events)
+}
+
+// frameQueue is an unbounded FIFO of frames between the read loop and
+// dispatch: the read loop never waits for the handling of a push. The
+// server sends no more than a device's mailbox holds.
+type frameQueue struct {
+	mu     sync.Mutex // guards frames and closed
+	frames []transport.Frame
+	closed bool
+	wake   chan struct{} // a pop may be waiting
+}
+
+func newFrameQueue() *frameQueue { return &frameQueue{wake: make(chan struct{}, 1)} }
+
+func (q *frameQueue) push(f transport.Frame) {
+	q.mu.Lock()
+	q.frames = append(q.frames, f)
+	q.mu.Unlock()
+	q.notify()
+}
+
+// close lets pop return false once the frames pushed before are popped.
+func (q *frameQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.notify()
+}
+
+func (q *frameQueue) notify() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pop waits for the next frame; false once the queue is closed and empty.
+func (q *frameQueue) pop() (transport.Frame, bool) {
+	for {
+		q.mu.Lock()
+		if len(q.frames) > 0 {
+			f := q.frames[0]
+			q.frames[0] = transport.Frame{}
+			q.frames = q.frames[1:]
+			if len(q.frames) == 0 {
+				q.frames = nil // let the backing array go
+			}
+			q.mu.Unlock()
+			return f, true
+		}
+		closed := q.closed
+		q.mu.Unlock()
+		if closed {
+			return transport.Frame{}, false
+		}
+		<-q.wake
+	}
 }
 
 // ServerClosedError is the server closing the connection, with its code

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -77,7 +78,16 @@ type sessionRecord struct {
 	Ratchet []byte // e2ee.Session encoding
 	Initial []byte // initiator: the PQXDH header, sent until the peer answers
 	BaseKey []byte // responder: the initiator's ephemeral key that started it
+	// Previous are earlier sessions with the device, newest first, at
+	// most maxPreviousSessions, each without a Previous of its own. When
+	// both sides start a session at once, each answers the other's and
+	// sends on its own newest; the peer finds the matching one here
+	// (protocol.md §9.2, as Signal's session archive).
+	Previous []sessionRecord
 }
+
+// maxPreviousSessions bounds the earlier sessions kept per device.
+const maxPreviousSessions = 4
 
 func (m *sessionRecord) MarshalFields(e *transport.Encoder) {
 	e.BytesField(1, m.Ratchet)
@@ -85,6 +95,33 @@ func (m *sessionRecord) MarshalFields(e *transport.Encoder) {
 	e.BytesField(3, m.BaseKey)
 	e.String(4, m.User)
 	e.Uint(5, uint64(m.Device))
+	for i := range m.Previous {
+		e.Message(6, &m.Previous[i])
+	}
+}
+
+// current is the record without its earlier sessions.
+func (m *sessionRecord) current() sessionRecord {
+	c := *m
+	c.Previous = nil
+	return c
+}
+
+// replacedBy returns next as the current session with m's current one
+// first among the earlier ones.
+func (m *sessionRecord) replacedBy(next sessionRecord) sessionRecord {
+	next.Previous = append([]sessionRecord{m.current()}, m.Previous...)
+	if len(next.Previous) > maxPreviousSessions {
+		next.Previous = next.Previous[:maxPreviousSessions]
+	}
+	return next
+}
+
+// promoted returns the record with earlier session i made current again.
+func (m *sessionRecord) promoted(i int) sessionRecord {
+	rest := sessionRecord{User: m.User, Device: m.Device, Ratchet: m.Ratchet, Initial: m.Initial, BaseKey: m.BaseKey,
+		Previous: slices.Delete(slices.Clone(m.Previous), i, i+1)}
+	return rest.replacedBy(m.Previous[i])
 }
 
 func (m *sessionRecord) UnmarshalFields(d *transport.Decoder) error {
@@ -100,6 +137,15 @@ func (m *sessionRecord) UnmarshalFields(d *transport.Decoder) error {
 			m.User, err = f.String(transport.MaxUserName)
 		case 5:
 			m.Device, err = f.Uint32()
+		case 6:
+			if len(m.Previous) >= maxPreviousSessions {
+				return errors.New("too many earlier sessions")
+			}
+			var p sessionRecord
+			if err = f.Message(&p); err == nil && p.Previous != nil {
+				err = errors.New("an earlier session has earlier sessions")
+			}
+			m.Previous = append(m.Previous, p)
 		default:
 			return f.Unknown()
 		}
@@ -431,9 +477,19 @@ func (c *Client) decrypt(d *transport.Deliver, ephemeral bool) (content *Content
 			return nil, false, err
 		}
 	}
-	// An initial header that started the session we have is a repeat: the
-	// initiator sends it until we answer. Anything else starts a new one.
+	// An initial header that started the session we have, or one we had,
+	// is a repeat: the initiator sends it until we answer. Anything else
+	// starts a new session, and the one we had is kept among the earlier.
+	earlier := -1
 	if header != nil && !(haveSession && bytes.Equal(sr.BaseKey, header.EphemeralKey.Bytes())) {
+		earlier = slices.IndexFunc(sr.Previous, func(p sessionRecord) bool { return bytes.Equal(p.BaseKey, header.EphemeralKey.Bytes()) })
+	}
+	if earlier >= 0 {
+		sr = sr.promoted(earlier)
+		if sess, err = e2ee.UnmarshalSession(sr.Ratchet); err != nil {
+			return nil, false, err
+		}
+	} else if header != nil && !(haveSession && bytes.Equal(sr.BaseKey, header.EphemeralKey.Bytes())) {
 		rk, err := e2ee.RespondSession(c.keys, d.From, d.FromDevice, header)
 		if err != nil {
 			return nil, false, err
@@ -443,7 +499,11 @@ func (c *Client) decrypt(d *transport.Deliver, ephemeral bool) (content *Content
 		}
 		clear(rk.SK)
 		consumed = &rk.Consumed
-		sr = sessionRecord{User: d.From, Device: d.FromDevice, BaseKey: header.EphemeralKey.Bytes()}
+		next := sessionRecord{User: d.From, Device: d.FromDevice, BaseKey: header.EphemeralKey.Bytes()}
+		if haveSession {
+			next = sr.replacedBy(next)
+		}
+		sr = next
 		idKey := rk.RemoteIdentity.Bytes()
 		switch {
 		case !haveContact:
@@ -461,10 +521,28 @@ func (c *Client) decrypt(d *transport.Deliver, ephemeral bool) (content *Content
 			return nil, false, err
 		}
 	}
-	defer sess.Zero()
 	plain, err := sess.Decrypt(ciphertext)
+	if err != nil && header == nil {
+		// Perhaps the peer sends on a session we had before (both sides
+		// started one at once): the newest earlier session that decrypts
+		// it becomes current again.
+		for i, p := range sr.Previous {
+			s2, err2 := e2ee.UnmarshalSession(p.Ratchet)
+			if err2 != nil {
+				continue
+			}
+			if plain2, err2 := s2.Decrypt(ciphertext); err2 == nil {
+				sess.Zero()
+				sess, plain, err = s2, plain2, nil
+				sr = sr.promoted(i)
+				break
+			}
+			s2.Zero()
+		}
+	}
+	defer sess.Zero()
 	if err != nil {
-		return nil, false, err // the stored state is untouched (Double Ratchet §3.5)
+		return nil, false, err // the stored states are untouched (Double Ratchet §3.5)
 	}
 	if content, err = decodeContent(plain); err != nil {
 		return nil, false, err

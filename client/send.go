@@ -225,6 +225,7 @@ func (c *Client) deleteOutbox(id []byte) {
 // Outboxed is a message the outbox held, and what became of it.
 type Outboxed struct {
 	To     string
+	Text   string // the message's text, for a text message
 	Result SendResult
 	Err    error
 }
@@ -258,7 +259,9 @@ func (c *Client) FlushOutbox(ctx context.Context) ([]Outboxed, error) {
 			continue
 		}
 		res, err := c.transmit(ctx, it.id, &it.entry, &msg, nil)
-		out = append(out, Outboxed{To: it.entry.To, Result: res, Err: err})
+		var content Content
+		transport.Unmarshal(it.entry.Content, &content) // transmit decoded it already
+		out = append(out, Outboxed{To: it.entry.To, Text: content.Text, Result: res, Err: err})
 		var ue *UnconfirmedError
 		if errors.As(err, &ue) {
 			return out, err
