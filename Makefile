@@ -3,10 +3,11 @@ GO       ?= go
 BIN      ?= bin/securechat
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
+SOAKTIME ?= 10m
 FUZZTIME ?= 30s
 BENCHFLAGS ?= -clients 64 -duration 10s
 
-.PHONY: help build serve chat test check fuzz bench screenshots clean
+.PHONY: help build serve chat test check fuzz soak bench screenshots clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -31,6 +32,9 @@ check: ## vet, staticcheck (when installed) and the tests
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s; or a count like 5000x)
 	FUZZTIME=$(FUZZTIME) GO=$(GO) .ci/fuzz
+
+soak: ## the soak test: end-to-end traffic for SOAKTIME (default 10m) while the server is restarted and crashed under it
+	cd e2e && SECURECHAT_SOAK=$(SOAKTIME) $(GO) test -count=1 -run '^TestSoak$$' -timeout 0 -v .
 
 bench: build ## load benchmark against a raw quic-go echo baseline; see BENCHMARKS.md
 	$(GO) run ./bench -bin $(BIN) $(BENCHFLAGS)
