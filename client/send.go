@@ -37,12 +37,16 @@ type outboxEntry struct {
 	To      string
 	Content []byte // marshalled Content
 	Send    []byte // marshalled transport.Send as last transmitted
+	// Keep: once stored, the message goes into the sender's history
+	// (SendText's messages), also when a FlushOutbox resends it.
+	Keep bool
 }
 
 func (o *outboxEntry) MarshalFields(e *transport.Encoder) {
 	e.String(1, o.To)
 	e.BytesField(2, o.Content)
 	e.BytesField(3, o.Send)
+	e.Bool(4, o.Keep)
 }
 
 func (o *outboxEntry) UnmarshalFields(d *transport.Decoder) error {
@@ -54,6 +58,8 @@ func (o *outboxEntry) UnmarshalFields(d *transport.Decoder) error {
 			o.Content, err = f.Bytes(transport.MaxPayload)
 		case 3:
 			o.Send, err = f.Bytes(transport.DefaultMaxFrame)
+		case 4:
+			o.Keep, err = f.Bool()
 		default:
 			return f.Unknown()
 		}
@@ -91,7 +97,7 @@ func (c *Client) SendContent(ctx context.Context, id []byte, to string, content 
 // sendContent is SendContent that, when keep is not nil, adds keep to the
 // history once the server has stored the message (history.go, keepSent).
 func (c *Client) sendContent(ctx context.Context, id []byte, to string, content *Content, keep *historyRecord) (SendResult, error) {
-	entry := &outboxEntry{To: to, Content: transport.Marshal(content)}
+	entry := &outboxEntry{To: to, Content: transport.Marshal(content), Keep: keep != nil}
 	msg, err := c.buildSend(ctx, id, entry, content)
 	if err != nil {
 		return SendResult{}, err
@@ -258,9 +264,16 @@ func (c *Client) FlushOutbox(ctx context.Context) ([]Outboxed, error) {
 			c.deleteOutbox(it.id)
 			continue
 		}
-		res, err := c.transmit(ctx, it.id, &it.entry, &msg, nil)
 		var content Content
-		transport.Unmarshal(it.entry.Content, &content) // transmit decoded it already
+		if err := transport.Unmarshal(it.entry.Content, &content); err != nil {
+			c.deleteOutbox(it.id)
+			continue
+		}
+		var keep *historyRecord
+		if it.entry.Keep {
+			keep = c.sentRecord(it.id, &content)
+		}
+		res, err := c.transmit(ctx, it.id, &it.entry, &msg, keep)
 		out = append(out, Outboxed{To: it.entry.To, Text: content.Text, Result: res, Err: err})
 		var ue *UnconfirmedError
 		if errors.As(err, &ue) {

@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"io"
 	"log/slog"
 	"os"
@@ -15,6 +16,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/securechat/securechat/appliance"
+	"github.com/securechat/securechat/transport"
 )
 
 // Tests of the durable send and receive paths against an in-process
@@ -328,4 +330,48 @@ func processCPU() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestFlushedSendKeepsHistory: a text whose confirmation was lost (here:
+// built into the outbox and never transmitted, as after a crash) enters
+// the history when FlushOutbox resends it, once; a receipt-like send
+// without history stays out of it.
+func TestFlushedSendKeepsHistory(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, _ := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	alice, err := Connect(ctx, ha, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	queue := func(text string, keep bool) {
+		id := make([]byte, transport.MessageIDLen)
+		rand.Read(id)
+		content := &Content{Kind: KindText, Text: text, SentAt: time.Now().UnixMilli()}
+		if _, err := alice.buildSend(ctx, id, &outboxEntry{To: "bob", Content: transport.Marshal(content), Keep: keep}, content); err != nil {
+			t.Fatal(err)
+		}
+	}
+	queue("lost confirmation", true)
+	queue("no history", false)
+	done, err := alice.FlushOutbox(ctx)
+	if err != nil || len(done) != 2 {
+		t.Fatalf("flush: %v %+v", err, done)
+	}
+	hist, err := ha.History("bob", "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hist) != 1 || hist[0].Text != "lost confirmation" || !hist[0].Outgoing || hist[0].State != StateStored {
+		t.Fatalf("history after the flush: %+v", hist)
+	}
+	if done, err := alice.FlushOutbox(ctx); err != nil || len(done) != 0 {
+		t.Errorf("second flush: %v %+v", err, done)
+	}
+	if hist, _ := ha.History("bob", "", 10); len(hist) != 1 {
+		t.Errorf("history after a second flush: %d entries", len(hist))
+	}
 }
