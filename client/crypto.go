@@ -298,7 +298,7 @@ func (c *Client) encryptTo(ctx context.Context, to string, devs []transport.Devi
 	var haveContact bool
 	var missing []uint32
 	records := make(map[uint32]*sessionRecord)
-	err := h.db.View(func(tx *bolt.Tx) error {
+	err := h.viewState(func(tx *bolt.Tx) error {
 		var err error
 		if haveContact, err = h.getRecord(tx, bucketContacts, []byte(to), &ct); err != nil {
 			return err
@@ -440,7 +440,7 @@ func (c *Client) decrypt(d *transport.Deliver, ephemeral bool) (content *Content
 	var haveSession bool
 	var ct contact
 	var haveContact bool
-	err = h.db.View(func(tx *bolt.Tx) error {
+	err = h.viewState(func(tx *bolt.Tx) error {
 		var err error
 		if !ephemeral {
 			if have, err = h.getRecord(tx, bucketReceived, rkey, &rec); err != nil || have {

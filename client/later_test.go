@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -164,5 +165,54 @@ func TestLaterClose(t *testing.T) {
 	var got sessionRecord
 	if !onDisk(t, h, bucketSessions, "bob\x001", &got) || string(got.Ratchet) != "kept" {
 		t.Fatalf("after Close and open: %+v", got)
+	}
+}
+
+// TestLaterReadNotStale: a read in viewState never meets a write
+// transaction that writes and forgets a deferred value, so it cannot miss
+// the deferred value and read the older one from a snapshot taken before
+// the commit (the session rollback the soak test found).
+func TestLaterReadNotStale(t *testing.T) {
+	t.Parallel()
+	h := openTestHome(t)
+	old := &sessionRecord{User: "bob", Device: 1, Ratchet: []byte("state 0")}
+	if err := h.update(func(tx *bolt.Tx) error { return h.putRecord(tx, bucketSessions, []byte("bob\x001"), old) }); err != nil {
+		t.Fatal(err)
+	}
+	putLaterRecord(h, bucketSessions, "bob\x001", &sessionRecord{User: "bob", Device: 1, Ratchet: []byte("state 1")})
+
+	inView := make(chan struct{})
+	committed := make(chan struct{})
+	go func() {
+		<-inView
+		// An ack's write transaction: it writes the deferred state 1 and
+		// forgets it when it commits.
+		h.update(func(*bolt.Tx) error { return nil })
+		close(committed)
+	}()
+	err := h.viewState(func(tx *bolt.Tx) error {
+		close(inView)
+		select {
+		case <-committed:
+			t.Error("a write transaction committed during a viewState read")
+		case <-time.After(100 * time.Millisecond):
+		}
+		var got sessionRecord
+		if ok, err := h.getRecord(tx, bucketSessions, []byte("bob\x001"), &got); err != nil || !ok || string(got.Ratchet) != "state 1" {
+			t.Errorf("read %q (%v), want the deferred state 1", got.Ratchet, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-committed
+	var got sessionRecord
+	h.viewState(func(tx *bolt.Tx) error {
+		_, err := h.getRecord(tx, bucketSessions, []byte("bob\x001"), &got)
+		return err
+	})
+	if string(got.Ratchet) != "state 1" || laterLen(h) != 0 {
+		t.Errorf("after the commit: %q, %d deferred", got.Ratchet, laterLen(h))
 	}
 }

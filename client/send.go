@@ -21,7 +21,8 @@ type SendResult struct {
 }
 
 // UnconfirmedError means the message was transmitted but the connection
-// ended before the server confirmed it. It stays in the outbox and is sent
+// ended before the server confirmed it, or the server was shutting down.
+// It stays in the outbox and is sent
 // again, with the same id, by the next FlushOutbox; the server stores it at
 // most once.
 type UnconfirmedError struct{ Err error }
@@ -118,10 +119,13 @@ func (c *Client) transmit(ctx context.Context, id []byte, entry *outboxEntry, ms
 		var sent transport.Sent
 		err := c.request(ctx, transport.CodeSend, msg, transport.CodeSent, &sent)
 		var ce *ConnError
-		if errors.As(err, &ce) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		var we *transport.Error
+		if errors.As(err, &ce) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+			(errors.As(err, &we) && we.Code == transport.ErrUnavailable) {
+			// The server may or may not have it (shutting down: it has
+			// not); the outbox keeps it for FlushOutbox, under its id.
 			return SendResult{}, &UnconfirmedError{Err: err}
 		}
-		var we *transport.Error
 		if errors.As(err, &we) && we.Code == transport.ErrDeviceMismatch && attempt < 3 {
 			c.updateDevices(entry.To, we.Devices)
 			if msg, err = c.buildSend(ctx, id, entry, &content); err != nil {

@@ -50,7 +50,7 @@ func TestSoak(t *testing.T) {
 	baseGoroutines := goroutines(t, s)
 
 	const users = 6
-	sk := &soak{t: t, s: s, sent: map[string]int{}, got: map[string]int{}}
+	sk := &soak{t: t, s: s, sent: map[string]int{}, got: map[string]int{}, start: time.Now()}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	homes := make([]*client.Home, users)
@@ -87,13 +87,18 @@ func TestSoak(t *testing.T) {
 	restarts, crashes := 0, 0
 	for time.Now().Before(calm) {
 		time.Sleep(2*time.Second + time.Duration(rng.IntN(3000))*time.Millisecond)
+		what := "restart"
 		if rng.IntN(3) == 0 {
 			s.kill()
 			crashes++
+			what = "crash"
 		} else {
 			s.stop()
 			restarts++
 		}
+		sk.mu.Lock()
+		sk.chaos = append(sk.chaos, fmt.Sprintf("%s at %v", what, time.Since(sk.start).Round(time.Millisecond)))
+		sk.mu.Unlock()
 		s.start()
 	}
 	time.Sleep(total / 9) // warm up after the last restart before the first sample
@@ -146,6 +151,10 @@ func TestSoak(t *testing.T) {
 	}
 	if sk.errors > 0 {
 		t.Errorf("%d messages did not decrypt (first: %s)", sk.errors, sk.firstError)
+		for pair, first := range sk.errorPairs {
+			t.Logf("  %s: %s", pair, first)
+		}
+		t.Logf("server events: %s", strings.Join(sk.chaos, ", "))
 	}
 	t.Logf("soak %v: %d messages confirmed, %d delivered, %d sends unconfirmed at first; %d restarts, %d crashes; server RSS %d KiB at the calm stretch, %d KiB at its end",
 		total, confirmed, len(sk.got), sk.unconfirmed, restarts, crashes, rssCalm, rssEnd)
@@ -185,6 +194,9 @@ type soak struct {
 	unconfirmed int
 	errors      int
 	firstError  string
+	errorPairs  map[string]string // sender → receiver: the first failure
+	start       time.Time
+	chaos       []string // what happened to the server, when
 }
 
 // missingLocked lists the confirmed texts not delivered yet.
@@ -346,6 +358,13 @@ func (c *soakClient) receive(cl *client.Client) {
 			c.got[m.Text]++
 		} else if m.Kind == "error" {
 			c.errors++
+			pair := m.From + " → " + c.name
+			if c.errorPairs == nil {
+				c.errorPairs = map[string]string{}
+			}
+			if _, ok := c.errorPairs[pair]; !ok {
+				c.errorPairs[pair] = fmt.Sprintf("first at %v: %s", time.Since(c.start).Round(time.Millisecond), m.Text)
+			}
 			if c.firstError == "" {
 				c.firstError = m.Text
 			}
