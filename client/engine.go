@@ -281,13 +281,17 @@ func (e *Engine) incoming(c *Client, m *Message) {
 	rec := &historyRecord{ID: id, From: m.From, Kind: m.Kind, Text: m.Text, Time: m.SentAt.UnixMilli()}
 	var entry HistoryEntry
 	// The history entry and the seen record in one commit: the message is
-	// kept and acked together, or neither and it comes again.
-	err := c.ackWith(func(tx *bolt.Tx) error {
+	// kept and acked together, or neither and it comes again. Once kept it
+	// is shown, even if the ack itself could not go out (the connection
+	// ended): its redelivery is then acked as seen, not shown again.
+	committed := false
+	c.ackWith(func(tx *bolt.Tx) error {
+		tx.OnCommit(func() { committed = true })
 		var err error
 		entry, err = e.home.addHistory(tx, conv, rec, true)
 		return err
 	}, m)
-	if err != nil {
+	if !committed {
 		return
 	}
 	e.emit(UIEvent{Type: UIMessage, Conversation: conv, Entry: &entry})

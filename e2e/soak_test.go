@@ -69,14 +69,28 @@ func TestSoak(t *testing.T) {
 		homes[i] = h
 	}
 
-	// The load: each user one connection that receives, acks and sends
-	// to the others, reconnecting whenever the server goes away.
+	// The load: users 0 to 3 each run one connection of the client
+	// library that receives, acks and sends to the others, reconnecting
+	// whenever the server goes away; users 4 and 5 run the engine of the
+	// terminal client (its queue, reconnects, receipts).
+	const engines = 2
 	stopSending := make(chan struct{})
 	var wg sync.WaitGroup
-	clients := make([]*soakClient, users)
+	var clients []*soakClient
+	var engs []*soakEngine
 	for i, h := range homes {
-		c := &soakClient{soak: sk, home: h, name: fmt.Sprintf("soak%d", i), users: users, rng: rand.New(rand.NewPCG(uint64(i), 99))}
-		clients[i] = c
+		name, rng := fmt.Sprintf("soak%d", i), rand.New(rand.NewPCG(uint64(i), 99))
+		if i >= users-engines {
+			e := &soakEngine{soak: sk, home: h, name: name, users: users, rng: rng, ids: map[string]string{}}
+			if err := e.start(); err != nil {
+				t.Fatal(err)
+			}
+			engs = append(engs, e)
+			wg.Go(func() { e.run(ctx, stopSending) })
+			continue
+		}
+		c := &soakClient{soak: sk, home: h, name: name, users: users, rng: rng}
+		clients = append(clients, c)
 		wg.Go(func() { c.run(ctx, stopSending) })
 	}
 
@@ -112,6 +126,9 @@ func TestSoak(t *testing.T) {
 	for _, c := range clients {
 		c.flushed.Wait()
 	}
+	for _, e := range engs {
+		e.waitSent(t, 60*time.Second)
+	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		sk.mu.Lock()
@@ -129,6 +146,9 @@ func TestSoak(t *testing.T) {
 	time.Sleep(2 * time.Second) // anything delivered twice arrives now
 	cancel()
 	wg.Wait()
+	for _, e := range engs {
+		e.eng.Close()
+	}
 
 	sk.mu.Lock()
 	defer sk.mu.Unlock()
@@ -161,6 +181,21 @@ func TestSoak(t *testing.T) {
 	if confirmed < 10 {
 		t.Errorf("only %d messages confirmed: the load did not run", confirmed)
 	}
+	// Every user, on the library or on the engine, sent and received.
+	from, to := map[string]int{}, map[string]int{}
+	for text := range sk.got {
+		var f, r string
+		fmt.Sscanf(text, "%s → %s", &f, &r)
+		from[f]++
+		to[r]++
+	}
+	for i := range users {
+		name := fmt.Sprintf("soak%d", i)
+		if from[name] == 0 || to[name] == 0 {
+			t.Errorf("%s sent %d and received %d messages", name, from[name], to[name])
+		}
+	}
+	t.Logf("delivered per sender: %v", from)
 
 	var stats struct {
 		QueueDepth int `json:"queue_depth"`
@@ -371,6 +406,106 @@ func (c *soakClient) receive(cl *client.Client) {
 		}
 		c.mu.Unlock()
 		cl.Ack(m) // after recording: a crash in between redelivers, which must then be deduplicated
+	}
+}
+
+// soakEngine is a user on the terminal client's engine.
+type soakEngine struct {
+	*soak
+	home  *client.Home
+	name  string
+	users int
+	rng   *rand.Rand
+	eng   *client.Engine
+	seq   int
+	ids   map[string]string // message id → text, for the engine's sends (under soak.mu)
+}
+
+func (e *soakEngine) start() error {
+	eng, err := client.StartEngine(e.home, client.EngineOptions{MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
+	e.eng = eng
+	return err
+}
+
+// run queues texts until stop and records what the engine reports until
+// ctx ends.
+func (e *soakEngine) run(ctx context.Context, stop <-chan struct{}) {
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Duration(5+e.rng.IntN(20)) * time.Millisecond):
+			}
+			to := fmt.Sprintf("soak%d", e.rng.IntN(e.users))
+			if to == e.name {
+				continue
+			}
+			e.seq++
+			text := e.name + " → " + to + " #" + strconv.Itoa(e.seq)
+			e.mu.Lock() // before Send: its state event may come first
+			entry, err := e.eng.Send(to, text)
+			if err != nil {
+				e.mu.Unlock()
+				e.t.Errorf("engine send %q: %v", text, err)
+				return
+			}
+			e.ids[entry.ID] = text
+			e.sent[text] = sentUnconfirmed // the engine resends until stored
+			e.mu.Unlock()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-e.eng.Events():
+			if !ok {
+				return
+			}
+			e.mu.Lock()
+			switch {
+			case ev.Type == client.UIMessage && ev.Entry != nil && !ev.Entry.Outgoing:
+				if ev.Entry.Kind == "text" {
+					e.got[ev.Entry.Text]++
+				} else if ev.Entry.Kind == "error" {
+					e.errors++
+					if e.firstError == "" {
+						e.firstError = ev.Entry.Text
+					}
+				}
+			case ev.Type == client.UIState && ev.State >= client.StateStored:
+				if text, ok := e.ids[ev.ID]; ok {
+					e.sent[text] = sentConfirmed
+				}
+			}
+			e.mu.Unlock()
+		}
+	}
+}
+
+// waitSent waits until the engine has had every queued text stored.
+func (e *soakEngine) waitSent(t *testing.T, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for {
+		e.mu.Lock()
+		left := 0
+		for _, text := range e.ids {
+			if e.sent[text] != sentConfirmed {
+				left++
+			}
+		}
+		e.mu.Unlock()
+		if left == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s: %d queued texts never confirmed", e.name, left)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
