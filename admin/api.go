@@ -339,4 +339,3 @@ func (a *api) setLimits(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, a.srv.Limits())
 }
-

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
@@ -15,6 +16,19 @@ import (
 )
 
 // Sessions of the web admin, and logging in and out (operations §10).
+
+type sessionKey struct{}
+
+func withSession(ctx context.Context, s *webSession) context.Context {
+	return context.WithValue(ctx, sessionKey{}, s)
+}
+
+// sessionFrom returns the request's web session; nil for a request made
+// with the bearer token.
+func sessionFrom(ctx context.Context) *webSession {
+	s, _ := ctx.Value(sessionKey{}).(*webSession)
+	return s
+}
 
 // session returns the request's live session, or nil.
 func (h *handler) session(r *http.Request) *webSession {

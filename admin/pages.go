@@ -111,7 +111,7 @@ func (h *handler) renderWith(w http.ResponseWriter, r *http.Request, status int,
 	if f == nil {
 		f = h.takeFlash(s)
 	}
-	d := pageData{Title: title, Page: page, Flash: f, Version: h.version, Data: data, Key: h.srv.Snapshot().Fingerprint}
+	d := pageData{Title: title, Page: page, Flash: f, Version: h.version, Data: data, Key: h.fingerprint()}
 	if s != nil {
 		d.LoggedIn, d.CSRF = true, s.csrf
 	}
@@ -145,17 +145,14 @@ func (h *handler) done(w http.ResponseWriter, r *http.Request, page string, err 
 	http.Redirect(w, r, page, http.StatusSeeOther)
 }
 
+// formDuration reads an optional duration field as the console reads
+// durations (parseDuration: 30m, 24h, 7d; 0, forever or empty: none).
 func formDuration(r *http.Request, field string) (time.Duration, error) {
 	s := strings.TrimSpace(r.PostFormValue(field))
-	switch s {
-	case "", "0", "forever", "never":
+	if s == "" {
 		return 0, nil
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("%q is not a duration like 30m, 12h or 168h", s)
-	}
-	return d, nil
+	return parseDuration(s)
 }
 
 func durationOrEver(d time.Duration) string {
@@ -429,4 +426,11 @@ func (h *handler) eventsPage(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.Sort(d.Kinds)
 	h.render(w, r, http.StatusOK, "events", "Recent events", d)
+}
+
+// fingerprint is the server key's fingerprint, read once: it never changes
+// while the server runs, and a Snapshot costs more than a page needs.
+func (h *handler) fingerprint() string {
+	h.keyOnce.Do(func() { h.key = h.srv.Snapshot().Fingerprint })
+	return h.key
 }

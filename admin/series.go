@@ -1,25 +1,11 @@
 package admin
 
 import (
-	"context"
 	"sync"
 	"time"
 
 	"github.com/securechat/securechat/appliance"
 )
-
-type sessionKey struct{}
-
-func withSession(ctx context.Context, s *webSession) context.Context {
-	return context.WithValue(ctx, sessionKey{}, s)
-}
-
-// sessionFrom returns the request's web session; nil for a request made
-// with the bearer token.
-func sessionFrom(ctx context.Context) *webSession {
-	s, _ := ctx.Value(sessionKey{}).(*webSession)
-	return s
-}
 
 // sample is one point of the dashboard's chart: rates over the time since
 // the point before.

@@ -175,6 +175,8 @@ type handler struct {
 	pages   map[string]*template.Template
 	static  http.Handler
 	series  *series
+	keyOnce sync.Once
+	key     string // the server key fingerprint, once read
 
 	mu       sync.Mutex // guards sessions and logins
 	sessions map[string]*webSession

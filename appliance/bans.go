@@ -220,7 +220,7 @@ func (s *Server) Ban(ctx context.Context, target, reason string, d time.Duration
 	if d > 0 {
 		detail += " (for " + d.String() + ")"
 	}
-	s.event(EventBan, b.Target, detail)
+	s.RecordEvent(EventBan, b.Target, detail)
 	return b, nil
 }
 
@@ -244,7 +244,7 @@ func (s *Server) Unban(ctx context.Context, target string) error {
 	}
 	if found {
 		s.log.Info("unban", "target", strings.TrimPrefix(t.key(), "ip:"))
-		s.event(EventUnban, strings.TrimPrefix(t.key(), "ip:"), "")
+		s.RecordEvent(EventUnban, strings.TrimPrefix(t.key(), "ip:"), "")
 	}
 	return s.reloadBans()
 }
@@ -289,7 +289,7 @@ func (s *Server) Kick(user string) (int, error) {
 	}
 	n := s.closeMatching(banTarget{user: user}, transport.CloseKicked, "disconnected by the server operator")
 	s.log.Info("kick", "user", user, "connections", n)
-	s.event(EventKick, user, fmt.Sprintf("%d connections closed", n))
+	s.RecordEvent(EventKick, user, fmt.Sprintf("%d connections closed", n))
 	return n, nil
 }
 

@@ -108,11 +108,7 @@ func clip(s string) string {
 // Events returns up to n recent events, newest first.
 func (s *Server) Events(n int) []Event { return s.events.list(n) }
 
-// RecordEvent adds an event from outside the server (the admin's logins).
+// RecordEvent adds an event: the server's own, and the admin's logins.
 func (s *Server) RecordEvent(kind, subject, detail string) {
-	s.events.add(s.cfg.Now(), kind, subject, detail)
-}
-
-func (s *Server) event(kind, subject, detail string) {
 	s.events.add(s.cfg.Now(), kind, subject, detail)
 }

@@ -106,7 +106,7 @@ func (s *Server) SetLimits(ctx context.Context, l Limits) error {
 	s.applyLimits(l)
 	if changed := diffLimits(old, l); len(changed) > 0 {
 		s.log.Warn("rate limits changed", "changes", strings.Join(changed, ", "))
-		s.event(EventLimitsChanged, "", strings.Join(changed, ", "))
+		s.RecordEvent(EventLimitsChanged, "", strings.Join(changed, ", "))
 	}
 	return nil
 }

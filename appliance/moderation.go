@@ -108,7 +108,7 @@ func (s *Server) Mute(ctx context.Context, user string, d time.Duration) error {
 	if d > 0 {
 		detail = "for " + d.String()
 	}
-	s.event(EventMute, user, detail)
+	s.RecordEvent(EventMute, user, detail)
 	return nil
 }
 
@@ -127,7 +127,7 @@ func (s *Server) Unmute(ctx context.Context, user string) error {
 	}
 	s.mutes.set(user, time.Time{}, false)
 	s.log.Info("unmute", "user", user)
-	s.event(EventUnmute, user, "")
+	s.RecordEvent(EventUnmute, user, "")
 	return nil
 }
 
@@ -194,7 +194,7 @@ func (s *Server) CreateInvite(ctx context.Context, uses int, d time.Duration) (I
 	})
 	if err == nil {
 		s.log.Info("invite created", "uses", uses, "expires", inv.Expires)
-		s.event(EventInviteCreated, "", fmt.Sprintf("%d uses", uses))
+		s.RecordEvent(EventInviteCreated, "", fmt.Sprintf("%d uses", uses))
 	}
 	return inv, err
 }
@@ -233,7 +233,7 @@ func (s *Server) RevokeInvite(ctx context.Context, code string) error {
 	})
 	if err == nil {
 		s.log.Info("invite revoked")
-		s.event(EventInviteRevoked, "", "")
+		s.RecordEvent(EventInviteRevoked, "", "")
 	}
 	return err
 }
@@ -334,7 +334,7 @@ func (s *Server) Broadcast(ctx context.Context, text string) (int, error) {
 	}
 	s.push(entries)
 	s.log.Info("broadcast", "accounts", accounts, "bytes", len(text))
-	s.event(EventBroadcast, "", fmt.Sprintf("to %d accounts, %d bytes", accounts, len(text)))
+	s.RecordEvent(EventBroadcast, "", fmt.Sprintf("to %d accounts, %d bytes", accounts, len(text)))
 	return accounts, nil
 }
 
@@ -382,6 +382,6 @@ func (s *Server) DeleteUser(ctx context.Context, user string) error {
 	}
 	s.mutes.set(user, time.Time{}, false)
 	s.log.Warn("account deleted", "user", user)
-	s.event(EventAccountDeleted, user, "")
+	s.RecordEvent(EventAccountDeleted, user, "")
 	return nil
 }

@@ -205,7 +205,7 @@ func (s *Server) admit(ctx context.Context, info *quic.ClientInfo) (context.Cont
 	if ok, _ := s.connLimit.allow(ip.String(), now); !ok {
 		s.stats.Limited.Add(1)
 		s.log.Warn("rate limited: connections", "remote", ip.String())
-		s.event(EventRateLimited, ip.String(), "connections")
+		s.RecordEvent(EventRateLimited, ip.String(), "connections")
 		return ctx, errRateLimited
 	}
 	return ctx, nil

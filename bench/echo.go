@@ -191,6 +191,5 @@ func runEcho(ctx context.Context, o *options, addr, fingerprint string, srv *pro
 	if err != nil {
 		return result{}, err
 	}
-	lat := rtts.summary()
-	return result{Ops: lat.N, Window: w.end - w.begin, RTT: lat, ServerCPU: cpu.server, ClientCPU: cpu.self, Loopback: cpu.loopback, OtherCPU: other(cpu)}, nil
+	return baselineResult(w, rtts.summary(), cpu), nil
 }

@@ -197,3 +197,9 @@ func other(c cpuSample) time.Duration {
 	// machine can come out a tick or two below zero.
 	return max(0, c.all-c.server-c.self)
 }
+
+// baselineResult is a baseline phase's result: its latencies and the CPU
+// and traffic measured over window w.
+func baselineResult(w window, lat latency, cpu cpuSample) result {
+	return result{Ops: lat.N, Window: w.end - w.begin, RTT: lat, ServerCPU: cpu.server, ClientCPU: cpu.self, Loopback: cpu.loopback, OtherCPU: other(cpu)}
+}

@@ -223,6 +223,5 @@ func runRelay(ctx context.Context, o *options, addr, fingerprint string, srv *pr
 	if err != nil {
 		return result{}, err
 	}
-	l := lat.summary()
-	return result{Ops: l.N, Window: w.end - w.begin, RTT: l, ServerCPU: cpu.server, ClientCPU: cpu.self, Loopback: cpu.loopback, OtherCPU: other(cpu)}, nil
+	return baselineResult(w, lat.summary(), cpu), nil
 }

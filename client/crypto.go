@@ -480,8 +480,9 @@ func (c *Client) decrypt(d *transport.Deliver, ephemeral bool) (content *Content
 	// An initial header that started the session we have, or one we had,
 	// is a repeat: the initiator sends it until we answer. Anything else
 	// starts a new session, and the one we had is kept among the earlier.
+	newHeader := header != nil && !(haveSession && bytes.Equal(sr.BaseKey, header.EphemeralKey.Bytes()))
 	earlier := -1
-	if header != nil && !(haveSession && bytes.Equal(sr.BaseKey, header.EphemeralKey.Bytes())) {
+	if newHeader {
 		earlier = slices.IndexFunc(sr.Previous, func(p sessionRecord) bool { return bytes.Equal(p.BaseKey, header.EphemeralKey.Bytes()) })
 	}
 	if earlier >= 0 {
@@ -489,7 +490,7 @@ func (c *Client) decrypt(d *transport.Deliver, ephemeral bool) (content *Content
 		if sess, err = e2ee.UnmarshalSession(sr.Ratchet); err != nil {
 			return nil, false, err
 		}
-	} else if header != nil && !(haveSession && bytes.Equal(sr.BaseKey, header.EphemeralKey.Bytes())) {
+	} else if newHeader {
 		rk, err := e2ee.RespondSession(c.keys, d.From, d.FromDevice, header)
 		if err != nil {
 			return nil, false, err

@@ -2,6 +2,7 @@ package e2ee
 
 import (
 	"bytes"
+	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -74,7 +75,7 @@ func NewAttachmentKey(rand io.Reader) ([]byte, error) {
 	return k, nil
 }
 
-func attachmentAEAD(key, salt []byte) (cipherAEAD, error) {
+func attachmentAEAD(key, salt []byte) (cipher.AEAD, error) {
 	if len(key) != AttachmentKeySize {
 		return nil, fmt.Errorf("%w: attachment key of %d bytes", ErrMalformedKeyData, len(key))
 	}
@@ -84,12 +85,6 @@ func attachmentAEAD(key, salt []byte) (cipherAEAD, error) {
 	}
 	defer clear(pk)
 	return chacha20poly1305.New(pk)
-}
-
-// cipherAEAD is the part of cipher.AEAD the stream uses.
-type cipherAEAD interface {
-	Seal(dst, nonce, plaintext, additionalData []byte) []byte
-	Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, error)
 }
 
 func attachmentNonce(n *[chacha20poly1305.NonceSize]byte, i uint64, last bool) {
@@ -104,7 +99,7 @@ func attachmentNonce(n *[chacha20poly1305.NonceSize]byte, i uint64, last bool) {
 // the last chunk; Digest and Size are valid after it.
 type AttachmentWriter struct {
 	w      io.Writer
-	aead   cipherAEAD
+	aead   cipher.AEAD
 	sum    hash.Hash
 	buf    []byte // plaintext of the chunk being filled
 	out    []byte // sealed chunk
@@ -205,7 +200,7 @@ var ErrAttachment = errors.New("e2ee: attachment does not decrypt")
 // encoding's SHA-256 matched).
 type AttachmentReader struct {
 	r      io.Reader
-	aead   cipherAEAD
+	aead   cipher.AEAD
 	sum    hash.Hash
 	digest []byte
 	in     []byte // sealed chunk being read, one byte more to see what follows

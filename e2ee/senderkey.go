@@ -2,6 +2,7 @@ package e2ee
 
 import (
 	"bytes"
+	"crypto/cipher"
 	"crypto/ed25519"
 	"crypto/hkdf"
 	"crypto/hmac"
@@ -134,7 +135,7 @@ func senderKDF(ck *[32]byte) (mk, next [32]byte) {
 	return mk, next
 }
 
-func senderAEAD(mk *[32]byte) (cipherAEAD, []byte, error) {
+func senderAEAD(mk *[32]byte) (cipher.AEAD, []byte, error) {
 	okm, err := hkdf.Key(sha256.New, mk[:], nil, senderKeyMessageLabel, chacha20poly1305.KeySize+chacha20poly1305.NonceSize)
 	if err != nil {
 		return nil, nil, err
