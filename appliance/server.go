@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -187,7 +188,15 @@ func (s *Server) init() error {
 		s.udp.Close()
 		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
 	}
-	return writeFileAtomic(filepath.Join(s.cfg.Data, FileListenAddr), []byte(s.Addr().String()+"\n"), 0o644)
+	// listen.addr says "ready": Serve writes it once every listener is up
+	// and every file the server makes (admin.addr, admin.crt) is written. A
+	// copy left by a crash must not say so meanwhile.
+	if err := os.Remove(filepath.Join(s.cfg.Data, FileListenAddr)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.ln.Close()
+		s.udp.Close()
+		return err
+	}
+	return nil
 }
 
 // admit runs on a new connection's first packet, before any TLS work:
@@ -263,6 +272,12 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.shutdown()
 			return err
 		}
+	}
+	if err := writeFileAtomic(filepath.Join(s.cfg.Data, FileListenAddr), []byte(s.Addr().String()+"\n"), 0o644); err != nil {
+		cancel()
+		bg.Wait()
+		s.shutdown()
+		return err
 	}
 	s.log.Info("listening", "addr", s.Addr().String(), "fingerprint", s.fp.String())
 

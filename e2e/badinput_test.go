@@ -285,7 +285,7 @@ func TestServeFiles(t *testing.T) {
 	if len(s.FP) != 64 {
 		t.Errorf("fingerprint %q", s.FP)
 	}
-	// listen.addr is written just before the banner is printed.
+	// listen.addr is written once the server is ready, after the banner.
 	waitFor(t, "the serve banner", func() bool {
 		out := s.stdout.String()
 		return strings.Contains(out, s.Addr) && strings.Contains(out, s.FP)

@@ -96,6 +96,9 @@ func startServer(t *testing.T, args ...string) *server {
 func (s *server) start() {
 	s.t.Helper()
 	args := append([]string{"serve", "--listen", s.listen, "--data", s.data, "--admin", "127.0.0.1:0", "--log-level", "debug"}, s.args...)
+	// listen.addr appears when the server is ready; a copy left by a crash
+	// would say so too early.
+	os.Remove(filepath.Join(s.data, "listen.addr"))
 	s.cmd = exec.Command(bin, args...)
 	s.stdout = &syncBuffer{}
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
