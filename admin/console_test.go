@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/securechat/securechat/chat"
+
 	"github.com/securechat/securechat/appliance"
 	"github.com/securechat/securechat/internal/usage"
 )
@@ -92,7 +94,7 @@ func (f *recServer) Backup(w io.Writer) (int64, error) {
 
 func (f *recServer) Events(n int) []appliance.Event {
 	f.rec("Events(%d)", n)
-	return []appliance.Event{{Time: f.now, Kind: appliance.EventBan, Subject: "10.0.0.1", Detail: "spam", Count: 1}}
+	return []appliance.Event{{Time: f.now, Kind: chat.EventBan, Subject: "10.0.0.1", Detail: "spam", Count: 1}}
 }
 func (f *recServer) Limits() appliance.Limits {
 	f.rec("Limits()")
@@ -115,7 +117,7 @@ func (f *recServer) CheckAdminPassword(pw string) bool {
 	f.rec("CheckAdminPassword()")
 	return pw != "" && pw == f.password
 }
-func (f *recServer) RecordEvent(kind, subject, detail string) {
+func (f *recServer) RecordEvent(kind chat.EventKind, subject, detail string) {
 	f.events = append(f.events, appliance.Event{Kind: kind, Subject: subject, Detail: detail})
 }
 

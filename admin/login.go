@@ -10,9 +10,9 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/time/rate"
+	"github.com/securechat/securechat/chat"
 
-	"github.com/securechat/securechat/appliance"
+	"golang.org/x/time/rate"
 )
 
 // Sessions of the web admin, and logging in and out (operations §10).
@@ -175,7 +175,7 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 	if delay := res.DelayFrom(now); !res.OK() || delay > 0 {
 		res.CancelAt(now)
 		h.log.Warn("admin login refused: too many failed logins", "remote", ip)
-		h.srv.RecordEvent(appliance.EventAdminLoginFailed, ip, "too many attempts, refused")
+		h.srv.RecordEvent(chat.EventAdminLoginFailed, ip, "too many attempts, refused")
 		w.Header().Set("Retry-After", strconv.Itoa(int(delay.Seconds())+1))
 		h.renderLogin(w, r, http.StatusTooManyRequests, next, fmt.Sprintf("Too many failed logins from your address. Try again in %d seconds.", int(delay.Seconds())+1))
 		return
@@ -191,14 +191,14 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 	if how == "" {
 		// fail2ban can match this line, as the QUIC listener's.
 		h.log.Warn("admin login failed", "remote", ip)
-		h.srv.RecordEvent(appliance.EventAdminLoginFailed, ip, "wrong token or password")
+		h.srv.RecordEvent(chat.EventAdminLoginFailed, ip, "wrong token or password")
 		h.renderLogin(w, r, http.StatusUnauthorized, next, "Wrong admin token or password.")
 		return
 	}
 	res.CancelAt(now)
 	h.newSession(w, r)
 	h.log.Info("admin login", "remote", ip, "how", how)
-	h.srv.RecordEvent(appliance.EventAdminLogin, ip, how)
+	h.srv.RecordEvent(chat.EventAdminLogin, ip, how)
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 

@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	"github.com/securechat/securechat/appliance"
+	"github.com/securechat/securechat/chat"
 	assets "github.com/securechat/securechat/embed"
 )
 
@@ -405,16 +406,17 @@ func (h *handler) broadcastSend(w http.ResponseWriter, r *http.Request) {
 }
 
 type eventsData struct {
-	Kind   string
-	Kinds  []string
+	Kind   chat.EventKind
+	Kinds  []chat.EventKind
 	Events []appliance.Event
 }
 
 func (h *handler) eventsPage(w http.ResponseWriter, r *http.Request) {
-	kind := r.URL.Query().Get("kind")
+	// An unknown kind filters everything out, as a kind nobody recorded does.
+	kind := chat.EventKind(r.URL.Query().Get("kind"))
 	all := h.srv.Events(500)
 	d := eventsData{Kind: kind}
-	seen := map[string]bool{}
+	seen := map[chat.EventKind]bool{}
 	for _, e := range all {
 		if !seen[e.Kind] {
 			seen[e.Kind] = true

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/securechat/securechat/chat"
 	assets "github.com/securechat/securechat/embed"
 )
 
@@ -23,7 +24,7 @@ type WebServer interface {
 	// set with `securechat admin passwd`.
 	CheckAdminPassword(password string) bool
 	// RecordEvent adds to the recent events (admin logins).
-	RecordEvent(kind, subject, detail string)
+	RecordEvent(kind chat.EventKind, subject, detail string)
 }
 
 // Options configure the admin handler.

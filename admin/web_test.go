@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/securechat/securechat/chat"
+
 	"github.com/securechat/securechat/appliance"
 )
 
@@ -225,7 +227,7 @@ func TestLoginCookieAndPassword(t *testing.T) {
 		t.Errorf("cookie over TLS not Secure, or no HSTS: %+v", c)
 	}
 	w.login("correct horse battery") // the admin password
-	if n := len(w.f.events); n < 3 || w.f.events[n-1].Kind != appliance.EventAdminLogin || w.f.events[n-1].Detail != "with the admin password" {
+	if n := len(w.f.events); n < 3 || w.f.events[n-1].Kind != chat.EventAdminLogin || w.f.events[n-1].Detail != "with the admin password" {
 		t.Errorf("login events: %+v", w.f.events)
 	}
 
@@ -271,7 +273,7 @@ func TestFailedLoginsLimited(t *testing.T) {
 	}
 	failed := 0
 	for _, e := range w.f.events {
-		if e.Kind == appliance.EventAdminLoginFailed && e.Subject == "192.0.2.1" {
+		if e.Kind == chat.EventAdminLoginFailed && e.Subject == "192.0.2.1" {
 			failed++
 		}
 	}
@@ -395,7 +397,7 @@ type hostileServer struct {
 }
 
 func (h *hostileServer) Events(int) []appliance.Event {
-	return []appliance.Event{{Kind: appliance.EventRegisterRefused, Subject: h.text, Detail: h.text, Count: 1}}
+	return []appliance.Event{{Kind: chat.EventRegisterRefused, Subject: h.text, Detail: h.text, Count: 1}}
 }
 
 func (h *hostileServer) Bans() []appliance.Ban {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/securechat/securechat/chat"
+
 	"github.com/quic-go/quic-go"
 	bolt "go.etcd.io/bbolt"
 
@@ -220,7 +222,7 @@ func (s *Server) Ban(ctx context.Context, target, reason string, d time.Duration
 	if d > 0 {
 		detail += " (for " + d.String() + ")"
 	}
-	s.RecordEvent(EventBan, b.Target, detail)
+	s.RecordEvent(chat.EventBan, b.Target, detail)
 	return b, nil
 }
 
@@ -244,7 +246,7 @@ func (s *Server) Unban(ctx context.Context, target string) error {
 	}
 	if found {
 		s.log.Info("unban", "target", strings.TrimPrefix(t.key(), "ip:"))
-		s.RecordEvent(EventUnban, strings.TrimPrefix(t.key(), "ip:"), "")
+		s.RecordEvent(chat.EventUnban, strings.TrimPrefix(t.key(), "ip:"), "")
 	}
 	return s.reloadBans()
 }
@@ -289,7 +291,7 @@ func (s *Server) Kick(user string) (int, error) {
 	}
 	n := s.closeMatching(banTarget{user: user}, transport.CloseKicked, "disconnected by the server operator")
 	s.log.Info("kick", "user", user, "connections", n)
-	s.RecordEvent(EventKick, user, fmt.Sprintf("%d connections closed", n))
+	s.RecordEvent(chat.EventKick, user, fmt.Sprintf("%d connections closed", n))
 	return n, nil
 }
 

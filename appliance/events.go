@@ -3,36 +3,18 @@ package appliance
 import (
 	"sync"
 	"time"
-)
 
-// Event kinds: what the admin's recent-events page shows (DESIGN §5).
-const (
-	EventAuthFailure      = "auth_failure"
-	EventRegistered       = "registered"
-	EventRegisterRefused  = "register_refused"
-	EventRateLimited      = "rate_limited"
-	EventBan              = "ban"
-	EventUnban            = "unban"
-	EventKick             = "kick"
-	EventMute             = "mute"
-	EventUnmute           = "unmute"
-	EventAccountDeleted   = "account_deleted"
-	EventInviteCreated    = "invite_created"
-	EventInviteRevoked    = "invite_revoked"
-	EventBroadcast        = "broadcast"
-	EventLimitsChanged    = "limits_changed"
-	EventAdminLogin       = "admin_login"
-	EventAdminLoginFailed = "admin_login_failed"
+	"github.com/securechat/securechat/chat"
 )
 
 // Event is one thing an operator may want to know happened. Subject is the
 // address or account it concerns, exactly as received: it may be anything
 // a client sent, so whoever shows it must escape it.
 type Event struct {
-	Time    time.Time `json:"time"`
-	Kind    string    `json:"kind"`
-	Subject string    `json:"subject"`
-	Detail  string    `json:"detail"`
+	Time    time.Time      `json:"time"`
+	Kind    chat.EventKind `json:"kind"`
+	Subject string         `json:"subject"`
+	Detail  string         `json:"detail"`
 	// Count is how many times it happened in a row: the same event again
 	// within eventCoalesce of the last time counts on the same line, so a
 	// flood fills one line, not the whole list.
@@ -53,7 +35,7 @@ type eventLog struct {
 	full bool
 }
 
-func (l *eventLog) add(now time.Time, kind, subject, detail string) {
+func (l *eventLog) add(now time.Time, kind chat.EventKind, subject, detail string) {
 	subject, detail = clip(subject), clip(detail)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -109,6 +91,6 @@ func clip(s string) string {
 func (s *Server) Events(n int) []Event { return s.events.list(n) }
 
 // RecordEvent adds an event: the server's own, and the admin's logins.
-func (s *Server) RecordEvent(kind, subject, detail string) {
+func (s *Server) RecordEvent(kind chat.EventKind, subject, detail string) {
 	s.events.add(s.cfg.Now(), kind, subject, detail)
 }

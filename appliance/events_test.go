@@ -11,25 +11,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/securechat/securechat/chat"
+
 	"golang.org/x/time/rate"
 )
 
 func TestEventLogRingAndCoalescing(t *testing.T) {
 	var l eventLog
 	now := time.Unix(1000, 0)
-	l.add(now, EventAuthFailure, "10.0.0.1", "user \"bob\"")
-	l.add(now.Add(time.Second), EventAuthFailure, "10.0.0.1", "user \"bob\"")
-	l.add(now.Add(2*time.Second), EventAuthFailure, "10.0.0.1", "user \"eve\"")
+	l.add(now, chat.EventAuthFailure, "10.0.0.1", "user \"bob\"")
+	l.add(now.Add(time.Second), chat.EventAuthFailure, "10.0.0.1", "user \"bob\"")
+	l.add(now.Add(2*time.Second), chat.EventAuthFailure, "10.0.0.1", "user \"eve\"")
 	got := l.list(10)
 	if len(got) != 2 || got[0].Detail != "user \"eve\"" || got[1].Count != 2 || !got[1].Time.Equal(now.Add(time.Second)) {
 		t.Fatalf("coalesced: %+v", got)
 	}
-	l.add(now.Add(time.Minute), EventAuthFailure, "10.0.0.1", "user \"eve\"")
+	l.add(now.Add(time.Minute), chat.EventAuthFailure, "10.0.0.1", "user \"eve\"")
 	if got := l.list(10); len(got) != 3 || got[0].Count != 1 {
 		t.Errorf("an event after the coalescing window joined the old line: %+v", got)
 	}
 	for i := range 2 * eventKeep {
-		l.add(now.Add(time.Duration(i)*time.Hour), EventBan, "x", strings.Repeat("é", i%300))
+		l.add(now.Add(time.Duration(i)*time.Hour), chat.EventBan, "x", strings.Repeat("é", i%300))
 	}
 	got = l.list(eventKeep + 10)
 	if len(got) != eventKeep || !got[0].Time.Equal(now.Add(time.Duration(2*eventKeep-1)*time.Hour)) {
@@ -97,7 +99,7 @@ func TestSetLimitsLive(t *testing.T) {
 		t.Error("the new burst of 1 was not applied")
 	}
 	ev := s.Events(1)
-	if len(ev) != 1 || ev[0].Kind != EventLimitsChanged || !strings.Contains(ev[0].Detail, "message_burst 60→1") {
+	if len(ev) != 1 || ev[0].Kind != chat.EventLimitsChanged || !strings.Contains(ev[0].Detail, "message_burst 60→1") {
 		t.Errorf("limits event: %+v", ev)
 	}
 	l.MessageBurst = 0

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/securechat/securechat/chat"
+
 	"golang.org/x/time/rate"
 
 	"github.com/securechat/securechat/transport"
@@ -106,7 +108,7 @@ func (s *Server) SetLimits(ctx context.Context, l Limits) error {
 	s.applyLimits(l)
 	if changed := diffLimits(old, l); len(changed) > 0 {
 		s.log.Warn("rate limits changed", "changes", strings.Join(changed, ", "))
-		s.RecordEvent(EventLimitsChanged, "", strings.Join(changed, ", "))
+		s.RecordEvent(chat.EventLimitsChanged, "", strings.Join(changed, ", "))
 	}
 	return nil
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/securechat/securechat/chat"
+
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/securechat/securechat/transport"
@@ -108,7 +110,7 @@ func (s *Server) Mute(ctx context.Context, user string, d time.Duration) error {
 	if d > 0 {
 		detail = "for " + d.String()
 	}
-	s.RecordEvent(EventMute, user, detail)
+	s.RecordEvent(chat.EventMute, user, detail)
 	return nil
 }
 
@@ -127,7 +129,7 @@ func (s *Server) Unmute(ctx context.Context, user string) error {
 	}
 	s.mutes.set(user, time.Time{}, false)
 	s.log.Info("unmute", "user", user)
-	s.RecordEvent(EventUnmute, user, "")
+	s.RecordEvent(chat.EventUnmute, user, "")
 	return nil
 }
 
@@ -194,7 +196,7 @@ func (s *Server) CreateInvite(ctx context.Context, uses int, d time.Duration) (I
 	})
 	if err == nil {
 		s.log.Info("invite created", "uses", uses, "expires", inv.Expires)
-		s.RecordEvent(EventInviteCreated, "", fmt.Sprintf("%d uses", uses))
+		s.RecordEvent(chat.EventInviteCreated, "", fmt.Sprintf("%d uses", uses))
 	}
 	return inv, err
 }
@@ -233,7 +235,7 @@ func (s *Server) RevokeInvite(ctx context.Context, code string) error {
 	})
 	if err == nil {
 		s.log.Info("invite revoked")
-		s.RecordEvent(EventInviteRevoked, "", "")
+		s.RecordEvent(chat.EventInviteRevoked, "", "")
 	}
 	return err
 }
@@ -334,7 +336,7 @@ func (s *Server) Broadcast(ctx context.Context, text string) (int, error) {
 	}
 	s.push(entries)
 	s.log.Info("broadcast", "accounts", accounts, "bytes", len(text))
-	s.RecordEvent(EventBroadcast, "", fmt.Sprintf("to %d accounts, %d bytes", accounts, len(text)))
+	s.RecordEvent(chat.EventBroadcast, "", fmt.Sprintf("to %d accounts, %d bytes", accounts, len(text)))
 	return accounts, nil
 }
 
@@ -382,6 +384,6 @@ func (s *Server) DeleteUser(ctx context.Context, user string) error {
 	}
 	s.mutes.set(user, time.Time{}, false)
 	s.log.Warn("account deleted", "user", user)
-	s.RecordEvent(EventAccountDeleted, user, "")
+	s.RecordEvent(chat.EventAccountDeleted, user, "")
 	return nil
 }

@@ -28,6 +28,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/securechat/securechat/chat"
+
 	"github.com/quic-go/quic-go"
 	"golang.org/x/time/rate"
 
@@ -214,7 +216,7 @@ func (s *Server) admit(ctx context.Context, info *quic.ClientInfo) (context.Cont
 	if ok, _ := s.connLimit.allow(ip.String(), now); !ok {
 		s.stats.Limited.Add(1)
 		s.log.Warn("rate limited: connections", "remote", ip.String())
-		s.RecordEvent(EventRateLimited, ip.String(), "connections")
+		s.RecordEvent(chat.EventRateLimited, ip.String(), "connections")
 		return ctx, errRateLimited
 	}
 	return ctx, nil
