@@ -17,7 +17,7 @@ import (
 	"github.com/securechat/securechat/internal/usage"
 )
 
-// The operator's command language (DESIGN §4): one interpreter behind the
+// The operator's command language (docs/design.md §4): one interpreter behind the
 // server's stdin console, script files (`securechat admin run FILE`) and
 // single commands (`securechat admin COMMAND ARGS...`). A line is a
 // command and its arguments separated by spaces; a leading '!' (the

@@ -10,7 +10,7 @@ import (
 	"github.com/securechat/securechat/appliance"
 )
 
-// Metrics exposes the server's counters to Prometheus (DESIGN §5), read at
+// Metrics exposes the server's counters to Prometheus (docs/design.md §5), read at
 // scrape time from the same snapshot the stats API returns, plus the Go
 // runtime and process collectors. It is served at /metrics behind the admin
 // token like every other route.

@@ -76,7 +76,7 @@ const (
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
 	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
-// NewHandler returns the admin listener's handler (DESIGN §5): the web
+// NewHandler returns the admin listener's handler (docs/design.md §5): the web
 // pages, the JSON API and /metrics, all behind a session or the token.
 func NewHandler(srv WebServer, opts Options) http.Handler {
 	_, hh := newHandler(srv, opts)

@@ -18,7 +18,7 @@ import (
 	"github.com/securechat/securechat/transport"
 )
 
-// Bans (DESIGN §4): IP addresses and CIDR prefixes (v4 and v6) and
+// Bans (docs/design.md §4): IP addresses and CIDR prefixes (v4 and v6) and
 // accounts, with a reason and an optional expiry, kept in the bans bucket
 // and mirrored in memory. An address ban refuses a new connection on its
 // first packet, before any TLS work (quic-go's ConnContext runs on the

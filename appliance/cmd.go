@@ -12,7 +12,7 @@ import (
 	"github.com/securechat/securechat/internal/usage"
 )
 
-// Run is `securechat serve` (DESIGN §7): it serves until ctx ends. admin
+// Run is `securechat serve` (docs/design.md §7): it serves until ctx ends. admin
 // makes the admin API's handler (nil: no admin listener).
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer, admin func(*Server, string, *slog.Logger) http.Handler) error {
 	fs := usage.NewFlagSet("serve", stderr)

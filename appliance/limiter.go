@@ -10,7 +10,7 @@ import (
 
 // limiter is a table of token buckets (x/time/rate) keyed by a string, with
 // at most max entries: the least recently used is dropped first, so that a
-// flood of distinct keys cannot grow memory (DESIGN §4). The clock is the
+// flood of distinct keys cannot grow memory (docs/design.md §4). The clock is the
 // caller's, so tests can use a fake one.
 type limiter struct {
 	limit rate.Limit

@@ -15,7 +15,7 @@ import (
 )
 
 // Limits are the rate limits an operator can change while the server runs
-// (the admin's limits page, DESIGN §5). The names are the configuration
+// (the admin's limits page, docs/design.md §5). The names are the configuration
 // keys; a change lasts until the server stops, and the config file is what
 // a restart reads.
 type Limits struct {

@@ -21,7 +21,7 @@ import (
 	"github.com/securechat/securechat/transport"
 )
 
-// Moderation (DESIGN §4): mutes, invites and the registration policy, and
+// Moderation (docs/design.md §4): mutes, invites and the registration policy, and
 // server broadcasts.
 //
 //	mutes    name → u64 BE unix ms until (0: until unmuted)

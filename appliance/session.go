@@ -405,7 +405,7 @@ func (ss *session) authFailed(id uint32, user, why string) {
 		srv.log.Warn("too many authentication failures, address banned", "remote", ss.ip, "for", ban.String())
 		go srv.Ban(context.Background(), ss.ip, "too many failed logins", ban)
 	}
-	// Deliberately vague on the wire (STYLE: authentication failures stay vague).
+	// Deliberately vague on the wire (docs/design.md §13: authentication failures stay vague).
 	ss.fail(id, &transport.Error{Code: transport.ErrUnauthorized, Message: "authentication failed: invalid user name, password or device key"})
 }
 

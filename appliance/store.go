@@ -40,7 +40,7 @@ const maxBatch = 512
 // Store is the server's bbolt database with its single writer goroutine.
 // Every write goes through update, which group-commits: the writer takes
 // the first pending write, then whatever else is already waiting, runs them
-// all in one transaction and fsyncs once (DESIGN §4).
+// all in one transaction and fsyncs once (docs/design.md §4).
 type Store struct {
 	db   *bolt.DB
 	done chan struct{} // closed when the writer has exited

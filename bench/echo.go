@@ -23,7 +23,7 @@ import (
 // frame of the control stream back; N clients each run a closed loop of
 // write frame, read echo. No authentication, no store, no fsync: the round
 // trips/s it reaches is the ceiling that securechat's durable delivery is
-// measured against (DESIGN §8).
+// measured against (docs/design.md §8).
 
 // echoServerArg is the hidden first argument that makes this program the
 // echo server.

@@ -1,4 +1,4 @@
-// Command bench is securechat's load benchmark, `make bench` (DESIGN §8).
+// Command bench is securechat's load benchmark, `make bench` (docs/design.md §8).
 //
 // It measures durable 1:1 delivery through the real server binary, run as
 // a separate process on loopback: N senders each run a closed loop of

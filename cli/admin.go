@@ -19,7 +19,7 @@ const adminUsage = "admin [--data DIR | --admin-url URL --token-file F] COMMAND 
 // adminTimeout bounds one `securechat admin` invocation.
 const adminTimeout = 5 * time.Minute
 
-// Admin is `securechat admin` (DESIGN §7): one operator command, or a
+// Admin is `securechat admin` (docs/design.md §7): one operator command, or a
 // script of them (run FILE), through the admin JSON API of a running
 // server. The commands and their syntax are the server console's
 // (admin.Interpreter).

@@ -16,7 +16,7 @@ import (
 	"github.com/securechat/securechat/ui"
 )
 
-// Chat is `securechat chat`: the terminal client (DESIGN §6). On the first
+// Chat is `securechat chat`: the terminal client (docs/design.md §6). On the first
 // run in a home it walks through the server (showing its key fingerprint
 // to confirm), registering or logging in, and the passphrase that seals the
 // home; later runs ask for the passphrase and go straight in.

@@ -1,4 +1,4 @@
-// Package cli implements securechat's scriptable commands of DESIGN §7
+// Package cli implements securechat's scriptable commands of docs/design.md §7
 // (register, login, send, recv, fingerprint, trust) on top of the client
 // engine, for people, scripts, bots and tests.
 package cli
@@ -128,7 +128,7 @@ func hostname() string {
 }
 
 // readPassword takes the account password from --password-stdin,
-// SECURECHAT_PASSWORD or a prompt on the terminal, in that order (DESIGN §7).
+// SECURECHAT_PASSWORD or a prompt on the terminal, in that order (docs/design.md §7).
 func readPassword(env Env, fromStdin, confirm bool) (string, error) {
 	return readSecret(env, fromStdin, confirm, "account password")
 }
@@ -253,7 +253,7 @@ func Send(ctx context.Context, args []string, env Env) error {
 	return err
 }
 
-// jsonMessage is one line of `recv --json` (DESIGN §7).
+// jsonMessage is one line of `recv --json` (docs/design.md §7).
 type jsonMessage struct {
 	ID     string `json:"id"`
 	From   string `json:"from"`
@@ -364,7 +364,7 @@ func Recv(ctx context.Context, args []string, env Env) error {
 }
 
 // Fingerprint is `securechat fingerprint [NAME]`: this account's own
-// fingerprint, or the safety number with NAME (DESIGN §7).
+// fingerprint, or the safety number with NAME (docs/design.md §7).
 func Fingerprint(ctx context.Context, args []string, env Env) error {
 	fs := usage.NewFlagSet("fingerprint", env.Stderr)
 	home := homeFlag(fs, env)

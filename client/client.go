@@ -216,7 +216,7 @@ func enroll(ctx context.Context, home *Home, code transport.Code, o EnrollOption
 	}
 	prof := &Profile{Server: o.Server, Fingerprint: pin.Seen(), User: w.User, Device: w.Device, DeviceKey: priv}
 	if code == transport.CodeRegister {
-		// The first device makes the account identity (DESIGN §3). Devices
+		// The first device makes the account identity (docs/design.md §3). Devices
 		// added with login get theirs by linking (multi-device).
 		keys, err := newDeviceKeys(o, w.User, w.Device, pub, time.Now())
 		if err != nil {

@@ -32,7 +32,7 @@ var (
 var ErrNotLinked = errors.New("this device has no end-to-end keys: it was added with login and is not yet linked to the account's identity, so it cannot send or receive messages")
 
 // IdentityChangedError blocks sending to a contact whose account identity
-// key differs from the one this home trusts (DESIGN §3).
+// key differs from the one this home trusts (docs/design.md §3).
 type IdentityChangedError struct {
 	User         string
 	SafetyNumber string // with the new key
@@ -343,7 +343,7 @@ func (c *Client) encryptTo(ctx context.Context, to string, devs []transport.Devi
 				ct, haveContact, contactChanged = contact{Identity: idKey}, true, true // trust on first use
 			case !bytes.Equal(ct.Identity, idKey):
 				// A key other than the trusted one: the server (or someone)
-				// swapped it. Record it and refuse to send (DESIGN §3).
+				// swapped it. Record it and refuse to send (docs/design.md §3).
 				ct.Pending = idKey
 				if err := h.update(func(tx *bolt.Tx) error { return h.putRecord(tx, bucketContacts, []byte(to), &ct) }); err != nil {
 					return nil, err

@@ -17,7 +17,7 @@ import (
 	"github.com/securechat/securechat/transport"
 )
 
-// Engine keeps an interactive client running (DESIGN §6): it stays
+// Engine keeps an interactive client running (docs/design.md §6): it stays
 // connected, reconnecting with jittered backoff; it queues messages typed
 // while offline in the sealed home and sends them in order; it keeps the
 // history, sends delivery and read receipts and typing signals, and
@@ -478,7 +478,7 @@ func (e *Engine) sendNext(c *Client) bool {
 	return true
 }
 
-// Typing sends an ephemeral typing signal to user (DESIGN §4: never stored).
+// Typing sends an ephemeral typing signal to user (docs/design.md §4: never stored).
 func (e *Engine) Typing(to string) {
 	e.touch()
 	e.mu.Lock()

@@ -3,7 +3,7 @@ package client
 import "time"
 
 // Types that front ends (the terminal UI) see through the engine's event
-// stream and queries. The engine never calls a front end (DESIGN §1).
+// stream and queries. The engine never calls a front end (docs/design.md §1).
 
 // ConnState is the state of the engine's connection to its server.
 type ConnState int

@@ -19,7 +19,7 @@ import (
 	"github.com/securechat/securechat/transport"
 )
 
-// The home directory (DESIGN §7, --home) holds one client identity in
+// The home directory (docs/design.md §7, --home) holds one client identity in
 // client.db, a bbolt file sealed at rest (seal.go, docs/protocol.md §10):
 //
 //	meta    "kdf" → kdfRecord (clear); "profile" → sealed Profile

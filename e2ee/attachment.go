@@ -15,7 +15,7 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
-// Attachments (docs/protocol.md §9.5, DESIGN §3): a file is encrypted under
+// Attachments (docs/protocol.md §9.5, docs/design.md §3): a file is encrypted under
 // a random key of its own as a chunked AEAD stream, the construction of
 // "Online Authenticated-Encryption and its Nonce-Reuse Misuse-Resistance"
 // (Hoang, Reyhanitabar, Rogaway, Vizár, 2015) §7 (STREAM) as age's payload

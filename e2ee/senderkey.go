@@ -17,7 +17,7 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
-// Sender keys for groups (docs/protocol.md §9.6, DESIGN §3), as Signal's
+// Sender keys for groups (docs/protocol.md §9.6, docs/design.md §3), as Signal's
 // libsignal does them ("sender keys"; Signal has published no
 // specification): each member device has, per group, a sending chain — a
 // chain key that a symmetric ratchet advances with every message (the

@@ -1,4 +1,4 @@
-// Package embed holds the web admin's assets (DESIGN §5): html/template
+// Package embed holds the web admin's assets (docs/design.md §5): html/template
 // pages in templates/ and the CSS and JavaScript in static/, compiled into
 // the binary. Plain files, no build step, nothing fetched from elsewhere.
 //

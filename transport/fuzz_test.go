@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-// Fuzz targets for every decoder of the package (DESIGN §2). Each one
+// Fuzz targets for every decoder of the package (docs/design.md §2). Each one
 // checks parse → marshal → parse: whatever a decoder accepts must survive
 // re-encoding unchanged, and re-encoding must be canonical, as age's
 // FuzzMalleability and tailscale's types/key fuzz tests do.

@@ -1,11 +1,11 @@
-// Package ui implements the terminal client, `securechat chat` (DESIGN §6):
+// Package ui implements the terminal client, `securechat chat` (docs/design.md §6):
 // a tview front end on the client engine with a conversation list, a
 // message pane with delivery state, a typing line, an input line with
 // history, paste and slash commands, a status bar, and a screen to compare
 // safety numbers.
 //
 // The UI only calls its Backend and reads the Backend's event stream; the
-// engine never calls the UI (DESIGN §1). All UI state belongs to tview's
+// engine never calls the UI (docs/design.md §1). All UI state belongs to tview's
 // event loop: key, mouse and paste handlers run on it, and everything that
 // happens elsewhere (engine events, timers, slow queries) reaches it through
 // Application.QueueUpdateDraw.

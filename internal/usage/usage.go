@@ -1,5 +1,5 @@
 // Package usage carries command-line usage errors from the subcommands to
-// main, which exits 2 for them (DESIGN §7) and 1 for every other error.
+// main, which exits 2 for them (docs/design.md §7) and 1 for every other error.
 package usage
 
 import (
