@@ -66,8 +66,9 @@ func AttachmentSize(n int64) int64 {
 	return attachmentHeaderSize + n + chunks*chacha20poly1305.Overhead
 }
 
-// NewAttachmentKey returns a random file key from rand.
+// NewAttachmentKey returns a random file key from rand (nil: crypto/rand).
 func NewAttachmentKey(rand io.Reader) ([]byte, error) {
+	rand = randOrDefault(rand)
 	k := make([]byte, AttachmentKeySize)
 	if _, err := io.ReadFull(rand, k); err != nil {
 		return nil, fmt.Errorf("e2ee: attachment key: %w", err)
@@ -111,8 +112,9 @@ type AttachmentWriter struct {
 }
 
 // NewAttachmentWriter starts the encoding of a file under key into w,
-// drawing the salt from rand, and writes the header.
+// drawing the salt from rand (nil: crypto/rand), and writes the header.
 func NewAttachmentWriter(w io.Writer, key []byte, rand io.Reader) (*AttachmentWriter, error) {
+	rand = randOrDefault(rand)
 	header := make([]byte, attachmentHeaderSize)
 	header[0] = attachmentVersion
 	if _, err := io.ReadFull(rand, header[1:]); err != nil {

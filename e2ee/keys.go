@@ -181,14 +181,21 @@ func (k IdentityPrivateKey) sign(msg []byte) ([]byte, error) {
 // readSecret reads n bytes from rand, crypto/rand when rand is nil (as
 // crypto/tls's Config.Rand). The caller clears them when done.
 func readSecret(rand io.Reader, n int) ([]byte, error) {
-	if rand == nil {
-		rand = cryptorand.Reader
-	}
+	rand = randOrDefault(rand)
 	b := make([]byte, n)
 	if _, err := io.ReadFull(rand, b); err != nil {
 		return nil, fmt.Errorf("e2ee: reading randomness: %w", err)
 	}
 	return b, nil
+}
+
+// randOrDefault is rand, or crypto/rand when rand is nil: every function of
+// the package that takes a reader treats nil the same way.
+func randOrDefault(rand io.Reader) io.Reader {
+	if rand == nil {
+		return cryptorand.Reader
+	}
+	return rand
 }
 
 // newX25519Key makes an X25519 key pair from 32 bytes of rand. crypto/ecdh's

@@ -86,8 +86,10 @@ type SenderKey struct {
 }
 
 // NewSenderKey makes a new sending chain for the group with distribution
-// id distribution: a random chain id, chain key and signing key.
+// id distribution: a random chain id, chain key and signing key, from rand
+// (nil: crypto/rand).
 func NewSenderKey(rand io.Reader, distribution [DistributionIDSize]byte) (*SenderKey, error) {
+	rand = randOrDefault(rand)
 	k := &SenderKey{distribution: distribution}
 	var id [4]byte
 	if _, err := io.ReadFull(rand, id[:]); err != nil {
