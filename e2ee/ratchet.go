@@ -71,6 +71,16 @@ const MaxSkip = 1000
 // longer be decrypted.
 const MaxSkippedKeys = 2000
 
+// MaxSkippedSteps bounds how long a skipped message key is kept, in
+// receiving DH ratchet steps (Double Ratchet §6.4: skipped keys are deleted
+// after some number of ratchet steps). A key of the current receiving chain
+// has age 0; once its chain is more than MaxSkippedSteps steps old, the key
+// is dropped and its message can no longer be decrypted. A message that
+// late is one the sender sent before the conversation went back and forth
+// MaxSkippedSteps times; keeping its key forever would keep a key that
+// decrypts it forever too.
+const MaxSkippedSteps = 4
+
 // HKDF info labels of the ratchet (Double Ratchet §5.2). Every derivation
 // has its own label so that no two of them can produce related keys.
 const (
@@ -151,6 +161,7 @@ type Session struct {
 	ns      uint32               // Ns
 	nr      uint32               // Nr
 	pn      uint32               // PN
+	steps   uint32               // receiving DH ratchet steps so far, for skipped keys' age
 	ad      []byte               // AD, passed to every AEAD call; never empty, nil once zeroed
 	skip    ratchetSkippedKeys   // MKSKIPPED
 }
@@ -162,18 +173,24 @@ type ratchetSkipID struct {
 	n   uint32
 }
 
-// ratchetSkippedKey is one skipped message key.
+// ratchetSkippedKey is one skipped message key, with the receiving step of
+// its chain.
 type ratchetSkippedKey struct {
-	id ratchetSkipID
-	mk [ratchetKeySize]byte
+	id   ratchetSkipID
+	mk   [ratchetKeySize]byte
+	step uint32
 }
 
 // ratchetSkippedKeys is MKSKIPPED with an insertion order, so that the
-// oldest keys are dropped first when MaxSkippedKeys is reached. order holds
-// exactly the keys of keys, each once.
+// oldest keys are dropped first when MaxSkippedKeys is reached or their
+// chain grows too old. order holds exactly the keys of keys, each once;
+// steps[i] is the receiving step of order[i]'s chain. Keys are added in
+// step order, so steps never decreases along order and the keys to expire
+// are always a prefix.
 type ratchetSkippedKeys struct {
 	keys  map[ratchetSkipID][ratchetKeySize]byte
 	order []ratchetSkipID
+	steps []uint32
 }
 
 // NewInitiatorSession starts the session of the party that ran PQXDH as
@@ -378,7 +395,7 @@ func (s *Session) decryptCurrentChain(message []byte, h ratchetHeader) ([]byte, 
 		return nil, ErrTooManySkipped
 	}
 	ck := s.ckr
-	skipped := ratchetSkipKeys(&ck, h.dh, s.nr, h.n)
+	skipped := ratchetSkipKeys(&ck, h.dh, s.nr, h.n, s.steps)
 	mk := ratchetChainStep(&ck)
 	pt, err := ratchetOpen(message, &mk, s.ad)
 	clear(mk[:])
@@ -431,10 +448,10 @@ func (s *Session) decryptNewChain(message []byte, h ratchetHeader) ([]byte, erro
 	var skipped []ratchetSkippedKey
 	if s.hasCKr && h.pn > s.nr {
 		old := s.ckr
-		skipped = ratchetSkipKeys(&old, s.dhr, s.nr, h.pn)
+		skipped = ratchetSkipKeys(&old, s.dhr, s.nr, h.pn, s.steps)
 		clear(old[:])
 	}
-	skipped = append(skipped, ratchetSkipKeys(&ckr, h.dh, 0, h.n)...)
+	skipped = append(skipped, ratchetSkipKeys(&ckr, h.dh, 0, h.n, s.steps+1)...)
 	mk := ratchetChainStep(&ckr)
 	pt, err := ratchetOpen(message, &mk, s.ad)
 	clear(mk[:])
@@ -446,8 +463,11 @@ func (s *Session) decryptNewChain(message []byte, h ratchetHeader) ([]byte, erro
 	}
 
 	// Commit: the old sending chain ends (PN = Ns) and the next Encrypt
-	// does the sending half of the step.
+	// does the sending half of the step; skipped keys of chains now too
+	// old are dropped.
 	s.skip.add(skipped)
+	s.steps++
+	s.skip.expire(s.steps)
 	s.pn, s.ns = s.ns, 0
 	clear(s.cks[:])
 	s.hasCKs = false
@@ -473,7 +493,7 @@ func (s *Session) Zero() {
 	clear(s.cks[:])
 	clear(s.ckr[:])
 	s.hasDHr, s.hasCKs, s.hasCKr = false, false, false
-	s.ns, s.nr, s.pn = 0, 0, 0
+	s.ns, s.nr, s.pn, s.steps = 0, 0, 0, 0
 	clear(s.ad)
 	s.ad = nil
 	s.skip.zero()
@@ -544,15 +564,16 @@ func ratchetChainStep(ck *[ratchetKeySize]byte) (mk [ratchetKeySize]byte) {
 }
 
 // ratchetSkipKeys derives the message keys from..until-1 of the chain of
-// ratchet key pub (Double Ratchet §3.5 SkipMessageKeys), advancing ck. The
-// caller has bounded until-from by MaxSkip.
-func ratchetSkipKeys(ck *[ratchetKeySize]byte, pub [ratchetKeySize]byte, from, until uint32) []ratchetSkippedKey {
+// ratchet key pub (Double Ratchet §3.5 SkipMessageKeys), advancing ck; step
+// is the chain's receiving step. The caller has bounded until-from by
+// MaxSkip.
+func ratchetSkipKeys(ck *[ratchetKeySize]byte, pub [ratchetKeySize]byte, from, until, step uint32) []ratchetSkippedKey {
 	if until <= from {
 		return nil
 	}
 	out := make([]ratchetSkippedKey, 0, until-from)
 	for n := from; n < until; n++ {
-		out = append(out, ratchetSkippedKey{id: ratchetSkipID{pub: pub, n: n}, mk: ratchetChainStep(ck)})
+		out = append(out, ratchetSkippedKey{id: ratchetSkipID{pub: pub, n: n}, mk: ratchetChainStep(ck), step: step})
 	}
 	return out
 }
@@ -627,16 +648,35 @@ func (k *ratchetSkippedKeys) add(keys []ratchetSkippedKey) {
 	for _, e := range keys {
 		if _, ok := k.keys[e.id]; !ok {
 			k.order = append(k.order, e.id)
+			k.steps = append(k.steps, e.step)
 		}
 		k.keys[e.id] = e.mk
 	}
-	if over := len(k.order) - MaxSkippedKeys; over > 0 {
-		for _, id := range k.order[:over] {
-			k.keys[id] = [ratchetKeySize]byte{}
-			delete(k.keys, id)
-		}
-		k.order = slices.Delete(k.order, 0, over)
+	k.dropOldest(len(k.order) - MaxSkippedKeys)
+}
+
+// expire drops the keys of chains more than MaxSkippedSteps receiving steps
+// older than now (Double Ratchet §6.4). Ages are differences, so a step
+// counter that wraps around does not matter.
+func (k *ratchetSkippedKeys) expire(now uint32) {
+	n := 0
+	for n < len(k.steps) && now-k.steps[n] > MaxSkippedSteps {
+		n++
 	}
+	k.dropOldest(n)
+}
+
+// dropOldest deletes the n oldest keys.
+func (k *ratchetSkippedKeys) dropOldest(n int) {
+	if n <= 0 {
+		return
+	}
+	for _, id := range k.order[:n] {
+		k.keys[id] = [ratchetKeySize]byte{}
+		delete(k.keys, id)
+	}
+	k.order = slices.Delete(k.order, 0, n)
+	k.steps = slices.Delete(k.steps, 0, n)
 }
 
 // remove deletes one key, after its message was decrypted (Double Ratchet
@@ -649,6 +689,7 @@ func (k *ratchetSkippedKeys) remove(id ratchetSkipID) {
 	delete(k.keys, id)
 	if i := slices.Index(k.order, id); i >= 0 {
 		k.order = slices.Delete(k.order, i, i+1)
+		k.steps = slices.Delete(k.steps, i, i+1)
 	}
 }
 
@@ -659,4 +700,5 @@ func (k *ratchetSkippedKeys) zero() {
 	clear(k.keys)
 	k.keys = nil
 	k.order = nil
+	k.steps = nil
 }

@@ -25,9 +25,9 @@ import (
 // The first 41 bytes are the header. The AEAD's associated data is the
 // session's AD followed by those 41 bytes.
 //
-// Session state, version 2 (Double Ratchet §3.2):
+// Session state, version 3 (Double Ratchet §3.2):
 //
-//	u8   version = 2
+//	u8   version = 3
 //	u8   flags: 0x01 DHr set, 0x02 CKs set, 0x04 CKr set; other bits 0
 //	[32] DHs private key
 //	[32] DHs public key
@@ -38,15 +38,22 @@ import (
 //	u32  Ns
 //	u32  Nr
 //	u32  PN
+//	u32  receiving DH ratchet steps so far
 //	u16  length of AD, 1 to 4096
 //	...  AD
 //	u16  number of skipped message keys, at most MaxSkippedKeys
 //	...  that many entries, oldest first:
-//	     [32] ratchet public key, u32 N, [32] message key
+//	     [32] ratchet public key, u32 N, u32 receiving step of its chain,
+//	     [32] message key
 //
-// Version 1, which sessions stored before were written in, is version 2
-// without the DHs public key. It still decodes (the public key is derived
-// from the private key then) and is encoded as version 2. Version 2 stores
+// The steps let skipped keys expire (MaxSkippedSteps, Double Ratchet §6.4):
+// entries are in step order and none is more than MaxSkippedSteps steps
+// old.
+//
+// Version 2 is version 3 without the steps (all taken as 0), and version 1,
+// which sessions were stored in before that, is version 2 without the DHs
+// public key. Both still decode (the public key is derived from the private
+// key then) and are encoded as version 3. Version 2 added
 // the public key because deriving it, an X25519 base-point multiplication,
 // cost more than the rest of decoding and using a session together; the
 // private key is checked against it when a DH ratchet step first needs it
@@ -59,8 +66,9 @@ import (
 
 const (
 	ratchetMessageVersion = 1
-	ratchetStateVersion   = 2
-	ratchetStateVersion1  = 1 // no DHs public key: still decoded
+	ratchetStateVersion   = 3
+	ratchetStateVersion2  = 2 // no steps: still decoded
+	ratchetStateVersion1  = 1 // no steps, no DHs public key: still decoded
 
 	// ratchetHeaderSize is the size of an encoded header: version, DHs, PN, N.
 	ratchetHeaderSize = 1 + ratchetKeySize + 4 + 4
@@ -68,9 +76,11 @@ const (
 	ratchetFlagDHr     = 0x01
 	ratchetFlagCKs     = 0x02
 	ratchetFlagCKr     = 0x04
-	ratchetStateFixed  = 1 + 1 + 6*ratchetKeySize + 3*4     // up to the AD length
-	ratchetStateFixed1 = ratchetStateFixed - ratchetKeySize // version 1
-	ratchetSkippedSize = ratchetKeySize + 4 + ratchetKeySize
+	ratchetStateFixed   = 1 + 1 + 6*ratchetKeySize + 4*4      // up to the AD length
+	ratchetStateFixed2  = ratchetStateFixed - 4               // version 2
+	ratchetStateFixed1  = ratchetStateFixed2 - ratchetKeySize // version 1
+	ratchetSkippedSize  = ratchetKeySize + 4 + 4 + ratchetKeySize
+	ratchetSkippedSize2 = ratchetSkippedSize - 4 // versions 1 and 2
 )
 
 // ratchetHeader is a message header (Double Ratchet §3.4).
@@ -139,13 +149,15 @@ func (s *Session) MarshalBinary() ([]byte, error) {
 	b = binary.BigEndian.AppendUint32(b, s.ns)
 	b = binary.BigEndian.AppendUint32(b, s.nr)
 	b = binary.BigEndian.AppendUint32(b, s.pn)
+	b = binary.BigEndian.AppendUint32(b, s.steps)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(s.ad)))
 	b = append(b, s.ad...)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(s.skip.order)))
-	for _, id := range s.skip.order {
+	for i, id := range s.skip.order {
 		mk := s.skip.keys[id]
 		b = append(b, id.pub[:]...)
 		b = binary.BigEndian.AppendUint32(b, id.n)
+		b = binary.BigEndian.AppendUint32(b, s.skip.steps[i])
 		b = append(b, mk[:]...)
 		clear(mk[:])
 	}
@@ -157,7 +169,7 @@ func (s *Session) MarshalBinary() ([]byte, error) {
 var errRatchetState = errors.New("e2ee: malformed ratchet session state")
 
 // UnmarshalSession decodes a session encoded by MarshalBinary, of this
-// version or version 1.
+// version or versions 1 and 2.
 func UnmarshalSession(b []byte) (*Session, error) {
 	bad := func(what string) (*Session, error) {
 		return nil, fmt.Errorf("%w: %s", errRatchetState, what)
@@ -165,11 +177,14 @@ func UnmarshalSession(b []byte) (*Session, error) {
 	if len(b) < 1 {
 		return bad("too short")
 	}
-	fixed := ratchetStateFixed
-	switch b[0] {
+	version := b[0]
+	fixed, entry := ratchetStateFixed, ratchetSkippedSize
+	switch version {
 	case ratchetStateVersion:
+	case ratchetStateVersion2:
+		fixed, entry = ratchetStateFixed2, ratchetSkippedSize2
 	case ratchetStateVersion1:
-		fixed = ratchetStateFixed1
+		fixed, entry = ratchetStateFixed1, ratchetSkippedSize2
 	default:
 		return bad(fmt.Sprintf("unsupported version %d", b[0]))
 	}
@@ -199,7 +214,7 @@ func UnmarshalSession(b []byte) (*Session, error) {
 		off += len(dst)
 	}
 	next(s.dhsPriv[:])
-	if b[0] == ratchetStateVersion1 {
+	if version == ratchetStateVersion1 {
 		dhs, err := ecdh.X25519().NewPrivateKey(s.dhsPriv[:])
 		clear(s.dhsPriv[:])
 		if err != nil {
@@ -218,6 +233,10 @@ func UnmarshalSession(b []byte) (*Session, error) {
 	s.nr = binary.BigEndian.Uint32(b[off+4:])
 	s.pn = binary.BigEndian.Uint32(b[off+8:])
 	off += 12
+	if version == ratchetStateVersion {
+		s.steps = binary.BigEndian.Uint32(b[off:])
+		off += 4
+	}
 	zero := [ratchetKeySize]byte{}
 	switch {
 	case !s.hasDHr && s.dhr != zero, !s.hasCKs && s.cks != zero, !s.hasCKr && s.ckr != zero:
@@ -244,13 +263,14 @@ func UnmarshalSession(b []byte) (*Session, error) {
 		s.Zero()
 		return bad("skipped key count")
 	}
-	if len(b)-off != count*ratchetSkippedSize {
+	if len(b)-off != count*entry {
 		s.Zero()
 		return bad("length does not match the skipped key count")
 	}
 	if count > 0 {
 		s.skip.keys = make(map[ratchetSkipID][ratchetKeySize]byte, count)
 		s.skip.order = make([]ratchetSkipID, 0, count)
+		s.skip.steps = make([]uint32, 0, count)
 	}
 	for range count {
 		var id ratchetSkipID
@@ -258,13 +278,27 @@ func UnmarshalSession(b []byte) (*Session, error) {
 		next(id.pub[:])
 		id.n = binary.BigEndian.Uint32(b[off:])
 		off += 4
+		var step uint32
+		if version == ratchetStateVersion {
+			step = binary.BigEndian.Uint32(b[off:])
+			off += 4
+		}
 		next(mk[:])
 		if _, dup := s.skip.keys[id]; dup {
 			s.Zero()
 			return bad("duplicate skipped key")
 		}
+		// Ages (differences, as expire reads them) never grow along the
+		// order, and none is past MaxSkippedSteps: no session stores
+		// anything else.
+		age := s.steps - step
+		if age > MaxSkippedSteps || (len(s.skip.steps) > 0 && age > s.steps-s.skip.steps[len(s.skip.steps)-1]) {
+			s.Zero()
+			return bad("skipped key step")
+		}
 		s.skip.keys[id] = mk
 		s.skip.order = append(s.skip.order, id)
+		s.skip.steps = append(s.skip.steps, step)
 		clear(mk[:])
 	}
 	return s, nil

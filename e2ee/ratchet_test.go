@@ -149,6 +149,44 @@ func TestRatchetEmptyPlaintext(t *testing.T) {
 	}
 }
 
+// TestRatchetSkippedKeysExpire: a skipped key is kept while its chain is
+// at most MaxSkippedSteps receiving DH ratchet steps old, and then dropped
+// (Double Ratchet §6.4): its late message is refused, the session unchanged.
+func TestRatchetSkippedKeysExpire(t *testing.T) {
+	t.Parallel()
+	for _, late := range []int{MaxSkippedSteps, MaxSkippedSteps + 1} {
+		t.Run(fmt.Sprint(late, " steps late"), func(t *testing.T) {
+			t.Parallel()
+			alice, bob, r := newRatchetPair(t, fmt.Sprint("expire ", late))
+			a0 := ratchetSend(t, alice, r, []byte("a0: held back"))
+			ratchetReceive(t, bob, ratchetSend(t, alice, r, []byte("a1")), []byte("a1"))
+			if len(bob.skip.order) != 1 {
+				t.Fatalf("%d skipped keys, want 1", len(bob.skip.order))
+			}
+			// Each round trip is one receiving DH ratchet step for Bob.
+			for i := range late {
+				pt := fmt.Appendf(nil, "round %d", i)
+				ratchetReceive(t, alice, ratchetSend(t, bob, r, pt), pt)
+				ratchetReceive(t, bob, ratchetSend(t, alice, r, pt), pt)
+			}
+			if late <= MaxSkippedSteps {
+				ratchetReceive(t, bob, a0, []byte("a0: held back"))
+				return
+			}
+			if len(bob.skip.order) != 0 || len(bob.skip.keys) != 0 || len(bob.skip.steps) != 0 {
+				t.Fatalf("%d skipped keys kept past %d steps", len(bob.skip.order), MaxSkippedSteps)
+			}
+			ratchetRefused(t, bob, a0)
+			// The expiry survives a save and restore.
+			s, err := UnmarshalSession(ratchetMarshal(t, bob))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ratchetRefused(t, s, a0)
+		})
+	}
+}
+
 // TestRatchetSimulation is the stateful interaction test: two parties under
 // random send, deliver, drop, reorder, duplicate, tamper and save/restore.
 // Every first delivery must give exactly what was sent; every duplicate
@@ -176,6 +214,10 @@ type ratchetSimParty struct {
 	inbox     []ratchetSimMessage // in flight towards this party, oldest first
 	delivered []ratchetSimMessage // delivered to this party
 	dropped   int                 // messages to this party lost on the way
+	expired   int                 // messages to this party too late to be read
+	// chainStep is the receiving step at which each of the peer's ratchet
+	// keys was first seen: the oracle for which messages have expired.
+	chainStep map[[ratchetKeySize]byte]uint32
 }
 
 func ratchetSimulate(t *testing.T, seed uint64, steps int) {
@@ -185,12 +227,30 @@ func ratchetSimulate(t *testing.T, seed uint64, steps int) {
 	prng := mrand.New(mrand.NewPCG(seed, 0x5eed))
 	alice, bob, r := newRatchetPair(t, fmt.Sprint("simulation ", seed))
 	parties := [2]*ratchetSimParty{{name: "alice", s: alice, canSend: true}, {name: "bob", s: bob}}
-	var stats struct{ sent, delivered, dropped, duplicates, tampered, restored int }
+	var stats struct{ sent, delivered, dropped, expired, duplicates, tampered, restored int }
 
 	deliver := func(p *ratchetSimParty, j int) {
 		m := p.inbox[j]
 		p.inbox = slices.Delete(p.inbox, j, j+1)
+		h, err := ratchetParseHeader(m.wire)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.chainStep == nil {
+			p.chainStep = map[[ratchetKeySize]byte]uint32{}
+		}
+		if seen, ok := p.chainStep[h.dh]; ok && p.s.steps-seen > MaxSkippedSteps {
+			// Its chain is too old: the key is gone, and the message is
+			// refused without a change to the session.
+			ratchetRefused(t, p.s, m.wire)
+			p.expired++
+			stats.expired++
+			return
+		}
 		ratchetReceive(t, p.s, m.wire, m.plain)
+		if _, ok := p.chainStep[h.dh]; !ok {
+			p.chainStep[h.dh] = p.s.steps
+		}
 		p.delivered = append(p.delivered, m)
 		p.canSend = true
 		stats.delivered++
@@ -230,13 +290,9 @@ func ratchetSimulate(t *testing.T, seed uint64, steps int) {
 				ratchetRefused(t, p.s, m)
 				stats.tampered++
 			}
-		default: // p saves and restores its session, at times from the old encoding
+		default: // p saves and restores its session
 			b := ratchetMarshal(t, p.s)
-			stored := b
-			if prng.IntN(2) == 0 {
-				stored = ratchetStateV1(b)
-			}
-			s, err := UnmarshalSession(stored)
+			s, err := UnmarshalSession(b)
 			if err != nil {
 				t.Fatalf("step %d: UnmarshalSession: %v", step, err)
 			}
@@ -255,6 +311,11 @@ func ratchetSimulate(t *testing.T, seed uint64, steps int) {
 		}
 		if n := len(p.s.skip.order); n > p.dropped {
 			t.Errorf("%s holds %d skipped keys but only %d messages were lost", p.name, n, p.dropped)
+		}
+		for i, st := range p.s.skip.steps {
+			if p.s.steps-st > MaxSkippedSteps || (i > 0 && st < p.s.skip.steps[i-1]) {
+				t.Errorf("%s holds a skipped key of step %d at step %d", p.name, st, p.s.steps)
+			}
 		}
 	}
 	for i := range 4 {
@@ -586,7 +647,7 @@ func TestRatchetStoredPublicKey(t *testing.T) {
 		t.Fatal("the refused step changed the session")
 	}
 
-	for name, b := range map[string][]byte{"version 2": stored, "version 1": ratchetStateV1(stored)} {
+	for name, b := range map[string][]byte{"version 3": stored, "version 2": ratchetStateV2(stored), "version 1": ratchetStateV1(stored)} {
 		s, err := UnmarshalSession(b)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -695,7 +756,8 @@ func TestRatchetUnmarshalErrors(t *testing.T) {
 		flagsAt = 1
 		cksAt   = 2 + 4*32
 		nsAt    = 2 + 6*32
-		adLenAt = nsAt + 12
+		stepsAt = nsAt + 12
+		adLenAt = nsAt + 16
 	)
 	countAt := adLenAt + 2 + len(ratchetTestAD)
 	edit := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
@@ -704,12 +766,34 @@ func TestRatchetUnmarshalErrors(t *testing.T) {
 		"truncated":                   good[:len(good)-1],
 		"trailing":                    append(bytes.Clone(good), 0),
 		"fixed part":                  good[:ratchetStateFixed+1],
-		"version":                     edit(func(b []byte) []byte { b[0] = 3; return b }),
+		"version":                     edit(func(b []byte) []byte { b[0] = 4; return b }),
 		"version 0":                   edit(func(b []byte) []byte { b[0] = 0; return b }),
-		"version 1 body of version 2": edit(func(b []byte) []byte { b[0] = ratchetStateVersion1; return b }),
-		"version 2 body of version 1": func() []byte { b := ratchetStateV1(good); b[0] = ratchetStateVersion; return b }(),
+		"version 1 body of version 3": edit(func(b []byte) []byte { b[0] = ratchetStateVersion1; return b }),
+		"version 2 body of version 3": edit(func(b []byte) []byte { b[0] = ratchetStateVersion2; return b }),
+		"version 3 body of version 1": func() []byte { b := ratchetStateV1(good); b[0] = ratchetStateVersion; return b }(),
+		"version 3 body of version 2": func() []byte { b := ratchetStateV2(good); b[0] = ratchetStateVersion; return b }(),
 		"version 1 truncated":         ratchetStateV1(good)[:ratchetStateFixed1+1],
 		"version 1 trailing":          append(ratchetStateV1(good), 0),
+		"version 2 truncated":         ratchetStateV2(good)[:ratchetStateFixed2+1],
+		"version 2 trailing":          append(ratchetStateV2(good), 0),
+		// good is at some step n with its skipped keys of step n.
+		"skipped key too old": edit(func(b []byte) []byte {
+			n := binary.BigEndian.Uint32(b[stepsAt:])
+			binary.BigEndian.PutUint32(b[stepsAt:], n+MaxSkippedSteps+1)
+			return b
+		}),
+		"skipped key from the future": edit(func(b []byte) []byte {
+			n := binary.BigEndian.Uint32(b[stepsAt:])
+			offs := ratchetSkippedStepOffsets(b)
+			binary.BigEndian.PutUint32(b[offs[len(offs)-1]:], n+1)
+			return b
+		}),
+		"skipped keys out of step order": edit(func(b []byte) []byte {
+			n := binary.BigEndian.Uint32(b[stepsAt:])
+			binary.BigEndian.PutUint32(b[stepsAt:], n+1)
+			binary.BigEndian.PutUint32(b[ratchetSkippedStepOffsets(b)[0]:], n+1) // the rest stay at n
+			return b
+		}),
 		"unknown flag":                edit(func(b []byte) []byte { b[flagsAt] |= 0x08; return b }),
 		"DHr alone":                   edit(func(b []byte) []byte { b[flagsAt] = ratchetFlagDHr; return b }),
 		"CKr without DHr":             edit(func(b []byte) []byte { b[flagsAt] = ratchetFlagCKr; return b }),
@@ -916,6 +1000,8 @@ type ratchetVector struct {
 	Steps         []ratchetVectorStep `json:"steps"`
 	AliceState    ratchetHex          `json:"alice_state"`
 	BobState      ratchetHex          `json:"bob_state"`
+	AliceStateV2  ratchetHex          `json:"alice_state_v2"`
+	BobStateV2    ratchetHex          `json:"bob_state_v2"`
 	AliceStateV1  ratchetHex          `json:"alice_state_v1"`
 	BobStateV1    ratchetHex          `json:"bob_state_v1"`
 }
@@ -1086,9 +1172,11 @@ func ratchetGenerateVectors() ([]byte, error) {
 			"every decrypt step of message has the outcome expect (success: the plaintext is " +
 			"plaintext; decrypt error, duplicate, too many skipped: ErrDecrypt, ErrDuplicate, " +
 			"ErrTooManySkipped, with the session unchanged); at the end the sessions encode " +
-			"(MarshalBinary) to alice_state and bob_state, and alice_state_v1 and bob_state_v1, " +
-			"the same states in the version 1 encoding that earlier versions stored, decode " +
-			"(UnmarshalSession) to sessions that encode to alice_state and bob_state.",
+			"(MarshalBinary) to alice_state and bob_state (version 3); alice_state_v2, bob_state_v2, " +
+			"alice_state_v1 and bob_state_v1, the same states in the version 2 and 1 encodings that " +
+			"earlier versions stored (without receiving steps), decode (UnmarshalSession) to sessions " +
+			"that encode to alice_state and bob_state with the session's and every skipped key's " +
+			"receiving step set to 0.",
 	}
 	for _, sc := range ratchetScripts() {
 		rec := &ratchetRecorder{r: mrand.NewChaCha8(sha256.Sum256([]byte("securechat ratchet vectors v1/" + sc.name)))}
@@ -1145,6 +1233,7 @@ func ratchetGenerateVectors() ([]byte, error) {
 		if v.BobState, err = bob.MarshalBinary(); err != nil {
 			return nil, err
 		}
+		v.AliceStateV2, v.BobStateV2 = ratchetStateV2(v.AliceState), ratchetStateV2(v.BobState)
 		v.AliceStateV1, v.BobStateV1 = ratchetStateV1(v.AliceState), ratchetStateV1(v.BobState)
 		file.Vectors = append(file.Vectors, v)
 	}
@@ -1246,25 +1335,69 @@ func ratchetReplayVector(t *testing.T, v ratchetVector) {
 		t.Errorf("Bob's final state differs:\n got %x\nwant %x", got, []byte(v.BobState))
 	}
 	for _, st := range []struct {
-		name   string
-		v1, v2 []byte
-	}{{"Alice", v.AliceStateV1, v.AliceState}, {"Bob", v.BobStateV1, v.BobState}} {
-		s, err := UnmarshalSession(st.v1)
+		name     string
+		old, now []byte
+	}{
+		{"Alice's version 2", v.AliceStateV2, v.AliceState}, {"Bob's version 2", v.BobStateV2, v.BobState},
+		{"Alice's version 1", v.AliceStateV1, v.AliceState}, {"Bob's version 1", v.BobStateV1, v.BobState},
+	} {
+		s, err := UnmarshalSession(st.old)
 		if err != nil {
-			t.Errorf("%s's version 1 state: %v", st.name, err)
+			t.Errorf("%s state: %v", st.name, err)
 			continue
 		}
-		if got := ratchetMarshal(t, s); !bytes.Equal(got, st.v2) {
-			t.Errorf("%s's version 1 state re-encodes differently:\n got %x\nwant %x", st.name, got, st.v2)
+		if got, want := ratchetMarshal(t, s), ratchetZeroSteps(st.now); !bytes.Equal(got, want) {
+			t.Errorf("%s state re-encodes differently:\n got %x\nwant %x", st.name, got, want)
 		}
 	}
 }
 
-// ratchetStateV1 is the version 1 encoding of a session state (no DHs
-// public key), which earlier versions stored.
-func ratchetStateV1(v2 []byte) []byte {
+// Offsets in a version 3 state.
+const (
+	ratchetTestStepsAt = 2 + 6*ratchetKeySize + 12
+	ratchetTestADLenAt = ratchetTestStepsAt + 4
+)
+
+// ratchetSkippedStepOffsets returns the offsets of the skipped keys'
+// steps in a version 3 state.
+func ratchetSkippedStepOffsets(v3 []byte) []int {
+	countAt := ratchetTestADLenAt + 2 + int(binary.BigEndian.Uint16(v3[ratchetTestADLenAt:]))
+	var offs []int
+	for i := range int(binary.BigEndian.Uint16(v3[countAt:])) {
+		offs = append(offs, countAt+2+i*ratchetSkippedSize+ratchetKeySize+4)
+	}
+	return offs
+}
+
+// ratchetZeroSteps is a version 3 state with its receiving steps set to 0,
+// as a state of an older version decodes.
+func ratchetZeroSteps(v3 []byte) []byte {
+	b := bytes.Clone(v3)
+	binary.BigEndian.PutUint32(b[ratchetTestStepsAt:], 0)
+	for _, off := range ratchetSkippedStepOffsets(b) {
+		binary.BigEndian.PutUint32(b[off:], 0)
+	}
+	return b
+}
+
+// ratchetStateV2 is the version 2 encoding of a session state (no
+// receiving steps), which earlier versions stored.
+func ratchetStateV2(v3 []byte) []byte {
+	offs := ratchetSkippedStepOffsets(v3)
+	b := bytes.Clone(v3)
+	for i := len(offs) - 1; i >= 0; i-- {
+		b = slices.Delete(b, offs[i], offs[i]+4)
+	}
+	b = slices.Delete(b, ratchetTestStepsAt, ratchetTestStepsAt+4)
+	b[0] = ratchetStateVersion2
+	return b
+}
+
+// ratchetStateV1 is the version 1 encoding of a session state (version 2
+// without the DHs public key), which earlier versions stored.
+func ratchetStateV1(v3 []byte) []byte {
 	const pubAt = 2 + ratchetKeySize
-	b := slices.Delete(bytes.Clone(v2), pubAt, pubAt+ratchetKeySize)
+	b := slices.Delete(ratchetStateV2(v3), pubAt, pubAt+ratchetKeySize)
 	b[0] = ratchetStateVersion1
 	return b
 }
