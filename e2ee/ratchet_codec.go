@@ -73,9 +73,9 @@ const (
 	// ratchetHeaderSize is the size of an encoded header: version, DHs, PN, N.
 	ratchetHeaderSize = 1 + ratchetKeySize + 4 + 4
 
-	ratchetFlagDHr     = 0x01
-	ratchetFlagCKs     = 0x02
-	ratchetFlagCKr     = 0x04
+	ratchetFlagDHr      = 0x01
+	ratchetFlagCKs      = 0x02
+	ratchetFlagCKr      = 0x04
 	ratchetStateFixed   = 1 + 1 + 6*ratchetKeySize + 4*4      // up to the AD length
 	ratchetStateFixed2  = ratchetStateFixed - 4               // version 2
 	ratchetStateFixed1  = ratchetStateFixed2 - ratchetKeySize // version 1

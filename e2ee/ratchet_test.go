@@ -794,11 +794,11 @@ func TestRatchetUnmarshalErrors(t *testing.T) {
 			binary.BigEndian.PutUint32(b[ratchetSkippedStepOffsets(b)[0]:], n+1) // the rest stay at n
 			return b
 		}),
-		"unknown flag":                edit(func(b []byte) []byte { b[flagsAt] |= 0x08; return b }),
-		"DHr alone":                   edit(func(b []byte) []byte { b[flagsAt] = ratchetFlagDHr; return b }),
-		"CKr without DHr":             edit(func(b []byte) []byte { b[flagsAt] = ratchetFlagCKr; return b }),
-		"absent CKs set":              edit(func(b []byte) []byte { b[cksAt] = 1; return b }),
-		"Ns without CKs":              edit(func(b []byte) []byte { b[nsAt+3] = 1; return b }),
+		"unknown flag":    edit(func(b []byte) []byte { b[flagsAt] |= 0x08; return b }),
+		"DHr alone":       edit(func(b []byte) []byte { b[flagsAt] = ratchetFlagDHr; return b }),
+		"CKr without DHr": edit(func(b []byte) []byte { b[flagsAt] = ratchetFlagCKr; return b }),
+		"absent CKs set":  edit(func(b []byte) []byte { b[cksAt] = 1; return b }),
+		"Ns without CKs":  edit(func(b []byte) []byte { b[nsAt+3] = 1; return b }),
 		"no AD": edit(func(b []byte) []byte {
 			b = slices.Delete(b, adLenAt+2, countAt)
 			binary.BigEndian.PutUint16(b[adLenAt:], 0)
