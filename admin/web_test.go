@@ -308,6 +308,9 @@ func TestSafeNext(t *testing.T) {
 	for in, want := range map[string]string{
 		"/users?q=a": "/users?q=a", "": "/", "//evil.example/": "/", "https://evil.example": "/",
 		"/\\evil.example": "/", "/login": "/",
+		// Browsers strip tabs and newlines, which would leave "//evil.example".
+		"/\t/evil.example": "/", "/%09/evil.example": "/%09/evil.example", "/\n/evil": "/", "/\r/evil": "/",
+		"/\x7f/evil": "/", "///evil.example": "/", "/users#frag": "/users#frag",
 	} {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
