@@ -16,7 +16,7 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Sessions of the web admin, and logging in and out (operations §10).
+// Sessions of the web admin, and logging in and out (docs/operations.md §10).
 
 type sessionKey struct{}
 

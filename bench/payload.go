@@ -89,5 +89,5 @@ func sendBodySizes(text, to string) (sendBodies, error) {
 }
 
 // frameSize is the size on the wire of a frame with a body of n bytes:
-// length prefix and header (transport §3.1).
+// length prefix and header (protocol.md §3.1).
 func frameSize(n int) int { return n + 4 + 7 }

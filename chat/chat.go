@@ -135,7 +135,7 @@ const (
 	KindRead      ContentKind = 3 // read receipt for the content's Refs
 	KindTyping    ContentKind = 4 // the sender is typing; sent ephemerally
 
-	// KindSystem is a notice signed by the server key (protocol.md §7.4).
+	// KindSystem is a notice signed by the server key (protocol.md §6.6).
 	KindSystem ContentKind = 200
 	// KindError is a message that arrived but could not be read.
 	KindError ContentKind = 201

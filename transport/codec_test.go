@@ -165,7 +165,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-// TestEncodingVector pins the byte layout of §3.2, so an accidental change to
+// TestEncodingVector pins the byte layout of protocol.md §3.2, so an accidental change to
 // the encoder shows here rather than as two versions that cannot talk.
 func TestEncodingVector(t *testing.T) {
 	t.Parallel()
@@ -433,7 +433,7 @@ func TestUnknownFields(t *testing.T) {
 	}
 }
 
-// TestMalformed feeds the decoder bodies that break the framing of §3.2.
+// TestMalformed feeds the decoder bodies that break the framing of protocol.md §3.2.
 func TestMalformed(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

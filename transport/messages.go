@@ -339,7 +339,7 @@ type Send struct {
 	MessageID []byte // MessageIDLen random bytes chosen by the sender; makes resends idempotent
 	Envelopes []Envelope
 	// Ephemeral asks the server to hand the envelopes to the recipients'
-	// connected devices only and store nothing (typing signals, §6.5).
+	// connected devices only and store nothing (typing signals, protocol.md §6.5).
 	Ephemeral bool
 }
 
@@ -434,7 +434,7 @@ func (m *Sent) UnmarshalFields(d *Decoder) error {
 	})
 }
 
-// Signal pushes an ephemeral envelope to a connected device (§6.5): a
+// Signal pushes an ephemeral envelope to a connected device (protocol.md §6.5): a
 // Deliver without a mailbox sequence number (Seq stays 0 and field 1 is
 // refused), never stored, never acked.
 type Signal Deliver
