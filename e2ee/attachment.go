@@ -18,9 +18,10 @@ import (
 // Attachments (docs/protocol.md §9.5, docs/design.md §3): a file is encrypted under
 // a random key of its own as a chunked AEAD stream, the STREAM construction
 // of "Online Authenticated-Encryption and its Nonce-Reuse Misuse-Resistance"
-// (Hoang, Reyhanitabar, Rogaway, Vizár, 2015, §7) as age's payload uses it: each chunk is sealed with a nonce made of its index and a flag
-// that marks the last chunk, so chunks cannot be reordered, dropped,
-// duplicated or cut off without the reader noticing. The key, the
+// (Hoang, Reyhanitabar, Rogaway, Vizár, 2015, §7) as age's payload uses it:
+// each chunk is sealed with a nonce made of its index and a flag that marks
+// the last chunk, so chunks cannot be reordered, dropped, duplicated or cut
+// off without the reader noticing. The key, the
 // ciphertext's SHA-256 and its size go to the recipients inside a Double
 // Ratchet message; the ciphertext itself can travel and be stored by anyone.
 //
