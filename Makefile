@@ -7,10 +7,12 @@ SOAKTIME ?= 10m
 FUZZTIME ?= 30s
 BENCHFLAGS ?= -clients 64 -duration 10s
 
-.PHONY: help build serve chat test check fuzz soak bench screenshots clean
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: help build serve chat test test-race check fuzz soak bench screenshots clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
 
 build: ## build the static binary into bin/securechat
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
@@ -25,9 +27,12 @@ test: build ## run every test: unit, end-to-end (real binary, tmux, headless chr
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 9m ./...
 
-check: ## vet, staticcheck (when installed) and the tests
+test-race: ## every test under the race detector, the binary the end-to-end tests run built with -race too
+	SECURECHAT_E2E_RACE=1 $(GO) test -race -count=1 -timeout 30m ./...
+
+check: ## vet, staticcheck (installed from the module proxy) and the tests
 	$(GO) vet ./...
-	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: go install honnef.co/go/tools/cmd/staticcheck@latest"; fi
+	$(GO) run $(STATICCHECK) ./...
 	$(MAKE) test
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s; or a count like 5000x)

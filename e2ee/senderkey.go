@@ -197,7 +197,7 @@ const senderKeyDistributionSize = 1 + DistributionIDSize + 4 + 4 + 32 + 32
 // MarshalBinary encodes d: u8 version = 1 ‖ [16] distribution id ‖ u32
 // chain id ‖ u32 iteration ‖ [32] chain key ‖ [32] signing key.
 func (d *SenderKeyDistribution) MarshalBinary() ([]byte, error) {
-	var e keyEncoder
+	e := keyEncoder{b: make([]byte, 0, senderKeyDistributionSize)}
 	e.u8(senderKeyVersion)
 	e.raw(d.DistributionID[:])
 	e.u32(d.ChainID)
