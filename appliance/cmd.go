@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/securechat/securechat/internal/usage"
 )
