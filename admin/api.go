@@ -1,5 +1,5 @@
 // Package admin is the server's web admin (docs/design.md §5), served on the admin
-// listener: the pages (web.go, assets in package embed), the JSON API they
+// listener: the pages (web.go, assets in package assets), the JSON API they
 // and `securechat admin` use, and Prometheus /metrics, all behind a login
 // session or the admin token as a bearer token; and the operator console.
 package admin

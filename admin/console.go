@@ -370,7 +370,7 @@ func parse(args []string) (action, error) {
 		}
 		key, value := args[0], args[1]
 		var probe appliance.Limits
-		if err := setLimit(&probe, key, value); err != nil {
+		if err := probe.Set(key, value); err != nil {
 			return nil, usage.Errorf("limit: %v", err)
 		}
 		return func(ctx context.Context, in *Interpreter) error {
@@ -378,7 +378,7 @@ func parse(args []string) (action, error) {
 			if err := in.readErr(); err != nil {
 				return err
 			}
-			if err := setLimit(&l, key, value); err != nil {
+			if err := l.Set(key, value); err != nil {
 				return err
 			}
 			if err := in.srv.SetLimits(ctx, l); err != nil {

@@ -14,8 +14,8 @@ import (
 	"unicode"
 
 	"github.com/securechat/securechat/appliance"
+	"github.com/securechat/securechat/assets"
 	"github.com/securechat/securechat/chat"
-	assets "github.com/securechat/securechat/embed"
 )
 
 // The web admin's pages: rendering (html/template over the embedded
@@ -315,24 +315,13 @@ type limitField struct {
 	Key, Help, Value string
 }
 
+// limitFields are the live settings of the settings table, with l's values.
 func limitFields(l appliance.Limits) []limitField {
-	f := strconv.FormatFloat
-	return []limitField{
-		{"message_rate", "messages per second per account", f(l.MessageRate, 'f', -1, 64)},
-		{"message_burst", "messages at once per account", strconv.Itoa(l.MessageBurst)},
-		{"byte_rate", "payload bytes per second per account", f(l.ByteRate, 'f', -1, 64)},
-		{"byte_burst", "payload bytes at once per account", strconv.Itoa(l.ByteBurst)},
-		{"conn_rate", "new connections per second per IP", f(l.ConnRate, 'f', -1, 64)},
-		{"conn_burst", "new connections at once per IP", strconv.Itoa(l.ConnBurst)},
-		{"register_rate", "registrations per second per IP", f(l.RegisterRate, 'f', -1, 64)},
-		{"register_burst", "registrations at once per IP", strconv.Itoa(l.RegisterBurst)},
-		{"key_fetch_rate", "prekey fetches per second per account", f(l.KeyFetchRate, 'f', -1, 64)},
-		{"key_fetch_burst", "prekey fetches at once per account", strconv.Itoa(l.KeyFetchBurst)},
-		{"login_failures", "failed logins from one IP before a ban", strconv.Itoa(l.LoginFailures)},
-		{"login_failure_window", "one failed login forgiven per", time.Duration(l.LoginFailureWindow).String()},
-		{"login_ban", "how long too many failed logins ban an IP", time.Duration(l.LoginBan).String()},
-		{"flood_ban", "rate-limit refusals per minute that ban an IP (0: never)", strconv.Itoa(l.FloodBan)},
+	var fields []limitField
+	for _, s := range appliance.LiveSettings() {
+		fields = append(fields, limitField{Key: s.Key, Help: s.Summary(), Value: l.Get(s.Key)})
 	}
+	return fields
 }
 
 type limitsData struct {
@@ -366,32 +355,9 @@ func parseLimitsForm(r *http.Request, l *appliance.Limits) error {
 		if k == csrfField {
 			continue
 		}
-		if err := setLimit(l, k, r.PostForm.Get(k)); err != nil {
+		if err := l.Set(k, r.PostForm.Get(k)); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// setLimit sets the limit named by its configuration key from text.
-func setLimit(l *appliance.Limits, key, value string) error {
-	floats := map[string]*float64{"message_rate": &l.MessageRate, "byte_rate": &l.ByteRate, "conn_rate": &l.ConnRate, "register_rate": &l.RegisterRate, "key_fetch_rate": &l.KeyFetchRate}
-	ints := map[string]*int{"message_burst": &l.MessageBurst, "byte_burst": &l.ByteBurst, "conn_burst": &l.ConnBurst, "register_burst": &l.RegisterBurst, "key_fetch_burst": &l.KeyFetchBurst, "login_failures": &l.LoginFailures, "flood_ban": &l.FloodBan}
-	durs := map[string]*appliance.Duration{"login_failure_window": &l.LoginFailureWindow, "login_ban": &l.LoginBan}
-	v := strings.TrimSpace(value)
-	var err error
-	switch {
-	case floats[key] != nil:
-		*floats[key], err = strconv.ParseFloat(v, 64)
-	case ints[key] != nil:
-		*ints[key], err = strconv.Atoi(v)
-	case durs[key] != nil:
-		err = durs[key].Set(v)
-	default:
-		return fmt.Errorf("unknown setting %q", key)
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %q is not a valid value", key, v)
 	}
 	return nil
 }

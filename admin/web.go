@@ -13,8 +13,8 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/securechat/securechat/assets"
 	"github.com/securechat/securechat/chat"
-	assets "github.com/securechat/securechat/embed"
 )
 
 // WebServer is what the web pages need of the appliance beyond the API.

@@ -62,7 +62,7 @@ func TestSetLimitsAppliesToKnownKeys(t *testing.T) {
 }
 
 func TestLimitsValidate(t *testing.T) {
-	good := Config{}.withDefaults().limits()
+	good := Config{}.WithDefaults().limits()
 	if err := good.Validate(); err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
@@ -140,7 +140,7 @@ func TestAdminPassword(t *testing.T) {
 
 func TestAdminTLSRequiredOffLoopback(t *testing.T) {
 	dir := t.TempDir()
-	s := &Server{cfg: Config{Admin: "0.0.0.0:8080", Data: dir}.withDefaults(), log: slog.New(slog.DiscardHandler)}
+	s := &Server{cfg: Config{Admin: "0.0.0.0:8080", Data: dir}.WithDefaults(), log: slog.New(slog.DiscardHandler)}
 	if _, err := s.adminTLS(); err == nil || !strings.Contains(err.Error(), "not on loopback and has no TLS") {
 		t.Errorf("plain HTTP on 0.0.0.0: %v", err)
 	}
@@ -162,7 +162,7 @@ func TestAdminTLSRequiredOffLoopback(t *testing.T) {
 		t.Error(err)
 	}
 	for _, addr := range []string{"127.0.0.1:8080", "[::1]:8080", "localhost:8080"} {
-		s := &Server{cfg: Config{Admin: addr, Data: dir}.withDefaults(), log: slog.New(slog.DiscardHandler)}
+		s := &Server{cfg: Config{Admin: addr, Data: dir}.WithDefaults(), log: slog.New(slog.DiscardHandler)}
 		if c, err := s.adminTLS(); err != nil || c != nil {
 			t.Errorf("%s: %v %v", addr, c, err)
 		}

@@ -103,10 +103,10 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	s := &Server{
 		cfg:       cfg,
-		log:       cfg.logger(os.Stderr),
+		log:       cfg.NewLogger(os.Stderr),
 		rand:      cfg.Rand,
 		hashSem:   make(chan struct{}, runtime.NumCPU()),
 		sessions:  make(map[*session]struct{}),

@@ -1,10 +1,7 @@
-// Package embed holds the web admin's assets (docs/design.md §5): html/template
+// Package assets holds the web admin's assets (docs/design.md §5): html/template
 // pages in templates/ and the CSS and JavaScript in static/, compiled into
 // the binary. Plain files, no build step, nothing fetched from elsewhere.
-//
-// The package's name shadows the standard library's; import it under an
-// alias (assets) and use FS, never embed.FS.
-package embed
+package assets
 
 import (
 	"embed"

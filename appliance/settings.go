@@ -1,0 +1,472 @@
+package appliance
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/securechat/securechat/transport"
+)
+
+// The settings table (docs/design.md §12). Every setting of the server is
+// one entry of settings below: its YAML key, its flag, its help, its
+// default, its bounds, and whether an operator can change it while the
+// server runs. The configuration file (Config's UnmarshalYAML),
+// --print-config (MarshalYAML), serve's flags (cli/serve.go), Validate,
+// and the live Limits (their JSON, Validate and change events, the admin's
+// limits page and the console's limit command) all walk it. Adding a
+// setting is a field of Config and one entry here.
+var settings = []Setting{
+	text("listen", "UDP `address` for QUIC", ":4433", func(c *Config) *string { return &c.Listen }, hostPort),
+	text("admin", "admin API `address`", "127.0.0.1:8080", func(c *Config) *string { return &c.Admin }, hostPort),
+	text("admin_cert", "PEM certificate `file` for HTTPS on the admin listener", "", func(c *Config) *string { return &c.AdminCert }, nil),
+	text("admin_key", "PEM private key `file` for --admin-cert", "", func(c *Config) *string { return &c.AdminKey }, nil),
+	boolean("admin_self_signed", "serve the admin listener over HTTPS with a self-signed certificate kept in the data directory", func(c *Config) *bool { return &c.AdminSelfSigned }),
+	boolean("admin_insecure", "allow plain HTTP on a non-loopback admin address (behind a TLS proxy)", func(c *Config) *bool { return &c.AdminInsecure }),
+	text("data", "data `directory`", "./securechat-data", func(c *Config) *string { return &c.Data }, nil),
+	span("mailbox_ttl", "how long undelivered messages wait", 30*24*time.Hour, time.Second, maxDuration, func(c *Config) *Duration { return &c.MailboxTTL }),
+	span("auth_timeout", "time allowed to authenticate", 10*time.Second, 0, maxDuration, func(c *Config) *Duration { return &c.AuthTimeout }),
+	span("idle_timeout", "close connections silent for this long", 60*time.Second, time.Second, maxDuration, func(c *Config) *Duration { return &c.IdleTimeout }),
+	count("max_frame", "largest control frame in `bytes`", 4<<20, 64<<10, 64<<20, func(c *Config) *int { return &c.MaxFrame }),
+	number("key_fetch_rate", "prekey fetches per second per account", 0.5, 0, maxRate, func(c *Config) *float64 { return &c.KeyFetchRate }).live(),
+	count("key_fetch_burst", "prekey fetches at once per account", 30, 0, maxBurst, func(c *Config) *int { return &c.KeyFetchBurst }).live(),
+	number("message_rate", "messages per second per account", 20, 0, maxRate, func(c *Config) *float64 { return &c.MessageRate }).live(),
+	count("message_burst", "messages at once per account", 60, 1, maxBurst, func(c *Config) *int { return &c.MessageBurst }).live(),
+	// Bytes come in larger numbers than messages: the bounds let a load
+	// test lift the byte limits out of the way (bench/proc.go).
+	number("byte_rate", "payload bytes per second per account", 1<<20, 0, 1e15, func(c *Config) *float64 { return &c.ByteRate }).live(),
+	count("byte_burst", "payload bytes at once per account, at least one message", 8<<20, transport.MaxPayload, 1<<50, func(c *Config) *int { return &c.ByteBurst }).live(),
+	number("conn_rate", "new connections per second per IP", 10, 0, maxRate, func(c *Config) *float64 { return &c.ConnRate }).live(),
+	count("conn_burst", "new connections at once per IP", 30, 1, maxBurst, func(c *Config) *int { return &c.ConnBurst }).live(),
+	number("register_rate", "registrations per second per IP", 1.0/60, 0, maxRate, func(c *Config) *float64 { return &c.RegisterRate }).live().shown("1/60"),
+	count("register_burst", "registrations at once per IP", 5, 0, maxBurst, func(c *Config) *int { return &c.RegisterBurst }).live(),
+	count("login_failures", "failed logins from one IP before it is banned", 10, 1, maxBurst, func(c *Config) *int { return &c.LoginFailures }).live(),
+	span("login_failure_window", "one failed login is forgiven per this", time.Minute, time.Second, maxDuration, func(c *Config) *Duration { return &c.LoginFailureWindow }).live(),
+	span("login_ban", "how long too many failed logins ban an IP", 15*time.Minute, time.Second, maxDuration, func(c *Config) *Duration { return &c.LoginBan }).live(),
+	count("flood_ban", "rate-limit refusals per minute that get a source address banned", 0, 0, maxBurst, func(c *Config) *int { return &c.FloodBan }).live().shown("0: never"),
+	number("handshake_rate", "new handshakes per second before a QUIC Retry is required", 100, 0, math.MaxFloat64, func(c *Config) *float64 { return &c.HandshakeRate }),
+	span("afk_timeout", "disconnect clients silent this long", 0, 0, maxDuration, func(c *Config) *Duration { return &c.AFKTimeout }).shown("0: off"),
+	count("limiter_table", "keys each rate limiter remembers", 100000, 0, math.MaxInt, func(c *Config) *int { return &c.LimiterTable }),
+	text("registration", "open, invite or closed", RegistrationOpen, func(c *Config) *string { return &c.Registration }, oneOf(RegistrationOpen, RegistrationInvite, RegistrationClosed)),
+	text("log_level", "debug, info, warn or error", "info", func(c *Config) *string { return &c.LogLevel }, func(s string) error { _, err := parseLevel(s); return err }),
+	text("log_format", "text or json", "text", func(c *Config) *string { return &c.LogFormat }, oneOf("text", "json")),
+}
+
+// Bounds shared by several settings.
+const (
+	maxRate     = 1e9
+	maxBurst    = 1 << 30
+	maxDuration = time.Duration(math.MaxInt64)
+)
+
+// A Setting is one entry of the settings table.
+type Setting struct {
+	// Key is the YAML key; the limits page, the console's limit command and
+	// the limits API (Limits' JSON) name a live setting by it too.
+	Key string
+	// Flag is serve's flag: Key with '-' for '_'.
+	Flag string
+	// Help is one line; a `word` in backquotes names the flag's argument.
+	Help string
+	// Live settings can change while the server runs: they are the Limits.
+	Live bool
+
+	show string // the default as help shows it, when not just its value
+	v    value
+}
+
+// value is a setting's typed field in a Config, and its rules.
+type value interface {
+	field(c *Config) any // the pointer to the field
+	text(c *Config) string
+	set(c *Config, s string) error
+	setDefault(c *Config) // a zero field takes the default
+	defaultText() string  // "" when the default is the zero value
+	check(c *Config) error
+	equal(a, b *Config) bool
+	copy(dst, src *Config)
+	decode(c *Config, n *yaml.Node) error
+}
+
+// Settings returns the settings table, in the order of --print-config.
+func Settings() []Setting { return slices.Clone(settings) }
+
+// LiveSettings returns the settings that can change while the server runs,
+// in the table's order: the fields of Limits.
+func LiveSettings() []Setting {
+	var live []Setting
+	for _, s := range settings {
+		if s.Live {
+			live = append(live, s)
+		}
+	}
+	return live
+}
+
+func lookup(key string) (Setting, bool) {
+	for _, s := range settings {
+		if s.Key == key {
+			return s, true
+		}
+	}
+	return Setting{}, false
+}
+
+// Field returns the pointer to the setting's field in c: a *string, *int,
+// *float64, *bool or *Duration.
+func (s Setting) Field(c *Config) any { return s.v.field(c) }
+
+// Text returns the setting's value in c as text.
+func (s Setting) Text(c *Config) string { return s.v.text(c) }
+
+// Set parses text into the setting's field in c. It does not check bounds
+// (Check and Validate do).
+func (s Setting) Set(c *Config, text string) error {
+	if err := s.v.set(c, strings.TrimSpace(text)); err != nil {
+		return fmt.Errorf("%s: %q is not a valid value", s.Key, strings.TrimSpace(text))
+	}
+	return nil
+}
+
+// Copy copies the setting's field from src to dst.
+func (s Setting) Copy(dst, src *Config) { s.v.copy(dst, src) }
+
+// Check reports whether the setting's value in c is within its bounds.
+func (s Setting) Check(c *Config) error {
+	if err := s.v.check(c); err != nil {
+		return fmt.Errorf("%s: %w", s.Key, err)
+	}
+	return nil
+}
+
+// Default is the default as help shows it; "" for none (an empty string,
+// false).
+func (s Setting) Default() string {
+	if s.show != "" {
+		return s.show
+	}
+	return s.v.defaultText()
+}
+
+// Usage is the flag's help: Help and the default.
+func (s Setting) Usage() string {
+	if d := s.Default(); d != "" {
+		return s.Help + " (default " + d + ")"
+	}
+	return s.Help
+}
+
+// Summary is Help as prose, without the backquotes of the flag's argument
+// name.
+func (s Setting) Summary() string { return strings.ReplaceAll(s.Help, "`", "") }
+
+func (s Setting) live() Setting {
+	s.Live = true
+	return s
+}
+
+func (s Setting) shown(def string) Setting {
+	s.show = def
+	return s
+}
+
+// kind is a value of type T: how it is parsed, formatted and bounded.
+type kind[T comparable] struct {
+	ptr    func(*Config) *T
+	def    T
+	parse  func(string) (T, error)
+	format func(T) string
+	bounds func(T) error // nil: any value
+}
+
+func newSetting[T comparable](key, help string, k *kind[T]) Setting {
+	return Setting{Key: key, Flag: strings.ReplaceAll(key, "_", "-"), Help: help, v: k}
+}
+
+func (k *kind[T]) field(c *Config) any     { return k.ptr(c) }
+func (k *kind[T]) text(c *Config) string   { return k.format(*k.ptr(c)) }
+func (k *kind[T]) equal(a, b *Config) bool { return *k.ptr(a) == *k.ptr(b) }
+func (k *kind[T]) copy(dst, src *Config)   { *k.ptr(dst) = *k.ptr(src) }
+func (k *kind[T]) decode(c *Config, n *yaml.Node) error {
+	if n.Tag == "!!null" {
+		return nil // "key:" with nothing after it: the default
+	}
+	return k.set(c, n.Value)
+}
+
+func (k *kind[T]) set(c *Config, s string) error {
+	v, err := k.parse(s)
+	if err != nil {
+		return err
+	}
+	*k.ptr(c) = v
+	return nil
+}
+
+func (k *kind[T]) setDefault(c *Config) {
+	var zero T
+	if p := k.ptr(c); *p == zero {
+		*p = k.def
+	}
+}
+
+func (k *kind[T]) defaultText() string {
+	var zero T
+	if k.def == zero {
+		return ""
+	}
+	return k.format(k.def)
+}
+
+func (k *kind[T]) check(c *Config) error {
+	if k.bounds == nil {
+		return nil
+	}
+	return k.bounds(*k.ptr(c))
+}
+
+// text is a string setting; check (nil: anything) is its rule.
+func text(key, help, def string, ptr func(*Config) *string, check func(string) error) Setting {
+	id := func(s string) string { return s }
+	st := newSetting(key, help, &kind[string]{ptr: ptr, def: def, bounds: check, format: id,
+		parse: func(s string) (string, error) { return s, nil }})
+	if strings.Trim(def, "abcdefghijklmnopqrstuvwxyz") != "" {
+		st.show = strconv.Quote(def) // an address or a path, not a word
+	}
+	return st
+}
+
+func boolean(key, help string, ptr func(*Config) *bool) Setting {
+	return newSetting(key, help, &kind[bool]{ptr: ptr, parse: strconv.ParseBool, format: strconv.FormatBool})
+}
+
+func count(key, help string, def, lo, hi int, ptr func(*Config) *int) Setting {
+	return newSetting(key, help, &kind[int]{ptr: ptr, def: def, parse: strconv.Atoi, format: strconv.Itoa,
+		bounds: within(lo, hi, math.MaxInt, strconv.Itoa)})
+}
+
+func number(key, help string, def, lo, hi float64, ptr func(*Config) *float64) Setting {
+	format := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+	parse := func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }
+	return newSetting(key, help, &kind[float64]{ptr: ptr, def: def, parse: parse, format: format,
+		bounds: within(lo, hi, math.MaxFloat64, func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) })})
+}
+
+func span(key, help string, def, lo, hi time.Duration, ptr func(*Config) *Duration) Setting {
+	parse := func(s string) (Duration, error) {
+		var d Duration
+		err := d.Set(s)
+		return d, err
+	}
+	format := func(d Duration) string { return d.String() }
+	st := newSetting(key, help, &kind[Duration]{ptr: ptr, def: Duration(def), parse: parse, format: format,
+		bounds: within(Duration(lo), Duration(hi), Duration(maxDuration), func(d Duration) string { return shortDuration(time.Duration(d)) })})
+	if def != 0 {
+		st.show = shortDuration(def)
+	}
+	return st
+}
+
+// within bounds a number to [lo, hi]; hi at top means no upper bound.
+// NaN is out of every bound.
+func within[T int | float64 | Duration](lo, hi, top T, format func(T) string) func(T) error {
+	return func(v T) error {
+		if v >= lo && v <= hi {
+			return nil
+		}
+		if hi == top {
+			return fmt.Errorf("must be at least %s", format(lo))
+		}
+		return fmt.Errorf("must be between %s and %s", format(lo), format(hi))
+	}
+}
+
+// shortDuration is d as people write it: 720h, 15m, 10s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+func hostPort(s string) error {
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		return fmt.Errorf("%q is not HOST:PORT", s)
+	}
+	return nil
+}
+
+// oneOf allows exactly the given words.
+func oneOf(words ...string) func(string) error {
+	list := strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+	return func(s string) error {
+		if !slices.Contains(words, s) {
+			return fmt.Errorf("%q is not %s", s, list)
+		}
+		return nil
+	}
+}
+
+// WithDefaults returns c with every zero setting set to its default.
+func (c Config) WithDefaults() Config {
+	for _, s := range settings {
+		s.v.setDefault(&c)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// MarshalYAML writes every setting in the table's order.
+func (c Config) MarshalYAML() (any, error) {
+	m := &yaml.Node{Kind: yaml.MappingNode}
+	for _, s := range settings {
+		var v yaml.Node
+		if err := v.Encode(s.v.field(&c)); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.Key, err)
+		}
+		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: s.Key}, &v)
+	}
+	return m, nil
+}
+
+// UnmarshalYAML reads settings by their keys. An unknown key is an error,
+// so that a misspelt setting is not silently ignored.
+func (c *Config) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: not a list of settings (key: value lines)", n.Line)
+	}
+	seen := make(map[string]bool)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		s, ok := lookup(k.Value)
+		switch {
+		case !ok:
+			return fmt.Errorf("line %d: unknown setting %q", k.Line, k.Value)
+		case seen[s.Key]:
+			return fmt.Errorf("line %d: %s is set twice", k.Line, s.Key)
+		}
+		seen[s.Key] = true
+		if v.Kind != yaml.ScalarNode {
+			return fmt.Errorf("line %d: %s: not a single value", v.Line, s.Key)
+		}
+		if err := s.v.decode(c, v); err != nil {
+			return fmt.Errorf("line %d: %s: %q is not a valid value", v.Line, s.Key, v.Value)
+		}
+	}
+	return nil
+}
+
+// YAML is c as --print-config prints it.
+func (c Config) YAML() ([]byte, error) { return yaml.Marshal(c) }
+
+// Limits are the live settings of a Config (docs/design.md §5): the rate
+// limits an operator can change while the server runs. They have Config's
+// fields, but only the ones of the settings marked Live mean anything; the
+// others are ignored by Validate, the JSON form and the diff. A change lasts
+// until the server stops; the config file is what a restart reads.
+type Limits Config
+
+func (c Config) limits() Limits { return Limits(c) }
+
+// Validate reports the first live setting out of its bounds. Unlike the
+// config file, zero is taken literally: a rate of 0 refuses everything.
+func (l Limits) Validate() error {
+	for _, s := range LiveSettings() {
+		if err := s.Check((*Config)(&l)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Get returns the live setting key as text; "" for an unknown key.
+func (l Limits) Get(key string) string {
+	s, err := liveSetting(key)
+	if err != nil {
+		return ""
+	}
+	return s.Text((*Config)(&l))
+}
+
+// Set sets the live setting key from text, without checking its bounds.
+func (l *Limits) Set(key, text string) error {
+	s, err := liveSetting(key)
+	if err != nil {
+		return err
+	}
+	return s.Set((*Config)(l), text)
+}
+
+func liveSetting(key string) (Setting, error) {
+	if s, ok := lookup(key); ok && s.Live {
+		return s, nil
+	}
+	return Setting{}, fmt.Errorf("unknown setting %q", key)
+}
+
+// MarshalJSON writes the live settings by key, in the table's order.
+func (l Limits) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, s := range LiveSettings() {
+		v, err := json.Marshal(s.Field((*Config)(&l)))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s.Key, err)
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%q:%s", s.Key, v)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// UnmarshalJSON sets the live settings present; the others keep their
+// values. An unknown key is an error.
+func (l *Limits) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		s, err := liveSetting(k)
+		if err != nil {
+			return fmt.Errorf("json: unknown field %q", k)
+		}
+		if err := json.Unmarshal(m[k], s.Field((*Config)(l))); err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// diffLimits names each changed live setting as "key old→new".
+func diffLimits(a, b Limits) []string {
+	var out []string
+	for _, s := range LiveSettings() {
+		ca, cb := (*Config)(&a), (*Config)(&b)
+		if !s.v.equal(ca, cb) {
+			out = append(out, fmt.Sprintf("%s %s→%s", s.Key, s.Text(ca), s.Text(cb)))
+		}
+	}
+	return out
+}

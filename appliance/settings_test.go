@@ -1,0 +1,212 @@
+package appliance
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/securechat/securechat/transport"
+)
+
+// TestSettingsTable checks every entry: a key, its flag, help, a default
+// within its bounds, a field of a type the flags and the file can carry,
+// and no two entries sharing a key or a field.
+func TestSettingsTable(t *testing.T) {
+	keys := map[string]bool{}
+	fields := map[any]string{}
+	var probe Config
+	for _, s := range Settings() {
+		if s.Key == "" || strings.Trim(s.Key, "abcdefghijklmnopqrstuvwxyz_") != "" {
+			t.Errorf("setting %q: the key is not lower_case", s.Key)
+		}
+		if keys[s.Key] {
+			t.Errorf("setting %s: twice in the table", s.Key)
+		}
+		keys[s.Key] = true
+		if s.Flag != strings.ReplaceAll(s.Key, "_", "-") {
+			t.Errorf("setting %s: flag %q", s.Key, s.Flag)
+		}
+		if s.Help == "" || strings.Contains(s.Help, "default") {
+			t.Errorf("setting %s: help %q (the default is added from the table)", s.Key, s.Help)
+		}
+		switch p := s.Field(&probe).(type) {
+		case *string, *int, *float64, *bool, *Duration:
+			if other, ok := fields[p]; ok {
+				t.Errorf("settings %s and %s share a field", s.Key, other)
+			}
+			fields[p] = s.Key
+		default:
+			t.Errorf("setting %s: a field of type %T", s.Key, p)
+		}
+		var c Config
+		s.v.setDefault(&c)
+		if err := s.Check(&c); err != nil {
+			t.Errorf("setting %s: the default is out of bounds: %v", s.Key, err)
+		}
+	}
+	if err := (Config{}).Validate(); err != nil {
+		t.Errorf("the defaults do not validate: %v", err)
+	}
+}
+
+// TestLimitsJSONNames pins the admin API's names of the live settings
+// (docs/operations.md and scripts use them) and checks that the JSON form
+// round-trips.
+func TestLimitsJSONNames(t *testing.T) {
+	l := Config{}.WithDefaults().limits()
+	b, err := json.Marshal(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for k := range m {
+		got = append(got, k)
+	}
+	want := []string{"byte_burst", "byte_rate", "conn_burst", "conn_rate", "flood_ban", "key_fetch_burst", "key_fetch_rate",
+		"login_ban", "login_failure_window", "login_failures", "message_burst", "message_rate", "register_burst", "register_rate"}
+	if slices.Sort(got); !slices.Equal(got, want) {
+		t.Errorf("JSON keys %v, want %v", got, want)
+	}
+	if m["login_ban"] != "15m0s" || m["message_burst"] != 60.0 {
+		t.Errorf("JSON values: %s", b)
+	}
+	var back Limits
+	back.MessageBurst = 9 // a key left out keeps its value
+	if err := json.Unmarshal([]byte(`{"message_rate": 0.5, "login_ban": "1h"}`), &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.MessageRate != 0.5 || back.LoginBan != Duration(time.Hour) || back.MessageBurst != 9 {
+		t.Errorf("decoded %+v", back)
+	}
+	for _, bad := range []string{`{"listen": ":1"}`, `{"nope": 1}`, `{"message_burst": "x"}`, `[]`} {
+		if err := json.Unmarshal([]byte(bad), &back); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
+	}
+}
+
+// TestConfigRoundTrip writes a configuration as --print-config does and
+// reads it back with the loader: every setting comes back as it was.
+func TestConfigRoundTrip(t *testing.T) {
+	c := Config{
+		Listen: "127.0.0.1:5000", AdminSelfSigned: true, Data: "/var/lib/secure chat",
+		MailboxTTL: Duration(36 * time.Hour), RegisterRate: 1.0 / 3, ByteRate: 1e15, ByteBurst: 1 << 40,
+		FloodBan: 7, AFKTimeout: Duration(90 * time.Second), Registration: RegistrationInvite, LogFormat: "json",
+	}.WithDefaults()
+	b, err := c.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	back, err := LoadConfig(file)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	for _, s := range Settings() {
+		if got, want := s.Text(&back), s.Text(&c); got != want || !s.v.equal(&back, &c) {
+			t.Errorf("%s: %q came back as %q", s.Key, want, got)
+		}
+	}
+	if err := back.Validate(); err != nil {
+		t.Error(err)
+	}
+	// The file lists every key once, in the table's order.
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		lines = append(lines, strings.SplitN(l, ":", 2)[0])
+	}
+	var keys []string
+	for _, s := range Settings() {
+		keys = append(keys, s.Key)
+	}
+	if !slices.Equal(lines, keys) {
+		t.Errorf("printed keys %v", lines)
+	}
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	for _, tc := range []struct{ file, err string }{
+		{"listen: \":1\"\nlisten_addr: x\n", `line 2: unknown setting "listen_addr"`},
+		{"message_rate: 1\nmessage_rate: 2\n", "line 2: message_rate is set twice"},
+		{"max_frame: lots\n", `line 1: max_frame: "lots" is not a valid value`},
+		{"login_ban: 5\n", `line 1: login_ban: "5" is not a valid value`},
+		{"admin_insecure: maybe\n", `admin_insecure: "maybe" is not a valid value`},
+		{"data: [a, b]\n", "data:"},
+		{"- listen\n", "not a list of settings"},
+	} {
+		file := filepath.Join(t.TempDir(), "c.yaml")
+		os.WriteFile(file, []byte(tc.file), 0o600)
+		_, err := LoadConfig(file)
+		if err == nil || !strings.Contains(err.Error(), tc.err) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%q: %v, want one line with %q", tc.file, err, tc.err)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(file, []byte("# nothing set\nmessage_burst:\n"), 0o600)
+	if c, err := LoadConfig(file); err != nil || c.MessageBurst != 0 {
+		t.Errorf("an empty value: %+v, %v", c.MessageBurst, err)
+	}
+}
+
+func TestConfigValidateBounds(t *testing.T) {
+	for name, c := range map[string]Config{
+		"negative rate":    {MessageRate: -1},
+		"NaN rate":         {ConnRate: math.NaN()},
+		"small frame":      {MaxFrame: 1000},
+		"short mailbox":    {MailboxTTL: Duration(time.Millisecond)},
+		"negative ban":     {LoginBan: Duration(-time.Minute)},
+		"tiny byte burst":  {ByteBurst: transport.MaxPayload - 1},
+		"registration":     {Registration: "sometimes"},
+		"log level":        {LogLevel: "loud"},
+		"listen":           {Listen: "4433"},
+		"cert without key": {AdminCert: "a.pem"},
+	} {
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	// What the load bench and the soak test give.
+	lifted := Config{MessageRate: 1e9, MessageBurst: 1e9, ByteRate: 1e15, ByteBurst: 1e15, ConnRate: 1e6, ConnBurst: 1e6,
+		RegisterRate: 1e6, RegisterBurst: 1e6, KeyFetchRate: 1e6, KeyFetchBurst: 1e6}
+	if err := lifted.Validate(); err != nil {
+		t.Errorf("lifted limits: %v", err)
+	}
+	if err := lifted.WithDefaults().limits().Validate(); err != nil {
+		t.Errorf("lifted limits, live: %v", err)
+	}
+}
+
+func TestLimitsSetAndDiff(t *testing.T) {
+	a := Config{}.WithDefaults().limits()
+	b := a
+	if err := b.Set("message_burst", " 1 "); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Set("login_ban", "1h"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Set("listen", ":1"); err == nil || !strings.Contains(err.Error(), `unknown setting "listen"`) {
+		t.Errorf("a setting that is not live: %v", err)
+	}
+	if err := b.Set("message_rate", "fast"); err == nil {
+		t.Error("a bad number was taken")
+	}
+	if got := strings.Join(diffLimits(a, b), ", "); got != "message_burst 60→1, login_ban 15m0s→1h0m0s" {
+		t.Errorf("diff %q", got)
+	}
+	if got := b.Get("message_burst"); got != "1" {
+		t.Errorf("Get %q", got)
+	}
+}

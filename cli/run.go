@@ -1,0 +1,65 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/securechat/securechat/internal/usage"
+)
+
+const help = `usage: securechat COMMAND [flags]
+
+commands:
+  serve      run the server
+  chat       the terminal client
+  register   create an account with this home as its first device
+  login      add this home as a device of an existing account
+  send       send a message
+  recv       print received messages
+  fingerprint [NAME]  your fingerprint, or the safety number with NAME
+  trust NAME          accept NAME's changed identity key
+  admin      operate a running server: ban, unban, bans, kick, mute, invite,
+             broadcast, users, stats, backup ...; admin run FILE runs a script
+  version    print the version
+
+Run securechat COMMAND -h for a command's flags.
+`
+
+// Run is the securechat command (docs/design.md §7): args are its
+// arguments after the program name, version what `securechat version`
+// prints. A usage error (usage.Is) means exit status 2, another error 1.
+func Run(ctx context.Context, args []string, env Env, version string) error {
+	if len(args) == 0 {
+		io.WriteString(env.Stderr, help)
+		return usage.Errorf("no command given")
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return Serve(ctx, args, env, version)
+	case "chat":
+		return Chat(ctx, args, env)
+	case "register":
+		return Register(ctx, args, env, false)
+	case "login":
+		return Register(ctx, args, env, true)
+	case "send":
+		return Send(ctx, args, env)
+	case "recv":
+		return Recv(ctx, args, env)
+	case "fingerprint":
+		return Fingerprint(ctx, args, env)
+	case "trust":
+		return Trust(ctx, args, env)
+	case "admin":
+		return Admin(ctx, args, env)
+	case "version", "--version":
+		fmt.Fprintln(env.Stdout, "securechat", version)
+		return nil
+	case "help", "-h", "--help":
+		io.WriteString(env.Stdout, help)
+		return nil
+	}
+	return usage.Errorf("unknown command %q (run securechat help)", cmd)
+}

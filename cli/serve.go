@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+
+	"github.com/securechat/securechat/admin"
+	"github.com/securechat/securechat/appliance"
+	"github.com/securechat/securechat/internal/usage"
+)
+
+// Serve is `securechat serve` (docs/design.md §7): it serves until ctx
+// ends. Its flags are the settings table's (appliance.Settings): a flag
+// that is given wins over the --config file, and what neither sets takes
+// its default.
+//
+// appliance cannot import admin (admin imports appliance), so Serve hands
+// it the admin handler's factory, and the same factory starts the stdin
+// console: appliance calls it once, when the server is up, with the
+// *appliance.Server the console needs. The console runs only when stdin is
+// a terminal in the foreground (consoleTerminal); its shutdown cancels
+// Serve's context, which stops the server gracefully, as SIGTERM does.
+func Serve(ctx context.Context, args []string, env Env, version string) error {
+	cfg, done, err := serveConfig(args, env)
+	if err != nil || done {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var console sync.Once
+	cfg.AdminHandler = func(s *appliance.Server, token string, log *slog.Logger) http.Handler {
+		if f, ok := env.Stdin.(*os.File); ok && consoleTerminal(f) {
+			console.Do(func() {
+				go func() {
+					if err := admin.NewInterpreter(s, env.Stdout, cancel).Console(ctx, f); err != nil {
+						log.Warn("console ended; the server keeps running", "err", err)
+					}
+				}()
+			})
+		}
+		return admin.NewHandler(s, admin.Options{Token: token, Version: version, Log: log})
+	}
+	cfg.Out = env.Stdout
+	cfg.Logger = cfg.NewLogger(env.Stderr)
+	srv, err := appliance.New(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "securechat server listening on %s (QUIC over UDP)\n", srv.Addr())
+	fmt.Fprintf(env.Stdout, "server key fingerprint: %s\n", srv.Fingerprint())
+	fmt.Fprintf(env.Stdout, "data directory: %s\n", cfg.Data)
+	return srv.Serve(ctx)
+}
+
+// serveConfig reads serve's flags and --config file into the validated
+// configuration, defaults applied. done: --check-config or --print-config
+// did all there was to do.
+func serveConfig(args []string, env Env) (cfg appliance.Config, done bool, err error) {
+	fs := usage.NewFlagSet("serve", env.Stderr)
+	configPath := fs.String("config", "", "YAML configuration `file`")
+	var flags appliance.Config
+	settingFlags(fs, &flags)
+	printConfig := fs.Bool("print-config", false, "print the effective configuration as YAML and exit")
+	checkConfig := fs.Bool("check-config", false, "validate the configuration and exit")
+	if err := fs.Parse(args); err != nil {
+		return cfg, false, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, false, usage.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	if *configPath != "" {
+		if cfg, err = appliance.LoadConfig(*configPath); err != nil {
+			return cfg, false, err
+		}
+	}
+	for _, s := range appliance.Settings() {
+		if fs.Set(s.Flag) {
+			s.Copy(&cfg, &flags)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, false, fmt.Errorf("config: %w", err)
+	}
+	cfg = cfg.WithDefaults()
+	switch {
+	case *checkConfig:
+		fmt.Fprintln(env.Stdout, "configuration ok")
+		return cfg, true, nil
+	case *printConfig:
+		b, err := cfg.YAML()
+		if err == nil {
+			_, err = env.Stdout.Write(b)
+		}
+		return cfg, true, err
+	}
+	return cfg, false, nil
+}
+
+// settingFlags defines a flag of fs for each setting of the table, parsed
+// into flags. They have zero defaults, so that -h shows the default the
+// table gives (Setting.Usage), not the flag package's.
+func settingFlags(fs *usage.FlagSet, flags *appliance.Config) {
+	for _, s := range appliance.Settings() {
+		switch p := s.Field(flags).(type) {
+		case *string:
+			fs.StringVar(p, s.Flag, "", s.Usage())
+		case *int:
+			fs.IntVar(p, s.Flag, 0, s.Usage())
+		case *float64:
+			fs.Float64Var(p, s.Flag, 0, s.Usage())
+		case *bool:
+			fs.BoolVar(p, s.Flag, false, s.Usage())
+		case *appliance.Duration:
+			fs.Var(p, s.Flag, s.Usage())
+		default:
+			panic(fmt.Sprintf("setting %s: no flag for a %T", s.Key, p))
+		}
+	}
+}

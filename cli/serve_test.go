@@ -1,0 +1,92 @@
+package cli
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/securechat/securechat/appliance"
+	"github.com/securechat/securechat/internal/usage"
+)
+
+// TestServeFlags: every setting of the table is a flag of serve, with the
+// table's help and default.
+func TestServeFlags(t *testing.T) {
+	fs := usage.NewFlagSet("serve", io.Discard)
+	var flags appliance.Config
+	settingFlags(fs, &flags)
+	for _, s := range appliance.Settings() {
+		f := fs.Lookup(s.Flag)
+		if f == nil {
+			t.Errorf("setting %s: no flag --%s", s.Key, s.Flag)
+			continue
+		}
+		if f.Usage != s.Usage() {
+			t.Errorf("--%s: help %q", s.Flag, f.Usage)
+		}
+		if d := s.Default(); d != "" && !strings.Contains(f.Usage, "(default "+d+")") {
+			t.Errorf("--%s: the help does not show the default %s", s.Flag, d)
+		}
+	}
+}
+
+// TestPrintConfigRoundTrip runs serve --print-config on a file and flags,
+// and reads what it printed back with the loader: the same configuration,
+// flags winning over the file.
+func TestPrintConfigRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "securechat.yaml")
+	os.WriteFile(file, []byte("listen: \"127.0.0.1:5000\"\nmessage_rate: 3\nregistration: invite\n"), 0o600)
+	var out, errOut bytes.Buffer
+	env := Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }}
+	args := []string{"--config", file, "--print-config", "--data", dir, "--message-rate", "0.25",
+		"--login-ban", "2h", "--admin-self-signed", "--byte-burst", "1000000000000000"}
+	cfg, done, err := serveConfig(args, env)
+	if err != nil || !done {
+		t.Fatalf("serve %v: %v %v (%s)", args, done, err, errOut.String())
+	}
+	printed := filepath.Join(dir, "printed.yaml")
+	os.WriteFile(printed, out.Bytes(), 0o600)
+	back, err := appliance.LoadConfig(printed)
+	if err != nil {
+		t.Fatalf("loading what --print-config printed: %v\n%s", err, out.String())
+	}
+	want := map[string]string{"listen": "127.0.0.1:5000", "message_rate": "0.25", "registration": "invite", "data": dir,
+		"login_ban": "2h0m0s", "admin_self_signed": "true", "byte_burst": "1000000000000000", "message_burst": "60"}
+	for _, s := range appliance.Settings() {
+		if got := s.Text(&back); got != s.Text(&cfg) {
+			t.Errorf("%s: printed %q, loaded back %q", s.Key, s.Text(&cfg), got)
+		}
+		if w, ok := want[s.Key]; ok && s.Text(&back) != w {
+			t.Errorf("%s = %q, want %q", s.Key, s.Text(&back), w)
+		}
+	}
+	// What it printed is a configuration serve takes as it is.
+	out.Reset()
+	if _, done, err := serveConfig([]string{"--config", printed, "--check-config"}, env); err != nil || !done || out.String() != "configuration ok\n" {
+		t.Errorf("--check-config on the printed file: %v %q", err, out.String())
+	}
+}
+
+func TestServeConfigErrors(t *testing.T) {
+	env := Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" }}
+	for _, tc := range []struct {
+		args  []string
+		err   string
+		usage bool
+	}{
+		{[]string{"--mailbox-ttl", "soon"}, "not a duration", true},
+		{[]string{"--max-frame", "x"}, "-max-frame", true},
+		{[]string{"extra"}, "unexpected argument", true},
+		{[]string{"--max-frame", "5", "--check-config"}, "max_frame: must be between 65536 and 67108864", false},
+		{[]string{"--config", "/nonexistent/securechat.yaml"}, "config:", false},
+	} {
+		_, _, err := serveConfig(tc.args, env)
+		if err == nil || !strings.Contains(err.Error(), tc.err) || usage.Is(err) != tc.usage {
+			t.Errorf("%v: %v, want %q (usage error %v)", tc.args, err, tc.err, tc.usage)
+		}
+	}
+}
