@@ -17,32 +17,34 @@ import (
 	"github.com/securechat/securechat/appliance"
 )
 
-// Server is what the API needs of the appliance.
+// Server is what the API needs of the appliance: the running
+// *appliance.Server in-process, or a Remote over the admin API. Every call
+// takes the context of the request or command it serves.
 type Server interface {
 	Ban(ctx context.Context, target, reason string, d time.Duration) (appliance.Ban, error)
 	Unban(ctx context.Context, target string) error
-	Bans() []appliance.Ban
-	Kick(user string) (int, error)
+	Bans(ctx context.Context) ([]appliance.Ban, error)
+	Kick(ctx context.Context, user string) (int, error)
 	// Mute stops user from sending for d (0: until unmuted).
 	Mute(ctx context.Context, user string, d time.Duration) error
 	Unmute(ctx context.Context, user string) error
 	// CreateInvite makes an invite code good for uses registrations until
 	// it expires (d 0: never).
 	CreateInvite(ctx context.Context, uses int, d time.Duration) (appliance.Invite, error)
-	Invites() ([]appliance.Invite, error)
+	Invites(ctx context.Context) ([]appliance.Invite, error)
 	RevokeInvite(ctx context.Context, code string) error
 	// Broadcast stores a notice signed by the server key for every
 	// account; it returns how many accounts it was queued for.
 	Broadcast(ctx context.Context, text string) (int, error)
-	Users() ([]appliance.UserInfo, error)
+	Users(ctx context.Context) ([]appliance.UserInfo, error)
 	// DeleteUser removes an account and its data.
 	DeleteUser(ctx context.Context, user string) error
-	Snapshot() appliance.StatsSnapshot
-	Backup(w io.Writer) (int64, error)
+	Snapshot(ctx context.Context) (appliance.StatsSnapshot, error)
+	Backup(ctx context.Context, w io.Writer) (int64, error)
 	// Events returns up to n recent events, newest first.
-	Events(n int) []appliance.Event
+	Events(ctx context.Context, n int) ([]appliance.Event, error)
 	// Limits and SetLimits read and change the rate limits live.
-	Limits() appliance.Limits
+	Limits(ctx context.Context) (appliance.Limits, error)
 	SetLimits(ctx context.Context, l appliance.Limits) error
 	// SetAdminPassword sets the web admin's password; "" removes it.
 	SetAdminPassword(ctx context.Context, password string) error
@@ -126,11 +128,16 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 }
 
 func (a *api) stats(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, a.srv.Snapshot())
+	snap, err := a.srv.Snapshot(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, snap)
 }
 
 func (a *api) users(w http.ResponseWriter, r *http.Request) {
-	users, err := a.srv.Users()
+	users, err := a.srv.Users(r.Context())
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
@@ -142,7 +149,11 @@ func (a *api) users(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) bans(w http.ResponseWriter, r *http.Request) {
-	bans := a.srv.Bans()
+	bans, err := a.srv.Bans(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
 	if bans == nil {
 		bans = []appliance.Ban{}
 	}
@@ -197,7 +208,7 @@ func (a *api) kick(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	n, err := a.srv.Kick(req.User)
+	n, err := a.srv.Kick(r.Context(), req.User)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -210,7 +221,7 @@ func (a *api) kick(w http.ResponseWriter, r *http.Request) {
 func (a *api) backup(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", `attachment; filename="securechat-backup.db"`)
-	n, err := a.srv.Backup(w)
+	n, err := a.srv.Backup(r.Context(), w)
 	if err != nil {
 		a.log.Error("admin API: backup failed", "err", err, "written", n)
 		if n == 0 {
@@ -249,7 +260,7 @@ func (a *api) unmute(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) invites(w http.ResponseWriter, r *http.Request) {
-	list, err := a.srv.Invites()
+	list, err := a.srv.Invites(r.Context())
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
@@ -315,7 +326,11 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	events := a.srv.Events(n)
+	events, err := a.srv.Events(r.Context(), n)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
 	if events == nil {
 		events = []appliance.Event{}
 	}
@@ -323,13 +338,22 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) limits(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, a.srv.Limits())
+	l, err := a.srv.Limits(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, l)
 }
 
 // setLimits takes the whole Limits object; fields left out keep their
 // values.
 func (a *api) setLimits(w http.ResponseWriter, r *http.Request) {
-	l := a.srv.Limits()
+	l, err := a.srv.Limits(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
 	if !decode(w, r, &l) {
 		return
 	}
@@ -337,5 +361,5 @@ func (a *api) setLimits(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, a.srv.Limits())
+	a.limits(w, r)
 }

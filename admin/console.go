@@ -290,8 +290,8 @@ func parse(args []string) (action, error) {
 		}, err
 	case "kick":
 		user, err := one(args, "kick USER")
-		return func(_ context.Context, in *Interpreter) error {
-			n, err := in.srv.Kick(user)
+		return func(ctx context.Context, in *Interpreter) error {
+			n, err := in.srv.Kick(ctx, user)
 			if err != nil {
 				return err
 			}
@@ -349,17 +349,17 @@ func parse(args []string) (action, error) {
 			}
 			n = v
 		}
-		return func(_ context.Context, in *Interpreter) error {
-			events := in.srv.Events(n)
-			if err := in.readErr(); err != nil {
+		return func(ctx context.Context, in *Interpreter) error {
+			events, err := in.srv.Events(ctx, n)
+			if err != nil {
 				return err
 			}
 			return writeEvents(in.out, events)
 		}, nil
 	case "limits":
-		return noArgs(name, args, func(_ context.Context, in *Interpreter) error {
-			l := in.srv.Limits()
-			if err := in.readErr(); err != nil {
+		return noArgs(name, args, func(ctx context.Context, in *Interpreter) error {
+			l, err := in.srv.Limits(ctx)
+			if err != nil {
 				return err
 			}
 			return writeLimits(in.out, l)
@@ -374,8 +374,8 @@ func parse(args []string) (action, error) {
 			return nil, usage.Errorf("limit: %v", err)
 		}
 		return func(ctx context.Context, in *Interpreter) error {
-			l := in.srv.Limits()
-			if err := in.readErr(); err != nil {
+			l, err := in.srv.Limits(ctx)
+			if err != nil {
 				return err
 			}
 			if err := l.Set(key, value); err != nil {
@@ -392,7 +392,7 @@ func parse(args []string) (action, error) {
 		return nil, usage.Errorf("passwd is not a console command: run securechat admin --data DIR passwd, which asks for it without echo")
 	case "backup":
 		file, err := one(args, "backup FILE")
-		return func(_ context.Context, in *Interpreter) error { return in.backup(file) }, err
+		return func(ctx context.Context, in *Interpreter) error { return in.backup(ctx, file) }, err
 	}
 	return nil, usage.Errorf("unknown command %q (help lists the commands)", name)
 }
@@ -598,43 +598,32 @@ func (in *Interpreter) printf(format string, args ...any) error {
 	return err
 }
 
-// fallible is a Server whose context-free reads can fail (Remote): the
-// interface has no room for the error, so it is kept for Err.
-type fallible interface{ Err() error }
-
-func (in *Interpreter) readErr() error {
-	if f, ok := in.srv.(fallible); ok {
-		return f.Err()
-	}
-	return nil
-}
-
-func cmdStats(_ context.Context, in *Interpreter) error {
-	s := in.srv.Snapshot()
-	if err := in.readErr(); err != nil {
+func cmdStats(ctx context.Context, in *Interpreter) error {
+	s, err := in.srv.Snapshot(ctx)
+	if err != nil {
 		return err
 	}
 	return writeStats(in.out, s)
 }
 
-func cmdUsers(_ context.Context, in *Interpreter) error {
-	users, err := in.srv.Users()
+func cmdUsers(ctx context.Context, in *Interpreter) error {
+	users, err := in.srv.Users(ctx)
 	if err != nil {
 		return err
 	}
 	return writeUsers(in.out, users)
 }
 
-func cmdBans(_ context.Context, in *Interpreter) error {
-	bans := in.srv.Bans()
-	if err := in.readErr(); err != nil {
+func cmdBans(ctx context.Context, in *Interpreter) error {
+	bans, err := in.srv.Bans(ctx)
+	if err != nil {
 		return err
 	}
 	return writeBans(in.out, bans)
 }
 
-func cmdInvites(_ context.Context, in *Interpreter) error {
-	invites, err := in.srv.Invites()
+func cmdInvites(ctx context.Context, in *Interpreter) error {
+	invites, err := in.srv.Invites(ctx)
 	if err != nil {
 		return err
 	}
@@ -652,13 +641,13 @@ func cmdShutdown(_ context.Context, in *Interpreter) error {
 
 // backup writes a hot copy of the store to file, atomically: into a
 // temporary file beside it, synced, then renamed.
-func (in *Interpreter) backup(file string) error {
+func (in *Interpreter) backup(ctx context.Context, file string) error {
 	f, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*.partial")
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
 	tmp := f.Name()
-	n, err := in.srv.Backup(f)
+	n, err := in.srv.Backup(ctx, f)
 	if err == nil {
 		err = f.Sync()
 	}

@@ -19,8 +19,10 @@ import (
 )
 
 // recServer is a Server that records each call as one line, with its
-// arguments, and fails the calls whose first argument is "fail".
+// arguments, and fails the calls whose first argument is "fail", or every
+// call while failAll is set.
 type recServer struct {
+	failAll  bool
 	calls    []string
 	now      time.Time
 	limits   appliance.Limits
@@ -33,7 +35,7 @@ var errFake = errors.New("fake failure")
 func (f *recServer) rec(format string, args ...any) error {
 	c := fmt.Sprintf(format, args...)
 	f.calls = append(f.calls, c)
-	if strings.Contains(c, "(fail") {
+	if f.failAll || strings.Contains(c, "(fail") {
 		return errFake
 	}
 	return nil
@@ -48,11 +50,12 @@ func (f *recServer) Ban(_ context.Context, target, reason string, d time.Duratio
 	return b, err
 }
 func (f *recServer) Unban(_ context.Context, target string) error { return f.rec("Unban(%s)", target) }
-func (f *recServer) Bans() []appliance.Ban {
-	f.rec("Bans()")
-	return []appliance.Ban{{Target: "10.0.0.0/8", Reason: "noisy net", Created: f.now}, {Target: "user:eve", Reason: "spam", Created: f.now, Expires: f.now.Add(time.Hour)}}
+func (f *recServer) Bans(context.Context) ([]appliance.Ban, error) {
+	return []appliance.Ban{{Target: "10.0.0.0/8", Reason: "noisy net", Created: f.now}, {Target: "user:eve", Reason: "spam", Created: f.now, Expires: f.now.Add(time.Hour)}}, f.rec("Bans()")
 }
-func (f *recServer) Kick(user string) (int, error) { return 2, f.rec("Kick(%s)", user) }
+func (f *recServer) Kick(_ context.Context, user string) (int, error) {
+	return 2, f.rec("Kick(%s)", user)
+}
 func (f *recServer) DeleteUser(_ context.Context, user string) error {
 	return f.rec("DeleteUser(%s)", user)
 }
@@ -67,7 +70,7 @@ func (f *recServer) CreateInvite(_ context.Context, uses int, d time.Duration) (
 	}
 	return inv, f.rec("CreateInvite(%d, %v)", uses, d)
 }
-func (f *recServer) Invites() ([]appliance.Invite, error) {
+func (f *recServer) Invites(context.Context) ([]appliance.Invite, error) {
 	return []appliance.Invite{{Code: "abcdefghijklmnop", Uses: 3, Created: f.now}}, f.rec("Invites()")
 }
 func (f *recServer) RevokeInvite(_ context.Context, code string) error {
@@ -76,29 +79,26 @@ func (f *recServer) RevokeInvite(_ context.Context, code string) error {
 func (f *recServer) Broadcast(_ context.Context, text string) (int, error) {
 	return 7, f.rec("Broadcast(%q)", text)
 }
-func (f *recServer) Users() ([]appliance.UserInfo, error) {
+func (f *recServer) Users(context.Context) ([]appliance.UserInfo, error) {
 	return []appliance.UserInfo{
 		{Name: "alice", Devices: 2, Online: 1, LastSeen: f.now},
 		{Name: "bob", Devices: 1},
 	}, f.rec("Users()")
 }
-func (f *recServer) Snapshot() appliance.StatsSnapshot {
-	f.rec("Snapshot()")
-	return appliance.StatsSnapshot{Uptime: "1h0m0s", Connections: 3, Refused: 4, Fingerprint: "fp"}
+func (f *recServer) Snapshot(context.Context) (appliance.StatsSnapshot, error) {
+	return appliance.StatsSnapshot{Uptime: "1h0m0s", Connections: 3, Refused: 4, Fingerprint: "fp"}, f.rec("Snapshot()")
 }
-func (f *recServer) Backup(w io.Writer) (int64, error) {
+func (f *recServer) Backup(_ context.Context, w io.Writer) (int64, error) {
 	f.rec("Backup()")
 	n, err := w.Write([]byte("the store"))
 	return int64(n), err
 }
 
-func (f *recServer) Events(n int) []appliance.Event {
-	f.rec("Events(%d)", n)
-	return []appliance.Event{{Time: f.now, Kind: chat.EventBan, Subject: "10.0.0.1", Detail: "spam", Count: 1}}
+func (f *recServer) Events(_ context.Context, n int) ([]appliance.Event, error) {
+	return []appliance.Event{{Time: f.now, Kind: chat.EventBan, Subject: "10.0.0.1", Detail: "spam", Count: 1}}, f.rec("Events(%d)", n)
 }
-func (f *recServer) Limits() appliance.Limits {
-	f.rec("Limits()")
-	return f.limits
+func (f *recServer) Limits(context.Context) (appliance.Limits, error) {
+	return f.limits, f.rec("Limits()")
 }
 func (f *recServer) SetLimits(_ context.Context, l appliance.Limits) error {
 	if err := f.rec("SetLimits(%d)", l.MessageBurst); err != nil {
@@ -113,11 +113,10 @@ func (f *recServer) SetLimits(_ context.Context, l appliance.Limits) error {
 func (f *recServer) SetAdminPassword(_ context.Context, pw string) error {
 	return f.rec("SetAdminPassword(%s)", pw)
 }
-func (f *recServer) CheckAdminPassword(pw string) bool {
-	f.rec("CheckAdminPassword()")
-	return pw != "" && pw == f.password
+func (f *recServer) CheckAdminPassword(_ context.Context, pw string) (bool, error) {
+	return pw != "" && pw == f.password, f.rec("CheckAdminPassword()")
 }
-func (f *recServer) RecordEvent(kind chat.EventKind, subject, detail string) {
+func (f *recServer) RecordEvent(_ context.Context, kind chat.EventKind, subject, detail string) {
 	f.events = append(f.events, appliance.Event{Kind: kind, Subject: subject, Detail: detail})
 }
 

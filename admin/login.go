@@ -184,7 +184,7 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 	if delay := res.DelayFrom(now); !res.OK() || delay > 0 {
 		res.CancelAt(now)
 		h.log.Warn("admin login refused: too many failed logins", "remote", ip)
-		h.srv.RecordEvent(chat.EventAdminLoginFailed, ip, "too many attempts, refused")
+		h.srv.RecordEvent(r.Context(), chat.EventAdminLoginFailed, ip, "too many attempts, refused")
 		w.Header().Set("Retry-After", strconv.Itoa(int(delay.Seconds())+1))
 		h.renderLogin(w, r, http.StatusTooManyRequests, next, fmt.Sprintf("Too many failed logins from your address. Try again in %d seconds.", int(delay.Seconds())+1))
 		return
@@ -194,20 +194,29 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 	case secret == "":
 	case h.tokenOK(secret):
 		how = "with the admin token"
-	case h.srv.CheckAdminPassword(secret):
-		how = "with the admin password"
+	default:
+		ok, err := h.srv.CheckAdminPassword(r.Context(), secret)
+		if err != nil {
+			res.CancelAt(now) // not the client's failure
+			h.log.Error("admin login: checking the password failed", "remote", ip, "err", err)
+			h.renderLogin(w, r, http.StatusInternalServerError, next, "The admin password could not be checked; see the server's log.")
+			return
+		}
+		if ok {
+			how = "with the admin password"
+		}
 	}
 	if how == "" {
 		// fail2ban can match this line, as the QUIC listener's.
 		h.log.Warn("admin login failed", "remote", ip)
-		h.srv.RecordEvent(chat.EventAdminLoginFailed, ip, "wrong token or password")
+		h.srv.RecordEvent(r.Context(), chat.EventAdminLoginFailed, ip, "wrong token or password")
 		h.renderLogin(w, r, http.StatusUnauthorized, next, "Wrong admin token or password.")
 		return
 	}
 	res.CancelAt(now)
 	h.newSession(w, r)
 	h.log.Info("admin login", "remote", ip, "how", how)
-	h.srv.RecordEvent(chat.EventAdminLogin, ip, how)
+	h.srv.RecordEvent(r.Context(), chat.EventAdminLogin, ip, how)
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 

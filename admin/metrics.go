@@ -13,12 +13,21 @@ import (
 // Metrics exposes the server's counters to Prometheus (docs/design.md §5), read at
 // scrape time from the same snapshot the stats API returns, plus the Go
 // runtime and process collectors. It is served at /metrics behind the admin
-// token like every other route.
+// token like every other route. The snapshot is taken with the scrape's
+// request context, before the collectors run (a Collect has no context).
 func metricsHandler(srv Server) http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(&snapshotCollector{srv: srv})
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	runtime := prometheus.NewRegistry()
+	runtime.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		snap, err := srv.Snapshot(r.Context())
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		counters := prometheus.NewRegistry()
+		counters.MustRegister(snapshotCollector{snap})
+		promhttp.HandlerFor(prometheus.Gatherers{runtime, counters}, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+	})
 }
 
 type metric struct {
@@ -47,18 +56,17 @@ var metrics = []metric{
 	{desc("store_bytes", "Size of the store file."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.StoreBytes) }},
 }
 
-// snapshotCollector turns the server's snapshot into metrics.
-type snapshotCollector struct{ srv Server }
+// snapshotCollector turns one snapshot into metrics.
+type snapshotCollector struct{ s appliance.StatsSnapshot }
 
-func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range metrics {
 		ch <- m.desc
 	}
 }
 
-func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.srv.Snapshot()
+func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range metrics {
-		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(s))
+		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(c.s))
 	}
 }

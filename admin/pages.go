@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -112,7 +113,7 @@ func (h *handler) renderWith(w http.ResponseWriter, r *http.Request, status int,
 	if f == nil {
 		f = h.takeFlash(s)
 	}
-	d := pageData{Title: title, Page: page, Flash: f, Version: h.version, Data: data, Key: h.fingerprint()}
+	d := pageData{Title: title, Page: page, Flash: f, Version: h.version, Data: data, Key: h.fingerprint(r.Context())}
 	if s != nil {
 		d.LoggedIn, d.CSRF = true, s.csrf
 	}
@@ -164,7 +165,11 @@ func durationOrEver(d time.Duration) string {
 }
 
 func (h *handler) dashboard(w http.ResponseWriter, r *http.Request) {
-	snap := h.srv.Snapshot()
+	snap, err := h.srv.Snapshot(r.Context())
+	if err != nil {
+		h.renderWith(w, r, http.StatusInternalServerError, "dashboard", "Dashboard", dashboardData{}, &flash{Error: true, Text: err.Error()})
+		return
+	}
 	h.render(w, r, http.StatusOK, "dashboard", "Dashboard", dashboardData{Stats: snap, Rate: h.series.observe(snap)})
 }
 
@@ -174,7 +179,11 @@ type dashboardData struct {
 }
 
 func (h *handler) seriesAPI(w http.ResponseWriter, r *http.Request) {
-	snap := h.srv.Snapshot()
+	snap, err := h.srv.Snapshot(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
 	h.series.observe(snap)
 	writeJSON(w, http.StatusOK, seriesBody{Stats: snap, Samples: h.series.list()})
 }
@@ -195,7 +204,7 @@ const maxUsersShown = 500
 
 func (h *handler) usersPage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query().Get("q")
-	all, err := h.srv.Users()
+	all, err := h.srv.Users(r.Context())
 	if err != nil {
 		h.renderWith(w, r, http.StatusInternalServerError, "users", "Users", usersData{Query: q}, &flash{Error: true, Text: err.Error()})
 		return
@@ -224,7 +233,7 @@ func usersBack(r *http.Request) string {
 
 func (h *handler) userKick(w http.ResponseWriter, r *http.Request) {
 	user := r.PostFormValue("user")
-	n, err := h.srv.Kick(user)
+	n, err := h.srv.Kick(r.Context(), user)
 	h.done(w, r, usersBack(r), err, "Disconnected %s (%d connections).", user, n)
 }
 
@@ -261,7 +270,12 @@ func (h *handler) userDelete(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) bansPage(w http.ResponseWriter, r *http.Request) {
-	h.render(w, r, http.StatusOK, "bans", "Bans", h.srv.Bans())
+	bans, err := h.srv.Bans(r.Context())
+	var f *flash
+	if err != nil {
+		f = &flash{Error: true, Text: err.Error()}
+	}
+	h.renderWith(w, r, http.StatusOK, "bans", "Bans", bans, f)
 }
 
 func (h *handler) banAdd(w http.ResponseWriter, r *http.Request) {
@@ -279,7 +293,7 @@ func (h *handler) banRemove(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) invitesPage(w http.ResponseWriter, r *http.Request) {
-	list, err := h.srv.Invites()
+	list, err := h.srv.Invites(r.Context())
 	var f *flash
 	if err != nil {
 		f = &flash{Error: true, Text: err.Error()}
@@ -330,7 +344,12 @@ type limitsData struct {
 }
 
 func (h *handler) limitsPage(w http.ResponseWriter, r *http.Request) {
-	fields := limitFields(h.srv.Limits())
+	l, err := h.srv.Limits(r.Context())
+	if err != nil {
+		h.renderWith(w, r, http.StatusInternalServerError, "limits", "Rate limits", limitsData{}, &flash{Error: true, Text: err.Error()})
+		return
+	}
+	fields := limitFields(l)
 	var y strings.Builder
 	for _, f := range fields {
 		fmt.Fprintf(&y, "%s: %s\n", f.Key, f.Value)
@@ -341,8 +360,11 @@ func (h *handler) limitsPage(w http.ResponseWriter, r *http.Request) {
 // limitsSet reads every field of the limits form; a field left out keeps
 // its value.
 func (h *handler) limitsSet(w http.ResponseWriter, r *http.Request) {
-	l := h.srv.Limits()
-	if err := parseLimitsForm(r, &l); err != nil {
+	l, err := h.srv.Limits(r.Context())
+	if err == nil {
+		err = parseLimitsForm(r, &l)
+	}
+	if err != nil {
 		h.done(w, r, "/limits", err, "")
 		return
 	}
@@ -380,8 +402,12 @@ type eventsData struct {
 func (h *handler) eventsPage(w http.ResponseWriter, r *http.Request) {
 	// An unknown kind filters everything out, as a kind nobody recorded does.
 	kind := chat.EventKind(r.URL.Query().Get("kind"))
-	all := h.srv.Events(500)
+	all, err := h.srv.Events(r.Context(), 500)
 	d := eventsData{Kind: kind}
+	if err != nil {
+		h.renderWith(w, r, http.StatusInternalServerError, "events", "Recent events", d, &flash{Error: true, Text: err.Error()})
+		return
+	}
 	seen := map[chat.EventKind]bool{}
 	for _, e := range all {
 		if !seen[e.Kind] {
@@ -397,8 +423,15 @@ func (h *handler) eventsPage(w http.ResponseWriter, r *http.Request) {
 }
 
 // fingerprint is the server key's fingerprint, read once: it never changes
-// while the server runs, and a Snapshot costs more than a page needs.
-func (h *handler) fingerprint() string {
-	h.keyOnce.Do(func() { h.key = h.srv.Snapshot().Fingerprint })
+// while the server runs, and a Snapshot costs more than a page needs. A
+// failed read is tried again on the next page.
+func (h *handler) fingerprint(ctx context.Context) string {
+	h.keyMu.Lock()
+	defer h.keyMu.Unlock()
+	if h.key == "" {
+		if snap, err := h.srv.Snapshot(ctx); err == nil {
+			h.key = snap.Fingerprint
+		}
+	}
 	return h.key
 }

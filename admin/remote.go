@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/securechat/securechat/appliance"
@@ -23,22 +22,11 @@ import (
 
 // Remote is a Server reached through the admin JSON API of a running
 // server, with the admin token as a bearer token: what `securechat admin`
-// drives the Interpreter with.
-//
-// Bans and Snapshot have no error in the Server interface; when their
-// request fails they return nothing and keep the error for Err, which the
-// Interpreter checks.
+// drives the Interpreter with. Each call's context bounds its request.
 type Remote struct {
-	// Context bounds the requests of the methods that take no context
-	// (Bans, Kick, Users, Snapshot, Invites, Backup). Nil: none.
-	Context context.Context
-
 	base  string
 	token string
 	http  *http.Client
-
-	mu  sync.Mutex // guards err
-	err error
 }
 
 // NewRemote returns a Remote for the admin API at baseURL
@@ -91,28 +79,6 @@ func (r *Remote) PinCertificate(pemCert []byte) error {
 	return nil
 }
 
-// Err returns and clears the error of the last failed Bans or Snapshot.
-func (r *Remote) Err() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	err := r.err
-	r.err = nil
-	return err
-}
-
-func (r *Remote) keep(err error) {
-	r.mu.Lock()
-	r.err = err
-	r.mu.Unlock()
-}
-
-func (r *Remote) ctx() context.Context {
-	if r.Context != nil {
-		return r.Context
-	}
-	return context.Background()
-}
-
 // durationText is a duration as the API reads it: "" for none.
 func durationText(d time.Duration) string {
 	if d <= 0 {
@@ -131,18 +97,15 @@ func (r *Remote) Unban(ctx context.Context, target string) error {
 	return r.do(ctx, http.MethodDelete, "/api/bans?target="+url.QueryEscape(target), nil, nil)
 }
 
-func (r *Remote) Bans() []appliance.Ban {
+func (r *Remote) Bans(ctx context.Context) ([]appliance.Ban, error) {
 	var bans []appliance.Ban
-	if err := r.do(r.ctx(), http.MethodGet, "/api/bans", nil, &bans); err != nil {
-		r.keep(err)
-		return nil
-	}
-	return bans
+	err := r.do(ctx, http.MethodGet, "/api/bans", nil, &bans)
+	return bans, err
 }
 
-func (r *Remote) Kick(user string) (int, error) {
+func (r *Remote) Kick(ctx context.Context, user string) (int, error) {
 	var res KickResult
-	err := r.do(r.ctx(), http.MethodPost, "/api/kick", KickRequest{User: user}, &res)
+	err := r.do(ctx, http.MethodPost, "/api/kick", KickRequest{User: user}, &res)
 	return res.Closed, err
 }
 
@@ -165,9 +128,9 @@ func (r *Remote) CreateInvite(ctx context.Context, uses int, d time.Duration) (a
 	return inv, err
 }
 
-func (r *Remote) Invites() ([]appliance.Invite, error) {
+func (r *Remote) Invites(ctx context.Context) ([]appliance.Invite, error) {
 	var invites []appliance.Invite
-	err := r.do(r.ctx(), http.MethodGet, "/api/invites", nil, &invites)
+	err := r.do(ctx, http.MethodGet, "/api/invites", nil, &invites)
 	return invites, err
 }
 
@@ -181,23 +144,21 @@ func (r *Remote) Broadcast(ctx context.Context, text string) (int, error) {
 	return res.Queued, err
 }
 
-func (r *Remote) Users() ([]appliance.UserInfo, error) {
+func (r *Remote) Users(ctx context.Context) ([]appliance.UserInfo, error) {
 	var users []appliance.UserInfo
-	err := r.do(r.ctx(), http.MethodGet, "/api/users", nil, &users)
+	err := r.do(ctx, http.MethodGet, "/api/users", nil, &users)
 	return users, err
 }
 
-func (r *Remote) Snapshot() appliance.StatsSnapshot {
+func (r *Remote) Snapshot(ctx context.Context) (appliance.StatsSnapshot, error) {
 	var s appliance.StatsSnapshot
-	if err := r.do(r.ctx(), http.MethodGet, "/api/stats", nil, &s); err != nil {
-		r.keep(err)
-	}
-	return s
+	err := r.do(ctx, http.MethodGet, "/api/stats", nil, &s)
+	return s, err
 }
 
 // Backup streams the server's hot backup into w.
-func (r *Remote) Backup(w io.Writer) (int64, error) {
-	resp, err := r.request(r.ctx(), http.MethodGet, "/api/backup", nil)
+func (r *Remote) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	resp, err := r.request(ctx, http.MethodGet, "/api/backup", nil)
 	if err != nil {
 		return 0, err
 	}
@@ -213,21 +174,17 @@ func (r *Remote) Backup(w io.Writer) (int64, error) {
 }
 
 // Events returns up to n recent events.
-func (r *Remote) Events(n int) []appliance.Event {
+func (r *Remote) Events(ctx context.Context, n int) ([]appliance.Event, error) {
 	var events []appliance.Event
-	if err := r.do(r.ctx(), http.MethodGet, fmt.Sprintf("/api/events?n=%d", n), nil, &events); err != nil {
-		r.keep(err)
-	}
-	return events
+	err := r.do(ctx, http.MethodGet, fmt.Sprintf("/api/events?n=%d", n), nil, &events)
+	return events, err
 }
 
 // Limits returns the rate limits in force.
-func (r *Remote) Limits() appliance.Limits {
+func (r *Remote) Limits(ctx context.Context) (appliance.Limits, error) {
 	var l appliance.Limits
-	if err := r.do(r.ctx(), http.MethodGet, "/api/limits", nil, &l); err != nil {
-		r.keep(err)
-	}
-	return l
+	err := r.do(ctx, http.MethodGet, "/api/limits", nil, &l)
+	return l, err
 }
 
 // SetLimits changes the rate limits of the running server.

@@ -53,12 +53,12 @@ func TestRemoteRoundTrip(t *testing.T) {
 	}
 	expect("Unban", "Unban(fe80::1/64)")
 
-	if bans := r.Bans(); len(bans) != 2 || bans[1].Target != "user:eve" || !bans[1].Expires.Equal(f.now.Add(time.Hour)) || r.Err() != nil {
-		t.Errorf("Bans: %+v", bans)
+	if bans, err := r.Bans(ctx); err != nil || len(bans) != 2 || bans[1].Target != "user:eve" || !bans[1].Expires.Equal(f.now.Add(time.Hour)) {
+		t.Errorf("Bans: %+v, %v", bans, err)
 	}
 	expect("Bans", "Bans()")
 
-	if n, err := r.Kick("bob"); n != 2 || err != nil {
+	if n, err := r.Kick(ctx, "bob"); n != 2 || err != nil {
 		t.Errorf("Kick: %d, %v", n, err)
 	}
 	expect("Kick", "Kick(bob)")
@@ -81,7 +81,7 @@ func TestRemoteRoundTrip(t *testing.T) {
 		t.Errorf("CreateInvite: %+v, %v", inv, err)
 	}
 	expect("CreateInvite", "CreateInvite(3, 24h0m0s)")
-	if list, err := r.Invites(); err != nil || len(list) != 1 || list[0].Uses != 3 {
+	if list, err := r.Invites(ctx); err != nil || len(list) != 1 || list[0].Uses != 3 {
 		t.Errorf("Invites: %+v, %v", list, err)
 	}
 	expect("Invites", "Invites()")
@@ -95,19 +95,19 @@ func TestRemoteRoundTrip(t *testing.T) {
 	}
 	expect("Broadcast", `Broadcast("back at 22:00 \"sharp\"")`)
 
-	users, err := r.Users()
+	users, err := r.Users(ctx)
 	if err != nil || len(users) != 2 || users[0].Name != "alice" || users[0].Online != 1 || !users[0].LastSeen.Equal(f.now) {
 		t.Errorf("Users: %+v, %v", users, err)
 	}
 	expect("Users", "Users()")
 
-	if s := r.Snapshot(); s.Refused != 4 || s.Fingerprint != "fp" || r.Err() != nil {
+	if s, err := r.Snapshot(ctx); err != nil || s.Refused != 4 || s.Fingerprint != "fp" {
 		t.Errorf("Snapshot: %+v", s)
 	}
 	expect("Snapshot", "Snapshot()")
 
 	var buf bytes.Buffer
-	if n, err := r.Backup(&buf); n != 9 || err != nil || buf.String() != "the store" {
+	if n, err := r.Backup(ctx, &buf); n != 9 || err != nil || buf.String() != "the store" {
 		t.Errorf("Backup: %d, %v, %q", n, err, buf.String())
 	}
 	expect("Backup", "Backup()")
@@ -116,7 +116,7 @@ func TestRemoteRoundTrip(t *testing.T) {
 // The server's {"error": ...} answer is the Go error's text.
 func TestRemoteServerError(t *testing.T) {
 	r, _, _ := newTestRemote(t)
-	if _, err := r.Kick("fail"); err == nil || err.Error() != errFake.Error() {
+	if _, err := r.Kick(context.Background(), "fail"); err == nil || err.Error() != errFake.Error() {
 		t.Errorf("Kick: %v, want %q", err, errFake)
 	}
 	if err := r.Unban(context.Background(), "fail"); err == nil || err.Error() != errFake.Error() {
@@ -130,17 +130,12 @@ func TestRemoteServerError(t *testing.T) {
 func TestRemoteWrongToken(t *testing.T) {
 	_, f, ts := newTestRemote(t)
 	r := NewRemote(ts.URL, "not the token")
-	if _, err := r.Kick("bob"); err == nil || !strings.Contains(err.Error(), "wrong admin token") {
+	ctx := context.Background()
+	if _, err := r.Kick(ctx, "bob"); err == nil || !strings.Contains(err.Error(), "wrong admin token") {
 		t.Errorf("Kick with a wrong token: %v", err)
 	}
-	if bans := r.Bans(); bans != nil {
-		t.Errorf("Bans with a wrong token: %v", bans)
-	}
-	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "wrong admin token") {
-		t.Errorf("Err after Bans: %v", err)
-	}
-	if err := r.Err(); err != nil {
-		t.Errorf("Err did not clear: %v", err)
+	if bans, err := r.Bans(ctx); bans != nil || err == nil || !strings.Contains(err.Error(), "wrong admin token") {
+		t.Errorf("Bans with a wrong token: %v, %v", bans, err)
 	}
 	// Through the interpreter, the failed read is the command's error.
 	var out bytes.Buffer
@@ -161,7 +156,7 @@ func TestRemoteUnreachable(t *testing.T) {
 	ts.Close()
 	r := NewRemote(url, testToken)
 	want := "cannot reach the admin API at " + url + ": is the server running?"
-	if _, err := r.Users(); err == nil || err.Error() != want {
+	if _, err := r.Users(context.Background()); err == nil || err.Error() != want {
 		t.Errorf("Users: %v, want %q", err, want)
 	}
 }
@@ -174,8 +169,7 @@ func TestRemoteContext(t *testing.T) {
 	r := NewRemote(ts.URL, testToken)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	r.Context = ctx
-	if _, err := r.Users(); err != context.DeadlineExceeded {
+	if _, err := r.Users(ctx); err != context.DeadlineExceeded {
 		t.Errorf("Users past the deadline: %v", err)
 	}
 }

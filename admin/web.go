@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"crypto/subtle"
 	"html/template"
 	"io/fs"
@@ -22,9 +23,9 @@ type WebServer interface {
 	Server
 	// CheckAdminPassword reports whether password is the admin password
 	// set with `securechat admin passwd`.
-	CheckAdminPassword(password string) bool
+	CheckAdminPassword(ctx context.Context, password string) (bool, error)
 	// RecordEvent adds to the recent events (admin logins).
-	RecordEvent(kind chat.EventKind, subject, detail string)
+	RecordEvent(ctx context.Context, kind chat.EventKind, subject, detail string)
 }
 
 // Options configure the admin handler.
@@ -176,8 +177,8 @@ type handler struct {
 	pages   map[string]*template.Template
 	static  http.Handler
 	series  *series
-	keyOnce sync.Once
-	key     string // the server key fingerprint, once read
+	keyMu   sync.Mutex // guards key
+	key     string     // the server key fingerprint, once read
 
 	mu       sync.Mutex // guards sessions and logins
 	sessions map[string]*webSession

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"io"
@@ -399,12 +400,12 @@ type hostileServer struct {
 	text string
 }
 
-func (h *hostileServer) Events(int) []appliance.Event {
-	return []appliance.Event{{Kind: chat.EventRegisterRefused, Subject: h.text, Detail: h.text, Count: 1}}
+func (h *hostileServer) Events(context.Context, int) ([]appliance.Event, error) {
+	return []appliance.Event{{Kind: chat.EventRegisterRefused, Subject: h.text, Detail: h.text, Count: 1}}, nil
 }
 
-func (h *hostileServer) Bans() []appliance.Ban {
-	return []appliance.Ban{{Target: "10.0.0.1", Reason: h.text}}
+func (h *hostileServer) Bans(context.Context) ([]appliance.Ban, error) {
+	return []appliance.Ban{{Target: "10.0.0.1", Reason: h.text}}, nil
 }
 
 func TestLimitsForm(t *testing.T) {
@@ -500,5 +501,25 @@ func TestUserActionKeepsSearch(t *testing.T) {
 		if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != want {
 			t.Errorf("q %q: %d to %q, want %q", q, rec.Code, rec.Header().Get("Location"), want)
 		}
+	}
+}
+
+// TestFailedReads: a read of the server that fails is an error answer or
+// a page showing the error, never an empty table that looks complete.
+func TestFailedReads(t *testing.T) {
+	w := newWebFixture(t)
+	w.f.failAll = true
+	for _, path := range []string{"/api/stats", "/api/series", "/api/bans", "/api/users", "/api/invites", "/api/events", "/api/limits", "/metrics",
+		"/", "/users", "/bans", "/invites", "/limits", "/events"} {
+		req := httptest.NewRequest("GET", path, nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		rec := w.do(req)
+		if !strings.Contains(rec.Body.String(), errFake.Error()) || (isAPI(path) && rec.Code != http.StatusInternalServerError) {
+			t.Errorf("GET %s with the server failing: %d %.200s", path, rec.Code, rec.Body)
+		}
+	}
+	rec := w.do(form("POST", "/login", url.Values{"secret": {"correct horse battery"}}))
+	if rec.Code != http.StatusInternalServerError || len(rec.Result().Cookies()) != 0 || !strings.Contains(rec.Body.String(), "could not be checked") {
+		t.Errorf("login while the password cannot be read: %d %v", rec.Code, rec.Result().Cookies())
 	}
 }

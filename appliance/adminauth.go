@@ -63,12 +63,14 @@ const MinAdminPassword = 12
 
 // CheckAdminPassword reports whether password is the admin password. It
 // costs one argon2id hash whether or not a password is set.
-func (s *Server) CheckAdminPassword(password string) bool {
+func (s *Server) CheckAdminPassword(ctx context.Context, password string) (bool, error) {
 	var phc string
-	s.store.db.View(func(tx *bolt.Tx) error {
+	if err := s.store.db.View(func(tx *bolt.Tx) error {
 		phc = string(tx.Bucket(bucketMeta).Get(keyAdminPassword))
 		return nil
-	})
+	}); err != nil {
+		return false, err
+	}
 	set := phc != ""
 	if !set {
 		phc = dummyHash()
@@ -77,7 +79,7 @@ func (s *Server) CheckAdminPassword(password string) bool {
 	s.hashSem <- struct{}{}
 	ok = checkPassword(phc, password)
 	<-s.hashSem
-	return ok && set
+	return ok && set, nil
 }
 
 // adminTLS returns the admin listener's TLS configuration, or nil for

@@ -222,7 +222,7 @@ func (s *Server) Ban(ctx context.Context, target, reason string, d time.Duration
 	if d > 0 {
 		detail += " (for " + d.String() + ")"
 	}
-	s.RecordEvent(chat.EventBan, b.Target, detail)
+	s.recordEvent(chat.EventBan, b.Target, detail)
 	return b, nil
 }
 
@@ -246,13 +246,13 @@ func (s *Server) Unban(ctx context.Context, target string) error {
 	}
 	if found {
 		s.log.Info("unban", "target", strings.TrimPrefix(t.key(), "ip:"))
-		s.RecordEvent(chat.EventUnban, strings.TrimPrefix(t.key(), "ip:"), "")
+		s.recordEvent(chat.EventUnban, strings.TrimPrefix(t.key(), "ip:"), "")
 	}
 	return s.reloadBans()
 }
 
 // Bans lists the bans in force.
-func (s *Server) Bans() []Ban { return s.bans.list(s.cfg.Now()) }
+func (s *Server) Bans(ctx context.Context) ([]Ban, error) { return s.bans.list(s.cfg.Now()), nil }
 
 func (s *Server) reloadBans() error {
 	all, err := s.store.loadBans()
@@ -284,14 +284,14 @@ func (s *Server) closeMatching(t banTarget, code quic.ApplicationErrorCode, reas
 }
 
 // Kick disconnects every connection of user and returns how many there were.
-func (s *Server) Kick(user string) (int, error) {
+func (s *Server) Kick(ctx context.Context, user string) (int, error) {
 	user, err := transport.CanonicalUser(user)
 	if err != nil {
 		return 0, err
 	}
 	n := s.closeMatching(banTarget{user: user}, transport.CloseKicked, "disconnected by the server operator")
 	s.log.Info("kick", "user", user, "connections", n)
-	s.RecordEvent(chat.EventKick, user, fmt.Sprintf("%d connections closed", n))
+	s.recordEvent(chat.EventKick, user, fmt.Sprintf("%d connections closed", n))
 	return n, nil
 }
 
@@ -309,7 +309,7 @@ type UserInfo struct {
 }
 
 // Users lists the accounts, by name.
-func (s *Server) Users() ([]UserInfo, error) {
+func (s *Server) Users(ctx context.Context) ([]UserInfo, error) {
 	online := make(map[string]int)
 	s.mu.Lock()
 	for sess := range s.sessions {
@@ -368,7 +368,7 @@ type StatsSnapshot struct {
 }
 
 // Snapshot reads the counters.
-func (s *Server) Snapshot() StatsSnapshot {
+func (s *Server) Snapshot(ctx context.Context) (StatsSnapshot, error) {
 	now := s.cfg.Now()
 	up := now.Sub(s.started)
 	return StatsSnapshot{
@@ -386,7 +386,7 @@ func (s *Server) Snapshot() StatsSnapshot {
 		Limited:       s.stats.Limited.Load(),
 		QueueDepth:    s.store.queueDepth(),
 		StoreBytes:    s.store.size(),
-		Bans:          len(s.Bans()),
+		Bans:          len(s.bans.list(now)),
 		Fingerprint:   s.fp.String(),
-	}
+	}, nil
 }

@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -88,9 +89,16 @@ func clip(s string) string {
 }
 
 // Events returns up to n recent events, newest first.
-func (s *Server) Events(n int) []Event { return s.events.list(n) }
+func (s *Server) Events(ctx context.Context, n int) ([]Event, error) { return s.events.list(n), nil }
 
-// RecordEvent adds an event: the server's own, and the admin's logins.
-func (s *Server) RecordEvent(kind chat.EventKind, subject, detail string) {
+// RecordEvent adds an event from outside the server: the admin's logins.
+// It does not give up when ctx ends: a failed login is recorded even when
+// its client has gone.
+func (s *Server) RecordEvent(ctx context.Context, kind chat.EventKind, subject, detail string) {
+	s.recordEvent(kind, subject, detail)
+}
+
+// recordEvent adds one of the server's own events.
+func (s *Server) recordEvent(kind chat.EventKind, subject, detail string) {
 	s.events.add(s.cfg.Now(), kind, subject, detail)
 }

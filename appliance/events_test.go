@@ -83,12 +83,12 @@ func TestLimitsValidate(t *testing.T) {
 
 func TestSetLimitsLive(t *testing.T) {
 	s := newTestServer(t)
-	l := s.Limits()
+	l := s.currentLimits()
 	l.MessageBurst, l.MessageRate = 1, 0.001
 	if err := s.SetLimits(context.Background(), l); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.Limits(); got.MessageBurst != 1 {
+	if got, err := s.Limits(context.Background()); err != nil || got.MessageBurst != 1 {
 		t.Errorf("limits after set: %+v", got)
 	}
 	now := time.Now()
@@ -98,12 +98,12 @@ func TestSetLimitsLive(t *testing.T) {
 	if ok, _ := s.msgLimit.allow("alice", now); ok {
 		t.Error("the new burst of 1 was not applied")
 	}
-	ev := s.Events(1)
-	if len(ev) != 1 || ev[0].Kind != chat.EventLimitsChanged || !strings.Contains(ev[0].Detail, "message_burst 60→1") {
+	ev, err := s.Events(context.Background(), 1)
+	if err != nil || len(ev) != 1 || ev[0].Kind != chat.EventLimitsChanged || !strings.Contains(ev[0].Detail, "message_burst 60→1") {
 		t.Errorf("limits event: %+v", ev)
 	}
 	l.MessageBurst = 0
-	if err := s.SetLimits(context.Background(), l); err == nil || s.Limits().MessageBurst != 1 {
+	if err := s.SetLimits(context.Background(), l); err == nil || s.currentLimits().MessageBurst != 1 {
 		t.Error("invalid limits taken")
 	}
 }
@@ -121,7 +121,15 @@ func newTestServer(t *testing.T) *Server {
 func TestAdminPassword(t *testing.T) {
 	s := newTestServer(t)
 	ctx := context.Background()
-	if s.CheckAdminPassword("") || s.CheckAdminPassword("anything at all") {
+	check := func(pw string) bool {
+		t.Helper()
+		ok, err := s.CheckAdminPassword(ctx, pw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if check("") || check("anything at all") {
 		t.Fatal("a password matched with none set")
 	}
 	if err := s.SetAdminPassword(ctx, "short"); err == nil {
@@ -130,10 +138,10 @@ func TestAdminPassword(t *testing.T) {
 	if err := s.SetAdminPassword(ctx, "a long admin password"); err != nil {
 		t.Fatal(err)
 	}
-	if !s.CheckAdminPassword("a long admin password") || s.CheckAdminPassword("a long admin passwore") {
+	if !check("a long admin password") || check("a long admin passwore") {
 		t.Error("password check wrong")
 	}
-	if err := s.SetAdminPassword(ctx, ""); err != nil || s.CheckAdminPassword("a long admin password") {
+	if err := s.SetAdminPassword(ctx, ""); err != nil || check("a long admin password") {
 		t.Error("the password survived its removal")
 	}
 }

@@ -11,7 +11,9 @@ import (
 )
 
 // Limits returns the limits in force.
-func (s *Server) Limits() Limits { return *s.limits.Load() }
+func (s *Server) Limits(ctx context.Context) (Limits, error) { return s.currentLimits(), nil }
+
+func (s *Server) currentLimits() Limits { return *s.limits.Load() }
 
 // SetLimits changes the limits of the running server: every table of
 // token buckets takes the new rate and burst at once, for the keys it
@@ -25,12 +27,12 @@ func (s *Server) SetLimits(ctx context.Context, l Limits) error {
 	}
 	s.limitsMu.Lock()
 	defer s.limitsMu.Unlock()
-	old := s.Limits()
+	old := s.currentLimits()
 	s.limits.Store(&l)
 	s.applyLimits(l)
 	if changed := diffLimits(old, l); len(changed) > 0 {
 		s.log.Warn("rate limits changed", "changes", strings.Join(changed, ", "))
-		s.RecordEvent(chat.EventLimitsChanged, "", strings.Join(changed, ", "))
+		s.recordEvent(chat.EventLimitsChanged, "", strings.Join(changed, ", "))
 	}
 	return nil
 }

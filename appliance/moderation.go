@@ -110,7 +110,7 @@ func (s *Server) Mute(ctx context.Context, user string, d time.Duration) error {
 	if d > 0 {
 		detail = "for " + d.String()
 	}
-	s.RecordEvent(chat.EventMute, user, detail)
+	s.recordEvent(chat.EventMute, user, detail)
 	return nil
 }
 
@@ -129,7 +129,7 @@ func (s *Server) Unmute(ctx context.Context, user string) error {
 	}
 	s.mutes.set(user, time.Time{}, false)
 	s.log.Info("unmute", "user", user)
-	s.RecordEvent(chat.EventUnmute, user, "")
+	s.recordEvent(chat.EventUnmute, user, "")
 	return nil
 }
 
@@ -196,13 +196,13 @@ func (s *Server) CreateInvite(ctx context.Context, uses int, d time.Duration) (I
 	})
 	if err == nil {
 		s.log.Info("invite created", "uses", uses, "expires", inv.Expires)
-		s.RecordEvent(chat.EventInviteCreated, "", fmt.Sprintf("%d uses", uses))
+		s.recordEvent(chat.EventInviteCreated, "", fmt.Sprintf("%d uses", uses))
 	}
 	return inv, err
 }
 
 // Invites lists the usable invites.
-func (s *Server) Invites() ([]Invite, error) {
+func (s *Server) Invites(ctx context.Context) ([]Invite, error) {
 	now := s.cfg.Now()
 	var out []Invite
 	err := s.store.db.View(func(tx *bolt.Tx) error {
@@ -235,7 +235,7 @@ func (s *Server) RevokeInvite(ctx context.Context, code string) error {
 	})
 	if err == nil {
 		s.log.Info("invite revoked")
-		s.RecordEvent(chat.EventInviteRevoked, "", "")
+		s.recordEvent(chat.EventInviteRevoked, "", "")
 	}
 	return err
 }
@@ -336,7 +336,7 @@ func (s *Server) Broadcast(ctx context.Context, text string) (int, error) {
 	}
 	s.push(entries)
 	s.log.Info("broadcast", "accounts", accounts, "bytes", len(text))
-	s.RecordEvent(chat.EventBroadcast, "", fmt.Sprintf("to %d accounts, %d bytes", accounts, len(text)))
+	s.recordEvent(chat.EventBroadcast, "", fmt.Sprintf("to %d accounts, %d bytes", accounts, len(text)))
 	return accounts, nil
 }
 
@@ -384,6 +384,6 @@ func (s *Server) DeleteUser(ctx context.Context, user string) error {
 	}
 	s.mutes.set(user, time.Time{}, false)
 	s.log.Warn("account deleted", "user", user)
-	s.RecordEvent(chat.EventAccountDeleted, user, "")
+	s.recordEvent(chat.EventAccountDeleted, user, "")
 	return nil
 }

@@ -216,7 +216,7 @@ func (s *Server) admit(ctx context.Context, info *quic.ClientInfo) (context.Cont
 	if ok, _ := s.connLimit.allow(ip.String(), now); !ok {
 		s.stats.Limited.Add(1)
 		s.log.Warn("rate limited: connections", "remote", ip.String())
-		s.RecordEvent(chat.EventRateLimited, ip.String(), "connections")
+		s.recordEvent(chat.EventRateLimited, ip.String(), "connections")
 		return ctx, errRateLimited
 	}
 	return ctx, nil
@@ -351,7 +351,7 @@ func (s *Server) serveAdmin(ctx context.Context, bg *sync.WaitGroup) error {
 }
 
 // Backup writes a consistent copy of the store while serving.
-func (s *Server) Backup(w io.Writer) (int64, error) { return s.store.Backup(w) }
+func (s *Server) Backup(ctx context.Context, w io.Writer) (int64, error) { return s.store.Backup(w) }
 
 func (s *Server) shutdown() {
 	s.ln.Close()

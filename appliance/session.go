@@ -328,9 +328,9 @@ func (ss *session) authenticate(f transport.Frame) {
 		user, err := transport.CanonicalUser(req.User)
 		if err != nil {
 			if f.Code == transport.CodeRegister {
-				srv.RecordEvent(chat.EventRegisterRefused, ss.ip, err.Error()) // quotes the name
+				srv.recordEvent(chat.EventRegisterRefused, ss.ip, err.Error()) // quotes the name
 			} else {
-				srv.RecordEvent(chat.EventAuthFailure, ss.ip, fmt.Sprintf("user %q: invalid user name", req.User))
+				srv.recordEvent(chat.EventAuthFailure, ss.ip, fmt.Sprintf("user %q: invalid user name", req.User))
 			}
 			ss.fail(f.ID, &transport.Error{Code: transport.ErrInvalidName, Message: err.Error()})
 			return
@@ -350,7 +350,7 @@ func (ss *session) authenticate(f transport.Frame) {
 				ss.authFailed(f.ID, user, "wrong password or unknown user")
 			} else {
 				if f.Code == transport.CodeRegister && ss.ctx.Err() == nil {
-					srv.RecordEvent(chat.EventRegisterRefused, ss.ip, fmt.Sprintf("user name %q: %v", user, err))
+					srv.recordEvent(chat.EventRegisterRefused, ss.ip, fmt.Sprintf("user name %q: %v", user, err))
 				}
 				ss.fail(f.ID, wireError(err))
 			}
@@ -398,10 +398,10 @@ func (ss *session) authFailed(id uint32, user, why string) {
 	srv := ss.srv
 	srv.stats.AuthFailed.Add(1)
 	ss.log.Warn("authentication failed", "user", user, "why", why)
-	srv.RecordEvent(chat.EventAuthFailure, ss.ip, fmt.Sprintf("user %q: %s", user, why))
+	srv.recordEvent(chat.EventAuthFailure, ss.ip, fmt.Sprintf("user %q: %s", user, why))
 	if ok, _ := srv.failLimit.allow(ss.ip, srv.cfg.Now()); !ok {
 		// Like ejabberd's mod_fail2ban; this line is what fail2ban matches.
-		ban := time.Duration(srv.Limits().LoginBan)
+		ban := time.Duration(srv.currentLimits().LoginBan)
 		srv.log.Warn("too many authentication failures, address banned", "remote", ss.ip, "for", ban.String())
 		go srv.Ban(context.Background(), ss.ip, "too many failed logins", ban)
 	}
@@ -430,7 +430,7 @@ func (ss *session) register(user string, req *transport.Enroll, now time.Time) (
 	}
 	if ok, retry := srv.regLimit.allow(ss.ip, srv.cfg.Now()); !ok {
 		srv.stats.Limited.Add(1)
-		srv.RecordEvent(chat.EventRateLimited, ss.ip, "registrations")
+		srv.recordEvent(chat.EventRateLimited, ss.ip, "registrations")
 		return 0, rateLimited("registrations", retry)
 	}
 	if _, exists := ss.srv.store.lookupUser(user); exists {
@@ -450,7 +450,7 @@ func (ss *session) register(user string, req *transport.Enroll, now time.Time) (
 		return 0, err
 	}
 	ss.log.Info("registered", "user", user)
-	srv.RecordEvent(chat.EventRegistered, user, "from "+ss.ip)
+	srv.recordEvent(chat.EventRegistered, user, "from "+ss.ip)
 	return 1, nil
 }
 
@@ -542,9 +542,9 @@ func (ss *session) handleSend(id uint32, req *transport.Send) {
 func (ss *session) throttled(id uint32, what string, retry time.Duration) {
 	srv := ss.srv
 	srv.stats.Limited.Add(1)
-	srv.RecordEvent(chat.EventRateLimited, ss.user, what+" from "+ss.ip)
+	srv.recordEvent(chat.EventRateLimited, ss.user, what+" from "+ss.ip)
 	ss.fail(id, rateLimited(what, retry))
-	limits := srv.Limits()
+	limits := srv.currentLimits()
 	if limits.FloodBan == 0 {
 		return
 	}

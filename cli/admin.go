@@ -65,7 +65,6 @@ func Admin(ctx context.Context, args []string, env Env) error {
 			}
 		}
 	}
-	remote.Context = ctx
 	if cmd[0] == "passwd" {
 		return passwd(ctx, remote, cmd[1:], env)
 	}
