@@ -5,13 +5,11 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/securechat/securechat/cli"
-	"github.com/securechat/securechat/internal/usage"
 )
 
 // version is set by the build (-ldflags "-X main.version=…").
@@ -19,17 +17,7 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := cli.Run(ctx, os.Args[1:], cli.OSEnv(), version)
+	status := cli.Main(ctx, os.Args[1:], cli.OSEnv(), version)
 	stop()
-	switch {
-	case err == nil:
-	case usage.Is(err):
-		if _, ok := err.(*usage.Error); ok {
-			fmt.Fprintln(os.Stderr, "securechat:", err)
-		}
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "securechat:", err)
-		os.Exit(1)
-	}
+	os.Exit(status)
 }

@@ -26,10 +26,27 @@ commands:
 Run securechat COMMAND -h for a command's flags.
 `
 
-// Run is the securechat command (docs/design.md §7): args are its
+// Main is the securechat command (docs/design.md §7): args are its
 // arguments after the program name, version what `securechat version`
-// prints. A usage error (usage.Is) means exit status 2, another error 1.
-func Run(ctx context.Context, args []string, env Env, version string) error {
+// prints. It returns the exit status: 0 ok, 1 error, 2 usage error, with
+// the error on one line of stderr.
+func Main(ctx context.Context, args []string, env Env, version string) int {
+	err := run(ctx, args, env, version)
+	switch {
+	case err == nil:
+		return 0
+	case usage.Is(err):
+		if _, ok := err.(*usage.Error); ok { // not for -h, which printed the help
+			fmt.Fprintln(env.Stderr, "securechat:", err)
+		}
+		return 2
+	default:
+		fmt.Fprintln(env.Stderr, "securechat:", err)
+		return 1
+	}
+}
+
+func run(ctx context.Context, args []string, env Env, version string) error {
 	if len(args) == 0 {
 		io.WriteString(env.Stderr, help)
 		return usage.Errorf("no command given")
