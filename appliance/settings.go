@@ -258,7 +258,7 @@ func number(key, help string, def, lo, hi float64, ptr func(*Config) *float64) S
 	format := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 	parse := func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }
 	return newSetting(key, help, &kind[float64]{ptr: ptr, def: def, parse: parse, format: format,
-		bounds: within(lo, hi, math.MaxFloat64, func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) })})
+		bounds: within(lo, hi, math.MaxFloat64, shortFloat)})
 }
 
 func span(key, help string, def, lo, hi time.Duration, ptr func(*Config) *Duration) Setting {
@@ -288,6 +288,15 @@ func within[T int | float64 | Duration](lo, hi, top T, format func(T) string) fu
 		}
 		return fmt.Errorf("must be between %s and %s", format(lo), format(hi))
 	}
+}
+
+// shortFloat is v as people write it: 0.5, 1e9.
+func shortFloat(v float64) string {
+	s := strconv.FormatFloat(v, 'g', -1, 64)
+	if m, exp, ok := strings.Cut(s, "e+"); ok {
+		s = m + "e" + strings.TrimLeft(exp, "0")
+	}
+	return s
 }
 
 // shortDuration is d as people write it: 720h, 15m, 10s.

@@ -177,6 +177,16 @@ func TestConfigValidateBounds(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+	// The error names the key and its bounds.
+	for c, want := range map[*Config]string{
+		{MessageRate: -1}:                       "message_rate: must be between 0 and 1e9",
+		{MailboxTTL: Duration(time.Second / 2)}: "mailbox_ttl: must be at least 1s",
+		{Listen: "4433"}:                        `listen: "4433" is not HOST:PORT`,
+	} {
+		if err := c.Validate(); err == nil || err.Error() != want {
+			t.Errorf("%v, want %q", err, want)
+		}
+	}
 	// What the load bench and the soak test give.
 	lifted := Config{MessageRate: 1e9, MessageBurst: 1e9, ByteRate: 1e15, ByteBurst: 1e15, ConnRate: 1e6, ConnBurst: 1e6,
 		RegisterRate: 1e6, RegisterBurst: 1e6, KeyFetchRate: 1e6, KeyFetchBurst: 1e6}
