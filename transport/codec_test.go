@@ -836,6 +836,15 @@ func TestAuthTranscript(t *testing.T) {
 	if got := hex.EncodeToString(a); got != want {
 		t.Errorf("AuthTranscript = %s\nwant %s", got, want)
 	}
+	// Register and Login sign before a device id exists: field 5 is
+	// omitted, not written as 0 (protocol.md §5).
+	const wantRegister = "0319" + "73656375726563686174206465766963652061757468207631" +
+		"050110" + // purpose 16
+		"0720" + "101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f" +
+		"0905616c696365"
+	if got := hex.EncodeToString(AuthTranscript(CodeRegister, exp, "alice", 0)); got != wantRegister {
+		t.Errorf("AuthTranscript(Register) = %s\nwant %s", got, wantRegister)
+	}
 }
 
 // TestZeroElements checks the values Marshal would drop inside a message
