@@ -63,7 +63,7 @@ func TestRatchetFromSpec(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Initial states, §9.2.
+			// Initial states, protocol.md §9.2.
 			bob := &specSession{dhsPriv: spk.Bytes(), dhsPub: spk.PublicKey().Bytes(), rk: sk, ad: ad}
 			alice := &specSession{ad: ad, dhr: spk.PublicKey().Bytes()}
 			alice.dhsPriv = unhex(v.AliceRand) // GENERATE_DH: 32 random bytes as they are
@@ -104,7 +104,7 @@ func TestRatchetFromSpec(t *testing.T) {
 					t.Fatalf("step %d: unknown op %q", i, st.Op)
 				}
 			}
-			// The session state encoding of §9.2, version 3.
+			// The session state encoding of protocol.md §9.2, version 3.
 			if got, want := alice.encode(), unhex(v.AliceState); !bytes.Equal(got, want) {
 				t.Errorf("Alice's state:\n got %x\nwant %x", got, want)
 			}
@@ -115,7 +115,7 @@ func TestRatchetFromSpec(t *testing.T) {
 	}
 }
 
-// specSession is the state of §9.2; a nil key is "none".
+// specSession is the state of protocol.md §9.2; a nil key is "none".
 type specSession struct {
 	dhsPriv, dhsPub, dhr, rk, cks, ckr []byte
 	ns, nr, pn, steps                  uint32
@@ -332,7 +332,7 @@ func (s *specSession) capSkipped() {
 	}
 }
 
-// encode is the session state encoding of §9.2, version 3; absent keys
+// encode is the session state encoding of protocol.md §9.2, version 3; absent keys
 // are zeros.
 func (s *specSession) encode() []byte {
 	var flags byte
