@@ -12,10 +12,10 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-	"golang.org/x/crypto/argon2"
-
+	"github.com/securechat/securechat/appliance/store"
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/transport"
+	"golang.org/x/crypto/argon2"
 )
 
 // MinPassword is the shortest password accepted at registration.
@@ -31,72 +31,6 @@ const (
 	argonKeyLen  = 32
 	argonSaltLen = 16
 )
-
-// userRecord is a users bucket value.
-type userRecord struct {
-	PasswordHash string // PHC string: $argon2id$v=19$m=…,t=…,p=…$salt$hash
-	Created      int64  // unix ms
-	NextDevice   uint32
-	Identity     []byte // account identity key (e2ee), set by the first device to publish keys
-}
-
-func (r *userRecord) MarshalFields(e *transport.Encoder) {
-	e.String(1, r.PasswordHash)
-	e.Int(2, r.Created)
-	e.Uint(3, uint64(r.NextDevice))
-	e.BytesField(4, r.Identity)
-}
-
-func (r *userRecord) UnmarshalFields(d *transport.Decoder) error {
-	return transport.ForEachField(d, func(f transport.Field) (err error) {
-		switch f.Num {
-		case 1:
-			r.PasswordHash, err = f.String(512)
-		case 2:
-			r.Created, err = f.Int()
-		case 3:
-			r.NextDevice, err = f.Uint32()
-		case 4:
-			r.Identity, err = f.Fixed(transport.IdentityKeyLen)
-		default:
-			return f.Unknown()
-		}
-		return err
-	})
-}
-
-// deviceRecord is a devices bucket value.
-type deviceRecord struct {
-	Key      []byte // Ed25519 public key
-	Created  int64
-	LastSeen int64
-	Name     string
-}
-
-func (r *deviceRecord) MarshalFields(e *transport.Encoder) {
-	e.BytesField(1, r.Key)
-	e.Int(2, r.Created)
-	e.Int(3, r.LastSeen)
-	e.String(4, r.Name)
-}
-
-func (r *deviceRecord) UnmarshalFields(d *transport.Decoder) error {
-	return transport.ForEachField(d, func(f transport.Field) (err error) {
-		switch f.Num {
-		case 1:
-			r.Key, err = f.Fixed(ed25519.PublicKeySize)
-		case 2:
-			r.Created, err = f.Int()
-		case 3:
-			r.LastSeen, err = f.Int()
-		case 4:
-			r.Name, err = f.String(transport.MaxText)
-		default:
-			return f.Unknown()
-		}
-		return err
-	})
-}
 
 // hashPassword returns the PHC string of an argon2id hash of password.
 func hashPassword(rand io.Reader, password string) (string, error) {
@@ -145,144 +79,209 @@ var dummyHash = sync.OnceValue(func() string {
 	return h
 })
 
-// errUserExists and friends are the account errors handlers map to wire codes.
-var (
-	errUserExists     = errors.New("user name is taken")
-	errBadCredentials = errors.New("invalid user name or password")
-	errTooManyDevices = fmt.Errorf("the account already has %d devices", transport.MaxDevices)
-)
+// errBadCredentials is a Login whose password does not match.
+var errBadCredentials = errors.New("invalid user name or password")
 
-// createAccount stores a new user with its first device (id 1).
-func (s *Store) createAccount(ctx context.Context, user, phc string, key []byte, deviceName, invite string, now time.Time) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		users := tx.Bucket(bucketUsers)
-		if users.Get([]byte(user)) != nil {
-			return reject(errUserExists)
+// Register, Login and Auth (protocol.md §5). Their checks run before the
+// registration limit: a name or signature that fails costs no token.
+
+// checkEnroll checks a Register's or Login's user name and device
+// signature, and canonicalizes the name in place.
+func checkEnroll(ss *session, id uint32, code transport.Code, req *transport.Enroll) bool {
+	exporter, err := ss.c.Exporter()
+	if err != nil {
+		ss.fail(id, &transport.Error{Code: transport.ErrInternal, Message: "no TLS exporter"})
+		return false
+	}
+	user, err := transport.CanonicalUser(req.User)
+	if err != nil {
+		if code == transport.CodeRegister {
+			ss.srv.recordEvent(chat.EventRegisterRefused, ss.ip, err.Error()) // quotes the name
+		} else {
+			ss.srv.recordEvent(chat.EventAuthFailure, ss.ip, fmt.Sprintf("user %q: invalid user name", req.User))
 		}
-		if invite != "" {
-			if err := checkInviteTx(tx, invite, now); err != nil {
-				return reject(err)
-			}
-			if err := useInviteTx(tx, invite, now); err != nil {
-				return err
-			}
-		}
-		ms := now.UnixMilli()
-		rec := userRecord{PasswordHash: phc, Created: ms, NextDevice: 2}
-		if err := users.Put([]byte(user), transport.Marshal(&rec)); err != nil {
-			return err
-		}
-		return putDevice(tx, user, 1, &deviceRecord{Key: key, Created: ms, LastSeen: ms, Name: deviceName})
-	})
+		ss.fail(id, &transport.Error{Code: transport.ErrInvalidName, Message: err.Error()})
+		return false
+	}
+	if !ed25519.Verify(req.DeviceKey, transport.AuthTranscript(code, exporter, user, 0), req.Signature) {
+		ss.authFailed(id, user, "device signature invalid")
+		return false
+	}
+	req.User = user
+	return true
 }
 
-// addDevice stores a new device for an existing user and returns its id.
-// The password was checked by the caller against phc; the write fails if
-// the record changed meanwhile.
-func (s *Store) addDevice(ctx context.Context, user, phc string, key []byte, deviceName string, now time.Time) (uint32, error) {
-	var id uint32
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		users := tx.Bucket(bucketUsers)
-		v := users.Get([]byte(user))
-		var rec userRecord
-		if v == nil || transport.Unmarshal(v, &rec) != nil || rec.PasswordHash != phc {
-			return reject(errBadCredentials)
-		}
-		if n := countDevices(tx, user); n >= transport.MaxDevices {
-			return reject(errTooManyDevices)
-		}
-		id = rec.NextDevice
-		rec.NextDevice++
-		if err := users.Put([]byte(user), transport.Marshal(&rec)); err != nil {
-			return err
-		}
-		ms := now.UnixMilli()
-		return putDevice(tx, user, id, &deviceRecord{Key: key, Created: ms, LastSeen: ms, Name: deviceName})
-	})
-	return id, err
+func checkLogin(ss *session, id uint32, req *transport.Enroll) bool {
+	return checkEnroll(ss, id, transport.CodeLogin, req)
 }
 
-func putDevice(tx *bolt.Tx, user string, id uint32, rec *deviceRecord) error {
-	k := deviceKey(user, id)
-	if err := tx.Bucket(bucketDevices).Put(k, transport.Marshal(rec)); err != nil {
+// checkRegister adds the password's length and the registration policy.
+func checkRegister(ss *session, id uint32, req *transport.Enroll) bool {
+	if !checkEnroll(ss, id, transport.CodeRegister, req) {
+		return false
+	}
+	var e *transport.Error
+	switch {
+	case len(req.Password) < MinPassword:
+		e = &transport.Error{Code: transport.ErrBadRequest, Message: fmt.Sprintf("password must be at least %d characters", MinPassword)}
+	case ss.srv.cfg.Registration == RegistrationClosed:
+		e = &transport.Error{Code: transport.ErrRegClosed, Message: "registration is closed on this server"}
+	case ss.srv.cfg.Registration == RegistrationInvite && req.Invite == "":
+		e = &transport.Error{Code: transport.ErrRegClosed, Message: "registration needs a valid invite code (--invite)"}
+	}
+	if e != nil {
+		registerRefused(ss, req, e)
+		ss.fail(id, e)
+		return false
+	}
+	return true
+}
+
+// registerRefused records a refused registration for the operator.
+func registerRefused(ss *session, req *transport.Enroll, e *transport.Error) {
+	ss.registrationRefused(req.User, e)
+}
+
+func (ss *session) registrationRefused(user string, err error) {
+	if ss.ctx.Err() == nil {
+		ss.srv.recordEvent(chat.EventRegisterRefused, ss.ip, fmt.Sprintf("user name %q: %v", user, err))
+	}
+}
+
+func handleRegister(ss *session, id uint32, req *transport.Enroll) {
+	now := ss.srv.cfg.Now()
+	if err := ss.register(req, now); err != nil {
+		ss.registrationRefused(req.User, err)
+		ss.fail(id, wireError(err))
+		return
+	}
+	ss.welcome(id, transport.Welcome{User: req.User, Device: 1}, false, now)
+}
+
+// register creates the account with its first device.
+func (ss *session) register(req *transport.Enroll, now time.Time) error {
+	srv := ss.srv
+	if _, err := srv.store.Account(req.User); err == nil {
+		return store.ErrUserExists // checked early to spare the hash; checked again on write
+	}
+	var phc string
+	var err error
+	ss.hash(func() { phc, err = hashPassword(srv.rand, req.Password) })
+	if err != nil {
 		return err
 	}
-	_, err := tx.Bucket(bucketMailboxes).CreateBucketIfNotExists(k)
-	return err
-}
-
-func countDevices(tx *bolt.Tx, user string) int {
-	n := 0
-	prefix := append([]byte(user), 0)
-	c := tx.Bucket(bucketDevices).Cursor()
-	for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
-		n++
+	invite := ""
+	if srv.cfg.Registration == RegistrationInvite {
+		invite = normInvite(req.Invite)
 	}
-	return n
-}
-
-// lookupUser returns a user's record, or ok false.
-func (s *Store) lookupUser(user string) (rec userRecord, ok bool) {
-	s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketUsers).Get([]byte(user))
-		ok = v != nil && transport.Unmarshal(v, &rec) == nil
-		return nil
-	})
-	return rec, ok
-}
-
-// lookupDevice returns a device's record, or ok false.
-func (s *Store) lookupDevice(user string, id uint32) (rec deviceRecord, ok bool) {
-	s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketDevices).Get(deviceKey(user, id))
-		ok = v != nil && transport.Unmarshal(v, &rec) == nil
-		return nil
-	})
-	return rec, ok
-}
-
-// devices lists a user's devices; ok is false for an unknown user.
-func (s *Store) devices(user string) (list []transport.DeviceInfo, ok bool) {
-	s.db.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketUsers).Get([]byte(user)) == nil {
-			return nil
-		}
-		ok = true
-		list = activeDevicesTx(tx, user)
-		return nil
-	})
-	return list, ok
-}
-
-func devicesTx(tx *bolt.Tx, user string) []transport.DeviceInfo {
-	var list []transport.DeviceInfo
-	prefix := append([]byte(user), 0)
-	c := tx.Bucket(bucketDevices).Cursor()
-	for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
-		_, id, ok := parseDeviceKey(k)
-		var rec deviceRecord
-		if !ok || transport.Unmarshal(v, &rec) != nil {
-			continue
-		}
-		list = append(list, transport.DeviceInfo{User: user, ID: id, Key: rec.Key})
+	err = srv.store.CreateAccount(ss.ctx, store.NewAccount{Name: req.User, PasswordHash: phc, DeviceKey: req.DeviceKey, DeviceName: req.DeviceName, Invite: invite, Now: now})
+	if err != nil {
+		return err
 	}
-	return list
+	ss.log.Info("registered", "user", req.User)
+	srv.recordEvent(chat.EventRegistered, req.User, "from "+ss.ip)
+	return nil
 }
 
-// touchDevice records when a device was last seen, without waiting.
-func (s *Store) touchDevice(user string, id uint32, now time.Time) {
-	s.updateAsync(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDevices)
-		k := deviceKey(user, id)
-		var rec deviceRecord
-		if v := b.Get(k); v == nil || transport.Unmarshal(v, &rec) != nil {
-			return reject(errors.New("device gone"))
-		}
-		rec.LastSeen = now.UnixMilli()
-		return b.Put(k, transport.Marshal(&rec))
-	})
+func handleLogin(ss *session, id uint32, req *transport.Enroll) {
+	now := ss.srv.cfg.Now()
+	d, err := ss.login(req, now)
+	switch {
+	case errors.Is(err, errBadCredentials), errors.Is(err, store.ErrCredentialsChanged):
+		ss.authFailed(id, req.User, "wrong password or unknown user")
+	case err != nil:
+		ss.fail(id, wireError(err))
+	default:
+		ss.welcome(id, transport.Welcome{User: d.User, Device: d.ID}, false, now)
+	}
 }
 
-func hasPrefix(b, prefix []byte) bool {
-	return len(b) >= len(prefix) && string(b[:len(prefix)]) == string(prefix)
+// login checks the password and adds the device.
+func (ss *session) login(req *transport.Enroll, now time.Time) (chat.Device, error) {
+	acct, err := ss.srv.store.Account(req.User)
+	ok := err == nil
+	phc := acct.PasswordHash
+	if !ok {
+		phc = dummyHash() // same cost as for a real account
+	}
+	var match bool
+	ss.hash(func() { match = checkPassword(phc, req.Password) })
+	if !ok || !match {
+		return chat.Device{}, errBadCredentials
+	}
+	d, err := ss.srv.store.AddDevice(ss.ctx, req.User, phc, req.DeviceKey, req.DeviceName, now)
+	if err == nil {
+		ss.log.Info("device added", "user", d.User, "device", d.ID)
+	}
+	return d, err
+}
+
+func handleAuth(ss *session, id uint32, req *transport.Auth) {
+	exporter, err := ss.c.Exporter()
+	if err != nil {
+		ss.fail(id, &transport.Error{Code: transport.ErrInternal, Message: "no TLS exporter"})
+		return
+	}
+	srv := ss.srv
+	user, err := transport.CanonicalUser(req.User)
+	if err != nil {
+		ss.authFailed(id, req.User, "invalid user name")
+		return
+	}
+	d := chat.DeviceOf(user, req.Device)
+	dev, err := srv.store.Device(d)
+	if err != nil || !ed25519.Verify(dev.Key, transport.AuthTranscript(transport.CodeAuth, exporter, user, req.Device), req.Signature) {
+		ss.authFailed(id, user, "unknown device or bad signature")
+		return
+	}
+	now := srv.cfg.Now()
+	keys, _ := srv.store.KeyCount(d) // unreadable: reported as none, and the client publishes
+	srv.store.TouchDevice(d, now)
+	ss.welcome(id, transport.Welcome{User: user, Device: req.Device, Keys: wireKeyCount(keys)}, req.Receive, now)
+}
+
+// welcome completes an authentication: a banned account is refused and
+// disconnected; otherwise the session becomes the device's, joins the
+// router and, if it asked to receive, starts delivery.
+func (ss *session) welcome(id uint32, w transport.Welcome, receive bool, now time.Time) {
+	srv := ss.srv
+	if b, banned := srv.bans.userBanned(w.User, now); banned {
+		ss.log.Warn("banned account refused", "user", w.User)
+		ss.fail(id, &transport.Error{Code: transport.ErrUnauthorized, Message: "account banned: " + b.Reason})
+		ss.close(transport.CloseBanned, "account banned: "+b.Reason)
+		return
+	}
+	ss.user, ss.device = w.User, w.Device
+	ss.log = ss.log.With("user", ss.user, "device", ss.device)
+	close(ss.authed)
+	d := ss.authedDevice()
+	srv.router.Join(d, ss)
+	w.ServerTime = now.UnixMilli()
+	ss.reply(id, transport.CodeWelcome, &w)
+	ss.log.Debug("authenticated", "receive", receive)
+	if receive {
+		srv.router.Attach(d, ss)
+		ss.bg.Go(ss.deliver)
+	}
+}
+
+func (ss *session) authFailed(id uint32, user, why string) {
+	srv := ss.srv
+	srv.stats.AuthFailed.Add(1)
+	ss.log.Warn("authentication failed", "user", user, "why", why)
+	srv.recordEvent(chat.EventAuthFailure, ss.ip, fmt.Sprintf("user %q: %s", user, why))
+	if ok, _ := srv.failLimit.allow(ss.ip, srv.cfg.Now()); !ok {
+		// Like ejabberd's mod_fail2ban; this line is what fail2ban matches.
+		ban := time.Duration(srv.currentLimits().LoginBan)
+		srv.log.Warn("too many authentication failures, address banned", "remote", ss.ip, "for", ban.String())
+		go srv.Ban(context.Background(), ss.ip, "too many failed logins", ban)
+	}
+	// Deliberately vague on the wire (docs/design.md §13: authentication failures stay vague).
+	ss.fail(id, &transport.Error{Code: transport.ErrUnauthorized, Message: "authentication failed: invalid user name, password or device key"})
+}
+
+func (ss *session) hash(fn func()) {
+	ss.srv.hashSem <- struct{}{}
+	defer func() { <-ss.srv.hashSem }()
+	fn()
 }

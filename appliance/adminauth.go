@@ -18,11 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
-
-var keyAdminPassword = []byte("admin_password")
 
 // Files the server writes for the admin listener's TLS.
 const (
@@ -46,12 +42,7 @@ func (s *Server) SetAdminPassword(ctx context.Context, password string) error {
 			return err
 		}
 	}
-	err := s.store.update(ctx, func(tx *bolt.Tx) error {
-		if phc == "" {
-			return tx.Bucket(bucketMeta).Delete(keyAdminPassword)
-		}
-		return tx.Bucket(bucketMeta).Put(keyAdminPassword, []byte(phc))
-	})
+	err := s.store.SetAdminPasswordHash(ctx, phc)
 	if err == nil {
 		s.log.Warn("admin password changed", "set", phc != "")
 	}
@@ -64,11 +55,8 @@ const MinAdminPassword = 12
 // CheckAdminPassword reports whether password is the admin password. It
 // costs one argon2id hash whether or not a password is set.
 func (s *Server) CheckAdminPassword(ctx context.Context, password string) (bool, error) {
-	var phc string
-	if err := s.store.db.View(func(tx *bolt.Tx) error {
-		phc = string(tx.Bucket(bucketMeta).Get(keyAdminPassword))
-		return nil
-	}); err != nil {
+	phc, err := s.store.AdminPasswordHash()
+	if err != nil {
 		return false, err
 	}
 	set := phc != ""

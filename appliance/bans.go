@@ -10,23 +10,20 @@ import (
 	"sync"
 	"time"
 
+	"github.com/securechat/securechat/appliance/store"
 	"github.com/securechat/securechat/chat"
 
 	"github.com/quic-go/quic-go"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/securechat/securechat/transport"
 )
 
 // Bans (docs/design.md §4): IP addresses and CIDR prefixes (v4 and v6) and
-// accounts, with a reason and an optional expiry, kept in the bans bucket
-// and mirrored in memory. An address ban refuses a new connection on its
-// first packet, before any TLS work (quic-go's ConnContext runs on the
-// Initial packet); bans of either kind close matching live connections at
-// once.
-//
-//	bans  "ip:" ‖ prefix text | "user:" ‖ name → banRecord
-var bucketBans = []byte("bans")
+// accounts, with a reason and an optional expiry, stored (store.Moderation)
+// and mirrored in memory through published changes (changes.go). An
+// address ban refuses a new connection on its first packet, before any TLS
+// work (quic-go's ConnContext runs on the Initial packet); bans of either
+// kind close matching live connections at once.
 
 // Ban is one ban as the admin API shows it.
 type Ban struct {
@@ -34,34 +31,6 @@ type Ban struct {
 	Reason  string    `json:"reason"`
 	Created time.Time `json:"created"`
 	Expires time.Time `json:"expires,omitzero"` // zero: never
-}
-
-type banRecord struct {
-	Reason  string
-	Created int64
-	Expires int64
-}
-
-func (r *banRecord) MarshalFields(e *transport.Encoder) {
-	e.String(1, r.Reason)
-	e.Int(2, r.Created)
-	e.Int(3, r.Expires)
-}
-
-func (r *banRecord) UnmarshalFields(d *transport.Decoder) error {
-	return transport.ForEachField(d, func(f transport.Field) (err error) {
-		switch f.Num {
-		case 1:
-			r.Reason, err = f.String(transport.MaxText)
-		case 2:
-			r.Created, err = f.Int()
-		case 3:
-			r.Expires, err = f.Int()
-		default:
-			return f.Unknown()
-		}
-		return err
-	})
 }
 
 // banTarget is a parsed ban target.
@@ -110,10 +79,36 @@ type banNet struct {
 	expires time.Time
 }
 
+// set replaces the list with all.
 func (l *banList) set(all map[string]Ban) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.bans = all
+	l.index()
+}
+
+// put adds or replaces one ban.
+func (l *banList) put(b Ban) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.bans == nil {
+		l.bans = make(map[string]Ban)
+	}
+	l.bans[b.Target] = b
+	l.index()
+}
+
+// remove lifts the ban of target.
+func (l *banList) remove(target string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.bans, target)
+	l.index()
+}
+
+// index rebuilds the matching tables from bans; l.mu is held.
+func (l *banList) index() {
+	all := l.bans
 	l.nets = nil
 	l.users = make(map[string]Ban)
 	for _, b := range all {
@@ -166,25 +161,19 @@ func (l *banList) list(now time.Time) []Ban {
 	return out
 }
 
-// loadBans reads the bans bucket.
-func (s *Store) loadBans() (map[string]Ban, error) {
-	all := make(map[string]Ban)
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketBans).ForEach(func(k, v []byte) error {
-			var r banRecord
-			if err := transport.Unmarshal(v, &r); err != nil {
-				return nil // a damaged record is skipped, not fatal
-			}
-			target := strings.TrimPrefix(string(k), "ip:")
-			b := Ban{Target: target, Reason: r.Reason, Created: time.UnixMilli(r.Created)}
-			if r.Expires != 0 {
-				b.Expires = time.UnixMilli(r.Expires)
-			}
-			all[b.Target] = b
-			return nil
-		})
-	})
-	return all, err
+// loadBans reads the stored bans into memory.
+func (s *Server) loadBans() error {
+	stored, err := s.store.Bans()
+	if err != nil {
+		return err
+	}
+	all := make(map[string]Ban, len(stored))
+	for _, r := range stored {
+		b := Ban{Target: strings.TrimPrefix(r.Target, "ip:"), Reason: r.Reason, Created: r.Created, Expires: r.Expires}
+		all[b.Target] = b
+	}
+	s.bans.set(all)
+	return nil
 }
 
 // Ban bans an IP, a CIDR prefix or user:NAME for d (0: until unbanned)
@@ -202,22 +191,16 @@ func (s *Server) Ban(ctx context.Context, target, reason string, d time.Duration
 	}
 	now := s.cfg.Now()
 	b := Ban{Target: strings.TrimPrefix(t.key(), "ip:"), Reason: reason, Created: now}
-	r := banRecord{Reason: reason, Created: now.UnixMilli()}
 	if d > 0 {
 		b.Expires = now.Add(d)
-		r.Expires = b.Expires.UnixMilli()
 	}
-	err = s.store.update(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketBans).Put([]byte(t.key()), transport.Marshal(&r))
-	})
-	if err != nil {
+	if err := s.store.PutBan(ctx, store.Ban{Target: t.key(), Reason: reason, Created: now, Expires: b.Expires}); err != nil {
 		return Ban{}, err
 	}
-	if err := s.reloadBans(); err != nil {
+	s.log.Warn("ban", "target", b.Target, "reason", reason, "expires", b.Expires)
+	if err := s.changes.Publish(ctx, Change{Kind: ChangeBan, Ban: b}); err != nil {
 		return Ban{}, err
 	}
-	n := s.closeMatching(t, transport.CloseBanned, "banned: "+reason)
-	s.log.Warn("ban", "target", b.Target, "reason", reason, "expires", b.Expires, "closed", n)
 	detail := reason
 	if d > 0 {
 		detail += " (for " + d.String() + ")"
@@ -232,36 +215,21 @@ func (s *Server) Unban(ctx context.Context, target string) error {
 	if err != nil {
 		return err
 	}
-	found := false
-	err = s.store.update(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketBans)
-		if b.Get([]byte(t.key())) == nil {
-			return reject(fmt.Errorf("%s is not banned", strings.TrimPrefix(t.key(), "ip:")))
-		}
-		found = true
-		return b.Delete([]byte(t.key()))
-	})
+	target = strings.TrimPrefix(t.key(), "ip:")
+	err = s.store.DeleteBan(ctx, t.key())
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%s is not banned", target)
+	}
 	if err != nil {
 		return err
 	}
-	if found {
-		s.log.Info("unban", "target", strings.TrimPrefix(t.key(), "ip:"))
-		s.recordEvent(chat.EventUnban, strings.TrimPrefix(t.key(), "ip:"), "")
-	}
-	return s.reloadBans()
+	s.log.Info("unban", "target", target)
+	s.recordEvent(chat.EventUnban, target, "")
+	return s.changes.Publish(ctx, Change{Kind: ChangeUnban, Ban: Ban{Target: target}})
 }
 
 // Bans lists the bans in force.
 func (s *Server) Bans(ctx context.Context) ([]Ban, error) { return s.bans.list(s.cfg.Now()), nil }
-
-func (s *Server) reloadBans() error {
-	all, err := s.store.loadBans()
-	if err != nil {
-		return err
-	}
-	s.bans.set(all)
-	return nil
-}
 
 // closeMatching closes the live connections a ban target covers.
 func (s *Server) closeMatching(t banTarget, code quic.ApplicationErrorCode, reason string) int {
@@ -281,112 +249,4 @@ func (s *Server) closeMatching(t banTarget, code quic.ApplicationErrorCode, reas
 		v.close(code, reason)
 	}
 	return len(victims)
-}
-
-// Kick disconnects every connection of user and returns how many there were.
-func (s *Server) Kick(ctx context.Context, user string) (int, error) {
-	user, err := transport.CanonicalUser(user)
-	if err != nil {
-		return 0, err
-	}
-	n := s.closeMatching(banTarget{user: user}, transport.CloseKicked, "disconnected by the server operator")
-	s.log.Info("kick", "user", user, "connections", n)
-	s.recordEvent(chat.EventKick, user, fmt.Sprintf("%d connections closed", n))
-	return n, nil
-}
-
-// UserInfo describes an account for the admin API.
-type UserInfo struct {
-	Name     string    `json:"name"`
-	Created  time.Time `json:"created"`
-	Devices  int       `json:"devices"`
-	LastSeen time.Time `json:"last_seen"`
-	Online   int       `json:"online"` // connected devices
-	Banned   bool      `json:"banned"`
-	Muted    bool      `json:"muted"`
-	// MutedUntil is when a mute ends; zero while muted means until unmuted.
-	MutedUntil time.Time `json:"muted_until,omitzero"`
-}
-
-// Users lists the accounts, by name.
-func (s *Server) Users(ctx context.Context) ([]UserInfo, error) {
-	online := make(map[string]int)
-	s.mu.Lock()
-	for sess := range s.sessions {
-		if u := sess.authedUser(); u != "" {
-			online[u]++
-		}
-	}
-	s.mu.Unlock()
-	now := s.cfg.Now()
-	var out []UserInfo
-	err := s.store.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketUsers).ForEach(func(k, v []byte) error {
-			var r userRecord
-			if transport.Unmarshal(v, &r) != nil {
-				return nil
-			}
-			u := UserInfo{Name: string(k), Created: time.UnixMilli(r.Created), Online: online[string(k)]}
-			_, u.Banned = s.bans.userBanned(u.Name, now)
-			u.MutedUntil, u.Muted = s.mutes.muted(u.Name, now)
-			prefix := append([]byte(k), 0)
-			c := tx.Bucket(bucketDevices).Cursor()
-			for dk, dv := c.Seek(prefix); dk != nil && hasPrefix(dk, prefix); dk, dv = c.Next() {
-				var d deviceRecord
-				if transport.Unmarshal(dv, &d) == nil {
-					u.Devices++
-					if t := time.UnixMilli(d.LastSeen); t.After(u.LastSeen) {
-						u.LastSeen = t
-					}
-				}
-			}
-			out = append(out, u)
-			return nil
-		})
-	})
-	return out, err
-}
-
-// StatsSnapshot is the admin API's view of the server's counters.
-type StatsSnapshot struct {
-	Time          time.Time `json:"time"`
-	Uptime        string    `json:"uptime"`
-	UptimeSeconds int64     `json:"uptime_seconds"`
-	Connections   int64     `json:"connections"`
-	Accepted      int64     `json:"accepted"`
-	MessagesIn    int64     `json:"messages_in"`
-	BytesIn       int64     `json:"bytes_in"`
-	Deliveries    int64     `json:"deliveries"`
-	BytesOut      int64     `json:"bytes_out"`
-	AuthFailed    int64     `json:"auth_failed"`
-	Refused       int64     `json:"refused"`
-	Limited       int64     `json:"limited"`
-	QueueDepth    int       `json:"queue_depth"`
-	StoreBytes    int64     `json:"store_bytes"`
-	Bans          int       `json:"bans"`
-	Fingerprint   string    `json:"fingerprint"`
-}
-
-// Snapshot reads the counters.
-func (s *Server) Snapshot(ctx context.Context) (StatsSnapshot, error) {
-	now := s.cfg.Now()
-	up := now.Sub(s.started)
-	return StatsSnapshot{
-		Time:          now,
-		Uptime:        up.Round(time.Second).String(),
-		UptimeSeconds: int64(up / time.Second),
-		Connections:   s.stats.Connections.Load(),
-		Accepted:      s.stats.Accepted.Load(),
-		MessagesIn:    s.stats.MessagesIn.Load(),
-		BytesIn:       s.stats.BytesIn.Load(),
-		Deliveries:    s.stats.Deliveries.Load(),
-		BytesOut:      s.stats.BytesOut.Load(),
-		AuthFailed:    s.stats.AuthFailed.Load(),
-		Refused:       s.stats.Refused.Load(),
-		Limited:       s.stats.Limited.Load(),
-		QueueDepth:    s.store.queueDepth(),
-		StoreBytes:    s.store.size(),
-		Bans:          len(s.bans.list(now)),
-		Fingerprint:   s.fp.String(),
-	}, nil
 }

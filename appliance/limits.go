@@ -28,8 +28,10 @@ func (s *Server) SetLimits(ctx context.Context, l Limits) error {
 	s.limitsMu.Lock()
 	defer s.limitsMu.Unlock()
 	old := s.currentLimits()
-	s.limits.Store(&l)
-	s.applyLimits(l)
+	// Applied through the change feed, as another node would (changes.go).
+	if err := s.changes.Publish(ctx, Change{Kind: ChangeLimits, Limits: l}); err != nil {
+		return err
+	}
 	if changed := diffLimits(old, l); len(changed) > 0 {
 		s.log.Warn("rate limits changed", "changes", strings.Join(changed, ", "))
 		s.recordEvent(chat.EventLimitsChanged, "", strings.Join(changed, ", "))

@@ -1,264 +1,199 @@
 package appliance
 
 import (
-	"context"
-	"encoding/binary"
-	"fmt"
+	"cmp"
 	"slices"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
+	"github.com/securechat/securechat/appliance/store"
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/transport"
 )
 
-// A mailbox entry value is the unix-ms store time as u64 BE, so expiry can
-// read it without decoding, followed by the fields of mailboxEntry
-// (docs/protocol.md §7).
-type mailboxEntry struct {
-	From       string
-	FromDevice uint32
-	MessageID  []byte
-	Payload    []byte
-}
+// Store and forward (protocol.md §6), the session's side: Sends in, and
+// deliveries out.
 
-func (m *mailboxEntry) MarshalFields(e *transport.Encoder) {
-	e.String(1, m.From)
-	e.Uint(2, uint64(m.FromDevice))
-	e.BytesField(3, m.MessageID)
-	e.BytesField(4, m.Payload)
-}
+// Send (protocol.md §6.1, §6.5): checked, counted against the messages
+// limit, then stored and pushed, or for an ephemeral Send forwarded only.
 
-func (m *mailboxEntry) UnmarshalFields(d *transport.Decoder) error {
-	return transport.ForEachField(d, func(f transport.Field) (err error) {
-		switch f.Num {
-		case 1:
-			m.From, err = f.String(transport.MaxUserName)
-		case 2:
-			m.FromDevice, err = f.Uint32()
-		case 3:
-			m.MessageID, err = f.Fixed(transport.MessageIDLen)
-		case 4:
-			m.Payload, err = f.Bytes(transport.MaxPayload)
-		default:
-			return f.Unknown()
-		}
-		return err
-	})
-}
-
-// NoSuchUserError names a recipient that does not exist.
-type NoSuchUserError struct{ User string }
-
-func (e *NoSuchUserError) Error() string { return fmt.Sprintf("no such user %q", e.User) }
-
-// DeviceMismatchError is returned when a Send's slots are not exactly the
-// recipients' current devices; Devices lists the current ones of every
-// mismatched recipient (protocol.md §6.1).
-type DeviceMismatchError struct{ Devices []transport.DeviceInfo }
-
-func (e *DeviceMismatchError) Error() string {
-	return "message slots do not match the recipients' devices"
-}
-
-// storedEntry is one committed mailbox entry and its device.
-type storedEntry struct {
-	Device  string // deviceKey
-	Deliver transport.Deliver
-}
-
-// stored is the outcome of storeMessage.
-type stored struct {
-	ServerTime int64
-	Duplicate  bool
-	Entries    []storedEntry // what each device's mailbox got, to push without re-reading
-}
-
-// storeMessage durably stores msg in every recipient device's mailbox, or
-// recognises a resend by its message id and stores nothing (protocol.md §6.1).
-func (s *Store) storeMessage(ctx context.Context, from string, fromDevice uint32, msg *transport.Send, now time.Time) (stored, error) {
-	dedupKey := append(deviceKey(from, fromDevice), msg.MessageID...)
-	var out stored
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		out = stored{}
-		dedup := tx.Bucket(bucketDedup)
-		if v := dedup.Get(dedupKey); len(v) == 8 {
-			out.ServerTime, out.Duplicate = int64(binary.BigEndian.Uint64(v)), true
-			return nil
-		}
-		if err := checkRecipients(tx, from, fromDevice, msg.Envelopes); err != nil {
-			return reject(err)
-		}
-		ms := now.UnixMilli()
-		out.ServerTime = ms
-		boxes := tx.Bucket(bucketMailboxes)
-		for i := range msg.Envelopes {
-			env := &msg.Envelopes[i]
-			k := deviceKey(env.User, env.Device)
-			box := boxes.Bucket(k)
-			if box == nil {
-				return fmt.Errorf("mailbox of %s/%d is missing", env.User, env.Device)
-			}
-			seq, err := box.NextSequence()
-			if err != nil {
-				return err
-			}
-			entry := mailboxEntry{From: from, FromDevice: fromDevice, MessageID: msg.MessageID, Payload: env.Payload}
-			v := binary.BigEndian.AppendUint64(make([]byte, 0, 64+len(env.Payload)), uint64(ms))
-			v = append(v, transport.Marshal(&entry)...)
-			if err := box.Put(u64(seq), v); err != nil {
-				return err
-			}
-			out.Entries = append(out.Entries, storedEntry{Device: string(k), Deliver: transport.Deliver{
-				Seq: seq, From: from, FromDevice: fromDevice, MessageID: msg.MessageID, ServerTime: ms, Payload: env.Payload,
-			}})
-		}
-		return dedup.Put(dedupKey, u64(uint64(ms)))
-	})
-	return out, err
-}
-
-// checkSend checks a Send's recipients without storing anything.
-func (s *Store) checkSend(from string, fromDevice uint32, envs []transport.Envelope) error {
-	return s.db.View(func(tx *bolt.Tx) error { return checkRecipients(tx, from, fromDevice, envs) })
-}
-
-// checkRecipients verifies that envs hold exactly one slot for every current
-// device of every recipient, the sending device excepted.
-func checkRecipients(tx *bolt.Tx, from string, fromDevice uint32, envs []transport.Envelope) error {
-	if len(envs) == 0 {
-		return &transport.Error{Code: transport.ErrBadRequest, Message: "message has no recipients"}
-	}
-	given := make(map[string][]uint32)
-	for _, env := range envs {
-		given[env.User] = append(given[env.User], env.Device)
-	}
-	users := tx.Bucket(bucketUsers)
-	var mismatch []transport.DeviceInfo
-	for user, ids := range given {
-		if users.Get([]byte(user)) == nil {
-			return &NoSuchUserError{User: user}
-		}
-		current := activeDevicesTx(tx, user)
-		if user == from {
-			current = slices.DeleteFunc(current, func(d transport.DeviceInfo) bool { return d.ID == fromDevice })
-		}
-		slices.Sort(ids)
-		match := len(ids) == len(current)
-		for i := 0; match && i < len(ids); i++ {
-			match = ids[i] == current[i].ID // devicesTx lists in id order
-		}
-		if !match {
-			mismatch = append(mismatch, current...)
-		}
-	}
-	if mismatch != nil {
-		return &DeviceMismatchError{Devices: mismatch}
-	}
-	return nil
-}
-
-// pending returns up to limit entries of a device's mailbox after seq.
-func (s *Store) pending(user string, id uint32, after uint64, limit int) []transport.Deliver {
-	var out []transport.Deliver
-	s.db.View(func(tx *bolt.Tx) error {
-		box := tx.Bucket(bucketMailboxes).Bucket(deviceKey(user, id))
-		if box == nil {
-			return nil
-		}
-		c := box.Cursor()
-		for k, v := c.Seek(u64(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
-			var e mailboxEntry
-			if len(k) != 8 || len(v) < 8 || transport.Unmarshal(v[8:], &e) != nil {
-				continue // unreadable entries are left for expiry rather than wedging delivery
-			}
-			out = append(out, transport.Deliver{
-				Seq:        binary.BigEndian.Uint64(k),
-				From:       e.From,
-				FromDevice: e.FromDevice,
-				MessageID:  e.MessageID,
-				ServerTime: int64(binary.BigEndian.Uint64(v[:8])),
-				Payload:    e.Payload,
-			})
-		}
-		return nil
-	})
-	return out
-}
-
-// ack deletes delivered entries from a device's mailbox, without waiting
-// for the commit: a lost ack only means a redelivery, which the client
-// recognises by message id.
-func (s *Store) ack(user string, id uint32, seqs []uint64) {
-	s.updateAsync(func(tx *bolt.Tx) error {
-		box := tx.Bucket(bucketMailboxes).Bucket(deviceKey(user, id))
-		if box == nil {
-			return reject(fmt.Errorf("mailbox gone"))
-		}
-		for _, seq := range seqs {
-			if err := box.Delete(u64(seq)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// expire deletes mailbox entries and dedup records stored before cutoff and
-// returns how many mailbox entries it removed.
-func (s *Store) expire(ctx context.Context, cutoff time.Time) (int, error) {
-	limit := uint64(cutoff.UnixMilli())
-	removed := 0
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		removed = 0
-		boxes := tx.Bucket(bucketMailboxes)
-		var old [][2][]byte // (mailbox, seq) pairs; never delete while iterating
-		err := boxes.ForEachBucket(func(name []byte) error {
-			c := boxes.Bucket(name).Cursor()
-			for k, v := c.First(); k != nil; k, v = c.Next() {
-				if len(v) >= 8 && binary.BigEndian.Uint64(v[:8]) >= limit {
-					break // entries are in store order
-				}
-				old = append(old, [2][]byte{slices.Clone(name), slices.Clone(k)})
-			}
-			return nil
-		})
+// checkSend canonicalizes the recipients and refuses a muted sender; it
+// runs before the rate limit, so a refused Send costs no tokens.
+func checkSend(ss *session, id uint32, req *transport.Send) bool {
+	for i := range req.Envelopes {
+		u, err := transport.CanonicalUser(req.Envelopes[i].User)
 		if err != nil {
-			return err
+			ss.fail(id, &transport.Error{Code: transport.ErrInvalidName, Message: err.Error()})
+			return false
 		}
-		for _, o := range old {
-			if err := boxes.Bucket(o[0]).Delete(o[1]); err != nil {
-				return err
-			}
+		req.Envelopes[i].User = u
+	}
+	if until, muted := ss.srv.mutes.muted(ss.user, ss.srv.cfg.Now()); muted {
+		msg := "you are muted on this server"
+		if !until.IsZero() {
+			msg += " until " + until.UTC().Format(time.RFC3339)
 		}
-		removed = len(old)
-		dedup := tx.Bucket(bucketDedup)
-		var stale [][]byte
-		dedup.ForEach(func(k, v []byte) error {
-			if len(v) != 8 || binary.BigEndian.Uint64(v) < limit {
-				stale = append(stale, k)
-			}
-			return nil
-		})
-		for _, k := range stale {
-			if err := dedup.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return removed, err
+		ss.fail(id, &transport.Error{Code: transport.ErrMuted, Message: msg})
+		return false
+	}
+	return true
 }
 
-// queueDepth counts the entries waiting in all mailboxes.
-func (s *Store) queueDepth() int {
-	n := 0
-	s.db.View(func(tx *bolt.Tx) error {
-		boxes := tx.Bucket(bucketMailboxes)
-		return boxes.ForEachBucket(func(name []byte) error {
-			n += boxes.Bucket(name).Stats().KeyN
-			return nil
-		})
-	})
-	return n
+// sendSize is a Send's payload bytes, what the bytes limit counts.
+func sendSize(req *transport.Send) int {
+	size := 0
+	for i := range req.Envelopes {
+		size += len(req.Envelopes[i].Payload)
+	}
+	return size
+}
+
+func handleSend(ss *session, id uint32, req *transport.Send) {
+	if req.Ephemeral {
+		ss.handleSignal(id, req)
+		return
+	}
+	srv := ss.srv
+	m := store.Message{From: ss.authedDevice(), ID: req.MessageID, Time: srv.cfg.Now(), Envelopes: make([]store.Envelope, len(req.Envelopes))}
+	for i, env := range req.Envelopes {
+		m.Envelopes[i] = store.Envelope{To: chat.DeviceOf(env.User, env.Device), Payload: env.Payload}
+	}
+	res, err := srv.store.Append(ss.ctx, m)
+	if err != nil {
+		if ss.ctx.Err() == nil {
+			ss.log.Debug("send refused", "err", err)
+		}
+		ss.fail(id, wireError(err))
+		return
+	}
+	if !res.Duplicate {
+		srv.stats.MessagesIn.Add(1)
+		srv.stats.BytesIn.Add(int64(sendSize(req)))
+		srv.router.Push(res.Entries)
+	}
+	ss.reply(id, transport.CodeSent, &transport.Sent{ServerTime: res.Time.UnixMilli(), Duplicate: res.Duplicate})
+}
+
+// handleSignal forwards an ephemeral Send to the recipients' connected
+// devices and stores nothing (protocol.md §6.5).
+func (ss *session) handleSignal(id uint32, req *transport.Send) {
+	srv := ss.srv
+	to := make([]chat.Device, len(req.Envelopes))
+	for i, env := range req.Envelopes {
+		to[i] = chat.DeviceOf(env.User, env.Device)
+	}
+	if err := srv.store.CheckRecipients(ss.authedDevice(), to); err != nil {
+		ss.fail(id, wireError(err))
+		return
+	}
+	now := srv.cfg.Now().UnixMilli()
+	var online uint32
+	for i, d := range to {
+		sig := &transport.Signal{From: ss.user, FromDevice: ss.device, MessageID: req.MessageID, ServerTime: now, Payload: req.Envelopes[i].Payload}
+		if srv.router.Signal(d, sig) {
+			online++
+		}
+	}
+	ss.reply(id, transport.CodeSent, &transport.Sent{ServerTime: now, Online: online})
+}
+
+// Delivery to a receiving session (protocol.md §6.2): the backlog from the
+// store, then entries the router offers as senders commit them.
+
+// maxInbox bounds the entries a session holds in memory; past it the
+// deliver loop reads them from the store instead.
+const maxInbox = 1024
+
+// Offer gives the session a committed entry of its mailbox (Conn).
+func (ss *session) Offer(d *transport.Deliver) {
+	ss.inboxMu.Lock()
+	if len(ss.inbox) < maxInbox {
+		ss.inbox = append(ss.inbox, d)
+	}
+	ss.inboxMu.Unlock()
+	select {
+	case ss.wake <- struct{}{}:
+	default: // already pending
+	}
+}
+
+// takeInbox returns the offered entries that continue the mailbox right
+// after seq last, in order; ok is false when they do not (a gap, an
+// overflow): then the store is read instead, which is always correct.
+func (ss *session) takeInbox(last uint64) (_ []*transport.Deliver, ok bool) {
+	ss.inboxMu.Lock()
+	in := ss.inbox
+	ss.inbox = nil
+	ss.inboxMu.Unlock()
+	slices.SortFunc(in, func(a, b *transport.Deliver) int { return cmp.Compare(a.Seq, b.Seq) })
+	in = slices.DeleteFunc(in, func(d *transport.Deliver) bool { return d.Seq <= last })
+	for i, d := range in {
+		if d.Seq != last+uint64(i)+1 {
+			return nil, false
+		}
+	}
+	return in, true
+}
+
+// deliver pushes the device's mailbox: first the backlog, then QueueEmpty,
+// then new entries as they are stored (protocol.md §6.2). Entries stay in
+// the mailbox until acked, so a connection lost mid-push loses nothing.
+// New entries come from memory when senders offered them in sequence;
+// otherwise from the store.
+func (ss *session) deliver() {
+	var last uint64
+	sentEmpty := false
+	frames := make([]transport.Frame, 0, pushBatch+1)
+	fromStore := true
+	for {
+		var entries []*transport.Deliver
+		if !fromStore {
+			var ok bool
+			entries, ok = ss.takeInbox(last)
+			fromStore = !ok
+		}
+		if fromStore {
+			ss.takeInbox(last) // what is offered now is in the store too
+			pending, err := ss.srv.store.Pending(ss.authedDevice(), last, pushBatch)
+			if err != nil {
+				ss.log.Error("reading mailbox", "err", err)
+				ss.stop()
+				return
+			}
+			for i := range pending {
+				entries = append(entries, deliverOf(&pending[i]))
+			}
+		}
+		frames = frames[:0]
+		bytesOut := 0
+		for _, d := range entries {
+			frames = append(frames, transport.Frame{Code: transport.CodeDeliver, Body: transport.Marshal(d)})
+			last = d.Seq
+			bytesOut += len(d.Payload)
+		}
+		if fromStore && len(entries) < pushBatch && !sentEmpty {
+			frames = append(frames, transport.Frame{Code: transport.CodeQueueEmpty})
+			sentEmpty = true
+		}
+		if len(frames) > 0 {
+			if err := ss.c.WriteFrames(frames...); err != nil {
+				ss.stop()
+				return
+			}
+			ss.srv.stats.Deliveries.Add(int64(len(entries)))
+			ss.srv.stats.BytesOut.Add(int64(bytesOut))
+		}
+		if fromStore && len(entries) == pushBatch {
+			continue // more backlog
+		}
+		if fromStore {
+			fromStore = false
+		} else if len(entries) > 0 {
+			continue // more may have been offered meanwhile
+		}
+		select {
+		case <-ss.wake:
+		case <-ss.ctx.Done():
+			return
+		}
+	}
 }

@@ -14,22 +14,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/securechat/securechat/appliance/store"
 	"github.com/securechat/securechat/chat"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/securechat/securechat/transport"
 )
 
-// Moderation (docs/design.md §4): mutes, invites and the registration policy, and
-// server broadcasts.
-//
-//	mutes    name → u64 BE unix ms until (0: until unmuted)
-//	invites  code → inviteRecord
-var (
-	bucketMutes   = []byte("mutes")
-	bucketInvites = []byte("invites")
-)
+// Moderation (docs/design.md §4): mutes, invites and the registration
+// policy, server broadcasts and account deletion. Mutes are stored
+// (store.Moderation) and mirrored in memory through published changes.
 
 // Registration policies.
 const (
@@ -68,16 +61,11 @@ func (m *muteList) set(user string, until time.Time, on bool) {
 }
 
 func (s *Server) loadMutes() error {
-	return s.store.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMutes).ForEach(func(k, v []byte) error {
-			var until time.Time
-			if len(v) == 8 && binary.BigEndian.Uint64(v) != 0 {
-				until = time.UnixMilli(int64(binary.BigEndian.Uint64(v)))
-			}
-			s.mutes.set(string(k), until, true)
-			return nil
-		})
-	})
+	all, err := s.store.Mutes()
+	for user, until := range all {
+		s.mutes.set(user, until, true)
+	}
+	return err
 }
 
 // Mute stops user from sending for d (0: until unmuted).
@@ -89,22 +77,19 @@ func (s *Server) Mute(ctx context.Context, user string, d time.Duration) error {
 	if d < 0 {
 		return errors.New("mute duration must not be negative")
 	}
-	if _, ok := s.store.lookupUser(user); !ok {
-		return &NoSuchUserError{User: user}
-	}
-	var until time.Time
-	var ms uint64
-	if d > 0 {
-		until = s.cfg.Now().Add(d)
-		ms = uint64(until.UnixMilli())
-	}
-	err = s.store.update(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMutes).Put([]byte(user), u64(ms))
-	})
-	if err != nil {
+	if _, err := s.store.Account(user); err != nil {
 		return err
 	}
-	s.mutes.set(user, until, true)
+	var until time.Time
+	if d > 0 {
+		until = s.cfg.Now().Add(d)
+	}
+	if err := s.store.PutMute(ctx, user, until); err != nil {
+		return err
+	}
+	if err := s.changes.Publish(ctx, Change{Kind: ChangeMute, User: user, Until: until}); err != nil {
+		return err
+	}
 	s.log.Info("mute", "user", user, "until", until)
 	detail := "until unmuted"
 	if d > 0 {
@@ -123,11 +108,12 @@ func (s *Server) Unmute(ctx context.Context, user string) error {
 	if _, ok := s.mutes.muted(user, s.cfg.Now()); !ok {
 		return fmt.Errorf("%s is not muted", user)
 	}
-	err = s.store.update(ctx, func(tx *bolt.Tx) error { return tx.Bucket(bucketMutes).Delete([]byte(user)) })
-	if err != nil {
+	if err := s.store.DeleteMute(ctx, user); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err // not found: an expired mute, lifted all the same
+	}
+	if err := s.changes.Publish(ctx, Change{Kind: ChangeUnmute, User: user}); err != nil {
 		return err
 	}
-	s.mutes.set(user, time.Time{}, false)
 	s.log.Info("unmute", "user", user)
 	s.recordEvent(chat.EventUnmute, user, "")
 	return nil
@@ -139,34 +125,6 @@ type Invite struct {
 	Uses    int       `json:"uses"` // registrations left
 	Created time.Time `json:"created"`
 	Expires time.Time `json:"expires,omitzero"`
-}
-
-type inviteRecord struct {
-	Uses    uint32
-	Created int64
-	Expires int64
-}
-
-func (r *inviteRecord) MarshalFields(e *transport.Encoder) {
-	e.Uint(1, uint64(r.Uses))
-	e.Int(2, r.Created)
-	e.Int(3, r.Expires)
-}
-
-func (r *inviteRecord) UnmarshalFields(d *transport.Decoder) error {
-	return transport.ForEachField(d, func(f transport.Field) (err error) {
-		switch f.Num {
-		case 1:
-			r.Uses, err = f.Uint32()
-		case 2:
-			r.Created, err = f.Int()
-		case 3:
-			r.Expires, err = f.Int()
-		default:
-			return f.Unknown()
-		}
-		return err
-	})
 }
 
 var inviteEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
@@ -186,14 +144,10 @@ func (s *Server) CreateInvite(ctx context.Context, uses int, d time.Duration) (I
 	}
 	now := s.cfg.Now()
 	inv := Invite{Code: strings.ToLower(inviteEncoding.EncodeToString(b)), Uses: uses, Created: now}
-	rec := inviteRecord{Uses: uint32(uses), Created: now.UnixMilli()}
 	if d > 0 {
 		inv.Expires = now.Add(d)
-		rec.Expires = inv.Expires.UnixMilli()
 	}
-	err := s.store.update(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketInvites).Put([]byte(inv.Code), transport.Marshal(&rec))
-	})
+	err := s.store.PutInvite(ctx, store.Invite{Code: inv.Code, Uses: uses, Created: now, Expires: inv.Expires})
 	if err == nil {
 		s.log.Info("invite created", "uses", uses, "expires", inv.Expires)
 		s.recordEvent(chat.EventInviteCreated, "", fmt.Sprintf("%d uses", uses))
@@ -204,21 +158,14 @@ func (s *Server) CreateInvite(ctx context.Context, uses int, d time.Duration) (I
 // Invites lists the usable invites.
 func (s *Server) Invites(ctx context.Context) ([]Invite, error) {
 	now := s.cfg.Now()
+	stored, err := s.store.Invites()
 	var out []Invite
-	err := s.store.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketInvites).ForEach(func(k, v []byte) error {
-			var r inviteRecord
-			if transport.Unmarshal(v, &r) != nil || r.Uses == 0 || (r.Expires != 0 && now.UnixMilli() >= r.Expires) {
-				return nil
-			}
-			inv := Invite{Code: string(k), Uses: int(r.Uses), Created: time.UnixMilli(r.Created)}
-			if r.Expires != 0 {
-				inv.Expires = time.UnixMilli(r.Expires)
-			}
-			out = append(out, inv)
-			return nil
-		})
-	})
+	for _, r := range stored {
+		if r.Uses == 0 || (!r.Expires.IsZero() && !now.Before(r.Expires)) {
+			continue
+		}
+		out = append(out, Invite{Code: r.Code, Uses: r.Uses, Created: r.Created, Expires: r.Expires})
+	}
 	slices.SortFunc(out, func(a, b Invite) int { return a.Created.Compare(b.Created) })
 	return out, err
 }
@@ -226,39 +173,15 @@ func (s *Server) Invites(ctx context.Context) ([]Invite, error) {
 // RevokeInvite deletes an invite code.
 func (s *Server) RevokeInvite(ctx context.Context, code string) error {
 	code = normInvite(code)
-	err := s.store.update(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketInvites)
-		if b.Get([]byte(code)) == nil {
-			return reject(fmt.Errorf("no invite %q", code))
-		}
-		return b.Delete([]byte(code))
-	})
+	err := s.store.DeleteInvite(ctx, code)
+	if errors.Is(err, store.ErrNotFound) {
+		err = fmt.Errorf("no invite %q", code)
+	}
 	if err == nil {
 		s.log.Info("invite revoked")
 		s.recordEvent(chat.EventInviteRevoked, "", "")
 	}
 	return err
-}
-
-// checkInviteTx checks, writing nothing, that an invite is usable.
-func checkInviteTx(tx *bolt.Tx, code string, now time.Time) error {
-	var r inviteRecord
-	v := tx.Bucket(bucketInvites).Get([]byte(normInvite(code)))
-	if v == nil || transport.Unmarshal(v, &r) != nil || r.Uses == 0 || (r.Expires != 0 && now.UnixMilli() >= r.Expires) {
-		return &transport.Error{Code: transport.ErrRegClosed, Message: "registration needs a valid invite code (--invite); this one is unknown, used up or expired"}
-	}
-	return nil
-}
-
-// useInviteTx consumes one use of a checked invite inside a registration.
-func useInviteTx(tx *bolt.Tx, code string, now time.Time) error {
-	b := tx.Bucket(bucketInvites)
-	var r inviteRecord
-	if err := transport.Unmarshal(b.Get([]byte(normInvite(code))), &r); err != nil {
-		return err
-	}
-	r.Uses--
-	return b.Put([]byte(normInvite(code)), transport.Marshal(&r))
 }
 
 func normInvite(code string) string { return strings.ToLower(strings.TrimSpace(code)) }
@@ -300,41 +223,11 @@ func (s *Server) Broadcast(ctx context.Context, text string) (int, error) {
 	if _, err := io.ReadFull(rand.Reader, id); err != nil {
 		return 0, err
 	}
-	accounts := 0
-	var entries []storedEntry
-	err := s.store.update(ctx, func(tx *bolt.Tx) error {
-		accounts, entries = 0, nil
-		boxes := tx.Bucket(bucketMailboxes)
-		return tx.Bucket(bucketUsers).ForEach(func(k, _ []byte) error {
-			devs := activeDevicesTx(tx, string(k))
-			if len(devs) > 0 {
-				accounts++
-			}
-			for _, d := range devs {
-				dk := deviceKey(d.User, d.ID)
-				box := boxes.Bucket(dk)
-				if box == nil {
-					continue
-				}
-				seq, err := box.NextSequence()
-				if err != nil {
-					return err
-				}
-				entry := mailboxEntry{MessageID: id, Payload: payload}
-				v := binary.BigEndian.AppendUint64(nil, uint64(ms))
-				v = append(v, transport.Marshal(&entry)...)
-				if err := box.Put(u64(seq), v); err != nil {
-					return err
-				}
-				entries = append(entries, storedEntry{Device: string(dk), Deliver: transport.Deliver{Seq: seq, MessageID: id, ServerTime: ms, Payload: payload}})
-			}
-			return nil
-		})
-	})
+	accounts, deliveries, err := s.store.Broadcast(ctx, id, payload, now)
 	if err != nil {
 		return 0, err
 	}
-	s.push(entries)
+	s.router.Push(deliveries)
 	s.log.Info("broadcast", "accounts", accounts, "bytes", len(text))
 	s.recordEvent(chat.EventBroadcast, "", fmt.Sprintf("to %d accounts, %d bytes", accounts, len(text)))
 	return accounts, nil
@@ -348,42 +241,30 @@ func (s *Server) DeleteUser(ctx context.Context, user string) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := s.store.lookupUser(user); !ok {
-		return &NoSuchUserError{User: user}
-	}
-	s.closeMatching(banTarget{user: user}, transport.CloseKicked, "account deleted by the server operator")
-	err = s.store.update(ctx, func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketUsers).Get([]byte(user)) == nil {
-			return reject(&NoSuchUserError{User: user})
-		}
-		prefix := append([]byte(user), 0)
-		var devs [][]byte
-		c := tx.Bucket(bucketDevices).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
-			devs = append(devs, append([]byte(nil), k...))
-		}
-		for _, k := range devs {
-			if err := tx.Bucket(bucketDevices).Delete(k); err != nil {
-				return err
-			}
-			for _, b := range [][]byte{bucketMailboxes, bucketPrekeys} {
-				if tx.Bucket(b).Bucket(k) != nil {
-					if err := tx.Bucket(b).DeleteBucket(k); err != nil {
-						return err
-					}
-				}
-			}
-		}
-		if err := tx.Bucket(bucketMutes).Delete([]byte(user)); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketUsers).Delete([]byte(user))
-	})
-	if err != nil {
+	if _, err := s.store.Account(user); err != nil {
 		return err
 	}
-	s.mutes.set(user, time.Time{}, false)
+	s.router.Kick(user, transport.CloseKicked, "account deleted by the server operator")
+	if err := s.store.DeleteAccount(ctx, user); err != nil {
+		return err
+	}
+	// The store dropped the account's mute with it.
+	if err := s.changes.Publish(ctx, Change{Kind: ChangeUnmute, User: user}); err != nil {
+		return err
+	}
 	s.log.Warn("account deleted", "user", user)
 	s.recordEvent(chat.EventAccountDeleted, user, "")
 	return nil
+}
+
+// Kick disconnects every connection of user and returns how many there were.
+func (s *Server) Kick(ctx context.Context, user string) (int, error) {
+	user, err := transport.CanonicalUser(user)
+	if err != nil {
+		return 0, err
+	}
+	n := s.router.Kick(user, transport.CloseKicked, "disconnected by the server operator")
+	s.log.Info("kick", "user", user, "connections", n)
+	s.recordEvent(chat.EventKick, user, fmt.Sprintf("%d connections closed", n))
+	return n, nil
 }

@@ -10,6 +10,8 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/securechat/securechat/appliance/store"
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 	"github.com/securechat/securechat/e2ee"
 	"github.com/securechat/securechat/transport"
@@ -20,7 +22,7 @@ func TestPublishVerifiesKeys(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 	pub, _, _ := ed25519.GenerateKey(nil)
-	if err := s.createAccount(ctx, "bob", "phc", pub, "", "", now); err != nil {
+	if err := s.CreateAccount(ctx, store.NewAccount{Name: "bob", PasswordHash: "phc", DeviceKey: pub, Now: now}); err != nil {
 		t.Fatal(err)
 	}
 	identity, _ := e2ee.GenerateIdentityKey(nil)
@@ -46,37 +48,36 @@ func TestPublishVerifiesKeys(t *testing.T) {
 			default:
 				m.OneTimeKEM = [][]byte{bad}
 			}
-			if err := s.publishKeys(ctx, "bob", 1, &m); err == nil {
+			if err := publishKeys(ctx, s, chat.DeviceOf("bob", 1), &m); err == nil {
 				t.Fatalf("flipped byte %d of an element accepted", i)
 			}
 		}
 	}
 	// Keys certified for another device or another auth key are refused.
-	if err := s.publishKeys(ctx, "bob", 2, good); err == nil {
+	if err := publishKeys(ctx, s, chat.DeviceOf("bob", 2), good); err == nil {
 		t.Error("keys for device 1 accepted for device 2")
 	}
 	other, _, _ := ed25519.GenerateKey(nil)
 	wrongAuth, _ := e2ee.NewDeviceKeys(nil, identity, e2ee.DeviceInfo{User: "bob", DeviceID: 1, AuthKey: other}, now, 0, 0)
 	m, _ := client.PublishMessage(wrongAuth.PublicPreKeys(), true)
-	if err := s.publishKeys(ctx, "bob", 1, m); err == nil {
+	if err := publishKeys(ctx, s, chat.DeviceOf("bob", 1), m); err == nil {
 		t.Error("certificate for another auth key accepted")
 	}
-	if err := s.publishKeys(ctx, "bob", 1, good); err != nil {
+	if err := publishKeys(ctx, s, chat.DeviceOf("bob", 1), good); err != nil {
 		t.Fatal(err)
 	}
 	// A second device must carry the same account identity.
 	pub2, _, _ := ed25519.GenerateKey(nil)
-	if _, err := s.addDevice(ctx, "bob", "phc", pub2, "", now); err != nil {
+	if _, err := s.AddDevice(ctx, "bob", "phc", pub2, "", now); err != nil {
 		t.Fatal(err)
 	}
 	stranger, _ := e2ee.GenerateIdentityKey(nil)
 	k2, _ := e2ee.NewDeviceKeys(nil, stranger, e2ee.DeviceInfo{User: "bob", DeviceID: 2, AuthKey: pub2}, now, 0, 0)
 	m2, _ := client.PublishMessage(k2.PublicPreKeys(), true)
-	var we *transport.Error
-	if err := s.publishKeys(ctx, "bob", 2, m2); !errors.As(err, &we) || we.Code != transport.ErrBadRequest {
+	if err := publishKeys(ctx, s, chat.DeviceOf("bob", 2), m2); !errors.Is(err, store.ErrIdentityMismatch) || wireError(err).Code != transport.ErrBadRequest {
 		t.Errorf("device signed by another identity: %v", err)
 	}
-	if d, _ := s.devices("bob"); len(d) != 1 {
+	if d, _ := s.ActiveDevices("bob"); len(d) != 1 {
 		t.Errorf("%d active devices, want 1 (device 2 has no keys)", len(d))
 	}
 }
@@ -87,11 +88,13 @@ func TestFetchConsumesOneTimeKeys(t *testing.T) {
 	mustAccount(t, s, "bob", 2, time.Now()) // 3 one-time keys of each kind per device
 	seenOTK := map[uint32]bool{}
 	for i := 0; i < 5; i++ {
-		bundles, low, err := s.fetchBundles(ctx, "bob", nil)
+		bundles, err := s.FetchBundles(ctx, "bob", nil)
 		if err != nil || len(bundles) != 2 {
 			t.Fatalf("fetch %d: %d bundles, %v", i, len(bundles), err)
 		}
-		for _, kb := range bundles {
+		low := 0
+		for _, sb := range bundles {
+			kb := transport.KeyBundle{Device: sb.Device, Bundle: encodeBundle(sb)}
 			b, err := e2ee.ParsePreKeyBundle(kb.Bundle)
 			if err != nil {
 				t.Fatalf("server-assembled bundle does not parse: %v", err)
@@ -111,20 +114,13 @@ func TestFetchConsumesOneTimeKeys(t *testing.T) {
 			} else if b.OneTimePreKey != nil || !b.KEMPreKey.LastResort {
 				t.Fatalf("fetch %d: want no one-time prekey and the last-resort KEM key", i)
 			}
+			if keysLow(sb.Left) {
+				low++
+			}
 		}
-		if len(low) != 2 {
-			t.Errorf("fetch %d: %d low notices, want 2", i, len(low))
+		if low != 2 {
+			t.Errorf("fetch %d: %d low notices, want 2", i, low)
 		}
-	}
-	if bundles, _, _ := s.fetchBundles(ctx, "bob", []uint32{2}); len(bundles) != 1 || bundles[0].Device != 2 {
-		t.Errorf("fetch of device 2 only: %+v", bundles)
-	}
-	var nsu *NoSuchUserError
-	if _, _, err := s.fetchBundles(ctx, "nobody", nil); !errors.As(err, &nsu) {
-		t.Errorf("unknown user: %v", err)
-	}
-	if c := s.keyCount("bob", 1); !c.Published || c.OneTime != 0 {
-		t.Errorf("key count %+v", c)
 	}
 }
 

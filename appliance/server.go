@@ -1,6 +1,8 @@
 // Package appliance is the securechat server of docs/protocol.md: QUIC
-// listener, accounts and devices, durable store-and-forward mailboxes in one
-// bbolt file, and routing between connected devices.
+// listener, sessions dispatching through one handler table, accounts and
+// devices, durable store-and-forward mailboxes behind the store interfaces
+// (package store; boltstore keeps them in one bbolt file), and live
+// traffic through a Router (docs/design.md §4).
 //
 // The server sees only opaque payloads: it routes ciphertext by account and
 // device and never interprets it.
@@ -28,6 +30,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/securechat/securechat/appliance/store"
+	"github.com/securechat/securechat/appliance/store/boltstore"
 	"github.com/securechat/securechat/chat"
 
 	"github.com/quic-go/quic-go"
@@ -50,7 +54,7 @@ type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	rand  io.Reader
-	store *Store
+	store store.Store
 	key   ed25519.PrivateKey
 	fp    transport.Fingerprint
 
@@ -60,9 +64,10 @@ type Server struct {
 	tr  *quic.Transport
 	ln  *quic.Listener
 
-	mu        sync.Mutex // guards sessions and receivers
-	sessions  map[*session]struct{}
-	receivers map[string]*session // deviceKey → the device's receiving session
+	mu       sync.Mutex // guards sessions
+	sessions map[*session]struct{}
+	router   Router  // live traffic to devices' connections
+	changes  Changes // bans, mutes and limits as published changes
 
 	conns sync.WaitGroup
 
@@ -105,12 +110,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg = cfg.WithDefaults()
 	s := &Server{
-		cfg:       cfg,
-		log:       cfg.NewLogger(os.Stderr),
-		rand:      cfg.Rand,
-		hashSem:   make(chan struct{}, runtime.NumCPU()),
-		sessions:  make(map[*session]struct{}),
-		receivers: make(map[string]*session),
+		cfg:      cfg,
+		log:      cfg.NewLogger(os.Stderr),
+		rand:     cfg.Rand,
+		hashSem:  make(chan struct{}, runtime.NumCPU()),
+		sessions: make(map[*session]struct{}),
+		router:   newLocalRouter(),
+		changes:  newLocalChanges(),
 	}
 	for _, l := range []**limiter{&s.fetchLimit, &s.msgLimit, &s.byteLimit, &s.connLimit, &s.regLimit, &s.failLimit, &s.floodLimit} {
 		*l = newLimiter(cfg.LimiterTable)
@@ -125,23 +131,23 @@ func New(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	store, err := openStore(filepath.Join(cfg.Data, FileDB))
-	if errors.Is(err, ErrDataInUse) {
+	st, err := boltstore.Open(filepath.Join(cfg.Data, FileDB), boltstore.Options{})
+	if errors.Is(err, store.ErrDataInUse) {
 		return nil, fmt.Errorf("data directory %s is in use by another securechat server", cfg.Data)
 	}
 	if err != nil {
 		return nil, err
 	}
-	s.store = store
+	s.store = st
 	if err := s.init(); err != nil {
-		store.Close()
+		st.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
 func (s *Server) init() error {
-	key, err := s.store.serverKey(context.Background(), s.rand)
+	key, err := s.store.ServerKey(context.Background(), s.rand)
 	if err != nil {
 		return fmt.Errorf("server key: %w", err)
 	}
@@ -153,12 +159,13 @@ func (s *Server) init() error {
 	if err := s.ensureAdminToken(); err != nil {
 		return err
 	}
-	if err := s.reloadBans(); err != nil {
+	if err := s.loadBans(); err != nil {
 		return fmt.Errorf("bans: %w", err)
 	}
 	if err := s.loadMutes(); err != nil {
 		return fmt.Errorf("mutes: %w", err)
 	}
+	s.changes.Subscribe(s.apply) // for the server's life
 	tlsConf, err := transport.ServerTLSConfig(key)
 	if err != nil {
 		return err
@@ -200,6 +207,12 @@ func (s *Server) init() error {
 	}
 	return nil
 }
+
+// errBanned and errRateLimited refuse a connection at admission.
+var (
+	errBanned      = errors.New("address banned")
+	errRateLimited = errors.New("too many connections")
+)
 
 // admit runs on a new connection's first packet, before any TLS work:
 // banned addresses are refused there (docs/design.md §4).
@@ -378,6 +391,10 @@ func (s *Server) Close() error {
 	return s.store.Close()
 }
 
+// expireBatch bounds the deletions of one expiry commit, so that sends
+// never wait behind a long one.
+const expireBatch = 4096
+
 func (s *Server) expireLoop(ctx context.Context) {
 	ttl := time.Duration(s.cfg.MailboxTTL)
 	every := min(max(ttl/10, time.Second), 10*time.Minute)
@@ -389,7 +406,7 @@ func (s *Server) expireLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		n, err := s.store.expire(ctx, s.cfg.Now().Add(-ttl))
+		n, err := s.expire(ctx, s.cfg.Now().Add(-ttl))
 		switch {
 		case err != nil && ctx.Err() == nil:
 			s.log.Error("expiring mailboxes", "err", err)
@@ -399,49 +416,25 @@ func (s *Server) expireLoop(ctx context.Context) {
 	}
 }
 
-// push hands committed entries to their devices' receiving sessions.
-func (s *Server) push(entries []storedEntry) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := range entries {
-		if sess := s.receivers[entries[i].Device]; sess != nil {
-			sess.offer(&entries[i].Deliver)
+// expire deletes what was stored before cutoff, in bounded batches, and
+// returns how many mailbox entries went.
+func (s *Server) expire(ctx context.Context, cutoff time.Time) (int, error) {
+	total := 0
+	for {
+		n, more, err := s.store.Expire(ctx, cutoff, expireBatch)
+		total += n
+		if err != nil || !more {
+			return total, err
 		}
-	}
-}
-
-// notifyKeysLow tells a device, if it is connected, to top up its prekeys.
-func (s *Server) notifyKeysLow(l keysLow) {
-	s.mu.Lock()
-	sess := s.receivers[l.Device]
-	s.mu.Unlock()
-	if sess != nil {
-		go sess.c.WriteFrame(transport.CodeKeysLow, 0, &l.Count) // never block the fetching session
-	}
-}
-
-// addReceiver makes sess the receiving session of its device, closing the
-// one it replaces.
-func (s *Server) addReceiver(sess *session) {
-	k := string(deviceKey(sess.user, sess.device))
-	s.mu.Lock()
-	old := s.receivers[k]
-	s.receivers[k] = sess
-	s.mu.Unlock()
-	if old != nil {
-		old.close(transport.CloseReplaced, "this device connected again from elsewhere")
 	}
 }
 
 func (s *Server) removeSession(sess *session) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	delete(s.sessions, sess)
-	if sess.device != 0 {
-		k := string(deviceKey(sess.user, sess.device))
-		if s.receivers[k] == sess {
-			delete(s.receivers, k)
-		}
+	s.mu.Unlock()
+	if d := sess.authedDevice(); !d.IsZero() {
+		s.router.Leave(d, sess)
 	}
 }
 

@@ -1,4 +1,4 @@
-package appliance
+package boltstore
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/transport"
 )
 
@@ -30,6 +31,8 @@ var storedRecordTypes = []struct {
 	{"userRecord", func() storedRecord { return new(userRecord) }},
 	{"deviceRecord", func() storedRecord { return new(deviceRecord) }},
 	{"mailboxEntry", func() storedRecord { return new(mailboxEntry) }},
+	{"banRecord", func() storedRecord { return new(banRecord) }},
+	{"inviteRecord", func() storedRecord { return new(inviteRecord) }},
 }
 
 func countUp(n int, start byte) []byte {
@@ -52,6 +55,8 @@ func sampleRecords() []storedRecord {
 		&deviceRecord{Key: countUp(32, 0xe0), Created: -1, LastSeen: math.MaxInt64, Name: strings.Repeat("n", transport.MaxText)},
 		&mailboxEntry{From: "alice", FromDevice: 1, MessageID: countUp(transport.MessageIDLen, 7), Payload: countUp(500, 3)},
 		&mailboxEntry{From: strings.Repeat("z", transport.MaxUserName), FromDevice: math.MaxUint32, MessageID: countUp(transport.MessageIDLen, 0)},
+		&banRecord{Reason: "spam", Created: 1_700_000_000_000, Expires: 1_700_000_360_000},
+		&inviteRecord{Uses: 3, Created: 1_700_000_000_000},
 	}
 }
 
@@ -150,31 +155,31 @@ func FuzzRecords(f *testing.F) {
 // devices of one user never fall under another's prefix scan (countDevices,
 // devicesTx).
 func FuzzDeviceKey(f *testing.F) {
-	f.Add(deviceKey("alice", 1), "alice", "alice.x", uint32(1))
-	f.Add(deviceKey("a", math.MaxUint32), "bob", "bo", uint32(0))
+	f.Add(deviceKey(chat.DeviceOf("alice", 1)), "alice", "alice.x", uint32(1))
+	f.Add(deviceKey(chat.DeviceOf("a", math.MaxUint32)), "bob", "bo", uint32(0))
 	f.Add([]byte{}, "", "a", uint32(7))
 	f.Add([]byte{0, 0, 0, 0, 0}, "x", "y", uint32(1<<24))
 	f.Add([]byte("alice\x00\x00\x00\x01"), "Alice", "alice", uint32(2))
 	f.Fuzz(func(t *testing.T, k []byte, user, other string, id uint32) {
-		if u, i, ok := parseDeviceKey(k); ok {
-			if back := deviceKey(u, i); !bytes.Equal(back, k) {
-				t.Fatalf("parseDeviceKey(%x) = %q, %d; which makes %x", k, u, i, back)
+		if d, ok := parseDeviceKey(k); ok {
+			if back := deviceKey(d); !bytes.Equal(back, k) {
+				t.Fatalf("parseDeviceKey(%x) = %v; which makes %x", k, d, back)
 			}
 		}
 		cu, err := transport.CanonicalUser(user)
 		if err != nil {
 			return
 		}
-		k = deviceKey(cu, id)
-		u, i, ok := parseDeviceKey(k)
-		if !ok || u != cu || i != id {
-			t.Fatalf("parseDeviceKey(deviceKey(%q, %d)) = %q, %d, %v", cu, id, u, i, ok)
+		k = deviceKey(chat.DeviceOf(cu, id))
+		d, ok := parseDeviceKey(k)
+		if !ok || d != chat.DeviceOf(cu, id) {
+			t.Fatalf("parseDeviceKey(deviceKey(%q, %d)) = %v, %v", cu, id, d, ok)
 		}
 		co, err := transport.CanonicalUser(other)
 		if err != nil || co == cu {
 			return
 		}
-		if hasPrefix(deviceKey(co, id), append([]byte(cu), 0)) {
+		if hasPrefix(deviceKey(chat.DeviceOf(co, id)), userPrefix(cu)) {
 			t.Fatalf("a device of %q falls under the device prefix of %q", co, cu)
 		}
 	})

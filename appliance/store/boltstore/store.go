@@ -1,4 +1,8 @@
-package appliance
+// Package boltstore is the server store on one bbolt file (docs/design.md
+// §4, protocol.md §7): the only server package that imports bbolt. Every
+// write goes through one writer goroutine that group-commits; reads are
+// bbolt read transactions.
+package boltstore
 
 import (
 	"context"
@@ -12,15 +16,23 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/securechat/securechat/appliance/store"
+	"github.com/securechat/securechat/chat"
 )
 
 // The store is one bbolt file, docs/protocol.md §7. Buckets:
 //
-//	meta       schema version, server key
+//	meta       schema version, server key, admin password, blob bytes
 //	users      name → userRecord
 //	devices    deviceKey(name, id) → deviceRecord
 //	mailboxes  deviceKey(name, id) → bucket: seq (u64 BE) → mailbox entry
 //	dedup      sender deviceKey ‖ message id → u64 BE unix ms of the first store
+//	prekeys    deviceKey → bucket (prekeys.go)
+//	bans       "ip:" ‖ prefix text | "user:" ‖ name → banRecord
+//	mutes      name → u64 BE unix ms until (0: until unmuted)
+//	invites    code → inviteRecord
+//	blobs      id → bytes
 const schemaVersion = 1
 
 var (
@@ -29,26 +41,47 @@ var (
 	bucketDevices   = []byte("devices")
 	bucketMailboxes = []byte("mailboxes")
 	bucketDedup     = []byte("dedup")
+	bucketPrekeys   = []byte("prekeys")
+	bucketBans      = []byte("bans")
+	bucketMutes     = []byte("mutes")
+	bucketInvites   = []byte("invites")
+	bucketBlobs     = []byte("blobs")
 
-	keySchema    = []byte("schema")
-	keyServerKey = []byte("server_key")
+	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketDevices, bucketMailboxes, bucketDedup, bucketPrekeys, bucketBans, bucketMutes, bucketInvites, bucketBlobs}
+
+	keySchema        = []byte("schema")
+	keyServerKey     = []byte("server_key")
+	keyAdminPassword = []byte("admin_password")
+	keyBlobBytes     = []byte("blob_bytes")
 )
 
 // maxBatch bounds how many writes share one commit.
 const maxBatch = 512
+
+// DefaultMaxBlobBytes bounds the blobs' total size unless Options say otherwise.
+const DefaultMaxBlobBytes = 256 << 20
+
+// Options tune a store.
+type Options struct {
+	// MaxBlobBytes bounds the blobs' total size; 0 is DefaultMaxBlobBytes.
+	MaxBlobBytes int64
+}
 
 // Store is the server's bbolt database with its single writer goroutine.
 // Every write goes through update, which group-commits: the writer takes
 // the first pending write, then whatever else is already waiting, runs them
 // all in one transaction and fsyncs once (docs/design.md §4).
 type Store struct {
-	db   *bolt.DB
-	done chan struct{} // closed when the writer has exited
+	db       *bolt.DB
+	done     chan struct{} // closed when the writer has exited
+	maxBlobs int64
 
 	mu     sync.RWMutex // guards closed and sending on writes; Close holds it to close writes
 	closed bool
 	writes chan *writeOp
 }
+
+var _ store.Store = (*Store)(nil)
 
 type writeOp struct {
 	fn  func(tx *bolt.Tx) error
@@ -65,18 +98,18 @@ func (e *rejectError) Unwrap() error { return e.err }
 // reject wraps err so the writer knows the op wrote nothing.
 func reject(err error) error { return &rejectError{err} }
 
-// openStore opens or creates the database at path. A database held by
-// another process fails after a short wait with ErrDataInUse.
-func openStore(path string) (*Store, error) {
+// Open opens or creates the database at path. A database held by another
+// process fails after a short wait with store.ErrDataInUse.
+func Open(path string, o Options) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 500 * time.Millisecond})
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, ErrDataInUse
+		return nil, store.ErrDataInUse
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketUsers, bucketDevices, bucketMailboxes, bucketDedup, bucketPrekeys, bucketBans, bucketMutes, bucketInvites} {
+		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -98,13 +131,16 @@ func openStore(path string) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s := &Store{db: db, writes: make(chan *writeOp, maxBatch), done: make(chan struct{})}
+	s := &Store{db: db, writes: make(chan *writeOp, maxBatch), done: make(chan struct{}), maxBlobs: o.MaxBlobBytes}
+	if s.maxBlobs <= 0 {
+		s.maxBlobs = DefaultMaxBlobBytes
+	}
 	go s.writer()
 	return s, nil
 }
 
 // Close stops the writer after the writes already queued and closes the
-// file. Writes after Close fail with ErrClosed.
+// file. Writes after Close fail with store.ErrClosed.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -123,7 +159,7 @@ func (s *Store) queue(ctx context.Context, op *writeOp) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return ErrClosed
+		return store.ErrClosed
 	}
 	select {
 	case s.writes <- op:
@@ -150,6 +186,12 @@ func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 // updateAsync queues fn without waiting for its commit.
 func (s *Store) updateAsync(fn func(tx *bolt.Tx) error) {
 	s.queue(context.Background(), &writeOp{fn: fn, err: make(chan error, 1)})
+}
+
+// Sync waits for the writes queued before it: the writer runs them in
+// order, so an empty write committed after them is enough.
+func (s *Store) Sync(ctx context.Context) error {
+	return s.update(ctx, func(*bolt.Tx) error { return nil })
 }
 
 func (s *Store) writer() {
@@ -211,9 +253,9 @@ func (s *Store) commit(batch []*writeOp) {
 	}
 }
 
-// serverKey returns the server's Ed25519 key, generating and storing it on
+// ServerKey returns the server's Ed25519 key, generating and storing it on
 // first start.
-func (s *Store) serverKey(ctx context.Context, rand io.Reader) (ed25519.PrivateKey, error) {
+func (s *Store) ServerKey(ctx context.Context, rand io.Reader) (ed25519.PrivateKey, error) {
 	var seed []byte
 	s.db.View(func(tx *bolt.Tx) error {
 		seed = append(seed, tx.Bucket(bucketMeta).Get(keyServerKey)...)
@@ -223,7 +265,7 @@ func (s *Store) serverKey(ctx context.Context, rand io.Reader) (ed25519.PrivateK
 		return ed25519.NewKeyFromSeed(seed), nil
 	}
 	if seed != nil {
-		return nil, errors.New("stored server key is corrupt")
+		return nil, fmt.Errorf("server key: %w", store.ErrCorrupt)
 	}
 	_, key, err := ed25519.GenerateKey(rand)
 	if err != nil {
@@ -239,11 +281,38 @@ func (s *Store) serverKey(ctx context.Context, rand io.Reader) (ed25519.PrivateK
 	return key, err
 }
 
-// size returns the store file's size in bytes.
-func (s *Store) size() int64 {
-	var n int64
-	s.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
-	return n
+// AdminPasswordHash returns the admin password's PHC string, "" if unset.
+func (s *Store) AdminPasswordHash() (string, error) {
+	var phc string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		phc = string(tx.Bucket(bucketMeta).Get(keyAdminPassword))
+		return nil
+	})
+	return phc, err
+}
+
+// SetAdminPasswordHash stores the admin password's hash; "" removes it.
+func (s *Store) SetAdminPasswordHash(ctx context.Context, phc string) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		if phc == "" {
+			return tx.Bucket(bucketMeta).Delete(keyAdminPassword)
+		}
+		return tx.Bucket(bucketMeta).Put(keyAdminPassword, []byte(phc))
+	})
+}
+
+// Stats reads the mailboxes' depth and the file's size.
+func (s *Store) Stats() store.Stats {
+	var st store.Stats
+	s.db.View(func(tx *bolt.Tx) error {
+		st.Bytes = tx.Size()
+		boxes := tx.Bucket(bucketMailboxes)
+		return boxes.ForEachBucket(func(name []byte) error {
+			st.QueueDepth += boxes.Bucket(name).Stats().KeyN
+			return nil
+		})
+	})
+	return st
 }
 
 // Backup writes a consistent copy of the database to w while it serves.
@@ -261,18 +330,42 @@ func u64(v uint64) []byte {
 	return binary.BigEndian.AppendUint64(nil, v)
 }
 
-// deviceKey is the key of a device in the devices and mailboxes buckets.
-func deviceKey(user string, id uint32) []byte {
-	k := make([]byte, 0, len(user)+5)
-	k = append(k, user...)
+// deviceKey is the key of a device in the devices, mailboxes and prekeys
+// buckets: name ‖ 0 ‖ u32 BE id.
+func deviceKey(d chat.Device) []byte {
+	k := make([]byte, 0, len(d.User)+5)
+	k = append(k, d.User...)
 	k = append(k, 0)
-	return binary.BigEndian.AppendUint32(k, id)
+	return binary.BigEndian.AppendUint32(k, d.ID)
 }
 
 // parseDeviceKey splits a deviceKey.
-func parseDeviceKey(k []byte) (string, uint32, bool) {
+func parseDeviceKey(k []byte) (chat.Device, bool) {
 	if len(k) < 6 || k[len(k)-5] != 0 {
-		return "", 0, false
+		return chat.Device{}, false
 	}
-	return string(k[:len(k)-5]), binary.BigEndian.Uint32(k[len(k)-4:]), true
+	return chat.Device{User: string(k[:len(k)-5]), ID: binary.BigEndian.Uint32(k[len(k)-4:])}, true
+}
+
+// userPrefix is what the keys of a user's devices start with.
+func userPrefix(user string) []byte { return append([]byte(user), 0) }
+
+func hasPrefix(b, prefix []byte) bool {
+	return len(b) >= len(prefix) && string(b[:len(prefix)]) == string(prefix)
+}
+
+// ms reads a stored unix-ms time; 0 is the zero time.
+func ms(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v)
+}
+
+// unixMS is the stored form of t; the zero time is 0.
+func unixMS(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
 }

@@ -1,0 +1,320 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/securechat/securechat/appliance/store"
+	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/transport"
+)
+
+// The handler table (docs/design.md §4): every request a session accepts,
+// with when it is accepted, the rate limit it counts against and its
+// handler. A code missing from the table is refused as unknown.
+
+// authRule says when a request is accepted (protocol.md §5).
+type authRule uint8
+
+const (
+	anyTime    authRule = iota // before and after authentication
+	beforeAuth                 // only before: the requests that authenticate
+	afterAuth                  // only after authentication
+)
+
+// limitClass is the rate limit a request counts against (session.take).
+type limitClass uint8
+
+const (
+	noLimit       limitClass = iota
+	limitRegister            // registrations per address: register_rate
+	limitMessages            // messages and payload bytes per account: message_rate, byte_rate, flood_ban
+	limitKeyFetch            // prekey fetches per account: key_fetch_rate
+)
+
+// route is one row of the handler table.
+type route struct {
+	auth  authRule
+	limit limitClass
+	// concurrent requests run on a worker of their own, at most
+	// maxInFlight per connection: Sends wait for a group commit, and one
+	// connection may have several waiting.
+	concurrent bool
+	handle     func(ss *session, f transport.Frame, limit limitClass)
+}
+
+var routes = map[transport.Code]route{
+	transport.CodePing:        {auth: anyTime, handle: on(handlePing).handle},
+	transport.CodeRegister:    {auth: beforeAuth, limit: limitRegister, handle: on(handleRegister).withCheck(checkRegister).withRefused(registerRefused).handle},
+	transport.CodeLogin:       {auth: beforeAuth, handle: on(handleLogin).withCheck(checkLogin).handle},
+	transport.CodeAuth:        {auth: beforeAuth, handle: on(handleAuth).handle},
+	transport.CodeDevices:     {auth: afterAuth, handle: on(handleDevices).handle},
+	transport.CodeSend:        {auth: afterAuth, limit: limitMessages, concurrent: true, handle: on(handleSend).withCheck(checkSend).withCost(sendSize).handle},
+	transport.CodeAck:         {auth: afterAuth, handle: on(handleAck).handle},
+	transport.CodePublishKeys: {auth: afterAuth, handle: on(handlePublishKeys).handle},
+	transport.CodeFetchKeys:   {auth: afterAuth, limit: limitKeyFetch, handle: on(handleFetchKeys).handle},
+	transport.CodeIdentity:    {auth: afterAuth, handle: on(handleIdentity).handle},
+}
+
+// request is a decodable request body.
+type request[T any] interface {
+	*T
+	transport.Unmarshaler
+}
+
+// handler is how a route handles its request: decode, check, count against
+// the route's limit, serve.
+type handler[T any, P request[T]] struct {
+	// check refuses a request before it counts against the limit: the
+	// cheap checks that must not cost a client tokens. It answers a
+	// refusal itself and may canonicalize the request in place.
+	check func(ss *session, id uint32, req P) bool
+	// cost is what the request counts against the limit; nil is 1.
+	cost func(req P) int
+	// refused, if set, is told of a refusal by the limit before the
+	// refusal is answered.
+	refused func(ss *session, req P, e *transport.Error)
+	serve   func(ss *session, id uint32, req P)
+}
+
+// on is the handler that serves requests with serve.
+func on[T any, P request[T]](serve func(ss *session, id uint32, req P)) handler[T, P] {
+	return handler[T, P]{serve: serve}
+}
+
+func (h handler[T, P]) withCheck(check func(ss *session, id uint32, req P) bool) handler[T, P] {
+	h.check = check
+	return h
+}
+
+func (h handler[T, P]) withCost(cost func(req P) int) handler[T, P] {
+	h.cost = cost
+	return h
+}
+
+func (h handler[T, P]) withRefused(refused func(ss *session, req P, e *transport.Error)) handler[T, P] {
+	h.refused = refused
+	return h
+}
+
+func (h handler[T, P]) handle(ss *session, f transport.Frame, limit limitClass) {
+	req := P(new(T))
+	if !ss.decode(f, req) {
+		return
+	}
+	if h.check != nil && !h.check(ss, f.ID, req) {
+		return
+	}
+	cost := 1
+	if h.cost != nil {
+		cost = h.cost(req)
+	}
+	if e := ss.take(limit, cost); e != nil {
+		if h.refused != nil {
+			h.refused(ss, req, e)
+		}
+		ss.fail(f.ID, e)
+		return
+	}
+	h.serve(ss, f.ID, req)
+}
+
+// dispatch looks a frame up in the handler table and runs its handler.
+func (ss *session) dispatch(f transport.Frame, workers *sync.WaitGroup) {
+	r, ok := routes[f.Code]
+	if !ok {
+		ss.fail(f.ID, &transport.Error{Code: transport.ErrBadRequest, Message: fmt.Sprintf("unknown message code %d", f.Code)})
+		return
+	}
+	switch authed := ss.isAuthed(); {
+	case r.auth == beforeAuth && authed:
+		ss.fail(f.ID, &transport.Error{Code: transport.ErrBadRequest, Message: "connection is already authenticated"})
+		return
+	case r.auth == afterAuth && !authed:
+		ss.fail(f.ID, &transport.Error{Code: transport.ErrUnauthorized, Message: "authenticate first"})
+		return
+	}
+	if !r.concurrent {
+		r.handle(ss, f, r.limit)
+		return
+	}
+	select {
+	case ss.inFlight <- struct{}{}:
+	case <-ss.ctx.Done():
+		return
+	}
+	workers.Go(func() {
+		defer func() { <-ss.inFlight }()
+		r.handle(ss, f, r.limit)
+	})
+}
+
+// take counts a request against its limit class and returns the refusal
+// to answer when it is over.
+func (ss *session) take(class limitClass, cost int) *transport.Error {
+	srv := ss.srv
+	now := srv.cfg.Now()
+	switch class {
+	case limitRegister:
+		if ok, retry := srv.regLimit.allow(ss.ip, now); !ok {
+			srv.stats.Limited.Add(1)
+			srv.recordEvent(chat.EventRateLimited, ss.ip, "registrations")
+			return rateLimited("registrations", retry)
+		}
+	case limitMessages:
+		if ok, retry := srv.msgLimit.allow(ss.user, now); !ok {
+			return ss.throttled("messages", retry)
+		}
+		if ok, retry := srv.byteLimit.allowN(ss.user, cost, now); !ok {
+			return ss.throttled("bytes", retry)
+		}
+	case limitKeyFetch:
+		if ok, retry := srv.fetchLimit.allow(ss.user, now); !ok {
+			return &transport.Error{Code: transport.ErrRateLimited, Message: fmt.Sprintf("rate limited: too many key fetches, retry after %v", retry.Round(time.Millisecond)), RetryAfterMS: uint64(retry.Milliseconds())}
+		}
+	}
+	return nil
+}
+
+// throttled counts a refusal by the messages limit and, with flood_ban
+// set, bans a source that keeps going.
+func (ss *session) throttled(what string, retry time.Duration) *transport.Error {
+	srv := ss.srv
+	srv.stats.Limited.Add(1)
+	srv.recordEvent(chat.EventRateLimited, ss.user, what+" from "+ss.ip)
+	if limits := srv.currentLimits(); limits.FloodBan > 0 {
+		if ok, _ := srv.floodLimit.allow(ss.ip, srv.cfg.Now()); !ok {
+			ban := time.Duration(limits.LoginBan)
+			srv.log.Warn("flooding, address banned", "remote", ss.ip, "user", ss.user, "for", ban.String())
+			go srv.Ban(context.Background(), ss.ip, "flooding", ban)
+		}
+	}
+	return rateLimited(what, retry)
+}
+
+// rateLimited is the answer to a throttled request.
+func rateLimited(what string, retry time.Duration) *transport.Error {
+	return &transport.Error{
+		Code:         transport.ErrRateLimited,
+		Message:      fmt.Sprintf("rate limited (%s), retry after %v", what, retry.Round(time.Millisecond)),
+		RetryAfterMS: uint64(max(retry.Milliseconds(), 1)),
+	}
+}
+
+func handlePing(ss *session, id uint32, _ *transport.Empty) {
+	ss.reply(id, transport.CodeOK, &transport.Empty{})
+}
+
+func handleDevices(ss *session, id uint32, req *transport.DevicesRequest) {
+	user, err := transport.CanonicalUser(req.User)
+	if err != nil {
+		ss.fail(id, &transport.Error{Code: transport.ErrInvalidName, Message: err.Error()})
+		return
+	}
+	list, err := ss.srv.store.ActiveDevices(user)
+	if err != nil {
+		ss.fail(id, wireError(err))
+		return
+	}
+	ss.reply(id, transport.CodeDeviceList, &transport.DeviceList{Devices: wireDevices(list)})
+}
+
+func handleAck(ss *session, id uint32, req *transport.Ack) {
+	ss.srv.store.Ack(ss.authedDevice(), req.Seqs)
+	ss.reply(id, transport.CodeOK, &transport.Empty{})
+}
+
+func handlePublishKeys(ss *session, id uint32, req *transport.PublishKeys) {
+	if err := publishKeys(ss.ctx, ss.srv.store, ss.authedDevice(), req); err != nil {
+		ss.fail(id, wireError(err))
+		return
+	}
+	ss.log.Debug("keys published", "one_time", len(req.OneTime), "one_time_kem", len(req.OneTimeKEM))
+	ss.reply(id, transport.CodeOK, &transport.Empty{})
+}
+
+// handleFetchKeys hands out prekey bundles, rate-limited per requesting
+// account so that one-time prekeys cannot be drained (protocol.md §9.3).
+func handleFetchKeys(ss *session, id uint32, req *transport.FetchKeys) {
+	user, err := transport.CanonicalUser(req.User)
+	if err != nil {
+		ss.fail(id, &transport.Error{Code: transport.ErrInvalidName, Message: err.Error()})
+		return
+	}
+	bundles, err := ss.srv.store.FetchBundles(ss.ctx, user, req.Devices)
+	if err != nil {
+		ss.fail(id, wireError(err))
+		return
+	}
+	out := &transport.KeyBundles{Bundles: make([]transport.KeyBundle, len(bundles))}
+	for i, b := range bundles {
+		out.Bundles[i] = transport.KeyBundle{Device: b.Device, Bundle: encodeBundle(b)}
+	}
+	ss.reply(id, transport.CodeKeyBundles, out)
+	for _, b := range bundles {
+		if keysLow(b.Left) {
+			ss.srv.router.KeysLow(chat.DeviceOf(user, b.Device), wireKeyCount(b.Left))
+		}
+	}
+}
+
+func handleIdentity(ss *session, id uint32, req *transport.DevicesRequest) {
+	user, err := transport.CanonicalUser(req.User)
+	if err != nil {
+		ss.fail(id, &transport.Error{Code: transport.ErrInvalidName, Message: err.Error()})
+		return
+	}
+	key, err := ss.srv.store.Identity(user)
+	switch {
+	case err != nil:
+		ss.fail(id, wireError(err))
+	case key == nil:
+		ss.fail(id, &transport.Error{Code: transport.ErrNoSuchUser, Message: fmt.Sprintf("%s has not published an identity key", user)})
+	default:
+		ss.reply(id, transport.CodeIdentityKey, &transport.IdentityKey{Key: key})
+	}
+}
+
+// wireDevices is a device list as the wire carries it.
+func wireDevices(list []store.DeviceKey) []transport.DeviceInfo {
+	out := make([]transport.DeviceInfo, len(list))
+	for i, d := range list {
+		out[i] = transport.DeviceInfo{User: d.Device.User, ID: d.Device.ID, Key: d.Key}
+	}
+	return out
+}
+
+// wireError is where domain errors become wire errors (protocol.md §4.1):
+// the one place. Errors already in wire form pass through; unexpected
+// ones are logged and reported without detail.
+func wireError(err error) *transport.Error {
+	var we *transport.Error
+	var nsu *store.NoSuchUserError
+	var dm *store.DeviceMismatchError
+	switch {
+	case errors.As(err, &we):
+		return we
+	case errors.As(err, &nsu):
+		return &transport.Error{Code: transport.ErrNoSuchUser, Message: nsu.Error()}
+	case errors.As(err, &dm):
+		return &transport.Error{Code: transport.ErrDeviceMismatch, Message: dm.Error(), Devices: wireDevices(dm.Devices)}
+	case errors.Is(err, store.ErrNoRecipients), errors.Is(err, store.ErrDeviceKeyMismatch), errors.Is(err, store.ErrIdentityMismatch):
+		return &transport.Error{Code: transport.ErrBadRequest, Message: err.Error()}
+	case errors.Is(err, store.ErrUserExists):
+		return &transport.Error{Code: transport.ErrUserExists, Message: err.Error()}
+	case errors.Is(err, store.ErrCredentialsChanged), errors.Is(err, store.ErrNoSuchDevice), errors.Is(err, errBadCredentials):
+		return &transport.Error{Code: transport.ErrUnauthorized, Message: "authentication failed"}
+	case errors.Is(err, store.ErrTooManyDevices):
+		return &transport.Error{Code: transport.ErrTooManyDevices, Message: err.Error()}
+	case errors.Is(err, store.ErrInvalidInvite):
+		return &transport.Error{Code: transport.ErrRegClosed, Message: err.Error()}
+	case errors.Is(err, context.Canceled):
+		return &transport.Error{Code: transport.ErrUnavailable, Message: "server shutting down"}
+	}
+	slog.Error("request failed", "err", err)
+	return &transport.Error{Code: transport.ErrInternal, Message: "internal server error"}
+}

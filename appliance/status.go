@@ -1,0 +1,88 @@
+package appliance
+
+import (
+	"context"
+	"time"
+)
+
+// The admin's views of the server: its accounts and its counters.
+
+// UserInfo describes an account for the admin API.
+type UserInfo struct {
+	Name     string    `json:"name"`
+	Created  time.Time `json:"created"`
+	Devices  int       `json:"devices"`
+	LastSeen time.Time `json:"last_seen"`
+	Online   int       `json:"online"` // connected devices
+	Banned   bool      `json:"banned"`
+	Muted    bool      `json:"muted"`
+	// MutedUntil is when a mute ends; zero while muted means until unmuted.
+	MutedUntil time.Time `json:"muted_until,omitzero"`
+}
+
+// Users lists the accounts, by name.
+func (s *Server) Users(ctx context.Context) ([]UserInfo, error) {
+	online := make(map[string]int)
+	s.mu.Lock()
+	for sess := range s.sessions {
+		if u := sess.authedUser(); u != "" {
+			online[u]++
+		}
+	}
+	s.mu.Unlock()
+	now := s.cfg.Now()
+	accounts, err := s.store.ListAccounts()
+	var out []UserInfo
+	for _, a := range accounts {
+		u := UserInfo{Name: a.Name, Created: a.Created, Devices: a.Devices, LastSeen: a.LastSeen, Online: online[a.Name]}
+		_, u.Banned = s.bans.userBanned(u.Name, now)
+		u.MutedUntil, u.Muted = s.mutes.muted(u.Name, now)
+		out = append(out, u)
+	}
+	return out, err
+}
+
+// StatsSnapshot is the admin API's view of the server's counters.
+type StatsSnapshot struct {
+	Time          time.Time `json:"time"`
+	Uptime        string    `json:"uptime"`
+	UptimeSeconds int64     `json:"uptime_seconds"`
+	Connections   int64     `json:"connections"`
+	Accepted      int64     `json:"accepted"`
+	MessagesIn    int64     `json:"messages_in"`
+	BytesIn       int64     `json:"bytes_in"`
+	Deliveries    int64     `json:"deliveries"`
+	BytesOut      int64     `json:"bytes_out"`
+	AuthFailed    int64     `json:"auth_failed"`
+	Refused       int64     `json:"refused"`
+	Limited       int64     `json:"limited"`
+	QueueDepth    int       `json:"queue_depth"`
+	StoreBytes    int64     `json:"store_bytes"`
+	Bans          int       `json:"bans"`
+	Fingerprint   string    `json:"fingerprint"`
+}
+
+// Snapshot reads the counters.
+func (s *Server) Snapshot(ctx context.Context) (StatsSnapshot, error) {
+	now := s.cfg.Now()
+	up := now.Sub(s.started)
+	st := s.store.Stats()
+	return StatsSnapshot{
+		Time:          now,
+		Uptime:        up.Round(time.Second).String(),
+		UptimeSeconds: int64(up / time.Second),
+		Connections:   s.stats.Connections.Load(),
+		Accepted:      s.stats.Accepted.Load(),
+		MessagesIn:    s.stats.MessagesIn.Load(),
+		BytesIn:       s.stats.BytesIn.Load(),
+		Deliveries:    s.stats.Deliveries.Load(),
+		BytesOut:      s.stats.BytesOut.Load(),
+		AuthFailed:    s.stats.AuthFailed.Load(),
+		Refused:       s.stats.Refused.Load(),
+		Limited:       s.stats.Limited.Load(),
+		QueueDepth:    st.QueueDepth,
+		StoreBytes:    st.Bytes,
+		Bans:          len(s.bans.list(now)),
+		Fingerprint:   s.fp.String(),
+	}, nil
+}

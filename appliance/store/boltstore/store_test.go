@@ -1,0 +1,161 @@
+package boltstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/securechat/securechat/appliance/store"
+	"github.com/securechat/securechat/appliance/store/storetest"
+)
+
+// TestConformance runs the storage conformance suite on the bbolt store.
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, dir string) store.Store {
+		s, err := Open(filepath.Join(dir, "server.db"), Options{MaxBlobBytes: storetest.BlobBound})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+// testStore opens a store in a temp dir and checks its integrity on cleanup.
+func testStore(t *testing.T) *Store {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "server.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Verify(); err != nil {
+			t.Errorf("store integrity: %v", err)
+		}
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
+}
+
+func TestGroupCommit(t *testing.T) {
+	s := testStore(t)
+	const n = 300
+	var mu sync.Mutex
+	txs := map[int]bool{}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			err := s.update(context.Background(), func(tx *bolt.Tx) error {
+				mu.Lock()
+				txs[tx.ID()] = true
+				mu.Unlock()
+				return tx.Bucket(bucketMeta).Put(fmt.Appendf(nil, "k%d", i), []byte("v"))
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if len(txs) >= n {
+		t.Errorf("%d writes took %d transactions: no group commit", n, len(txs))
+	}
+	t.Logf("%d writes in %d transactions", n, len(txs))
+	s.db.View(func(tx *bolt.Tx) error {
+		for i := range n {
+			if tx.Bucket(bucketMeta).Get(fmt.Appendf(nil, "k%d", i)) == nil {
+				t.Errorf("write %d lost", i)
+			}
+		}
+		return nil
+	})
+}
+
+// A write that fails aborts only itself; a rejected write aborts nothing.
+func TestBatchFailureIsolated(t *testing.T) {
+	s := testStore(t)
+	boom := errors.New("boom")
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	results := make([]error, 30)
+	for i := range results {
+		wg.Go(func() {
+			<-start
+			results[i] = s.update(context.Background(), func(tx *bolt.Tx) error {
+				switch i % 10 {
+				case 3:
+					tx.Bucket(bucketMeta).Put(fmt.Appendf(nil, "k%d", i), []byte("partial"))
+					return boom // wrote, then failed: must be rolled back
+				case 7:
+					return reject(boom)
+				}
+				return tx.Bucket(bucketMeta).Put(fmt.Appendf(nil, "k%d", i), []byte("v"))
+			})
+		})
+	}
+	close(start)
+	wg.Wait()
+	s.db.View(func(tx *bolt.Tx) error {
+		for i, err := range results {
+			v := tx.Bucket(bucketMeta).Get(fmt.Appendf(nil, "k%d", i))
+			switch i % 10 {
+			case 3, 7:
+				if !errors.Is(err, boom) || v != nil {
+					t.Errorf("write %d: err %v, value %q; want boom and nothing stored", i, err, v)
+				}
+			default:
+				if err != nil || string(v) != "v" {
+					t.Errorf("write %d: err %v, value %q", i, err, v)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func TestSchemaVersionChecked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "server.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.update(context.Background(), func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keySchema, u64(schemaVersion+1))
+	})
+	s.Close()
+	if _, err := Open(path, Options{}); err == nil || !strings.Contains(err.Error(), "newer than this binary") {
+		t.Fatalf("opened a newer schema: %v", err)
+	}
+}
+
+func TestDataInUse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "server.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := Open(path, Options{}); !errors.Is(err, store.ErrDataInUse) {
+		t.Fatalf("second open: %v, want store.ErrDataInUse", err)
+	}
+}
+
+func TestWriteAfterClose(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "server.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := s.update(context.Background(), func(*bolt.Tx) error { return nil }); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("write after close: %v", err)
+	}
+	s.updateAsync(func(*bolt.Tx) error { return nil }) // must not panic
+}

@@ -1,0 +1,65 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Domain errors (docs/design.md §4). A Store returns these, wrapped or as
+// is, and nothing from the wire protocol: the session code turns them into
+// wire errors in one place. Test with errors.Is; the typed errors carry
+// detail for errors.As.
+var (
+	// ErrNoSuchUser: the named account does not exist (*NoSuchUserError).
+	ErrNoSuchUser = errors.New("no such user")
+	// ErrNoSuchDevice: the device does not exist.
+	ErrNoSuchDevice = errors.New("no such device")
+	// ErrDeviceMismatch: a message's recipients are not exactly the
+	// recipients' current devices (*DeviceMismatchError lists them).
+	ErrDeviceMismatch = errors.New("message slots do not match the recipients' devices")
+	// ErrNoRecipients: a message addressed to nobody.
+	ErrNoRecipients = errors.New("message has no recipients")
+	// ErrUserExists: CreateAccount of a name that is taken.
+	ErrUserExists = errors.New("user name is taken")
+	// ErrCredentialsChanged: AddDevice found the account's password hash
+	// changed (or the account gone) since the caller checked the password.
+	ErrCredentialsChanged = errors.New("invalid user name or password")
+	// ErrTooManyDevices: the account already has MaxDevices devices.
+	ErrTooManyDevices = fmt.Errorf("the account already has %d devices", MaxDevices)
+	// ErrInvalidInvite: the invite is unknown, used up or expired.
+	ErrInvalidInvite = errors.New("registration needs a valid invite code (--invite); this one is unknown, used up or expired")
+	// ErrDeviceKeyMismatch: published keys certify another device key.
+	ErrDeviceKeyMismatch = errors.New("device certificate names another device key")
+	// ErrIdentityMismatch: published keys are signed by another identity
+	// than the one the account's first device set.
+	ErrIdentityMismatch = errors.New("device certificate is not signed by the account's identity key")
+	// ErrDuplicate: a put of an id or code that is already stored.
+	ErrDuplicate = errors.New("already stored")
+	// ErrNotFound: no ban, mute, invite or blob under that key.
+	ErrNotFound = errors.New("not found")
+	// ErrTooLarge: a blob over MaxBlobSize.
+	ErrTooLarge = errors.New("blob is too large")
+	// ErrFull: the blob store holds its bound already.
+	ErrFull = errors.New("blob store is full")
+	// ErrCorrupt: a record the store needs does not decode.
+	ErrCorrupt = errors.New("store record is corrupt")
+	// ErrClosed: a write to a store that is closed or closing.
+	ErrClosed = errors.New("store is closed")
+	// ErrDataInUse: another process holds the store.
+	ErrDataInUse = errors.New("data directory is in use by another securechat server")
+)
+
+// NoSuchUserError names a user that does not exist. It is ErrNoSuchUser.
+type NoSuchUserError struct{ User string }
+
+func (e *NoSuchUserError) Error() string        { return fmt.Sprintf("no such user %q", e.User) }
+func (e *NoSuchUserError) Is(target error) bool { return target == ErrNoSuchUser }
+
+// DeviceMismatchError is returned when a message's recipients are not
+// exactly the recipients' current devices. Devices lists the current
+// devices of every mismatched recipient (protocol.md §6.1). It is
+// ErrDeviceMismatch.
+type DeviceMismatchError struct{ Devices []DeviceKey }
+
+func (e *DeviceMismatchError) Error() string        { return ErrDeviceMismatch.Error() }
+func (e *DeviceMismatchError) Is(target error) bool { return target == ErrDeviceMismatch }

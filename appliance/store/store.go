@@ -1,0 +1,320 @@
+// Package store is the server's storage seam (docs/design.md §4): the
+// interfaces a storage implementation provides, the domain types they
+// speak and the domain errors they return. It holds no implementation;
+// boltstore is the one on a single bbolt file, and storetest is the
+// conformance suite every implementation must pass.
+//
+// Writes take a context and return once durably committed, unless their
+// comment says they are queued: then Sync waits for them. Reads see every
+// write that has returned. Times are stored to the millisecond.
+package store
+
+import (
+	"context"
+	"crypto/ed25519"
+	"io"
+	"time"
+
+	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/transport"
+)
+
+// Bounds every implementation keeps.
+const (
+	// MaxDevices is how many devices an account may have (protocol.md §5).
+	MaxDevices = transport.MaxDevices
+	// MaxOneTimeKeys caps each kind of one-time prekey a device has
+	// stored; past it the oldest go first.
+	MaxOneTimeKeys = 1000
+	// MaxBlobSize bounds one blob (one chunk of a file transfer).
+	MaxBlobSize = 1 << 20
+	// MaxBlobID bounds a blob id's length.
+	MaxBlobID = 128
+)
+
+// Store is all of a server's durable state.
+type Store interface {
+	Accounts
+	Devices
+	Prekeys
+	Mailboxes
+	Moderation
+	Blobs
+	Meta
+
+	// Sync returns once every write queued before it is committed.
+	Sync(ctx context.Context) error
+	// Verify checks the store's structure and that every record decodes.
+	Verify() error
+	// Backup writes a consistent copy of the store to w while it serves.
+	Backup(w io.Writer) (int64, error)
+	// Close commits the writes already queued and releases the store.
+	// Writes after Close fail with ErrClosed.
+	Close() error
+}
+
+// Account is a user account.
+type Account struct {
+	Name         string
+	PasswordHash string // PHC string of an argon2id hash
+	Created      time.Time
+	// Identity is the account identity key (e2ee), set by the first
+	// device to publish keys; nil until then.
+	Identity []byte
+}
+
+// AccountSummary is an account as the admin lists it.
+type AccountSummary struct {
+	Name     string
+	Created  time.Time
+	Devices  int
+	LastSeen time.Time // the latest of its devices'
+}
+
+// NewAccount is a registration: the account and its first device (id 1).
+type NewAccount struct {
+	Name         string
+	PasswordHash string
+	DeviceKey    ed25519.PublicKey
+	DeviceName   string
+	// Invite, when set, must be usable at Now; one use of it is taken in
+	// the same commit.
+	Invite string
+	Now    time.Time
+}
+
+// Accounts stores user accounts.
+type Accounts interface {
+	// CreateAccount stores a new account with its first device.
+	// ErrUserExists, ErrInvalidInvite.
+	CreateAccount(ctx context.Context, a NewAccount) error
+	// Account returns an account. *NoSuchUserError.
+	Account(name string) (Account, error)
+	// ListAccounts lists every account, by name.
+	ListAccounts() ([]AccountSummary, error)
+	// DeleteAccount removes an account with its devices, mailboxes,
+	// prekeys and mute. Messages it sent stay with their recipients.
+	// *NoSuchUserError.
+	DeleteAccount(ctx context.Context, name string) error
+}
+
+// DeviceRecord is a stored device.
+type DeviceRecord struct {
+	Device   chat.Device
+	Key      ed25519.PublicKey // authenticates the device's connections
+	Created  time.Time
+	LastSeen time.Time
+	Name     string
+}
+
+// DeviceKey is a device that has published keys, with its device key: a
+// recipient of messages (protocol.md §6.1).
+type DeviceKey struct {
+	Device chat.Device
+	Key    ed25519.PublicKey
+}
+
+// Devices stores the devices of accounts.
+type Devices interface {
+	// AddDevice adds a device to an account and returns its address. The
+	// caller checked the password against phc; ErrCredentialsChanged if
+	// the account's hash is no longer phc. ErrTooManyDevices.
+	AddDevice(ctx context.Context, user, phc string, key ed25519.PublicKey, name string, now time.Time) (chat.Device, error)
+	// Device returns a device. ErrNoSuchDevice.
+	Device(d chat.Device) (DeviceRecord, error)
+	// ActiveDevices lists the devices of user that have published keys,
+	// in id order. *NoSuchUserError.
+	ActiveDevices(user string) ([]DeviceKey, error)
+	// TouchDevice records when a device was last seen. It is queued, not
+	// waited for.
+	TouchDevice(d chat.Device, now time.Time)
+}
+
+// KeyUpload is a device's verified key publication (protocol.md §9.3):
+// the elements in their e2ee encodings, exactly as uploaded.
+type KeyUpload struct {
+	Identity      []byte
+	Certificate   []byte
+	AuthKey       ed25519.PublicKey // the device key the certificate names
+	SignedPreKey  []byte
+	LastResortKEM []byte
+	OneTime       []OneTimeKey // one-time X25519 prekeys to add
+	OneTimeKEM    []OneTimeKey // one-time ML-KEM prekeys to add
+	Replace       bool         // drop the stored one-time prekeys first
+}
+
+// OneTimeKey is one one-time prekey's id and encoding.
+type OneTimeKey struct {
+	ID  uint32
+	Key []byte
+}
+
+// KeyCount is how many one-time prekeys a device has left.
+type KeyCount struct {
+	OneTime    uint32
+	OneTimeKEM uint32
+	Published  bool // the device has published keys at all
+}
+
+// Bundle is what a fetch hands out for one device; its one-time prekeys
+// are used up by the fetch.
+type Bundle struct {
+	Device       uint32
+	Identity     []byte
+	Certificate  []byte
+	SignedPreKey []byte
+	OneTime      []byte // nil when none is left
+	KEM          []byte // a one-time ML-KEM prekey, or the last-resort one
+	Left         KeyCount
+}
+
+// Prekeys stores the public keys devices publish.
+type Prekeys interface {
+	// PublishKeys stores a device's keys. The first publication of an
+	// account sets its identity key; later ones must carry the same.
+	// ErrNoSuchDevice, ErrDeviceKeyMismatch, ErrIdentityMismatch.
+	PublishKeys(ctx context.Context, d chat.Device, up KeyUpload) error
+	// FetchBundles returns a bundle for each of user's devices with
+	// published keys (only those in want, if want is not empty), taking
+	// one one-time prekey of each kind. *NoSuchUserError.
+	FetchBundles(ctx context.Context, user string, want []uint32) ([]Bundle, error)
+	// KeyCount reports a device's remaining one-time prekeys.
+	KeyCount(d chat.Device) (KeyCount, error)
+	// Identity returns an account's identity key, nil if none was
+	// published. *NoSuchUserError.
+	Identity(user string) ([]byte, error)
+}
+
+// Envelope is one recipient device's slot of a message.
+type Envelope struct {
+	To      chat.Device
+	Payload []byte
+}
+
+// Message is a message to store in its recipients' mailboxes.
+type Message struct {
+	From      chat.Device
+	ID        []byte // the sender's message id; a resend of it stores nothing
+	Envelopes []Envelope
+	Time      time.Time
+}
+
+// Entry is one mailbox entry.
+type Entry struct {
+	Seq       uint64      // increasing within its mailbox
+	From      chat.Device // zero for a server notice
+	MessageID []byte
+	Time      time.Time // when it was stored
+	Payload   []byte
+}
+
+// Delivery is an entry as committed to one device's mailbox.
+type Delivery struct {
+	To    chat.Device
+	Entry Entry
+}
+
+// Appended is the outcome of an Append.
+type Appended struct {
+	Time time.Time // the store time; a duplicate's is the first store's
+	// Duplicate says the message id was already stored: nothing was.
+	Duplicate bool
+	// Entries are what each mailbox got, to push without reading back.
+	Entries []Delivery
+}
+
+// Mailboxes are the devices' store-and-forward queues (protocol.md §6).
+type Mailboxes interface {
+	// Append stores a message in every recipient's mailbox in one
+	// commit, or, for a message id the sender already stored, nothing.
+	// The envelopes must be exactly one per current device of every
+	// recipient, the sending device excepted. ErrNoRecipients,
+	// *NoSuchUserError, *DeviceMismatchError; then nothing is stored.
+	Append(ctx context.Context, m Message) (Appended, error)
+	// CheckRecipients checks envelopes as Append does, storing nothing.
+	CheckRecipients(from chat.Device, to []chat.Device) error
+	// Broadcast stores a server notice (from the zero device) in the
+	// mailbox of every active device of every account, in one commit,
+	// and returns how many accounts it reached.
+	Broadcast(ctx context.Context, id, payload []byte, now time.Time) (int, []Delivery, error)
+	// Pending returns up to limit entries of d's mailbox after seq, in
+	// order. Entries that do not decode are skipped.
+	Pending(d chat.Device, after uint64, limit int) ([]Entry, error)
+	// Ack deletes delivered entries. It is queued, not waited for: a lost
+	// ack only means a redelivery, which clients recognise by message id.
+	Ack(d chat.Device, seqs []uint64)
+	// Expire deletes up to limit entries and resend records stored before
+	// cutoff and says how many entries it removed and whether more are
+	// left to expire.
+	Expire(ctx context.Context, cutoff time.Time, limit int) (removed int, more bool, err error)
+}
+
+// Ban is a stored ban. Target is its key: "ip:" and a CIDR prefix, or
+// "user:" and an account name.
+type Ban struct {
+	Target  string
+	Reason  string
+	Created time.Time
+	Expires time.Time // zero: never
+}
+
+// Invite is a stored invite code.
+type Invite struct {
+	Code    string
+	Uses    int // registrations left
+	Created time.Time
+	Expires time.Time // zero: never
+}
+
+// Moderation stores bans, mutes and invites.
+type Moderation interface {
+	// PutBan stores a ban, replacing one of the same target.
+	PutBan(ctx context.Context, b Ban) error
+	// DeleteBan removes a ban. ErrNotFound.
+	DeleteBan(ctx context.Context, target string) error
+	// Bans lists the stored bans, expired ones included.
+	Bans() ([]Ban, error)
+	// PutMute mutes user until (zero: until unmuted).
+	PutMute(ctx context.Context, user string, until time.Time) error
+	// DeleteMute removes a mute. ErrNotFound.
+	DeleteMute(ctx context.Context, user string) error
+	// Mutes lists the stored mutes, expired ones included.
+	Mutes() (map[string]time.Time, error)
+	// PutInvite stores a new invite. ErrDuplicate.
+	PutInvite(ctx context.Context, inv Invite) error
+	// DeleteInvite removes an invite. ErrNotFound.
+	DeleteInvite(ctx context.Context, code string) error
+	// Invites lists the stored invites, used-up and expired ones included.
+	Invites() ([]Invite, error)
+}
+
+// Blobs is a small chunk store, bounded per blob (MaxBlobSize) and in
+// total (ErrFull), for file transfer.
+type Blobs interface {
+	// PutBlob stores a new blob. ErrDuplicate, ErrTooLarge, ErrFull.
+	PutBlob(ctx context.Context, id string, data []byte) error
+	// Blob returns a blob. ErrNotFound.
+	Blob(id string) ([]byte, error)
+	// DeleteBlob removes a blob. ErrNotFound.
+	DeleteBlob(ctx context.Context, id string) error
+}
+
+// Stats are the store's gauges.
+type Stats struct {
+	QueueDepth int   // entries waiting in all mailboxes
+	Bytes      int64 // size on disk
+}
+
+// Meta stores the server's own secrets and settings.
+type Meta interface {
+	// ServerKey returns the server's Ed25519 key, generating it from rand
+	// and storing it on first use.
+	ServerKey(ctx context.Context, rand io.Reader) (ed25519.PrivateKey, error)
+	// AdminPasswordHash returns the admin password's PHC string, "" if
+	// none is set.
+	AdminPasswordHash() (string, error)
+	// SetAdminPasswordHash stores it; "" removes it.
+	SetAdminPasswordHash(ctx context.Context, phc string) error
+	// Stats reads the store's gauges.
+	Stats() Stats
+}
