@@ -40,13 +40,16 @@ func (s *Store) PutBlob(ctx context.Context, id string, data []byte) error {
 	}
 	data = bytes.Clone(data) // the caller may reuse it while the write waits
 	return s.update(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketBlobs)
-		if b.Get([]byte(id)) != nil {
+		if b := tx.Bucket(bucketBlobs); b != nil && b.Get([]byte(id)) != nil {
 			return reject(store.ErrDuplicate)
 		}
 		total := blobBytes(tx) + uint64(len(data))
 		if total > uint64(s.maxBlobs) {
 			return reject(store.ErrFull)
+		}
+		b, err := tx.CreateBucketIfNotExists(bucketBlobs)
+		if err != nil {
+			return err
 		}
 		if err := b.Put([]byte(id), data); err != nil {
 			return err
@@ -59,11 +62,11 @@ func (s *Store) PutBlob(ctx context.Context, id string, data []byte) error {
 func (s *Store) Blob(id string) ([]byte, error) {
 	var out []byte
 	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketBlobs).Get([]byte(id))
-		if v == nil {
+		b := tx.Bucket(bucketBlobs)
+		if b == nil || b.Get([]byte(id)) == nil {
 			return store.ErrNotFound
 		}
-		out = bytes.Clone(v)
+		out = bytes.Clone(b.Get([]byte(id)))
 		return nil
 	})
 	return out, err
@@ -73,10 +76,10 @@ func (s *Store) Blob(id string) ([]byte, error) {
 func (s *Store) DeleteBlob(ctx context.Context, id string) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketBlobs)
-		v := b.Get([]byte(id))
-		if v == nil {
+		if b == nil || b.Get([]byte(id)) == nil {
 			return reject(store.ErrNotFound)
 		}
+		v := b.Get([]byte(id))
 		total := blobBytes(tx) - min(blobBytes(tx), uint64(len(v)))
 		if err := b.Delete([]byte(id)); err != nil {
 			return err

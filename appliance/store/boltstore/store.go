@@ -32,7 +32,8 @@ import (
 //	bans       "ip:" ‖ prefix text | "user:" ‖ name → banRecord
 //	mutes      name → u64 BE unix ms until (0: until unmuted)
 //	invites    code → inviteRecord
-//	blobs      id → bytes
+//	blobs      id → bytes; created by the first PutBlob, so a store that
+//	           never held a blob is the file it always was
 const schemaVersion = 1
 
 var (
@@ -47,7 +48,7 @@ var (
 	bucketInvites   = []byte("invites")
 	bucketBlobs     = []byte("blobs")
 
-	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketDevices, bucketMailboxes, bucketDedup, bucketPrekeys, bucketBans, bucketMutes, bucketInvites, bucketBlobs}
+	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketDevices, bucketMailboxes, bucketDedup, bucketPrekeys, bucketBans, bucketMutes, bucketInvites}
 
 	keySchema        = []byte("schema")
 	keyServerKey     = []byte("server_key")

@@ -1,0 +1,148 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/securechat/securechat/appliance/store"
+	"github.com/securechat/securechat/transport"
+)
+
+func testServer(t *testing.T) *Server {
+	t.Helper()
+	srv, err := New(Config{Listen: "127.0.0.1:0", Data: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
+// TestHandlerTable pins the table to protocol.md §5: only Register, Login,
+// Auth and Ping before authentication, the authenticating requests never
+// after it, and the rate limits of the requests that have one.
+func TestHandlerTable(t *testing.T) {
+	want := map[transport.Code]struct {
+		auth  authRule
+		limit limitClass
+	}{
+		transport.CodePing:        {anyTime, noLimit},
+		transport.CodeRegister:    {beforeAuth, limitRegister},
+		transport.CodeLogin:       {beforeAuth, noLimit},
+		transport.CodeAuth:        {beforeAuth, noLimit},
+		transport.CodeDevices:     {afterAuth, noLimit},
+		transport.CodeSend:        {afterAuth, limitMessages},
+		transport.CodeAck:         {afterAuth, noLimit},
+		transport.CodePublishKeys: {afterAuth, noLimit},
+		transport.CodeFetchKeys:   {afterAuth, limitKeyFetch},
+		transport.CodeIdentity:    {afterAuth, noLimit},
+	}
+	for code, w := range want {
+		r, ok := routes[code]
+		if !ok || r.handle == nil || r.auth != w.auth || r.limit != w.limit || r.concurrent != (code == transport.CodeSend) {
+			t.Errorf("%v: %+v, want auth %d limit %d", code, r, w.auth, w.limit)
+		}
+	}
+	if len(routes) != len(want) {
+		t.Errorf("%d routes, want %d", len(routes), len(want))
+	}
+}
+
+// TestTakeMessagesLimit counts Sends against both the messages and the
+// bytes limits, per account.
+func TestTakeMessagesLimit(t *testing.T) {
+	srv := testServer(t)
+	l := srv.currentLimits()
+	l.MessageRate, l.MessageBurst = 0, 3
+	l.ByteRate, l.ByteBurst = 0, transport.MaxPayload
+	if err := srv.SetLimits(context.Background(), l); err != nil {
+		t.Fatal(err)
+	}
+	ss := &session{srv: srv, ip: "192.0.2.1", user: "bob"}
+	if e := ss.take(limitMessages, transport.MaxPayload+1); e == nil || e.Code != transport.ErrRateLimited {
+		t.Errorf("more bytes than the burst: %v", e)
+	}
+	for i := range 2 {
+		if e := ss.take(limitMessages, 10); e != nil {
+			t.Fatalf("send %d: %v", i, e)
+		}
+	}
+	if e := ss.take(limitMessages, 10); e == nil || e.Code != transport.ErrRateLimited || e.RetryAfterMS == 0 {
+		t.Errorf("fourth send of a burst of 3: %v", e)
+	}
+	other := &session{srv: srv, ip: "192.0.2.1", user: "carol"}
+	if e := other.take(limitMessages, 10); e != nil {
+		t.Errorf("another account is limited by bob's sends: %v", e)
+	}
+	if e := ss.take(noLimit, 1<<30); e != nil {
+		t.Errorf("no limit: %v", e)
+	}
+	if got := srv.stats.Limited.Load(); got != 2 {
+		t.Errorf("%d refusals counted, want 2", got)
+	}
+}
+
+// TestModerationThroughChanges: bans, mutes and limits reach a second
+// follower of the change feed in order, and the server applies them
+// through the same feed.
+func TestModerationThroughChanges(t *testing.T) {
+	srv := testServer(t)
+	ctx := context.Background()
+	var seen []Change
+	srv.changes.Subscribe(func(c Change) { seen = append(seen, c) })
+	if err := srv.store.CreateAccount(ctx, store.NewAccount{Name: "bob", PasswordHash: "x", DeviceKey: make([]byte, 32), Now: srv.cfg.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Ban(ctx, "user:mallory", "spam", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := srv.bans.userBanned("mallory", srv.cfg.Now()); !ok {
+		t.Error("ban not applied")
+	}
+	if err := srv.Unban(ctx, "user:mallory"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Mute(ctx, "bob", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, muted := srv.mutes.muted("bob", srv.cfg.Now()); !muted {
+		t.Error("mute not applied")
+	}
+	if err := srv.Unmute(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	l := srv.currentLimits()
+	l.MessageBurst++
+	if err := srv.SetLimits(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if srv.currentLimits().MessageBurst != l.MessageBurst {
+		t.Error("limits not applied")
+	}
+	kinds := []ChangeKind{ChangeBan, ChangeUnban, ChangeMute, ChangeUnmute, ChangeLimits}
+	if len(seen) != len(kinds) {
+		t.Fatalf("follower saw %d changes, want %d: %+v", len(seen), len(kinds), seen)
+	}
+	for i, k := range kinds {
+		if seen[i].Kind != k {
+			t.Errorf("change %d is %v, want %v", i, seen[i].Kind, k)
+		}
+	}
+	if seen[0].Ban.Target != "user:mallory" || seen[0].Ban.Reason != "spam" || seen[2].User != "bob" || seen[4].Limits.MessageBurst != l.MessageBurst {
+		t.Errorf("changes carry the wrong state: %+v", seen)
+	}
+	// A store refusal publishes nothing.
+	if err := srv.Unban(ctx, "user:mallory"); err == nil {
+		t.Error("unban of no ban")
+	}
+	if err := srv.Mute(ctx, "nobody", 0); !errors.Is(err, store.ErrNoSuchUser) {
+		t.Errorf("mute of nobody: %v", err)
+	}
+	if len(seen) != len(kinds) {
+		t.Errorf("refused commands published %d changes", len(seen)-len(kinds))
+	}
+}
