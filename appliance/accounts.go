@@ -251,8 +251,8 @@ func (ss *session) welcome(id uint32, w transport.Welcome, receive bool, now tim
 		ss.close(transport.CloseBanned, "account banned: "+b.Reason)
 		return
 	}
-	ss.user, ss.device = w.User, w.Device
-	ss.log = ss.log.With("user", ss.user, "device", ss.device)
+	ss.dev = chat.DeviceOf(w.User, w.Device)
+	ss.log = ss.log.With("user", ss.dev.User, "device", ss.dev.ID)
 	close(ss.authed)
 	d := ss.authedDevice()
 	srv.router.Join(d, ss)

@@ -66,7 +66,7 @@ func parseBanTarget(s string) (banTarget, error) {
 	return banTarget{}, fmt.Errorf("%q is not an IP address, a CIDR prefix or user:NAME", s)
 }
 
-// banList is the in-memory mirror of the bans bucket.
+// banList is the in-memory mirror of the stored bans.
 type banList struct {
 	mu    sync.RWMutex // guards bans
 	bans  map[string]Ban
@@ -197,7 +197,6 @@ func (s *Server) Ban(ctx context.Context, target, reason string, d time.Duration
 	if err := s.store.PutBan(ctx, store.Ban{Target: t.key(), Reason: reason, Created: now, Expires: b.Expires}); err != nil {
 		return Ban{}, err
 	}
-	s.log.Warn("ban", "target", b.Target, "reason", reason, "expires", b.Expires)
 	if err := s.changes.Publish(ctx, Change{Kind: ChangeBan, Ban: b}); err != nil {
 		return Ban{}, err
 	}

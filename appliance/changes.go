@@ -102,11 +102,12 @@ func (s *Server) apply(c Change) {
 	switch c.Kind {
 	case ChangeBan:
 		s.bans.put(c.Ban)
+		n := 0
 		if t, err := parseBanTarget(c.Ban.Target); err == nil {
-			if n := s.closeMatching(t, transport.CloseBanned, "banned: "+c.Ban.Reason); n > 0 {
-				s.log.Info("ban closed connections", "target", c.Ban.Target, "closed", n)
-			}
+			n = s.closeMatching(t, transport.CloseBanned, "banned: "+c.Ban.Reason)
 		}
+		// Logged where applied, with this server's count (operations.md §9).
+		s.log.Warn("ban", "target", c.Ban.Target, "reason", c.Ban.Reason, "expires", c.Ban.Expires, "closed", n)
 	case ChangeUnban:
 		s.bans.remove(c.Ban.Target)
 	case ChangeMute:

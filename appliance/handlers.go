@@ -166,14 +166,14 @@ func (ss *session) take(class limitClass, cost int) *transport.Error {
 			return rateLimited("registrations", retry)
 		}
 	case limitMessages:
-		if ok, retry := srv.msgLimit.allow(ss.user, now); !ok {
+		if ok, retry := srv.msgLimit.allow(ss.dev.User, now); !ok {
 			return ss.throttled("messages", retry)
 		}
-		if ok, retry := srv.byteLimit.allowN(ss.user, cost, now); !ok {
+		if ok, retry := srv.byteLimit.allowN(ss.dev.User, cost, now); !ok {
 			return ss.throttled("bytes", retry)
 		}
 	case limitKeyFetch:
-		if ok, retry := srv.fetchLimit.allow(ss.user, now); !ok {
+		if ok, retry := srv.fetchLimit.allow(ss.dev.User, now); !ok {
 			return &transport.Error{Code: transport.ErrRateLimited, Message: fmt.Sprintf("rate limited: too many key fetches, retry after %v", retry.Round(time.Millisecond)), RetryAfterMS: uint64(retry.Milliseconds())}
 		}
 	}
@@ -185,11 +185,11 @@ func (ss *session) take(class limitClass, cost int) *transport.Error {
 func (ss *session) throttled(what string, retry time.Duration) *transport.Error {
 	srv := ss.srv
 	srv.stats.Limited.Add(1)
-	srv.recordEvent(chat.EventRateLimited, ss.user, what+" from "+ss.ip)
+	srv.recordEvent(chat.EventRateLimited, ss.dev.User, what+" from "+ss.ip)
 	if limits := srv.currentLimits(); limits.FloodBan > 0 {
 		if ok, _ := srv.floodLimit.allow(ss.ip, srv.cfg.Now()); !ok {
 			ban := time.Duration(limits.LoginBan)
-			srv.log.Warn("flooding, address banned", "remote", ss.ip, "user", ss.user, "for", ban.String())
+			srv.log.Warn("flooding, address banned", "remote", ss.ip, "user", ss.dev.User, "for", ban.String())
 			go srv.Ban(context.Background(), ss.ip, "flooding", ban)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/securechat/securechat/appliance/store"
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/transport"
 )
 
@@ -62,7 +63,7 @@ func TestTakeMessagesLimit(t *testing.T) {
 	if err := srv.SetLimits(context.Background(), l); err != nil {
 		t.Fatal(err)
 	}
-	ss := &session{srv: srv, ip: "192.0.2.1", user: "bob"}
+	ss := &session{srv: srv, ip: "192.0.2.1", dev: chat.DeviceOf("bob", 1)}
 	if e := ss.take(limitMessages, transport.MaxPayload+1); e == nil || e.Code != transport.ErrRateLimited {
 		t.Errorf("more bytes than the burst: %v", e)
 	}
@@ -74,7 +75,7 @@ func TestTakeMessagesLimit(t *testing.T) {
 	if e := ss.take(limitMessages, 10); e == nil || e.Code != transport.ErrRateLimited || e.RetryAfterMS == 0 {
 		t.Errorf("fourth send of a burst of 3: %v", e)
 	}
-	other := &session{srv: srv, ip: "192.0.2.1", user: "carol"}
+	other := &session{srv: srv, ip: "192.0.2.1", dev: chat.DeviceOf("carol", 1)}
 	if e := other.take(limitMessages, 10); e != nil {
 		t.Errorf("another account is limited by bob's sends: %v", e)
 	}

@@ -27,7 +27,7 @@ func checkSend(ss *session, id uint32, req *transport.Send) bool {
 		}
 		req.Envelopes[i].User = u
 	}
-	if until, muted := ss.srv.mutes.muted(ss.user, ss.srv.cfg.Now()); muted {
+	if until, muted := ss.srv.mutes.muted(ss.dev.User, ss.srv.cfg.Now()); muted {
 		msg := "you are muted on this server"
 		if !until.IsZero() {
 			msg += " until " + until.UTC().Format(time.RFC3339)
@@ -88,7 +88,7 @@ func (ss *session) handleSignal(id uint32, req *transport.Send) {
 	now := srv.cfg.Now().UnixMilli()
 	var online uint32
 	for i, d := range to {
-		sig := &transport.Signal{From: ss.user, FromDevice: ss.device, MessageID: req.MessageID, ServerTime: now, Payload: req.Envelopes[i].Payload}
+		sig := &transport.Signal{From: ss.dev.User, FromDevice: ss.dev.ID, MessageID: req.MessageID, ServerTime: now, Payload: req.Envelopes[i].Payload}
 		if srv.router.Signal(d, sig) {
 			online++
 		}

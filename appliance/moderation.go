@@ -31,7 +31,7 @@ const (
 	RegistrationClosed = "closed"
 )
 
-// muteList mirrors the mutes bucket.
+// muteList mirrors the stored mutes.
 type muteList struct {
 	mu    sync.RWMutex // guards until
 	until map[string]time.Time

@@ -44,8 +44,7 @@ type session struct {
 
 	// Set once by the read loop at authentication, read by other goroutines
 	// only after authed is set.
-	user     string
-	device   uint32
+	dev      chat.Device
 	authed   chan struct{}
 	inFlight chan struct{}
 
@@ -147,7 +146,7 @@ func (ss *session) afk(d time.Duration) {
 				// Not ss.log: authenticate replaces it, on another goroutine.
 				log := ss.srv.log.With("remote", ss.ip)
 				if u := ss.authedUser(); u != "" {
-					log = log.With("user", u, "device", ss.device)
+					log = log.With("user", u, "device", ss.dev.ID)
 				}
 				log.Info("idle disconnect", "after", d.String())
 				ss.close(transport.CloseIdle, fmt.Sprintf("disconnected after %v without activity", d))
@@ -173,7 +172,7 @@ func (ss *session) readFailed(err error) {
 // authedUser is the session's account once authenticated, else "".
 func (ss *session) authedUser() string {
 	if ss.isAuthed() {
-		return ss.user
+		return ss.dev.User
 	}
 	return ""
 }
@@ -190,7 +189,7 @@ func (ss *session) isAuthed() bool {
 // authedDevice is the session's device once authenticated, else zero.
 func (ss *session) authedDevice() chat.Device {
 	if ss.isAuthed() {
-		return chat.DeviceOf(ss.user, ss.device)
+		return ss.dev
 	}
 	return chat.Device{}
 }
