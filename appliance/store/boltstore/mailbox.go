@@ -191,6 +191,7 @@ func (s *Store) Ack(d chat.Device, seqs []uint64) {
 // before cutoff, entries first, so that one call's transaction stays small.
 func (s *Store) Expire(ctx context.Context, cutoff time.Time, limit int) (int, bool, error) {
 	before := uint64(cutoff.UnixMilli())
+	limit = max(limit, 1) // a batch that deletes nothing would never finish
 	removed, more := 0, false
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		removed, more = 0, false
