@@ -18,7 +18,7 @@ import (
 	"github.com/securechat/securechat/transport"
 )
 
-// Bans (docs/design.md §4): IP addresses and CIDR prefixes (v4 and v6) and
+// Bans (docs/design.md §4.5): IP addresses and CIDR prefixes (v4 and v6) and
 // accounts, with a reason and an optional expiry, stored (store.Moderation)
 // and mirrored in memory through published changes (changes.go). An
 // address ban refuses a new connection on its first packet, before any TLS

@@ -10,7 +10,7 @@ import (
 )
 
 // Bans, mutes and live limits are published as changes (docs/design.md
-// §4): the server that takes an operator's command stores it, then
+// §4.4): the server that takes an operator's command stores it, then
 // publishes the change, and every server following the feed, itself
 // included, applies it to what it holds in memory through the same path.
 // In-process there is one follower; a cluster's feed would carry the
@@ -106,7 +106,7 @@ func (s *Server) apply(c Change) {
 		if t, err := parseBanTarget(c.Ban.Target); err == nil {
 			n = s.closeMatching(t, transport.CloseBanned, "banned: "+c.Ban.Reason)
 		}
-		// Logged where applied, with this server's count (operations.md §9).
+		// Logged where applied, with this server's count (operations.md §8).
 		s.log.Warn("ban", "target", c.Ban.Target, "reason", c.Ban.Reason, "expires", c.Ban.Expires, "closed", n)
 	case ChangeUnban:
 		s.bans.remove(c.Ban.Target)

@@ -13,7 +13,7 @@ import (
 	"github.com/securechat/securechat/transport"
 )
 
-// The handler table (docs/design.md §4): every request a session accepts,
+// The handler table (docs/design.md §4.1): every request a session accepts,
 // with when it is accepted, the rate limit it counts against and its
 // handler. A code missing from the table is refused as unknown.
 

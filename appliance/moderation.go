@@ -20,7 +20,7 @@ import (
 	"github.com/securechat/securechat/transport"
 )
 
-// Moderation (docs/design.md §4): mutes, invites and the registration
+// Moderation (docs/design.md §4.6): mutes, invites and the registration
 // policy, server broadcasts and account deletion. Mutes are stored
 // (store.Moderation) and mirrored in memory through published changes.
 

@@ -10,7 +10,7 @@ import (
 	"github.com/securechat/securechat/transport"
 )
 
-// Router carries live traffic to devices' connections (docs/design.md §4):
+// Router carries live traffic to devices' connections (docs/design.md §4.3):
 // pushes of committed mailbox entries, ephemeral signals, keys-low notices
 // and kicks. The server reaches connections only through it, so a router
 // that spans the nodes of a cluster can replace the in-process one; the

@@ -215,7 +215,7 @@ var (
 )
 
 // admit runs on a new connection's first packet, before any TLS work:
-// banned addresses are refused there (docs/design.md §4).
+// banned addresses are refused there (docs/design.md §4.5).
 func (s *Server) admit(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
 	ua, ok := info.RemoteAddr.(*net.UDPAddr)
 	if !ok {
@@ -236,7 +236,7 @@ func (s *Server) admit(ctx context.Context, info *quic.ClientInfo) (context.Cont
 }
 
 // quicConfig sets quic-go's limits on purpose rather than by default
-// (docs/design.md §4): one control stream plus a few bulk streams per connection,
+// (docs/design.md §4.5): one control stream plus a few bulk streams per connection,
 // bounded flow-control windows, short handshake and idle timeouts.
 func (s *Server) quicConfig() *quic.Config {
 	return &quic.Config{
@@ -306,7 +306,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			break
 		}
 		// Accept in a tight loop; everything per connection happens in its
-		// own goroutine (docs/design.md §4).
+		// own goroutine (docs/design.md §4.1).
 		s.conns.Add(1)
 		go s.serveConn(ctx, qc)
 	}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Domain errors (docs/design.md §4). A Store returns these, wrapped or as
+// Domain errors (docs/design.md §4.2). A Store returns these, wrapped or as
 // is, and nothing from the wire protocol: the session code turns them into
 // wire errors in one place. Test with errors.Is; the typed errors carry
 // detail for errors.As.

@@ -1,4 +1,4 @@
-// Package store is the server's storage seam (docs/design.md §4): the
+// Package store is the server's storage seam (docs/design.md §4.2): the
 // interfaces a storage implementation provides, the domain types they
 // speak and the domain errors they return. It holds no implementation;
 // boltstore is the one on a single bbolt file, and storetest is the

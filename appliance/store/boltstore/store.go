@@ -1,5 +1,5 @@
 // Package boltstore is the server store on one bbolt file (docs/design.md
-// §4, protocol.md §7): the only server package that imports bbolt. Every
+// §4.2, protocol.md §7): the only server package that imports bbolt. Every
 // write goes through one writer goroutine that group-commits; reads are
 // bbolt read transactions.
 package boltstore
@@ -71,7 +71,7 @@ type Options struct {
 // Store is the server's bbolt database with its single writer goroutine.
 // Every write goes through update, which group-commits: the writer takes
 // the first pending write, then whatever else is already waiting, runs them
-// all in one transaction and fsyncs once (docs/design.md §4).
+// all in one transaction and fsyncs once (docs/design.md §4.2).
 type Store struct {
 	db       *bolt.DB
 	done     chan struct{} // closed when the writer has exited

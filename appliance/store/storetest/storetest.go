@@ -1,5 +1,5 @@
 // Package storetest is the conformance suite every implementation of
-// store.Store must pass (docs/design.md §4): the bbolt store runs it now, a
+// store.Store must pass (docs/design.md §4.2): the bbolt store runs it now, a
 // clustered store later runs the same.
 package storetest
 
