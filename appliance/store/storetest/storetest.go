@@ -5,6 +5,7 @@ package storetest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"encoding/binary"
@@ -349,8 +350,8 @@ func testOrdering(t *testing.T, h *harness) {
 	wg.Wait()
 	for _, d := range []chat.Device{bob1, bob2} {
 		p := h.pending(d)
-		if len(p) != n+40 || !slices.IsSortedFunc(p, func(a, b store.Entry) int { return int(a.Seq) - int(b.Seq) }) {
-			t.Errorf("%v: %d entries, sorted %v", d, len(p), slices.IsSortedFunc(p, func(a, b store.Entry) int { return int(a.Seq) - int(b.Seq) }))
+		if len(p) != n+40 || !slices.IsSortedFunc(p, func(a, b store.Entry) int { return cmp.Compare(a.Seq, b.Seq) }) {
+			t.Errorf("%v: %d entries, sorted %v", d, len(p), slices.IsSortedFunc(p, func(a, b store.Entry) int { return cmp.Compare(a.Seq, b.Seq) }))
 		}
 		seen := map[uint64]bool{}
 		for _, e := range p {
