@@ -87,7 +87,7 @@ var errBadCredentials = errors.New("invalid user name or password")
 
 // checkEnroll checks a Register's or Login's user name and device
 // signature, and canonicalizes the name in place.
-func checkEnroll(ss *session, id uint32, code transport.Code, req *transport.Enroll) bool {
+func checkEnroll(ctx context.Context, ss *session, id uint32, code transport.Code, req *transport.Enroll) bool {
 	exporter, err := ss.c.Exporter()
 	if err != nil {
 		ss.fail(id, &transport.Error{Code: transport.ErrInternal, Message: "no TLS exporter"})
@@ -111,13 +111,13 @@ func checkEnroll(ss *session, id uint32, code transport.Code, req *transport.Enr
 	return true
 }
 
-func checkLogin(ss *session, id uint32, req *transport.Enroll) bool {
-	return checkEnroll(ss, id, transport.CodeLogin, req)
+func checkLogin(ctx context.Context, ss *session, id uint32, req *transport.Enroll) bool {
+	return checkEnroll(ctx, ss, id, transport.CodeLogin, req)
 }
 
 // checkRegister adds the password's length and the registration policy.
-func checkRegister(ss *session, id uint32, req *transport.Enroll) bool {
-	if !checkEnroll(ss, id, transport.CodeRegister, req) {
+func checkRegister(ctx context.Context, ss *session, id uint32, req *transport.Enroll) bool {
+	if !checkEnroll(ctx, ss, id, transport.CodeRegister, req) {
 		return false
 	}
 	var e *transport.Error
@@ -130,7 +130,7 @@ func checkRegister(ss *session, id uint32, req *transport.Enroll) bool {
 		e = &transport.Error{Code: transport.ErrRegClosed, Message: "registration needs a valid invite code (--invite)"}
 	}
 	if e != nil {
-		registerRefused(ss, req, e)
+		registerRefused(ctx, ss, req, e)
 		ss.fail(id, e)
 		return false
 	}
@@ -138,28 +138,28 @@ func checkRegister(ss *session, id uint32, req *transport.Enroll) bool {
 }
 
 // registerRefused records a refused registration for the operator.
-func registerRefused(ss *session, req *transport.Enroll, e *transport.Error) {
-	ss.registrationRefused(req.User, e)
+func registerRefused(ctx context.Context, ss *session, req *transport.Enroll, e *transport.Error) {
+	ss.registrationRefused(ctx, req.User, e)
 }
 
-func (ss *session) registrationRefused(user string, err error) {
-	if ss.ctx.Err() == nil {
+func (ss *session) registrationRefused(ctx context.Context, user string, err error) {
+	if ctx.Err() == nil {
 		ss.srv.recordEvent(chat.EventRegisterRefused, ss.ip, fmt.Sprintf("user name %q: %v", user, err))
 	}
 }
 
-func handleRegister(ss *session, id uint32, req *transport.Enroll) {
+func handleRegister(ctx context.Context, ss *session, id uint32, req *transport.Enroll) {
 	now := ss.srv.cfg.Now()
-	if err := ss.register(req, now); err != nil {
-		ss.registrationRefused(req.User, err)
+	if err := ss.register(ctx, req, now); err != nil {
+		ss.registrationRefused(ctx, req.User, err)
 		ss.fail(id, wireError(err))
 		return
 	}
-	ss.welcome(id, transport.Welcome{User: req.User, Device: 1}, false, now)
+	ss.welcome(ctx, id, transport.Welcome{User: req.User, Device: 1}, false, now)
 }
 
 // register creates the account with its first device.
-func (ss *session) register(req *transport.Enroll, now time.Time) error {
+func (ss *session) register(ctx context.Context, req *transport.Enroll, now time.Time) error {
 	srv := ss.srv
 	if _, err := srv.store.Account(req.User); err == nil {
 		return store.ErrUserExists // checked early to spare the hash; checked again on write
@@ -174,7 +174,7 @@ func (ss *session) register(req *transport.Enroll, now time.Time) error {
 	if srv.cfg.Registration == RegistrationInvite {
 		invite = normInvite(req.Invite)
 	}
-	err = srv.store.CreateAccount(ss.ctx, store.NewAccount{Name: req.User, PasswordHash: phc, DeviceKey: req.DeviceKey, DeviceName: req.DeviceName, Invite: invite, Now: now})
+	err = srv.store.CreateAccount(ctx, store.NewAccount{Name: req.User, PasswordHash: phc, DeviceKey: req.DeviceKey, DeviceName: req.DeviceName, Invite: invite, Now: now})
 	if err != nil {
 		return err
 	}
@@ -183,21 +183,21 @@ func (ss *session) register(req *transport.Enroll, now time.Time) error {
 	return nil
 }
 
-func handleLogin(ss *session, id uint32, req *transport.Enroll) {
+func handleLogin(ctx context.Context, ss *session, id uint32, req *transport.Enroll) {
 	now := ss.srv.cfg.Now()
-	d, err := ss.login(req, now)
+	d, err := ss.login(ctx, req, now)
 	switch {
 	case errors.Is(err, errBadCredentials), errors.Is(err, store.ErrCredentialsChanged):
 		ss.authFailed(id, req.User, "wrong password or unknown user")
 	case err != nil:
 		ss.fail(id, wireError(err))
 	default:
-		ss.welcome(id, transport.Welcome{User: d.User, Device: d.ID}, false, now)
+		ss.welcome(ctx, id, transport.Welcome{User: d.User, Device: d.ID}, false, now)
 	}
 }
 
 // login checks the password and adds the device.
-func (ss *session) login(req *transport.Enroll, now time.Time) (chat.Device, error) {
+func (ss *session) login(ctx context.Context, req *transport.Enroll, now time.Time) (chat.Device, error) {
 	acct, err := ss.srv.store.Account(req.User)
 	ok := err == nil
 	phc := acct.PasswordHash
@@ -209,14 +209,14 @@ func (ss *session) login(req *transport.Enroll, now time.Time) (chat.Device, err
 	if !ok || !match {
 		return chat.Device{}, errBadCredentials
 	}
-	d, err := ss.srv.store.AddDevice(ss.ctx, req.User, phc, req.DeviceKey, req.DeviceName, now)
+	d, err := ss.srv.store.AddDevice(ctx, req.User, phc, req.DeviceKey, req.DeviceName, now)
 	if err == nil {
 		ss.log.Info("device added", "user", d.User, "device", d.ID)
 	}
 	return d, err
 }
 
-func handleAuth(ss *session, id uint32, req *transport.Auth) {
+func handleAuth(ctx context.Context, ss *session, id uint32, req *transport.Auth) {
 	exporter, err := ss.c.Exporter()
 	if err != nil {
 		ss.fail(id, &transport.Error{Code: transport.ErrInternal, Message: "no TLS exporter"})
@@ -237,13 +237,13 @@ func handleAuth(ss *session, id uint32, req *transport.Auth) {
 	now := srv.cfg.Now()
 	keys, _ := srv.store.KeyCount(d) // unreadable: reported as none, and the client publishes
 	srv.store.TouchDevice(d, now)
-	ss.welcome(id, transport.Welcome{User: user, Device: req.Device, Keys: wireKeyCount(keys)}, req.Receive, now)
+	ss.welcome(ctx, id, transport.Welcome{User: user, Device: req.Device, Keys: wireKeyCount(keys)}, req.Receive, now)
 }
 
 // welcome completes an authentication: a banned account is refused and
 // disconnected; otherwise the session becomes the device's, joins the
 // router and, if it asked to receive, starts delivery.
-func (ss *session) welcome(id uint32, w transport.Welcome, receive bool, now time.Time) {
+func (ss *session) welcome(ctx context.Context, id uint32, w transport.Welcome, receive bool, now time.Time) {
 	srv := ss.srv
 	if b, banned := srv.bans.userBanned(w.User, now); banned {
 		ss.log.Warn("banned account refused", "user", w.User)
@@ -261,7 +261,7 @@ func (ss *session) welcome(id uint32, w transport.Welcome, receive bool, now tim
 	ss.log.Debug("authenticated", "receive", receive)
 	if receive {
 		srv.router.Attach(d, ss)
-		ss.bg.Go(ss.deliver)
+		ss.bg.Go(func() { ss.deliver(ctx) })
 	}
 }
 

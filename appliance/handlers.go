@@ -44,7 +44,7 @@ type route struct {
 	// maxInFlight per connection: Sends wait for a group commit, and one
 	// connection may have several waiting.
 	concurrent bool
-	handle     func(ss *session, f transport.Frame, limit limitClass)
+	handle     func(ctx context.Context, ss *session, f transport.Frame, limit limitClass)
 }
 
 var routes = map[transport.Code]route{
@@ -72,21 +72,21 @@ type handler[T any, P request[T]] struct {
 	// check refuses a request before it counts against the limit: the
 	// cheap checks that must not cost a client tokens. It answers a
 	// refusal itself and may canonicalize the request in place.
-	check func(ss *session, id uint32, req P) bool
+	check func(ctx context.Context, ss *session, id uint32, req P) bool
 	// cost is what the request counts against the limit; nil is 1.
 	cost func(req P) int
 	// refused, if set, is told of a refusal by the limit before the
 	// refusal is answered.
-	refused func(ss *session, req P, e *transport.Error)
-	serve   func(ss *session, id uint32, req P)
+	refused func(ctx context.Context, ss *session, req P, e *transport.Error)
+	serve   func(ctx context.Context, ss *session, id uint32, req P)
 }
 
 // on is the handler that serves requests with serve.
-func on[T any, P request[T]](serve func(ss *session, id uint32, req P)) handler[T, P] {
+func on[T any, P request[T]](serve func(ctx context.Context, ss *session, id uint32, req P)) handler[T, P] {
 	return handler[T, P]{serve: serve}
 }
 
-func (h handler[T, P]) withCheck(check func(ss *session, id uint32, req P) bool) handler[T, P] {
+func (h handler[T, P]) withCheck(check func(ctx context.Context, ss *session, id uint32, req P) bool) handler[T, P] {
 	h.check = check
 	return h
 }
@@ -96,17 +96,17 @@ func (h handler[T, P]) withCost(cost func(req P) int) handler[T, P] {
 	return h
 }
 
-func (h handler[T, P]) withRefused(refused func(ss *session, req P, e *transport.Error)) handler[T, P] {
+func (h handler[T, P]) withRefused(refused func(ctx context.Context, ss *session, req P, e *transport.Error)) handler[T, P] {
 	h.refused = refused
 	return h
 }
 
-func (h handler[T, P]) handle(ss *session, f transport.Frame, limit limitClass) {
+func (h handler[T, P]) handle(ctx context.Context, ss *session, f transport.Frame, limit limitClass) {
 	req := P(new(T))
 	if !ss.decode(f, req) {
 		return
 	}
-	if h.check != nil && !h.check(ss, f.ID, req) {
+	if h.check != nil && !h.check(ctx, ss, f.ID, req) {
 		return
 	}
 	cost := 1
@@ -115,16 +115,16 @@ func (h handler[T, P]) handle(ss *session, f transport.Frame, limit limitClass) 
 	}
 	if e := ss.take(limit, cost); e != nil {
 		if h.refused != nil {
-			h.refused(ss, req, e)
+			h.refused(ctx, ss, req, e)
 		}
 		ss.fail(f.ID, e)
 		return
 	}
-	h.serve(ss, f.ID, req)
+	h.serve(ctx, ss, f.ID, req)
 }
 
 // dispatch looks a frame up in the handler table and runs its handler.
-func (ss *session) dispatch(f transport.Frame, workers *sync.WaitGroup) {
+func (ss *session) dispatch(ctx context.Context, f transport.Frame, workers *sync.WaitGroup) {
 	r, ok := routes[f.Code]
 	if !ok {
 		ss.fail(f.ID, &transport.Error{Code: transport.ErrBadRequest, Message: fmt.Sprintf("unknown message code %d", f.Code)})
@@ -139,17 +139,17 @@ func (ss *session) dispatch(f transport.Frame, workers *sync.WaitGroup) {
 		return
 	}
 	if !r.concurrent {
-		r.handle(ss, f, r.limit)
+		r.handle(ctx, ss, f, r.limit)
 		return
 	}
 	select {
 	case ss.inFlight <- struct{}{}:
-	case <-ss.ctx.Done():
+	case <-ctx.Done():
 		return
 	}
 	workers.Go(func() {
 		defer func() { <-ss.inFlight }()
-		r.handle(ss, f, r.limit)
+		r.handle(ctx, ss, f, r.limit)
 	})
 }
 
@@ -205,11 +205,11 @@ func rateLimited(what string, retry time.Duration) *transport.Error {
 	}
 }
 
-func handlePing(ss *session, id uint32, _ *transport.Empty) {
+func handlePing(ctx context.Context, ss *session, id uint32, _ *transport.Empty) {
 	ss.reply(id, transport.CodeOK, &transport.Empty{})
 }
 
-func handleDevices(ss *session, id uint32, req *transport.DevicesRequest) {
+func handleDevices(ctx context.Context, ss *session, id uint32, req *transport.DevicesRequest) {
 	user, err := transport.CanonicalUser(req.User)
 	if err != nil {
 		ss.fail(id, &transport.Error{Code: transport.ErrInvalidName, Message: err.Error()})
@@ -223,13 +223,13 @@ func handleDevices(ss *session, id uint32, req *transport.DevicesRequest) {
 	ss.reply(id, transport.CodeDeviceList, &transport.DeviceList{Devices: wireDevices(list)})
 }
 
-func handleAck(ss *session, id uint32, req *transport.Ack) {
+func handleAck(ctx context.Context, ss *session, id uint32, req *transport.Ack) {
 	ss.srv.store.Ack(ss.authedDevice(), req.Seqs)
 	ss.reply(id, transport.CodeOK, &transport.Empty{})
 }
 
-func handlePublishKeys(ss *session, id uint32, req *transport.PublishKeys) {
-	if err := publishKeys(ss.ctx, ss.srv.store, ss.authedDevice(), req); err != nil {
+func handlePublishKeys(ctx context.Context, ss *session, id uint32, req *transport.PublishKeys) {
+	if err := publishKeys(ctx, ss.srv.store, ss.authedDevice(), req); err != nil {
 		ss.fail(id, wireError(err))
 		return
 	}
@@ -239,13 +239,13 @@ func handlePublishKeys(ss *session, id uint32, req *transport.PublishKeys) {
 
 // handleFetchKeys hands out prekey bundles, rate-limited per requesting
 // account so that one-time prekeys cannot be drained (protocol.md §9.3).
-func handleFetchKeys(ss *session, id uint32, req *transport.FetchKeys) {
+func handleFetchKeys(ctx context.Context, ss *session, id uint32, req *transport.FetchKeys) {
 	user, err := transport.CanonicalUser(req.User)
 	if err != nil {
 		ss.fail(id, &transport.Error{Code: transport.ErrInvalidName, Message: err.Error()})
 		return
 	}
-	bundles, err := ss.srv.store.FetchBundles(ss.ctx, user, req.Devices)
+	bundles, err := ss.srv.store.FetchBundles(ctx, user, req.Devices)
 	if err != nil {
 		ss.fail(id, wireError(err))
 		return
@@ -262,7 +262,7 @@ func handleFetchKeys(ss *session, id uint32, req *transport.FetchKeys) {
 	}
 }
 
-func handleIdentity(ss *session, id uint32, req *transport.DevicesRequest) {
+func handleIdentity(ctx context.Context, ss *session, id uint32, req *transport.DevicesRequest) {
 	user, err := transport.CanonicalUser(req.User)
 	if err != nil {
 		ss.fail(id, &transport.Error{Code: transport.ErrInvalidName, Message: err.Error()})

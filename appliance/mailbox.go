@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"cmp"
+	"context"
 	"slices"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 
 // checkSend canonicalizes the recipients and refuses a muted sender; it
 // runs before the rate limit, so a refused Send costs no tokens.
-func checkSend(ss *session, id uint32, req *transport.Send) bool {
+func checkSend(ctx context.Context, ss *session, id uint32, req *transport.Send) bool {
 	for i := range req.Envelopes {
 		u, err := transport.CanonicalUser(req.Envelopes[i].User)
 		if err != nil {
@@ -47,9 +48,9 @@ func sendSize(req *transport.Send) int {
 	return size
 }
 
-func handleSend(ss *session, id uint32, req *transport.Send) {
+func handleSend(ctx context.Context, ss *session, id uint32, req *transport.Send) {
 	if req.Ephemeral {
-		ss.handleSignal(id, req)
+		ss.handleSignal(ctx, id, req)
 		return
 	}
 	srv := ss.srv
@@ -57,9 +58,9 @@ func handleSend(ss *session, id uint32, req *transport.Send) {
 	for i, env := range req.Envelopes {
 		m.Envelopes[i] = store.Envelope{To: chat.DeviceOf(env.User, env.Device), Payload: env.Payload}
 	}
-	res, err := srv.store.Append(ss.ctx, m)
+	res, err := srv.store.Append(ctx, m)
 	if err != nil {
-		if ss.ctx.Err() == nil {
+		if ctx.Err() == nil {
 			ss.log.Debug("send refused", "err", err)
 		}
 		ss.fail(id, wireError(err))
@@ -75,7 +76,7 @@ func handleSend(ss *session, id uint32, req *transport.Send) {
 
 // handleSignal forwards an ephemeral Send to the recipients' connected
 // devices and stores nothing (protocol.md §6.5).
-func (ss *session) handleSignal(id uint32, req *transport.Send) {
+func (ss *session) handleSignal(ctx context.Context, id uint32, req *transport.Send) {
 	srv := ss.srv
 	to := make([]chat.Device, len(req.Envelopes))
 	for i, env := range req.Envelopes {
@@ -139,7 +140,7 @@ func (ss *session) takeInbox(last uint64) (_ []*transport.Deliver, ok bool) {
 // the mailbox until acked, so a connection lost mid-push loses nothing.
 // New entries come from memory when senders offered them in sequence;
 // otherwise from the store.
-func (ss *session) deliver() {
+func (ss *session) deliver(ctx context.Context) {
 	var last uint64
 	sentEmpty := false
 	frames := make([]transport.Frame, 0, pushBatch+1)
@@ -192,7 +193,7 @@ func (ss *session) deliver() {
 		}
 		select {
 		case <-ss.wake:
-		case <-ss.ctx.Done():
+		case <-ctx.Done():
 			return
 		}
 	}

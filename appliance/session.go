@@ -39,8 +39,7 @@ type session struct {
 	c    *transport.Conn
 	ip   string
 	log  *slog.Logger
-	ctx  context.Context
-	stop context.CancelFunc
+	stop context.CancelFunc // ends the connection's context, which run holds
 
 	// Set once by the read loop at authentication, read by other goroutines
 	// only after authed is set.
@@ -74,7 +73,7 @@ func (s *Server) serveConn(ctx context.Context, qc *quic.Conn) {
 	}
 	sctx, stop := context.WithCancel(ctx)
 	sess := &session{
-		srv: s, c: c, ip: ip, ctx: sctx, stop: stop,
+		srv: s, c: c, ip: ip, stop: stop,
 		log:      s.log.With("remote", ip),
 		authed:   make(chan struct{}),
 		inFlight: make(chan struct{}, maxInFlight),
@@ -88,7 +87,7 @@ func (s *Server) serveConn(ctx context.Context, qc *quic.Conn) {
 		sess.close(transport.CloseShutdown, "server shutting down")
 		return
 	}
-	sess.run()
+	sess.run(sctx)
 }
 
 func hostOf(a net.Addr) string {
@@ -105,7 +104,9 @@ func (ss *session) close(code quic.ApplicationErrorCode, reason string) {
 	})
 }
 
-func (ss *session) run() {
+// run reads and dispatches frames until the connection ends; ctx is the
+// connection's, which close cancels.
+func (ss *session) run(ctx context.Context) {
 	defer ss.bg.Wait()
 	defer ss.stop()
 	timer := time.AfterFunc(time.Duration(ss.srv.cfg.AuthTimeout), func() {
@@ -120,7 +121,7 @@ func (ss *session) run() {
 	defer workers.Wait()
 	ss.lastFrame.Store(time.Now().UnixNano())
 	if afk := time.Duration(ss.srv.cfg.AFKTimeout); afk > 0 {
-		ss.bg.Go(func() { ss.afk(afk) })
+		ss.bg.Go(func() { ss.afk(ctx, afk) })
 	}
 	for {
 		f, err := ss.c.ReadFrame()
@@ -129,17 +130,17 @@ func (ss *session) run() {
 			return
 		}
 		ss.lastFrame.Store(time.Now().UnixNano())
-		ss.dispatch(f, &workers)
+		ss.dispatch(ctx, f, &workers)
 	}
 }
 
 // afk closes the connection once the client has sent no frame for d.
-func (ss *session) afk(d time.Duration) {
+func (ss *session) afk(ctx context.Context, d time.Duration) {
 	t := time.NewTicker(min(d/4, time.Second))
 	defer t.Stop()
 	for {
 		select {
-		case <-ss.ctx.Done():
+		case <-ctx.Done():
 			return
 		case now := <-t.C:
 			if now.Sub(time.Unix(0, ss.lastFrame.Load())) >= d {
