@@ -8,7 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
+	"github.com/securechat/securechat/client/home"
 	"github.com/securechat/securechat/transport"
 )
 
@@ -33,7 +35,7 @@ func receiverName(i int) string { return fmt.Sprintf("receiver%03d", i) }
 
 // accounts are the registered users, each with its open home.
 type accounts struct {
-	senders, receivers []*client.Home
+	senders, receivers []*home.Home
 }
 
 // close closes every home that was opened.
@@ -52,7 +54,7 @@ func registerAccounts(ctx context.Context, dir, addr, fingerprint string, n int)
 	if err != nil {
 		return nil, fmt.Errorf("server fingerprint: %w", err)
 	}
-	a := &accounts{senders: make([]*client.Home, n), receivers: make([]*client.Home, n)}
+	a := &accounts{senders: make([]*home.Home, n), receivers: make([]*home.Home, n)}
 	err = parallel(ctx, 2*n, registerParallelism, func(i int) error {
 		name, slot := senderName(i), &a.senders[i%n]
 		if i >= n {
@@ -60,8 +62,8 @@ func registerAccounts(ctx context.Context, dir, addr, fingerprint string, n int)
 		}
 		// The homes' passphrase KDF is at its cheapest: setup speed only;
 		// the sealing of every value is as in any home.
-		home, err := client.OpenHome(filepath.Join(dir, name), client.HomeOptions{
-			Passphrase: benchPassword, Create: true, KDF: client.KDFParams{Time: 1, MemoryK: 64, Threads: 1},
+		home, err := home.Open(filepath.Join(dir, name), home.Options{
+			Passphrase: benchPassword, Create: true, KDF: home.KDFParams{Time: 1, MemoryK: 64, Threads: 1},
 		})
 		if err != nil {
 			return err
@@ -250,7 +252,7 @@ func establish(ctx context.Context, a *accounts, receivers []*client.Client) (se
 }
 
 // handshake is one pair's part of establish.
-func handshake(ctx context.Context, home *client.Home, from string, rc *client.Client, to string) (first, whole time.Duration, err error) {
+func handshake(ctx context.Context, home *home.Home, from string, rc *client.Client, to string) (first, whole time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
 	sc, err := client.Connect(ctx, home, client.Options{Receive: true})
@@ -294,7 +296,7 @@ func nextMessage(ctx context.Context, c *client.Client, from string) (*client.Me
 			}
 			switch ev.Type {
 			case client.EventMessage:
-				if m := ev.Message; m.From != from || m.Kind != "text" {
+				if m := ev.Message; m.From.User != from || m.Kind != chat.KindText {
 					return nil, fmt.Errorf("%s got %s from %s instead of a text from %s: %.80q", c.Profile().User, m.Kind, m.From, from, m.Text)
 				}
 				return ev.Message, nil
@@ -342,7 +344,7 @@ func receive(c *client.Client, from string, ackDelay time.Duration, w window, st
 			t1 := now()
 			m := ev.Message
 			t0, err := sentAt(m.Text)
-			if err != nil || m.From != from {
+			if err != nil || m.From.User != from {
 				fail.report(fmt.Errorf("%s got an unexpected message from %s: %.40q", c.Profile().User, m.From, m.Text))
 				return
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 	"github.com/securechat/securechat/e2ee"
 	"github.com/securechat/securechat/transport"
@@ -67,7 +68,7 @@ func sendBodySizes(text, to string) (sendBodies, error) {
 		return sendBodies{}, err
 	}
 	defer sess.Zero()
-	content := &client.Content{Kind: client.KindText, Text: text, SentAt: now.UnixMilli()}
+	content := &client.Content{Kind: chat.KindText, Text: text, SentAt: now.UnixMilli()}
 	msg, err := sess.Encrypt(nil, transport.Marshal(content))
 	if err != nil {
 		return sendBodies{}, err

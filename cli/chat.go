@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/securechat/securechat/client"
+	"github.com/securechat/securechat/client/home"
 	"github.com/securechat/securechat/internal/usage"
 	"github.com/securechat/securechat/transport"
 	"github.com/securechat/securechat/ui"
@@ -22,7 +23,7 @@ import (
 // home; later runs ask for the passphrase and go straight in.
 func Chat(ctx context.Context, args []string, env Env) error {
 	fs := usage.NewFlagSet("chat", env.Stderr)
-	home := homeFlag(fs, env)
+	dir := homeFlag(fs, env)
 	server := fs.String("server", "", "server `HOST:PORT` (first run)")
 	serverKey := fs.String("server-key", "", "expected server key `fingerprint` (first run)")
 	if err := fs.Parse(args); err != nil {
@@ -38,7 +39,7 @@ func Chat(ctx context.Context, args []string, env Env) error {
 			return usage.Errorf("chat: --server-key: %v", err)
 		}
 	}
-	h, err := openOrSetUp(ctx, env, *home, *server, pin)
+	h, err := openOrSetUp(ctx, env, *dir, *server, pin)
 	if err != nil {
 		return err
 	}
@@ -52,21 +53,21 @@ func Chat(ctx context.Context, args []string, env Env) error {
 }
 
 // openOrSetUp opens a registered home, or runs the first-run dialogue.
-func openOrSetUp(ctx context.Context, env Env, dir, server string, pin transport.Fingerprint) (*client.Home, error) {
-	if !client.HomeExists(dir) {
+func openOrSetUp(ctx context.Context, env Env, dir, server string, pin transport.Fingerprint) (*home.Home, error) {
+	if !home.Exists(dir) {
 		return firstRun(ctx, env, dir, server, pin, env.Getenv("SECURECHAT_PASSPHRASE"))
 	}
 	pass, err := readPassphrase(env, false)
 	if err != nil {
 		return nil, err
 	}
-	h, err := client.OpenHome(dir, client.HomeOptions{Passphrase: pass})
+	h, err := home.Open(dir, home.Options{Passphrase: pass})
 	if err != nil {
 		return nil, err
 	}
 	if _, err := h.Profile(); err == nil {
 		return h, nil
-	} else if !errors.Is(err, client.ErrNotRegistered) {
+	} else if !errors.Is(err, home.ErrNotRegistered) {
 		h.Close()
 		return nil, err
 	}
@@ -75,7 +76,7 @@ func openOrSetUp(ctx context.Context, env Env, dir, server string, pin transport
 }
 
 // firstRun asks on the terminal for what a new home needs.
-func firstRun(ctx context.Context, env Env, dir, server string, pin transport.Fingerprint, pass string) (*client.Home, error) {
+func firstRun(ctx context.Context, env Env, dir, server string, pin transport.Fingerprint, pass string) (*home.Home, error) {
 	tty, err := openTTY(env)
 	if err != nil {
 		return nil, err
@@ -127,7 +128,7 @@ func firstRun(ctx context.Context, env Env, dir, server string, pin transport.Fi
 			return nil, err
 		}
 	}
-	h, err := client.OpenHome(dir, client.HomeOptions{Passphrase: pass, Create: true})
+	h, err := home.Open(dir, home.Options{Passphrase: pass, Create: true})
 	if err != nil {
 		return nil, err
 	}

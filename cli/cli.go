@@ -16,7 +16,9 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
+	"github.com/securechat/securechat/client/home"
 	"github.com/securechat/securechat/e2ee"
 	"github.com/securechat/securechat/internal/usage"
 	"github.com/securechat/securechat/transport"
@@ -40,7 +42,7 @@ const connectTimeout = 15 * time.Second
 func homeFlag(fs *usage.FlagSet, env Env) *string {
 	def := env.Getenv("SECURECHAT_HOME")
 	if def == "" {
-		def = client.DefaultHome()
+		def = home.Default()
 	}
 	return fs.String("home", def, "client home `directory` (env SECURECHAT_HOME)")
 }
@@ -52,7 +54,7 @@ func Register(ctx context.Context, args []string, env Env, login bool) error {
 		name = "login"
 	}
 	fs := usage.NewFlagSet(name, env.Stderr)
-	home := homeFlag(fs, env)
+	dir := homeFlag(fs, env)
 	server := fs.String("server", "", "server `HOST:PORT`")
 	user := fs.String("user", "", "user `name`")
 	serverKey := fs.String("server-key", "", "expected server key `fingerprint` (64 hex digits); without it the key is trusted on first use")
@@ -92,7 +94,7 @@ func Register(ctx context.Context, args []string, env Env, login bool) error {
 	if err != nil {
 		return err
 	}
-	h, err := client.OpenHome(*home, client.HomeOptions{Passphrase: pass, Create: true})
+	h, err := home.Open(*dir, home.Options{Passphrase: pass, Create: true})
 	if err != nil {
 		return err
 	}
@@ -191,32 +193,48 @@ func prompt(what string, confirm bool, noTTY string) (string, error) {
 	return string(b), nil
 }
 
-// connect opens the home and authenticates.
-func connect(ctx context.Context, env Env, dir string, receive bool) (*client.Home, *client.Client, error) {
+// openEngine opens the home and a one-shot engine on it (docs/design.md
+// §6.3): every command goes through the engine.
+func openEngine(env Env, dir string) (*home.Home, *client.Engine, error) {
 	pass, err := readPassphrase(env, false)
 	if err != nil {
 		return nil, nil, err
 	}
-	h, err := client.OpenHome(dir, client.HomeOptions{Passphrase: pass})
+	h, err := home.Open(dir, home.Options{Passphrase: pass})
+	if err != nil {
+		return nil, nil, err
+	}
+	e, err := client.OpenEngine(h, client.EngineOptions{})
+	if err != nil {
+		h.Close()
+		return nil, nil, err
+	}
+	return h, e, nil
+}
+
+// connect opens the home and authenticates.
+func connect(ctx context.Context, env Env, dir string, receive bool) (*home.Home, *client.Engine, error) {
+	h, e, err := openEngine(env, dir)
 	if err != nil {
 		return nil, nil, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	c, err := client.Connect(cctx, h, client.Options{Receive: receive})
-	if err != nil {
+	if err := e.Connect(cctx, receive); err != nil {
+		e.Close()
 		h.Close()
 		return nil, nil, err
 	}
-	if err := c.KeysError(); err != nil {
+	if err := e.KeysError(); err != nil {
 		fmt.Fprintf(env.Stderr, "securechat: warning: %v\n", err)
 	}
-	return h, c, nil
+	return h, e, nil
 }
 
-// flushOutbox resends messages whose confirmation an earlier run lost.
-func flushOutbox(ctx context.Context, c *client.Client, env Env) error {
-	done, err := c.FlushOutbox(ctx)
+// flushOutbox resends messages whose confirmation an earlier run lost, and
+// what the engine queued.
+func flushOutbox(ctx context.Context, e *client.Engine, env Env) error {
+	done, err := e.FlushOutbox(ctx)
 	for _, o := range done {
 		if o.Err != nil {
 			fmt.Fprintf(env.Stderr, "earlier message to %s failed: %v\n", o.To, o.Err)
@@ -228,7 +246,7 @@ func flushOutbox(ctx context.Context, c *client.Client, env Env) error {
 // Send is `securechat send`.
 func Send(ctx context.Context, args []string, env Env) error {
 	fs := usage.NewFlagSet("send", env.Stderr)
-	home := homeFlag(fs, env)
+	dir := homeFlag(fs, env)
 	to := fs.String("to", "", "recipient user `name`")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -240,34 +258,34 @@ func Send(ctx context.Context, args []string, env Env) error {
 		return usage.Errorf("send: no message text")
 	}
 	text := strings.Join(fs.Args(), " ")
-	h, c, err := connect(ctx, env, *home, false)
+	h, e, err := connect(ctx, env, *dir, false)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	defer c.Close()
-	if err := flushOutbox(ctx, c, env); err != nil {
+	defer e.Close()
+	if err := flushOutbox(ctx, e, env); err != nil {
 		return err
 	}
-	_, err = c.SendText(ctx, *to, text)
+	_, err = e.SendText(ctx, *to, text)
 	return err
 }
 
 // jsonMessage is one line of `recv --json` (docs/design.md §7).
 type jsonMessage struct {
-	ID     string `json:"id"`
-	From   string `json:"from"`
-	Group  string `json:"group"`
-	Text   string `json:"text"`
-	SentAt string `json:"sent_at"`
-	Kind   string `json:"kind"`
+	ID     string           `json:"id"`
+	From   string           `json:"from"`
+	Group  string           `json:"group"`
+	Text   string           `json:"text"`
+	SentAt string           `json:"sent_at"`
+	Kind   chat.ContentKind `json:"kind"` // by name
 }
 
 // Recv is `securechat recv`: it prints what the server has queued, then
 // what arrives until --wait passes with nothing new.
 func Recv(ctx context.Context, args []string, env Env) error {
 	fs := usage.NewFlagSet("recv", env.Stderr)
-	home := homeFlag(fs, env)
+	dir := homeFlag(fs, env)
 	wait := fs.Duration("wait", 0, "after the queue is empty, keep waiting this long for new messages")
 	asJSON := fs.Bool("json", false, "print one JSON object per message")
 	if err := fs.Parse(args); err != nil {
@@ -279,13 +297,13 @@ func Recv(ctx context.Context, args []string, env Env) error {
 	if *wait < 0 {
 		return usage.Errorf("recv: --wait must not be negative")
 	}
-	h, c, err := connect(ctx, env, *home, true)
+	h, e, err := connect(ctx, env, *dir, true)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	defer c.Close()
-	if err := flushOutbox(ctx, c, env); err != nil {
+	defer e.Close()
+	if err := flushOutbox(ctx, e, env); err != nil {
 		return err
 	}
 	out := bufio.NewWriter(env.Stdout)
@@ -293,106 +311,65 @@ func Recv(ctx context.Context, args []string, env Env) error {
 	enc := json.NewEncoder(out)
 	enc.SetEscapeHTML(false)
 
+	// show prints a message before the engine keeps and acks it: a message
+	// that could not be printed is not acked, and the server keeps it.
+	// Receipts are acked, not printed (the engine's rules).
 	show := func(m *client.Message) error {
 		if *asJSON {
-			return enc.Encode(jsonMessage{ID: m.ID, From: m.From, Group: m.Group, Text: m.Text, SentAt: m.SentAt.UTC().Format(time.RFC3339Nano), Kind: m.Kind})
-		}
-		from := m.From
-		if m.Kind == "system" {
-			from = "*server*"
-		}
-		_, err := fmt.Fprintf(out, "[%s] %s: %s\n", m.SentAt.Local().Format("2006-01-02 15:04:05"), from, m.Text)
-		return err
-	}
-	var timeout <-chan time.Time
-	var batch []*client.Message
-	for {
-		var ev client.Event
-		var ok bool
-		if len(batch) > 0 {
-			// Take whatever else has already arrived before acking, so a
-			// burst costs one durable write, not one per message.
-			select {
-			case ev, ok = <-c.Events():
-			default:
-				if err := out.Flush(); err != nil {
-					return err // not acked: the server keeps them
-				}
-				if err := c.Ack(batch...); err != nil {
-					return err
-				}
-				batch = batch[:0]
-				if timeout != nil {
-					timeout = time.After(*wait) // --wait counts from the last message
-				}
-				continue
+			if err := enc.Encode(jsonMessage{ID: m.ID, From: m.From.User, Group: m.Group, Text: m.Text, SentAt: m.SentAt.UTC().Format(time.RFC3339Nano), Kind: m.Kind}); err != nil {
+				return err
 			}
 		} else {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-timeout:
-				return nil
-			case ev, ok = <-c.Events():
+			from := m.From.User
+			if m.Kind == chat.KindSystem {
+				from = client.SystemConversation.String()
 			}
-		}
-		if !ok {
-			return errors.New("connection closed")
-		}
-		switch ev.Type {
-		case client.EventClosed:
-			return ev.Err
-		case client.EventQueueEmpty:
-			timeout = time.After(*wait)
-		case client.EventMessage:
-			if k := ev.Message.Kind; k == "delivered" || k == "read" {
-				batch = append(batch, ev.Message) // receipts are acked, not printed
-				continue
-			}
-			if err := show(ev.Message); err != nil {
+			if _, err := fmt.Fprintf(out, "[%s] %s: %s\n", m.SentAt.Local().Format("2006-01-02 15:04:05"), from, m.Text); err != nil {
 				return err
 			}
-			if err := c.KeepInHistory(ev.Message); err != nil {
-				return err
-			}
-			if ev.Message.IdentityChanged {
-				fmt.Fprintf(env.Stderr, "securechat: warning: %s's identity key has changed; the message above came with the new key. Check the safety number (securechat fingerprint %s) before trusting it\n", ev.Message.From, ev.Message.From)
-			}
-			batch = append(batch, ev.Message)
 		}
+		if err := out.Flush(); err != nil {
+			return err
+		}
+		if m.IdentityChanged {
+			fmt.Fprintf(env.Stderr, "securechat: warning: %s's identity key has changed; the message above came with the new key. Check the safety number (securechat fingerprint %s) before trusting it\n", m.From.User, m.From.User)
+		}
+		return nil
 	}
+	return e.Receive(ctx, client.ReceiveOptions{Wait: *wait, Show: show})
 }
 
 // Fingerprint is `securechat fingerprint [NAME]`: this account's own
 // fingerprint, or the safety number with NAME (docs/design.md §7).
 func Fingerprint(ctx context.Context, args []string, env Env) error {
 	fs := usage.NewFlagSet("fingerprint", env.Stderr)
-	home := homeFlag(fs, env)
+	dir := homeFlag(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 1 {
 		return usage.Errorf("fingerprint: at most one user name")
 	}
-	h, c, err := connect(ctx, env, *home, false)
+	h, e, err := connect(ctx, env, *dir, false)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	defer c.Close()
+	defer e.Close()
 	if fs.NArg() == 0 {
-		fp, err := c.Fingerprint()
+		fp, err := e.Fingerprint()
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(env.Stdout, "%s's fingerprint: %s\n", c.Profile().User, e2ee.FormatSafetyNumber(fp))
+		user, _, _ := e.Self()
+		fmt.Fprintf(env.Stdout, "%s's fingerprint: %s\n", user, e2ee.FormatSafetyNumber(fp))
 		return nil
 	}
 	name, err := transport.CanonicalUser(fs.Arg(0))
 	if err != nil {
 		return err
 	}
-	info, err := c.SafetyNumber(ctx, name)
+	info, err := e.SafetyNumber(chat.Peer(name))
 	if err != nil {
 		return err
 	}
@@ -411,7 +388,7 @@ func Fingerprint(ctx context.Context, args []string, env Env) error {
 // Trust is `securechat trust NAME`: accept NAME's changed identity key.
 func Trust(ctx context.Context, args []string, env Env) error {
 	fs := usage.NewFlagSet("trust", env.Stderr)
-	home := homeFlag(fs, env)
+	dir := homeFlag(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -422,16 +399,13 @@ func Trust(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	pass, err := readPassphrase(env, false)
-	if err != nil {
-		return err
-	}
-	h, err := client.OpenHome(*home, client.HomeOptions{Passphrase: pass})
+	h, e, err := openEngine(env, *dir)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	if err := h.Trust(name); err != nil {
+	defer e.Close()
+	if err := e.Trust(chat.Peer(name)); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "accepted %s's new identity key; new sessions will use it\n", name)

@@ -17,8 +17,9 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
-	bolt "go.etcd.io/bbolt"
 
+	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/client/home"
 	"github.com/securechat/securechat/e2ee"
 	"github.com/securechat/securechat/transport"
 )
@@ -54,11 +55,12 @@ type Options struct {
 
 // Client is an authenticated connection of the home's device.
 type Client struct {
-	home *Home
-	prof *Profile
-	conn *transport.Conn
-	now  func() time.Time
-	rand io.Reader
+	home     *home.Home
+	sessions SessionStore // the home, as the session layer sees it
+	prof     *home.Profile
+	conn     *transport.Conn
+	now      func() time.Time
+	rand     io.Reader
 
 	mu      sync.Mutex // guards pending, nextID, err
 	pending map[uint32]chan transport.Frame
@@ -75,7 +77,7 @@ type Client struct {
 	inbox *frameQueue
 
 	devMu   sync.Mutex // guards devices
-	devices map[string][]transport.DeviceInfo
+	devices map[string][]chat.Device
 
 	keysErr error // why publishing this device's keys failed at connect, if it did
 
@@ -84,21 +86,22 @@ type Client struct {
 }
 
 // dial connects to server and starts the read loop.
-func dial(ctx context.Context, home *Home, server string, pin *transport.Pinner, opts Options) (*Client, error) {
+func dial(ctx context.Context, h *home.Home, server string, pin *transport.Pinner, opts Options) (*Client, error) {
 	conn, err := transport.DialFrom(ctx, opts.LocalAddr, server, pin)
 	if err != nil {
 		return nil, err
 	}
 	c := &Client{
-		home:    home,
-		conn:    conn,
-		now:     opts.Now,
-		rand:    opts.Rand,
-		pending: make(map[uint32]chan transport.Frame),
-		events:  make(chan Event, 256),
-		done:    make(chan struct{}),
-		devices: make(map[string][]transport.DeviceInfo),
-		inbox:   newFrameQueue(),
+		home:     h,
+		sessions: h,
+		conn:     conn,
+		now:      opts.Now,
+		rand:     opts.Rand,
+		pending:  make(map[uint32]chan transport.Frame),
+		events:   make(chan Event, 256),
+		done:     make(chan struct{}),
+		devices:  make(map[string][]chat.Device),
+		inbox:    newFrameQueue(),
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -112,12 +115,12 @@ func dial(ctx context.Context, home *Home, server string, pin *transport.Pinner,
 }
 
 // Connect authenticates the home's device to its server (protocol.md §5.2).
-func Connect(ctx context.Context, home *Home, opts Options) (*Client, error) {
-	prof, err := home.Profile()
+func Connect(ctx context.Context, h *home.Home, opts Options) (*Client, error) {
+	prof, err := h.Profile()
 	if err != nil {
 		return nil, err
 	}
-	c, err := dial(ctx, home, prof.Server, &transport.Pinner{Pin: prof.Fingerprint}, opts)
+	c, err := dial(ctx, h, prof.Server, &transport.Pinner{Pin: prof.Fingerprint}, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -166,19 +169,19 @@ type EnrollOptions struct {
 // adds this home as a new device of an existing account. Both store the
 // profile in home and return it; Profile.Fingerprint is the server key that
 // is now pinned.
-func Register(ctx context.Context, home *Home, o EnrollOptions) (*Profile, error) {
-	return enroll(ctx, home, transport.CodeRegister, o)
+func Register(ctx context.Context, h *home.Home, o EnrollOptions) (*home.Profile, error) {
+	return enroll(ctx, h, transport.CodeRegister, o)
 }
 
 // Login: see Register.
-func Login(ctx context.Context, home *Home, o EnrollOptions) (*Profile, error) {
-	return enroll(ctx, home, transport.CodeLogin, o)
+func Login(ctx context.Context, h *home.Home, o EnrollOptions) (*home.Profile, error) {
+	return enroll(ctx, h, transport.CodeLogin, o)
 }
 
-func enroll(ctx context.Context, home *Home, code transport.Code, o EnrollOptions) (*Profile, error) {
-	if p, err := home.Profile(); err == nil {
-		return nil, fmt.Errorf("home %s already holds %s on %s; use another --home", home.Dir, p.User, p.Server)
-	} else if !errors.Is(err, ErrNotRegistered) {
+func enroll(ctx context.Context, h *home.Home, code transport.Code, o EnrollOptions) (*home.Profile, error) {
+	if p, err := h.Profile(); err == nil {
+		return nil, fmt.Errorf("home %s already holds %s on %s; use another --home", h.Dir, p.User, p.Server)
+	} else if !errors.Is(err, home.ErrNotRegistered) {
 		return nil, err
 	}
 	user, err := transport.CanonicalUser(o.User)
@@ -193,7 +196,7 @@ func enroll(ctx context.Context, home *Home, code transport.Code, o EnrollOption
 		return nil, err
 	}
 	pin := &transport.Pinner{Pin: o.Pin}
-	c, err := dial(ctx, home, o.Server, pin, Options{Rand: o.Rand})
+	c, err := dial(ctx, h, o.Server, pin, Options{Rand: o.Rand})
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +217,7 @@ func enroll(ctx context.Context, home *Home, code transport.Code, o EnrollOption
 	if err := c.request(ctx, code, req, transport.CodeWelcome, &w); err != nil {
 		return nil, err
 	}
-	prof := &Profile{Server: o.Server, Fingerprint: pin.Seen(), User: w.User, Device: w.Device, DeviceKey: priv}
+	prof := &home.Profile{Server: o.Server, Fingerprint: pin.Seen(), User: w.User, Device: w.Device, DeviceKey: priv}
 	if code == transport.CodeRegister {
 		// The first device makes the account identity (docs/design.md §3). Devices
 		// added with login get theirs by linking (multi-device).
@@ -227,8 +230,8 @@ func enroll(ctx context.Context, home *Home, code transport.Code, o EnrollOption
 		}
 		c.keys, c.prof = keys, prof
 	}
-	if err := home.saveProfile(prof); err != nil {
-		return nil, fmt.Errorf("account created on the server but not saved in %s: %w", home.Dir, err)
+	if err := h.SaveProfile(prof); err != nil {
+		return nil, fmt.Errorf("account created on the server but not saved in %s: %w", h.Dir, err)
 	}
 	if c.keys != nil {
 		if err := c.maintainKeys(ctx, transport.KeyCount{}); err != nil {
@@ -243,7 +246,7 @@ func enroll(ctx context.Context, home *Home, code transport.Code, o EnrollOption
 func (c *Client) KeysError() error { return c.keysErr }
 
 // Profile is the identity this client authenticated as.
-func (c *Client) Profile() *Profile { return c.prof }
+func (c *Client) Profile() *home.Profile { return c.prof }
 
 // Events delivers pushes and the end of the connection; it is closed after
 // the EventClosed event.
@@ -486,35 +489,42 @@ func (c *Client) handleDeliver(body []byte) {
 	if err := transport.Unmarshal(body, &d); err != nil {
 		return // nothing to ack it by; the server resends it next time
 	}
-	if c.home.wasSeen(d.From, d.FromDevice, d.MessageID) {
+	from := chat.Device{User: d.From, ID: d.FromDevice}
+	if c.home.WasSeen(home.MessageKey{From: from, ID: d.MessageID}) {
 		c.sendAck(d.Seq) // a redelivery of something already handed on
 		return
 	}
 	m := &Message{
-		Seq:        d.Seq,
-		ID:         hex.EncodeToString(d.MessageID),
-		From:       d.From,
-		FromDevice: d.FromDevice,
-		ServerTime: time.UnixMilli(d.ServerTime),
-		rawID:      d.MessageID,
+		Seq:          d.Seq,
+		ID:           hex.EncodeToString(d.MessageID),
+		From:         from,
+		Conversation: chat.Peer(d.From),
+		ServerTime:   time.UnixMilli(d.ServerTime),
+		rawID:        d.MessageID,
 	}
 	if len(d.Payload) > 0 && d.Payload[0] == payloadNotice {
 		text, ms, err := openNotice(d.Payload, c.prof.Fingerprint)
-		m.Kind, m.Text, m.SentAt = "system", text, time.UnixMilli(ms)
+		m.Conversation = SystemConversation
+		m.Kind, m.Text, m.SentAt = chat.KindSystem, text, time.UnixMilli(ms)
 		if err != nil {
-			m.Kind, m.Text, m.SentAt = "error", "server notice rejected: "+err.Error(), m.ServerTime
+			m.Kind, m.Text, m.SentAt = chat.KindError, "server notice rejected: "+err.Error(), m.ServerTime
 		}
 		c.events <- Event{Type: EventMessage, Message: m}
 		return
 	}
 	content, changed, err := c.decrypt(&d, false)
 	if err != nil {
-		m.Kind, m.Text, m.SentAt = "error", "message could not be decrypted: "+err.Error(), m.ServerTime
+		m.Kind, m.Text, m.SentAt = chat.KindError, "message could not be decrypted: "+err.Error(), m.ServerTime
 	} else {
-		m.Kind, m.Text, m.Group, m.SentAt = content.Kind.String(), content.Text, content.Group, time.UnixMilli(content.SentAt)
+		m.Kind, m.Text, m.Group, m.SentAt = content.Kind, content.Text, content.Group, time.UnixMilli(content.SentAt)
 		m.IdentityChanged = changed
 		for _, r := range content.Refs {
 			m.Refs = append(m.Refs, hex.EncodeToString(r))
+		}
+		if d.From == c.prof.User && !content.Conversation.IsZero() {
+			// A copy of what this account's other device sent (the
+			// fan-out rule): it belongs where that device sent it.
+			m.Conversation, m.Outgoing = content.Conversation, true
 		}
 	}
 	c.events <- Event{Type: EventMessage, Message: m}
@@ -531,33 +541,43 @@ func (c *Client) handleSignal(body []byte) {
 	if err != nil {
 		return // a lost or garbled signal matters to no one
 	}
-	c.events <- Event{Type: EventSignal, Message: &Message{
-		ID: hex.EncodeToString(sig.MessageID), From: sig.From, FromDevice: sig.FromDevice,
-		Kind: content.Kind.String(), SentAt: time.UnixMilli(content.SentAt), ServerTime: time.UnixMilli(sig.ServerTime),
-	}}
+	m := &Message{
+		ID: hex.EncodeToString(sig.MessageID), From: chat.Device{User: sig.From, ID: sig.FromDevice}, Conversation: chat.Peer(sig.From),
+		Kind: content.Kind, SentAt: time.UnixMilli(content.SentAt), ServerTime: time.UnixMilli(sig.ServerTime),
+	}
+	if sig.From == c.prof.User && !content.Conversation.IsZero() {
+		m.Conversation, m.Outgoing = content.Conversation, true
+	}
+	c.events <- Event{Type: EventSignal, Message: m}
 }
 
 // Ack records msgs as handed on and tells the server to delete them. Call
 // it once the front end has kept them (printed, stored in history).
 func (c *Client) Ack(msgs ...*Message) error {
-	return c.ackWith(nil, msgs...)
+	_, err := c.ackWith(nil, msgs...)
+	return err
 }
 
 // ackWith is Ack with keep, if not nil, run first in the transaction that
 // records msgs as seen: the front end's own record of them (the engine's
-// history) and the ack commit together.
-func (c *Client) ackWith(keep func(tx *bolt.Tx) error, msgs ...*Message) error {
+// history) and the ack commit together. committed reports whether that
+// transaction committed, even if sending the ack then failed.
+func (c *Client) ackWith(keep func(*home.Tx) error, msgs ...*Message) (committed bool, err error) {
 	if len(msgs) == 0 {
-		return nil
+		return false, nil
 	}
-	if err := c.home.markSeen(msgs, c.now(), keep); err != nil {
-		return err
+	keys := make([]home.MessageKey, len(msgs))
+	for i, m := range msgs {
+		keys[i] = m.key()
+	}
+	if err := c.home.MarkSeen(keys, c.now(), keep); err != nil {
+		return false, err
 	}
 	seqs := make([]uint64, len(msgs))
 	for i, m := range msgs {
 		seqs[i] = m.Seq
 	}
-	return c.sendAck(seqs...)
+	return true, c.sendAck(seqs...)
 }
 
 func (c *Client) sendAck(seqs ...uint64) error {

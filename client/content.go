@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/client/home"
 	"github.com/securechat/securechat/transport"
 )
 
@@ -47,43 +49,23 @@ func openNotice(p []byte, pinned transport.Fingerprint) (string, int64, error) {
 	return string(text), ms, nil
 }
 
-// Content kinds, protocol.md §8.
-type ContentKind uint8
-
-const (
-	KindText      ContentKind = 1
-	KindDelivered ContentKind = 2 // delivery receipt for Refs
-	KindRead      ContentKind = 3 // read receipt for Refs
-	KindTyping    ContentKind = 4 // the sender is typing; sent ephemerally
-)
-
 // maxRefs bounds the message ids one receipt names.
 const maxRefs = 256
 
-func (k ContentKind) String() string {
-	switch k {
-	case KindText:
-		return "text"
-	case KindDelivered:
-		return "delivered"
-	case KindRead:
-		return "read"
-	case KindTyping:
-		return "typing"
-	}
-	return fmt.Sprintf("kind%d", uint8(k))
-}
-
 // MaxTextLen bounds one message's text in bytes.
-const MaxTextLen = 64 << 10
+const MaxTextLen = home.MaxTextLen
 
 // Content is what a sender says, before end-to-end encryption.
 type Content struct {
-	Kind   ContentKind
+	Kind   chat.ContentKind
 	Text   string
 	SentAt int64 // sender's clock, unix ms
 	Group  string
 	Refs   [][]byte // receipts: the message ids they acknowledge
+	// Conversation is set in the copy of a message that goes to the
+	// sender's own other devices (the fan-out rule): where the sender
+	// sent it, so that they file it as outgoing there.
+	Conversation chat.Conversation
 }
 
 func (c *Content) MarshalFields(e *transport.Encoder) {
@@ -93,6 +75,9 @@ func (c *Content) MarshalFields(e *transport.Encoder) {
 	e.String(4, c.Group)
 	for _, r := range c.Refs {
 		e.BytesField(5, r)
+	}
+	if !c.Conversation.IsZero() {
+		e.String(6, c.Conversation.Key())
 	}
 }
 
@@ -105,7 +90,7 @@ func (c *Content) UnmarshalFields(d *transport.Decoder) error {
 			if v == 0 || v > 255 {
 				return errors.New("bad content kind")
 			}
-			c.Kind = ContentKind(v)
+			c.Kind = chat.ContentKind(v)
 		case 2:
 			c.Text, err = f.String(MaxTextLen)
 		case 3:
@@ -119,6 +104,11 @@ func (c *Content) UnmarshalFields(d *transport.Decoder) error {
 			var r []byte
 			r, err = f.Fixed(transport.MessageIDLen)
 			c.Refs = append(c.Refs, r)
+		case 6:
+			var k string
+			if k, err = f.String(transport.MaxText); err == nil {
+				c.Conversation, err = chat.ParseKey(k)
+			}
 		default:
 			return f.Unknown()
 		}
@@ -180,12 +170,17 @@ func decodeContent(b []byte) (*Content, error) {
 
 // Message is a received message, as front ends see it.
 type Message struct {
-	Seq        uint64 // mailbox sequence number, for Ack
-	ID         string // hex of the sender's message id
-	From       string
-	FromDevice uint32
+	Seq  uint64 // mailbox sequence number, for Ack
+	ID   string // hex of the sender's message id
+	From chat.Device
+	// Conversation is where the message belongs: the sender's, the
+	// server's notices (SystemConversation), or for a copy of what this
+	// account's other device sent, the conversation it was sent to.
+	Conversation chat.Conversation
+	// Outgoing: a copy of what this account's other device sent.
+	Outgoing   bool
 	Group      string
-	Kind       string // "text"; "error" when the payload could not be read
+	Kind       chat.ContentKind // KindError when the payload could not be read
 	Text       string
 	SentAt     time.Time // sender's clock
 	ServerTime time.Time // when the server stored it
@@ -197,3 +192,10 @@ type Message struct {
 
 	rawID []byte
 }
+
+// key names the message in the home's seen and received records.
+func (m *Message) key() home.MessageKey { return home.MessageKey{From: m.From, ID: m.rawID} }
+
+// SystemConversation holds the server's signed broadcasts. "*server*" is
+// no user name, so nothing can be sent to it.
+var SystemConversation = chat.Peer("*server*")

@@ -3,16 +3,13 @@ package client
 import (
 	"bytes"
 	"crypto/ed25519"
-	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
+	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/client/home"
 	"github.com/securechat/securechat/e2ee"
 	"github.com/securechat/securechat/transport"
 )
@@ -34,7 +31,7 @@ func TestParsePayload(t *testing.T) {
 	}{
 		{name: "empty", p: nil, wantErrMatch: "empty payload"},
 		{name: "empty slice", p: []byte{}, wantErrMatch: "empty payload"},
-		{name: "plain content (type 1) is refused", p: cat([]byte{1}, transport.Marshal(&Content{Kind: KindText, Text: "hi"})), wantErrMatch: "unknown payload type 1"},
+		{name: "plain content (type 1) is refused", p: cat([]byte{1}, transport.Marshal(&Content{Kind: chat.KindText, Text: "hi"})), wantErrMatch: "unknown payload type 1"},
 		{name: "type 0", p: []byte{0, 1, 2}, wantErrMatch: "unknown payload type 0"},
 		{name: "type 4", p: []byte{4, 1, 2}, wantErrMatch: "unknown payload type 4"},
 		{name: "type 255", p: []byte{255}, wantErrMatch: "unknown payload type 255"},
@@ -107,280 +104,13 @@ func TestEncodePayload(t *testing.T) {
 		t.Error("encodePayload aliases its message")
 	}
 	// An encoding whose parse fails: a session never holds an empty header
-	// (sessionRecord decodes an empty Initial as nil), but the framing must
+	// (home.Session decodes an empty Initial as nil), but the framing must
 	// not pass one off as a valid payload either.
 	if _, _, err := parsePayload(encodePayload([]byte{}, msg)); err == nil {
 		t.Error("a payload with an empty PQXDH header parsed")
 	}
 	if _, _, err := parsePayload(encodePayload(nil, nil)); err == nil {
 		t.Error("a payload with an empty ratchet message parsed")
-	}
-}
-
-// ratchetStateMax is the longest e2ee.Session encoding, from the layout in
-// e2ee/ratchet_codec.go: fixed part, AD of up to 4096 bytes, and
-// MaxSkippedKeys skipped keys of 68 bytes.
-const ratchetStateMax = 1 + 1 + 6*32 + 3*4 + 2 + 4096 + 2 + e2ee.MaxSkippedKeys*(32+4+32)
-
-func TestRecordLimits(t *testing.T) {
-	t.Parallel()
-	if ratchetStateMax > 1<<20 {
-		t.Errorf("a session state can be %d bytes, over sessionRecord's limit of %d", ratchetStateMax, 1<<20)
-	}
-	key := bytes.Repeat([]byte{1}, transport.IdentityKeyLen)
-	tests := []struct {
-		name         string
-		atLimit      fieldCodec
-		over, under  fieldCodec // under: nil unless the size is fixed
-		freshDecoder func() fieldCodec
-	}{
-		{"contact identity", &contact{Identity: key}, &contact{Identity: make([]byte, transport.IdentityKeyLen+1)}, &contact{Identity: make([]byte, transport.IdentityKeyLen-1)}, func() fieldCodec { return new(contact) }},
-		{"contact pending", &contact{Identity: key, Pending: key}, &contact{Pending: make([]byte, transport.IdentityKeyLen+1)}, &contact{Pending: make([]byte, transport.IdentityKeyLen-1)}, func() fieldCodec { return new(contact) }},
-		{"session ratchet", &sessionRecord{Ratchet: make([]byte, 1<<20)}, &sessionRecord{Ratchet: make([]byte, 1<<20+1)}, nil, func() fieldCodec { return new(sessionRecord) }},
-		{"session initial", &sessionRecord{Initial: make([]byte, 2*transport.MaxKeyElement)}, &sessionRecord{Initial: make([]byte, 2*transport.MaxKeyElement+1)}, nil, func() fieldCodec { return new(sessionRecord) }},
-		{"session base key", &sessionRecord{BaseKey: make([]byte, 32)}, &sessionRecord{BaseKey: make([]byte, 33)}, &sessionRecord{BaseKey: make([]byte, 31)}, func() fieldCodec { return new(sessionRecord) }},
-		{"session user", &sessionRecord{User: strings.Repeat("u", transport.MaxUserName)}, &sessionRecord{User: strings.Repeat("u", transport.MaxUserName+1)}, nil, func() fieldCodec { return new(sessionRecord) }},
-		{"received content", &receivedRecord{Content: make([]byte, transport.MaxPayload)}, &receivedRecord{Content: make([]byte, transport.MaxPayload+1)}, nil, func() fieldCodec { return new(receivedRecord) }},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			got := tt.freshDecoder()
-			if err := transport.Unmarshal(transport.Marshal(tt.atLimit), got); err != nil {
-				t.Fatalf("at the limit: %v", err)
-			}
-			if !reflect.DeepEqual(got, tt.atLimit) {
-				t.Errorf("at the limit: decoded %+v", got)
-			}
-			for _, bad := range []fieldCodec{tt.over, tt.under} {
-				if bad == nil {
-					continue
-				}
-				if err := transport.Unmarshal(transport.Marshal(bad), tt.freshDecoder()); err == nil {
-					t.Errorf("%T of the wrong size decoded", bad)
-				}
-			}
-		})
-	}
-}
-
-// TestKDFRecordRange checks that the clear key parameters of a home are
-// refused outside their range, rather than making OpenHome spend unbounded
-// time or memory, and that a value is never accepted as what is left of it
-// after truncation to the parameter's type.
-func TestKDFRecordRange(t *testing.T) {
-	t.Parallel()
-	salt, check := bytes.Repeat([]byte{5}, 16), bytes.Repeat([]byte{6}, 40)
-	tests := []struct {
-		name                   string
-		time, memoryK, threads uint64
-		salt                   []byte
-		ok                     bool
-	}{
-		{"cheap", 1, 64, 1, salt, true},
-		{"default", uint64(DefaultKDF.Time), uint64(DefaultKDF.MemoryK), uint64(DefaultKDF.Threads), salt, true},
-		{"highest", 16, 1 << 20, 64, bytes.Repeat([]byte{1}, 64), true},
-		{"lowest", 1, 8, 1, salt, true},
-		{"time 0", 0, 64, 1, salt, false},
-		{"time 17", 17, 64, 1, salt, false},
-		{"memory 7", 1, 7, 1, salt, false},
-		{"memory 0", 1, 0, 1, salt, false},
-		{"memory over 1 GiB", 1, 1<<20 + 1, 1, salt, false},
-		{"threads 0", 1, 64, 0, salt, false},
-		{"threads 65", 1, 64, 65, salt, false},
-		{"salt 15 bytes", 1, 64, 1, salt[:15], false},
-		{"salt 65 bytes", 1, 64, 1, bytes.Repeat([]byte{1}, 65), false},
-		{"no salt", 1, 64, 1, nil, false},
-		// Values beyond the parameters' types, which would wrap to valid ones.
-		{"time 2^32+1", 1<<32 + 1, 64, 1, salt, false},
-		{"memory 2^32+64", 1, 1<<32 + 64, 1, salt, false},
-		{"threads 256+4", 1, 64, 256 + 4, salt, false},
-		{"threads 2^64-1", 1, 64, 1<<64 - 1, salt, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			var r kdfRecord
-			err := transport.Unmarshal(kdfFields(tt.time, tt.memoryK, tt.threads, tt.salt, check), &r)
-			if ok := err == nil; ok != tt.ok {
-				t.Errorf("Unmarshal(time %d, memory %d, threads %d, salt of %d) = %+v, %v; want ok %v", tt.time, tt.memoryK, tt.threads, len(tt.salt), r.Params, err, tt.ok)
-			}
-		})
-	}
-	if err := transport.Unmarshal(kdfFields(1, 64, 1, salt, bytes.Repeat([]byte{1}, 257)), new(kdfRecord)); err == nil {
-		t.Error("a check value of 257 bytes decoded")
-	}
-}
-
-// openTestHome opens a new home in a temporary directory with a cheap KDF.
-func openTestHome(t *testing.T) *Home {
-	t.Helper()
-	h, err := OpenHome(t.TempDir(), HomeOptions{Passphrase: "x", Create: true, KDF: KDFParams{Time: 1, MemoryK: 64, Threads: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { closeChecked(t, h) })
-	return h
-}
-
-// putRecords stores records in one transaction; keys are bucket, clear key.
-func putRecords(t *testing.T, h *Home, records map[[2]string]transport.Marshaler) {
-	t.Helper()
-	err := h.db.Update(func(tx *bolt.Tx) error {
-		for k, m := range records {
-			if err := h.putRecord(tx, []byte(k[0]), []byte(k[1]), m); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// getRecordT reads one record; false if absent.
-func getRecordT(t *testing.T, h *Home, bucket []byte, clearKey string, m transport.Unmarshaler) bool {
-	t.Helper()
-	var ok bool
-	err := h.db.View(func(tx *bolt.Tx) error {
-		var err error
-		ok, err = h.getRecord(tx, bucket, []byte(clearKey), m)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("reading %s %q: %v", bucket, clearKey, err)
-	}
-	return ok
-}
-
-func TestTrustWithoutChange(t *testing.T) {
-	t.Parallel()
-	h := openTestHome(t)
-	key := bytes.Repeat([]byte{0x11}, transport.IdentityKeyLen)
-
-	// No contact at all.
-	err := h.Trust("bob")
-	if err == nil {
-		t.Fatal("Trust of an unknown contact succeeded")
-	}
-	if msg := err.Error(); !strings.Contains(msg, "bob") || !strings.Contains(msg, "nothing to accept") {
-		t.Errorf("Trust of an unknown contact: %q, want the name and that there is nothing to accept", msg)
-	}
-	if getRecordT(t, h, bucketContacts, "bob", new(contact)) {
-		t.Error("Trust of an unknown contact created one")
-	}
-
-	// A contact without a pending key: refused, and left as it was.
-	want := contact{Identity: key, Verified: true}
-	session := &sessionRecord{User: "bob", Device: 1, Ratchet: []byte{1, 2, 3}}
-	putRecords(t, h, map[[2]string]transport.Marshaler{
-		{string(bucketContacts), "bob"}:                        &want,
-		{string(bucketSessions), string(sessionKey("bob", 1))}: session,
-	})
-	err = h.Trust("bob")
-	if err == nil || !strings.Contains(err.Error(), "bob") || !strings.Contains(err.Error(), "has not changed") {
-		t.Fatalf("Trust without a pending key = %v, want an error that bob's key has not changed", err)
-	}
-	var got contact
-	if !getRecordT(t, h, bucketContacts, "bob", &got) || !reflect.DeepEqual(got, want) {
-		t.Errorf("contact after a refused Trust = %+v, want %+v unchanged", got, want)
-	}
-	if !getRecordT(t, h, bucketSessions, string(sessionKey("bob", 1)), new(sessionRecord)) {
-		t.Error("a refused Trust dropped the session")
-	}
-	// Names are case-sensitive here: the CLI canonicalizes before calling.
-	if err := h.Trust("Bob"); err == nil {
-		t.Error("Trust of Bob succeeded for contact bob")
-	}
-}
-
-func TestTrustPending(t *testing.T) {
-	t.Parallel()
-	h := openTestHome(t)
-	old, changed, carolKey := bytes.Repeat([]byte{0x11}, 32), bytes.Repeat([]byte{0x22}, 32), bytes.Repeat([]byte{0x33}, 32)
-	putRecords(t, h, map[[2]string]transport.Marshaler{
-		{string(bucketContacts), "bob"}:                          &contact{Identity: old, Pending: changed, Verified: true},
-		{string(bucketContacts), "carol"}:                        &contact{Identity: carolKey, Verified: true},
-		{string(bucketSessions), string(sessionKey("bob", 1))}:   &sessionRecord{User: "bob", Device: 1, Ratchet: []byte{1}},
-		{string(bucketSessions), string(sessionKey("bob", 7))}:   &sessionRecord{User: "bob", Device: 7, Ratchet: []byte{7}, Initial: []byte{7}},
-		{string(bucketSessions), string(sessionKey("carol", 1))}: &sessionRecord{User: "carol", Device: 1, Ratchet: []byte{3}},
-		// A user whose name starts with bob's is someone else.
-		{string(bucketSessions), string(sessionKey("bobby", 1))}: &sessionRecord{User: "bobby", Device: 1, Ratchet: []byte{4}},
-		{string(bucketReceived), "kept"}:                         &receivedRecord{Content: []byte{1}, Changed: true},
-	})
-	if err := h.Trust("bob"); err != nil {
-		t.Fatalf("Trust: %v", err)
-	}
-	var bob contact
-	if !getRecordT(t, h, bucketContacts, "bob", &bob) {
-		t.Fatal("bob's contact is gone")
-	}
-	if want := (contact{Identity: changed}); !reflect.DeepEqual(bob, want) {
-		t.Errorf("bob after Trust = %+v, want the pending key trusted and not verified: %+v", bob, want)
-	}
-	for _, dev := range []uint32{1, 7} {
-		if getRecordT(t, h, bucketSessions, string(sessionKey("bob", dev)), new(sessionRecord)) {
-			t.Errorf("bob's session with device %d survived Trust", dev)
-		}
-	}
-	for _, user := range []string{"carol", "bobby"} {
-		if !getRecordT(t, h, bucketSessions, string(sessionKey(user, 1)), new(sessionRecord)) {
-			t.Errorf("%s's session was dropped by Trust of bob", user)
-		}
-	}
-	var carol contact
-	if !getRecordT(t, h, bucketContacts, "carol", &carol) || !carol.Verified || !bytes.Equal(carol.Identity, carolKey) {
-		t.Errorf("carol after Trust of bob = %+v", carol)
-	}
-	if !getRecordT(t, h, bucketReceived, "kept", new(receivedRecord)) {
-		t.Error("Trust dropped a received message")
-	}
-	// Accepted once: there is nothing left to accept.
-	if err := h.Trust("bob"); err == nil || !strings.Contains(err.Error(), "nothing to accept") {
-		t.Errorf("second Trust = %v, want nothing to accept", err)
-	}
-}
-
-// TestRecordsSealed checks that crypto.go's records are bound to their
-// bucket and clear key, and that contacts' names do not appear on disk.
-func TestRecordsSealed(t *testing.T) {
-	t.Parallel()
-	h := openTestHome(t)
-	key := bytes.Repeat([]byte{0x5a}, transport.IdentityKeyLen)
-	putRecords(t, h, map[[2]string]transport.Marshaler{
-		{string(bucketContacts), "zebediah"}: &contact{Identity: key},
-	})
-	if getRecordT(t, h, bucketContacts, "zebediah2", new(contact)) {
-		t.Error("a record read under another name")
-	}
-	// The same sealed value moved under another name's index does not open.
-	err := h.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketContacts)
-		v := bytes.Clone(b.Get(h.seal.index(bucketContacts, []byte("zebediah"))))
-		if v == nil {
-			return errors.New("the record is not under its index")
-		}
-		return b.Put(h.seal.index(bucketContacts, []byte("mallory")), v)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = h.db.View(func(tx *bolt.Tx) error {
-		_, err := h.getRecord(tx, bucketContacts, []byte("mallory"), new(contact))
-		return err
-	})
-	if err == nil {
-		t.Error("a sealed record moved to another name opened")
-	}
-	dir := h.Dir
-	h.Close()
-	raw, err := os.ReadFile(filepath.Join(dir, homeDB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.Contains(raw, []byte("zebediah")) || bytes.Contains(raw, key) {
-		t.Error("a contact's name or key is on disk in the clear")
 	}
 }
 
@@ -461,7 +191,7 @@ func TestE2EEFitsLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain := transport.Marshal(&Content{Kind: KindText, Text: "hi", SentAt: 1})
+	plain := transport.Marshal(&Content{Kind: chat.KindText, Text: "hi", SentAt: 1})
 	ciphertext, err := aliceSess.Encrypt(nil, plain)
 	if err != nil {
 		t.Fatal(err)
@@ -474,7 +204,7 @@ func TestE2EEFitsLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	roundTripRecord(t, &sessionRecord{User: bobName, Device: 1<<32 - 1, Ratchet: rb, Initial: hb}, new(sessionRecord))
+	roundTripRecord(t, &home.Session{User: bobName, Device: 1<<32 - 1, Ratchet: rb, Initial: hb}, new(home.Session))
 
 	payload := encodePayload(hb, ciphertext)
 	if len(payload) > transport.MaxPayload {
@@ -512,9 +242,9 @@ func TestE2EEFitsLimits(t *testing.T) {
 	if idKey := rk.RemoteIdentity.Bytes(); len(idKey) != transport.IdentityKeyLen {
 		t.Fatalf("an identity key is %d bytes, not IdentityKeyLen", len(idKey))
 	}
-	roundTripRecord(t, &sessionRecord{User: "alice", Device: 1, Ratchet: bobState, BaseKey: parsed.EphemeralKey.Bytes()}, new(sessionRecord))
-	roundTripRecord(t, &contact{Identity: rk.RemoteIdentity.Bytes(), Pending: up.IdentityKey.Bytes()}, new(contact))
-	roundTripRecord(t, &receivedRecord{Content: got, Changed: true, Received: now.UnixMilli()}, new(receivedRecord))
+	roundTripRecord(t, &home.Session{User: "alice", Device: 1, Ratchet: bobState, BaseKey: parsed.EphemeralKey.Bytes()}, new(home.Session))
+	roundTripRecord(t, &home.Contact{Identity: rk.RemoteIdentity.Bytes(), Pending: up.IdentityKey.Bytes()}, new(home.Contact))
+	roundTripRecord(t, &home.Received{Content: got, Changed: true, Received: now.UnixMilli()}, new(home.Received))
 
 	// Bob's reply is a ratchet payload.
 	reply, err := bobSess.Encrypt(nil, plain)

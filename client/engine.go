@@ -12,28 +12,34 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
+	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/client/home"
 	"github.com/securechat/securechat/transport"
 )
 
-// Engine keeps an interactive client running (docs/design.md §6): it stays
-// connected, reconnecting with jittered backoff; it queues messages typed
-// while offline in the sealed home and sends them in order; it keeps the
-// history, sends delivery and read receipts and typing signals, and
-// reports everything on one event stream. Front ends only call it and read
-// its events; it never calls them.
+// Engine is the one facade front ends use (docs/design.md §6.3): the
+// terminal client, `securechat send` and `securechat recv` all go through
+// it, with one set of rules for acks, receipts, history and the outbox.
+//
+// An interactive engine (StartEngine) stays connected, reconnecting with
+// jittered backoff; it queues messages typed while offline in the sealed
+// home and sends them in order; it keeps the history, sends delivery and
+// read receipts and typing signals, and reports everything on one event
+// stream. Front ends only call it and read its events; it never calls them.
 //
 // Connection states:
 //
 //	connecting ──ok──▶ connected ──lost──▶ disconnected ──backoff──▶ connecting
 //	     └──fails──▶ disconnected (a changed server key or a wrong home stops it)
+//
+// A one-shot engine (OpenEngine) is the scriptable commands': Connect goes
+// online once, and SendText and Receive work over that connection.
 type Engine struct {
-	home *Home
-	prof *Profile
+	home *home.Home
+	prof *home.Profile
 	opts EngineOptions
 
-	events chan UIEvent
+	events chan UIEvent  // nil for a one-shot engine: nobody reads events
 	kick   chan struct{} // the send queue has work or the connection came up
 	active chan struct{} // the user did something (after an idle disconnect)
 
@@ -41,7 +47,7 @@ type Engine struct {
 	c            *Client
 	sendTyping   bool
 	sendReceipts bool
-	typingMute   map[string]time.Time // no typing signals to a peer offline until then
+	typingMute   map[chat.Conversation]time.Time // no typing signals to a peer offline until then
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -56,42 +62,27 @@ type EngineOptions struct {
 	MinBackoff, MaxBackoff time.Duration
 }
 
-// pendingEntry is a message queued for sending.
-type pendingEntry struct {
-	ID      []byte
-	To      string
-	Content []byte // marshalled Content
-	History bool   // an entry of the history tracks it (texts, not receipts)
+// StartEngine starts an interactive engine on an open, registered home.
+// Stop it with Close.
+func StartEngine(h *home.Home, opts EngineOptions) (*Engine, error) {
+	e, err := newEngine(h, opts)
+	if err != nil {
+		return nil, err
+	}
+	e.events = make(chan UIEvent, 256)
+	e.wg.Go(e.connLoop)
+	e.wg.Go(e.sendLoop)
+	return e, nil
 }
 
-func (m *pendingEntry) MarshalFields(e *transport.Encoder) {
-	e.BytesField(1, m.ID)
-	e.String(2, m.To)
-	e.BytesField(3, m.Content)
-	e.Bool(4, m.History)
+// OpenEngine makes a one-shot engine on an open, registered home: nothing
+// runs until Connect. Stop it with Close.
+func OpenEngine(h *home.Home, opts EngineOptions) (*Engine, error) {
+	return newEngine(h, opts)
 }
 
-func (m *pendingEntry) UnmarshalFields(d *transport.Decoder) error {
-	return transport.ForEachField(d, func(f transport.Field) (err error) {
-		switch f.Num {
-		case 1:
-			m.ID, err = f.Fixed(transport.MessageIDLen)
-		case 2:
-			m.To, err = f.String(transport.MaxUserName)
-		case 3:
-			m.Content, err = f.Bytes(transport.MaxPayload)
-		case 4:
-			m.History, err = f.Bool()
-		default:
-			return f.Unknown()
-		}
-		return err
-	})
-}
-
-// StartEngine starts an engine on an open, registered home. Stop it with Close.
-func StartEngine(home *Home, opts EngineOptions) (*Engine, error) {
-	prof, err := home.Profile()
+func newEngine(h *home.Home, opts EngineOptions) (*Engine, error) {
+	prof, err := h.Profile()
 	if err != nil {
 		return nil, err
 	}
@@ -107,39 +98,46 @@ func StartEngine(home *Home, opts EngineOptions) (*Engine, error) {
 	if opts.MaxBackoff == 0 {
 		opts.MaxBackoff = 30 * time.Second
 	}
+	s := h.Settings()
 	e := &Engine{
-		home: home, prof: prof, opts: opts,
-		events:       make(chan UIEvent, 256),
+		home: h, prof: prof, opts: opts,
 		kick:         make(chan struct{}, 1),
 		active:       make(chan struct{}, 1),
-		sendTyping:   true,
-		sendReceipts: true,
-		typingMute:   make(map[string]time.Time),
+		sendTyping:   s.SendTyping,
+		sendReceipts: s.SendReceipts,
+		typingMute:   make(map[chat.Conversation]time.Time),
 	}
-	e.sendTyping, e.sendReceipts = home.settings()
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	e.wg.Go(e.connLoop)
-	e.wg.Go(e.sendLoop)
 	return e, nil
 }
 
-// Close stops the engine and closes Events.
+// Close stops the engine and closes Events. A one-shot engine ends its
+// connection with a round trip first, so that the server reads its acks.
 func (e *Engine) Close() {
 	e.cancel()
 	e.mu.Lock()
 	c := e.c
 	e.mu.Unlock()
 	if c != nil {
-		c.conn.Close(transport.CloseNormal, "")
+		if e.events == nil {
+			c.Close()
+		} else {
+			c.conn.Close(transport.CloseNormal, "")
+		}
 	}
 	e.wg.Wait()
-	close(e.events)
+	if e.events != nil {
+		close(e.events)
+	}
 }
 
-// Events is the engine's event stream.
+// Events is the engine's event stream; nil for a one-shot engine.
 func (e *Engine) Events() <-chan UIEvent { return e.events }
 
 func (e *Engine) emit(ev UIEvent) {
+	if e.events == nil {
+		return
+	}
 	select {
 	case e.events <- ev:
 	case <-e.ctx.Done():
@@ -160,7 +158,30 @@ func (e *Engine) client() *Client {
 // fatalConnErr reports errors that retrying cannot fix.
 func fatalConnErr(err error) bool {
 	var km *transport.KeyMismatchError
-	return errors.As(err, &km) || errors.Is(err, ErrNotRegistered) || errors.Is(err, ErrWrongPassphrase)
+	return errors.As(err, &km) || errors.Is(err, home.ErrNotRegistered) || errors.Is(err, home.ErrWrongPassphrase)
+}
+
+// Connect takes a one-shot engine online: it authenticates, with receive
+// asking the server to push this device's mailbox. Why the device's keys
+// could not be published, if so, is KeysError.
+func (e *Engine) Connect(ctx context.Context, receive bool) error {
+	c, err := Connect(ctx, e.home, Options{Receive: receive, Now: e.opts.Now, Rand: e.opts.Rand})
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.c = c
+	e.mu.Unlock()
+	return nil
+}
+
+// KeysError reports why this device's keys could not be published when it
+// connected; nil if all went well or not connected.
+func (e *Engine) KeysError() error {
+	if c := e.client(); c != nil {
+		return c.KeysError()
+	}
+	return nil
 }
 
 func (e *Engine) connLoop() {
@@ -195,7 +216,7 @@ func (e *Engine) connLoop() {
 		e.mu.Unlock()
 		e.emit(UIEvent{Type: UIConn, Conn: ConnConnected, Err: c.KeysError()})
 		e.poke()
-		err = e.consume(c)
+		err = e.receive(e.ctx, c, nil, nil)
 		e.mu.Lock()
 		e.c = nil
 		e.mu.Unlock()
@@ -222,97 +243,219 @@ func (e *Engine) connLoop() {
 	}
 }
 
-// consume handles one connection's events until it ends.
-func (e *Engine) consume(c *Client) error {
-	for ev := range c.Events() {
+// ReceiveOptions say how Receive ends and how a front end shows messages.
+type ReceiveOptions struct {
+	// Wait is how long to keep waiting for new messages once the server
+	// has pushed what it had queued, counted from the last message.
+	Wait time.Duration
+	// Show is called for every message a person reads (not receipts),
+	// before it is kept and acked: if it fails, Receive stops and the
+	// message is not acked, so the server delivers it again.
+	Show func(*Message) error
+}
+
+// Receive takes a one-shot engine's queued messages and what arrives until
+// o.Wait passes with nothing new, or ctx is done. It keeps, acks and
+// answers them by the same rules as the interactive engine (incoming),
+// then sends what those rules queued (delivery receipts).
+func (e *Engine) Receive(ctx context.Context, o ReceiveOptions) error {
+	c := e.client()
+	if c == nil {
+		return errors.New("not connected")
+	}
+	err := e.receive(ctx, c, &o.Wait, o.Show)
+	if err == nil && ctx.Err() == nil {
+		e.sendQueued(ctx, c)
+	}
+	return err
+}
+
+// receive handles c's events until the connection ends, ctx is done, or,
+// when wait is not nil, *wait passes after the queue was pushed with
+// nothing new. Messages that arrived together are handled as one batch:
+// a burst costs one durable write, not one per message.
+func (e *Engine) receive(ctx context.Context, c *Client, wait *time.Duration, show func(*Message) error) error {
+	var timeout <-chan time.Time
+	var batch []*Message
+	for {
+		var ev Event
+		var ok bool
+		if len(batch) > 0 {
+			// Take whatever else has already arrived first.
+			select {
+			case ev, ok = <-c.Events():
+			default:
+				// The interactive engine goes on after a failed ack, as a
+				// redelivery is acked as seen; a command reports it.
+				if err := e.incoming(c, batch, show); err != nil && wait != nil {
+					return err
+				}
+				batch = batch[:0]
+				if timeout != nil {
+					timeout = time.After(*wait) // the wait counts from the last message
+				}
+				continue
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-timeout:
+				return nil
+			case ev, ok = <-c.Events():
+			}
+		}
+		if !ok {
+			return errors.New("connection closed")
+		}
 		switch ev.Type {
 		case EventClosed:
 			return ev.Err
+		case EventQueueEmpty:
+			if wait != nil {
+				timeout = time.After(*wait)
+			}
 		case EventMessage:
-			e.incoming(c, ev.Message)
+			batch = append(batch, ev.Message)
 		case EventSignal:
-			if ev.Message.Kind == KindTyping.String() {
-				e.emit(UIEvent{Type: UITyping, Conversation: ev.Message.From})
+			if ev.Message.Kind == chat.KindTyping && !ev.Message.Outgoing {
+				e.emit(UIEvent{Type: UITyping, Conversation: ev.Message.Conversation})
 			}
 		}
 	}
-	return errors.New("connection closed")
 }
 
-// incoming keeps a received message and acks it.
-func (e *Engine) incoming(c *Client, m *Message) {
-	id, _ := hex.DecodeString(m.ID)
-	switch m.Kind {
-	case KindDelivered.String(), KindRead.String():
-		state := StateDelivered
-		if m.Kind == KindRead.String() {
-			state = StateRead
+// incoming applies the receiving rules to messages that arrived together:
+// a receipt advances the delivery state of what it names in the
+// conversation with its sender; a text, a server notice or an unreadable
+// message goes into its conversation's history (as outgoing, for a copy
+// of what this account's other device sent; else as unread); every
+// incoming text is answered with a delivery receipt, one per sender. All
+// of it and the messages' seen records commit together, and then the
+// messages are acked: kept and acked together, or neither and they come
+// again. Once kept they are shown, even if the ack itself could not go out
+// (the connection ended): their redelivery is then acked as seen, not
+// shown again. show, if not nil, is called first for each message a person
+// reads; its error leaves the batch unacked.
+func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error) error {
+	if show != nil {
+		for _, m := range msgs {
+			if !m.Kind.IsReceipt() && !m.Outgoing {
+				if err := show(m); err != nil {
+					return err
+				}
+			}
 		}
-		// The receipt's effects and its seen record in one commit. A ref
-		// that cannot be applied is skipped (advanceState writes last, so
-		// a failure leaves nothing of it) and the receipt acked anyway.
-		var events []UIEvent
-		committed := false
-		c.ackWith(func(tx *bolt.Tx) error {
-			tx.OnCommit(func() { committed = true })
-			events = events[:0]
-			for _, ref := range m.Refs {
-				rid, err := hex.DecodeString(ref)
-				if err != nil {
+	}
+	var events []UIEvent
+	var receipts []*home.Queued
+	committed, err := c.ackWith(func(tx *home.Tx) error {
+		events, receipts = events[:0], receipts[:0]
+		delivered := make(map[string][][]byte) // by sender
+		var senders []string
+		for _, m := range msgs {
+			id, _ := hex.DecodeString(m.ID)
+			switch {
+			case m.Kind.IsReceipt() && !m.Outgoing:
+				state := home.StateDelivered
+				if m.Kind == chat.KindRead {
+					state = home.StateRead
+				}
+				// A ref that cannot be applied is skipped (AdvanceState
+				// writes last, so a failure leaves nothing of it) and the
+				// receipt acked anyway.
+				for _, ref := range m.Refs {
+					rid, err := hex.DecodeString(ref)
+					if err != nil {
+						continue
+					}
+					if conv, changed, err := tx.AdvanceState(rid, state, "", m.From.User); err == nil && changed {
+						events = append(events, UIEvent{Type: UIState, Conversation: conv, ID: ref, State: state})
+					}
+				}
+			case m.Kind == chat.KindText || m.Kind == chat.KindSystem || m.Kind == chat.KindError:
+				if kept, err := tx.InHistory(id); err != nil || kept {
 					continue
 				}
-				if conv, changed, err := e.home.advanceState(tx, rid, state, "", m.From); err == nil && changed {
-					events = append(events, UIEvent{Type: UIState, Conversation: conv, ID: ref, State: state})
+				rec := &home.HistoryRecord{ID: id, From: m.From.User, Outgoing: m.Outgoing, Kind: m.Kind, Text: m.Text, Time: m.SentAt.UnixMilli()}
+				if m.Outgoing {
+					rec.State = home.StateStored
+				}
+				entry, err := tx.AddHistory(m.Conversation, rec, !m.Outgoing)
+				if err != nil {
+					return err
+				}
+				events = append(events, UIEvent{Type: UIMessage, Conversation: m.Conversation, Entry: &entry})
+				if m.IdentityChanged {
+					events = append(events, UIEvent{Type: UIIdentityChanged, Conversation: chat.Peer(m.From.User)})
+				}
+				if m.Kind == chat.KindText && !m.Outgoing {
+					if delivered[m.From.User] == nil {
+						senders = append(senders, m.From.User)
+					}
+					delivered[m.From.User] = append(delivered[m.From.User], id)
 				}
 			}
-			return nil
-		}, m)
-		if committed {
-			for _, ev := range events {
-				e.emit(ev)
+		}
+		for _, from := range senders {
+			for refs := range chunks(delivered[from], maxRefs) {
+				q, err := e.receipt(chat.Peer(from), chat.KindDelivered, refs)
+				if err != nil {
+					return err
+				}
+				if err := tx.Enqueue(q); err != nil {
+					return err
+				}
+				receipts = append(receipts, q)
 			}
 		}
-		return
-	}
-	conv := m.From
-	if m.Kind == "system" {
-		conv = SystemConversation
-	}
-	rec := &historyRecord{ID: id, From: m.From, Kind: m.Kind, Text: m.Text, Time: m.SentAt.UnixMilli()}
-	var entry HistoryEntry
-	// The history entry and the seen record in one commit: the message is
-	// kept and acked together, or neither and it comes again. Once kept it
-	// is shown, even if the ack itself could not go out (the connection
-	// ended): its redelivery is then acked as seen, not shown again.
-	committed := false
-	c.ackWith(func(tx *bolt.Tx) error {
-		tx.OnCommit(func() { committed = true })
-		var err error
-		entry, err = e.home.addHistory(tx, conv, rec, true)
-		return err
-	}, m)
+		return nil
+	}, msgs...)
 	if !committed {
-		return
+		return err
 	}
-	e.emit(UIEvent{Type: UIMessage, Conversation: conv, Entry: &entry})
-	if m.IdentityChanged {
-		e.emit(UIEvent{Type: UIIdentityChanged, Conversation: m.From})
+	for _, ev := range events {
+		e.emit(ev)
 	}
-	if m.Kind == KindText.String() {
-		e.queueReceipt(m.From, KindDelivered, [][]byte{id})
+	if len(receipts) > 0 {
+		e.poke()
+	}
+	return err
+}
+
+// chunks yields s in pieces of at most n.
+func chunks[T any](s []T, n int) func(func([]T) bool) {
+	return func(yield func([]T) bool) {
+		for len(s) > 0 {
+			k := min(n, len(s))
+			if !yield(s[:k]) {
+				return
+			}
+			s = s[k:]
+		}
 	}
 }
 
-// SystemConversation holds the server's signed broadcasts; it is no user
-// name, so nothing can be sent to it.
-const SystemConversation = "*server*"
+// receipt makes a queued receipt of kind for refs.
+func (e *Engine) receipt(to chat.Conversation, kind chat.ContentKind, refs [][]byte) (*home.Queued, error) {
+	id := make([]byte, transport.MessageIDLen)
+	if _, err := io.ReadFull(e.opts.Rand, id); err != nil {
+		return nil, err
+	}
+	content := &Content{Kind: kind, SentAt: e.opts.Now().UnixMilli(), Refs: refs}
+	return &home.Queued{ID: id, To: to, Content: transport.Marshal(content)}, nil
+}
 
-// Send queues text for user and returns its history entry at once.
-func (e *Engine) Send(to, text string) (*HistoryEntry, error) {
-	to, err := transport.CanonicalUser(to)
+// Send queues text for a peer and returns its history entry at once.
+func (e *Engine) Send(to chat.Conversation, text string) (*HistoryEntry, error) {
+	user, err := transport.CanonicalUser(to.ID())
 	if err != nil {
 		return nil, err
 	}
+	if to.IsGroup() {
+		return nil, fmt.Errorf("conversation %s: groups cannot be sent to yet", to)
+	}
+	to = chat.Peer(user)
 	text = strings.TrimRight(text, "\n")
 	if text == "" {
 		return nil, errors.New("message is empty")
@@ -320,7 +463,7 @@ func (e *Engine) Send(to, text string) (*HistoryEntry, error) {
 	if len(text) > MaxTextLen {
 		return nil, fmt.Errorf("message is too long: %d bytes, the limit is %d", len(text), MaxTextLen)
 	}
-	if err := e.checkContact(to); err != nil {
+	if err := e.checkContact(user); err != nil {
 		return nil, err
 	}
 	id := make([]byte, transport.MessageIDLen)
@@ -328,15 +471,15 @@ func (e *Engine) Send(to, text string) (*HistoryEntry, error) {
 		return nil, err
 	}
 	now := e.opts.Now()
-	content := &Content{Kind: KindText, Text: text, SentAt: now.UnixMilli()}
-	rec := &historyRecord{ID: id, From: e.prof.User, Outgoing: true, Kind: "text", Text: text, Time: now.UnixMilli(), State: uint32(StateSending)}
+	content := &Content{Kind: chat.KindText, Text: text, SentAt: now.UnixMilli()}
+	rec := &home.HistoryRecord{ID: id, From: e.prof.User, Outgoing: true, Kind: chat.KindText, Text: text, Time: now.UnixMilli(), State: home.StateSending}
 	var entry HistoryEntry
-	err = e.home.update(func(tx *bolt.Tx) error {
+	err = e.home.Update(func(tx *home.Tx) error {
 		var err error
-		if entry, err = e.home.addHistory(tx, to, rec, false); err != nil {
+		if entry, err = tx.AddHistory(to, rec, false); err != nil {
 			return err
 		}
-		return e.putPending(tx, &pendingEntry{ID: id, To: to, Content: transport.Marshal(content), History: true})
+		return tx.Enqueue(&home.Queued{ID: id, To: to, Content: transport.Marshal(content), History: true})
 	})
 	if err != nil {
 		return nil, err
@@ -345,47 +488,65 @@ func (e *Engine) Send(to, text string) (*HistoryEntry, error) {
 	return &entry, nil
 }
 
+// SendText sends text to a user over a one-shot engine's connection and
+// returns once the server has stored it; it goes into the history then.
+func (e *Engine) SendText(ctx context.Context, to, text string) (SendResult, error) {
+	c := e.client()
+	if c == nil {
+		return SendResult{}, errors.New("not connected")
+	}
+	return c.SendText(ctx, to, text)
+}
+
+// FlushOutbox sends, over a one-shot engine's connection, what earlier
+// runs left: messages whose confirmation was lost (reported, and an
+// UnconfirmedError if the connection failed again), then the queue (delivery
+// receipts a Receive could not send; failures there wait for the next run).
+func (e *Engine) FlushOutbox(ctx context.Context) ([]Outboxed, error) {
+	c := e.client()
+	if c == nil {
+		return nil, errors.New("not connected")
+	}
+	done, err := c.FlushOutbox(ctx)
+	if err == nil {
+		e.sendQueued(ctx, c)
+	}
+	return done, err
+}
+
+// sendQueued sends the queue until it is empty or the connection fails.
+// A command waits at most queueTimeout: what is left is sent next time.
+func (e *Engine) sendQueued(ctx context.Context, c *Client) {
+	if e.events == nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, queueTimeout)
+		defer cancel()
+	}
+	for e.sendNext(ctx, c) {
+	}
+}
+
+// queueTimeout bounds how long a command spends sending the queue.
+const queueTimeout = 10 * time.Second
+
 // checkContact refuses to queue for a contact whose identity changed.
 func (e *Engine) checkContact(to string) error {
-	var ct contact
-	var ok bool
-	err := e.home.db.View(func(tx *bolt.Tx) error {
-		var err error
-		ok, err = e.home.getRecord(tx, bucketContacts, []byte(to), &ct)
-		return err
-	})
+	ct, err := e.home.Contact(to)
 	if err != nil {
 		return err
 	}
-	if ok && ct.Pending != nil {
+	if ct != nil && ct.Pending != nil {
 		return &IdentityChangedError{User: to}
 	}
 	return nil
 }
 
-func (e *Engine) putPending(tx *bolt.Tx, p *pendingEntry) error {
-	b := tx.Bucket(bucketPending)
-	seq, err := b.NextSequence()
+func (e *Engine) queueReceipt(to chat.Conversation, kind chat.ContentKind, refs [][]byte) {
+	q, err := e.receipt(to, kind, refs)
 	if err != nil {
-		return err
-	}
-	return e.home.put(tx, bucketPending, u64key(seq), transport.Marshal(p))
-}
-
-func u64key(v uint64) []byte {
-	return []byte{byte(v >> 56), byte(v >> 48), byte(v >> 40), byte(v >> 32), byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}
-}
-
-func (e *Engine) queueReceipt(to string, kind ContentKind, refs [][]byte) {
-	id := make([]byte, transport.MessageIDLen)
-	if _, err := io.ReadFull(e.opts.Rand, id); err != nil {
 		return
 	}
-	content := &Content{Kind: kind, SentAt: e.opts.Now().UnixMilli(), Refs: refs}
-	err := e.home.update(func(tx *bolt.Tx) error {
-		return e.putPending(tx, &pendingEntry{ID: id, To: to, Content: transport.Marshal(content)})
-	})
-	if err == nil {
+	if err := e.home.Update(func(tx *home.Tx) error { return tx.Enqueue(q) }); err == nil {
 		e.poke()
 	}
 }
@@ -421,65 +582,52 @@ func (e *Engine) sendLoop() {
 		if _, err := c.FlushOutbox(e.ctx); err != nil {
 			continue // the connection failed; connLoop reconnects and pokes
 		}
-		for e.sendNext(c) {
-		}
+		e.sendQueued(e.ctx, c)
 	}
 }
 
 // sendNext sends the oldest queued message; false when the queue is empty
 // or the connection failed.
-func (e *Engine) sendNext(c *Client) bool {
-	var key []byte
-	var p pendingEntry
-	err := e.home.db.View(func(tx *bolt.Tx) error {
-		k, sealed := tx.Bucket(bucketPending).Cursor().First()
-		if k == nil {
-			return nil
-		}
-		v, err := e.home.seal.open(bucketPending, k, sealed)
-		if err != nil {
-			return err
-		}
-		key = append([]byte(nil), k...)
-		return transport.Unmarshal(v, &p)
-	})
-	if err != nil || key == nil {
+func (e *Engine) sendNext(ctx context.Context, c *Client) bool {
+	key, q, ok, err := e.home.NextQueued()
+	if err != nil || !ok {
 		return false
 	}
 	var content Content
-	err = transport.Unmarshal(p.Content, &content)
+	err = transport.Unmarshal(q.Content, &content)
 	if err == nil {
-		_, err = c.SendContent(e.ctx, p.ID, p.To, &content)
+		_, err = c.SendContent(ctx, q.ID, q.To, &content)
 	}
 	var ue *UnconfirmedError
 	var ce *ConnError
-	if errors.As(err, &ue) || errors.As(err, &ce) || e.ctx.Err() != nil {
+	if errors.As(err, &ue) || errors.As(err, &ce) || ctx.Err() != nil {
 		return false // stays queued; sent again after reconnecting
 	}
-	state, errText := StateStored, ""
+	state, errText := home.StateStored, ""
 	if err != nil {
-		state, errText = StateFailed, err.Error()
+		state, errText = home.StateFailed, err.Error()
 	}
-	var conv string
+	var conv chat.Conversation
 	var changed bool
-	e.home.update(func(tx *bolt.Tx) error {
-		if p.History {
-			conv, changed, _ = e.home.advanceState(tx, p.ID, state, errText, "")
+	e.home.Update(func(tx *home.Tx) error {
+		if q.History {
+			conv, changed, _ = tx.AdvanceState(q.ID, state, errText, "")
 		}
-		return tx.Bucket(bucketPending).Delete(key)
+		return tx.Dequeue(key)
 	})
 	if changed {
-		e.emit(UIEvent{Type: UIState, Conversation: conv, ID: hex.EncodeToString(p.ID), State: state, Err: err})
+		e.emit(UIEvent{Type: UIState, Conversation: conv, ID: hex.EncodeToString(q.ID), State: state, Err: err})
 	}
 	var ic *IdentityChangedError
 	if errors.As(err, &ic) {
-		e.emit(UIEvent{Type: UIIdentityChanged, Conversation: ic.User})
+		e.emit(UIEvent{Type: UIIdentityChanged, Conversation: chat.Peer(ic.User)})
 	}
 	return true
 }
 
-// Typing sends an ephemeral typing signal to user (docs/design.md §4: never stored).
-func (e *Engine) Typing(to string) {
+// Typing sends an ephemeral typing signal to a conversation (docs/design.md
+// §4: never stored).
+func (e *Engine) Typing(to chat.Conversation) {
 	e.touch()
 	e.mu.Lock()
 	on, muted := e.sendTyping, e.opts.Now().Before(e.typingMute[to])
@@ -491,7 +639,7 @@ func (e *Engine) Typing(to string) {
 	go func() {
 		ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
 		defer cancel()
-		online, err := c.SendSignal(ctx, to, &Content{Kind: KindTyping, SentAt: e.opts.Now().UnixMilli()})
+		online, err := c.SendSignal(ctx, to, &Content{Kind: chat.KindTyping, SentAt: e.opts.Now().UnixMilli()})
 		if err == nil && online == 0 {
 			// Nobody took it: each lost signal is a skipped ratchet key on
 			// the peer, so don't keep sending into the void.
@@ -504,79 +652,87 @@ func (e *Engine) Typing(to string) {
 
 // MarkRead clears a conversation's unread count and sends read receipts for
 // what it received since the last time.
-func (e *Engine) MarkRead(conv string) error {
+func (e *Engine) MarkRead(conv chat.Conversation) error {
 	e.touch()
 	entries, err := e.home.History(conv, "", 200)
 	if err != nil {
 		return err
 	}
 	var unread int
-	for _, c := range must(e.home.Conversations()) {
-		if c.Name == conv {
+	convs, _ := e.home.Conversations()
+	for _, c := range convs {
+		if c.Conversation == conv {
 			unread = c.Unread
 		}
 	}
 	if unread == 0 {
 		return nil
 	}
-	if err := e.home.markRead(conv); err != nil {
+	if err := e.home.MarkRead(conv); err != nil {
 		return err
 	}
 	e.mu.Lock()
 	receipts := e.sendReceipts
 	e.mu.Unlock()
-	if !receipts {
+	if !receipts || conv == SystemConversation {
 		return nil
 	}
 	var refs [][]byte
 	for i := len(entries) - 1; i >= 0 && len(refs) < unread; i-- {
-		if !entries[i].Outgoing && entries[i].Kind == "text" {
+		if !entries[i].Outgoing && entries[i].Kind == chat.KindText {
 			id, _ := hex.DecodeString(entries[i].ID)
 			refs = append(refs, id)
 		}
 	}
 	if len(refs) > 0 {
-		e.queueReceipt(conv, KindRead, refs)
+		e.queueReceipt(conv, chat.KindRead, refs)
 	}
 	return nil
 }
 
-func must[T any](v T, _ error) T { return v }
-
 // Conversations lists the conversations, most recent first.
-func (e *Engine) Conversations() ([]Conversation, error) { return e.home.Conversations() }
+func (e *Engine) Conversations() ([]ConversationInfo, error) { return e.home.Conversations() }
 
-// History returns a conversation's entries; see Home.History.
-func (e *Engine) History(conv, before string, limit int) ([]HistoryEntry, error) {
+// History returns a conversation's entries; see home.Home.History.
+func (e *Engine) History(conv chat.Conversation, before string, limit int) ([]HistoryEntry, error) {
 	return e.home.History(conv, before, limit)
 }
 
-// SafetyNumber returns the safety number with user; it needs the
-// connection the first time user is met.
-func (e *Engine) SafetyNumber(user string) (SafetyInfo, error) {
+// SafetyNumber returns the safety number with a peer; it needs the
+// connection the first time the peer is met.
+func (e *Engine) SafetyNumber(conv chat.Conversation) (SafetyInfo, error) {
 	c := e.client()
 	if c == nil {
 		return SafetyInfo{}, errors.New("not connected")
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 	defer cancel()
-	return c.SafetyNumber(ctx, user)
+	return c.SafetyNumber(ctx, conv.ID())
 }
 
-// Trust accepts user's changed identity key.
-func (e *Engine) Trust(user string) error { return e.home.Trust(user) }
+// Fingerprint is this account's own half of every safety number.
+func (e *Engine) Fingerprint() (string, error) {
+	c := e.client()
+	if c == nil {
+		return "", errors.New("not connected")
+	}
+	return c.Fingerprint()
+}
 
-// Verify marks user's identity key verified.
-func (e *Engine) Verify(user string) error { return e.home.Verify(user) }
+// Trust accepts a peer's changed identity key.
+func (e *Engine) Trust(conv chat.Conversation) error { return e.home.Trust(conv.ID()) }
+
+// Verify marks a peer's identity key verified.
+func (e *Engine) Verify(conv chat.Conversation) error { return e.home.Verify(conv.ID()) }
 
 // SetSendTyping turns outgoing typing signals on or off; the setting is
 // kept in the home.
 func (e *Engine) SetSendTyping(on bool) {
 	e.mu.Lock()
 	e.sendTyping = on
-	typing, receipts := e.sendTyping, e.sendReceipts
+	s := home.Settings{SendTyping: e.sendTyping, SendReceipts: e.sendReceipts}
 	e.mu.Unlock()
-	e.home.saveSettings(typing, receipts)
+	e.home.SaveSettings(s)
 }
 
 // Settings reports whether typing signals and read receipts are sent.
@@ -591,7 +747,7 @@ func (e *Engine) Settings() (sendTyping, sendReceipts bool) {
 func (e *Engine) SetSendReceipts(on bool) {
 	e.mu.Lock()
 	e.sendReceipts = on
-	typing, receipts := e.sendTyping, e.sendReceipts
+	s := home.Settings{SendTyping: e.sendTyping, SendReceipts: e.sendReceipts}
 	e.mu.Unlock()
-	e.home.saveSettings(typing, receipts)
+	e.home.SaveSettings(s)
 }

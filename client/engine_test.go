@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/securechat/securechat/appliance"
+	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/client/home"
 	"github.com/securechat/securechat/transport"
 )
 
@@ -39,9 +41,9 @@ func (s *testServer) stop() {
 	<-s.done
 }
 
-func testAccount(t *testing.T, s *testServer, name string) *Home {
+func testAccount(t *testing.T, s *testServer, name string) *home.Home {
 	t.Helper()
-	h, err := OpenHome(filepath.Join(t.TempDir(), name), HomeOptions{Passphrase: "pp", Create: true, KDF: cheapKDF})
+	h, err := home.Open(filepath.Join(t.TempDir(), name), home.Options{Passphrase: "pp", Create: true, KDF: testKDF})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +54,21 @@ func testAccount(t *testing.T, s *testServer, name string) *Home {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// testKDF makes test homes cheap to open.
+var testKDF = home.KDFParams{Time: 1, MemoryK: 64, Threads: 1}
+
+// closeChecked writes what is deferred, checks the store's integrity and
+// closes the home.
+func closeChecked(t *testing.T, h *home.Home) {
+	t.Helper()
+	if err := h.Probe().Check(); err != nil {
+		t.Errorf("home %s: %v", h.Dir, err)
+	}
+	if err := h.Close(); err != nil {
+		t.Errorf("home %s: close: %v", h.Dir, err)
+	}
 }
 
 // waitEvent reads events until match accepts one.
@@ -92,7 +109,7 @@ func TestEngineReceiptsTypingHistory(t *testing.T) {
 		waitEvent(t, e, "connected", func(ev UIEvent) bool { return ev.Type == UIConn && ev.Conn == ConnConnected })
 	}
 
-	entry, err := alice.Send("bob", "hello bob")
+	entry, err := alice.Send(chat.Peer("bob"), "hello bob")
 	if err != nil || entry.State != StateSending || !entry.Outgoing {
 		t.Fatalf("send: %+v %v", entry, err)
 	}
@@ -102,46 +119,46 @@ func TestEngineReceiptsTypingHistory(t *testing.T) {
 		})
 	}
 	got := waitEvent(t, bob, "the message", func(ev UIEvent) bool { return ev.Type == UIMessage })
-	if got.Entry.Text != "hello bob" || got.Conversation != "alice" || got.Entry.Outgoing {
+	if got.Entry.Text != "hello bob" || got.Conversation != chat.Peer("alice") || got.Entry.Outgoing {
 		t.Fatalf("bob got %+v", got.Entry)
 	}
 	convs, _ := bob.Conversations()
-	if len(convs) != 1 || convs[0].Name != "alice" || convs[0].Unread != 1 {
+	if len(convs) != 1 || convs[0].Conversation != chat.Peer("alice") || convs[0].Unread != 1 {
 		t.Fatalf("bob's conversations %+v", convs)
 	}
-	if err := bob.MarkRead("alice"); err != nil {
+	if err := bob.MarkRead(chat.Peer("alice")); err != nil {
 		t.Fatal(err)
 	}
 	waitEvent(t, alice, "read", func(ev UIEvent) bool { return ev.Type == UIState && ev.ID == entry.ID && ev.State == StateRead })
 	if convs, _ := bob.Conversations(); convs[0].Unread != 0 {
 		t.Errorf("unread after MarkRead: %d", convs[0].Unread)
 	}
-	hist, err := alice.History("bob", "", 10)
+	hist, err := alice.History(chat.Peer("bob"), "", 10)
 	if err != nil || len(hist) != 1 || hist[0].State != StateRead {
 		t.Fatalf("alice's history %+v %v", hist, err)
 	}
 
 	// Typing is ephemeral: bob answers (confirming the session) and types.
-	if _, err := bob.Send("alice", "hi alice"); err != nil {
+	if _, err := bob.Send(chat.Peer("alice"), "hi alice"); err != nil {
 		t.Fatal(err)
 	}
 	waitEvent(t, alice, "bob's reply", func(ev UIEvent) bool { return ev.Type == UIMessage && ev.Entry.Text == "hi alice" })
-	bob.Typing("alice")
-	waitEvent(t, alice, "typing", func(ev UIEvent) bool { return ev.Type == UITyping && ev.Conversation == "bob" })
+	bob.Typing(chat.Peer("alice"))
+	waitEvent(t, alice, "typing", func(ev UIEvent) bool { return ev.Type == UITyping && ev.Conversation == chat.Peer("bob") })
 
 	// Read receipts can be turned off.
 	bob.SetSendReceipts(false)
-	e2, _ := alice.Send("bob", "second")
+	e2, _ := alice.Send(chat.Peer("bob"), "second")
 	waitEvent(t, alice, "delivered", func(ev UIEvent) bool { return ev.Type == UIState && ev.ID == e2.ID && ev.State == StateDelivered })
 	waitEvent(t, bob, "second", func(ev UIEvent) bool { return ev.Type == UIMessage && ev.Entry.Text == "second" })
-	bob.MarkRead("alice")
-	e3, _ := alice.Send("bob", "third")
+	bob.MarkRead(chat.Peer("alice"))
+	e3, _ := alice.Send(chat.Peer("bob"), "third")
 	waitEvent(t, alice, "third delivered", func(ev UIEvent) bool { return ev.Type == UIState && ev.ID == e3.ID && ev.State == StateDelivered })
-	if h, _ := alice.History("bob", "", 10); h[len(h)-2].ID != e2.ID || h[len(h)-2].State != StateDelivered {
+	if h, _ := alice.History(chat.Peer("bob"), "", 10); h[len(h)-2].ID != e2.ID || h[len(h)-2].State != StateDelivered {
 		t.Errorf("a read receipt was sent with receipts off: %+v", h)
 	}
 	// History pages backwards.
-	page, _ := alice.History("bob", e3.ID, 1)
+	page, _ := alice.History(chat.Peer("bob"), e3.ID, 1)
 	if len(page) != 1 || page[0].ID != e2.ID {
 		t.Errorf("page before third: %+v", page)
 	}
@@ -162,7 +179,7 @@ func TestEngineQueuesWhileOffline(t *testing.T) {
 
 	s.stop()
 	waitEvent(t, alice, "disconnected", func(ev UIEvent) bool { return ev.Type == UIConn && ev.Conn == ConnDisconnected })
-	entry, err := alice.Send("bob", "typed while offline")
+	entry, err := alice.Send(chat.Peer("bob"), "typed while offline")
 	if err != nil || entry.State != StateSending {
 		t.Fatalf("offline send: %+v %v", entry, err)
 	}
@@ -211,7 +228,7 @@ func TestEngineIdleDisconnect(t *testing.T) {
 		}
 	case <-time.After(500 * time.Millisecond):
 	}
-	entry, err := alice.Send("bob", "I'm back")
+	entry, err := alice.Send(chat.Peer("bob"), "I'm back")
 	if err != nil {
 		t.Fatal(err)
 	}

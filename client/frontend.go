@@ -1,9 +1,14 @@
 package client
 
-import "time"
+import (
+	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/client/home"
+)
 
 // Types that front ends (the terminal UI) see through the engine's event
-// stream and queries. The engine never calls a front end (docs/design.md §1).
+// stream and queries. The engine never calls a front end (docs/design.md
+// §6.3). The history's types are the home's, named here so that front ends
+// need only this package and chat (docs/design.md §11).
 
 // ConnState is the state of the engine's connection to its server.
 type ConnState int
@@ -27,54 +32,21 @@ func (s ConnState) String() string {
 }
 
 // DeliveryState is how far an outgoing message has got.
-type DeliveryState int
+type DeliveryState = home.DeliveryState
 
 const (
-	StateSending   DeliveryState = 1 // queued or in flight
-	StateStored    DeliveryState = 2 // the server has it durably
-	StateDelivered DeliveryState = 3 // a device of the recipient has it
-	StateRead      DeliveryState = 4 // the recipient has read it
-	StateFailed    DeliveryState = 5 // will not be sent (see the entry's Error)
+	StateSending   = home.StateSending
+	StateStored    = home.StateStored
+	StateDelivered = home.StateDelivered
+	StateRead      = home.StateRead
+	StateFailed    = home.StateFailed
 )
 
-func (s DeliveryState) String() string {
-	switch s {
-	case StateSending:
-		return "sending"
-	case StateStored:
-		return "sent"
-	case StateDelivered:
-		return "delivered"
-	case StateRead:
-		return "read"
-	case StateFailed:
-		return "failed"
-	}
-	return ""
-}
-
 // HistoryEntry is one message of a conversation, kept in the sealed home.
-type HistoryEntry struct {
-	ID           string // hex message id
-	Conversation string // the other user's name
-	From         string
-	Outgoing     bool
-	Kind         string // "text", "system", "error"
-	Text         string
-	Time         time.Time     // sent time (sender's clock)
-	State        DeliveryState // outgoing messages only
-	Error        string        // why it failed
-}
+type HistoryEntry = home.HistoryEntry
 
-// Conversation summarises one conversation for a list.
-type Conversation struct {
-	Name            string
-	Unread          int
-	LastActivity    time.Time
-	LastText        string
-	Verified        bool
-	IdentityChanged bool // sending is blocked until the new key is trusted
-}
+// ConversationInfo summarises one conversation for a list.
+type ConversationInfo = home.ConversationInfo
 
 // UIEventType says what a UIEvent reports.
 type UIEventType int
@@ -90,7 +62,7 @@ const (
 // UIEvent is what the engine tells an interactive front end.
 type UIEvent struct {
 	Type         UIEventType
-	Conversation string
+	Conversation chat.Conversation
 	ID           string
 	State        DeliveryState
 	Conn         ConnState

@@ -2,12 +2,12 @@ package client
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"encoding/binary"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/transport"
 )
 
@@ -122,8 +122,8 @@ func FuzzParsePayload(f *testing.F) {
 // FuzzContent checks the decoder of decrypted message content.
 func FuzzContent(f *testing.F) {
 	for _, c := range []*Content{
-		{Kind: KindText, Text: "hello", SentAt: 1_700_000_000_000},
-		{Kind: KindText, Text: strings.Repeat("☃", MaxTextLen/3), SentAt: -1, Group: "friends"},
+		{Kind: chat.KindText, Text: "hello", SentAt: 1_700_000_000_000},
+		{Kind: chat.KindText, Text: strings.Repeat("☃", MaxTextLen/3), SentAt: -1, Group: "friends"},
 		{Kind: 255, Group: strings.Repeat("g", transport.MaxText)},
 	} {
 		for _, b := range corruptedBytes(transport.Marshal(c)) {
@@ -141,205 +141,6 @@ func FuzzContent(f *testing.F) {
 		c2, err := decodeContent(transport.Marshal(c))
 		if err != nil || !reflect.DeepEqual(c, c2) {
 			t.Fatalf("round trip: %+v → %+v, %v", c, c2, err)
-		}
-	})
-}
-
-// FuzzProfile checks the decoder of the home's identity record.
-func FuzzProfile(f *testing.F) {
-	fp, err := transport.FingerprintFromBytes(bytes.Repeat([]byte{0xab}, 32))
-	if err != nil {
-		f.Fatal(err)
-	}
-	seed := bytes.Repeat([]byte{7}, ed25519.SeedSize)
-	for _, p := range []*Profile{
-		{Server: "chat.example.org:4433", Fingerprint: fp, User: "alice", Device: 2, DeviceKey: ed25519.NewKeyFromSeed(seed)},
-		{Server: strings.Repeat("s", 512), User: strings.Repeat("u", transport.MaxUserName), Device: 1 << 31, DeviceKey: ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))},
-	} {
-		for _, b := range corruptedBytes(transport.Marshal(p)) {
-			f.Add(b)
-		}
-	}
-	for _, b := range explicitZeros() {
-		f.Add(b)
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		checkFieldRoundTrip(t, func() fieldCodec { return new(Profile) }, b)
-	})
-}
-
-// FuzzOutboxEntry checks the decoder of the outbox's records.
-func FuzzOutboxEntry(f *testing.F) {
-	content := transport.Marshal(&Content{Kind: KindText, Text: "hi", SentAt: 1})
-	send := transport.Marshal(&transport.Send{
-		MessageID: bytes.Repeat([]byte{1}, transport.MessageIDLen),
-		Envelopes: []transport.Envelope{{User: "bob", Device: 1, Payload: encodePayload(nil, []byte("ciphertext"))}},
-	})
-	for _, e := range []*outboxEntry{
-		{To: "bob", Content: content, Send: send},
-		{To: strings.Repeat("b", transport.MaxUserName)},
-		{},
-	} {
-		for _, b := range corruptedBytes(transport.Marshal(e)) {
-			f.Add(b)
-		}
-	}
-	for _, b := range explicitZeros() {
-		f.Add(b)
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		checkFieldRoundTrip(t, func() fieldCodec { return new(outboxEntry) }, b)
-	})
-}
-
-// FuzzContact checks the decoder of the contacts bucket's records.
-func FuzzContact(f *testing.F) {
-	key, key2 := bytes.Repeat([]byte{0x11}, transport.IdentityKeyLen), bytes.Repeat([]byte{0x22}, transport.IdentityKeyLen)
-	for _, c := range []*contact{
-		{Identity: key, Pending: key2, Verified: true},
-		{Identity: key},
-		{Identity: key, Verified: true},
-		{Pending: key2},
-		{},
-	} {
-		for _, b := range corruptedBytes(transport.Marshal(c)) {
-			f.Add(b)
-		}
-	}
-	for _, b := range explicitZeros() {
-		f.Add(b)
-	}
-	f.Add(append([]byte{0x03, transport.IdentityKeyLen - 1}, key[1:]...)) // a key too short
-	f.Add(append([]byte{0x03, transport.IdentityKeyLen + 1}, 0, 0, 0, 0)) // a key too long, truncated
-	f.Fuzz(func(t *testing.T, b []byte) {
-		checkFieldRoundTrip(t, func() fieldCodec { return new(contact) }, b)
-		var c contact
-		if transport.Unmarshal(b, &c) == nil {
-			for _, k := range [][]byte{c.Identity, c.Pending} {
-				if k != nil && len(k) != transport.IdentityKeyLen {
-					t.Fatalf("contact %x holds a key of %d bytes", b, len(k))
-				}
-			}
-		}
-	})
-}
-
-// FuzzSessionRecord checks the decoder of the sessions bucket's records.
-func FuzzSessionRecord(f *testing.F) {
-	for _, r := range []*sessionRecord{
-		{User: "bob", Device: 2, Ratchet: bytes.Repeat([]byte{1}, 300), Initial: bytes.Repeat([]byte{2}, 1300)},
-		{User: "carol", Device: 1, Ratchet: bytes.Repeat([]byte{3}, 200), BaseKey: bytes.Repeat([]byte{4}, 32)},
-		{User: strings.Repeat("u", transport.MaxUserName), Device: 1<<32 - 1, Initial: make([]byte, 2*transport.MaxKeyElement)},
-		{},
-	} {
-		for _, b := range corruptedBytes(transport.Marshal(r)) {
-			f.Add(b)
-		}
-	}
-	for _, b := range explicitZeros() {
-		f.Add(b)
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		checkFieldRoundTrip(t, func() fieldCodec { return new(sessionRecord) }, b)
-	})
-}
-
-// FuzzReceivedRecord checks the decoder of the received bucket's records.
-func FuzzReceivedRecord(f *testing.F) {
-	content := transport.Marshal(&Content{Kind: KindText, Text: "hello", SentAt: 1_700_000_000_000})
-	for _, r := range []*receivedRecord{
-		{Content: content, Changed: true, Received: 1_700_000_000_123},
-		{Content: content, Received: -1},
-		{Changed: true},
-		{},
-	} {
-		for _, b := range corruptedBytes(transport.Marshal(r)) {
-			f.Add(b)
-		}
-	}
-	for _, b := range explicitZeros() {
-		f.Add(b)
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		checkFieldRoundTrip(t, func() fieldCodec { return new(receivedRecord) }, b)
-	})
-}
-
-// kdfFields encodes a kdfRecord's fields from raw integers, so that values
-// that do not fit the record's types can be written.
-func kdfFields(time, memoryK, threads uint64, salt, check []byte) []byte {
-	var e transport.Encoder
-	e.Uint(1, time)
-	e.Uint(2, memoryK)
-	e.Uint(3, threads)
-	e.BytesField(4, salt)
-	e.BytesField(5, check)
-	return e.Bytes()
-}
-
-// lastUints returns the integer value of the last field of each number in b
-// that holds a valid integer.
-func lastUints(b []byte) map[int]uint64 {
-	out := make(map[int]uint64)
-	d := transport.NewDecoder(b)
-	for {
-		f, err := d.Next()
-		if err != nil {
-			return out
-		}
-		if v, err := f.Uint(); err == nil {
-			out[f.Num] = v
-		} else {
-			delete(out, f.Num)
-		}
-	}
-}
-
-// FuzzKDFRecord checks the decoder of the home's clear key parameters: a
-// record it accepts round-trips, holds parameters in range, and holds the
-// integers its input wrote, not what is left of them after truncation to
-// the parameters' types.
-func FuzzKDFRecord(f *testing.F) {
-	salt, check := bytes.Repeat([]byte{5}, 16), bytes.Repeat([]byte{6}, 40)
-	for _, r := range []*kdfRecord{
-		{Params: cheapKDF, Salt: salt, Check: check},
-		{Params: DefaultKDF, Salt: bytes.Repeat([]byte{7}, 64), Check: bytes.Repeat([]byte{8}, 256)},
-		{Params: KDFParams{Time: 16, MemoryK: 1 << 20, Threads: 64}, Salt: salt},
-		{Params: KDFParams{Time: 1, MemoryK: 8, Threads: 1}, Salt: salt},
-	} {
-		for _, b := range corruptedBytes(transport.Marshal(r)) {
-			f.Add(b)
-		}
-	}
-	for _, b := range explicitZeros() {
-		f.Add(b)
-	}
-	for _, b := range [][]byte{
-		kdfFields(17, 64, 1, salt, check),
-		kdfFields(1, 7, 1, salt, check),
-		kdfFields(1, 1<<20+1, 1, salt, check),
-		kdfFields(1, 64, 65, salt, check),
-		kdfFields(1, 64, 1, salt[:15], check),
-		kdfFields(1, 64, 1, bytes.Repeat([]byte{1}, 65), check),
-		kdfFields(1<<32+1, 64, 1, salt, check),
-		kdfFields(1, 1<<32+64, 1, salt, check),
-		kdfFields(1, 64, 256+4, salt, check),
-	} {
-		f.Add(b)
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		checkFieldRoundTrip(t, func() fieldCodec { return new(kdfRecord) }, b)
-		var r kdfRecord
-		if transport.Unmarshal(b, &r) != nil {
-			return
-		}
-		p := r.Params
-		if p.Time < 1 || p.Time > 16 || p.MemoryK < 8 || p.MemoryK > 1<<20 || p.Threads < 1 || p.Threads > 64 || len(r.Salt) < 16 || len(r.Salt) > 64 || len(r.Check) > 256 {
-			t.Fatalf("accepted out-of-range parameters %+v, salt of %d bytes, check of %d", p, len(r.Salt), len(r.Check))
-		}
-		raw := lastUints(b)
-		if raw[1] != uint64(p.Time) || raw[2] != uint64(p.MemoryK) || raw[3] != uint64(p.Threads) {
-			t.Fatalf("record %x writes time %d, memory %d KiB, threads %d; decoded as %+v", b, raw[1], raw[2], raw[3], p)
 		}
 	})
 }

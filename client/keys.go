@@ -1,6 +1,11 @@
 package client
 
 import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/securechat/securechat/client/home"
 	"github.com/securechat/securechat/e2ee"
 	"github.com/securechat/securechat/transport"
 )
@@ -68,4 +73,152 @@ func newestUpload(up *e2ee.PreKeyUpload) {
 	if n := len(up.OneTimeKEMPreKeys); n > transport.MaxOneTimeUpload {
 		up.OneTimeKEMPreKeys = up.OneTimeKEMPreKeys[n-transport.MaxOneTimeUpload:]
 	}
+}
+
+// This device's end-to-end keys (docs/protocol.md §9.3) and the safety
+// numbers of docs/protocol.md §9.4.
+
+// loadKeys parses the device's end-to-end keys from its profile.
+func (c *Client) loadKeys() error {
+	if len(c.prof.Keys) == 0 {
+		return nil // not linked: can authenticate, cannot encrypt
+	}
+	keys, err := e2ee.ParseDeviceKeys(c.prof.Keys)
+	if err != nil {
+		return fmt.Errorf("home %s: device keys are damaged: %w", c.home.Dir, err)
+	}
+	c.keys = keys
+	return nil
+}
+
+// profileWithKeys puts the device keys as they are now into the profile,
+// to be stored.
+func (c *Client) profileWithKeys() (*home.Profile, error) {
+	b, err := c.keys.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	c.prof.Keys = b
+	return c.prof, nil
+}
+
+// maintainKeys publishes this device's keys when the server lacks them,
+// tops up one-time prekeys and rotates the signed prekey (protocol.md §9.3).
+func (c *Client) maintainKeys(ctx context.Context, count transport.KeyCount) error {
+	c.cryptoMu.Lock()
+	defer c.cryptoMu.Unlock()
+	if c.keys == nil {
+		return nil
+	}
+	now := c.now()
+	changed := false
+	replace := !count.Published
+	if now.Sub(c.keys.SignedPreKeyCreated()) > spkRotation {
+		if _, err := c.keys.RotateSignedPreKey(c.rand, now); err != nil {
+			return err
+		}
+		changed = true
+	}
+	if now.Sub(c.keys.LastResortKEMPreKeyCreated()) > spkRotation {
+		if _, err := c.keys.RotateLastResortKEMPreKey(c.rand, now); err != nil {
+			return err
+		}
+		changed = true
+	}
+	if changed {
+		c.keys.PruneRetiredPreKeys(now.Add(-retiredKeep))
+	}
+	var newOTK []e2ee.OneTimePreKeyPublic
+	var newKEM []e2ee.KEMPreKeyPublic
+	if count.Published && (count.OneTime < oneTimeLow || count.OneTimeKEM < oneTimeLow) {
+		pruneOneTime(c.keys, oneTimeTarget)
+		var err error
+		if newOTK, err = c.keys.AddOneTimePreKeys(c.rand, oneTimeTarget-int(count.OneTime)); err != nil {
+			return err
+		}
+		if newKEM, err = c.keys.AddOneTimeKEMPreKeys(c.rand, oneTimeTarget-int(count.OneTimeKEM), now); err != nil {
+			return err
+		}
+		changed = true
+	}
+	if !changed && !replace {
+		return nil
+	}
+	// Saved before published: the server must never hold a key we lost.
+	p, err := c.profileWithKeys()
+	if err != nil {
+		return err
+	}
+	if err := c.sessions.SaveSessions(&home.SessionChanges{Profile: p}); err != nil {
+		return err
+	}
+	up := c.keys.PublicPreKeys()
+	if !replace {
+		up.OneTimePreKeys, up.OneTimeKEMPreKeys = newOTK, newKEM
+	}
+	newestUpload(up)
+	m, err := PublishMessage(up, replace)
+	if err != nil {
+		return err
+	}
+	return c.request(ctx, transport.CodePublishKeys, m, transport.CodeOK, &transport.Empty{})
+}
+
+// SafetyInfo describes the safety number with a contact.
+type SafetyInfo struct {
+	Number   string // 60 digits, for the key to compare
+	Changed  bool   // the key is a changed one, not yet trusted
+	Verified bool
+}
+
+// SafetyNumber returns the safety number with user, learning user's identity
+// key from the server on first use.
+func (c *Client) SafetyNumber(ctx context.Context, user string) (SafetyInfo, error) {
+	if c.keys == nil {
+		return SafetyInfo{}, ErrNotLinked
+	}
+	ct, err := c.sessions.Contact(user)
+	if err != nil {
+		return SafetyInfo{}, err
+	}
+	if ct == nil {
+		var ik transport.IdentityKey
+		if err := c.request(ctx, transport.CodeIdentity, &transport.DevicesRequest{User: user}, transport.CodeIdentityKey, &ik); err != nil {
+			return SafetyInfo{}, err
+		}
+		ct = &home.Contact{Identity: ik.Key}
+		if err := c.sessions.SaveContact(user, ct); err != nil {
+			return SafetyInfo{}, err
+		}
+	}
+	key := ct.Identity
+	if ct.Pending != nil {
+		key = ct.Pending
+	}
+	remote, err := e2ee.ParseIdentityKey(key)
+	if err != nil {
+		return SafetyInfo{}, err
+	}
+	return SafetyInfo{
+		Number:   e2ee.SafetyNumber(c.prof.User, c.keys.IdentityKey(), user, remote),
+		Changed:  ct.Pending != nil,
+		Verified: ct.Verified && ct.Pending == nil,
+	}, nil
+}
+
+// Fingerprint is this account's own 30-digit half of every safety number.
+func (c *Client) Fingerprint() (string, error) {
+	if c.keys == nil {
+		return "", ErrNotLinked
+	}
+	return e2ee.IdentityFingerprint(c.prof.User, c.keys.IdentityKey()), nil
+}
+
+// newDeviceKeys makes the first device's identity and keys at registration.
+func newDeviceKeys(o EnrollOptions, user string, device uint32, auth []byte, now time.Time) (*e2ee.DeviceKeys, error) {
+	identity, err := e2ee.GenerateIdentityKey(o.Rand)
+	if err != nil {
+		return nil, err
+	}
+	return e2ee.NewDeviceKeys(o.Rand, identity, e2ee.DeviceInfo{User: user, DeviceID: device, AuthKey: auth}, now, oneTimeTarget, oneTimeTarget)
 }

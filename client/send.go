@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
+	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/client/home"
 	"github.com/securechat/securechat/transport"
 )
 
@@ -32,44 +34,9 @@ func (e *UnconfirmedError) Error() string {
 }
 func (e *UnconfirmedError) Unwrap() error { return e.Err }
 
-// outboxEntry is an outbox bucket value: what is needed to send a message
-// again, unchanged, or rebuilt for a changed device list.
-type outboxEntry struct {
-	To      string
-	Content []byte // marshalled Content
-	Send    []byte // marshalled transport.Send as last transmitted
-	// Keep: once stored, the message goes into the sender's history
-	// (SendText's messages), also when a FlushOutbox resends it.
-	Keep bool
-}
-
-func (o *outboxEntry) MarshalFields(e *transport.Encoder) {
-	e.String(1, o.To)
-	e.BytesField(2, o.Content)
-	e.BytesField(3, o.Send)
-	e.Bool(4, o.Keep)
-}
-
-func (o *outboxEntry) UnmarshalFields(d *transport.Decoder) error {
-	return transport.ForEachField(d, func(f transport.Field) (err error) {
-		switch f.Num {
-		case 1:
-			o.To, err = f.String(transport.MaxUserName)
-		case 2:
-			o.Content, err = f.Bytes(transport.MaxPayload)
-		case 3:
-			o.Send, err = f.Bytes(transport.DefaultMaxFrame)
-		case 4:
-			o.Keep, err = f.Bool()
-		default:
-			return f.Unknown()
-		}
-		return err
-	})
-}
-
 // SendText sends a text message to user and returns once the server has
-// durably stored it for every device of user.
+// durably stored it for every device of user (and of this account's other
+// devices, the fan-out rule).
 func (c *Client) SendText(ctx context.Context, to, text string) (SendResult, error) {
 	if text == "" {
 		return SendResult{}, errors.New("message is empty")
@@ -85,20 +52,20 @@ func (c *Client) SendText(ctx context.Context, to, text string) (SendResult, err
 	if _, err := io.ReadFull(c.rand, id); err != nil {
 		return SendResult{}, err
 	}
-	content := &Content{Kind: KindText, Text: text, SentAt: c.now().UnixMilli()}
-	return c.sendContent(ctx, id, to, content, c.sentRecord(id, content))
+	content := &Content{Kind: chat.KindText, Text: text, SentAt: c.now().UnixMilli()}
+	return c.sendContent(ctx, id, chat.Peer(to), content, c.sentRecord(id, content))
 }
 
-// SendContent sends content under the given message id. Sending the same id
-// again is safe: the server stores a message id once.
-func (c *Client) SendContent(ctx context.Context, id []byte, to string, content *Content) (SendResult, error) {
+// SendContent sends content to a conversation under the given message id.
+// Sending the same id again is safe: the server stores a message id once.
+func (c *Client) SendContent(ctx context.Context, id []byte, to chat.Conversation, content *Content) (SendResult, error) {
 	return c.sendContent(ctx, id, to, content, nil)
 }
 
 // sendContent is SendContent that, when keep is not nil, adds keep to the
-// history once the server has stored the message (history.go, keepSent).
-func (c *Client) sendContent(ctx context.Context, id []byte, to string, content *Content, keep *historyRecord) (SendResult, error) {
-	entry := &outboxEntry{To: to, Content: transport.Marshal(content), Keep: keep != nil}
+// history once the server has stored the message (keepSent).
+func (c *Client) sendContent(ctx context.Context, id []byte, to chat.Conversation, content *Content, keep *home.HistoryRecord) (SendResult, error) {
+	entry := &home.OutboxEntry{To: to, Content: transport.Marshal(content), Keep: keep != nil}
 	msg, err := c.buildSend(ctx, id, entry, content)
 	if err != nil {
 		return SendResult{}, err
@@ -107,10 +74,10 @@ func (c *Client) sendContent(ctx context.Context, id []byte, to string, content 
 }
 
 // transmit sends msg, which is in the outbox, keeps it there until the
-// server answers, and rebuilds it when the recipient's devices changed.
+// server answers, and rebuilds it when the recipients' devices changed.
 // When the server stored it, keep (if not nil) goes into the history in
 // the transaction that takes the message out of the outbox.
-func (c *Client) transmit(ctx context.Context, id []byte, entry *outboxEntry, msg *transport.Send, keep *historyRecord) (SendResult, error) {
+func (c *Client) transmit(ctx context.Context, id []byte, entry *home.OutboxEntry, msg *transport.Send, keep *home.HistoryRecord) (SendResult, error) {
 	var content Content
 	if err := transport.Unmarshal(entry.Content, &content); err != nil {
 		return SendResult{}, err
@@ -127,42 +94,62 @@ func (c *Client) transmit(ctx context.Context, id []byte, entry *outboxEntry, ms
 			return SendResult{}, &UnconfirmedError{Err: err}
 		}
 		if errors.As(err, &we) && we.Code == transport.ErrDeviceMismatch && attempt < 3 {
-			c.updateDevices(entry.To, we.Devices)
+			c.forgetDevices(msg)
+			c.updateDevices(we.Devices)
 			if msg, err = c.buildSend(ctx, id, entry, &content); err != nil {
-				c.deleteOutbox(id)
+				c.home.DeleteOutbox(id)
 				return SendResult{}, err
 			}
 			continue
 		}
 		if err != nil {
-			c.deleteOutbox(id)
+			c.home.DeleteOutbox(id)
 			return SendResult{}, err
 		}
 		res := SendResult{ID: hex.EncodeToString(id), ServerTime: time.UnixMilli(sent.ServerTime), Duplicate: sent.Duplicate}
 		if keep == nil {
-			c.deleteOutbox(id)
+			c.home.DeleteOutbox(id)
 			return res, nil
 		}
 		return res, c.keepSent(id, entry.To, keep)
 	}
 }
 
-// SendSignal sends content ephemerally to to's connected devices (typing);
-// the server stores nothing. It returns how many devices took it.
-func (c *Client) SendSignal(ctx context.Context, to string, content *Content) (uint32, error) {
+// sentRecord is the history record of an outgoing text once the server
+// has stored it.
+func (c *Client) sentRecord(id []byte, content *Content) *home.HistoryRecord {
+	return &home.HistoryRecord{ID: id, From: c.prof.User, Outgoing: true, Kind: content.Kind, Text: content.Text, Time: content.SentAt, State: home.StateStored}
+}
+
+// keepSent takes a message the server stored out of the outbox and records
+// it in the history, in one transaction: one commit per sent message
+// rather than two. If that fails, the outbox entry is still removed, as
+// for any answered send, and the error is returned.
+func (c *Client) keepSent(id []byte, to chat.Conversation, rec *home.HistoryRecord) error {
+	err := c.home.Update(func(tx *home.Tx) error {
+		if err := tx.DeleteOutbox(id); err != nil {
+			return err
+		}
+		_, err := tx.AddHistory(to, rec, false)
+		return err
+	})
+	if err != nil {
+		c.home.DeleteOutbox(id)
+	}
+	return err
+}
+
+// SendSignal sends content ephemerally to the connected devices of a
+// conversation (typing); the server stores nothing. It returns how many
+// devices took it.
+func (c *Client) SendSignal(ctx context.Context, to chat.Conversation, content *Content) (uint32, error) {
 	id := make([]byte, transport.MessageIDLen)
 	if _, err := io.ReadFull(c.rand, id); err != nil {
 		return 0, err
 	}
-	devs, err := c.Devices(ctx, to)
+	targets, err := c.recipients(ctx, to)
 	if err != nil {
 		return 0, err
-	}
-	var targets []transport.DeviceInfo
-	for _, d := range devs {
-		if d.User != c.prof.User || d.ID != c.prof.Device {
-			targets = append(targets, d)
-		}
 	}
 	if len(targets) == 0 {
 		return 0, nil
@@ -179,27 +166,34 @@ func (c *Client) SendSignal(ctx context.Context, to string, content *Content) (u
 	return sent.Online, nil
 }
 
-// buildSend encrypts content for every device of entry.To but this one and
-// puts the result in the outbox (crypto.go, encryptTo).
-func (c *Client) buildSend(ctx context.Context, id []byte, entry *outboxEntry, content *Content) (*transport.Send, error) {
-	devs, err := c.Devices(ctx, entry.To)
+// recipients are the devices a message to conv goes to: the fan-out rule
+// over the device lists.
+func (c *Client) recipients(ctx context.Context, conv chat.Conversation) ([]chat.Device, error) {
+	users, err := members(conv)
 	if err != nil {
 		return nil, err
 	}
-	var targets []transport.DeviceInfo
-	for _, d := range devs {
-		if d.User != c.prof.User || d.ID != c.prof.Device {
-			targets = append(targets, d)
-		}
+	return fanOut(chat.Device{User: c.prof.User, ID: c.prof.Device}, users, func(user string) ([]chat.Device, error) {
+		return c.Devices(ctx, user)
+	})
+}
+
+// buildSend encrypts content for the recipients of entry.To and puts the
+// result in the outbox (session.go, encryptTo).
+func (c *Client) buildSend(ctx context.Context, id []byte, entry *home.OutboxEntry, content *Content) (*transport.Send, error) {
+	targets, err := c.recipients(ctx, entry.To)
+	if err != nil {
+		return nil, err
 	}
-	if len(targets) == 0 {
+	if !slices.ContainsFunc(targets, func(d chat.Device) bool { return d.User != c.prof.User || entry.To == chat.Peer(c.prof.User) }) {
 		return nil, fmt.Errorf("%s has no device that can receive messages", entry.To)
 	}
 	return c.encryptTo(ctx, entry.To, targets, content, id, entry)
 }
 
-// Devices returns user's devices, from the cache or the server.
-func (c *Client) Devices(ctx context.Context, user string) ([]transport.DeviceInfo, error) {
+// Devices returns the devices of user that can receive, from the cache or
+// the server.
+func (c *Client) Devices(ctx context.Context, user string) ([]chat.Device, error) {
 	c.devMu.Lock()
 	devs, ok := c.devices[user]
 	c.devMu.Unlock()
@@ -210,31 +204,39 @@ func (c *Client) Devices(ctx context.Context, user string) ([]transport.DeviceIn
 	if err := c.request(ctx, transport.CodeDevices, &transport.DevicesRequest{User: user}, transport.CodeDeviceList, &list); err != nil {
 		return nil, err
 	}
-	c.updateDevices(user, list.Devices)
-	return list.Devices, nil
+	c.devMu.Lock()
+	c.devices[user] = nil // known to have none, unless listed
+	c.devMu.Unlock()
+	c.updateDevices(list.Devices)
+	c.devMu.Lock()
+	defer c.devMu.Unlock()
+	return c.devices[user], nil
 }
 
-func (c *Client) updateDevices(user string, devs []transport.DeviceInfo) {
-	var mine []transport.DeviceInfo
+// updateDevices replaces the cached device lists of the users in devs.
+func (c *Client) updateDevices(devs []transport.DeviceInfo) {
+	lists := make(map[string][]chat.Device)
 	for _, d := range devs {
-		if d.User == user {
-			mine = append(mine, d)
-		}
+		lists[d.User] = append(lists[d.User], chat.Device{User: d.User, ID: d.ID})
 	}
 	c.devMu.Lock()
-	c.devices[user] = mine
+	maps.Copy(c.devices, lists)
 	c.devMu.Unlock()
 }
 
-func (c *Client) deleteOutbox(id []byte) {
-	c.home.update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketOutbox).Delete(id)
-	})
+// forgetDevices drops the cached device lists of msg's recipients, so that
+// after a device mismatch those the server did not list are asked again.
+func (c *Client) forgetDevices(msg *transport.Send) {
+	c.devMu.Lock()
+	defer c.devMu.Unlock()
+	for _, e := range msg.Envelopes {
+		delete(c.devices, e.User)
+	}
 }
 
 // Outboxed is a message the outbox held, and what became of it.
 type Outboxed struct {
-	To     string
+	To     chat.Conversation
 	Text   string // the message's text, for a text message
 	Result SendResult
 	Err    error
@@ -243,42 +245,28 @@ type Outboxed struct {
 // FlushOutbox sends again every message whose confirmation was lost, with
 // its original id. It stops at the first connection failure.
 func (c *Client) FlushOutbox(ctx context.Context) ([]Outboxed, error) {
-	type item struct {
-		id    []byte
-		entry outboxEntry
-	}
-	var items []item
-	err := c.home.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketOutbox).ForEach(func(k, sealed []byte) error {
-			it := item{id: append([]byte(nil), k...)}
-			v, err := c.home.seal.open(bucketOutbox, k, sealed)
-			if err == nil && transport.Unmarshal(v, &it.entry) == nil {
-				items = append(items, it)
-			}
-			return nil
-		})
-	})
+	items, err := c.home.Outbox()
 	if err != nil {
 		return nil, err
 	}
 	var out []Outboxed
 	for _, it := range items {
 		var msg transport.Send
-		if err := transport.Unmarshal(it.entry.Send, &msg); err != nil {
-			c.deleteOutbox(it.id)
+		if err := transport.Unmarshal(it.Entry.Send, &msg); err != nil {
+			c.home.DeleteOutbox(it.ID)
 			continue
 		}
 		var content Content
-		if err := transport.Unmarshal(it.entry.Content, &content); err != nil {
-			c.deleteOutbox(it.id)
+		if err := transport.Unmarshal(it.Entry.Content, &content); err != nil {
+			c.home.DeleteOutbox(it.ID)
 			continue
 		}
-		var keep *historyRecord
-		if it.entry.Keep {
-			keep = c.sentRecord(it.id, &content)
+		var keep *home.HistoryRecord
+		if it.Entry.Keep {
+			keep = c.sentRecord(it.ID, &content)
 		}
-		res, err := c.transmit(ctx, it.id, &it.entry, &msg, keep)
-		out = append(out, Outboxed{To: it.entry.To, Text: content.Text, Result: res, Err: err})
+		res, err := c.transmit(ctx, it.ID, it.Entry, &msg, keep)
+		out = append(out, Outboxed{To: it.Entry.To, Text: content.Text, Result: res, Err: err})
 		var ue *UnconfirmedError
 		if errors.As(err, &ue) {
 			return out, err
@@ -290,7 +278,7 @@ func (c *Client) FlushOutbox(ctx context.Context) ([]Outboxed, error) {
 // QueueOutbox encrypts a message and leaves it in the outbox as if an
 // earlier send had transmitted it and then lost its confirmation. It is for
 // tests of crash recovery and for front ends that queue while offline.
-func (c *Client) QueueOutbox(ctx context.Context, id []byte, to string, content *Content) error {
-	_, err := c.buildSend(ctx, id, &outboxEntry{To: to, Content: transport.Marshal(content)}, content)
+func (c *Client) QueueOutbox(ctx context.Context, id []byte, to chat.Conversation, content *Content) error {
+	_, err := c.buildSend(ctx, id, &home.OutboxEntry{To: to, Content: transport.Marshal(content)}, content)
 	return err
 }

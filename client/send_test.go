@@ -13,27 +13,14 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/securechat/securechat/appliance"
+	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/client/home"
 	"github.com/securechat/securechat/transport"
 )
 
 // Tests of the durable send and receive paths against an in-process
 // server: what each leaves in the home (history, outbox, seen, received).
-
-// bucketLen counts the keys of one of h's buckets.
-func bucketLen(t *testing.T, h *Home, bucket []byte) int {
-	t.Helper()
-	n := 0
-	if err := h.db.View(func(tx *bolt.Tx) error {
-		n = tx.Bucket(bucket).Stats().KeyN
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
 
 // nextEvent returns c's next message or signal event.
 func nextEvent(t *testing.T, c *Client) Event {
@@ -72,10 +59,10 @@ func TestSendTextKeepsHistory(t *testing.T) {
 		if err != nil {
 			t.Fatalf("SendText %q: %v", text, err)
 		}
-		if n := bucketLen(t, ha, bucketOutbox); n != 0 {
+		if n := ha.Probe().Count("outbox"); n != 0 {
 			t.Errorf("after sending %q the outbox holds %d entries", text, n)
 		}
-		hist, err := ha.History("bob", "", 10)
+		hist, err := ha.History(chat.Peer("bob"), "", 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,10 +77,10 @@ func TestSendTextKeepsHistory(t *testing.T) {
 	if _, err := alice.SendText(ctx, "nobody", "lost"); err == nil {
 		t.Error("sending to an unknown user succeeded")
 	}
-	if hist, _ := ha.History("nobody", "", 10); len(hist) != 0 {
+	if hist, _ := ha.History(chat.Peer("nobody"), "", 10); len(hist) != 0 {
 		t.Errorf("a refused send is in the history: %+v", hist)
 	}
-	if n := bucketLen(t, ha, bucketOutbox); n != 0 {
+	if n := ha.Probe().Count("outbox"); n != 0 {
 		t.Errorf("a refused send left %d outbox entries", n)
 	}
 
@@ -104,17 +91,17 @@ func TestSendTextKeepsHistory(t *testing.T) {
 	defer bob.Close()
 	for _, text := range texts {
 		m := nextEvent(t, bob).Message
-		if m.Kind != "text" || m.Text != text || m.From != "alice" {
+		if m.Kind != chat.KindText || m.Text != text || m.From.User != "alice" {
 			t.Fatalf("bob got %+v, want %q", m, text)
 		}
 		if err := bob.Ack(m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := bucketLen(t, hb, bucketReceived); n != 0 {
+	if n := hb.Probe().Count("received"); n != 0 {
 		t.Errorf("%d received records left after the acks", n)
 	}
-	if n := bucketLen(t, hb, bucketSeen); n != len(texts) {
+	if n := hb.Probe().Count("seen"); n != len(texts) {
 		t.Errorf("%d seen records, want %d", n, len(texts))
 	}
 }
@@ -145,14 +132,17 @@ func TestReceiveDeferredUntilAck(t *testing.T) {
 	receive := func(c *Client, want string) *Message {
 		t.Helper()
 		m := nextEvent(t, c).Message
-		if m.Kind != "text" || m.Text != want {
+		if m.Kind != chat.KindText || m.Text != want {
 			t.Fatalf("got %+v, want %q", m, want)
 		}
 		return m
 	}
 	sessionOnDisk := func() []byte {
-		var r sessionRecord
-		if !onDisk(t, hb, bucketSessions, string(sessionKey("alice", ha.mustProfile(t).Device)), &r) {
+		r, err := hb.Probe().Session(chat.Device{User: "alice", ID: mustProfile(t, ha).Device})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r == nil {
 			return nil
 		}
 		return r.Ratchet
@@ -174,7 +164,7 @@ func TestReceiveDeferredUntilAck(t *testing.T) {
 		t.Fatal(err)
 	}
 	receive(bob, "second")
-	if !bytes.Equal(sessionOnDisk(), start) || bucketLen(t, hb, bucketReceived) != 0 {
+	if !bytes.Equal(sessionOnDisk(), start) || hb.Probe().Count("received") != 0 {
 		t.Fatal("decrypting wrote before the ack")
 	}
 	// The ack is lost (reconnect, same process): the message comes again
@@ -185,16 +175,14 @@ func TestReceiveDeferredUntilAck(t *testing.T) {
 	// The process ends before anything is written: the home holds the
 	// session as before the message, which decrypts it again.
 	bob.Close()
-	hb.laterMu.Lock()
-	hb.later = nil
-	hb.laterMu.Unlock()
+	hb.Probe().Crash()
 	bob = connectBob()
 	defer func() { bob.Close() }()
 	m := receive(bob, "second")
 	if err := bob.Ack(m); err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Equal(sessionOnDisk(), start) || bucketLen(t, hb, bucketReceived) != 0 || laterLen(hb) != 0 {
+	if bytes.Equal(sessionOnDisk(), start) || hb.Probe().Count("received") != 0 || hb.Probe().Deferred() != 0 {
 		t.Fatal("after the ack: session not written, or received records or deferred values left")
 	}
 
@@ -207,19 +195,19 @@ func TestReceiveDeferredUntilAck(t *testing.T) {
 	if _, err := bob.SendText(ctx, "alice", "reply"); err != nil {
 		t.Fatal(err)
 	}
-	if laterLen(hb) != 0 || bucketLen(t, hb, bucketReceived) != 1 {
+	if hb.Probe().Deferred() != 0 || hb.Probe().Count("received") != 1 {
 		t.Fatal("a send did not write the deferred session and received record")
 	}
 	receive(alice, "reply")
 	if err := bob.Ack(m); err != nil {
 		t.Fatal(err)
 	}
-	if bucketLen(t, hb, bucketReceived) != 0 {
+	if hb.Probe().Count("received") != 0 {
 		t.Fatal("the ack left the received record")
 	}
 }
 
-func (h *Home) mustProfile(t *testing.T) *Profile {
+func mustProfile(t *testing.T, h *home.Home) *home.Profile {
 	t.Helper()
 	p, err := h.Profile()
 	if err != nil {
@@ -258,8 +246,8 @@ func BenchmarkSendReceive(b *testing.B) {
 	defer func() { stop(); <-done }()
 
 	ctx := context.Background()
-	account := func(name string) *Home {
-		h, err := OpenHome(filepath.Join(dir, name), HomeOptions{Passphrase: "pp", Create: true, KDF: cheapKDF})
+	account := func(name string) *home.Home {
+		h, err := home.Open(filepath.Join(dir, name), home.Options{Passphrase: "pp", Create: true, KDF: testKDF})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -284,7 +272,7 @@ func BenchmarkSendReceive(b *testing.B) {
 		for ev := range c.Events() {
 			switch ev.Type {
 			case EventMessage:
-				if ev.Message.Kind != "text" {
+				if ev.Message.Kind != chat.KindText {
 					b.Fatalf("got %+v", ev.Message)
 				}
 				return ev.Message
@@ -308,8 +296,7 @@ func BenchmarkSendReceive(b *testing.B) {
 
 	text := strings.Repeat("x", 64)
 	pageWrites := func() int64 {
-		sa, sb := ha.db.Stats(), hb.db.Stats()
-		return sa.TxStats.GetWrite() + sb.TxStats.GetWrite()
+		return ha.Probe().PageWrites() + hb.Probe().PageWrites()
 	}
 	cpu0, writes0 := processCPU(), pageWrites()
 	b.ReportAllocs()
@@ -350,8 +337,8 @@ func TestFlushedSendKeepsHistory(t *testing.T) {
 	queue := func(text string, keep bool) {
 		id := make([]byte, transport.MessageIDLen)
 		rand.Read(id)
-		content := &Content{Kind: KindText, Text: text, SentAt: time.Now().UnixMilli()}
-		if _, err := alice.buildSend(ctx, id, &outboxEntry{To: "bob", Content: transport.Marshal(content), Keep: keep}, content); err != nil {
+		content := &Content{Kind: chat.KindText, Text: text, SentAt: time.Now().UnixMilli()}
+		if _, err := alice.buildSend(ctx, id, &home.OutboxEntry{To: chat.Peer("bob"), Content: transport.Marshal(content), Keep: keep}, content); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -361,7 +348,7 @@ func TestFlushedSendKeepsHistory(t *testing.T) {
 	if err != nil || len(done) != 2 {
 		t.Fatalf("flush: %v %+v", err, done)
 	}
-	hist, err := ha.History("bob", "", 10)
+	hist, err := ha.History(chat.Peer("bob"), "", 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +358,7 @@ func TestFlushedSendKeepsHistory(t *testing.T) {
 	if done, err := alice.FlushOutbox(ctx); err != nil || len(done) != 0 {
 		t.Errorf("second flush: %v %+v", err, done)
 	}
-	if hist, _ := ha.History("bob", "", 10); len(hist) != 1 {
+	if hist, _ := ha.History(chat.Peer("bob"), "", 10); len(hist) != 1 {
 		t.Errorf("history after a second flush: %d entries", len(hist))
 	}
 }

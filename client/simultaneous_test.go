@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/securechat/securechat/chat"
 )
 
 // TestSimultaneousFirstMessages: alice and bob, with no session yet, each
@@ -44,7 +46,7 @@ func TestSimultaneousFirstMessages(t *testing.T) {
 	expect := func(c *Client, who, want string) {
 		t.Helper()
 		ev := nextEvent(t, c)
-		if ev.Message.Kind != "text" || ev.Message.Text != want {
+		if ev.Message.Kind != chat.KindText || ev.Message.Text != want {
 			t.Fatalf("%s got %s %q, want %q", who, ev.Message.Kind, ev.Message.Text, want)
 		}
 		if err := c.Ack(ev.Message); err != nil {

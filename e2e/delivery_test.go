@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
+	"github.com/securechat/securechat/client/home"
 )
 
 func TestOnlineDelivery(t *testing.T) {
@@ -117,7 +119,7 @@ func TestRetriedSendNoDuplicate(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	home, err := client.OpenHome(alice.home, client.HomeOptions{Passphrase: passphrase})
+	home, err := home.Open(alice.home, home.Options{Passphrase: passphrase})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,23 +128,23 @@ func TestRetriedSendNoDuplicate(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := randomID(t)
-	content := &client.Content{Kind: client.KindText, Text: "exactly once", SentAt: time.Now().UnixMilli()}
-	first, err := c.SendContent(ctx, id, "bob", content)
+	content := &client.Content{Kind: chat.KindText, Text: "exactly once", SentAt: time.Now().UnixMilli()}
+	first, err := c.SendContent(ctx, id, chat.Peer("bob"), content)
 	if err != nil || first.Duplicate {
 		t.Fatalf("first send: %+v, %v", first, err)
 	}
-	second, err := c.SendContent(ctx, id, "bob", content)
+	second, err := c.SendContent(ctx, id, chat.Peer("bob"), content)
 	if err != nil || !second.Duplicate || !second.ServerTime.Equal(first.ServerTime) {
 		t.Fatalf("retried send: %+v, %v; want a duplicate with the first store time", second, err)
 	}
 	// A send that was transmitted, then the client died before the answer:
 	// it waits in the outbox, and was in fact stored too.
 	crashed := randomID(t)
-	crashedContent := &client.Content{Kind: client.KindText, Text: "sent before a crash", SentAt: time.Now().UnixMilli()}
-	if _, err := c.SendContent(ctx, crashed, "bob", crashedContent); err != nil {
+	crashedContent := &client.Content{Kind: chat.KindText, Text: "sent before a crash", SentAt: time.Now().UnixMilli()}
+	if _, err := c.SendContent(ctx, crashed, chat.Peer("bob"), crashedContent); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.QueueOutbox(ctx, crashed, "bob", crashedContent); err != nil {
+	if err := c.QueueOutbox(ctx, crashed, chat.Peer("bob"), crashedContent); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()

@@ -13,15 +13,16 @@ import (
 	"time"
 
 	"github.com/securechat/securechat/client"
+	"github.com/securechat/securechat/client/home"
 	"github.com/securechat/securechat/transport"
 )
 
 // flooder homes and the clients below use the engine in-process against
 // the real server binary; only the flooder connects from 127.0.0.2.
-func account(t *testing.T, s *server, name string) *client.Home {
+func account(t *testing.T, s *server, name string) *home.Home {
 	t.Helper()
-	h, err := client.OpenHome(filepath.Join(t.TempDir(), name), client.HomeOptions{
-		Passphrase: passphrase, Create: true, KDF: client.KDFParams{Time: 1, MemoryK: 64, Threads: 1},
+	h, err := home.Open(filepath.Join(t.TempDir(), name), home.Options{
+		Passphrase: passphrase, Create: true, KDF: home.KDFParams{Time: 1, MemoryK: 64, Threads: 1},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +59,7 @@ func TestFlood(t *testing.T) {
 
 	// The receiver of everything, and its latency book.
 	sink := account(t, s, "sink")
-	senders := make([]*client.Home, legit)
+	senders := make([]*home.Home, legit)
 	for i := range senders {
 		senders[i] = account(t, s, fmt.Sprintf("legit%02d", i))
 	}

@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
+	"github.com/securechat/securechat/client/home"
 	"github.com/securechat/securechat/transport"
 )
 
@@ -53,11 +55,11 @@ func TestSoak(t *testing.T) {
 	sk := &soak{t: t, s: s, sent: map[string]int{}, got: map[string]int{}, start: time.Now()}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	homes := make([]*client.Home, users)
+	homes := make([]*home.Home, users)
 	for i := range homes {
 		name := fmt.Sprintf("soak%d", i)
-		h, err := client.OpenHome(filepath.Join(t.TempDir(), name), client.HomeOptions{
-			Passphrase: passphrase, Create: true, KDF: client.KDFParams{Time: 1, MemoryK: 64, Threads: 1},
+		h, err := home.Open(filepath.Join(t.TempDir(), name), home.Options{
+			Passphrase: passphrase, Create: true, KDF: home.KDFParams{Time: 1, MemoryK: 64, Threads: 1},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -247,7 +249,7 @@ func (sk *soak) missingLocked() []string {
 
 type soakClient struct {
 	*soak
-	home    *client.Home
+	home    *home.Home
 	name    string
 	users   int
 	rng     *rand.Rand
@@ -389,11 +391,11 @@ func (c *soakClient) receive(cl *client.Client) {
 		}
 		m := ev.Message
 		c.mu.Lock()
-		if m.Kind == "text" {
+		if m.Kind == chat.KindText {
 			c.got[m.Text]++
-		} else if m.Kind == "error" {
+		} else if m.Kind == chat.KindError {
 			c.errors++
-			pair := m.From + " → " + c.name
+			pair := m.From.User + " → " + c.name
 			if c.errorPairs == nil {
 				c.errorPairs = map[string]string{}
 			}
@@ -412,7 +414,7 @@ func (c *soakClient) receive(cl *client.Client) {
 // soakEngine is a user on the terminal client's engine.
 type soakEngine struct {
 	*soak
-	home  *client.Home
+	home  *home.Home
 	name  string
 	users int
 	rng   *rand.Rand
@@ -446,7 +448,7 @@ func (e *soakEngine) run(ctx context.Context, stop <-chan struct{}) {
 			e.seq++
 			text := e.name + " → " + to + " #" + strconv.Itoa(e.seq)
 			e.mu.Lock() // before Send: its state event may come first
-			entry, err := e.eng.Send(to, text)
+			entry, err := e.eng.Send(chat.Peer(to), text)
 			if err != nil {
 				e.mu.Unlock()
 				e.t.Errorf("engine send %q: %v", text, err)
@@ -468,9 +470,9 @@ func (e *soakEngine) run(ctx context.Context, stop <-chan struct{}) {
 			e.mu.Lock()
 			switch {
 			case ev.Type == client.UIMessage && ev.Entry != nil && !ev.Entry.Outgoing:
-				if ev.Entry.Kind == "text" {
+				if ev.Entry.Kind == chat.KindText {
 					e.got[ev.Entry.Text]++
-				} else if ev.Entry.Kind == "error" {
+				} else if ev.Entry.Kind == chat.KindError {
 					e.errors++
 					if e.firstError == "" {
 						e.firstError = ev.Entry.Text

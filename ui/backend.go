@@ -1,6 +1,9 @@
 package ui
 
-import "github.com/securechat/securechat/client"
+import (
+	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/client"
+)
 
 // Backend is what the terminal UI needs of the client engine. The real one
 // is client.Engine; tests use a fake (uitest.Backend). Every method may be
@@ -17,26 +20,26 @@ type Backend interface {
 	// fingerprint (64 hex digits) pinned in the home.
 	Self() (user, server, fingerprint string)
 	// Conversations lists conversations, most recent activity first.
-	Conversations() ([]client.Conversation, error)
+	Conversations() ([]client.ConversationInfo, error)
 	// History returns up to limit entries of a conversation, oldest first,
 	// ending before the entry with id before ("" for the newest).
-	History(conversation string, before string, limit int) ([]client.HistoryEntry, error)
+	History(conversation chat.Conversation, before string, limit int) ([]client.HistoryEntry, error)
 	// Send queues text to the conversation's user and returns the entry at
 	// once, in state Sending; later states arrive as UIState events. It
 	// fails at once for an identity change or an invalid name.
-	Send(conversation, text string) (*client.HistoryEntry, error)
+	Send(conversation chat.Conversation, text string) (*client.HistoryEntry, error)
 	// Typing tells the peer this user is typing (ephemeral; may be a no-op
 	// when the setting is off or the engine is offline).
-	Typing(conversation string)
+	Typing(conversation chat.Conversation)
 	// MarkRead marks a conversation read and sends read receipts (unless
 	// turned off).
-	MarkRead(conversation string) error
+	MarkRead(conversation chat.Conversation) error
 	// SafetyNumber returns the safety number with the conversation's user.
-	SafetyNumber(conversation string) (client.SafetyInfo, error)
+	SafetyNumber(conversation chat.Conversation) (client.SafetyInfo, error)
 	// Trust accepts a changed identity key; Verify marks the current one
 	// verified after the user compared safety numbers.
-	Trust(conversation string) error
-	Verify(conversation string) error
+	Trust(conversation chat.Conversation) error
+	Verify(conversation chat.Conversation) error
 	// SetSendTyping and SetSendReceipts turn the outgoing typing and read
 	// signals on or off (both on by default).
 	SetSendTyping(on bool)

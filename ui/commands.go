@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+
+	"github.com/securechat/securechat/chat"
 )
 
 // helpText is what /help shows; it is also the user's reference for the
@@ -56,7 +58,7 @@ func (u *UI) command(line string) {
 			u.notice(noticeError, "%v", err)
 			return
 		}
-		c := u.conversation(name, true)
+		c := u.conversation(chat.Peer(name), true)
 		u.openConversation(c)
 		if strings.TrimSpace(text) != "" {
 			u.sendText(c, text)
@@ -76,33 +78,34 @@ func (u *UI) command(line string) {
 	}
 }
 
-// commandName is a command's NAME argument, the open conversation's name
-// if there is none.
-func (u *UI) commandName(cmd string, args []string) (string, bool) {
+// commandName is a command's NAME argument as a conversation, the open
+// conversation if there is none.
+func (u *UI) commandName(cmd string, args []string) (chat.Conversation, bool) {
 	switch {
 	case len(args) > 1:
 	case len(args) == 1:
 		name, err := canonicalName(args[0])
 		if err != nil {
 			u.notice(noticeError, "%v", err)
-			return "", false
+			return chat.Conversation{}, false
 		}
-		return name, true
+		return chat.Peer(name), true
 	case u.open != u.console:
-		return u.open.Name, true
+		return u.open.Conversation, true
 	}
 	u.notice(noticeError, "usage: /%s NAME", cmd)
-	return "", false
+	return chat.Conversation{}, false
 }
 
 // trust accepts name's changed identity key (/trust, the verification
 // screen's "Accept new key").
-func (u *UI) trust(name string) bool {
-	if err := u.b.Trust(name); err != nil {
+func (u *UI) trust(conv chat.Conversation) bool {
+	name := conv.String()
+	if err := u.b.Trust(conv); err != nil {
 		u.notice(noticeError, "cannot accept %s's key: %v", name, err)
 		return false
 	}
-	c := u.conversation(name, true)
+	c := u.conversation(conv, true)
 	c.IdentityChanged, c.Verified = false, false
 	c.notify(noticeInfo, fmt.Sprintf("accepted %s's new identity key; sending is unblocked. Compare safety numbers with /verify %s to mark it verified.", name, name))
 	if c == u.open {
@@ -178,7 +181,7 @@ func (u *UI) complete() {
 		switch strings.ToLower(strings.TrimPrefix(prev[0], "/")) {
 		case "msg", "m", "query", "verify", "trust":
 			for _, c := range u.convs {
-				pool = append(pool, c.Name)
+				pool = append(pool, c.name())
 			}
 		case "set":
 			pool = []string{"receipts", "typing"}

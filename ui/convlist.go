@@ -106,7 +106,7 @@ func (l *convList) row(c *conversation, width int, now time.Time) line {
 	if nameWidth < 1 {
 		rightCells, nameWidth = nil, width-3
 	}
-	name := truncate(cells(span{sanitizeLine(c.Name), nameStyle}), nameWidth)
+	name := truncate(cells(span{sanitizeLine(c.name()), nameStyle}), nameWidth)
 	out := append(cells(marker, span{" ", base}), name...)
 	for out.width() < width-rightCells.width() {
 		out = append(out, cell{text: " ", width: 1, style: base})

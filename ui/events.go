@@ -3,6 +3,7 @@ package ui
 import (
 	"time"
 
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 )
 
@@ -18,7 +19,7 @@ func (u *UI) apply(ev client.UIEvent) {
 		if ev.Err != nil {
 			errText = ev.Err.Error()
 		}
-		if c := u.byName[ev.Conversation]; c != nil && c.setState(ev.ID, ev.State, errText) {
+		if c := u.byConv[ev.Conversation]; c != nil && c.setState(ev.ID, ev.State, errText) {
 			return
 		}
 		for _, c := range u.convs { // the engine named another conversation
@@ -34,7 +35,7 @@ func (u *UI) apply(ev client.UIEvent) {
 			return
 		}
 		c.IdentityChanged, c.Verified = true, false
-		c.notify(noticeWarn, identityChangedText(c.Name))
+		c.notify(noticeWarn, identityChangedText(c.name()))
 		if c == u.open {
 			u.pane.follow()
 		}
@@ -54,11 +55,11 @@ func (u *UI) message(ev client.UIEvent) {
 	if e == nil {
 		return
 	}
-	name := ev.Conversation
-	if name == "" {
-		name = e.Conversation
+	conv := ev.Conversation
+	if conv.IsZero() {
+		conv = e.Conversation
 	}
-	c := u.conversation(name, true)
+	c := u.conversation(conv, true)
 	if c == nil {
 		return
 	}
@@ -93,8 +94,8 @@ func (u *UI) message(ev client.UIEvent) {
 }
 
 // peerTyping shows "NAME is typing…" for a while.
-func (u *UI) peerTyping(name string) {
-	c := u.byName[name]
+func (u *UI) peerTyping(conv chat.Conversation) {
+	c := u.byConv[conv]
 	if c == nil {
 		return
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gdamore/tcell/v2"
 
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 	"github.com/securechat/securechat/ui"
 	"github.com/securechat/securechat/ui/uitest"
@@ -164,22 +165,22 @@ func (x *harness) lastEntry(conv string) client.HistoryEntry {
 // start), carol (3 unread), dave (yesterday) and erin (identity changed).
 func sampleBackend() *uitest.Backend {
 	b := uitest.NewBackend("alice")
-	b.AddConversation(client.Conversation{Name: "bob"},
+	b.AddConversation(client.ConversationInfo{Conversation: chat.Peer("bob")},
 		client.HistoryEntry{Text: "hi alice", Time: t0.Add(-30 * time.Minute)},
 		client.HistoryEntry{Text: "hello bob", Outgoing: true, Time: t0.Add(-20 * time.Minute), State: client.StateRead},
 	)
-	b.AddConversation(client.Conversation{Name: "carol", Unread: 3},
+	b.AddConversation(client.ConversationInfo{Conversation: chat.Peer("carol"), Unread: 3},
 		client.HistoryEntry{Text: "carol one", Time: t0.Add(-62 * time.Minute)},
 		client.HistoryEntry{Text: "carol two", Time: t0.Add(-61 * time.Minute)},
 		client.HistoryEntry{Text: "carol three", Time: t0.Add(-60 * time.Minute)},
 	)
-	b.AddConversation(client.Conversation{Name: "dave"},
+	b.AddConversation(client.ConversationInfo{Conversation: chat.Peer("dave")},
 		client.HistoryEntry{Text: "see you", Time: t0.Add(-24 * time.Hour)},
 	)
-	b.AddConversation(client.Conversation{Name: "erin", IdentityChanged: true},
+	b.AddConversation(client.ConversationInfo{Conversation: chat.Peer("erin"), IdentityChanged: true},
 		client.HistoryEntry{Text: "new phone", Time: t0.Add(-48 * time.Hour)},
 	)
 	// A conversation without activity, as a store reports it: the epoch.
-	b.AddConversation(client.Conversation{Name: "frank", LastActivity: time.UnixMilli(0)})
+	b.AddConversation(client.ConversationInfo{Conversation: chat.Peer("frank"), LastActivity: time.UnixMilli(0)})
 	return b
 }

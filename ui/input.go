@@ -130,11 +130,11 @@ func (u *UI) userTyping() {
 		return
 	}
 	now := u.now()
-	if c.Name == u.lastTypingTo && now.Sub(u.lastTyping) < typingInterval {
+	if c.Conversation == u.lastTypingTo && now.Sub(u.lastTyping) < typingInterval {
 		return
 	}
-	u.lastTyping, u.lastTypingTo = now, c.Name
-	u.b.Typing(c.Name)
+	u.lastTyping, u.lastTypingTo = now, c.Conversation
+	u.b.Typing(c.Conversation)
 }
 
 // isCommand: a line starting with one "/" is a command; "//" escapes a
@@ -170,14 +170,14 @@ func (u *UI) sendText(c *conversation, text string) bool {
 		u.notice(noticeError, "no conversation is open: /msg NAME opens one")
 		return false
 	}
-	e, err := u.b.Send(c.Name, text)
+	e, err := u.b.Send(c.Conversation, text)
 	if err != nil {
 		var ic *client.IdentityChangedError
 		if errors.As(err, &ic) {
 			if !c.IdentityChanged {
 				c.IdentityChanged, c.Verified = true, false
 			}
-			u.notice(noticeError, "not sent: %v. Here: /verify %s shows the new safety number and accepts the new key.", err, c.Name)
+			u.notice(noticeError, "not sent: %v. Here: /verify %s shows the new safety number and accepts the new key.", err, c.name())
 		} else {
 			u.notice(noticeError, "not sent: %v", err)
 		}

@@ -177,7 +177,7 @@ func (u *UI) headerLine(width int) line {
 	if c == u.console {
 		left = cells(span{" securechat", styleSelf}, span{"  /msg NAME starts a conversation, /help lists commands", styleDim})
 	} else {
-		name := sanitizeLine(c.Name)
+		name := sanitizeLine(c.name())
 		left = cells(span{" " + name + "  ", tcell.StyleDefault.Bold(true)})
 		switch {
 		case c.IdentityChanged:
@@ -200,7 +200,7 @@ func (u *UI) typingLine(int) line {
 		return cells(span{" " + sanitizeLine(u.hint), styleDim})
 	}
 	if c := u.open; c != u.console && c.typingUntil.After(u.now()) {
-		return cells(span{" " + sanitizeLine(c.Name) + " is typing…", styleDim.Italic(true)})
+		return cells(span{" " + sanitizeLine(c.name()) + " is typing…", styleDim.Italic(true)})
 	}
 	return nil
 }
@@ -240,7 +240,7 @@ func (u *UI) statusLine(width int) line {
 	fpShort := []span{{fp, base}}
 	var ver []span
 	if c := u.open; c != u.console {
-		name := sanitizeLine(c.Name)
+		name := sanitizeLine(c.name())
 		switch {
 		case c.IdentityChanged:
 			ver = []span{{" " + name + ": IDENTITY CHANGED ", styleAlert}}

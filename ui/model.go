@@ -8,6 +8,7 @@ import (
 
 	"github.com/rivo/tview"
 
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 )
 
@@ -28,10 +29,10 @@ type item struct {
 	level  noticeLevel
 }
 
-// conversation is the UI's view of one conversation. The console (Name
-// "") holds the notices shown while no conversation is open.
+// conversation is the UI's view of one conversation. The console (the
+// zero chat.Conversation) holds the notices shown while no conversation is open.
 type conversation struct {
-	client.Conversation
+	client.ConversationInfo
 	items    []item // oldest first
 	loaded   bool   // the newest page of the history is in items
 	complete bool   // items reach back to the first entry of the history
@@ -42,6 +43,10 @@ type conversation struct {
 }
 
 func (c *conversation) changed() { c.version++ }
+
+// name is how the conversation is shown: the peer's name, or "#" and the
+// group's id.
+func (c *conversation) name() string { return c.Conversation.String() }
 
 func (c *conversation) stopTypingTimer() {
 	if c.typingStop != nil {
@@ -148,11 +153,11 @@ func (u *UI) load() {
 		u.console.notify(noticeError, "cannot list conversations: "+err.Error())
 	}
 	for _, c := range convs {
-		if c.Name == "" || u.byName[c.Name] != nil {
+		if c.Conversation.IsZero() || u.byConv[c.Conversation] != nil {
 			continue
 		}
-		conv := &conversation{Conversation: c}
-		u.byName[c.Name] = conv
+		conv := &conversation{ConversationInfo: c}
+		u.byConv[c.Conversation] = conv
 		u.convs = append(u.convs, conv)
 	}
 	u.sortConversations()
@@ -164,13 +169,13 @@ func (u *UI) load() {
 	}
 }
 
-// conversation returns the conversation with name, making it if create.
-func (u *UI) conversation(name string, create bool) *conversation {
-	if c := u.byName[name]; c != nil || !create || name == "" {
+// conversation returns the UI's conversation conv, making it if create.
+func (u *UI) conversation(conv chat.Conversation, create bool) *conversation {
+	if c := u.byConv[conv]; c != nil || !create || conv.IsZero() {
 		return c
 	}
-	c := &conversation{Conversation: client.Conversation{Name: name}}
-	u.byName[name] = c
+	c := &conversation{ConversationInfo: client.ConversationInfo{Conversation: conv}}
+	u.byConv[conv] = c
 	u.convs = append(u.convs, c)
 	u.sortConversations()
 	return c
@@ -183,7 +188,7 @@ func (u *UI) sortConversations() {
 		if c := b.LastActivity.Compare(a.LastActivity); c != 0 {
 			return c
 		}
-		return strings.Compare(a.Name, b.Name)
+		return strings.Compare(a.name(), b.name())
 	})
 }
 
@@ -202,7 +207,7 @@ func (u *UI) openConversation(c *conversation) {
 		u.input.SetPlaceholder("/msg NAME to start a conversation, /help for help")
 		return
 	}
-	name := sanitizeLine(c.Name)
+	name := sanitizeLine(c.name())
 	u.input.SetLabel(tview.Escape(name) + "> ") // the label takes style tags
 	u.input.SetPlaceholder("message " + name + ", or /help")
 	if !c.loaded {
@@ -213,7 +218,7 @@ func (u *UI) openConversation(c *conversation) {
 
 // loadHistory loads the newest page of c's history.
 func (u *UI) loadHistory(c *conversation) {
-	entries, err := u.b.History(c.Name, "", historyPage)
+	entries, err := u.b.History(c.Conversation, "", historyPage)
 	if err != nil {
 		c.loaded = true // show what arrives from now on
 		c.notify(noticeError, "cannot load the history: "+err.Error())
@@ -247,7 +252,7 @@ func (u *UI) loadOlder(c *conversation) {
 		c.changed()
 		return
 	}
-	entries, err := u.b.History(c.Name, oldest, historyPage)
+	entries, err := u.b.History(c.Conversation, oldest, historyPage)
 	if err != nil {
 		c.complete = true // don't retry on every scroll
 		c.notify(noticeError, "cannot load older messages: "+err.Error())
@@ -264,7 +269,7 @@ func (u *UI) markRead(c *conversation) {
 		return
 	}
 	c.Unread = 0
-	if err := u.b.MarkRead(c.Name); err != nil {
+	if err := u.b.MarkRead(c.Conversation); err != nil {
 		c.notify(noticeError, "cannot mark as read: "+err.Error())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/gdamore/tcell/v2"
 	"github.com/rivo/tview"
 
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 )
 
@@ -126,8 +127,8 @@ func (p *messagePane) layout(width int) []line {
 		return p.cacheLines
 	}
 	var lines []line
-	if c.complete && c.Name != "" {
-		lines = append(lines, centre(cells(span{"start of your conversation with " + sanitizeLine(c.Name), styleDim}), width))
+	if c.complete && !c.Conversation.IsZero() {
+		lines = append(lines, centre(cells(span{"start of your conversation with " + sanitizeLine(c.name()), styleDim}), width))
 	}
 	lastDay := ""
 	for _, it := range c.items {
@@ -165,9 +166,9 @@ func (p *messagePane) entryCells(e *client.HistoryEntry) line {
 		}
 	}
 	switch e.Kind {
-	case "system":
+	case chat.KindSystem:
 		sp = append(sp, span{"-- " + sanitize(e.Text), styleDim})
-	case "error":
+	case chat.KindError:
 		sp = append(sp, span{sanitizeLine(from) + ": ", fromStyle}, span{sanitize(e.Text), styleError})
 	default:
 		sp = append(sp, span{sanitizeLine(from) + ": ", fromStyle}, span{sanitize(e.Text), tcell.StyleDefault})

@@ -19,6 +19,7 @@ import (
 	"github.com/gdamore/tcell/v2"
 	"github.com/rivo/tview"
 
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 )
 
@@ -89,13 +90,13 @@ type UI struct {
 	engineGone                bool
 
 	convs   []*conversation // most recent activity first
-	byName  map[string]*conversation
+	byConv  map[chat.Conversation]*conversation
 	console *conversation // shown when no conversation is open: help, errors
 	open    *conversation // the conversation shown, or console
 
 	sendTyping, sendReceipts bool
 	lastTyping               time.Time // last outgoing typing signal
-	lastTypingTo             string
+	lastTypingTo             chat.Conversation
 
 	hist        []string // sent lines, oldest first
 	histPos     int      // index into hist while browsing; len(hist) when not
@@ -133,7 +134,7 @@ func New(b Backend, opts Options) *UI {
 		quit:         make(chan struct{}),
 		loopDone:     make(chan struct{}),
 		conn:         client.ConnConnecting,
-		byName:       make(map[string]*conversation),
+		byConv:       make(map[chat.Conversation]*conversation),
 		console:      &conversation{},
 		sendTyping:   true,
 		sendReceipts: true,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gdamore/tcell/v2"
 
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 	"github.com/securechat/securechat/ui/uitest"
 )
@@ -147,7 +148,7 @@ func TestSendFailure(t *testing.T) {
 	x.term.WaitText(t, "alice: words …")
 
 	// A failed state from the engine shows with its reason.
-	x.b.Emit(client.UIEvent{Type: client.UIState, Conversation: "bob", ID: x.lastEntry("bob").ID, State: client.StateFailed, Err: errors.New("no such user")})
+	x.b.Emit(client.UIEvent{Type: client.UIState, Conversation: chat.Peer("bob"), ID: x.lastEntry("bob").ID, State: client.StateFailed, Err: errors.New("no such user")})
 	x.term.WaitText(t, "alice: words ✗ not sent: no such user")
 }
 
@@ -188,8 +189,8 @@ func TestIncomingMessages(t *testing.T) {
 func TestTypingIndicator(t *testing.T) {
 	t.Parallel()
 	x := start(t, sampleBackend())
-	x.b.Emit(client.UIEvent{Type: client.UITyping, Conversation: "carol"}) // not open: not shown
-	x.b.Emit(client.UIEvent{Type: client.UITyping, Conversation: "bob"})
+	x.b.Emit(client.UIEvent{Type: client.UITyping, Conversation: chat.Peer("carol")}) // not open: not shown
+	x.b.Emit(client.UIEvent{Type: client.UITyping, Conversation: chat.Peer("bob")})
 	lines := x.term.WaitText(t, "bob is typing…")
 	if uitest.Contains(lines, "carol is typing") {
 		t.Errorf("typing shown for a conversation that is not open")
@@ -204,7 +205,7 @@ func TestTypingIndicator(t *testing.T) {
 	x.term.WaitNoText(t, "bob is typing…")
 
 	// A message from bob ends his typing line at once.
-	x.b.Emit(client.UIEvent{Type: client.UITyping, Conversation: "bob"})
+	x.b.Emit(client.UIEvent{Type: client.UITyping, Conversation: chat.Peer("bob")})
 	x.term.WaitText(t, "bob is typing…")
 	x.b.Receive("bob", "done typing", t0)
 	x.term.WaitText(t, "bob: done typing")
@@ -444,7 +445,7 @@ func TestScrollbackLoadsOlderHistory(t *testing.T) {
 	for i := 1; i <= 150; i++ {
 		entries = append(entries, client.HistoryEntry{Text: fmt.Sprintf("message %03d", i), Time: t0.Add(time.Duration(i-150) * time.Minute)})
 	}
-	b.AddConversation(client.Conversation{Name: "bob"}, entries...)
+	b.AddConversation(client.ConversationInfo{Conversation: chat.Peer("bob")}, entries...)
 	x := start(t, b)
 	lines := x.term.WaitText(t, "message 150")
 	if uitest.Contains(lines, "message 120") {
@@ -496,7 +497,7 @@ func TestScrolledViewStaysWhenMessagesArrive(t *testing.T) {
 	for i := 1; i <= 60; i++ {
 		entries = append(entries, client.HistoryEntry{Text: fmt.Sprintf("message %03d", i), Time: t0.Add(time.Duration(i-60) * time.Minute)})
 	}
-	b.AddConversation(client.Conversation{Name: "bob"}, entries...)
+	b.AddConversation(client.ConversationInfo{Conversation: chat.Peer("bob")}, entries...)
 	x := start(t, b)
 	x.term.WaitText(t, "message 060")
 	x.term.Press(tcell.KeyPgUp)
@@ -570,7 +571,7 @@ func TestQuit(t *testing.T) {
 	z := start(t, sampleBackend())
 	go func() {
 		for range 60 { // fewer than the stream buffers: never blocks
-			z.b.Emit(client.UIEvent{Type: client.UITyping, Conversation: "bob"})
+			z.b.Emit(client.UIEvent{Type: client.UITyping, Conversation: chat.Peer("bob")})
 		}
 	}()
 	z.term.Type("/q\n")

@@ -7,6 +7,7 @@ import (
 	"github.com/gdamore/tcell/v2"
 	"github.com/rivo/tview"
 
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 )
 
@@ -24,7 +25,7 @@ type verifyView struct {
 	form   *tview.Form
 
 	shown bool
-	name  string
+	conv  chat.Conversation
 	token int // identifies the current query; a stale answer is dropped
 	info  *client.SafetyInfo
 	err   error
@@ -55,8 +56,8 @@ func newVerifyView(u *UI) *verifyView {
 // open shows the screen for name and asks the backend for the safety
 // number off the event loop: the first time, the engine fetches the
 // contact's key from the server.
-func (v *verifyView) open(name string) {
-	v.name, v.info, v.err, v.note = name, nil, nil, ""
+func (v *verifyView) open(conv chat.Conversation) {
+	v.conv, v.info, v.err, v.note = conv, nil, nil, ""
 	v.token++
 	token := v.token
 	v.shown = true
@@ -64,7 +65,7 @@ func (v *verifyView) open(name string) {
 	v.u.pages.ShowPage("verify")
 	v.focus()
 	go func() {
-		info, err := v.u.b.SafetyNumber(name)
+		info, err := v.u.b.SafetyNumber(conv)
 		v.u.update(func() {
 			if v.shown && v.token == token {
 				v.info, v.err = &info, err
@@ -89,7 +90,7 @@ func (v *verifyView) focus() {
 
 // render fills the text and the buttons from what is known.
 func (v *verifyView) render() {
-	name := tview.Escape(sanitizeLine(v.name))
+	name := tview.Escape(sanitizeLine(v.conv.String()))
 	v.frame.SetTitle(" Verify " + name + " ")
 	var b strings.Builder
 	v.form.ClearButtons()
@@ -142,15 +143,15 @@ func safetyGrid(number string) string {
 }
 
 func (v *verifyView) markVerified() {
-	if err := v.u.b.Verify(v.name); err != nil {
+	if err := v.u.b.Verify(v.conv); err != nil {
 		v.note = "[red]Cannot mark verified: " + tview.Escape(sanitizeLine(err.Error())) + "[-]"
 		v.render()
 		v.focus()
 		return
 	}
-	if c := v.u.conversation(v.name, false); c != nil {
+	if c := v.u.conversation(v.conv, false); c != nil {
 		c.Verified, c.IdentityChanged = true, false
-		c.notify(noticeInfo, "you marked "+c.Name+" verified")
+		c.notify(noticeInfo, "you marked "+c.name()+" verified")
 		if c == v.u.open {
 			v.u.pane.follow()
 		}
@@ -161,13 +162,13 @@ func (v *verifyView) markVerified() {
 // accept trusts the changed key and shows the screen again for it, so the
 // user can mark it verified.
 func (v *verifyView) accept() {
-	if !v.u.trust(v.name) {
+	if !v.u.trust(v.conv) {
 		v.note = "[red]Could not accept the new key; see the message pane.[-]"
 		v.render()
 		v.focus()
 		return
 	}
-	v.open(v.name)
+	v.open(v.conv)
 }
 
 // Draw centres the frame on the screen, over the chat page.

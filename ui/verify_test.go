@@ -6,6 +6,7 @@ import (
 
 	"github.com/gdamore/tcell/v2"
 
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 	"github.com/securechat/securechat/ui/uitest"
 )
@@ -88,7 +89,7 @@ func TestIdentityChanged(t *testing.T) {
 
 	b.SetIdentityChanged("bob", true)
 	b.SetSafetyNumber("bob", number)
-	b.Emit(client.UIEvent{Type: client.UIIdentityChanged, Conversation: "bob"})
+	b.Emit(client.UIEvent{Type: client.UIIdentityChanged, Conversation: chat.Peer("bob")})
 	lines := x.waitStatus("bob: IDENTITY CHANGED")
 	for _, want := range []string{"WARNING: bob's identity key has changed", "IDENTITY CHANGED: sending blocked, /verify bob", " ! bob"} {
 		if !uitest.Contains(lines, want) {

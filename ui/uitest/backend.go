@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 )
 
@@ -31,7 +32,7 @@ type Backend struct {
 	user    string
 	server  string
 	now     func() time.Time
-	convs   map[string]*fakeConv
+	convs   map[chat.Conversation]*fakeConv
 	calls   []Call
 	nextID  int
 	sendErr error
@@ -41,7 +42,7 @@ type Backend struct {
 }
 
 type fakeConv struct {
-	conv    client.Conversation
+	conv    client.ConversationInfo
 	entries []client.HistoryEntry // oldest first
 	safety  string
 }
@@ -53,7 +54,7 @@ func NewBackend(user string) *Backend {
 		user:   user,
 		server: "chat.example:4433",
 		now:    time.Now,
-		convs:  make(map[string]*fakeConv),
+		convs:  make(map[chat.Conversation]*fakeConv),
 	}
 }
 
@@ -73,19 +74,19 @@ func (b *Backend) SetSendError(err error) {
 
 // AddConversation adds (or replaces) a conversation with its history,
 // oldest first. A zero LastActivity is taken from the last entry.
-func (b *Backend) AddConversation(c client.Conversation, entries ...client.HistoryEntry) {
+func (b *Backend) AddConversation(c client.ConversationInfo, entries ...client.HistoryEntry) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for i := range entries {
-		entries[i].Conversation = c.Name
+		entries[i].Conversation = c.Conversation
 		if entries[i].ID == "" {
 			entries[i].ID = b.newIDLocked()
 		}
-		if entries[i].Kind == "" {
-			entries[i].Kind = "text"
+		if entries[i].Kind == 0 {
+			entries[i].Kind = chat.KindText
 		}
 		if entries[i].From == "" {
-			entries[i].From = c.Name
+			entries[i].From = c.Conversation.ID()
 			if entries[i].Outgoing {
 				entries[i].From = b.user
 			}
@@ -95,7 +96,7 @@ func (b *Backend) AddConversation(c client.Conversation, entries ...client.Histo
 		c.LastActivity = entries[len(entries)-1].Time
 		c.LastText = entries[len(entries)-1].Text
 	}
-	b.convs[c.Name] = &fakeConv{conv: c, entries: entries}
+	b.convs[c.Conversation] = &fakeConv{conv: c, entries: entries}
 }
 
 func (b *Backend) newIDLocked() string {
@@ -103,11 +104,11 @@ func (b *Backend) newIDLocked() string {
 	return fmt.Sprintf("%032x", b.nextID)
 }
 
-func (b *Backend) convLocked(name string) *fakeConv {
-	c := b.convs[name]
+func (b *Backend) convLocked(conv chat.Conversation) *fakeConv {
+	c := b.convs[conv]
 	if c == nil {
-		c = &fakeConv{conv: client.Conversation{Name: name}}
-		b.convs[name] = c
+		c = &fakeConv{conv: client.ConversationInfo{Conversation: conv}}
+		b.convs[conv] = c
 	}
 	return c
 }
@@ -116,7 +117,7 @@ func (b *Backend) convLocked(name string) *fakeConv {
 func (b *Backend) SetIdentityChanged(name string, changed bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	c := b.convLocked(name)
+	c := b.convLocked(chat.Peer(name))
 	c.conv.IdentityChanged = changed
 	if changed {
 		c.conv.Verified = false
@@ -128,7 +129,7 @@ func (b *Backend) SetIdentityChanged(name string, changed bool) {
 func (b *Backend) SetSafetyNumber(name, number string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.convLocked(name).safety = number
+	b.convLocked(chat.Peer(name)).safety = number
 }
 
 // SafetyNumberFor is the default safety number with name.
@@ -152,20 +153,20 @@ func (b *Backend) Emit(ev client.UIEvent) { b.events <- ev }
 // unread, and emits it; it returns the entry.
 func (b *Backend) Receive(name, text string, at time.Time) client.HistoryEntry {
 	b.mu.Lock()
-	c := b.convLocked(name)
-	e := client.HistoryEntry{ID: b.newIDLocked(), Conversation: name, From: name, Kind: "text", Text: text, Time: at}
+	c := b.convLocked(chat.Peer(name))
+	e := client.HistoryEntry{ID: b.newIDLocked(), Conversation: chat.Peer(name), From: name, Kind: chat.KindText, Text: text, Time: at}
 	c.entries = append(c.entries, e)
 	c.conv.Unread++
 	c.conv.LastActivity, c.conv.LastText = at, text
 	b.mu.Unlock()
-	b.Emit(client.UIEvent{Type: client.UIMessage, Conversation: name, Entry: &e})
+	b.Emit(client.UIEvent{Type: client.UIMessage, Conversation: chat.Peer(name), Entry: &e})
 	return e
 }
 
 // SetState changes an outgoing entry's state and emits UIState.
 func (b *Backend) SetState(name, id string, s client.DeliveryState) {
 	b.mu.Lock()
-	if c := b.convs[name]; c != nil {
+	if c := b.convs[chat.Peer(name)]; c != nil {
 		for i := range c.entries {
 			if c.entries[i].ID == id {
 				c.entries[i].State = s
@@ -173,7 +174,7 @@ func (b *Backend) SetState(name, id string, s client.DeliveryState) {
 		}
 	}
 	b.mu.Unlock()
-	b.Emit(client.UIEvent{Type: client.UIState, Conversation: name, ID: id, State: s})
+	b.Emit(client.UIEvent{Type: client.UIState, Conversation: chat.Peer(name), ID: id, State: s})
 }
 
 // Close closes the event stream, as a stopping engine does.
@@ -203,7 +204,7 @@ func (b *Backend) Calls(method string) []Call {
 func (b *Backend) Entries(name string) []client.HistoryEntry {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if c := b.convs[name]; c != nil {
+	if c := b.convs[chat.Peer(name)]; c != nil {
 		return slices.Clone(c.entries)
 	}
 	return nil
@@ -223,24 +224,24 @@ func (b *Backend) Self() (user, server, fingerprint string) {
 	return b.user, b.server, Fingerprint
 }
 
-func (b *Backend) Conversations() ([]client.Conversation, error) {
+func (b *Backend) Conversations() ([]client.ConversationInfo, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.record("Conversations")
-	var out []client.Conversation
+	var out []client.ConversationInfo
 	for _, c := range b.convs {
 		if len(c.entries) > 0 || !c.conv.LastActivity.IsZero() {
 			out = append(out, c.conv)
 		}
 	}
-	slices.SortFunc(out, func(x, y client.Conversation) int { return y.LastActivity.Compare(x.LastActivity) })
+	slices.SortFunc(out, func(x, y client.ConversationInfo) int { return y.LastActivity.Compare(x.LastActivity) })
 	return out, nil
 }
 
-func (b *Backend) History(conversation, before string, limit int) ([]client.HistoryEntry, error) {
+func (b *Backend) History(conversation chat.Conversation, before string, limit int) ([]client.HistoryEntry, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.record("History", conversation, before, fmt.Sprint(limit))
+	b.record("History", conversation.String(), before, fmt.Sprint(limit))
 	c := b.convs[conversation]
 	if c == nil {
 		return nil, nil
@@ -255,68 +256,68 @@ func (b *Backend) History(conversation, before string, limit int) ([]client.Hist
 	return slices.Clone(c.entries[max(0, end-limit):end]), nil
 }
 
-func (b *Backend) Send(conversation, text string) (*client.HistoryEntry, error) {
+func (b *Backend) Send(conversation chat.Conversation, text string) (*client.HistoryEntry, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.record("Send", conversation, text)
+	b.record("Send", conversation.String(), text)
 	if b.sendErr != nil {
 		return nil, b.sendErr
 	}
 	c := b.convLocked(conversation)
 	if c.conv.IdentityChanged {
-		return nil, &client.IdentityChangedError{User: conversation}
+		return nil, &client.IdentityChangedError{User: conversation.ID()}
 	}
 	e := client.HistoryEntry{ID: b.newIDLocked(), Conversation: conversation, From: b.user, Outgoing: true,
-		Kind: "text", Text: text, Time: b.now(), State: client.StateSending}
+		Kind: chat.KindText, Text: text, Time: b.now(), State: client.StateSending}
 	c.entries = append(c.entries, e)
 	c.conv.LastActivity, c.conv.LastText = e.Time, text
 	return &e, nil
 }
 
-func (b *Backend) Typing(conversation string) {
+func (b *Backend) Typing(conversation chat.Conversation) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.record("Typing", conversation)
+	b.record("Typing", conversation.String())
 }
 
-func (b *Backend) MarkRead(conversation string) error {
+func (b *Backend) MarkRead(conversation chat.Conversation) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.record("MarkRead", conversation)
+	b.record("MarkRead", conversation.String())
 	if c := b.convs[conversation]; c != nil {
 		c.conv.Unread = 0
 	}
 	return nil
 }
 
-func (b *Backend) SafetyNumber(conversation string) (client.SafetyInfo, error) {
+func (b *Backend) SafetyNumber(conversation chat.Conversation) (client.SafetyInfo, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.record("SafetyNumber", conversation)
+	b.record("SafetyNumber", conversation.String())
 	c := b.convLocked(conversation)
 	number := c.safety
 	if number == "" {
-		number = SafetyNumberFor(conversation)
+		number = SafetyNumberFor(conversation.ID())
 	}
 	return client.SafetyInfo{Number: number, Changed: c.conv.IdentityChanged, Verified: c.conv.Verified && !c.conv.IdentityChanged}, nil
 }
 
-func (b *Backend) Trust(conversation string) error {
+func (b *Backend) Trust(conversation chat.Conversation) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.record("Trust", conversation)
+	b.record("Trust", conversation.String())
 	c := b.convLocked(conversation)
 	c.conv.IdentityChanged, c.conv.Verified = false, false
 	return nil
 }
 
-func (b *Backend) Verify(conversation string) error {
+func (b *Backend) Verify(conversation chat.Conversation) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.record("Verify", conversation)
+	b.record("Verify", conversation.String())
 	c := b.convLocked(conversation)
 	if c.conv.IdentityChanged {
-		return errors.New(conversation + "'s identity key changed: accept the new key first")
+		return errors.New(conversation.ID() + "'s identity key changed: accept the new key first")
 	}
 	c.conv.Verified = true
 	return nil

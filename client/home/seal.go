@@ -1,4 +1,4 @@
-package client
+package home
 
 import (
 	"crypto/hkdf"

@@ -1,4 +1,4 @@
-package client
+package home
 
 import (
 	"bytes"
@@ -67,14 +67,14 @@ func laterLen(h *Home) int {
 func TestLaterWrites(t *testing.T) {
 	t.Parallel()
 	h := openTestHome(t)
-	s1 := &sessionRecord{User: "bob", Device: 1, Ratchet: []byte("state 1")}
+	s1 := &Session{User: "bob", Device: 1, Ratchet: []byte("state 1")}
 	putLaterRecord(h, bucketSessions, "bob\x001", s1)
 
-	var got sessionRecord
+	var got Session
 	if !getRecordT(t, h, bucketSessions, "bob\x001", &got) || !bytes.Equal(got.Ratchet, s1.Ratchet) {
 		t.Fatalf("a deferred value is not read: %+v", got)
 	}
-	if onDisk(t, h, bucketSessions, "bob\x001", new(sessionRecord)) {
+	if onDisk(t, h, bucketSessions, "bob\x001", new(Session)) {
 		t.Fatal("a deferred value is on disk before any write transaction")
 	}
 	got.Ratchet[0] = 'X' // readers get copies
@@ -84,16 +84,16 @@ func TestLaterWrites(t *testing.T) {
 
 	// A write transaction that rolls back keeps it deferred.
 	boom := errors.New("boom")
-	if err := h.update(func(*bolt.Tx) error { return boom }); !errors.Is(err, boom) {
+	if err := h.Update(func(*Tx) error { return boom }); !errors.Is(err, boom) {
 		t.Fatal(err)
 	}
-	if laterLen(h) != 1 || onDisk(t, h, bucketSessions, "bob\x001", new(sessionRecord)) {
+	if laterLen(h) != 1 || onDisk(t, h, bucketSessions, "bob\x001", new(Session)) {
 		t.Fatal("a rolled back transaction lost or wrote the deferred value")
 	}
 
 	// Any write transaction writes it first; what it writes itself wins.
-	s2 := &sessionRecord{User: "bob", Device: 1, Ratchet: []byte("state 2")}
-	if err := h.update(func(tx *bolt.Tx) error { return h.putRecord(tx, bucketSessions, []byte("bob\x001"), s2) }); err != nil {
+	s2 := &Session{User: "bob", Device: 1, Ratchet: []byte("state 2")}
+	if err := h.Update(func(tx *Tx) error { return tx.putRecord(bucketSessions, []byte("bob\x001"), s2) }); err != nil {
 		t.Fatal(err)
 	}
 	if laterLen(h) != 0 {
@@ -105,7 +105,7 @@ func TestLaterWrites(t *testing.T) {
 
 	// A value deleted by the transaction that would write it is never
 	// written, and forgotten.
-	putLaterRecord(h, bucketReceived, "r", &receivedRecord{Content: []byte("hello")})
+	putLaterRecord(h, bucketReceived, "r", &Received{Content: []byte("hello")})
 	putLaterRecord(h, bucketSessions, "bob\x001", s1)
 	rk := h.seal.index(bucketReceived, []byte("r"))
 	err := h.updateDeleting([]laterPut{{bucket: bucketReceived, key: rk}}, func(tx *bolt.Tx) error {
@@ -117,7 +117,7 @@ func TestLaterWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if laterLen(h) != 0 || getRecordT(t, h, bucketReceived, "r", new(receivedRecord)) {
+	if laterLen(h) != 0 || getRecordT(t, h, bucketReceived, "r", new(Received)) {
 		t.Fatal("a deleted deferred value survived")
 	}
 	if !onDisk(t, h, bucketSessions, "bob\x001", &got) || !bytes.Equal(got.Ratchet, s1.Ratchet) {
@@ -132,15 +132,15 @@ func TestLaterTrust(t *testing.T) {
 	h := openTestHome(t)
 	key := bytes.Repeat([]byte{0x11}, transport.IdentityKeyLen)
 	other := bytes.Repeat([]byte{0x22}, transport.IdentityKeyLen)
-	putRecords(t, h, map[[2]string]transport.Marshaler{{string(bucketContacts), "bob"}: &contact{Identity: key, Pending: other}})
-	putLaterRecord(h, bucketSessions, "bob\x001", &sessionRecord{User: "bob", Device: 1, Ratchet: []byte("old")})
+	putRecords(t, h, map[[2]string]transport.Marshaler{{string(bucketContacts), "bob"}: &Contact{Identity: key, Pending: other}})
+	putLaterRecord(h, bucketSessions, "bob\x001", &Session{User: "bob", Device: 1, Ratchet: []byte("old")})
 	if err := h.Trust("bob"); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.flushLater(); err != nil {
 		t.Fatal(err)
 	}
-	if getRecordT(t, h, bucketSessions, "bob\x001", new(sessionRecord)) {
+	if getRecordT(t, h, bucketSessions, "bob\x001", new(Session)) {
 		t.Fatal("a deferred session with the old identity survived Trust")
 	}
 }
@@ -149,37 +149,37 @@ func TestLaterTrust(t *testing.T) {
 func TestLaterClose(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	o := HomeOptions{Passphrase: "x", Create: true, KDF: cheapKDF}
-	h, err := OpenHome(dir, o)
+	o := Options{Passphrase: "x", Create: true, KDF: cheapKDF}
+	h, err := Open(dir, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	putLaterRecord(h, bucketSessions, "bob\x001", &sessionRecord{User: "bob", Device: 1, Ratchet: []byte("kept")})
+	putLaterRecord(h, bucketSessions, "bob\x001", &Session{User: "bob", Device: 1, Ratchet: []byte("kept")})
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if h, err = OpenHome(dir, o); err != nil {
+	if h, err = Open(dir, o); err != nil {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	var got sessionRecord
+	var got Session
 	if !onDisk(t, h, bucketSessions, "bob\x001", &got) || string(got.Ratchet) != "kept" {
 		t.Fatalf("after Close and open: %+v", got)
 	}
 }
 
-// TestLaterReadNotStale: a read in viewState never meets a write
+// TestLaterReadNotStale: a read (View, the only way to read the home) never meets a write
 // transaction that writes and forgets a deferred value, so it cannot miss
 // the deferred value and read the older one from a snapshot taken before
 // the commit (the session rollback the soak test found).
 func TestLaterReadNotStale(t *testing.T) {
 	t.Parallel()
 	h := openTestHome(t)
-	old := &sessionRecord{User: "bob", Device: 1, Ratchet: []byte("state 0")}
-	if err := h.update(func(tx *bolt.Tx) error { return h.putRecord(tx, bucketSessions, []byte("bob\x001"), old) }); err != nil {
+	old := &Session{User: "bob", Device: 1, Ratchet: []byte("state 0")}
+	if err := h.Update(func(tx *Tx) error { return tx.putRecord(bucketSessions, []byte("bob\x001"), old) }); err != nil {
 		t.Fatal(err)
 	}
-	putLaterRecord(h, bucketSessions, "bob\x001", &sessionRecord{User: "bob", Device: 1, Ratchet: []byte("state 1")})
+	putLaterRecord(h, bucketSessions, "bob\x001", &Session{User: "bob", Device: 1, Ratchet: []byte("state 1")})
 
 	inView := make(chan struct{})
 	committed := make(chan struct{})
@@ -187,18 +187,18 @@ func TestLaterReadNotStale(t *testing.T) {
 		<-inView
 		// An ack's write transaction: it writes the deferred state 1 and
 		// forgets it when it commits.
-		h.update(func(*bolt.Tx) error { return nil })
+		h.Update(func(*Tx) error { return nil })
 		close(committed)
 	}()
-	err := h.viewState(func(tx *bolt.Tx) error {
+	err := h.View(func(tx *Tx) error {
 		close(inView)
 		select {
 		case <-committed:
-			t.Error("a write transaction committed during a viewState read")
+			t.Error("a write transaction committed during a read")
 		case <-time.After(100 * time.Millisecond):
 		}
-		var got sessionRecord
-		if ok, err := h.getRecord(tx, bucketSessions, []byte("bob\x001"), &got); err != nil || !ok || string(got.Ratchet) != "state 1" {
+		var got Session
+		if ok, err := tx.getRecord(bucketSessions, []byte("bob\x001"), &got); err != nil || !ok || string(got.Ratchet) != "state 1" {
 			t.Errorf("read %q (%v), want the deferred state 1", got.Ratchet, err)
 		}
 		return nil
@@ -207,9 +207,9 @@ func TestLaterReadNotStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-committed
-	var got sessionRecord
-	h.viewState(func(tx *bolt.Tx) error {
-		_, err := h.getRecord(tx, bucketSessions, []byte("bob\x001"), &got)
+	var got Session
+	h.View(func(tx *Tx) error {
+		_, err := tx.getRecord(bucketSessions, []byte("bob\x001"), &got)
 		return err
 	})
 	if string(got.Ratchet) != "state 1" || laterLen(h) != 0 {

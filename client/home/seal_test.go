@@ -1,4 +1,4 @@
-package client
+package home
 
 import (
 	"bytes"
@@ -14,18 +14,18 @@ var cheapKDF = KDFParams{Time: 1, MemoryK: 64, Threads: 1}
 
 func TestHomeSealing(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := OpenHome(dir, HomeOptions{Passphrase: "pw"}); !errors.Is(err, ErrNotRegistered) {
+	if _, err := Open(dir, Options{Passphrase: "pw"}); !errors.Is(err, ErrNotRegistered) {
 		t.Fatalf("opening a missing home without Create: %v", err)
 	}
-	h, err := OpenHome(dir, HomeOptions{Passphrase: "right", Create: true, KDF: cheapKDF})
+	h, err := Open(dir, Options{Passphrase: "right", Create: true, KDF: cheapKDF})
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = h.db.Update(func(tx *bolt.Tx) error {
-		if err := h.put(tx, bucketOutbox, []byte("a"), []byte("secret value a")); err != nil {
+	err = h.Update(func(tx *Tx) error {
+		if err := tx.put(bucketOutbox, []byte("a"), []byte("secret value a")); err != nil {
 			return err
 		}
-		return h.put(tx, bucketOutbox, []byte("b"), []byte("secret value b"))
+		return tx.put(bucketOutbox, []byte("b"), []byte("secret value b"))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -40,12 +40,12 @@ func TestHomeSealing(t *testing.T) {
 		b.Put([]byte("flipped"), flipped)
 		return nil
 	})
-	h.db.View(func(tx *bolt.Tx) error {
-		if v, err := h.get(tx, bucketOutbox, []byte("a")); err != nil || string(v) != "secret value a" {
+	h.View(func(tx *Tx) error {
+		if v, err := tx.get(bucketOutbox, []byte("a")); err != nil || string(v) != "secret value a" {
 			t.Errorf("get a: %q %v", v, err)
 		}
 		for _, k := range []string{"moved", "flipped"} {
-			if _, err := h.get(tx, bucketOutbox, []byte(k)); err == nil {
+			if _, err := tx.get(bucketOutbox, []byte(k)); err == nil {
 				t.Errorf("%s value opened", k)
 			}
 		}
@@ -58,21 +58,21 @@ func TestHomeSealing(t *testing.T) {
 		t.Error("plaintext on disk")
 	}
 	// Wrong passphrase: refused, even with Create, once the home holds a profile.
-	if _, err := OpenHome(dir, HomeOptions{Passphrase: "wrong"}); !errors.Is(err, ErrWrongPassphrase) {
+	if _, err := Open(dir, Options{Passphrase: "wrong"}); !errors.Is(err, ErrWrongPassphrase) {
 		t.Fatalf("wrong passphrase: %v", err)
 	}
-	h, err = OpenHome(dir, HomeOptions{Passphrase: "right"})
+	h, err = Open(dir, Options{Passphrase: "right"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.saveProfile(&Profile{User: "x"}); err != nil {
+	if err := h.SaveProfile(&Profile{User: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	h.Close()
-	if _, err := OpenHome(dir, HomeOptions{Passphrase: "wrong", Create: true}); !errors.Is(err, ErrWrongPassphrase) {
+	if _, err := Open(dir, Options{Passphrase: "wrong", Create: true}); !errors.Is(err, ErrWrongPassphrase) {
 		t.Fatalf("wrong passphrase with Create on a registered home: %v", err)
 	}
-	if _, err := OpenHome(dir, HomeOptions{Passphrase: ""}); err == nil {
+	if _, err := Open(dir, Options{Passphrase: ""}); err == nil {
 		t.Fatal("empty passphrase accepted")
 	}
 }

@@ -1,9 +1,14 @@
-package client
+// Package home is the sealed client home (docs/design.md §6.2): one
+// identity's profile, sessions, contacts, history, outbox and settings in
+// a bbolt file sealed at rest. It is reached only through the repository
+// methods of a unit of work (Tx, tx.go); no transaction or database handle
+// leaves the package, and reads of values whose writes may be deferred
+// (later.go) cannot run beside a write.
+package home
 
 import (
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -19,13 +24,16 @@ import (
 	"github.com/securechat/securechat/transport"
 )
 
-// The home directory (docs/design.md §7, --home) holds one client identity in
+// The home directory (--home, docs/design.md §7) holds one identity in
 // client.db, a bbolt file sealed at rest (seal.go, docs/protocol.md §10):
 //
-//	meta    "kdf" → kdfRecord (clear); "profile" → sealed Profile
+//	meta    "kdf" → kdfRecord (clear); "profile" → sealed Profile;
+//	        "settings" → sealed front-end settings
 //	seen    index(sender deviceKey ‖ message id) → sealed u64 BE unix ms;
 //	        deliveries already handed on
-//	outbox  message id → sealed outboxEntry; Sends transmitted but not yet confirmed
+//	outbox  message id → sealed OutboxEntry; Sends transmitted but not yet confirmed
+//
+// and the buckets of sessions.go and history.go.
 const homeDB = "client.db"
 
 var (
@@ -62,8 +70,8 @@ type Home struct {
 	stateMu sync.RWMutex
 }
 
-// HomeOptions open a home.
-type HomeOptions struct {
+// Options open a home.
+type Options struct {
 	// Passphrase unlocks the home; a new home is sealed with it.
 	Passphrase string
 	// KDF is the argon2id cost for a new home; zero means DefaultKDF.
@@ -126,9 +134,9 @@ func (p *Profile) UnmarshalFields(d *transport.Decoder) error {
 	return err
 }
 
-// DefaultHome is $SECURECHAT_HOME, else $XDG_DATA_HOME/securechat, else
+// Default is $SECURECHAT_HOME, else $XDG_DATA_HOME/securechat, else
 // ~/.local/share/securechat.
-func DefaultHome() string {
+func Default() string {
 	if h := os.Getenv("SECURECHAT_HOME"); h != "" {
 		return h
 	}
@@ -141,10 +149,10 @@ func DefaultHome() string {
 	return ".securechat"
 }
 
-// OpenHome opens the home directory dir and unlocks it with the
+// Open opens the home directory dir and unlocks it with the
 // passphrase. A wrong passphrase is ErrWrongPassphrase and changes nothing.
 // Only one process may have a home open at a time.
-func OpenHome(dir string, o HomeOptions) (*Home, error) {
+func Open(dir string, o Options) (*Home, error) {
 	if o.Rand == nil {
 		o.Rand = rand.Reader
 	}
@@ -178,7 +186,7 @@ func OpenHome(dir string, o HomeOptions) (*Home, error) {
 
 // unlock derives the home's keys. A home without a profile may be sealed
 // anew: it holds nothing yet.
-func (h *Home) unlock(o HomeOptions) error {
+func (h *Home) unlock(o Options) error {
 	if o.Passphrase == "" {
 		return errors.New("the passphrase is empty")
 	}
@@ -242,34 +250,12 @@ func (h *Home) unlock(o HomeOptions) error {
 
 func createBuckets(tx *bolt.Tx) error {
 	for _, b := range [][]byte{bucketMeta, bucketSeen, bucketOutbox, bucketContacts, bucketSessions, bucketReceived,
-		bucketConvs, bucketHistory, bucketMsgIndex, bucketPending} {
+		bucketConvs, bucketHistory, bucketMsgIndex, bucketPending, bucketSenderKeys} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// get reads and opens a sealed value, or a deferred one (later.go); nil if
-// absent.
-func (h *Home) get(tx *bolt.Tx, bucket, key []byte) ([]byte, error) {
-	if v, ok := h.getLater(bucket, key); ok {
-		return v, nil
-	}
-	v := tx.Bucket(bucket).Get(key)
-	if v == nil {
-		return nil, nil
-	}
-	return h.seal.open(bucket, key, v)
-}
-
-// put seals and stores a value.
-func (h *Home) put(tx *bolt.Tx, bucket, key, value []byte) error {
-	sealed, err := h.seal.seal(bucket, key, value)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucket).Put(key, sealed)
 }
 
 // Close writes what is deferred, closes the home and forgets its keys.
@@ -282,95 +268,21 @@ func (h *Home) Close() error {
 // Profile returns the home's identity, or ErrNotRegistered.
 func (h *Home) Profile() (*Profile, error) {
 	var p *Profile
-	err := h.db.View(func(tx *bolt.Tx) error {
-		v, err := h.get(tx, bucketMeta, keyProfile)
-		if err != nil {
-			return fmt.Errorf("home %s: %w", h.Dir, err)
-		}
-		if v == nil {
-			return ErrNotRegistered
-		}
-		p = new(Profile)
-		if err := transport.Unmarshal(v, p); err != nil {
-			return fmt.Errorf("home %s: profile is corrupt: %w", h.Dir, err)
-		}
-		return nil
+	err := h.View(func(tx *Tx) error {
+		var err error
+		p, err = tx.Profile()
+		return err
 	})
 	return p, err
 }
 
-func (h *Home) saveProfile(p *Profile) error {
-	return h.update(func(tx *bolt.Tx) error {
-		return h.put(tx, bucketMeta, keyProfile, transport.Marshal(p))
-	})
+// SaveProfile stores the home's identity.
+func (h *Home) SaveProfile(p *Profile) error {
+	return h.Update(func(tx *Tx) error { return tx.PutProfile(p) })
 }
 
-func seenKey(from string, device uint32, id []byte) []byte {
-	k := make([]byte, 0, len(from)+5+len(id))
-	k = append(k, from...)
-	k = append(k, 0)
-	k = binary.BigEndian.AppendUint32(k, device)
-	return append(k, id...)
-}
-
-// wasSeen reports whether a message was already handed on.
-func (h *Home) wasSeen(from string, device uint32, id []byte) bool {
-	seen := false
-	h.db.View(func(tx *bolt.Tx) error {
-		seen = tx.Bucket(bucketSeen).Get(h.seal.index(bucketSeen, seenKey(from, device, id))) != nil
-		return nil
-	})
-	return seen
-}
-
-// markSeen durably records messages as handed on and forgets old records.
-// also, if not nil, runs in the same transaction first.
-func (h *Home) markSeen(msgs []*Message, now time.Time, also func(tx *bolt.Tx) error) error {
-	received := make([]laterPut, len(msgs))
-	for i, m := range msgs {
-		received[i] = laterPut{bucket: bucketReceived, key: h.seal.index(bucketReceived, seenKey(m.From, m.FromDevice, m.rawID))}
-	}
-	return h.updateDeleting(received, func(tx *bolt.Tx) error {
-		if also != nil {
-			if err := also(tx); err != nil {
-				return err
-			}
-		}
-		b := tx.Bucket(bucketSeen)
-		for i, m := range msgs {
-			sk := seenKey(m.From, m.FromDevice, m.rawID)
-			k := h.seal.index(bucketSeen, sk)
-			if err := h.put(tx, bucketSeen, k, binary.BigEndian.AppendUint64(nil, uint64(now.UnixMilli()))); err != nil {
-				return err
-			}
-			if err := tx.Bucket(bucketReceived).Delete(received[i].key); err != nil {
-				return err
-			}
-		}
-		if h.pruned {
-			return nil
-		}
-		h.pruned = true
-		cutoff := uint64(now.Add(-seenTTL).UnixMilli())
-		var old [][]byte
-		b.ForEach(func(k, sealed []byte) error {
-			v, err := h.seal.open(bucketSeen, k, sealed)
-			if err != nil || len(v) != 8 || binary.BigEndian.Uint64(v) < cutoff {
-				old = append(old, append([]byte(nil), k...))
-			}
-			return nil
-		})
-		for _, k := range old {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// HomeExists reports whether dir holds a home store.
-func HomeExists(dir string) bool {
+// Exists reports whether dir holds a home store.
+func Exists(dir string) bool {
 	_, err := os.Stat(filepath.Join(dir, homeDB))
 	return err == nil
 }

@@ -1,4 +1,4 @@
-package client
+package home
 
 import (
 	"bytes"
@@ -8,11 +8,11 @@ import (
 
 // Deferred writes of the receiving side. Decrypting a message advances its
 // session and keeps the plaintext in a received record until the message is
-// acked (crypto.go, decrypt); the ack then records it as seen and deletes
-// the received record (home.go, markSeen). Committed one after the other,
+// acked (the session layer, client/session.go); the ack then records it as
+// seen and deletes the received record (seen.go, MarkSeen). Committed one after the other,
 // that is two commits per message, and the received record is written only
-// to be deleted. Instead decrypt leaves both in memory (putLater), and the
-// home's next write transaction writes them first (update): normally the
+// to be deleted. Instead decrypt leaves both in memory (Defer), and the
+// home's next write transaction writes them first (Update): normally the
 // ack's, so a message costs one commit and its received record, deleted in
 // that same transaction, never reaches the disk.
 //
@@ -25,18 +25,20 @@ import (
 // received record gives after a crash, too. A message that fails to decrypt
 // defers nothing: the session is unchanged (Double Ratchet §3.5).
 //
-// Reads see deferred values first (Home.get). Every write transaction of
-// the home goes through update, so no later transaction can be overwritten
+// Reads see deferred values first (Tx.get). Every write transaction of
+// the home goes through Update, so no later transaction can be overwritten
 // by an older deferred value: Trust, for instance, deletes sessions after
 // the deferred ones were written, in the same transaction.
 //
-// A read that may meet a deferred value runs in viewState, never at the
-// same time as a write transaction. Otherwise a read transaction begun
-// before a commit could miss a deferred value that the commit wrote and
-// then forgot, and read the older value from its snapshot instead: a
-// session rolled back by one message, which then encrypts with keys the
-// peer has left behind and fails to decrypt what the peer sends (found by
-// the soak test, e2e/soak_test.go).
+// No read runs at the same time as a write transaction: the only way to
+// read the home is View, which takes stateMu for reading, and Update takes
+// it for writing. Otherwise a read transaction begun before a commit could
+// miss a deferred value that the commit wrote and then forgot, and read the
+// older value from its snapshot instead: a session rolled back by one
+// message, which then encrypts with keys the peer has left behind and fails
+// to decrypt what the peer sends (found by the soak test,
+// e2e/soak_test.go). Deferred values are only ever sessions and received
+// records (Defer takes nothing else).
 
 // laterValue is a value waiting for the next write transaction.
 type laterValue struct {
@@ -100,7 +102,7 @@ func (h *Home) writeLaterTx(tx *bolt.Tx, deleted []laterPut) error {
 		if skip[laterKey(v.bucket, v.key)] {
 			continue
 		}
-		if err := h.put(tx, v.bucket, v.key, v.value); err != nil {
+		if err := (&Tx{h: h, tx: tx}).put(v.bucket, v.key, v.value); err != nil {
 			return err
 		}
 	}
@@ -117,13 +119,7 @@ func (h *Home) writeLaterTx(tx *bolt.Tx, deleted []laterPut) error {
 	return nil
 }
 
-// update runs fn in a write transaction of the home, after the deferred
-// values. Every write transaction of the home goes through it.
-func (h *Home) update(fn func(tx *bolt.Tx) error) error {
-	return h.updateDeleting(nil, fn)
-}
-
-// updateDeleting is update for an fn that deletes the keys of deleted: the
+// updateDeleting is Update for an fn that deletes the keys of deleted: the
 // deferred values of those keys are not written, and are forgotten when
 // the deletion commits.
 func (h *Home) updateDeleting(deleted []laterPut, fn func(tx *bolt.Tx) error) error {
@@ -145,14 +141,5 @@ func (h *Home) flushLater() error {
 	if n == 0 {
 		return nil
 	}
-	return h.update(func(*bolt.Tx) error { return nil })
-}
-
-// viewState is a read transaction for values that may be deferred
-// (sessions, received records): no write transaction runs meanwhile. fn
-// must not start a write transaction.
-func (h *Home) viewState(fn func(tx *bolt.Tx) error) error {
-	h.stateMu.RLock()
-	defer h.stateMu.RUnlock()
-	return h.db.View(fn)
+	return h.Update(func(*Tx) error { return nil })
 }

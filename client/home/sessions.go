@@ -1,0 +1,464 @@
+package home
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/transport"
+)
+
+// The session layer's state (docs/design.md §6.1, docs/protocol.md §9):
+//
+//	contacts    index(user)                      → Contact
+//	sessions    index(user ‖ 0 ‖ device)         → Session
+//	received    index(seen key)                  → Received, until acked
+//	senderkeys  index(group key ‖ 0 ‖ user/dev)  → e2ee sender-key state
+//
+// Sessions and received records may be deferred (later.go).
+var (
+	bucketContacts   = []byte("contacts")
+	bucketSessions   = []byte("sessions")
+	bucketReceived   = []byte("received")
+	bucketSenderKeys = []byte("senderkeys")
+)
+
+// Contact is what this home knows of another account's identity.
+type Contact struct {
+	Identity []byte // trusted account identity key
+	Pending  []byte // a different key seen since; blocks sending until trusted
+	Verified bool   // the user compared the safety number
+}
+
+func (m *Contact) MarshalFields(e *transport.Encoder) {
+	e.BytesField(1, m.Identity)
+	e.BytesField(2, m.Pending)
+	e.Bool(3, m.Verified)
+}
+
+func (m *Contact) UnmarshalFields(d *transport.Decoder) error {
+	return transport.ForEachField(d, func(f transport.Field) (err error) {
+		switch f.Num {
+		case 1:
+			m.Identity, err = f.Fixed(transport.IdentityKeyLen)
+		case 2:
+			m.Pending, err = f.Fixed(transport.IdentityKeyLen)
+		case 3:
+			m.Verified, err = f.Bool()
+		default:
+			return f.Unknown()
+		}
+		return err
+	})
+}
+
+// Session is one device-pair Double Ratchet session.
+type Session struct {
+	User    string
+	Device  uint32
+	Ratchet []byte // e2ee.Session encoding
+	Initial []byte // initiator: the PQXDH header, sent until the peer answers
+	BaseKey []byte // responder: the initiator's ephemeral key that started it
+	// Previous are earlier sessions with the device, newest first, at
+	// most MaxPreviousSessions, each without a Previous of its own. When
+	// both sides start a session at once, each answers the other's and
+	// sends on its own newest; the peer finds the matching one here
+	// (protocol.md §9.2, as Signal's session archive).
+	Previous []Session
+}
+
+// MaxPreviousSessions bounds the earlier sessions kept per device.
+const MaxPreviousSessions = 4
+
+// Peer is the device the session is with.
+func (m *Session) Peer() chat.Device { return chat.Device{User: m.User, ID: m.Device} }
+
+func (m *Session) MarshalFields(e *transport.Encoder) {
+	e.BytesField(1, m.Ratchet)
+	e.BytesField(2, m.Initial)
+	e.BytesField(3, m.BaseKey)
+	e.String(4, m.User)
+	e.Uint(5, uint64(m.Device))
+	for i := range m.Previous {
+		e.Message(6, &m.Previous[i])
+	}
+}
+
+func (m *Session) UnmarshalFields(d *transport.Decoder) error {
+	return transport.ForEachField(d, func(f transport.Field) (err error) {
+		switch f.Num {
+		case 1:
+			m.Ratchet, err = f.Bytes(1 << 20)
+		case 2:
+			m.Initial, err = f.Bytes(transport.MaxKeyElement * 2)
+		case 3:
+			m.BaseKey, err = f.Fixed(32)
+		case 4:
+			m.User, err = f.String(transport.MaxUserName)
+		case 5:
+			m.Device, err = f.Uint32()
+		case 6:
+			if len(m.Previous) >= MaxPreviousSessions {
+				return errors.New("too many earlier sessions")
+			}
+			var p Session
+			if err = f.Message(&p); err == nil && p.Previous != nil {
+				err = errors.New("an earlier session has earlier sessions")
+			}
+			m.Previous = append(m.Previous, p)
+		default:
+			return f.Unknown()
+		}
+		return err
+	})
+}
+
+// current is the record without its earlier sessions.
+func (m *Session) current() Session {
+	c := *m
+	c.Previous = nil
+	return c
+}
+
+// ReplacedBy returns next as the current session with m's current one
+// first among the earlier ones.
+func (m *Session) ReplacedBy(next Session) Session {
+	next.Previous = append([]Session{m.current()}, m.Previous...)
+	if len(next.Previous) > MaxPreviousSessions {
+		next.Previous = next.Previous[:MaxPreviousSessions]
+	}
+	return next
+}
+
+// Promoted returns the record with earlier session i made current again.
+func (m *Session) Promoted(i int) Session {
+	rest := Session{User: m.User, Device: m.Device, Ratchet: m.Ratchet, Initial: m.Initial, BaseKey: m.BaseKey,
+		Previous: slices.Delete(slices.Clone(m.Previous), i, i+1)}
+	return rest.ReplacedBy(m.Previous[i])
+}
+
+// Received keeps a decrypted message until it is acked, so that a
+// redelivery (its ack lost) shows the same message instead of failing to
+// decrypt with a key already used.
+type Received struct {
+	Content  []byte
+	Changed  bool  // it came with an identity key this home does not trust
+	Received int64 // unix ms
+}
+
+func (m *Received) MarshalFields(e *transport.Encoder) {
+	e.BytesField(1, m.Content)
+	e.Bool(2, m.Changed)
+	e.Int(3, m.Received)
+}
+
+func (m *Received) UnmarshalFields(d *transport.Decoder) error {
+	return transport.ForEachField(d, func(f transport.Field) (err error) {
+		switch f.Num {
+		case 1:
+			m.Content, err = f.Bytes(transport.MaxPayload)
+		case 2:
+			m.Changed, err = f.Bool()
+		case 3:
+			m.Received, err = f.Int()
+		default:
+			return f.Unknown()
+		}
+		return err
+	})
+}
+
+// MessageKey names a delivered message: its sending device and the
+// sender's message id.
+type MessageKey struct {
+	From chat.Device
+	ID   []byte
+}
+
+// seenKey is the clear key of a message's seen and received records.
+func (k MessageKey) seenKey() []byte {
+	return seenKey(k.From.User, k.From.ID, k.ID)
+}
+
+func sessionKey(d chat.Device) []byte {
+	return fmt.Appendf(nil, "%s\x00%d", d.User, d.ID)
+}
+
+func senderKeyKey(group chat.Conversation, owner chat.Device) []byte {
+	return fmt.Appendf(nil, "%s\x00%s", group.Key(), owner)
+}
+
+// Contact returns what the home knows of user; nil if nothing.
+func (t *Tx) Contact(user string) (*Contact, error) {
+	var c Contact
+	ok, err := t.getRecord(bucketContacts, []byte(user), &c)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// PutContact stores what the home knows of user.
+func (t *Tx) PutContact(user string, c *Contact) error {
+	return t.putRecord(bucketContacts, []byte(user), c)
+}
+
+// Session returns the session with device d; nil if there is none.
+func (t *Tx) Session(d chat.Device) (*Session, error) {
+	var s Session
+	ok, err := t.getRecord(bucketSessions, sessionKey(d), &s)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// PutSession stores a session under the device it is with.
+func (t *Tx) PutSession(s *Session) error {
+	return t.putRecord(bucketSessions, sessionKey(s.Peer()), s)
+}
+
+// deleteSessionsOf drops every session with user's devices, and any that
+// does not open.
+func (t *Tx) deleteSessionsOf(user string) error {
+	var stale [][]byte
+	b := t.tx.Bucket(bucketSessions)
+	b.ForEach(func(k, sealed []byte) error {
+		var r Session
+		v, err := t.h.seal.open(bucketSessions, k, sealed)
+		if err != nil || transport.Unmarshal(v, &r) != nil || r.User == user {
+			stale = append(stale, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	for _, k := range stale {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Received returns the kept plaintext of a decrypted, not yet acked
+// message; nil if there is none.
+func (t *Tx) Received(k MessageKey) (*Received, error) {
+	var r Received
+	ok, err := t.getRecord(bucketReceived, k.seenKey(), &r)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// PutReceived keeps a decrypted message's plaintext until it is acked.
+func (t *Tx) PutReceived(k MessageKey, r *Received) error {
+	return t.putRecord(bucketReceived, k.seenKey(), r)
+}
+
+// SenderKey returns the sender-key state of owner's chain in group (this
+// device's own sending chain when owner is this device); nil if none.
+func (t *Tx) SenderKey(group chat.Conversation, owner chat.Device) ([]byte, error) {
+	return t.get(bucketSenderKeys, t.h.seal.index(bucketSenderKeys, senderKeyKey(group, owner)))
+}
+
+// PutSenderKey stores the sender-key state of owner's chain in group.
+func (t *Tx) PutSenderKey(group chat.Conversation, owner chat.Device, state []byte) error {
+	return t.put(bucketSenderKeys, t.h.seal.index(bucketSenderKeys, senderKeyKey(group, owner)), state)
+}
+
+// SessionState is what the home keeps for the session layer about some
+// devices, read in one View.
+type SessionState struct {
+	Contacts map[string]*Contact      // by user; absent: never met
+	Sessions map[chat.Device]*Session // absent: no session yet
+	Received *Received                // LoadIncoming: the message's kept plaintext, if any
+}
+
+// LoadSessions reads the sessions with devs and the contacts of their
+// users.
+func (h *Home) LoadSessions(devs []chat.Device) (*SessionState, error) {
+	st := &SessionState{Contacts: make(map[string]*Contact), Sessions: make(map[chat.Device]*Session)}
+	err := h.View(func(tx *Tx) error {
+		for _, d := range devs {
+			if _, done := st.Contacts[d.User]; !done {
+				c, err := tx.Contact(d.User)
+				if err != nil {
+					return err
+				}
+				if c != nil {
+					st.Contacts[d.User] = c
+				}
+			}
+			s, err := tx.Session(d)
+			if err != nil {
+				return err
+			}
+			if s != nil {
+				st.Sessions[d] = s
+			}
+		}
+		return nil
+	})
+	return st, err
+}
+
+// LoadIncoming reads what decrypting a message from a device needs: the
+// kept plaintext of the message if it was decrypted before (none is looked
+// for when id is nil, an ephemeral signal), the session with the device and
+// the sender's contact.
+func (h *Home) LoadIncoming(from chat.Device, id []byte) (*SessionState, error) {
+	st := &SessionState{Contacts: make(map[string]*Contact), Sessions: make(map[chat.Device]*Session)}
+	err := h.View(func(tx *Tx) error {
+		if id != nil {
+			r, err := tx.Received(MessageKey{From: from, ID: id})
+			if err != nil || r != nil {
+				st.Received = r
+				return err
+			}
+		}
+		s, err := tx.Session(from)
+		if err != nil {
+			return err
+		}
+		if s != nil {
+			st.Sessions[from] = s
+		}
+		c, err := tx.Contact(from.User)
+		if c != nil {
+			st.Contacts[from.User] = c
+		}
+		return err
+	})
+	return st, err
+}
+
+// SessionChanges are what one step of the session layer stores, in one
+// commit. Nil and empty fields change nothing.
+type SessionChanges struct {
+	Profile  *Profile // the device keys changed (prekeys used or added)
+	Contacts map[string]*Contact
+	Sessions []*Session
+	// Received keeps a decrypted message until it is acked.
+	Received    *Received
+	ReceivedKey MessageKey
+	// Outbox is the Send that used the sessions: stored with them, so a
+	// crash can never make a message key be used twice (protocol.md §6.1).
+	Outbox *OutboxItem
+}
+
+// SaveSessions stores changes in one commit.
+func (h *Home) SaveSessions(c *SessionChanges) error {
+	return h.Update(func(tx *Tx) error { return tx.saveSessions(c) })
+}
+
+func (t *Tx) saveSessions(c *SessionChanges) error {
+	if c.Profile != nil {
+		if err := t.PutProfile(c.Profile); err != nil {
+			return err
+		}
+	}
+	for user, ct := range c.Contacts {
+		if err := t.PutContact(user, ct); err != nil {
+			return err
+		}
+	}
+	for _, s := range c.Sessions {
+		if err := t.PutSession(s); err != nil {
+			return err
+		}
+	}
+	if c.Received != nil {
+		if err := t.PutReceived(c.ReceivedKey, c.Received); err != nil {
+			return err
+		}
+	}
+	if c.Outbox != nil {
+		return t.PutOutbox(c.Outbox)
+	}
+	return nil
+}
+
+// DeferSessions keeps a session and, if not nil, a received record in
+// memory until the next write transaction (later.go): what decrypting a
+// message of an established session changes.
+func (h *Home) DeferSessions(s *Session, k MessageKey, r *Received) {
+	puts := []laterPut{{bucketSessions, h.seal.index(bucketSessions, sessionKey(s.Peer())), transport.Marshal(s)}}
+	if r != nil {
+		puts = append(puts, laterPut{bucketReceived, h.seal.index(bucketReceived, k.seenKey()), transport.Marshal(r)})
+	}
+	h.putLater(puts...)
+}
+
+// Contact returns what the home knows of user; nil if nothing.
+func (h *Home) Contact(user string) (*Contact, error) {
+	var c *Contact
+	err := h.View(func(tx *Tx) error {
+		var err error
+		c, err = tx.Contact(user)
+		return err
+	})
+	return c, err
+}
+
+// SaveContact stores what the home knows of user.
+func (h *Home) SaveContact(user string, c *Contact) error {
+	return h.Update(func(tx *Tx) error { return tx.PutContact(user, c) })
+}
+
+// SenderKey returns the sender-key state of owner's chain in group; nil if
+// none.
+func (h *Home) SenderKey(group chat.Conversation, owner chat.Device) ([]byte, error) {
+	var v []byte
+	err := h.View(func(tx *Tx) error {
+		var err error
+		v, err = tx.SenderKey(group, owner)
+		return err
+	})
+	return v, err
+}
+
+// SaveSenderKey stores the sender-key state of owner's chain in group.
+func (h *Home) SaveSenderKey(group chat.Conversation, owner chat.Device, state []byte) error {
+	return h.Update(func(tx *Tx) error { return tx.PutSenderKey(group, owner, state) })
+}
+
+// Trust accepts a contact's changed identity key: sessions with the old one
+// are dropped and new ones start with the new key.
+func (h *Home) Trust(user string) error {
+	return h.Update(func(tx *Tx) error {
+		ct, err := tx.Contact(user)
+		if err != nil {
+			return err
+		}
+		if ct == nil {
+			return fmt.Errorf("no identity key known for %s: nothing to accept", user)
+		}
+		if ct.Pending == nil {
+			return fmt.Errorf("%s's identity key has not changed: nothing to accept", user)
+		}
+		ct.Identity, ct.Pending, ct.Verified = ct.Pending, nil, false
+		if err := tx.PutContact(user, ct); err != nil {
+			return err
+		}
+		return tx.deleteSessionsOf(user)
+	})
+}
+
+// Verify marks user's current identity key as verified.
+func (h *Home) Verify(user string) error {
+	return h.Update(func(tx *Tx) error {
+		ct, err := tx.Contact(user)
+		if err != nil {
+			return err
+		}
+		if ct == nil {
+			return errors.New("no identity key known for " + user + " yet")
+		}
+		if ct.Pending != nil {
+			return errors.New(user + "'s identity key changed: accept the new key first")
+		}
+		ct.Verified = true
+		return tx.PutContact(user, ct)
+	})
+}
