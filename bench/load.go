@@ -220,7 +220,7 @@ const handshakeTimeout = 30 * time.Second
 // PQXDH: the message carries the initial header); receiver i decrypts and
 // acks it and answers; sender i decrypts and acks the answer and
 // disconnects. The initiator has then heard from its peer, so it stops
-// attaching the PQXDH header (client/crypto.go, sessionRecord.Initial), and
+// attaching the PQXDH header (client/session.go, home.Session.Initial), and
 // the responder never attaches one: the load that follows is plain Double
 // Ratchet messages (payload type 3) in both directions.
 func establish(ctx context.Context, a *accounts, receivers []*client.Client) (setupStats, error) {

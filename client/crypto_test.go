@@ -14,9 +14,8 @@ import (
 	"github.com/securechat/securechat/transport"
 )
 
-// Tests of the engine's end-to-end encryption pieces that need no server:
-// payload framing, the sealed records of crypto.go, Trust, and that what
-// the e2ee package produces fits the wire and record limits.
+// Tests of the session layer's pieces that need no server: payload framing,
+// and that what the e2ee package produces fits the wire and record limits.
 
 func TestParsePayload(t *testing.T) {
 	t.Parallel()

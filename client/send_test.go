@@ -107,7 +107,7 @@ func TestSendTextKeepsHistory(t *testing.T) {
 }
 
 // A received message's session and received record are deferred until the
-// ack (later.go). Whether the process keeps them (a lost ack, a reconnect)
+// ack (client/home/later.go). Whether the process keeps them (a lost ack, a reconnect)
 // or loses them (a crash), the redelivered message reads the same, and the
 // ack leaves the session on disk and no received record.
 func TestReceiveDeferredUntilAck(t *testing.T) {

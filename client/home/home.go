@@ -64,9 +64,9 @@ type Home struct {
 	laterMu  sync.Mutex            // guards later, laterSeq
 	later    map[string]laterValue // deferred writes (later.go), by laterKey
 	laterSeq uint64
-	// stateMu keeps reads of values that may be deferred (viewState)
-	// apart from write transactions, which write the deferred values and
-	// forget them when they commit (later.go).
+	// stateMu keeps every read (View) apart from write transactions
+	// (Update), which write the deferred values and forget them when
+	// they commit (later.go).
 	stateMu sync.RWMutex
 }
 

@@ -18,7 +18,7 @@ import (
 //
 // Nothing that leaves the process depends on a deferred write before it is
 // committed: the Ack frame that lets the server delete a message is sent
-// after markSeen's commit, and a Send frame after encryptTo's, and both are
+// after MarkSeen's commit, and a Send frame after encryptTo's, and both are
 // write transactions. If the process ends first, the home holds the session
 // as it was before the message and the server, never acked, delivers the
 // message again; it decrypts again to the same content, which is what the

@@ -105,7 +105,7 @@ func (h *Home) DeleteOutbox(id []byte) error {
 }
 
 // Queued is a message the engine queued for sending, in order
-// (history.go: the pending bucket).
+// (the pending bucket, history.go).
 type Queued struct {
 	ID      []byte
 	To      chat.Conversation

@@ -244,7 +244,7 @@ func TestTrustPending(t *testing.T) {
 	}
 }
 
-// TestRecordsSealed checks that crypto.go's records are bound to their
+// TestRecordsSealed checks that sessions.go's records are bound to their
 // bucket and clear key, and that contacts' names do not appear on disk.
 func TestRecordsSealed(t *testing.T) {
 	t.Parallel()
