@@ -261,17 +261,17 @@ func (es *encryptState) initiate(dev chat.Device, bundle *e2ee.PreKeyBundle) (*h
 // for this account's own other devices names the conversation.
 func plaintexts(self string, conv chat.Conversation, content *Content) func(user string) []byte {
 	plain := transport.Marshal(content)
-	own := plain
-	if conv != chat.Peer(self) {
-		c := *content
-		c.Conversation = conv
-		own = transport.Marshal(&c)
-	}
+	var own []byte // made for the first own device, if any
 	return func(user string) []byte {
-		if user == self {
-			return own
+		if user != self || conv == chat.Peer(self) {
+			return plain
 		}
-		return plain
+		if own == nil {
+			c := *content
+			c.Conversation = conv
+			own = transport.Marshal(&c)
+		}
+		return own
 	}
 }
 

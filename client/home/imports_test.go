@@ -68,3 +68,28 @@ func TestOnlyHomeTouchesBolt(t *testing.T) {
 		t.Fatalf("only %d Go files checked: the walk missed the packages", checked)
 	}
 }
+
+// TestReadsGoThroughView keeps the deferred-write read rule (later.go) in
+// the package's own code: the bbolt handle opens transactions only in View
+// and Update (tx.go, later.go), in unlock before the home is shared
+// (home.go), and in the Probe, whose reads take the same lock (probe.go).
+func TestReadsGoThroughView(t *testing.T) {
+	allowed := map[string]int{"tx.go": 1, "later.go": 1, "home.go": 3, "probe.go": 3}
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := strings.Count(string(src), ".db.View(") + strings.Count(string(src), ".db.Update(") + strings.Count(string(src), ".db.Begin(") + strings.Count(string(src), ".db.Batch(")
+		if n > allowed[f] {
+			t.Errorf("%s opens %d bbolt transactions directly, %d allowed: read through View, write through Update", f, n, allowed[f])
+		}
+	}
+}

@@ -12,7 +12,7 @@ import (
 // Probe looks at a home from outside its API: what is committed, ignoring
 // deferred values, and what the file wrote. It is for the tests of the
 // layers above (crash, durability and write-cost tests), never for
-// feature code.
+// feature code. Its reads, too, wait for a write in progress.
 type Probe struct{ h *Home }
 
 // Probe returns a probe of h.
@@ -22,6 +22,8 @@ func (h *Home) Probe() Probe { return Probe{h} }
 // "received", ...); -1 for a bucket that does not exist.
 func (p Probe) Count(bucket string) int {
 	n := -1
+	p.h.stateMu.RLock()
+	defer p.h.stateMu.RUnlock()
 	p.h.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket([]byte(bucket)); b != nil {
 			n = b.Stats().KeyN
@@ -34,6 +36,8 @@ func (p Probe) Count(bucket string) int {
 // Session returns the committed session with d; nil if none.
 func (p Probe) Session(d chat.Device) (*Session, error) {
 	var s *Session
+	p.h.stateMu.RLock()
+	defer p.h.stateMu.RUnlock()
 	err := p.h.db.View(func(tx *bolt.Tx) error {
 		k := p.h.seal.index(bucketSessions, sessionKey(d))
 		sealed := tx.Bucket(bucketSessions).Get(k)
@@ -73,6 +77,8 @@ func (p Probe) PageWrites() int64 {
 // Check writes what is deferred and checks the file's consistency.
 func (p Probe) Check() error {
 	err := p.h.flushLater()
+	p.h.stateMu.RLock()
+	defer p.h.stateMu.RUnlock()
 	p.h.db.View(func(tx *bolt.Tx) error {
 		for e := range tx.Check() {
 			err = errors.Join(err, e)
