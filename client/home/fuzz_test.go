@@ -12,9 +12,8 @@ import (
 	"github.com/securechat/securechat/transport"
 )
 
-// Fuzz targets for the client's decoders: payloads from other users (via
-// the server) and the records of the home database. Whatever decodes must
-// re-encode to something that decodes to the same value, canonically.
+// Fuzz targets for the decoders of the home's records. Whatever decodes
+// must re-encode to something that decodes to the same value, canonically.
 
 // corruptedBytes returns b and damaged copies of it: cut short, a byte
 // flipped, an unknown critical field appended, a length far past the end.
@@ -130,6 +129,11 @@ func FuzzOutboxEntry(f *testing.F) {
 		for _, b := range corruptedBytes(transport.Marshal(e)) {
 			f.Add(b)
 		}
+	}
+	for _, name := range []string{"u:", "g:", "u:bob", "x:bob"} {
+		var e transport.Encoder
+		e.String(1, name)
+		f.Add(e.Bytes())
 	}
 	for _, b := range explicitZeros() {
 		f.Add(b)

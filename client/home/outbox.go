@@ -18,7 +18,13 @@ func convName(c chat.Conversation) string {
 	return c.ID()
 }
 
-func parseConvName(s string) (chat.Conversation, error) { return chat.ParseKey(s) }
+func parseConvName(s string) (chat.Conversation, error) {
+	c, err := chat.ParseKey(s)
+	if err == nil && c.ID() == "" {
+		err = fmt.Errorf("conversation name %q names no one", s)
+	}
+	return c, err
+}
 
 // maxConvName bounds a stored conversation name: a user name, or a group's
 // key.
