@@ -67,7 +67,7 @@ func TestRecordLimits(t *testing.T) {
 }
 
 // TestKDFRecordRange checks that the clear key parameters of a home are
-// refused outside their range, rather than making OpenHome spend unbounded
+// refused outside their range, rather than making Open spend unbounded
 // time or memory, and that a value is never accepted as what is left of it
 // after truncation to the parameter's type.
 func TestKDFRecordRange(t *testing.T) {
