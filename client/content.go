@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/securechat/securechat/chat"
@@ -107,13 +108,26 @@ func (c *Content) UnmarshalFields(d *transport.Decoder) error {
 		case 6:
 			var k string
 			if k, err = f.String(transport.MaxText); err == nil {
-				c.Conversation, err = chat.ParseKey(k)
+				c.Conversation, err = parseConversation(k)
 			}
 		default:
 			return f.Unknown()
 		}
 		return err
 	})
+}
+
+// parseConversation reads Content's conversation: "u:" or "g:" and a name
+// (protocol.md §8), nothing else.
+func parseConversation(k string) (chat.Conversation, error) {
+	if !strings.HasPrefix(k, "u:") && !strings.HasPrefix(k, "g:") {
+		return chat.Conversation{}, fmt.Errorf("content names conversation %q without u: or g:", k)
+	}
+	c, err := chat.ParseKey(k)
+	if err == nil && c.ID() == "" {
+		err = errors.New("content names an empty conversation")
+	}
+	return c, err
 }
 
 // encodePayload frames a ratchet message, with the PQXDH header when the

@@ -265,3 +265,23 @@ func roundTripRecord(t *testing.T, m fieldCodec, fresh fieldCodec) {
 		t.Fatalf("%T changed in a round trip", m)
 	}
 }
+
+// TestContentConversation: the conversation a copy for the sender's own
+// devices names is "u:" or "g:" and a name (protocol.md §8), nothing else.
+func TestContentConversation(t *testing.T) {
+	t.Parallel()
+	for conv, ok := range map[string]bool{"u:bob": true, "g:friends": true, "bob": false, "u:": false, "g:": false, "x:bob": false} {
+		var e transport.Encoder
+		e.Uint(1, uint64(chat.KindText))
+		e.String(2, "hi")
+		e.String(6, conv)
+		c, err := decodeContent(e.Bytes())
+		if (err == nil) != ok {
+			t.Errorf("conversation %q: %+v, %v; want ok %v", conv, c, err, ok)
+			continue
+		}
+		if ok && c.Conversation.Key() != conv {
+			t.Errorf("conversation %q decoded as %v", conv, c.Conversation)
+		}
+	}
+}

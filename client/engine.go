@@ -325,12 +325,13 @@ func (e *Engine) receive(ctx context.Context, c *Client, wait *time.Duration, sh
 	}
 }
 
-// incoming applies the receiving rules to messages that arrived together:
-// a receipt advances the delivery state of what it names in the
-// conversation with its sender; a text, a server notice or an unreadable
-// message goes into its conversation's history (as outgoing, for a copy
-// of what this account's other device sent; else as unread); every
-// incoming text is answered with a delivery receipt, one per sender. All
+// incoming applies the receiving rules (docs/protocol.md §8.1) to messages
+// that arrived together: a receipt advances the delivery state of what it
+// names in the conversation with its sender (a copy of one this account's
+// other device sent changes nothing); any other message goes into its
+// conversation's history (as outgoing, for a copy of what this account's
+// other device sent; else as unread); every incoming text is answered with
+// a delivery receipt naming it, one receipt per sender for the batch. All
 // of it and the messages' seen records commit together, and then the
 // messages are acked: kept and acked together, or neither and they come
 // again. Once kept they are shown, even if the ack itself could not go out
@@ -356,7 +357,8 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error)
 		for _, m := range msgs {
 			id, _ := hex.DecodeString(m.ID)
 			switch {
-			case m.Kind.IsReceipt() && !m.Outgoing:
+			case m.Kind.IsReceipt() && m.Outgoing:
+			case m.Kind.IsReceipt():
 				state := home.StateDelivered
 				if m.Kind == chat.KindRead {
 					state = home.StateRead
@@ -373,7 +375,7 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error)
 						events = append(events, UIEvent{Type: UIState, Conversation: conv, ID: ref, State: state})
 					}
 				}
-			case m.Kind == chat.KindText || m.Kind == chat.KindSystem || m.Kind == chat.KindError:
+			default:
 				if kept, err := tx.InHistory(id); err != nil || kept {
 					continue
 				}

@@ -84,6 +84,8 @@ func FuzzContent(f *testing.F) {
 	for _, c := range []*Content{
 		{Kind: chat.KindText, Text: "hello", SentAt: 1_700_000_000_000},
 		{Kind: chat.KindText, Text: strings.Repeat("☃", MaxTextLen/3), SentAt: -1, Group: "friends"},
+		{Kind: chat.KindText, Text: "a copy", SentAt: 1, Conversation: chat.Peer("bob")},
+		{Kind: chat.KindRead, Refs: [][]byte{make([]byte, 16)}, Conversation: chat.Group("friends")},
 		{Kind: 255, Group: strings.Repeat("g", transport.MaxText)},
 	} {
 		for _, b := range corruptedBytes(transport.Marshal(c)) {
