@@ -2,9 +2,11 @@ package client
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -255,5 +257,95 @@ func TestEngineSettingsPersist(t *testing.T) {
 	defer e.Close()
 	if typing, receipts := e.Settings(); !typing || receipts {
 		t.Fatalf("after a restart: typing %v receipts %v, want true false", typing, receipts)
+	}
+}
+
+// TestOneShotEngine runs the scriptable commands' path: a one-shot engine
+// receives by the interactive engine's rules (history, acks, delivery
+// receipts), and a message its front end could not show is not acked.
+func TestOneShotEngine(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	oneShot := func(h *home.Home, receive bool) *Engine {
+		t.Helper()
+		e, err := OpenEngine(h, EngineOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Connect(ctx, receive); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.FlushOutbox(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+
+	alice := oneShot(ha, false)
+	res, err := alice.SendText(ctx, "bob", "first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendText(ctx, "bob", "second"); err != nil {
+		t.Fatal(err)
+	}
+	alice.Close()
+
+	// bob's front end fails to show the first message: it is neither kept
+	// nor acked.
+	boom := errors.New("stdout closed")
+	var shown []string
+	bob := oneShot(hb, true)
+	err = bob.Receive(ctx, ReceiveOptions{Show: func(m *Message) error {
+		if m.Text == "first" {
+			return boom
+		}
+		shown = append(shown, m.Text)
+		return nil
+	}})
+	bob.Close()
+	if !errors.Is(err, boom) {
+		t.Fatalf("Receive = %v, want the front end's error", err)
+	}
+	if h, _ := hb.History(chat.Peer("alice"), "", 10); len(h) != 0 {
+		t.Fatalf("history after a failed show: %+v", h)
+	}
+
+	// The next run gets both again, keeps them, acks them and answers
+	// with one delivery receipt.
+	shown = nil
+	bob = oneShot(hb, true)
+	if err := bob.Receive(ctx, ReceiveOptions{Show: func(m *Message) error { shown = append(shown, m.Text); return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	bob.Close()
+	if !slices.Equal(shown, []string{"first", "second"}) {
+		t.Fatalf("shown %q", shown)
+	}
+	if h, _ := hb.History(chat.Peer("alice"), "", 10); len(h) != 2 || h[0].Outgoing || h[0].Kind != chat.KindText {
+		t.Fatalf("bob's history %+v", h)
+	}
+	if n := hb.Probe().Count("pending"); n != 0 {
+		t.Errorf("%d queued messages left after Receive", n)
+	}
+	bob = oneShot(hb, true)
+	if err := bob.Receive(ctx, ReceiveOptions{Show: func(m *Message) error { t.Errorf("shown again: %+v", m); return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	bob.Close()
+
+	// alice's next run takes the receipt: acked, not shown, and her
+	// history says delivered.
+	alice = oneShot(ha, true)
+	if err := alice.Receive(ctx, ReceiveOptions{Show: func(m *Message) error { t.Errorf("alice was shown %+v", m); return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	alice.Close()
+	h, _ := ha.History(chat.Peer("bob"), "", 10)
+	if len(h) != 2 || h[0].ID != res.ID || h[0].State != StateDelivered || h[1].State != StateDelivered {
+		t.Fatalf("alice's history %+v", h)
 	}
 }
