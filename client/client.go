@@ -1,8 +1,10 @@
-// Package client is the securechat client engine: it registers and
-// authenticates devices, sends and receives messages, keeps the local
-// store in the home directory, and reports to front ends (the scriptable
-// commands, the terminal UI) through an event stream. It never calls a
-// front end.
+// Package client is the securechat client (docs/design.md §6): the
+// connection to the server (this file), the session layer that encrypts
+// and decrypts (session.go) over the sealed home (client/home), and the
+// Engine, the one facade front ends use (engine.go): it registers and
+// authenticates devices, sends and receives messages, and reports to front
+// ends (the scriptable commands, the terminal UI) through an event stream.
+// It never calls a front end.
 package client
 
 import (
