@@ -121,7 +121,7 @@ func (c *Content) UnmarshalFields(d *transport.Decoder) error {
 // (protocol.md §8), nothing else.
 func parseConversation(k string) (chat.Conversation, error) {
 	if !strings.HasPrefix(k, "u:") && !strings.HasPrefix(k, "g:") {
-		return chat.Conversation{}, fmt.Errorf("content names conversation %q without u: or g:", k)
+		return chat.Conversation{}, fmt.Errorf("content names conversation %q, which is not u:NAME or g:ID", k)
 	}
 	c, err := chat.ParseKey(k)
 	if err == nil && c.ID() == "" {
