@@ -53,6 +53,11 @@ type Options struct {
 	Rand io.Reader
 	// LocalAddr is the local UDP address to connect from ("" for any).
 	LocalAddr string
+	// RequestTimeout, if not zero, bounds the wait for the answer to each
+	// request: a server that does not answer in time is taken as gone
+	// and the connection is closed, so that its user connects again
+	// instead of waiting for QUIC's idle timeout.
+	RequestTimeout time.Duration
 }
 
 // Client is an authenticated connection of the home's device.
@@ -63,6 +68,8 @@ type Client struct {
 	conn     *transport.Conn
 	now      func() time.Time
 	rand     io.Reader
+
+	requestTimeout time.Duration // Options.RequestTimeout
 
 	mu      sync.Mutex // guards pending, nextID, err
 	pending map[uint32]chan transport.Frame
@@ -94,16 +101,17 @@ func dial(ctx context.Context, h *home.Home, server string, pin *transport.Pinne
 		return nil, err
 	}
 	c := &Client{
-		home:     h,
-		sessions: h,
-		conn:     conn,
-		now:      opts.Now,
-		rand:     opts.Rand,
-		pending:  make(map[uint32]chan transport.Frame),
-		events:   make(chan Event, 256),
-		done:     make(chan struct{}),
-		devices:  make(map[string][]chat.Device),
-		inbox:    newFrameQueue(),
+		home:           h,
+		sessions:       h,
+		conn:           conn,
+		now:            opts.Now,
+		requestTimeout: opts.RequestTimeout,
+		rand:           opts.Rand,
+		pending:        make(map[uint32]chan transport.Frame),
+		events:         make(chan Event, 256),
+		done:           make(chan struct{}),
+		devices:        make(map[string][]chat.Device),
+		inbox:          newFrameQueue(),
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -298,6 +306,12 @@ func (c *Client) request(ctx context.Context, code transport.Code, body transpor
 	if err := c.conn.WriteFrame(code, id, body); err != nil {
 		return &ConnError{c.closedErr(err)}
 	}
+	var timeout <-chan time.Time
+	if c.requestTimeout > 0 {
+		t := time.NewTimer(c.requestTimeout)
+		defer t.Stop()
+		timeout = t.C
+	}
 	select {
 	case f, ok := <-ch:
 		if !ok {
@@ -320,6 +334,11 @@ func (c *Client) request(ctx context.Context, code transport.Code, body transpor
 		}
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-timeout:
+		// No answer: the connection is as good as lost (the request's
+		// outcome is unknown, as when it breaks).
+		c.conn.Close(transport.CloseNormal, "")
+		return &ConnError{fmt.Errorf("the server did not answer %s within %v", code, c.requestTimeout)}
 	}
 }
 

@@ -189,7 +189,7 @@ func (e *Engine) connLoop() {
 	for e.ctx.Err() == nil {
 		e.emit(UIEvent{Type: UIConn, Conn: ConnConnecting})
 		cctx, cancel := context.WithTimeout(e.ctx, 15*time.Second)
-		c, err := Connect(cctx, e.home, Options{Receive: true, Now: e.opts.Now, Rand: e.opts.Rand})
+		c, err := Connect(cctx, e.home, Options{Receive: true, Now: e.opts.Now, Rand: e.opts.Rand, RequestTimeout: requestTimeout})
 		cancel()
 		if err != nil {
 			if e.ctx.Err() != nil {
@@ -242,6 +242,13 @@ func (e *Engine) connLoop() {
 		}
 	}
 }
+
+// requestTimeout bounds the interactive engine's wait for each answer of
+// the server. A connection that does not answer in time is closed and made
+// again: what was being sent stays in the outbox and goes again under its
+// id (docs/protocol.md §6.1), instead of waiting out QUIC's idle timeout on
+// a connection that is gone without a close or reset.
+const requestTimeout = 15 * time.Second
 
 // ReceiveOptions say how Receive ends and how a front end shows messages.
 type ReceiveOptions struct {
