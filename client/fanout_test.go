@@ -90,9 +90,6 @@ func linkedDevice(t *testing.T, s *testServer, first *home.Home) *home.Home {
 // other devices, which file it as outgoing in the conversation with the
 // peer, and the peer's answer reaches every device of the sender.
 func TestOwnDevicesGetCopies(t *testing.T) {
-	if !FanOutToOwnDevices {
-		t.Skip("the own-devices half of the fan-out rule is switched off")
-	}
 	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
 	defer s.stop()
 	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")

@@ -61,19 +61,16 @@ func (e *IdentityChangedError) Error() string {
 	return fmt.Sprintf("%s's identity key has changed, so sending to %s is blocked: compare the new safety number (securechat fingerprint %s) with %s, then accept it with securechat trust %s", e.User, e.User, e.User, e.User, e.User)
 }
 
-// FanOutToOwnDevices switches the own-devices half of the fan-out rule: a
-// message also goes to the sender's other linked devices, which file it as
-// outgoing in its conversation (Content.Conversation, protocol.md §8).
-const FanOutToOwnDevices = true
-
 // fanOut is the fan-out rule (docs/design.md §10), the one place that
 // decides who receives: a message to a conversation goes to every device
 // of every member and to the sender's own other devices; for a peer
 // conversation the members are the peer. devices lists an account's
-// devices that can receive. The sending device itself never receives.
+// devices that can receive. The sending device itself never receives; the
+// sender's other devices file their copy as outgoing in its conversation
+// (Content.Conversation, protocol.md §8).
 func fanOut(self chat.Device, members []string, devices func(user string) ([]chat.Device, error)) ([]chat.Device, error) {
 	users := slices.Clone(members)
-	if FanOutToOwnDevices && !slices.Contains(users, self.User) {
+	if !slices.Contains(users, self.User) {
 		users = append(users, self.User)
 	}
 	var out []chat.Device
