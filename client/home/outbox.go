@@ -2,6 +2,7 @@ package home
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/transport"
@@ -18,12 +19,16 @@ func convName(c chat.Conversation) string {
 	return c.ID()
 }
 
+// parseConvName reads exactly what convName writes: "g:" and a group's id,
+// or a user name, which holds no ':'.
 func parseConvName(s string) (chat.Conversation, error) {
-	c, err := chat.ParseKey(s)
-	if err == nil && c.ID() == "" {
-		err = fmt.Errorf("conversation name %q names no one", s)
+	if id, ok := strings.CutPrefix(s, "g:"); ok && id != "" {
+		return chat.Group(id), nil
 	}
-	return c, err
+	if s == "" || strings.Contains(s, ":") {
+		return chat.Conversation{}, fmt.Errorf("conversation name %q names no one", s)
+	}
+	return chat.Peer(s), nil
 }
 
 // maxConvName bounds a stored conversation name: a user name, or a group's
