@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -22,15 +23,35 @@ const (
 	CloseAuthTimeout quic.ApplicationErrorCode = 5
 	CloseBanned      quic.ApplicationErrorCode = 6
 	CloseIdle        quic.ApplicationErrorCode = 7
+	// CloseLimit: a per-connection bound was hit: too many connections from
+	// the address, of the account or in total, or a peer that does not read
+	// what the server writes within write_timeout.
+	CloseLimit quic.ApplicationErrorCode = 8
 )
+
+// ErrFrameTimeout is returned by Conn.ReadFrame when a frame whose first
+// byte arrived was not complete within the frame timeout. The stream is
+// then mid-frame: the caller must close the connection.
+var ErrFrameTimeout = errors.New("frame not completed in time")
+
+// ErrWriteTimeout is returned by Conn.WriteFrames when the peer did not take
+// the bytes within the write timeout (it does not read, or too slowly). The
+// stream is then mid-frame: the caller must close the connection.
+var ErrWriteTimeout = errors.New("peer did not read in time")
 
 // Conn is one QUIC connection with its control stream (protocol.md §3).
 // ReadFrame is for one goroutine; WriteFrames may be called concurrently.
 type Conn struct {
-	qc  *quic.Conn
-	st  *quic.Stream
-	r   *bufio.Reader
-	max int
+	qc *quic.Conn
+	st *quic.Stream
+	r  *bufio.Reader
+
+	// For the reading goroutine: the frame size limit and the time a
+	// frame may take once its first byte is here.
+	max          int
+	frameTimeout time.Duration
+
+	writeTimeout atomic.Int64 // a time.Duration; 0: none
 
 	wmu  sync.Mutex // guards wbuf and writes to st
 	wbuf []byte
@@ -40,8 +61,22 @@ func newConn(qc *quic.Conn, st *quic.Stream, max int) *Conn {
 	if max <= 0 {
 		max = DefaultMaxFrame
 	}
-	return &Conn{qc: qc, st: st, r: bufio.NewReaderSize(st, 32<<10), max: max}
+	// The read buffer is small: what a frame needs beyond it is allocated
+	// as it arrives (readBody), so an idle connection holds little.
+	return &Conn{qc: qc, st: st, r: bufio.NewReaderSize(st, 4<<10), max: max}
 }
+
+// SetMaxFrame changes the largest frame ReadFrame accepts; for the reading
+// goroutine. A server takes only small frames before authentication.
+func (c *Conn) SetMaxFrame(max int) { c.max = max }
+
+// SetFrameTimeout bounds the time from a frame's first byte to its last;
+// 0 means no bound. For the reading goroutine. Waiting for a frame to start
+// is not bounded by it (idle and AFK timeouts are).
+func (c *Conn) SetFrameTimeout(d time.Duration) { c.frameTimeout = d }
+
+// SetWriteTimeout bounds each WriteFrames; 0 means no bound.
+func (c *Conn) SetWriteTimeout(d time.Duration) { c.writeTimeout.Store(int64(d)) }
 
 // ClientQUICConfig is the quic-go configuration of clients.
 func ClientQUICConfig() *quic.Config {
@@ -129,11 +164,26 @@ func Accept(ctx context.Context, qc *quic.Conn, maxFrame int) (*Conn, error) {
 
 // ReadFrame reads the next frame from the control stream.
 func (c *Conn) ReadFrame() (Frame, error) {
+	if c.frameTimeout > 0 {
+		if _, err := c.r.Peek(1); err != nil {
+			return Frame{}, c.wrapErr(err)
+		}
+		c.st.SetReadDeadline(time.Now().Add(c.frameTimeout))
+		defer c.st.SetReadDeadline(time.Time{})
+	}
 	f, err := ReadFrame(c.r, c.max)
 	if err != nil {
+		if isTimeout(err) {
+			return f, fmt.Errorf("%w: %v", ErrFrameTimeout, c.frameTimeout)
+		}
 		return f, c.wrapErr(err)
 	}
 	return f, nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // WriteFrame writes one frame.
@@ -150,9 +200,15 @@ func (c *Conn) WriteFrames(fs ...Frame) error {
 	for _, f := range fs {
 		c.wbuf = AppendFrame(c.wbuf, f)
 	}
+	if d := time.Duration(c.writeTimeout.Load()); d > 0 {
+		c.st.SetWriteDeadline(time.Now().Add(d))
+	}
 	_, err := c.st.Write(c.wbuf)
 	if cap(c.wbuf) > 1<<20 {
 		c.wbuf = nil // don't pin a large buffer after one big message
+	}
+	if err != nil && isTimeout(err) {
+		return fmt.Errorf("%w: %v", ErrWriteTimeout, time.Duration(c.writeTimeout.Load()))
 	}
 	return c.wrapErr(err)
 }

@@ -171,6 +171,12 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add(header(HeaderSize-1, Version, CodePing, 1))            // shorter than its header
 	f.Add(append(header(HeaderSize+1, Version+1, CodeOK, 1), 0)) // another version
 	f.Add([]byte{})
+	// Half-sent frames: the whole length declared, a part of the body sent,
+	// across the body buffer's first growth (readBody).
+	f.Add(header(fuzzMaxFrame, Version, CodeSend, 1))
+	f.Add(append(header(fuzzMaxFrame, Version, CodeSend, 1), fill(bodyStep+1, 5)...))
+	f.Add(AppendFrame(nil, Frame{Code: CodeSend, ID: 2, Body: fill(bodyStep+1, 6)}))
+	f.Add(AppendFrame(nil, Frame{Code: CodeSend, ID: 2, Body: fill(2*bodyStep, 7)}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fr, err := ParseFrame(b, fuzzMaxFrame)
 		if err == nil {
