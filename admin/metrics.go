@@ -51,6 +51,7 @@ var metrics = []metric{
 	{desc("auth_failures_total", "Failed authentications since start."), prometheus.CounterValue, func(s appliance.StatsSnapshot) float64 { return float64(s.AuthFailed) }},
 	{desc("refused_banned_total", "Connections refused for a ban since start."), prometheus.CounterValue, func(s appliance.StatsSnapshot) float64 { return float64(s.Refused) }},
 	{desc("rate_limited_total", "Requests and connections refused by a rate limit since start."), prometheus.CounterValue, func(s appliance.StatsSnapshot) float64 { return float64(s.Limited) }},
+	{desc("signals_dropped_total", "Signals and keys-low notices dropped for a device that does not read them."), prometheus.CounterValue, func(s appliance.StatsSnapshot) float64 { return float64(s.Dropped) }},
 	{desc("queue_depth", "Messages waiting in mailboxes."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.QueueDepth) }},
 	{desc("bans", "Bans in force."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.Bans) }},
 	{desc("store_bytes", "Size of the store file."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.StoreBytes) }},

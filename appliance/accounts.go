@@ -251,6 +251,9 @@ func (ss *session) welcome(ctx context.Context, id uint32, w transport.Welcome, 
 		ss.close(transport.CloseBanned, "account banned: "+b.Reason)
 		return
 	}
+	if !ss.admitAccount(id, w.User) {
+		return
+	}
 	ss.dev = chat.DeviceOf(w.User, w.Device)
 	ss.log = ss.log.With("user", ss.dev.User, "device", ss.dev.ID)
 	close(ss.authed)

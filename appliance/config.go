@@ -42,6 +42,15 @@ type Config struct {
 	IdleTimeout Duration
 	// MaxFrame bounds a control-stream frame in bytes.
 	MaxFrame int
+	// FrameTimeout bounds the time from a frame's first byte to its last;
+	// a frame not complete by then closes the connection.
+	FrameTimeout Duration
+	// WriteTimeout closes a connection that does not take what the server
+	// writes (a reply, a push, a signal) within this long.
+	WriteTimeout Duration
+	// PushBudget bounds in bytes what a receiving connection holds for its
+	// device: the offered entries, a delivery batch, the queued signals.
+	PushBudget int
 
 	// The rate limits, the live settings (Limits): per account, prekey
 	// fetches (sustained rate and burst), messages and payload bytes; per
@@ -62,6 +71,18 @@ type Config struct {
 	LoginFailures      int
 	LoginFailureWindow Duration
 	LoginBan           Duration
+	// Connections open at once: in total, from one address, of one account.
+	MaxConns           int
+	MaxConnsPerAddress int
+	MaxConnsPerAccount int
+	// Per account: key uploads, acked sequence numbers, and lookups of
+	// devices and identities (sustained rate and burst).
+	PublishKeysRate  float64
+	PublishKeysBurst int
+	AckRate          float64
+	AckBurst         int
+	LookupRate       float64
+	LookupBurst      int
 	// FloodBan bans a source address for LoginBan once its requests were
 	// refused by a rate limit this many times within a minute; 0 never bans
 	// for flooding.

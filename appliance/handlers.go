@@ -34,6 +34,9 @@ const (
 	limitRegister            // registrations per address: register_rate
 	limitMessages            // messages and payload bytes per account: message_rate, byte_rate, flood_ban
 	limitKeyFetch            // prekey fetches per account: key_fetch_rate
+	limitKeys                // key uploads per account: publish_keys_rate
+	limitAck                 // acked sequence numbers per account: ack_rate
+	limitLookup              // device and identity lookups per account: lookup_rate
 )
 
 // route is one row of the handler table.
@@ -52,12 +55,12 @@ var routes = map[transport.Code]route{
 	transport.CodeRegister:    {auth: beforeAuth, limit: limitRegister, handle: on(handleRegister).withCheck(checkRegister).withRefused(registerRefused).handle},
 	transport.CodeLogin:       {auth: beforeAuth, handle: on(handleLogin).withCheck(checkLogin).handle},
 	transport.CodeAuth:        {auth: beforeAuth, handle: on(handleAuth).handle},
-	transport.CodeDevices:     {auth: afterAuth, handle: on(handleDevices).handle},
+	transport.CodeDevices:     {auth: afterAuth, limit: limitLookup, handle: on(handleDevices).handle},
 	transport.CodeSend:        {auth: afterAuth, limit: limitMessages, concurrent: true, handle: on(handleSend).withCheck(checkSend).withCost(sendSize).handle},
-	transport.CodeAck:         {auth: afterAuth, handle: on(handleAck).handle},
-	transport.CodePublishKeys: {auth: afterAuth, handle: on(handlePublishKeys).handle},
+	transport.CodeAck:         {auth: afterAuth, limit: limitAck, handle: on(handleAck).withCost(ackSize).handle},
+	transport.CodePublishKeys: {auth: afterAuth, limit: limitKeys, handle: on(handlePublishKeys).handle},
 	transport.CodeFetchKeys:   {auth: afterAuth, limit: limitKeyFetch, handle: on(handleFetchKeys).handle},
-	transport.CodeIdentity:    {auth: afterAuth, handle: on(handleIdentity).handle},
+	transport.CodeIdentity:    {auth: afterAuth, limit: limitLookup, handle: on(handleIdentity).handle},
 }
 
 // request is a decodable request body.
@@ -176,6 +179,20 @@ func (ss *session) take(class limitClass, cost int) *transport.Error {
 		if ok, retry := srv.fetchLimit.allow(ss.dev.User, now); !ok {
 			return &transport.Error{Code: transport.ErrRateLimited, Message: fmt.Sprintf("rate limited: too many key fetches, retry after %v", retry.Round(time.Millisecond)), RetryAfterMS: uint64(retry.Milliseconds())}
 		}
+	case limitKeys:
+		if ok, retry := srv.keysLimit.allow(ss.dev.User, now); !ok {
+			return ss.throttled("key uploads", retry)
+		}
+	case limitAck:
+		// A refused Ack (id 0) gets no answer and deletes nothing: the
+		// entries stay in the mailbox and come again; nothing is lost.
+		if ok, retry := srv.ackLimit.allowN(ss.dev.User, cost, now); !ok {
+			return ss.throttled("acks", retry)
+		}
+	case limitLookup:
+		if ok, retry := srv.lookLimit.allow(ss.dev.User, now); !ok {
+			return ss.throttled("lookups", retry)
+		}
 	}
 	return nil
 }
@@ -222,6 +239,10 @@ func handleDevices(ctx context.Context, ss *session, id uint32, req *transport.D
 	}
 	ss.reply(id, transport.CodeDeviceList, &transport.DeviceList{Devices: wireDevices(list)})
 }
+
+// ackSize is an Ack's sequence numbers, what the acks limit counts: each
+// is a delete on the store's single writer.
+func ackSize(req *transport.Ack) int { return max(1, len(req.Seqs)) }
 
 func handleAck(ctx context.Context, ss *session, id uint32, req *transport.Ack) {
 	ss.srv.store.Ack(ss.authedDevice(), req.Seqs)

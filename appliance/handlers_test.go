@@ -35,12 +35,12 @@ func TestHandlerTable(t *testing.T) {
 		transport.CodeRegister:    {beforeAuth, limitRegister},
 		transport.CodeLogin:       {beforeAuth, noLimit},
 		transport.CodeAuth:        {beforeAuth, noLimit},
-		transport.CodeDevices:     {afterAuth, noLimit},
+		transport.CodeDevices:     {afterAuth, limitLookup},
 		transport.CodeSend:        {afterAuth, limitMessages},
-		transport.CodeAck:         {afterAuth, noLimit},
-		transport.CodePublishKeys: {afterAuth, noLimit},
+		transport.CodeAck:         {afterAuth, limitAck},
+		transport.CodePublishKeys: {afterAuth, limitKeys},
 		transport.CodeFetchKeys:   {afterAuth, limitKeyFetch},
-		transport.CodeIdentity:    {afterAuth, noLimit},
+		transport.CodeIdentity:    {afterAuth, limitLookup},
 	}
 	for code, w := range want {
 		r, ok := routes[code]

@@ -47,5 +47,8 @@ func (s *Server) applyLimits(l Limits) {
 	s.regLimit.set(rate.Limit(l.RegisterRate), l.RegisterBurst, now)
 	s.fetchLimit.set(rate.Limit(l.KeyFetchRate), l.KeyFetchBurst, now)
 	s.failLimit.set(rate.Every(time.Duration(l.LoginFailureWindow)), l.LoginFailures, now)
+	s.keysLimit.set(rate.Limit(l.PublishKeysRate), l.PublishKeysBurst, now)
+	s.ackLimit.set(rate.Limit(l.AckRate), l.AckBurst, now)
+	s.lookLimit.set(rate.Limit(l.LookupRate), l.LookupBurst, now)
 	s.floodLimit.set(rate.Limit(float64(l.FloodBan)/60), l.FloodBan, now)
 }

@@ -100,15 +100,19 @@ func (ss *session) handleSignal(ctx context.Context, id uint32, req *transport.S
 // Delivery to a receiving session (protocol.md §6.2): the backlog from the
 // store, then entries the router offers as senders commit them.
 
-// maxInbox bounds the entries a session holds in memory; past it the
-// deliver loop reads them from the store instead.
+// maxInbox bounds the entries a session holds in memory, and push_budget
+// their bytes; past either the offer is dropped and the deliver loop reads
+// the store instead, which has every entry (docs/security.md §4.4).
 const maxInbox = 1024
 
 // Offer gives the session a committed entry of its mailbox (Conn).
 func (ss *session) Offer(d *transport.Deliver) {
 	ss.inboxMu.Lock()
-	if len(ss.inbox) < maxInbox {
+	if size := len(d.Payload); len(ss.inbox) < maxInbox && ss.inboxBytes+size <= ss.srv.cfg.PushBudget {
 		ss.inbox = append(ss.inbox, d)
+		ss.inboxBytes += size
+	} else {
+		ss.overflow = true
 	}
 	ss.inboxMu.Unlock()
 	select {
@@ -122,9 +126,12 @@ func (ss *session) Offer(d *transport.Deliver) {
 // overflow): then the store is read instead, which is always correct.
 func (ss *session) takeInbox(last uint64) (_ []*transport.Deliver, ok bool) {
 	ss.inboxMu.Lock()
-	in := ss.inbox
-	ss.inbox = nil
+	in, overflow := ss.inbox, ss.overflow
+	ss.inbox, ss.inboxBytes, ss.overflow = nil, 0, false
 	ss.inboxMu.Unlock()
+	if overflow {
+		return nil, false
+	}
 	slices.SortFunc(in, func(a, b *transport.Deliver) int { return cmp.Compare(a.Seq, b.Seq) })
 	in = slices.DeleteFunc(in, func(d *transport.Deliver) bool { return d.Seq <= last })
 	for i, d := range in {
@@ -135,17 +142,28 @@ func (ss *session) takeInbox(last uint64) (_ []*transport.Deliver, ok bool) {
 	return in, true
 }
 
+// deliverBatch is how many entries one read of the store takes: as many
+// as fit push_budget at the largest payload, so that a batch of big
+// entries stays within it too; at least one, at most pushBatch.
+func deliverBatch(budget int) int {
+	return min(pushBatch, max(1, budget/(transport.MaxPayload+1<<10)))
+}
+
 // deliver pushes the device's mailbox: first the backlog, then QueueEmpty,
-// then new entries as they are stored (protocol.md §6.2). Entries stay in
-// the mailbox until acked, so a connection lost mid-push loses nothing.
-// New entries come from memory when senders offered them in sequence;
-// otherwise from the store.
+// then new entries as they are stored (protocol.md §6.2), and the queued
+// signals. Entries stay in the mailbox until acked, so a connection lost
+// mid-push loses nothing. New entries come from memory when senders
+// offered them in sequence; otherwise from the store. What it holds is
+// bounded by push_budget; a write the device does not take within
+// write_timeout closes the connection (session.writeFailed).
 func (ss *session) deliver(ctx context.Context) {
 	var last uint64
 	sentEmpty := false
-	frames := make([]transport.Frame, 0, pushBatch+1)
+	batch := deliverBatch(ss.srv.cfg.PushBudget)
+	var frames []transport.Frame
 	fromStore := true
 	for {
+		frames = append(frames[:0], ss.takeSignals()...)
 		var entries []*transport.Deliver
 		if !fromStore {
 			var ok bool
@@ -154,7 +172,7 @@ func (ss *session) deliver(ctx context.Context) {
 		}
 		if fromStore {
 			ss.takeInbox(last) // what is offered now is in the store too
-			pending, err := ss.srv.store.Pending(ss.authedDevice(), last, pushBatch)
+			pending, err := ss.srv.store.Pending(ss.authedDevice(), last, batch)
 			if err != nil {
 				ss.log.Error("reading mailbox", "err", err)
 				ss.stop()
@@ -164,26 +182,27 @@ func (ss *session) deliver(ctx context.Context) {
 				entries = append(entries, deliverOf(&pending[i]))
 			}
 		}
-		frames = frames[:0]
 		bytesOut := 0
 		for _, d := range entries {
 			frames = append(frames, transport.Frame{Code: transport.CodeDeliver, Body: transport.Marshal(d)})
 			last = d.Seq
 			bytesOut += len(d.Payload)
 		}
-		if fromStore && len(entries) < pushBatch && !sentEmpty {
+		if fromStore && len(entries) < batch && !sentEmpty {
 			frames = append(frames, transport.Frame{Code: transport.CodeQueueEmpty})
 			sentEmpty = true
 		}
 		if len(frames) > 0 {
-			if err := ss.c.WriteFrames(frames...); err != nil {
-				ss.stop()
+			err := ss.c.WriteFrames(frames...)
+			clear(frames) // hold no bodies while waiting
+			if err != nil {
+				ss.writeFailed(err)
 				return
 			}
 			ss.srv.stats.Deliveries.Add(int64(len(entries)))
 			ss.srv.stats.BytesOut.Add(int64(bytesOut))
 		}
-		if fromStore && len(entries) == pushBatch {
+		if fromStore && len(entries) == batch {
 			continue // more backlog
 		}
 		if fromStore {

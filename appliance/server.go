@@ -78,6 +78,10 @@ type Server struct {
 	regLimit   *limiter // registrations per IP
 	failLimit  *limiter // failed authentications per IP
 	floodLimit *limiter // rate-limit refusals per IP, for flood_ban
+	keysLimit  *limiter // key uploads per account
+	ackLimit   *limiter // acked sequence numbers per account
+	lookLimit  *limiter // device and identity lookups per account
+	open       connCounts
 	bans       banList
 	mutes      muteList
 	started    time.Time
@@ -100,6 +104,7 @@ type Stats struct {
 	AuthFailed  atomic.Int64
 	Refused     atomic.Int64 // connections refused for a ban
 	Limited     atomic.Int64 // requests and connections refused by a rate limit
+	Dropped     atomic.Int64 // signals not queued for a device that does not read them
 }
 
 // New opens the store in cfg.Data, loads or creates the server key, writes
@@ -118,7 +123,7 @@ func New(cfg Config) (*Server, error) {
 		router:   newLocalRouter(),
 		changes:  newLocalChanges(),
 	}
-	for _, l := range []**limiter{&s.fetchLimit, &s.msgLimit, &s.byteLimit, &s.connLimit, &s.regLimit, &s.failLimit, &s.floodLimit} {
+	for _, l := range []**limiter{&s.fetchLimit, &s.msgLimit, &s.byteLimit, &s.connLimit, &s.regLimit, &s.failLimit, &s.floodLimit, &s.keysLimit, &s.ackLimit, &s.lookLimit} {
 		*l = newLimiter(cfg.LimiterTable)
 	}
 	limits := cfg.limits()

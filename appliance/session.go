@@ -29,8 +29,20 @@ import (
 // maxInFlight bounds the Sends one connection may have waiting for commit.
 const maxInFlight = 64
 
-// pushBatch bounds the entries pushed in one stream write.
+// pushBatch bounds the entries pushed in one stream write; push_budget
+// bounds their bytes (deliver).
 const pushBatch = 256
+
+// maxFrameBeforeAuth bounds a frame before authentication: Register,
+// Login, Auth and Ping are small (the largest, an Enroll with every field
+// at its maximum, is under 1.8 KiB; TestMaxFrameBeforeAuth), so a
+// connection that has not authenticated cannot make the server buffer a
+// max_frame body (docs/security.md §4.4).
+const maxFrameBeforeAuth = 4 << 10
+
+// maxSignals bounds the signals and keys-low notices queued for one
+// connection; push_budget/4 bounds their bytes.
+const maxSignals = 64
 
 // session is one client connection. Once authenticated it is a Conn of
 // the router.
@@ -50,9 +62,16 @@ type session struct {
 	wake      chan struct{} // mailbox has new entries (capacity 1)
 	lastFrame atomic.Int64  // unix ns of the last frame read, for AFK
 
-	inboxMu sync.Mutex
-	inbox   []*transport.Deliver // committed entries offered by senders, in no guaranteed order
-	bg      sync.WaitGroup       // the deliver goroutine
+	counted bool // counted against max_conns_per_account; set by the read loop
+
+	inboxMu    sync.Mutex
+	inbox      []*transport.Deliver // committed entries offered by senders, in no guaranteed order
+	inboxBytes int                  // their payload bytes, at most push_budget
+	overflow   bool                 // an offer was dropped: read the store
+	signals    []transport.Frame    // signals and keys-low notices to write
+	sigBytes   int                  // their body bytes, at most push_budget/4
+
+	bg sync.WaitGroup // the deliver goroutine
 
 	closeOnce sync.Once
 }
@@ -64,13 +83,22 @@ func (s *Server) serveConn(ctx context.Context, qc *quic.Conn) {
 	defer s.stats.Connections.Add(-1)
 
 	ip := hostOf(qc.RemoteAddr())
+	if err := s.open.addConn(ip, s.currentLimits()); err != nil {
+		s.stats.Limited.Add(1)
+		s.log.Debug("connection refused", "remote", ip, "why", err.Error())
+		qc.CloseWithError(transport.CloseLimit, err.Error())
+		return
+	}
+	defer s.open.dropConn(ip)
 	actx, cancel := context.WithTimeout(ctx, time.Duration(s.cfg.AuthTimeout))
-	c, err := transport.Accept(actx, qc, s.cfg.MaxFrame)
+	c, err := transport.Accept(actx, qc, maxFrameBeforeAuth)
 	cancel()
 	if err != nil {
 		qc.CloseWithError(transport.CloseAuthTimeout, "no control stream")
 		return
 	}
+	c.SetFrameTimeout(time.Duration(s.cfg.FrameTimeout))
+	c.SetWriteTimeout(time.Duration(s.cfg.WriteTimeout))
 	sctx, stop := context.WithCancel(ctx)
 	sess := &session{
 		srv: s, c: c, ip: ip, stop: stop,
@@ -83,6 +111,11 @@ func (s *Server) serveConn(ctx context.Context, qc *quic.Conn) {
 	s.sessions[sess] = struct{}{}
 	s.mu.Unlock()
 	defer s.removeSession(sess)
+	defer func() {
+		if sess.counted { // run has returned: nothing sets it any more
+			s.open.dropUser(sess.dev.User)
+		}
+	}()
 	if ctx.Err() != nil { // raced with shutdown
 		sess.close(transport.CloseShutdown, "server shutting down")
 		return
@@ -162,7 +195,7 @@ func (ss *session) afk(ctx context.Context, d time.Duration) {
 // reason (protocol.md §3.1); the server carries on.
 func (ss *session) readFailed(err error) {
 	var fse *transport.FrameSizeError
-	if errors.As(err, &fse) || errors.Is(err, transport.ErrVersion) {
+	if errors.As(err, &fse) || errors.Is(err, transport.ErrVersion) || errors.Is(err, transport.ErrFrameTimeout) {
 		ss.log.Warn("protocol error", "err", err)
 		ss.close(transport.CloseProtocol, "protocol error: "+err.Error())
 		return
@@ -210,8 +243,37 @@ func (ss *session) reply(id uint32, code transport.Code, body transport.Marshale
 		return // a notification gets no answer
 	}
 	if err := ss.c.WriteFrame(code, id, body); err != nil {
-		ss.stop()
+		ss.writeFailed(err)
 	}
+}
+
+// writeFailed ends the connection after a failed write. A peer that did
+// not take the bytes within write_timeout is closed, so that nothing
+// stays pinned behind a stream nobody reads (docs/security.md §4.4).
+func (ss *session) writeFailed(err error) {
+	if errors.Is(err, transport.ErrWriteTimeout) {
+		ss.srv.log.Warn("peer does not read, disconnected", "remote", ss.ip, "user", ss.authedUser(), "err", err)
+		ss.close(transport.CloseLimit, "disconnected: "+err.Error())
+		return
+	}
+	ss.stop()
+}
+
+// admitAccount counts an authenticating connection against
+// max_conns_per_account; over it, the request is refused and the
+// connection closed. For the read loop, before authed is closed.
+func (ss *session) admitAccount(id uint32, user string) bool {
+	srv := ss.srv
+	if err := srv.open.addUser(user, srv.currentLimits()); err != nil {
+		srv.stats.Limited.Add(1)
+		ss.log.Warn("connection refused", "user", user, "why", err.Error())
+		ss.fail(id, &transport.Error{Code: transport.ErrRateLimited, Message: err.Error(), RetryAfterMS: 1000})
+		ss.close(transport.CloseLimit, err.Error())
+		return false
+	}
+	ss.counted = true
+	ss.c.SetMaxFrame(srv.cfg.MaxFrame) // authenticated: frames up to max_frame
+	return true
 }
 
 func (ss *session) fail(id uint32, e *transport.Error) {
@@ -222,16 +284,46 @@ func (ss *session) fail(id uint32, e *transport.Error) {
 }
 
 // Signal forwards an ephemeral message (Conn). It never blocks the sender
-// on another user's stream; a signal that cannot be written soon is
-// worthless anyway.
+// on another user's stream: the signal is queued for the deliver loop, and
+// dropped when the queue is full — a device that does not read its pushes
+// gets no more, and a signal that cannot be written soon is worthless
+// anyway. No goroutine per signal.
 func (ss *session) Signal(s *transport.Signal) {
-	go ss.c.WriteFrame(transport.CodeSignal, 0, s)
+	ss.queueSignal(transport.Frame{Code: transport.CodeSignal, Body: transport.Marshal(s)})
 }
 
 // KeysLow tells the device to top up its prekeys (Conn), without blocking
-// the fetching session.
+// the fetching session; like a signal, it is dropped for a device that
+// does not read (it is asked again at its next fetch or Auth).
 func (ss *session) KeysLow(c transport.KeyCount) {
-	go ss.c.WriteFrame(transport.CodeKeysLow, 0, &c)
+	ss.queueSignal(transport.Frame{Code: transport.CodeKeysLow, Body: transport.Marshal(&c)})
+}
+
+func (ss *session) queueSignal(f transport.Frame) {
+	ss.inboxMu.Lock()
+	ok := len(ss.signals) < maxSignals && ss.sigBytes+len(f.Body) <= ss.srv.cfg.PushBudget/4
+	if ok {
+		ss.signals = append(ss.signals, f)
+		ss.sigBytes += len(f.Body)
+	}
+	ss.inboxMu.Unlock()
+	if !ok {
+		ss.srv.stats.Dropped.Add(1)
+		return
+	}
+	select {
+	case ss.wake <- struct{}{}:
+	default: // already pending
+	}
+}
+
+// takeSignals returns the queued signals and empties the queue.
+func (ss *session) takeSignals() []transport.Frame {
+	ss.inboxMu.Lock()
+	defer ss.inboxMu.Unlock()
+	out := ss.signals
+	ss.signals, ss.sigBytes = nil, 0
+	return out
 }
 
 // Close closes the connection (Conn).

@@ -71,8 +71,9 @@ func TestLimitsJSONNames(t *testing.T) {
 	for k := range m {
 		got = append(got, k)
 	}
-	want := []string{"byte_burst", "byte_rate", "conn_burst", "conn_rate", "flood_ban", "key_fetch_burst", "key_fetch_rate",
-		"login_ban", "login_failure_window", "login_failures", "message_burst", "message_rate", "register_burst", "register_rate"}
+	want := []string{"ack_burst", "ack_rate", "byte_burst", "byte_rate", "conn_burst", "conn_rate", "flood_ban", "key_fetch_burst", "key_fetch_rate",
+		"login_ban", "login_failure_window", "login_failures", "lookup_burst", "lookup_rate", "max_conns", "max_conns_per_account", "max_conns_per_address",
+		"message_burst", "message_rate", "publish_keys_burst", "publish_keys_rate", "register_burst", "register_rate"}
 	if slices.Sort(got); !slices.Equal(got, want) {
 		t.Errorf("JSON keys %v, want %v", got, want)
 	}

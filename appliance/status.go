@@ -56,6 +56,7 @@ type StatsSnapshot struct {
 	AuthFailed    int64     `json:"auth_failed"`
 	Refused       int64     `json:"refused"`
 	Limited       int64     `json:"limited"`
+	Dropped       int64     `json:"signals_dropped"`
 	QueueDepth    int       `json:"queue_depth"`
 	StoreBytes    int64     `json:"store_bytes"`
 	Bans          int       `json:"bans"`
@@ -80,6 +81,7 @@ func (s *Server) Snapshot(ctx context.Context) (StatsSnapshot, error) {
 		AuthFailed:    s.stats.AuthFailed.Load(),
 		Refused:       s.stats.Refused.Load(),
 		Limited:       s.stats.Limited.Load(),
+		Dropped:       s.stats.Dropped.Load(),
 		QueueDepth:    st.QueueDepth,
 		StoreBytes:    st.Bytes,
 		Bans:          len(s.bans.list(now)),

@@ -100,6 +100,8 @@ var unlimited = []string{
 	"--byte-rate", "1e15", "--byte-burst", "1000000000000000",
 	"--conn-rate", "1e6", "--conn-burst", "1000000",
 	"--register-rate", "1e6", "--register-burst", "1000000",
+	"--ack-rate", "1e9", "--ack-burst", "1000000000",
+	"--max-conns-per-address", "1000000", "--max-conns-per-account", "1000000",
 }
 
 // startServer runs `securechat serve` on a free loopback port with its data
