@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/securechat/securechat/client"
+	"github.com/securechat/securechat/client/home"
 	"github.com/securechat/securechat/transport"
 )
 
@@ -85,7 +86,7 @@ func rawDial(t *testing.T, s *server) *transport.Conn {
 
 // rawAuth opens a wire-level connection authenticated as h's device, the
 // way client.Connect does it (protocol.md §5.2).
-func rawAuth(t *testing.T, s *server, h *client.Home, receive bool) *transport.Conn {
+func rawAuth(t *testing.T, s *server, h *home.Home, receive bool) *transport.Conn {
 	t.Helper()
 	prof, err := h.Profile()
 	if err != nil {
@@ -109,7 +110,7 @@ func rawAuth(t *testing.T, s *server, h *client.Home, receive bool) *transport.C
 
 // publish connects h once with the real client, which publishes its keys:
 // a device without published keys is no recipient.
-func publish(t *testing.T, h *client.Home) {
+func publish(t *testing.T, h *home.Home) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -266,7 +267,11 @@ func TestNonReadingReceiver(t *testing.T) {
 			mu.Unlock()
 		}
 	}()
-	answered := func() int { mu.Lock(); defer mu.Unlock(); return answers[transport.CodeSent] + answers[transport.CodeError] }
+	answered := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return answers[transport.CodeSent] + answers[transport.CodeError]
+	}
 	id := uint32(1)
 	send := func(count, size int, ephemeral bool) {
 		t.Helper()
