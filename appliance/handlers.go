@@ -177,7 +177,7 @@ func (ss *session) take(class limitClass, cost int) *transport.Error {
 		}
 	case limitKeyFetch:
 		if ok, retry := srv.fetchLimit.allow(ss.dev.User, now); !ok {
-			return &transport.Error{Code: transport.ErrRateLimited, Message: fmt.Sprintf("rate limited: too many key fetches, retry after %v", retry.Round(time.Millisecond)), RetryAfterMS: uint64(retry.Milliseconds())}
+			return rateLimited("key fetches", retry)
 		}
 	case limitKeys:
 		if ok, retry := srv.keysLimit.allow(ss.dev.User, now); !ok {

@@ -147,3 +147,23 @@ func TestModerationThroughChanges(t *testing.T) {
 		t.Errorf("refused commands published %d changes", len(seen)-len(kinds))
 	}
 }
+
+// TestTakeKeyFetchRetryFloor: a refused key fetch tells the client to wait
+// at least 1 ms, like every other rate limit, even when the bucket refills
+// sooner (a retry_after_ms of 0 would read as "absent").
+func TestTakeKeyFetchRetryFloor(t *testing.T) {
+	srv := testServer(t)
+	l := srv.currentLimits()
+	l.KeyFetchRate, l.KeyFetchBurst = 4000, 1 // a token every 0.25 ms
+	if err := srv.SetLimits(context.Background(), l); err != nil {
+		t.Fatal(err)
+	}
+	ss := &session{srv: srv, ip: "192.0.2.1", dev: chat.DeviceOf("bob", 1)}
+	if e := ss.take(limitKeyFetch, 1); e != nil {
+		t.Fatalf("first fetch: %v", e)
+	}
+	e := ss.take(limitKeyFetch, 1)
+	if e == nil || e.Code != transport.ErrRateLimited || e.RetryAfterMS < 1 {
+		t.Errorf("second fetch of a burst of 1: %+v", e)
+	}
+}
