@@ -51,6 +51,12 @@ type Config struct {
 	// PushBudget bounds in bytes what a receiving connection holds for its
 	// device: the offered entries, a delivery batch, the queued signals.
 	PushBudget int
+	// MailboxMaxEntries and MailboxMaxBytes bound one device's mailbox;
+	// StoreMaxBytes bounds all mailboxes together. A Send past one is
+	// refused with "mailbox full" (protocol.md §6.1).
+	MailboxMaxEntries int
+	MailboxMaxBytes   int
+	StoreMaxBytes     int
 
 	// The rate limits, the live settings (Limits): per account, prekey
 	// fetches (sustained rate and burst), messages and payload bytes; per

@@ -47,7 +47,13 @@ type route struct {
 	// maxInFlight per connection: Sends wait for a group commit, and one
 	// connection may have several waiting.
 	concurrent bool
-	handle     func(ctx context.Context, ss *session, f transport.Frame, limit limitClass)
+	// notify: the request may come with id 0, as a notification whose
+	// outcome the client does not learn (protocol.md §3.3). Any other
+	// request with id 0 closes the connection: it would run unanswered
+	// (a FetchKeys burning prekeys nobody receives, a Login that
+	// authenticates silently).
+	notify bool
+	handle func(ctx context.Context, ss *session, f transport.Frame, limit limitClass)
 }
 
 var routes = map[transport.Code]route{
@@ -56,8 +62,8 @@ var routes = map[transport.Code]route{
 	transport.CodeLogin:       {auth: beforeAuth, handle: on(handleLogin).withCheck(checkLogin).handle},
 	transport.CodeAuth:        {auth: beforeAuth, handle: on(handleAuth).handle},
 	transport.CodeDevices:     {auth: afterAuth, limit: limitLookup, handle: on(handleDevices).handle},
-	transport.CodeSend:        {auth: afterAuth, limit: limitMessages, concurrent: true, handle: on(handleSend).withCheck(checkSend).withCost(sendSize).handle},
-	transport.CodeAck:         {auth: afterAuth, limit: limitAck, handle: on(handleAck).withCost(ackSize).handle},
+	transport.CodeSend:        {auth: afterAuth, limit: limitMessages, concurrent: true, notify: true, handle: on(handleSend).withCheck(checkSend).withCost(sendSize).handle},
+	transport.CodeAck:         {auth: afterAuth, limit: limitAck, notify: true, handle: on(handleAck).withCost(ackSize).handle},
 	transport.CodePublishKeys: {auth: afterAuth, limit: limitKeys, handle: on(handlePublishKeys).handle},
 	transport.CodeFetchKeys:   {auth: afterAuth, limit: limitKeyFetch, handle: on(handleFetchKeys).handle},
 	transport.CodeIdentity:    {auth: afterAuth, limit: limitLookup, handle: on(handleIdentity).handle},
@@ -129,6 +135,11 @@ func (h handler[T, P]) handle(ctx context.Context, ss *session, f transport.Fram
 // dispatch looks a frame up in the handler table and runs its handler.
 func (ss *session) dispatch(ctx context.Context, f transport.Frame, workers *sync.WaitGroup) {
 	r, ok := routes[f.Code]
+	if f.ID == 0 && !r.notify {
+		ss.log.Debug("request without an id", "code", f.Code.String())
+		ss.close(transport.CloseProtocol, fmt.Sprintf("protocol error: %s with request id 0 (only Ack and Send may be notifications)", f.Code))
+		return
+	}
 	if !ok {
 		ss.fail(f.ID, &transport.Error{Code: transport.ErrBadRequest, Message: fmt.Sprintf("unknown message code %d", f.Code)})
 		return
@@ -323,7 +334,12 @@ func wireError(err error) *transport.Error {
 		return &transport.Error{Code: transport.ErrNoSuchUser, Message: nsu.Error()}
 	case errors.As(err, &dm):
 		return &transport.Error{Code: transport.ErrDeviceMismatch, Message: dm.Error(), Devices: wireDevices(dm.Devices)}
-	case errors.Is(err, store.ErrNoRecipients), errors.Is(err, store.ErrDeviceKeyMismatch), errors.Is(err, store.ErrIdentityMismatch):
+	case errors.Is(err, store.ErrNoDevices):
+		return &transport.Error{Code: transport.ErrNoSuchUser, Message: err.Error()}
+	case errors.Is(err, store.ErrMailboxFull), errors.Is(err, store.ErrStoreFull):
+		return &transport.Error{Code: transport.ErrFull, Message: err.Error()}
+	case errors.Is(err, store.ErrNoRecipients), errors.Is(err, store.ErrDeviceKeyMismatch), errors.Is(err, store.ErrIdentityMismatch),
+		errors.Is(err, store.ErrToSendingDevice), errors.Is(err, store.ErrNotPublished):
 		return &transport.Error{Code: transport.ErrBadRequest, Message: err.Error()}
 	case errors.Is(err, store.ErrUserExists):
 		return &transport.Error{Code: transport.ErrUserExists, Message: err.Error()}

@@ -44,7 +44,7 @@ func TestHandlerTable(t *testing.T) {
 	}
 	for code, w := range want {
 		r, ok := routes[code]
-		if !ok || r.handle == nil || r.auth != w.auth || r.limit != w.limit || r.concurrent != (code == transport.CodeSend) {
+		if !ok || r.handle == nil || r.auth != w.auth || r.limit != w.limit || r.concurrent != (code == transport.CodeSend) || r.notify != (code == transport.CodeSend || code == transport.CodeAck) {
 			t.Errorf("%v: %+v, want auth %d limit %d", code, r, w.auth, w.limit)
 		}
 	}

@@ -136,7 +136,11 @@ func New(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	st, err := boltstore.Open(filepath.Join(cfg.Data, FileDB), boltstore.Options{})
+	st, err := boltstore.Open(filepath.Join(cfg.Data, FileDB), boltstore.Options{
+		MaxMailboxEntries: int64(cfg.MailboxMaxEntries),
+		MaxMailboxBytes:   int64(cfg.MailboxMaxBytes),
+		MaxStoreBytes:     int64(cfg.StoreMaxBytes),
+	})
 	if errors.Is(err, store.ErrDataInUse) {
 		return nil, fmt.Errorf("data directory %s is in use by another securechat server", cfg.Data)
 	}

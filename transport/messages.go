@@ -74,6 +74,7 @@ const (
 	ErrTooManyDevices ErrorCode = 11 // Login: the account has MaxDevices devices
 	ErrUnavailable    ErrorCode = 12 // the server is shutting down
 	ErrMuted          ErrorCode = 13 // the account may not send for now
+	ErrFull           ErrorCode = 14 // a recipient's mailbox or the server's store is full
 )
 
 var errorCodeNames = map[ErrorCode]string{
@@ -81,7 +82,7 @@ var errorCodeNames = map[ErrorCode]string{
 	ErrNoSuchUser: "no such user", ErrDeviceMismatch: "device mismatch", ErrRateLimited: "rate limited",
 	ErrInternal: "internal error", ErrInvalidName: "invalid name", ErrTooLarge: "too large",
 	ErrRegClosed: "registration closed", ErrTooManyDevices: "too many devices", ErrUnavailable: "unavailable",
-	ErrMuted: "muted",
+	ErrMuted: "muted", ErrFull: "full",
 }
 
 func (c ErrorCode) String() string {

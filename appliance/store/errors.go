@@ -3,6 +3,8 @@ package store
 import (
 	"errors"
 	"fmt"
+
+	"github.com/securechat/securechat/chat"
 )
 
 // Domain errors (docs/design.md §4.2). A Store returns these, wrapped or as
@@ -19,6 +21,20 @@ var (
 	ErrDeviceMismatch = errors.New("message slots do not match the recipients' devices")
 	// ErrNoRecipients: a message addressed to nobody.
 	ErrNoRecipients = errors.New("message has no recipients")
+	// ErrNoDevices: a message to an account none of whose devices has
+	// published keys, so none can receive (*NoDevicesError).
+	ErrNoDevices = errors.New("the account has no device that can receive messages")
+	// ErrToSendingDevice: a message with a slot for the device that sends
+	// it; a device never messages itself (docs/design.md §10).
+	ErrToSendingDevice = errors.New("a message cannot be addressed to the device that sends it")
+	// ErrNotPublished: the sending device has not published its end-to-end
+	// keys, and such a device cannot send (protocol.md §5.1).
+	ErrNotPublished = errors.New("this device has not published its end-to-end keys, so it cannot send")
+	// ErrMailboxFull: a recipient device's mailbox holds its bound of
+	// entries or bytes (*MailboxFullError names it).
+	ErrMailboxFull = errors.New("mailbox is full")
+	// ErrStoreFull: the mailboxes together hold the store's total bound.
+	ErrStoreFull = errors.New("the server's message store is full; try again later")
 	// ErrUserExists: CreateAccount of a name that is taken.
 	ErrUserExists = errors.New("user name is taken")
 	// ErrCredentialsChanged: AddDevice found the account's password hash
@@ -63,3 +79,21 @@ type DeviceMismatchError struct{ Devices []DeviceKey }
 
 func (e *DeviceMismatchError) Error() string        { return ErrDeviceMismatch.Error() }
 func (e *DeviceMismatchError) Is(target error) bool { return target == ErrDeviceMismatch }
+
+// NoDevicesError names an account that has no device able to receive. It
+// is ErrNoDevices.
+type NoDevicesError struct{ User string }
+
+func (e *NoDevicesError) Error() string {
+	return fmt.Sprintf("%s has no device that can receive messages (none has published keys)", e.User)
+}
+func (e *NoDevicesError) Is(target error) bool { return target == ErrNoDevices }
+
+// MailboxFullError names a device whose mailbox is full. It is
+// ErrMailboxFull.
+type MailboxFullError struct{ Device chat.Device }
+
+func (e *MailboxFullError) Error() string {
+	return fmt.Sprintf("%s's mailbox is full (device %d); try again once they have read their messages", e.Device.User, e.Device.ID)
+}
+func (e *MailboxFullError) Is(target error) bool { return target == ErrMailboxFull }

@@ -144,6 +144,11 @@ func (s *Store) DeleteAccount(ctx context.Context, user string) error {
 			if err := tx.Bucket(bucketDevices).Delete(k); err != nil {
 				return err
 			}
+			if u := getUsage(tx, k); u.entries > 0 {
+				if err := addUsage(tx, k, -int64(u.entries), -int64(u.bytes)); err != nil {
+					return err
+				}
+			}
 			for _, b := range [][]byte{bucketMailboxes, bucketPrekeys} {
 				if tx.Bucket(b).Bucket(k) != nil {
 					if err := tx.Bucket(b).DeleteBucket(k); err != nil {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -34,7 +35,12 @@ import (
 //	invites    code → inviteRecord
 //	blobs      id → bytes; created by the first PutBlob, so a store that
 //	           never held a blob is the file it always was
-const schemaVersion = 1
+//	usage      deviceKey → u64 BE entries ‖ u64 BE bytes of its mailbox
+//	           (quota.go); absent for an empty mailbox
+//
+// Schema 2 added the usage bucket and meta's mailbox_bytes; Open migrates
+// a schema 1 file by counting its mailboxes.
+const schemaVersion = 2
 
 var (
 	bucketMeta      = []byte("meta")
@@ -47,13 +53,15 @@ var (
 	bucketMutes     = []byte("mutes")
 	bucketInvites   = []byte("invites")
 	bucketBlobs     = []byte("blobs")
+	bucketUsage     = []byte("usage")
 
-	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketDevices, bucketMailboxes, bucketDedup, bucketPrekeys, bucketBans, bucketMutes, bucketInvites}
+	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketDevices, bucketMailboxes, bucketDedup, bucketPrekeys, bucketBans, bucketMutes, bucketInvites, bucketUsage}
 
 	keySchema        = []byte("schema")
 	keyServerKey     = []byte("server_key")
 	keyAdminPassword = []byte("admin_password")
 	keyBlobBytes     = []byte("blob_bytes")
+	keyMailboxBytes  = []byte("mailbox_bytes")
 )
 
 // maxBatch bounds how many writes share one commit.
@@ -62,10 +70,38 @@ const maxBatch = 512
 // DefaultMaxBlobBytes bounds the blobs' total size unless Options say otherwise.
 const DefaultMaxBlobBytes = 256 << 20
 
+// Default mailbox bounds, unless Options say otherwise.
+const (
+	DefaultMaxMailboxEntries = 10000
+	DefaultMaxMailboxBytes   = 64 << 20
+	DefaultMaxStoreBytes     = 4 << 30
+)
+
 // Options tune a store.
 type Options struct {
 	// MaxBlobBytes bounds the blobs' total size; 0 is DefaultMaxBlobBytes.
 	MaxBlobBytes int64
+	// MaxMailboxEntries and MaxMailboxBytes bound one device's mailbox;
+	// MaxStoreBytes bounds all mailboxes together. An Append past one
+	// fails with *store.MailboxFullError or store.ErrStoreFull. 0 is the
+	// Default… value.
+	MaxMailboxEntries int64
+	MaxMailboxBytes   int64
+	MaxStoreBytes     int64
+}
+
+// withDefaults fills the zero bounds.
+func (o Options) withDefaults() Options {
+	def := func(v *int64, d int64) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.MaxBlobBytes, DefaultMaxBlobBytes)
+	def(&o.MaxMailboxEntries, DefaultMaxMailboxEntries)
+	def(&o.MaxMailboxBytes, DefaultMaxMailboxBytes)
+	def(&o.MaxStoreBytes, DefaultMaxStoreBytes)
+	return o
 }
 
 // Store is the server's bbolt database with its single writer goroutine.
@@ -74,8 +110,16 @@ type Options struct {
 // all in one transaction and fsyncs once (docs/design.md §4.2).
 type Store struct {
 	db       *bolt.DB
+	path     string
 	done     chan struct{} // closed when the writer has exited
 	maxBlobs int64
+	limits   Options
+
+	expireMu        sync.Mutex // serializes Expire calls; guards expire and expireLastSteps
+	expire          expireCursor
+	expireLastSteps int // cursor steps of the last Expire, for tests
+
+	reruns atomic.Int64 // batches run again after a write failed in them, for tests
 
 	mu     sync.RWMutex // guards closed and sending on writes; Close holds it to close writes
 	closed bool
@@ -125,17 +169,20 @@ func Open(path string, o Options) (*Store, error) {
 		case binary.BigEndian.Uint64(v) > schemaVersion:
 			return fmt.Errorf("store schema version %d is newer than this binary supports (%d)", binary.BigEndian.Uint64(v), schemaVersion)
 		}
-		// Migrations from older versions go here, one step at a time.
-		return nil
+		// Migrations from older versions, one step at a time.
+		if binary.BigEndian.Uint64(v) < 2 {
+			if err := recountUsage(tx); err != nil {
+				return fmt.Errorf("store migration to schema 2: %w", err)
+			}
+		}
+		return meta.Put(keySchema, u64(schemaVersion))
 	})
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	s := &Store{db: db, writes: make(chan *writeOp, maxBatch), done: make(chan struct{}), maxBlobs: o.MaxBlobBytes}
-	if s.maxBlobs <= 0 {
-		s.maxBlobs = DefaultMaxBlobBytes
-	}
+	o = o.withDefaults()
+	s := &Store{db: db, path: path, writes: make(chan *writeOp, maxBatch), done: make(chan struct{}), maxBlobs: o.MaxBlobBytes, limits: o}
 	go s.writer()
 	return s, nil
 }
@@ -239,6 +286,7 @@ func (s *Store) commit(batch []*writeOp) {
 			return nil
 		})
 		if failed >= 0 {
+			s.reruns.Add(1)
 			batch[failed].err <- err
 			batch = append(batch[:failed:failed], batch[failed+1:]...)
 			continue

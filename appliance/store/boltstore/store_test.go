@@ -2,23 +2,28 @@ package boltstore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/securechat/securechat/appliance/store"
 	"github.com/securechat/securechat/appliance/store/storetest"
+	"github.com/securechat/securechat/chat"
 )
 
 // TestConformance runs the storage conformance suite on the bbolt store.
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, dir string) store.Store {
-		s, err := Open(filepath.Join(dir, "server.db"), Options{MaxBlobBytes: storetest.BlobBound})
+	storetest.Run(t, func(t *testing.T, dir string, b storetest.Bounds) store.Store {
+		s, err := Open(filepath.Join(dir, "server.db"), Options{MaxBlobBytes: b.Blobs,
+			MaxMailboxEntries: b.MailboxEntries, MaxMailboxBytes: b.MailboxBytes, MaxStoreBytes: b.StoreBytes})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,4 +163,69 @@ func TestWriteAfterClose(t *testing.T) {
 		t.Fatalf("write after close: %v", err)
 	}
 	s.updateAsync(func(*bolt.Tx) error { return nil }) // must not panic
+}
+
+// TestBadAppendNeverRerunsBatch: concurrent appends, some refused (a
+// device that does not exist, an account without published devices, the
+// sending device itself), share group commits; no refusal aborts a
+// commit, so no batch runs again and every good append commits once.
+func TestBadAppendNeverRerunsBatch(t *testing.T) {
+	s := testStore(t)
+	ctx := context.Background()
+	t0 := time.UnixMilli(1_700_000_000_000)
+	account := func(user string, publish bool) chat.Device {
+		d := chat.DeviceOf(user, 1)
+		key := make([]byte, 32)
+		copy(key, user)
+		if err := s.CreateAccount(ctx, store.NewAccount{Name: user, PasswordHash: "x", DeviceKey: key, Now: t0}); err != nil {
+			t.Fatal(err)
+		}
+		if publish {
+			if err := s.PublishKeys(ctx, d, store.KeyUpload{Identity: make([]byte, 32), AuthKey: key, Certificate: []byte("c"), SignedPreKey: []byte("s"), LastResortKEM: []byte("k")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
+	alice, bob := account("alice", true), account("bob", true)
+	account("carol", false)
+	bad := [][]chat.Device{{chat.DeviceOf("carol", 4)}, {chat.DeviceOf("carol", 1)}, {alice}, {chat.DeviceOf("bob", 2)}}
+	const n = 400
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	var refused atomic.Int64
+	for i := range n {
+		wg.Go(func() {
+			to := []chat.Device{bob}
+			if i%8 == 5 {
+				to = bad[i/8%len(bad)]
+			}
+			m := store.Message{From: alice, ID: binary.BigEndian.AppendUint64(make([]byte, 8), uint64(i)), Time: t0}
+			for _, d := range to {
+				m.Envelopes = append(m.Envelopes, store.Envelope{To: d, Payload: []byte("hi")})
+			}
+			<-start
+			_, err := s.Append(ctx, m)
+			switch {
+			case i%8 == 5 && err == nil:
+				t.Errorf("bad append %d to %v stored", i, to)
+			case i%8 == 5:
+				refused.Add(1)
+			case err != nil:
+				t.Errorf("good append %d: %v", i, err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if r := s.reruns.Load(); r != 0 {
+		t.Errorf("%d batches ran again after a refused append aborted them", r)
+	}
+	p, err := s.Pending(bob, 0, 2*n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := n - int(refused.Load()); len(p) != want {
+		t.Errorf("bob holds %d entries, want %d", len(p), want)
+	}
 }

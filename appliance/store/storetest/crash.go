@@ -75,7 +75,7 @@ func testCrash(t *testing.T, h *harness) {
 	}
 	t.Logf("child killed after %d acknowledged appends", len(acked))
 
-	h.s = h.open(t, h.dir)
+	h.s = h.open(t, h.dir, h.bounds)
 	if err := h.s.Verify(); err != nil {
 		t.Fatalf("store damaged by the crash: %v", err)
 	}
@@ -107,7 +107,7 @@ func testCrash(t *testing.T, h *harness) {
 
 // crashChild appends until it is killed.
 func crashChild(t *testing.T, h *harness, dir string) {
-	s := h.open(t, dir)
+	s := h.open(t, dir, h.bounds)
 	var next atomic.Uint64
 	var mu sync.Mutex // one line per write
 	var wg sync.WaitGroup

@@ -364,5 +364,5 @@ func testMeta(t *testing.T, h *harness) {
 	if err := h.s.PutMute(h.ctx, "x", time.Time{}); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("write after close: %v", err)
 	}
-	h.s = h.open(t, h.dir)
+	h.s = h.open(t, h.dir, h.bounds)
 }

@@ -20,38 +20,58 @@ import (
 	"github.com/securechat/securechat/chat"
 )
 
-// BlobBound is the total blob size the suite expects a store to be opened
-// with, so that it can fill it.
+// BlobBound is the total blob size the suite opens a store with, so that
+// it can fill it.
 const BlobBound = 4 * store.MaxBlobSize
 
-// Opener opens the store kept in dir, creating it if dir holds none. The
-// suite calls it again on the same dir after Close, to check durability.
-type Opener func(t *testing.T, dir string) store.Store
+// Bounds are the bounds a store is opened with.
+type Bounds struct {
+	Blobs          int64 // bytes of all blobs
+	MailboxEntries int64 // entries of one device's mailbox
+	MailboxBytes   int64 // bytes of one device's mailbox
+	StoreBytes     int64 // bytes of all mailboxes
+}
+
+// defaultBounds are what most tests open with: the blob bound to fill,
+// mailbox bounds out of the way.
+var defaultBounds = Bounds{Blobs: BlobBound, MailboxEntries: 1 << 30, MailboxBytes: 1 << 40, StoreBytes: 1 << 50}
+
+// Opener opens the store kept in dir, creating it if dir holds none, with
+// bounds b. The suite calls it again on the same dir after Close, to check
+// durability.
+type Opener func(t *testing.T, dir string, b Bounds) store.Store
 
 // Run runs the suite, each test on a store of its own.
 func Run(t *testing.T, open Opener) {
 	for _, tc := range []struct {
-		name string
-		fn   func(*testing.T, *harness)
+		name   string
+		fn     func(*testing.T, *harness)
+		bounds *Bounds
 	}{
-		{"Durability", testDurability},
-		{"FailedCommitInvisible", testFailedCommitInvisible},
-		{"IdempotentAppend", testIdempotentAppend},
-		{"Ordering", testOrdering},
-		{"Ack", testAck},
-		{"Expiry", testExpiry},
-		{"Accounts", testAccounts},
-		{"Prekeys", testPrekeys},
-		{"Broadcast", testBroadcast},
-		{"Moderation", testModeration},
-		{"Invites", testInvites},
-		{"Blobs", testBlobs},
-		{"Meta", testMeta},
-		{"Crash", testCrash},
+		{"Durability", testDurability, nil},
+		{"FailedCommitInvisible", testFailedCommitInvisible, nil},
+		{"IdempotentAppend", testIdempotentAppend, nil},
+		{"Ordering", testOrdering, nil},
+		{"Ack", testAck, nil},
+		{"Expiry", testExpiry, nil},
+		{"Accounts", testAccounts, nil},
+		{"Prekeys", testPrekeys, nil},
+		{"Broadcast", testBroadcast, nil},
+		{"Moderation", testModeration, nil},
+		{"Invites", testInvites, nil},
+		{"Blobs", testBlobs, nil},
+		{"Meta", testMeta, nil},
+		{"BadSends", testBadSends, nil},
+		{"BadSendInBatch", testBadSendInBatch, nil},
+		{"MailboxQuota", testMailboxQuota, &quotaBounds},
+		{"Crash", testCrash, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &harness{t: t, open: open, dir: t.TempDir(), ctx: context.Background()}
-			h.s = open(t, h.dir)
+			h := &harness{t: t, open: open, dir: t.TempDir(), ctx: context.Background(), bounds: defaultBounds}
+			if tc.bounds != nil {
+				h.bounds = *tc.bounds
+			}
+			h.s = open(t, h.dir, h.bounds)
 			t.Cleanup(h.close)
 			tc.fn(t, h)
 		})
@@ -60,11 +80,12 @@ func Run(t *testing.T, open Opener) {
 
 // harness holds one test's store.
 type harness struct {
-	t    *testing.T
-	open Opener
-	dir  string
-	ctx  context.Context
-	s    store.Store
+	t      *testing.T
+	open   Opener
+	bounds Bounds
+	dir    string
+	ctx    context.Context
+	s      store.Store
 }
 
 // t0 is the suite's clock: the store is given times, never reads its own.
@@ -87,7 +108,7 @@ func (h *harness) close() {
 func (h *harness) reopen() {
 	h.t.Helper()
 	h.close()
-	h.s = h.open(h.t, h.dir)
+	h.s = h.open(h.t, h.dir, h.bounds)
 }
 
 // identity is the fake account identity key of user: the store keeps keys
