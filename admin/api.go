@@ -216,12 +216,19 @@ func (a *api) kick(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, KickResult{Closed: n})
 }
 
-// backup streams a consistent copy of the store (bbolt Tx.WriteTo) while
-// the server keeps serving.
+// backup streams a consistent copy of the store while the server keeps
+// serving (appliance.Server.Backup snapshots it first, so the download's
+// pace never holds the store). Each write gets the admin listener's write
+// timeout afresh: a slow download that keeps reading completes, a stalled
+// one is cut off.
 func (a *api) backup(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", `attachment; filename="securechat-backup.db"`)
-	n, err := a.srv.Backup(r.Context(), w)
+	var out io.Writer = w
+	if hs, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok && hs.WriteTimeout > 0 {
+		out = &deadlineWriter{w: w, rc: http.NewResponseController(w), timeout: hs.WriteTimeout}
+	}
+	n, err := a.srv.Backup(r.Context(), out)
 	if err != nil {
 		a.log.Error("admin API: backup failed", "err", err, "written", n)
 		if n == 0 {
@@ -362,4 +369,18 @@ func (a *api) setLimits(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.limits(w, r)
+}
+
+// deadlineWriter sets a write deadline before each write.
+type deadlineWriter struct {
+	w       io.Writer
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	if err := d.rc.SetWriteDeadline(time.Now().Add(d.timeout)); err != nil {
+		return 0, err
+	}
+	return d.w.Write(p)
 }

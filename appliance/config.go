@@ -51,6 +51,9 @@ type Config struct {
 	// PushBudget bounds in bytes what a receiving connection holds for its
 	// device: the offered entries, a delivery batch, the queued signals.
 	PushBudget int
+	// AdminWriteTimeout bounds the writing of one admin response; a backup
+	// download gets it afresh for each piece it writes.
+	AdminWriteTimeout Duration
 	// MailboxMaxEntries and MailboxMaxBytes bound one device's mailbox;
 	// StoreMaxBytes bounds all mailboxes together. A Send past one is
 	// refused with "mailbox full" (protocol.md §6.1).

@@ -336,6 +336,7 @@ func (s *Server) serveAdmin(ctx context.Context, bg *sync.WaitGroup) error {
 	if err != nil {
 		return fmt.Errorf("admin listener: %w", err)
 	}
+	ln = smallSendBuffers{ln}
 	scheme := "http"
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
@@ -356,6 +357,7 @@ func (s *Server) serveAdmin(ctx context.Context, bg *sync.WaitGroup) error {
 	hs := &http.Server{
 		Handler:           s.cfg.AdminHandler(s, string(token), s.log),
 		ReadHeaderTimeout: 10 * time.Second,
+		WriteTimeout:      time.Duration(s.cfg.AdminWriteTimeout),              // a stalled client cannot hold a response
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug), // TLS handshake noise
 		IdleTimeout:       time.Minute,
 	}
@@ -372,8 +374,65 @@ func (s *Server) serveAdmin(ctx context.Context, bg *sync.WaitGroup) error {
 	return nil
 }
 
-// Backup writes a consistent copy of the store while serving.
-func (s *Server) Backup(ctx context.Context, w io.Writer) (int64, error) { return s.store.Backup(w) }
+// Backup writes a consistent copy of the store to w while serving. The
+// copy is first taken into an unlinked temporary file in the data
+// directory, at disk speed, and only then copied to w at w's pace: the
+// store's read transaction never waits for a slow reader, since a long
+// one would stall every writer that must grow the file's mapping and,
+// behind it, every reader (issue 17 point 6). It needs free space in the
+// data directory for one copy of the store.
+func (s *Server) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	f, err := os.CreateTemp(s.cfg.Data, ".backup-*.tmp")
+	if err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	defer f.Close()
+	os.Remove(f.Name()) // the open file lives on; nothing is left behind by a crash
+	size, err := s.store.Backup(f)
+	if err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	n, err := io.Copy(w, io.LimitReader(ctxReader{ctx, f}, size))
+	if err == nil && n != size {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// adminSendBuffer is the socket send buffer of an admin connection. The
+// write timeout measures how long a write waits for room in it, and the
+// kernel makes room only once a good part of the buffer has drained: with
+// the default buffers (megabytes) a download read at 10 KiB/s would wait
+// minutes per write and be cut off, or a stalled one would look alive.
+// A small buffer makes the write timeout a bound on a stall.
+const adminSendBuffer = 64 << 10
+
+// smallSendBuffers sets adminSendBuffer on every accepted connection.
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(adminSendBuffer)
+	}
+	return c, err
+}
+
+// ctxReader is r until ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
 
 func (s *Server) shutdown() {
 	s.ln.Close()

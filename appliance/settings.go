@@ -33,6 +33,7 @@ var settings = []Setting{
 	boolean("admin_self_signed", "serve the admin listener over HTTPS with a self-signed certificate kept in the data directory", func(c *Config) *bool { return &c.AdminSelfSigned }),
 	boolean("admin_insecure", "allow plain HTTP on a non-loopback admin address (behind a TLS proxy)", func(c *Config) *bool { return &c.AdminInsecure }),
 	text("data", "data `directory`", "./securechat-data", func(c *Config) *string { return &c.Data }, nil),
+	span("admin_write_timeout", "time the admin listener allows for writing a response; a backup download gets it for each piece, so only a stalled download is cut off", 30*time.Second, time.Second, maxDuration, func(c *Config) *Duration { return &c.AdminWriteTimeout }),
 	span("mailbox_ttl", "how long undelivered messages wait", 30*24*time.Hour, time.Second, maxDuration, func(c *Config) *Duration { return &c.MailboxTTL }),
 	span("auth_timeout", "time allowed to authenticate", 10*time.Second, 0, maxDuration, func(c *Config) *Duration { return &c.AuthTimeout }),
 	span("idle_timeout", "close connections silent for this long", 60*time.Second, time.Second, maxDuration, func(c *Config) *Duration { return &c.IdleTimeout }),
