@@ -227,15 +227,21 @@ type Appended struct {
 type Mailboxes interface {
 	// Append stores a message in every recipient's mailbox in one
 	// commit, or, for a message id the sender already stored, nothing.
-	// The envelopes must be exactly one per current device of every
-	// recipient, the sending device excepted. ErrNoRecipients,
-	// *NoSuchUserError, *DeviceMismatchError; then nothing is stored.
+	// The sending device must have published keys (ErrNotPublished); the
+	// envelopes must be exactly one per current device of every
+	// recipient, the sending device excepted: ErrNoRecipients,
+	// *NoSuchUserError, *NoDevicesError (an account none of whose devices
+	// published keys), ErrToSendingDevice, *DeviceMismatchError. Every
+	// mailbox must have room: *MailboxFullError, ErrStoreFull. On any
+	// error nothing is stored, and no other Append is affected.
 	Append(ctx context.Context, m Message) (Appended, error)
-	// CheckRecipients checks envelopes as Append does, storing nothing.
+	// CheckRecipients checks the sender and the envelopes as Append does,
+	// storing nothing; it does not check room.
 	CheckRecipients(from chat.Device, to []chat.Device) error
 	// Broadcast stores a server notice (from the zero device) in the
 	// mailbox of every active device of every account, in one commit,
-	// and returns how many accounts it reached.
+	// and returns how many accounts it reached. Quotas do not refuse it;
+	// its entries count against them.
 	Broadcast(ctx context.Context, id, payload []byte, now time.Time) (int, []Delivery, error)
 	// Pending returns up to limit entries of d's mailbox after seq, in
 	// order. Entries that do not decode are skipped.
@@ -244,8 +250,9 @@ type Mailboxes interface {
 	// ack only means a redelivery, which clients recognise by message id.
 	Ack(d chat.Device, seqs []uint64)
 	// Expire deletes up to limit entries and resend records stored before
-	// cutoff and says how many entries it removed and whether more are
-	// left to expire.
+	// cutoff, in one commit of bounded work, and says how many entries it
+	// removed and whether more are left to expire; calls with the same
+	// cutoff until more is false make one sweep.
 	Expire(ctx context.Context, cutoff time.Time, limit int) (removed int, more bool, err error)
 }
 

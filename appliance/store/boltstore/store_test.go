@@ -229,3 +229,87 @@ func TestBadAppendNeverRerunsBatch(t *testing.T) {
 		t.Errorf("bob holds %d entries, want %d", len(p), want)
 	}
 }
+
+// TestExpireBoundedWork: with many mailboxes and resend records that are
+// not expired, one Expire call still takes a bounded number of cursor
+// steps (before, each batch scanned every mailbox and the whole dedup
+// bucket on the writer), each batch is its own commit, and a sweep of
+// calls removes exactly the expired entries.
+func TestExpireBoundedWork(t *testing.T) {
+	s := testStore(t)
+	ctx := context.Background()
+	t0 := time.UnixMilli(1_700_000_000_000)
+	const users, msgs = 200, 20
+	var devs []chat.Device
+	for i := range users {
+		name := fmt.Sprintf("u%03d", i)
+		key := make([]byte, 32)
+		copy(key, name)
+		if err := s.CreateAccount(ctx, store.NewAccount{Name: name, PasswordHash: "x", DeviceKey: key, Now: t0}); err != nil {
+			t.Fatal(err)
+		}
+		d := chat.DeviceOf(name, 1)
+		if err := s.PublishKeys(ctx, d, store.KeyUpload{Identity: make([]byte, 32), AuthKey: key, Certificate: []byte("c"), SignedPreKey: []byte("s"), LastResortKEM: []byte("k")}); err != nil {
+			t.Fatal(err)
+		}
+		devs = append(devs, d)
+	}
+	// Each user sends msgs messages to the next: the first one old, the
+	// others new. 4000 resend records, 200 of them expired.
+	var wg sync.WaitGroup
+	for i, from := range devs {
+		wg.Go(func() {
+			to := devs[(i+1)%users]
+			for j := range msgs {
+				at := t0.Add(time.Hour)
+				if j == 0 {
+					at = t0
+				}
+				m := store.Message{From: from, ID: binary.BigEndian.AppendUint64(make([]byte, 8), uint64(j)), Time: at,
+					Envelopes: []store.Envelope{{To: to, Payload: []byte("x")}}}
+				if _, err := s.Append(ctx, m); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	const limit = 10
+	writes := func() int64 { st := s.db.Stats(); return st.TxStats.GetWrite() }
+	txBefore := writes()
+	removed, calls := 0, 0
+	for {
+		n, more, err := s.Expire(ctx, t0.Add(time.Minute), limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if steps := s.expireLastSteps; steps > expireSteps(limit) {
+			t.Fatalf("one Expire call took %d cursor steps, bound %d", steps, expireSteps(limit))
+		}
+		removed += n
+		calls++
+		if !more {
+			break
+		}
+		if calls > 10000 {
+			t.Fatal("the sweep does not end")
+		}
+	}
+	if removed != users {
+		t.Errorf("the sweep removed %d entries, want %d", removed, users)
+	}
+	if commits := writes() - txBefore; commits < int64(calls) {
+		t.Errorf("%d calls made %d commits: each batch must be its own", calls, commits)
+	}
+	for _, d := range devs {
+		if p, _ := s.Pending(d, 0, 100); len(p) != msgs-1 {
+			t.Fatalf("%v holds %d entries after expiry, want %d", d, len(p), msgs-1)
+		}
+	}
+	// The expired resend records went too: id 0 stores again.
+	m := store.Message{From: devs[0], ID: make([]byte, 16), Time: t0.Add(2 * time.Hour), Envelopes: []store.Envelope{{To: devs[1], Payload: []byte("x")}}}
+	if res, err := s.Append(ctx, m); err != nil || res.Duplicate {
+		t.Errorf("expired id: %+v %v", res, err)
+	}
+}
