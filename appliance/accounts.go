@@ -96,9 +96,9 @@ func checkEnroll(ctx context.Context, ss *session, id uint32, code transport.Cod
 	user, err := transport.CanonicalUser(req.User)
 	if err != nil {
 		if code == transport.CodeRegister {
-			ss.srv.recordEvent(chat.EventRegisterRefused, ss.ip, err.Error()) // quotes the name
+			ss.srv.recordEvent(chat.EventRegisterRefused, ss.source(), err.Error()) // quotes the name
 		} else {
-			ss.srv.recordEvent(chat.EventAuthFailure, ss.ip, fmt.Sprintf("user %q: invalid user name", req.User))
+			ss.srv.recordEvent(chat.EventAuthFailure, ss.source(), fmt.Sprintf("user %q: invalid user name", req.User))
 		}
 		ss.fail(id, &transport.Error{Code: transport.ErrInvalidName, Message: err.Error()})
 		return false
@@ -144,7 +144,7 @@ func registerRefused(ctx context.Context, ss *session, req *transport.Enroll, e 
 
 func (ss *session) registrationRefused(ctx context.Context, user string, err error) {
 	if ctx.Err() == nil {
-		ss.srv.recordEvent(chat.EventRegisterRefused, ss.ip, fmt.Sprintf("user name %q: %v", user, err))
+		ss.srv.recordEvent(chat.EventRegisterRefused, ss.source(), fmt.Sprintf("user name %q: %v", user, err))
 	}
 }
 
@@ -166,7 +166,9 @@ func (ss *session) register(ctx context.Context, req *transport.Enroll, now time
 	}
 	var phc string
 	var err error
-	ss.hash(func() { phc, err = hashPassword(srv.rand, req.Password) })
+	if herr := ss.srv.hashes.do(ctx, func() { phc, err = hashPassword(srv.rand, req.Password) }); herr != nil {
+		return herr
+	}
 	if err != nil {
 		return err
 	}
@@ -186,9 +188,16 @@ func (ss *session) register(ctx context.Context, req *transport.Enroll, now time
 func handleLogin(ctx context.Context, ss *session, id uint32, req *transport.Enroll) {
 	now := ss.srv.cfg.Now()
 	d, err := ss.login(ctx, req, now)
+	var banned *accountBannedError
 	switch {
+	case ctx.Err() != nil:
+		// The connection closed while the Login waited: nobody to answer.
 	case errors.Is(err, errBadCredentials), errors.Is(err, store.ErrCredentialsChanged):
 		ss.authFailed(id, req.User, "wrong password or unknown user")
+	case errors.As(err, &banned):
+		ss.log.Warn("banned account refused a new device", "user", req.User)
+		ss.fail(id, &transport.Error{Code: transport.ErrUnauthorized, Message: "account banned: " + banned.ban.Reason})
+		ss.close(transport.CloseBanned, "account banned: "+banned.ban.Reason)
 	case err != nil:
 		ss.fail(id, wireError(err))
 	default:
@@ -196,20 +205,42 @@ func handleLogin(ctx context.Context, ss *session, id uint32, req *transport.Enr
 	}
 }
 
-// login checks the password and adds the device.
+// accountBannedError is a Login with the right password to a banned account.
+type accountBannedError struct{ ban Ban }
+
+func (e *accountBannedError) Error() string { return "account banned: " + e.ban.Reason }
+
+// login checks the password and adds the device. An account that failed
+// account_login_failures password checks (from anywhere) must wait before
+// the next is even hashed; a banned account adds no device.
 func (ss *session) login(ctx context.Context, req *transport.Enroll, now time.Time) (chat.Device, error) {
-	acct, err := ss.srv.store.Account(req.User)
+	srv := ss.srv
+	// Unknown names are counted too, so the answer says nothing of
+	// whether the account exists.
+	if srv.acctFail.tokens(req.User, now) < 1 {
+		_, retry := srv.acctFail.allow(req.User, now) // refused: takes nothing
+		srv.stats.Limited.Add(1)
+		srv.recordEvent(chat.EventRateLimited, req.User, "failed logins to the account, from "+ss.source())
+		return chat.Device{}, rateLimited("too many failed logins to this account", retry)
+	}
+	acct, err := srv.store.Account(req.User)
 	ok := err == nil
 	phc := acct.PasswordHash
 	if !ok {
 		phc = dummyHash() // same cost as for a real account
 	}
 	var match bool
-	ss.hash(func() { match = checkPassword(phc, req.Password) })
+	if err := srv.hashes.do(ctx, func() { match = checkPassword(phc, req.Password) }); err != nil {
+		return chat.Device{}, err
+	}
 	if !ok || !match {
+		srv.acctFail.allow(req.User, now)
 		return chat.Device{}, errBadCredentials
 	}
-	d, err := ss.srv.store.AddDevice(ctx, req.User, phc, req.DeviceKey, req.DeviceName, now)
+	if b, banned := srv.bans.userBanned(req.User, now); banned {
+		return chat.Device{}, &accountBannedError{b}
+	}
+	d, err := srv.store.AddDevice(ctx, req.User, phc, req.DeviceKey, req.DeviceName, now)
 	if err == nil {
 		ss.log.Info("device added", "user", d.User, "device", d.ID)
 	}
@@ -259,6 +290,25 @@ func (ss *session) welcome(ctx context.Context, id uint32, w transport.Welcome, 
 	close(ss.authed)
 	d := ss.authedDevice()
 	srv.router.Join(d, ss)
+	// Checked again now that the session is the device's (issue 17 point
+	// 9): a ban or a DeleteUser that ran while this authentication hashed
+	// or verified either sees the session (Ban scans authenticated sessions
+	// after storing; DeleteUser kicks the router's after deleting) or is
+	// seen here.
+	if b, banned := srv.bans.userBanned(w.User, now); banned {
+		ss.log.Warn("banned account refused", "user", w.User)
+		srv.router.Leave(d, ss)
+		ss.fail(id, &transport.Error{Code: transport.ErrUnauthorized, Message: "account banned: " + b.Reason})
+		ss.close(transport.CloseBanned, "account banned: "+b.Reason)
+		return
+	}
+	if _, err := srv.store.Device(d); err != nil {
+		ss.log.Warn("device gone during authentication", "err", err)
+		srv.router.Leave(d, ss)
+		ss.fail(id, &transport.Error{Code: transport.ErrUnauthorized, Message: "authentication failed: the account or device was deleted"})
+		ss.close(transport.CloseKicked, "account deleted by the server operator")
+		return
+	}
 	w.ServerTime = now.UnixMilli()
 	ss.reply(id, transport.CodeWelcome, &w)
 	ss.log.Debug("authenticated", "receive", receive)
@@ -272,19 +322,12 @@ func (ss *session) authFailed(id uint32, user, why string) {
 	srv := ss.srv
 	srv.stats.AuthFailed.Add(1)
 	ss.log.Warn("authentication failed", "user", user, "why", why)
-	srv.recordEvent(chat.EventAuthFailure, ss.ip, fmt.Sprintf("user %q: %s", user, why))
-	if ok, _ := srv.failLimit.allow(ss.ip, srv.cfg.Now()); !ok {
-		// Like ejabberd's mod_fail2ban; this line is what fail2ban matches.
-		ban := time.Duration(srv.currentLimits().LoginBan)
-		srv.log.Warn("too many authentication failures, address banned", "remote", ss.ip, "for", ban.String())
-		go srv.Ban(context.Background(), ss.ip, "too many failed logins", ban)
-	}
+	src := ss.source()
+	srv.recordEvent(chat.EventAuthFailure, src, fmt.Sprintf("user %q: %s", user, why))
 	// Deliberately vague on the wire (docs/design.md §13: authentication failures stay vague).
 	ss.fail(id, &transport.Error{Code: transport.ErrUnauthorized, Message: "authentication failed: invalid user name, password or device key"})
-}
-
-func (ss *session) hash(fn func()) {
-	ss.srv.hashSem <- struct{}{}
-	defer func() { <-ss.srv.hashSem }()
-	fn()
+	if ok, _ := srv.failLimit.allow(src, srv.cfg.Now()); !ok {
+		// Like ejabberd's mod_fail2ban; this line is what fail2ban matches.
+		srv.autoBan(ss, "too many failed logins", "too many authentication failures, address banned")
+	}
 }

@@ -64,9 +64,9 @@ func (s *Server) CheckAdminPassword(ctx context.Context, password string) (bool,
 		phc = dummyHash()
 	}
 	var ok bool
-	s.hashSem <- struct{}{}
-	ok = checkPassword(phc, password)
-	<-s.hashSem
+	if err := s.adminHash.do(ctx, func() { ok = checkPassword(phc, password) }); err != nil {
+		return false, err
+	}
 	return ok && set, nil
 }
 

@@ -92,10 +92,21 @@ type Config struct {
 	AckBurst         int
 	LookupRate       float64
 	LookupBurst      int
+	// AccountLoginFailures failed password logins to one account, from
+	// anywhere, refilled one per LoginFailureWindow, make further Logins to
+	// it wait (the account is not banned: its devices still Auth).
+	AccountLoginFailures int
 	// FloodBan bans a source address for LoginBan once its requests were
 	// refused by a rate limit this many times within a minute; 0 never bans
 	// for flooding.
 	FloodBan int
+
+	// IPv6Prefix is the prefix length an IPv6 source is counted and
+	// banned under (sourceKey); IPv4 sources are keyed by full address.
+	IPv6Prefix int
+	// HashQueue bounds the Register and Login requests waiting for an
+	// argon2id slot; beyond it they are refused as busy.
+	HashQueue int
 
 	// HandshakeRate is how many new handshakes per second the server takes
 	// before it demands address validation (a QUIC Retry).

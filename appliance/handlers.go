@@ -174,9 +174,9 @@ func (ss *session) take(class limitClass, cost int) *transport.Error {
 	now := srv.cfg.Now()
 	switch class {
 	case limitRegister:
-		if ok, retry := srv.regLimit.allow(ss.ip, now); !ok {
+		if ok, retry := srv.regLimit.allow(ss.source(), now); !ok {
 			srv.stats.Limited.Add(1)
-			srv.recordEvent(chat.EventRateLimited, ss.ip, "registrations")
+			srv.recordEvent(chat.EventRateLimited, ss.source(), "registrations")
 			return rateLimited("registrations", retry)
 		}
 	case limitMessages:
@@ -215,10 +215,8 @@ func (ss *session) throttled(what string, retry time.Duration) *transport.Error 
 	srv.stats.Limited.Add(1)
 	srv.recordEvent(chat.EventRateLimited, ss.dev.User, what+" from "+ss.ip)
 	if limits := srv.currentLimits(); limits.FloodBan > 0 {
-		if ok, _ := srv.floodLimit.allow(ss.ip, srv.cfg.Now()); !ok {
-			ban := time.Duration(limits.LoginBan)
-			srv.log.Warn("flooding, address banned", "remote", ss.ip, "user", ss.dev.User, "for", ban.String())
-			go srv.Ban(context.Background(), ss.ip, "flooding", ban)
+		if ok, _ := srv.floodLimit.allow(ss.source(), srv.cfg.Now()); !ok {
+			go srv.autoBan(ss, "flooding", "flooding, address banned")
 		}
 	}
 	return rateLimited(what, retry)

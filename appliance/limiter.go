@@ -81,6 +81,17 @@ func (l *limiter) set(limit rate.Limit, burst int, now time.Time) {
 	}
 }
 
+// tokens is how many tokens key has at now, without taking one or adding
+// the key: burst for a key not tracked.
+func (l *limiter) tokens(key string, now time.Time) float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if el, ok := l.byKey[key]; ok {
+		return el.Value.(*limiterEntry).lim.TokensAt(now)
+	}
+	return float64(l.burst)
+}
+
 // size is the number of keys tracked.
 func (l *limiter) size() int {
 	l.mu.Lock()

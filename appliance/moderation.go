@@ -244,10 +244,13 @@ func (s *Server) DeleteUser(ctx context.Context, user string) error {
 	if _, err := s.store.Account(user); err != nil {
 		return err
 	}
-	s.router.Kick(user, transport.CloseKicked, "account deleted by the server operator")
+	// Deleted first, then kicked: an authentication in progress either
+	// joined the router before the kick or finds the device gone after
+	// joining (welcome).
 	if err := s.store.DeleteAccount(ctx, user); err != nil {
 		return err
 	}
+	s.router.Kick(user, transport.CloseKicked, "account deleted by the server operator")
 	// The store dropped the account's mute with it.
 	if err := s.changes.Publish(ctx, Change{Kind: ChangeUnmute, User: user}); err != nil {
 		return err

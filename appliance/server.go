@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -58,7 +59,8 @@ type Server struct {
 	key   ed25519.PrivateKey
 	fp    transport.Fingerprint
 
-	hashSem chan struct{} // bounds concurrent argon2id computations
+	hashes    *hashQueue // Register's and Login's argon2id computations
+	adminHash *hashQueue // the admin password's, apart
 
 	udp *net.UDPConn
 	tr  *quic.Transport
@@ -74,15 +76,18 @@ type Server struct {
 	fetchLimit *limiter // prekey fetches per requesting account
 	msgLimit   *limiter // messages per account
 	byteLimit  *limiter // payload bytes per account
-	connLimit  *limiter // new connections per IP
-	regLimit   *limiter // registrations per IP
-	failLimit  *limiter // failed authentications per IP
-	floodLimit *limiter // rate-limit refusals per IP, for flood_ban
+	connLimit  *limiter // new connections per source (sourceKey)
+	regLimit   *limiter // registrations per source
+	failLimit  *limiter // failed authentications per source (sourceKey)
+	acctFail   *limiter // failed password logins per account name
+	floodLimit *limiter // rate-limit refusals per source, for flood_ban
 	keysLimit  *limiter // key uploads per account
 	ackLimit   *limiter // acked sequence numbers per account
 	lookLimit  *limiter // device and identity lookups per account
 	open       connCounts
 	bans       banList
+	banningMu  sync.Mutex      // guards banning
+	banning    map[string]bool // address keys an auto-ban is being written for
 	mutes      muteList
 	started    time.Time
 
@@ -115,15 +120,16 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg = cfg.WithDefaults()
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.NewLogger(os.Stderr),
-		rand:     cfg.Rand,
-		hashSem:  make(chan struct{}, runtime.NumCPU()),
-		sessions: make(map[*session]struct{}),
-		router:   newLocalRouter(),
-		changes:  newLocalChanges(),
+		cfg:       cfg,
+		log:       cfg.NewLogger(os.Stderr),
+		rand:      cfg.Rand,
+		hashes:    newHashQueue(runtime.NumCPU(), cfg.HashQueue),
+		adminHash: newHashQueue(1, 8),
+		sessions:  make(map[*session]struct{}),
+		router:    newLocalRouter(),
+		changes:   newLocalChanges(),
 	}
-	for _, l := range []**limiter{&s.fetchLimit, &s.msgLimit, &s.byteLimit, &s.connLimit, &s.regLimit, &s.failLimit, &s.floodLimit, &s.keysLimit, &s.ackLimit, &s.lookLimit} {
+	for _, l := range []**limiter{&s.fetchLimit, &s.msgLimit, &s.byteLimit, &s.connLimit, &s.regLimit, &s.failLimit, &s.acctFail, &s.floodLimit, &s.keysLimit, &s.ackLimit, &s.lookLimit} {
 		*l = newLimiter(cfg.LimiterTable)
 	}
 	limits := cfg.limits()
@@ -235,13 +241,20 @@ func (s *Server) admit(ctx context.Context, info *quic.ClientInfo) (context.Cont
 		s.stats.Refused.Add(1)
 		return ctx, errBanned
 	}
-	if ok, _ := s.connLimit.allow(ip.String(), now); !ok {
+	return ctx, s.admitSource(ip, now)
+}
+
+// admitSource counts a new connection from ip against its source's
+// (sourceKey's) connection limit.
+func (s *Server) admitSource(ip netip.Addr, now time.Time) error {
+	key := s.sourceKey(ip)
+	if ok, _ := s.connLimit.allow(key, now); !ok {
 		s.stats.Limited.Add(1)
-		s.log.Warn("rate limited: connections", "remote", ip.String())
-		s.recordEvent(chat.EventRateLimited, ip.String(), "connections")
-		return ctx, errRateLimited
+		s.log.Warn("rate limited: connections", "remote", ip.String(), "source", key)
+		s.recordEvent(chat.EventRateLimited, key, "connections")
+		return errRateLimited
 	}
-	return ctx, nil
+	return nil
 }
 
 // quicConfig sets quic-go's limits on purpose rather than by default
@@ -289,6 +302,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer cancel()
 	var bg sync.WaitGroup
 	bg.Go(func() { s.expireLoop(ctx) })
+	bg.Go(func() { s.banLoop(ctx) })
 	if s.cfg.AdminHandler != nil {
 		if err := s.serveAdmin(ctx, &bg); err != nil {
 			cancel()

@@ -21,7 +21,7 @@ func TestSettingsTable(t *testing.T) {
 	fields := map[any]string{}
 	var probe Config
 	for _, s := range Settings() {
-		if s.Key == "" || strings.Trim(s.Key, "abcdefghijklmnopqrstuvwxyz_") != "" {
+		if s.Key == "" || strings.Trim(s.Key, "abcdefghijklmnopqrstuvwxyz_0123456789") != "" || strings.Trim(s.Key[:1], "abcdefghijklmnopqrstuvwxyz") != "" {
 			t.Errorf("setting %q: the key is not lower_case", s.Key)
 		}
 		if keys[s.Key] {
@@ -71,7 +71,7 @@ func TestLimitsJSONNames(t *testing.T) {
 	for k := range m {
 		got = append(got, k)
 	}
-	want := []string{"ack_burst", "ack_rate", "byte_burst", "byte_rate", "conn_burst", "conn_rate", "flood_ban", "key_fetch_burst", "key_fetch_rate",
+	want := []string{"account_login_failures", "ack_burst", "ack_rate", "byte_burst", "byte_rate", "conn_burst", "conn_rate", "flood_ban", "key_fetch_burst", "key_fetch_rate",
 		"login_ban", "login_failure_window", "login_failures", "lookup_burst", "lookup_rate", "max_conns", "max_conns_per_account", "max_conns_per_address",
 		"message_burst", "message_rate", "publish_keys_burst", "publish_keys_rate", "register_burst", "register_rate"}
 	if slices.Sort(got); !slices.Equal(got, want) {
