@@ -661,7 +661,7 @@ func (in *Interpreter) backup(ctx context.Context, file string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("backup: %w", err)
 	}
-	return in.printf("backup written to %s (%d bytes); restore by stopping the server and copying it to DATA/%s\n", file, n, appliance.FileDB)
+	return in.printf("backup written to %s (%d bytes), mode 0600; it holds the server key and every password hash: keep it as private as the server; restore by stopping the server and copying it to DATA/%s\n", file, n, appliance.FileDB)
 }
 
 // Tables, shared by the console and `securechat admin`.

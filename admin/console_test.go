@@ -428,7 +428,7 @@ func TestEventsAndLimitsCommands(t *testing.T) {
 	in, f, out, _ := newTestInterpreter()
 	f.limits = appliance.Limits{MessageRate: 20, MessageBurst: 60, ByteRate: 1 << 20, ByteBurst: 8 << 20, ConnRate: 10, ConnBurst: 30,
 		RegisterBurst: 5, LoginFailures: 10, LoginFailureWindow: appliance.Duration(time.Minute), LoginBan: appliance.Duration(15 * time.Minute),
-		MaxConns: 20000, MaxConnsPerAddress: 256, MaxConnsPerAccount: 128, AckBurst: 16384}
+		MaxConns: 20000, MaxConnsPerAddress: 256, MaxConnsPerAccount: 128, AckBurst: 16384, AccountLoginFailures: 20}
 	ctx := context.Background()
 	if err := in.Exec(ctx, "events 5"); err != nil {
 		t.Fatal(err)

@@ -12,8 +12,6 @@ import (
 	"strings"
 
 	"github.com/securechat/securechat/chat"
-
-	"golang.org/x/time/rate"
 )
 
 // Sessions of the web admin, and logging in and out (docs/operations.md §10).
@@ -59,7 +57,7 @@ func randomString() string {
 }
 
 // newSession starts a session and sets its cookie: HttpOnly, SameSite
-// Strict, and Secure when served over TLS.
+// Strict, and Secure unless plain HTTP from loopback (secureCookie).
 func (h *handler) newSession(w http.ResponseWriter, r *http.Request) {
 	now := h.now()
 	s := &webSession{id: randomString(), csrf: randomString(), created: now, seen: now}
@@ -77,7 +75,7 @@ func (h *handler) newSession(w http.ResponseWriter, r *http.Request) {
 	h.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{
 		Name: cookieName, Value: s.id, Path: "/",
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: secureCookie(r),
 	})
 }
 
@@ -87,7 +85,7 @@ func (h *handler) endSession(w http.ResponseWriter, r *http.Request, s *webSessi
 	h.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{
 		Name: cookieName, Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: secureCookie(r),
 	})
 }
 
@@ -118,29 +116,6 @@ func remoteIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-// loginLimiter returns the token bucket of login attempts from ip.
-func (h *handler) loginLimiter(ip string) *rate.Limiter {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	l := h.logins[ip]
-	if l == nil {
-		if len(h.logins) >= maxLoginKeys {
-			now := h.now()
-			for k, v := range h.logins {
-				if v.TokensAt(now) >= loginBurst {
-					delete(h.logins, k)
-				}
-			}
-			if len(h.logins) >= maxLoginKeys {
-				clear(h.logins) // a flood of addresses: forget them all
-			}
-		}
-		l = rate.NewLimiter(rate.Every(loginEvery), loginBurst)
-		h.logins[ip] = l
-	}
-	return l
 }
 
 func (h *handler) loginPage(w http.ResponseWriter, r *http.Request) {
@@ -175,12 +150,12 @@ func safeNext(next string) string {
 // a token from the address's bucket and a successful one gives it back,
 // so failed logins are what is limited.
 func (h *handler) login(w http.ResponseWriter, r *http.Request) {
-	ip := remoteIP(r)
+	ip := h.source(r)
 	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 	secret := strings.TrimSpace(r.PostFormValue("secret"))
 	next := safeNext(r.PostFormValue("next"))
 	now := h.now()
-	res := h.loginLimiter(ip).ReserveN(now, 1)
+	res := h.logins.get(ip).ReserveN(now, 1)
 	if delay := res.DelayFrom(now); !res.OK() || delay > 0 {
 		res.CancelAt(now)
 		h.log.Warn("admin login refused: too many failed logins", "remote", ip)

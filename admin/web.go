@@ -7,12 +7,11 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/securechat/securechat/assets"
 	"github.com/securechat/securechat/chat"
@@ -37,6 +36,9 @@ type Options struct {
 	Log     *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// SourceKey keys a client address for the login limit (the server's
+	// ipv6_prefix); nil keys IPv6 by /64.
+	SourceKey func(netip.Addr) string
 }
 
 // access is who may use a route.
@@ -99,7 +101,8 @@ func newHandler(srv WebServer, opts Options) (*handler, http.Handler) {
 		now:      opts.Now,
 		pages:    parsePages(),
 		sessions: make(map[string]*webSession),
-		logins:   make(map[string]*rate.Limiter),
+		logins:   newLoginLimits(maxLoginKeys),
+		srcKey:   opts.SourceKey,
 		series:   &series{},
 	}
 	static, _ := fs.Sub(assets.FS, "static")
@@ -180,9 +183,10 @@ type handler struct {
 	keyMu   sync.Mutex // guards key
 	key     string     // the server key fingerprint, once read
 
-	mu       sync.Mutex // guards sessions and logins
+	mu       sync.Mutex // guards sessions
 	sessions map[string]*webSession
-	logins   map[string]*rate.Limiter
+	logins   *loginLimits
+	srcKey   func(netip.Addr) string
 }
 
 type webSession struct {
@@ -207,7 +211,7 @@ func securityHeaders(next http.Handler) http.Handler {
 		hd.Set("Referrer-Policy", "no-referrer")
 		hd.Set("Cross-Origin-Opener-Policy", "same-origin")
 		hd.Set("Cross-Origin-Resource-Policy", "same-origin")
-		if r.TLS != nil {
+		if viaHTTPS(r) {
 			hd.Set("Strict-Transport-Security", "max-age=31536000")
 		}
 		if !strings.HasPrefix(r.URL.Path, "/static/") {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -32,7 +33,7 @@ func newWebFixture(t *testing.T) *webFixture {
 	w.f = &recServer{now: w.now, password: "correct horse battery", limits: appliance.Limits{
 		MessageRate: 20, MessageBurst: 60, ByteRate: 1 << 20, ByteBurst: 8 << 20, ConnRate: 10, ConnBurst: 30,
 		RegisterRate: 1.0 / 60, RegisterBurst: 5, KeyFetchRate: 0.5, KeyFetchBurst: 30, LoginFailures: 10,
-		LoginFailureWindow: appliance.Duration(time.Minute), LoginBan: appliance.Duration(15 * time.Minute),
+		LoginFailureWindow: appliance.Duration(time.Minute), LoginBan: appliance.Duration(15 * time.Minute), AccountLoginFailures: 20,
 		MaxConns: 20000, MaxConnsPerAddress: 256, MaxConnsPerAccount: 128, PublishKeysRate: 0.2, PublishKeysBurst: 20,
 		AckRate: 1000, AckBurst: 16384, LookupRate: 5, LookupBurst: 100,
 	}}
@@ -218,10 +219,28 @@ func TestCrossOriginRefused(t *testing.T) {
 
 func TestLoginCookieAndPassword(t *testing.T) {
 	w := newWebFixture(t)
-	rec := w.do(form("POST", "/login", url.Values{"secret": {testToken}}))
+	local := form("POST", "/login", url.Values{"secret": {testToken}})
+	local.RemoteAddr = "127.0.0.1:5555" // a browser on the server or an SSH tunnel
+	rec := w.do(local)
 	c := rec.Result().Cookies()
 	if len(c) != 1 || !c[0].HttpOnly || c[0].SameSite != http.SameSiteStrictMode || c[0].Secure || c[0].Path != "/" {
-		t.Fatalf("cookie over HTTP: %+v", c)
+		t.Fatalf("cookie over HTTP from loopback: %+v", c)
+	}
+	// Plain HTTP from another host (admin_insecure behind a proxy that does
+	// not say so, or an exposed listener): the cookie stays Secure.
+	rec = w.do(form("POST", "/login", url.Values{"secret": {testToken}}))
+	if c := rec.Result().Cookies(); len(c) != 1 || !c[0].Secure {
+		t.Errorf("cookie over HTTP from another host not Secure: %+v", c)
+	}
+	// A TLS proxy saying so (X-Forwarded-Proto): Secure, and HSTS.
+	for _, addr := range []string{"127.0.0.1:5555", "10.0.0.2:443"} {
+		proxied := form("POST", "/login", url.Values{"secret": {testToken}})
+		proxied.RemoteAddr = addr
+		proxied.Header.Set("X-Forwarded-Proto", "https")
+		rec = w.do(proxied)
+		if c := rec.Result().Cookies(); len(c) != 1 || !c[0].Secure || rec.Header().Get("Strict-Transport-Security") == "" {
+			t.Errorf("behind a TLS proxy at %s: cookie not Secure, or no HSTS: %+v", addr, c)
+		}
 	}
 	req := form("POST", "https://admin.example/login", url.Values{"secret": {testToken}})
 	req.TLS = &tls.ConnectionState{}
@@ -286,6 +305,63 @@ func TestFailedLoginsLimited(t *testing.T) {
 	// Successful logins give their token back: they never lock out.
 	for range 3 * loginBurst {
 		w.login(testToken)
+	}
+}
+
+// TestBackupWarning: the dashboard's backup download says what the file
+// holds and how to keep it (the console writes it 0600; a browser cannot),
+// and the download is not cached.
+func TestBackupWarning(t *testing.T) {
+	w := newWebFixture(t)
+	cookie, _ := w.login(testToken)
+	req := httptest.NewRequest("GET", "/", nil)
+	req.AddCookie(cookie)
+	rec := w.do(req)
+	if body := rec.Body.String(); !strings.Contains(body, `id="backup-warning"`) || !strings.Contains(body, "every password hash") || !strings.Contains(body, "chmod 600") {
+		t.Errorf("dashboard lacks the backup warning")
+	}
+	req = httptest.NewRequest("GET", "/backup", nil)
+	req.AddCookie(cookie)
+	if rec := w.do(req); rec.Header().Get("Cache-Control") != "no-store" {
+		t.Errorf("backup download cacheable: %v", rec.Header())
+	}
+}
+
+// TestLoginLimiterNotWiped: a flood of addresses evicts the least recently
+// used buckets only, never the guesser's own (the table used to be cleared
+// whole at 10,000 keys); and IPv6 addresses of one /64 share a bucket.
+func TestLoginLimiterNotWiped(t *testing.T) {
+	w := newWebFixture(t)
+	guess := func(addr, secret string) int {
+		req := form("POST", "/login", url.Values{"secret": {secret}})
+		req.RemoteAddr = addr
+		return w.do(req).Code
+	}
+	for range loginBurst {
+		guess("192.0.2.1:1234", "guess")
+	}
+	for i := range maxLoginKeys + 500 {
+		// A flood of other addresses, while the guesser keeps trying.
+		if code := guess(fmt.Sprintf("10.%d.%d.%d:1", i>>16, (i>>8)&0xff, i&0xff), ""); code != http.StatusUnauthorized {
+			t.Fatalf("flood address %d: %d", i, code)
+		}
+		if i%1000 == 0 && guess("192.0.2.1:1234", testToken) != http.StatusTooManyRequests {
+			t.Fatalf("the guesser was let in after %d other addresses", i)
+		}
+	}
+	if n := w.h.logins.size(); n > maxLoginKeys {
+		t.Errorf("%d login buckets, cap %d", n, maxLoginKeys)
+	}
+	for i := range loginBurst {
+		if code := guess(fmt.Sprintf("[2001:db8:1:2::%x]:1", i+1), "guess"); code != http.StatusUnauthorized {
+			t.Fatalf("v6 guess %d: %d", i, code)
+		}
+	}
+	if code := guess("[2001:db8:1:2:ffff::1]:1", testToken); code != http.StatusTooManyRequests {
+		t.Errorf("another address of the same /64: %d, want 429", code)
+	}
+	if code := guess("[2001:db8:1:3::1]:1", testToken); code != http.StatusSeeOther {
+		t.Errorf("the next /64: %d, want a login", code)
 	}
 }
 

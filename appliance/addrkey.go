@@ -51,3 +51,10 @@ func (ss *session) source() string {
 	}
 	return ss.srv.sourceKey(ip)
 }
+
+// SourceKey is sourceKey for other packages (the web admin's login limit):
+// ip keyed by the server's ipv6_prefix.
+func (s *Server) SourceKey(ip netip.Addr) string { return s.sourceKey(ip) }
+
+// SourceKeyOf keys ip with IPv6 addresses cut to v6bits.
+func SourceKeyOf(ip netip.Addr, v6bits int) string { return sourceKey(ip, v6bits) }

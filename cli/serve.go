@@ -42,7 +42,7 @@ func Serve(ctx context.Context, args []string, env Env, version string) error {
 				}()
 			})
 		}
-		return admin.NewHandler(s, admin.Options{Token: token, Version: version, Log: log})
+		return admin.NewHandler(s, admin.Options{Token: token, Version: version, Log: log, SourceKey: s.SourceKey})
 	}
 	cfg.Out = env.Stdout
 	cfg.Logger = cfg.NewLogger(env.Stderr)

@@ -397,6 +397,9 @@ func TestWebAdmin(t *testing.T) {
 	// Backup: the download link serves the store to the session.
 	b.open(base + "/")
 	href := eval[string](b, `document.getElementById("backup-link").getAttribute("href")`)
+	if warn := eval[string](b, `document.getElementById("backup-warning").textContent`); !strings.Contains(warn, "password hash") || !strings.Contains(warn, "chmod 600") {
+		t.Errorf("backup warning: %q", warn)
+	}
 	cres, err := chromedp.Call(b.ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{base}})
 	if err != nil {
 		t.Fatal(err)
@@ -414,7 +417,8 @@ func TestWebAdmin(t *testing.T) {
 	head := make([]byte, 64)
 	n, _ := resp.Body.Read(head)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Header.Get("Content-Disposition"), "attachment") || n == 0 {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Header.Get("Content-Disposition"), "attachment") || n == 0 ||
+		resp.Header.Get("Cache-Control") != "no-store" {
 		t.Errorf("backup download: %d %v", resp.StatusCode, resp.Header)
 	}
 	noCookie, _ := http.Get(base + href)
