@@ -10,6 +10,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/securechat/securechat/appliance/store"
@@ -285,6 +286,9 @@ func (ss *session) welcome(ctx context.Context, id uint32, w transport.Welcome, 
 	if !ss.admitAccount(id, w.User) {
 		return
 	}
+	if hook := testHookWelcome.Load(); hook != nil {
+		(*hook)(w.User)
+	}
 	ss.dev = chat.DeviceOf(w.User, w.Device)
 	ss.log = ss.log.With("user", ss.dev.User, "device", ss.dev.ID)
 	close(ss.authed)
@@ -317,6 +321,11 @@ func (ss *session) welcome(ctx context.Context, id uint32, w transport.Welcome, 
 		ss.bg.Go(func() { ss.deliver(ctx) })
 	}
 }
+
+// testHookWelcome, when a test sets it, runs in welcome between the first
+// ban check and the session becoming the device's: where a ban or a
+// DeleteUser racing the authentication lands at worst.
+var testHookWelcome atomic.Pointer[func(user string)]
 
 func (ss *session) authFailed(id uint32, user, why string) {
 	srv := ss.srv
