@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"net"
 	"net/netip"
 )
 
@@ -41,6 +42,14 @@ func sourceKey(ip netip.Addr, v6bits int) string {
 
 // sourceKey is the key of an address as the server counts it.
 func (s *Server) sourceKey(ip netip.Addr) string { return sourceKey(ip, s.cfg.IPv6Prefix) }
+
+// sourceOf is the key of a peer address; its text when not a UDP peer.
+func (s *Server) sourceOf(a net.Addr) string {
+	if ua, ok := a.(*net.UDPAddr); ok {
+		return s.sourceKey(ua.AddrPort().Addr())
+	}
+	return a.String()
+}
 
 // source is the session's address key; its address text when that does
 // not parse (never, for a UDP peer).

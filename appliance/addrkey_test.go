@@ -123,6 +123,20 @@ func TestSourceKeyedLimiters(t *testing.T) {
 	if refused != 97 {
 		t.Errorf("%d of 100 failures in one /56 over the limit, want 97", refused)
 	}
+
+	// max_conns_per_address counts the source too (serveConn keys it by sourceOf).
+	l := srv.currentLimits()
+	l.MaxConns, l.MaxConnsPerAddress = 1000, 3
+	var open connCounts
+	admitted := 0
+	for i := range 50 {
+		if open.addConn(srv.sourceOf(udpAddr(netip.MustParseAddr(fmt.Sprintf("2001:db8:0:%x::1", i)))), l) == nil {
+			admitted++
+		}
+	}
+	if admitted != 3 {
+		t.Errorf("%d connections from 50 addresses of one /56 admitted, want 3 (max_conns_per_address)", admitted)
+	}
 }
 
 // TestBanPrefixLookup: matching an address costs a lookup per prefix

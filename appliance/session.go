@@ -83,13 +83,14 @@ func (s *Server) serveConn(ctx context.Context, qc *quic.Conn) {
 	defer s.stats.Connections.Add(-1)
 
 	ip := hostOf(qc.RemoteAddr())
-	if err := s.open.addConn(ip, s.currentLimits()); err != nil {
+	src := s.sourceOf(qc.RemoteAddr()) // max_conns_per_address counts the source (ipv6_prefix)
+	if err := s.open.addConn(src, s.currentLimits()); err != nil {
 		s.stats.Limited.Add(1)
 		s.log.Debug("connection refused", "remote", ip, "why", err.Error())
 		qc.CloseWithError(transport.CloseLimit, err.Error())
 		return
 	}
-	defer s.open.dropConn(ip)
+	defer s.open.dropConn(src)
 	actx, cancel := context.WithTimeout(ctx, time.Duration(s.cfg.AuthTimeout))
 	c, err := transport.Accept(actx, qc, maxFrameBeforeAuth)
 	cancel()
