@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/securechat/securechat/appliance"
 	"github.com/securechat/securechat/chat"
 )
 
@@ -171,6 +173,12 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 		how = "with the admin token"
 	default:
 		ok, err := h.srv.CheckAdminPassword(r.Context(), secret)
+		if errors.Is(err, appliance.ErrAdminBusy) {
+			res.CancelAt(now)
+			w.Header().Set("Retry-After", "1")
+			h.renderLogin(w, r, http.StatusTooManyRequests, next, "Too many logins at once. Try again in a second.")
+			return
+		}
 		if err != nil {
 			res.CancelAt(now) // not the client's failure
 			h.log.Error("admin login: checking the password failed", "remote", ip, "err", err)

@@ -262,3 +262,39 @@ func TestHashQueue(t *testing.T) {
 		t.Errorf("%d cancelled hashes ran", ran)
 	}
 }
+
+// TestAdminHashApart: client password checks holding every slot and a full
+// queue do not delay the admin's login, which has its own queue; a full
+// admin queue answers ErrAdminBusy.
+func TestAdminHashApart(t *testing.T) {
+	srv := testServer(t)
+	ctx := context.Background()
+	if err := srv.SetAdminPassword(ctx, "correct horse battery"); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var held sync.WaitGroup
+	for range cap(srv.hashes.slots) {
+		held.Add(1)
+		go srv.hashes.do(ctx, func() { held.Done(); <-release })
+	}
+	held.Wait()
+	defer close(release)
+	ok, err := srv.CheckAdminPassword(ctx, "correct horse battery")
+	if err != nil || !ok {
+		t.Fatalf("admin login while client hashes hold every slot: %v %v", ok, err)
+	}
+	srv.adminHash = newHashQueue(1, 1)
+	started := make(chan struct{})
+	go srv.adminHash.do(ctx, func() { close(started); <-release })
+	<-started
+	wctx, cancel := context.WithCancel(ctx)
+	go srv.adminHash.do(wctx, func() {})
+	defer cancel()
+	for srv.adminHash.waiting.Load() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := srv.CheckAdminPassword(ctx, "x"); !errors.Is(err, ErrAdminBusy) {
+		t.Errorf("full admin queue: %v, want ErrAdminBusy", err)
+	}
+}

@@ -49,6 +49,11 @@ func (s *Server) SetAdminPassword(ctx context.Context, password string) error {
 	return err
 }
 
+// ErrAdminBusy is CheckAdminPassword's answer when more admin logins wait
+// for their hash than its queue holds (they have one of their own, apart
+// from the clients').
+var ErrAdminBusy = errors.New("too many admin logins at once")
+
 // MinAdminPassword is the shortest admin password taken.
 const MinAdminPassword = 12
 
@@ -65,6 +70,9 @@ func (s *Server) CheckAdminPassword(ctx context.Context, password string) (bool,
 	}
 	var ok bool
 	if err := s.adminHash.do(ctx, func() { ok = checkPassword(phc, password) }); err != nil {
+		if errors.Is(err, errHashBusy) {
+			return false, ErrAdminBusy
+		}
 		return false, err
 	}
 	return ok && set, nil
