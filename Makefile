@@ -7,7 +7,7 @@ SOAKTIME ?= 10m
 FUZZTIME ?= 30s
 BENCHFLAGS ?= -clients 64 -duration 10s
 
-STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2 # .ci/run names the same version
 
 .PHONY: help build serve chat test test-race check fuzz soak bench screenshots clean
 
