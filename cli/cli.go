@@ -279,6 +279,9 @@ type jsonMessage struct {
 	Text   string           `json:"text"`
 	SentAt string           `json:"sent_at"`
 	Kind   chat.ContentKind `json:"kind"` // by name
+	// Verified is false when the message came with an identity key not
+	// accepted for From (docs/protocol.md §8.1): From is only claimed.
+	Verified bool `json:"verified"`
 }
 
 // Recv is `securechat recv`: it prints what the server has queued, then
@@ -316,13 +319,16 @@ func Recv(ctx context.Context, args []string, env Env) error {
 	// Receipts are acked, not printed (the engine's rules).
 	show := func(m *client.Message) error {
 		if *asJSON {
-			if err := enc.Encode(jsonMessage{ID: m.ID, From: m.From.User, Group: m.Group, Text: m.Text, SentAt: m.SentAt.UTC().Format(time.RFC3339Nano), Kind: m.Kind}); err != nil {
+			if err := enc.Encode(jsonMessage{ID: m.ID, From: m.From.User, Group: m.Group, Text: m.Text, SentAt: m.SentAt.UTC().Format(time.RFC3339Nano), Kind: m.Kind, Verified: m.Verified()}); err != nil {
 				return err
 			}
 		} else {
 			from := m.From.User
 			if m.Kind == chat.KindSystem {
 				from = client.SystemConversation.String()
+			}
+			if m.IdentityChanged {
+				from += " (unverified)"
 			}
 			if _, err := fmt.Fprintf(out, "[%s] %s: %s\n", m.SentAt.Local().Format("2006-01-02 15:04:05"), from, m.Text); err != nil {
 				return err
@@ -376,7 +382,10 @@ func Fingerprint(ctx context.Context, args []string, env Env) error {
 	fmt.Fprintf(env.Stdout, "safety number with %s: %s\n", name, e2ee.FormatSafetyNumber(info.Number))
 	switch {
 	case info.Changed:
-		fmt.Fprintf(env.Stdout, "warning: %s's identity key has CHANGED; sending is blocked. Compare this number with %s in person or over a channel you trust, then run: securechat trust %s\n", name, name, name)
+		fmt.Fprintf(env.Stdout, "warning: %s's identity key has CHANGED; sending is blocked. Compare this number with %s in person or over a channel you trust, then run: securechat trust %s (it accepts only the key of this number)\n", name, name, name)
+		if info.Conflict {
+			fmt.Fprintf(env.Stdout, "warning: yet another new identity key was offered for %s since; it was not taken. Someone may be in the middle: do not accept a number you have not compared\n", name)
+		}
 	case info.Verified:
 		fmt.Fprintln(env.Stdout, "verified")
 	default:
@@ -389,6 +398,7 @@ func Fingerprint(ctx context.Context, args []string, env Env) error {
 func Trust(ctx context.Context, args []string, env Env) error {
 	fs := usage.NewFlagSet("trust", env.Stderr)
 	dir := homeFlag(fs, env)
+	number := fs.String("safety-number", "", "accept the pending key only if its safety number is `DIGITS` (spaces ignored); without it, only the key whose number securechat fingerprint NAME last showed")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -405,9 +415,10 @@ func Trust(ctx context.Context, args []string, env Env) error {
 	}
 	defer h.Close()
 	defer e.Close()
-	if err := e.Trust(chat.Peer(name)); err != nil {
+	accepted, err := e.Trust(chat.Peer(name), *number)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "accepted %s's new identity key; new sessions will use it\n", name)
+	fmt.Fprintf(env.Stdout, "accepted %s's new identity key with safety number %s; new sessions will use it\n", name, e2ee.FormatSafetyNumber(accepted))
 	return nil
 }

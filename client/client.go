@@ -558,9 +558,11 @@ func (c *Client) handleSignal(body []byte) {
 		return
 	}
 	d := transport.Deliver(sig)
-	content, _, err := c.decrypt(&d, true)
-	if err != nil {
-		return // a lost or garbled signal matters to no one
+	content, changed, err := c.decrypt(&d, true)
+	if err != nil || changed {
+		// A lost or garbled signal matters to no one; one with an
+		// identity key not accepted for its sender is not believed.
+		return
 	}
 	m := &Message{
 		ID: hex.EncodeToString(sig.MessageID), From: chat.Device{User: sig.From, ID: sig.FromDevice}, Conversation: chat.Peer(sig.From),

@@ -199,13 +199,20 @@ type Message struct {
 	SentAt     time.Time // sender's clock
 	ServerTime time.Time // when the server stored it
 	// IdentityChanged: the sender's identity key is not the one this home
-	// trusts; sending to them is blocked until it is accepted.
+	// trusts; sending to them is blocked until it is accepted, and From is
+	// only what the message claims (Verified is false).
 	IdentityChanged bool
 	// Refs are the message ids a receipt acknowledges (hex).
 	Refs []string
 
 	rawID []byte
 }
+
+// Verified reports whether the message came with the identity key this
+// home accepted for its sender (a server notice: signed with the pinned
+// server key). An unverified one is delivered marked, never as if it were
+// from From (docs/protocol.md §8.1).
+func (m *Message) Verified() bool { return !m.IdentityChanged && m.Kind != chat.KindError }
 
 // key names the message in the home's seen and received records.
 func (m *Message) key() home.MessageKey { return home.MessageKey{From: m.From, ID: m.rawID} }

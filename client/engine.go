@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client/home"
+	"github.com/securechat/securechat/e2ee"
 	"github.com/securechat/securechat/transport"
 )
 
@@ -364,7 +366,10 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error)
 		for _, m := range msgs {
 			id, _ := hex.DecodeString(m.ID)
 			switch {
-			case m.Kind.IsReceipt() && m.Outgoing:
+			case m.Kind.IsReceipt() && (m.Outgoing || m.IdentityChanged):
+				// A receipt with an identity key not accepted for its
+				// sender says nothing about what the sender got: acked,
+				// not applied.
 			case m.Kind.IsReceipt():
 				state := home.StateDelivered
 				if m.Kind == chat.KindRead {
@@ -386,7 +391,7 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error)
 				if kept, err := tx.InHistory(id); err != nil || kept {
 					continue
 				}
-				rec := &home.HistoryRecord{ID: id, From: m.From.User, Outgoing: m.Outgoing, Kind: m.Kind, Text: m.Text, Time: m.SentAt.UnixMilli()}
+				rec := &home.HistoryRecord{ID: id, From: m.From.User, Outgoing: m.Outgoing, Kind: m.Kind, Text: m.Text, Time: m.SentAt.UnixMilli(), Unverified: m.IdentityChanged}
 				if m.Outgoing {
 					rec.State = home.StateStored
 				}
@@ -398,7 +403,7 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error)
 				if m.IdentityChanged {
 					events = append(events, UIEvent{Type: UIIdentityChanged, Conversation: chat.Peer(m.From.User)})
 				}
-				if m.Kind == chat.KindText && !m.Outgoing {
+				if m.Kind == chat.KindText && !m.Outgoing && !m.IdentityChanged {
 					if delivered[m.From.User] == nil {
 						senders = append(senders, m.From.User)
 					}
@@ -728,8 +733,52 @@ func (e *Engine) Fingerprint() (string, error) {
 	return c.Fingerprint()
 }
 
-// Trust accepts a peer's changed identity key.
-func (e *Engine) Trust(conv chat.Conversation) error { return e.home.Trust(conv.ID()) }
+// Trust accepts a peer's changed identity key: the pending key whose
+// safety number is safetyNumber (spaces ignored), or, if safetyNumber is
+// empty, the pending key whose safety number was last shown (Fingerprint,
+// SafetyNumber). Any other key is refused: a key swapped in after the user
+// compared is never accepted. It returns the safety number accepted.
+func (e *Engine) Trust(conv chat.Conversation, safetyNumber string) (string, error) {
+	user := conv.ID()
+	ct, err := e.home.Contact(user)
+	if err != nil {
+		return "", err
+	}
+	if ct == nil || ct.Pending == nil {
+		return "", e.home.Trust(user, nil) // says why there is nothing to accept
+	}
+	number, err := e.safetyNumberOf(user, ct.Pending)
+	if err != nil {
+		return "", err
+	}
+	want := strings.Join(strings.Fields(safetyNumber), "")
+	switch {
+	case want == "" && !bytes.Equal(ct.Shown, ct.Pending):
+		return "", fmt.Errorf("%s's new identity key has not been shown to you yet: compare its safety number first (securechat fingerprint %s), then accept it", user, user)
+	case want != "" && want != number:
+		return "", fmt.Errorf("the safety number of %s's pending identity key is not the one given: nothing accepted (securechat fingerprint %s shows it)", user, user)
+	}
+	if err := e.home.Trust(user, ct.Pending); err != nil {
+		return "", err
+	}
+	return number, nil
+}
+
+// safetyNumberOf is the safety number with user for its identity key key.
+func (e *Engine) safetyNumberOf(user string, key []byte) (string, error) {
+	if len(e.prof.Keys) == 0 {
+		return "", ErrNotLinked
+	}
+	keys, err := e2ee.ParseDeviceKeys(e.prof.Keys)
+	if err != nil {
+		return "", err
+	}
+	remote, err := e2ee.ParseIdentityKey(key)
+	if err != nil {
+		return "", err
+	}
+	return e2ee.SafetyNumber(e.prof.User, keys.IdentityKey(), user, remote), nil
+}
 
 // Verify marks a peer's identity key verified.
 func (e *Engine) Verify(conv chat.Conversation) error { return e.home.Verify(conv.ID()) }

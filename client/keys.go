@@ -168,6 +168,7 @@ func (c *Client) maintainKeys(ctx context.Context, count transport.KeyCount) err
 type SafetyInfo struct {
 	Number   string // 60 digits, for the key to compare
 	Changed  bool   // the key is a changed one, not yet trusted
+	Conflict bool   // yet another key was offered while this one was pending
 	Verified bool
 }
 
@@ -199,9 +200,16 @@ func (c *Client) SafetyNumber(ctx context.Context, user string) (SafetyInfo, err
 	if err != nil {
 		return SafetyInfo{}, err
 	}
+	if ct.Pending != nil {
+		// Trust without a safety number accepts only a key shown.
+		if err := c.home.ShowPending(user, ct.Pending); err != nil {
+			return SafetyInfo{}, err
+		}
+	}
 	return SafetyInfo{
 		Number:   e2ee.SafetyNumber(c.prof.User, c.keys.IdentityKey(), user, remote),
 		Changed:  ct.Pending != nil,
+		Conflict: ct.Conflict,
 		Verified: ct.Verified && ct.Pending == nil,
 	}, nil
 }

@@ -220,12 +220,14 @@ func (es *encryptState) verifyBundle(dev chat.Device, raw []byte) (*e2ee.PreKeyB
 		es.changes.Contacts[dev.User] = ct
 	case !bytes.Equal(ct.Identity, idKey):
 		// A key other than the trusted one: the server (or someone)
-		// swapped it. Record it and refuse to send.
-		ct.Pending = idKey
-		if err := c.sessions.SaveContact(dev.User, ct); err != nil {
-			return nil, err
+		// swapped it. Record it and refuse to send. A key already
+		// pending is never replaced: the user may be comparing it.
+		if pendingSeen(ct, idKey) {
+			if err := c.sessions.SaveContact(dev.User, ct); err != nil {
+				return nil, err
+			}
 		}
-		return nil, c.identityChanged(dev.User, idKey)
+		return nil, c.identityChanged(dev.User, ct.Pending)
 	}
 	return bundle, nil
 }
@@ -455,12 +457,31 @@ func (ds *decryptState) verifyIdentity(idKey []byte) error {
 	switch {
 	case ds.ct == nil:
 		ds.ct, ds.contactDirty = &home.Contact{Identity: idKey}, true
-	case !bytes.Equal(ds.ct.Identity, idKey) && !bytes.Equal(ds.ct.Pending, idKey):
-		ds.ct.Pending, ds.contactDirty, ds.changed = idKey, true, true
 	case !bytes.Equal(ds.ct.Identity, idKey):
 		ds.changed = true
+		if pendingSeen(ds.ct, idKey) {
+			ds.contactDirty = true
+		}
 	}
 	return nil
+}
+
+// pendingSeen records idKey, a key other than ct's trusted one: it becomes
+// the pending key if none is, and a different one while another is pending
+// is a conflict, never a replacement: the user may be comparing the
+// pending key's safety number, and trust accepts only that key. It reports
+// whether ct changed.
+func pendingSeen(ct *home.Contact, idKey []byte) bool {
+	switch {
+	case ct.Pending == nil:
+		ct.Pending = bytes.Clone(idKey)
+		return true
+	case bytes.Equal(ct.Pending, idKey) || ct.Conflict:
+		return false
+	default:
+		ct.Conflict = true
+		return true
+	}
 }
 
 // ratchetDecrypt decrypts with the session found. Perhaps the peer sends

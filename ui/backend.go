@@ -36,9 +36,12 @@ type Backend interface {
 	MarkRead(conversation chat.Conversation) error
 	// SafetyNumber returns the safety number with the conversation's user.
 	SafetyNumber(conversation chat.Conversation) (client.SafetyInfo, error)
-	// Trust accepts a changed identity key; Verify marks the current one
-	// verified after the user compared safety numbers.
-	Trust(conversation chat.Conversation) error
+	// Trust accepts a changed identity key: only the pending key whose
+	// safety number is safetyNumber (the one the user was shown), or, if
+	// it is empty, the one whose number was last shown. It returns the
+	// safety number accepted. Verify marks the current key verified after
+	// the user compared safety numbers.
+	Trust(conversation chat.Conversation, safetyNumber string) (string, error)
 	Verify(conversation chat.Conversation) error
 	// SetSendTyping and SetSendReceipts turn the outgoing typing and read
 	// signals on or off (both on by default).

@@ -69,7 +69,7 @@ func (u *UI) command(line string) {
 		}
 	case "trust":
 		if name, ok := u.commandName("trust", args); ok {
-			u.trust(name)
+			u.trust(name, "")
 		}
 	case "set":
 		u.set(args)
@@ -97,11 +97,12 @@ func (u *UI) commandName(cmd string, args []string) (chat.Conversation, bool) {
 	return chat.Conversation{}, false
 }
 
-// trust accepts name's changed identity key (/trust, the verification
-// screen's "Accept new key").
-func (u *UI) trust(conv chat.Conversation) bool {
+// trust accepts name's changed identity key (/trust: the key last shown;
+// the verification screen's "Accept new key": the key of the number it
+// shows).
+func (u *UI) trust(conv chat.Conversation, safetyNumber string) bool {
 	name := conv.String()
-	if err := u.b.Trust(conv); err != nil {
+	if _, err := u.b.Trust(conv, safetyNumber); err != nil {
 		u.notice(noticeError, "cannot accept %s's key: %v", name, err)
 		return false
 	}

@@ -165,6 +165,10 @@ func (p *messagePane) entryCells(e *client.HistoryEntry) line {
 			from = p.u.self
 		}
 	}
+	if e.Unverified {
+		// Not from the key accepted for From: the name is only claimed.
+		sp = append(sp, span{"(unverified) ", styleError})
+	}
 	switch e.Kind {
 	case chat.KindSystem:
 		sp = append(sp, span{"-- " + sanitize(e.Text), styleDim})

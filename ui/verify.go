@@ -159,10 +159,11 @@ func (v *verifyView) markVerified() {
 	v.close()
 }
 
-// accept trusts the changed key and shows the screen again for it, so the
+// accept trusts the changed key whose safety number the screen shows (no
+// other: a key swapped in meanwhile is refused) and shows the screen again for it, so the
 // user can mark it verified.
 func (v *verifyView) accept() {
-	if !v.u.trust(v.conv) {
+	if v.info == nil || !v.u.trust(v.conv, v.info.Number) {
 		v.note = "[red]Could not accept the new key; see the message pane.[-]"
 		v.render()
 		v.focus()

@@ -114,8 +114,8 @@ func TestIdentityChanged(t *testing.T) {
 	if uitest.Contains(lines, "Mark verified") {
 		t.Errorf("a changed key can be marked verified before it is accepted")
 	}
-	x.term.Press(tcell.KeyEnter) // Accept new key
-	x.waitCalls(1, "Trust", "bob")
+	x.term.Press(tcell.KeyEnter)           // Accept new key
+	x.waitCalls(1, "Trust", "bob", number) // the key of the number shown
 	// The screen now shows the accepted key, which can be verified.
 	x.term.WaitText(t, "Mark verified")
 	lines = x.waitStatus("bob: not verified")
@@ -148,5 +148,26 @@ func TestTrustCommand(t *testing.T) {
 	x.term.WaitText(t, "usage: /trust NAME")
 	if !strings.Contains(statusLine(x.term.Lines()), "erin") {
 		t.Errorf("status lost the open conversation")
+	}
+}
+
+// The accept button accepts the key whose number the screen showed: a key
+// swapped in after it was shown is refused, not accepted.
+func TestAcceptOnlyTheKeyShown(t *testing.T) {
+	t.Parallel()
+	b := sampleBackend()
+	x := start(t, b)
+	x.term.WaitText(t, "bob: hi alice")
+	b.SetIdentityChanged("bob", true)
+	b.SetSafetyNumber("bob", number)
+	x.term.Type("/verify bob\n")
+	x.term.WaitText(t, "Accept new key")
+	swapped := strings.Repeat("9", 60)
+	b.SetSafetyNumber("bob", swapped) // the server swaps the key meanwhile
+	x.term.Press(tcell.KeyEnter)      // Accept new key
+	x.waitCalls(1, "Trust", "bob", number)
+	x.term.WaitText(t, "Could not accept the new key")
+	if x.calls("Trust", "bob", swapped) != 0 || x.calls("Trust", "bob", "") != 0 {
+		t.Fatalf("the accept button accepted a key it did not show")
 	}
 }

@@ -103,6 +103,9 @@ type HistoryEntry struct {
 	Time         time.Time     // sent time (sender's clock)
 	State        DeliveryState // outgoing messages only
 	Error        string        // why it failed
+	// Unverified: it came with an identity key this home has not accepted
+	// for From (protocol.md §8.1): From is only what it claims.
+	Unverified bool
 }
 
 // ConversationInfo summarises one conversation for a list.
@@ -126,6 +129,8 @@ type HistoryRecord struct {
 	Time     int64 // unix ms, the sender's clock
 	State    DeliveryState
 	Error    string
+	// Unverified: it came with an identity key not accepted for From.
+	Unverified bool
 }
 
 func (m *HistoryRecord) MarshalFields(e *transport.Encoder) {
@@ -139,6 +144,7 @@ func (m *HistoryRecord) MarshalFields(e *transport.Encoder) {
 	e.Int(6, m.Time)
 	e.Uint(7, uint64(m.State))
 	e.String(8, m.Error)
+	e.Bool(9, m.Unverified)
 }
 
 func (m *HistoryRecord) UnmarshalFields(d *transport.Decoder) error {
@@ -165,6 +171,8 @@ func (m *HistoryRecord) UnmarshalFields(d *transport.Decoder) error {
 			m.State = DeliveryState(v)
 		case 8:
 			m.Error, err = f.String(transport.MaxText)
+		case 9:
+			m.Unverified, err = f.Bool()
 		default:
 			return f.Unknown()
 		}
@@ -209,6 +217,7 @@ func (r *HistoryRecord) Entry(conv chat.Conversation) HistoryEntry {
 	return HistoryEntry{
 		ID: hex.EncodeToString(r.ID), Conversation: conv, From: r.From, Outgoing: r.Outgoing,
 		Kind: r.Kind, Text: r.Text, Time: time.UnixMilli(r.Time), State: r.State, Error: r.Error,
+		Unverified: r.Unverified,
 	}
 }
 

@@ -134,7 +134,7 @@ func TestLaterTrust(t *testing.T) {
 	other := bytes.Repeat([]byte{0x22}, transport.IdentityKeyLen)
 	putRecords(t, h, map[[2]string]transport.Marshaler{{string(bucketContacts), "bob"}: &Contact{Identity: key, Pending: other}})
 	putLaterRecord(h, bucketSessions, "bob\x001", &Session{User: "bob", Device: 1, Ratchet: []byte("old")})
-	if err := h.Trust("bob"); err != nil {
+	if err := h.Trust("bob", other); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.flushLater(); err != nil {

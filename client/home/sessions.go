@@ -1,6 +1,7 @@
 package home
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -29,12 +30,22 @@ type Contact struct {
 	Identity []byte // trusted account identity key
 	Pending  []byte // a different key seen since; blocks sending until trusted
 	Verified bool   // the user compared the safety number
+	// Shown is the pending key whose safety number was last shown to the
+	// user (securechat fingerprint, the verify screen): trust without a
+	// safety number accepts only that key.
+	Shown []byte
+	// Conflict: yet another key was offered while one was pending. The
+	// pending key is never replaced by it (a swap between showing and
+	// accepting); the user sees the conflict.
+	Conflict bool
 }
 
 func (m *Contact) MarshalFields(e *transport.Encoder) {
 	e.BytesField(1, m.Identity)
 	e.BytesField(2, m.Pending)
 	e.Bool(3, m.Verified)
+	e.BytesField(4, m.Shown)
+	e.Bool(5, m.Conflict)
 }
 
 func (m *Contact) UnmarshalFields(d *transport.Decoder) error {
@@ -46,6 +57,10 @@ func (m *Contact) UnmarshalFields(d *transport.Decoder) error {
 			m.Pending, err = f.Fixed(transport.IdentityKeyLen)
 		case 3:
 			m.Verified, err = f.Bool()
+		case 4:
+			m.Shown, err = f.Fixed(transport.IdentityKeyLen)
+		case 5:
+			m.Conflict, err = f.Bool()
 		default:
 			return f.Unknown()
 		}
@@ -423,9 +438,15 @@ func (h *Home) SaveSenderKey(group chat.Conversation, owner chat.Device, state [
 	return h.Update(func(tx *Tx) error { return tx.PutSenderKey(group, owner, state) })
 }
 
-// Trust accepts a contact's changed identity key: sessions with the old one
-// are dropped and new ones start with the new key.
-func (h *Home) Trust(user string) error {
+// ErrPendingChanged is returned when the key to accept is not the one
+// pending: the user compared another.
+var ErrPendingChanged = errors.New("the pending identity key is not the one you compared: nothing accepted")
+
+// Trust accepts a contact's changed identity key, exactly key, the one the
+// user compared: if another key is pending, it is ErrPendingChanged and
+// nothing changes. Sessions with the old key are dropped and new ones
+// start with the new key.
+func (h *Home) Trust(user string, key []byte) error {
 	return h.Update(func(tx *Tx) error {
 		ct, err := tx.Contact(user)
 		if err != nil {
@@ -437,11 +458,27 @@ func (h *Home) Trust(user string) error {
 		if ct.Pending == nil {
 			return fmt.Errorf("%s's identity key has not changed: nothing to accept", user)
 		}
-		ct.Identity, ct.Pending, ct.Verified = ct.Pending, nil, false
+		if len(key) == 0 || !bytes.Equal(ct.Pending, key) {
+			return fmt.Errorf("%s: %w", user, ErrPendingChanged)
+		}
+		ct.Identity, ct.Pending, ct.Verified, ct.Shown, ct.Conflict = ct.Pending, nil, false, nil, false
 		if err := tx.PutContact(user, ct); err != nil {
 			return err
 		}
 		return tx.deleteSessionsOf(user)
+	})
+}
+
+// ShowPending records that the safety number of key, user's pending key,
+// was shown to the user. Nothing is recorded if key is no longer pending.
+func (h *Home) ShowPending(user string, key []byte) error {
+	return h.Update(func(tx *Tx) error {
+		ct, err := tx.Contact(user)
+		if err != nil || ct == nil || !bytes.Equal(ct.Pending, key) || bytes.Equal(ct.Shown, key) {
+			return err
+		}
+		ct.Shown = bytes.Clone(key)
+		return tx.PutContact(user, ct)
 	})
 }
 

@@ -162,7 +162,7 @@ func TestTrustWithoutChange(t *testing.T) {
 	key := bytes.Repeat([]byte{0x11}, transport.IdentityKeyLen)
 
 	// No contact at all.
-	err := h.Trust("bob")
+	err := h.Trust("bob", key)
 	if err == nil {
 		t.Fatal("Trust of an unknown contact succeeded")
 	}
@@ -180,7 +180,7 @@ func TestTrustWithoutChange(t *testing.T) {
 		{string(bucketContacts), "bob"}:                                               &want,
 		{string(bucketSessions), string(sessionKey(chat.Device{User: "bob", ID: 1}))}: session,
 	})
-	err = h.Trust("bob")
+	err = h.Trust("bob", key)
 	if err == nil || !strings.Contains(err.Error(), "bob") || !strings.Contains(err.Error(), "has not changed") {
 		t.Fatalf("Trust without a pending key = %v, want an error that bob's key has not changed", err)
 	}
@@ -192,7 +192,7 @@ func TestTrustWithoutChange(t *testing.T) {
 		t.Error("a refused Trust dropped the session")
 	}
 	// Names are case-sensitive here: the CLI canonicalizes before calling.
-	if err := h.Trust("Bob"); err == nil {
+	if err := h.Trust("Bob", key); err == nil {
 		t.Error("Trust of Bob succeeded for contact bob")
 	}
 }
@@ -211,7 +211,17 @@ func TestTrustPending(t *testing.T) {
 		{string(bucketSessions), string(sessionKey(chat.Device{User: "bobby", ID: 1}))}: &Session{User: "bobby", Device: 1, Ratchet: []byte{4}},
 		{string(bucketReceived), "kept"}:                                                &Received{Content: []byte{1}, Changed: true},
 	})
-	if err := h.Trust("bob"); err != nil {
+	// Only the pending key is accepted: another (one swapped in after the
+	// user compared) is refused and changes nothing.
+	for _, other := range [][]byte{nil, old, carolKey} {
+		if err := h.Trust("bob", other); !errors.Is(err, ErrPendingChanged) {
+			t.Fatalf("Trust of a key that is not pending = %v, want ErrPendingChanged", err)
+		}
+	}
+	if !getRecordT(t, h, bucketSessions, string(sessionKey(chat.Device{User: "bob", ID: 1})), new(Session)) {
+		t.Fatal("a refused Trust dropped a session")
+	}
+	if err := h.Trust("bob", changed); err != nil {
 		t.Fatalf("Trust: %v", err)
 	}
 	var bob Contact
@@ -239,7 +249,7 @@ func TestTrustPending(t *testing.T) {
 		t.Error("Trust dropped a received message")
 	}
 	// Accepted once: there is nothing left to accept.
-	if err := h.Trust("bob"); err == nil || !strings.Contains(err.Error(), "nothing to accept") {
+	if err := h.Trust("bob", changed); err == nil || !strings.Contains(err.Error(), "nothing to accept") {
 		t.Errorf("second Trust = %v, want nothing to accept", err)
 	}
 }

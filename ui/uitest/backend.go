@@ -302,13 +302,20 @@ func (b *Backend) SafetyNumber(conversation chat.Conversation) (client.SafetyInf
 	return client.SafetyInfo{Number: number, Changed: c.conv.IdentityChanged, Verified: c.conv.Verified && !c.conv.IdentityChanged}, nil
 }
 
-func (b *Backend) Trust(conversation chat.Conversation) error {
+func (b *Backend) Trust(conversation chat.Conversation, safetyNumber string) (string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.record("Trust", conversation.String())
+	b.record("Trust", conversation.String(), safetyNumber)
 	c := b.convLocked(conversation)
+	number := c.safety
+	if number == "" {
+		number = SafetyNumberFor(conversation.ID())
+	}
+	if safetyNumber != "" && safetyNumber != number {
+		return "", errors.New("the pending identity key is not the one you compared: nothing accepted")
+	}
 	c.conv.IdentityChanged, c.conv.Verified = false, false
-	return nil
+	return number, nil
 }
 
 func (b *Backend) Verify(conversation chat.Conversation) error {
