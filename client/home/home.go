@@ -208,15 +208,34 @@ func (h *Home) unlock(o Options) error {
 		return fmt.Errorf("home %s: key parameters are damaged: %w", h.Dir, err)
 	}
 	if haveKDF {
-		s, err := deriveSealer(o.Passphrase, &rec, o.Rand)
-		if err != nil {
+		master, err := masterKey(o.Passphrase, &rec)
+		if errors.Is(err, ErrWrongPassphrase) && (haveProfile || !o.Create) {
+			return fmt.Errorf("home %s: %w", h.Dir, ErrWrongPassphrase)
+		}
+		var s *sealer
+		if err == nil {
+			s, err = newSealer(master, o.Rand)
+		}
+		if err != nil && !errors.Is(err, ErrWrongPassphrase) {
+			clear(master)
 			return err
 		}
-		if err := s.check(&rec); err == nil {
+		if s != nil && s.check(&rec) == nil {
 			h.seal = s
-			return h.db.Update(createBuckets) // buckets added by later versions
-		} else if haveProfile || !o.Create {
+			err := h.db.Update(func(tx *bolt.Tx) error {
+				if err := createBuckets(tx); err != nil { // buckets added by later versions
+					return err
+				}
+				return upgradeKDF(tx, o, &rec, master)
+			})
+			clear(master)
+			return err
+		}
+		clear(master)
+		if s != nil {
 			s.zero()
+		}
+		if haveProfile || !o.Create {
 			return fmt.Errorf("home %s: %w", h.Dir, ErrWrongPassphrase)
 		}
 	}
@@ -246,6 +265,21 @@ func (h *Home) unlock(o Options) error {
 	}
 	h.seal = s
 	return nil
+}
+
+// upgradeKDF protects the master key of a home sealed with weaker key
+// parameters than o.KDF (earlier versions used argon2id t=1) by o.KDF: the
+// master key is wrapped under the stronger passphrase key, and the record
+// with the weaker parameters is replaced in the same commit.
+func upgradeKDF(tx *bolt.Tx, o Options, rec *kdfRecord, master []byte) error {
+	if !rec.Params.weaker(o.KDF) {
+		return nil
+	}
+	up, err := wrapMaster(o.Passphrase, master, o.KDF, rec.Check, o.Rand)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketMeta).Put(keyKDF, transport.Marshal(up))
 }
 
 func createBuckets(tx *bolt.Tx) error {

@@ -1,6 +1,7 @@
 package home
 
 import (
+	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -26,6 +27,7 @@ const (
 	labelHomeValues  = "securechat home values v1"
 	labelHomeIndex   = "securechat home index v1"
 	labelHomeCheck   = "securechat home passphrase check v1"
+	labelHomeWrap    = "securechat home key wrap v1"
 	homeCheckContent = "securechat home"
 )
 
@@ -36,15 +38,26 @@ type KDFParams struct {
 	Threads uint8
 }
 
-// DefaultKDF costs about a tenth of a second on a small board.
-var DefaultKDF = KDFParams{Time: 1, MemoryK: 64 * 1024, Threads: 4}
+// DefaultKDF is RFC 9106's second recommended option (t=3, 64 MiB). A home
+// sealed with weaker parameters (earlier versions used t=1) is upgraded
+// when it is next opened with the right passphrase (Open, upgradeKDF).
+var DefaultKDF = KDFParams{Time: 3, MemoryK: 64 * 1024, Threads: 4}
+
+// weaker reports whether p costs an attacker less than target.
+func (p KDFParams) weaker(target KDFParams) bool {
+	return p.Time < target.Time || p.MemoryK < target.MemoryK
+}
 
 // kdfRecord is stored in the clear: what is needed to derive the key and
-// to tell a wrong passphrase from a damaged store.
+// to tell a wrong passphrase from a damaged store. The home's master key is
+// argon2id(passphrase, Salt, Params) itself, or, once the parameters were
+// upgraded, Wrapped under a key derived from that (the master key of an
+// upgraded home stays what it was, so no value needs sealing again).
 type kdfRecord struct {
-	Params KDFParams
-	Salt   []byte
-	Check  []byte // seal(labelHomeCheck, homeCheckContent)
+	Params  KDFParams
+	Salt    []byte
+	Check   []byte // seal(labelHomeCheck, homeCheckContent)
+	Wrapped []byte // nonce ‖ XChaCha20-Poly1305(HKDF(argon2id, labelHomeWrap), master)
 }
 
 func (r *kdfRecord) MarshalFields(e *transport.Encoder) {
@@ -53,6 +66,7 @@ func (r *kdfRecord) MarshalFields(e *transport.Encoder) {
 	e.Uint(3, uint64(r.Params.Threads))
 	e.BytesField(4, r.Salt)
 	e.BytesField(5, r.Check)
+	e.BytesField(6, r.Wrapped)
 }
 
 func (r *kdfRecord) UnmarshalFields(d *transport.Decoder) error {
@@ -72,6 +86,8 @@ func (r *kdfRecord) UnmarshalFields(d *transport.Decoder) error {
 			r.Salt, err = f.Bytes(64)
 		case 5:
 			r.Check, err = f.Bytes(256)
+		case 6:
+			r.Wrapped, err = f.Bytes(256)
 		default:
 			return f.Unknown()
 		}
@@ -95,8 +111,68 @@ type sealer struct {
 }
 
 func deriveSealer(passphrase string, rec *kdfRecord, rand io.Reader) (*sealer, error) {
-	master := argon2.IDKey([]byte(passphrase), rec.Salt, rec.Params.Time, rec.Params.MemoryK, rec.Params.Threads, 32)
+	master, err := masterKey(passphrase, rec)
+	if err != nil {
+		return nil, err
+	}
 	defer clear(master)
+	return newSealer(master, rand)
+}
+
+// masterKey derives the home's master key from the passphrase. A wrapped
+// key that does not open is a wrong passphrase.
+func masterKey(passphrase string, rec *kdfRecord) ([]byte, error) {
+	k := argon2.IDKey([]byte(passphrase), rec.Salt, rec.Params.Time, rec.Params.MemoryK, rec.Params.Threads, 32)
+	if rec.Wrapped == nil {
+		return k, nil
+	}
+	defer clear(k)
+	aead, err := wrapAEAD(k)
+	if err != nil {
+		return nil, err
+	}
+	if len(rec.Wrapped) < aead.NonceSize()+aead.Overhead() {
+		return nil, errors.New("home key parameters are damaged")
+	}
+	n := aead.NonceSize()
+	master, err := aead.Open(nil, rec.Wrapped[:n], rec.Wrapped[n:], []byte(labelHomeWrap))
+	if err != nil {
+		return nil, ErrWrongPassphrase
+	}
+	return master, nil
+}
+
+// wrapMaster returns a record with params and a fresh salt whose
+// passphrase-derived key wraps master.
+func wrapMaster(passphrase string, master []byte, params KDFParams, check []byte, rand io.Reader) (*kdfRecord, error) {
+	rec := &kdfRecord{Params: params, Salt: make([]byte, 16), Check: check}
+	if _, err := io.ReadFull(rand, rec.Salt); err != nil {
+		return nil, err
+	}
+	k := argon2.IDKey([]byte(passphrase), rec.Salt, params.Time, params.MemoryK, params.Threads, 32)
+	defer clear(k)
+	aead, err := wrapAEAD(k)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(master)+aead.Overhead())
+	if _, err := io.ReadFull(rand, nonce); err != nil {
+		return nil, err
+	}
+	rec.Wrapped = aead.Seal(nonce, nonce, master, []byte(labelHomeWrap))
+	return rec, nil
+}
+
+func wrapAEAD(k []byte) (cipher.AEAD, error) {
+	wk, err := hkdf.Key(sha256.New, k, nil, labelHomeWrap, chacha20poly1305.KeySize)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(wk)
+	return chacha20poly1305.NewX(wk)
+}
+
+func newSealer(master []byte, rand io.Reader) (*sealer, error) {
 	s := &sealer{rand: rand}
 	var err error
 	if s.values, err = hkdf.Key(sha256.New, master, nil, labelHomeValues, chacha20poly1305.KeySize); err != nil {
