@@ -65,6 +65,7 @@ func openOrSetUp(ctx context.Context, env Env, dir, server string, pin transport
 	if err != nil {
 		return nil, err
 	}
+	warnRolledBack(env, h)
 	if _, err := h.Profile(); err == nil {
 		return h, nil
 	} else if !errors.Is(err, home.ErrNotRegistered) {

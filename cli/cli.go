@@ -193,6 +193,14 @@ func prompt(what string, confirm bool, noTTY string) (string, error) {
 	return string(b), nil
 }
 
+// warnRolledBack says so when the home was found to be an older copy of
+// itself (docs/security.md §4.6).
+func warnRolledBack(env Env, h *home.Home) {
+	if h.RolledBack() {
+		fmt.Fprintf(env.Stderr, "securechat: warning: this home is older than the last one used here (a backup restored?); its sessions were reset so that no message key is used twice. Messages sent to it on the old sessions cannot be read\n")
+	}
+}
+
 // openEngine opens the home and a one-shot engine on it (docs/design.md
 // §6.3): every command goes through the engine.
 func openEngine(env Env, dir string) (*home.Home, *client.Engine, error) {
@@ -204,6 +212,7 @@ func openEngine(env Env, dir string) (*home.Home, *client.Engine, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	warnRolledBack(env, h)
 	e, err := client.OpenEngine(h, client.EngineOptions{})
 	if err != nil {
 		h.Close()

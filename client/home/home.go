@@ -61,6 +61,9 @@ type Home struct {
 	seal   *sealer
 	pruned bool // seen records older than seenTTL were dropped this session
 
+	gen        uint64 // commits counted (rollback.go); written under stateMu
+	rolledBack bool
+
 	laterMu  sync.Mutex            // guards later, laterSeq
 	later    map[string]laterValue // deferred writes (later.go), by laterKey
 	laterSeq uint64
@@ -180,6 +183,10 @@ func Open(dir string, o Options) (*Home, error) {
 	if err := h.unlock(o); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if err := h.checkRollback(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("home %s: %w", dir, err)
 	}
 	return h, nil
 }

@@ -125,12 +125,19 @@ func (h *Home) writeLaterTx(tx *bolt.Tx, deleted []laterPut) error {
 func (h *Home) updateDeleting(deleted []laterPut, fn func(tx *bolt.Tx) error) error {
 	h.stateMu.Lock()
 	defer h.stateMu.Unlock()
-	return h.db.Update(func(tx *bolt.Tx) error {
+	err := h.db.Update(func(tx *bolt.Tx) error {
 		if err := h.writeLaterTx(tx, deleted); err != nil {
 			return err
 		}
-		return fn(tx)
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return h.bumpGen(tx) // rollback.go
 	})
+	if err == nil {
+		h.writeGen()
+	}
+	return err
 }
 
 // flushLater commits the deferred values, if there are any.

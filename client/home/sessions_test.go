@@ -295,3 +295,68 @@ func TestRecordsSealed(t *testing.T) {
 		t.Error("a contact's name or key is on disk in the clear")
 	}
 }
+
+// An older copy of a home put back in its place (a backup restored) is
+// detected when it is opened: its sessions, which were used to encrypt
+// past that state, are dropped, so that no message key and nonce is used
+// twice; a home that was not rolled back keeps them.
+func TestRestoredHomeDetected(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	o := Options{Passphrase: "x", Create: true, KDF: cheapKDF}
+	bob := chat.Device{User: "bob", ID: 1}
+	h, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	save := func(ratchet string) {
+		t.Helper()
+		if err := h.SaveSessions(&SessionChanges{Sessions: []*Session{{User: "bob", Device: 1, Ratchet: []byte(ratchet)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save("chain at 1")
+	h.Close()
+	backup, err := os.ReadFile(filepath.Join(dir, homeDB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err = Open(dir, o); err != nil {
+		t.Fatal(err)
+	}
+	if h.RolledBack() {
+		t.Fatal("a home reopened as it was reported rolled back")
+	}
+	save("chain at 2") // message keys used past the backup
+	h.Close()
+
+	if err := os.WriteFile(filepath.Join(dir, homeDB), backup, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if h, err = Open(dir, o); err != nil {
+		t.Fatal(err)
+	}
+	if !h.RolledBack() {
+		t.Error("the restored home was not detected")
+	}
+	st, err := h.LoadSessions([]chat.Device{bob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := st.Sessions[bob]; s != nil {
+		t.Fatalf("the restored home kept its used session %q: its message keys would be used again", s.Ratchet)
+	}
+	save("new session")
+	h.Close()
+	// Detected once: the home is current again.
+	if h, err = Open(dir, o); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if h.RolledBack() {
+		t.Error("reported rolled back again")
+	}
+	if st, _ := h.LoadSessions([]chat.Device{bob}); st.Sessions[bob] == nil {
+		t.Error("the new session was dropped")
+	}
+}

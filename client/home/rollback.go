@@ -1,0 +1,101 @@
+package home
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Rollback detection (docs/security.md §4.6). A home restored from an
+// older copy holds ratchet states that were already used to encrypt: the
+// client would encrypt again under message keys and nonces it used before.
+// The home therefore counts its commits (meta "gen", sealed) and mirrors
+// the count in a file beside client.db, written after each commit. A home
+// whose count is behind the file's is an older copy: when it is opened,
+// its sessions and sender keys, which may have been used past that state,
+// are dropped (new sessions start with PQXDH, as after a reset), and
+// RolledBack reports it. Restoring the whole directory, the file with it,
+// is not detected: that needs a record outside the machine.
+const genFile = "client.gen"
+
+var keyGen = []byte("gen")
+
+// readGen reads the home's commit count (0 for a home without one).
+func (t *Tx) readGen() (uint64, error) {
+	v, err := t.get(bucketMeta, keyGen)
+	if err != nil || len(v) != 8 {
+		return 0, err
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// bumpGen counts a commit in tx; h.gen follows once it commits.
+func (h *Home) bumpGen(tx *bolt.Tx) error {
+	next := h.gen + 1
+	if err := (&Tx{h: h, tx: tx}).put(bucketMeta, keyGen, binary.BigEndian.AppendUint64(nil, next)); err != nil {
+		return err
+	}
+	tx.OnCommit(func() { h.gen = next })
+	return nil
+}
+
+// fileGen reads the count mirrored beside the home; 0 if there is none or
+// it does not read.
+func (h *Home) fileGen() uint64 {
+	b, err := os.ReadFile(filepath.Join(h.Dir, genFile))
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return n
+}
+
+// writeGen mirrors the count beside the home. It is not synced: a count
+// lost in a crash is only lower, which never reports a rollback falsely.
+func (h *Home) writeGen() {
+	tmp := filepath.Join(h.Dir, genFile+".tmp")
+	if os.WriteFile(tmp, []byte(strconv.FormatUint(h.gen, 10)+"\n"), 0o600) == nil {
+		os.Rename(tmp, filepath.Join(h.Dir, genFile))
+	}
+}
+
+// checkRollback runs when the home is unlocked: it reads the count, and if
+// the file beside the home is ahead, this is an older copy of the home;
+// its sessions and sender keys are dropped, in a commit that puts the
+// count past the file's.
+func (h *Home) checkRollback() error {
+	err := h.View(func(tx *Tx) error {
+		var err error
+		h.gen, err = tx.readGen()
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	f := h.fileGen()
+	if f <= h.gen {
+		return nil
+	}
+	h.gen = f
+	h.rolledBack = true
+	return h.updateDeleting(nil, func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketSessions, bucketSenderKeys} {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
+			if _, err := tx.CreateBucket(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// RolledBack reports whether this home was found to be an older copy of
+// itself when it was opened (a backup restored): its sessions were
+// dropped, so that no message key is used twice.
+func (h *Home) RolledBack() bool { return h.rolledBack }
