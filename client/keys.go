@@ -125,8 +125,9 @@ func (c *Client) maintainKeys(ctx context.Context, count transport.KeyCount) err
 		}
 		changed = true
 	}
+	pruned := false
 	if changed {
-		c.keys.PruneRetiredPreKeys(now.Add(-retiredKeep))
+		pruned = c.keys.PruneRetiredPreKeys(now.Add(-retiredKeep)) > 0
 	}
 	var newOTK []e2ee.OneTimePreKeyPublic
 	var newKEM []e2ee.KEMPreKeyPublic
@@ -151,6 +152,12 @@ func (c *Client) maintainKeys(ctx context.Context, count transport.KeyCount) err
 	}
 	if err := c.sessions.SaveSessions(&home.SessionChanges{Profile: p}); err != nil {
 		return err
+	}
+	if pruned {
+		// Replays naming a pruned signed prekey cannot be answered.
+		if err := c.sessions.PruneBaseKeys(c.keys.HoldsSignedPreKey); err != nil {
+			return err
+		}
 	}
 	up := c.keys.PublicPreKeys()
 	if !replace {

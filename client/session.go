@@ -43,6 +43,12 @@ type SessionStore interface {
 	// for its own sending chain.
 	SenderKey(group chat.Conversation, owner chat.Device) ([]byte, error)
 	SaveSenderKey(group chat.Conversation, owner chat.Device, state []byte) error
+	// BaseKeyUsed reports whether an initial message with this signed
+	// prekey and base key was answered before without a one-time prekey
+	// (SessionChanges.BaseKey remembers one); PruneBaseKeys forgets those
+	// of signed prekeys no longer held.
+	BaseKeyUsed(u home.BaseKeyUse) (bool, error)
+	PruneBaseKeys(held func(signedPreKey uint32) bool) error
 }
 
 var _ SessionStore = (*home.Home)(nil)
@@ -324,7 +330,8 @@ type decryptState struct {
 	ciphertext   []byte
 	sess         *e2ee.Session
 	consumed     *e2ee.ConsumedPreKeys
-	changed      bool // the sender's identity key is not the trusted one
+	baseKey      *home.BaseKeyUse // an initial message answered without a one-time prekey
+	changed      bool             // the sender's identity key is not the trusted one
 	plain        []byte
 }
 
@@ -440,7 +447,37 @@ func (ds *decryptState) openInitial() error {
 		next = ds.sr.ReplacedBy(next)
 	}
 	ds.sr = next
-	return ds.verifyIdentity(rk.RemoteIdentity.Bytes())
+	if err := ds.verifyIdentity(rk.RemoteIdentity.Bytes()); err != nil {
+		return err
+	}
+	return ds.refuseReplay()
+}
+
+// ErrReplayedInitial refuses an initial message answered before.
+var ErrReplayedInitial = errors.New("a repeated initial message whose session has ended (a replay): refused")
+
+// refuseReplay refuses an initial message that used no one-time prekey and
+// whose base key was answered before: without a one-time prekey, nothing
+// else stops a recorded initial message from starting its session again
+// once the session has left the window of earlier ones or after a reset
+// (protocol.md §9.2). Its base key is remembered until its signed prekey is
+// pruned. Repeats from a key not accepted for the sender are shown marked
+// unverified and start no session, so they are let through.
+func (ds *decryptState) refuseReplay() error {
+	if ds.consumed.OneTimePreKeyID != 0 || ds.consumed.OneTimeKEMPreKeyID != 0 {
+		return nil // the one-time prekey is gone once used: no replay
+	}
+	u := home.BaseKeyUse{SignedPreKey: ds.header.SignedPreKeyID, BaseKey: ds.header.EphemeralKey.Bytes()}
+	used, err := ds.c.sessions.BaseKeyUsed(u)
+	if err != nil {
+		return err
+	}
+	if used && !ds.changed {
+		ds.sess.Zero()
+		return ErrReplayedInitial
+	}
+	ds.baseKey = &u
+	return nil
 }
 
 // verifyIdentity compares the identity key a new session came with to
@@ -533,7 +570,7 @@ func (ds *decryptState) keepPlaintext() error {
 		c.sessions.DeferSessions(&ds.sr, ds.key, received)
 		return nil
 	}
-	ch := &home.SessionChanges{Received: received, ReceivedKey: ds.key}
+	ch := &home.SessionChanges{Received: received, ReceivedKey: ds.key, BaseKey: ds.baseKey}
 	if ds.consumed != nil {
 		c.keys.RemovePreKeys(*ds.consumed)
 		p, err := c.profileWithKeys()

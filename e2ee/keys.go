@@ -581,6 +581,14 @@ func (d *DeviceKeys) RemovePreKeys(c ConsumedPreKeys) {
 	}
 }
 
+// HoldsSignedPreKey reports whether the signed prekey id is still held
+// (current, or retired and not yet pruned): an initial message naming it
+// can still be answered.
+func (d *DeviceKeys) HoldsSignedPreKey(id uint32) bool {
+	_, err := d.lookupSignedPreKey(id)
+	return err == nil
+}
+
 func (d *DeviceKeys) lookupSignedPreKey(id uint32) (*signedPreKey, error) {
 	for _, k := range d.signed {
 		if k.id == id {

@@ -2,6 +2,7 @@ package home
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,6 +17,9 @@ import (
 //	sessions    index(user ‖ 0 ‖ device)         → Session
 //	received    index(seen key)                  → Received, until acked
 //	senderkeys  index(group key ‖ 0 ‖ user/dev)  → e2ee sender-key state
+//	basekeys    index(u32 BE signed prekey id ‖ base key) → u32 BE signed
+//	            prekey id; base keys of initial messages answered without
+//	            a one-time prekey, until their signed prekey is pruned
 //
 // Sessions and received records may be deferred (later.go).
 var (
@@ -23,6 +27,7 @@ var (
 	bucketSessions   = []byte("sessions")
 	bucketReceived   = []byte("received")
 	bucketSenderKeys = []byte("senderkeys")
+	bucketBaseKeys   = []byte("basekeys")
 )
 
 // Contact is what this home knows of another account's identity.
@@ -360,6 +365,55 @@ type SessionChanges struct {
 	// Outbox is the Send that used the sessions: stored with them, so a
 	// crash can never make a message key be used twice (protocol.md §6.1).
 	Outbox *OutboxItem
+	// BaseKey is an initial message answered without a one-time prekey:
+	// remembered so that a replay of it is refused (BaseKeyUsed).
+	BaseKey *BaseKeyUse
+}
+
+// BaseKeyUse names an initial message (protocol.md §9.2) by the signed
+// prekey it used and its base key, the initiator's ephemeral key.
+type BaseKeyUse struct {
+	SignedPreKey uint32
+	BaseKey      []byte
+}
+
+func (u *BaseKeyUse) clearKey() []byte {
+	return append(binary.BigEndian.AppendUint32(nil, u.SignedPreKey), u.BaseKey...)
+}
+
+// BaseKeyUsed reports whether an initial message with u was answered
+// before without a one-time prekey.
+func (h *Home) BaseKeyUsed(u BaseKeyUse) (bool, error) {
+	var used bool
+	err := h.View(func(tx *Tx) error {
+		v, err := tx.get(bucketBaseKeys, h.seal.index(bucketBaseKeys, u.clearKey()))
+		used = v != nil
+		return err
+	})
+	return used, err
+}
+
+// PruneBaseKeys forgets the base keys remembered for signed prekeys that
+// held no longer reports: an initial message naming them cannot be
+// answered any more, replayed or not.
+func (h *Home) PruneBaseKeys(held func(signedPreKey uint32) bool) error {
+	return h.Update(func(tx *Tx) error {
+		b := tx.tx.Bucket(bucketBaseKeys)
+		var stale [][]byte
+		b.ForEach(func(k, sealed []byte) error {
+			v, err := h.seal.open(bucketBaseKeys, k, sealed)
+			if err != nil || len(v) != 4 || !held(binary.BigEndian.Uint32(v)) {
+				stale = append(stale, bytes.Clone(k))
+			}
+			return nil
+		})
+		for _, k := range stale {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // SaveSessions stores changes in one commit.
@@ -385,6 +439,11 @@ func (t *Tx) saveSessions(c *SessionChanges) error {
 	}
 	if c.Received != nil {
 		if err := t.PutReceived(c.ReceivedKey, c.Received); err != nil {
+			return err
+		}
+	}
+	if c.BaseKey != nil {
+		if err := t.put(bucketBaseKeys, t.h.seal.index(bucketBaseKeys, c.BaseKey.clearKey()), binary.BigEndian.AppendUint32(nil, c.BaseKey.SignedPreKey)); err != nil {
 			return err
 		}
 	}
