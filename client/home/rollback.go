@@ -10,7 +10,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Rollback detection (docs/security.md §4.6). A home restored from an
+// Rollback detection (docs/security.md §4.10). A home restored from an
 // older copy holds ratchet states that were already used to encrypt: the
 // client would encrypt again under message keys and nonces it used before.
 // The home therefore counts its commits (meta "gen", sealed) and mirrors
