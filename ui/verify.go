@@ -102,7 +102,10 @@ func (v *verifyView) render() {
 	case info.Changed:
 		fmt.Fprintf(&b, "[red::b]%s's identity key has changed.[-::-] New safety number:\n%s\n\n", name, safetyGrid(info.Number))
 		fmt.Fprintf(&b, "This happens when %s reinstalls or gets a new phone, but it is also what someone in the middle would cause. Sending to %s is blocked until you accept the new key. ", name, name)
-		fmt.Fprintf(&b, "Compare the number with the one %s sees (in person, or over another channel you trust) before you accept it.\n", name)
+		fmt.Fprintf(&b, "Compare the number with the one %s sees (in person, or over another channel you trust) before you accept it: the button accepts only the key of this number.\n", name)
+		if info.Conflict {
+			fmt.Fprintf(&b, "\n[red]Yet another new key was offered for %s since; it was not taken. Someone may be in the middle.[-]\n", name)
+		}
 		v.form.AddButton("Accept new key", v.accept)
 	default:
 		fmt.Fprintf(&b, "Safety number with %s:\n%s\n\n", name, safetyGrid(info.Number))

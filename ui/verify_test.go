@@ -171,3 +171,22 @@ func TestAcceptOnlyTheKeyShown(t *testing.T) {
 		t.Fatalf("the accept button accepted a key it did not show")
 	}
 }
+
+// A message that came with an identity key not accepted for its sender is
+// shown marked, never as if it were from that contact.
+func TestUnverifiedMessageMarked(t *testing.T) {
+	t.Parallel()
+	b := uitest.NewBackend("alice")
+	b.AddConversation(client.ConversationInfo{Conversation: chat.Peer("bob"), IdentityChanged: true},
+		client.HistoryEntry{Text: "it is really me", From: "bob", Time: t0, Unverified: true},
+		client.HistoryEntry{Text: "from the old key", From: "bob", Time: t0},
+	)
+	x := start(t, b)
+	lines := x.term.WaitText(t, "it is really me")
+	if r := uitest.Row(lines, "it is really me"); r < 0 || !strings.Contains(lines[r], "(unverified) bob: it is really me") {
+		t.Errorf("the unverified message is not marked:\n%s", x.term.Text())
+	}
+	if r := uitest.Row(lines, "from the old key"); r < 0 || strings.Contains(lines[r], "unverified") {
+		t.Errorf("a verified message is marked:\n%s", x.term.Text())
+	}
+}
