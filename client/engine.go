@@ -754,7 +754,7 @@ func (e *Engine) Trust(conv chat.Conversation, safetyNumber string) (string, err
 	want := strings.Join(strings.Fields(safetyNumber), "")
 	switch {
 	case want == "" && !bytes.Equal(ct.Shown, ct.Pending):
-		return "", fmt.Errorf("%s's new identity key has not been shown to you yet: compare its safety number first (securechat fingerprint %s), then accept it", user, user)
+		return "", fmt.Errorf("%s's new identity key has not been shown to you yet: compare its safety number first (securechat fingerprint %s, or /verify %s in chat), then accept it", user, user, user)
 	case want != "" && want != number:
 		return "", fmt.Errorf("the safety number of %s's pending identity key is not the one given: nothing accepted (securechat fingerprint %s shows it)", user, user)
 	}
