@@ -457,26 +457,36 @@ func (ds *decryptState) openInitial() error {
 var ErrReplayedInitial = errors.New("a repeated initial message whose session has ended (a replay): refused")
 
 // refuseReplay refuses an initial message that used no one-time prekey and
-// whose base key was answered before: without a one-time prekey, nothing
-// else stops a recorded initial message from starting its session again
-// once the session has left the window of earlier ones or after a reset
-// (protocol.md §9.2). Its base key is remembered until its signed prekey is
-// pruned. Repeats from a key not accepted for the sender are shown marked
-// unverified and start no session, so they are let through.
+// whose base key started an accepted session before: without a one-time
+// prekey, nothing else stops a recorded initial message from starting its
+// session again once the session has left the window of earlier ones or
+// after a reset (protocol.md §9.2). The base key of such a session is
+// remembered until its signed prekey is pruned.
+//
+// A message with a key not accepted for its sender starts no session, so
+// it consumes nothing and is remembered nowhere: the sender's later
+// messages carry the same header, and must decrypt too (marked unverified),
+// also once the key is accepted.
 func (ds *decryptState) refuseReplay() error {
-	if ds.consumed.OneTimePreKeyID != 0 || ds.consumed.OneTimeKEMPreKeyID != 0 {
-		return nil // the one-time prekey is gone once used: no replay
+	oneTime := ds.consumed.OneTimePreKeyID != 0 || ds.consumed.OneTimeKEMPreKeyID != 0
+	if ds.changed {
+		ds.consumed = nil
+	}
+	if oneTime {
+		return nil // the one-time prekey is gone once a session is kept: no replay
 	}
 	u := home.BaseKeyUse{SignedPreKey: ds.header.SignedPreKeyID, BaseKey: ds.header.EphemeralKey.Bytes()}
 	used, err := ds.c.sessions.BaseKeyUsed(u)
 	if err != nil {
 		return err
 	}
-	if used && !ds.changed {
+	if used {
 		ds.sess.Zero()
 		return ErrReplayedInitial
 	}
-	ds.baseKey = &u
+	if !ds.changed {
+		ds.baseKey = &u
+	}
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client/home"
 	"github.com/securechat/securechat/e2ee"
+	"github.com/securechat/securechat/transport"
 )
 
 // Tests that trust follows what the user compared (issue 17 points 11, 12).
@@ -139,8 +140,10 @@ func TestUnacceptedKeyMarked(t *testing.T) {
 		t.Fatal(err)
 	}
 	bob := oneShotEngine(t, ctx, hb, false)
-	if _, err := bob.SendText(ctx, "alice", "it is me, bob"); err != nil {
-		t.Fatal(err)
+	for _, text := range []string{"it is me, bob", "really"} {
+		if _, err := bob.SendText(ctx, "alice", text); err != nil {
+			t.Fatal(err)
+		}
 	}
 	bob.Close()
 
@@ -150,12 +153,15 @@ func TestUnacceptedKeyMarked(t *testing.T) {
 	if err := alice.Receive(ctx, ReceiveOptions{Show: func(m *Message) error { shown = append(shown, m); return nil }}); err != nil {
 		t.Fatal(err)
 	}
-	if len(shown) != 1 || shown[0].Verified() || !shown[0].IdentityChanged {
-		t.Fatalf("shown %+v, want one message marked unverified", shown)
+	// Both decrypt, both marked: a message with a key not accepted starts
+	// no session and so consumes no one-time prekey, and the second
+	// carries the same initial header as the first.
+	if len(shown) != 2 || shown[0].Verified() || shown[1].Verified() || shown[1].Text != "really" {
+		t.Fatalf("shown %+v, want two messages marked unverified", shown)
 	}
 	h, _ := ha.History(chat.Peer("bob"), "", 10)
-	if len(h) != 1 || !h[0].Unverified {
-		t.Fatalf("history %+v, want the entry marked unverified", h)
+	if len(h) != 2 || !h[0].Unverified || !h[1].Unverified {
+		t.Fatalf("history %+v, want the entries marked unverified", h)
 	}
 	if n := ha.Probe().Count("pending"); n != 0 {
 		t.Errorf("%d receipts queued for a sender whose key is not accepted", n)
@@ -197,4 +203,63 @@ func TestUnacceptedKeyMarked(t *testing.T) {
 	if st := state(); st != StateDelivered {
 		t.Fatalf("a receipt with the accepted key left the message %v", st)
 	}
+}
+
+// A typing signal that comes with an identity key not accepted for its
+// sender is dropped; the same signal from the accepted key is handed on.
+func TestUnacceptedTypingIgnored(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bob := oneShotEngine(t, ctx, hb, false)
+	defer bob.Close()
+	alice := oneShotEngine(t, ctx, ha, false)
+	defer alice.Close()
+	signal := func() []byte {
+		t.Helper()
+		id := make([]byte, 16)
+		id[0] = 1
+		send, err := bob.client().encryptTo(ctx, chat.Peer("alice"), []chat.Device{{User: "alice", ID: 1}}, &Content{Kind: chat.KindTyping, SentAt: 1}, id, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return transport.Marshal(&transport.Signal{From: "bob", FromDevice: 1, MessageID: id, Payload: send.Envelopes[0].Payload})
+	}
+	typing := func() bool {
+		select {
+		case ev := <-alice.client().Events():
+			return ev.Type == EventSignal && ev.Message.Kind == chat.KindTyping
+		default:
+			return false
+		}
+	}
+	// alice holds another key for bob than his real one.
+	if err := ha.SaveContact("bob", &home.Contact{Identity: newIdentityKey(t)}); err != nil {
+		t.Fatal(err)
+	}
+	alice.client().handleSignal(signal())
+	alice.client().handleSignal(signal())
+	if typing() {
+		t.Fatal("a typing signal with a key alice has not accepted was handed on")
+	}
+	// With bob's real key accepted, the same kind of signal is.
+	ct, _ := ha.Contact("bob")
+	if _, err := alice.Trust(chat.Peer("bob"), mustSafetyNumber(t, alice, ct.Pending)); err != nil {
+		t.Fatal(err)
+	}
+	alice.client().handleSignal(signal())
+	if !typing() {
+		t.Fatal("a typing signal with the accepted key was not handed on")
+	}
+}
+
+func mustSafetyNumber(t *testing.T, e *Engine, key []byte) string {
+	t.Helper()
+	n, err := e.safetyNumberOf("bob", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
