@@ -68,8 +68,10 @@ func (h *Home) writeGen() {
 // its sessions and sender keys are dropped, in a commit that puts the
 // count past the file's.
 func (h *Home) checkRollback() error {
+	var registered bool
 	err := h.View(func(tx *Tx) error {
 		var err error
+		registered = tx.tx.Bucket(bucketMeta).Get(keyProfile) != nil
 		h.gen, err = tx.readGen()
 		return err
 	})
@@ -81,6 +83,9 @@ func (h *Home) checkRollback() error {
 		return nil
 	}
 	h.gen = f
+	if !registered {
+		return nil // a new home where an earlier one was: nothing was used
+	}
 	h.rolledBack = true
 	return h.updateDeleting(nil, func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketSessions, bucketSenderKeys} {

@@ -2,6 +2,7 @@ package home
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"os"
 	"path/filepath"
@@ -315,6 +316,10 @@ func TestRestoredHomeDetected(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	fp, _ := transport.FingerprintFromBytes(bytes.Repeat([]byte{1}, 32))
+	if err := h.SaveProfile(&Profile{Server: "s:1", Fingerprint: fp, User: "alice", Device: 1, DeviceKey: ed25519.NewKeyFromSeed(make([]byte, 32))}); err != nil {
+		t.Fatal(err)
+	}
 	save("chain at 1")
 	h.Close()
 	backup, err := os.ReadFile(filepath.Join(dir, homeDB))
@@ -358,5 +363,31 @@ func TestRestoredHomeDetected(t *testing.T) {
 	}
 	if st, _ := h.LoadSessions([]chat.Device{bob}); st.Sessions[bob] == nil {
 		t.Error("the new session was dropped")
+	}
+}
+
+// A new home made where an earlier one was (client.db removed, client.gen
+// left) is not an older copy: nothing in it was used.
+func TestNewHomeBesideOldCountNotRolledBack(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	o := Options{Passphrase: "x", Create: true, KDF: cheapKDF}
+	h, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		h.SaveSettings(Settings{})
+	}
+	h.Close()
+	if err := os.Remove(filepath.Join(dir, homeDB)); err != nil {
+		t.Fatal(err)
+	}
+	if h, err = Open(dir, o); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if h.RolledBack() {
+		t.Error("a new home was reported as a restored one")
 	}
 }
