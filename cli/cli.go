@@ -411,10 +411,18 @@ func Trust(ctx context.Context, args []string, env Env) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	// Flags may follow the name too: trust NAME --safety-number DIGITS.
+	var names []string
+	for rest := fs.Args(); len(rest) > 0; rest = fs.Args() {
+		names = append(names, rest[0])
+		if err := fs.Parse(rest[1:]); err != nil {
+			return err
+		}
+	}
+	if len(names) != 1 {
 		return usage.Errorf("trust: name one user")
 	}
-	name, err := transport.CanonicalUser(fs.Arg(0))
+	name, err := transport.CanonicalUser(names[0])
 	if err != nil {
 		return err
 	}

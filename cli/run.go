@@ -18,7 +18,8 @@ commands:
   send       send a message
   recv       print received messages
   fingerprint [NAME]  your fingerprint, or the safety number with NAME
-  trust NAME          accept NAME's changed identity key
+  trust NAME          accept NAME's changed identity key: the one whose
+                      number fingerprint NAME showed (or --safety-number)
   admin      operate a running server: ban, unban, bans, kick, mute, invite,
              broadcast, users, stats, backup ...; admin run FILE runs a script
   version    print the version

@@ -41,7 +41,8 @@ func TestTrustBindsComparedKey(t *testing.T) {
 	// --safety-number accepts only the pending key's number.
 	wrong := strings.Repeat("1", 60)
 	fails(t, 1, "not the one given", nil, "trust", "--home", alice.home, "--safety-number", wrong, "bob")
-	r := ok(t, nil, "trust", "--home", alice.home, "--safety-number", seen, "bob")
+	fails(t, 2, "name one user", nil, "trust", "--home", alice.home, "bob", "--safety-number", seen, "carol")
+	r := ok(t, nil, "trust", "--home", alice.home, "bob", "--safety-number", seen) // flags after the name too
 	if !strings.Contains(r.Stdout, seen) {
 		t.Errorf("trust does not print the number it accepted: %q", r.Stdout)
 	}
