@@ -37,7 +37,11 @@ import (
 const homeDB = "client.db"
 
 var (
-	bucketMeta   = []byte("meta")
+	bucketMeta = []byte("meta")
+	// bucketGen holds only the commit count (rollback.go): a bucket that
+	// small is stored inline in the root page, which every commit writes
+	// anyway, so counting costs no page write of its own.
+	bucketGen    = []byte("gen")
 	bucketSeen   = []byte("seen")
 	bucketOutbox = []byte("outbox")
 	keyProfile   = []byte("profile")
@@ -61,7 +65,9 @@ type Home struct {
 	seal   *sealer
 	pruned bool // seen records older than seenTTL were dropped this session
 
-	gen        uint64 // commits counted (rollback.go); written under stateMu
+	gen        uint64   // commits that kept a sending state, counted (rollback.go); written under stateMu
+	genDirty   bool     // the write transaction in progress keeps a sending state; under stateMu
+	genOut     *os.File // client.gen, open once written; under stateMu
 	rolledBack bool
 
 	laterMu  sync.Mutex            // guards later, laterSeq
@@ -291,7 +297,7 @@ func upgradeKDF(tx *bolt.Tx, o Options, rec *kdfRecord, master []byte) error {
 
 func createBuckets(tx *bolt.Tx) error {
 	for _, b := range [][]byte{bucketMeta, bucketSeen, bucketOutbox, bucketContacts, bucketSessions, bucketReceived,
-		bucketConvs, bucketHistory, bucketMsgIndex, bucketPending, bucketSenderKeys, bucketBaseKeys} {
+		bucketConvs, bucketHistory, bucketMsgIndex, bucketPending, bucketSenderKeys, bucketBaseKeys, bucketGen} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return err
 		}
@@ -303,6 +309,9 @@ func createBuckets(tx *bolt.Tx) error {
 func (h *Home) Close() error {
 	err := h.flushLater()
 	h.seal.zero()
+	if h.genOut != nil {
+		err = errors.Join(err, h.genOut.Close())
+	}
 	return errors.Join(err, h.db.Close())
 }
 

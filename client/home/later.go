@@ -125,6 +125,7 @@ func (h *Home) writeLaterTx(tx *bolt.Tx, deleted []laterPut) error {
 func (h *Home) updateDeleting(deleted []laterPut, fn func(tx *bolt.Tx) error) error {
 	h.stateMu.Lock()
 	defer h.stateMu.Unlock()
+	h.genDirty = false
 	err := h.db.Update(func(tx *bolt.Tx) error {
 		if err := h.writeLaterTx(tx, deleted); err != nil {
 			return err
@@ -132,9 +133,12 @@ func (h *Home) updateDeleting(deleted []laterPut, fn func(tx *bolt.Tx) error) er
 		if err := fn(tx); err != nil {
 			return err
 		}
+		if !h.genDirty {
+			return nil
+		}
 		return h.bumpGen(tx) // rollback.go
 	})
-	if err == nil {
+	if err == nil && h.genDirty {
 		h.writeGen()
 	}
 	return err

@@ -236,6 +236,7 @@ func (t *Tx) Session(d chat.Device) (*Session, error) {
 
 // PutSession stores a session under the device it is with.
 func (t *Tx) PutSession(s *Session) error {
+	t.h.genDirty = true // rollback.go
 	return t.putRecord(bucketSessions, sessionKey(s.Peer()), s)
 }
 
@@ -284,6 +285,7 @@ func (t *Tx) SenderKey(group chat.Conversation, owner chat.Device) ([]byte, erro
 
 // PutSenderKey stores the sender-key state of owner's chain in group.
 func (t *Tx) PutSenderKey(group chat.Conversation, owner chat.Device, state []byte) error {
+	t.h.genDirty = true // rollback.go
 	return t.put(bucketSenderKeys, t.h.seal.index(bucketSenderKeys, senderKeyKey(group, owner)), state)
 }
 
