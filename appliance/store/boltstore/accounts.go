@@ -212,14 +212,21 @@ func devicesTx(tx *bolt.Tx, user string) []store.DeviceKey {
 // devices messages are encrypted to (protocol.md §6.1).
 func activeDevicesTx(tx *bolt.Tx, user string) []store.DeviceKey {
 	all := devicesTx(tx, user)
-	pk := tx.Bucket(bucketPrekeys)
 	out := all[:0]
 	for _, d := range all {
-		if b := pk.Bucket(deviceKey(d.Device)); b != nil && b.Get(keySPK) != nil {
+		if publishedTx(tx, d.Device) {
 			out = append(out, d)
 		}
 	}
 	return out
+}
+
+// publishedTx reports whether device d has published keys: a signed
+// prekey, which only an existing device can have. One lookup, where
+// activeDevicesTx decodes every device of the account.
+func publishedTx(tx *bolt.Tx, d chat.Device) bool {
+	b := tx.Bucket(bucketPrekeys).Bucket(deviceKey(d))
+	return b != nil && b.Get(keySPK) != nil
 }
 
 // TouchDevice records when a device was last seen, without waiting.

@@ -98,7 +98,7 @@ func checkRecipients(tx *bolt.Tx, from chat.Device, to []chat.Device) error {
 	if len(to) == 0 {
 		return store.ErrNoRecipients
 	}
-	if !slices.ContainsFunc(activeDevicesTx(tx, from.User), func(d store.DeviceKey) bool { return d.Device.ID == from.ID }) {
+	if !publishedTx(tx, from) {
 		return store.ErrNotPublished
 	}
 	given := make(map[string][]uint32)
