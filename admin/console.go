@@ -394,7 +394,63 @@ func parse(args []string) (action, error) {
 		file, err := one(args, "backup FILE")
 		return func(ctx context.Context, in *Interpreter) error { return in.backup(ctx, file) }, err
 	}
+	if near := nearestCommand(name); near != "" {
+		return nil, usage.Errorf("unknown command %q: did you mean %s? (help lists the commands)", name, near)
+	}
 	return nil, usage.Errorf("unknown command %q (help lists the commands)", name)
+}
+
+// consoleCommands are the command names consoleHelp lists.
+var consoleCommands = func() []string {
+	var names []string
+	for _, line := range strings.Split(consoleHelp, "\n") {
+		if w, ok := strings.CutPrefix(line, "  "); ok && w != "" && w[0] >= 'a' && w[0] <= 'z' {
+			names = append(names, strings.Fields(w)[0])
+		}
+	}
+	return names
+}()
+
+// nearestCommand is the command a mistyped name most likely meant: one
+// that starts with it, or one at most two edits away; "" if none is.
+func nearestCommand(name string) string {
+	best, bestD := "", 3
+	for _, c := range consoleCommands {
+		d := editDistance(name, c)
+		if len(name) >= 2 && strings.HasPrefix(c, name) {
+			d = 1
+		}
+		if d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the edit distance of a and b, counting a swap of two
+// neighbouring letters as one edit (optimal string alignment).
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
 }
 
 func noArgs(name string, args []string, act action) (action, error) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -462,5 +463,22 @@ func TestEventsCommandNeutralisesControls(t *testing.T) {
 	writeEvents(&b, []appliance.Event{{Kind: "auth_failure", Subject: "\x1b[2J\x1b]0;pwned\x07", Detail: "evil\u202etxt"}})
 	if strings.ContainsAny(b.String(), "\x1b\x07\u202e") || !strings.Contains(b.String(), "‹U+001B›") {
 		t.Errorf("control characters reached the terminal: %q", b.String())
+	}
+}
+
+// TestUnknownCommandSuggests: a mistyped command names the one it most
+// likely meant; nonsense names none.
+func TestUnknownCommandSuggests(t *testing.T) {
+	for in, want := range map[string]string{"bna": "did you mean ban?", "stat": "did you mean stats?", "unbna": "did you mean unban?", "shutdwon": "did you mean shutdown?", "inv": "did you mean invite"} {
+		_, err := parse([]string{in})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", in, err, want)
+		}
+	}
+	if _, err := parse([]string{"zzzzzz"}); err == nil || strings.Contains(err.Error(), "did you mean") {
+		t.Errorf("nonsense: %v", err)
+	}
+	if len(consoleCommands) < 20 || !slices.Contains(consoleCommands, "broadcast") {
+		t.Errorf("commands read from the help: %v", consoleCommands)
 	}
 }

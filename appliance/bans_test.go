@@ -1,7 +1,11 @@
 package appliance
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -62,5 +66,30 @@ func TestParseBanTarget(t *testing.T) {
 		if _, err := parseBanTarget(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// TestPermanentLogsNever: a ban, mute or invite without expiry is logged
+// as expiring never, not at 0001-01-01.
+func TestPermanentLogsNever(t *testing.T) {
+	var log bytes.Buffer
+	srv, err := New(Config{Listen: "127.0.0.1:0", Data: t.TempDir(), Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx := context.Background()
+	if _, err := srv.Ban(ctx, "198.51.100.7", "spam", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Mute(ctx, "nobody", 0); err != nil && !strings.Contains(err.Error(), "no such") {
+		t.Fatal(err)
+	}
+	if _, err := srv.CreateInvite(ctx, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	out := log.String()
+	if strings.Contains(out, "0001-01-01") || !strings.Contains(out, "expires=never") {
+		t.Errorf("log:\n%s", out)
 	}
 }

@@ -107,7 +107,7 @@ func (s *Server) apply(c Change) {
 			n = s.closeMatching(t, transport.CloseBanned, "banned: "+c.Ban.Reason)
 		}
 		// Logged where applied, with this server's count (operations.md §8).
-		s.log.Warn("ban", "target", c.Ban.Target, "reason", c.Ban.Reason, "expires", c.Ban.Expires, "closed", n)
+		s.log.Warn("ban", "target", c.Ban.Target, "reason", c.Ban.Reason, "expires", logExpiry(c.Ban.Expires), "closed", n)
 	case ChangeUnban:
 		s.bans.remove(c.Ban.Target)
 	case ChangeMute:
@@ -119,4 +119,13 @@ func (s *Server) apply(c Change) {
 		s.limits.Store(&l)
 		s.applyLimits(l)
 	}
+}
+
+// logExpiry is an expiry as a log line shows it: "never" for the zero time
+// (a permanent ban, mute or invite), not 0001-01-01.
+func logExpiry(t time.Time) any {
+	if t.IsZero() {
+		return "never"
+	}
+	return t
 }

@@ -90,7 +90,7 @@ func (s *Server) Mute(ctx context.Context, user string, d time.Duration) error {
 	if err := s.changes.Publish(ctx, Change{Kind: ChangeMute, User: user, Until: until}); err != nil {
 		return err
 	}
-	s.log.Info("mute", "user", user, "until", until)
+	s.log.Info("mute", "user", user, "until", logExpiry(until))
 	detail := "until unmuted"
 	if d > 0 {
 		detail = "for " + d.String()
@@ -149,7 +149,7 @@ func (s *Server) CreateInvite(ctx context.Context, uses int, d time.Duration) (I
 	}
 	err := s.store.PutInvite(ctx, store.Invite{Code: inv.Code, Uses: uses, Created: now, Expires: inv.Expires})
 	if err == nil {
-		s.log.Info("invite created", "uses", uses, "expires", inv.Expires)
+		s.log.Info("invite created", "uses", uses, "expires", logExpiry(inv.Expires))
 		s.recordEvent(chat.EventInviteCreated, "", fmt.Sprintf("%d uses", uses))
 	}
 	return inv, err
