@@ -760,7 +760,7 @@ func writeBans(w io.Writer, bans []appliance.Ban) error {
 	tw := table(w)
 	fmt.Fprintln(tw, "TARGET\tEXPIRES\tREASON")
 	for _, b := range bans {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", b.Target, timeText(b.Expires, "never"), b.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", b.Target, timeText(b.Expires, "never"), visible(b.Reason))
 	}
 	return tw.Flush()
 }

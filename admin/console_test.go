@@ -29,6 +29,8 @@ type recServer struct {
 	limits   appliance.Limits
 	password string
 	events   []appliance.Event // recorded with RecordEvent
+	// banReason, if set, is the reason of the account ban Bans lists.
+	banReason string
 }
 
 var errFake = errors.New("fake failure")
@@ -52,7 +54,11 @@ func (f *recServer) Ban(_ context.Context, target, reason string, d time.Duratio
 }
 func (f *recServer) Unban(_ context.Context, target string) error { return f.rec("Unban(%s)", target) }
 func (f *recServer) Bans(context.Context) ([]appliance.Ban, error) {
-	return []appliance.Ban{{Target: "10.0.0.0/8", Reason: "noisy net", Created: f.now}, {Target: "user:eve", Reason: "spam", Created: f.now, Expires: f.now.Add(time.Hour)}}, f.rec("Bans()")
+	reason := "spam"
+	if f.banReason != "" {
+		reason = f.banReason
+	}
+	return []appliance.Ban{{Target: "10.0.0.0/8", Reason: "noisy net", Created: f.now}, {Target: "user:eve", Reason: reason, Created: f.now, Expires: f.now.Add(time.Hour)}}, f.rec("Bans()")
 }
 func (f *recServer) Kick(_ context.Context, user string) (int, error) {
 	return 2, f.rec("Kick(%s)", user)
@@ -480,5 +486,20 @@ func TestUnknownCommandSuggests(t *testing.T) {
 	}
 	if len(consoleCommands) < 20 || !slices.Contains(consoleCommands, "broadcast") {
 		t.Errorf("commands read from the help: %v", consoleCommands)
+	}
+}
+
+// TestBansShowHiddenCharacters: a ban reason's control and bidirectional
+// characters are shown as the web page shows them, so a reason cannot
+// reorder or hide the lines around it on the operator's terminal.
+func TestBansShowHiddenCharacters(t *testing.T) {
+	in, f, out, _ := newTestInterpreter()
+	f.banReason = "spam\u202egnp.exe\x1b[2J"
+	if err := in.Exec(context.Background(), "bans"); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	if strings.ContainsAny(got, "\u202e\x1b") || !strings.Contains(got, "‹U+202E›") || !strings.Contains(got, "‹U+001B›") {
+		t.Errorf("bans printed %q", got)
 	}
 }

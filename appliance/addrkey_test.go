@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/securechat/securechat/appliance/store"
 )
 
 func TestSourceKey(t *testing.T) {
@@ -197,7 +198,12 @@ func TestExpiredBansPurged(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	srv.Ban(ctx, "user:mallory", "forever", 0)
+	if err := srv.store.CreateAccount(ctx, store.NewAccount{Name: "mallory", PasswordHash: "x", DeviceKey: make([]byte, 32), Now: clock()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Ban(ctx, "user:mallory", "forever", 0); err != nil {
+		t.Fatal(err)
+	}
 	advance(time.Hour)
 	n, err := srv.purgeBans(ctx)
 	if err != nil || n != 50 {

@@ -63,6 +63,9 @@ func parseBanTarget(s string) (banTarget, error) {
 		a = a.Unmap()
 		return banTarget{prefix: netip.PrefixFrom(a, a.BitLen())}, nil
 	}
+	if user, err := transport.CanonicalUser(s); err == nil {
+		return banTarget{}, fmt.Errorf("%q is not an IP address or a CIDR prefix: to ban the account, write user:%s", s, user)
+	}
 	return banTarget{}, fmt.Errorf("%q is not an IP address, a CIDR prefix or user:NAME", s)
 }
 
@@ -350,6 +353,11 @@ func (s *Server) Ban(ctx context.Context, target, reason string, d time.Duration
 	}
 	if len(reason) > transport.MaxText {
 		return Ban{}, fmt.Errorf("reason is longer than %d bytes", transport.MaxText)
+	}
+	if t.user != "" { // as Mute: an account that does not exist is refused
+		if _, err := s.store.Account(t.user); err != nil {
+			return Ban{}, err
+		}
 	}
 	now := s.cfg.Now()
 	b := Ban{Target: strings.TrimPrefix(t.key(), "ip:"), Reason: reason, Created: now}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,8 +96,16 @@ func TestModerationThroughChanges(t *testing.T) {
 	ctx := context.Background()
 	var seen []Change
 	srv.changes.Subscribe(func(c Change) { seen = append(seen, c) })
-	if err := srv.store.CreateAccount(ctx, store.NewAccount{Name: "bob", PasswordHash: "x", DeviceKey: make([]byte, 32), Now: srv.cfg.Now()}); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{"bob", "mallory"} {
+		if err := srv.store.CreateAccount(ctx, store.NewAccount{Name: name, PasswordHash: "x", DeviceKey: make([]byte, 32), Now: srv.cfg.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := srv.Ban(ctx, "user:nobody", "spam", time.Hour); err == nil || !strings.Contains(err.Error(), "no such user") {
+		t.Errorf("ban of an account that does not exist: %v", err)
+	}
+	if _, err := parseBanTarget("bob"); err == nil || !strings.Contains(err.Error(), "user:bob") {
+		t.Errorf("ban bob: %v, want a hint to write user:bob", err)
 	}
 	if _, err := srv.Ban(ctx, "user:mallory", "spam", time.Hour); err != nil {
 		t.Fatal(err)
