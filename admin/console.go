@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -44,7 +45,8 @@ const consoleHelp = `commands (a leading ! is optional):
   invites                              invite codes still usable
   revoke CODE                          delete an invite code
   broadcast TEXT...                    a notice signed by the server key, to everyone
-  backup FILE                          write a hot copy of the store to FILE
+  backup [--force] FILE                write a hot copy of the store to FILE
+                                       (--force replaces an existing FILE)
   events [N]                           the N (default 50) most recent events
   limits                               the rate limits in force
   limit KEY VALUE                      change one rate limit now (limits lists the keys)
@@ -391,8 +393,9 @@ func parse(args []string) (action, error) {
 		// stay in a script file.
 		return nil, usage.Errorf("passwd is not a console command: run securechat admin --data DIR passwd, which asks for it without echo")
 	case "backup":
-		file, err := one(args, "backup FILE")
-		return func(ctx context.Context, in *Interpreter) error { return in.backup(ctx, file) }, err
+		force := slices.Contains(args, "--force")
+		file, err := one(slices.DeleteFunc(slices.Clone(args), func(a string) bool { return a == "--force" }), "backup [--force] FILE")
+		return func(ctx context.Context, in *Interpreter) error { return in.backup(ctx, file, force) }, err
 	}
 	if near := nearestCommand(name); near != "" {
 		return nil, usage.Errorf("unknown command %q: did you mean %s? (help lists the commands)", name, near)
@@ -697,10 +700,16 @@ func cmdShutdown(_ context.Context, in *Interpreter) error {
 
 // backup writes a hot copy of the store to file, atomically: into a
 // temporary file beside it, synced, then renamed.
-func (in *Interpreter) backup(ctx context.Context, file string) error {
+// backup writes the store's hot copy to file through a temporary file
+// beside it, renamed into place once synced. An existing file is kept
+// unless force; errors name file, never the temporary one.
+func (in *Interpreter) backup(ctx context.Context, file string, force bool) error {
+	if _, err := os.Lstat(file); err == nil && !force {
+		return fmt.Errorf("backup: %s already exists (backup --force FILE replaces it)", file)
+	}
 	f, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*.partial")
 	if err != nil {
-		return fmt.Errorf("backup: %w", err)
+		return fmt.Errorf("backup: cannot write in %s: %w", filepath.Dir(file), errors.Unwrap(err))
 	}
 	tmp := f.Name()
 	n, err := in.srv.Backup(ctx, f)
@@ -711,10 +720,16 @@ func (in *Interpreter) backup(ctx context.Context, file string) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, file)
+		if rerr := os.Rename(tmp, file); rerr != nil {
+			err = fmt.Errorf("cannot write %s: %w", file, errors.Unwrap(rerr))
+		}
 	}
 	if err != nil {
 		os.Remove(tmp)
+		var pe *os.PathError
+		if errors.As(err, &pe) && pe.Path == tmp {
+			err = fmt.Errorf("writing %s: %w", file, pe.Err)
+		}
 		return fmt.Errorf("backup: %w", err)
 	}
 	return in.printf("backup written to %s (%d bytes), mode 0600; it holds the server key and every password hash: keep it as private as the server; restore by stopping the server and copying it to DATA/%s\n", file, n, appliance.FileDB)

@@ -229,7 +229,7 @@ func TestBadCommands(t *testing.T) {
 		{"invite soon", `"soon" is not a duration`},
 		{"revoke", "usage: revoke CODE"},
 		{"broadcast", "usage: broadcast TEXT"},
-		{"backup", "usage: backup FILE"},
+		{"backup", "usage: backup [--force] FILE"},
 		{"stats now", "stats takes no arguments"},
 		{`ban 1.2.3.4 "unterminated`, "unterminated \" quote"},
 	}
@@ -296,9 +296,24 @@ func TestBackupToFile(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("temporary files left: %v", entries)
 	}
-	// A directory that does not exist: an error, nothing written.
-	if err := in.Exec(context.Background(), "backup "+filepath.Join(dir, "no", "such.db")); err == nil || !strings.HasPrefix(err.Error(), "backup: ") {
+	// A directory that does not exist: an error, nothing written, and the
+	// temporary file's name appears nowhere.
+	if err := in.Exec(context.Background(), "backup "+filepath.Join(dir, "no", "such.db")); err == nil || !strings.HasPrefix(err.Error(), "backup: ") || strings.Contains(err.Error(), ".partial") {
 		t.Errorf("backup into a missing directory: %v", err)
+	}
+	// An existing file is kept unless --force.
+	os.WriteFile(file, []byte("older"), 0o600)
+	if err := in.Exec(context.Background(), "backup "+file); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("backup over an existing file: %v", err)
+	}
+	if b, _ := os.ReadFile(file); string(b) != "older" {
+		t.Errorf("the existing file was replaced: %q", b)
+	}
+	if err := in.Exec(context.Background(), "backup --force "+file); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(file); string(b) != "the store" {
+		t.Errorf("--force did not replace the file: %q", b)
 	}
 }
 
