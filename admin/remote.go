@@ -42,6 +42,9 @@ func NewRemote(baseURL, token string) *Remote {
 // Discover finds a running server's admin API from its data directory:
 // the address the server wrote to admin.addr and the token in admin.token.
 func Discover(dataDir string) (baseURL, token string, err error) {
+	if st, err := os.Stat(dataDir); err != nil || !st.IsDir() {
+		return "", "", fmt.Errorf("data directory %s does not exist (give the server's --data)", dataDir)
+	}
 	addr, err := os.ReadFile(filepath.Join(dataDir, appliance.FileAdminAddr))
 	if err != nil {
 		return "", "", fmt.Errorf("no admin API address in %s (is the server running with this --data?)", dataDir)

@@ -201,6 +201,9 @@ func TestInterpreterOverRemote(t *testing.T) {
 
 func TestDiscover(t *testing.T) {
 	dir := t.TempDir()
+	if _, _, err := Discover(filepath.Join(dir, "nope")); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("Discover of a missing directory: %v", err)
+	}
 	if _, _, err := Discover(dir); err == nil || !strings.Contains(err.Error(), "is the server running") {
 		t.Errorf("Discover without admin.addr: %v", err)
 	}
