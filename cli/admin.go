@@ -24,7 +24,7 @@ const adminTimeout = 5 * time.Minute
 // server. The commands and their syntax are the server console's
 // (admin.Interpreter).
 func Admin(ctx context.Context, args []string, env Env) error {
-	fs := usage.NewFlagSet("admin", env.Stderr)
+	fs := usage.NewFlagSet("admin", env.Stderr).Synopsis("COMMAND [ARGS...] (help lists the commands)")
 	data := fs.String("data", "./securechat-data", "the server's data `directory` (finds admin.addr and admin.token)")
 	apiURL := fs.String("admin-url", "", "admin API `URL` (instead of --data)")
 	tokenFile := fs.String("token-file", "", "`file` holding the admin token (with --admin-url)")

@@ -254,11 +254,14 @@ func flushOutbox(ctx context.Context, e *client.Engine, env Env) error {
 
 // Send is `securechat send`.
 func Send(ctx context.Context, args []string, env Env) error {
-	fs := usage.NewFlagSet("send", env.Stderr)
+	fs := usage.NewFlagSet("send", env.Stderr).Synopsis("TEXT... (or - to read the text from stdin)")
 	dir := homeFlag(fs, env)
 	to := fs.String("to", "", "recipient user `name`")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if f := fs.FlagAmong(fs.Args()); f != "" {
+		return usage.Errorf("send: %s comes after the text: flags go before it (send --to NAME TEXT...)", f)
 	}
 	if *to == "" {
 		return usage.Errorf("send: --to is required")
@@ -267,6 +270,18 @@ func Send(ctx context.Context, args []string, env Env) error {
 		return usage.Errorf("send: no message text")
 	}
 	text := strings.Join(fs.Args(), " ")
+	if fs.NArg() == 1 && fs.Arg(0) == "-" { // the text from standard input
+		b, err := io.ReadAll(io.LimitReader(env.Stdin, client.MaxTextLen+1))
+		if err != nil {
+			return fmt.Errorf("send: reading the text: %w", err)
+		}
+		if len(b) > client.MaxTextLen {
+			return fmt.Errorf("send: the text is longer than %d bytes", client.MaxTextLen)
+		}
+		if text = strings.TrimSuffix(string(b), "\n"); text == "" {
+			return usage.Errorf("send: no message text on standard input")
+		}
+	}
 	h, e, err := connect(ctx, env, *dir, false)
 	if err != nil {
 		return err
@@ -357,7 +372,7 @@ func Recv(ctx context.Context, args []string, env Env) error {
 // Fingerprint is `securechat fingerprint [NAME]`: this account's own
 // fingerprint, or the safety number with NAME (docs/design.md §7).
 func Fingerprint(ctx context.Context, args []string, env Env) error {
-	fs := usage.NewFlagSet("fingerprint", env.Stderr)
+	fs := usage.NewFlagSet("fingerprint", env.Stderr).Synopsis("[NAME]")
 	dir := homeFlag(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -405,7 +420,7 @@ func Fingerprint(ctx context.Context, args []string, env Env) error {
 
 // Trust is `securechat trust NAME`: accept NAME's changed identity key.
 func Trust(ctx context.Context, args []string, env Env) error {
-	fs := usage.NewFlagSet("trust", env.Stderr)
+	fs := usage.NewFlagSet("trust", env.Stderr).Synopsis("NAME")
 	dir := homeFlag(fs, env)
 	number := fs.String("safety-number", "", "accept the pending key only if its safety number is `DIGITS` (spaces ignored); without it, only the key whose number securechat fingerprint NAME last showed")
 	if err := fs.Parse(args); err != nil {

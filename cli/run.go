@@ -24,7 +24,7 @@ commands:
              broadcast, users, stats, backup ...; admin run FILE runs a script
   version    print the version
 
-Run securechat COMMAND -h for a command's flags.
+Run securechat COMMAND -h (or securechat help COMMAND) for a command's flags.
 `
 
 // Main is the securechat command (docs/design.md §7): args are its
@@ -34,7 +34,7 @@ Run securechat COMMAND -h for a command's flags.
 func Main(ctx context.Context, args []string, env Env, version string) int {
 	err := run(ctx, args, env, version)
 	switch {
-	case err == nil:
+	case err == nil, usage.IsHelp(err):
 		return 0
 	case usage.Is(err):
 		if _, ok := err.(*usage.Error); ok { // not for -h, which printed the help
@@ -76,6 +76,9 @@ func run(ctx context.Context, args []string, env Env, version string) error {
 		fmt.Fprintln(env.Stdout, "securechat", version)
 		return nil
 	case "help", "-h", "--help":
+		if len(args) > 0 && args[0] != "help" && args[0] != "-h" && args[0] != "--help" {
+			return run(ctx, []string{args[0], "--help"}, env, version) // help serve: serve's help
+		}
 		io.WriteString(env.Stdout, help)
 		return nil
 	}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // Error is a command-line usage error.
@@ -19,6 +20,10 @@ func Errorf(format string, args ...any) error {
 	return &Error{Msg: fmt.Sprintf(format, args...)}
 }
 
+// IsHelp reports whether err is a request for help (-h, --help): the
+// help was printed, and the command succeeded.
+func IsHelp(err error) bool { return errors.Is(err, flag.ErrHelp) }
+
 // Is reports whether err is a usage error (including -h).
 func Is(err error) bool {
 	var ue *Error
@@ -29,7 +34,15 @@ func Is(err error) bool {
 // instead of printing help and exiting; only -h prints the help.
 type FlagSet struct {
 	*flag.FlagSet
-	help io.Writer
+	help     io.Writer
+	synopsis string // the arguments after the flags, for -h
+}
+
+// Synopsis names the command's arguments after its flags in the -h help
+// ("[NAME]", "--to NAME TEXT..."), and returns fs.
+func (fs *FlagSet) Synopsis(s string) *FlagSet {
+	fs.synopsis = s
+	return fs
 }
 
 // NewFlagSet returns a FlagSet for the subcommand name that prints -h help to w.
@@ -44,7 +57,11 @@ func NewFlagSet(name string, w io.Writer) *FlagSet {
 func (fs *FlagSet) Parse(args []string) error {
 	err := fs.FlagSet.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(fs.help, "usage: securechat %s [flags]\n", fs.Name())
+		line := "usage: securechat " + fs.Name() + " [flags]"
+		if fs.synopsis != "" {
+			line += " " + fs.synopsis
+		}
+		fmt.Fprintln(fs.help, line)
 		fs.SetOutput(fs.help)
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
@@ -54,6 +71,26 @@ func (fs *FlagSet) Parse(args []string) error {
 		return &Error{Msg: fmt.Sprintf("%s: %v", fs.Name(), err)}
 	}
 	return nil
+}
+
+// FlagAmong returns the first of args that names one of fs's flags
+// ("--to", "-to", "--to=x"), or "": a flag given after the arguments, which
+// the flag package would take as an argument.
+func (fs *FlagSet) FlagAmong(args []string) string {
+	for _, a := range args {
+		if a == "--" {
+			return ""
+		}
+		name, ok := strings.CutPrefix(a, "--")
+		if !ok {
+			name, ok = strings.CutPrefix(a, "-")
+		}
+		name, _, _ = strings.Cut(name, "=")
+		if ok && name != "" && fs.Lookup(name) != nil {
+			return a
+		}
+	}
+	return ""
 }
 
 // Set reports whether the flag name was given on the command line.

@@ -1,0 +1,53 @@
+package e2e
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestHelpExitsZero: every command's --help succeeds and names its
+// arguments; help COMMAND shows that command's help (issue 14 point 9).
+func TestHelpExitsZero(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ cmd, want string }{
+		{"serve", "usage: securechat serve [flags]"},
+		{"chat", "usage: securechat chat [flags]"},
+		{"register", "usage: securechat register [flags]"},
+		{"login", "usage: securechat login [flags]"},
+		{"send", "usage: securechat send [flags] TEXT..."},
+		{"recv", "usage: securechat recv [flags]"},
+		{"fingerprint", "usage: securechat fingerprint [flags] [NAME]"},
+		{"trust", "usage: securechat trust [flags] NAME"},
+		{"admin", "usage: securechat admin [flags] COMMAND"},
+	} {
+		for _, args := range [][]string{{c.cmd, "--help"}, {c.cmd, "-h"}, {"help", c.cmd}} {
+			r := run(t, nil, "", args...)
+			if r.Code != 0 || !strings.Contains(r.Stdout+r.Stderr, c.want) {
+				t.Errorf("securechat %s: exit %d, output %q; want exit 0 and %q", strings.Join(args, " "), r.Code, r.Stdout+r.Stderr, c.want)
+			}
+		}
+	}
+	if r := run(t, nil, "", "help"); r.Code != 0 || !strings.Contains(r.Stdout, "securechat help COMMAND") {
+		t.Errorf("securechat help: exit %d, %q", r.Code, r.Stdout)
+	}
+}
+
+// TestSendFromStdinAndLateFlags: send - reads the text from standard
+// input; a flag after the text is refused with a line that says so, not
+// taken as text.
+func TestSendFromStdinAndLateFlags(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	alice, bob := register(t, s, "alice"), register(t, s, "bob")
+	r := run(t, nil, "a line from a pipe\nand another\n", "send", "--home", alice.home, "--to", "bob", "-")
+	if r.Code != 0 {
+		t.Fatalf("send -: exit %d: %s", r.Code, r.Stderr)
+	}
+	fails(t, 2, "comes after the text", nil, "send", "--home", alice.home, "hello", "--to", "bob")
+	fails(t, 2, "no message text on standard input", nil, "send", "--home", alice.home, "--to", "bob", "-")
+	got := texts(bob.recv(t, "0s"))
+	if !slices.Equal(got, []string{"a line from a pipe\nand another"}) {
+		t.Errorf("bob got %q", got)
+	}
+}
