@@ -19,7 +19,8 @@ import (
 	"golang.org/x/crypto/argon2"
 )
 
-// MinPassword is the shortest password accepted at registration.
+// MinPassword is the shortest password taken, for an account (checked at
+// registration) and for the web admin alike.
 const MinPassword = 8
 
 // argon2id parameters: OWASP's recommended minimum (19 MiB, t=2, p=1), which

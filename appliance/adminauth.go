@@ -34,8 +34,8 @@ const (
 func (s *Server) SetAdminPassword(ctx context.Context, password string) error {
 	var phc string
 	if password != "" {
-		if len(password) < MinAdminPassword {
-			return fmt.Errorf("the admin password must be at least %d characters", MinAdminPassword)
+		if len(password) < MinPassword {
+			return fmt.Errorf("the admin password must be at least %d characters", MinPassword)
 		}
 		var err error
 		if phc, err = hashPassword(s.rand, password); err != nil {
@@ -54,8 +54,6 @@ func (s *Server) SetAdminPassword(ctx context.Context, password string) error {
 // from the clients').
 var ErrAdminBusy = errors.New("too many admin logins at once")
 
-// MinAdminPassword is the shortest admin password taken.
-const MinAdminPassword = 12
 
 // CheckAdminPassword reports whether password is the admin password. It
 // costs one argon2id hash whether or not a password is set.

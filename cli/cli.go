@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/securechat/securechat/appliance"
 	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 	"github.com/securechat/securechat/client/home"
@@ -87,8 +88,8 @@ func Register(ctx context.Context, args []string, env Env, login bool) error {
 	if err != nil {
 		return err
 	}
-	if !login && len(password) < 8 {
-		return errors.New("password must be at least 8 characters")
+	if !login && len(password) < appliance.MinPassword {
+		return fmt.Errorf("password must be at least %d characters", appliance.MinPassword)
 	}
 	pass, err := readPassphrase(env, true)
 	if err != nil {

@@ -464,7 +464,7 @@ func TestWebInviteAndPassword(t *testing.T) {
 	s := startServer(t, "--registration", "invite")
 	b := newBrowser(t)
 	run(t, nil, "", "admin", "--data", s.data, "passwd", "--clear") // nothing set yet: still fine
-	res := run(t, nil, "too short\n", "admin", "--data", s.data, "passwd", "--password-stdin")
+	res := run(t, nil, "short!\n", "admin", "--data", s.data, "passwd", "--password-stdin")
 	if res.Code != 1 || !strings.Contains(res.Stderr, "at least 12") {
 		t.Errorf("short admin password: %d %q", res.Code, res.Stderr)
 	}
