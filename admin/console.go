@@ -737,7 +737,9 @@ func (in *Interpreter) backup(ctx context.Context, file string, force bool) erro
 
 // Tables, shared by the console and `securechat admin`.
 
-const timeLayout = "2006-01-02 15:04:05"
+// timeLayout is how the console, `securechat admin` and the web pages show a
+// time: local time with its zone.
+const timeLayout = "2006-01-02 15:04:05 MST"
 
 func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
 

@@ -518,3 +518,12 @@ func TestBansShowHiddenCharacters(t *testing.T) {
 		t.Errorf("bans printed %q", got)
 	}
 }
+
+// TestOneTimeFormat: the console, securechat admin and the web pages show a
+// time the same way, local with its zone.
+func TestOneTimeFormat(t *testing.T) {
+	tm := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if when(tm) != timeText(tm, "") || !strings.HasSuffix(when(tm), " "+tm.Local().Format("MST")) {
+		t.Errorf("web %q, console %q", when(tm), timeText(tm, ""))
+	}
+}

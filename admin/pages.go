@@ -58,7 +58,7 @@ func when(t time.Time) string {
 	if t.IsZero() {
 		return "—"
 	}
-	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+	return t.Local().Format(timeLayout) // as the console shows it
 }
 
 func byteSize(n int64) string {
