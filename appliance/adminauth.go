@@ -54,7 +54,6 @@ func (s *Server) SetAdminPassword(ctx context.Context, password string) error {
 // from the clients').
 var ErrAdminBusy = errors.New("too many admin logins at once")
 
-
 // CheckAdminPassword reports whether password is the admin password. It
 // costs one argon2id hash whether or not a password is set.
 func (s *Server) CheckAdminPassword(ctx context.Context, password string) (bool, error) {
