@@ -95,11 +95,15 @@ func Register(ctx context.Context, args []string, env Env, login bool) error {
 	if err != nil {
 		return err
 	}
+	// A register or login that fails leaves no half-made home: what it
+	// created in dir is removed, so that the next try may choose another
+	// passphrase.
+	undo := undoCreate(*dir)
 	h, err := home.Open(*dir, home.Options{Passphrase: pass, Create: true})
 	if err != nil {
+		undo()
 		return err
 	}
-	defer h.Close()
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	opts := client.EnrollOptions{Server: *server, User: *user, Password: password, Pin: pin, Invite: *invite, DeviceName: *deviceName}
@@ -108,9 +112,15 @@ func Register(ctx context.Context, args []string, env Env, login bool) error {
 		enroll = client.Login
 	}
 	prof, err := enroll(ctx, h, opts)
-	if err != nil {
+	if prof == nil {
+		h.Close()
+		undo()
 		return err
 	}
+	if err != nil { // enrolled; only publishing the keys failed, and is retried
+		fmt.Fprintf(env.Stderr, "securechat: warning: %v\n", err)
+	}
+	defer h.Close()
 	if pin.IsZero() {
 		fmt.Fprintf(env.Stderr, "server key fingerprint: %s\n  trusted on first use and pinned: compare it with the fingerprint the server printed at start\n", prof.Fingerprint)
 	}

@@ -180,3 +180,33 @@ func TestChatFirstRunLeavesNothing(t *testing.T) {
 		t.Fatalf("the refused first run left %s: %v", home, err)
 	}
 }
+
+// TestEnrollFailureLeavesNoHome: a register or login the server refuses
+// leaves no home, so the next try is not stuck with the failed one's
+// passphrase.
+func TestEnrollFailureLeavesNoHome(t *testing.T) {
+	s := startServer(t, "--registration", "invite", "--register-burst", "50")
+	home := filepath.Join(t.TempDir(), "hal")
+	fails(t, 1, "invite code", pwEnv, "register", "--server", s.Addr, "--server-key", s.FP, "--user", "hal", "--home", home)
+	if _, err := os.Stat(home); !os.IsNotExist(err) {
+		t.Fatalf("the refused register left %s: %v", home, err)
+	}
+	fails(t, 1, "authentication failed", pwEnv, "login", "--server", s.Addr, "--server-key", s.FP, "--user", "nobody", "--home", home)
+	if _, err := os.Stat(home); !os.IsNotExist(err) {
+		t.Fatalf("the refused login left %s: %v", home, err)
+	}
+	// A home directory that existed keeps what it held.
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	keep := filepath.Join(home, "notes.txt")
+	if err := os.WriteFile(keep, []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fails(t, 1, "invite code", pwEnv, "register", "--server", s.Addr, "--server-key", s.FP, "--user", "hal", "--home", home)
+	if entries, _ := os.ReadDir(home); len(entries) != 1 || entries[0].Name() != "notes.txt" {
+		t.Fatalf("the refused register left %v in %s", entries, home)
+	}
+	code := strings.TrimSpace(s.admin(t, "invite").Stdout)
+	ok(t, append([]string{"SECURECHAT_PASSPHRASE=another passphrase"}, pwEnv...), "register", "--server", s.Addr, "--server-key", s.FP, "--user", "hal", "--invite", code, "--home", home)
+}
