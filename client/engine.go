@@ -32,7 +32,11 @@ import (
 // Connection states:
 //
 //	connecting ──ok──▶ connected ──lost──▶ disconnected ──backoff──▶ connecting
-//	     └──fails──▶ disconnected (a changed server key or a wrong home stops it)
+//	     └──fails──▶ disconnected ──backoff──▶ connecting (a wrong home stops it)
+//
+// A server presenting another key than the pinned one is a failure like
+// any other: it is reported (the error names both keys) and retried, so
+// that the engine is back when the right server is.
 //
 // A one-shot engine (OpenEngine) is the scriptable commands': Connect goes
 // online once, and SendText and Receive work over that connection.
@@ -157,10 +161,13 @@ func (e *Engine) client() *Client {
 	return e.c
 }
 
-// fatalConnErr reports errors that retrying cannot fix.
+// fatalConnErr reports errors that retrying cannot fix. A server key
+// that does not match the pinned one is not among them: nothing is sent to
+// that server, but the right one may come back on the same address (an
+// impostor, or another server started there by mistake), so the engine
+// keeps trying, with backoff, and the front end says why meanwhile.
 func fatalConnErr(err error) bool {
-	var km *transport.KeyMismatchError
-	return errors.As(err, &km) || errors.Is(err, home.ErrNotRegistered) || errors.Is(err, home.ErrWrongPassphrase)
+	return errors.Is(err, home.ErrNotRegistered) || errors.Is(err, home.ErrWrongPassphrase)
 }
 
 // Connect takes a one-shot engine online: it authenticates, with receive

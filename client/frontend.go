@@ -3,6 +3,7 @@ package client
 import (
 	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client/home"
+	"github.com/securechat/securechat/transport"
 )
 
 // Types that front ends (the terminal UI) see through the engine's event
@@ -30,6 +31,11 @@ func (s ConnState) String() string {
 	}
 	return "unknown"
 }
+
+// KeyMismatchError is the connection error when the server presents
+// another key than the pinned one; it names both fingerprints. The
+// interactive engine keeps retrying after it.
+type KeyMismatchError = transport.KeyMismatchError
 
 // DeliveryState is how far an outgoing message has got.
 type DeliveryState = home.DeliveryState

@@ -65,7 +65,13 @@ func (x *tmux) screen(session string) string {
 // waitScreen waits until the session's screen satisfies cond.
 func (x *tmux) waitScreen(session, what string, cond func(string) bool) string {
 	x.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	return x.waitScreenFor(session, what, 20*time.Second, cond)
+}
+
+// waitScreenFor is waitScreen with its own bound.
+func (x *tmux) waitScreenFor(session, what string, d time.Duration, cond func(string) bool) string {
+	x.t.Helper()
+	deadline := time.Now().Add(d)
 	for {
 		s := x.screen(session)
 		if cond(s) {
@@ -188,4 +194,72 @@ func TestChatFirstRun(t *testing.T) {
 	x.waitScreen("carol2", "the main screen", contains("connected │"))
 	x.typeLine("carol2", "/quit")
 	x.waitScreen("carol2", "exit", contains("exited 0"))
+}
+
+// TestChatServerKeyChanged: the terminal client's server is replaced by
+// one with another key on the same address. The pane says why the client
+// is disconnected, with both fingerprints; the client keeps trying, and
+// when the right server is back it reconnects by itself and sends what was
+// typed meanwhile.
+func TestChatServerKeyChanged(t *testing.T) {
+	x := newTmux(t)
+	s := startServer(t)
+	alice, bob := register(t, s, "alice"), register(t, s, "bob")
+	x.start("alice", alice)
+	x.waitScreen("alice", "connected", contains(" connected │"))
+	x.typeLine("alice", "/msg bob")
+
+	s.stop()
+	other := startServerOn(t, s.Addr)
+	if other.FP == s.FP {
+		t.Fatal("the second server has the same key")
+	}
+	// The full fingerprints do not fit on one line of the pane: what is
+	// on the screen is compared without line breaks and the pane's indent.
+	flat := func(screen string) string { return strings.Join(strings.Fields(screen), "") }
+	x.waitScreenFor("alice", "the key mismatch with both fingerprints", 60*time.Second, func(screen string) bool {
+		f := flat(screen)
+		return strings.Contains(screen, "server key does not match") && strings.Contains(f, s.FP) && strings.Contains(f, other.FP)
+	})
+	x.typeLine("alice", "typed while the server was another")
+	x.waitScreen("alice", "queued mark", func(screen string) bool {
+		return strings.Contains(lineWith(screen, "typed while the server was another"), "…")
+	})
+
+	other.stop()
+	s.start()
+	x.waitScreenFor("alice", "reconnected", 60*time.Second, contains(" connected │"))
+	x.waitScreen("alice", "the queued message stored", func(screen string) bool {
+		return strings.Contains(lineWith(screen, "typed while the server was another"), "✓")
+	})
+	msgs := bob.recv(t, "2s")
+	if got := texts(msgs); len(got) != 1 || got[0] != "typed while the server was another" {
+		t.Fatalf("bob received %q", got)
+	}
+	x.typeLine("alice", "/quit")
+}
+
+// TestChatServerKilled: a server that dies without a word (SIGKILL) is
+// noticed by the terminal client in seconds, not after QUIC's old 60 s
+// idle timeout, and the client is back when the server is.
+func TestChatServerKilled(t *testing.T) {
+	x := newTmux(t)
+	s := startServer(t)
+	alice := register(t, s, "alice")
+	x.start("alice", alice)
+	x.waitScreen("alice", "connected", contains(" connected │"))
+
+	s.kill()
+	killed := time.Now()
+	x.waitScreenFor("alice", "the lost connection", 60*time.Second, func(screen string) bool {
+		return !strings.Contains(screen, " connected │")
+	})
+	d := time.Since(killed)
+	if d > 20*time.Second {
+		t.Fatalf("the killed server was noticed after %v", d)
+	}
+	t.Logf("the killed server was noticed after %v", d.Round(time.Second))
+	s.start()
+	x.waitScreenFor("alice", "reconnected", 60*time.Second, contains(" connected │"))
+	x.typeLine("alice", "/quit")
 }

@@ -93,6 +93,21 @@ func startServer(t *testing.T, args ...string) *server {
 	return s
 }
 
+// startServerOn runs a server with a fresh data directory (so another
+// key) on addr, which another server of the test may have used.
+func startServerOn(t *testing.T, addr string, args ...string) *server {
+	t.Helper()
+	s := &server{t: t, data: filepath.Join(t.TempDir(), "data"), listen: addr, args: args, stderr: &syncBuffer{}}
+	s.start()
+	t.Cleanup(func() {
+		s.stop()
+		if t.Failed() {
+			t.Logf("log of the server on %s:\n%s", addr, s.stderr.String())
+		}
+	})
+	return s
+}
+
 func (s *server) start() {
 	s.t.Helper()
 	args := append([]string{"serve", "--listen", s.listen, "--data", s.data, "--admin", "127.0.0.1:0", "--log-level", "debug"}, s.args...)

@@ -78,16 +78,26 @@ func (c *Conn) SetFrameTimeout(d time.Duration) { c.frameTimeout = d }
 // SetWriteTimeout bounds each WriteFrames; 0 means no bound.
 func (c *Conn) SetWriteTimeout(d time.Duration) { c.writeTimeout.Store(int64(d)) }
 
-// ClientQUICConfig is the quic-go configuration of clients.
+// ClientQUICConfig is the quic-go configuration of clients. A server that
+// is gone without a word (killed, unplugged) sends nothing, not even a
+// stateless reset: the client notices only when the idle timeout passes.
+// Keep-alives every couple of seconds let that timeout be short, so a
+// dead server is noticed within ClientIdleTimeout, and several keep-alives
+// may be lost in a row before a live connection is given up. (The idle
+// timeout in effect is the smaller of the client's and the server's.)
 func ClientQUICConfig() *quic.Config {
 	return &quic.Config{
 		HandshakeIdleTimeout:  10 * time.Second,
-		MaxIdleTimeout:        60 * time.Second,
-		KeepAlivePeriod:       20 * time.Second,
+		MaxIdleTimeout:        ClientIdleTimeout,
+		KeepAlivePeriod:       ClientIdleTimeout / 5,
 		MaxIncomingStreams:    16,
 		MaxIncomingUniStreams: -1,
 	}
 }
+
+// ClientIdleTimeout is how long a client waits without hearing from its
+// server before it takes the connection as lost.
+const ClientIdleTimeout = 10 * time.Second
 
 // Dial connects to addr, verifying the server with p, and opens the control stream.
 func Dial(ctx context.Context, addr string, p *Pinner) (*Conn, error) {

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"errors"
 	"time"
 
 	"github.com/securechat/securechat/chat"
@@ -12,6 +13,7 @@ func (u *UI) apply(ev client.UIEvent) {
 	switch ev.Type {
 	case client.UIConn:
 		u.conn, u.connErr = ev.Conn, ev.Err
+		u.connNotice(ev)
 	case client.UIMessage:
 		u.message(ev)
 	case client.UIState:
@@ -38,6 +40,34 @@ func (u *UI) apply(ev client.UIEvent) {
 		c.notify(noticeWarn, identityChangedText(c.name()))
 		if c == u.open {
 			u.pane.follow()
+		}
+	}
+}
+
+// connNotice says in the pane why the connection was lost, which the
+// status bar has no room for: once per reason, not at every retry, and
+// once more when the connection is back.
+func (u *UI) connNotice(ev client.UIEvent) {
+	switch ev.Conn {
+	case client.ConnDisconnected:
+		if ev.Err == nil {
+			return
+		}
+		reason := ev.Err.Error()
+		if reason == u.connReason {
+			return
+		}
+		u.connReason = reason
+		var km *client.KeyMismatchError
+		if errors.As(ev.Err, &km) {
+			u.notice(noticeError, "Not connected: %s. Nothing is sent to that server; the client keeps trying and reconnects when the server with the pinned key is back.", reason)
+			return
+		}
+		u.notice(noticeWarn, "Disconnected: %s. Reconnecting…", reason)
+	case client.ConnConnected:
+		if u.connReason != "" {
+			u.connReason = ""
+			u.notice(noticeInfo, "Connected to the server again.")
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -223,7 +224,11 @@ func (u *UI) statusLine(width int) line {
 	case u.conn == client.ConnDisconnected:
 		connShort = []span{{" disconnected ", styleAlert}}
 		msg := " disconnected"
-		if u.connErr != nil {
+		var km *client.KeyMismatchError
+		switch {
+		case errors.As(u.connErr, &km):
+			msg += ": server key does not match (see above)" // both fingerprints are in the pane
+		case u.connErr != nil:
 			msg += ": " + sanitizeLine(u.connErr.Error())
 		}
 		connErr = []span{{msg + " ", styleAlert}}

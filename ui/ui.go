@@ -87,6 +87,7 @@ type UI struct {
 	self, server, fingerprint string
 	conn                      client.ConnState
 	connErr                   error
+	connReason                string // the last reason for a lost connection shown in the pane
 	engineGone                bool
 
 	convs   []*conversation // most recent activity first

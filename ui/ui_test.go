@@ -11,6 +11,7 @@ import (
 
 	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
+	"github.com/securechat/securechat/transport"
 	"github.com/securechat/securechat/ui/uitest"
 )
 
@@ -623,4 +624,35 @@ func TestSettingsFromBackend(t *testing.T) {
 	if n := x.calls("Typing"); n != 0 {
 		t.Errorf("%d typing signals with typing off", n)
 	}
+}
+
+// TestConnectionLostReason: why the connection was lost is said in the
+// pane, where it fits: a server key that does not match with both
+// fingerprints, once however often the engine retries, and the
+// reconnection after it.
+func TestConnectionLostReason(t *testing.T) {
+	t.Parallel()
+	x := start(t, sampleBackend(), 120, 25)
+	x.b.Emit(client.UIEvent{Type: client.UIConn, Conn: client.ConnConnected})
+	x.waitStatus(" connected │")
+	pinned, _ := transport.ParseFingerprint(strings.Repeat("ab", 32))
+	got, _ := transport.ParseFingerprint(strings.Repeat("cd", 32))
+	mismatch := &client.KeyMismatchError{Pinned: pinned, Got: got}
+	for range 3 { // the engine retrying
+		x.b.Emit(client.UIEvent{Type: client.UIConn, Conn: client.ConnConnecting})
+		x.b.Emit(client.UIEvent{Type: client.UIConn, Conn: client.ConnDisconnected, Err: mismatch})
+	}
+	x.waitStatus("disconnected: server key does not match")
+	lines := x.term.WaitText(t, "keeps trying")
+	flat := strings.Join(strings.Fields(strings.Join(lines, "")), "")
+	flat = strings.ReplaceAll(flat, "│", "")
+	if !strings.Contains(flat, pinned.String()) || !strings.Contains(flat, got.String()) {
+		t.Errorf("the pane does not show both fingerprints:\n%s", x.term.Text())
+	}
+	if n := strings.Count(x.term.Text(), "server key does not match: expected"); n != 1 {
+		t.Errorf("the reason is shown %d times, want once:\n%s", n, x.term.Text())
+	}
+	x.b.Emit(client.UIEvent{Type: client.UIConn, Conn: client.ConnConnected})
+	x.term.WaitText(t, "Connected to the server again.")
+	x.waitStatus(" connected │")
 }
