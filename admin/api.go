@@ -165,9 +165,9 @@ func requestDuration(w http.ResponseWriter, s string) (time.Duration, bool) {
 	if s == "" || s == "0" {
 		return 0, true
 	}
-	d, err := time.ParseDuration(s)
+	d, err := appliance.ParseDuration(s)
 	if err != nil || d < 0 {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("duration %q is not a positive duration like 30m or 24h", s))
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("duration %q is not a positive duration like 30m, 24h or 7d", s))
 		return 0, false
 	}
 	return d, true

@@ -507,20 +507,16 @@ func isLetter(s string) bool {
 	return s != "" && ('a' <= s[0] && s[0] <= 'z' || 'A' <= s[0] && s[0] <= 'Z')
 }
 
-// parseDuration reads an expiry: a Go duration (30m, 24h), a number of
-// days (7d), or 0, forever or never for none.
+// parseDuration reads an expiry as the server's settings read a duration
+// (appliance.ParseDuration: 30m, 24h, 7d, 1d12h), up to 100 years, or 0,
+// forever or never for none.
 func parseDuration(s string) (time.Duration, error) {
 	switch s {
 	case "0", "forever", "never":
 		return 0, nil
 	}
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.Atoi(days); err == nil && n > 0 && n <= 100*365 {
-			return time.Duration(n) * 24 * time.Hour, nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
+	d, err := appliance.ParseDuration(s)
+	if err != nil || d <= 0 || d > 100*365*24*time.Hour {
 		return 0, usage.Errorf("%q is not a duration like 30m, 24h or 7d (0 or forever: no expiry)", s)
 	}
 	return d, nil

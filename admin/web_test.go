@@ -508,12 +508,17 @@ func TestLimitsForm(t *testing.T) {
 		t.Errorf("limits page after a change lacks the message or the YAML")
 	}
 	body = post(url.Values{"message_burst": {"lots"}})
-	if w.f.limits.MessageBurst != 7 || !strings.Contains(body, `message_burst: &#34;lots&#34; is not a valid value`) {
+	if w.f.limits.MessageBurst != 7 || !strings.Contains(body, `message_burst: &#34;lots&#34; is not a whole number`) {
 		t.Errorf("bad value: limits %+v", w.f.limits)
 	}
 	post(url.Values{"message_burst": {"0"}})
 	if w.f.limits.MessageBurst != 7 {
 		t.Error("an out-of-range burst was taken")
+	}
+	// A rate as help shows it, a size and a duration in days.
+	post(url.Values{"register_rate": {"1/60"}, "byte_rate": {"2MiB"}, "login_ban": {"1d12h"}})
+	if l := w.f.limits; l.RegisterRate != 1.0/60 || l.ByteRate != 2<<20 || l.LoginBan != appliance.Duration(36*time.Hour) {
+		t.Errorf("1/60, 2MiB, 1d12h: %v %v %v", l.RegisterRate, l.ByteRate, l.LoginBan)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -155,46 +156,86 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 func (d *Duration) String() string { return time.Duration(*d).String() }
 
 func (d *Duration) Set(s string) error {
-	v, err := time.ParseDuration(s)
+	v, err := ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("%q is not a duration (like 30s, 12h)", s)
+		return err
 	}
 	*d = Duration(v)
 	return nil
 }
 
-// Validate reports the first invalid setting: out of its bounds in the
-// settings table, or in conflict with another.
-func (c Config) Validate() error {
+// ParseDuration reads a duration as the settings and the admin's commands
+// take it: a Go duration (90s, 15m, 12h) after an optional number of days
+// (30d, 1d12h).
+func ParseDuration(s string) (time.Duration, error) {
+	bad := fmt.Errorf("%q is not a duration like 30s, 12h or 30d", s)
+	rest, days := strings.TrimSpace(s), int64(0)
+	if i := strings.IndexByte(rest, 'd'); i > 0 {
+		n, err := strconv.ParseInt(rest[:i], 10, 64)
+		if err != nil || n < 0 || n > int64(maxDuration/(24*time.Hour)) {
+			return 0, bad
+		}
+		days, rest = n, rest[i+1:]
+		if rest == "" {
+			return time.Duration(days) * 24 * time.Hour, nil
+		}
+	}
+	v, err := time.ParseDuration(rest)
+	if err != nil || (days > 0 && v < 0) {
+		return 0, bad
+	}
+	total := time.Duration(days)*24*time.Hour + v
+	if total < v {
+		return 0, bad // overflow
+	}
+	return total, nil
+}
+
+// Validate reports every invalid setting, one error each (joined):
+// out of its bounds in the settings table, or in conflict with another.
+func (c Config) Validate() error { return errors.Join(c.Problems()...) }
+
+// Problems lists every invalid setting, each error naming its key.
+func (c Config) Problems() []error {
 	c = c.WithDefaults()
+	var errs []error
 	for _, s := range settings {
 		if err := s.Check(&c); err != nil {
-			return err
+			errs = append(errs, err)
 		}
 	}
 	if (c.AdminCert == "") != (c.AdminKey == "") {
-		return errors.New("admin_cert and admin_key go together")
+		errs = append(errs, errors.New("admin_cert and admin_key go together"))
 	}
 	if c.AdminCert != "" && c.AdminSelfSigned {
-		return errors.New("admin_self_signed and admin_cert are exclusive")
+		errs = append(errs, errors.New("admin_self_signed and admin_cert are exclusive"))
 	}
-	if host, _, _ := net.SplitHostPort(c.Admin); !loopbackHost(host) && c.AdminCert == "" && !c.AdminSelfSigned && !c.AdminInsecure {
-		return fmt.Errorf("admin: %s is not on loopback and has no TLS: set admin_cert and admin_key, or admin_self_signed, or (behind your own TLS proxy) admin_insecure", c.Admin)
+	if host, _, err := net.SplitHostPort(c.Admin); err == nil && !loopbackHost(host) && c.AdminCert == "" && !c.AdminSelfSigned && !c.AdminInsecure {
+		errs = append(errs, fmt.Errorf("admin: %s is not on loopback and has no TLS: set admin_cert and admin_key, or admin_self_signed, or (behind your own TLS proxy) admin_insecure", c.Admin))
 	}
-	return nil
+	return errs
 }
 
-// LoadConfig reads a YAML configuration file (Config.UnmarshalYAML).
+// LoadConfig reads a YAML configuration file (Config.UnmarshalYAML). On
+// errors it returns them all, one line each, and what it could read.
 func LoadConfig(path string) (Config, error) {
 	var c Config
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return c, fmt.Errorf("config: %w", err)
 	}
-	if err := yaml.Unmarshal(b, &c); err != nil {
+	var n yaml.Node
+	if err := yaml.Unmarshal(b, &n); err != nil {
 		return Config{}, fmt.Errorf("config %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	return c, nil
+	if len(n.Content) == 0 { // an empty file
+		return c, nil
+	}
+	var errs []error
+	for _, err := range c.decode(n.Content[0]) {
+		errs = append(errs, fmt.Errorf("config %s %w", path, err))
+	}
+	return c, errors.Join(errs...)
 }
 
 func parseLevel(s string) (slog.Level, error) {

@@ -3,6 +3,7 @@ package appliance
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -27,7 +28,7 @@ import (
 // setting is a field of Config and one entry here.
 var settings = []Setting{
 	text("listen", "UDP `address` for QUIC", ":4433", func(c *Config) *string { return &c.Listen }, hostPort),
-	text("admin", "admin API `address`", "127.0.0.1:8080", func(c *Config) *string { return &c.Admin }, hostPort),
+	text("admin", "admin API `address`, or off for none", "127.0.0.1:8080", func(c *Config) *string { return &c.Admin }, adminAddr),
 	text("admin_cert", "PEM certificate `file` for HTTPS on the admin listener", "", func(c *Config) *string { return &c.AdminCert }, nil),
 	text("admin_key", "PEM private key `file` for --admin-cert", "", func(c *Config) *string { return &c.AdminKey }, nil),
 	boolean("admin_self_signed", "serve the admin listener over HTTPS with a self-signed certificate kept in the data directory", func(c *Config) *bool { return &c.AdminSelfSigned }),
@@ -38,32 +39,32 @@ var settings = []Setting{
 	span("auth_timeout", "time allowed to authenticate", 10*time.Second, 0, maxDuration, func(c *Config) *Duration { return &c.AuthTimeout }),
 	span("idle_timeout", "close connections silent for this long", 60*time.Second, time.Second, maxDuration, func(c *Config) *Duration { return &c.IdleTimeout }),
 	count("mailbox_max_entries", "undelivered messages one device's mailbox may hold", 10000, 1, math.MaxInt32, func(c *Config) *int { return &c.MailboxMaxEntries }),
-	count("mailbox_max_bytes", "undelivered `bytes` one device's mailbox may hold", 64<<20, 1<<20, 1<<50, func(c *Config) *int { return &c.MailboxMaxBytes }),
-	count("store_max_bytes", "undelivered `bytes` all mailboxes together may hold", 4<<30, 1<<20, 1<<50, func(c *Config) *int { return &c.StoreMaxBytes }),
-	count("max_frame", "largest control frame in `bytes`", 4<<20, 64<<10, 64<<20, func(c *Config) *int { return &c.MaxFrame }),
+	size("mailbox_max_bytes", "undelivered `bytes` one device's mailbox may hold", 64<<20, 1<<20, 1<<50, func(c *Config) *int { return &c.MailboxMaxBytes }),
+	size("store_max_bytes", "undelivered `bytes` all mailboxes together may hold", 4<<30, 1<<20, 1<<50, func(c *Config) *int { return &c.StoreMaxBytes }),
+	size("max_frame", "largest control frame in `bytes`", 4<<20, 64<<10, 64<<20, func(c *Config) *int { return &c.MaxFrame }),
 	span("frame_timeout", "time a control frame may take from its first byte to its last", 30*time.Second, 100*time.Millisecond, maxDuration, func(c *Config) *Duration { return &c.FrameTimeout }),
 	span("write_timeout", "close a connection that does not read what the server sends for this long", 30*time.Second, 100*time.Millisecond, maxDuration, func(c *Config) *Duration { return &c.WriteTimeout }),
-	count("push_budget", "`bytes` a receiving connection may hold for its device: offered messages, a delivery batch, signals", 4<<20, 1<<20, 1<<30, func(c *Config) *int { return &c.PushBudget }),
+	size("push_budget", "`bytes` a receiving connection may hold for its device: offered messages, a delivery batch, signals", 4<<20, 1<<20, 1<<30, func(c *Config) *int { return &c.PushBudget }),
 	count("max_conns", "connections open at once", 20000, 1, math.MaxInt32, func(c *Config) *int { return &c.MaxConns }).live(),
 	count("max_conns_per_address", "connections open at once from one address", 256, 1, math.MaxInt32, func(c *Config) *int { return &c.MaxConnsPerAddress }).live(),
 	count("max_conns_per_account", "authenticated connections open at once of one account", 2*transport.MaxDevices, 1, math.MaxInt32, func(c *Config) *int { return &c.MaxConnsPerAccount }).live(),
-	number("publish_keys_rate", "key uploads per second per account", 0.2, 0, maxRate, func(c *Config) *float64 { return &c.PublishKeysRate }).live(),
+	perSecond("publish_keys_rate", "key uploads per second per account", 0.2, 0, maxRate, func(c *Config) *float64 { return &c.PublishKeysRate }).live(),
 	count("publish_keys_burst", "key uploads at once per account", 20, 0, maxBurst, func(c *Config) *int { return &c.PublishKeysBurst }).live(),
-	number("ack_rate", "acknowledged messages per second per account", 1000, 0, maxRate, func(c *Config) *float64 { return &c.AckRate }).live(),
+	perSecond("ack_rate", "acknowledged messages per second per account", 1000, 0, maxRate, func(c *Config) *float64 { return &c.AckRate }).live(),
 	count("ack_burst", "acknowledged messages at once per account, at least one full Ack", 4*transport.MaxAcks, transport.MaxAcks, maxBurst, func(c *Config) *int { return &c.AckBurst }).live(),
-	number("lookup_rate", "device and identity lookups per second per account", 5, 0, maxRate, func(c *Config) *float64 { return &c.LookupRate }).live(),
+	perSecond("lookup_rate", "device and identity lookups per second per account", 5, 0, maxRate, func(c *Config) *float64 { return &c.LookupRate }).live(),
 	count("lookup_burst", "device and identity lookups at once per account", 100, 0, maxBurst, func(c *Config) *int { return &c.LookupBurst }).live(),
-	number("key_fetch_rate", "prekey fetches per second per account", 0.5, 0, maxRate, func(c *Config) *float64 { return &c.KeyFetchRate }).live(),
+	perSecond("key_fetch_rate", "prekey fetches per second per account", 0.5, 0, maxRate, func(c *Config) *float64 { return &c.KeyFetchRate }).live(),
 	count("key_fetch_burst", "prekey fetches at once per account", 30, 0, maxBurst, func(c *Config) *int { return &c.KeyFetchBurst }).live(),
-	number("message_rate", "messages per second per account", 20, 0, maxRate, func(c *Config) *float64 { return &c.MessageRate }).live(),
+	perSecond("message_rate", "messages per second per account", 20, 0, maxRate, func(c *Config) *float64 { return &c.MessageRate }).live(),
 	count("message_burst", "messages at once per account", 60, 1, maxBurst, func(c *Config) *int { return &c.MessageBurst }).live(),
 	// Bytes come in larger numbers than messages: the bounds let a load
 	// test lift the byte limits out of the way (bench/proc.go).
-	number("byte_rate", "payload bytes per second per account", 1<<20, 0, 1e15, func(c *Config) *float64 { return &c.ByteRate }).live(),
-	count("byte_burst", "payload bytes at once per account, at least one message", 8<<20, transport.MaxPayload, 1<<50, func(c *Config) *int { return &c.ByteBurst }).live(),
-	number("conn_rate", "new connections per second per IP", 10, 0, maxRate, func(c *Config) *float64 { return &c.ConnRate }).live(),
+	byteRate("byte_rate", "payload bytes per second per account", 1<<20, 0, 1e15, func(c *Config) *float64 { return &c.ByteRate }).live(),
+	size("byte_burst", "payload bytes at once per account, at least one message", 8<<20, transport.MaxPayload, 1<<50, func(c *Config) *int { return &c.ByteBurst }).live(),
+	perSecond("conn_rate", "new connections per second per IP", 10, 0, maxRate, func(c *Config) *float64 { return &c.ConnRate }).live(),
 	count("conn_burst", "new connections at once per IP", 30, 1, maxBurst, func(c *Config) *int { return &c.ConnBurst }).live(),
-	number("register_rate", "registrations per second per IP", 1.0/60, 0, maxRate, func(c *Config) *float64 { return &c.RegisterRate }).live().shown("1/60"),
+	perSecond("register_rate", "registrations per second per IP", 1.0/60, 0, maxRate, func(c *Config) *float64 { return &c.RegisterRate }).live().shown("1/60"),
 	count("register_burst", "registrations at once per IP", 5, 0, maxBurst, func(c *Config) *int { return &c.RegisterBurst }).live(),
 	count("login_failures", "failed logins from one IP (IPv6: one ipv6_prefix) before it is banned", 10, 1, maxBurst, func(c *Config) *int { return &c.LoginFailures }).live(),
 	span("login_failure_window", "one failed login is forgiven per this", time.Minute, time.Second, maxDuration, func(c *Config) *Duration { return &c.LoginFailureWindow }).live(),
@@ -100,8 +101,13 @@ type Setting struct {
 	Live bool
 
 	show string // the default as help shows it, when not just its value
+	kind string // its constructor: text, boolean, count, size, number, perSecond, byteRate, span
 	v    value
 }
+
+// Kind names the setting's kind: text, boolean, count, size (bytes, 1MiB),
+// number, perSecond (1/60), byteRate or span (a duration, 30d).
+func (s Setting) Kind() string { return s.kind }
 
 // value is a setting's typed field in a Config, and its rules.
 type value interface {
@@ -151,7 +157,7 @@ func (s Setting) Text(c *Config) string { return s.v.text(c) }
 // (Check and Validate do).
 func (s Setting) Set(c *Config, text string) error {
 	if err := s.v.set(c, strings.TrimSpace(text)); err != nil {
-		return fmt.Errorf("%s: %q is not a valid value", s.Key, strings.TrimSpace(text))
+		return fmt.Errorf("%s: %w", s.Key, err)
 	}
 	return nil
 }
@@ -207,8 +213,8 @@ type kind[T comparable] struct {
 	bounds func(T) error // nil: any value
 }
 
-func newSetting[T comparable](key, help string, k *kind[T]) Setting {
-	return Setting{Key: key, Flag: strings.ReplaceAll(key, "_", "-"), Help: help, v: k}
+func newSetting[T comparable](kindName, key, help string, k *kind[T]) Setting {
+	return Setting{Key: key, Flag: strings.ReplaceAll(key, "_", "-"), Help: help, kind: kindName, v: k}
 }
 
 func (k *kind[T]) field(c *Config) any     { return k.ptr(c) }
@@ -256,7 +262,7 @@ func (k *kind[T]) check(c *Config) error {
 // text is a string setting; check (nil: anything) is its rule.
 func text(key, help, def string, ptr func(*Config) *string, check func(string) error) Setting {
 	id := func(s string) string { return s }
-	st := newSetting(key, help, &kind[string]{ptr: ptr, def: def, bounds: check, format: id,
+	st := newSetting("text", key, help, &kind[string]{ptr: ptr, def: def, bounds: check, format: id,
 		parse: func(s string) (string, error) { return s, nil }})
 	if strings.Trim(def, "abcdefghijklmnopqrstuvwxyz") != "" {
 		st.show = strconv.Quote(def) // an address or a path, not a word
@@ -265,18 +271,88 @@ func text(key, help, def string, ptr func(*Config) *string, check func(string) e
 }
 
 func boolean(key, help string, ptr func(*Config) *bool) Setting {
-	return newSetting(key, help, &kind[bool]{ptr: ptr, parse: strconv.ParseBool, format: strconv.FormatBool})
+	parse := func(s string) (bool, error) {
+		v, err := strconv.ParseBool(s)
+		if err != nil {
+			return false, fmt.Errorf("%q is not true or false", s)
+		}
+		return v, nil
+	}
+	return newSetting("boolean", key, help, &kind[bool]{ptr: ptr, parse: parse, format: strconv.FormatBool})
 }
 
 func count(key, help string, def, lo, hi int, ptr func(*Config) *int) Setting {
-	return newSetting(key, help, &kind[int]{ptr: ptr, def: def, parse: strconv.Atoi, format: strconv.Itoa,
+	parse := func(s string) (int, error) {
+		v, err := strconv.Atoi(s)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a whole number", s)
+		}
+		return v, nil
+	}
+	return newSetting("count", key, help, &kind[int]{ptr: ptr, def: def, parse: parse, format: strconv.Itoa,
 		bounds: within(lo, hi, math.MaxInt, strconv.Itoa)})
+}
+
+// size is a count of bytes, written as a number or with a unit: 64KiB,
+// 4MiB, 1GiB.
+func size(key, help string, def, lo, hi int, ptr func(*Config) *int) Setting {
+	parse := func(s string) (int, error) {
+		v, err := ParseSize(s)
+		if err != nil || v != math.Trunc(v) || v > math.MaxInt {
+			return 0, fmt.Errorf("%q is not a size in bytes like 65536 or 64KiB", s)
+		}
+		return int(v), nil
+	}
+	format := func(v int) string { return FormatSize(float64(v)) }
+	return newSetting("size", key, help, &kind[int]{ptr: ptr, def: def, parse: parse, format: format,
+		bounds: within(lo, hi, math.MaxInt, format)})
 }
 
 func number(key, help string, def, lo, hi float64, ptr func(*Config) *float64) Setting {
 	format := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
-	parse := func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }
-	return newSetting(key, help, &kind[float64]{ptr: ptr, def: def, parse: parse, format: format,
+	parse := func(s string) (float64, error) {
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a number", s)
+		}
+		return v, nil
+	}
+	return newSetting("number", key, help, &kind[float64]{ptr: ptr, def: def, parse: parse, format: format,
+		bounds: within(lo, hi, math.MaxFloat64, shortFloat)})
+}
+
+// perSecond is a number per second, written as a number (0.5) or a fraction
+// (1/60: one a minute).
+func perSecond(key, help string, def, lo, hi float64, ptr func(*Config) *float64) Setting {
+	parse := func(s string) (float64, error) {
+		v, err := ParseRate(s)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a rate like 20, 0.5 or 1/60", s)
+		}
+		return v, nil
+	}
+	return newSetting("perSecond", key, help, &kind[float64]{ptr: ptr, def: def, parse: parse, format: FormatRate,
+		bounds: within(lo, hi, math.MaxFloat64, shortFloat)})
+}
+
+// byteRate is bytes per second, written as a number or a size (1MiB).
+func byteRate(key, help string, def, lo, hi float64, ptr func(*Config) *float64) Setting {
+	parse := func(s string) (float64, error) {
+		v, err := ParseSize(s)
+		if err != nil {
+			if v, err = ParseRate(s); err != nil {
+				return 0, fmt.Errorf("%q is not a number of bytes like 1048576 or 1MiB", s)
+			}
+		}
+		return v, nil
+	}
+	format := func(v float64) string {
+		if v == math.Trunc(v) {
+			return FormatSize(v)
+		}
+		return FormatRate(v)
+	}
+	return newSetting("byteRate", key, help, &kind[float64]{ptr: ptr, def: def, parse: parse, format: format,
 		bounds: within(lo, hi, math.MaxFloat64, shortFloat)})
 }
 
@@ -287,12 +363,98 @@ func span(key, help string, def, lo, hi time.Duration, ptr func(*Config) *Durati
 		return d, err
 	}
 	format := func(d Duration) string { return d.String() }
-	st := newSetting(key, help, &kind[Duration]{ptr: ptr, def: Duration(def), parse: parse, format: format,
+	st := newSetting("span", key, help, &kind[Duration]{ptr: ptr, def: Duration(def), parse: parse, format: format,
 		bounds: within(Duration(lo), Duration(hi), Duration(maxDuration), func(d Duration) string { return shortDuration(time.Duration(d)) })})
 	if def != 0 {
 		st.show = shortDuration(def)
 	}
 	return st
+}
+
+// sizeUnits are the units ParseSize takes and FormatSize writes, largest
+// first.
+var sizeUnits = []struct {
+	name string
+	n    float64
+}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}}
+
+// ParseSize reads a number of bytes: 65536, 64KiB, 1.5MiB, 4GiB, 1TiB (a
+// B alone is bytes; KB, MB, GB and TB are taken as their binary units, as
+// people often mean).
+func ParseSize(s string) (float64, error) {
+	num, mult := strings.TrimSpace(s), 1.0
+	for _, u := range sizeUnits {
+		if n, ok := cutSuffixFold(num, u.name); ok {
+			num, mult = n, u.n
+			break
+		}
+		if n, ok := cutSuffixFold(num, u.name[:1]+"B"); ok {
+			num, mult = n, u.n
+			break
+		}
+	}
+	if mult == 1 {
+		num, _ = cutSuffixFold(num, "B")
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		return 0, fmt.Errorf("%q is not a size like 65536 or 64KiB", s)
+	}
+	return v * mult, nil
+}
+
+func cutSuffixFold(s, suffix string) (string, bool) {
+	if len(s) > len(suffix) && strings.EqualFold(s[len(s)-len(suffix):], suffix) {
+		return s[:len(s)-len(suffix)], true
+	}
+	return s, false
+}
+
+// FormatSize writes bytes with the largest unit that divides them into a
+// short number: 1MiB, 64KiB, 1024TiB, but 1000000.
+func FormatSize(v float64) string {
+	for _, u := range sizeUnits {
+		if v >= u.n && math.Mod(v, u.n) == 0 {
+			if q := v / u.n; q < 10000 {
+				return strconv.FormatFloat(q, 'f', -1, 64) + u.name
+			}
+			break
+		}
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
+// ParseRate reads a number per second: 20, 0.5, or a fraction, 1/60.
+func ParseRate(s string) (float64, error) {
+	num, den, frac := strings.Cut(strings.TrimSpace(s), "/")
+	v, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if err == nil && frac {
+		var d float64
+		if d, err = strconv.ParseFloat(strings.TrimSpace(den), 64); err == nil && d > 0 {
+			v /= d
+		} else if err == nil {
+			err = errors.New("zero denominator")
+		}
+	}
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, fmt.Errorf("%q is not a rate like 20, 0.5 or 1/60", s)
+	}
+	return v, nil
+}
+
+// FormatRate writes a rate as people write it: 20, 0.5, and 1/60 for a
+// rate whose decimals do not end (ParseRate reads it back exactly).
+func FormatRate(v float64) string {
+	plain := strconv.FormatFloat(v, 'f', -1, 64)
+	if len(plain) <= 8 || v <= 0 {
+		return plain
+	}
+	for d := 2.0; d <= 86400; d++ {
+		if n := math.Round(v * d); n >= 1 && n/d == v {
+			return strconv.FormatFloat(n, 'f', -1, 64) + "/" + strconv.FormatFloat(d, 'f', -1, 64)
+		}
+	}
+	return plain
 }
 
 // within bounds a number to [lo, hi]; hi at top means no upper bound.
@@ -318,8 +480,11 @@ func shortFloat(v float64) string {
 	return s
 }
 
-// shortDuration is d as people write it: 720h, 15m, 10s.
+// shortDuration is d as people write it: 30d, 15m, 10s.
 func shortDuration(d time.Duration) string {
+	if day := 24 * time.Hour; d >= day && d%day == 0 {
+		return strconv.FormatInt(int64(d/day), 10) + "d"
+	}
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")
@@ -330,11 +495,27 @@ func shortDuration(d time.Duration) string {
 	return s
 }
 
+// hostPort allows HOST:PORT (HOST may be empty: every address) with a
+// port from 0 (any free one) to 65535.
 func hostPort(s string) error {
-	if _, _, err := net.SplitHostPort(s); err != nil {
-		return fmt.Errorf("%q is not HOST:PORT", s)
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not HOST:PORT (like 127.0.0.1:8080 or :4433)", s)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n > 65535 {
+		return fmt.Errorf("%q: the port %q is not a number from 0 to 65535", s, port)
 	}
 	return nil
+}
+
+// AdminOff is the admin setting that serves no admin listener.
+const AdminOff = "off"
+
+func adminAddr(s string) error {
+	if s == AdminOff {
+		return nil
+	}
+	return hostPort(s)
 }
 
 // oneOf allows exactly the given words.
@@ -359,13 +540,19 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// MarshalYAML writes every setting in the table's order.
+// MarshalYAML writes every setting in the table's order, as people write
+// it (1MiB, 1/60, 720h0m0s).
 func (c Config) MarshalYAML() (any, error) {
 	m := &yaml.Node{Kind: yaml.MappingNode}
 	for _, s := range settings {
 		var v yaml.Node
-		if err := v.Encode(s.v.field(&c)); err != nil {
-			return nil, fmt.Errorf("%s: %w", s.Key, err)
+		switch s.v.field(&c).(type) {
+		case *string, *bool:
+			if err := v.Encode(s.v.field(&c)); err != nil {
+				return nil, fmt.Errorf("%s: %w", s.Key, err)
+			}
+		default: // numbers, sizes, rates, durations: their text, plain
+			v = yaml.Node{Kind: yaml.ScalarNode, Value: s.Text(&c)}
 		}
 		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: s.Key}, &v)
 	}
@@ -374,32 +561,77 @@ func (c Config) MarshalYAML() (any, error) {
 
 // UnmarshalYAML reads settings by their keys. An unknown key is an error,
 // so that a misspelt setting is not silently ignored.
-func (c *Config) UnmarshalYAML(n *yaml.Node) error {
+func (c *Config) UnmarshalYAML(n *yaml.Node) error { return errors.Join(c.decode(n)...) }
+
+// decode reads the settings of n into c, and returns every error, each
+// "line N: key: problem"; a setting in error keeps its value in c.
+func (c *Config) decode(n *yaml.Node) []error {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return nil
 	}
 	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: not a list of settings (key: value lines)", n.Line)
+		return []error{fmt.Errorf("line %d: not a list of settings (key: value lines)", n.Line)}
 	}
+	var errs []error
 	seen := make(map[string]bool)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		s, ok := lookup(k.Value)
 		switch {
 		case !ok:
-			return fmt.Errorf("line %d: unknown setting %q", k.Line, k.Value)
+			msg := fmt.Sprintf("line %d: %s: unknown setting", k.Line, k.Value)
+			if near := closestKey(k.Value); near != "" {
+				msg += "; did you mean " + near + "?"
+			}
+			errs = append(errs, errors.New(msg))
+			continue
 		case seen[s.Key]:
-			return fmt.Errorf("line %d: %s is set twice", k.Line, s.Key)
+			errs = append(errs, fmt.Errorf("line %d: %s is set twice", k.Line, s.Key))
+			continue
 		}
 		seen[s.Key] = true
 		if v.Kind != yaml.ScalarNode {
-			return fmt.Errorf("line %d: %s: not a single value", v.Line, s.Key)
+			errs = append(errs, fmt.Errorf("line %d: %s: not a single value", v.Line, s.Key))
+			continue
 		}
 		if err := s.v.decode(c, v); err != nil {
-			return fmt.Errorf("line %d: %s: %q is not a valid value", v.Line, s.Key, v.Value)
+			errs = append(errs, fmt.Errorf("line %d: %s: %w", v.Line, s.Key, err))
 		}
 	}
-	return nil
+	return errs
+}
+
+// closestKey is the known key nearest to key by edit distance, if near
+// enough to be the one meant; "" if none is.
+func closestKey(key string) string {
+	best, dist := "", max(3, len(key)/2)+1
+	for _, s := range settings {
+		if d := editDistance(strings.ToLower(strings.ReplaceAll(key, "-", "_")), s.Key); d < dist {
+			best, dist = s.Key, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // YAML is c as --print-config prints it.

@@ -139,11 +139,14 @@ func TestConfigRoundTrip(t *testing.T) {
 
 func TestLoadConfigErrors(t *testing.T) {
 	for _, tc := range []struct{ file, err string }{
-		{"listen: \":1\"\nlisten_addr: x\n", `line 2: unknown setting "listen_addr"`},
+		{"listen: \":1\"\nlisten_addr: x\n", `line 2: listen_addr: unknown setting; did you mean listen?`},
+		{"massage_rate: 3\n", `line 1: massage_rate: unknown setting; did you mean message_rate?`},
+		{"message_rate: fast\n", `line 1: message_rate: "fast" is not a rate like 20, 0.5 or 1/60`},
+		{"max_conns: 1.5\n", `line 1: max_conns: "1.5" is not a whole number`},
 		{"message_rate: 1\nmessage_rate: 2\n", "line 2: message_rate is set twice"},
-		{"max_frame: lots\n", `line 1: max_frame: "lots" is not a valid value`},
-		{"login_ban: 5\n", `line 1: login_ban: "5" is not a valid value`},
-		{"admin_insecure: maybe\n", `admin_insecure: "maybe" is not a valid value`},
+		{"max_frame: lots\n", `line 1: max_frame: "lots" is not a size in bytes like 65536 or 64KiB`},
+		{"login_ban: 5\n", `line 1: login_ban: "5" is not a duration like 30s, 12h or 30d`},
+		{"admin_insecure: maybe\n", `admin_insecure: "maybe" is not true or false`},
 		{"data: [a, b]\n", "data:"},
 		{"- listen\n", "not a list of settings"},
 	} {
@@ -182,7 +185,9 @@ func TestConfigValidateBounds(t *testing.T) {
 	for c, want := range map[*Config]string{
 		{MessageRate: -1}:                       "message_rate: must be between 0 and 1e9",
 		{MailboxTTL: Duration(time.Second / 2)}: "mailbox_ttl: must be at least 1s",
-		{Listen: "4433"}:                        `listen: "4433" is not HOST:PORT`,
+		{Listen: "4433"}:                        `listen: "4433" is not HOST:PORT (like 127.0.0.1:8080 or :4433)`,
+		{Admin: "localhost:99999"}:              `admin: "localhost:99999": the port "99999" is not a number from 0 to 65535`,
+		{Listen: ":http"}:                       `listen: ":http": the port "http" is not a number from 0 to 65535`,
 	} {
 		if err := c.Validate(); err == nil || err.Error() != want {
 			t.Errorf("%v, want %q", err, want)

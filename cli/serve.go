@@ -2,10 +2,12 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/securechat/securechat/admin"
@@ -72,9 +74,16 @@ func serveConfig(args []string, env Env) (cfg appliance.Config, done bool, err e
 	if fs.NArg() > 0 {
 		return cfg, false, usage.Errorf("serve: unexpected argument %q", fs.Arg(0))
 	}
+	// Every mistake is reported, one line each: the file's (a setting
+	// that does not read keeps its default, so it is not reported twice),
+	// then the settings out of their bounds.
+	var errs []error
 	if *configPath != "" {
 		if cfg, err = appliance.LoadConfig(*configPath); err != nil {
-			return cfg, false, err
+			if _, statErr := os.Stat(*configPath); statErr != nil {
+				return cfg, false, err
+			}
+			errs = append(errs, err)
 		}
 	}
 	for _, s := range appliance.Settings() {
@@ -82,8 +91,11 @@ func serveConfig(args []string, env Env) (cfg appliance.Config, done bool, err e
 			s.Copy(&cfg, &flags)
 		}
 	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, false, fmt.Errorf("config: %w", err)
+	for _, err := range cfg.Problems() {
+		errs = append(errs, fmt.Errorf("config: %w", err))
+	}
+	if len(errs) > 0 {
+		return cfg, false, errors.Join(errs...)
 	}
 	cfg = cfg.WithDefaults()
 	switch {
@@ -100,6 +112,32 @@ func serveConfig(args []string, env Env) (cfg appliance.Config, done bool, err e
 	return cfg, false, nil
 }
 
+// settingFlag is a setting as a flag.Value: it parses as the
+// configuration file does (1MiB, 1/60, 30d).
+type settingFlag struct {
+	s   appliance.Setting
+	c   *appliance.Config
+	set bool
+}
+
+// String is "" until the flag is set, so that help shows the table's
+// default (Setting.Usage), not the flag package's.
+func (f *settingFlag) String() string {
+	if f == nil || !f.set {
+		return ""
+	}
+	return f.s.Text(f.c)
+}
+
+func (f *settingFlag) Set(v string) error {
+	f.set = true
+	if err := f.s.Set(f.c, v); err != nil {
+		_, why, _ := strings.Cut(err.Error(), ": ")
+		return errors.New(why)
+	}
+	return nil
+}
+
 // settingFlags defines a flag of fs for each setting of the table, parsed
 // into flags. They have zero defaults, so that -h shows the default the
 // table gives (Setting.Usage), not the flag package's.
@@ -108,16 +146,16 @@ func settingFlags(fs *usage.FlagSet, flags *appliance.Config) {
 		switch p := s.Field(flags).(type) {
 		case *string:
 			fs.StringVar(p, s.Flag, "", s.Usage())
-		case *int:
-			fs.IntVar(p, s.Flag, 0, s.Usage())
-		case *float64:
-			fs.Float64Var(p, s.Flag, 0, s.Usage())
 		case *bool:
 			fs.BoolVar(p, s.Flag, false, s.Usage())
-		case *appliance.Duration:
-			fs.Var(p, s.Flag, s.Usage())
-		default:
-			panic(fmt.Sprintf("setting %s: no flag for a %T", s.Key, p))
+		case *int:
+			if s.Kind() == "count" {
+				fs.IntVar(p, s.Flag, 0, s.Usage())
+				break
+			}
+			fs.Var(&settingFlag{s: s, c: flags}, s.Flag, s.Usage())
+		default: // sizes, rates, durations: read as the file reads them
+			fs.Var(&settingFlag{s: s, c: flags}, s.Flag, s.Usage())
 		}
 	}
 }

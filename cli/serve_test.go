@@ -81,7 +81,7 @@ func TestServeConfigErrors(t *testing.T) {
 		{[]string{"--mailbox-ttl", "soon"}, "not a duration", true},
 		{[]string{"--max-frame", "x"}, "-max-frame", true},
 		{[]string{"extra"}, "unexpected argument", true},
-		{[]string{"--max-frame", "5", "--check-config"}, "max_frame: must be between 65536 and 67108864", false},
+		{[]string{"--max-frame", "5", "--check-config"}, "max_frame: must be between 64KiB and 64MiB", false},
 		{[]string{"--config", "/nonexistent/securechat.yaml"}, "config:", false},
 	} {
 		_, _, err := serveConfig(tc.args, env)
