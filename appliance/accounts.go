@@ -154,7 +154,7 @@ func handleRegister(ctx context.Context, ss *session, id uint32, req *transport.
 	now := ss.srv.cfg.Now()
 	if err := ss.register(ctx, req, now); err != nil {
 		ss.registrationRefused(ctx, req.User, err)
-		ss.fail(id, wireError(err))
+		ss.fail(id, wireError(ss.log, err))
 		return
 	}
 	ss.welcome(ctx, id, transport.Welcome{User: req.User, Device: 1}, false, now)
@@ -201,7 +201,7 @@ func handleLogin(ctx context.Context, ss *session, id uint32, req *transport.Enr
 		ss.fail(id, &transport.Error{Code: transport.ErrUnauthorized, Message: "account banned: " + banned.ban.Reason})
 		ss.close(transport.CloseBanned, "account banned: "+banned.ban.Reason)
 	case err != nil:
-		ss.fail(id, wireError(err))
+		ss.fail(id, wireError(ss.log, err))
 	default:
 		ss.welcome(ctx, id, transport.Welcome{User: d.User, Device: d.ID}, false, now)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/securechat/securechat/appliance/store"
@@ -243,7 +244,7 @@ func handleDevices(ctx context.Context, ss *session, id uint32, req *transport.D
 	}
 	list, err := ss.srv.store.ActiveDevices(user)
 	if err != nil {
-		ss.fail(id, wireError(err))
+		ss.fail(id, wireError(ss.log, err))
 		return
 	}
 	ss.reply(id, transport.CodeDeviceList, &transport.DeviceList{Devices: wireDevices(list)})
@@ -260,7 +261,7 @@ func handleAck(ctx context.Context, ss *session, id uint32, req *transport.Ack) 
 
 func handlePublishKeys(ctx context.Context, ss *session, id uint32, req *transport.PublishKeys) {
 	if err := publishKeys(ctx, ss.srv.store, ss.authedDevice(), req); err != nil {
-		ss.fail(id, wireError(err))
+		ss.fail(id, wireError(ss.log, err))
 		return
 	}
 	ss.log.Debug("keys published", "one_time", len(req.OneTime), "one_time_kem", len(req.OneTimeKEM))
@@ -277,7 +278,7 @@ func handleFetchKeys(ctx context.Context, ss *session, id uint32, req *transport
 	}
 	bundles, err := ss.srv.store.FetchBundles(ctx, user, req.Devices)
 	if err != nil {
-		ss.fail(id, wireError(err))
+		ss.fail(id, wireError(ss.log, err))
 		return
 	}
 	out := &transport.KeyBundles{Bundles: make([]transport.KeyBundle, len(bundles))}
@@ -301,7 +302,7 @@ func handleIdentity(ctx context.Context, ss *session, id uint32, req *transport.
 	key, err := ss.srv.store.Identity(user)
 	switch {
 	case err != nil:
-		ss.fail(id, wireError(err))
+		ss.fail(id, wireError(ss.log, err))
 	case key == nil:
 		ss.fail(id, &transport.Error{Code: transport.ErrNoSuchUser, Message: fmt.Sprintf("%s has not published an identity key", user)})
 	default:
@@ -320,8 +321,12 @@ func wireDevices(list []store.DeviceKey) []transport.DeviceInfo {
 
 // wireError is where domain errors become wire errors (protocol.md §4.1):
 // the one place. Errors already in wire form pass through; unexpected
-// ones are logged and reported without detail.
-func wireError(err error) *transport.Error {
+// ones are logged (to log; nil: slog's default) and reported without
+// detail. A disk that is full is reported as the store's bound is.
+func wireError(log *slog.Logger, err error) *transport.Error {
+	if log == nil {
+		log = slog.Default()
+	}
 	var we *transport.Error
 	var nsu *store.NoSuchUserError
 	var dm *store.DeviceMismatchError
@@ -336,6 +341,9 @@ func wireError(err error) *transport.Error {
 		return &transport.Error{Code: transport.ErrNoSuchUser, Message: err.Error()}
 	case errors.Is(err, store.ErrMailboxFull), errors.Is(err, store.ErrStoreFull):
 		return &transport.Error{Code: transport.ErrFull, Message: err.Error()}
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		log.Error("storage full: the data directory's disk has no room", "err", err)
+		return &transport.Error{Code: transport.ErrFull, Message: store.ErrStoreFull.Error()}
 	case errors.Is(err, store.ErrNoRecipients), errors.Is(err, store.ErrDeviceKeyMismatch), errors.Is(err, store.ErrIdentityMismatch),
 		errors.Is(err, store.ErrToSendingDevice), errors.Is(err, store.ErrNotPublished):
 		return &transport.Error{Code: transport.ErrBadRequest, Message: err.Error()}
@@ -350,6 +358,6 @@ func wireError(err error) *transport.Error {
 	case errors.Is(err, context.Canceled):
 		return &transport.Error{Code: transport.ErrUnavailable, Message: "server shutting down"}
 	}
-	slog.Error("request failed", "err", err)
+	log.Error("request failed", "err", err)
 	return &transport.Error{Code: transport.ErrInternal, Message: "internal server error"}
 }

@@ -3,9 +3,16 @@ package appliance
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -174,5 +181,65 @@ func TestTakeKeyFetchRetryFloor(t *testing.T) {
 	e := ss.take(limitKeyFetch, 1)
 	if e == nil || e.Code != transport.ErrRateLimited || e.RetryAfterMS < 1 {
 		t.Errorf("second fetch of a burst of 1: %+v", e)
+	}
+}
+
+// TestStorageFull: a full disk is told to the sender as the store's own
+// bound is, "server storage is full, try again later" (not "internal
+// server error"), and logged through the server's logger.
+func TestStorageFull(t *testing.T) {
+	var logged strings.Builder
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	disk := fmt.Errorf("commit: %w", &os.PathError{Op: "write", Path: "server.db", Err: syscall.ENOSPC})
+	for _, err := range []error{disk, store.ErrStoreFull} {
+		if e := wireError(log, err); e.Code != transport.ErrFull || e.Message != "server storage is full, try again later" {
+			t.Errorf("%v: %d %q", err, e.Code, e.Message)
+		}
+	}
+	if !strings.HasPrefix(logged.String(), "time=") || !strings.Contains(logged.String(), "level=ERROR msg=\"storage full") {
+		t.Errorf("logged %q", logged.String())
+	}
+}
+
+// TestFailedStartRemovesDataDir: a start that fails before serving
+// removes the data directory it made, and only one it made.
+func TestFailedStartRemovesDataDir(t *testing.T) {
+	busy, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	made := filepath.Join(t.TempDir(), "data")
+	if _, err := New(Config{Listen: busy.LocalAddr().String(), Data: made, Logger: quiet}); err == nil {
+		t.Fatal("started on a busy port")
+	}
+	if _, err := os.Stat(made); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the failed start left %s: %v", made, err)
+	}
+	had := t.TempDir()
+	if _, err := New(Config{Listen: busy.LocalAddr().String(), Data: had, Logger: quiet}); err == nil {
+		t.Fatal("started on a busy port")
+	}
+	if _, err := os.Stat(had); err != nil {
+		t.Errorf("the failed start removed a directory it did not make: %v", err)
+	}
+	// The admin listener fails in Serve, after New.
+	admin, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	made = filepath.Join(t.TempDir(), "data2")
+	srv, err := New(Config{Listen: "127.0.0.1:0", Admin: admin.Addr().String(), Data: made, Logger: quiet,
+		AdminHandler: func(*Server, string, *slog.Logger) http.Handler { return http.NotFoundHandler() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Serve(context.Background()); err == nil {
+		t.Fatal("served with the admin port taken")
+	}
+	if _, err := os.Stat(made); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the failed start left %s: %v", made, err)
 	}
 }

@@ -63,7 +63,7 @@ func handleSend(ctx context.Context, ss *session, id uint32, req *transport.Send
 		if ctx.Err() == nil {
 			ss.log.Debug("send refused", "err", err)
 		}
-		ss.fail(id, wireError(err))
+		ss.fail(id, wireError(ss.log, err))
 		return
 	}
 	if !res.Duplicate {
@@ -83,7 +83,7 @@ func (ss *session) handleSignal(ctx context.Context, id uint32, req *transport.S
 		to[i] = chat.DeviceOf(env.User, env.Device)
 	}
 	if err := srv.store.CheckRecipients(ss.authedDevice(), to); err != nil {
-		ss.fail(id, wireError(err))
+		ss.fail(id, wireError(ss.log, err))
 		return
 	}
 	now := srv.cfg.Now().UnixMilli()

@@ -74,7 +74,7 @@ func TestPublishVerifiesKeys(t *testing.T) {
 	stranger, _ := e2ee.GenerateIdentityKey(nil)
 	k2, _ := e2ee.NewDeviceKeys(nil, stranger, e2ee.DeviceInfo{User: "bob", DeviceID: 2, AuthKey: pub2}, now, 0, 0)
 	m2, _ := client.PublishMessage(k2.PublicPreKeys(), true)
-	if err := publishKeys(ctx, s, chat.DeviceOf("bob", 2), m2); !errors.Is(err, store.ErrIdentityMismatch) || wireError(err).Code != transport.ErrBadRequest {
+	if err := publishKeys(ctx, s, chat.DeviceOf("bob", 2), m2); !errors.Is(err, store.ErrIdentityMismatch) || wireError(nil, err).Code != transport.ErrBadRequest {
 		t.Errorf("device signed by another identity: %v", err)
 	}
 	if d, _ := s.ActiveDevices("bob"); len(d) != 1 {

@@ -52,12 +52,15 @@ const (
 
 // Server is a running securechat server.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	rand  io.Reader
-	store store.Store
-	key   ed25519.PrivateKey
-	fp    transport.Fingerprint
+	cfg Config
+	// madeData: New made the data directory, so a start that fails
+	// before serving removes it (abandon) rather than leave it half made.
+	madeData bool
+	log      *slog.Logger
+	rand     io.Reader
+	store    store.Store
+	key      ed25519.PrivateKey
+	fp       transport.Fingerprint
 
 	hashes    *hashQueue // Register's and Login's argon2id computations
 	adminHash *hashQueue // the admin password's, apart
@@ -139,6 +142,9 @@ func New(cfg Config) (*Server, error) {
 	if s.rand == nil {
 		s.rand = rand.Reader
 	}
+	if _, err := os.Stat(cfg.Data); errors.Is(err, fs.ErrNotExist) {
+		s.madeData = true
+	}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
@@ -151,14 +157,30 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("data directory %s is in use by another securechat server", cfg.Data)
 	}
 	if err != nil {
+		s.abandon()
 		return nil, err
 	}
 	s.store = st
 	if err := s.init(); err != nil {
 		st.Close()
+		s.abandon()
 		return nil, err
 	}
 	return s, nil
+}
+
+// abandon removes the data directory of a start that failed before
+// serving, if this start made it: nothing in it was ever served.
+func (s *Server) abandon() {
+	if !s.madeData {
+		return
+	}
+	if s.udp != nil {
+		s.udp.Close()
+	}
+	if err := os.RemoveAll(s.cfg.Data); err != nil {
+		s.log.Warn("removing the data directory this failed start made", "dir", s.cfg.Data, "err", err)
+	}
 }
 
 func (s *Server) init() error {
@@ -303,11 +325,18 @@ func (s *Server) Serve(ctx context.Context) error {
 	var bg sync.WaitGroup
 	bg.Go(func() { s.expireLoop(ctx) })
 	bg.Go(func() { s.banLoop(ctx) })
-	if s.cfg.AdminHandler != nil {
+	if s.cfg.Admin == AdminOff {
+		// No admin listener: no admin.addr for `securechat admin` to find
+		// (one left by an earlier run names a listener that is gone).
+		if err := os.Remove(filepath.Join(s.cfg.Data, FileAdminAddr)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn("removing a stale admin address file", "err", err)
+		}
+	} else if s.cfg.AdminHandler != nil {
 		if err := s.serveAdmin(ctx, &bg); err != nil {
 			cancel()
 			bg.Wait()
 			s.shutdown()
+			s.abandon()
 			return err
 		}
 	}
@@ -315,6 +344,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		cancel()
 		bg.Wait()
 		s.shutdown()
+		s.abandon()
 		return err
 	}
 	s.log.Info("listening", "addr", s.Addr().String(), "fingerprint", s.fp.String())

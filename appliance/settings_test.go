@@ -226,3 +226,77 @@ func TestLimitsSetAndDiff(t *testing.T) {
 		t.Errorf("Get %q", got)
 	}
 }
+
+// TestSettingForms: durations take days as the admin's commands do, rates
+// the fractions their help shows, byte sizes their units; and each is
+// written back in the same form (--print-config, help).
+func TestSettingForms(t *testing.T) {
+	for _, tc := range []struct{ key, in, text string }{
+		{"mailbox_ttl", "30d", "720h0m0s"},
+		{"mailbox_ttl", "1d12h", "36h0m0s"},
+		{"login_ban", "90m", "1h30m0s"},
+		{"register_rate", "1/60", "1/60"},
+		{"register_rate", "0.5", "0.5"},
+		{"message_rate", "1/3", "1/3"},
+		{"max_frame", "4MiB", "4MiB"},
+		{"max_frame", "65536", "64KiB"},
+		{"store_max_bytes", "1GiB", "1GiB"},
+		{"byte_rate", "1MiB", "1MiB"},
+		{"byte_rate", "1048576", "1MiB"},
+		{"byte_burst", "1000000", "1000000"},
+	} {
+		s, _ := lookup(tc.key)
+		var c Config
+		if err := s.Set(&c, tc.in); err != nil {
+			t.Errorf("%s %q: %v", tc.key, tc.in, err)
+			continue
+		}
+		if got := s.Text(&c); got != tc.text {
+			t.Errorf("%s %q reads back as %q, want %q", tc.key, tc.in, got, tc.text)
+		}
+		var back Config
+		if err := s.Set(&back, s.Text(&c)); err != nil || !s.v.equal(&back, &c) {
+			t.Errorf("%s %q: its text %q does not read back: %v", tc.key, tc.in, s.Text(&c), err)
+		}
+	}
+	for _, tc := range []struct{ key, in string }{
+		{"mailbox_ttl", "30days"}, {"mailbox_ttl", "d"}, {"register_rate", "1/0"}, {"register_rate", "fast"},
+		{"max_frame", "4 parsecs"}, {"max_frame", "1.5"},
+	} {
+		s, _ := lookup(tc.key)
+		if err := s.Set(&Config{}, tc.in); err == nil || !strings.HasPrefix(err.Error(), tc.key+": ") || strings.Contains(err.Error(), "strconv") {
+			t.Errorf("%s %q: %v", tc.key, tc.in, err)
+		}
+	}
+	for _, d := range []struct {
+		in   string
+		want time.Duration
+	}{{"30d", 30 * 24 * time.Hour}, {"1d12h", 36 * time.Hour}, {"0", 0}, {"15m", 15 * time.Minute}} {
+		if got, err := ParseDuration(d.in); err != nil || got != d.want {
+			t.Errorf("ParseDuration(%q) = %v, %v", d.in, got, err)
+		}
+	}
+	// The help shows defaults in the same forms.
+	for key, want := range map[string]string{"mailbox_ttl": "30d", "register_rate": "1/60", "byte_rate": "1MiB", "store_max_bytes": "4GiB"} {
+		if s, _ := lookup(key); s.Default() != want {
+			t.Errorf("%s default shown %q, want %q", key, s.Default(), want)
+		}
+	}
+}
+
+// TestPrintedForms: --print-config writes sizes and rates as people write
+// them, not as YAML floats.
+func TestPrintedForms(t *testing.T) {
+	b, err := Config{}.WithDefaults().YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"byte_rate: 1MiB\n", "register_rate: 1/60\n", "store_max_bytes: 4GiB\n", "message_rate: 20\n", "listen: :4433\n"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("printed config lacks %q:\n%s", want, b)
+		}
+	}
+	if strings.Contains(string(b), "e+") {
+		t.Errorf("printed config has an exponent:\n%s", b)
+	}
+}

@@ -48,6 +48,9 @@ func Serve(ctx context.Context, args []string, env Env, version string) error {
 	}
 	cfg.Out = env.Stdout
 	cfg.Logger = cfg.NewLogger(env.Stderr)
+	// What logs through the std log package (quic-go's warnings) or slog's
+	// default logger goes to the server's log too, in its format.
+	slog.SetDefault(cfg.Logger)
 	srv, err := appliance.New(cfg)
 	if err != nil {
 		return err

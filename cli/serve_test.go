@@ -43,7 +43,8 @@ func TestPrintConfigRoundTrip(t *testing.T) {
 	var out, errOut bytes.Buffer
 	env := Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }}
 	args := []string{"--config", file, "--print-config", "--data", dir, "--message-rate", "0.25",
-		"--login-ban", "2h", "--admin-self-signed", "--byte-burst", "1000000000000000"}
+		"--login-ban", "2h", "--admin-self-signed", "--byte-burst", "1000000000000000",
+		"--register-rate", "1/60", "--mailbox-ttl", "1d12h", "--store-max-bytes", "1GiB", "--byte-rate", "2MiB"}
 	cfg, done, err := serveConfig(args, env)
 	if err != nil || !done {
 		t.Fatalf("serve %v: %v %v (%s)", args, done, err, errOut.String())
@@ -55,13 +56,19 @@ func TestPrintConfigRoundTrip(t *testing.T) {
 		t.Fatalf("loading what --print-config printed: %v\n%s", err, out.String())
 	}
 	want := map[string]string{"listen": "127.0.0.1:5000", "message_rate": "0.25", "registration": "invite", "data": dir,
-		"login_ban": "2h0m0s", "admin_self_signed": "true", "byte_burst": "1000000000000000", "message_burst": "60"}
+		"login_ban": "2h0m0s", "admin_self_signed": "true", "byte_burst": "1000000000000000", "message_burst": "60",
+		"register_rate": "1/60", "mailbox_ttl": "36h0m0s", "store_max_bytes": "1GiB", "byte_rate": "2MiB"}
 	for _, s := range appliance.Settings() {
 		if got := s.Text(&back); got != s.Text(&cfg) {
 			t.Errorf("%s: printed %q, loaded back %q", s.Key, s.Text(&cfg), got)
 		}
 		if w, ok := want[s.Key]; ok && s.Text(&back) != w {
 			t.Errorf("%s = %q, want %q", s.Key, s.Text(&back), w)
+		}
+	}
+	for _, line := range []string{"register_rate: 1/60\n", "store_max_bytes: 1GiB\n", "byte_rate: 2MiB\n"} {
+		if !strings.Contains(out.String(), line) {
+			t.Errorf("printed config lacks %q", line)
 		}
 	}
 	// What it printed is a configuration serve takes as it is.
@@ -83,10 +90,36 @@ func TestServeConfigErrors(t *testing.T) {
 		{[]string{"extra"}, "unexpected argument", true},
 		{[]string{"--max-frame", "5", "--check-config"}, "max_frame: must be between 64KiB and 64MiB", false},
 		{[]string{"--config", "/nonexistent/securechat.yaml"}, "config:", false},
+		{[]string{"--register-rate", "fast"}, `invalid value "fast" for flag -register-rate: "fast" is not a rate like 20, 0.5 or 1/60`, true},
+		{[]string{"--listen", "localhost:70000", "--check-config"}, `config: listen: "localhost:70000": the port "70000" is not a number from 0 to 65535`, false},
 	} {
 		_, _, err := serveConfig(tc.args, env)
 		if err == nil || !strings.Contains(err.Error(), tc.err) || usage.Is(err) != tc.usage {
 			t.Errorf("%v: %v, want %q (usage error %v)", tc.args, err, tc.err, tc.usage)
+		}
+	}
+}
+
+// TestCheckConfigEveryMistake: --check-config reports each mistake of the
+// file and the flags on a line of its own.
+func TestCheckConfigEveryMistake(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "securechat.yaml")
+	os.WriteFile(file, []byte("massage_rate: 3\nmessage_rate: fast\nadmin: localhost\n"), 0o600)
+	env := Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" }}
+	_, _, err := serveConfig([]string{"--config", file, "--max-frame", "5", "--check-config"}, env)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	want := []string{"line 1: massage_rate: unknown setting; did you mean message_rate?", `line 2: message_rate: "fast" is not a rate`,
+		`config: admin: "localhost" is not HOST:PORT`, "config: max_frame: must be between"}
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d:\n%v", len(lines), len(want), err)
+	}
+	for i, w := range want {
+		if !strings.Contains(lines[i], w) {
+			t.Errorf("line %d: %q, want %q", i+1, lines[i], w)
 		}
 	}
 }

@@ -34,7 +34,7 @@ var (
 	// entries or bytes (*MailboxFullError names it).
 	ErrMailboxFull = errors.New("mailbox is full")
 	// ErrStoreFull: the mailboxes together hold the store's total bound.
-	ErrStoreFull = errors.New("the server's message store is full; try again later")
+	ErrStoreFull = errors.New("server storage is full, try again later")
 	// ErrUserExists: CreateAccount of a name that is taken.
 	ErrUserExists = errors.New("user name is taken")
 	// ErrCredentialsChanged: AddDevice found the account's password hash
