@@ -211,6 +211,8 @@ func TestConnectionCaps(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "--max-conns-per-address", "6", "--max-conns-per-account", "3")
 	mallory := account(t, s, "mallory")
+	// The registration's connection must be gone before counting starts.
+	waitFor(t, "the registration's connection gone", func() bool { return metric(t, s, "securechat_connections") == 0 })
 	var conns []*transport.Conn
 	for range 3 {
 		conns = append(conns, rawAuth(t, s, mallory, false))
@@ -223,6 +225,8 @@ func TestConnectionCaps(t *testing.T) {
 	if ce := closedWithCode(t, c, 20*time.Second); ce.Code != transport.CloseLimit || !strings.Contains(ce.Reason, "this account") {
 		t.Errorf("fourth connection of the account: closed with %d %q", ce.Code, ce.Reason)
 	}
+	// The refused one must have left before the address's count goes on.
+	waitFor(t, "the refused connection gone", func() bool { return metric(t, s, "securechat_connections") <= 3 })
 	// Three more unauthenticated ones fill the address's 6; the 7th is closed.
 	conns = append(conns, rawDial(t, s), rawDial(t, s), rawDial(t, s))
 	for _, c := range conns[3:] {
