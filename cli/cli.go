@@ -84,6 +84,9 @@ func Register(ctx context.Context, args []string, env Env, login bool) error {
 	if _, err := transport.CanonicalUser(*user); err != nil {
 		return err
 	}
+	if login { // said before anything is asked, not after
+		fmt.Fprintf(env.Stderr, "note: a device added with login is not linked to %s's identity key yet: it can log in, but cannot send or receive end-to-end encrypted messages until linked devices arrive\n", *user)
+	}
 	password, err := readPassword(env, *pwStdin, !login)
 	if err != nil {
 		return err
@@ -129,9 +132,6 @@ func Register(ctx context.Context, args []string, env Env, login bool) error {
 		verb = "logged in"
 	}
 	fmt.Fprintf(env.Stdout, "%s %s (device %d) on %s\n", verb, prof.User, prof.Device, prof.Server)
-	if login {
-		fmt.Fprintf(env.Stderr, "note: this device is not linked to %s's identity key yet, so it cannot send or receive end-to-end encrypted messages until an existing device links it\n", prof.User)
-	}
 	return nil
 }
 
@@ -341,6 +341,10 @@ func Recv(ctx context.Context, args []string, env Env) error {
 	}
 	defer h.Close()
 	defer e.Close()
+	if prof, err := h.Profile(); err == nil && len(prof.Keys) == 0 {
+		// Only the server's notices can arrive for it: say why nothing else does.
+		fmt.Fprintf(env.Stderr, "securechat: warning: %v; only the server's notices arrive here\n", client.ErrNotLinked)
+	}
 	if err := flushOutbox(ctx, e, env); err != nil {
 		return err
 	}
