@@ -210,6 +210,7 @@ func firstRun(ctx context.Context, env Env, o firstRunOptions, pass string) (h *
 		if pass, err = tty.secret(ctx, "new passphrase to seal this home (keys and history are encrypted with it)", true); err != nil {
 			return nil, err
 		}
+		warnWeakPassphrase(tty.w, pass)
 	}
 	if h, err = home.Open(o.dir, home.Options{Passphrase: pass, Create: true}); err != nil {
 		return nil, err

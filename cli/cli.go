@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/term"
 
@@ -98,6 +99,7 @@ func Register(ctx context.Context, args []string, env Env, login bool) error {
 	if err != nil {
 		return err
 	}
+	warnWeakPassphrase(env.Stderr, pass)
 	// A register or login that fails leaves no half-made home: what it
 	// created in dir is removed, so that the next try may choose another
 	// passphrase.
@@ -162,6 +164,19 @@ func readSecret(env Env, fromStdin, confirm bool, what string) (string, error) {
 
 // readPassphrase takes the passphrase that seals the home from
 // SECURECHAT_PASSPHRASE or a prompt on the terminal.
+// minPassphrase is the passphrase length below which a new home gets a
+// warning: the argon2id cost is all that stands between a copied home and
+// an offline guesser (docs/security.md §4.10).
+const minPassphrase = 12
+
+// warnWeakPassphrase warns, without refusing, about a short passphrase for
+// a new home.
+func warnWeakPassphrase(w io.Writer, pass string) {
+	if n := utf8.RuneCountInString(pass); n < minPassphrase {
+		fmt.Fprintf(w, "securechat: warning: a passphrase of %d characters is weak: anyone who copies this home can try guesses offline; %d or more, a few words, is far harder\n", n, minPassphrase)
+	}
+}
+
 func readPassphrase(env Env, confirm bool) (string, error) {
 	if p := env.Getenv("SECURECHAT_PASSPHRASE"); p != "" {
 		return p, nil

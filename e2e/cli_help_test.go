@@ -69,3 +69,18 @@ func TestUnlinkedDeviceSaysSo(t *testing.T) {
 		t.Errorf("recv on the unlinked device: stdout %q, stderr %q", r.Stdout, r.Stderr)
 	}
 }
+
+// TestWeakPassphraseWarned (issue 14 point 9): a new home with a short
+// passphrase is made, with a warning; a long one gets none.
+func TestWeakPassphraseWarned(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	r := ok(t, append([]string{"SECURECHAT_PASSPHRASE=short"}, pwEnv...), "register", "--server", s.Addr, "--server-key", s.FP, "--user", "weak", "--home", t.TempDir())
+	if !strings.Contains(r.Stderr, "passphrase of 5 characters is weak") {
+		t.Errorf("no warning for a 5-character passphrase: %q", r.Stderr)
+	}
+	r = ok(t, pwEnv, "register", "--server", s.Addr, "--server-key", s.FP, "--user", "strong", "--home", t.TempDir())
+	if strings.Contains(r.Stderr, "weak") {
+		t.Errorf("a warning for a long passphrase: %q", r.Stderr)
+	}
+}
