@@ -617,14 +617,6 @@ func (e *Engine) sendNext(ctx context.Context, c *Client) bool {
 	var content Content
 	err = transport.Unmarshal(q.Content, &content)
 	if err == nil {
-		// The connection lives long; an account deleted and registered
-		// again keeps its device numbers, so no device mismatch would
-		// tell: the recipients' device lists are read again for every
-		// message a person sends, and a session with a device now listed
-		// under another key is not used (setAsideStale).
-		if users, merr := members(q.To); merr == nil {
-			c.forgetUsers(users...)
-		}
 		_, err = c.SendContent(ctx, q.ID, q.To, &content)
 	}
 	var ue *UnconfirmedError

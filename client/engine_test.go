@@ -24,7 +24,6 @@ type testServer struct {
 	fp     transport.Fingerprint
 	cancel context.CancelFunc
 	done   chan struct{}
-	srv    *appliance.Server
 }
 
 func startTestServer(t *testing.T, data, listen string) *testServer {
@@ -34,7 +33,7 @@ func startTestServer(t *testing.T, data, listen string) *testServer {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ts := &testServer{t: t, data: data, addr: srv.Addr().String(), fp: srv.Fingerprint(), cancel: cancel, done: make(chan struct{}), srv: srv}
+	ts := &testServer{t: t, data: data, addr: srv.Addr().String(), fp: srv.Fingerprint(), cancel: cancel, done: make(chan struct{})}
 	go func() { srv.Serve(ctx); close(ts.done) }()
 	return ts
 }

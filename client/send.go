@@ -241,16 +241,6 @@ func (c *Client) listedKey(dev chat.Device) []byte {
 	return c.devKeys[dev]
 }
 
-// forgetUsers drops the cached device lists of users, so that the next
-// send reads them again.
-func (c *Client) forgetUsers(users ...string) {
-	c.devMu.Lock()
-	defer c.devMu.Unlock()
-	for _, u := range users {
-		delete(c.devices, u)
-	}
-}
-
 // forgetDevices drops the cached device lists of msg's recipients, so that
 // after a device mismatch those the server did not list are asked again.
 func (c *Client) forgetDevices(msg *transport.Send) {

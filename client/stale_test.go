@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"testing"
 	"time"
 
@@ -123,50 +122,4 @@ func TestSessionBoundToDeviceKey(t *testing.T) {
 	if s := sessionWith(t, hb, chat.Device{User: "alice", ID: 1}); !bytes.Equal(s.DeviceKey, aliceKey) {
 		t.Fatalf("bob's session with alice recorded device key %x, alice's is %x", s.DeviceKey, aliceKey)
 	}
-}
-
-// TestEngineReregisteredRecipient: the terminal client's engine keeps its
-// connection, and with it its device lists. bob's account is deleted and
-// registered again under the same device number: alice's next message is
-// refused with IdentityChangedError (state failed, an identity-changed
-// event), not stored for a device that cannot decrypt it.
-func TestEngineReregisteredRecipient(t *testing.T) {
-	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
-	defer s.stop()
-	ha := testAccount(t, s, "alice")
-	testAccount(t, s, "bob")
-	fast := EngineOptions{MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
-	alice, err := StartEngine(ha, fast)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer alice.Close()
-	waitEvent(t, alice, "connected", func(ev UIEvent) bool { return ev.Type == UIConn && ev.Conn == ConnConnected })
-	first, err := alice.Send(chat.Peer("bob"), "one")
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitEvent(t, alice, "one stored", func(ev UIEvent) bool { return ev.Type == UIState && ev.ID == first.ID && ev.State == StateStored })
-
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := s.srv.DeleteUser(ctx, "bob"); err != nil {
-		t.Fatal(err)
-	}
-	testAccount(t, s, "bob") // a new home: a new identity, device 1 again
-
-	second, err := alice.Send(chat.Peer("bob"), "two")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev := waitEvent(t, alice, "two refused", func(ev UIEvent) bool {
-		return ev.Type == UIState && ev.ID == second.ID && ev.State != StateSending
-	})
-	var ic *IdentityChangedError
-	if ev.State != StateFailed || !errors.As(ev.Err, &ic) || ic.User != "bob" {
-		t.Fatalf("the message to the new bob: %v %v, want failed with bob's identity changed", ev.State, ev.Err)
-	}
-	waitEvent(t, alice, "identity changed", func(ev UIEvent) bool {
-		return ev.Type == UIIdentityChanged && ev.Conversation == chat.Peer("bob")
-	})
 }
