@@ -213,32 +213,15 @@ func (c *Client) Devices(ctx context.Context, user string) ([]chat.Device, error
 	return c.devices[user], nil
 }
 
-// updateDevices replaces the cached device lists of the users in devs,
-// with each device's device key.
+// updateDevices replaces the cached device lists of the users in devs.
 func (c *Client) updateDevices(devs []transport.DeviceInfo) {
 	lists := make(map[string][]chat.Device)
 	for _, d := range devs {
 		lists[d.User] = append(lists[d.User], chat.Device{User: d.User, ID: d.ID})
 	}
 	c.devMu.Lock()
-	defer c.devMu.Unlock()
-	for user := range lists {
-		for _, d := range c.devices[user] {
-			delete(c.devKeys, d)
-		}
-	}
 	maps.Copy(c.devices, lists)
-	for _, d := range devs {
-		c.devKeys[chat.Device{User: d.User, ID: d.ID}] = d.Key
-	}
-}
-
-// listedKey is the device key the server listed dev with; nil if it
-// listed none.
-func (c *Client) listedKey(dev chat.Device) []byte {
-	c.devMu.Lock()
-	defer c.devMu.Unlock()
-	return c.devKeys[dev]
+	c.devMu.Unlock()
 }
 
 // forgetDevices drops the cached device lists of msg's recipients, so that

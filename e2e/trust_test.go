@@ -24,7 +24,7 @@ func TestTrustBindsComparedKey(t *testing.T) {
 	s.stop()
 	swapIdentity(t, filepath.Join(s.data, "server.db"), "bob")
 	s.start()
-	fails(t, 1, "identity key changed", nil, "send", "--home", alice.home, "--to", "bob", "hi")
+	fails(t, 1, "identity key has changed", nil, "send", "--home", alice.home, "--to", "bob", "hi")
 	// Nothing shown yet: nothing accepted.
 	fails(t, 1, "fingerprint bob", nil, "trust", "--home", alice.home, "bob")
 	seen, _ := safetyNumber(t, alice, "bob")
@@ -33,7 +33,7 @@ func TestTrustBindsComparedKey(t *testing.T) {
 	s.stop()
 	swapIdentity(t, filepath.Join(s.data, "server.db"), "bob")
 	s.start()
-	fails(t, 1, "identity key changed", nil, "send", "--home", alice.home, "--to", "bob", "hi")
+	fails(t, 1, "identity key has changed", nil, "send", "--home", alice.home, "--to", "bob", "hi")
 	if now, _ := safetyNumber(t, alice, "bob"); now != seen {
 		t.Fatalf("the pending key was replaced: fingerprint shows %s, alice compared %s", now, seen)
 	}
@@ -90,7 +90,7 @@ func TestRecvJSONVerified(t *testing.T) {
 	if v, ok := got["carol: from carol's real device"]; !ok || v {
 		t.Errorf("carol's message with a key alice has not accepted: verified %v (present %v), want false", v, ok)
 	}
-	if !strings.Contains(r.Stderr, "carol's identity key changed") {
+	if !strings.Contains(r.Stderr, "carol's identity key has changed") {
 		t.Errorf("no warning on stderr: %q", r.Stderr)
 	}
 }
