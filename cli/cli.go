@@ -85,9 +85,6 @@ func Register(ctx context.Context, args []string, env Env, login bool) error {
 	if _, err := transport.CanonicalUser(*user); err != nil {
 		return err
 	}
-	if login { // said before anything is asked, not after
-		fmt.Fprintf(env.Stderr, "note: a device added with login is not linked to %s's identity key yet: it can log in, but cannot send or receive end-to-end encrypted messages until linked devices arrive\n", *user)
-	}
 	password, err := readPassword(env, *pwStdin, !login)
 	if err != nil {
 		return err
@@ -134,6 +131,9 @@ func Register(ctx context.Context, args []string, env Env, login bool) error {
 		verb = "logged in"
 	}
 	fmt.Fprintf(env.Stdout, "%s %s (device %d) on %s\n", verb, prof.User, prof.Device, prof.Server)
+	if login { // after success: a failure stays one line on stderr
+		fmt.Fprintf(env.Stderr, "note: a device added with login is not linked to %s's identity key yet: it can log in, but cannot send or receive end-to-end encrypted messages until linked devices arrive\n", prof.User)
+	}
 	return nil
 }
 
