@@ -56,7 +56,7 @@ func handleSend(ctx context.Context, ss *session, id uint32, req *transport.Send
 	srv := ss.srv
 	m := store.Message{From: ss.authedDevice(), ID: req.MessageID, Time: srv.cfg.Now(), Envelopes: make([]store.Envelope, len(req.Envelopes))}
 	for i, env := range req.Envelopes {
-		m.Envelopes[i] = store.Envelope{To: chat.DeviceOf(env.User, env.Device), Payload: env.Payload}
+		m.Envelopes[i] = store.Envelope{To: chat.DeviceOf(env.User, env.Device), Key: env.DeviceKey, Payload: env.Payload}
 	}
 	res, err := srv.store.Append(ctx, m)
 	if err != nil {
@@ -78,9 +78,9 @@ func handleSend(ctx context.Context, ss *session, id uint32, req *transport.Send
 // devices and stores nothing (protocol.md §6.5).
 func (ss *session) handleSignal(ctx context.Context, id uint32, req *transport.Send) {
 	srv := ss.srv
-	to := make([]chat.Device, len(req.Envelopes))
+	to := make([]store.DeviceKey, len(req.Envelopes))
 	for i, env := range req.Envelopes {
-		to[i] = chat.DeviceOf(env.User, env.Device)
+		to[i] = store.DeviceKey{Device: chat.DeviceOf(env.User, env.Device), Key: env.DeviceKey}
 	}
 	if err := srv.store.CheckRecipients(ss.authedDevice(), to); err != nil {
 		ss.fail(id, wireError(ss.log, err))
@@ -90,7 +90,7 @@ func (ss *session) handleSignal(ctx context.Context, id uint32, req *transport.S
 	var online uint32
 	for i, d := range to {
 		sig := &transport.Signal{From: ss.dev.User, FromDevice: ss.dev.ID, MessageID: req.MessageID, ServerTime: now, Payload: req.Envelopes[i].Payload}
-		if srv.router.Signal(d, sig) {
+		if srv.router.Signal(d.Device, sig) {
 			online++
 		}
 	}

@@ -80,7 +80,7 @@ func sendBodySizes(text, to string) (sendBodies, error) {
 	body := func(payload []byte) int {
 		return len(transport.Marshal(&transport.Send{
 			MessageID: make([]byte, transport.MessageIDLen),
-			Envelopes: []transport.Envelope{{User: to, Device: 1, Payload: payload}},
+			Envelopes: []transport.Envelope{{User: to, Device: 1, DeviceKey: make([]byte, 32), Payload: payload}},
 		}))
 	}
 	established := append([]byte{payloadRatchet}, msg...)

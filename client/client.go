@@ -85,8 +85,9 @@ type Client struct {
 	// reading answers meanwhile, so it never handles pushes itself.
 	inbox *frameQueue
 
-	devMu   sync.Mutex // guards devices
+	devMu   sync.Mutex // guards devices and devKeys
 	devices map[string][]chat.Device
+	devKeys map[chat.Device][]byte // each listed device's Ed25519 device key
 
 	keysErr error // why publishing this device's keys failed at connect, if it did
 
@@ -111,6 +112,7 @@ func dial(ctx context.Context, h *home.Home, server string, pin *transport.Pinne
 		events:         make(chan Event, 256),
 		done:           make(chan struct{}),
 		devices:        make(map[string][]chat.Device),
+		devKeys:        make(map[chat.Device][]byte),
 		inbox:          newFrameQueue(),
 	}
 	if c.now == nil {

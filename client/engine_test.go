@@ -24,6 +24,7 @@ type testServer struct {
 	fp     transport.Fingerprint
 	cancel context.CancelFunc
 	done   chan struct{}
+	srv    *appliance.Server
 }
 
 func startTestServer(t *testing.T, data, listen string) *testServer {
@@ -33,7 +34,7 @@ func startTestServer(t *testing.T, data, listen string) *testServer {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ts := &testServer{t: t, data: data, addr: srv.Addr().String(), fp: srv.Fingerprint(), cancel: cancel, done: make(chan struct{})}
+	ts := &testServer{t: t, data: data, addr: srv.Addr().String(), fp: srv.Fingerprint(), cancel: cancel, done: make(chan struct{}), srv: srv}
 	go func() { srv.Serve(ctx); close(ts.done) }()
 	return ts
 }

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -180,7 +181,11 @@ type SafetyInfo struct {
 }
 
 // SafetyNumber returns the safety number with user, learning user's identity
-// key from the server on first use.
+// key from the server on first use. A known contact's key is compared
+// with the server's too: a different one (the account was deleted and
+// registered again, or the server swapped it) becomes the pending key,
+// whose number is then the one shown, as a send would find it
+// (verifyBundle). If the server cannot say, the known key is shown.
 func (c *Client) SafetyNumber(ctx context.Context, user string) (SafetyInfo, error) {
 	if c.keys == nil {
 		return SafetyInfo{}, ErrNotLinked
@@ -189,13 +194,26 @@ func (c *Client) SafetyNumber(ctx context.Context, user string) (SafetyInfo, err
 	if err != nil {
 		return SafetyInfo{}, err
 	}
-	if ct == nil {
-		var ik transport.IdentityKey
-		if err := c.request(ctx, transport.CodeIdentity, &transport.DevicesRequest{User: user}, transport.CodeIdentityKey, &ik); err != nil {
-			return SafetyInfo{}, err
-		}
+	var ik transport.IdentityKey
+	switch err := c.request(ctx, transport.CodeIdentity, &transport.DevicesRequest{User: user}, transport.CodeIdentityKey, &ik); {
+	case ct == nil && err != nil:
+		return SafetyInfo{}, err
+	case ct == nil:
 		ct = &home.Contact{Identity: ik.Key}
 		if err := c.sessions.SaveContact(user, ct); err != nil {
+			return SafetyInfo{}, err
+		}
+	case err == nil && ct.Pending == nil && !bytes.Equal(ct.Identity, ik.Key) && validIdentity(ik.Key):
+		c.cryptoMu.Lock() // verifyBundle's pendingSeen runs under it
+		now, err := c.sessions.Contact(user)
+		if err == nil && now != nil {
+			ct = now
+			if !bytes.Equal(ct.Identity, ik.Key) && pendingSeen(ct, ik.Key) {
+				err = c.sessions.SaveContact(user, ct)
+			}
+		}
+		c.cryptoMu.Unlock()
+		if err != nil {
 			return SafetyInfo{}, err
 		}
 	}
@@ -219,6 +237,11 @@ func (c *Client) SafetyNumber(ctx context.Context, user string) (SafetyInfo, err
 		Conflict: ct.Conflict,
 		Verified: ct.Verified && ct.Pending == nil,
 	}, nil
+}
+
+func validIdentity(key []byte) bool {
+	_, err := e2ee.ParseIdentityKey(key)
+	return err == nil
 }
 
 // Fingerprint is this account's own 30-digit half of every safety number.

@@ -161,6 +161,13 @@ func (c *Client) SendSignal(ctx context.Context, to chat.Conversation, content *
 	msg.Ephemeral = true
 	var sent transport.Sent
 	if err := c.request(ctx, transport.CodeSend, msg, transport.CodeSent, &sent); err != nil {
+		var we *transport.Error
+		if errors.As(err, &we) && we.Code == transport.ErrDeviceMismatch {
+			// A signal is not resent, but the next message uses the
+			// lists (protocol.md §6.5).
+			c.forgetDevices(msg)
+			c.updateDevices(we.Devices)
+		}
 		return 0, err
 	}
 	return sent.Online, nil
@@ -213,15 +220,32 @@ func (c *Client) Devices(ctx context.Context, user string) ([]chat.Device, error
 	return c.devices[user], nil
 }
 
-// updateDevices replaces the cached device lists of the users in devs.
+// updateDevices replaces the cached device lists of the users in devs,
+// with each device's device key.
 func (c *Client) updateDevices(devs []transport.DeviceInfo) {
 	lists := make(map[string][]chat.Device)
 	for _, d := range devs {
 		lists[d.User] = append(lists[d.User], chat.Device{User: d.User, ID: d.ID})
 	}
 	c.devMu.Lock()
+	defer c.devMu.Unlock()
+	for user := range lists {
+		for _, d := range c.devices[user] {
+			delete(c.devKeys, d)
+		}
+	}
 	maps.Copy(c.devices, lists)
-	c.devMu.Unlock()
+	for _, d := range devs {
+		c.devKeys[chat.Device{User: d.User, ID: d.ID}] = d.Key
+	}
+}
+
+// listedKey is the device key the server listed dev with; nil if it
+// listed none.
+func (c *Client) listedKey(dev chat.Device) []byte {
+	c.devMu.Lock()
+	defer c.devMu.Unlock()
+	return c.devKeys[dev]
 }
 
 // forgetDevices drops the cached device lists of msg's recipients, so that

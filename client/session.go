@@ -64,7 +64,7 @@ type IdentityChangedError struct {
 }
 
 func (e *IdentityChangedError) Error() string {
-	return fmt.Sprintf("%s's identity key has changed, so sending to %s is blocked: compare the new safety number (securechat fingerprint %s) with %s, then accept it with securechat trust %s", e.User, e.User, e.User, e.User, e.User)
+	return fmt.Sprintf("%s's identity key changed, so sending to %s is blocked: compare the new safety number (securechat fingerprint %s) with %s, then accept it with securechat trust %s", e.User, e.User, e.User, e.User, e.User)
 }
 
 // fanOut is the fan-out rule (docs/design.md §10), the one place that
@@ -110,6 +110,9 @@ type encryptState struct {
 	st      *home.SessionState
 	changes home.SessionChanges
 	msg     *transport.Send
+	// unproven are sessions set aside because they recorded no device
+	// key: kept as the new sessions' earlier ones (setAsideStale).
+	unproven map[chat.Device]*home.Session
 }
 
 // encryptTo builds one ciphertext per device of targets, starting sessions
@@ -128,6 +131,7 @@ func (c *Client) encryptTo(ctx context.Context, conv chat.Conversation, targets 
 	if err := es.loadSessions(); err != nil {
 		return nil, err
 	}
+	es.setAsideStale()
 	if err := es.checkTrusted(); err != nil {
 		return nil, err
 	}
@@ -152,6 +156,35 @@ func (es *encryptState) loadSessions() error {
 	var err error
 	es.st, err = es.c.sessions.LoadSessions(es.targets)
 	return err
+}
+
+// setAsideStale leaves out the sessions with devices the server lists
+// under another device key than the session's peer had: the device was
+// re-created, or its account deleted and registered again, and a message
+// in the old session would reach a device that cannot decrypt it. Such a
+// device is sent to as one never met: its bundle is fetched and its
+// identity key checked (verifyBundle), so a new account identity is
+// recorded as pending and blocks the send. A session that recorded no
+// device key (kept before they were) cannot be matched, so it is set
+// aside the same way once, and kept among the new session's earlier ones.
+func (es *encryptState) setAsideStale() {
+	for _, d := range es.targets {
+		s := es.st.Sessions[d]
+		if s == nil {
+			continue
+		}
+		listed := es.c.listedKey(d)
+		if listed == nil || bytes.Equal(s.DeviceKey, listed) {
+			continue
+		}
+		if s.DeviceKey == nil {
+			if es.unproven == nil {
+				es.unproven = make(map[chat.Device]*home.Session)
+			}
+			es.unproven[d] = s
+		}
+		delete(es.st.Sessions, d)
+	}
 }
 
 // checkTrusted refuses to send to an account whose identity key changed.
@@ -191,6 +224,9 @@ func (es *encryptState) startMissingSessions() error {
 			s, err := es.initiate(dev, bundle)
 			if err != nil {
 				return err
+			}
+			if old := es.unproven[dev]; old != nil {
+				*s = old.ReplacedBy(*s)
 			}
 			es.st.Sessions[dev] = s
 		}
@@ -259,7 +295,7 @@ func (es *encryptState) initiate(dev chat.Device, bundle *e2ee.PreKeyBundle) (*h
 	if err != nil {
 		return nil, err
 	}
-	return &home.Session{User: dev.User, Device: dev.ID, Ratchet: rb, Initial: hb}, nil
+	return &home.Session{User: dev.User, Device: dev.ID, Ratchet: rb, Initial: hb, DeviceKey: bytes.Clone(bundle.Certificate.AuthKey)}, nil
 }
 
 // plaintexts returns the encoded content for a device of user: the copy
@@ -302,7 +338,7 @@ func (es *encryptState) encryptEach(plainFor func(user string) []byte) error {
 			return err
 		}
 		es.changes.Sessions = append(es.changes.Sessions, r)
-		es.msg.Envelopes = append(es.msg.Envelopes, transport.Envelope{User: d.User, Device: d.ID, Payload: encodePayload(r.Initial, ciphertext)})
+		es.msg.Envelopes = append(es.msg.Envelopes, transport.Envelope{User: d.User, Device: d.ID, DeviceKey: r.DeviceKey, Payload: encodePayload(r.Initial, ciphertext)})
 	}
 	return nil
 }
@@ -442,7 +478,7 @@ func (ds *decryptState) openInitial() error {
 		return err
 	}
 	ds.consumed = &rk.Consumed
-	next := home.Session{User: ds.from.User, Device: ds.from.ID, BaseKey: ds.header.EphemeralKey.Bytes()}
+	next := home.Session{User: ds.from.User, Device: ds.from.ID, BaseKey: ds.header.EphemeralKey.Bytes(), DeviceKey: bytes.Clone(ds.header.Certificate.AuthKey)}
 	if ds.haveSession {
 		next = ds.sr.ReplacedBy(next)
 	}

@@ -257,6 +257,11 @@ func TestNonReadingReceiver(t *testing.T) {
 	alice, bob := account(t, s, "alice"), account(t, s, "bob")
 	publish(t, alice)
 	publish(t, bob)
+	bobProf, err := bob.Profile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobKey := bobProf.DeviceKey.Public().(ed25519.PublicKey)
 	ac := rawAuth(t, s, alice, false)
 	var mu sync.Mutex
 	answers := map[transport.Code]int{}
@@ -287,7 +292,7 @@ func TestNonReadingReceiver(t *testing.T) {
 			rand.Read(payload)
 			id++
 			if err := ac.WriteFrame(transport.CodeSend, id, &transport.Send{MessageID: mid, Ephemeral: ephemeral,
-				Envelopes: []transport.Envelope{{User: "bob", Device: 1, Payload: payload}}}); err != nil {
+				Envelopes: []transport.Envelope{{User: "bob", Device: 1, DeviceKey: bobKey, Payload: payload}}}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -403,11 +403,11 @@ func TestUnknownFields(t *testing.T) {
 				e.BytesField(1, fill(MessageIDLen, 0))
 				var inner Encoder
 				inner.String(1, "bob")
-				inner.Uint(4, 1)
+				inner.Uint(6, 1)
 				e.BytesField(2, inner.Bytes())
 			},
 			m:       new(Send),
-			wantErr: "unknown critical field 4",
+			wantErr: "unknown critical field 6",
 		},
 	}
 	for _, tt := range tests {

@@ -346,15 +346,20 @@ type Send struct {
 
 // Envelope is one recipient device's slot of a Send.
 type Envelope struct {
-	User    string
-	Device  uint32
-	Payload []byte
+	User   string
+	Device uint32
+	// DeviceKey is the recipient device's Ed25519 device key, as the
+	// sender's session with it knows it: the server refuses a slot whose
+	// key is not the device's current one (protocol.md §6.1).
+	DeviceKey []byte
+	Payload   []byte
 }
 
 func (m *Envelope) MarshalFields(e *Encoder) {
 	e.String(1, m.User)
 	e.Uint(2, uint64(m.Device))
 	e.BytesField(3, m.Payload)
+	e.BytesField(4, m.DeviceKey)
 }
 
 func (m *Envelope) UnmarshalFields(d *Decoder) error {
@@ -366,6 +371,8 @@ func (m *Envelope) UnmarshalFields(d *Decoder) error {
 			m.Device, err = f.Uint32()
 		case 3:
 			m.Payload, err = f.Bytes(MaxPayload)
+		case 4:
+			m.DeviceKey, err = f.Fixed(ed25519.PublicKeySize)
 		default:
 			return f.Unknown()
 		}

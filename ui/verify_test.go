@@ -99,7 +99,7 @@ func TestIdentityChanged(t *testing.T) {
 
 	// Sending is blocked with the engine's error; the text stays.
 	x.term.Type("still there?\n")
-	x.term.WaitText(t, "not sent: bob's identity key has changed")
+	x.term.WaitText(t, "not sent: bob's identity key changed")
 	x.waitInput("bob> ", "still there?")
 
 	// The verification screen warns and offers to accept the new key.

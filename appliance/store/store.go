@@ -187,7 +187,11 @@ type Prekeys interface {
 
 // Envelope is one recipient device's slot of a message.
 type Envelope struct {
-	To      chat.Device
+	To chat.Device
+	// Key is the device key of the device the sender encrypted for
+	// (protocol.md §6.1): a slot whose key is not To's current one is a
+	// mismatch, as a slot for a device that does not exist is.
+	Key     ed25519.PublicKey
 	Payload []byte
 }
 
@@ -229,15 +233,16 @@ type Mailboxes interface {
 	// commit, or, for a message id the sender already stored, nothing.
 	// The sending device must have published keys (ErrNotPublished); the
 	// envelopes must be exactly one per current device of every
-	// recipient, the sending device excepted: ErrNoRecipients,
+	// recipient, the sending device excepted, each naming the device's
+	// current key: ErrNoRecipients,
 	// *NoSuchUserError, *NoDevicesError (an account none of whose devices
 	// published keys), ErrToSendingDevice, *DeviceMismatchError. Every
 	// mailbox must have room: *MailboxFullError, ErrStoreFull. On any
 	// error nothing is stored, and no other Append is affected.
 	Append(ctx context.Context, m Message) (Appended, error)
-	// CheckRecipients checks the sender and the envelopes as Append does,
-	// storing nothing; it does not check room.
-	CheckRecipients(from chat.Device, to []chat.Device) error
+	// CheckRecipients checks the sender and the envelopes' devices and
+	// keys as Append does, storing nothing; it does not check room.
+	CheckRecipients(from chat.Device, to []DeviceKey) error
 	// Broadcast stores a server notice (from the zero device) in the
 	// mailbox of every active device of every account, in one commit,
 	// and returns how many accounts it reached. Quotas do not refuse it;

@@ -80,6 +80,12 @@ type Session struct {
 	Ratchet []byte // e2ee.Session encoding
 	Initial []byte // initiator: the PQXDH header, sent until the peer answers
 	BaseKey []byte // responder: the initiator's ephemeral key that started it
+	// DeviceKey is the peer device's Ed25519 device key, as its certificate
+	// named it when the session started; nil in a session kept before it
+	// was recorded. A device the server lists with another key is another
+	// device under the same number (re-created, or its account deleted and
+	// registered again): the session is not used with it (protocol.md §9.2).
+	DeviceKey []byte
 	// Previous are earlier sessions with the device, newest first, at
 	// most MaxPreviousSessions, each without a Previous of its own. When
 	// both sides start a session at once, each answers the other's and
@@ -103,6 +109,7 @@ func (m *Session) MarshalFields(e *transport.Encoder) {
 	for i := range m.Previous {
 		e.Message(6, &m.Previous[i])
 	}
+	e.BytesField(7, m.DeviceKey)
 }
 
 func (m *Session) UnmarshalFields(d *transport.Decoder) error {
@@ -127,6 +134,8 @@ func (m *Session) UnmarshalFields(d *transport.Decoder) error {
 				err = errors.New("an earlier session has earlier sessions")
 			}
 			m.Previous = append(m.Previous, p)
+		case 7:
+			m.DeviceKey, err = f.Fixed(32)
 		default:
 			return f.Unknown()
 		}
@@ -153,7 +162,7 @@ func (m *Session) ReplacedBy(next Session) Session {
 
 // Promoted returns the record with earlier session i made current again.
 func (m *Session) Promoted(i int) Session {
-	rest := Session{User: m.User, Device: m.Device, Ratchet: m.Ratchet, Initial: m.Initial, BaseKey: m.BaseKey,
+	rest := Session{User: m.User, Device: m.Device, Ratchet: m.Ratchet, Initial: m.Initial, BaseKey: m.BaseKey, DeviceKey: m.DeviceKey,
 		Previous: slices.Delete(slices.Clone(m.Previous), i, i+1)}
 	return rest.ReplacedBy(m.Previous[i])
 }

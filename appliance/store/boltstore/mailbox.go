@@ -1,6 +1,8 @@
 package boltstore
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -20,9 +22,11 @@ import (
 // reject, so a bad Append never aborts the others of its group commit.
 func (s *Store) Append(ctx context.Context, m store.Message) (store.Appended, error) {
 	dedupKey := append(deviceKey(m.From), m.ID...)
-	to := make([]chat.Device, len(m.Envelopes))
+	to := make([]store.DeviceKey, len(m.Envelopes))
+	devs := make([]chat.Device, len(m.Envelopes))
 	for i, e := range m.Envelopes {
-		to[i] = e.To
+		to[i] = store.DeviceKey{Device: e.To, Key: e.Key}
+		devs[i] = e.To
 	}
 	ms := m.Time.UnixMilli()
 	values := make([][]byte, len(m.Envelopes))
@@ -42,7 +46,7 @@ func (s *Store) Append(ctx context.Context, m store.Message) (store.Appended, er
 		if err := checkRecipients(tx, m.From, to); err != nil {
 			return reject(err)
 		}
-		if err := s.checkQuota(tx, to, sizes); err != nil {
+		if err := s.checkQuota(tx, devs, sizes); err != nil {
 			return reject(err)
 		}
 		out.Time = time.UnixMilli(ms)
@@ -85,7 +89,7 @@ func appendValue(tx *bolt.Tx, d chat.Device, v []byte) (uint64, error) {
 }
 
 // CheckRecipients checks a message's recipients without storing anything.
-func (s *Store) CheckRecipients(from chat.Device, to []chat.Device) error {
+func (s *Store) CheckRecipients(from chat.Device, to []store.DeviceKey) error {
 	return s.db.View(func(tx *bolt.Tx) error { return checkRecipients(tx, from, to) })
 }
 
@@ -93,24 +97,26 @@ func (s *Store) CheckRecipients(from chat.Device, to []chat.Device) error {
 // published keys, protocol.md §5.1) and that to holds exactly one slot for
 // every current device of every recipient, the sending device excepted
 // (docs/design.md §10: a message goes to the sender's other devices, never
-// to the sending one). It writes nothing.
-func checkRecipients(tx *bolt.Tx, from chat.Device, to []chat.Device) error {
+// to the sending one), each naming the device's current key: a slot for a
+// device re-created, or of an account deleted and registered again, is
+// stale (protocol.md §6.1). It writes nothing.
+func checkRecipients(tx *bolt.Tx, from chat.Device, to []store.DeviceKey) error {
 	if len(to) == 0 {
 		return store.ErrNoRecipients
 	}
 	if !publishedTx(tx, from) {
 		return store.ErrNotPublished
 	}
-	given := make(map[string][]uint32)
+	given := make(map[string][]store.DeviceKey)
 	var users []string // in first-named order, so errors do not depend on map order
 	for _, d := range to {
-		if d == from {
+		if d.Device == from {
 			return store.ErrToSendingDevice
 		}
-		if _, ok := given[d.User]; !ok {
-			users = append(users, d.User)
+		if _, ok := given[d.Device.User]; !ok {
+			users = append(users, d.Device.User)
 		}
-		given[d.User] = append(given[d.User], d.ID)
+		given[d.Device.User] = append(given[d.Device.User], d)
 	}
 	usersB := tx.Bucket(bucketUsers)
 	boxes := tx.Bucket(bucketMailboxes)
@@ -127,10 +133,11 @@ func checkRecipients(tx *bolt.Tx, from chat.Device, to []chat.Device) error {
 		} else if len(current) == 0 {
 			return &store.NoDevicesError{User: user}
 		}
-		slices.Sort(ids)
+		slices.SortFunc(ids, func(a, b store.DeviceKey) int { return cmp.Compare(a.Device.ID, b.Device.ID) })
 		match := len(ids) == len(current)
 		for i := 0; match && i < len(ids); i++ {
-			match = ids[i] == current[i].Device.ID // activeDevicesTx lists in id order
+			// activeDevicesTx lists in id order
+			match = ids[i].Device.ID == current[i].Device.ID && bytes.Equal(ids[i].Key, current[i].Key)
 		}
 		if !match {
 			// The sender's own account may have no other device: then

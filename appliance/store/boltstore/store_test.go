@@ -175,8 +175,7 @@ func TestBadAppendNeverRerunsBatch(t *testing.T) {
 	t0 := time.UnixMilli(1_700_000_000_000)
 	account := func(user string, publish bool) chat.Device {
 		d := chat.DeviceOf(user, 1)
-		key := make([]byte, 32)
-		copy(key, user)
+		key := keyOf(user)
 		if err := s.CreateAccount(ctx, store.NewAccount{Name: user, PasswordHash: "x", DeviceKey: key, Now: t0}); err != nil {
 			t.Fatal(err)
 		}
@@ -202,7 +201,7 @@ func TestBadAppendNeverRerunsBatch(t *testing.T) {
 			}
 			m := store.Message{From: alice, ID: binary.BigEndian.AppendUint64(make([]byte, 8), uint64(i)), Time: t0}
 			for _, d := range to {
-				m.Envelopes = append(m.Envelopes, store.Envelope{To: d, Payload: []byte("hi")})
+				m.Envelopes = append(m.Envelopes, store.Envelope{To: d, Key: keyOf(d.User), Payload: []byte("hi")})
 			}
 			<-start
 			_, err := s.Append(ctx, m)
@@ -243,8 +242,7 @@ func TestExpireBoundedWork(t *testing.T) {
 	var devs []chat.Device
 	for i := range users {
 		name := fmt.Sprintf("u%03d", i)
-		key := make([]byte, 32)
-		copy(key, name)
+		key := keyOf(name)
 		if err := s.CreateAccount(ctx, store.NewAccount{Name: name, PasswordHash: "x", DeviceKey: key, Now: t0}); err != nil {
 			t.Fatal(err)
 		}
@@ -266,7 +264,7 @@ func TestExpireBoundedWork(t *testing.T) {
 					at = t0
 				}
 				m := store.Message{From: from, ID: binary.BigEndian.AppendUint64(make([]byte, 8), uint64(j)), Time: at,
-					Envelopes: []store.Envelope{{To: to, Payload: []byte("x")}}}
+					Envelopes: []store.Envelope{{To: to, Key: keyOf(to.User), Payload: []byte("x")}}}
 				if _, err := s.Append(ctx, m); err != nil {
 					t.Error(err)
 					return
@@ -308,8 +306,15 @@ func TestExpireBoundedWork(t *testing.T) {
 		}
 	}
 	// The expired resend records went too: id 0 stores again.
-	m := store.Message{From: devs[0], ID: make([]byte, 16), Time: t0.Add(2 * time.Hour), Envelopes: []store.Envelope{{To: devs[1], Payload: []byte("x")}}}
+	m := store.Message{From: devs[0], ID: make([]byte, 16), Time: t0.Add(2 * time.Hour), Envelopes: []store.Envelope{{To: devs[1], Key: keyOf(devs[1].User), Payload: []byte("x")}}}
 	if res, err := s.Append(ctx, m); err != nil || res.Duplicate {
 		t.Errorf("expired id: %+v %v", res, err)
 	}
+}
+
+// keyOf is the device key these tests give the first device of user.
+func keyOf(user string) []byte {
+	key := make([]byte, 32)
+	copy(key, user)
+	return key
 }

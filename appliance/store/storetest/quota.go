@@ -57,9 +57,9 @@ func testBadSends(t *testing.T, h *harness) {
 		if !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)
 		}
-		var to []chat.Device
+		var to []store.DeviceKey
 		for _, e := range c.m.Envelopes {
-			to = append(to, e.To)
+			to = append(to, store.DeviceKey{Device: e.To, Key: e.Key})
 		}
 		if err := h.s.CheckRecipients(c.m.From, to); !errors.Is(err, c.want) {
 			t.Errorf("%s: check: %v, want %v", c.name, err, c.want)
@@ -158,7 +158,7 @@ func testMailboxQuota(t *testing.T, h *harness) {
 		id++
 		m := store.Message{From: alice1, ID: msgID(id), Time: at}
 		for _, d := range to {
-			m.Envelopes = append(m.Envelopes, store.Envelope{To: d, Payload: fill(size, fmt.Sprint(id, d))})
+			m.Envelopes = append(m.Envelopes, store.Envelope{To: d, Key: deviceKeyOf(d), Payload: fill(size, fmt.Sprint(id, d))})
 		}
 		_, err := h.s.Append(h.ctx, m)
 		return err

@@ -178,9 +178,18 @@ func msgID(n uint64) []byte {
 func message(from chat.Device, id uint64, at time.Time, to ...chat.Device) store.Message {
 	m := store.Message{From: from, ID: msgID(id), Time: at}
 	for _, d := range to {
-		m.Envelopes = append(m.Envelopes, store.Envelope{To: d, Payload: payloadFor(m.ID, d)})
+		m.Envelopes = append(m.Envelopes, store.Envelope{To: d, Key: deviceKeyOf(d), Payload: payloadFor(m.ID, d)})
 	}
 	return m
+}
+
+// slots names devs with their keys, as a message's envelopes do.
+func slots(devs ...chat.Device) []store.DeviceKey {
+	out := make([]store.DeviceKey, len(devs))
+	for i, d := range devs {
+		out[i] = store.DeviceKey{Device: d, Key: deviceKeyOf(d)}
+	}
+	return out
 }
 
 // payloadFor is the payload the suite sends to d under a message id, so a
@@ -267,8 +276,25 @@ func testFailedCommitInvisible(t *testing.T, h *harness) {
 		if !errors.As(err, &dm) || !errors.Is(err, store.ErrDeviceMismatch) || len(dm.Devices) != 2 || dm.Devices[0].Device != bob1 || !bytes.Equal(dm.Devices[1].Key, deviceKeyOf(bob2)) {
 			t.Errorf("slots %v: %v, want a mismatch listing bob's 2 devices", to, err)
 		}
-		if err := h.s.CheckRecipients(alice1, to); !errors.Is(err, store.ErrDeviceMismatch) {
+		if err := h.s.CheckRecipients(alice1, slots(to...)); !errors.Is(err, store.ErrDeviceMismatch) {
 			t.Errorf("check %v: %v", to, err)
+		}
+	}
+	// The right devices, one under a key it does not have (a device
+	// re-created, an account registered again), or under none: a mismatch
+	// listing bob's devices with their current keys.
+	for _, key := range []ed25519.PublicKey{deviceKeyOf(chat.DeviceOf("bob", 7)), nil} {
+		m := message(alice1, 2, t0, bob1, bob2)
+		m.Envelopes[1].Key = key
+		_, err := h.s.Append(h.ctx, m)
+		var dm *store.DeviceMismatchError
+		if !errors.As(err, &dm) || len(dm.Devices) != 2 || !bytes.Equal(dm.Devices[1].Key, deviceKeyOf(bob2)) {
+			t.Errorf("bob's device 2 under key %x: %v, want a mismatch listing bob's 2 devices", key, err)
+		}
+		to := slots(bob1, bob2)
+		to[1].Key = key
+		if err := h.s.CheckRecipients(alice1, to); !errors.Is(err, store.ErrDeviceMismatch) {
+			t.Errorf("check bob's device 2 under key %x: %v", key, err)
 		}
 	}
 	if _, err := h.s.Append(h.ctx, store.Message{From: alice1, ID: msgID(3), Time: t0}); !errors.Is(err, store.ErrNoRecipients) {
