@@ -396,7 +396,9 @@ func Recv(ctx context.Context, args []string, env Env) error {
 		}
 		return nil
 	}
-	return e.Receive(ctx, client.ReceiveOptions{Wait: *wait, Show: show})
+	// What recv prints is read: not unread in the terminal client, and
+	// answered with a read receipt as well (docs/protocol.md §8.1).
+	return e.Receive(ctx, client.ReceiveOptions{Wait: *wait, Show: show, Read: true})
 }
 
 // Fingerprint is `securechat fingerprint [NAME]`: this account's own

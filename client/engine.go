@@ -225,7 +225,7 @@ func (e *Engine) connLoop() {
 		e.mu.Unlock()
 		e.emit(UIEvent{Type: UIConn, Conn: ConnConnected, Err: c.KeysError()})
 		e.poke()
-		err = e.receive(e.ctx, c, nil, nil)
+		err = e.receive(e.ctx, c, nil)
 		e.mu.Lock()
 		e.c = nil
 		e.mu.Unlock()
@@ -268,6 +268,12 @@ type ReceiveOptions struct {
 	// before it is kept and acked: if it fails, Receive stops and the
 	// message is not acked, so the server delivers it again.
 	Show func(*Message) error
+	// Read says that what Show shows is read by a person as it arrives
+	// (`recv` prints it): it is kept as read, not unread, and the texts a
+	// delivery receipt answers get a read receipt too, unless the receipts
+	// setting is off, as when the terminal client has their conversation
+	// open (docs/protocol.md §8.1).
+	Read bool
 }
 
 // Receive takes a one-shot engine's queued messages and what arrives until
@@ -279,7 +285,7 @@ func (e *Engine) Receive(ctx context.Context, o ReceiveOptions) error {
 	if c == nil {
 		return errors.New("not connected")
 	}
-	err := e.receive(ctx, c, &o.Wait, o.Show)
+	err := e.receive(ctx, c, &o)
 	if err == nil && ctx.Err() == nil {
 		e.sendQueued(ctx, c)
 	}
@@ -287,10 +293,16 @@ func (e *Engine) Receive(ctx context.Context, o ReceiveOptions) error {
 }
 
 // receive handles c's events until the connection ends, ctx is done, or,
-// when wait is not nil, *wait passes after the queue was pushed with
+// for a command (o not nil), o.Wait passes after the queue was pushed with
 // nothing new. Messages that arrived together are handled as one batch:
 // a burst costs one durable write, not one per message.
-func (e *Engine) receive(ctx context.Context, c *Client, wait *time.Duration, show func(*Message) error) error {
+func (e *Engine) receive(ctx context.Context, c *Client, o *ReceiveOptions) error {
+	var wait *time.Duration
+	if o == nil {
+		o = &ReceiveOptions{}
+	} else {
+		wait = &o.Wait
+	}
 	var timeout <-chan time.Time
 	var batch []*Message
 	for {
@@ -303,7 +315,7 @@ func (e *Engine) receive(ctx context.Context, c *Client, wait *time.Duration, sh
 			default:
 				// The interactive engine goes on after a failed ack, as a
 				// redelivery is acked as seen; a command reports it.
-				if err := e.incoming(c, batch, show); err != nil && wait != nil {
+				if err := e.incoming(c, batch, o.Show, o.Read); err != nil && wait != nil {
 					return err
 				}
 				batch = batch[:0]
@@ -353,8 +365,11 @@ func (e *Engine) receive(ctx context.Context, c *Client, wait *time.Duration, sh
 // again. Once kept they are shown, even if the ack itself could not go out
 // (the connection ended): their redelivery is then acked as seen, not
 // shown again. show, if not nil, is called first for each message a person
-// reads; its error leaves the batch unacked.
-func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error) error {
+// reads; its error leaves the batch unacked. read says the person reads
+// them as they are shown: they are kept as read, and each sender's texts
+// that get a delivery receipt get a read receipt too (after it, in the
+// same commit) when the receipts setting is on.
+func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error, read bool) error {
 	if show != nil {
 		for _, m := range msgs {
 			if !m.Kind.IsReceipt() && !m.Outgoing {
@@ -366,6 +381,9 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error)
 	}
 	var events []UIEvent
 	var receipts []*home.Queued
+	e.mu.Lock()
+	sendRead := read && e.sendReceipts
+	e.mu.Unlock()
 	committed, err := c.ackWith(func(tx *home.Tx) error {
 		events, receipts = events[:0], receipts[:0]
 		delivered := make(map[string][][]byte) // by sender
@@ -402,7 +420,7 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error)
 				if m.Outgoing {
 					rec.State = home.StateStored
 				}
-				entry, err := tx.AddHistory(m.Conversation, rec, !m.Outgoing)
+				entry, err := tx.AddHistory(m.Conversation, rec, !m.Outgoing && !read)
 				if err != nil {
 					return err
 				}
@@ -418,16 +436,22 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error)
 				}
 			}
 		}
+		kinds := []chat.ContentKind{chat.KindDelivered}
+		if sendRead {
+			kinds = append(kinds, chat.KindRead)
+		}
 		for _, from := range senders {
-			for refs := range chunks(delivered[from], maxRefs) {
-				q, err := e.receipt(chat.Peer(from), chat.KindDelivered, refs)
-				if err != nil {
-					return err
+			for _, kind := range kinds {
+				for refs := range chunks(delivered[from], maxRefs) {
+					q, err := e.receipt(chat.Peer(from), kind, refs)
+					if err != nil {
+						return err
+					}
+					if err := tx.Enqueue(q); err != nil {
+						return err
+					}
+					receipts = append(receipts, q)
 				}
-				if err := tx.Enqueue(q); err != nil {
-					return err
-				}
-				receipts = append(receipts, q)
 			}
 		}
 		return nil

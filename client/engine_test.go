@@ -350,3 +350,114 @@ func TestOneShotEngine(t *testing.T) {
 		t.Fatalf("alice's history %+v", h)
 	}
 }
+
+// TestOneShotEngineRead: what a command shows with Read (recv) counts as
+// read: it is not unread in the home, and the sender learns it was read;
+// with the receipts setting off, the sender learns only that it was
+// delivered, and it is still not unread.
+func TestOneShotEngineRead(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	oneShot := func(h *home.Home, receive bool) *Engine {
+		t.Helper()
+		e, err := OpenEngine(h, EngineOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Connect(ctx, receive); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.FlushOutbox(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	send := func(text string) string {
+		t.Helper()
+		alice := oneShot(ha, false)
+		defer alice.Close()
+		res, err := alice.SendText(ctx, "bob", text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.ID
+	}
+	recv := func(h *home.Home, read bool) []string {
+		t.Helper()
+		var shown []string
+		e := oneShot(h, true)
+		defer e.Close()
+		if err := e.Receive(ctx, ReceiveOptions{Read: read, Show: func(m *Message) error { shown = append(shown, m.Text); return nil }}); err != nil {
+			t.Fatal(err)
+		}
+		return shown
+	}
+	state := func(id string) DeliveryState {
+		t.Helper()
+		recv(ha, true) // alice takes bob's receipts
+		h, _ := ha.History(chat.Peer("bob"), "", 10)
+		for _, e := range h {
+			if e.ID == id {
+				return e.State
+			}
+		}
+		t.Fatalf("%s not in alice's history %+v", id, h)
+		return 0
+	}
+	unread := func() int {
+		t.Helper()
+		convs, err := hb.Conversations()
+		if err != nil || len(convs) != 1 {
+			t.Fatalf("bob's conversations %+v %v", convs, err)
+		}
+		return convs[0].Unread
+	}
+
+	// Without Read (as before): kept unread, answered as delivered.
+	first := send("first")
+	if got := recv(hb, false); !slices.Equal(got, []string{"first"}) {
+		t.Fatalf("shown %q", got)
+	}
+	if n := unread(); n != 1 {
+		t.Errorf("unread %d after a Receive without Read, want 1", n)
+	}
+	if st := state(first); st != StateDelivered {
+		t.Errorf("alice sees %v after a Receive without Read, want delivered", st)
+	}
+
+	// With Read: not unread, and alice sees it read.
+	second := send("second")
+	if got := recv(hb, true); !slices.Equal(got, []string{"second"}) {
+		t.Fatalf("shown %q", got)
+	}
+	if n := unread(); n != 1 {
+		t.Errorf("unread %d after a Receive with Read, want the 1 from before", n)
+	}
+	if st := state(second); st != StateRead {
+		t.Errorf("alice sees %v after a Receive with Read, want read", st)
+	}
+
+	// Read receipts off: delivered only, and still not unread.
+	bob, err := OpenEngine(hb, EngineOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.SetSendReceipts(false)
+	bob.Close()
+	third := send("third")
+	if got := recv(hb, true); !slices.Equal(got, []string{"third"}) {
+		t.Fatalf("shown %q", got)
+	}
+	if n := unread(); n != 1 {
+		t.Errorf("unread %d after a Receive with Read and receipts off, want 1", n)
+	}
+	if st := state(third); st != StateDelivered {
+		t.Errorf("alice sees %v with bob's read receipts off, want delivered", st)
+	}
+	if st := state(first); st != StateDelivered {
+		t.Errorf("the first message, never read, is %v, want delivered", st)
+	}
+}

@@ -191,13 +191,13 @@ func TestUnacceptedKeyMarked(t *testing.T) {
 		}
 		return 0
 	}
-	if err := alice.incoming(alice.client(), []*Message{receipt(1, true)}, nil); err != nil {
+	if err := alice.incoming(alice.client(), []*Message{receipt(1, true)}, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	if st := state(); st != StateStored {
 		t.Fatalf("a receipt with an unaccepted key moved the message to %v", st)
 	}
-	if err := alice.incoming(alice.client(), []*Message{receipt(2, false)}, nil); err != nil && !errors.Is(err, context.Canceled) {
+	if err := alice.incoming(alice.client(), []*Message{receipt(2, false)}, nil, false); err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
 	}
 	if st := state(); st != StateDelivered {
