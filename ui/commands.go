@@ -7,6 +7,7 @@ import (
 	"unicode"
 
 	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/client"
 )
 
 // helpText is what /help shows; it is also the user's reference for the
@@ -19,6 +20,8 @@ const helpText = `Commands:
   /set receipts on|off  send read receipts or not
   /help  this help    /quit  leave (also Ctrl-C)
   //TEXT  send a message that begins with "/"
+A line that fails stays in the input, selected: Enter
+  tries again, ←/→ edit it, typing replaces it.
 Keys:
   Enter send · Alt-Enter or Ctrl-J new line
   Up/Down input history · Tab complete
@@ -32,13 +35,23 @@ Marks on your messages:
   ✓✓ read  read by the recipient
   ✗        not sent
 List: (3) unread · ! identity key changed
+  *server*: the server's announcements, read-only
+Pane: ── new ── above the first message unread when opened
 Status bar: connection · server key · verification`
 
 // commands are the slash commands, for completion.
 var commands = []string{"help", "msg", "quit", "set", "trust", "verify"}
 
-// command runs a slash command line.
-func (u *UI) command(line string) {
+// readOnlyHint is what typing into the server's announcements says in the
+// line above the input; readOnlyNote what Enter there says in the pane.
+const (
+	readOnlyHint = "this is the server's announcements; it is read-only"
+	readOnlyNote = readOnlyHint + ": /msg NAME writes to someone"
+)
+
+// command runs a slash command line and reports whether it did what it
+// was asked; a failed one has said why in the pane.
+func (u *UI) command(line string) bool {
 	cmd, rest := nextField(strings.TrimPrefix(line, "/"))
 	cmd = strings.ToLower(cmd)
 	args := strings.Fields(rest)
@@ -51,36 +64,58 @@ func (u *UI) command(line string) {
 		name, text := nextField(rest)
 		if name == "" {
 			u.notice(noticeError, "usage: /msg NAME [TEXT]")
-			return
+			return false
+		}
+		if name == client.SystemConversation.String() { // the announcements, to read
+			c := u.conversation(client.SystemConversation, false)
+			if c == nil {
+				u.notice(noticeError, "no announcements from the server yet")
+				return false
+			}
+			u.openConversation(c)
+			if strings.TrimSpace(text) != "" {
+				return u.sendText(c, text) // refused: read-only
+			}
+			return true
 		}
 		name, err := canonicalName(name)
 		if err != nil {
 			u.notice(noticeError, "%v", err)
-			return
+			return false
 		}
 		c := u.conversation(chat.Peer(name), true)
 		u.openConversation(c)
 		if strings.TrimSpace(text) != "" {
-			u.sendText(c, text)
+			return u.sendText(c, text)
 		}
 	case "verify":
-		if name, ok := u.commandName("verify", args); ok {
+		name, ok := u.commandName("verify", args)
+		if ok {
 			u.verify.open(name)
 		}
+		return ok
 	case "trust":
-		if name, ok := u.commandName("trust", args); ok {
-			u.trust(name, "")
-		}
+		name, ok := u.commandName("trust", args)
+		return ok && u.trust(name, "")
 	case "set":
-		u.set(args)
+		return u.set(args)
 	default:
 		u.notice(noticeError, "unknown command /%s: /help lists the commands", cmd)
+		return false
 	}
+	return true
 }
 
 // commandName is a command's NAME argument as a conversation, the open
-// conversation if there is none.
+// conversation if there is none. The server's announcements are refused:
+// they are signed with the server key the home pins, and there is no
+// safety number or identity key to compare or accept.
 func (u *UI) commandName(cmd string, args []string) (chat.Conversation, bool) {
+	system := client.SystemConversation.String()
+	if (len(args) == 1 && args[0] == system) || (len(args) == 0 && u.open.isSystem()) {
+		u.notice(noticeError, "/%s: %s is the server's announcements, signed with the server key your home pins (the status bar shows it); there is no safety number to compare or key to accept", cmd, system)
+		return chat.Conversation{}, false
+	}
 	switch {
 	case len(args) > 1:
 	case len(args) == 1:
@@ -115,8 +150,9 @@ func (u *UI) trust(conv chat.Conversation, safetyNumber string) bool {
 	return true
 }
 
-// set changes a setting: /set typing on|off, /set receipts on|off.
-func (u *UI) set(args []string) {
+// set changes a setting: /set typing on|off, /set receipts on|off. It
+// reports false for a usage error.
+func (u *UI) set(args []string) bool {
 	onOff := func(b bool) string {
 		if b {
 			return "on"
@@ -125,7 +161,7 @@ func (u *UI) set(args []string) {
 	}
 	if len(args) == 0 {
 		u.notice(noticeInfo, "typing indicators %s, read receipts %s (/set typing on|off, /set receipts on|off)", onOff(u.sendTyping), onOff(u.sendReceipts))
-		return
+		return true
 	}
 	var on bool
 	switch {
@@ -147,7 +183,9 @@ func (u *UI) set(args []string) {
 		u.notice(noticeInfo, "read receipts %s", onOff(on))
 	default:
 		u.notice(noticeError, "usage: /set typing on|off, /set receipts on|off")
+		return false
 	}
+	return true
 }
 
 // completion is the state of Tab cycling through several candidates.
@@ -182,7 +220,9 @@ func (u *UI) complete() {
 		switch strings.ToLower(strings.TrimPrefix(prev[0], "/")) {
 		case "msg", "m", "query", "verify", "trust":
 			for _, c := range u.convs {
-				pool = append(pool, c.name())
+				if !c.isSystem() { // nothing to write to, verify or trust
+					pool = append(pool, c.name())
+				}
 			}
 		case "set":
 			pool = []string{"receipts", "typing"}

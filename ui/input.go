@@ -36,6 +36,26 @@ func (u *UI) inputKeys(ev *tcell.EventKey) *tcell.EventKey {
 		u.comp = nil
 		u.hint = ""
 	}
+	typed := key == tcell.KeyRune && ev.Modifiers()&tcell.ModAlt == 0
+	if u.failed {
+		u.failed = false
+		switch {
+		case key == tcell.KeyEnter && ev.Modifiers()&(tcell.ModAlt|tcell.ModShift) == 0:
+			// tried again below
+		case typed:
+			if !u.mayType(string(ev.Rune()), true) {
+				u.failed = true
+				return nil
+			}
+			u.setInput("") // replaced by what is typed
+		case key == tcell.KeyBackspace || key == tcell.KeyBackspace2 || key == tcell.KeyDelete:
+			u.setInput("") // deleted, as a selection is
+			return nil
+		} // any other key makes it text to edit
+	}
+	if typed && !u.mayType(string(ev.Rune()), false) {
+		return nil
+	}
 	switch key {
 	case tcell.KeyEnter:
 		if ev.Modifiers()&(tcell.ModAlt|tcell.ModShift) != 0 {
@@ -77,6 +97,21 @@ func (u *UI) inputKeys(ev *tcell.EventKey) *tcell.EventKey {
 	return ev
 }
 
+// mayType reports whether text may go into the input where the cursor
+// is, or replace all of it. The server's announcements are read-only:
+// there the input takes commands only, and text that would not begin with
+// "/" is refused with a note in the line above the input.
+func (u *UI) mayType(text string, replacing bool) bool {
+	if !u.open.isSystem() || strings.HasPrefix(text, "/") {
+		return true
+	}
+	if _, start, _ := u.input.GetSelection(); start > 0 && !replacing {
+		return true // after the "/" of a command
+	}
+	u.hint = readOnlyHint
+	return false
+}
+
 // scrollPane scrolls the message pane; at the top it loads older history.
 func (u *UI) scrollPane(delta int) {
 	if u.pane.scroll(delta) && delta < 0 {
@@ -101,6 +136,10 @@ func (u *UI) inputChanged() {
 // columns, up to maxInputRows; beyond that it scrolls. It is called
 // before each draw.
 func (u *UI) resizeInput(width int) {
+	if width != u.inputWidth { // the text area drops its selection
+		u.inputWidth = width
+		u.reselect = u.failed
+	}
 	w := max(1, width-textWidth(u.input.GetLabel()))
 	rows := len(wrap(cells(span{text: u.input.GetText()}), w, 0))
 	fits := rows <= maxInputRows
@@ -122,7 +161,7 @@ func (u *UI) resizeInput(width int) {
 // command.
 func (u *UI) userTyping() {
 	c := u.open
-	if c == u.console || !u.sendTyping {
+	if c == u.console || c.isSystem() || !u.sendTyping {
 		return
 	}
 	text := u.input.GetText()
@@ -143,31 +182,67 @@ func isCommand(text string) bool {
 	return strings.HasPrefix(text, "/") && !strings.HasPrefix(text, "//")
 }
 
-// submit sends the input (Enter) or runs it as a command.
+// submit sends the input (Enter) or runs it as a command. The input is
+// emptied when that worked. A line that failed (a command refused, a
+// message that could not be queued) stays in the input, all of it
+// selected, as a browser's address bar keeps an address that failed:
+// Enter tries it again, the arrow keys and Home/End edit it, and what is
+// typed or pasted next replaces it, so the failed text is never glued
+// onto the next line. It is in the input history (Up) either way.
 func (u *UI) submit() {
 	text := u.input.GetText()
 	if strings.TrimSpace(text) == "" {
 		return
 	}
 	u.remember(text)
+	var ok bool
 	if isCommand(text) {
+		ok = u.command(text)
+	} else {
+		ok = u.sendText(u.open, strings.TrimPrefix(text, "/")) // "//" escapes a leading "/"
+	}
+	if ok {
 		u.setInput("")
-		u.command(text)
 		return
 	}
-	if strings.HasPrefix(text, "//") {
-		text = text[1:]
-	}
-	if u.sendText(u.open, text) {
-		u.setInput("")
-	}
+	u.setInput(text)
+	u.selectAll()
+	u.failed = true
+	u.hint = "not done: Enter retries, ←→ edit, typing replaces it"
 }
 
-// sendText sends text to c; on failure it says why and reports false
-// (the input keeps the text).
+// pasteInput readies the input for a paste: a paste replaces a failed
+// line, and none goes into the server's announcements unless it is a
+// command. It reports whether the paste may go in.
+func (u *UI) pasteInput(text string) bool {
+	if !u.mayType(text, u.failed) {
+		return false
+	}
+	if u.failed {
+		u.failed = false
+		u.setInput("")
+	}
+	return true
+}
+
+// selectAll selects the input's whole text, as Ctrl-L does, without the
+// key going through inputKeys. (The text area's Select loses a selection
+// that reaches the end of the text.)
+func (u *UI) selectAll() {
+	u.input.SetInputCapture(nil)
+	u.input.InputHandler()(tcell.NewEventKey(tcell.KeyCtrlL, 0, tcell.ModCtrl), func(tview.Primitive) {})
+	u.input.SetInputCapture(u.inputKeys)
+	u.reselect = false
+}
+
+// sendText sends text to c; on failure it says why and reports false.
 func (u *UI) sendText(c *conversation, text string) bool {
 	if c == u.console {
 		u.notice(noticeError, "no conversation is open: /msg NAME opens one")
+		return false
+	}
+	if c.isSystem() {
+		u.notice(noticeError, "%s", readOnlyNote)
 		return false
 	}
 	e, err := u.b.Send(c.Conversation, text)

@@ -113,6 +113,12 @@ func (r *rootView) Draw(screen tcell.Screen) {
 	r.u.resizeInput(w)
 	r.u.pages.SetRect(x, y, w, h)
 	r.u.pages.Draw(screen)
+	if r.u.reselect && r.u.failed && !r.u.verify.shown {
+		// The text area drops its selection when its width changes (a
+		// new label): show the failed line selected again.
+		r.u.selectAll()
+		r.u.input.Draw(screen)
+	}
 }
 
 func (r *rootView) Focus(delegate func(p tview.Primitive)) { delegate(r.u.pages) }
@@ -128,9 +134,10 @@ func (r *rootView) InputHandler() func(event *tcell.EventKey, setFocus func(p tv
 
 func (r *rootView) PasteHandler() func(text string, setFocus func(p tview.Primitive)) {
 	return func(text string, setFocus func(p tview.Primitive)) {
-		if !r.small {
-			r.u.pages.PasteHandler()(text, setFocus)
+		if r.small || (r.u.input.HasFocus() && !r.u.pasteInput(text)) {
+			return
 		}
+		r.u.pages.PasteHandler()(text, setFocus)
 	}
 }
 
@@ -138,6 +145,9 @@ func (r *rootView) MouseHandler() func(action tview.MouseAction, event *tcell.Ev
 	return func(action tview.MouseAction, event *tcell.EventMouse, setFocus func(p tview.Primitive)) (bool, tview.Primitive) {
 		if r.small {
 			return false, nil
+		}
+		if action == tview.MouseLeftClick && r.u.input.InRect(event.Position()) {
+			r.u.failed = false // a click places the cursor: the failed line is text to edit
 		}
 		return r.u.pages.MouseHandler()(action, event, setFocus)
 	}
@@ -181,6 +191,8 @@ func (u *UI) headerLine(width int) line {
 		name := sanitizeLine(c.name())
 		left = cells(span{" " + name + "  ", tcell.StyleDefault.Bold(true)})
 		switch {
+		case c.isSystem():
+			left = append(left, cells(span{"the server's announcements, read-only", styleDim})...)
 		case c.IdentityChanged:
 			left = append(left, cells(span{" IDENTITY CHANGED: sending blocked, /verify " + name + " ", styleAlert})...)
 		case c.Verified:
@@ -247,6 +259,8 @@ func (u *UI) statusLine(width int) line {
 	if c := u.open; c != u.console {
 		name := sanitizeLine(c.name())
 		switch {
+		case c.isSystem():
+			ver = []span{{name + ": read-only", base}}
 		case c.IdentityChanged:
 			ver = []span{{" " + name + ": IDENTITY CHANGED ", styleAlert}}
 		case c.Verified:

@@ -40,9 +40,41 @@ type conversation struct {
 
 	typingUntil time.Time
 	typingStop  func() bool // cancels the timer that hides the typing line
+
+	// unreadFrom is the ID of the first entry that was unread when the
+	// conversation was opened: the pane shows the "new" divider above it
+	// until another conversation is opened. "" for none.
+	unreadFrom string
 }
 
 func (c *conversation) changed() { c.version++ }
+
+// isSystem reports whether c holds the server's announcements
+// (client.SystemConversation): read-only, nobody to verify.
+func (c *conversation) isSystem() bool { return c.Conversation == client.SystemConversation }
+
+// markUnread puts the "new" divider above the n newest incoming entries
+// (the home counts every incoming entry it keeps unread until the
+// conversation is read). If fewer are loaded, it goes above the oldest
+// loaded one.
+func (c *conversation) markUnread(n int) {
+	c.unreadFrom = ""
+	for i := len(c.items) - 1; i >= 0 && n > 0; i-- {
+		if e := c.items[i].entry; e != nil && !e.Outgoing {
+			c.unreadFrom = e.ID
+			n--
+		}
+	}
+	c.changed()
+}
+
+// clearUnread removes the "new" divider.
+func (c *conversation) clearUnread() {
+	if c.unreadFrom != "" {
+		c.unreadFrom = ""
+		c.changed()
+	}
+}
 
 // name is how the conversation is shown: the peer's name, or "#" and the
 // group's id.
@@ -194,14 +226,23 @@ func (u *UI) sortConversations() {
 
 // openConversation shows c (nil: the console), loading its history the
 // first time and marking it read.
+//
+// What was unread gets the "new" divider above it, and the pane starts
+// there if it would be out of view at the bottom; the divider of the
+// conversation left goes, so a conversation opened again with nothing new
+// has none.
 func (u *UI) openConversation(c *conversation) {
 	if c == nil {
 		c = u.console
+	}
+	if u.open != nil && u.open != c {
+		u.open.clearUnread()
 	}
 	u.open = c
 	u.pane.show(c)
 	u.hint = ""
 	u.comp = nil
+	u.reselect = u.failed // the label changes
 	if c == u.console {
 		u.input.SetLabel("> ")
 		u.input.SetPlaceholder("/msg NAME to start a conversation, /help for help")
@@ -209,9 +250,17 @@ func (u *UI) openConversation(c *conversation) {
 	}
 	name := sanitizeLine(c.name())
 	u.input.SetLabel(tview.Escape(name) + "> ") // the label takes style tags
-	u.input.SetPlaceholder("message " + name + ", or /help")
+	if c.isSystem() {
+		u.input.SetPlaceholder("read-only: the server's announcements; /msg NAME writes to someone")
+	} else {
+		u.input.SetPlaceholder("message " + name + ", or /help")
+	}
 	if !c.loaded {
 		u.loadHistory(c)
+	}
+	if c.Unread > 0 {
+		c.markUnread(c.Unread)
+		u.pane.seekUnread()
 	}
 	u.markRead(c)
 }

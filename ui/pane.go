@@ -21,6 +21,7 @@ type messagePane struct {
 	following   bool // pinned to the newest line
 	top         int  // first line shown when not following
 	prependFrom int  // line count before older history was put on top; -1: none
+	toUnread    bool // at the next draw, start at the "new" divider if it is out of view
 
 	// From the last Draw: the number of lines and rows.
 	lastTotal, lastHeight int
@@ -29,6 +30,7 @@ type messagePane struct {
 	cacheVersion int
 	cacheWidth   int
 	cacheLines   []line
+	cacheUnread  int // the line of the "new" divider in cacheLines; -1: none
 }
 
 func newMessagePane(u *UI) *messagePane {
@@ -42,7 +44,13 @@ func (p *messagePane) show(c *conversation) {
 	p.conv = c
 	p.following = true
 	p.prependFrom = -1
+	p.toUnread = false
 }
+
+// seekUnread makes the next draw start at the "new" divider when the
+// unread lines do not all fit below it, so that the first unread message
+// is in view; else the view stays at the newest line.
+func (p *messagePane) seekUnread() { p.toUnread = true }
 
 // follow scrolls to the newest line.
 func (p *messagePane) follow() { p.following = true }
@@ -89,6 +97,13 @@ func (p *messagePane) Draw(screen tcell.Screen) {
 		p.prependFrom = -1
 	}
 	maxTop := max(0, total-h)
+	if p.toUnread {
+		p.toUnread = false
+		if u := p.cacheUnread; u >= 0 && u < maxTop {
+			p.top, p.following = u, false
+			p.u.header.Draw(screen) // drawn before: now it says "scrolled up"
+		}
+	}
 	if p.following || p.top >= maxTop {
 		p.top, p.following = maxTop, true
 	}
@@ -128,9 +143,14 @@ func (p *messagePane) layout(width int) []line {
 	}
 	var lines []line
 	if c.complete && !c.Conversation.IsZero() {
-		lines = append(lines, centre(cells(span{"start of your conversation with " + sanitizeLine(c.name()), styleDim}), width))
+		start := "start of your conversation with " + sanitizeLine(c.name())
+		if c.isSystem() {
+			start = "announcements from your server, signed with its key; read-only"
+		}
+		lines = append(lines, centre(cells(span{start, styleDim}), width))
 	}
 	lastDay := ""
+	unread := -1
 	for _, it := range c.items {
 		if it.entry == nil {
 			lines = append(lines, noticeLines(it, width)...)
@@ -141,12 +161,16 @@ func (p *messagePane) layout(width int) []line {
 			t := e.Time.In(p.u.opts.Location)
 			if day := t.Format("2006-01-02"); day != lastDay {
 				lastDay = day
-				lines = append(lines, divider(t.Format("Mon 2 Jan 2006"), width))
+				lines = append(lines, divider(t.Format("Mon 2 Jan 2006"), width, styleDim))
 			}
+		}
+		if e.ID == c.unreadFrom {
+			unread = len(lines)
+			lines = append(lines, divider("new", width, styleWarn))
 		}
 		lines = append(lines, wrap(p.entryCells(e), width, 6)...)
 	}
-	p.cacheConv, p.cacheVersion, p.cacheWidth, p.cacheLines = c, c.version, width, lines
+	p.cacheConv, p.cacheVersion, p.cacheWidth, p.cacheLines, p.cacheUnread = c, c.version, width, lines, unread
 	return lines
 }
 
@@ -218,12 +242,13 @@ func noticeLines(it item, width int) []line {
 	return wrap(cells(span{prefix, style}, span{sanitize(it.notice), style}), width, len(prefix))
 }
 
-// divider is a centred date line.
-func divider(label string, width int) line {
+// divider is a centred label in a rule across the pane: a date, or "new"
+// above the first unread message.
+func divider(label string, width int, style tcell.Style) line {
 	label = " " + label + " "
 	side := max(0, (width-textWidth(label))/2)
 	rule := strings.Repeat("─", side)
-	return truncate(cells(span{rule + label + rule, styleDim}), width)
+	return truncate(cells(span{rule + label + rule, style}), width)
 }
 
 // centre pads l on the left to centre it in width.

@@ -104,8 +104,11 @@ type UI struct {
 	histDraft   string   // what was typed before browsing began
 	comp        *completion
 	hint        string // one-line hint in the typing line until the next key
+	failed      bool   // the input holds a line that failed, selected: typing replaces it (submit)
+	reselect    bool   // select it again after the next draw (a new label dropped the selection)
 	settingText bool   // the input is being changed by the UI, not the user
 	inputRows   int
+	inputWidth  int // the screen's width at the last draw
 
 	// Widgets.
 	root   *rootView

@@ -83,8 +83,11 @@ func (v *verifyView) close() {
 	v.u.app.SetFocus(v.u.input)
 }
 
+// focus puts the focus on Close, the last button: an Enter meant for the
+// input, or pressed before reading, must not mark anyone verified or
+// accept a key. Tab and Shift-Tab reach the other button.
 func (v *verifyView) focus() {
-	v.form.SetFocus(0)
+	v.form.SetFocus(v.form.GetButtonCount() - 1)
 	v.u.app.SetFocus(v.form)
 }
 

@@ -39,9 +39,11 @@ func TestVerifyScreen(t *testing.T) {
 	}
 	x.waitCalls(1, "SafetyNumber", "bob")
 
-	// Keys go to the screen, not to the input.
+	// Keys go to the screen, not to the input; Close has the focus, and
+	// Shift-Tab goes to "Mark verified".
 	x.term.Type("z")
-	x.term.Press(tcell.KeyEnter) // "Mark verified" has the focus
+	x.term.Press(tcell.KeyBacktab)
+	x.term.Press(tcell.KeyEnter)
 	x.waitCalls(1, "Verify", "bob")
 	lines = x.waitStatus("bob: verified")
 	if uitest.Contains(lines, "Mark verified") {
@@ -68,17 +70,39 @@ func TestVerifyScreen(t *testing.T) {
 	x.waitInput("bob> ", "ok")
 }
 
+// TestVerifyScreenClose: the screen opens with the focus on Close, so an
+// Enter pressed before reading (or meant for the input) closes it and
+// marks nothing verified, accepts no key.
 func TestVerifyScreenClose(t *testing.T) {
 	t.Parallel()
-	x := start(t, sampleBackend())
+	b := sampleBackend()
+	x := start(t, b)
 	x.term.Type("/verify carol\n")
 	x.term.WaitText(t, "Safety number with carol")
-	x.term.Press(tcell.KeyTab) // to Close
+	x.term.Press(tcell.KeyEnter)
+	x.term.WaitNoText(t, "Safety number with carol")
+	if n := x.calls("Verify"); n != 0 {
+		t.Errorf("Enter on the screen just opened called Verify")
+	}
+	x.term.Type("/verify erin\n") // a changed key
+	x.term.WaitText(t, "Accept new key")
+	x.term.Press(tcell.KeyEnter)
+	x.term.WaitNoText(t, "Accept new key")
+	if n := x.calls("Trust"); n != 0 {
+		t.Errorf("Enter on the screen just opened accepted a new key")
+	}
+	// Tab moves from Close to the other button, and back.
+	x.term.Type("/verify carol\n")
+	x.term.WaitText(t, "Safety number with carol")
+	x.term.Press(tcell.KeyTab)
+	x.term.Press(tcell.KeyTab)
 	x.term.Press(tcell.KeyEnter)
 	x.term.WaitNoText(t, "Safety number with carol")
 	if n := x.calls("Verify"); n != 0 {
 		t.Errorf("Close called Verify")
 	}
+	x.term.Type("ok")
+	x.waitInput("bob> ", "ok")
 }
 
 func TestIdentityChanged(t *testing.T) {
@@ -114,7 +138,8 @@ func TestIdentityChanged(t *testing.T) {
 	if uitest.Contains(lines, "Mark verified") {
 		t.Errorf("a changed key can be marked verified before it is accepted")
 	}
-	x.term.Press(tcell.KeyEnter)           // Accept new key
+	x.term.Press(tcell.KeyBacktab) // from Close to Accept new key
+	x.term.Press(tcell.KeyEnter)
 	x.waitCalls(1, "Trust", "bob", number) // the key of the number shown
 	// The screen now shows the accepted key, which can be verified.
 	x.term.WaitText(t, "Mark verified")
@@ -164,7 +189,8 @@ func TestAcceptOnlyTheKeyShown(t *testing.T) {
 	x.term.WaitText(t, "Accept new key")
 	swapped := strings.Repeat("9", 60)
 	b.SetSafetyNumber("bob", swapped) // the server swaps the key meanwhile
-	x.term.Press(tcell.KeyEnter)      // Accept new key
+	x.term.Press(tcell.KeyBacktab)    // from Close to Accept new key
+	x.term.Press(tcell.KeyEnter)
 	x.waitCalls(1, "Trust", "bob", number)
 	x.term.WaitText(t, "Could not accept the new key")
 	if x.calls("Trust", "bob", swapped) != 0 || x.calls("Trust", "bob", "") != 0 {
