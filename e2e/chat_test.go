@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -261,5 +262,110 @@ func TestChatServerKilled(t *testing.T) {
 	t.Logf("the killed server was noticed after %v", d.Round(time.Second))
 	s.start()
 	x.waitScreenFor("alice", "reconnected", 60*time.Second, contains(" connected │"))
+	x.typeLine("alice", "/quit")
+}
+
+// listRow is the conversation list's row for name on a screen of the
+// terminal client ("   name   (2) 12:01 │…"), "" if none.
+func listRow(screen, name string) string {
+	for _, l := range strings.Split(screen, "\n") {
+		if row, _, ok := strings.Cut(l, "│"); ok && strings.HasPrefix(strings.TrimLeft(row, " !"), name+" ") {
+			return row
+		}
+	}
+	return ""
+}
+
+// TestRecvCountsAsRead: reading with `recv` (same home, the terminal
+// client not running) counts as read: the sender's terminal client shows
+// "read", and the reader's terminal client afterwards shows none of it
+// unread, with no "new" divider. What arrives while it runs in another
+// conversation is unread, under the divider, which is gone once the
+// conversation has been left and opened again.
+func TestRecvCountsAsRead(t *testing.T) {
+	x := newTmux(t)
+	s := startServer(t)
+	alice, bob, carol := register(t, s, "alice"), register(t, s, "bob"), register(t, s, "carol")
+
+	x.start("alice", alice)
+	x.waitScreen("alice", "connected", contains(" connected │"))
+	x.typeLine("alice", "/msg bob")
+	x.typeLine("alice", "read with recv")
+	x.waitScreen("alice", "stored mark", func(s string) bool {
+		l := strings.TrimSpace(lineWith(s, "read with recv"))
+		return strings.HasSuffix(l, "✓") && !strings.Contains(l, "✓✓")
+	})
+	if got := texts(bob.recv(t, "0s")); len(got) != 1 || got[0] != "read with recv" {
+		t.Fatalf("bob's recv printed %q", got)
+	}
+	x.waitScreen("alice", "read mark after bob's recv", func(s string) bool {
+		return strings.Contains(lineWith(s, "read with recv"), "✓✓ read")
+	})
+
+	// carol's message, read with recv too, is the most recent: bob's
+	// terminal client opens it; alice's conversation shows no unread count.
+	carol.send(t, "bob", "from carol")
+	if got := texts(bob.recv(t, "0s")); len(got) != 1 || got[0] != "from carol" {
+		t.Fatalf("bob's recv printed %q", got)
+	}
+	x.start("bob", bob)
+	screen := x.waitScreen("bob", "carol's message", contains("carol: from carol"))
+	x.waitScreen("bob", "connected", contains(" connected │"))
+	if row := listRow(screen, "alice"); row == "" || strings.Contains(row, "(") {
+		t.Errorf("alice's conversation is %q in bob's list after recv read it, want no unread count:\n%s", row, screen)
+	}
+	if strings.Contains(screen, "─ new ─") {
+		t.Errorf("a \"new\" divider for what recv read:\n%s", screen)
+	}
+
+	// A message arriving while bob looks at carol's conversation is unread;
+	// opening alice's puts the divider right above it.
+	x.typeLine("alice", "while bob is elsewhere")
+	x.waitScreen("bob", "one unread from alice", func(s string) bool { return strings.Contains(listRow(s, "alice"), "(1)") })
+	x.typeLine("bob", "/msg alice")
+	screen = x.waitScreen("bob", "alice's new message", contains("alice: while bob is elsewhere"))
+	lines := strings.Split(screen, "\n")
+	at := slices.IndexFunc(lines, func(l string) bool { return strings.Contains(l, "alice: while bob is elsewhere") })
+	if at < 1 || !strings.Contains(lines[at-1], "─ new ─") || strings.Count(screen, "─ new ─") != 1 {
+		t.Errorf("no divider right above the unread message:\n%s", screen)
+	}
+	x.waitScreen("alice", "read mark from the terminal client", func(s string) bool {
+		return strings.Contains(lineWith(s, "while bob is elsewhere"), "✓✓ read")
+	})
+	x.typeLine("bob", "/msg carol")
+	x.waitScreen("bob", "carol's conversation", contains("carol  not verified"))
+	x.typeLine("bob", "/msg alice")
+	x.waitScreen("bob", "alice's conversation without the divider", func(s string) bool {
+		return strings.Contains(s, "alice  not verified") && !strings.Contains(s, "─ new ─")
+	})
+	x.typeLine("alice", "/quit")
+	x.typeLine("bob", "/quit")
+}
+
+// TestChatAnnouncementsReadOnly: an operator's broadcast arrives in the
+// terminal client's read-only conversation *server* (/msg *server* opens
+// it): text typed there is refused with a note and nothing is sent;
+// /verify is refused.
+func TestChatAnnouncementsReadOnly(t *testing.T) {
+	x := newTmux(t)
+	s := startServer(t)
+	alice := register(t, s, "alice")
+	s.admin(t, "broadcast", "maintenance at 22:00")
+	x.start("alice", alice)
+	x.waitScreen("alice", "the announcement, unread", func(s string) bool { return strings.Contains(listRow(s, "*server*"), "(1)") })
+	x.typeLine("alice", "/msg *server*")
+	screen := x.waitScreen("alice", "the announcement", contains("-- maintenance at 22:00"))
+	for _, want := range []string{"*server*  the server's announcements, read-only", "*server*> read-only: the server's announcements"} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("no %q:\n%s", want, screen)
+		}
+	}
+	x.run("send-keys", "-t", "alice", "-l", "hello server")
+	x.waitScreen("alice", "the read-only note", contains("this is the server's announcements; it is read-only"))
+	x.typeLine("alice", "/verify")
+	x.waitScreen("alice", "the refusal", contains("/verify: *server* is the server's announcements"))
+	if strings.Contains(x.screen("alice"), "Safety number") {
+		t.Errorf("/verify opened the verification screen for *server*")
+	}
 	x.typeLine("alice", "/quit")
 }
