@@ -20,6 +20,10 @@
 //   - sender keys for groups, after libsignal's: a signed symmetric chain
 //     per member device, given to the others over the pairwise sessions
 //     (SenderKey, SenderKeyDistribution, SenderKeyRecord);
+//   - group membership that only members change: changes signed by the
+//     acting member's identity key and chained by hash, replayed in one
+//     order so that members holding the same changes agree (GroupChange,
+//     GroupLog);
 //   - attachments: a file under a random key of its own as a chunked
 //     ChaCha20-Poly1305 stream (STREAM; AttachmentWriter, AttachmentReader),
 //     whose key and digest travel inside a ratchet message.
