@@ -395,7 +395,9 @@ func (c *GroupChange) checkShape() error {
 	return nil
 }
 
-func validGroupUser(u string) bool { return u != "" && len(u) <= maxGroupUserLen && utf8.ValidString(u) }
+func validGroupUser(u string) bool {
+	return u != "" && len(u) <= maxGroupUserLen && utf8.ValidString(u)
+}
 
 // SignGroupChange fills in c's signature with the actor's identity key.
 func SignGroupChange(c *GroupChange, key IdentityPrivateKey) error {
