@@ -520,10 +520,15 @@ func TestBansShowHiddenCharacters(t *testing.T) {
 }
 
 // TestOneTimeFormat: the console, securechat admin and the web pages show a
-// time the same way, local with its zone.
+// time the same way, local with its zone; the web page's <time> element
+// carries the instant for admin.js to show in the browser's zone.
 func TestOneTimeFormat(t *testing.T) {
 	tm := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	if when(tm) != timeText(tm, "") || !strings.HasSuffix(when(tm), " "+tm.Local().Format("MST")) {
+	want := `<time datetime="2026-01-02T03:04:05Z">` + timeText(tm, "") + `</time>`
+	if string(when(tm)) != want || !strings.HasSuffix(timeText(tm, ""), " "+tm.Local().Format("MST")) {
 		t.Errorf("web %q, console %q", when(tm), timeText(tm, ""))
+	}
+	if when(time.Time{}) != "—" {
+		t.Errorf("no time on the web: %q", when(time.Time{}))
 	}
 }

@@ -54,11 +54,22 @@ func invisible(r rune) bool {
 		(r >= '\ufe00' && r <= '\ufe0f') || (r >= 0xe0100 && r <= 0xe01ef) // variation selectors
 }
 
-func when(t time.Time) string {
+// when shows a time as the console and `securechat admin` do (timeText:
+// the server's local time with its zone), in a <time> element that
+// admin.js rewrites in the same format in the browser's own time zone.
+func when(t time.Time) template.HTML {
 	if t.IsZero() {
 		return "—"
 	}
-	return t.Local().Format(timeLayout) // as the console shows it
+	return template.HTML(`<time datetime="` + t.UTC().Format(time.RFC3339) + `">` + template.HTMLEscapeString(timeText(t, "")) + `</time>`)
+}
+
+// plural is n with the noun for n: "1 account", "2 accounts".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
 }
 
 func byteSize(n int64) string {
@@ -75,7 +86,7 @@ func byteSize(n int64) string {
 }
 
 func parsePages() map[string]*template.Template {
-	funcs := template.FuncMap{"visible": visible, "when": when, "bytes": byteSize}
+	funcs := template.FuncMap{"visible": visible, "when": when, "bytes": byteSize, "plural": plural}
 	layout := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(assets.FS, "templates/layout.html"))
 	names, err := fs.Glob(assets.FS, "templates/*.html")
 	if err != nil {
@@ -101,7 +112,9 @@ type pageData struct {
 	Flash    *flash
 	Version  string
 	Key      string
-	Data     any
+	// Form is what the operator typed into a form whose post failed.
+	Form posted
+	Data any
 }
 
 func (h *handler) render(w http.ResponseWriter, r *http.Request, status int, page, title string, data any) {
@@ -113,7 +126,11 @@ func (h *handler) renderWith(w http.ResponseWriter, r *http.Request, status int,
 	if f == nil {
 		f = h.takeFlash(s)
 	}
-	d := pageData{Title: title, Page: page, Flash: f, Version: h.version, Data: data, Key: h.fingerprint(r.Context())}
+	info := h.info(r.Context())
+	d := pageData{Title: title, Page: page, Flash: f, Version: h.version, Data: data, Key: info.key}
+	if f != nil && f.Error {
+		d.Form = f.Form
+	}
 	if s != nil {
 		d.LoggedIn, d.CSRF = true, s.csrf
 	}
@@ -129,10 +146,11 @@ func (h *handler) renderWith(w http.ResponseWriter, r *http.Request, status int,
 	fmt.Fprint(w, b.String())
 }
 
-// done answers a form: back to page with a message.
+// done answers a form: back to page with a message. After an error the
+// page shows the form as the operator filled it in.
 func (h *handler) done(w http.ResponseWriter, r *http.Request, page string, err error, format string, args ...any) {
 	if err != nil {
-		h.setFlash(r, flash{Error: true, Text: err.Error()})
+		h.setFlash(r, flash{Error: true, Text: err.Error(), Form: postedForm(r)})
 	} else {
 		h.setFlash(r, flash{Text: fmt.Sprintf(format, args...)})
 	}
@@ -145,6 +163,18 @@ func (h *handler) done(w http.ResponseWriter, r *http.Request, page string, err 
 		return
 	}
 	http.Redirect(w, r, page, http.StatusSeeOther)
+}
+
+// postedForm is the form r posted, without its CSRF token.
+func postedForm(r *http.Request) posted {
+	r.ParseForm() // parsed already by PostFormValue; a body too large has failed before
+	vals := url.Values{}
+	for k, v := range r.PostForm {
+		if k != csrfField {
+			vals[k] = v
+		}
+	}
+	return posted{Action: r.URL.Path, Values: vals}
 }
 
 // formDuration reads an optional duration field as the console reads
@@ -234,7 +264,7 @@ func usersBack(r *http.Request) string {
 func (h *handler) userKick(w http.ResponseWriter, r *http.Request) {
 	user := r.PostFormValue("user")
 	n, err := h.srv.Kick(r.Context(), user)
-	h.done(w, r, usersBack(r), err, "Disconnected %s (%d connections).", user, n)
+	h.done(w, r, usersBack(r), err, "Disconnected %s (%s).", user, plural(n, "connection", "connections"))
 }
 
 func (h *handler) userMute(w http.ResponseWriter, r *http.Request) {
@@ -292,13 +322,20 @@ func (h *handler) banRemove(w http.ResponseWriter, r *http.Request) {
 	h.done(w, r, "/bans", h.srv.Unban(r.Context(), target), "Lifted the ban on %s.", target)
 }
 
+type invitesData struct {
+	Invites []appliance.Invite
+	// Registration is the server's registration policy ("" when it could
+	// not be read): invites matter only with invite.
+	Registration string
+}
+
 func (h *handler) invitesPage(w http.ResponseWriter, r *http.Request) {
 	list, err := h.srv.Invites(r.Context())
 	var f *flash
 	if err != nil {
 		f = &flash{Error: true, Text: err.Error()}
 	}
-	h.renderWith(w, r, http.StatusOK, "invites", "Invites", list, f)
+	h.renderWith(w, r, http.StatusOK, "invites", "Invites", invitesData{Invites: list, Registration: h.info(r.Context()).registration}, f)
 }
 
 func (h *handler) inviteCreate(w http.ResponseWriter, r *http.Request) {
@@ -313,7 +350,11 @@ func (h *handler) inviteCreate(w http.ResponseWriter, r *http.Request) {
 		inv, err = h.srv.CreateInvite(r.Context(), uses, d)
 	}
 	if err == nil && sessionFrom(r.Context()) != nil {
-		h.setFlash(r, flash{Text: fmt.Sprintf("Invite created: %d uses, expires %s. Give the new user this code:", uses, when(inv.Expires)), Code: inv.Code})
+		f := flash{Text: fmt.Sprintf("Invite created: %s, expires ", plural(uses, "use", "uses")), Time: inv.Expires, After: ". Give the new user this code:", Code: inv.Code}
+		if inv.Expires.IsZero() {
+			f.Text, f.After = fmt.Sprintf("Invite created: %s, never expires. Give the new user this code:", plural(uses, "use", "uses")), ""
+		}
+		h.setFlash(r, f)
 		http.Redirect(w, r, "/invites", http.StatusSeeOther)
 		return
 	}
@@ -390,20 +431,22 @@ func (h *handler) broadcastPage(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) broadcastSend(w http.ResponseWriter, r *http.Request) {
 	n, err := h.srv.Broadcast(r.Context(), r.PostFormValue("text"))
-	h.done(w, r, "/broadcast", err, "Broadcast queued for %d accounts.", n)
+	h.done(w, r, "/broadcast", err, "Broadcast queued for %s.", plural(n, "account", "accounts"))
 }
 
 type eventsData struct {
-	Kind   chat.EventKind
-	Kinds  []chat.EventKind
-	Events []appliance.Event
+	Kept     int           // how many events the server keeps
+	Coalesce time.Duration // a repeat within this counts on the same line
+	Kind     chat.EventKind
+	Kinds    []chat.EventKind
+	Events   []appliance.Event
 }
 
 func (h *handler) eventsPage(w http.ResponseWriter, r *http.Request) {
 	// An unknown kind filters everything out, as a kind nobody recorded does.
 	kind := chat.EventKind(r.URL.Query().Get("kind"))
-	all, err := h.srv.Events(r.Context(), 500)
-	d := eventsData{Kind: kind}
+	all, err := h.srv.Events(r.Context(), appliance.EventsKept)
+	d := eventsData{Kind: kind, Kept: appliance.EventsKept, Coalesce: appliance.EventsCoalesce}
 	if err != nil {
 		h.renderWith(w, r, http.StatusInternalServerError, "events", "Recent events", d, &flash{Error: true, Text: err.Error()})
 		return
@@ -422,16 +465,22 @@ func (h *handler) eventsPage(w http.ResponseWriter, r *http.Request) {
 	h.render(w, r, http.StatusOK, "events", "Recent events", d)
 }
 
-// fingerprint is the server key's fingerprint, read once: it never changes
-// while the server runs, and a Snapshot costs more than a page needs. A
-// failed read is tried again on the next page.
-func (h *handler) fingerprint(ctx context.Context) string {
-	h.keyMu.Lock()
-	defer h.keyMu.Unlock()
-	if h.key == "" {
+// serverInfo is what the pages show of the server that never changes while
+// it runs.
+type serverInfo struct {
+	key          string // the server key fingerprint, as `serve` prints it
+	registration string // open, invite or closed
+}
+
+// info is the server's serverInfo, read once: a Snapshot costs more than a
+// page needs. A failed read is tried again on the next page.
+func (h *handler) info(ctx context.Context) serverInfo {
+	h.infoMu.Lock()
+	defer h.infoMu.Unlock()
+	if h.srvInfo.key == "" {
 		if snap, err := h.srv.Snapshot(ctx); err == nil {
-			h.key = snap.Fingerprint
+			h.srvInfo = serverInfo{key: snap.Fingerprint, registration: snap.Registration}
 		}
 	}
-	return h.key
+	return h.srvInfo
 }

@@ -180,8 +180,8 @@ type handler struct {
 	pages   map[string]*template.Template
 	static  http.Handler
 	series  *series
-	keyMu   sync.Mutex // guards key
-	key     string     // the server key fingerprint, once read
+	infoMu  sync.Mutex // guards srvInfo
+	srvInfo serverInfo // once read
 
 	mu       sync.Mutex // guards sessions
 	sessions map[string]*webSession
@@ -198,8 +198,60 @@ type webSession struct {
 type flash struct {
 	Error bool
 	Text  string
+	// Time, when set, is shown after Text in the pages' time format, and
+	// After after it.
+	Time  time.Time
+	After string
 	// Code is a value to show large and selectable (a new invite code).
 	Code string
+	// Form is what the operator typed into the form whose post failed,
+	// to fill it in again.
+	Form posted
+}
+
+// posted is a form the operator sent: the path it posted to and its
+// fields, without the CSRF token.
+type posted struct {
+	Action string
+	Values url.Values
+}
+
+// For is the fields posted to action; none if the form posted elsewhere.
+func (p posted) For(action string) formValues {
+	if p.Action != action {
+		return nil
+	}
+	return formValues(p.Values)
+}
+
+// Row is For(action) when the posted field has value: the form of one row
+// of a table (the users page has one per account).
+func (p posted) Row(action, field, value string) formValues {
+	v := p.For(action)
+	if v == nil || v.Get(field) != value {
+		return nil
+	}
+	return v
+}
+
+// formValues are the fields of a posted form; nil when nothing was posted.
+type formValues url.Values
+
+// Get is the value of field, or "".
+func (v formValues) Get(field string) string { return url.Values(v).Get(field) }
+
+// Or is the value posted for field, or dflt when it was not posted.
+func (v formValues) Or(field, dflt string) string {
+	if _, ok := v[field]; !ok {
+		return dflt
+	}
+	return v.Get(field)
+}
+
+// Is reports whether field was posted as option (a select's choice).
+func (v formValues) Is(field, option string) bool {
+	_, ok := v[field]
+	return ok && v.Get(field) == option
 }
 
 func securityHeaders(next http.Handler) http.Handler {

@@ -22,9 +22,15 @@ type Event struct {
 	Count int `json:"count"`
 }
 
+// The event log: the server keeps the last EventsKept events in memory,
+// from its start (a restart empties it); the same event again within
+// EventsCoalesce of the last counts on its line.
 const (
-	eventKeep     = 500
-	eventCoalesce = 10 * time.Second
+	EventsKept     = 500
+	EventsCoalesce = 10 * time.Second
+
+	eventKeep     = EventsKept
+	eventCoalesce = EventsCoalesce
 	maxEventField = 256 // bytes kept of a subject or detail
 )
 

@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"cmp"
 	"context"
 	"time"
 )
@@ -61,6 +62,8 @@ type StatsSnapshot struct {
 	StoreBytes    int64     `json:"store_bytes"`
 	Bans          int       `json:"bans"`
 	Fingerprint   string    `json:"fingerprint"`
+	// Registration is the registration policy: open, invite or closed.
+	Registration string `json:"registration"`
 }
 
 // Snapshot reads the counters.
@@ -86,5 +89,6 @@ func (s *Server) Snapshot(ctx context.Context) (StatsSnapshot, error) {
 		StoreBytes:    st.Bytes,
 		Bans:          len(s.bans.list(now)),
 		Fingerprint:   s.fp.String(),
+		Registration:  cmp.Or(s.cfg.Registration, RegistrationOpen),
 	}, nil
 }

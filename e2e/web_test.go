@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
@@ -343,7 +344,7 @@ func TestWebAdmin(t *testing.T) {
 	recvDone := make(chan result, 1)
 	go func() { recvDone <- run(t, nil, "", "recv", "--home", bob.home, "--wait", "30s") }()
 	b.waitPage(base+"/users", "bob online", `document.querySelector('#users tr[data-user="bob"] td:nth-child(5)').textContent.trim() == "1"`)
-	b.submit(nil, `#users tr[data-user="bob"] button[name=kick]`, "Disconnected bob (1 connections)")
+	b.submit(nil, `#users tr[data-user="bob"] button[name=kick]`, "Disconnected bob (1 connection)")
 	select {
 	case r := <-recvDone:
 		if !strings.Contains(r.Stderr, "disconnected by the server operator") {
@@ -612,4 +613,250 @@ func TestAdminTLS(t *testing.T) {
 		t.Error("the self-signed certificate changed across a restart")
 	}
 	s.admin(t, "bans")
+}
+
+// overflowing lists what sticks out of the viewport sideways on the page:
+// the document wider than the window, and any control in main whose box
+// is not wholly inside the viewport (a table's overflow could clip one
+// without widening the document).
+const overflowing = `(function () {
+  var out = [];
+  var de = document.documentElement;
+  if (de.scrollWidth > de.clientWidth || de.scrollWidth > window.innerWidth) {
+    var widest = "", w = 0;
+    document.querySelectorAll("body *").forEach(function (e) {
+      var r = e.getBoundingClientRect();
+      if (r.right > w) { w = r.right; widest = e.tagName + (e.id ? "#" + e.id : "") + (e.className ? "." + e.className : ""); }
+    });
+    out.push("document " + de.scrollWidth + " px wide in a window of " + window.innerWidth + " (client " + de.clientWidth + "); widest: " + widest + " to " + Math.round(w));
+  }
+  document.querySelectorAll("main button, main input:not([type=hidden]), main select, main textarea, main a, main code, main td, footer code").forEach(function (e) {
+    var r = e.getBoundingClientRect();
+    if (r.width > 0 && (r.left < -0.5 || r.right > de.clientWidth + 0.5)) {
+      out.push(e.tagName + (e.id ? "#" + e.id : "") + (e.name ? "[name=" + e.name + "]" : "") + " spans " + Math.round(r.left) + "–" + Math.round(r.right));
+    }
+  });
+  return out.join("\n");
+})()`
+
+// TestWebPhone: at 400 px wide (a phone) no admin page scrolls sideways,
+// the header with its navigation stays short, every control — the users
+// table's action buttons too — is on the screen, and the wording counts
+// right ("1 account").
+func TestWebPhone(t *testing.T) {
+	s := startServer(t)
+	b := newBrowser(t)
+	base := s.adminURL(t)
+	register(t, s, "alice")
+	b.do("a phone's width", chromedp.EmulateViewport(400, 860))
+	b.login(s, s.token(t))
+	if w := eval[int](b, `window.innerWidth`); w != 400 {
+		t.Fatalf("the window is %d px wide, not 400", w)
+	}
+	if got := b.text("#users-count"); got != "1 account." {
+		t.Errorf("users page with one account says %q", got)
+	}
+
+	// Long things: the longest user name, an IPv6 prefix with a long
+	// reason, an invite, events.
+	long := strings.Repeat("long_name.", 3) + "xy" // 32 characters, the most a name may have
+	register(t, s, long)
+	s.admin(t, "ban", "2001:db8:1234:5678::/64", "--reason", strings.Repeat("a reason with many words and averyveryverylongwordwithoutspaces ", 4))
+	s.admin(t, "ban", "user:alice", "--reason", "flooding")
+	s.admin(t, "invite", "3", "7d")
+
+	pages := []string{"/", "/users", "/users?q=" + long[:8], "/bans", "/invites", "/limits", "/broadcast", "/events"}
+	for _, p := range pages {
+		b.open(base + p)
+		b.waitFor("the page "+p, `document.querySelector("main h1")`)
+		if p == "/" {
+			b.waitFor("the chart drawn", `document.getElementById("chart").dataset.ticks != ""`)
+		}
+		if bad := eval[string](b, overflowing); bad != "" {
+			t.Errorf("%s at 400 px:\n%s", p, bad)
+		}
+		if h := eval[float64](b, `document.querySelector("header.top").getBoundingClientRect().height`); h > 64 {
+			t.Errorf("%s at 400 px: the header is %.0f px tall", p, h)
+		}
+		// Every page stays reachable from the navigation, which may scroll
+		// sideways within itself but not the page.
+		if n := eval[int](b, `document.querySelectorAll("header.top nav a").length`); n != 7 {
+			t.Errorf("%s: %d links in the navigation", p, n)
+		}
+		name := "phone" + strings.NewReplacer("/", "-", "?", "-", "=", "-").Replace(p)
+		if p == "/" {
+			name = "phone-dashboard"
+		}
+		b.screenshot(name)
+	}
+
+	// The users table: each account's action buttons are on the screen,
+	// beneath its details, and can be used.
+	b.open(base + "/users")
+	b.waitFor("the users", `document.querySelectorAll("#users tr[data-user]").length == 2`)
+	if got := b.text("#users-count"); got != "2 accounts." {
+		t.Errorf("users page with two accounts says %q", got)
+	}
+	buttons := eval[string](b, `Array.from(document.querySelectorAll("#users .actions button")).map(function (e) {
+	  var r = e.getBoundingClientRect();
+	  return (r.width > 0 && r.left >= 0 && r.right <= document.documentElement.clientWidth && r.top >= 0) ? "" : e.name + " " + Math.round(r.left) + "–" + Math.round(r.right);
+	}).filter(Boolean).join(", ")`)
+	if buttons != "" {
+		t.Errorf("users' action buttons off the screen: %s", buttons)
+	}
+	if n := eval[int](b, `document.querySelectorAll("#users .actions button").length`); n < 6 {
+		t.Errorf("%d action buttons for two accounts", n)
+	}
+	b.submit(nil, `#users tr[data-user="alice"] button[name=kick]`, "Disconnected alice (0 connections)")
+	b.open(base + "/users?q=" + long[:8])
+	if got := b.text("#users-count"); got != "1 account matches “"+long[:8]+"”." {
+		t.Errorf("a search with one match says %q", got)
+	}
+
+	// An error keeps the phone's page as narrow as the rest.
+	b.open(base + "/bans")
+	b.submit(map[string]string{"#ban-target": strings.Repeat("not-an-address-", 6)}, "#ban-submit", "")
+	if bad := eval[string](b, overflowing); bad != "" {
+		t.Errorf("/bans with an error at 400 px:\n%s", bad)
+	}
+	b.screenshot("phone-bans-error")
+
+	// Open registration: the invites page says invites change nothing.
+	b.open(base + "/invites")
+	if got := b.text("#registration-note"); !strings.Contains(got, "Registration is open") || !strings.Contains(got, "invites change nothing") {
+		t.Errorf("invites page on an open server: %q", got)
+	}
+	// Events: how long they are kept.
+	b.open(base + "/events")
+	if got := b.text("#events-note"); !strings.Contains(got, "last 500 events") || !strings.Contains(got, "since it started") {
+		t.Errorf("events page note: %q", got)
+	}
+	b.check()
+}
+
+// TestWebFormsKeepInput: a form posted with a bad value comes back with
+// the error and what the operator typed, on every form that can fail, and
+// nothing was changed.
+func TestWebFormsKeepInput(t *testing.T) {
+	s := startServer(t)
+	b := newBrowser(t)
+	base := s.adminURL(t)
+	register(t, s, "alice")
+	b.login(s, s.token(t))
+
+	value := func(sel string) string {
+		t.Helper()
+		return eval[string](b, `document.querySelector(`+strconv.Quote(sel)+`).value`)
+	}
+	keeps := func(what string, fields map[string]string) {
+		t.Helper()
+		for sel, want := range fields {
+			if got := value(sel); got != want {
+				t.Errorf("%s: after the error %s holds %q, want %q", what, sel, got, want)
+			}
+		}
+	}
+
+	// Bans: a target that is no address, then a duration that is none.
+	b.open(base + "/bans")
+	typed := map[string]string{"#ban-target": "203.0.113.300", "#ban-reason": "spam from the web", "#ban-duration": "2h"}
+	b.submit(typed, "#ban-submit", "203.0.113.300")
+	if !b.eval0(`document.querySelector("#flash.error")`) {
+		t.Errorf("a bad ban target is not an error: %q", b.text("#flash"))
+	}
+	keeps("bans, bad target", typed)
+	typed = map[string]string{"#ban-target": "203.0.113.30", "#ban-reason": "spam again", "#ban-duration": "a while"}
+	b.submit(typed, "#ban-submit", "a while")
+	keeps("bans, bad duration", typed)
+	if r := s.admin(t, "bans"); strings.Contains(r.Stdout, "203.0.113.3") {
+		t.Errorf("a refused ban was made:\n%s", r.Stdout)
+	}
+	// The values are the error's only: the next visit has an empty form.
+	b.open(base + "/bans")
+	keeps("bans, visited again", map[string]string{"#ban-target": "", "#ban-reason": "", "#ban-duration": ""})
+	// and a good ban still works, with the form empty after it.
+	b.submit(map[string]string{"#ban-target": "203.0.113.30", "#ban-reason": "spam", "#ban-duration": "1h"}, "#ban-submit", "Banned 203.0.113.30")
+	keeps("bans, after a ban", map[string]string{"#ban-target": "", "#ban-reason": ""})
+
+	// Invites: an expiry that is no duration.
+	b.open(base + "/invites")
+	typed = map[string]string{"#invite-uses": "4", "#invite-duration": "next week"}
+	b.submit(typed, "#invite-submit", "next week")
+	keeps("invites", typed)
+	if n := eval[int](b, `document.querySelectorAll("#invites code").length`); n != 0 {
+		t.Errorf("a refused invite was made (%d listed)", n)
+	}
+
+	// Limits: one bad value among several; nothing changes, and every
+	// field shows what was typed.
+	b.open(base + "/limits")
+	yaml := b.text("#limits-yaml")
+	typed = map[string]string{"#limit-message_rate": "3", "#limit-message_burst": "lots"}
+	b.submit(typed, "#limits-submit", "lots")
+	keeps("limits", typed)
+	if got := b.text("#limits-yaml"); got != yaml {
+		t.Errorf("a refused change moved the limits:\n%s\nwas\n%s", got, yaml)
+	}
+
+	// Users: a ban whose reason is too long keeps the reason and the
+	// chosen duration in alice's row.
+	b.open(base + "/users")
+	reason := strings.Repeat("too long ", 600)
+	b.do("choose a week", chromedp.SetValue(chromedp.CSS(`#users tr[data-user="alice"] form[action="/users/ban"] select`), "168h"))
+	b.submit(map[string]string{`#users tr[data-user="alice"] input[name=reason]`: reason}, `#users tr[data-user="alice"] button[name=ban]`, "reason is longer")
+	keeps("users' ban", map[string]string{
+		`#users tr[data-user="alice"] input[name=reason]`:                reason,
+		`#users tr[data-user="alice"] form[action="/users/ban"] select`:  "168h",
+		`#users tr[data-user="alice"] form[action="/users/mute"] select`: "1h",
+	})
+
+	// Broadcast: a text over the limit comes back for shortening.
+	b.open(base + "/broadcast")
+	text := strings.Repeat("x", 4100)
+	b.submit(map[string]string{"#broadcast-text": text}, "#broadcast-submit", "4096 bytes")
+	keeps("broadcast", map[string]string{"#broadcast-text": text})
+	b.check()
+}
+
+// timeZone makes the browser's time zone zone; "" is the machine's.
+func (b *browser) timeZone(zone string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if _, err := chromedp.Call(ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: zone}); err != nil {
+		b.t.Fatalf("browser: time zone %q: %v", zone, err)
+	}
+}
+
+// TestWebLocalTime: the pages show times in the browser's time zone, in
+// the format of the console and `securechat admin` (2006-01-02 15:04:05
+// MST), whatever the server's zone (UTC on a test machine).
+func TestWebLocalTime(t *testing.T) {
+	s := startServer(t)
+	b := newBrowser(t)
+	base := s.adminURL(t)
+	s.admin(t, "ban", "203.0.113.9", "--reason", "clock test")
+	b.login(s, s.token(t))
+	for _, zone := range []string{"America/New_York", "Asia/Kolkata", "Europe/Berlin"} {
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatalf("time zone %s: %v", zone, err)
+		}
+		b.timeZone(zone)
+		b.open(base + "/bans")
+		b.waitFor("the ban", `document.querySelector('#bans tr[data-target="203.0.113.9/32"] time')`)
+		stamp := eval[string](b, `document.querySelector('#bans tr[data-target="203.0.113.9/32"] time').getAttribute("datetime")`)
+		at, err := time.Parse(time.RFC3339, stamp)
+		if err != nil {
+			t.Fatalf("datetime %q: %v", stamp, err)
+		}
+		// The zone's abbreviation as Go writes it, or its offset where the
+		// browser knows no abbreviation in English (Asia/Kolkata).
+		want, orOffset := at.In(loc).Format("2006-01-02 15:04:05 MST"), at.In(loc).Format("2006-01-02 15:04:05 -0700")
+		if got := b.text(`#bans tr[data-target="203.0.113.9/32"] time`); got != want && got != orOffset {
+			t.Errorf("in %s the ban's time shows %q, want %q or %q", zone, got, want, orOffset)
+		}
+	}
+	b.timeZone("") // the machine's
+	b.check()
 }

@@ -48,7 +48,7 @@
     }
     draw(samples);
     canvas.setAttribute("data-points", String(samples.length));
-    status.textContent = "Updated " + new Date().toLocaleTimeString() + ".";
+    status.textContent = "Updated " + window.securechatTime(new Date()) + ".";
   }
 
   function draw(samples) {
@@ -62,25 +62,33 @@
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.clearRect(0, 0, w, h);
     var pad = { l: 48, r: 10, t: 10, b: 22 };
-    var top = 1;
+    // The axis has whole-number ticks (a step of 1, 2 or 5 times a power
+    // of ten, at least 1) up to the first one at or above the highest
+    // point: never a label like 0.3.
+    var high = 0;
     samples.forEach(function (p) {
-      top = Math.max(top, p.messages, p.deliveries, p.limited);
+      high = Math.max(high, p.messages, p.deliveries, p.limited);
     });
-    top = niceCeil(top);
+    var step = niceStep(high / 4);
+    var top = step * Math.max(1, Math.ceil(high / step));
+    var ticks = [];
+    for (var v = 0; v <= top; v += step) {
+      ticks.push(v);
+    }
+    canvas.setAttribute("data-ticks", ticks.join(","));
     ctx.setLineDash([]);
     ctx.strokeStyle = "#e3e7ec";
     ctx.fillStyle = "#5f6b7a";
     ctx.font = "11px system-ui, sans-serif";
     ctx.lineWidth = 1;
-    for (var i = 0; i <= 4; i++) {
-      var y = pad.t + (h - pad.t - pad.b) * i / 4;
+    ticks.forEach(function (v) {
+      var y = pad.t + (h - pad.t - pad.b) * (1 - v / top);
       ctx.beginPath();
       ctx.moveTo(pad.l, y);
       ctx.lineTo(w - pad.r, y);
       ctx.stroke();
-      var v = top * (4 - i) / 4;
-      ctx.fillText(v >= 10 || v === Math.round(v) ? String(Math.round(v)) : v.toFixed(1), 4, y + 4);
-    }
+      ctx.fillText(String(v), 4, y + 4);
+    });
     if (samples.length < 2) {
       ctx.fillText("collecting samples…", pad.l + 8, pad.t + 16);
       return;
@@ -106,7 +114,11 @@
     });
   }
 
-  function niceCeil(v) {
+  // niceStep is the smallest of 1, 2, 5, 10, 20, 50, … at or above v.
+  function niceStep(v) {
+    if (v <= 1) {
+      return 1;
+    }
     var p = Math.pow(10, Math.floor(Math.log10(v)));
     var steps = [1, 2, 5, 10];
     for (var i = 0; i < steps.length; i++) {
