@@ -606,3 +606,121 @@ func TestFailedReads(t *testing.T) {
 		t.Errorf("login while the password cannot be read: %d %v", rec.Code, rec.Result().Cookies())
 	}
 }
+
+// TestFailedFormKeepsInput: a form whose post fails comes back with the
+// error and the fields as the operator filled them in (escaped), once:
+// the next visit has the form as usual. A form that succeeds comes back
+// empty.
+func TestFailedFormKeepsInput(t *testing.T) {
+	w := newWebFixture(t)
+	cookie, csrf := w.login(testToken)
+	post := func(path string, vals url.Values) {
+		t.Helper()
+		vals.Set("csrf", csrf)
+		req := form("POST", path, vals)
+		req.AddCookie(cookie)
+		if rec := w.do(req); rec.Code != http.StatusSeeOther {
+			t.Fatalf("POST %s: %d %s", path, rec.Code, rec.Body)
+		}
+	}
+	get := func(path string) string {
+		t.Helper()
+		req := httptest.NewRequest("GET", path, nil)
+		req.AddCookie(cookie)
+		return w.do(req).Body.String()
+	}
+	hostile := `(fail"><script>alert(1)</script>`
+	escaped := `(fail&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;`
+	for _, c := range []struct {
+		path, page string
+		vals       url.Values
+		want       []string // in the page after the error
+	}{
+		{"/bans", "/bans", url.Values{"target": {hostile}, "reason": {"kept reason"}, "duration": {"2h"}},
+			[]string{`id="ban-target" required placeholder="203.0.113.7, 2001:db8::/32, user:mallory" value="` + escaped + `"`, `value="kept reason"`, `id="ban-duration" placeholder="24h (empty: until lifted)" value="2h"`}},
+		{"/bans", "/bans", url.Values{"target": {"10.1.2.3"}, "reason": {"r"}, "duration": {"a while"}},
+			[]string{`value="10.1.2.3"`, `value="a while"`}},
+		{"/invites", "/invites", url.Values{"uses": {"4"}, "duration": {"next week"}},
+			[]string{`id="invite-uses" value="4"`, `value="next week"`}},
+		{"/invites", "/invites", url.Values{"uses": {"none"}, "duration": {"24h"}},
+			[]string{`id="invite-uses" value="none"`, `id="invite-duration" value="24h"`}},
+		{"/limits", "/limits", url.Values{"message_rate": {"3"}, "message_burst": {"lots"}},
+			[]string{`name="message_rate" value="3"`, `name="message_burst" value="lots"`, `name="conn_burst" value="30"`}},
+		{"/broadcast", "/broadcast", url.Values{"text": {"hello " + hostile}},
+			[]string{`required>hello ` + escaped + `</textarea>`}},
+		{"/users/ban", "/users?q=al", url.Values{"user": {"alice"}, "q": {"al"}, "reason": {hostile}, "duration": {"168h"}},
+			[]string{`aria-label="ban reason" class="short" value="` + escaped + `"`, `<option value="168h" selected>1 week</option><option value="0" >until lifted`}},
+	} {
+		post(c.path, c.vals)
+		body := get(c.page)
+		if !strings.Contains(body, `class="flash error"`) {
+			t.Errorf("POST %s %v: no error on %s", c.path, c.vals, c.page)
+		}
+		for _, want := range c.want {
+			if !strings.Contains(body, want) {
+				t.Errorf("POST %s %v: the page after the error lacks %s", c.path, c.vals, want)
+			}
+		}
+		if strings.Contains(body, "<script>alert") {
+			t.Errorf("POST %s: the kept input is not escaped", c.path)
+		}
+		again := get(c.page)
+		for _, want := range c.want {
+			if strings.Contains(again, want) && !strings.Contains(want, "conn_burst") {
+				t.Errorf("POST %s: the kept %s is still there on the next visit", c.path, want)
+			}
+		}
+	}
+	// Only alice's row gets her form back on the users page; bob's is as usual.
+	post("/users/ban", url.Values{"user": {"alice"}, "reason": {"(fail here"}, "duration": {"0"}})
+	body := get("/users")
+	if strings.Count(body, `value="(fail here"`) != 1 || strings.Count(body, `<option value="0" selected>until lifted`) != 1 {
+		t.Errorf("the failed ban's fields are not in exactly one row")
+	}
+	// A successful post leaves the form empty.
+	post("/bans", url.Values{"target": {"10.9.9.9"}, "reason": {"fine"}})
+	if body := get("/bans"); strings.Contains(body, `value="10.9.9.9"`) || !strings.Contains(body, "Banned 10.9.9.9") {
+		t.Errorf("after a successful ban the form is filled in, or no message")
+	}
+}
+
+// TestWording: counts agree with their nouns, the invites page says what
+// the registration policy makes of invites, the events page says how
+// long events are kept.
+func TestWording(t *testing.T) {
+	w := newWebFixture(t)
+	cookie, csrf := w.login(testToken)
+	get := func(path string) string {
+		t.Helper()
+		req := httptest.NewRequest("GET", path, nil)
+		req.AddCookie(cookie)
+		return w.do(req).Body.String()
+	}
+	for q, want := range map[string]string{"": "2 accounts.", "ali": "1 account matches “ali”.", "zed": "0 accounts match “zed”."} {
+		if body := get("/users?q=" + q); !strings.Contains(body, want) {
+			t.Errorf("users page, search %q: lacks %q", q, want)
+		}
+	}
+	req := form("POST", "/invites", url.Values{"uses": {"1"}, "duration": {"24h"}, "csrf": {csrf}})
+	req.AddCookie(cookie)
+	w.do(req)
+	if body := get("/invites"); !strings.Contains(body, "Invite created: 1 use, expires <time datetime=\"2026-01-03T03:04:05Z\">") {
+		t.Errorf("invite flash: %s", body)
+	}
+	for _, c := range []struct{ policy, want string }{
+		{"open", "Registration is open on this server"},
+		{"invite", "Registration needs an invite on this server"},
+		{"closed", "Registration is closed on this server"},
+	} {
+		w.h.srvInfo = serverInfo{key: "fp", registration: c.policy}
+		if body := get("/invites"); !strings.Contains(body, c.want) {
+			t.Errorf("invites page with registration %s lacks %q", c.policy, c.want)
+		}
+	}
+	if body := get("/events"); !strings.Contains(body, "keeps the last 500 events in memory, since it started") {
+		t.Errorf("events page does not say how events are kept")
+	}
+	if got := plural(1, "connection", "connections") + "," + plural(0, "use", "uses") + "," + plural(2, "account", "accounts"); got != "1 connection,0 uses,2 accounts" {
+		t.Errorf("plural: %s", got)
+	}
+}

@@ -308,6 +308,23 @@ func TestWebAdmin(t *testing.T) {
 	b.waitFor("the chart to have points", `parseInt(document.getElementById("chart").dataset.points) >= 5`)
 	close(stop)
 	wg.Wait()
+	// The chart counts with whole numbers on its axis, whatever the rates.
+	ticks := strings.Split(eval[string](b, `document.getElementById("chart").dataset.ticks`), ",")
+	for _, tick := range ticks {
+		if _, err := strconv.Atoi(tick); err != nil || len(ticks) < 2 {
+			t.Errorf("chart axis ticks %q: want whole numbers", ticks)
+			break
+		}
+	}
+	// Each number says what it counts: messages received since start
+	// beside the copies waiting in mailboxes.
+	for id, want := range map[string]string{"stat-messages": "Messages received · since start", "stat-deliveries": "Deliveries · copies handed to devices, since start",
+		"stat-queue": "Waiting in mailboxes · copies not yet delivered, one per device"} {
+		got := eval[string](b, `(function (e) { return e.querySelector(".label").textContent + " · " + e.querySelector(".note").textContent })(document.getElementById(`+strconv.Quote(id)+`).parentElement)`)
+		if got != want {
+			t.Errorf("dashboard %s reads %q, want %q", id, got, want)
+		}
+	}
 	if n, _ := strconv.Atoi(b.text("#stat-messages")); n <= 0 {
 		t.Errorf("messages on the dashboard: %q", b.text("#stat-messages"))
 	}
@@ -475,7 +492,10 @@ func TestWebInviteAndPassword(t *testing.T) {
 	b.login(s, "a long admin password")
 
 	b.open(s.adminURL(t) + "/invites")
-	b.submit(map[string]string{"#invite-uses": "1", "#invite-duration": "24h"}, "#invite-submit", "Invite created")
+	if got := b.text("#registration-note"); !strings.Contains(got, "Registration needs an invite") {
+		t.Errorf("invites page on an invite-only server: %q", got)
+	}
+	b.submit(map[string]string{"#invite-uses": "1", "#invite-duration": "24h"}, "#invite-submit", "Invite created: 1 use, expires ")
 	code := strings.TrimSpace(b.text("#flash-code"))
 	b.screenshot("invites")
 	if code == "" {
