@@ -412,13 +412,23 @@ func Fingerprint(ctx context.Context, args []string, env Env) error {
 	if fs.NArg() > 1 {
 		return usage.Errorf("fingerprint: at most one user name")
 	}
-	h, e, err := connect(ctx, env, *dir, false)
+	var name string
+	if fs.NArg() == 1 {
+		var err error
+		if name, err = transport.CanonicalUser(fs.Arg(0)); err != nil {
+			return err
+		}
+	}
+	// Nothing here needs the server but a contact met for the first time:
+	// this account's fingerprint, and a known contact's number when the
+	// server cannot be reached, come from the home's records.
+	h, e, err := openEngine(env, *dir)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
 	defer e.Close()
-	if fs.NArg() == 0 {
+	if name == "" {
 		fp, err := e.Fingerprint()
 		if err != nil {
 			return err
@@ -427,15 +437,30 @@ func Fingerprint(ctx context.Context, args []string, env Env) error {
 		fmt.Fprintf(env.Stdout, "%s's fingerprint: %s\n", user, e2ee.FormatSafetyNumber(fp))
 		return nil
 	}
-	name, err := transport.CanonicalUser(fs.Arg(0))
-	if err != nil {
-		return err
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	connErr := e.Connect(cctx, false)
+	cancel()
+	if connErr != nil && ctx.Err() != nil {
+		return connErr
+	}
+	if connErr == nil {
+		if err := e.KeysError(); err != nil {
+			fmt.Fprintf(env.Stderr, "securechat: warning: %v\n", err)
+		}
 	}
 	info, err := e.SafetyNumber(chat.Peer(name))
+	if errors.Is(err, client.ErrNotConnected) {
+		return connErr // a contact never met: the server must be asked
+	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "safety number with %s: %s\n", name, e2ee.FormatSafetyNumber(info.Number))
+	offline := ""
+	if info.Offline {
+		offline = " (offline: from your records)"
+		fmt.Fprintf(env.Stderr, "securechat: warning: %v; showing the safety number this home recorded\n", connErr)
+	}
+	fmt.Fprintf(env.Stdout, "safety number with %s: %s%s\n", name, e2ee.FormatSafetyNumber(info.Number), offline)
 	switch {
 	case info.Changed:
 		fmt.Fprintf(env.Stdout, "warning: %s's identity key has CHANGED; sending is blocked. Compare this number with %s in person or over a channel you trust, then run: securechat trust %s (it accepts only the key of this number)\n", name, name, name)

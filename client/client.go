@@ -53,6 +53,11 @@ type Options struct {
 	Rand io.Reader
 	// LocalAddr is the local UDP address to connect from ("" for any).
 	LocalAddr string
+	// HandshakeTimeout bounds the handshake's wait for a silent server
+	// (transport.DialOptions); 0 means transport.ClientHandshakeTimeout.
+	// One-shot commands use transport.QuickHandshakeTimeout, so that a
+	// server that is down is reported in about that time.
+	HandshakeTimeout time.Duration
 	// RequestTimeout, if not zero, bounds the wait for the answer to each
 	// request: a server that does not answer in time is taken as gone
 	// and the connection is closed, so that its user connects again
@@ -97,7 +102,7 @@ type Client struct {
 
 // dial connects to server and starts the read loop.
 func dial(ctx context.Context, h *home.Home, server string, pin *transport.Pinner, opts Options) (*Client, error) {
-	conn, err := transport.DialFrom(ctx, opts.LocalAddr, server, pin)
+	conn, err := transport.DialWith(ctx, server, pin, transport.DialOptions{Local: opts.LocalAddr, HandshakeTimeout: opts.HandshakeTimeout})
 	if err != nil {
 		return nil, err
 	}
@@ -208,7 +213,7 @@ func enroll(ctx context.Context, h *home.Home, code transport.Code, o EnrollOpti
 		return nil, err
 	}
 	pin := &transport.Pinner{Pin: o.Pin}
-	c, err := dial(ctx, h, o.Server, pin, Options{Rand: o.Rand})
+	c, err := dial(ctx, h, o.Server, pin, Options{Rand: o.Rand, HandshakeTimeout: transport.QuickHandshakeTimeout})
 	if err != nil {
 		return nil, err
 	}
@@ -621,7 +626,7 @@ func (c *Client) sendAck(seqs ...uint64) error {
 // registering (trust on first use, shown).
 func ProbeServer(ctx context.Context, server string) (transport.Fingerprint, error) {
 	pin := &transport.Pinner{}
-	conn, err := transport.Dial(ctx, server, pin)
+	conn, err := transport.DialWith(ctx, server, pin, transport.DialOptions{HandshakeTimeout: transport.QuickHandshakeTimeout})
 	if err != nil {
 		return transport.Fingerprint{}, err
 	}

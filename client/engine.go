@@ -174,7 +174,7 @@ func fatalConnErr(err error) bool {
 // asking the server to push this device's mailbox. Why the device's keys
 // could not be published, if so, is KeysError.
 func (e *Engine) Connect(ctx context.Context, receive bool) error {
-	c, err := Connect(ctx, e.home, Options{Receive: receive, Now: e.opts.Now, Rand: e.opts.Rand})
+	c, err := Connect(ctx, e.home, e.oneShotOptions(receive))
 	if err != nil {
 		return err
 	}
@@ -182,6 +182,13 @@ func (e *Engine) Connect(ctx context.Context, receive bool) error {
 	e.c = c
 	e.mu.Unlock()
 	return nil
+}
+
+// oneShotOptions are the connection options of a one-shot engine: a
+// server that is down is reported after transport.QuickHandshakeTimeout.
+// The interactive engine keeps the longer default, and retries anyway.
+func (e *Engine) oneShotOptions(receive bool) Options {
+	return Options{Receive: receive, Now: e.opts.Now, Rand: e.opts.Rand, HandshakeTimeout: transport.QuickHandshakeTimeout}
 }
 
 // KeysError reports why this device's keys could not be published when it
@@ -743,25 +750,69 @@ func (e *Engine) History(conv chat.Conversation, before string, limit int) ([]Hi
 	return e.home.History(conv, before, limit)
 }
 
+// ErrNotConnected is what needs the server and finds no connection.
+var ErrNotConnected = errors.New("not connected")
+
 // SafetyNumber returns the safety number with a peer; it needs the
-// connection the first time the peer is met.
+// connection the first time the peer is met. Without a connection, a known
+// peer's number comes from this home's records (SafetyInfo.Offline); an
+// unknown one is ErrNotConnected.
 func (e *Engine) SafetyNumber(conv chat.Conversation) (SafetyInfo, error) {
 	c := e.client()
 	if c == nil {
-		return SafetyInfo{}, errors.New("not connected")
+		return e.recordedSafetyNumber(conv.ID())
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 	defer cancel()
 	return c.SafetyNumber(ctx, conv.ID())
 }
 
-// Fingerprint is this account's own half of every safety number.
-func (e *Engine) Fingerprint() (string, error) {
-	c := e.client()
-	if c == nil {
-		return "", errors.New("not connected")
+// recordedSafetyNumber is the safety number with user from the contact
+// this home keeps, as Client.SafetyNumber shows it (a pending key is the
+// one shown, and recorded as shown), for when the server cannot be
+// reached.
+func (e *Engine) recordedSafetyNumber(user string) (SafetyInfo, error) {
+	ct, err := e.home.Contact(user)
+	if err != nil {
+		return SafetyInfo{}, err
 	}
-	return c.Fingerprint()
+	if ct == nil {
+		return SafetyInfo{}, ErrNotConnected
+	}
+	key := ct.Identity
+	if ct.Pending != nil {
+		key = ct.Pending
+	}
+	number, err := e.safetyNumberOf(user, key)
+	if err != nil {
+		return SafetyInfo{}, err
+	}
+	if ct.Pending != nil {
+		// Trust without a safety number accepts only a key shown.
+		if err := e.home.ShowPending(user, ct.Pending); err != nil {
+			return SafetyInfo{}, err
+		}
+	}
+	return SafetyInfo{
+		Number:   number,
+		Changed:  ct.Pending != nil,
+		Conflict: ct.Conflict,
+		Verified: ct.Verified && ct.Pending == nil,
+		Offline:  true,
+	}, nil
+}
+
+// Fingerprint is this account's own half of every safety number; it needs
+// no connection.
+func (e *Engine) Fingerprint() (string, error) {
+	if len(e.prof.Keys) == 0 {
+		return "", ErrNotLinked
+	}
+	keys, err := e2ee.ParseDeviceKeys(e.prof.Keys)
+	if err != nil {
+		return "", err
+	}
+	return e2ee.IdentityFingerprint(e.prof.User, keys.IdentityKey()), nil
 }
 
 // Trust accepts a peer's changed identity key: the pending key whose

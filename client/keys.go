@@ -178,6 +178,9 @@ type SafetyInfo struct {
 	Changed  bool   // the key is a changed one, not yet trusted
 	Conflict bool   // yet another key was offered while this one was pending
 	Verified bool
+	// Offline: the server could not be asked; the number is from this
+	// home's records (Engine.SafetyNumber without a connection).
+	Offline bool
 }
 
 // SafetyNumber returns the safety number with user, learning user's identity

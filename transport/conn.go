@@ -87,7 +87,7 @@ func (c *Conn) SetWriteTimeout(d time.Duration) { c.writeTimeout.Store(int64(d))
 // timeout in effect is the smaller of the client's and the server's.)
 func ClientQUICConfig() *quic.Config {
 	return &quic.Config{
-		HandshakeIdleTimeout:  10 * time.Second,
+		HandshakeIdleTimeout:  ClientHandshakeTimeout,
 		MaxIdleTimeout:        ClientIdleTimeout,
 		KeepAlivePeriod:       ClientIdleTimeout / 5,
 		MaxIncomingStreams:    16,
@@ -99,19 +99,56 @@ func ClientQUICConfig() *quic.Config {
 // server before it takes the connection as lost.
 const ClientIdleTimeout = 10 * time.Second
 
+// ClientHandshakeTimeout is how long a client waits for a silent server
+// during the handshake, unless DialOptions say otherwise.
+const ClientHandshakeTimeout = 10 * time.Second
+
+// QuickHandshakeTimeout is the handshake timeout of one-shot commands.
+// A server that is not running on loopback or a LAN answers nothing: no
+// QUIC packet, and the ICMP port unreachable that the kernel gets is not
+// passed to quic-go's unconnected socket. Only the timeout tells, so it
+// is short. It bounds silence (and the whole handshake to twice it): a
+// live server answers the first Initial within a round trip, and quic-go
+// resends a lost Initial several times within this bound.
+const QuickHandshakeTimeout = 2 * time.Second
+
+// DialOptions configure a Dial. Zero values are defaults.
+type DialOptions struct {
+	// Local is the local UDP address to connect from ("" for any).
+	Local string
+	// HandshakeTimeout is how long the handshake may go without a packet
+	// from the server (quic.Config.HandshakeIdleTimeout); 0 means
+	// ClientHandshakeTimeout.
+	HandshakeTimeout time.Duration
+}
+
+// quicConfig is ClientQUICConfig with o applied.
+func (o DialOptions) quicConfig() *quic.Config {
+	c := ClientQUICConfig()
+	if o.HandshakeTimeout > 0 {
+		c.HandshakeIdleTimeout = o.HandshakeTimeout
+	}
+	return c
+}
+
 // Dial connects to addr, verifying the server with p, and opens the control stream.
 func Dial(ctx context.Context, addr string, p *Pinner) (*Conn, error) {
-	return DialFrom(ctx, "", addr, p)
+	return DialWith(ctx, addr, p, DialOptions{})
 }
 
 // DialFrom is Dial from the local UDP address local ("" for any).
 func DialFrom(ctx context.Context, local, addr string, p *Pinner) (*Conn, error) {
+	return DialWith(ctx, addr, p, DialOptions{Local: local})
+}
+
+// DialWith is Dial with options.
+func DialWith(ctx context.Context, addr string, p *Pinner, o DialOptions) (*Conn, error) {
 	var qc *quic.Conn
 	var err error
-	if local == "" {
-		qc, err = quic.DialAddr(ctx, addr, ClientTLSConfig(p), ClientQUICConfig())
+	if o.Local == "" {
+		qc, err = quic.DialAddr(ctx, addr, ClientTLSConfig(p), o.quicConfig())
 	} else {
-		qc, err = dialFrom(ctx, local, addr, p)
+		qc, err = dialFrom(ctx, o.Local, addr, p, o.quicConfig())
 	}
 	if err != nil {
 		if m := p.Mismatch(); m != nil {
@@ -127,7 +164,7 @@ func DialFrom(ctx context.Context, local, addr string, p *Pinner) (*Conn, error)
 	return newConn(qc, st, 0), nil
 }
 
-func dialFrom(ctx context.Context, local, addr string, p *Pinner) (*quic.Conn, error) {
+func dialFrom(ctx context.Context, local, addr string, p *Pinner, qconf *quic.Config) (*quic.Conn, error) {
 	la, err := net.ResolveUDPAddr("udp", local)
 	if err != nil {
 		return nil, err
@@ -140,7 +177,7 @@ func dialFrom(ctx context.Context, local, addr string, p *Pinner) (*quic.Conn, e
 	if err != nil {
 		return nil, err
 	}
-	qc, err := quic.Dial(ctx, udp, ra, ClientTLSConfig(p), ClientQUICConfig())
+	qc, err := quic.Dial(ctx, udp, ra, ClientTLSConfig(p), qconf)
 	if err != nil {
 		udp.Close()
 		return nil, err
