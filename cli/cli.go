@@ -82,8 +82,17 @@ func Register(ctx context.Context, args []string, env Env, login bool) error {
 			return usage.Errorf("%s: --server-key: %v", name, err)
 		}
 	}
-	if _, err := transport.CanonicalUser(*user); err != nil {
+	canonical, err := transport.CanonicalUser(*user)
+	if err != nil {
 		return err
+	}
+	// login's note that the device cannot send or receive yet comes before
+	// the password is asked on the terminal, so that a person learns it
+	// before typing; otherwise only after success, so that a failure
+	// stays one line of stderr.
+	noteFirst := login && passwordPrompted(env, *pwStdin)
+	if noteFirst {
+		fmt.Fprintln(env.Stderr, loginNote(canonical))
 	}
 	password, err := readPassword(env, *pwStdin, !login)
 	if err != nil {
@@ -131,10 +140,30 @@ func Register(ctx context.Context, args []string, env Env, login bool) error {
 		verb = "logged in"
 	}
 	fmt.Fprintf(env.Stdout, "%s %s (device %d) on %s\n", verb, prof.User, prof.Device, prof.Server)
-	if login { // after success: a failure stays one line on stderr
-		fmt.Fprintf(env.Stderr, "note: a device added with login is not linked to %s's identity key yet: it can log in, but cannot send or receive end-to-end encrypted messages until linked devices arrive\n", prof.User)
+	if login && !noteFirst {
+		fmt.Fprintln(env.Stderr, loginNote(prof.User))
 	}
 	return nil
+}
+
+// loginNote is what login says of the device it adds, until linked devices
+// arrive.
+func loginNote(user string) string {
+	return fmt.Sprintf("note: a device added with login is not linked to %s's identity key yet: it can log in, but cannot send or receive end-to-end encrypted messages until linked devices arrive", user)
+}
+
+// passwordPrompted reports whether readPassword will ask on the terminal:
+// no --password-stdin, no SECURECHAT_PASSWORD, and a terminal to ask on.
+func passwordPrompted(env Env, fromStdin bool) bool {
+	if fromStdin || env.Getenv("SECURECHAT_PASSWORD") != "" {
+		return false
+	}
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	defer tty.Close()
+	return term.IsTerminal(int(tty.Fd()))
 }
 
 func hostname() string {
