@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/securechat/securechat/appliance"
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/internal/usage"
 )
 
@@ -734,8 +735,8 @@ func (in *Interpreter) backup(ctx context.Context, file string, force bool) erro
 // Tables, shared by the console and `securechat admin`.
 
 // timeLayout is how the console, `securechat admin` and the web pages show a
-// time: local time with its zone.
-const timeLayout = "2006-01-02 15:04:05 MST"
+// time: local time with its zone, as everywhere (chat.TimeLayout).
+const timeLayout = chat.TimeLayout
 
 func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
 
@@ -743,7 +744,7 @@ func timeText(t time.Time, zero string) string {
 	if t.IsZero() {
 		return zero
 	}
-	return t.Local().Format(timeLayout)
+	return chat.FormatTime(t)
 }
 
 func untilText(t time.Time) string {
@@ -756,7 +757,7 @@ func untilText(t time.Time) string {
 func writeStats(w io.Writer, s appliance.StatsSnapshot) error {
 	tw := table(w)
 	fmt.Fprintf(tw, "uptime\t%s\nconnections\t%d\naccepted\t%d\nmessages in\t%d\nbytes in\t%d\ndeliveries\t%d\nbytes out\t%d\nauth failures\t%d\nrefused (banned)\t%d\nrate limited\t%d\nqueued\t%d\nstore bytes\t%d\nbans\t%d\nserver key\t%s\n",
-		s.Uptime, s.Connections, s.Accepted, s.MessagesIn, s.BytesIn, s.Deliveries, s.BytesOut, s.AuthFailed, s.Refused, s.Limited, s.QueueDepth, s.StoreBytes, s.Bans, s.Fingerprint)
+		s.Uptime, s.Connections, s.Accepted, s.MessagesIn, s.BytesIn, s.Deliveries, s.BytesOut, s.AuthFailed, s.Refused, s.Limited, s.QueueDepth, s.StoreBytes, s.Bans, chat.FormatFingerprint(s.Fingerprint))
 	return tw.Flush()
 }
 

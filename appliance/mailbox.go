@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"slices"
-	"time"
 
 	"github.com/securechat/securechat/appliance/store"
 	"github.com/securechat/securechat/chat"
@@ -28,12 +27,17 @@ func checkSend(ctx context.Context, ss *session, id uint32, req *transport.Send)
 		}
 		req.Envelopes[i].User = u
 	}
-	if until, muted := ss.srv.mutes.muted(ss.dev.User, ss.srv.cfg.Now()); muted {
-		msg := "you are muted on this server"
+	now := ss.srv.cfg.Now()
+	if until, muted := ss.srv.mutes.muted(ss.dev.User, now); muted {
+		// The time left goes in retry_after_ms, so that a client shows the
+		// end in its own zone (protocol.md §4.1); the message has it in the
+		// server's, in the form people see everywhere.
+		e := &transport.Error{Code: transport.ErrMuted, Message: "you are muted on this server"}
 		if !until.IsZero() {
-			msg += " until " + until.UTC().Format(time.RFC3339)
+			e.Message += " until " + chat.FormatTime(until)
+			e.RetryAfterMS = uint64(max(until.Sub(now).Milliseconds(), 1))
 		}
-		ss.fail(id, &transport.Error{Code: transport.ErrMuted, Message: msg})
+		ss.fail(id, e)
 		return false
 	}
 	return true

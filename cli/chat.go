@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/securechat/securechat/appliance"
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 	"github.com/securechat/securechat/client/home"
 	"github.com/securechat/securechat/internal/usage"
@@ -166,7 +167,7 @@ func firstRun(ctx context.Context, env Env, o firstRunOptions, pass string) (h *
 			server = ""
 			continue
 		}
-		fmt.Fprintf(tty.w, "The server's key fingerprint is\n  %s\nCompare it with the one the server printed at start (server.fingerprint).\n", seen.Grouped())
+		fmt.Fprintf(tty.w, "The server's key fingerprint is\n  %s\nCompare it with the one the server printed at start (server.fingerprint).\n", chat.FormatFingerprint(seen.String()))
 		answer, err := tty.ask(ctx, "Is it the same? [y/N] ")
 		if err != nil {
 			return nil, err

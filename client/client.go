@@ -335,6 +335,7 @@ func (c *Client) request(ctx context.Context, code transport.Code, body transpor
 			if err := transport.Unmarshal(f.Body, &e); err != nil {
 				return fmt.Errorf("server sent a malformed error: %w", err)
 			}
+			localTimes(&e, c.now())
 			return &e
 		default:
 			return fmt.Errorf("server answered %s with %s", code, f.Code)
@@ -346,6 +347,15 @@ func (c *Client) request(ctx context.Context, code transport.Code, body transpor
 		// outcome is unknown, as when it breaks).
 		c.conn.Close(transport.CloseNormal, "")
 		return &ConnError{fmt.Errorf("the server did not answer %s within %v", code, c.requestTimeout)}
+	}
+}
+
+// localTimes rewrites the time in a server's error in this client's time
+// zone, where the error says it (protocol.md §4.1): the end of a mute.
+func localTimes(e *transport.Error, now time.Time) {
+	if e.Code == transport.ErrMuted && e.RetryAfterMS > 0 {
+		until := now.Add(time.Duration(e.RetryAfterMS) * time.Millisecond).Round(time.Second)
+		e.Message = "you are muted on this server until " + chat.FormatTime(until)
 	}
 }
 

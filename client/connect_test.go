@@ -39,3 +39,24 @@ func TestOneShotConnectQuick(t *testing.T) {
 		t.Errorf("Connect to a stopped server took %v, no less than the default handshake timeout %v", took, transport.ClientHandshakeTimeout)
 	}
 }
+
+// TestLocalTimesMuted: a mute's end is shown in the client's zone, from
+// the time left the server sent; other errors are left as they are.
+func TestLocalTimesMuted(t *testing.T) {
+	saved := time.Local
+	time.Local = time.FixedZone("XYZ", 5*3600+30*60)
+	t.Cleanup(func() { time.Local = saved })
+	now := time.Date(2026, 11, 22, 5, 0, 0, 0, time.UTC)
+	e := &transport.Error{Code: transport.ErrMuted, Message: "you are muted on this server until 2026-11-22 06:00:00 UTC", RetryAfterMS: 3600_000 - 3}
+	localTimes(e, now)
+	if want := "you are muted on this server until 2026-11-22 11:30:00 XYZ"; e.Message != want {
+		t.Errorf("muted: %q, want %q", e.Message, want)
+	}
+	forever := &transport.Error{Code: transport.ErrMuted, Message: "you are muted on this server"}
+	limited := &transport.Error{Code: transport.ErrRateLimited, Message: "rate limited", RetryAfterMS: 1000}
+	localTimes(forever, now)
+	localTimes(limited, now)
+	if forever.Message != "you are muted on this server" || limited.Message != "rate limited" {
+		t.Errorf("changed: %q, %q", forever.Message, limited.Message)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/securechat/securechat/chat"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -93,7 +94,7 @@ func TestBansAndKick(t *testing.T) {
 	bob.send(t, "alice", "kicked, not banned")
 
 	stats := s.admin(t, "stats").Stdout
-	if !strings.Contains(stats, "refused (banned)") || !strings.Contains(stats, s.FP) {
+	if !strings.Contains(stats, "refused (banned)") || !strings.Contains(stats, chat.FormatFingerprint(s.FP)) {
 		t.Errorf("stats: %q", stats)
 	}
 	fails(t, 2, "unknown command", nil, "admin", "--data", s.data, "frobnicate")

@@ -25,6 +25,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/transport"
 )
 
@@ -588,7 +589,7 @@ func TestAdminTLS(t *testing.T) {
 	if !strings.Contains(s.stdout.String(), "web admin: https://"+adminAddr(t, s)+"/") {
 		t.Errorf("serve does not give the HTTPS address:\n%s", s.stdout.String())
 	}
-	if out := s.admin(t, "stats").Stdout; !strings.Contains(out, s.FP) {
+	if out := s.admin(t, "stats").Stdout; !strings.Contains(out, chat.FormatFingerprint(s.FP)) {
 		t.Errorf("admin stats over HTTPS: %s", out)
 	}
 	block, _ := pem.Decode(pemCert)

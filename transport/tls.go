@@ -32,21 +32,9 @@ func FingerprintOf(pub ed25519.PublicKey) Fingerprint {
 	return Fingerprint{b: sha256.Sum256(pub)}
 }
 
-// String is 64 lowercase hex digits.
+// String is 64 lowercase hex digits. People are shown them grouped
+// (chat.FormatFingerprint), which ParseFingerprint accepts too.
 func (f Fingerprint) String() string { return hex.EncodeToString(f.b[:]) }
-
-// Grouped is the fingerprint in groups of four for people to compare.
-func (f Fingerprint) Grouped() string {
-	s := f.String()
-	var b strings.Builder
-	for i := 0; i < len(s); i += 4 {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString(s[i : i+4])
-	}
-	return b.String()
-}
 
 // Bytes returns the 32 bytes of the fingerprint.
 func (f Fingerprint) Bytes() []byte { return append([]byte(nil), f.b[:]...) }

@@ -8,6 +8,7 @@ import (
 	"github.com/gdamore/tcell/v2"
 	"github.com/rivo/tview"
 
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 )
 
@@ -312,20 +313,15 @@ func (u *UI) statusLine(width int) line {
 }
 
 // shortFingerprint is the first 16 hex digits of the server key
-// fingerprint in groups of four, enough to recognise it; `securechat
-// fingerprint` and the server's start-up line show all 64.
+// fingerprint, grouped as everywhere (chat.FormatFingerprint), enough to
+// recognise it; the server's start-up line, the first run and the web
+// admin show all 64.
 func shortFingerprint(fp string) string {
 	if fp == "" {
 		return "unknown"
 	}
 	digits := []rune(sanitizeLine(fp))
-	digits = digits[:min(16, len(digits))]
-	var groups []string
-	for len(digits) > 4 {
-		groups = append(groups, string(digits[:4]))
-		digits = digits[4:]
-	}
-	return strings.Join(append(groups, string(digits)), " ")
+	return chat.FormatFingerprint(string(digits[:min(16, len(digits))]))
 }
 
 // leftRight puts right at the right edge of width, after left, which is
