@@ -173,44 +173,90 @@ func (in *Interpreter) RunScript(ctx context.Context, r io.Reader) error {
 // Console is the interactive loop on the server's terminal: a prompt, a
 // line, its output or its error, and again, until EOF, exit, shutdown or
 // the end of ctx. An error ends only the command, never the console.
+// Console reads r line by line, as a terminal in its usual (canonical)
+// mode gives them; ConsoleTerminal edits the line itself.
 func (in *Interpreter) Console(ctx context.Context, r io.Reader) error {
-	lines := make(chan string)
-	readErr := make(chan error, 1)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), maxLine)
+	return in.console(ctx, consoleInput{
+		read: func() (string, error) {
+			if sc.Scan() {
+				return sc.Text(), nil
+			}
+			if err := sc.Err(); err != nil {
+				return "", err
+			}
+			return "", io.EOF
+		},
+		prompt: func() { fmt.Fprint(in.out, consolePrompt) },
+	})
+}
+
+// consoleInput is where the console's lines come from.
+type consoleInput struct {
+	read   func() (string, error) // the next line; io.EOF at the end
+	prompt func()                 // shows the prompt before a read; nil if read does
+	end    func()                 // if not nil, runs before the console's last words
+}
+
+func (in *Interpreter) console(ctx context.Context, src consoleInput) error {
+	type result struct {
+		line string
+		err  error
+	}
+	want := make(chan struct{})
+	reads := make(chan result, 1)
 	done := make(chan struct{})
 	defer close(done)
 	// Read in a goroutine so that the console ends with ctx even while a
-	// read blocks; a goroutine blocked on the terminal ends with the process.
+	// read blocks; a goroutine blocked on the terminal ends with the
+	// process. It reads a line only when asked: a line editor shows its
+	// prompt as it starts to read, which must come after the output of the
+	// command before.
 	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 4096), maxLine)
-		for sc.Scan() {
+		for {
 			select {
-			case lines <- sc.Text():
+			case <-want:
 			case <-done:
 				return
 			}
+			line, err := src.read()
+			reads <- result{line, err}
+			if err != nil {
+				return
+			}
 		}
-		readErr <- sc.Err()
 	}()
+	end := func() {
+		if src.end != nil {
+			src.end()
+		}
+	}
 	fmt.Fprintln(in.out, "admin console: type help for the commands, exit to leave the console")
 	for {
-		fmt.Fprint(in.out, consolePrompt)
+		if src.prompt != nil {
+			src.prompt()
+		}
+		want <- struct{}{}
 		select {
 		case <-ctx.Done():
+			end()
 			fmt.Fprintln(in.out)
 			return nil
-		case line, ok := <-lines:
-			if !ok {
+		case r := <-reads:
+			if r.err != nil {
+				end()
 				fmt.Fprintln(in.out)
-				if err := <-readErr; err != nil {
-					return err
+				if r.err != io.EOF {
+					return r.err
 				}
 				fmt.Fprintln(in.out, consoleLeft)
 				return nil
 			}
+			line := r.line
 			err := in.Exec(ctx, line)
 			if errors.Is(err, ErrExit) {
+				end()
 				if err != errShutdown {
 					fmt.Fprintln(in.out, consoleLeft)
 				}

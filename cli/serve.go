@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/securechat/securechat/appliance"
 	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/internal/usage"
+	"golang.org/x/term"
 )
 
 // Serve is `securechat serve` (docs/design.md §7): it serves until ctx
@@ -35,11 +37,40 @@ func Serve(ctx context.Context, args []string, env Env, version string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var console sync.Once
+	// The log goes through the console's line editor while it runs on the
+	// same terminal, so that a log line never overwrites the prompt or
+	// what the operator is typing.
+	logOut := &switchWriter{w: env.Stderr}
+	var modeMu sync.Mutex // guards restore
+	restore := func() {}
+	defer func() {
+		modeMu.Lock()
+		defer modeMu.Unlock()
+		restore() // the terminal's mode, whatever ended the server
+	}()
 	cfg.AdminHandler = func(s *appliance.Server, token string, log *slog.Logger) http.Handler {
 		if f, ok := env.Stdin.(*os.File); ok && consoleTerminal(f) {
 			console.Do(func() {
+				in := admin.NewInterpreter(s, env.Stdout, cancel)
+				run := func() error { return in.Console(ctx, f) }
+				if back, err := consoleMode(f); err == nil {
+					modeMu.Lock()
+					restore = back
+					modeMu.Unlock()
+					t := admin.NewTerminal(f, env.Stdout)
+					in = admin.NewInterpreter(s, t, cancel)
+					run = func() error { return in.ConsoleTerminal(ctx, t) }
+					if isTerminal(env.Stderr) {
+						logOut.set(t)
+					}
+				}
 				go func() {
-					if err := admin.NewInterpreter(s, env.Stdout, cancel).Console(ctx, f); err != nil {
+					err := run()
+					logOut.set(env.Stderr)
+					modeMu.Lock()
+					restore()
+					modeMu.Unlock()
+					if err != nil {
 						log.Warn("console ended; the server keeps running", "err", err)
 					}
 				}()
@@ -48,7 +79,7 @@ func Serve(ctx context.Context, args []string, env Env, version string) error {
 		return admin.NewHandler(s, admin.Options{Token: token, Version: version, Log: log, SourceKey: s.SourceKey})
 	}
 	cfg.Out = env.Stdout
-	cfg.Logger = cfg.NewLogger(env.Stderr)
+	cfg.Logger = cfg.NewLogger(logOut)
 	// What logs through the std log package (quic-go's warnings) or slog's
 	// default logger goes to the server's log too, in its format.
 	slog.SetDefault(cfg.Logger)
@@ -60,6 +91,30 @@ func Serve(ctx context.Context, args []string, env Env, version string) error {
 	fmt.Fprintf(env.Stdout, "server key fingerprint: %s\n", chat.FormatFingerprint(srv.Fingerprint().String()))
 	fmt.Fprintf(env.Stdout, "data directory: %s\n", cfg.Data)
 	return srv.Serve(ctx)
+}
+
+// switchWriter writes to w, which set changes while writes go on.
+type switchWriter struct {
+	mu sync.Mutex // guards w
+	w  io.Writer
+}
+
+func (s *switchWriter) set(w io.Writer) {
+	s.mu.Lock()
+	s.w = w
+	s.mu.Unlock()
+}
+
+func (s *switchWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // serveConfig reads serve's flags and --config file into the validated

@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"errors"
 	"os"
 
 	"golang.org/x/term"
@@ -10,3 +11,6 @@ import (
 
 // consoleTerminal reports whether the server may run its console on f.
 func consoleTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+
+// consoleMode is not available here: the console reads whole lines.
+func consoleMode(*os.File) (func(), error) { return nil, errors.ErrUnsupported }

@@ -5,6 +5,7 @@ package cli
 import (
 	"os"
 	"os/signal"
+	"sync"
 
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
@@ -28,4 +29,25 @@ func consoleTerminal(f *os.File) bool {
 	}
 	signal.Ignore(unix.SIGTTIN)
 	return true
+}
+
+// consoleMode puts the terminal f in the mode the console's line editor
+// needs (admin.Terminal): non-canonical, so that keys arrive as typed,
+// without echo, since the editor echoes them; signals and output
+// processing stay as they were, so Ctrl-C and Ctrl-Z keep working.
+// restore puts back the mode it found; it may be called more than once.
+func consoleMode(f *os.File) (restore func(), err error) {
+	fd := int(f.Fd())
+	old, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
+	if err != nil {
+		return nil, err
+	}
+	mode := *old
+	mode.Lflag &^= unix.ECHO | unix.ICANON
+	mode.Cc[unix.VMIN], mode.Cc[unix.VTIME] = 1, 0
+	if err := unix.IoctlSetTermios(fd, ioctlSetTermios, &mode); err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(func() { unix.IoctlSetTermios(fd, ioctlSetTermios, old) }) }, nil
 }

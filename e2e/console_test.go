@@ -158,3 +158,44 @@ func TestConsoleOnTerminal(t *testing.T) {
 		t.Errorf("listen.addr after shutdown: %v", err)
 	}
 }
+
+// TestConsoleLogKeepsPrompt (issue 14 point 12) runs `securechat serve`
+// in a terminal with its log on that terminal too: a log line written
+// while the operator has half typed a command goes above the prompt, which
+// is drawn again with what was typed, and the command, finished, runs
+// whole. Leaving gives the terminal back in its usual mode (it echoes).
+func TestConsoleLogKeepsPrompt(t *testing.T) {
+	x := newTmux(t)
+	data := filepath.Join(t.TempDir(), "data")
+	x.run("new-session", "-d", "-s", "serve", "-x", "200", "-y", "50",
+		fmt.Sprintf("%s serve --listen 127.0.0.1:0 --admin 127.0.0.1:0 --data %s; echo exited $?; sleep 60", bin, data))
+	x.waitScreen("serve", "the console prompt", contains("securechat>"))
+	s := &server{t: t, data: data}
+	waitFor(t, "the admin listener", func() bool { return strings.Contains(x.screen("serve"), "admin listening") })
+
+	x.run("send-keys", "-t", "serve", "-l", "sta")
+	x.waitScreen("serve", "the typed text", func(screen string) bool { return lastLine(screen) == "securechat> sta" })
+	s.admin(t, "invite") // logs "invite created" on the server's terminal
+	screen := x.waitScreen("serve", "the log line", contains("invite created"))
+	if last := lastLine(screen); last != "securechat> sta" {
+		t.Errorf("after the log line the last line is %q, want the prompt with what was typed:\n%s", last, screen)
+	}
+	if l := lineWith(screen, "invite created"); strings.Contains(l, "securechat>") {
+		t.Errorf("the log line shares the prompt's line: %q", l)
+	}
+	x.typeLine("serve", "ts")
+	x.waitScreen("serve", "the stats", contains("refused (banned)"))
+
+	x.typeLine("serve", "exit")
+	x.waitScreen("serve", "the console to end", contains("left the console"))
+	x.keys("serve", "C-c") // SIGINT stops the server gracefully
+	x.waitScreen("serve", "the server to stop", contains("exited 0"))
+	x.run("send-keys", "-t", "serve", "-l", "echoed")
+	x.waitScreen("serve", "the terminal's own echo", func(screen string) bool { return lastLine(screen) == "echoed" })
+}
+
+// lastLine is the last line of a screen that is not blank.
+func lastLine(screen string) string {
+	lines := strings.Split(strings.TrimRight(screen, "\n "), "\n")
+	return strings.TrimRight(lines[len(lines)-1], " ")
+}
