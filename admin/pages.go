@@ -127,7 +127,7 @@ func (h *handler) renderWith(w http.ResponseWriter, r *http.Request, status int,
 		f = h.takeFlash(s)
 	}
 	info := h.info(r.Context())
-	d := pageData{Title: title, Page: page, Flash: f, Version: h.version, Data: data, Key: info.key}
+	d := pageData{Title: title, Page: page, Flash: f, Version: h.version, Data: data, Key: chat.FormatFingerprint(info.key)}
 	if f != nil && f.Error {
 		d.Form = f.Form
 	}
