@@ -134,6 +134,9 @@ const (
 	KindDelivered ContentKind = 2 // delivery receipt for the content's Refs
 	KindRead      ContentKind = 3 // read receipt for the content's Refs
 	KindTyping    ContentKind = 4 // the sender is typing; sent ephemerally
+	// KindGroupChange carries signed group membership changes, and for a
+	// new member the group's log (protocol.md §9.7).
+	KindGroupChange ContentKind = 5
 
 	// KindSystem is a notice signed by the server key (protocol.md §6.6).
 	KindSystem ContentKind = 200
@@ -144,12 +147,13 @@ const (
 // contentKindNames are the kinds' names, as `recv --json` prints them and
 // the home stores them.
 var contentKindNames = map[ContentKind]string{
-	KindText:      "text",
-	KindDelivered: "delivered",
-	KindRead:      "read",
-	KindTyping:    "typing",
-	KindSystem:    "system",
-	KindError:     "error",
+	KindText:        "text",
+	KindDelivered:   "delivered",
+	KindRead:        "read",
+	KindTyping:      "typing",
+	KindGroupChange: "group",
+	KindSystem:      "system",
+	KindError:       "error",
 }
 
 func (k ContentKind) String() string {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -312,14 +313,15 @@ func Send(ctx context.Context, args []string, env Env) error {
 	fs := usage.NewFlagSet("send", env.Stderr).Synopsis("TEXT... (or - to read the text from stdin)")
 	dir := homeFlag(fs, env)
 	to := fs.String("to", "", "recipient user `name`")
+	group := fs.String("group", "", "the group's `title` (or g:ID), instead of --to")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if f := fs.FlagAmong(fs.Args()); f != "" {
 		return usage.Errorf("send: %s comes after the text: flags go before it (send --to NAME TEXT...)", f)
 	}
-	if *to == "" {
-		return usage.Errorf("send: --to is required")
+	if (*to == "") == (*group == "") {
+		return usage.Errorf("send: give --to NAME or --group TITLE")
 	}
 	if fs.NArg() == 0 {
 		return usage.Errorf("send: no message text")
@@ -346,18 +348,27 @@ func Send(ctx context.Context, args []string, env Env) error {
 	if err := flushOutbox(ctx, e, env); err != nil {
 		return err
 	}
+	if *group != "" {
+		g, err := e.ResolveGroup(*group)
+		if err != nil {
+			return err
+		}
+		_, err = e.SendGroupText(ctx, g.Conversation, text)
+		return err
+	}
 	_, err = e.SendText(ctx, *to, text)
 	return err
 }
 
 // jsonMessage is one line of `recv --json` (docs/design.md §7).
 type jsonMessage struct {
-	ID     string           `json:"id"`
-	From   string           `json:"from"`
-	Group  string           `json:"group"`
-	Text   string           `json:"text"`
-	SentAt string           `json:"sent_at"`
-	Kind   chat.ContentKind `json:"kind"` // by name
+	ID      string           `json:"id"`
+	From    string           `json:"from"`
+	Group   string           `json:"group"`              // the group's title; "" for a message to you alone
+	GroupID string           `json:"group_id,omitempty"` // the group's id (hex)
+	Text    string           `json:"text"`
+	SentAt  string           `json:"sent_at"`
+	Kind    chat.ContentKind `json:"kind"` // by name
 	// Verified is false when the message came with an identity key not
 	// accepted for From (docs/protocol.md §8.1): From is only claimed.
 	Verified bool `json:"verified"`
@@ -392,6 +403,25 @@ func Recv(ctx context.Context, args []string, env Env) error {
 	if err := flushOutbox(ctx, e, env); err != nil {
 		return err
 	}
+	titles := make(map[chat.Conversation]string)
+	groupTitle := func(m *client.Message) string {
+		if !m.Conversation.IsGroup() {
+			return ""
+		}
+		if t, ok := titles[m.Conversation]; ok {
+			return t
+		}
+		t := "g:" + m.Conversation.ID()[:8]
+		if gs, err := client.Groups(h); err == nil {
+			for _, g := range gs {
+				if g.Conversation == m.Conversation {
+					t = g.Title
+				}
+			}
+		}
+		titles[m.Conversation] = t
+		return t
+	}
 	out := bufio.NewWriter(env.Stdout)
 	defer out.Flush()
 	enc := json.NewEncoder(out)
@@ -402,7 +432,7 @@ func Recv(ctx context.Context, args []string, env Env) error {
 	// Receipts are acked, not printed (the engine's rules).
 	show := func(m *client.Message) error {
 		if *asJSON {
-			if err := enc.Encode(jsonMessage{ID: m.ID, From: m.From.User, Group: m.Group, Text: m.Text, SentAt: m.SentAt.UTC().Format(time.RFC3339Nano), Kind: m.Kind, Verified: m.Verified()}); err != nil {
+			if err := enc.Encode(jsonMessage{ID: m.ID, From: m.From.User, Group: groupTitle(m), GroupID: m.Group, Text: m.Text, SentAt: m.SentAt.UTC().Format(time.RFC3339Nano), Kind: m.Kind, Verified: m.Verified()}); err != nil {
 				return err
 			}
 		} else {
@@ -412,6 +442,9 @@ func Recv(ctx context.Context, args []string, env Env) error {
 			}
 			if m.IdentityChanged {
 				from += " (unverified)"
+			}
+			if t := groupTitle(m); t != "" {
+				from += " in " + strconv.Quote(t)
 			}
 			if _, err := fmt.Fprintf(out, "[%s] %s: %s\n", m.SentAt.Local().Format("2006-01-02 15:04:05"), from, m.Text); err != nil {
 				return err

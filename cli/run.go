@@ -15,11 +15,12 @@ commands:
   chat       the terminal client
   register   create an account with this home as its first device
   login      add this home as a device of an existing account
-  send       send a message
+  send       send a message (--to NAME, or --group TITLE)
   recv       print received messages
   fingerprint [NAME]  your fingerprint, or the safety number with NAME
   trust NAME          accept NAME's changed identity key: the one whose
                       number fingerprint NAME showed (or --safety-number)
+  group      create, add, remove, leave, role, list, info: groups
   admin      operate a running server: ban, unban, bans, kick, mute, invite,
              broadcast, users, stats, backup ...; admin run FILE runs a script
   version    print the version
@@ -70,6 +71,8 @@ func run(ctx context.Context, args []string, env Env, version string) error {
 		return Fingerprint(ctx, args, env)
 	case "trust":
 		return Trust(ctx, args, env)
+	case "group":
+		return Group(ctx, args, env)
 	case "admin":
 		return Admin(ctx, args, env)
 	case "version", "--version":

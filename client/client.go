@@ -97,6 +97,7 @@ type Client struct {
 	keysErr error // why publishing this device's keys failed at connect, if it did
 
 	cryptoMu sync.Mutex       // serialises session and prekey use and their storage
+	groupMu  sync.Mutex       // one group change at a time (groups.go)
 	keys     *e2ee.DeviceKeys // nil for a device not linked to the account identity
 }
 
@@ -563,6 +564,16 @@ func (c *Client) handleDeliver(body []byte) {
 			// A copy of what this account's other device sent (the
 			// fan-out rule): it belongs where that device sent it.
 			m.Conversation, m.Outgoing = content.Conversation, true
+		}
+		switch {
+		case content.Group == "":
+		case !validGroupID(content.Group):
+			m.Kind, m.Text = chat.KindError, "a message names a group that cannot exist"
+		default:
+			// A group's content belongs to the group, whoever it was
+			// sent to (a new member gets the group's log on its own).
+			m.Conversation = chat.Group(content.Group)
+			m.groupChanges, m.groupLog = content.GroupChanges, content.GroupLog
 		}
 	}
 	c.events <- Event{Type: EventMessage, Message: m}

@@ -67,7 +67,16 @@ type Content struct {
 	// sender's own other devices (the fan-out rule): where the sender
 	// sent it, so that they file it as outgoing there.
 	Conversation chat.Conversation
+	// GroupChanges are signed membership changes of Group, newest first:
+	// the one made and up to maxRecentChanges before it, so a member who
+	// missed one catches up (KindGroupChange, protocol.md §9.7).
+	GroupChanges [][]byte
+	// GroupLog is the group's whole log, for a member just added.
+	GroupLog []byte
 }
+
+// maxGroupChanges bounds the changes one content carries.
+const maxGroupChanges = 8
 
 func (c *Content) MarshalFields(e *transport.Encoder) {
 	e.Uint(1, uint64(c.Kind))
@@ -80,6 +89,10 @@ func (c *Content) MarshalFields(e *transport.Encoder) {
 	if !c.Conversation.IsZero() {
 		e.String(6, c.Conversation.Key())
 	}
+	for _, g := range c.GroupChanges {
+		e.BytesField(7, g)
+	}
+	e.BytesField(8, c.GroupLog)
 }
 
 func (c *Content) UnmarshalFields(d *transport.Decoder) error {
@@ -110,6 +123,15 @@ func (c *Content) UnmarshalFields(d *transport.Decoder) error {
 			if k, err = f.String(transport.MaxText); err == nil {
 				c.Conversation, err = parseConversation(k)
 			}
+		case 7:
+			if len(c.GroupChanges) >= maxGroupChanges {
+				return errors.New("too many group changes")
+			}
+			var g []byte
+			g, err = f.Bytes(transport.MaxPayload)
+			c.GroupChanges = append(c.GroupChanges, g)
+		case 8:
+			c.GroupLog, err = f.Bytes(transport.MaxPayload)
 		default:
 			return f.Unknown()
 		}
@@ -206,6 +228,9 @@ type Message struct {
 	Refs []string
 
 	rawID []byte
+	// A KindGroupChange content's changes and log (groups.go).
+	groupChanges [][]byte
+	groupLog     []byte
 }
 
 // Verified reports whether the message came with the identity key this

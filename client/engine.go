@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -377,9 +378,28 @@ func (e *Engine) receive(ctx context.Context, c *Client, o *ReceiveOptions) erro
 // that get a delivery receipt get a read receipt too (after it, in the
 // same commit) when the receipts setting is on.
 func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error, read bool) error {
+	// A group change decides who may write to the group from then on:
+	// what follows it is handled once it is applied.
+	if i := slices.IndexFunc(msgs, func(m *Message) bool { return m.Kind == chat.KindGroupChange }); i >= 0 && i < len(msgs)-1 {
+		if err := e.incoming(c, msgs[:i+1], show, read); err != nil {
+			return err
+		}
+		return e.incoming(c, msgs[i+1:], show, read)
+	}
 	if show != nil {
 		for _, m := range msgs {
-			if !m.Kind.IsReceipt() && !m.Outgoing {
+			// A group change is shown as what it did, once applied.
+			if !m.Kind.IsReceipt() && !m.Outgoing && m.Kind != chat.KindGroupChange {
+				if m.Conversation.IsGroup() && m.Kind != chat.KindError {
+					var why string
+					c.home.View(func(tx *home.Tx) (err error) {
+						why, err = checkGroupSender(tx, m, e.opts.Now())
+						return err
+					})
+					if why != "" {
+						continue // shown as a note instead
+					}
+				}
 				if err := show(m); err != nil {
 					return err
 				}
@@ -388,11 +408,27 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 	}
 	var events []UIEvent
 	var receipts []*home.Queued
+	var notes []*Message // what group changes did, and group messages not shown
 	e.mu.Lock()
 	sendRead := read && e.sendReceipts
 	e.mu.Unlock()
 	committed, err := c.ackWith(func(tx *home.Tx) error {
-		events, receipts = events[:0], receipts[:0]
+		events, receipts, notes = events[:0], receipts[:0], notes[:0]
+		note := func(m *Message, i int, text string) error {
+			id := noteID(m.rawID, i)
+			if kept, err := tx.InHistory(id); err != nil || kept {
+				return err
+			}
+			rec := &home.HistoryRecord{ID: id, From: m.From.User, Kind: chat.KindSystem, Text: text, Time: m.ServerTime.UnixMilli()}
+			entry, err := tx.AddHistory(m.Conversation, rec, false)
+			if err != nil {
+				return err
+			}
+			events = append(events, UIEvent{Type: UIMessage, Conversation: m.Conversation, Entry: &entry})
+			notes = append(notes, &Message{ID: hex.EncodeToString(id), From: m.From, Conversation: m.Conversation,
+				Kind: chat.KindSystem, Text: text, SentAt: m.SentAt, ServerTime: m.ServerTime, rawID: id})
+			return nil
+		}
 		delivered := make(map[string][][]byte) // by sender
 		var senders []string
 		for _, m := range msgs {
@@ -419,9 +455,31 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 						events = append(events, UIEvent{Type: UIState, Conversation: conv, ID: ref, State: state})
 					}
 				}
+			case m.Kind == chat.KindGroupChange:
+				texts, err := c.receiveGroup(tx, m)
+				if err != nil {
+					return err
+				}
+				for i, text := range texts {
+					if err := note(m, i, text); err != nil {
+						return err
+					}
+				}
 			default:
 				if kept, err := tx.InHistory(id); err != nil || kept {
 					continue
+				}
+				if m.Conversation.IsGroup() && !m.Outgoing && m.Kind != chat.KindError {
+					why, err := checkGroupSender(tx, m, e.opts.Now())
+					if err != nil {
+						return err
+					}
+					if why != "" {
+						if err := note(m, 0, why); err != nil {
+							return err
+						}
+						continue
+					}
 				}
 				rec := &home.HistoryRecord{ID: id, From: m.From.User, Outgoing: m.Outgoing, Kind: m.Kind, Text: m.Text, Time: m.SentAt.UnixMilli(), Unverified: m.IdentityChanged}
 				if m.Outgoing {
@@ -435,7 +493,8 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 				if m.IdentityChanged {
 					events = append(events, UIEvent{Type: UIIdentityChanged, Conversation: chat.Peer(m.From.User)})
 				}
-				if m.Kind == chat.KindText && !m.Outgoing && !m.IdentityChanged {
+				// Receipts for group messages wait for per-member states.
+				if m.Kind == chat.KindText && !m.Outgoing && !m.IdentityChanged && !m.Conversation.IsGroup() {
 					if delivered[m.From.User] == nil {
 						senders = append(senders, m.From.User)
 					}
@@ -465,6 +524,11 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 	}, msgs...)
 	if !committed {
 		return err
+	}
+	if show != nil {
+		for _, n := range notes {
+			show(n) // already kept: a failure here loses nothing
+		}
 	}
 	for _, ev := range events {
 		e.emit(ev)
@@ -500,14 +564,22 @@ func (e *Engine) receipt(to chat.Conversation, kind chat.ContentKind, refs [][]b
 
 // Send queues text for a peer and returns its history entry at once.
 func (e *Engine) Send(to chat.Conversation, text string) (*HistoryEntry, error) {
-	user, err := transport.CanonicalUser(to.ID())
-	if err != nil {
-		return nil, err
-	}
+	var group string
 	if to.IsGroup() {
-		return nil, fmt.Errorf("conversation %s: groups cannot be sent to yet", to)
+		if err := checkCanSend(e.home, e.prof.User, to, e.opts.Now()); err != nil {
+			return nil, err
+		}
+		group = to.ID()
+	} else {
+		user, err := transport.CanonicalUser(to.ID())
+		if err != nil {
+			return nil, err
+		}
+		if err := e.checkContact(user); err != nil {
+			return nil, err
+		}
+		to = chat.Peer(user)
 	}
-	to = chat.Peer(user)
 	text = strings.TrimRight(text, "\n")
 	if text == "" {
 		return nil, errors.New("message is empty")
@@ -515,18 +587,15 @@ func (e *Engine) Send(to chat.Conversation, text string) (*HistoryEntry, error) 
 	if len(text) > MaxTextLen {
 		return nil, fmt.Errorf("message is too long: %d bytes, the limit is %d", len(text), MaxTextLen)
 	}
-	if err := e.checkContact(user); err != nil {
-		return nil, err
-	}
 	id := make([]byte, transport.MessageIDLen)
 	if _, err := io.ReadFull(e.opts.Rand, id); err != nil {
 		return nil, err
 	}
 	now := e.opts.Now()
-	content := &Content{Kind: chat.KindText, Text: text, SentAt: now.UnixMilli()}
+	content := &Content{Kind: chat.KindText, Text: text, SentAt: now.UnixMilli(), Group: group}
 	rec := &home.HistoryRecord{ID: id, From: e.prof.User, Outgoing: true, Kind: chat.KindText, Text: text, Time: now.UnixMilli(), State: home.StateSending}
 	var entry HistoryEntry
-	err = e.home.Update(func(tx *home.Tx) error {
+	err := e.home.Update(func(tx *home.Tx) error {
 		var err error
 		if entry, err = tx.AddHistory(to, rec, false); err != nil {
 			return err

@@ -176,7 +176,7 @@ func (c *Client) SendSignal(ctx context.Context, to chat.Conversation, content *
 // recipients are the devices a message to conv goes to: the fan-out rule
 // over the device lists.
 func (c *Client) recipients(ctx context.Context, conv chat.Conversation) ([]chat.Device, error) {
-	users, err := members(conv)
+	users, err := c.members(conv)
 	if err != nil {
 		return nil, err
 	}

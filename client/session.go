@@ -94,10 +94,11 @@ func fanOut(self chat.Device, members []string, devices func(user string) ([]cha
 	return out, nil
 }
 
-// members are the accounts of a conversation besides this one.
-func members(conv chat.Conversation) ([]string, error) {
+// members are the accounts of a conversation besides this one: the peer,
+// or a group's members as its log says (groups.go).
+func (c *Client) members(conv chat.Conversation) ([]string, error) {
 	if conv.IsGroup() {
-		return nil, fmt.Errorf("conversation %s: groups cannot be sent to yet", conv)
+		return c.groupMembers(conv)
 	}
 	return []string{conv.ID()}, nil
 }

@@ -454,3 +454,15 @@ func ParseGroupLog(b []byte, maxMembers int) (*GroupLog, error) {
 	}
 	return l, nil
 }
+
+// Recent returns up to n admitted changes still in the window, the most
+// recent (in the replay order) first: what a member sends along with a
+// new change so that one who missed an earlier change catches up.
+func (l *GroupLog) Recent(n int) []*GroupChange {
+	es := sortLogged(slices.Collect(maps.Values(l.window)))
+	var out []*GroupChange
+	for i := len(es) - 1; i >= 0 && len(out) < n; i-- {
+		out = append(out, es[i].c)
+	}
+	return out
+}

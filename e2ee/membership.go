@@ -425,7 +425,7 @@ type GroupState struct {
 }
 
 // Member returns user's membership, if user is a member.
-func (s *GroupState) Member(user string) (GroupMember, bool) {
+func (s GroupState) Member(user string) (GroupMember, bool) {
 	i := s.index(user)
 	if i < 0 {
 		return GroupMember{}, false
@@ -433,7 +433,7 @@ func (s *GroupState) Member(user string) (GroupMember, bool) {
 	return s.Members[i], true
 }
 
-func (s *GroupState) index(user string) int {
+func (s GroupState) index(user string) int {
 	return slices.IndexFunc(s.Members, func(m GroupMember) bool { return m.User == user })
 }
 

@@ -106,3 +106,8 @@ func (h *Home) Group(group chat.Conversation) (*GroupRecord, error) {
 	})
 	return r, err
 }
+
+// DeleteGroup forgets a group (one whose creation never reached anyone).
+func (t *Tx) DeleteGroup(group chat.Conversation) error {
+	return t.tx.Bucket(bucketGroups).Delete(t.h.seal.index(bucketGroups, []byte(group.Key())))
+}

@@ -1,0 +1,741 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/client/home"
+	"github.com/securechat/securechat/e2ee"
+	"github.com/securechat/securechat/transport"
+)
+
+// Groups (docs/protocol.md §9.7). Who is in a group is stated by the
+// members: every change is signed by the acting member and travels inside
+// the pairwise sessions as a KindGroupChange content; each client keeps
+// the group's log (e2ee.GroupLog) in its home and derives the members
+// from it, never from the server. A message to a group goes, by the
+// fan-out rule (docs/design.md §10), to every member's devices and this
+// account's other devices, each over its pairwise session.
+
+// groupMaxMembers is the size every client's log allows. It must be the
+// same for every member, or members could disagree on which addition fits;
+// the server's group_max_members caps what it carries.
+const groupMaxMembers = e2ee.MaxGroupMembers
+
+// GroupMemberInfo is one member as this home sees them.
+type GroupMemberInfo struct {
+	User       string
+	Role       string    // owner, admin or member
+	MutedUntil time.Time // zero: not muted
+	// KeyTrusted: the identity key the group vouches for is the one this
+	// home trusts for User (false: another one, or none known yet).
+	KeyTrusted bool
+	Verified   bool // this home compared User's safety number
+}
+
+// GroupInfo is a group as this home sees it.
+type GroupInfo struct {
+	Conversation chat.Conversation
+	ID           string // hex
+	Title        string
+	Members      []GroupMemberInfo
+	Left         bool // this account left or was removed
+}
+
+// Role is user's role in the group; "" if not a member.
+func (g *GroupInfo) Role(user string) string {
+	for _, m := range g.Members {
+		if m.User == user {
+			return m.Role
+		}
+	}
+	return ""
+}
+
+// groupConv is a group's conversation.
+func groupConv(id [e2ee.GroupIDSize]byte) chat.Conversation {
+	return chat.Group(hex.EncodeToString(id[:]))
+}
+
+// validGroupID reports whether s is a group id as conversations name it:
+// 32 lowercase hex digits.
+func validGroupID(s string) bool {
+	if len(s) != 2*e2ee.GroupIDSize {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil && strings.ToLower(s) == s
+}
+
+func parseLog(rec *home.GroupRecord) (*e2ee.GroupLog, error) {
+	l, err := e2ee.ParseGroupLog(rec.Log, groupMaxMembers)
+	if err != nil {
+		return nil, fmt.Errorf("group %s: the stored log is damaged: %w", rec.Group.ID(), err)
+	}
+	return l, nil
+}
+
+// Groups lists the groups of a home, titles in order.
+func Groups(h *home.Home) ([]GroupInfo, error) {
+	recs, err := h.Groups()
+	if err != nil {
+		return nil, err
+	}
+	var out []GroupInfo
+	for _, rec := range recs {
+		info, err := groupInfo(h, rec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, info)
+	}
+	slices.SortStableFunc(out, func(a, b GroupInfo) int { return strings.Compare(a.Title, b.Title) })
+	return out, nil
+}
+
+func groupInfo(h *home.Home, rec *home.GroupRecord) (GroupInfo, error) {
+	l, err := parseLog(rec)
+	if err != nil {
+		return GroupInfo{}, err
+	}
+	st := l.State()
+	info := GroupInfo{Conversation: rec.Group, ID: rec.Group.ID(), Title: st.Title, Left: rec.Left}
+	for _, m := range st.Members {
+		mi := GroupMemberInfo{User: m.User, Role: m.Role.String()}
+		if m.MutedUntil != 0 {
+			mi.MutedUntil = time.UnixMilli(m.MutedUntil)
+		}
+		if ct, err := h.Contact(m.User); err == nil && ct != nil {
+			mi.KeyTrusted = bytes.Equal(ct.Identity, m.Identity.Bytes()) && ct.Pending == nil
+			mi.Verified = mi.KeyTrusted && ct.Verified
+		}
+		info.Members = append(info.Members, mi)
+	}
+	return info, nil
+}
+
+// ResolveGroup finds the group a user names: by its title, or by its id
+// or the id's first 8 or more hex digits (g: in front or not). Two groups
+// of one title are told apart by id.
+func ResolveGroup(h *home.Home, name string) (GroupInfo, error) {
+	all, err := Groups(h)
+	if err != nil {
+		return GroupInfo{}, err
+	}
+	var byTitle []GroupInfo
+	for _, g := range all {
+		if g.Title == name {
+			byTitle = append(byTitle, g)
+		}
+	}
+	if len(byTitle) == 1 {
+		return byTitle[0], nil
+	}
+	if len(byTitle) > 1 {
+		var ids []string
+		for _, g := range byTitle {
+			ids = append(ids, "g:"+g.ID[:8])
+		}
+		return GroupInfo{}, fmt.Errorf("%d groups are called %q: name one by its id (%s)", len(byTitle), name, strings.Join(ids, ", "))
+	}
+	prefix := strings.ToLower(strings.TrimPrefix(name, "g:"))
+	var byID []GroupInfo
+	if len(prefix) >= 8 {
+		for _, g := range all {
+			if strings.HasPrefix(g.ID, prefix) {
+				byID = append(byID, g)
+			}
+		}
+	}
+	if len(byID) == 1 {
+		return byID[0], nil
+	}
+	return GroupInfo{}, fmt.Errorf("no group called %q (securechat group list shows yours)", name)
+}
+
+// groupMembers are the accounts of a group besides this one, as its log
+// says; a group this account left has none to send to.
+func (c *Client) groupMembers(conv chat.Conversation) ([]string, error) {
+	rec, err := c.home.Group(conv)
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil {
+		return nil, fmt.Errorf("no group %s in this home", conv.ID())
+	}
+	l, err := parseLog(rec)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, m := range l.State().Members {
+		if m.User != c.prof.User {
+			out = append(out, m.User)
+		}
+	}
+	return out, nil
+}
+
+// identityFor is the identity key this home trusts for user, learned from
+// the server on first use as a send would learn it. A pending key (it
+// changed) refuses, as sending does.
+func (c *Client) identityFor(ctx context.Context, user string) (e2ee.IdentityKey, error) {
+	if user == c.prof.User {
+		return c.keys.IdentityKey(), nil
+	}
+	ct, err := c.sessions.Contact(user)
+	if err != nil {
+		return e2ee.IdentityKey{}, err
+	}
+	if ct == nil {
+		var ik transport.IdentityKey
+		if err := c.request(ctx, transport.CodeIdentity, &transport.DevicesRequest{User: user}, transport.CodeIdentityKey, &ik); err != nil {
+			return e2ee.IdentityKey{}, err
+		}
+		c.cryptoMu.Lock()
+		if ct, err = c.sessions.Contact(user); err == nil && ct == nil {
+			ct = &home.Contact{Identity: ik.Key}
+			err = c.sessions.SaveContact(user, ct)
+		}
+		c.cryptoMu.Unlock()
+		if err != nil {
+			return e2ee.IdentityKey{}, err
+		}
+	}
+	if ct.Pending != nil {
+		return e2ee.IdentityKey{}, c.identityChanged(user, ct.Pending)
+	}
+	return e2ee.ParseIdentityKey(ct.Identity)
+}
+
+// CreateGroup makes a group of this account, as its owner, and members,
+// and sends every member the group's log. If that send fails the group is
+// forgotten again: it never existed for anyone else.
+func (c *Client) CreateGroup(ctx context.Context, title string, members []string) (GroupInfo, error) {
+	if c.keys == nil {
+		return GroupInfo{}, ErrNotLinked
+	}
+	var id [e2ee.GroupIDSize]byte
+	if _, err := io.ReadFull(c.rand, id[:]); err != nil {
+		return GroupInfo{}, err
+	}
+	ch := &e2ee.GroupChange{Group: id, Actor: c.prof.User, Time: c.now().UnixMilli(), Op: e2ee.OpCreate, Title: title,
+		Members: []e2ee.GroupMember{{User: c.prof.User, Identity: c.keys.IdentityKey(), Role: e2ee.RoleOwner}}}
+	added, err := c.newMembers(ctx, members, e2ee.RoleMember)
+	if err != nil {
+		return GroupInfo{}, err
+	}
+	ch.Members = append(ch.Members, added...)
+	if err := e2ee.SignGroupChange(ch, c.keys.IdentityPrivateKey()); err != nil {
+		return GroupInfo{}, groupError(err)
+	}
+	l, err := e2ee.NewGroupLog(ch, groupMaxMembers)
+	if err != nil {
+		return GroupInfo{}, groupError(err)
+	}
+	lb, err := l.MarshalBinary()
+	if err != nil {
+		return GroupInfo{}, err
+	}
+	conv := groupConv(id)
+	c.groupMu.Lock()
+	defer c.groupMu.Unlock()
+	rec := &home.GroupRecord{Group: conv, Log: lb}
+	if err := c.home.Update(func(tx *home.Tx) error { return tx.PutGroup(rec) }); err != nil {
+		return GroupInfo{}, err
+	}
+	content := &Content{Kind: chat.KindGroupChange, Group: conv.ID(), SentAt: c.now().UnixMilli(), GroupLog: lb}
+	if err := c.sendGroupContent(ctx, conv, content); err != nil {
+		c.home.Update(func(tx *home.Tx) error { return tx.DeleteGroup(conv) })
+		return GroupInfo{}, err
+	}
+	return groupInfo(c.home, rec)
+}
+
+// newMembers names users as members of role, each with the identity key
+// this home trusts for them.
+func (c *Client) newMembers(ctx context.Context, users []string, role e2ee.GroupRole) ([]e2ee.GroupMember, error) {
+	var out []e2ee.GroupMember
+	for _, u := range users {
+		u, err := transport.CanonicalUser(u)
+		if err != nil {
+			return nil, err
+		}
+		if u == c.prof.User || slices.ContainsFunc(out, func(m e2ee.GroupMember) bool { return m.User == u }) {
+			continue
+		}
+		key, err := c.identityFor(ctx, u)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e2ee.GroupMember{User: u, Identity: key, Role: role})
+	}
+	return out, nil
+}
+
+// AddToGroup adds users to a group as members.
+func (c *Client) AddToGroup(ctx context.Context, conv chat.Conversation, users []string) error {
+	added, err := c.newMembers(ctx, users, e2ee.RoleMember)
+	if err != nil {
+		return err
+	}
+	if len(added) == 0 {
+		return errors.New("nobody to add")
+	}
+	return c.changeGroup(ctx, conv, &e2ee.GroupChange{Op: e2ee.OpAdd, Members: added})
+}
+
+// RemoveFromGroup removes users from a group.
+func (c *Client) RemoveFromGroup(ctx context.Context, conv chat.Conversation, users []string) error {
+	targets, err := canonicalUsers(users)
+	if err != nil {
+		return err
+	}
+	return c.changeGroup(ctx, conv, &e2ee.GroupChange{Op: e2ee.OpRemove, Targets: targets})
+}
+
+// LeaveGroup takes this account out of a group.
+func (c *Client) LeaveGroup(ctx context.Context, conv chat.Conversation) error {
+	return c.changeGroup(ctx, conv, &e2ee.GroupChange{Op: e2ee.OpLeave})
+}
+
+// SetGroupRole makes users admins or plain members of a group.
+func (c *Client) SetGroupRole(ctx context.Context, conv chat.Conversation, users []string, admin bool) error {
+	targets, err := canonicalUsers(users)
+	if err != nil {
+		return err
+	}
+	role := e2ee.RoleMember
+	if admin {
+		role = e2ee.RoleAdmin
+	}
+	return c.changeGroup(ctx, conv, &e2ee.GroupChange{Op: e2ee.OpRole, Targets: targets, Role: role})
+}
+
+func canonicalUsers(users []string) ([]string, error) {
+	var out []string
+	for _, u := range users {
+		u, err := transport.CanonicalUser(u)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(out, u) {
+			out = append(out, u)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no member named")
+	}
+	return out, nil
+}
+
+// changeGroup makes, signs and applies a change here, keeps it, and sends
+// it (with the changes just before it, for a member who missed one) to the
+// group's members, to those it removed, and the whole log to those it
+// added. A change that this home's log refuses is refused before anything
+// is sent, with the reason (only admins add members, …).
+func (c *Client) changeGroup(ctx context.Context, conv chat.Conversation, ch *e2ee.GroupChange) error {
+	if c.keys == nil {
+		return ErrNotLinked
+	}
+	c.groupMu.Lock()
+	defer c.groupMu.Unlock()
+	rec, err := c.home.Group(conv)
+	if err != nil {
+		return err
+	}
+	if rec == nil {
+		return fmt.Errorf("no group %s in this home", conv.ID())
+	}
+	l, err := parseLog(rec)
+	if err != nil {
+		return err
+	}
+	before := l.State()
+	if rec.Left {
+		return fmt.Errorf("you are no longer a member of %q", before.Title)
+	}
+	ch.Actor, ch.Time = c.prof.User, c.now().UnixMilli()
+	l.Prepare(ch)
+	if err := e2ee.SignGroupChange(ch, c.keys.IdentityPrivateKey()); err != nil {
+		return groupError(err)
+	}
+	if _, err := l.Add(ch); err != nil {
+		return fmt.Errorf("%s: %w", before.Title, groupError(err))
+	}
+	after := l.State()
+	lb, err := l.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	_, stillIn := after.Member(c.prof.User)
+	rec = &home.GroupRecord{Group: conv, Log: lb, Left: !stillIn}
+	if err := c.home.Update(func(tx *home.Tx) error { return tx.PutGroup(rec) }); err != nil {
+		return err
+	}
+	var recent [][]byte
+	for _, r := range l.Recent(maxGroupChanges) {
+		b, err := r.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		recent = append(recent, b)
+	}
+	content := &Content{Kind: chat.KindGroupChange, Group: conv.ID(), SentAt: c.now().UnixMilli(), GroupChanges: recent}
+	var errs []error
+	if err := c.sendGroupContent(ctx, conv, content); err != nil {
+		errs = append(errs, err)
+	}
+	for _, m := range before.Members {
+		if _, in := after.Member(m.User); !in && m.User != c.prof.User {
+			if _, err := c.SendContent(ctx, newID(c), chat.Peer(m.User), content); err != nil {
+				errs = append(errs, fmt.Errorf("telling %s: %w", m.User, err))
+			}
+		}
+	}
+	for _, m := range after.Members {
+		if _, was := before.Member(m.User); !was {
+			welcome := &Content{Kind: chat.KindGroupChange, Group: conv.ID(), SentAt: content.SentAt, GroupLog: lb}
+			if _, err := c.SendContent(ctx, newID(c), chat.Peer(m.User), welcome); err != nil {
+				errs = append(errs, fmt.Errorf("sending %s the group: %w", m.User, err))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("the change is made here, but not everyone has it yet (it goes along with the group's next change): %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+func newID(c *Client) []byte {
+	id := make([]byte, transport.MessageIDLen)
+	io.ReadFull(c.rand, id)
+	return id
+}
+
+// sendGroupContent sends content to the group's members and this
+// account's other devices. A group whose only member is this account
+// sends nothing.
+func (c *Client) sendGroupContent(ctx context.Context, conv chat.Conversation, content *Content) error {
+	targets, err := c.recipients(ctx, conv)
+	if err != nil {
+		return err
+	}
+	if len(targets) == 0 {
+		return nil
+	}
+	id := newID(c)
+	entry := &home.OutboxEntry{To: conv, Content: transport.Marshal(content)}
+	msg, err := c.encryptTo(ctx, conv, targets, content, id, entry)
+	if err != nil {
+		return err
+	}
+	_, err = c.transmit(ctx, id, entry, msg, nil)
+	return err
+}
+
+// groupError is a refused change as the user reads it: the reason without
+// the package's prefix.
+func groupError(err error) error {
+	msg := err.Error()
+	for _, p := range []string{"e2ee: group change refused: ", "e2ee: "} {
+		msg = strings.TrimPrefix(msg, p)
+	}
+	if i := strings.Index(msg, ": "); i > 0 && (strings.Contains(msg[:i], " by ")) {
+		msg = msg[i+2:]
+	}
+	return errors.New(msg)
+}
+
+// receiveGroup applies a KindGroupChange content from m's sender to this
+// home's record of the group, in tx, and returns what to tell the user.
+// A log (for a member just added) makes a group this home did not have,
+// if it names this account with this identity key and its sender is a
+// member; changes are admitted as the log's rules say, a replayed or
+// early one silently, a refused one reported.
+func (c *Client) receiveGroup(tx *home.Tx, m *Message) ([]string, error) {
+	conv := m.Conversation
+	rec, err := tx.Group(conv)
+	if err != nil {
+		return nil, err
+	}
+	from := m.From.User
+	if m.IdentityChanged {
+		return []string{fmt.Sprintf("a group change from %s was not applied: %s's identity key changed", from, from)}, nil
+	}
+	var l *e2ee.GroupLog
+	var notes []string
+	if rec == nil {
+		if m.groupLog == nil {
+			return nil, nil // a change of a group this home is not in; a new member gets the log on its own
+		}
+		if l, err = e2ee.ParseGroupLog(m.groupLog, groupMaxMembers); err != nil {
+			return []string{fmt.Sprintf("a group from %s could not be read: %v", from, groupError(err))}, nil
+		}
+		st := l.State()
+		me, in := st.Member(c.prof.User)
+		if !in || c.keys == nil || !me.Identity.Equal(c.keys.IdentityKey()) || groupConv(st.ID) != conv {
+			return []string{fmt.Sprintf("%s sent a group that does not name you: ignored", from)}, nil
+		}
+		if _, ok := st.Member(from); !ok && from != c.prof.User {
+			return []string{fmt.Sprintf("%s, who is not in it, sent a group: ignored", from)}, nil
+		}
+		rec = &home.GroupRecord{Group: conv}
+		if from == c.prof.User {
+			notes = append(notes, fmt.Sprintf("you are in the group %q", st.Title))
+		} else {
+			notes = append(notes, fmt.Sprintf("%s added you to the group %q (%s)", from, st.Title, memberList(st, c.prof.User)))
+		}
+	} else {
+		if l, err = parseLog(rec); err != nil {
+			return nil, err
+		}
+		var changes []*e2ee.GroupChange
+		for i := len(m.groupChanges) - 1; i >= 0; i-- { // oldest first
+			ch, err := e2ee.ParseGroupChange(m.groupChanges[i])
+			if err != nil {
+				notes = append(notes, fmt.Sprintf("a group change from %s could not be read: %v", from, groupError(err)))
+				continue
+			}
+			changes = append(changes, ch)
+		}
+		if m.groupLog != nil {
+			if other, err := e2ee.ParseGroupLog(m.groupLog, groupMaxMembers); err == nil {
+				changes = append(changes, other.Recent(e2ee.GroupWindow*4)...)
+			}
+		}
+		skipped := len(l.Skipped())
+		for _, ch := range changes {
+			added, err := l.Add(ch)
+			switch {
+			case err == nil:
+				for _, a := range added {
+					notes = append(notes, describeChange(a, c.prof.User))
+				}
+			case errors.Is(err, e2ee.ErrGroupDuplicate), errors.Is(err, e2ee.ErrGroupMissingParent):
+			default:
+				notes = append(notes, fmt.Sprintf("a change to %q from %s was refused: %v", l.State().Title, from, groupError(err)))
+			}
+		}
+		if s := l.Skipped(); len(s) > skipped {
+			for _, sk := range s[skipped:] {
+				notes = append(notes, fmt.Sprintf("%s's change (%s) was undone: a change made at the same time came first", sk.Change.Actor, sk.Change.Op))
+			}
+		}
+	}
+	lb, err := l.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	_, in := l.State().Member(c.prof.User)
+	rec.Log, rec.Left = lb, !in
+	return notes, tx.PutGroup(rec)
+}
+
+// memberList names a group's members other than self.
+func memberList(st e2ee.GroupState, self string) string {
+	var names []string
+	for _, m := range st.Members {
+		if m.User != self {
+			names = append(names, m.User)
+		}
+	}
+	if len(names) == 0 {
+		return "nobody else yet"
+	}
+	return "with " + strings.Join(names, ", ")
+}
+
+// describeChange is a change as a line of the group's history.
+func describeChange(ch *e2ee.GroupChange, self string) string {
+	who := func(u string) string {
+		if u == self {
+			return "you"
+		}
+		return u
+	}
+	actor := who(ch.Actor)
+	var names []string
+	for _, m := range ch.Members {
+		names = append(names, who(m.User))
+	}
+	for _, t := range ch.Targets {
+		names = append(names, who(t))
+	}
+	list := strings.Join(names, ", ")
+	switch ch.Op {
+	case e2ee.OpCreate:
+		return fmt.Sprintf("%s created the group %q", actor, ch.Title)
+	case e2ee.OpAdd:
+		return fmt.Sprintf("%s added %s", actor, list)
+	case e2ee.OpRemove:
+		return fmt.Sprintf("%s removed %s", actor, list)
+	case e2ee.OpLeave:
+		return fmt.Sprintf("%s left", actor)
+	case e2ee.OpRole:
+		return fmt.Sprintf("%s made %s %s", actor, list, map[e2ee.GroupRole]string{e2ee.RoleAdmin: "an admin", e2ee.RoleMember: "a member"}[ch.Role])
+	case e2ee.OpTitle:
+		return fmt.Sprintf("%s renamed the group %q", actor, ch.Title)
+	case e2ee.OpMute:
+		if ch.Until == 0 {
+			return fmt.Sprintf("%s unmuted %s", actor, list)
+		}
+		return fmt.Sprintf("%s muted %s until %s", actor, list, chat.FormatTime(time.UnixMilli(ch.Until)))
+	}
+	return fmt.Sprintf("%s changed the group", actor)
+}
+
+// checkGroupSender decides whether a message m to a group is shown: its
+// sender must be a member (not muted) of the group as this home knows it.
+// It returns why not, or "".
+func checkGroupSender(tx *home.Tx, m *Message, now time.Time) (string, error) {
+	rec, err := tx.Group(m.Conversation)
+	if err != nil {
+		return "", err
+	}
+	if rec == nil {
+		return fmt.Sprintf("a message from %s for a group you are not in was not shown", m.From.User), nil
+	}
+	l, err := parseLog(rec)
+	if err != nil {
+		return "", err
+	}
+	mem, in := l.State().Member(m.From.User)
+	switch {
+	case !in:
+		return fmt.Sprintf("a message from %s, who is not in this group, was not shown", m.From.User), nil
+	case mem.MutedUntil > now.UnixMilli():
+		return fmt.Sprintf("a message from %s, muted in this group, was not shown", m.From.User), nil
+	}
+	return "", nil
+}
+
+// noteID names the history line of a note about message id: the same
+// note of a redelivered message is the same line.
+func noteID(id []byte, i int) []byte {
+	h := sha256.Sum256(append(append([]byte("securechat note "), id...), byte(i)))
+	return h[:transport.MessageIDLen]
+}
+
+// checkCanSend refuses a message to a group this account is not in, or is
+// muted in (the other members would not show it).
+func checkCanSend(h *home.Home, self string, conv chat.Conversation, now time.Time) error {
+	rec, err := h.Group(conv)
+	if err != nil {
+		return err
+	}
+	if rec == nil {
+		return fmt.Errorf("no group %s in this home", conv.ID())
+	}
+	l, err := parseLog(rec)
+	if err != nil {
+		return err
+	}
+	st := l.State()
+	me, in := st.Member(self)
+	switch {
+	case !in || rec.Left:
+		return fmt.Errorf("you are no longer a member of %q", st.Title)
+	case me.MutedUntil > now.UnixMilli():
+		return fmt.Errorf("an admin of %q muted you until %s", st.Title, chat.FormatTime(time.UnixMilli(me.MutedUntil)))
+	}
+	return nil
+}
+
+// SendGroupText sends text to a group: to every member's devices and this
+// account's other devices, over the pairwise sessions, returning once the
+// server has stored it; it goes into the group's history then.
+func (c *Client) SendGroupText(ctx context.Context, conv chat.Conversation, text string) (SendResult, error) {
+	if text == "" {
+		return SendResult{}, errors.New("message is empty")
+	}
+	if len(text) > MaxTextLen {
+		return SendResult{}, fmt.Errorf("message is too long: %d bytes, the limit is %d", len(text), MaxTextLen)
+	}
+	if err := checkCanSend(c.home, c.prof.User, conv, c.now()); err != nil {
+		return SendResult{}, err
+	}
+	id := newID(c)
+	content := &Content{Kind: chat.KindText, Text: text, SentAt: c.now().UnixMilli(), Group: conv.ID()}
+	return c.sendContent(ctx, id, conv, content, c.sentRecord(id, content))
+}
+
+// The engine's group commands, over its connection (a one-shot engine's,
+// for the group command; the terminal client's, for /group).
+
+func (e *Engine) connected() (*Client, error) {
+	c := e.client()
+	if c == nil {
+		return nil, errors.New("not connected")
+	}
+	return c, nil
+}
+
+// Groups lists this home's groups.
+func (e *Engine) Groups() ([]GroupInfo, error) { return Groups(e.home) }
+
+// ResolveGroup finds the group a user names (ResolveGroup).
+func (e *Engine) ResolveGroup(name string) (GroupInfo, error) { return ResolveGroup(e.home, name) }
+
+// CreateGroup is Client.CreateGroup over the engine's connection.
+func (e *Engine) CreateGroup(ctx context.Context, title string, members []string) (GroupInfo, error) {
+	c, err := e.connected()
+	if err != nil {
+		return GroupInfo{}, err
+	}
+	return c.CreateGroup(ctx, title, members)
+}
+
+// AddToGroup is Client.AddToGroup over the engine's connection.
+func (e *Engine) AddToGroup(ctx context.Context, conv chat.Conversation, users []string) error {
+	c, err := e.connected()
+	if err != nil {
+		return err
+	}
+	return c.AddToGroup(ctx, conv, users)
+}
+
+// RemoveFromGroup is Client.RemoveFromGroup over the engine's connection.
+func (e *Engine) RemoveFromGroup(ctx context.Context, conv chat.Conversation, users []string) error {
+	c, err := e.connected()
+	if err != nil {
+		return err
+	}
+	return c.RemoveFromGroup(ctx, conv, users)
+}
+
+// LeaveGroup is Client.LeaveGroup over the engine's connection.
+func (e *Engine) LeaveGroup(ctx context.Context, conv chat.Conversation) error {
+	c, err := e.connected()
+	if err != nil {
+		return err
+	}
+	return c.LeaveGroup(ctx, conv)
+}
+
+// SetGroupRole is Client.SetGroupRole over the engine's connection.
+func (e *Engine) SetGroupRole(ctx context.Context, conv chat.Conversation, users []string, admin bool) error {
+	c, err := e.connected()
+	if err != nil {
+		return err
+	}
+	return c.SetGroupRole(ctx, conv, users, admin)
+}
+
+// SendGroupText is Client.SendGroupText over the engine's connection.
+func (e *Engine) SendGroupText(ctx context.Context, conv chat.Conversation, text string) (SendResult, error) {
+	c, err := e.connected()
+	if err != nil {
+		return SendResult{}, err
+	}
+	return c.SendGroupText(ctx, conv, text)
+}
