@@ -320,8 +320,11 @@ func Send(ctx context.Context, args []string, env Env) error {
 	if f := fs.FlagAmong(fs.Args()); f != "" {
 		return usage.Errorf("send: %s comes after the text: flags go before it (send --to NAME TEXT...)", f)
 	}
-	if (*to == "") == (*group == "") {
-		return usage.Errorf("send: give --to NAME or --group TITLE")
+	switch {
+	case *to == "" && *group == "":
+		return usage.Errorf("send: --to is required (or --group TITLE)")
+	case *to != "" && *group != "":
+		return usage.Errorf("send: give --to NAME or --group TITLE, not both")
 	}
 	if fs.NArg() == 0 {
 		return usage.Errorf("send: no message text")

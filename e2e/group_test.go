@@ -134,7 +134,7 @@ func TestGroupCommandErrors(t *testing.T) {
 	fails(t, 2, "admin or member", nil, "group", "--home", alice.home, "role", "x", "bob", "boss")
 	fails(t, 1, `no group called "nope"`, nil, "group", "--home", alice.home, "info", "nope")
 	fails(t, 1, "no such user", nil, "group", "--home", alice.home, "create", "t", "nobody")
-	fails(t, 2, "--to NAME or --group TITLE", nil, "send", "--home", alice.home, "--to", "bob", "--group", "t", "x")
+	fails(t, 2, "--to NAME or --group TITLE, not both", nil, "send", "--home", alice.home, "--to", "bob", "--group", "t", "x")
 	ok(t, nil, "group", "--home", alice.home, "create", "twice")
 	ok(t, nil, "group", "--home", alice.home, "create", "twice")
 	fails(t, 1, `2 groups are called "twice"`, nil, "send", "--home", alice.home, "--group", "twice", "x")
