@@ -780,10 +780,6 @@ func (in *Interpreter) backup(ctx context.Context, file string, force bool) erro
 
 // Tables, shared by the console and `securechat admin`.
 
-// timeLayout is how the console, `securechat admin` and the web pages show a
-// time: local time with its zone, as everywhere (chat.TimeLayout).
-const timeLayout = chat.TimeLayout
-
 func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
 
 func timeText(t time.Time, zero string) string {
