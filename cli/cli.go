@@ -443,8 +443,8 @@ func Recv(ctx context.Context, args []string, env Env) error {
 			if m.Kind == chat.KindSystem {
 				from = client.SystemConversation.String()
 			}
-			if m.IdentityChanged {
-				from += " (unverified)"
+			if !m.Verified() && m.Kind != chat.KindSystem {
+				from += " (unverified)" // a changed key, or unreadable: from is only claimed
 			}
 			if t := groupTitle(m); t != "" {
 				from += " in " + strconv.Quote(t)

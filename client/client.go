@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -517,6 +518,9 @@ func describeClose(err error) error {
 	if errors.Is(err, io.EOF) {
 		return errors.New("server closed the connection")
 	}
+	if errors.Is(err, transport.ErrIdleTimeout) {
+		return errors.New("connection lost: the server stopped answering")
+	}
 	if err == nil {
 		return errors.New("connection closed")
 	}
@@ -553,7 +557,7 @@ func (c *Client) handleDeliver(body []byte) {
 	}
 	content, changed, err := c.decrypt(&d, false)
 	if err != nil {
-		m.Kind, m.Text, m.SentAt = chat.KindError, "message could not be decrypted: "+err.Error(), m.ServerTime
+		m.Kind, m.Text, m.SentAt = chat.KindError, undecryptable(err), m.ServerTime
 	} else {
 		m.Kind, m.Text, m.Group, m.SentAt = content.Kind, content.Text, content.Group, time.UnixMilli(content.SentAt)
 		m.IdentityChanged = changed
@@ -653,4 +657,14 @@ func ProbeServer(ctx context.Context, server string) (transport.Fingerprint, err
 	}
 	conn.Close(transport.CloseNormal, "")
 	return pin.Seen(), nil
+}
+
+// undecryptable is the text shown for a message that did not decrypt.
+func undecryptable(err error) string {
+	const msg = "message could not be decrypted"
+	why := strings.TrimPrefix(err.Error(), "e2ee: ")
+	if why == msg {
+		return msg
+	}
+	return msg + ": " + why
 }

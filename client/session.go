@@ -111,9 +111,10 @@ type encryptState struct {
 	st      *home.SessionState
 	changes home.SessionChanges
 	msg     *transport.Send
-	// unproven are sessions set aside because they recorded no device
-	// key: kept as the new sessions' earlier ones (setAsideStale).
-	unproven map[chat.Device]*home.Session
+	// setAside are the sessions setAsideStale left out: kept as the new
+	// sessions' earlier ones, so that what the old device sent before it
+	// went (its receipts, say) can still be read.
+	setAside map[chat.Device]*home.Session
 }
 
 // encryptTo builds one ciphertext per device of targets, starting sessions
@@ -159,15 +160,19 @@ func (es *encryptState) loadSessions() error {
 	return err
 }
 
-// setAsideStale leaves out the sessions with devices the server lists
-// under another device key than the session's peer had: the device was
+// setAsideStale leaves out the retired sessions (made with an identity key
+// since replaced by the one the user accepted, home.Trust) and those with
+// devices the server lists under another device key than the session's
+// peer had: the device was
 // re-created, or its account deleted and registered again, and a message
 // in the old session would reach a device that cannot decrypt it. Such a
 // device is sent to as one never met: its bundle is fetched and its
 // identity key checked (verifyBundle), so a new account identity is
 // recorded as pending and blocks the send. A session that recorded no
 // device key (kept before they were) cannot be matched, so it is set
-// aside the same way once, and kept among the new session's earlier ones.
+// aside the same way once. A set-aside session is kept among the new
+// session's earlier ones: messages the old device sent before it went
+// still decrypt (ratchetDecrypt), without making it current again.
 func (es *encryptState) setAsideStale() {
 	for _, d := range es.targets {
 		s := es.st.Sessions[d]
@@ -175,15 +180,13 @@ func (es *encryptState) setAsideStale() {
 			continue
 		}
 		listed := es.c.listedKey(d)
-		if listed == nil || bytes.Equal(s.DeviceKey, listed) {
+		if !s.Retired && (listed == nil || bytes.Equal(s.DeviceKey, listed)) {
 			continue
 		}
-		if s.DeviceKey == nil {
-			if es.unproven == nil {
-				es.unproven = make(map[chat.Device]*home.Session)
-			}
-			es.unproven[d] = s
+		if es.setAside == nil {
+			es.setAside = make(map[chat.Device]*home.Session)
 		}
+		es.setAside[d] = s
 		delete(es.st.Sessions, d)
 	}
 }
@@ -226,7 +229,7 @@ func (es *encryptState) startMissingSessions() error {
 			if err != nil {
 				return err
 			}
-			if old := es.unproven[dev]; old != nil {
+			if old := es.setAside[dev]; old != nil {
 				*s = old.ReplacedBy(*s)
 			}
 			es.st.Sessions[dev] = s
@@ -369,6 +372,7 @@ type decryptState struct {
 	consumed     *e2ee.ConsumedPreKeys
 	baseKey      *home.BaseKeyUse // an initial message answered without a one-time prekey
 	changed      bool             // the sender's identity key is not the trusted one
+	earlier      int              // ≥ 0: an earlier session with another device decrypted it (ratchetDecrypt)
 	plain        []byte
 }
 
@@ -379,7 +383,7 @@ func (c *Client) decrypt(d *transport.Deliver, ephemeral bool) (content *Content
 	c.cryptoMu.Lock()
 	defer c.cryptoMu.Unlock()
 	from := chat.Device{User: d.From, ID: d.FromDevice}
-	ds := &decryptState{c: c, from: from, key: home.MessageKey{From: from, ID: d.MessageID}, ephemeral: ephemeral}
+	ds := &decryptState{c: c, from: from, key: home.MessageKey{From: from, ID: d.MessageID}, ephemeral: ephemeral, earlier: -1}
 	kept, err := ds.loadSession()
 	if err != nil {
 		return nil, false, err
@@ -582,7 +586,14 @@ func (ds *decryptState) ratchetDecrypt() error {
 			if plain2, err2 := s2.Decrypt(ds.ciphertext); err2 == nil {
 				ds.sess.Zero()
 				ds.sess, plain, err = s2, plain2, nil
-				ds.sr = ds.sr.Promoted(i)
+				if p.Retired || p.DeviceKey != nil && ds.sr.DeviceKey != nil && !bytes.Equal(p.DeviceKey, ds.sr.DeviceKey) {
+					// A session with the device this number named
+					// before (re-created, or its account registered
+					// again): read what it sent, never send on it.
+					ds.earlier = i
+				} else {
+					ds.sr = ds.sr.Promoted(i)
+				}
 				break
 			}
 			s2.Zero()
@@ -601,10 +612,18 @@ func (ds *decryptState) ratchetDecrypt() error {
 // kept: a forged first message must not displace the real session.
 func (ds *decryptState) keepPlaintext() error {
 	c := ds.c
-	ds.sr.Initial = nil // the peer answered: the session is confirmed
 	var err error
-	if ds.sr.Ratchet, err = ds.sess.MarshalBinary(); err != nil {
-		return err
+	if ds.earlier >= 0 {
+		// Only the earlier session advanced (ratchetDecrypt).
+		ds.sr.Previous = slices.Clone(ds.sr.Previous)
+		if ds.sr.Previous[ds.earlier].Ratchet, err = ds.sess.MarshalBinary(); err != nil {
+			return err
+		}
+	} else {
+		ds.sr.Initial = nil // the peer answered: the session is confirmed
+		if ds.sr.Ratchet, err = ds.sess.MarshalBinary(); err != nil {
+			return err
+		}
 	}
 	keepSession := !ds.changed
 	var received *home.Received

@@ -77,8 +77,9 @@ func TestSessionBoundToDeviceKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := sessionWith(t, ha, bobDev)
-	if !bytes.Equal(second.DeviceKey, bobKey) || len(second.Initial) == 0 || bytes.Equal(second.Ratchet, stale.Ratchet) || len(second.Previous) != 0 {
-		t.Fatalf("after a send to a device listed under another key: %+v, want a new session with bob's key and no earlier ones", second)
+	if !bytes.Equal(second.DeviceKey, bobKey) || len(second.Initial) == 0 || bytes.Equal(second.Ratchet, stale.Ratchet) ||
+		len(second.Previous) != 1 || !bytes.Equal(second.Previous[0].DeviceKey, stale.DeviceKey) {
+		t.Fatalf("after a send to a device listed under another key: %v, want a new session with bob's key and the old one kept before it", second.DeviceKey)
 	}
 
 	// A session kept before device keys were recorded.
@@ -91,7 +92,7 @@ func TestSessionBoundToDeviceKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	third := sessionWith(t, ha, bobDev)
-	if !bytes.Equal(third.DeviceKey, bobKey) || bytes.Equal(third.Initial, legacy.Initial) || len(third.Previous) != 1 || !bytes.Equal(third.Previous[0].Ratchet, legacy.Ratchet) {
+	if !bytes.Equal(third.DeviceKey, bobKey) || bytes.Equal(third.Initial, legacy.Initial) || len(third.Previous) == 0 || !bytes.Equal(third.Previous[0].Ratchet, legacy.Ratchet) {
 		t.Fatalf("after a send over a session without a device key: %+v, want a new one with bob's key, the old one earlier", third)
 	}
 	if err := sendOnce(t, ctx, ha, "bob", "four"); err != nil {

@@ -260,6 +260,8 @@ func TestChatServerKilled(t *testing.T) {
 		t.Fatalf("the killed server was noticed after %v", d)
 	}
 	t.Logf("the killed server was noticed after %v", d.Round(time.Second))
+	// The reason says what happened, not a frame timer's "0s".
+	x.waitScreen("alice", "the reason", contains("the server stopped answering"))
 	s.start()
 	x.waitScreenFor("alice", "reconnected", 60*time.Second, contains(" connected │"))
 	x.typeLine("alice", "/quit")

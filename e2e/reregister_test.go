@@ -68,3 +68,36 @@ func reregisteredRecipient(t *testing.T, fingerprintFirst bool) {
 		t.Fatalf("the new carol received %+v, want alice's \"welcome back\"", msgs)
 	}
 }
+
+// TestReregisteredOldReceipts (issue 14 review): receipts the old carol
+// sent before her account was deleted wait in alice's mailbox while alice
+// accepts the new carol's key and writes to her. They still decrypt —
+// with the old session, kept among the earlier ones and never sent on —
+// instead of turning into "could not be decrypted" lines from carol.
+func TestReregisteredOldReceipts(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	alice, carol := register(t, s, "alice"), register(t, s, "carol")
+	alice.send(t, "carol", "hi carol")
+	if got := texts(carol.recv(t, "0s")); !slices.Equal(got, []string{"hi carol"}) {
+		t.Fatalf("carol received %q", got)
+	}
+	// carol's delivery and read receipts now wait for alice.
+	s.admin(t, "delete", "carol")
+	carol = register(t, s, "carol")
+	seen, _ := safetyNumber(t, alice, "carol")
+	ok(t, nil, "trust", "--home", alice.home, "--safety-number", seen, "carol")
+	alice.send(t, "carol", "hi again")
+	r := ok(t, nil, "recv", "--home", alice.home, "--wait", "0s")
+	if strings.Contains(r.Stdout, "could not be decrypted") {
+		t.Fatalf("alice's recv after accepting the new carol:\n%s", r.Stdout)
+	}
+	// And the new carol reads the new session, which stays current.
+	if got := texts(carol.recv(t, "0s")); !slices.Equal(got, []string{"hi again"}) {
+		t.Fatalf("the new carol received %q", got)
+	}
+	alice.send(t, "carol", "and again")
+	if got := texts(carol.recv(t, "0s")); !slices.Equal(got, []string{"and again"}) {
+		t.Fatalf("the new carol received %q", got)
+	}
+}

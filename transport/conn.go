@@ -34,6 +34,11 @@ const (
 // then mid-frame: the caller must close the connection.
 var ErrFrameTimeout = errors.New("frame not completed in time")
 
+// ErrIdleTimeout is returned when the connection ended because nothing
+// came from the other side for the QUIC idle timeout: it stopped
+// answering (its process killed, its machine or network gone).
+var ErrIdleTimeout = errors.New("stopped answering (idle timeout)")
+
 // ErrWriteTimeout is returned by Conn.WriteFrames when the peer did not take
 // the bytes within the write timeout (it does not read, or too slowly). The
 // stream is then mid-frame: the caller must close the connection.
@@ -220,7 +225,8 @@ func (c *Conn) ReadFrame() (Frame, error) {
 	}
 	f, err := ReadFrame(c.r, c.max)
 	if err != nil {
-		if isTimeout(err) {
+		var idle *quic.IdleTimeoutError
+		if isTimeout(err) && c.frameTimeout > 0 && !errors.As(err, &idle) {
 			return f, fmt.Errorf("%w: %v", ErrFrameTimeout, c.frameTimeout)
 		}
 		return f, c.wrapErr(err)
@@ -311,7 +317,7 @@ func (c *Conn) wrapErr(err error) error {
 	}
 	var idle *quic.IdleTimeoutError
 	if errors.As(err, &idle) {
-		return errors.New("connection timed out")
+		return ErrIdleTimeout
 	}
 	return err
 }

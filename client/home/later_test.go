@@ -125,8 +125,8 @@ func TestLaterWrites(t *testing.T) {
 	}
 }
 
-// Trust drops sessions after the deferred ones are written, so that none
-// comes back.
+// Trust retires sessions after the deferred ones are written, so that
+// none comes back unretired.
 func TestLaterTrust(t *testing.T) {
 	t.Parallel()
 	h := openTestHome(t)
@@ -140,8 +140,9 @@ func TestLaterTrust(t *testing.T) {
 	if err := h.flushLater(); err != nil {
 		t.Fatal(err)
 	}
-	if getRecordT(t, h, bucketSessions, "bob\x001", new(Session)) {
-		t.Fatal("a deferred session with the old identity survived Trust")
+	var s Session
+	if !getRecordT(t, h, bucketSessions, "bob\x001", &s) || !s.Retired {
+		t.Fatalf("a deferred session with the old identity after Trust: %+v, want it retired", s)
 	}
 }
 

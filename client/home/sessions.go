@@ -86,6 +86,12 @@ type Session struct {
 	// device under the same number (re-created, or its account deleted and
 	// registered again): the session is not used with it (protocol.md §9.2).
 	DeviceKey []byte
+	// Retired: the peer's identity key this session was made with is no
+	// longer the accepted one (Trust accepted another). The session still
+	// reads what the old key's device sent before, but nothing is sent on
+	// it: the next send starts a new session and keeps this one among the
+	// earlier ones (protocol.md §9.2).
+	Retired bool
 	// Previous are earlier sessions with the device, newest first, at
 	// most MaxPreviousSessions, each without a Previous of its own. When
 	// both sides start a session at once, each answers the other's and
@@ -110,6 +116,7 @@ func (m *Session) MarshalFields(e *transport.Encoder) {
 		e.Message(6, &m.Previous[i])
 	}
 	e.BytesField(7, m.DeviceKey)
+	e.Bool(8, m.Retired)
 }
 
 func (m *Session) UnmarshalFields(d *transport.Decoder) error {
@@ -136,6 +143,8 @@ func (m *Session) UnmarshalFields(d *transport.Decoder) error {
 			m.Previous = append(m.Previous, p)
 		case 7:
 			m.DeviceKey, err = f.Fixed(32)
+		case 8:
+			m.Retired, err = f.Bool()
 		default:
 			return f.Unknown()
 		}
@@ -247,27 +256,6 @@ func (t *Tx) Session(d chat.Device) (*Session, error) {
 func (t *Tx) PutSession(s *Session) error {
 	t.h.genDirty = true // rollback.go
 	return t.putRecord(bucketSessions, sessionKey(s.Peer()), s)
-}
-
-// deleteSessionsOf drops every session with user's devices, and any that
-// does not open.
-func (t *Tx) deleteSessionsOf(user string) error {
-	var stale [][]byte
-	b := t.tx.Bucket(bucketSessions)
-	b.ForEach(func(k, sealed []byte) error {
-		var r Session
-		v, err := t.h.seal.open(bucketSessions, k, sealed)
-		if err != nil || transport.Unmarshal(v, &r) != nil || r.User == user {
-			stale = append(stale, append([]byte(nil), k...))
-		}
-		return nil
-	})
-	for _, k := range stale {
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Received returns the kept plaintext of a decrypted, not yet acked
@@ -514,8 +502,9 @@ var ErrPendingChanged = errors.New("the pending identity key is not the one you 
 
 // Trust accepts a contact's changed identity key, exactly key, the one the
 // user compared: if another key is pending, it is ErrPendingChanged and
-// nothing changes. Sessions with the old key are dropped and new ones
-// start with the new key.
+// nothing changes. Sessions with the old key are retired: nothing more is
+// sent on them (new ones start with the new key), but what the old key's
+// devices sent before still reads.
 func (h *Home) Trust(user string, key []byte) error {
 	return h.Update(func(tx *Tx) error {
 		ct, err := tx.Contact(user)
@@ -535,8 +524,42 @@ func (h *Home) Trust(user string, key []byte) error {
 		if err := tx.PutContact(user, ct); err != nil {
 			return err
 		}
-		return tx.deleteSessionsOf(user)
+		return tx.retireSessionsOf(user)
 	})
+}
+
+// retireSessionsOf marks every session with user's devices retired, and
+// drops any that does not open.
+func (t *Tx) retireSessionsOf(user string) error {
+	b := t.tx.Bucket(bucketSessions)
+	var stale [][]byte
+	var retired []*Session
+	b.ForEach(func(k, sealed []byte) error {
+		r := new(Session)
+		v, err := t.h.seal.open(bucketSessions, k, sealed)
+		switch {
+		case err != nil || transport.Unmarshal(v, r) != nil:
+			stale = append(stale, append([]byte(nil), k...))
+		case r.User == user:
+			retired = append(retired, r)
+		}
+		return nil
+	})
+	for _, k := range stale {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	for _, r := range retired {
+		r.Retired = true
+		for i := range r.Previous {
+			r.Previous[i].Retired = true
+		}
+		if err := t.putRecord(bucketSessions, sessionKey(r.Peer()), r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ShowPending records that the safety number of key, user's pending key,

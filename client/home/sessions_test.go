@@ -232,14 +232,18 @@ func TestTrustPending(t *testing.T) {
 	if want := (Contact{Identity: changed}); !reflect.DeepEqual(bob, want) {
 		t.Errorf("bob after Trust = %+v, want the pending key trusted and not verified: %+v", bob, want)
 	}
+	// bob's sessions are retired: kept to read what was sent before, never
+	// sent on.
 	for _, dev := range []uint32{1, 7} {
-		if getRecordT(t, h, bucketSessions, string(sessionKey(chat.Device{User: "bob", ID: dev})), new(Session)) {
-			t.Errorf("bob's session with device %d survived Trust", dev)
+		var s Session
+		if !getRecordT(t, h, bucketSessions, string(sessionKey(chat.Device{User: "bob", ID: dev})), &s) || !s.Retired {
+			t.Errorf("bob's session with device %d after Trust: %+v, want it retired", dev, s)
 		}
 	}
 	for _, user := range []string{"carol", "bobby"} {
-		if !getRecordT(t, h, bucketSessions, string(sessionKey(chat.Device{User: user, ID: 1})), new(Session)) {
-			t.Errorf("%s's session was dropped by Trust of bob", user)
+		var s Session
+		if !getRecordT(t, h, bucketSessions, string(sessionKey(chat.Device{User: user, ID: 1})), &s) || s.Retired {
+			t.Errorf("%s's session was dropped or retired by Trust of bob: %+v", user, s)
 		}
 	}
 	var carol Contact
