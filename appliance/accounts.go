@@ -130,6 +130,18 @@ func checkRegister(ctx context.Context, ss *session, id uint32, req *transport.E
 		e = &transport.Error{Code: transport.ErrRegClosed, Message: "registration is closed on this server"}
 	case ss.srv.cfg.Registration == RegistrationInvite && req.Invite == "":
 		e = &transport.Error{Code: transport.ErrRegClosed, Message: "registration needs a valid invite code (--invite)"}
+	default:
+		// A taken name is refused before the registration budget is
+		// charged: a newcomer trying names does not run out of it. Such
+		// a refusal says no more than a lookup does, and counts as one
+		// for the address (lookup_rate; protocol.md §5.1).
+		if _, err := ss.srv.store.Account(req.User); err == nil {
+			e = &transport.Error{Code: transport.ErrUserExists, Message: store.ErrUserExists.Error()}
+			if ok, retry := ss.srv.nameLimit.allow(ss.source(), ss.srv.cfg.Now()); !ok {
+				ss.srv.stats.Limited.Add(1)
+				e = rateLimited("name checks", retry)
+			}
+		}
 	}
 	if e != nil {
 		registerRefused(ctx, ss, req, e)

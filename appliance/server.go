@@ -87,6 +87,7 @@ type Server struct {
 	keysLimit  *limiter // key uploads per account
 	ackLimit   *limiter // acked sequence numbers per account
 	lookLimit  *limiter // device and identity lookups per account
+	nameLimit  *limiter // registrations refused for a taken name, per source: lookups, not registrations
 	open       connCounts
 	bans       banList
 	banningMu  sync.Mutex      // guards banning
@@ -132,7 +133,7 @@ func New(cfg Config) (*Server, error) {
 		router:    newLocalRouter(),
 		changes:   newLocalChanges(),
 	}
-	for _, l := range []**limiter{&s.fetchLimit, &s.msgLimit, &s.byteLimit, &s.connLimit, &s.regLimit, &s.failLimit, &s.acctFail, &s.floodLimit, &s.keysLimit, &s.ackLimit, &s.lookLimit} {
+	for _, l := range []**limiter{&s.fetchLimit, &s.msgLimit, &s.byteLimit, &s.connLimit, &s.regLimit, &s.failLimit, &s.acctFail, &s.floodLimit, &s.keysLimit, &s.ackLimit, &s.lookLimit, &s.nameLimit} {
 		*l = newLimiter(cfg.LimiterTable)
 	}
 	limits := cfg.limits()

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -110,4 +112,19 @@ func TestAccountLoginFailureLimit(t *testing.T) {
 	if got := bob.recv(t, "0s"); len(got) != 1 || got[0].Text != "still here" {
 		t.Errorf("bob got %q", texts(got))
 	}
+}
+
+// TestTakenNamesSpareRegistrations (issue 14 point 9): a registration
+// refused because the name is taken does not use the address's
+// registration budget (5 at once by default): after eight such refusals a
+// free name still registers.
+func TestTakenNamesSpareRegistrations(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	register(t, s, "taken")
+	for i := range 8 {
+		home := filepath.Join(t.TempDir(), fmt.Sprint("try", i))
+		fails(t, 1, "user name is taken", pwEnv, "register", "--server", s.Addr, "--server-key", s.FP, "--user", "taken", "--home", home)
+	}
+	register(t, s, "free")
 }
