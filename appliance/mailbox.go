@@ -19,6 +19,12 @@ import (
 // checkSend canonicalizes the recipients and refuses a muted sender; it
 // runs before the rate limit, so a refused Send costs no tokens.
 func checkSend(ctx context.Context, ss *session, id uint32, req *transport.Send) bool {
+	if req.Shared != nil {
+		// Group sends (protocol.md §6.7) are not stored yet: refusing them
+		// keeps a shared payload from being dropped silently.
+		ss.fail(id, &transport.Error{Code: transport.ErrBadRequest, Message: "group sends are not supported by this server"})
+		return false
+	}
 	for i := range req.Envelopes {
 		u, err := transport.CanonicalUser(req.Envelopes[i].User)
 		if err != nil {

@@ -102,6 +102,13 @@ func sampleMessages() []wireMessage {
 				{},
 			},
 		},
+		&Send{
+			MessageID: id,
+			Envelopes: []Envelope{{User: "bob", Device: 2, DeviceKey: key}, {User: "carol", Device: 1}},
+			Group:     fill(GroupIDLen, 7),
+			Shared:    fill(500, 8),
+		},
+		&Send{MessageID: id, Ephemeral: true, Group: fill(GroupIDLen, 7), Shared: fill(1, 8)},
 		&Sent{ServerTime: 1_700_000_000_000, Duplicate: true},
 		&Sent{ServerTime: -1_700_000_000_000},
 		&Deliver{
@@ -113,6 +120,8 @@ func sampleMessages() []wireMessage {
 			Payload:    fill(1000, 1),
 		},
 		&Deliver{Seq: 1, MessageID: id},
+		&Deliver{Seq: 2, From: "alice", FromDevice: 1, MessageID: id, Group: fill(GroupIDLen, 3), Shared: fill(70, 4)},
+		&Signal{From: "alice", FromDevice: 1, MessageID: id, Group: fill(GroupIDLen, 3), Shared: fill(7, 4)},
 		&Ack{Seqs: []uint64{1, 2, 300, math.MaxUint64, 2}},
 		&Empty{},
 		// prekeys.go, and Welcome with its key counts.
@@ -252,6 +261,13 @@ func TestRequiredFields(t *testing.T) {
 		{"Send without message id", &Send{Envelopes: []Envelope{{User: "bob", Device: 1, Payload: []byte("hi")}}}},
 		{"Deliver without seq", &Deliver{From: "alice", FromDevice: 1, MessageID: id}},
 		{"Deliver without message id", &Deliver{Seq: 1, From: "alice", FromDevice: 1}},
+		{"group Send without shared payload", &Send{MessageID: id, Group: fill(GroupIDLen, 1)}},
+		{"shared payload without group", &Send{MessageID: id, Shared: fill(10, 1)}},
+		{"group Send with an envelope payload", &Send{MessageID: id, Group: fill(GroupIDLen, 1), Shared: fill(10, 1), Envelopes: []Envelope{{User: "bob", Device: 1, Payload: []byte("hi")}}}},
+		{"group Send with a short group id", &Send{MessageID: id, Group: fill(GroupIDLen-1, 1), Shared: fill(10, 1)}},
+		{"group Deliver without group id", &Deliver{Seq: 1, MessageID: id, Shared: fill(10, 1)}},
+		{"group Deliver with a payload", &Deliver{Seq: 1, MessageID: id, Group: fill(GroupIDLen, 1), Shared: fill(10, 1), Payload: []byte("x")}},
+		{"group Signal without shared payload", &Signal{MessageID: id, Group: fill(GroupIDLen, 1)}},
 		{"PublishKeys empty", &PublishKeys{}},
 		{"PublishKeys without identity", &PublishKeys{Certificate: cert, SignedPreKey: spk, LastResortKEM: kem}},
 		{"PublishKeys without certificate", &PublishKeys{Identity: ik, SignedPreKey: spk, LastResortKEM: kem}},
@@ -701,6 +717,9 @@ func TestMessageLimits(t *testing.T) {
 		over    wireMessage
 	}{
 		{"Send envelopes", &Send{MessageID: id, Envelopes: envelopes(MaxEnvelopes)}, &Send{MessageID: id, Envelopes: envelopes(MaxEnvelopes + 1)}},
+		{"group Send envelopes", &Send{MessageID: id, Group: fill(GroupIDLen, 1), Shared: fill(1, 1), Envelopes: envelopes(MaxGroupEnvelopes)}, &Send{MessageID: id, Group: fill(GroupIDLen, 1), Shared: fill(1, 1), Envelopes: envelopes(MaxGroupEnvelopes + 1)}},
+		{"group Send shared payload", &Send{MessageID: id, Group: fill(GroupIDLen, 1), Shared: make([]byte, MaxPayload)}, &Send{MessageID: id, Group: fill(GroupIDLen, 1), Shared: make([]byte, MaxPayload+1)}},
+		{"Deliver shared payload", &Deliver{Seq: 1, MessageID: id, Group: fill(GroupIDLen, 1), Shared: make([]byte, MaxPayload)}, &Deliver{Seq: 1, MessageID: id, Group: fill(GroupIDLen, 1), Shared: make([]byte, MaxPayload+1)}},
 		{"Ack seqs", &Ack{Seqs: seqs(MaxAcks)}, &Ack{Seqs: seqs(MaxAcks + 1)}},
 		{"DeviceList devices", &DeviceList{Devices: devices(MaxEnvelopes)}, &DeviceList{Devices: devices(MaxEnvelopes + 1)}},
 		{"Error devices", &Error{Code: ErrDeviceMismatch, Devices: devices(MaxEnvelopes)}, &Error{Code: ErrDeviceMismatch, Devices: devices(MaxEnvelopes + 1)}},

@@ -50,6 +50,11 @@ const (
 	MaxText      = 256       // error texts, device names, invite codes
 	MaxPayload   = 256 << 10 // one ciphertext slot
 	MaxEnvelopes = 1024      // slots in one Send
+	// MaxGroupEnvelopes bounds the slots of a group Send (one with a
+	// shared payload, protocol.md §6.7): address-only slots, so a group of
+	// group_max_members accounts with several devices each fits one Send.
+	MaxGroupEnvelopes = 8192
+	GroupIDLen        = 16 // a group's random id, protocol.md §6.7
 	MaxDevices   = 64        // devices per account
 	MaxAcks      = 4096      // sequence numbers in one Ack
 	MessageIDLen = 16
@@ -342,6 +347,11 @@ type Send struct {
 	// Ephemeral asks the server to hand the envelopes to the recipients'
 	// connected devices only and store nothing (typing signals, protocol.md §6.5).
 	Ephemeral bool
+	// Group and Shared make a group Send (protocol.md §6.7): one ciphertext,
+	// Shared, for every envelope, whose payloads are then empty; Group is
+	// the group's id, which the server counts members and limits by.
+	Group  []byte
+	Shared []byte
 }
 
 // Envelope is one recipient device's slot of a Send.
@@ -386,6 +396,8 @@ func (m *Send) MarshalFields(e *Encoder) {
 		e.Message(2, &m.Envelopes[i])
 	}
 	e.Bool(3, m.Ephemeral)
+	e.BytesField(4, m.Group)
+	e.BytesField(5, m.Shared)
 }
 
 func (m *Send) UnmarshalFields(d *Decoder) error {
@@ -394,23 +406,48 @@ func (m *Send) UnmarshalFields(d *Decoder) error {
 		case 1:
 			m.MessageID, err = f.Fixed(MessageIDLen)
 		case 2:
-			if len(m.Envelopes) >= MaxEnvelopes {
-				return errorf("more than %d envelopes", MaxEnvelopes)
+			if len(m.Envelopes) >= MaxGroupEnvelopes {
+				return errorf("more than %d envelopes", MaxGroupEnvelopes)
 			}
 			var env Envelope
 			err = f.Message(&env)
 			m.Envelopes = append(m.Envelopes, env)
 		case 3:
 			m.Ephemeral, err = f.Bool()
+		case 4:
+			m.Group, err = f.Fixed(GroupIDLen)
+		case 5:
+			m.Shared, err = f.Bytes(MaxPayload)
 		default:
 			return f.Unknown()
 		}
 		return err
 	})
-	if err == nil && m.MessageID == nil {
-		err = errorf("missing message id")
+	if err != nil {
+		return err
 	}
-	return err
+	return m.check()
+}
+
+// check applies the rules that tie a Send's fields together (protocol.md
+// §6.1, §6.7).
+func (m *Send) check() error {
+	switch {
+	case m.MessageID == nil:
+		return errorf("missing message id")
+	case (m.Group == nil) != (m.Shared == nil):
+		return errorf("a group send needs both a group id and a shared payload")
+	case m.Shared == nil && len(m.Envelopes) > MaxEnvelopes:
+		return errorf("more than %d envelopes", MaxEnvelopes)
+	}
+	if m.Shared != nil {
+		for i := range m.Envelopes {
+			if len(m.Envelopes[i].Payload) != 0 {
+				return errorf("a group send's envelopes carry no payload of their own")
+			}
+		}
+	}
+	return nil
 }
 
 // Sent answers a Send once every slot is durably stored.
@@ -454,6 +491,9 @@ func (m *Signal) UnmarshalFields(d *Decoder) error {
 	if err == nil && m.MessageID == nil {
 		err = errorf("missing message id")
 	}
+	if err == nil {
+		err = (*Deliver)(m).checkGroup()
+	}
 	return err
 }
 
@@ -465,6 +505,11 @@ type Deliver struct {
 	MessageID  []byte
 	ServerTime int64
 	Payload    []byte
+	// Group and Shared come from a group Send (protocol.md §6.7): the
+	// group's id and the one ciphertext every member device gets; Payload
+	// is then empty.
+	Group  []byte
+	Shared []byte
 }
 
 func (m *Deliver) MarshalFields(e *Encoder) {
@@ -474,6 +519,8 @@ func (m *Deliver) MarshalFields(e *Encoder) {
 	e.BytesField(4, m.MessageID)
 	e.Int(5, m.ServerTime)
 	e.BytesField(6, m.Payload)
+	e.BytesField(7, m.Group)
+	e.BytesField(8, m.Shared)
 }
 
 func (m *Deliver) UnmarshalFields(d *Decoder) error {
@@ -487,7 +534,22 @@ func (m *Deliver) UnmarshalFields(d *Decoder) error {
 	if err == nil && (m.Seq == 0 || m.MessageID == nil) {
 		err = errorf("missing sequence number or message id")
 	}
+	if err == nil {
+		err = m.checkGroup()
+	}
 	return err
+}
+
+// checkGroup: a group entry has both its group id and the shared payload,
+// and no payload of its own (protocol.md §6.7).
+func (m *Deliver) checkGroup() error {
+	if (m.Group == nil) != (m.Shared == nil) {
+		return errorf("a group entry needs both a group id and a shared payload")
+	}
+	if m.Shared != nil && len(m.Payload) != 0 {
+		return errorf("a group entry carries no payload of its own")
+	}
+	return nil
 }
 
 // field decodes the fields Deliver and Signal share.
@@ -503,6 +565,10 @@ func (m *Deliver) field(f Field) (err error) {
 		m.ServerTime, err = f.Int()
 	case 6:
 		m.Payload, err = f.Bytes(MaxPayload)
+	case 7:
+		m.Group, err = f.Fixed(GroupIDLen)
+	case 8:
+		m.Shared, err = f.Bytes(MaxPayload)
 	default:
 		return f.Unknown()
 	}
