@@ -97,3 +97,20 @@ func (e *MailboxFullError) Error() string {
 	return fmt.Sprintf("%s's mailbox is full (device %d); try again once they have read their messages", e.Device.User, e.Device.ID)
 }
 func (e *MailboxFullError) Is(target error) bool { return target == ErrMailboxFull }
+
+// ErrTooManyGroups: a group message under a new group id from an account
+// that was already the first to use as many as the server allows
+// (*TooManyGroupsError).
+var ErrTooManyGroups = errors.New("too many groups")
+
+// TooManyGroupsError names the account and the bound. It is
+// ErrTooManyGroups.
+type TooManyGroupsError struct {
+	User string
+	Max  int
+}
+
+func (e *TooManyGroupsError) Error() string {
+	return fmt.Sprintf("%s already started %d groups, as many as this server allows (group_max_per_account)", e.User, e.Max)
+}
+func (e *TooManyGroupsError) Is(target error) bool { return target == ErrTooManyGroups }

@@ -40,6 +40,7 @@ type Store interface {
 	Mailboxes
 	Moderation
 	Blobs
+	Groups
 	Meta
 
 	// Sync returns once every write queued before it is committed.
@@ -201,6 +202,15 @@ type Message struct {
 	ID        []byte // the sender's message id; a resend of it stores nothing
 	Envelopes []Envelope
 	Time      time.Time
+	// Group and Shared make a group message (protocol.md §6.7): Shared,
+	// the one ciphertext, is stored once and each envelope's mailbox gets
+	// a small entry that refers to it; the envelopes carry no payload.
+	Group  []byte
+	Shared []byte
+	// MaxGroups bounds the group ids From's account may be the first to
+	// use (group_max_per_account); 0 is no bound. A group message under a
+	// new id past it is refused with *TooManyGroupsError.
+	MaxGroups int
 }
 
 // Entry is one mailbox entry.
@@ -210,6 +220,11 @@ type Entry struct {
 	MessageID []byte
 	Time      time.Time // when it was stored
 	Payload   []byte
+	// Group and Shared are a group message's (protocol.md §6.7): its
+	// group id and the one ciphertext every member device gets; Payload
+	// is then empty.
+	Group  []byte
+	Shared []byte
 }
 
 // Delivery is an entry as committed to one device's mailbox.
@@ -231,6 +246,9 @@ type Appended struct {
 type Mailboxes interface {
 	// Append stores a message in every recipient's mailbox in one
 	// commit, or, for a message id the sender already stored, nothing.
+	// A group message's shared payload is stored once, with a count of
+	// the entries that refer to it, and the group's record is updated in
+	// the same commit; the last ack or expiry of an entry frees it.
 	// The sending device must have published keys (ErrNotPublished); the
 	// envelopes must be exactly one per current device of every
 	// recipient, the sending device excepted, each naming the device's
@@ -311,10 +329,35 @@ type Blobs interface {
 	DeleteBlob(ctx context.Context, id string) error
 }
 
+// Group is what the server knows of a group (protocol.md §6.7): its id
+// and traffic, never its title or who is a member.
+type Group struct {
+	ID []byte
+	// Members is how many accounts the last group message addressed,
+	// its sender's included.
+	Members     int
+	Creator     string // the account that first sent under the id
+	Created     time.Time
+	LastMessage time.Time
+	Messages    uint64 // group messages stored under the id
+}
+
+// Groups reads the group records that group messages keep (Append writes
+// them; expiry drops one whose last message is older than its cutoff).
+type Groups interface {
+	// ListGroups lists the groups, by id.
+	ListGroups() ([]Group, error)
+}
+
 // Stats are the store's gauges.
 type Stats struct {
 	QueueDepth int   // entries waiting in all mailboxes
 	Bytes      int64 // size on disk
+	Groups     int   // group records
+	// SharedPayloads and SharedBytes are the group messages' shared
+	// payloads stored (once each) and their bytes.
+	SharedPayloads int
+	SharedBytes    int64
 }
 
 // Meta stores the server's own secrets and settings.

@@ -149,6 +149,19 @@ func (s *Store) DeleteAccount(ctx context.Context, user string) error {
 					return err
 				}
 			}
+			// Its group messages' entries give up their references
+			// (groups.go); at most mailbox_max_entries of them.
+			if box := tx.Bucket(bucketMailboxes).Bucket(k); box != nil {
+				err := box.ForEach(func(_, v []byte) error {
+					if ref := refOf(v); ref != nil {
+						return unref(tx, ref)
+					}
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+			}
 			for _, b := range [][]byte{bucketMailboxes, bucketPrekeys} {
 				if tx.Bucket(b).Bucket(k) != nil {
 					if err := tx.Bucket(b).DeleteBucket(k); err != nil {
@@ -159,6 +172,19 @@ func (s *Store) DeleteAccount(ctx context.Context, user string) error {
 		}
 		if err := tx.Bucket(bucketMutes).Delete([]byte(user)); err != nil {
 			return err
+		}
+		// The groups it started stay (their other members still use
+		// them) but no longer count against the name, which may be
+		// registered again.
+		var starts [][]byte
+		sc := tx.Bucket(bucketGroupStarts).Cursor()
+		for k, _ := sc.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = sc.Next() {
+			starts = append(starts, append([]byte(nil), k...))
+		}
+		for _, k := range starts {
+			if err := tx.Bucket(bucketGroupStarts).Delete(k); err != nil {
+				return err
+			}
 		}
 		return tx.Bucket(bucketUsers).Delete([]byte(user))
 	})

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/securechat/securechat/appliance/store"
 	"github.com/securechat/securechat/chat"
 )
@@ -96,5 +98,29 @@ func TestOpensExistingStore(t *testing.T) {
 		Envelopes: []store.Envelope{{To: bob1, Payload: []byte("x")}, {To: chat.DeviceOf("bob", 2), Payload: []byte("y")}}})
 	if err != nil || !res.Duplicate || !res.Time.Equal(t0.Add(time.Minute)) {
 		t.Errorf("resend: %+v %v", res, err)
+	}
+	// The store is at schema 3 now, and takes group messages
+	// (protocol.md §7: 2 → 3 adds their buckets, empty).
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		if v := metaU64(tx, keySchema); v != schemaVersion || schemaVersion != 3 {
+			t.Errorf("schema %d after open, want 3", v)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	devs, _ := s.ActiveDevices("bob")
+	gid := make([]byte, 16)
+	gid[0] = 9
+	id[0] = 99
+	if _, err := s.Append(ctx, store.Message{From: bob1, ID: id, Time: t0.Add(time.Hour), Group: gid, Shared: []byte("group ciphertext"),
+		Envelopes: []store.Envelope{{To: devs[1].Device, Key: devs[1].Key}}}); err != nil {
+		t.Fatalf("group message on the migrated store: %v", err)
+	}
+	if p, err := s.Pending(devs[1].Device, 0, 10); err != nil || string(p[len(p)-1].Shared) != "group ciphertext" {
+		t.Errorf("group entry on the migrated store: %+v %v", p, err)
+	}
+	if err := s.Verify(); err != nil {
+		t.Error(err)
 	}
 }

@@ -18,10 +18,14 @@ import (
 
 // Append durably stores m in every recipient device's mailbox, or
 // recognises a resend by its message id and stores nothing (protocol.md §6.1).
-// Every refusal (recipients, quotas) happens before the first write, as a
-// reject, so a bad Append never aborts the others of its group commit.
+// A group message's payload is stored once and each mailbox gets an entry
+// referring to it (protocol.md §6.7, groups.go).
+// Every refusal (recipients, quotas, groups) happens before the first
+// write, as a reject, so a bad Append never aborts the others of its group
+// commit.
 func (s *Store) Append(ctx context.Context, m store.Message) (store.Appended, error) {
-	dedupKey := append(deviceKey(m.From), m.ID...)
+	dedupKey := sharedKey(m.From, m.ID)
+	group := m.Shared != nil
 	to := make([]store.DeviceKey, len(m.Envelopes))
 	devs := make([]chat.Device, len(m.Envelopes))
 	for i, e := range m.Envelopes {
@@ -31,9 +35,21 @@ func (s *Store) Append(ctx context.Context, m store.Message) (store.Appended, er
 	ms := m.Time.UnixMilli()
 	values := make([][]byte, len(m.Envelopes))
 	sizes := make([]int, len(m.Envelopes))
+	var ref []byte // a group message's entry, the same in every mailbox
+	if group {
+		ref = entryValue(&mailboxEntry{From: m.From.User, FromDevice: m.From.ID, MessageID: m.ID, Group: m.Group}, ms)
+	}
 	for i, env := range m.Envelopes {
-		values[i] = entryValue(&mailboxEntry{From: m.From.User, FromDevice: m.From.ID, MessageID: m.ID, Payload: env.Payload}, ms)
+		if group {
+			values[i] = ref
+		} else {
+			values[i] = entryValue(&mailboxEntry{From: m.From.User, FromDevice: m.From.ID, MessageID: m.ID, Payload: env.Payload}, ms)
+		}
 		sizes[i] = len(values[i])
+	}
+	members := 0
+	if group {
+		members = groupMembers(m.From, m.Envelopes)
 	}
 	var out store.Appended
 	err := s.update(ctx, func(tx *bolt.Tx) error {
@@ -46,7 +62,19 @@ func (s *Store) Append(ctx context.Context, m store.Message) (store.Appended, er
 		if err := checkRecipients(tx, m.From, to); err != nil {
 			return reject(err)
 		}
-		if err := s.checkQuota(tx, devs, sizes); err != nil {
+		shared := 0
+		if group {
+			if tx.Bucket(bucketShared).Get(dedupKey) != nil {
+				// Its dedup record expired while entries referring to it
+				// did not: never, as both expire by the same time.
+				return reject(fmt.Errorf("shared payload %x without its resend record: %w", dedupKey, store.ErrCorrupt))
+			}
+			if err := checkGroupStart(tx, m.From.User, m.Group, m.MaxGroups); err != nil {
+				return reject(err)
+			}
+			shared = len(m.Shared)
+		}
+		if err := s.checkQuota(tx, devs, sizes, shared); err != nil {
 			return reject(err)
 		}
 		out.Time = time.UnixMilli(ms)
@@ -55,8 +83,19 @@ func (s *Store) Append(ctx context.Context, m store.Message) (store.Appended, er
 			if err != nil {
 				return err
 			}
-			out.Entries = append(out.Entries, store.Delivery{To: env.To, Entry: store.Entry{
-				Seq: seq, From: m.From, MessageID: m.ID, Time: out.Time, Payload: env.Payload}})
+			e := store.Entry{Seq: seq, From: m.From, MessageID: m.ID, Time: out.Time, Payload: env.Payload}
+			if group {
+				e.Payload, e.Group, e.Shared = nil, m.Group, m.Shared
+			}
+			out.Entries = append(out.Entries, store.Delivery{To: env.To, Entry: e})
+		}
+		if group {
+			if err := putShared(tx, dedupKey, m.Shared, len(m.Envelopes)); err != nil {
+				return err
+			}
+			if err := recordGroupMessage(tx, m.From, m.Group, members, ms); err != nil {
+				return err
+			}
 		}
 		return dedup.Put(dedupKey, u64(uint64(ms)))
 	})
@@ -197,11 +236,22 @@ func (s *Store) Pending(d chat.Device, after uint64, limit int) ([]store.Entry, 
 		if box == nil {
 			return nil
 		}
+		shared := tx.Bucket(bucketShared)
 		c := box.Cursor()
 		for k, v := c.Seek(u64(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
 			e, ok := decodeEntry(k, v)
 			if !ok {
 				continue // unreadable entries are left for expiry rather than wedging delivery
+			}
+			if e.Group != nil {
+				// A group message's entry: its payload is stored once
+				// (groups.go). A copy, as the entry outlives the
+				// transaction.
+				p := shared.Get(sharedKey(e.From, e.MessageID))
+				if p == nil {
+					continue // Verify reports it
+				}
+				e.Shared = slices.Clone(p)
 			}
 			out = append(out, e)
 		}
@@ -222,6 +272,7 @@ func decodeEntry(k, v []byte) (store.Entry, bool) {
 		MessageID: e.MessageID,
 		Time:      time.UnixMilli(int64(binary.BigEndian.Uint64(v[:8]))),
 		Payload:   e.Payload,
+		Group:     e.Group,
 	}, true
 }
 
@@ -234,19 +285,12 @@ func (s *Store) Ack(d chat.Device, seqs []uint64) {
 		if box == nil {
 			return reject(fmt.Errorf("mailbox gone"))
 		}
-		var n, size int64
 		for _, seq := range seqs {
-			v := box.Get(u64(seq))
-			if v == nil {
-				continue
-			}
-			size += int64(len(v))
-			n++
-			if err := box.Delete(u64(seq)); err != nil {
+			if err := removeEntry(tx, box, k, u64(seq)); err != nil {
 				return err
 			}
 		}
-		return addUsage(tx, k, -n, -size)
+		return nil
 	})
 }
 
@@ -256,7 +300,10 @@ func (s *Store) Ack(d chat.Device, seqs []uint64) {
 // stopped on the next call with the same cutoff (a new cutoff is a new
 // sweep and starts over). Mailboxes first, each from its oldest entry
 // (entries are in store order, so the scan of a mailbox stops at its first
-// unexpired entry), then the dedup records, which are in no time order.
+// unexpired entry), then the dedup records, which are in no time order,
+// then the records of groups whose last message is older than cutoff. An
+// expired group message's entry gives up its reference to the shared
+// payload, and the last one frees it (groups.go).
 func (s *Store) Expire(ctx context.Context, cutoff time.Time, limit int) (int, bool, error) {
 	s.expireMu.Lock()
 	defer s.expireMu.Unlock()
@@ -271,10 +318,7 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time, limit int) (int, b
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		removed, more, steps = 0, false, 0
 		next = s.expire
-		type old struct {
-			box, seq []byte
-			size     int
-		}
+		type old struct{ box, seq []byte }
 		var olds []old
 		boxes := tx.Bucket(bucketMailboxes)
 		if !next.boxesDone {
@@ -301,7 +345,7 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time, limit int) (int, b
 						break boxLoop // resume at this mailbox
 					}
 					steps++
-					olds = append(olds, old{slices.Clone(k), slices.Clone(ek), len(ev)})
+					olds = append(olds, old{slices.Clone(k), slices.Clone(ek)})
 				}
 			}
 			if k != nil {
@@ -311,10 +355,7 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time, limit int) (int, b
 			}
 		}
 		for _, o := range olds {
-			if err := boxes.Bucket(o.box).Delete(o.seq); err != nil {
-				return err
-			}
-			if err := addUsage(tx, o.box, -1, -int64(o.size)); err != nil {
+			if err := removeEntry(tx, boxes.Bucket(o.box), o.box, o.seq); err != nil {
 				return err
 			}
 		}
@@ -322,31 +363,51 @@ func (s *Store) Expire(ctx context.Context, cutoff time.Time, limit int) (int, b
 		if !next.boxesDone {
 			return nil
 		}
-		dedup := tx.Bucket(bucketDedup)
-		var stale [][]byte
-		c := dedup.Cursor()
-		k, v := c.First()
-		if next.dedup != nil {
-			k, v = c.Seek(next.dedup)
-		}
-		for ; k != nil; k, v = c.Next() {
-			if steps >= budget || len(olds)+len(stale) >= limit {
-				break
+		if !next.dedupDone {
+			dedup := tx.Bucket(bucketDedup)
+			var stale [][]byte
+			c := dedup.Cursor()
+			k, v := c.First()
+			if next.dedup != nil {
+				k, v = c.Seek(next.dedup)
 			}
-			steps++
-			if len(v) != 8 || binary.BigEndian.Uint64(v) < before {
-				stale = append(stale, slices.Clone(k))
+			for ; k != nil; k, v = c.Next() {
+				if steps >= budget || len(olds)+len(stale) >= limit {
+					break
+				}
+				steps++
+				if len(v) != 8 || binary.BigEndian.Uint64(v) < before {
+					stale = append(stale, slices.Clone(k))
+				}
+			}
+			if k != nil {
+				next.dedup, more = slices.Clone(k), true
+			} else {
+				next.dedup, next.dedupDone = nil, true
+			}
+			for _, k := range stale {
+				if err := dedup.Delete(k); err != nil {
+					return err
+				}
+			}
+			if !next.dedupDone {
+				return nil
 			}
 		}
-		if k != nil {
-			next.dedup, more = slices.Clone(k), true
+		// Then the records of groups silent since before the cutoff.
+		if steps >= budget {
+			more = true
+			return nil
+		}
+		after, n, err := expireGroups(tx, before, next.group, budget-steps)
+		if err != nil {
+			return err
+		}
+		steps += n
+		if after != nil {
+			next.group, more = after, true
 		} else {
 			next = expireCursor{cutoff: before} // the sweep is done
-		}
-		for _, k := range stale {
-			if err := dedup.Delete(k); err != nil {
-				return err
-			}
 		}
 		return nil
 	})
@@ -364,6 +425,8 @@ func expireSteps(limit int) int { return 4*limit + 64 }
 type expireCursor struct {
 	cutoff    uint64 // unix ms: the sweep's
 	boxesDone bool   // every mailbox was scanned; now the dedup records
+	dedupDone bool   // and every dedup record; now the group records
 	box       []byte // the mailbox to resume at
 	dedup     []byte // the dedup record to resume at
+	group     []byte // the group record to resume at
 }

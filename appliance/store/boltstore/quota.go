@@ -46,6 +46,15 @@ func addUsage(tx *bolt.Tx, box []byte, entries, bytes int64) error {
 	if err != nil {
 		return err
 	}
+	return addTotal(tx, bytes)
+}
+
+// addTotal adds bytes (or removes them) to the store's total only: a group
+// message's shared payload, counted once (groups.go).
+func addTotal(tx *bolt.Tx, bytes int64) error {
+	if bytes == 0 {
+		return nil
+	}
 	return tx.Bucket(bucketMeta).Put(keyMailboxBytes, u64(sub(totalBytes(tx), bytes)))
 }
 
@@ -57,7 +66,8 @@ func sub(v uint64, d int64) uint64 {
 	return uint64(int64(v) + d)
 }
 
-// totalBytes is the bytes of every mailbox together.
+// totalBytes is the bytes of every mailbox together, and of the shared
+// payloads of group messages, each once.
 func totalBytes(tx *bolt.Tx) uint64 {
 	v := tx.Bucket(bucketMeta).Get(keyMailboxBytes)
 	if len(v) != 8 {
@@ -67,10 +77,10 @@ func totalBytes(tx *bolt.Tx) uint64 {
 }
 
 // checkQuota refuses adding the values sized to the mailboxes of to
-// (parallel slices) if a mailbox or the store would exceed its bound. It
-// writes nothing.
-func (s *Store) checkQuota(tx *bolt.Tx, to []chat.Device, sizes []int) error {
-	var total uint64
+// (parallel slices), and shared bytes to the store's total alone, if a
+// mailbox or the store would exceed its bound. It writes nothing.
+func (s *Store) checkQuota(tx *bolt.Tx, to []chat.Device, sizes []int, shared int) error {
+	total := uint64(shared)
 	for i, d := range to {
 		u := getUsage(tx, deviceKey(d))
 		if u.entries+1 > uint64(s.limits.MaxMailboxEntries) || u.bytes+uint64(sizes[i]) > uint64(s.limits.MaxMailboxBytes) {
@@ -85,7 +95,8 @@ func (s *Store) checkQuota(tx *bolt.Tx, to []chat.Device, sizes []int) error {
 }
 
 // recountUsage rebuilds the usage bucket and the total from the mailboxes
-// (the migration from schema 1, which kept no counts).
+// (the migration from schema 1, which kept no counts and no shared
+// payloads).
 func recountUsage(tx *bolt.Tx) error {
 	if tx.Bucket(bucketUsage) != nil {
 		if err := tx.DeleteBucket(bucketUsage); err != nil {

@@ -78,11 +78,16 @@ func (r *deviceRecord) UnmarshalFields(d *transport.Decoder) error {
 
 // A mailbox entry value is the unix-ms store time as u64 BE, so expiry can
 // read it without decoding, followed by the fields of mailboxEntry.
+//
+// A group message's entry (protocol.md §6.7) has Group and no Payload: it
+// refers to the shared payload stored once under the sender's device key
+// ‖ message id (groups.go).
 type mailboxEntry struct {
 	From       string
 	FromDevice uint32
 	MessageID  []byte
 	Payload    []byte
+	Group      []byte
 }
 
 func (m *mailboxEntry) MarshalFields(e *transport.Encoder) {
@@ -90,6 +95,7 @@ func (m *mailboxEntry) MarshalFields(e *transport.Encoder) {
 	e.Uint(2, uint64(m.FromDevice))
 	e.BytesField(3, m.MessageID)
 	e.BytesField(4, m.Payload)
+	e.BytesField(5, m.Group)
 }
 
 func (m *mailboxEntry) UnmarshalFields(d *transport.Decoder) error {
@@ -103,6 +109,8 @@ func (m *mailboxEntry) UnmarshalFields(d *transport.Decoder) error {
 			m.MessageID, err = f.Fixed(transport.MessageIDLen)
 		case 4:
 			m.Payload, err = f.Bytes(transport.MaxPayload)
+		case 5:
+			m.Group, err = f.Fixed(transport.GroupIDLen)
 		default:
 			return f.Unknown()
 		}
@@ -161,6 +169,43 @@ func (r *inviteRecord) UnmarshalFields(d *transport.Decoder) error {
 			r.Created, err = f.Int()
 		case 3:
 			r.Expires, err = f.Int()
+		default:
+			return f.Unknown()
+		}
+		return err
+	})
+}
+
+// groupRecord is a groups bucket value (protocol.md §7).
+type groupRecord struct {
+	Creator  string
+	Created  int64
+	Last     int64
+	Messages uint64
+	Members  uint32
+}
+
+func (r *groupRecord) MarshalFields(e *transport.Encoder) {
+	e.String(1, r.Creator)
+	e.Int(2, r.Created)
+	e.Int(3, r.Last)
+	e.Uint(4, r.Messages)
+	e.Uint(5, uint64(r.Members))
+}
+
+func (r *groupRecord) UnmarshalFields(d *transport.Decoder) error {
+	return transport.ForEachField(d, func(f transport.Field) (err error) {
+		switch f.Num {
+		case 1:
+			r.Creator, err = f.String(transport.MaxUserName)
+		case 2:
+			r.Created, err = f.Int()
+		case 3:
+			r.Last, err = f.Int()
+		case 4:
+			r.Messages, err = f.Uint()
+		case 5:
+			r.Members, err = f.Uint32()
 		default:
 			return f.Unknown()
 		}

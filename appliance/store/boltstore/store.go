@@ -37,10 +37,16 @@ import (
 //	           never held a blob is the file it always was
 //	usage      deviceKey → u64 BE entries ‖ u64 BE bytes of its mailbox
 //	           (quota.go); absent for an empty mailbox
+//	shared     sender deviceKey ‖ message id → a group message's payload
+//	refs       the same key → u64 BE count of the entries referring to it
+//	groups     group id → groupRecord
+//	groupstarts creator ‖ 0 ‖ group id → empty (groups.go)
 //
 // Schema 2 added the usage bucket and meta's mailbox_bytes; Open migrates
-// a schema 1 file by counting its mailboxes.
-const schemaVersion = 2
+// a schema 1 file by counting its mailboxes. Schema 3 added the shared,
+// refs, groups and groupstarts buckets, which start empty: a schema 2
+// file needs nothing but its version.
+const schemaVersion = 3
 
 var (
 	bucketMeta      = []byte("meta")
@@ -54,14 +60,21 @@ var (
 	bucketInvites   = []byte("invites")
 	bucketBlobs     = []byte("blobs")
 	bucketUsage     = []byte("usage")
+	bucketShared    = []byte("shared")
+	bucketRefs      = []byte("refs")
+	bucketGroups    = []byte("groups")
+	// bucketGroupStarts indexes group ids by the account that first used them.
+	bucketGroupStarts = []byte("groupstarts")
 
-	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketDevices, bucketMailboxes, bucketDedup, bucketPrekeys, bucketBans, bucketMutes, bucketInvites, bucketUsage}
+	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketDevices, bucketMailboxes, bucketDedup, bucketPrekeys, bucketBans, bucketMutes, bucketInvites, bucketUsage,
+		bucketShared, bucketRefs, bucketGroups, bucketGroupStarts}
 
 	keySchema        = []byte("schema")
 	keyServerKey     = []byte("server_key")
 	keyAdminPassword = []byte("admin_password")
 	keyBlobBytes     = []byte("blob_bytes")
 	keyMailboxBytes  = []byte("mailbox_bytes")
+	keySharedBytes   = []byte("shared_bytes")
 )
 
 // maxBatch bounds how many writes share one commit.
@@ -175,6 +188,7 @@ func Open(path string, o Options) (*Store, error) {
 				return fmt.Errorf("store migration to schema 2: %w", err)
 			}
 		}
+		// 2 → 3: the buckets of group messages, created above, empty.
 		return meta.Put(keySchema, u64(schemaVersion))
 	})
 	if err != nil {
@@ -355,6 +369,9 @@ func (s *Store) Stats() store.Stats {
 	var st store.Stats
 	s.db.View(func(tx *bolt.Tx) error {
 		st.Bytes = tx.Size()
+		st.Groups = tx.Bucket(bucketGroups).Stats().KeyN
+		st.SharedPayloads = tx.Bucket(bucketShared).Stats().KeyN
+		st.SharedBytes = int64(metaU64(tx, keySharedBytes))
 		boxes := tx.Bucket(bucketMailboxes)
 		return boxes.ForEachBucket(func(name []byte) error {
 			st.QueueDepth += boxes.Bucket(name).Stats().KeyN
@@ -373,6 +390,15 @@ func (s *Store) Backup(w io.Writer) (int64, error) {
 		return err
 	})
 	return n, err
+}
+
+// metaU64 reads a u64 BE meta value; 0 when absent.
+func metaU64(tx *bolt.Tx, key []byte) uint64 {
+	v := tx.Bucket(bucketMeta).Get(key)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
 }
 
 func u64(v uint64) []byte {

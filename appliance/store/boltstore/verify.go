@@ -10,8 +10,10 @@ import (
 
 // Verify checks the file's page structure (bbolt's own check) and that
 // every record of the users, devices, mailboxes, bans and invites buckets
-// decodes: what a crash may not leave half-written; and that the mailbox
-// usage counts (quota.go) match the mailboxes.
+// decodes: what a crash may not leave half-written; that the mailbox
+// usage counts (quota.go) match the mailboxes; and that every shared
+// payload of a group message is counted by exactly the entries that refer
+// to it (groups.go).
 func (s *Store) Verify() error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		for err := range tx.Check() {
@@ -25,6 +27,7 @@ func (s *Store) Verify() error {
 			{bucketDevices, func(v []byte) error { return transport.Unmarshal(v, &deviceRecord{}) }},
 			{bucketBans, func(v []byte) error { return transport.Unmarshal(v, &banRecord{}) }},
 			{bucketInvites, func(v []byte) error { return transport.Unmarshal(v, &inviteRecord{}) }},
+			{bucketGroups, func(v []byte) error { return transport.Unmarshal(v, &groupRecord{}) }},
 		}
 		for _, r := range records {
 			err := tx.Bucket(r.bucket).ForEach(func(k, v []byte) error {
@@ -39,11 +42,16 @@ func (s *Store) Verify() error {
 		}
 		boxes := tx.Bucket(bucketMailboxes)
 		var total uint64
+		refs := map[string]uint64{} // shared key → entries referring to it
 		err := boxes.ForEachBucket(func(name []byte) error {
 			var u usage
 			err := boxes.Bucket(name).ForEach(func(k, v []byte) error {
-				if _, ok := decodeEntry(k, v); !ok {
+				e, ok := decodeEntry(k, v)
+				if !ok {
 					return fmt.Errorf("mailbox %q entry %x does not decode", name, k)
+				}
+				if e.Group != nil {
+					refs[string(sharedKey(e.From, e.MessageID))]++
 				}
 				u.entries++
 				u.bytes += uint64(len(v))
@@ -61,8 +69,12 @@ func (s *Store) Verify() error {
 		if err != nil {
 			return err
 		}
-		if got := totalBytes(tx); got != total {
-			return fmt.Errorf("mailboxes hold %d bytes, the store's total says %d", total, got)
+		shared, err := verifyShared(tx, refs)
+		if err != nil {
+			return err
+		}
+		if got := totalBytes(tx); got != total+shared {
+			return fmt.Errorf("mailboxes hold %d bytes and shared payloads %d, the store's total says %d", total, shared, got)
 		}
 		return nil
 	})

@@ -21,7 +21,9 @@ import (
 // store in a loop and prints the id of every append once it has returned;
 // the parent kills it with SIGKILL in mid-stream, reopens the store and
 // checks that every acknowledged message is there, to every recipient, and
-// that every entry is whole.
+// that every entry is whole. Every other message is a group message, whose
+// shared payload and reference count commit with its entries (Verify
+// checks the counts).
 
 // envCrashDir, when set, makes the Crash test the child, appending to the
 // store in that directory.
@@ -31,6 +33,7 @@ const (
 	crashKillAfter = 200   // acknowledged appends before the kill
 	crashMax       = 50000 // the child gives up here, should the parent be gone
 	crashWriters   = 4     // concurrent appenders, so commits are grouped
+	crashShared    = 3000  // bytes of a group message's shared payload
 )
 
 func testCrash(t *testing.T, h *harness) {
@@ -83,8 +86,12 @@ func testCrash(t *testing.T, h *harness) {
 	for _, d := range []chat.Device{bob1, bob2} {
 		ids[d] = map[string]bool{}
 		for _, e := range h.pending(d) {
-			if e.From != alice1 || !bytes.Equal(e.Payload, payloadFor(e.MessageID, d)) {
-				t.Fatalf("%v: entry %d is not whole: from %v, payload %q", d, e.Seq, e.From, e.Payload)
+			whole := bytes.Equal(e.Payload, payloadFor(e.MessageID, d))
+			if e.Group != nil {
+				whole = len(e.Payload) == 0 && bytes.Equal(e.Shared, sharedFor(e.MessageID, crashShared))
+			}
+			if e.From != alice1 || !whole {
+				t.Fatalf("%v: entry %d is not whole: from %v, payload %q, shared %d bytes", d, e.Seq, e.From, e.Payload, len(e.Shared))
 			}
 			ids[d][hex.EncodeToString(e.MessageID)] = true
 		}
@@ -118,7 +125,11 @@ func crashChild(t *testing.T, h *harness, dir string) {
 				if n > crashMax {
 					return
 				}
-				m := message(alice1, n, t0.Add(time.Duration(n)*time.Millisecond), bob1, bob2)
+				at := t0.Add(time.Duration(n) * time.Millisecond)
+				m := message(alice1, n, at, bob1, bob2)
+				if n%2 == 0 {
+					m = groupMessage(alice1, n, at, groupID(byte(n%5)), crashShared, bob1, bob2)
+				}
 				if _, err := s.Append(h.ctx, m); err != nil {
 					t.Errorf("append %d: %v", n, err)
 					return

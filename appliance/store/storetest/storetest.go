@@ -64,6 +64,10 @@ func Run(t *testing.T, open Opener) {
 		{"BadSends", testBadSends, nil},
 		{"BadSendInBatch", testBadSendInBatch, nil},
 		{"MailboxQuota", testMailboxQuota, &quotaBounds},
+		{"GroupShared", testGroupShared, nil},
+		{"GroupDuplicate", testGroupDuplicate, nil},
+		{"GroupExpiry", testGroupExpiry, nil},
+		{"GroupQuota", testGroupQuota, &groupQuotaBounds},
 		{"Crash", testCrash, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
