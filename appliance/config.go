@@ -61,6 +61,11 @@ type Config struct {
 	MailboxMaxEntries int
 	MailboxMaxBytes   int
 	StoreMaxBytes     int
+	// GroupMaxMembers bounds the accounts one group Send reaches, its
+	// sender's included; GroupMaxPerAccount the group ids an account may
+	// be the first to use (protocol.md §6.7). Live.
+	GroupMaxMembers    int
+	GroupMaxPerAccount int
 
 	// The rate limits, the live settings (Limits): per account, prekey
 	// fetches (sustained rate and burst), messages and payload bytes; per

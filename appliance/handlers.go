@@ -63,7 +63,7 @@ var routes = map[transport.Code]route{
 	transport.CodeLogin:       {auth: beforeAuth, handle: on(handleLogin).withCheck(checkLogin).handle},
 	transport.CodeAuth:        {auth: beforeAuth, handle: on(handleAuth).handle},
 	transport.CodeDevices:     {auth: afterAuth, limit: limitLookup, handle: on(handleDevices).handle},
-	transport.CodeSend:        {auth: afterAuth, limit: limitMessages, concurrent: true, notify: true, handle: on(handleSend).withCheck(checkSend).withCost(sendSize).handle},
+	transport.CodeSend:        {auth: afterAuth, limit: limitMessages, concurrent: true, notify: true, handle: on(handleSend).withCheck(checkSend).withTokens(sendTokens).withCost(sendSize).handle},
 	transport.CodeAck:         {auth: afterAuth, limit: limitAck, notify: true, handle: on(handleAck).withCost(ackSize).handle},
 	transport.CodePublishKeys: {auth: afterAuth, limit: limitKeys, handle: on(handlePublishKeys).handle},
 	transport.CodeFetchKeys:   {auth: afterAuth, limit: limitKeyFetch, handle: on(handleFetchKeys).handle},
@@ -83,8 +83,10 @@ type handler[T any, P request[T]] struct {
 	// cheap checks that must not cost a client tokens. It answers a
 	// refusal itself and may canonicalize the request in place.
 	check func(ctx context.Context, ss *session, id uint32, req P) bool
-	// cost is what the request counts against the limit; nil is 1.
-	cost func(req P) int
+	// cost is what the request counts against the limit; nil is 1. For
+	// the messages limit it is the bytes, and tokens the messages.
+	cost   func(req P) int
+	tokens func(req P) int
 	// refused, if set, is told of a refusal by the limit before the
 	// refusal is answered.
 	refused func(ctx context.Context, ss *session, req P, e *transport.Error)
@@ -106,6 +108,11 @@ func (h handler[T, P]) withCost(cost func(req P) int) handler[T, P] {
 	return h
 }
 
+func (h handler[T, P]) withTokens(tokens func(req P) int) handler[T, P] {
+	h.tokens = tokens
+	return h
+}
+
 func (h handler[T, P]) withRefused(refused func(ctx context.Context, ss *session, req P, e *transport.Error)) handler[T, P] {
 	h.refused = refused
 	return h
@@ -119,11 +126,14 @@ func (h handler[T, P]) handle(ctx context.Context, ss *session, f transport.Fram
 	if h.check != nil && !h.check(ctx, ss, f.ID, req) {
 		return
 	}
-	cost := 1
+	cost, tokens := 1, 1
 	if h.cost != nil {
 		cost = h.cost(req)
 	}
-	if e := ss.take(limit, cost); e != nil {
+	if h.tokens != nil {
+		tokens = h.tokens(req)
+	}
+	if e := ss.take(limit, tokens, cost); e != nil {
 		if h.refused != nil {
 			h.refused(ctx, ss, req, e)
 		}
@@ -169,8 +179,10 @@ func (ss *session) dispatch(ctx context.Context, f transport.Frame, workers *syn
 }
 
 // take counts a request against its limit class and returns the refusal
-// to answer when it is over.
-func (ss *session) take(class limitClass, cost int) *transport.Error {
+// to answer when it is over. tokens is what a Send counts as messages,
+// capped at the burst so that a group Send to the largest group allowed is
+// never refused for ever, and cost as bytes (protocol.md §6.6).
+func (ss *session) take(class limitClass, tokens, cost int) *transport.Error {
 	srv := ss.srv
 	now := srv.cfg.Now()
 	switch class {
@@ -181,7 +193,8 @@ func (ss *session) take(class limitClass, cost int) *transport.Error {
 			return rateLimited("registrations", retry)
 		}
 	case limitMessages:
-		if ok, retry := srv.msgLimit.allow(ss.dev.User, now); !ok {
+		l := srv.currentLimits()
+		if ok, retry := srv.msgLimit.allowN(ss.dev.User, min(tokens, l.MessageBurst), now); !ok {
 			return ss.throttled("messages", retry)
 		}
 		if ok, retry := srv.byteLimit.allowN(ss.dev.User, cost, now); !ok {
@@ -351,6 +364,8 @@ func wireError(log *slog.Logger, err error) *transport.Error {
 		return &transport.Error{Code: transport.ErrUserExists, Message: err.Error()}
 	case errors.Is(err, store.ErrCredentialsChanged), errors.Is(err, store.ErrNoSuchDevice), errors.Is(err, errBadCredentials):
 		return &transport.Error{Code: transport.ErrUnauthorized, Message: "authentication failed"}
+	case errors.Is(err, store.ErrTooManyGroups):
+		return &transport.Error{Code: transport.ErrTooLarge, Message: err.Error()}
 	case errors.Is(err, store.ErrTooManyDevices):
 		return &transport.Error{Code: transport.ErrTooManyDevices, Message: err.Error()}
 	case errors.Is(err, store.ErrInvalidInvite):

@@ -72,22 +72,22 @@ func TestTakeMessagesLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	ss := &session{srv: srv, ip: "192.0.2.1", dev: chat.DeviceOf("bob", 1)}
-	if e := ss.take(limitMessages, transport.MaxPayload+1); e == nil || e.Code != transport.ErrRateLimited {
+	if e := ss.take(limitMessages, 1, transport.MaxPayload+1); e == nil || e.Code != transport.ErrRateLimited {
 		t.Errorf("more bytes than the burst: %v", e)
 	}
 	for i := range 2 {
-		if e := ss.take(limitMessages, 10); e != nil {
+		if e := ss.take(limitMessages, 1, 10); e != nil {
 			t.Fatalf("send %d: %v", i, e)
 		}
 	}
-	if e := ss.take(limitMessages, 10); e == nil || e.Code != transport.ErrRateLimited || e.RetryAfterMS == 0 {
+	if e := ss.take(limitMessages, 1, 10); e == nil || e.Code != transport.ErrRateLimited || e.RetryAfterMS == 0 {
 		t.Errorf("fourth send of a burst of 3: %v", e)
 	}
 	other := &session{srv: srv, ip: "192.0.2.1", dev: chat.DeviceOf("carol", 1)}
-	if e := other.take(limitMessages, 10); e != nil {
+	if e := other.take(limitMessages, 1, 10); e != nil {
 		t.Errorf("another account is limited by bob's sends: %v", e)
 	}
-	if e := ss.take(noLimit, 1<<30); e != nil {
+	if e := ss.take(noLimit, 1, 1<<30); e != nil {
 		t.Errorf("no limit: %v", e)
 	}
 	if got := srv.stats.Limited.Load(); got != 2 {
@@ -175,10 +175,10 @@ func TestTakeKeyFetchRetryFloor(t *testing.T) {
 		t.Fatal(err)
 	}
 	ss := &session{srv: srv, ip: "192.0.2.1", dev: chat.DeviceOf("bob", 1)}
-	if e := ss.take(limitKeyFetch, 1); e != nil {
+	if e := ss.take(limitKeyFetch, 1, 1); e != nil {
 		t.Fatalf("first fetch: %v", e)
 	}
-	e := ss.take(limitKeyFetch, 1)
+	e := ss.take(limitKeyFetch, 1, 1)
 	if e == nil || e.Code != transport.ErrRateLimited || e.RetryAfterMS < 1 {
 		t.Errorf("second fetch of a burst of 1: %+v", e)
 	}

@@ -3,6 +3,7 @@ package appliance
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 
 	"github.com/securechat/securechat/appliance/store"
@@ -16,15 +17,11 @@ import (
 // Send (protocol.md §6.1, §6.5): checked, counted against the messages
 // limit, then stored and pushed, or for an ephemeral Send forwarded only.
 
-// checkSend canonicalizes the recipients and refuses a muted sender; it
-// runs before the rate limit, so a refused Send costs no tokens.
+// checkSend canonicalizes the recipients, refuses a group Send that
+// names more accounts than group_max_members (protocol.md §6.7) and a
+// muted sender; it runs before the rate limit, so a refused Send costs no
+// tokens.
 func checkSend(ctx context.Context, ss *session, id uint32, req *transport.Send) bool {
-	if req.Shared != nil {
-		// Group sends (protocol.md §6.7) are not stored yet: refusing them
-		// keeps a shared payload from being dropped silently.
-		ss.fail(id, &transport.Error{Code: transport.ErrBadRequest, Message: "group sends are not supported by this server"})
-		return false
-	}
 	for i := range req.Envelopes {
 		u, err := transport.CanonicalUser(req.Envelopes[i].User)
 		if err != nil {
@@ -32,6 +29,13 @@ func checkSend(ctx context.Context, ss *session, id uint32, req *transport.Send)
 			return false
 		}
 		req.Envelopes[i].User = u
+	}
+	if req.Shared != nil {
+		if n, max := groupAccounts(ss.dev.User, req), ss.srv.currentLimits().GroupMaxMembers; n > max {
+			ss.fail(id, &transport.Error{Code: transport.ErrTooLarge,
+				Message: fmt.Sprintf("a group message may reach at most %d accounts on this server (group_max_members), this one names %d", max, n)})
+			return false
+		}
 	}
 	now := ss.srv.cfg.Now()
 	if until, muted := ss.srv.mutes.muted(ss.dev.User, now); muted {
@@ -49,13 +53,45 @@ func checkSend(ctx context.Context, ss *session, id uint32, req *transport.Send)
 	return true
 }
 
-// sendSize is a Send's payload bytes, what the bytes limit counts.
+// groupAccounts is how many accounts a group Send reaches: its
+// recipients' and its sender's (protocol.md §6.7).
+func groupAccounts(sender string, req *transport.Send) int {
+	users := map[string]bool{sender: true}
+	for i := range req.Envelopes {
+		users[req.Envelopes[i].User] = true
+	}
+	return len(users)
+}
+
+// Costs of a group Send (protocol.md §6.6): a message token per started
+// groupDevicesPerToken recipient devices, and the shared payload once plus
+// groupEnvelopeBytes a device in the bytes limit.
+const (
+	groupDevicesPerToken = 50
+	groupEnvelopeBytes   = 64
+)
+
+// sendSize is a Send's payload bytes, what the bytes limit counts: for a
+// group Send the shared payload once and a small amount per device, for
+// the entry and the push each device gets.
 func sendSize(req *transport.Send) int {
+	if req.Shared != nil {
+		return len(req.Shared) + groupEnvelopeBytes*len(req.Envelopes)
+	}
 	size := 0
 	for i := range req.Envelopes {
 		size += len(req.Envelopes[i].Payload)
 	}
 	return size
+}
+
+// sendTokens is what a Send counts against the messages limit: 1, or for
+// a group Send one per started groupDevicesPerToken devices.
+func sendTokens(req *transport.Send) int {
+	if req.Shared == nil {
+		return 1
+	}
+	return max(1, (len(req.Envelopes)+groupDevicesPerToken-1)/groupDevicesPerToken)
 }
 
 func handleSend(ctx context.Context, ss *session, id uint32, req *transport.Send) {
@@ -64,7 +100,11 @@ func handleSend(ctx context.Context, ss *session, id uint32, req *transport.Send
 		return
 	}
 	srv := ss.srv
-	m := store.Message{From: ss.authedDevice(), ID: req.MessageID, Time: srv.cfg.Now(), Envelopes: make([]store.Envelope, len(req.Envelopes))}
+	m := store.Message{From: ss.authedDevice(), ID: req.MessageID, Time: srv.cfg.Now(), Envelopes: make([]store.Envelope, len(req.Envelopes)),
+		Group: req.Group, Shared: req.Shared}
+	if req.Shared != nil {
+		m.MaxGroups = srv.currentLimits().GroupMaxPerAccount
+	}
 	for i, env := range req.Envelopes {
 		m.Envelopes[i] = store.Envelope{To: chat.DeviceOf(env.User, env.Device), Key: env.DeviceKey, Payload: env.Payload}
 	}
@@ -78,14 +118,20 @@ func handleSend(ctx context.Context, ss *session, id uint32, req *transport.Send
 	}
 	if !res.Duplicate {
 		srv.stats.MessagesIn.Add(1)
-		srv.stats.BytesIn.Add(int64(sendSize(req)))
+		if req.Shared != nil {
+			srv.stats.GroupMessages.Add(1)
+			srv.stats.BytesIn.Add(int64(len(req.Shared)))
+		} else {
+			srv.stats.BytesIn.Add(int64(sendSize(req)))
+		}
 		srv.router.Push(res.Entries)
 	}
 	ss.reply(id, transport.CodeSent, &transport.Sent{ServerTime: res.Time.UnixMilli(), Duplicate: res.Duplicate})
 }
 
 // handleSignal forwards an ephemeral Send to the recipients' connected
-// devices and stores nothing (protocol.md §6.5).
+// devices and stores nothing (protocol.md §6.5). A group Send's Signal is
+// the same for every device: it is encoded once.
 func (ss *session) handleSignal(ctx context.Context, id uint32, req *transport.Send) {
 	srv := ss.srv
 	to := make([]store.DeviceKey, len(req.Envelopes))
@@ -98,9 +144,16 @@ func (ss *session) handleSignal(ctx context.Context, id uint32, req *transport.S
 	}
 	now := srv.cfg.Now().UnixMilli()
 	var online uint32
+	var shared []byte
+	if req.Shared != nil {
+		shared = transport.Marshal(&transport.Signal{From: ss.dev.User, FromDevice: ss.dev.ID, MessageID: req.MessageID, ServerTime: now, Group: req.Group, Shared: req.Shared})
+	}
 	for i, d := range to {
-		sig := &transport.Signal{From: ss.dev.User, FromDevice: ss.dev.ID, MessageID: req.MessageID, ServerTime: now, Payload: req.Envelopes[i].Payload}
-		if srv.router.Signal(d.Device, sig) {
+		body := shared
+		if body == nil {
+			body = transport.Marshal(&transport.Signal{From: ss.dev.User, FromDevice: ss.dev.ID, MessageID: req.MessageID, ServerTime: now, Payload: req.Envelopes[i].Payload})
+		}
+		if srv.router.Signal(d.Device, body) {
 			online++
 		}
 	}
@@ -118,7 +171,7 @@ const maxInbox = 1024
 // Offer gives the session a committed entry of its mailbox (Conn).
 func (ss *session) Offer(d *transport.Deliver) {
 	ss.inboxMu.Lock()
-	if size := len(d.Payload); len(ss.inbox) < maxInbox && ss.inboxBytes+size <= ss.srv.cfg.PushBudget {
+	if size := len(d.Payload) + len(d.Shared); len(ss.inbox) < maxInbox && ss.inboxBytes+size <= ss.srv.cfg.PushBudget {
 		ss.inbox = append(ss.inbox, d)
 		ss.inboxBytes += size
 	} else {
@@ -196,7 +249,7 @@ func (ss *session) deliver(ctx context.Context) {
 		for _, d := range entries {
 			frames = append(frames, transport.Frame{Code: transport.CodeDeliver, Body: transport.Marshal(d)})
 			last = d.Seq
-			bytesOut += len(d.Payload)
+			bytesOut += len(d.Payload) + len(d.Shared)
 		}
 		if fromStore && len(entries) < batch && !sentEmpty {
 			frames = append(frames, transport.Frame{Code: transport.CodeQueueEmpty})

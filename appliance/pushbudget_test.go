@@ -48,7 +48,7 @@ func TestSignalsToABlockedDevice(t *testing.T) {
 	before := runtime.NumGoroutine()
 	const storm = 1000
 	for i := range storm {
-		ss.Signal(&transport.Signal{From: "mallory", FromDevice: 1, MessageID: make([]byte, 16), Payload: make([]byte, 4<<10)})
+		ss.Signal(transport.Marshal(&transport.Signal{From: "mallory", FromDevice: 1, MessageID: make([]byte, 16), Payload: make([]byte, 4<<10)}))
 		if i%10 == 0 {
 			ss.KeysLow(transport.KeyCount{})
 		}
@@ -145,14 +145,14 @@ func TestTakeRequestLimits(t *testing.T) {
 		{limitLookup, 1, 3},
 	} {
 		for i := range tt.ok {
-			if e := ss.take(tt.class, tt.cost); e != nil {
+			if e := ss.take(tt.class, 1, tt.cost); e != nil {
 				t.Fatalf("class %d, request %d: %v", tt.class, i, e)
 			}
 		}
-		if e := ss.take(tt.class, tt.cost); e == nil || e.Code != transport.ErrRateLimited || e.RetryAfterMS == 0 {
+		if e := ss.take(tt.class, 1, tt.cost); e == nil || e.Code != transport.ErrRateLimited || e.RetryAfterMS == 0 {
 			t.Errorf("class %d over its burst: %v", tt.class, e)
 		}
-		if e := other.take(tt.class, tt.cost); e != nil {
+		if e := other.take(tt.class, 1, tt.cost); e != nil {
 			t.Errorf("class %d: another account is limited by bob's requests: %v", tt.class, e)
 		}
 	}

@@ -26,9 +26,10 @@ type Router interface {
 	Attach(d chat.Device, c Conn)
 	// Push hands committed entries to their devices' receiving connections.
 	Push(deliveries []store.Delivery)
-	// Signal forwards an ephemeral message to d's receiving connection and
-	// reports whether d had one.
-	Signal(d chat.Device, s *transport.Signal) bool
+	// Signal forwards an ephemeral message, an encoded transport.Signal,
+	// to d's receiving connection and reports whether d had one. The
+	// body may be shared by every device of a group Send: read-only.
+	Signal(d chat.Device, body []byte) bool
 	// KeysLow tells d's receiving connection, if any, to top up its prekeys.
 	KeysLow(d chat.Device, c transport.KeyCount)
 	// Kick closes every connection of user and returns how many there were.
@@ -40,8 +41,9 @@ type Router interface {
 type Conn interface {
 	// Offer gives the connection a committed entry of its device's mailbox.
 	Offer(d *transport.Deliver)
-	// Signal forwards an ephemeral message.
-	Signal(s *transport.Signal)
+	// Signal forwards an ephemeral message, an encoded transport.Signal
+	// (read-only: it may be shared).
+	Signal(body []byte)
 	// KeysLow tells the device to top up its prekeys.
 	KeysLow(c transport.KeyCount)
 	// Close closes the connection.
@@ -106,12 +108,12 @@ func (r *localRouter) Push(deliveries []store.Delivery) {
 	}
 }
 
-func (r *localRouter) Signal(d chat.Device, s *transport.Signal) bool {
+func (r *localRouter) Signal(d chat.Device, body []byte) bool {
 	c := r.receiver(d)
 	if c == nil {
 		return false
 	}
-	c.Signal(s)
+	c.Signal(body)
 	return true
 }
 
@@ -136,5 +138,6 @@ func (r *localRouter) Kick(user string, code quic.ApplicationErrorCode, reason s
 
 // deliverOf is a mailbox entry as the wire pushes it.
 func deliverOf(e *store.Entry) *transport.Deliver {
-	return &transport.Deliver{Seq: e.Seq, From: e.From.User, FromDevice: e.From.ID, MessageID: e.MessageID, ServerTime: e.Time.UnixMilli(), Payload: e.Payload}
+	return &transport.Deliver{Seq: e.Seq, From: e.From.User, FromDevice: e.From.ID, MessageID: e.MessageID, ServerTime: e.Time.UnixMilli(), Payload: e.Payload,
+		Group: e.Group, Shared: e.Shared}
 }

@@ -26,7 +26,7 @@ func (c *fakeConn) Offer(d *transport.Deliver) {
 	defer c.mu.Unlock()
 	c.offered = append(c.offered, d.Seq)
 }
-func (c *fakeConn) Signal(*transport.Signal)   { c.signals++ }
+func (c *fakeConn) Signal([]byte)              { c.signals++ }
 func (c *fakeConn) KeysLow(transport.KeyCount) { c.low++ }
 func (c *fakeConn) Close(code quic.ApplicationErrorCode, _ string) {
 	c.closed = code
@@ -50,7 +50,7 @@ func TestLocalRouter(t *testing.T) {
 	if len(second.offered) != 2 || second.offered[0] != 7 || second.offered[1] != 9 || len(other.offered) != 0 || len(first.offered) != 0 {
 		t.Errorf("push: receiver got %v, non-receiver %v, replaced %v", second.offered, other.offered, first.offered)
 	}
-	if !r.Signal(bob1, &transport.Signal{}) || r.Signal(bob2, &transport.Signal{}) || second.signals != 1 {
+	if !r.Signal(bob1, nil) || r.Signal(bob2, nil) || second.signals != 1 {
 		t.Error("signal goes to receiving connections only, and says so")
 	}
 	r.KeysLow(bob1, transport.KeyCount{})
@@ -60,7 +60,7 @@ func TestLocalRouter(t *testing.T) {
 	}
 	// A replaced connection that leaves does not detach its successor.
 	r.Leave(bob1, first)
-	if !r.Signal(bob1, &transport.Signal{}) {
+	if !r.Signal(bob1, nil) {
 		t.Error("the replaced connection's leave detached the new receiver")
 	}
 	if n := r.Kick("bob", transport.CloseKicked, "test"); n != 2 || second.closed != transport.CloseKicked || other.closed != transport.CloseKicked || sender.closed != 0 {
@@ -68,7 +68,7 @@ func TestLocalRouter(t *testing.T) {
 	}
 	r.Leave(bob1, second)
 	r.Leave(bob2, other)
-	if n := r.Kick("bob", transport.CloseKicked, "test"); n != 0 || r.Signal(bob1, &transport.Signal{}) {
+	if n := r.Kick("bob", transport.CloseKicked, "test"); n != 0 || r.Signal(bob1, nil) {
 		t.Errorf("after leaving: kick closed %d", n)
 	}
 }

@@ -107,13 +107,15 @@ type Stats struct {
 	Connections atomic.Int64 // currently open
 	Accepted    atomic.Int64
 	MessagesIn  atomic.Int64
-	BytesIn     atomic.Int64 // payload bytes of the messages stored
-	Deliveries  atomic.Int64
-	BytesOut    atomic.Int64 // payload bytes of the entries pushed
-	AuthFailed  atomic.Int64
-	Refused     atomic.Int64 // connections refused for a ban
-	Limited     atomic.Int64 // requests and connections refused by a rate limit
-	Dropped     atomic.Int64 // signals not queued for a device that does not read them
+	// GroupMessages counts the group messages among MessagesIn.
+	GroupMessages atomic.Int64
+	BytesIn       atomic.Int64 // payload bytes of the messages stored
+	Deliveries    atomic.Int64
+	BytesOut      atomic.Int64 // payload bytes of the entries pushed
+	AuthFailed    atomic.Int64
+	Refused       atomic.Int64 // connections refused for a ban
+	Limited       atomic.Int64 // requests and connections refused by a rate limit
+	Dropped       atomic.Int64 // signals not queued for a device that does not read them
 }
 
 // New opens the store in cfg.Data, loads or creates the server key, writes

@@ -289,8 +289,8 @@ func (ss *session) fail(id uint32, e *transport.Error) {
 // dropped when the queue is full — a device that does not read its pushes
 // gets no more, and a signal that cannot be written soon is worthless
 // anyway. No goroutine per signal.
-func (ss *session) Signal(s *transport.Signal) {
-	ss.queueSignal(transport.Frame{Code: transport.CodeSignal, Body: transport.Marshal(s)})
+func (ss *session) Signal(body []byte) {
+	ss.queueSignal(transport.Frame{Code: transport.CodeSignal, Body: body})
 }
 
 // KeysLow tells the device to top up its prekeys (Conn), without blocking

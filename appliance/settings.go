@@ -41,6 +41,8 @@ var settings = []Setting{
 	count("mailbox_max_entries", "undelivered messages one device's mailbox may hold", 10000, 1, math.MaxInt32, func(c *Config) *int { return &c.MailboxMaxEntries }),
 	size("mailbox_max_bytes", "undelivered `bytes` one device's mailbox may hold", 64<<20, 1<<20, 1<<50, func(c *Config) *int { return &c.MailboxMaxBytes }),
 	size("store_max_bytes", "undelivered `bytes` all mailboxes together may hold", 4<<30, 1<<20, 1<<50, func(c *Config) *int { return &c.StoreMaxBytes }),
+	count("group_max_members", "accounts one group message may reach, its sender's included", 1000, 1, transport.MaxGroupEnvelopes, func(c *Config) *int { return &c.GroupMaxMembers }).live(),
+	count("group_max_per_account", "group ids one account may be the first to use; a group silent for mailbox_ttl no longer counts", 100, 1, 1<<20, func(c *Config) *int { return &c.GroupMaxPerAccount }).live(),
 	size("max_frame", "largest control frame in `bytes`", 4<<20, 64<<10, 64<<20, func(c *Config) *int { return &c.MaxFrame }),
 	span("frame_timeout", "time a control frame may take from its first byte to its last", 30*time.Second, 100*time.Millisecond, maxDuration, func(c *Config) *Duration { return &c.FrameTimeout }),
 	span("write_timeout", "close a connection that does not read what the server sends for this long", 30*time.Second, 100*time.Millisecond, maxDuration, func(c *Config) *Duration { return &c.WriteTimeout }),

@@ -71,7 +71,7 @@ func TestLimitsJSONNames(t *testing.T) {
 	for k := range m {
 		got = append(got, k)
 	}
-	want := []string{"account_login_failures", "ack_burst", "ack_rate", "byte_burst", "byte_rate", "conn_burst", "conn_rate", "flood_ban", "key_fetch_burst", "key_fetch_rate",
+	want := []string{"account_login_failures", "ack_burst", "ack_rate", "byte_burst", "byte_rate", "conn_burst", "conn_rate", "flood_ban", "group_max_members", "group_max_per_account", "key_fetch_burst", "key_fetch_rate",
 		"login_ban", "login_failure_window", "login_failures", "lookup_burst", "lookup_rate", "max_conns", "max_conns_per_account", "max_conns_per_address",
 		"message_burst", "message_rate", "publish_keys_burst", "publish_keys_rate", "register_burst", "register_rate"}
 	if slices.Sort(got); !slices.Equal(got, want) {
@@ -298,5 +298,37 @@ func TestPrintedForms(t *testing.T) {
 	}
 	if strings.Contains(string(b), "e+") {
 		t.Errorf("printed config has an exponent:\n%s", b)
+	}
+}
+
+// TestGroupSettings: group_max_members (default 1000, at most the
+// envelopes one group Send can carry) and group_max_per_account (default
+// 100) come from the file, a flag or a live change alike, within their
+// bounds (protocol.md §6.7).
+func TestGroupSettings(t *testing.T) {
+	d := Config{}.WithDefaults()
+	if d.GroupMaxMembers != 1000 || d.GroupMaxPerAccount != 100 {
+		t.Errorf("defaults %d, %d", d.GroupMaxMembers, d.GroupMaxPerAccount)
+	}
+	for c, want := range map[*Config]string{
+		{GroupMaxMembers: transport.MaxGroupEnvelopes + 1}: "group_max_members: must be between 1 and 8192",
+		{GroupMaxMembers: -1}:                              "group_max_members: must be between 1 and 8192",
+		{GroupMaxPerAccount: 1<<20 + 1}:                    "group_max_per_account: must be between 1 and 1048576",
+	} {
+		if err := c.Validate(); err == nil || err.Error() != want {
+			t.Errorf("%+v: %v, want %q", *c, err, want)
+		}
+	}
+	l := d.limits()
+	l.GroupMaxPerAccount = 0
+	if err := l.Validate(); err == nil {
+		t.Error("a live group_max_per_account of 0 accepted")
+	}
+	if err := l.Set("group_max_members", "50"); err != nil || l.Get("group_max_members") != "50" {
+		t.Errorf("live set: %v %q", err, l.Get("group_max_members"))
+	}
+	b, err := d.YAML()
+	if err != nil || !strings.Contains(string(b), "group_max_members: 1000\n") || !strings.Contains(string(b), "group_max_per_account: 100\n") {
+		t.Errorf("printed config: %v\n%s", err, b)
 	}
 }

@@ -51,6 +51,7 @@ type StatsSnapshot struct {
 	Connections   int64     `json:"connections"`
 	Accepted      int64     `json:"accepted"`
 	MessagesIn    int64     `json:"messages_in"`
+	GroupMessages int64     `json:"group_messages"`
 	BytesIn       int64     `json:"bytes_in"`
 	Deliveries    int64     `json:"deliveries"`
 	BytesOut      int64     `json:"bytes_out"`
@@ -60,8 +61,13 @@ type StatsSnapshot struct {
 	Dropped       int64     `json:"signals_dropped"`
 	QueueDepth    int       `json:"queue_depth"`
 	StoreBytes    int64     `json:"store_bytes"`
-	Bans          int       `json:"bans"`
-	Fingerprint   string    `json:"fingerprint"`
+	// Groups is the group records the store keeps; SharedPayloads and
+	// SharedBytes the group messages' payloads, stored once each.
+	Groups         int    `json:"groups"`
+	SharedPayloads int    `json:"shared_payloads"`
+	SharedBytes    int64  `json:"shared_bytes"`
+	Bans           int    `json:"bans"`
+	Fingerprint    string `json:"fingerprint"`
 	// Registration is the registration policy: open, invite or closed.
 	Registration string `json:"registration"`
 }
@@ -72,23 +78,27 @@ func (s *Server) Snapshot(ctx context.Context) (StatsSnapshot, error) {
 	up := now.Sub(s.started)
 	st := s.store.Stats()
 	return StatsSnapshot{
-		Time:          now,
-		Uptime:        up.Round(time.Second).String(),
-		UptimeSeconds: int64(up / time.Second),
-		Connections:   s.stats.Connections.Load(),
-		Accepted:      s.stats.Accepted.Load(),
-		MessagesIn:    s.stats.MessagesIn.Load(),
-		BytesIn:       s.stats.BytesIn.Load(),
-		Deliveries:    s.stats.Deliveries.Load(),
-		BytesOut:      s.stats.BytesOut.Load(),
-		AuthFailed:    s.stats.AuthFailed.Load(),
-		Refused:       s.stats.Refused.Load(),
-		Limited:       s.stats.Limited.Load(),
-		Dropped:       s.stats.Dropped.Load(),
-		QueueDepth:    st.QueueDepth,
-		StoreBytes:    st.Bytes,
-		Bans:          len(s.bans.list(now)),
-		Fingerprint:   s.fp.String(),
-		Registration:  cmp.Or(s.cfg.Registration, RegistrationOpen),
+		Time:           now,
+		Uptime:         up.Round(time.Second).String(),
+		UptimeSeconds:  int64(up / time.Second),
+		Connections:    s.stats.Connections.Load(),
+		Accepted:       s.stats.Accepted.Load(),
+		MessagesIn:     s.stats.MessagesIn.Load(),
+		GroupMessages:  s.stats.GroupMessages.Load(),
+		BytesIn:        s.stats.BytesIn.Load(),
+		Deliveries:     s.stats.Deliveries.Load(),
+		BytesOut:       s.stats.BytesOut.Load(),
+		AuthFailed:     s.stats.AuthFailed.Load(),
+		Refused:        s.stats.Refused.Load(),
+		Limited:        s.stats.Limited.Load(),
+		Dropped:        s.stats.Dropped.Load(),
+		QueueDepth:     st.QueueDepth,
+		StoreBytes:     st.Bytes,
+		Groups:         st.Groups,
+		SharedPayloads: st.SharedPayloads,
+		SharedBytes:    st.SharedBytes,
+		Bans:           len(s.bans.list(now)),
+		Fingerprint:    s.fp.String(),
+		Registration:   cmp.Or(s.cfg.Registration, RegistrationOpen),
 	}, nil
 }
