@@ -37,6 +37,9 @@ type Server interface {
 	// account; it returns how many accounts it was queued for.
 	Broadcast(ctx context.Context, text string) (int, error)
 	Users(ctx context.Context) ([]appliance.UserInfo, error)
+	// Groups lists the group ids the server keeps records of: member
+	// counts and traffic, never a title (protocol.md §6.7).
+	Groups(ctx context.Context) ([]appliance.GroupInfo, error)
 	// DeleteUser removes an account and its data.
 	DeleteUser(ctx context.Context, user string) error
 	Snapshot(ctx context.Context) (appliance.StatsSnapshot, error)
@@ -146,6 +149,18 @@ func (a *api) users(w http.ResponseWriter, r *http.Request) {
 		users = []appliance.UserInfo{}
 	}
 	writeJSON(w, http.StatusOK, users)
+}
+
+func (a *api) groups(w http.ResponseWriter, r *http.Request) {
+	groups, err := a.srv.Groups(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if groups == nil {
+		groups = []appliance.GroupInfo{}
+	}
+	writeJSON(w, http.StatusOK, groups)
 }
 
 func (a *api) bans(w http.ResponseWriter, r *http.Request) {

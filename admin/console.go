@@ -33,6 +33,8 @@ const consoleHelp = `commands (a leading ! is optional):
   help                                 this list
   stats                                the server's counters
   users                                accounts, devices, who is online
+  groups                               group ids, accounts last addressed, messages
+                                       (the server never has a group's title)
   bans                                 bans in force
   ban TARGET [DURATION] [REASON...]    ban an IP, a CIDR prefix or user:NAME
                                        (also --for DURATION --reason TEXT)
@@ -319,6 +321,8 @@ func parse(args []string) (action, error) {
 		return noArgs(name, args, cmdStats)
 	case "users":
 		return noArgs(name, args, cmdUsers)
+	case "groups":
+		return noArgs(name, args, cmdGroups)
 	case "bans":
 		return noArgs(name, args, cmdBans)
 	case "invites":
@@ -716,6 +720,14 @@ func cmdUsers(ctx context.Context, in *Interpreter) error {
 	return writeUsers(in.out, users)
 }
 
+func cmdGroups(ctx context.Context, in *Interpreter) error {
+	groups, err := in.srv.Groups(ctx)
+	if err != nil {
+		return err
+	}
+	return writeGroups(in.out, groups)
+}
+
 func cmdBans(ctx context.Context, in *Interpreter) error {
 	bans, err := in.srv.Bans(ctx)
 	if err != nil {
@@ -798,8 +810,8 @@ func untilText(t time.Time) string {
 
 func writeStats(w io.Writer, s appliance.StatsSnapshot) error {
 	tw := table(w)
-	fmt.Fprintf(tw, "uptime\t%s\nconnections\t%d\naccepted\t%d\nmessages in\t%d\nbytes in\t%d\ndeliveries\t%d\nbytes out\t%d\nauth failures\t%d\nrefused (banned)\t%d\nrate limited\t%d\nqueued\t%d\nstore bytes\t%d\nbans\t%d\nserver key\t%s\n",
-		s.Uptime, s.Connections, s.Accepted, s.MessagesIn, s.BytesIn, s.Deliveries, s.BytesOut, s.AuthFailed, s.Refused, s.Limited, s.QueueDepth, s.StoreBytes, s.Bans, chat.FormatFingerprint(s.Fingerprint))
+	fmt.Fprintf(tw, "uptime\t%s\nconnections\t%d\naccepted\t%d\nmessages in\t%d\ngroup messages\t%d\nbytes in\t%d\ndeliveries\t%d\nbytes out\t%d\nauth failures\t%d\nrefused (banned)\t%d\nrate limited\t%d\nqueued\t%d\nstore bytes\t%d\ngroups\t%d\nbans\t%d\nserver key\t%s\n",
+		s.Uptime, s.Connections, s.Accepted, s.MessagesIn, s.GroupMessages, s.BytesIn, s.Deliveries, s.BytesOut, s.AuthFailed, s.Refused, s.Limited, s.QueueDepth, s.StoreBytes, s.Groups, s.Bans, chat.FormatFingerprint(s.Fingerprint))
 	return tw.Flush()
 }
 
@@ -808,6 +820,16 @@ func writeUsers(w io.Writer, users []appliance.UserInfo) error {
 	fmt.Fprintln(tw, "USER\tDEVICES\tONLINE\tLAST SEEN\tBANNED")
 	for _, u := range users {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%v\n", u.Name, u.Devices, u.Online, timeText(u.LastSeen, "never"), u.Banned)
+	}
+	return tw.Flush()
+}
+
+// writeGroups lists groups by id: the server has no title to show.
+func writeGroups(w io.Writer, groups []appliance.GroupInfo) error {
+	tw := table(w)
+	fmt.Fprintln(tw, "GROUP\tMEMBERS\tMESSAGES\tLAST ACTIVITY\tSTARTED BY\tCREATED")
+	for _, g := range groups {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\n", g.ID, g.Members, g.Messages, timeText(g.LastMessage, "-"), g.Creator, timeText(g.Created, "-"))
 	}
 	return tw.Flush()
 }

@@ -92,6 +92,9 @@ func (f *recServer) Users(context.Context) ([]appliance.UserInfo, error) {
 		{Name: "bob", Devices: 1},
 	}, f.rec("Users()")
 }
+func (f *recServer) Groups(context.Context) ([]appliance.GroupInfo, error) {
+	return []appliance.GroupInfo{{ID: "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b", Members: 5, Creator: "alice", Created: f.now, LastMessage: f.now, Messages: 12}}, f.rec("Groups()")
+}
 func (f *recServer) Snapshot(context.Context) (appliance.StatsSnapshot, error) {
 	return appliance.StatsSnapshot{Uptime: "1h0m0s", Connections: 3, Refused: 4, Fingerprint: "fp"}, f.rec("Snapshot()")
 }
@@ -145,6 +148,7 @@ func TestCommands(t *testing.T) {
 		{"stats", "Snapshot()", "refused (banned)  4"},
 		{"!stats", "Snapshot()", "uptime"},
 		{"users", "Users()", "never"},
+		{"groups", "Groups()", "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b  5        12"},
 		{"bans", "Bans()", "noisy net"},
 		{"ban 10.1.2.3", `Ban(10.1.2.3, "", 0s)`, "banned 10.1.2.3\n"},
 		{"!ban 10.1.2.3 30m too many requests", `Ban(10.1.2.3, "too many requests", 30m0s)`, "banned 10.1.2.3 until"},
@@ -450,7 +454,7 @@ func TestEventsAndLimitsCommands(t *testing.T) {
 	in, f, out, _ := newTestInterpreter()
 	f.limits = appliance.Limits{MessageRate: 20, MessageBurst: 60, ByteRate: 1 << 20, ByteBurst: 8 << 20, ConnRate: 10, ConnBurst: 30,
 		RegisterBurst: 5, LoginFailures: 10, LoginFailureWindow: appliance.Duration(time.Minute), LoginBan: appliance.Duration(15 * time.Minute),
-		MaxConns: 20000, MaxConnsPerAddress: 256, MaxConnsPerAccount: 128, AckBurst: 16384, AccountLoginFailures: 20}
+		MaxConns: 20000, MaxConnsPerAddress: 256, MaxConnsPerAccount: 128, AckBurst: 16384, AccountLoginFailures: 20, GroupMaxMembers: 1000, GroupMaxPerAccount: 100}
 	ctx := context.Background()
 	if err := in.Exec(ctx, "events 5"); err != nil {
 		t.Fatal(err)

@@ -53,6 +53,9 @@ var metrics = []metric{
 	{desc("rate_limited_total", "Requests and connections refused by a rate limit since start."), prometheus.CounterValue, func(s appliance.StatsSnapshot) float64 { return float64(s.Limited) }},
 	{desc("signals_dropped_total", "Signals and keys-low notices dropped for a device that does not read them."), prometheus.CounterValue, func(s appliance.StatsSnapshot) float64 { return float64(s.Dropped) }},
 	{desc("queue_depth", "Messages waiting in mailboxes."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.QueueDepth) }},
+	{desc("group_messages_total", "Group messages durably stored since start (counted in messages_in_total too)."), prometheus.CounterValue, func(s appliance.StatsSnapshot) float64 { return float64(s.GroupMessages) }},
+	{desc("groups", "Group ids the server keeps records of (a group silent for mailbox_ttl is dropped)."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.Groups) }},
+	{desc("shared_payload_bytes", "Bytes of the group messages' shared payloads, each stored once."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.SharedBytes) }},
 	{desc("bans", "Bans in force."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.Bans) }},
 	{desc("store_bytes", "Size of the store file."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.StoreBytes) }},
 }

@@ -153,6 +153,12 @@ func (r *Remote) Users(ctx context.Context) ([]appliance.UserInfo, error) {
 	return users, err
 }
 
+func (r *Remote) Groups(ctx context.Context) ([]appliance.GroupInfo, error) {
+	var groups []appliance.GroupInfo
+	err := r.do(ctx, http.MethodGet, "/api/groups", nil, &groups)
+	return groups, err
+}
+
 func (r *Remote) Snapshot(ctx context.Context) (appliance.StatsSnapshot, error) {
 	var s appliance.StatsSnapshot
 	err := r.do(ctx, http.MethodGet, "/api/stats", nil, &s)

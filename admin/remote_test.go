@@ -100,6 +100,10 @@ func TestRemoteRoundTrip(t *testing.T) {
 		t.Errorf("Users: %+v, %v", users, err)
 	}
 	expect("Users", "Users()")
+	if list, err := r.Groups(ctx); err != nil || len(list) != 1 || list[0].Members != 5 || list[0].ID != "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b" {
+		t.Errorf("Groups: %+v, %v", list, err)
+	}
+	expect("Groups", "Groups()")
 
 	if s, err := r.Snapshot(ctx); err != nil || s.Refused != 4 || s.Fingerprint != "fp" {
 		t.Errorf("Snapshot: %+v", s)

@@ -152,6 +152,7 @@ func (h *handler) routes() []route {
 		{"GET /api/series", session, h.seriesAPI},
 		{"GET /api/users", session, a.users},
 		{"DELETE /api/users", session, a.deleteUser},
+		{"GET /api/groups", session, a.groups},
 		{"GET /api/bans", session, a.bans},
 		{"POST /api/bans", session, a.ban},
 		{"DELETE /api/bans", session, a.unban},

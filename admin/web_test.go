@@ -35,7 +35,7 @@ func newWebFixture(t *testing.T) *webFixture {
 		RegisterRate: 1.0 / 60, RegisterBurst: 5, KeyFetchRate: 0.5, KeyFetchBurst: 30, LoginFailures: 10,
 		LoginFailureWindow: appliance.Duration(time.Minute), LoginBan: appliance.Duration(15 * time.Minute), AccountLoginFailures: 20,
 		MaxConns: 20000, MaxConnsPerAddress: 256, MaxConnsPerAccount: 128, PublishKeysRate: 0.2, PublishKeysBurst: 20,
-		AckRate: 1000, AckBurst: 16384, LookupRate: 5, LookupBurst: 100,
+		AckRate: 1000, AckBurst: 16384, LookupRate: 5, LookupBurst: 100, GroupMaxMembers: 1000, GroupMaxPerAccount: 100,
 	}}
 	w.h, w.hh = newHandler(w.f, Options{Token: testToken, Version: "test", Now: func() time.Time { return w.now }})
 	return w

@@ -37,6 +37,7 @@
     setText("stat-messages", s.messages_in);
     setText("stat-deliveries", s.deliveries);
     setText("stat-queue", s.queue_depth);
+    setText("stat-groups", s.groups);
     setText("stat-store", bytes(s.store_bytes));
     setText("stat-limited", s.limited);
     setText("stat-authfail", s.auth_failed);
