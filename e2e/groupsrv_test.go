@@ -150,4 +150,3 @@ func markerCount(t *testing.T, path string, marker []byte) int {
 	}
 	return bytes.Count(b, marker)
 }
-

@@ -54,12 +54,12 @@ const (
 	// shared payload, protocol.md §6.7): address-only slots, so a group of
 	// group_max_members accounts with several devices each fits one Send.
 	MaxGroupEnvelopes = 8192
-	GroupIDLen        = 16 // a group's random id, protocol.md §6.7
-	MaxDevices   = 64        // devices per account
-	MaxAcks      = 4096      // sequence numbers in one Ack
-	MessageIDLen = 16
-	KeyLen       = ed25519.PublicKeySize
-	SigLen       = ed25519.SignatureSize
+	GroupIDLen        = 16   // a group's random id, protocol.md §6.7
+	MaxDevices        = 64   // devices per account
+	MaxAcks           = 4096 // sequence numbers in one Ack
+	MessageIDLen      = 16
+	KeyLen            = ed25519.PublicKeySize
+	SigLen            = ed25519.SignatureSize
 )
 
 // ErrorCode is the machine-readable part of an Error, protocol.md §4.1.
