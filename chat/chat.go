@@ -137,6 +137,9 @@ const (
 	// KindGroupChange carries signed group membership changes, and for a
 	// new member the group's log (protocol.md §9.7).
 	KindGroupChange ContentKind = 5
+	// KindSenderKey hands a member device's sender key for a group to
+	// another member device, over their pairwise session (protocol.md §8.3).
+	KindSenderKey ContentKind = 6
 
 	// KindSystem is a notice signed by the server key (protocol.md §6.6).
 	KindSystem ContentKind = 200
@@ -152,6 +155,7 @@ var contentKindNames = map[ContentKind]string{
 	KindRead:        "read",
 	KindTyping:      "typing",
 	KindGroupChange: "group",
+	KindSenderKey:   "senderkey",
 	KindSystem:      "system",
 	KindError:       "error",
 }

@@ -17,6 +17,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -97,9 +98,16 @@ type Client struct {
 
 	keysErr error // why publishing this device's keys failed at connect, if it did
 
-	cryptoMu sync.Mutex       // serialises session and prekey use and their storage
-	groupMu  sync.Mutex       // one group change at a time (groups.go)
-	keys     *e2ee.DeviceKeys // nil for a device not linked to the account identity
+	cryptoMu sync.Mutex // serialises session and prekey use and their storage
+	groupMu  sync.Mutex // one group change at a time (groups.go)
+	senderMu sync.Mutex // one use of this device's sending chains at a time (senderkeys.go)
+	// queuedCatchUp: receiveGroup queued a group's log for members added
+	// at the same time as a change of this account's (groups.go).
+	queuedCatchUp atomic.Bool
+	// waiting are group messages whose sender's key has not arrived
+	// (senderkeys.go); only the dispatch goroutine touches them.
+	waiting []*transport.Deliver
+	keys    *e2ee.DeviceKeys // nil for a device not linked to the account identity
 }
 
 // dial connects to server and starts the read loop.
@@ -532,6 +540,12 @@ func (c *Client) handleDeliver(body []byte) {
 	if err := transport.Unmarshal(body, &d); err != nil {
 		return // nothing to ack it by; the server resends it next time
 	}
+	c.handleDeliverMsg(&d)
+}
+
+// handleDeliverMsg hands on one delivered entry, decrypted.
+func (c *Client) handleDeliverMsg(dp *transport.Deliver) {
+	d := *dp
 	from := chat.Device{User: d.From, ID: d.FromDevice}
 	if c.home.WasSeen(home.MessageKey{From: from, ID: d.MessageID}) {
 		c.sendAck(d.Seq) // a redelivery of something already handed on
@@ -544,6 +558,10 @@ func (c *Client) handleDeliver(body []byte) {
 		Conversation: chat.Peer(d.From),
 		ServerTime:   time.UnixMilli(d.ServerTime),
 		rawID:        d.MessageID,
+	}
+	if d.Shared != nil {
+		c.handleGroupDeliver(dp, m)
+		return
 	}
 	if len(d.Payload) > 0 && d.Payload[0] == payloadNotice {
 		text, ms, err := openNotice(d.Payload, c.prof.Fingerprint)
@@ -573,11 +591,24 @@ func (c *Client) handleDeliver(body []byte) {
 		case content.Group == "":
 		case !validGroupID(content.Group):
 			m.Kind, m.Text = chat.KindError, "a message names a group that cannot exist"
+		case content.Kind == chat.KindText:
+			// Group texts travel only under sender keys (protocol.md §8.3).
+			m.Conversation = chat.Group(content.Group)
+			m.Kind, m.Text = chat.KindError, fmt.Sprintf("a group message from %s came over a pairwise session: not shown", d.From)
 		default:
 			// A group's content belongs to the group, whoever it was
 			// sent to (a new member gets the group's log on its own).
 			m.Conversation = chat.Group(content.Group)
 			m.groupChanges, m.groupLog = content.GroupChanges, content.GroupLog
+		}
+		if m.Kind == chat.KindSenderKey {
+			if changed {
+				m.Kind, m.Text = chat.KindError, fmt.Sprintf("a group key from %s was not kept: %s's identity key changed", d.From, d.From)
+			} else if err := c.applySenderKey(from, content); err != nil {
+				m.Kind, m.Text = chat.KindError, fmt.Sprintf("a group key from %s was not kept: %v", d.From, err)
+			} else {
+				defer c.retryWaiting(content.Group, from)
+			}
 		}
 	}
 	c.events <- Event{Type: EventMessage, Message: m}

@@ -73,6 +73,9 @@ type Content struct {
 	GroupChanges [][]byte
 	// GroupLog is the group's whole log, for a member just added.
 	GroupLog []byte
+	// SenderKey is an e2ee.SenderKeyDistribution of Group (KindSenderKey,
+	// protocol.md §8.3).
+	SenderKey []byte
 }
 
 // maxGroupChanges bounds the changes one content carries.
@@ -93,6 +96,7 @@ func (c *Content) MarshalFields(e *transport.Encoder) {
 		e.BytesField(7, g)
 	}
 	e.BytesField(8, c.GroupLog)
+	e.BytesField(9, c.SenderKey)
 }
 
 func (c *Content) UnmarshalFields(d *transport.Decoder) error {
@@ -132,6 +136,8 @@ func (c *Content) UnmarshalFields(d *transport.Decoder) error {
 			c.GroupChanges = append(c.GroupChanges, g)
 		case 8:
 			c.GroupLog, err = f.Bytes(transport.MaxPayload)
+		case 9:
+			c.SenderKey, err = f.Bytes(maxSenderKeyDistribution)
 		default:
 			return f.Unknown()
 		}
@@ -226,6 +232,10 @@ type Message struct {
 	IdentityChanged bool
 	// Refs are the message ids a receipt acknowledges (hex).
 	Refs []string
+	// Waiting: a group message whose sender's key has not arrived yet;
+	// Text says so. It is not acked, and comes again once the key is here
+	// (senderkeys.go).
+	Waiting bool
 
 	rawID []byte
 	// A KindGroupChange content's changes and log (groups.go).

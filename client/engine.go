@@ -378,6 +378,21 @@ func (e *Engine) receive(ctx context.Context, c *Client, o *ReceiveOptions) erro
 // that get a delivery receipt get a read receipt too (after it, in the
 // same commit) when the receipts setting is on.
 func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error, read bool) error {
+	if slices.ContainsFunc(msgs, func(m *Message) bool { return m.Waiting }) {
+		var waiting []*Message
+		msgs = slices.DeleteFunc(slices.Clone(msgs), func(m *Message) bool {
+			if m.Waiting {
+				waiting = append(waiting, m)
+			}
+			return m.Waiting
+		})
+		if err := e.noteWaiting(c, waiting, show); err != nil {
+			return err
+		}
+		if len(msgs) == 0 {
+			return nil
+		}
+	}
 	// A group change decides who may write to the group from then on:
 	// what follows it is handled once it is applied.
 	if i := slices.IndexFunc(msgs, func(m *Message) bool { return m.Kind == chat.KindGroupChange }); i >= 0 && i < len(msgs)-1 {
@@ -389,7 +404,7 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 	if show != nil {
 		for _, m := range msgs {
 			// A group change is shown as what it did, once applied.
-			if !m.Kind.IsReceipt() && !m.Outgoing && m.Kind != chat.KindGroupChange {
+			if !m.Kind.IsReceipt() && !m.Outgoing && m.Kind != chat.KindGroupChange && m.Kind != chat.KindSenderKey {
 				if m.Conversation.IsGroup() && m.Kind != chat.KindError {
 					var why string
 					c.home.View(func(tx *home.Tx) (err error) {
@@ -455,6 +470,8 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 						events = append(events, UIEvent{Type: UIState, Conversation: conv, ID: ref, State: state})
 					}
 				}
+			case m.Kind == chat.KindSenderKey:
+				// Kept by the client as it arrived (applySenderKey).
 			case m.Kind == chat.KindGroupChange:
 				texts, err := c.receiveGroup(tx, m)
 				if err != nil {
@@ -533,10 +550,51 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 	for _, ev := range events {
 		e.emit(ev)
 	}
-	if len(receipts) > 0 {
+	if len(receipts) > 0 || c.queuedCatchUp.Swap(false) {
 		e.poke()
 	}
 	return err
+}
+
+// noteWaiting keeps in the group's history, once per message, that a
+// group message waits for its sender's key, and shows it; the message
+// itself is not acked (Message.Waiting).
+func (e *Engine) noteWaiting(c *Client, msgs []*Message, show func(*Message) error) error {
+	var events []UIEvent
+	var notes []*Message
+	err := c.home.Update(func(tx *home.Tx) error {
+		events, notes = events[:0], notes[:0]
+		for _, m := range msgs {
+			id := noteID(m.rawID, 0xff)
+			if kept, err := tx.InHistory(id); err != nil || kept {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			rec := &home.HistoryRecord{ID: id, From: m.From.User, Kind: chat.KindSystem, Text: m.Text, Time: m.ServerTime.UnixMilli()}
+			entry, err := tx.AddHistory(m.Conversation, rec, false)
+			if err != nil {
+				return err
+			}
+			events = append(events, UIEvent{Type: UIMessage, Conversation: m.Conversation, Entry: &entry})
+			notes = append(notes, &Message{ID: hex.EncodeToString(id), From: m.From, Conversation: m.Conversation,
+				Kind: chat.KindSystem, Text: m.Text, SentAt: m.SentAt, ServerTime: m.ServerTime, rawID: id})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if show != nil {
+		for _, n := range notes {
+			show(n)
+		}
+	}
+	for _, ev := range events {
+		e.emit(ev)
+	}
+	return nil
 }
 
 // chunks yields s in pieces of at most n.

@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -377,9 +378,33 @@ func (c *Client) changeGroup(ctx context.Context, conv chat.Conversation, ch *e2
 	if err != nil {
 		return err
 	}
-	_, stillIn := after.Member(c.prof.User)
-	rec = &home.GroupRecord{Group: conv, Log: lb, Left: !stillIn}
-	if err := c.home.Update(func(tx *home.Tx) error { return tx.PutGroup(rec) }); err != nil {
+	err = c.home.Update(func(tx *home.Tx) error {
+		// The record as it is now: a send may have changed its chain
+		// fields since it was read (senderkeys.go), and the engine may
+		// have applied another member's change to its log.
+		cur, err := tx.Group(conv)
+		if err != nil || cur == nil {
+			return cmp.Or(err, fmt.Errorf("no group %s in this home", conv.ID()))
+		}
+		if !bytes.Equal(cur.Log, rec.Log) {
+			if l, err = parseLog(cur); err != nil {
+				return err
+			}
+			before = l.State()
+			if _, err := l.Add(ch); err != nil && !errors.Is(err, e2ee.ErrGroupDuplicate) {
+				return fmt.Errorf("%s: %w", before.Title, groupError(err))
+			}
+			after = l.State()
+			if lb, err = l.MarshalBinary(); err != nil {
+				return err
+			}
+		}
+		_, stillIn := after.Member(c.prof.User)
+		cur.Log, cur.Left = lb, !stillIn
+		cur.Rotate = cur.Rotate || lostMember(before, after)
+		return tx.PutGroup(cur)
+	})
+	if err != nil {
 		return err
 	}
 	var recent [][]byte
@@ -392,6 +417,17 @@ func (c *Client) changeGroup(ctx context.Context, conv chat.Conversation, ch *e2
 	}
 	content := &Content{Kind: chat.KindGroupChange, Group: conv.ID(), SentAt: c.now().UnixMilli(), GroupChanges: recent}
 	var errs []error
+	// New members get the group before anyone else learns they are in it,
+	// so that what the others then send them (their sender keys) finds
+	// the group there (protocol.md §8.3).
+	for _, m := range after.Members {
+		if _, was := before.Member(m.User); !was {
+			welcome := &Content{Kind: chat.KindGroupChange, Group: conv.ID(), SentAt: content.SentAt, GroupLog: lb}
+			if _, err := c.SendContent(ctx, newID(c), chat.Peer(m.User), welcome); err != nil {
+				errs = append(errs, fmt.Errorf("sending %s the group: %w", m.User, err))
+			}
+		}
+	}
 	if err := c.sendGroupContent(ctx, conv, content); err != nil {
 		errs = append(errs, err)
 	}
@@ -399,14 +435,6 @@ func (c *Client) changeGroup(ctx context.Context, conv chat.Conversation, ch *e2
 		if _, in := after.Member(m.User); !in && m.User != c.prof.User {
 			if _, err := c.SendContent(ctx, newID(c), chat.Peer(m.User), content); err != nil {
 				errs = append(errs, fmt.Errorf("telling %s: %w", m.User, err))
-			}
-		}
-	}
-	for _, m := range after.Members {
-		if _, was := before.Member(m.User); !was {
-			welcome := &Content{Kind: chat.KindGroupChange, Group: conv.ID(), SentAt: content.SentAt, GroupLog: lb}
-			if _, err := c.SendContent(ctx, newID(c), chat.Peer(m.User), welcome); err != nil {
-				errs = append(errs, fmt.Errorf("sending %s the group: %w", m.User, err))
 			}
 		}
 	}
@@ -474,6 +502,8 @@ func (c *Client) receiveGroup(tx *home.Tx, m *Message) ([]string, error) {
 	}
 	var l *e2ee.GroupLog
 	var notes []string
+	var before e2ee.GroupState // nobody, for a group new here
+	var newcomers []string     // members others added, in the changes applied here
 	if rec == nil {
 		if m.groupLog == nil {
 			return nil, nil // a change of a group this home is not in; a new member gets the log on its own
@@ -499,6 +529,7 @@ func (c *Client) receiveGroup(tx *home.Tx, m *Message) ([]string, error) {
 		if l, err = parseLog(rec); err != nil {
 			return nil, err
 		}
+		before = l.State()
 		var changes []*e2ee.GroupChange
 		for i := len(m.groupChanges) - 1; i >= 0; i-- { // oldest first
 			ch, err := e2ee.ParseGroupChange(m.groupChanges[i])
@@ -520,6 +551,11 @@ func (c *Client) receiveGroup(tx *home.Tx, m *Message) ([]string, error) {
 			case err == nil:
 				for _, a := range added {
 					notes = append(notes, describeChange(a, c.prof.User))
+					if a.Op == e2ee.OpAdd && a.Actor != c.prof.User {
+						for _, m := range a.Members {
+							newcomers = append(newcomers, m.User)
+						}
+					}
 				}
 			case errors.Is(err, e2ee.ErrGroupDuplicate), errors.Is(err, e2ee.ErrGroupMissingParent):
 			default:
@@ -536,9 +572,56 @@ func (c *Client) receiveGroup(tx *home.Tx, m *Message) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, in := l.State().Member(c.prof.User)
+	st := l.State()
+	_, in := st.Member(c.prof.User)
 	rec.Log, rec.Left = lb, !in
+	rec.Rotate = rec.Rotate || lostMember(before, st)
+	if in && len(newcomers) > 0 && forkedByMe(l, c.prof.User) {
+		// Someone added members while this account made a change they
+		// had not seen: the newcomers got the adder's log, without it.
+		// They get this log too, so that every member converges
+		// (protocol.md §8.2).
+		for _, u := range newcomers {
+			if _, still := st.Member(u); !still || u == c.prof.User {
+				continue
+			}
+			welcome := &Content{Kind: chat.KindGroupChange, Group: conv.ID(), SentAt: c.now().UnixMilli(), GroupLog: lb}
+			q := &home.Queued{ID: newID(c), To: chat.Peer(u), Content: transport.Marshal(welcome)}
+			if err := tx.Enqueue(q); err != nil {
+				return nil, err
+			}
+			c.queuedCatchUp.Store(true)
+		}
+	}
 	return notes, tx.PutGroup(rec)
+}
+
+// forkedByMe reports whether one of the log's heads, when it has more than
+// one, is a change of self's: a change another member made at the same
+// time has not seen it.
+func forkedByMe(l *e2ee.GroupLog, self string) bool {
+	heads := l.Heads()
+	if len(heads) < 2 {
+		return false
+	}
+	for _, ch := range l.Recent(e2ee.GroupWindow) {
+		if ch.Actor == self && slices.Contains(heads, ch.Hash()) {
+			return true
+		}
+	}
+	return false
+}
+
+// lostMember reports whether someone in before is not in after: this
+// device's sending chain must then be replaced before its next message
+// (protocol.md §8.3), so that they read nothing sent after they went.
+func lostMember(before, after e2ee.GroupState) bool {
+	for _, m := range before.Members {
+		if _, in := after.Member(m.User); !in {
+			return true
+		}
+	}
+	return false
 }
 
 // memberList names a group's members other than self.

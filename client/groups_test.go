@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +11,8 @@ import (
 
 	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client/home"
+	"github.com/securechat/securechat/e2ee"
+	"github.com/securechat/securechat/transport"
 )
 
 // receiveAll takes what is queued for h and returns what a person would
@@ -115,8 +119,232 @@ func TestGroupMembershipAndMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := receiveAll(t, ctx, hd)
-	if !slices.Contains(got, "alice: after carol") || slices.Contains(got, "carol: sneaky") || !slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, "not in this group") }) {
+	if !slices.Contains(got, "alice: after carol") || slices.Contains(got, "carol: sneaky") || !slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, "not shown") }) {
 		t.Fatalf("dave read %q", got)
 	}
 	alice.Close()
+}
+
+// groupSend builds a group text from e's device as SendGroupText would and
+// sends it, returning the Send: one shared ciphertext, address-only
+// envelopes.
+func groupSend(t *testing.T, ctx context.Context, e *Engine, conv chat.Conversation, text string) *transport.Send {
+	t.Helper()
+	c, err := e.connected()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := newID(c)
+	content := &Content{Kind: chat.KindText, Text: text, SentAt: time.Now().UnixMilli(), Group: conv.ID()}
+	entry := &home.OutboxEntry{To: conv, Content: transport.Marshal(content)}
+	msg, err := c.buildGroupSend(ctx, id, entry, content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Shared == nil || msg.Group == nil {
+		t.Fatalf("a group text built without a shared ciphertext: %+v", msg)
+	}
+	for _, env := range msg.Envelopes {
+		if len(env.Payload) != 0 {
+			t.Fatalf("a group Send's envelope for %s carries its own payload", env.User)
+		}
+	}
+	if _, err := c.transmit(ctx, id, entry, msg, nil); err != nil {
+		t.Fatal(err)
+	}
+	return msg
+}
+
+// chainOf is the chain id of a sender-key message (protocol.md §9.6).
+func chainOf(shared []byte) uint32 {
+	return binary.BigEndian.Uint32(shared[1+e2ee.DistributionIDSize:])
+}
+
+// TestGroupSenderKeys (issue 10 point 3): a group text is one ciphertext
+// for every member device; a removed member cannot read what is sent
+// after, even handed the ciphertext (the chain was replaced); a member
+// added later cannot read what was sent before; a message whose key has
+// not arrived waits, said so, and is read once the key comes.
+func TestGroupSenderKeys(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb, hc, hd := testAccount(t, s, "alice"), testAccount(t, s, "bob"), testAccount(t, s, "carol"), testAccount(t, s, "dave")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := oneShotEngine(t, ctx, ha, false)
+	defer alice.Close()
+	g, err := alice.CreateGroup(ctx, "team", []string{"bob", "carol"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, ctx, hb)
+	receiveAll(t, ctx, hc)
+	gid, _ := groupIDBytes(g.Conversation)
+	aliceDev := chat.Device{User: "alice", ID: 1}
+
+	first := groupSend(t, ctx, alice, g.Conversation, "one")
+	if len(first.Envelopes) != 2 {
+		t.Fatalf("%d envelopes, want bob's and carol's devices", len(first.Envelopes))
+	}
+	for _, h := range []*home.Home{hb, hc} {
+		if got := receiveAll(t, ctx, h); !slices.Equal(got, []string{"alice: one"}) {
+			t.Fatalf("a member read %q", got)
+		}
+	}
+	// The same chain goes on while nobody leaves.
+	second := groupSend(t, ctx, alice, g.Conversation, "two")
+	if chainOf(second.Shared) != chainOf(first.Shared) {
+		t.Error("the chain was replaced though nobody left")
+	}
+	receiveAll(t, ctx, hb)
+	receiveAll(t, ctx, hc)
+
+	// carol is removed: alice's next message is on a new chain carol
+	// never got, and cannot decrypt with what she holds.
+	if err := alice.RemoveFromGroup(ctx, g.Conversation, []string{"carol"}); err != nil {
+		t.Fatal(err)
+	}
+	after := groupSend(t, ctx, alice, g.Conversation, "after carol")
+	if chainOf(after.Shared) == chainOf(first.Shared) {
+		t.Fatal("the chain was not replaced after a member was removed")
+	}
+	if slices.ContainsFunc(after.Envelopes, func(e transport.Envelope) bool { return e.User == "carol" }) {
+		t.Error("a removed member is still addressed")
+	}
+	receiveAll(t, ctx, hc)
+	b, err := hc.SenderKey(g.Conversation, aliceDev)
+	if err != nil || b == nil {
+		t.Fatalf("carol's record of alice's chain: %v", err)
+	}
+	r, err := e2ee.UnmarshalSenderKeyRecord(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Decrypt(after.Shared, groupAD(gid, aliceDev)); !errors.Is(err, e2ee.ErrUnknownSenderChain) {
+		t.Errorf("carol decrypting what was sent after her removal: %v", err)
+	}
+	if got := receiveAll(t, ctx, hb); !slices.Contains(got, "alice: after carol") {
+		t.Fatalf("bob read %q", got)
+	}
+
+	// dave joins later: he reads from his join on, never before.
+	if err := alice.AddToGroup(ctx, g.Conversation, []string{"dave"}); err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, ctx, hd)
+	receiveAll(t, ctx, hb)
+	groupSend(t, ctx, alice, g.Conversation, "hi dave")
+	if got := receiveAll(t, ctx, hd); !slices.Equal(got, []string{"alice: hi dave"}) {
+		t.Fatalf("dave read %q", got)
+	}
+	b, _ = hd.SenderKey(g.Conversation, aliceDev)
+	r, err = e2ee.UnmarshalSenderKeyRecord(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Decrypt(after.Shared, groupAD(gid, aliceDev)); err == nil {
+		t.Error("dave decrypted a message sent before he joined")
+	}
+	receiveAll(t, ctx, hb)
+
+	// bob loses alice's chain: her next message waits, is said to, is
+	// not lost, and is read when the key comes.
+	fake, _ := e2ee.NewSenderKey(nil, [e2ee.DistributionIDSize]byte(gid))
+	fb, _ := e2ee.NewSenderKeyRecord(fake.Distribution()).MarshalBinary()
+	if err := hb.SaveSenderKey(g.Conversation, aliceDev, fb); err != nil {
+		t.Fatal(err)
+	}
+	own, _ := ha.SenderKey(g.Conversation, aliceDev)
+	key, err := e2ee.UnmarshalSenderKey(own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groupSend(t, ctx, alice, g.Conversation, "held")
+	got := receiveAll(t, ctx, hb)
+	if slices.Contains(got, "alice: held") || !slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, "waiting for the key from alice") }) {
+		t.Fatalf("bob without the key read %q", got)
+	}
+	ac, _ := alice.connected()
+	bobDevs, err := ac.Devices(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ac.distribute(ctx, g.Conversation, bobDevs, key); err != nil {
+		t.Fatal(err)
+	}
+	if got := receiveAll(t, ctx, hb); !slices.Equal(got, []string{"alice: held"}) {
+		t.Fatalf("bob, once the key came, read %q", got)
+	}
+}
+
+// TestGroupConcurrentAdmins (issue 10 point 2): two admins change the
+// membership at the same time, each before seeing the other's change —
+// alice removes carol while bob adds dave and makes erin an admin — and
+// every member ends with the same members and roles.
+func TestGroupConcurrentAdmins(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	names := []string{"alice", "bob", "carol", "dave", "erin"}
+	homes := make(map[string]*home.Home)
+	for _, n := range names {
+		homes[n] = testAccount(t, s, n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	alice := oneShotEngine(t, ctx, homes["alice"], false)
+	defer alice.Close()
+	g, err := alice.CreateGroup(ctx, "both", []string{"bob", "carol", "erin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetGroupRole(ctx, g.Conversation, []string{"bob"}, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"bob", "carol", "erin"} {
+		receiveAll(t, ctx, homes[n])
+	}
+	bob := oneShotEngine(t, ctx, homes["bob"], false)
+	defer bob.Close()
+	// Both act on the state they hold; neither has seen the other's change.
+	errs := make(chan error, 2)
+	go func() { errs <- alice.RemoveFromGroup(ctx, g.Conversation, []string{"carol"}) }()
+	go func() {
+		if err := bob.AddToGroup(ctx, g.Conversation, []string{"dave"}); err != nil {
+			errs <- err
+			return
+		}
+		errs <- bob.SetGroupRole(ctx, g.Conversation, []string{"erin"}, true)
+	}()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Everyone takes what is queued, twice over (a change can bring another).
+	for range 2 {
+		for _, n := range names {
+			receiveAll(t, ctx, homes[n])
+		}
+	}
+	state := func(n string) string {
+		info, err := ResolveGroup(homes[n], g.ID)
+		if err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+		var parts []string
+		for _, m := range info.Members {
+			parts = append(parts, m.User+"="+info.Role(m.User))
+		}
+		slices.Sort(parts)
+		return strings.Join(parts, ",")
+	}
+	want := state("alice")
+	if !strings.Contains(want, "dave=member") || strings.Contains(want, "carol") || !strings.Contains(want, "erin=admin") {
+		t.Errorf("alice's group after both changes: %s", want)
+	}
+	for _, n := range []string{"bob", "dave", "erin"} {
+		if got := state(n); got != want {
+			t.Errorf("%s holds %s, alice %s", n, got, want)
+		}
+	}
 }

@@ -188,6 +188,9 @@ func (c *Client) recipients(ctx context.Context, conv chat.Conversation) ([]chat
 // buildSend encrypts content for the recipients of entry.To and puts the
 // result in the outbox (session.go, encryptTo).
 func (c *Client) buildSend(ctx context.Context, id []byte, entry *home.OutboxEntry, content *Content) (*transport.Send, error) {
+	if usesSenderKey(entry.To, content) {
+		return c.buildGroupSend(ctx, id, entry, content)
+	}
 	targets, err := c.recipients(ctx, entry.To)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package home
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strings"
@@ -25,12 +26,65 @@ type GroupRecord struct {
 	Group chat.Conversation // a group conversation
 	Log   []byte            // e2ee.GroupLog encoding
 	Left  bool              // this account left or was removed: kept for its history, sent nothing
+
+	// This device's sending chain in the group (protocol.md §8.3): when it
+	// was made, whether it must be replaced before the next message (a
+	// member left or was removed since), and the devices that have it.
+	ChainCreated int64 // unix ms
+	Rotate       bool
+	Holders      []KeyHolder
+}
+
+// MaxKeyHolders bounds the devices a group record lists as holding this
+// device's sender key.
+const MaxKeyHolders = 1 << 16
+
+// KeyHolder is a device that was sent this device's sender key, under the
+// device key it had then.
+type KeyHolder struct {
+	User      string
+	Device    uint32
+	DeviceKey []byte
+}
+
+func (m *KeyHolder) MarshalFields(e *transport.Encoder) {
+	e.String(1, m.User)
+	e.Uint(2, uint64(m.Device))
+	e.BytesField(3, m.DeviceKey)
+}
+
+func (m *KeyHolder) UnmarshalFields(d *transport.Decoder) error {
+	return transport.ForEachField(d, func(f transport.Field) (err error) {
+		switch f.Num {
+		case 1:
+			m.User, err = f.String(transport.MaxUserName)
+		case 2:
+			m.Device, err = f.Uint32()
+		case 3:
+			m.DeviceKey, err = f.Bytes(transport.KeyLen)
+		default:
+			return f.Unknown()
+		}
+		return err
+	})
+}
+
+// Holds reports whether dev, under key, was sent this device's sender key.
+func (m *GroupRecord) Holds(dev chat.Device, key []byte) bool {
+	return slices.ContainsFunc(m.Holders, func(h KeyHolder) bool {
+		return h.User == dev.User && h.Device == dev.ID && bytes.Equal(h.DeviceKey, key)
+	})
 }
 
 func (m *GroupRecord) MarshalFields(e *transport.Encoder) {
 	e.String(1, m.Group.Key())
 	e.BytesField(2, m.Log)
 	e.Bool(3, m.Left)
+	e.Int(4, m.ChainCreated)
+	e.Bool(5, m.Rotate)
+	for i := range m.Holders {
+		e.Message(6, &m.Holders[i])
+	}
 }
 
 func (m *GroupRecord) UnmarshalFields(d *transport.Decoder) error {
@@ -48,6 +102,17 @@ func (m *GroupRecord) UnmarshalFields(d *transport.Decoder) error {
 			m.Log, err = f.Bytes(MaxGroupLog)
 		case 3:
 			m.Left, err = f.Bool()
+		case 4:
+			m.ChainCreated, err = f.Int()
+		case 5:
+			m.Rotate, err = f.Bool()
+		case 6:
+			if len(m.Holders) >= MaxKeyHolders {
+				return fmt.Errorf("group record with more than %d key holders", MaxKeyHolders)
+			}
+			var h KeyHolder
+			err = f.Message(&h)
+			m.Holders = append(m.Holders, h)
 		default:
 			return f.Unknown()
 		}

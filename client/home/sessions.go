@@ -367,6 +367,30 @@ type SessionChanges struct {
 	// BaseKey is an initial message answered without a one-time prekey:
 	// remembered so that a replay of it is refused (BaseKeyUsed).
 	BaseKey *BaseKeyUse
+	// SenderKeys are sender-key states (e2ee encodings) advanced or
+	// received; Chain what a group record says of this device's sending
+	// chain, changed with them.
+	SenderKeys []SenderKeyState
+	Chain      *GroupChain
+}
+
+// GroupChain is what a group record keeps of this device's sending chain
+// (GroupRecord's ChainCreated, Rotate, Holders), written over the record
+// as it is at commit. Log is the membership log the sender read: if the
+// record's log changed since, a member may have gone meanwhile, and the
+// chain is marked to be replaced before the next message.
+type GroupChain struct {
+	Group        chat.Conversation
+	Log          []byte
+	ChainCreated int64
+	Holders      []KeyHolder
+}
+
+// SenderKeyState is the sender-key state of owner's chain in a group.
+type SenderKeyState struct {
+	Group chat.Conversation
+	Owner chat.Device
+	State []byte
 }
 
 // BaseKeyUse names an initial message (protocol.md §9.2) by the signed
@@ -444,6 +468,24 @@ func (t *Tx) saveSessions(c *SessionChanges) error {
 	if c.BaseKey != nil {
 		if err := t.put(bucketBaseKeys, t.h.seal.index(bucketBaseKeys, c.BaseKey.clearKey()), binary.BigEndian.AppendUint32(nil, c.BaseKey.SignedPreKey)); err != nil {
 			return err
+		}
+	}
+	for _, k := range c.SenderKeys {
+		if err := t.PutSenderKey(k.Group, k.Owner, k.State); err != nil {
+			return err
+		}
+	}
+	if ch := c.Chain; ch != nil {
+		rec, err := t.Group(ch.Group)
+		if err != nil {
+			return err
+		}
+		if rec != nil {
+			rec.Rotate = !bytes.Equal(rec.Log, ch.Log)
+			rec.ChainCreated, rec.Holders = ch.ChainCreated, ch.Holders
+			if err := t.PutGroup(rec); err != nil {
+				return err
+			}
 		}
 	}
 	if c.Outbox != nil {

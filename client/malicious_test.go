@@ -1,0 +1,212 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/client/home"
+	"github.com/securechat/securechat/e2ee"
+	"github.com/securechat/securechat/transport"
+)
+
+// A lying server (issue 10, must show): whatever the server says reaches a
+// client as the frames it pushes, so the harness plays the server's router
+// by pushing forged and replayed Delivers into a client's connection as if
+// read from it, next to what a real server and real clients sent. Each
+// forgery must be refused and reported in the group's history.
+
+// lieTo hands forged Delivers to h's device, as its server would push
+// them, and returns what a person reads: "from: text" lines.
+func lieTo(t *testing.T, ctx context.Context, h *home.Home, lies ...*transport.Deliver) []string {
+	t.Helper()
+	e := oneShotEngine(t, ctx, h, false) // nothing from the real server: only the lies
+	defer e.Close()
+	c := e.client()
+	for i, d := range lies {
+		d.Seq = 1<<40 + uint64(i) // no real entry's number: the acks delete nothing
+		c.inbox.push(transport.Frame{Code: transport.CodeDeliver, Body: transport.Marshal(d)})
+	}
+	c.inbox.push(transport.Frame{Code: transport.CodeQueueEmpty, Body: transport.Marshal(&transport.Empty{})})
+	var got []string
+	if err := e.Receive(ctx, ReceiveOptions{Show: func(m *Message) error {
+		got = append(got, m.From.User+": "+m.Text)
+		return nil
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func randomID(t *testing.T) []byte {
+	id := make([]byte, transport.MessageIDLen)
+	if _, err := rand.Read(id); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// reported reports whether got has a line with all of parts.
+func reported(got []string, parts ...string) bool {
+	return slices.ContainsFunc(got, func(s string) bool {
+		for _, p := range parts {
+			if !strings.Contains(s, p) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestMaliciousServerGroups: a message replayed from another group, a
+// 1:1 message presented as a group message, a group message from someone
+// the server slips into the group, a membership change forged by a
+// non-member and a replayed change are each refused by the member's
+// client and reported; nothing forged is shown as said.
+func TestMaliciousServerGroups(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb, he := testAccount(t, s, "alice"), testAccount(t, s, "bob"), testAccount(t, s, "eve")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := oneShotEngine(t, ctx, ha, false)
+	defer alice.Close()
+	g1, err := alice.CreateGroup(ctx, "one", []string{"bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g2, err := alice.CreateGroup(ctx, "two", []string{"bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	groupSend(t, ctx, alice, g1.Conversation, "in one")
+	inTwo := groupSend(t, ctx, alice, g2.Conversation, "in two")
+	if got := receiveAll(t, ctx, hb); !slices.Contains(got, "alice: in one") || !slices.Contains(got, "alice: in two") {
+		t.Fatalf("bob read %q", got)
+	}
+	gid1, _ := groupIDBytes(g1.Conversation)
+	now := time.Now().UnixMilli()
+
+	// 1. A message of group two, presented as group one's.
+	got := lieTo(t, ctx, hb, &transport.Deliver{From: "alice", FromDevice: 1, MessageID: randomID(t), ServerTime: now, Group: gid1, Shared: inTwo.Shared})
+	if slices.Contains(got, "alice: in two") || !reported(got, "could not be decrypted") {
+		t.Errorf("another group's message replayed: bob read %q", got)
+	}
+
+	// 2. A 1:1 message presented as a group message.
+	ac, _ := alice.connected()
+	id := randomID(t)
+	content := &Content{Kind: chat.KindText, Text: "just for bob", SentAt: now}
+	entry := &home.OutboxEntry{To: chat.Peer("bob"), Content: transport.Marshal(content)}
+	pair, err := ac.buildSend(ctx, id, entry, content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ac.transmit(ctx, id, entry, pair, nil); err != nil {
+		t.Fatal(err)
+	}
+	got = lieTo(t, ctx, hb, &transport.Deliver{From: "alice", FromDevice: 1, MessageID: randomID(t), ServerTime: now, Group: gid1, Shared: pair.Envelopes[0].Payload})
+	if slices.Contains(got, "alice: just for bob") || !reported(got, "could not be decrypted") {
+		t.Errorf("a 1:1 message as a group's: bob read %q", got)
+	}
+	receiveAll(t, ctx, hb)
+
+	// 3. eve, not a member, slipped into the group by the server: she has
+	// bob's pairwise session and makes a chain for the group's id, but
+	// bob's client does not show what she sends there.
+	eve := oneShotEngine(t, ctx, he, false)
+	defer eve.Close()
+	ec, _ := eve.connected()
+	key, err := e2ee.NewSenderKey(nil, [e2ee.DistributionIDSize]byte(gid1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobDevs, err := ec.Devices(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ec.distribute(ctx, g1.Conversation, bobDevs, key); err != nil {
+		t.Fatal(err)
+	}
+	plain := transport.Marshal(&Content{Kind: chat.KindText, Text: "eve was here", SentAt: now, Group: g1.ID})
+	shared, err := key.Encrypt(plain, groupAD(gid1, chat.Device{User: "eve", ID: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, ctx, hb) // eve's key, through the real server
+	got = lieTo(t, ctx, hb, &transport.Deliver{From: "eve", FromDevice: 1, MessageID: randomID(t), ServerTime: now, Group: gid1, Shared: shared})
+	if slices.Contains(got, "eve: eve was here") || !reported(got, "eve", "not in this group") {
+		t.Errorf("a non-member's group message: bob read %q", got)
+	}
+
+	// 4. A membership change forged by eve: she adds herself.
+	rec, err := ha.Group(g1.Conversation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := parseLog(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := &e2ee.GroupChange{Op: e2ee.OpAdd, Actor: "eve", Time: now,
+		Members: []e2ee.GroupMember{{User: "eve", Identity: ec.keys.IdentityKey(), Role: e2ee.RoleAdmin}}}
+	l.Prepare(forged)
+	if err := e2ee.SignGroupChange(forged, ec.keys.IdentityPrivateKey()); err != nil {
+		t.Fatal(err)
+	}
+	fb, err := forged.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ec.SendContent(ctx, randomID(t), chat.Peer("bob"), &Content{Kind: chat.KindGroupChange, Group: g1.ID, SentAt: now, GroupChanges: [][]byte{fb}}); err != nil {
+		t.Fatal(err)
+	}
+	got = receiveAll(t, ctx, hb)
+	if !reported(got, "refused") {
+		t.Errorf("a forged change: bob read %q", got)
+	}
+	if info, _ := ResolveGroup(hb, g1.ID); len(info.Members) != 2 {
+		t.Errorf("after a forged change bob's group has %d members", len(info.Members))
+	}
+
+	// 5. A change replayed: the server pushes the ciphertext that carried
+	// alice's promotion of bob again, under a new message id.
+	if err := alice.SetGroupRole(ctx, g1.Conversation, []string{"bob"}, true); err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, ctx, hb)
+	if rec, err = ha.Group(g1.Conversation); err != nil {
+		t.Fatal(err)
+	}
+	if l, err = parseLog(rec); err != nil {
+		t.Fatal(err)
+	}
+	last, err := l.Recent(1)[0].MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliceBobDevs, err := ac.Devices(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	carried, err := ac.encryptTo(ctx, g1.Conversation, aliceBobDevs, &Content{Kind: chat.KindGroupChange, Group: g1.ID, SentAt: now, GroupChanges: [][]byte{last}}, randomID(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent transport.Sent
+	if err := ac.request(ctx, transport.CodeSend, carried, transport.CodeSent, &sent); err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, ctx, hb) // the same change again: nothing new
+	got = lieTo(t, ctx, hb, &transport.Deliver{From: "alice", FromDevice: 1, MessageID: randomID(t), ServerTime: now, Payload: carried.Envelopes[0].Payload})
+	if !reported(got, "could not be decrypted") {
+		t.Errorf("a replayed change: bob read %q", got)
+	}
+	if info, _ := ResolveGroup(hb, g1.ID); info.Role("bob") != "admin" || len(info.Members) != 2 {
+		t.Errorf("after the lies bob's group is %+v", info)
+	}
+}

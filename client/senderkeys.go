@@ -1,0 +1,340 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/client/home"
+	"github.com/securechat/securechat/e2ee"
+	"github.com/securechat/securechat/transport"
+)
+
+// Group messages over sender keys (docs/protocol.md §8.3): a group's text
+// is encrypted once with this device's sending chain (e2ee.SenderKey) and
+// sent as one shared ciphertext that the server fans out (protocol.md
+// §6.7). Every member device that has not got the chain yet gets it first,
+// as a KindSenderKey content over the pairwise sessions; the group record
+// lists who has it. The chain is replaced after senderKeyMaxMessages
+// messages, after senderKeyMaxAge, and before the first message after a
+// member left or was removed, so that one who is gone reads nothing new.
+
+const (
+	senderKeyMaxMessages = 100
+	senderKeyMaxAge      = 7 * 24 * time.Hour
+	// maxSenderKeyDistribution bounds a KindSenderKey content's key.
+	maxSenderKeyDistribution = 256
+	// maxWaiting bounds the group messages held in memory while their
+	// sender's key is on its way; beyond it they stay on the server, which
+	// delivers them again on the next connection.
+	maxWaiting = 1024
+	// groupADLabel starts the associated data a group message is bound to.
+	groupADLabel = "securechat group message v1"
+)
+
+// errWaitingForKey: a group message whose sender's chain this device does
+// not have (yet).
+var errWaitingForKey = errors.New("waiting for the sender's key")
+
+// usesSenderKey reports whether content to conv travels as one shared
+// ciphertext: a group's texts. Membership changes and sender keys
+// themselves go over the pairwise sessions.
+func usesSenderKey(conv chat.Conversation, content *Content) bool {
+	return conv.IsGroup() && content.Kind == chat.KindText
+}
+
+// groupAD is what a group message is bound to: the group and the sending
+// device, so that it cannot be moved to another group or passed off as
+// another member's (protocol.md §8.3).
+func groupAD(group []byte, from chat.Device) []byte {
+	ad := make([]byte, 0, len(groupADLabel)+1+len(group)+1+len(from.User)+4)
+	ad = append(ad, groupADLabel...)
+	ad = append(ad, 0)
+	ad = append(ad, group...)
+	ad = append(ad, byte(len(from.User)))
+	ad = append(ad, from.User...)
+	return binary.BigEndian.AppendUint32(ad, from.ID)
+}
+
+// groupIDBytes is a group conversation's id as the 16 bytes on the wire.
+func groupIDBytes(conv chat.Conversation) ([]byte, error) {
+	b, err := hex.DecodeString(conv.ID())
+	if err != nil || len(b) != transport.GroupIDLen {
+		return nil, fmt.Errorf("%s is not a group", conv)
+	}
+	return b, nil
+}
+
+// buildGroupSend encrypts content once with this device's sending chain in
+// the group of entry.To, first sending the chain to every recipient device
+// that does not have it, and stores the advanced chain, the group record
+// and the outbox entry in one commit before anything of the message is
+// sent (protocol.md §8.3).
+func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.OutboxEntry, content *Content) (*transport.Send, error) {
+	if c.keys == nil {
+		return nil, ErrNotLinked
+	}
+	conv := entry.To
+	gid, err := groupIDBytes(conv)
+	if err != nil {
+		return nil, err
+	}
+	c.senderMu.Lock()
+	defer c.senderMu.Unlock()
+	for attempt := 0; ; attempt++ {
+		targets, err := c.recipients(ctx, conv)
+		if err != nil {
+			return nil, err
+		}
+		if len(targets) == 0 {
+			return nil, errors.New("nobody else in the group has a device that can receive messages")
+		}
+		rec, key, fresh, err := c.sendingChain(conv, gid)
+		if err != nil {
+			return nil, err
+		}
+		var missing []chat.Device
+		for _, d := range targets {
+			if fresh || !rec.Holds(d, c.listedKey(d)) {
+				missing = append(missing, d)
+			}
+		}
+		if len(missing) > 0 {
+			err := c.distribute(ctx, conv, missing, key)
+			var we *transport.Error
+			if errors.As(err, &we) && we.Code == transport.ErrDeviceMismatch && attempt < 3 {
+				continue // the lists are updated: work out the recipients again
+			}
+			if err != nil {
+				return nil, err
+			}
+			if fresh {
+				rec.Holders = nil
+			}
+			for _, d := range missing {
+				rec.Holders = slices.DeleteFunc(rec.Holders, func(h home.KeyHolder) bool { return h.User == d.User && h.Device == d.ID })
+				if len(rec.Holders) < home.MaxKeyHolders {
+					rec.Holders = append(rec.Holders, home.KeyHolder{User: d.User, Device: d.ID, DeviceKey: c.listedKey(d)})
+				}
+			}
+		}
+		self := chat.Device{User: c.prof.User, ID: c.prof.Device}
+		shared, err := key.Encrypt(transport.Marshal(content), groupAD(gid, self))
+		if err != nil {
+			return nil, err
+		}
+		state, err := key.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		msg := &transport.Send{MessageID: id, Group: gid, Shared: shared}
+		for _, d := range targets {
+			msg.Envelopes = append(msg.Envelopes, transport.Envelope{User: d.User, Device: d.ID, DeviceKey: c.listedKey(d)})
+		}
+		entry.Send = transport.Marshal(msg)
+		ch := &home.SessionChanges{
+			SenderKeys: []home.SenderKeyState{{Group: conv, Owner: self, State: state}},
+			Chain:      &home.GroupChain{Group: conv, Log: rec.Log, ChainCreated: rec.ChainCreated, Holders: rec.Holders},
+			Outbox:     &home.OutboxItem{ID: id, Entry: entry},
+		}
+		if err := c.sessions.SaveSessions(ch); err != nil {
+			return nil, err
+		}
+		return msg, nil
+	}
+}
+
+// sendingChain returns the group's record and this device's sending chain
+// in it: the stored one, or a new one (fresh) when there is none, it has
+// sent senderKeyMaxMessages messages, is older than senderKeyMaxAge, or a
+// member left or was removed since it was made. A new chain is stored with
+// the message that first uses it.
+func (c *Client) sendingChain(conv chat.Conversation, gid []byte) (rec *home.GroupRecord, key *e2ee.SenderKey, fresh bool, err error) {
+	self := chat.Device{User: c.prof.User, ID: c.prof.Device}
+	rec, err = c.home.Group(conv)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if rec == nil {
+		return nil, nil, false, fmt.Errorf("no group %s in this home", conv.ID())
+	}
+	b, err := c.sessions.SenderKey(conv, self)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	now := c.now()
+	if b != nil && !rec.Rotate && now.Sub(time.UnixMilli(rec.ChainCreated)) < senderKeyMaxAge {
+		if key, err = e2ee.UnmarshalSenderKey(b); err == nil && key.Iteration() < senderKeyMaxMessages {
+			return rec, key, false, nil
+		}
+	}
+	if key, err = e2ee.NewSenderKey(c.rand, [e2ee.DistributionIDSize]byte(gid)); err != nil {
+		return nil, nil, false, err
+	}
+	rec.ChainCreated, rec.Rotate = now.UnixMilli(), false
+	return rec, key, true, nil
+}
+
+// distribute sends key's distribution to devs over the pairwise sessions,
+// stored by the server before the message that needs it, so that it
+// reaches each device first (protocol.md §6.2: a mailbox is delivered in
+// order).
+func (c *Client) distribute(ctx context.Context, conv chat.Conversation, devs []chat.Device, key *e2ee.SenderKey) error {
+	dist, err := key.Distribution().MarshalBinary()
+	if err != nil {
+		return err
+	}
+	content := &Content{Kind: chat.KindSenderKey, Group: conv.ID(), SentAt: c.now().UnixMilli(), SenderKey: dist}
+	msg, err := c.encryptTo(ctx, conv, devs, content, newID(c), nil)
+	if err != nil {
+		return err
+	}
+	var sent transport.Sent
+	err = c.request(ctx, transport.CodeSend, msg, transport.CodeSent, &sent)
+	var we *transport.Error
+	if errors.As(err, &we) && we.Code == transport.ErrDeviceMismatch {
+		c.forgetDevices(msg)
+		c.updateDevices(we.Devices)
+	}
+	return err
+}
+
+// applySenderKey keeps the chain a device sent this device (KindSenderKey)
+// and never moves a chain already held back (e2ee.SenderKeyRecord.Add).
+// Neither the group nor the sender's membership is checked here: the
+// group's log may be in the same batch of deliveries, not yet applied
+// (the engine applies it), and the change that added the sender may still
+// be on its way. Whether a message is shown is decided when it is kept
+// (checkGroupSender). A record is per group and authenticated sending
+// device, as small as a message, and each costs its sender a stored
+// message at the server's rates.
+func (c *Client) applySenderKey(from chat.Device, content *Content) error {
+	if !validGroupID(content.Group) {
+		return errors.New("a sender key names a group that cannot exist")
+	}
+	conv := chat.Group(content.Group)
+	d, err := e2ee.ParseSenderKeyDistribution(content.SenderKey)
+	if err != nil {
+		return err
+	}
+	if hex.EncodeToString(d.DistributionID[:]) != content.Group {
+		return errors.New("a sender key for another group")
+	}
+	c.cryptoMu.Lock()
+	defer c.cryptoMu.Unlock()
+	r, err := c.peerSenderKeys(conv, from)
+	if err != nil {
+		return err
+	}
+	if r == nil {
+		r = e2ee.NewSenderKeyRecord(d)
+	} else if err := r.Add(d); err != nil {
+		return err
+	}
+	return c.saveSenderKey(conv, from, r)
+}
+
+// decryptGroup opens a group Deliver's shared ciphertext with the sender's
+// chain and keeps the plaintext until the ack, with the advanced chain,
+// in one commit. A message decrypted before and not yet acked comes from
+// the home. errWaitingForKey: no chain of the sender's for it here.
+func (c *Client) decryptGroup(d *transport.Deliver) (*Content, error) {
+	c.cryptoMu.Lock()
+	defer c.cryptoMu.Unlock()
+	from := chat.Device{User: d.From, ID: d.FromDevice}
+	key := home.MessageKey{From: from, ID: d.MessageID}
+	st, err := c.sessions.LoadIncoming(from, d.MessageID)
+	if err != nil {
+		return nil, err
+	}
+	if st.Received != nil {
+		return decodeContent(st.Received.Content)
+	}
+	if c.keys == nil {
+		return nil, ErrNotLinked
+	}
+	conv := chat.Group(hex.EncodeToString(d.Group))
+	r, err := c.peerSenderKeys(conv, from)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil {
+		return nil, errWaitingForKey
+	}
+	plain, err := r.Decrypt(d.Shared, groupAD(d.Group, from))
+	if errors.Is(err, e2ee.ErrUnknownSenderChain) {
+		return nil, errWaitingForKey
+	}
+	if err != nil {
+		return nil, err
+	}
+	content, err := decodeContent(plain)
+	if err != nil {
+		return nil, err
+	}
+	if content.Group != conv.ID() {
+		return nil, errors.New("a group message that names another group")
+	}
+	state, err := r.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	return content, c.sessions.SaveSessions(&home.SessionChanges{
+		SenderKeys:  []home.SenderKeyState{{Group: conv, Owner: from, State: state}},
+		Received:    &home.Received{Content: plain, Received: c.now().UnixMilli()},
+		ReceivedKey: key,
+	})
+}
+
+// handleGroupDeliver turns a group Deliver into a Message. One whose
+// sender's key has not arrived is held (not acked) and shown as waiting;
+// it is tried again when the key comes, or delivered again by the server
+// on the next connection.
+func (c *Client) handleGroupDeliver(d *transport.Deliver, m *Message) {
+	m.Conversation = chat.Group(hex.EncodeToString(d.Group))
+	m.Group = m.Conversation.ID()
+	m.Outgoing = d.From == c.prof.User
+	content, err := c.decryptGroup(d)
+	switch {
+	case errors.Is(err, errWaitingForKey):
+		m.Kind, m.Waiting, m.SentAt = chat.KindSystem, true, m.ServerTime
+		m.Text = fmt.Sprintf("a message from %s is waiting for the key from %s", d.From, d.From)
+		if !slices.ContainsFunc(c.waiting, func(w *transport.Deliver) bool {
+			return w.From == d.From && w.FromDevice == d.FromDevice && bytes.Equal(w.MessageID, d.MessageID)
+		}) {
+			if len(c.waiting) >= maxWaiting {
+				c.waiting = c.waiting[1:]
+			}
+			c.waiting = append(c.waiting, d)
+		}
+	case err != nil:
+		m.Kind, m.Text, m.SentAt = chat.KindError, undecryptable(err), m.ServerTime
+	case content.Kind != chat.KindText:
+		m.Kind, m.Text, m.SentAt = chat.KindError, fmt.Sprintf("a group message of kind %s, which only travels pairwise", content.Kind), m.ServerTime
+	default:
+		m.Kind, m.Text, m.SentAt = content.Kind, content.Text, time.UnixMilli(content.SentAt)
+	}
+	c.events <- Event{Type: EventMessage, Message: m}
+}
+
+// retryWaiting tries again the held group messages from dev in group,
+// after its key arrived.
+func (c *Client) retryWaiting(group string, dev chat.Device) {
+	var again []*transport.Deliver
+	c.waiting = slices.DeleteFunc(c.waiting, func(w *transport.Deliver) bool {
+		if w.From == dev.User && w.FromDevice == dev.ID && hex.EncodeToString(w.Group) == group {
+			again = append(again, w)
+			return true
+		}
+		return false
+	})
+	for _, d := range again {
+		c.handleDeliverMsg(d)
+	}
+}
