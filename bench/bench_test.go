@@ -44,7 +44,7 @@ func TestBench(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	err := run(ctx, []string{"-bin", bin, "-clients", "4", "-duration", "1s", "-warmup", "200ms", "-json"}, &stdout, &stderr)
+	err := run(ctx, []string{"-bin", bin, "-clients", "4", "-duration", "1s", "-warmup", "200ms", "-json", "-group", "8", "-group-messages", "3"}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("bench: %v\nstderr:\n%s", err, stderr.String())
 	}
@@ -77,6 +77,10 @@ func TestBench(t *testing.T) {
 	}
 	if r.Ratio <= 0 {
 		t.Errorf("ratio %v", r.Ratio)
+	}
+	if g := r.Group; g == nil || g.Members != 8 || g.Messages != 3 || g.Deliveries != 7*3 || g.DeliveriesPerSec <= 0 ||
+		g.SmallCPUUS <= 0 || g.LargeCPUUS <= 0 || g.LargeFrameBytes <= g.SmallFrameBytes || g.ServerCPUUS <= 0 {
+		t.Errorf("group case: %+v", g)
 	}
 	var table bytes.Buffer
 	if err := r.writeTable(&table); err != nil || !strings.Contains(table.String(), "ratio: ") {

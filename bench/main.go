@@ -53,6 +53,10 @@ type options struct {
 	prof        profiler   // -cpuprofile, -perf: over the securechat window
 	stderr      io.Writer  // progress and the subprocesses' logs
 	bodies      sendBodies // Send body sizes for o.text (payload.go)
+	// group is the large group's size in the group case (group.go), 0 to
+	// skip it; groupMessages the texts sent to each group.
+	group         int
+	groupMessages int
 }
 
 // sendBody is the size of the Send body of one message of the load, which
@@ -91,6 +95,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.serverData, "server-data", "", "put the server's data in a temporary directory under `dir` (e.g. /dev/shm: no disk fsync); \"\" is the bench's temporary directory")
 	fs.StringVar(&o.prof.clientOut, "cpuprofile", "", "write a pprof CPU profile of the bench process (the clients) over the securechat window to `file`")
 	fs.StringVar(&o.prof.serverOut, "perf", "", "record the server process with `perf record -g` over the securechat window into `file` (perf.data)")
+	fs.IntVar(&o.group, "group", 500, "members of the large group in the group case (0: skip it)")
+	fs.IntVar(&o.groupMessages, "group-messages", 20, "texts the group case sends to each group")
 	if err := fs.Parse(args); err != nil {
 		return nil, errUsage
 	}
@@ -103,6 +109,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("%w: -duration must be positive, -warmup and -ack-delay not negative", errUsage)
 	case o.size < 1 || o.size > 60<<10:
 		return nil, fmt.Errorf("%w: -size must be between 1 and 61440", errUsage)
+	case o.group != 0 && (o.group < groupSmall || o.group > 1000):
+		return nil, fmt.Errorf("%w: -group must be 0 or between %d and 1000", errUsage, groupSmall)
+	case o.groupMessages < 1:
+		return nil, fmt.Errorf("%w: -group-messages must be positive", errUsage)
 	}
 	return o, nil
 }
@@ -185,6 +195,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("securechat: %w", err)
 	}
 	r := newReport(o, echo, relay, sc)
+	if o.group > 0 {
+		progress("group: registering %d members", o.group)
+		if r.Group, err = groupPhase(ctx, o, dir, stderr, progress); err != nil {
+			return fmt.Errorf("group case: %w", err)
+		}
+	}
 	if o.json {
 		return r.writeJSON(stdout)
 	}

@@ -107,13 +107,13 @@ var unlimited = []string{
 // startServer runs `securechat serve` on a free loopback port with its data
 // in dataDir, and waits until it has written its listen address. It returns
 // the address and the server key's fingerprint.
-func startServer(ctx context.Context, bin, dataDir string, stderr io.Writer) (*proc, string, string, error) {
+func startServer(ctx context.Context, bin, dataDir string, stderr io.Writer, extra ...string) (*proc, string, string, error) {
 	args := []string{"serve",
 		"--listen", "127.0.0.1:0",
 		"--admin", "127.0.0.1:0",
 		"--data", dataDir,
 		"--log-level", "warn"}
-	cmd := exec.Command(bin, append(args, unlimited...)...)
+	cmd := exec.Command(bin, append(append(args, unlimited...), extra...)...)
 	cmd.Stdout = io.Discard // the banner; the files below say the same
 	p, err := startProc("server", cmd, stderr)
 	if err != nil {
