@@ -137,9 +137,8 @@ func checkRegister(ctx context.Context, ss *session, id uint32, req *transport.E
 		// for the address (lookup_rate; protocol.md §5.1).
 		if _, err := ss.srv.store.Account(req.User); err == nil {
 			e = &transport.Error{Code: transport.ErrUserExists, Message: store.ErrUserExists.Error()}
-			if ok, retry := ss.srv.nameLimit.allow(ss.source(), ss.srv.cfg.Now()); !ok {
-				ss.srv.stats.Limited.Add(1)
-				e = rateLimited("name checks", retry)
+			if limited := ss.takeName(); limited != nil {
+				e = limited
 			}
 		}
 	}
@@ -149,6 +148,38 @@ func checkRegister(ctx context.Context, ss *session, id uint32, req *transport.E
 		return false
 	}
 	return true
+}
+
+// checkCheckName refuses, before the name checks are charged, what says
+// nothing about accounts: a name outside the allowed form, a server closed
+// to registration. It canonicalizes the name in place.
+func checkCheckName(ctx context.Context, ss *session, id uint32, req *transport.DevicesRequest) bool {
+	user, err := transport.CanonicalUser(req.User)
+	if err != nil {
+		ss.fail(id, &transport.Error{Code: transport.ErrInvalidName, Message: err.Error()})
+		return false
+	}
+	if ss.srv.cfg.Registration == RegistrationClosed {
+		ss.fail(id, &transport.Error{Code: transport.ErrRegClosed, Message: "registration is closed on this server"})
+		return false
+	}
+	req.User = user
+	return true
+}
+
+// handleCheckName answers whether a name is free to register, and whether
+// a Register needs an invite code here (protocol.md §5.1): what a
+// newcomer's first run asks before the password. It tells no more than a
+// Register refused for a taken name, and is charged to the same budget.
+func handleCheckName(ctx context.Context, ss *session, id uint32, req *transport.DevicesRequest) {
+	switch _, err := ss.srv.store.Account(req.User); {
+	case err == nil:
+		ss.fail(id, &transport.Error{Code: transport.ErrUserExists, Message: store.ErrUserExists.Error()})
+	case errors.Is(err, store.ErrNoSuchUser):
+		ss.reply(id, transport.CodeNameFree, &transport.NameFree{Invite: ss.srv.cfg.Registration == RegistrationInvite})
+	default:
+		ss.fail(id, wireError(ss.log, err))
+	}
 }
 
 // registerRefused records a refused registration for the operator.

@@ -38,6 +38,7 @@ const (
 	limitKeys                // key uploads per account: publish_keys_rate
 	limitAck                 // acked sequence numbers per account: ack_rate
 	limitLookup              // device and identity lookups per account: lookup_rate
+	limitName                // names checked per address: lookup_rate, shared with Registers refused for a taken name
 )
 
 // route is one row of the handler table.
@@ -62,6 +63,7 @@ var routes = map[transport.Code]route{
 	transport.CodeRegister:    {auth: beforeAuth, limit: limitRegister, handle: on(handleRegister).withCheck(checkRegister).withRefused(registerRefused).handle},
 	transport.CodeLogin:       {auth: beforeAuth, handle: on(handleLogin).withCheck(checkLogin).handle},
 	transport.CodeAuth:        {auth: beforeAuth, handle: on(handleAuth).handle},
+	transport.CodeCheckName:   {auth: beforeAuth, limit: limitName, handle: on(handleCheckName).withCheck(checkCheckName).handle},
 	transport.CodeDevices:     {auth: afterAuth, limit: limitLookup, handle: on(handleDevices).handle},
 	transport.CodeSend:        {auth: afterAuth, limit: limitMessages, concurrent: true, notify: true, handle: on(handleSend).withCheck(checkSend).withTokens(sendTokens).withCost(sendSize).handle},
 	transport.CodeAck:         {auth: afterAuth, limit: limitAck, notify: true, handle: on(handleAck).withCost(ackSize).handle},
@@ -218,6 +220,22 @@ func (ss *session) take(class limitClass, tokens, cost int) *transport.Error {
 		if ok, retry := srv.lookLimit.allow(ss.dev.User, now); !ok {
 			return ss.throttled("lookups", retry)
 		}
+	case limitName:
+		return ss.takeName()
+	}
+	return nil
+}
+
+// takeName counts one answer about whether a name is taken against the
+// address's name checks (lookup_rate per source): a CheckName, or a
+// Register refused because the name is taken. Both say the same, so they
+// share one budget (protocol.md §5.1, docs/security.md §4.4).
+func (ss *session) takeName() *transport.Error {
+	srv := ss.srv
+	if ok, retry := srv.nameLimit.allow(ss.source(), srv.cfg.Now()); !ok {
+		srv.stats.Limited.Add(1)
+		srv.recordEvent(chat.EventRateLimited, ss.source(), "name checks")
+		return rateLimited("name checks", retry)
 	}
 	return nil
 }

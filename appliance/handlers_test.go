@@ -32,7 +32,7 @@ func testServer(t *testing.T) *Server {
 }
 
 // TestHandlerTable pins the table to protocol.md §5: only Register, Login,
-// Auth and Ping before authentication, the authenticating requests never
+// Auth, CheckName and Ping before authentication, the authenticating requests never
 // after it, and the rate limits of the requests that have one.
 func TestHandlerTable(t *testing.T) {
 	want := map[transport.Code]struct {
@@ -43,6 +43,7 @@ func TestHandlerTable(t *testing.T) {
 		transport.CodeRegister:    {beforeAuth, limitRegister},
 		transport.CodeLogin:       {beforeAuth, noLimit},
 		transport.CodeAuth:        {beforeAuth, noLimit},
+		transport.CodeCheckName:   {beforeAuth, limitName},
 		transport.CodeDevices:     {afterAuth, limitLookup},
 		transport.CodeSend:        {afterAuth, limitMessages},
 		transport.CodeAck:         {afterAuth, limitAck},

@@ -87,7 +87,7 @@ type Server struct {
 	keysLimit  *limiter // key uploads per account
 	ackLimit   *limiter // acked sequence numbers per account
 	lookLimit  *limiter // device and identity lookups per account
-	nameLimit  *limiter // registrations refused for a taken name, per source: lookups, not registrations
+	nameLimit  *limiter // name checks per source: CheckNames and Registers refused for a taken name (takeName)
 	open       connCounts
 	bans       banList
 	banningMu  sync.Mutex      // guards banning

@@ -690,6 +690,23 @@ func ProbeServer(ctx context.Context, server string) (transport.Fingerprint, err
 	return pin.Seen(), nil
 }
 
+// CheckName asks server, whose key must be pin, whether user is free to
+// register, before a person types a password for it (protocol.md §5.1).
+// Free, it returns what the server said: NameFree.Invite when a Register
+// needs an invite code there. Otherwise the error is a *transport.Error:
+// ErrUserExists, ErrInvalidName, ErrRegClosed, or ErrRateLimited when the
+// address asked about too many names.
+func CheckName(ctx context.Context, server string, pin transport.Fingerprint, user string) (transport.NameFree, error) {
+	var free transport.NameFree
+	c, err := dial(ctx, nil, server, &transport.Pinner{Pin: pin}, Options{HandshakeTimeout: transport.QuickHandshakeTimeout})
+	if err != nil {
+		return free, err
+	}
+	defer c.Close()
+	err = c.request(ctx, transport.CodeCheckName, &transport.DevicesRequest{User: user}, transport.CodeNameFree, &free)
+	return free, err
+}
+
 // undecryptable is the text shown for a message that did not decrypt.
 func undecryptable(err error) string {
 	const msg = "message could not be decrypted"

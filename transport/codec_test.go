@@ -47,6 +47,7 @@ var messageTypes = []struct {
 	{"IdentityKey", func() wireMessage { return new(IdentityKey) }},
 	{"KeyCount", func() wireMessage { return new(KeyCount) }},
 	{"Signal", func() wireMessage { return new(Signal) }},
+	{"NameFree", func() wireMessage { return new(NameFree) }},
 }
 
 // fill returns n bytes counting up from start, so that values differ from
@@ -150,6 +151,8 @@ func sampleMessages() []wireMessage {
 		&KeyCount{OneTimeKEM: 1},
 		&Signal{From: "alice", FromDevice: 2, MessageID: id, ServerTime: -1, Payload: fill(100, 3)},
 		&Signal{MessageID: id},
+		&NameFree{Invite: true},
+		&NameFree{},
 	}
 }
 
@@ -199,6 +202,8 @@ func TestEncodingVector(t *testing.T) {
 		{"FetchKeys", &FetchKeys{User: "bob", Devices: []uint32{1, 300}}, "0303626f62" + "050101" + "0502ac02"},
 		{"KeyBundles", &KeyBundles{Bundles: []KeyBundle{{Device: 2, Bundle: []byte{0xbb}}, {}}}, "0306" + "030102" + "0501bb" + "0300"},
 		{"IdentityKey", &IdentityKey{Key: fill(IdentityKeyLen, 0)}, "0320" + hex.EncodeToString(fill(IdentityKeyLen, 0))},
+		{"NameFree", &NameFree{Invite: true}, "030101"},
+		{"NameFree without invite", &NameFree{}, ""},
 		// Fields in number order; each one-time prekey repeats its field.
 		{"PublishKeys", &PublishKeys{
 			Identity: fill(IdentityKeyLen, 0), Certificate: []byte{0xc1}, SignedPreKey: []byte{0x51}, LastResortKEM: []byte{0x4b},
@@ -923,7 +928,7 @@ func TestCodes(t *testing.T) {
 		"Sent": CodeSent, "Deliver": CodeDeliver, "Ack": CodeAck, "QueueEmpty": CodeQueueEmpty, "Ping": CodePing,
 		"PublishKeys": CodePublishKeys, "FetchKeys": CodeFetchKeys, "KeyBundles": CodeKeyBundles,
 		"Identity": CodeIdentity, "IdentityKey": CodeIdentityKey, "KeysLow": CodeKeysLow,
-		"Signal": CodeSignal,
+		"Signal": CodeSignal, "CheckName": CodeCheckName, "NameFree": CodeNameFree,
 	}
 	seen := make(map[Code]string)
 	for name, c := range codes {

@@ -17,6 +17,8 @@ const (
 	CodeLogin      Code = 17 // request: Enroll; adds a device to an account
 	CodeAuth       Code = 18 // request: Auth; authenticates a known device
 	CodeWelcome    Code = 19 // response to Register, Login, Auth: Welcome
+	CodeCheckName  Code = 20 // request: DevicesRequest; is the name free to register?
+	CodeNameFree   Code = 21 // response to CheckName: NameFree
 	CodeDevices    Code = 32 // request: DevicesRequest
 	CodeDeviceList Code = 33 // response: DeviceList
 	CodeSend       Code = 48 // request: Send
@@ -33,7 +35,7 @@ var codeNames = map[Code]string{
 	CodeAuth: "Auth", CodeWelcome: "Welcome", CodeDevices: "Devices",
 	CodeDeviceList: "DeviceList", CodeSend: "Send", CodeSent: "Sent",
 	CodeDeliver: "Deliver", CodeAck: "Ack", CodeQueueEmpty: "QueueEmpty", CodePing: "Ping",
-	CodeSignal: "Signal",
+	CodeSignal: "Signal", CodeCheckName: "CheckName", CodeNameFree: "NameFree",
 }
 
 func (c Code) String() string {
@@ -278,6 +280,25 @@ func (m *DevicesRequest) UnmarshalFields(d *Decoder) error {
 	return ForEachField(d, func(f Field) (err error) {
 		if f.Num == 1 {
 			m.User, err = f.String(MaxUserName)
+			return err
+		}
+		return f.Unknown()
+	})
+}
+
+// NameFree answers a CheckName whose name is free to register
+// (protocol.md §5.1). Invite says that a Register must carry an invite
+// code on this server.
+type NameFree struct {
+	Invite bool
+}
+
+func (m *NameFree) MarshalFields(e *Encoder) { e.Bool(1, m.Invite) }
+
+func (m *NameFree) UnmarshalFields(d *Decoder) error {
+	return ForEachField(d, func(f Field) (err error) {
+		if f.Num == 1 {
+			m.Invite, err = f.Bool()
 			return err
 		}
 		return f.Unknown()
