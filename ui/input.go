@@ -252,7 +252,7 @@ func (u *UI) sendText(c *conversation, text string) bool {
 			if !c.IdentityChanged {
 				c.IdentityChanged, c.Verified = true, false
 			}
-			u.notice(noticeError, "not sent: %v. Here: /verify %s shows the new safety number and accepts the new key.", err, c.name())
+			u.notice(noticeError, "not sent: %s", identityChangedLine(ic.User))
 		} else {
 			u.notice(noticeError, "not sent: %v", err)
 		}

@@ -224,11 +224,30 @@ func stateMark(e *client.HistoryEntry) []span {
 	case client.StateFailed:
 		text := " ✗ not sent"
 		if e.Error != "" {
-			text += ": " + sanitizeLine(e.Error)
+			text += ": " + sanitizeLine(failureText(e.Error))
 		}
 		return []span{{text, styleError}}
 	}
 	return nil
+}
+
+// failureText is why a message was not sent, as the pane says it. The
+// engine records the error's text, which for a contact whose identity key
+// changed gives the command line's advice; here the line says what to do
+// in this client. The text is matched whole, as the engine's error writes
+// it for that name, so no other error is taken for it.
+func failureText(errText string) string {
+	user, _, ok := strings.Cut(errText, "'s identity key changed")
+	if ok && errText == (&client.IdentityChangedError{User: user}).Error() {
+		return identityChangedLine(user)
+	}
+	return errText
+}
+
+// identityChangedLine says what to do about a send refused because name's
+// identity key changed.
+func identityChangedLine(name string) string {
+	return name + "'s safety number changed: compare it with /verify " + name
 }
 
 func noticeLines(it item, width int) []line {

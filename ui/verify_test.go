@@ -121,9 +121,13 @@ func TestIdentityChanged(t *testing.T) {
 		}
 	}
 
-	// Sending is blocked with the engine's error; the text stays.
+	// Sending is blocked with the engine's error, said as what to do
+	// here; the text stays.
 	x.term.Type("still there?\n")
-	x.term.WaitText(t, "not sent: bob's identity key changed")
+	lines = x.term.WaitText(t, "not sent: bob's safety number changed: compare it")
+	if !strings.Contains(x.term.Text(), "with /verify bob\n") || uitest.Contains(lines, "securechat trust") {
+		t.Errorf("the command line's advice in the terminal client:\n%s", x.term.Text())
+	}
 	x.waitInput("bob> ", "still there?")
 
 	// The verification screen warns and offers to accept the new key.
@@ -214,5 +218,31 @@ func TestUnverifiedMessageMarked(t *testing.T) {
 	}
 	if r := uitest.Row(lines, "from the old key"); r < 0 || strings.Contains(lines[r], "unverified") {
 		t.Errorf("a verified message is marked:\n%s", x.term.Text())
+	}
+}
+
+// TestIdentityChangedSendFailure (issue 14 review): a queued message the
+// engine could not send because the contact's identity key changed says on
+// its line what to do here, live and when the history is read again; any
+// other failure keeps its own words.
+func TestIdentityChangedSendFailure(t *testing.T) {
+	t.Parallel()
+	blocked := (&client.IdentityChangedError{User: "bob"}).Error()
+	b := uitest.NewBackend("alice")
+	b.AddConversation(client.ConversationInfo{Conversation: chat.Peer("bob")},
+		client.HistoryEntry{ID: "01", Text: "sent before", From: "alice", Outgoing: true, Time: t0, State: client.StateFailed, Error: blocked},
+		client.HistoryEntry{ID: "02", Text: "too big", From: "alice", Outgoing: true, Time: t0, State: client.StateFailed, Error: "bob's identity key changed a lot"},
+	)
+	x := start(t, b, 130, 25) // each line on one row
+	lines := x.term.WaitText(t, "alice: sent before ✗ not sent: bob's safety number changed: compare it with /verify bob")
+	if !uitest.Contains(lines, "alice: too big ✗ not sent: bob's identity key changed a lot") {
+		t.Errorf("another error's words were changed:\n%s", x.term.Text())
+	}
+	x.term.Type("are you there?\n")
+	x.term.WaitText(t, "alice: are you there? …")
+	b.Emit(client.UIEvent{Type: client.UIState, Conversation: chat.Peer("bob"), ID: x.lastEntry("bob").ID, State: client.StateFailed, Err: &client.IdentityChangedError{User: "bob"}})
+	lines = x.term.WaitText(t, "alice: are you there? ✗ not sent: bob's safety number changed: compare it with /verify bob")
+	if uitest.Contains(lines, "securechat trust") || uitest.Contains(lines, "securechat fingerprint") {
+		t.Errorf("the command line's advice in the terminal client:\n%s", x.term.Text())
 	}
 }
