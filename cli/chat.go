@@ -119,11 +119,15 @@ func openHome(ctx context.Context, env Env, dir string) (*home.Home, string, err
 }
 
 // firstRun asks on the terminal for what a new home needs. Each answer is
-// checked as soon as it can be, and asked again when wrong; what only the
-// server can refuse (a taken name, a missing or spent invite code, a wrong
-// password at login) is asked again without starting over. A first run
-// that does not finish leaves no home behind: what it created in dir is
-// removed.
+// checked as soon as it can be, and asked again when wrong: the server
+// address and its key, then the name, which the server checks at once
+// when registering (CheckName: free, taken, invite needed), the invite
+// code, the password; only then the passphrase, and the home is created
+// last, just before registering or logging in. What the server can refuse
+// only then (a wrong password at login, an invite code not valid, a name
+// taken meanwhile) is asked again without starting over. A first run that
+// does not finish (an error, Ctrl-C, Ctrl-D) leaves no home behind: what
+// it created in dir is removed.
 func firstRun(ctx context.Context, env Env, o firstRunOptions, pass string) (h *home.Home, err error) {
 	tty, err := openTTY(env)
 	if err != nil {
@@ -141,57 +145,41 @@ func firstRun(ctx context.Context, env Env, o firstRunOptions, pass string) (h *
 		}
 	}()
 	fmt.Fprintf(tty.w, "Setting up securechat in %s.\n", o.dir)
-	server, pin := o.server, o.pin
-	for {
-		if server == "" {
-			if server, err = tty.ask(ctx, "Server (host:port): "); err != nil {
-				return nil, err
-			}
-			if server == "" {
-				continue
-			}
-		}
-		server = withDefaultPort(server)
-		if !pin.IsZero() {
-			break
-		}
-		fmt.Fprintf(tty.w, "Connecting to %s…\n", server)
-		pctx, cancel := context.WithTimeout(ctx, connectTimeout)
-		seen, perr := client.ProbeServer(pctx, server)
-		cancel()
-		if ctx.Err() != nil {
-			return nil, errInterrupted
-		}
-		if perr != nil {
-			fmt.Fprintf(tty.w, "%v\n", perr)
-			server = ""
-			continue
-		}
-		fmt.Fprintf(tty.w, "The server's key fingerprint is\n  %s\nCompare it with the one the server printed at start (server.fingerprint).\n", chat.FormatFingerprint(seen.String()))
-		answer, err := tty.ask(ctx, "Is it the same? [y/N] ")
-		if err != nil {
-			return nil, err
-		}
-		if !strings.EqualFold(answer, "y") && !strings.EqualFold(answer, "yes") {
-			return nil, errors.New("server key not confirmed: nothing was changed")
-		}
-		pin = seen
-		break
+	server, pin, err := askServer(ctx, tty, o.server, o.pin)
+	if err != nil {
+		return nil, err
 	}
+	invite := o.invite
 	var login bool
-	for {
+	var user string
+	for user == "" {
 		mode, err := tty.ask(ctx, "Register a new account or log in to an existing one? [r/l] ")
 		if err != nil {
 			return nil, err
 		}
-		if mode = strings.ToLower(mode); mode == "r" || mode == "register" || mode == "l" || mode == "login" {
-			login = mode[0] == 'l'
-			break
+		switch strings.ToLower(mode) {
+		case "l", "login":
+			login = true
+			if user, err = askUser(ctx, tty); err != nil {
+				return nil, err
+			}
+		case "r", "register":
+			var needInvite bool
+			user, needInvite, err = askFreeName(ctx, tty, server, pin)
+			if errors.Is(err, errRegClosed) {
+				fmt.Fprintln(tty.w, "Registration is closed on this server: log in to an existing account (or Ctrl-C to stop).")
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			if needInvite && invite == "" {
+				fmt.Fprintln(tty.w, "This server registers by invitation: its operator gives out invite codes.")
+				if invite, err = askInvite(ctx, tty); err != nil {
+					return nil, err
+				}
+			}
 		}
-	}
-	user, err := askUser(ctx, tty)
-	if err != nil {
-		return nil, err
 	}
 	envPassword := env.Getenv("SECURECHAT_PASSWORD")
 	if !login && envPassword != "" && len(envPassword) < appliance.MinPassword {
@@ -220,7 +208,6 @@ func firstRun(ctx context.Context, env Env, o firstRunOptions, pass string) (h *
 	if login {
 		enroll = client.Login
 	}
-	invite := o.invite
 	for {
 		fmt.Fprintf(tty.w, "Connecting to %s…\n", server)
 		ectx, cancel := context.WithTimeout(ctx, connectTimeout)
@@ -243,8 +230,10 @@ func firstRun(ctx context.Context, env Env, o firstRunOptions, pass string) (h *
 		}
 		switch {
 		case !login && (te.Code == transport.ErrUserExists || te.Code == transport.ErrInvalidName):
+			// Taken since CheckName said it was free (or a server
+			// without CheckName).
 			fmt.Fprintf(tty.w, "%v: choose another name.\n", te)
-			if user, err = askUser(ctx, tty); err != nil {
+			if user, _, err = askFreeName(ctx, tty, server, pin); err != nil {
 				return h, err
 			}
 		case !login && te.Code == transport.ErrRegClosed && strings.Contains(te.Message, "invite"):
@@ -253,10 +242,8 @@ func firstRun(ctx context.Context, env Env, o firstRunOptions, pass string) (h *
 			} else {
 				fmt.Fprintln(tty.w, "That invite code is unknown, used up or expired.")
 			}
-			for invite = ""; invite == ""; {
-				if invite, err = tty.ask(ctx, "Invite code: "); err != nil {
-					return h, err
-				}
+			if invite, err = askInvite(ctx, tty); err != nil {
+				return h, err
 			}
 		case login && te.Code == transport.ErrUnauthorized:
 			fmt.Fprintln(tty.w, "Wrong user name or password, try again.")
@@ -272,7 +259,102 @@ func firstRun(ctx context.Context, env Env, o firstRunOptions, pass string) (h *
 	}
 }
 
-// errInterrupted ends a first run cut short with Ctrl-C.
+// askServer asks for the server's address until one answers, shows the key
+// it presents and asks the person to confirm it; not confirmed, the
+// address is asked again (a mistyped address is the usual cause). With
+// --server-key (pin) nothing is shown: the key is checked when connecting.
+func askServer(ctx context.Context, tty *ttyIO, server string, pin transport.Fingerprint) (string, transport.Fingerprint, error) {
+	for {
+		if server == "" {
+			var err error
+			if server, err = tty.ask(ctx, "Server (host:port): "); err != nil {
+				return "", pin, err
+			}
+			if server == "" {
+				continue
+			}
+		}
+		server = withDefaultPort(server)
+		if !pin.IsZero() {
+			return server, pin, nil
+		}
+		fmt.Fprintf(tty.w, "Connecting to %s…\n", server)
+		pctx, cancel := context.WithTimeout(ctx, connectTimeout)
+		seen, perr := client.ProbeServer(pctx, server)
+		cancel()
+		if ctx.Err() != nil {
+			return "", pin, errInterrupted
+		}
+		if perr != nil {
+			fmt.Fprintf(tty.w, "%v\n", perr)
+			server = ""
+			continue
+		}
+		fmt.Fprintf(tty.w, "The server's key fingerprint is\n  %s\nCompare it with the one the server printed at start (server.fingerprint).\n", chat.FormatFingerprint(seen.String()))
+		answer, err := tty.ask(ctx, "Is it the same? [y/N] ")
+		if err != nil {
+			return "", pin, err
+		}
+		if strings.EqualFold(answer, "y") || strings.EqualFold(answer, "yes") {
+			return server, seen, nil
+		}
+		fmt.Fprintln(tty.w, "Not confirmed; enter the server again (or Ctrl-C to stop).")
+		server = ""
+	}
+}
+
+// errRegClosed is a server closed to registration, as CheckName found.
+var errRegClosed = errors.New("registration is closed on this server")
+
+// askFreeName asks for a name to register until the server says it is free
+// (CheckName, protocol.md §5.1), so that a taken name is asked again
+// before any password. invite reports that registering needs an invite
+// code. A server too old to check names takes the name unchecked: its
+// Register says.
+func askFreeName(ctx context.Context, tty *ttyIO, server string, pin transport.Fingerprint) (user string, invite bool, err error) {
+	for {
+		if user, err = askUser(ctx, tty); err != nil {
+			return "", false, err
+		}
+		cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+		free, cerr := client.CheckName(cctx, server, pin, user)
+		cancel()
+		if ctx.Err() != nil {
+			return "", false, errInterrupted
+		}
+		if cerr == nil {
+			return user, free.Invite, nil
+		}
+		var te *transport.Error
+		if !errors.As(cerr, &te) {
+			return "", false, cerr
+		}
+		switch te.Code {
+		case transport.ErrUserExists, transport.ErrInvalidName:
+			fmt.Fprintf(tty.w, "%v: choose another name.\n", te)
+		case transport.ErrRateLimited:
+			fmt.Fprintf(tty.w, "%v\n", te)
+		case transport.ErrRegClosed:
+			return "", false, errRegClosed
+		case transport.ErrBadRequest: // a server without CheckName
+			return user, false, nil
+		default:
+			return "", false, cerr
+		}
+	}
+}
+
+// askInvite asks for an invite code until one is typed.
+func askInvite(ctx context.Context, tty *ttyIO) (string, error) {
+	for {
+		invite, err := tty.ask(ctx, "Invite code: ")
+		if err != nil || invite != "" {
+			return invite, err
+		}
+	}
+}
+
+// errInterrupted ends a first run cut short with Ctrl-C or Ctrl-D.
 var errInterrupted = errors.New("interrupted: nothing was set up")
 
 // askUser asks for a user name until it has a valid one.
@@ -283,6 +365,7 @@ func askUser(ctx context.Context, tty *ttyIO) (string, error) {
 			return "", err
 		}
 		if user == "" {
+			fmt.Fprintln(tty.w, "A name is needed.")
 			continue
 		}
 		if _, err := transport.CanonicalUser(user); err != nil {
@@ -373,8 +456,8 @@ func openTTY(env Env) (*ttyIO, error) {
 	return &ttyIO{r: bufio.NewReader(f), w: f, f: f}, nil
 }
 
-// ask asks a question and returns the answer; Ctrl-C (ctx cancelled)
-// ends it with errInterrupted.
+// ask asks a question and returns the answer; Ctrl-C (ctx cancelled) or
+// Ctrl-D (the end of input) ends it with errInterrupted.
 func (t *ttyIO) ask(ctx context.Context, question string) (string, error) {
 	fmt.Fprint(t.w, question)
 	type answer struct {
@@ -389,7 +472,11 @@ func (t *ttyIO) ask(ctx context.Context, question string) (string, error) {
 	select {
 	case a := <-ch:
 		if a.err != nil && a.line == "" {
-			return "", errors.New("no answer")
+			fmt.Fprintln(t.w)
+			if a.err == io.EOF {
+				return "", errInterrupted
+			}
+			return "", a.err
 		}
 		return strings.TrimSpace(a.line), nil
 	case <-ctx.Done():
@@ -399,7 +486,8 @@ func (t *ttyIO) ask(ctx context.Context, question string) (string, error) {
 }
 
 // secret reads a secret without echo, twice if confirm; Ctrl-C (ctx
-// cancelled) restores the terminal and ends it with errInterrupted.
+// cancelled) restores the terminal and ends it with errInterrupted, as
+// Ctrl-D does (term.ReadPassword's io.EOF on an empty line).
 func (t *ttyIO) secret(ctx context.Context, what string, confirm bool) (string, error) {
 	fd := int(t.f.Fd())
 	if !term.IsTerminal(fd) {
@@ -417,12 +505,15 @@ func (t *ttyIO) secret(ctx context.Context, what string, confirm bool) (string, 
 		}
 		ch := make(chan answer, 1)
 		go func() {
-			b, err := term.ReadPassword(fd)
+			b, err := readNoEcho(t.f)
 			ch <- answer{b, err}
 		}()
 		select {
 		case a := <-ch:
 			fmt.Fprintln(t.w)
+			if errors.Is(a.err, io.EOF) {
+				return "", errInterrupted
+			}
 			return string(a.b), a.err
 		case <-ctx.Done():
 			term.Restore(fd, state)

@@ -83,6 +83,12 @@ func Register(ctx context.Context, args []string, env Env, login bool) error {
 			return usage.Errorf("%s: --server-key: %v", name, err)
 		}
 	}
+	// A home that holds an account is refused before anything is asked
+	// or sent: its account would otherwise be found only after the
+	// password and the passphrase.
+	if err := refuseRegistered(env, *dir); err != nil {
+		return err
+	}
 	canonical, err := transport.CanonicalUser(*user)
 	if err != nil {
 		return err
@@ -96,6 +102,9 @@ func Register(ctx context.Context, args []string, env Env, login bool) error {
 		fmt.Fprintln(env.Stderr, loginNote(canonical))
 	}
 	password, err := readPassword(env, *pwStdin, !login)
+	if errors.Is(err, errEndOfInput) {
+		return errInterrupted // nothing was created yet
+	}
 	if err != nil {
 		return err
 	}
@@ -103,6 +112,9 @@ func Register(ctx context.Context, args []string, env Env, login bool) error {
 		return fmt.Errorf("password must be at least %d characters", appliance.MinPassword)
 	}
 	pass, err := readPassphrase(env, true)
+	if errors.Is(err, errEndOfInput) {
+		return errInterrupted
+	}
 	if err != nil {
 		return err
 	}
@@ -145,6 +157,23 @@ func Register(ctx context.Context, args []string, env Env, login bool) error {
 		fmt.Fprintln(env.Stderr, loginNote(prof.User))
 	}
 	return nil
+}
+
+// refuseRegistered refuses a home that already holds an account, without
+// a prompt and without changing it. The account's name is sealed: it is
+// named when SECURECHAT_PASSPHRASE opens the home.
+func refuseRegistered(env Env, dir string) error {
+	registered, p, err := home.Registered(dir, env.Getenv("SECURECHAT_PASSPHRASE"))
+	switch {
+	case err != nil:
+		return err
+	case !registered:
+		return nil
+	case p != nil:
+		return fmt.Errorf("%s already holds the account %s (device %d): use another --home", dir, p.User, p.Device)
+	default:
+		return fmt.Errorf("%s already holds an account: use another --home", dir)
+	}
 }
 
 // loginNote is what login says of the device it adds, until linked devices
@@ -218,7 +247,11 @@ func readPassphrase(env Env, confirm bool) (string, error) {
 	return prompt(what, confirm, "no passphrase for the home: set SECURECHAT_PASSPHRASE or run in a terminal")
 }
 
-// prompt reads a secret from the controlling terminal without echo.
+// errEndOfInput is Ctrl-D at a prompt.
+var errEndOfInput = errors.New("interrupted")
+
+// prompt reads a secret from the controlling terminal without echo; Ctrl-D
+// on an empty line ends it with errEndOfInput.
 func prompt(what string, confirm bool, noTTY string) (string, error) {
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil {
@@ -230,15 +263,21 @@ func prompt(what string, confirm bool, noTTY string) (string, error) {
 		return "", errors.New(noTTY)
 	}
 	fmt.Fprintf(tty, "%s: ", what)
-	b, err := term.ReadPassword(fd)
+	b, err := readNoEcho(tty)
 	fmt.Fprintln(tty)
+	if errors.Is(err, io.EOF) {
+		return "", errEndOfInput
+	}
 	if err != nil {
 		return "", err
 	}
 	if confirm {
 		fmt.Fprint(tty, "again: ")
-		again, err := term.ReadPassword(fd)
+		again, err := readNoEcho(tty)
 		fmt.Fprintln(tty)
+		if errors.Is(err, io.EOF) {
+			return "", errEndOfInput
+		}
 		if err != nil {
 			return "", err
 		}

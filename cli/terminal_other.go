@@ -14,3 +14,6 @@ func consoleTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
 
 // consoleMode is not available here: the console reads whole lines.
 func consoleMode(*os.File) (func(), error) { return nil, errors.ErrUnsupported }
+
+// readNoEcho reads a line from the terminal f without echo.
+func readNoEcho(f *os.File) ([]byte, error) { return term.ReadPassword(int(f.Fd())) }

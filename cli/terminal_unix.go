@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"io"
 	"os"
 	"os/signal"
 	"sync"
@@ -50,4 +51,54 @@ func consoleMode(f *os.File) (restore func(), err error) {
 	}
 	var once sync.Once
 	return func() { once.Do(func() { unix.IoctlSetTermios(fd, ioctlSetTermios, old) }) }, nil
+}
+
+// readNoEcho reads a line from the terminal f without echo, as
+// term.ReadPassword does, except that Ctrl-D on an empty line is io.EOF:
+// ReadPassword takes the terminal's end of input (a read of 0 bytes, no
+// error) as nothing and reads on, so Ctrl-D did nothing at a secret
+// prompt.
+func readNoEcho(f *os.File) ([]byte, error) {
+	fd := int(f.Fd())
+	old, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
+	if err != nil {
+		return nil, err
+	}
+	mode := *old
+	mode.Lflag &^= unix.ECHO
+	mode.Lflag |= unix.ICANON | unix.ISIG
+	mode.Iflag |= unix.ICRNL
+	if err := unix.IoctlSetTermios(fd, ioctlSetTermios, &mode); err != nil {
+		return nil, err
+	}
+	defer unix.IoctlSetTermios(fd, ioctlSetTermios, old)
+	var line []byte
+	var buf [256]byte
+	for {
+		n, err := unix.Read(fd, buf[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 { // Ctrl-D: the end of input, or of a line typed so far
+			if len(line) == 0 {
+				return nil, io.EOF
+			}
+			return line, nil
+		}
+		for _, c := range buf[:n] {
+			switch c {
+			case '\n':
+				return line, nil
+			case '\b':
+				if len(line) > 0 {
+					line = line[:len(line)-1]
+				}
+			default:
+				line = append(line, c)
+			}
+		}
+	}
 }

@@ -207,7 +207,7 @@ func Login(ctx context.Context, h *home.Home, o EnrollOptions) (*home.Profile, e
 
 func enroll(ctx context.Context, h *home.Home, code transport.Code, o EnrollOptions) (*home.Profile, error) {
 	if p, err := h.Profile(); err == nil {
-		return nil, fmt.Errorf("home %s already holds %s on %s; use another --home", h.Dir, p.User, p.Server)
+		return nil, fmt.Errorf("%s already holds the account %s (device %d): use another --home", h.Dir, p.User, p.Device)
 	} else if !errors.Is(err, home.ErrNotRegistered) {
 		return nil, err
 	}

@@ -89,7 +89,7 @@ func TestBadInput(t *testing.T) {
 		fails(t, 1, "no account yet", nil, "send", "--home", t.TempDir(), "--to", "bob", "hi")
 	})
 	t.Run("home already registered", func(t *testing.T) {
-		fails(t, 1, "already holds alice", pwEnv, "register", "--server", s.Addr, "--user", "other", "--home", alice.home)
+		fails(t, 1, "already holds the account alice (device 1): use another --home", pwEnv, "register", "--server", s.Addr, "--user", "other", "--home", alice.home)
 	})
 	t.Run("message too long", func(t *testing.T) {
 		fails(t, 1, "too long", nil, "send", "--home", alice.home, "--to", "bob", strings.Repeat("x", 70<<10))
