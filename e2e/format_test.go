@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -38,7 +39,8 @@ func TestFingerprintGroupedEverywhere(t *testing.T) {
 		t.Errorf("admin stats lacks %q:\n%s", grouped, stats)
 	}
 
-	// The first run shows all of it; declining changes nothing.
+	// The first run shows all of it; declining asks for the server again,
+	// and stopping there changes nothing.
 	first := filepath.Join(t.TempDir(), "erin")
 	cmd := fmt.Sprintf("%s chat --home %s --server %s; echo exited $?; sleep 30", bin, first, s.Addr)
 	x.run("new-session", "-d", "-s", "first", "-x", "110", "-y", "30", "env -u SECURECHAT_PASSPHRASE -u SECURECHAT_PASSWORD "+cmd)
@@ -47,7 +49,12 @@ func TestFingerprintGroupedEverywhere(t *testing.T) {
 		t.Errorf("the first run does not show %q on a line:\n%s", grouped, screen)
 	}
 	x.typeLine("first", "n")
+	x.waitScreen("first", "the server asked again", contains("Server (host:port):"))
+	x.keys("first", "C-c")
 	x.waitScreen("first", "the first run to end", contains("exited 1"))
+	if _, err := os.Stat(first); !os.IsNotExist(err) {
+		t.Errorf("the declined first run left %s: %v", first, err)
+	}
 
 	// The status bar: the first 16 digits, grouped the same way.
 	x.start("alice", user{name: "alice", home: home})
