@@ -307,6 +307,10 @@ func handleFetchKeys(ctx context.Context, ss *session, id uint32, req *transport
 		ss.fail(id, &transport.Error{Code: transport.ErrInvalidName, Message: err.Error()})
 		return
 	}
+	if ok, retry := ss.srv.pairFetch.allow(ss.dev.User+"\x00"+user, ss.srv.cfg.Now()); !ok {
+		ss.fail(id, rateLimited("key fetches of "+user, retry))
+		return
+	}
 	bundles, err := ss.srv.store.FetchBundles(ctx, user, req.Devices)
 	if err != nil {
 		ss.fail(id, wireError(ss.log, err))

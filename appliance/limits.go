@@ -39,6 +39,15 @@ func (s *Server) SetLimits(ctx context.Context, l Limits) error {
 	return nil
 }
 
+// pairFetchRate and pairFetchBurst bound one account's prekey fetches of
+// one other account (protocol.md §9.3): what protects a device's one-time
+// prekeys from being drained, so that the per-account budget can be large
+// enough for a client starting sessions with a whole group at once.
+const (
+	pairFetchRate  = rate.Limit(1.0 / 60)
+	pairFetchBurst = 5
+)
+
 func (s *Server) applyLimits(l Limits) {
 	now := s.cfg.Now()
 	s.msgLimit.set(rate.Limit(l.MessageRate), l.MessageBurst, now)
@@ -46,6 +55,7 @@ func (s *Server) applyLimits(l Limits) {
 	s.connLimit.set(rate.Limit(l.ConnRate), l.ConnBurst, now)
 	s.regLimit.set(rate.Limit(l.RegisterRate), l.RegisterBurst, now)
 	s.fetchLimit.set(rate.Limit(l.KeyFetchRate), l.KeyFetchBurst, now)
+	s.pairFetch.set(pairFetchRate, pairFetchBurst, now)
 	s.failLimit.set(rate.Every(time.Duration(l.LoginFailureWindow)), l.LoginFailures, now)
 	s.keysLimit.set(rate.Limit(l.PublishKeysRate), l.PublishKeysBurst, now)
 	s.ackLimit.set(rate.Limit(l.AckRate), l.AckBurst, now)

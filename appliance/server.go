@@ -77,6 +77,7 @@ type Server struct {
 	conns sync.WaitGroup
 
 	fetchLimit *limiter // prekey fetches per requesting account
+	pairFetch  *limiter // prekey fetches per requesting account and fetched account (limits.go)
 	msgLimit   *limiter // messages per account
 	byteLimit  *limiter // payload bytes per account
 	connLimit  *limiter // new connections per source (sourceKey)
@@ -135,7 +136,7 @@ func New(cfg Config) (*Server, error) {
 		router:    newLocalRouter(),
 		changes:   newLocalChanges(),
 	}
-	for _, l := range []**limiter{&s.fetchLimit, &s.msgLimit, &s.byteLimit, &s.connLimit, &s.regLimit, &s.failLimit, &s.acctFail, &s.floodLimit, &s.keysLimit, &s.ackLimit, &s.lookLimit, &s.nameLimit} {
+	for _, l := range []**limiter{&s.fetchLimit, &s.pairFetch, &s.msgLimit, &s.byteLimit, &s.connLimit, &s.regLimit, &s.failLimit, &s.acctFail, &s.floodLimit, &s.keysLimit, &s.ackLimit, &s.lookLimit, &s.nameLimit} {
 		*l = newLimiter(cfg.LimiterTable)
 	}
 	limits := cfg.limits()

@@ -56,8 +56,8 @@ var settings = []Setting{
 	count("ack_burst", "acknowledged messages at once per account, at least one full Ack", 4*transport.MaxAcks, transport.MaxAcks, maxBurst, func(c *Config) *int { return &c.AckBurst }).live(),
 	perSecond("lookup_rate", "device and identity lookups per second per account; name checks per address", 5, 0, maxRate, func(c *Config) *float64 { return &c.LookupRate }).live(),
 	count("lookup_burst", "device and identity lookups at once per account; name checks per address", 100, 0, maxBurst, func(c *Config) *int { return &c.LookupBurst }).live(),
-	perSecond("key_fetch_rate", "prekey fetches per second per account", 0.5, 0, maxRate, func(c *Config) *float64 { return &c.KeyFetchRate }).live(),
-	count("key_fetch_burst", "prekey fetches at once per account", 30, 0, maxBurst, func(c *Config) *int { return &c.KeyFetchBurst }).live(),
+	perSecond("key_fetch_rate", "prekey fetches per second per account", 5, 0, maxRate, func(c *Config) *float64 { return &c.KeyFetchRate }).live(),
+	count("key_fetch_burst", "prekey fetches at once per account", 1000, 0, maxBurst, func(c *Config) *int { return &c.KeyFetchBurst }).live(),
 	perSecond("message_rate", "messages per second per account", 20, 0, maxRate, func(c *Config) *float64 { return &c.MessageRate }).live(),
 	count("message_burst", "messages at once per account", 60, 1, maxBurst, func(c *Config) *int { return &c.MessageBurst }).live(),
 	// Bytes come in larger numbers than messages: the bounds let a load
