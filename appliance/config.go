@@ -98,6 +98,8 @@ type Config struct {
 	AckBurst         int
 	LookupRate       float64
 	LookupBurst      int
+	NameCheckRate    float64
+	NameCheckBurst   int
 	// AccountLoginFailures failed password logins to one account, from
 	// anywhere, refilled one per LoginFailureWindow, make further Logins to
 	// it wait (the account is not banned: its devices still Auth).

@@ -60,7 +60,7 @@ func (s *Server) applyLimits(l Limits) {
 	s.keysLimit.set(rate.Limit(l.PublishKeysRate), l.PublishKeysBurst, now)
 	s.ackLimit.set(rate.Limit(l.AckRate), l.AckBurst, now)
 	s.lookLimit.set(rate.Limit(l.LookupRate), l.LookupBurst, now)
-	s.nameLimit.set(rate.Limit(l.LookupRate), l.LookupBurst, now)
+	s.nameLimit.set(rate.Limit(l.NameCheckRate), l.NameCheckBurst, now)
 	s.acctFail.set(rate.Every(time.Duration(l.LoginFailureWindow)), l.AccountLoginFailures, now)
 	s.floodLimit.set(rate.Limit(float64(l.FloodBan)/60), l.FloodBan, now)
 }

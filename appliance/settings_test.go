@@ -73,7 +73,7 @@ func TestLimitsJSONNames(t *testing.T) {
 	}
 	want := []string{"account_login_failures", "ack_burst", "ack_rate", "byte_burst", "byte_rate", "conn_burst", "conn_rate", "flood_ban", "group_max_members", "group_max_per_account", "key_fetch_burst", "key_fetch_rate",
 		"login_ban", "login_failure_window", "login_failures", "lookup_burst", "lookup_rate", "max_conns", "max_conns_per_account", "max_conns_per_address",
-		"message_burst", "message_rate", "publish_keys_burst", "publish_keys_rate", "register_burst", "register_rate"}
+		"message_burst", "message_rate", "name_check_burst", "name_check_rate", "publish_keys_burst", "publish_keys_rate", "register_burst", "register_rate"}
 	if slices.Sort(got); !slices.Equal(got, want) {
 		t.Errorf("JSON keys %v, want %v", got, want)
 	}

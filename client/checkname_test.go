@@ -32,7 +32,7 @@ func TestCheckNameLimited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.LookupRate, l.LookupBurst = 0, 4 // no refill: the run's timing does not matter
+	l.NameCheckRate, l.NameCheckBurst = 0, 4 // no refill: the run's timing does not matter
 	if err := s.srv.SetLimits(ctx, l); err != nil {
 		t.Fatal(err)
 	}

@@ -310,7 +310,7 @@ func TestRegisterIntoRegisteredHome(t *testing.T) {
 // the registration budget is untouched, so a free name still registers.
 func TestFirstRunNameChecksLimited(t *testing.T) {
 	x := newTmux(t)
-	s := startServer(t, "--lookup-rate", "1/3600", "--lookup-burst", "3")
+	s := startServer(t, "--name-check-rate", "1/3600", "--name-check-burst", "3")
 	register(t, s, "taken")
 	fails(t, 1, "user name is taken", pwEnv, "register", "--server", s.Addr, "--server-key", s.FP, "--user", "taken", "--home", filepath.Join(t.TempDir(), "try1"))
 
