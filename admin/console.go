@@ -645,7 +645,7 @@ func parseMute(args []string) (action, error) {
 		}
 		until := " until unmuted"
 		if d > 0 {
-			until = " for " + d.String()
+			until = " for " + appliance.FormatDuration(d)
 		}
 		return in.printf("muted %s%s\n", user, until)
 	}, nil

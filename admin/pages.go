@@ -191,7 +191,7 @@ func durationOrEver(d time.Duration) string {
 	if d == 0 {
 		return "until lifted"
 	}
-	return "for " + d.String()
+	return "for " + appliance.FormatDuration(d)
 }
 
 func (h *handler) dashboard(w http.ResponseWriter, r *http.Request) {

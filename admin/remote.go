@@ -87,7 +87,7 @@ func durationText(d time.Duration) string {
 	if d <= 0 {
 		return ""
 	}
-	return d.String()
+	return appliance.FormatDuration(d)
 }
 
 func (r *Remote) Ban(ctx context.Context, target, reason string, d time.Duration) (appliance.Ban, error) {

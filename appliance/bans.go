@@ -372,7 +372,7 @@ func (s *Server) Ban(ctx context.Context, target, reason string, d time.Duration
 	}
 	detail := reason
 	if d > 0 {
-		detail += " (for " + d.String() + ")"
+		detail += " (for " + FormatDuration(d) + ")"
 	}
 	s.recordEvent(chat.EventBan, b.Target, detail)
 	return b, nil

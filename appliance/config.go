@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -147,7 +148,9 @@ type Config struct {
 // Duration is a time.Duration written as "30s", "720h" in YAML.
 type Duration time.Duration
 
-// MarshalJSON and UnmarshalJSON write a Duration as "15m0s" in JSON too.
+// MarshalJSON and UnmarshalJSON write a Duration as "15m0s" in JSON, a
+// form any program reads (time.ParseDuration); UnmarshalJSON takes days
+// too.
 func (d Duration) MarshalJSON() ([]byte, error) {
 	return []byte(`"` + time.Duration(d).String() + `"`), nil
 }
@@ -157,10 +160,10 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return d.Set(s)
 }
 
-func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+func (d Duration) MarshalYAML() (any, error) { return FormatDuration(time.Duration(d)), nil }
 
 // String and Set make a Duration a flag.Value.
-func (d *Duration) String() string { return time.Duration(*d).String() }
+func (d *Duration) String() string { return FormatDuration(time.Duration(*d)) }
 
 func (d *Duration) Set(s string) error {
 	v, err := ParseDuration(s)
@@ -196,6 +199,47 @@ func ParseDuration(s string) (time.Duration, error) {
 		return 0, bad // overflow
 	}
 	return total, nil
+}
+
+// FormatDuration writes d as people write it and ParseDuration reads it
+// back exactly: whole days first, then hours, minutes and seconds, leaving
+// out the units that are zero (30d, 1d12h, 1h30m, 1m30s, 0s; 1.5s and
+// 100ms below a minute's seconds). Every duration shown to a person —
+// --print-config, the bounds of a setting, the admin's limits, a ban or
+// mute's length, "retry after" — is written this way.
+func FormatDuration(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "0s"
+	case d == math.MinInt64:
+		return d.String()
+	case d < 0: // no days: ParseDuration takes "-36h", not "-1d12h"
+		return "-" + clock(-d, false)
+	}
+	return clock(d, true)
+}
+
+// clock is d > 0 in d, h, m and s, days only when withDays.
+func clock(d time.Duration, withDays bool) string {
+	var b strings.Builder
+	unit := func(n time.Duration, u string) {
+		if n > 0 {
+			b.WriteString(strconv.FormatInt(int64(n), 10))
+			b.WriteString(u)
+		}
+	}
+	const day = 24 * time.Hour
+	if withDays {
+		unit(d/day, "d")
+		d %= day
+	}
+	unit(d/time.Hour, "h")
+	d %= time.Hour
+	unit(d/time.Minute, "m")
+	if d %= time.Minute; d > 0 {
+		b.WriteString(d.String()) // 30s, 1.5s, 100ms, 1ns
+	}
+	return b.String()
 }
 
 // Validate reports every invalid setting, one error each (joined):
@@ -248,7 +292,7 @@ func LoadConfig(path string) (Config, error) {
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return l, fmt.Errorf("%q is not debug, info, warn or error", s)
+		return l, notOneOf(s, "debug", "info", "warn", "error")
 	}
 	return l, nil
 }

@@ -258,9 +258,21 @@ func (ss *session) throttled(what string, retry time.Duration) *transport.Error 
 func rateLimited(what string, retry time.Duration) *transport.Error {
 	return &transport.Error{
 		Code:         transport.ErrRateLimited,
-		Message:      fmt.Sprintf("rate limited (%s), retry after %v", what, retry.Round(time.Millisecond)),
+		Message:      fmt.Sprintf("rate limited (%s), retry after %s", what, retryText(retry)),
 		RetryAfterMS: uint64(max(retry.Milliseconds(), 1)),
 	}
+}
+
+// retryText is how long to wait, as people write it (FormatDuration):
+// whole seconds, rounded up, from one second on (15m, 1m30s), else
+// milliseconds (250ms).
+func retryText(d time.Duration) string {
+	if d >= time.Second {
+		d = (d + time.Second - 1).Truncate(time.Second)
+	} else {
+		d = max(d.Round(time.Millisecond), time.Millisecond)
+	}
+	return FormatDuration(d)
 }
 
 func handlePing(ctx context.Context, ss *session, id uint32, _ *transport.Empty) {

@@ -93,7 +93,7 @@ func (s *Server) Mute(ctx context.Context, user string, d time.Duration) error {
 	s.log.Info("mute", "user", user, "until", logExpiry(until))
 	detail := "until unmuted"
 	if d > 0 {
-		detail = "for " + d.String()
+		detail = "for " + FormatDuration(d)
 	}
 	s.recordEvent(chat.EventMute, user, detail)
 	return nil

@@ -171,10 +171,15 @@ func (s Setting) Copy(dst, src *Config) { s.v.copy(dst, src) }
 
 // Check reports whether the setting's value in c is within its bounds.
 func (s Setting) Check(c *Config) error {
-	if err := s.v.check(c); err != nil {
-		return fmt.Errorf("%s: %w", s.Key, err)
+	err := s.v.check(c)
+	var be *boundsError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &be):
+		return fmt.Errorf("%s %w", s.Key, err)
 	}
-	return nil
+	return fmt.Errorf("%s: %w", s.Key, err)
 }
 
 // Default is the default as help shows it; "" for none (an empty string,
@@ -322,7 +327,7 @@ func number(key, help string, def, lo, hi float64, ptr func(*Config) *float64) S
 		return v, nil
 	}
 	return newSetting("number", key, help, &kind[float64]{ptr: ptr, def: def, parse: parse, format: format,
-		bounds: within(lo, hi, math.MaxFloat64, shortFloat)})
+		bounds: within(lo, hi, math.MaxFloat64, format)})
 }
 
 // perSecond is a number per second, written as a number (0.5) or a fraction
@@ -336,7 +341,7 @@ func perSecond(key, help string, def, lo, hi float64, ptr func(*Config) *float64
 		return v, nil
 	}
 	return newSetting("perSecond", key, help, &kind[float64]{ptr: ptr, def: def, parse: parse, format: FormatRate,
-		bounds: within(lo, hi, math.MaxFloat64, shortFloat)})
+		bounds: within(lo, hi, math.MaxFloat64, FormatRate)})
 }
 
 // byteRate is bytes per second, written as a number or a size (1MiB).
@@ -357,7 +362,7 @@ func byteRate(key, help string, def, lo, hi float64, ptr func(*Config) *float64)
 		return FormatRate(v)
 	}
 	return newSetting("byteRate", key, help, &kind[float64]{ptr: ptr, def: def, parse: parse, format: format,
-		bounds: within(lo, hi, math.MaxFloat64, shortFloat)})
+		bounds: within(lo, hi, math.MaxFloat64, format)})
 }
 
 func span(key, help string, def, lo, hi time.Duration, ptr func(*Config) *Duration) Setting {
@@ -366,13 +371,9 @@ func span(key, help string, def, lo, hi time.Duration, ptr func(*Config) *Durati
 		err := d.Set(s)
 		return d, err
 	}
-	format := func(d Duration) string { return d.String() }
-	st := newSetting("span", key, help, &kind[Duration]{ptr: ptr, def: Duration(def), parse: parse, format: format,
-		bounds: within(Duration(lo), Duration(hi), Duration(maxDuration), func(d Duration) string { return shortDuration(time.Duration(d)) })})
-	if def != 0 {
-		st.show = shortDuration(def)
-	}
-	return st
+	format := func(d Duration) string { return FormatDuration(time.Duration(d)) }
+	return newSetting("span", key, help, &kind[Duration]{ptr: ptr, def: Duration(def), parse: parse, format: format,
+		bounds: within(Duration(lo), Duration(hi), Duration(maxDuration), format)})
 }
 
 // sizeUnits are the units ParseSize takes and FormatSize writes, largest
@@ -450,8 +451,8 @@ func ParseRate(s string) (float64, error) {
 // rate whose decimals do not end (ParseRate reads it back exactly).
 func FormatRate(v float64) string {
 	plain := strconv.FormatFloat(v, 'f', -1, 64)
-	if len(plain) <= 8 || v <= 0 {
-		return plain
+	if len(plain) <= 8 || v <= 0 || v == math.Trunc(v) || math.IsNaN(v) || math.IsInf(v, 0) {
+		return plain // a whole number: 1000000000, not 2000000000/2
 	}
 	for d := 2.0; d <= 86400; d++ {
 		if n := math.Round(v * d); n >= 1 && n/d == v {
@@ -462,42 +463,25 @@ func FormatRate(v float64) string {
 }
 
 // within bounds a number to [lo, hi]; hi at top means no upper bound.
-// NaN is out of every bound.
+// NaN is out of every bound. The bounds and the value are written in the
+// setting's own form (1s, 64KiB, 1/60), as the file and the flag take them.
 func within[T int | float64 | Duration](lo, hi, top T, format func(T) string) func(T) error {
 	return func(v T) error {
 		if v >= lo && v <= hi {
 			return nil
 		}
 		if hi == top {
-			return fmt.Errorf("must be at least %s", format(lo))
+			return &boundsError{fmt.Sprintf("must be at least %s (got %s)", format(lo), format(v))}
 		}
-		return fmt.Errorf("must be between %s and %s", format(lo), format(hi))
+		return &boundsError{fmt.Sprintf("must be between %s and %s (got %s)", format(lo), format(hi), format(v))}
 	}
 }
 
-// shortFloat is v as people write it: 0.5, 1e9.
-func shortFloat(v float64) string {
-	s := strconv.FormatFloat(v, 'g', -1, 64)
-	if m, exp, ok := strings.Cut(s, "e+"); ok {
-		s = m + "e" + strings.TrimLeft(exp, "0")
-	}
-	return s
-}
+// boundsError is a value out of its setting's bounds: Check writes it after
+// the key as a sentence, "frame_timeout must be at least 100ms (got 0s)".
+type boundsError struct{ msg string }
 
-// shortDuration is d as people write it: 30d, 15m, 10s.
-func shortDuration(d time.Duration) string {
-	if day := 24 * time.Hour; d >= day && d%day == 0 {
-		return strconv.FormatInt(int64(d/day), 10) + "d"
-	}
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
+func (e *boundsError) Error() string { return e.msg }
 
 // hostPort allows HOST:PORT (HOST may be empty: every address) with a
 // port from 0 (any free one) to 65535.
@@ -524,13 +508,35 @@ func adminAddr(s string) error {
 
 // oneOf allows exactly the given words.
 func oneOf(words ...string) func(string) error {
-	list := strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
 	return func(s string) error {
 		if !slices.Contains(words, s) {
-			return fmt.Errorf("%q is not %s", s, list)
+			return notOneOf(s, words...)
 		}
 		return nil
 	}
+}
+
+// notOneOf is the error for a word that is none of words: it lists them,
+// and names the one meant when s is near one ("inof": did you mean info?).
+func notOneOf(s string, words ...string) error {
+	list := strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+	if near := Closest(s, words, 2); near != "" {
+		return fmt.Errorf("%q is not %s; did you mean %s?", s, list, near)
+	}
+	return fmt.Errorf("%q is not %s", s, list)
+}
+
+// Closest is the word of words nearest to s by edit distance (case and
+// '-' against '_' ignored), if at most maxDist away; "" if none is.
+func Closest(s string, words []string, maxDist int) string {
+	best, dist := "", maxDist+1
+	norm := func(w string) string { return strings.ToLower(strings.ReplaceAll(w, "-", "_")) }
+	for _, w := range words {
+		if d := editDistance(norm(s), norm(w)); d < dist {
+			best, dist = w, d
+		}
+	}
+	return best
 }
 
 // WithDefaults returns c with every zero setting set to its default.
@@ -545,7 +551,7 @@ func (c Config) WithDefaults() Config {
 }
 
 // MarshalYAML writes every setting in the table's order, as people write
-// it (1MiB, 1/60, 720h0m0s).
+// it (1MiB, 1/60, 30d).
 func (c Config) MarshalYAML() (any, error) {
 	m := &yaml.Node{Kind: yaml.MappingNode}
 	for _, s := range settings {

@@ -183,11 +183,21 @@ func TestConfigValidateBounds(t *testing.T) {
 	}
 	// The error names the key and its bounds.
 	for c, want := range map[*Config]string{
-		{MessageRate: -1}:                       "message_rate: must be between 0 and 1e9",
-		{MailboxTTL: Duration(time.Second / 2)}: "mailbox_ttl: must be at least 1s",
-		{Listen: "4433"}:                        `listen: "4433" is not HOST:PORT (like 127.0.0.1:8080 or :4433)`,
-		{Admin: "localhost:99999"}:              `admin: "localhost:99999": the port "99999" is not a number from 0 to 65535`,
-		{Listen: ":http"}:                       `listen: ":http": the port "http" is not a number from 0 to 65535`,
+		{MessageRate: -1}:                          "message_rate must be between 0 and 1000000000 (got -1)",
+		{RegisterRate: 1e10}:                       "register_rate must be between 0 and 1000000000 (got 10000000000)",
+		{MailboxTTL: Duration(time.Second / 2)}:    "mailbox_ttl must be at least 1s (got 500ms)",
+		{FrameTimeout: Duration(time.Millisecond)}: "frame_timeout must be at least 100ms (got 1ms)",
+		{MaxFrame: 100 << 20}:                      "max_frame must be between 64KiB and 64MiB (got 100MiB)",
+		{ByteBurst: 1000}:                          "byte_burst must be between 256KiB and 1024TiB (got 1000)",
+		{ByteRate: -1}:                             "byte_rate must be between 0 and 1000000000000000 (got -1)",
+		{HandshakeRate: -0.5}:                      "handshake_rate must be at least 0 (got -0.5)",
+		{IPv6Prefix: 8}:                            "ipv6_prefix must be between 16 and 128 (got 8)",
+		{LogLevel: "inof"}:                         `log_level: "inof" is not debug, info, warn or error; did you mean info?`,
+		{Registration: "invtie"}:                   `registration: "invtie" is not open, invite or closed; did you mean invite?`,
+		{LogFormat: "yaml"}:                        `log_format: "yaml" is not text or json`,
+		{Listen: "4433"}:                           `listen: "4433" is not HOST:PORT (like 127.0.0.1:8080 or :4433)`,
+		{Admin: "localhost:99999"}:                 `admin: "localhost:99999": the port "99999" is not a number from 0 to 65535`,
+		{Listen: ":http"}:                          `listen: ":http": the port "http" is not a number from 0 to 65535`,
 	} {
 		if err := c.Validate(); err == nil || err.Error() != want {
 			t.Errorf("%v, want %q", err, want)
@@ -219,7 +229,7 @@ func TestLimitsSetAndDiff(t *testing.T) {
 	if err := b.Set("message_rate", "fast"); err == nil {
 		t.Error("a bad number was taken")
 	}
-	if got := strings.Join(diffLimits(a, b), ", "); got != "message_burst 60→1, login_ban 15m0s→1h0m0s" {
+	if got := strings.Join(diffLimits(a, b), ", "); got != "message_burst 60→1, login_ban 15m→1h" {
 		t.Errorf("diff %q", got)
 	}
 	if got := b.Get("message_burst"); got != "1" {
@@ -232,9 +242,12 @@ func TestLimitsSetAndDiff(t *testing.T) {
 // written back in the same form (--print-config, help).
 func TestSettingForms(t *testing.T) {
 	for _, tc := range []struct{ key, in, text string }{
-		{"mailbox_ttl", "30d", "720h0m0s"},
-		{"mailbox_ttl", "1d12h", "36h0m0s"},
-		{"login_ban", "90m", "1h30m0s"},
+		{"mailbox_ttl", "30d", "30d"},
+		{"mailbox_ttl", "1d12h", "1d12h"},
+		{"mailbox_ttl", "36h", "1d12h"},
+		{"login_ban", "90m", "1h30m"},
+		{"frame_timeout", "90s", "1m30s"},
+		{"frame_timeout", "1500ms", "1.5s"},
 		{"register_rate", "1/60", "1/60"},
 		{"register_rate", "0.5", "0.5"},
 		{"message_rate", "1/3", "1/3"},
@@ -284,6 +297,49 @@ func TestSettingForms(t *testing.T) {
 	}
 }
 
+// TestFormatDuration: durations are written as people write them, and
+// ParseDuration reads each back exactly.
+func TestFormatDuration(t *testing.T) {
+	const day = 24 * time.Hour
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "0s"}, {30 * day, "30d"}, {36 * time.Hour, "1d12h"}, {90 * time.Minute, "1h30m"}, {90 * time.Second, "1m30s"},
+		{time.Hour, "1h"}, {time.Hour + 30*time.Second, "1h30s"}, {day + time.Second, "1d1s"}, {1500 * time.Millisecond, "1.5s"},
+		{100 * time.Millisecond, "100ms"}, {time.Nanosecond, "1ns"}, {time.Minute + time.Millisecond, "1m1ms"},
+		{-36 * time.Hour, "-36h"}, {-time.Second, "-1s"}, {15 * time.Minute, "15m"},
+	} {
+		if got := FormatDuration(tc.d); got != tc.want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", tc.d, got, tc.want)
+		}
+	}
+	for _, d := range []time.Duration{1, 999, time.Second - 1, day - 1, 400*day + 3*time.Hour + 7*time.Second + 5, math.MaxInt64, -math.MaxInt64, math.MinInt64} {
+		if back, err := ParseDuration(FormatDuration(d)); err != nil || back != d {
+			t.Errorf("%d: %q reads back as %v, %v", d, FormatDuration(d), back, err)
+		}
+	}
+}
+
+// FuzzFormatDuration: whatever the duration, ParseDuration reads
+// FormatDuration's text back exactly, and the text has no zero units.
+func FuzzFormatDuration(f *testing.F) {
+	for _, d := range []int64{0, 1, int64(time.Hour), int64(36 * time.Hour), math.MaxInt64, math.MinInt64, -int64(time.Minute)} {
+		f.Add(d)
+	}
+	f.Fuzz(func(t *testing.T, n int64) {
+		d := time.Duration(n)
+		s := FormatDuration(d)
+		back, err := ParseDuration(s)
+		if err != nil || back != d {
+			t.Fatalf("%d: %q reads back as %v, %v", n, s, back, err)
+		}
+		if d != 0 && (strings.HasPrefix(s, "0") || strings.Contains(s, "d0") || strings.Contains(s, "h0") || strings.Contains(s, "m0")) {
+			t.Fatalf("%d: %q has a zero unit", n, s)
+		}
+	})
+}
+
 // TestPrintedForms: --print-config writes sizes and rates as people write
 // them, not as YAML floats.
 func TestPrintedForms(t *testing.T) {
@@ -291,7 +347,8 @@ func TestPrintedForms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"byte_rate: 1MiB\n", "register_rate: 1/60\n", "store_max_bytes: 4GiB\n", "message_rate: 20\n", "listen: :4433\n"} {
+	for _, want := range []string{"byte_rate: 1MiB\n", "register_rate: 1/60\n", "store_max_bytes: 4GiB\n", "message_rate: 20\n", "listen: :4433\n",
+		"mailbox_ttl: 30d\n", "login_ban: 15m\n", "frame_timeout: 30s\n", "afk_timeout: 0s\n"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("printed config lacks %q:\n%s", want, b)
 		}

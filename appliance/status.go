@@ -79,7 +79,7 @@ func (s *Server) Snapshot(ctx context.Context) (StatsSnapshot, error) {
 	st := s.store.Stats()
 	return StatsSnapshot{
 		Time:           now,
-		Uptime:         up.Round(time.Second).String(),
+		Uptime:         FormatDuration(up.Round(time.Second)),
 		UptimeSeconds:  int64(up / time.Second),
 		Connections:    s.stats.Connections.Load(),
 		Accepted:       s.stats.Accepted.Load(),

@@ -19,7 +19,7 @@ func TestMainStatus(t *testing.T) {
 		{[]string{"version"}, 0, "securechat v1.2\n", ""},
 		{nil, 2, "", "securechat: no command given\n"},
 		{[]string{"frobnicate"}, 2, "", "securechat: unknown command \"frobnicate\" (run securechat help)\n"},
-		{[]string{"serve", "--max-frame", "1", "--check-config"}, 1, "", "securechat: config: max_frame: must be between 64KiB and 64MiB\n"},
+		{[]string{"serve", "--max-frame", "1", "--check-config"}, 1, "", "securechat: config: max_frame must be between 64KiB and 64MiB (got 1)\n"},
 		{[]string{"serve", "-h"}, 0, "", "-message-rate value\n"}, // help asked for is no error
 	} {
 		var out, errOut bytes.Buffer

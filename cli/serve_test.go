@@ -56,8 +56,8 @@ func TestPrintConfigRoundTrip(t *testing.T) {
 		t.Fatalf("loading what --print-config printed: %v\n%s", err, out.String())
 	}
 	want := map[string]string{"listen": "127.0.0.1:5000", "message_rate": "0.25", "registration": "invite", "data": dir,
-		"login_ban": "2h0m0s", "admin_self_signed": "true", "byte_burst": "1000000000000000", "message_burst": "60",
-		"register_rate": "1/60", "mailbox_ttl": "36h0m0s", "store_max_bytes": "1GiB", "byte_rate": "2MiB"}
+		"login_ban": "2h", "admin_self_signed": "true", "byte_burst": "1000000000000000", "message_burst": "60",
+		"register_rate": "1/60", "mailbox_ttl": "1d12h", "store_max_bytes": "1GiB", "byte_rate": "2MiB"}
 	for _, s := range appliance.Settings() {
 		if got := s.Text(&back); got != s.Text(&cfg) {
 			t.Errorf("%s: printed %q, loaded back %q", s.Key, s.Text(&cfg), got)
@@ -88,7 +88,7 @@ func TestServeConfigErrors(t *testing.T) {
 		{[]string{"--mailbox-ttl", "soon"}, "not a duration", true},
 		{[]string{"--max-frame", "x"}, "-max-frame", true},
 		{[]string{"extra"}, "unexpected argument", true},
-		{[]string{"--max-frame", "5", "--check-config"}, "max_frame: must be between 64KiB and 64MiB", false},
+		{[]string{"--max-frame", "5", "--check-config"}, "max_frame must be between 64KiB and 64MiB (got 5)", false},
 		{[]string{"--config", "/nonexistent/securechat.yaml"}, "config:", false},
 		{[]string{"--register-rate", "fast"}, `invalid value "fast" for flag -register-rate: "fast" is not a rate like 20, 0.5 or 1/60`, true},
 		{[]string{"--listen", "localhost:70000", "--check-config"}, `config: listen: "localhost:70000": the port "70000" is not a number from 0 to 65535`, false},
@@ -113,7 +113,7 @@ func TestCheckConfigEveryMistake(t *testing.T) {
 	}
 	lines := strings.Split(err.Error(), "\n")
 	want := []string{"line 1: massage_rate: unknown setting; did you mean message_rate?", `line 2: message_rate: "fast" is not a rate`,
-		`config: admin: "localhost" is not HOST:PORT`, "config: max_frame: must be between"}
+		`config: admin: "localhost" is not HOST:PORT`, "config: max_frame must be between"}
 	if len(lines) != len(want) {
 		t.Fatalf("%d lines, want %d:\n%v", len(lines), len(want), err)
 	}

@@ -350,7 +350,7 @@ func TestWebAdmin(t *testing.T) {
 	// Users: search, mute from the page, unmute.
 	b.open(base + "/users?q=ali")
 	b.waitFor("the search result", `document.querySelectorAll("#users tbody tr[data-user]").length == 1 && document.querySelector('#users tr[data-user="alice"]')`)
-	b.submit(nil, `#users tr[data-user="alice"] button[name=mute]`, "Muted alice for 1h0m0s")
+	b.submit(nil, `#users tr[data-user="alice"] button[name=mute]`, "Muted alice for 1h")
 	fails(t, 1, "you are muted", nil, "send", "--home", alice.home, "--to", "bob", "muted?")
 	b.waitFor("the muted tag", `document.querySelector('#users tr[data-user="alice"] .tag.warn')`)
 	b.screenshot("users")
