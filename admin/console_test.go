@@ -3,6 +3,7 @@ package admin
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -96,7 +97,12 @@ func (f *recServer) Groups(context.Context) ([]appliance.GroupInfo, error) {
 	return []appliance.GroupInfo{{ID: "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b", Members: 5, Creator: "alice", Created: f.now, LastMessage: f.now, Messages: 12}}, f.rec("Groups()")
 }
 func (f *recServer) Snapshot(context.Context) (appliance.StatsSnapshot, error) {
-	return appliance.StatsSnapshot{Uptime: "1h0m0s", Connections: 3, Refused: 4, Fingerprint: "fp"}, f.rec("Snapshot()")
+	var s appliance.StatsSnapshot // the fingerprint as the API's JSON gives it
+	if err := json.Unmarshal([]byte(`{"fingerprint":"`+strings.Repeat("ab", 32)+`"}`), &s); err != nil {
+		return s, err
+	}
+	s.Uptime, s.Connections, s.Refused = "1h", 3, 4
+	return s, f.rec("Snapshot()")
 }
 func (f *recServer) Backup(_ context.Context, w io.Writer) (int64, error) {
 	f.rec("Backup()")
@@ -146,6 +152,7 @@ func TestCommands(t *testing.T) {
 		out  string // a substring of the output
 	}{
 		{"stats", "Snapshot()", "refused (banned)  4"},
+		{"stats", "Snapshot()", "server key        " + strings.TrimSpace(strings.Repeat("abab ", 16)) + "\n"},
 		{"!stats", "Snapshot()", "uptime"},
 		{"users", "Users()", "never"},
 		{"groups", "Groups()", "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b  5        12"},

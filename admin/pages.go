@@ -127,7 +127,7 @@ func (h *handler) renderWith(w http.ResponseWriter, r *http.Request, status int,
 		f = h.takeFlash(s)
 	}
 	info := h.info(r.Context())
-	d := pageData{Title: title, Page: page, Flash: f, Version: h.version, Data: data, Key: chat.FormatFingerprint(info.key)}
+	d := pageData{Title: title, Page: page, Flash: f, Version: h.version, Data: data, Key: info.key}
 	if f != nil && f.Error {
 		d.Form = f.Form
 	}
@@ -479,7 +479,7 @@ func (h *handler) info(ctx context.Context) serverInfo {
 	defer h.infoMu.Unlock()
 	if h.srvInfo.key == "" {
 		if snap, err := h.srv.Snapshot(ctx); err == nil {
-			h.srvInfo = serverInfo{key: snap.Fingerprint, registration: snap.Registration}
+			h.srvInfo = serverInfo{key: snap.Fingerprint.Grouped(), registration: snap.Registration}
 		}
 	}
 	return h.srvInfo

@@ -105,7 +105,7 @@ func TestRemoteRoundTrip(t *testing.T) {
 	}
 	expect("Groups", "Groups()")
 
-	if s, err := r.Snapshot(ctx); err != nil || s.Refused != 4 || s.Fingerprint != "fp" {
+	if s, err := r.Snapshot(ctx); err != nil || s.Refused != 4 || s.Fingerprint.String() != strings.Repeat("ab", 32) {
 		t.Errorf("Snapshot: %+v", s)
 	}
 	expect("Snapshot", "Snapshot()")

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"time"
+
+	"github.com/securechat/securechat/transport"
 )
 
 // The admin's views of the server: its accounts and its counters.
@@ -63,11 +65,11 @@ type StatsSnapshot struct {
 	StoreBytes    int64     `json:"store_bytes"`
 	// Groups is the group records the store keeps; SharedPayloads and
 	// SharedBytes the group messages' payloads, stored once each.
-	Groups         int    `json:"groups"`
-	SharedPayloads int    `json:"shared_payloads"`
-	SharedBytes    int64  `json:"shared_bytes"`
-	Bans           int    `json:"bans"`
-	Fingerprint    string `json:"fingerprint"`
+	Groups         int                   `json:"groups"`
+	SharedPayloads int                   `json:"shared_payloads"`
+	SharedBytes    int64                 `json:"shared_bytes"`
+	Bans           int                   `json:"bans"`
+	Fingerprint    transport.Fingerprint `json:"fingerprint"` // 64 plain hex digits in JSON
 	// Registration is the registration policy: open, invite or closed.
 	Registration string `json:"registration"`
 }
@@ -98,7 +100,7 @@ func (s *Server) Snapshot(ctx context.Context) (StatsSnapshot, error) {
 		SharedPayloads: st.SharedPayloads,
 		SharedBytes:    st.SharedBytes,
 		Bans:           len(s.bans.list(now)),
-		Fingerprint:    s.fp.String(),
+		Fingerprint:    s.fp,
 		Registration:   cmp.Or(s.cfg.Registration, RegistrationOpen),
 	}, nil
 }

@@ -6,21 +6,6 @@ import (
 	"time"
 )
 
-func TestFormatFingerprint(t *testing.T) {
-	const fp = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
-	tests := []struct{ in, want string }{
-		{fp, "0001 0203 0405 0607 0809 0a0b 0c0d 0e0f 1011 1213 1415 1617 1819 1a1b 1c1d 1e1f"},
-		{fp[:16], "0001 0203 0405 0607"}, // the status bar's prefix
-		{fp[:6], "0001 02"},
-		{"", ""},
-	}
-	for _, tt := range tests {
-		if got := FormatFingerprint(tt.in); got != tt.want {
-			t.Errorf("FormatFingerprint(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 // TestFormatTime: local time with the zone's name, whatever zone t is in.
 func TestFormatTime(t *testing.T) {
 	loc := time.FixedZone("XYZ", 5*3600+30*60)

@@ -16,7 +16,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/securechat/securechat/appliance"
-	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 	"github.com/securechat/securechat/client/home"
 	"github.com/securechat/securechat/internal/usage"
@@ -290,7 +289,7 @@ func askServer(ctx context.Context, tty *ttyIO, server string, pin transport.Fin
 			server = ""
 			continue
 		}
-		fmt.Fprintf(tty.w, "The server's key fingerprint is\n  %s\nCompare it with the one the server printed at start (server.fingerprint).\n", chat.FormatFingerprint(seen.String()))
+		fmt.Fprintf(tty.w, "The server's key fingerprint is\n  %s\nCompare it with the one the server printed at start (server.fingerprint).\n", seen.Grouped())
 		answer, err := tty.ask(ctx, "Is it the same? [y/N] ")
 		if err != nil {
 			return "", pin, err

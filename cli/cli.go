@@ -146,7 +146,7 @@ func Register(ctx context.Context, args []string, env Env, login bool) error {
 	}
 	defer h.Close()
 	if pin.IsZero() {
-		fmt.Fprintf(env.Stderr, "server key fingerprint: %s\n  trusted on first use and pinned: compare it with the fingerprint the server printed at start\n", chat.FormatFingerprint(prof.Fingerprint.String()))
+		fmt.Fprintf(env.Stderr, "server key fingerprint: %s\n  trusted on first use and pinned: compare it with the fingerprint the server printed at start\n", prof.Fingerprint.Grouped())
 	}
 	verb := "registered"
 	if login {

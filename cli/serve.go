@@ -13,7 +13,6 @@ import (
 
 	"github.com/securechat/securechat/admin"
 	"github.com/securechat/securechat/appliance"
-	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/internal/usage"
 	"golang.org/x/term"
 )
@@ -88,7 +87,7 @@ func Serve(ctx context.Context, args []string, env Env, version string) error {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "securechat server listening on %s (QUIC over UDP)\n", srv.Addr())
-	fmt.Fprintf(env.Stdout, "server key fingerprint: %s\n", chat.FormatFingerprint(srv.Fingerprint().String()))
+	fmt.Fprintf(env.Stdout, "server key fingerprint: %s\n", srv.Fingerprint().Grouped())
 	fmt.Fprintf(env.Stdout, "data directory: %s\n", cfg.Data)
 	return srv.Serve(ctx)
 }

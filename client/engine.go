@@ -151,9 +151,10 @@ func (e *Engine) emit(ev UIEvent) {
 	}
 }
 
-// Self names this account, its server and the pinned server key.
+// Self names this account, its server and the pinned server key
+// (grouped, transport.Fingerprint.Grouped).
 func (e *Engine) Self() (user, server, fingerprint string) {
-	return e.prof.User, e.prof.Server, e.prof.Fingerprint.String()
+	return e.prof.User, e.prof.Server, e.prof.Fingerprint.Grouped()
 }
 
 func (e *Engine) client() *Client {

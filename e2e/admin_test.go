@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/securechat/securechat/chat"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -94,7 +93,7 @@ func TestBansAndKick(t *testing.T) {
 	bob.send(t, "alice", "kicked, not banned")
 
 	stats := s.admin(t, "stats").Stdout
-	if !strings.Contains(stats, "refused (banned)") || !strings.Contains(stats, chat.FormatFingerprint(s.FP)) {
+	if !strings.Contains(stats, "refused (banned)") || !strings.Contains(stats, groupedFP(s.FP)) {
 		t.Errorf("stats: %q", stats)
 	}
 	fails(t, 2, "unknown command", nil, "admin", "--data", s.data, "frobnicate")

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/transport"
 )
 
@@ -289,7 +288,7 @@ func TestServeFiles(t *testing.T) {
 	// listen.addr is written once the server is ready, after the banner.
 	waitFor(t, "the serve banner", func() bool {
 		out := s.stdout.String()
-		return strings.Contains(out, s.Addr) && strings.Contains(out, chat.FormatFingerprint(s.FP))
+		return strings.Contains(out, s.Addr) && strings.Contains(out, groupedFP(s.FP))
 	})
 	fails(t, 2, "unexpected argument", nil, "serve", "extra")
 	fails(t, 2, "not a duration", nil, "serve", "--data", t.TempDir(), "--mailbox-ttl", "soon")

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/securechat/securechat/chat"
 )
 
 // TestConsoleScript runs an operator script against a real server with
@@ -40,7 +38,7 @@ backup `+backup+`
 	for _, want := range []string{
 		"banned 10.9.8.0/24 until", "scanners", "unbanned 10.9.8.0/24",
 		"disconnected alice (0 connections)", "muted alice for 10m0s", "unmuted alice",
-		"queued for 1 accounts", "refused (banned)", chat.FormatFingerprint(s.FP), "backup written to " + backup,
+		"queued for 1 accounts", "refused (banned)", groupedFP(s.FP), "backup written to " + backup,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("script output lacks %q:\n%s", want, out)
@@ -76,7 +74,7 @@ backup `+backup+`
 		t.Errorf("line 1 ran although line 3 does not parse")
 	}
 	// A script on standard input.
-	if r := run(t, nil, "stats\n", "admin", "--data", s.data, "run", "-"); r.Code != 0 || !strings.Contains(r.Stdout, chat.FormatFingerprint(s.FP)) {
+	if r := run(t, nil, "stats\n", "admin", "--data", s.data, "run", "-"); r.Code != 0 || !strings.Contains(r.Stdout, groupedFP(s.FP)) {
 		t.Errorf("run -: exit %d, %q %q", r.Code, r.Stdout, r.Stderr)
 	}
 	fails(t, 1, "shutdown works only in the server's own console", nil, "admin", "--data", s.data, "shutdown")

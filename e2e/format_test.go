@@ -10,18 +10,44 @@ import (
 	"time"
 
 	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/transport"
 )
 
 // Tests of issue 14 point 10: one form for each thing people read.
 
+// groupedFP is the fingerprint fp (64 hex digits) as people are shown it.
+func groupedFP(fp string) string {
+	f, err := transport.ParseFingerprint(fp)
+	if err != nil {
+		panic(err)
+	}
+	return f.Grouped()
+}
+
+// TestKeyMismatchGrouped: a server key that does not match the one given
+// is refused with both keys grouped as everywhere, not as 64 raw digits.
+func TestKeyMismatchGrouped(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	wrong := strings.Repeat("ab", 32)
+	r := fails(t, 1, "server key does not match", pwEnv, "register", "--server", s.Addr, "--server-key", wrong, "--user", "alice", "--home", t.TempDir())
+	want := "server key does not match: expected " + groupedFP(wrong) + ", server presented " + groupedFP(s.FP) + " ("
+	if !strings.Contains(r.Stderr, want) {
+		t.Errorf("the mismatch %q lacks %q", r.Stderr, want)
+	}
+	if strings.Contains(r.Stderr, s.FP) || strings.Contains(r.Stderr, wrong) {
+		t.Errorf("the mismatch shows a key as 64 raw digits: %q", r.Stderr)
+	}
+}
+
 // TestFingerprintGroupedEverywhere: the server key fingerprint is grouped
-// the same way (chat.FormatFingerprint) in serve's banner, register's
+// the same way (transport.Fingerprint.Grouped) in serve's banner, register's
 // trust-on-first-use line, the first run, `admin stats` and the terminal
 // client's status bar (its first 16 digits).
 func TestFingerprintGroupedEverywhere(t *testing.T) {
 	x := newTmux(t)
 	s := startServer(t)
-	grouped := chat.FormatFingerprint(s.FP)
+	grouped := groupedFP(s.FP)
 	if !regexp.MustCompile(`^([0-9a-f]{4} ){15}[0-9a-f]{4}$`).MatchString(grouped) {
 		t.Fatalf("grouped fingerprint %q", grouped)
 	}
@@ -58,7 +84,7 @@ func TestFingerprintGroupedEverywhere(t *testing.T) {
 
 	// The status bar: the first 16 digits, grouped the same way.
 	x.start("alice", user{name: "alice", home: home})
-	short := chat.FormatFingerprint(s.FP[:16])
+	short := groupedFP(s.FP)[:19]
 	if !strings.HasPrefix(grouped, short) {
 		t.Fatalf("%q is not a prefix of %q", short, grouped)
 	}

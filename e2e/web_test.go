@@ -25,7 +25,6 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
-	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/transport"
 )
 
@@ -330,7 +329,7 @@ func TestWebAdmin(t *testing.T) {
 		t.Errorf("messages on the dashboard: %q", b.text("#stat-messages"))
 	}
 	// Grouped as serve, the first run and the status bar show it (issue 14 point 10).
-	if got, want := b.text("#server-key"), chat.FormatFingerprint(s.FP); got != want {
+	if got, want := b.text("#server-key"), groupedFP(s.FP); got != want {
 		t.Errorf("dashboard shows server key %q, want %q", got, want)
 	}
 	b.screenshot("dashboard")
@@ -590,7 +589,7 @@ func TestAdminTLS(t *testing.T) {
 	if !strings.Contains(s.stdout.String(), "web admin: https://"+adminAddr(t, s)+"/") {
 		t.Errorf("serve does not give the HTTPS address:\n%s", s.stdout.String())
 	}
-	if out := s.admin(t, "stats").Stdout; !strings.Contains(out, chat.FormatFingerprint(s.FP)) {
+	if out := s.admin(t, "stats").Stdout; !strings.Contains(out, groupedFP(s.FP)) {
 		t.Errorf("admin stats over HTTPS: %s", out)
 	}
 	block, _ := pem.Decode(pemCert)

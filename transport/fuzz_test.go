@@ -9,8 +9,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/securechat/securechat/chat"
 )
 
 // Fuzz targets for every decoder of the package (docs/design.md §2). Each one
@@ -270,7 +268,7 @@ func FuzzParseFingerprint(f *testing.F) {
 		if _, err := hex.DecodeString(fp.String()); err != nil || len(fp.String()) != 64 {
 			t.Fatalf("String() = %q", fp.String())
 		}
-		grouped := chat.FormatFingerprint(fp.String()) // as people are shown it
+		grouped := fp.Grouped() // as people are shown it
 		for _, text := range []string{fp.String(), grouped, strings.ToUpper(grouped)} {
 			if g, err := ParseFingerprint(text); err != nil || !g.Equal(fp) {
 				t.Fatalf("ParseFingerprint(%q) = %v, %v; want %v", text, g, err, fp)

@@ -32,9 +32,51 @@ func FingerprintOf(pub ed25519.PublicKey) Fingerprint {
 	return Fingerprint{b: sha256.Sum256(pub)}
 }
 
-// String is 64 lowercase hex digits. People are shown them grouped
-// (chat.FormatFingerprint), which ParseFingerprint accepts too.
+// String is 64 lowercase hex digits, the form files and logs keep
+// (DATA/server.fingerprint, the log's fingerprint field). People are shown
+// Grouped, which ParseFingerprint accepts too.
 func (f Fingerprint) String() string { return hex.EncodeToString(f.b[:]) }
+
+// Grouped is the fingerprint as people compare it (docs/design.md §9): the
+// 64 hex digits in groups of four separated by spaces. serve's banner,
+// register's trust on first use, the first run, the terminal client, a key
+// mismatch, the console, `securechat admin` and the web admin all show it
+// so; a prefix of it (the status bar's) is a prefix of this.
+func (f Fingerprint) Grouped() string {
+	digits := f.String()
+	var b strings.Builder
+	for i := 0; i < len(digits); i += 4 {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(digits[i : i+4])
+	}
+	return b.String()
+}
+
+// MarshalText is String; the zero fingerprint is "". With UnmarshalText it
+// keeps a fingerprint as 64 plain digits in JSON (the admin API's stats).
+func (f Fingerprint) MarshalText() ([]byte, error) {
+	if f.IsZero() {
+		return nil, nil
+	}
+	return []byte(f.String()), nil
+}
+
+// UnmarshalText reads what ParseFingerprint reads; "" is the zero
+// fingerprint.
+func (f *Fingerprint) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*f = Fingerprint{}
+		return nil
+	}
+	v, err := ParseFingerprint(string(b))
+	if err != nil {
+		return err
+	}
+	*f = v
+	return nil
+}
 
 // Bytes returns the 32 bytes of the fingerprint.
 func (f Fingerprint) Bytes() []byte { return append([]byte(nil), f.b[:]...) }
@@ -108,7 +150,7 @@ type KeyMismatchError struct {
 }
 
 func (e *KeyMismatchError) Error() string {
-	return fmt.Sprintf("server key does not match: expected %s, server presented %s (possibly an attack; do not go on unless the server's operator confirms a new key)", e.Pinned, e.Got)
+	return fmt.Sprintf("server key does not match: expected %s, server presented %s (possibly an attack; do not go on unless the server's operator confirms a new key)", e.Pinned.Grouped(), e.Got.Grouped())
 }
 
 // Pinner checks the server key during the TLS handshake. With a zero Pin

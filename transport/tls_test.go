@@ -3,10 +3,9 @@ package transport
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/json"
 	"strings"
 	"testing"
-
-	"github.com/securechat/securechat/chat"
 )
 
 // testFingerprint is 00 01 02 … 1f.
@@ -111,16 +110,42 @@ func TestFingerprint(t *testing.T) {
 	}
 }
 
-// TestFingerprintGrouped: the form people are shown (chat.FormatFingerprint)
-// parses back.
+// TestFingerprintGrouped: the form people are shown (Grouped) is the 64
+// digits in sixteen groups of four, parses back, and a key mismatch names
+// both keys in it; the text form (JSON) stays 64 plain digits.
 func TestFingerprintGrouped(t *testing.T) {
 	t.Parallel()
 	f, err := ParseFingerprint(testFingerprint)
 	if err != nil {
 		t.Fatal(err)
 	}
-	grouped := chat.FormatFingerprint(f.String())
+	grouped := f.Grouped()
+	groups := strings.Split(grouped, " ")
+	if len(groups) != 16 || strings.Join(groups, "") != f.String() {
+		t.Errorf("Grouped() = %q", grouped)
+	}
+	for _, g := range groups {
+		if len(g) != 4 {
+			t.Errorf("Grouped() = %q: a group of %d", grouped, len(g))
+		}
+	}
 	if g, err := ParseFingerprint(grouped); err != nil || !g.Equal(f) {
 		t.Errorf("ParseFingerprint(%q) = %v, %v", grouped, g, err)
+	}
+	other, _ := ParseFingerprint(strings.Repeat("cd", 32))
+	msg := (&KeyMismatchError{Pinned: f, Got: other}).Error()
+	if !strings.Contains(msg, "expected "+grouped+", server presented "+other.Grouped()+" ") || strings.Contains(msg, f.String()) {
+		t.Errorf("the mismatch does not name both keys grouped: %s", msg)
+	}
+	b, err := json.Marshal(struct{ F, Z Fingerprint }{F: f})
+	if err != nil || string(b) != `{"F":"`+f.String()+`","Z":""}` {
+		t.Errorf("JSON %s, %v", b, err)
+	}
+	var back struct{ F, Z Fingerprint }
+	if err := json.Unmarshal(b, &back); err != nil || !back.F.Equal(f) || !back.Z.IsZero() {
+		t.Errorf("JSON back: %v, %v", back, err)
+	}
+	if err := json.Unmarshal([]byte(`{"F":"12"}`), &back); err == nil {
+		t.Error("JSON took a short fingerprint")
 	}
 }

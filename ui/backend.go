@@ -17,7 +17,8 @@ type Backend interface {
 	// state changes, typing, identity changes. Closed when the engine stops.
 	Events() <-chan client.UIEvent
 	// Self is this account's user name, its server and the server key
-	// fingerprint (64 hex digits) pinned in the home.
+	// fingerprint pinned in the home, grouped as people are shown it (64 hex
+	// digits in groups of four).
 	Self() (user, server, fingerprint string)
 	// Conversations lists conversations, most recent activity first.
 	Conversations() ([]client.ConversationInfo, error)

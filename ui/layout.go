@@ -8,7 +8,6 @@ import (
 	"github.com/gdamore/tcell/v2"
 	"github.com/rivo/tview"
 
-	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 )
 
@@ -313,15 +312,16 @@ func (u *UI) statusLine(width int) line {
 }
 
 // shortFingerprint is the first 16 hex digits of the server key
-// fingerprint, grouped as everywhere (chat.FormatFingerprint), enough to
-// recognise it; the server's start-up line, the first run and the web
-// admin show all 64.
+// fingerprint, enough to recognise it: the first four groups of the
+// grouped form the backend gives (transport.Fingerprint.Grouped, as
+// everywhere); the server's start-up line, the first run and the web admin
+// show all 64.
 func shortFingerprint(fp string) string {
 	if fp == "" {
 		return "unknown"
 	}
-	digits := []rune(sanitizeLine(fp))
-	return chat.FormatFingerprint(string(digits[:min(16, len(digits))]))
+	groups := strings.Fields(sanitizeLine(fp))
+	return strings.Join(groups[:min(4, len(groups))], " ")
 }
 
 // leftRight puts right at the right edge of width, after left, which is

@@ -123,9 +123,9 @@ func TestCanonicalName(t *testing.T) {
 func TestShortFingerprint(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
-		"f90ad1238ca252e4a599dbf89c8b07f805d6a365539acda5060a197ce4443bdf": "f90a d123 8ca2 52e4",
-		"abcdef": "abcd ef",
-		"":       "unknown",
+		"f90a d123 8ca2 52e4 a599 dbf8 9c8b 07f8 05d6 a365 539a cda5 060a 197c e444 3bdf": "f90a d123 8ca2 52e4",
+		"abcd ef": "abcd ef",
+		"":        "unknown",
 	} {
 		if got := shortFingerprint(in); got != want {
 			t.Errorf("shortFingerprint(%q) = %q, want %q", in, got, want)

@@ -15,8 +15,8 @@ import (
 	"github.com/securechat/securechat/client"
 )
 
-// Fingerprint is the server key fingerprint a Backend reports.
-const Fingerprint = "f90ad1238ca252e4a599dbf89c8b07f805d6a365539acda5060a197ce4443bdf"
+// Fingerprint is the server key fingerprint a Backend reports, grouped.
+const Fingerprint = "f90a d123 8ca2 52e4 a599 dbf8 9c8b 07f8 05d6 a365 539a cda5 060a 197c e444 3bdf"
 
 // Call is one recorded call of a Backend method.
 type Call struct {
