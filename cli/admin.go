@@ -24,7 +24,7 @@ const adminTimeout = 5 * time.Minute
 // server. The commands and their syntax are the server console's
 // (admin.Interpreter).
 func Admin(ctx context.Context, args []string, env Env) error {
-	fs := usage.NewFlagSet("admin", env.Stderr).Synopsis("COMMAND [ARGS...] (help lists the commands)")
+	fs := usage.NewFlagSet("admin", env.Stderr).Synopsis("COMMAND [ARGS...] (help lists the commands)").After(usage.Command, "")
 	data := fs.String("data", "./securechat-data", "the server's data `directory` (finds admin.addr and admin.token)")
 	apiURL := fs.String("admin-url", "", "admin API `URL` (instead of --data)")
 	tokenFile := fs.String("token-file", "", "`file` holding the admin token (with --admin-url)")
@@ -35,6 +35,13 @@ func Admin(ctx context.Context, args []string, env Env) error {
 		return usage.Errorf("usage: securechat %s", adminUsage)
 	}
 	cmd := fs.Args()
+	if cmd[0] == "broadcast" { // free text: admin's own flags go first
+		text, err := fs.CheckText(cmd[1:], "the broadcast text")
+		if err != nil {
+			return err
+		}
+		cmd = append([]string{"broadcast"}, text...)
+	}
 	script := ""
 	if cmd[0] == "run" {
 		if len(cmd) != 2 {

@@ -349,15 +349,12 @@ func flushOutbox(ctx context.Context, e *client.Engine, env Env) error {
 
 // Send is `securechat send`.
 func Send(ctx context.Context, args []string, env Env) error {
-	fs := usage.NewFlagSet("send", env.Stderr).Synopsis("TEXT... (or - to read the text from stdin)")
+	fs := usage.NewFlagSet("send", env.Stderr).Synopsis("TEXT... (or - to read the text from stdin)").After(usage.Text, "the message text")
 	dir := homeFlag(fs, env)
 	to := fs.String("to", "", "recipient user `name`")
 	group := fs.String("group", "", "the group's `title` (or g:ID), instead of --to")
 	if err := fs.Parse(args); err != nil {
 		return err
-	}
-	if f := fs.FlagAmong(fs.Args()); f != "" {
-		return usage.Errorf("send: %s comes after the text: flags go before it (send --to NAME TEXT...)", f)
 	}
 	switch {
 	case *to == "" && *group == "":
@@ -581,20 +578,14 @@ func Fingerprint(ctx context.Context, args []string, env Env) error {
 
 // Trust is `securechat trust NAME`: accept NAME's changed identity key.
 func Trust(ctx context.Context, args []string, env Env) error {
-	fs := usage.NewFlagSet("trust", env.Stderr).Synopsis("NAME")
+	fs := usage.NewFlagSet("trust", env.Stderr).Synopsis("NAME").After(usage.Anywhere, "")
 	dir := homeFlag(fs, env)
 	number := fs.String("safety-number", "", "accept the pending key only if its safety number is `DIGITS` (spaces ignored); without it, only the key whose number securechat fingerprint NAME last showed")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	// Flags may follow the name too: trust NAME --safety-number DIGITS.
-	var names []string
-	for rest := fs.Args(); len(rest) > 0; rest = fs.Args() {
-		names = append(names, rest[0])
-		if err := fs.Parse(rest[1:]); err != nil {
-			return err
-		}
-	}
+	names := fs.Args()
 	if len(names) != 1 {
 		return usage.Errorf("trust: name one user")
 	}

@@ -25,13 +25,10 @@ what the other members changed.`
 
 // Group is `securechat group` (docs/design.md §7).
 func Group(ctx context.Context, args []string, env Env) error {
-	fs := usage.NewFlagSet("group", env.Stderr).Synopsis("SUBCOMMAND ... (create, add, remove, leave, role, list, info)")
+	fs := usage.NewFlagSet("group", env.Stderr).Synopsis("SUBCOMMAND ... (create, add, remove, leave, role, list, info)").After(usage.Text, "the subcommand")
 	dir := homeFlag(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return err
-	}
-	if f := fs.FlagAmong(fs.Args()); f != "" {
-		return usage.Errorf("group: %s comes after the subcommand: flags go before it (group --home DIR create ...)", f)
 	}
 	a := fs.Args()
 	if len(a) == 0 {

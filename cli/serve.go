@@ -126,22 +126,23 @@ func serveConfig(args []string, env Env) (cfg appliance.Config, done bool, err e
 	settingFlags(fs, &flags)
 	printConfig := fs.Bool("print-config", false, "print the effective configuration as YAML and exit")
 	checkConfig := fs.Bool("check-config", false, "validate the configuration and exit")
-	if err := fs.Parse(args); err != nil {
+	// Every mistake is reported, one line each: the flags' (a usage error,
+	// exit status 2, if there is one), the file's (a setting that does not
+	// read keeps its default, so it is not reported twice), then the
+	// settings out of their bounds or rules.
+	var errs []error
+	flagsBad := false
+	if err := fs.Parse(args); usage.IsHelp(err) {
 		return cfg, false, err
+	} else if err != nil {
+		errs, flagsBad = append(errs, err), true
 	}
 	if fs.NArg() > 0 {
-		return cfg, false, usage.Errorf("serve: unexpected argument %q", fs.Arg(0))
+		errs, flagsBad = append(errs, usage.Errorf("serve: unexpected argument %q", fs.Arg(0))), true
 	}
-	// Every mistake is reported, one line each: the file's (a setting
-	// that does not read keeps its default, so it is not reported twice),
-	// then the settings out of their bounds.
-	var errs []error
 	if *configPath != "" {
 		if cfg, err = appliance.LoadConfig(*configPath); err != nil {
-			if _, statErr := os.Stat(*configPath); statErr != nil {
-				return cfg, false, err
-			}
-			errs = append(errs, err)
+			errs = append(errs, err) // unreadable, or every mistake in it
 		}
 	}
 	for _, s := range appliance.Settings() {
@@ -151,6 +152,9 @@ func serveConfig(args []string, env Env) (cfg appliance.Config, done bool, err e
 	}
 	for _, err := range cfg.Problems() {
 		errs = append(errs, fmt.Errorf("config: %w", err))
+	}
+	if flagsBad {
+		return cfg, false, &usage.Error{Msg: errors.Join(errs...).Error()}
 	}
 	if len(errs) > 0 {
 		return cfg, false, errors.Join(errs...)

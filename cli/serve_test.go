@@ -86,17 +86,38 @@ func TestServeConfigErrors(t *testing.T) {
 		usage bool
 	}{
 		{[]string{"--mailbox-ttl", "soon"}, "not a duration", true},
-		{[]string{"--max-frame", "x"}, "-max-frame", true},
+		{[]string{"--max-frame", "x"}, `serve: --max-frame: "x" is not a size in bytes like 65536 or 64KiB`, true},
+		{[]string{"--log-level", "inof"}, `config: log_level: "inof" is not debug, info, warn or error; did you mean info?`, false},
 		{[]string{"extra"}, "unexpected argument", true},
 		{[]string{"--max-frame", "5", "--check-config"}, "max_frame must be between 64KiB and 64MiB (got 5)", false},
 		{[]string{"--config", "/nonexistent/securechat.yaml"}, "config:", false},
-		{[]string{"--register-rate", "fast"}, `invalid value "fast" for flag -register-rate: "fast" is not a rate like 20, 0.5 or 1/60`, true},
+		{[]string{"--register-rate", "fast"}, `serve: --register-rate: "fast" is not a rate like 20, 0.5 or 1/60`, true},
 		{[]string{"--listen", "localhost:70000", "--check-config"}, `config: listen: "localhost:70000": the port "70000" is not a number from 0 to 65535`, false},
 	} {
 		_, _, err := serveConfig(tc.args, env)
 		if err == nil || !strings.Contains(err.Error(), tc.err) || usage.Is(err) != tc.usage {
 			t.Errorf("%v: %v, want %q (usage error %v)", tc.args, err, tc.err, tc.usage)
 		}
+	}
+}
+
+// TestServeEveryBadFlag: serve reports every bad flag, one line each, with
+// the mistakes of the configuration, as a usage error; a flag near a known
+// one names it, a choice near a known word names the word.
+func TestServeEveryBadFlag(t *testing.T) {
+	env := Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" }}
+	_, _, err := serveConfig([]string{"--lsten", ":1", "--frame-timeout", "10x", "--max-conns", "many", "--log-level", "wran",
+		"--registration", "invit", "--frame-timeout=1ms", "--check-config"}, env)
+	want := []string{
+		"serve: unknown flag --lsten; did you mean --listen?",
+		`serve: --frame-timeout: "10x" is not a duration like 30s, 12h or 30d`,
+		`serve: --max-conns: "many" is not a whole number`,
+		"config: frame_timeout must be at least 100ms (got 1ms)",
+		`config: registration: "invit" is not open, invite or closed; did you mean invite?`,
+		`config: log_level: "wran" is not debug, info, warn or error; did you mean warn?`,
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") || !usage.Is(err) {
+		t.Fatalf("got (usage error %v):\n%v\nwant:\n%s", usage.Is(err), err, strings.Join(want, "\n"))
 	}
 }
 

@@ -35,7 +35,9 @@ func TestHelpExitsZero(t *testing.T) {
 
 // TestSendFromStdinAndLateFlags: send - reads the text from standard
 // input; a flag after the text is refused with a line that says so, not
-// taken as text.
+// taken as text, and so is one after a group's subcommand or an operator's
+// broadcast text; -- lets a text start with a dash; a misspelt flag names
+// the one meant.
 func TestSendFromStdinAndLateFlags(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
@@ -44,10 +46,17 @@ func TestSendFromStdinAndLateFlags(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("send -: exit %d: %s", r.Code, r.Stderr)
 	}
-	fails(t, 2, "comes after the text", nil, "send", "--home", alice.home, "hello", "--to", "bob")
+	fails(t, 2, "send: flag --to after the message text: put flags first (or use -- before text starting with -)", nil, "send", "--home", alice.home, "hello", "--to", "bob")
+	fails(t, 2, "send: flag --home after the message text", nil, "send", "--to", "bob", "hello", "--home", alice.home)
+	fails(t, 2, "send: unknown flag --too; did you mean --to?", nil, "send", "--home", alice.home, "--too", "bob", "hello")
+	fails(t, 2, "send: unknown flag -5 (use -- before text starting with -)", nil, "send", "--home", alice.home, "--to", "bob", "-5", "degrees")
 	fails(t, 2, "no message text on standard input", nil, "send", "--home", alice.home, "--to", "bob", "-")
+	fails(t, 2, "group: flag --home after the subcommand", nil, "group", "list", "--home", alice.home)
+	fails(t, 2, "fingerprint: flag --home after the arguments: put flags first", nil, "fingerprint", "bob", "--home", alice.home)
+	fails(t, 2, "admin: flag --data after the broadcast text", nil, "admin", "broadcast", "hello", "--data", s.data)
+	ok(t, nil, "send", "--home", alice.home, "--to", "bob", "--", "-5", "degrees", "--to", "the", "north")
 	got := texts(bob.recv(t, "0s"))
-	if !slices.Equal(got, []string{"a line from a pipe\nand another"}) {
+	if !slices.Equal(got, []string{"a line from a pipe\nand another", "-5 degrees --to the north"}) {
 		t.Errorf("bob got %q", got)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -45,17 +46,54 @@ func TestCheckConfigEveryMistake(t *testing.T) {
 	}
 }
 
+// TestServeEveryBadFlag: serve with several bad flags reports every one,
+// one line each (as --check-config does for a file), exit status 2: a
+// misspelt flag names the one meant, a value out of bounds says so in the
+// setting's own form, a choice near a known word names it.
+func TestServeEveryBadFlag(t *testing.T) {
+	t.Parallel()
+	data := filepath.Join(t.TempDir(), "data")
+	r := run(t, nil, "", "serve", "--data", data, "--lsten", "127.0.0.1:0", "--frame-timeout", "10m0", "--max-frame", "1GiB",
+		"--log-level", "wanr", "--register-rate", "1/0", "--mailbox-ttl", "0.5s")
+	if r.Code != 2 {
+		t.Fatalf("exit %d, want 2: %s", r.Code, r.Stderr)
+	}
+	want := []string{
+		"securechat: serve: unknown flag --lsten; did you mean --listen?",
+		`serve: --frame-timeout: "10m0" is not a duration like 30s, 12h or 30d`,
+		`serve: --register-rate: "1/0" is not a rate like 20, 0.5 or 1/60`,
+		"config: mailbox_ttl must be at least 1s (got 500ms)",
+		"config: max_frame must be between 64KiB and 64MiB (got 1GiB)",
+		`config: log_level: "wanr" is not debug, info, warn or error; did you mean warn?`,
+	}
+	if got := strings.TrimRight(r.Stderr, "\n"); got != strings.Join(want, "\n") {
+		t.Errorf("stderr:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+	}
+	if _, err := os.Stat(data); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("serve with bad flags made %s: %v", data, err)
+	}
+	for _, goism := range []string{"e+", "ns", "parse error", "flag provided"} {
+		if strings.Contains(r.Stderr, goism) {
+			t.Errorf("the errors mention %q: %s", goism, r.Stderr)
+		}
+	}
+}
+
 // TestPrintConfigForms: --print-config prints sizes and rates as they are
 // written, and takes them back, from flags as from the file.
 func TestPrintConfigForms(t *testing.T) {
 	out := ok(t, nil, "serve", "--print-config", "--register-rate", "1/60", "--mailbox-ttl", "1d12h", "--byte-rate", "2MiB").Stdout
-	for _, line := range []string{"register_rate: 1/60\n", "byte_rate: 2MiB\n", "store_max_bytes: 4GiB\n", "mailbox_ttl: 1d12h\n"} {
+	for _, line := range []string{"register_rate: 1/60\n", "byte_rate: 2MiB\n", "store_max_bytes: 4GiB\n", "mailbox_ttl: 1d12h\n",
+		"login_ban: 15m\n", "idle_timeout: 1m\n", "afk_timeout: 0s\n"} {
 		if !strings.Contains(out, line) {
 			t.Errorf("printed config lacks %q:\n%s", line, out)
 		}
 	}
 	if strings.Contains(out, "e+") {
 		t.Errorf("printed config has an exponent:\n%s", out)
+	}
+	if zero := regexp.MustCompile(`\d[dhm]0[hms]?\n`).FindString(out); zero != "" {
+		t.Errorf("printed config has a duration with a zero unit (%q):\n%s", zero, out)
 	}
 	file := writeTemp(t, out)
 	if back := ok(t, nil, "serve", "--config", file, "--print-config").Stdout; back != out {
