@@ -47,6 +47,11 @@ func Discover(dataDir string) (baseURL, token string, err error) {
 	}
 	addr, err := os.ReadFile(filepath.Join(dataDir, appliance.FileAdminAddr))
 	if err != nil {
+		// A running server writes listen.addr once it is ready and removes
+		// it when it stops; with --admin off it writes no admin.addr.
+		if _, lerr := os.Stat(filepath.Join(dataDir, appliance.FileListenAddr)); lerr == nil {
+			return "", "", errors.New("the server runs with --admin off: no admin listener (use its console, or restart it with --admin ADDR)")
+		}
 		return "", "", fmt.Errorf("no admin API address in %s (is the server running with this --data?)", dataDir)
 	}
 	tok, err := os.ReadFile(filepath.Join(dataDir, appliance.FileAdminToken))

@@ -211,6 +211,10 @@ func TestDiscover(t *testing.T) {
 	if _, _, err := Discover(dir); err == nil || !strings.Contains(err.Error(), "is the server running") {
 		t.Errorf("Discover without admin.addr: %v", err)
 	}
+	os.WriteFile(filepath.Join(dir, appliance.FileListenAddr), []byte("127.0.0.1:4433\n"), 0o644) // running, --admin off
+	if _, _, err := Discover(dir); err == nil || !strings.HasPrefix(err.Error(), "the server runs with --admin off: no admin listener") {
+		t.Errorf("Discover of a server with --admin off: %v", err)
+	}
 	os.WriteFile(filepath.Join(dir, appliance.FileAdminAddr), []byte("127.0.0.1:8123\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, appliance.FileAdminToken), []byte(testToken+"\n"), 0o600)
 	base, token, err := Discover(dir)

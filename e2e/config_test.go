@@ -110,6 +110,7 @@ func TestAdminOff(t *testing.T) {
 	if strings.Contains(s.stdout.String(), "web admin") {
 		t.Errorf("--admin off printed a web admin address: %s", s.stdout.String())
 	}
+	fails(t, 1, "the server runs with --admin off: no admin listener", nil, "admin", "--data", s.data, "stats")
 	alice := register(t, s, "alice")
 	register(t, s, "bob")
 	alice.send(t, "bob", "hello")
