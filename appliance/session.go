@@ -184,7 +184,7 @@ func (ss *session) afk(ctx context.Context, d time.Duration) {
 					log = log.With("user", u, "device", ss.dev.ID)
 				}
 				log.Info("idle disconnect", "after", d.String())
-				ss.close(transport.CloseIdle, fmt.Sprintf("disconnected after %v without activity", d))
+				ss.close(transport.CloseIdle, fmt.Sprintf("disconnected after %s without activity", FormatDuration(d)))
 				return
 			}
 		}
