@@ -221,11 +221,7 @@ func splitFlag(a string) (name, value string, hasValue, isFlag bool) {
 	if len(a) < 2 || a[0] != '-' {
 		return "", "", false, false
 	}
-	name = a[1:]
-	if strings.HasPrefix(name, "-") {
-		name = name[1:]
-	}
-	name, value, hasValue = strings.Cut(name, "=")
+	name, value, hasValue = strings.Cut(strings.TrimPrefix(a[1:], "-"), "=")
 	return name, value, hasValue, true
 }
 

@@ -89,8 +89,8 @@ func TestParseEveryMistake(t *testing.T) {
 func TestParseAfter(t *testing.T) {
 	fs := NewFlagSet("fingerprint", new(bytes.Buffer))
 	home := fs.String("home", "", "")
-	if err := fs.Parse([]string{"bob", "--home", "x"}); err == nil || err.Error() != "fingerprint: flag --home after the arguments: put flags first" {
-		t.Errorf("refused: %v", err)
+	if err := fs.Parse([]string{"bob", "--home", "x"}); err == nil || err.Error() != "fingerprint: flag --home after the arguments: put flags first" || *home != "" {
+		t.Errorf("refused: %v (home %q)", err, *home)
 	}
 	fs = NewFlagSet("fingerprint", new(bytes.Buffer))
 	fs.String("home", "", "")
