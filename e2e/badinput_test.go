@@ -57,7 +57,7 @@ func TestBadInput(t *testing.T) {
 		wrong := strings.Repeat("ab", 32)
 		r := fails(t, 1, "server key does not match", pwEnv,
 			"register", "--server", s.Addr, "--server-key", wrong, "--user", "mallory", "--home", t.TempDir())
-		if !strings.Contains(r.Stderr, wrong) || !strings.Contains(r.Stderr, s.FP) {
+		if !strings.Contains(r.Stderr, groupedFP(wrong)) || !strings.Contains(r.Stderr, groupedFP(s.FP)) {
 			t.Errorf("error does not name both fingerprints: %s", r.Stderr)
 		}
 	})
@@ -74,7 +74,7 @@ func TestBadInput(t *testing.T) {
 		os.RemoveAll(other.data)
 		other.start() // same port, new key
 		r := fails(t, 1, "server key does not match", nil, "send", "--home", home, "--to", "pinned", "hi")
-		if !strings.Contains(r.Stderr, other.FP) {
+		if !strings.Contains(r.Stderr, groupedFP(other.FP)) {
 			t.Errorf("error does not name the new fingerprint: %s", r.Stderr)
 		}
 	})
@@ -82,7 +82,8 @@ func TestBadInput(t *testing.T) {
 		fails(t, 2, "--to is required", nil, "send", "--home", alice.home, "hi")
 		fails(t, 2, "no message text", nil, "send", "--home", alice.home, "--to", "bob")
 		fails(t, 2, "unknown command", nil, "frobnicate")
-		fails(t, 2, "not defined", nil, "recv", "--bogus")
+		fails(t, 2, "recv: unknown flag --bogus", nil, "recv", "--bogus")
+		fails(t, 2, "recv: unknown flag --jsn; did you mean --json?", nil, "recv", "--jsn")
 	})
 	t.Run("not registered", func(t *testing.T) {
 		fails(t, 1, "no account yet", nil, "send", "--home", t.TempDir(), "--to", "bob", "hi")

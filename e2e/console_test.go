@@ -37,7 +37,7 @@ backup `+backup+`
 	out := s.admin(t, "run", script).Stdout
 	for _, want := range []string{
 		"banned 10.9.8.0/24 until", "scanners", "unbanned 10.9.8.0/24",
-		"disconnected alice (0 connections)", "muted alice for 10m0s", "unmuted alice",
+		"disconnected alice (0 connections)", "muted alice for 10m", "unmuted alice",
 		"queued for 1 accounts", "refused (banned)", groupedFP(s.FP), "backup written to " + backup,
 	} {
 		if !strings.Contains(out, want) {
