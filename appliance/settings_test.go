@@ -368,9 +368,9 @@ func TestGroupSettings(t *testing.T) {
 		t.Errorf("defaults %d, %d", d.GroupMaxMembers, d.GroupMaxPerAccount)
 	}
 	for c, want := range map[*Config]string{
-		{GroupMaxMembers: transport.MaxGroupEnvelopes + 1}: "group_max_members: must be between 1 and 8192",
-		{GroupMaxMembers: -1}:                              "group_max_members: must be between 1 and 8192",
-		{GroupMaxPerAccount: 1<<20 + 1}:                    "group_max_per_account: must be between 1 and 1048576",
+		{GroupMaxMembers: transport.MaxGroupEnvelopes + 1}: "group_max_members must be between 1 and 8192 (got 8193)",
+		{GroupMaxMembers: -1}:                              "group_max_members must be between 1 and 8192 (got -1)",
+		{GroupMaxPerAccount: 1<<20 + 1}:                    "group_max_per_account must be between 1 and 1048576 (got 1048577)",
 	} {
 		if err := c.Validate(); err == nil || err.Error() != want {
 			t.Errorf("%+v: %v, want %q", *c, err, want)
