@@ -806,14 +806,16 @@ func (e *Engine) sendNext(ctx context.Context, c *Client) bool {
 }
 
 // Typing sends an ephemeral typing signal to a conversation (docs/design.md
-// §4: never stored).
+// §4: never stored); none to a group.
 func (e *Engine) Typing(to chat.Conversation) {
 	e.touch()
 	e.mu.Lock()
 	on, muted := e.sendTyping, e.opts.Now().Before(e.typingMute[to])
 	e.mu.Unlock()
 	c := e.client()
-	if !on || muted || c == nil {
+	// Nor typing in groups, until per-member signals exist (issue 10
+	// point 4).
+	if !on || muted || c == nil || to.IsGroup() {
 		return
 	}
 	go func() {
@@ -831,7 +833,7 @@ func (e *Engine) Typing(to chat.Conversation) {
 }
 
 // MarkRead clears a conversation's unread count and sends read receipts for
-// what it received since the last time.
+// what it received since the last time (none for a group's).
 func (e *Engine) MarkRead(conv chat.Conversation) error {
 	e.touch()
 	entries, err := e.home.History(conv, "", 200)
@@ -854,7 +856,10 @@ func (e *Engine) MarkRead(conv chat.Conversation) error {
 	e.mu.Lock()
 	receipts := e.sendReceipts
 	e.mu.Unlock()
-	if !receipts || conv == SystemConversation {
+	// A group's messages get no read receipts until there are read
+	// states per member (issue 10 point 4): a receipt to the group would
+	// go to every member.
+	if !receipts || conv == SystemConversation || conv.IsGroup() {
 		return nil
 	}
 	var refs [][]byte

@@ -222,44 +222,69 @@ func (c *Client) identityFor(ctx context.Context, user string) (e2ee.IdentityKey
 // and sends every member the group's log. If that send fails the group is
 // forgotten again: it never existed for anyone else.
 func (c *Client) CreateGroup(ctx context.Context, title string, members []string) (GroupInfo, error) {
+	info, _, err := c.createGroup(ctx, title, members)
+	return info, err
+}
+
+// createGroup is CreateGroup, returning the line it kept in the group's
+// history too.
+func (c *Client) createGroup(ctx context.Context, title string, members []string) (GroupInfo, *HistoryEntry, error) {
 	if c.keys == nil {
-		return GroupInfo{}, ErrNotLinked
+		return GroupInfo{}, nil, ErrNotLinked
 	}
 	var id [e2ee.GroupIDSize]byte
 	if _, err := io.ReadFull(c.rand, id[:]); err != nil {
-		return GroupInfo{}, err
+		return GroupInfo{}, nil, err
 	}
 	ch := &e2ee.GroupChange{Group: id, Actor: c.prof.User, Time: c.now().UnixMilli(), Op: e2ee.OpCreate, Title: title,
 		Members: []e2ee.GroupMember{{User: c.prof.User, Identity: c.keys.IdentityKey(), Role: e2ee.RoleOwner}}}
 	added, err := c.newMembers(ctx, members, e2ee.RoleMember)
 	if err != nil {
-		return GroupInfo{}, err
+		return GroupInfo{}, nil, err
 	}
 	ch.Members = append(ch.Members, added...)
 	if err := e2ee.SignGroupChange(ch, c.keys.IdentityPrivateKey()); err != nil {
-		return GroupInfo{}, groupError(err)
+		return GroupInfo{}, nil, groupError(err)
 	}
 	l, err := e2ee.NewGroupLog(ch, groupMaxMembers)
 	if err != nil {
-		return GroupInfo{}, groupError(err)
+		return GroupInfo{}, nil, groupError(err)
 	}
 	lb, err := l.MarshalBinary()
 	if err != nil {
-		return GroupInfo{}, err
+		return GroupInfo{}, nil, err
 	}
 	conv := groupConv(id)
 	c.groupMu.Lock()
 	defer c.groupMu.Unlock()
 	rec := &home.GroupRecord{Group: conv, Log: lb}
 	if err := c.home.Update(func(tx *home.Tx) error { return tx.PutGroup(rec) }); err != nil {
-		return GroupInfo{}, err
+		return GroupInfo{}, nil, err
 	}
 	content := &Content{Kind: chat.KindGroupChange, Group: conv.ID(), SentAt: c.now().UnixMilli(), GroupLog: lb}
 	if err := c.sendGroupContent(ctx, conv, content); err != nil {
 		c.home.Update(func(tx *home.Tx) error { return tx.DeleteGroup(conv) })
-		return GroupInfo{}, err
+		return GroupInfo{}, nil, err
 	}
-	return groupInfo(c.home, rec)
+	var line HistoryEntry
+	text := fmt.Sprintf("%s (%s)", describeChange(ch, c.prof.User), memberList(l.State(), c.prof.User))
+	if err := c.home.Update(func(tx *home.Tx) (err error) {
+		line, err = c.keepOwnChange(tx, conv, text)
+		return err
+	}); err != nil {
+		return GroupInfo{}, nil, err
+	}
+	info, err := groupInfo(c.home, rec)
+	return info, &line, err
+}
+
+// keepOwnChange keeps the line of the group's history that says what
+// this account did ("you added dave"): the other members' clients, and
+// this account's other devices, keep theirs as the change arrives
+// (receiveGroup); the acting device keeps its own as it makes it.
+func (c *Client) keepOwnChange(tx *home.Tx, conv chat.Conversation, text string) (HistoryEntry, error) {
+	rec := &home.HistoryRecord{ID: newID(c), From: c.prof.User, Kind: chat.KindSystem, Text: text, Time: c.now().UnixMilli()}
+	return tx.AddHistory(conv, rec, false)
 }
 
 // newMembers names users as members of role, each with the identity key
@@ -285,35 +310,54 @@ func (c *Client) newMembers(ctx context.Context, users []string, role e2ee.Group
 
 // AddToGroup adds users to a group as members.
 func (c *Client) AddToGroup(ctx context.Context, conv chat.Conversation, users []string) error {
-	added, err := c.newMembers(ctx, users, e2ee.RoleMember)
-	if err != nil {
-		return err
-	}
-	if len(added) == 0 {
-		return errors.New("nobody to add")
-	}
-	return c.changeGroup(ctx, conv, &e2ee.GroupChange{Op: e2ee.OpAdd, Members: added})
+	_, err := c.addToGroup(ctx, conv, users)
+	return err
 }
 
 // RemoveFromGroup removes users from a group.
 func (c *Client) RemoveFromGroup(ctx context.Context, conv chat.Conversation, users []string) error {
-	targets, err := canonicalUsers(users)
-	if err != nil {
-		return err
-	}
-	return c.changeGroup(ctx, conv, &e2ee.GroupChange{Op: e2ee.OpRemove, Targets: targets})
+	_, err := c.removeFromGroup(ctx, conv, users)
+	return err
 }
 
 // LeaveGroup takes this account out of a group.
 func (c *Client) LeaveGroup(ctx context.Context, conv chat.Conversation) error {
-	return c.changeGroup(ctx, conv, &e2ee.GroupChange{Op: e2ee.OpLeave})
+	_, err := c.changeGroup(ctx, conv, &e2ee.GroupChange{Op: e2ee.OpLeave})
+	return err
 }
 
 // SetGroupRole makes users admins or plain members of a group.
 func (c *Client) SetGroupRole(ctx context.Context, conv chat.Conversation, users []string, admin bool) error {
+	_, err := c.setGroupRole(ctx, conv, users, admin)
+	return err
+}
+
+// addToGroup, removeFromGroup and setGroupRole are the commands above,
+// returning the line of the group's history each keeps for this account
+// (changeGroup).
+func (c *Client) addToGroup(ctx context.Context, conv chat.Conversation, users []string) (*HistoryEntry, error) {
+	added, err := c.newMembers(ctx, users, e2ee.RoleMember)
+	if err != nil {
+		return nil, err
+	}
+	if len(added) == 0 {
+		return nil, errors.New("nobody to add")
+	}
+	return c.changeGroup(ctx, conv, &e2ee.GroupChange{Op: e2ee.OpAdd, Members: added})
+}
+
+func (c *Client) removeFromGroup(ctx context.Context, conv chat.Conversation, users []string) (*HistoryEntry, error) {
 	targets, err := canonicalUsers(users)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	return c.changeGroup(ctx, conv, &e2ee.GroupChange{Op: e2ee.OpRemove, Targets: targets})
+}
+
+func (c *Client) setGroupRole(ctx context.Context, conv chat.Conversation, users []string, admin bool) (*HistoryEntry, error) {
+	targets, err := canonicalUsers(users)
+	if err != nil {
+		return nil, err
 	}
 	role := e2ee.RoleMember
 	if admin {
@@ -344,40 +388,41 @@ func canonicalUsers(users []string) ([]string, error) {
 // group's members, to those it removed, and the whole log to those it
 // added. A change that this home's log refuses is refused before anything
 // is sent, with the reason (only admins add members, …).
-func (c *Client) changeGroup(ctx context.Context, conv chat.Conversation, ch *e2ee.GroupChange) error {
+func (c *Client) changeGroup(ctx context.Context, conv chat.Conversation, ch *e2ee.GroupChange) (*HistoryEntry, error) {
 	if c.keys == nil {
-		return ErrNotLinked
+		return nil, ErrNotLinked
 	}
 	c.groupMu.Lock()
 	defer c.groupMu.Unlock()
 	rec, err := c.home.Group(conv)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if rec == nil {
-		return fmt.Errorf("no group %s in this home", conv.ID())
+		return nil, fmt.Errorf("no group %s in this home", conv.ID())
 	}
 	l, err := parseLog(rec)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	before := l.State()
 	if rec.Left {
-		return fmt.Errorf("you are no longer a member of %q", before.Title)
+		return nil, fmt.Errorf("you are no longer a member of %q", before.Title)
 	}
 	ch.Actor, ch.Time = c.prof.User, c.now().UnixMilli()
 	l.Prepare(ch)
 	if err := e2ee.SignGroupChange(ch, c.keys.IdentityPrivateKey()); err != nil {
-		return groupError(err)
+		return nil, groupError(err)
 	}
 	if _, err := l.Add(ch); err != nil {
-		return fmt.Errorf("%s: %w", before.Title, groupError(err))
+		return nil, fmt.Errorf("%s: %w", before.Title, groupError(err))
 	}
 	after := l.State()
 	lb, err := l.MarshalBinary()
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var line HistoryEntry
 	err = c.home.Update(func(tx *home.Tx) error {
 		// The record as it is now: a send may have changed its chain
 		// fields since it was read (senderkeys.go), and the engine may
@@ -402,16 +447,20 @@ func (c *Client) changeGroup(ctx context.Context, conv chat.Conversation, ch *e2
 		_, stillIn := after.Member(c.prof.User)
 		cur.Log, cur.Left = lb, !stillIn
 		cur.Rotate = cur.Rotate || lostMember(before, after)
-		return tx.PutGroup(cur)
+		if err := tx.PutGroup(cur); err != nil {
+			return err
+		}
+		line, err = c.keepOwnChange(tx, conv, describeChange(ch, c.prof.User))
+		return err
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var recent [][]byte
 	for _, r := range l.Recent(maxGroupChanges) {
 		b, err := r.MarshalBinary()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		recent = append(recent, b)
 	}
@@ -439,9 +488,9 @@ func (c *Client) changeGroup(ctx context.Context, conv chat.Conversation, ch *e2
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("the change is made here, but not everyone has it yet (it goes along with the group's next change): %w", errors.Join(errs...))
+		return &line, fmt.Errorf("the change is made here, but not everyone has it yet (it goes along with the group's next change): %w", errors.Join(errs...))
 	}
-	return nil
+	return &line, nil
 }
 
 func newID(c *Client) []byte {
@@ -769,13 +818,20 @@ func (e *Engine) Groups() ([]GroupInfo, error) { return Groups(e.home) }
 // ResolveGroup finds the group a user names (ResolveGroup).
 func (e *Engine) ResolveGroup(name string) (GroupInfo, error) { return ResolveGroup(e.home, name) }
 
+// The engine's group commands show the line each keeps in the group's
+// history for this account ("you added dave") as a UIMessage event, as
+// a message arriving is shown; it is kept even when the change is made
+// here but could not reach every member yet (the error says so).
+
 // CreateGroup is Client.CreateGroup over the engine's connection.
 func (e *Engine) CreateGroup(ctx context.Context, title string, members []string) (GroupInfo, error) {
 	c, err := e.connected()
 	if err != nil {
 		return GroupInfo{}, err
 	}
-	return c.CreateGroup(ctx, title, members)
+	info, line, err := c.createGroup(ctx, title, members)
+	e.emitLine(line)
+	return info, err
 }
 
 // AddToGroup is Client.AddToGroup over the engine's connection.
@@ -784,7 +840,9 @@ func (e *Engine) AddToGroup(ctx context.Context, conv chat.Conversation, users [
 	if err != nil {
 		return err
 	}
-	return c.AddToGroup(ctx, conv, users)
+	line, err := c.addToGroup(ctx, conv, users)
+	e.emitLine(line)
+	return err
 }
 
 // RemoveFromGroup is Client.RemoveFromGroup over the engine's connection.
@@ -793,7 +851,9 @@ func (e *Engine) RemoveFromGroup(ctx context.Context, conv chat.Conversation, us
 	if err != nil {
 		return err
 	}
-	return c.RemoveFromGroup(ctx, conv, users)
+	line, err := c.removeFromGroup(ctx, conv, users)
+	e.emitLine(line)
+	return err
 }
 
 // LeaveGroup is Client.LeaveGroup over the engine's connection.
@@ -802,7 +862,9 @@ func (e *Engine) LeaveGroup(ctx context.Context, conv chat.Conversation) error {
 	if err != nil {
 		return err
 	}
-	return c.LeaveGroup(ctx, conv)
+	line, err := c.changeGroup(ctx, conv, &e2ee.GroupChange{Op: e2ee.OpLeave})
+	e.emitLine(line)
+	return err
 }
 
 // SetGroupRole is Client.SetGroupRole over the engine's connection.
@@ -811,7 +873,16 @@ func (e *Engine) SetGroupRole(ctx context.Context, conv chat.Conversation, users
 	if err != nil {
 		return err
 	}
-	return c.SetGroupRole(ctx, conv, users, admin)
+	line, err := c.setGroupRole(ctx, conv, users, admin)
+	e.emitLine(line)
+	return err
+}
+
+// emitLine shows a line kept in a history (nil: none).
+func (e *Engine) emitLine(line *HistoryEntry) {
+	if line != nil {
+		e.emit(UIEvent{Type: UIMessage, Conversation: line.Conversation, Entry: line})
+	}
 }
 
 // SendGroupText is Client.SendGroupText over the engine's connection.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -346,5 +347,144 @@ func TestGroupConcurrentAdmins(t *testing.T) {
 		if got := state(n); got != want {
 			t.Errorf("%s holds %s, alice %s", n, got, want)
 		}
+	}
+}
+
+// TestGroupChangeLeavesActorLine (issue 10 point 5): the one who makes a
+// group change keeps a line of the group's history for it, as the other
+// members do ("you added carol" where they read "alice added carol"), and
+// the interactive engine shows it as a message event.
+func TestGroupChangeLeavesActorLine(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	testAccount(t, s, "carol")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice, err := StartEngine(ha, EngineOptions{MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	waitEvent(t, alice, "connected", func(ev UIEvent) bool { return ev.Type == UIConn && ev.Conn == ConnConnected })
+
+	line := func(what, want string) UIEvent {
+		t.Helper()
+		ev := waitEvent(t, alice, what, func(ev UIEvent) bool { return ev.Type == UIMessage })
+		if ev.Entry.Kind != chat.KindSystem || ev.Entry.Text != want || ev.Entry.Outgoing {
+			t.Fatalf("%s: the event's line is %+v, want the system line %q", what, ev.Entry, want)
+		}
+		return ev
+	}
+	g, err := alice.CreateGroup(ctx, "family", []string{"bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := line("create", `you created the group "family" (with bob)`); ev.Conversation != g.Conversation || ev.Entry.Conversation != g.Conversation {
+		t.Fatalf("the line went to %v, not the group", ev.Conversation)
+	}
+	if err := alice.AddToGroup(ctx, g.Conversation, []string{"carol"}); err != nil {
+		t.Fatal(err)
+	}
+	line("add", "you added carol")
+	if err := alice.SetGroupRole(ctx, g.Conversation, []string{"bob"}, true); err != nil {
+		t.Fatal(err)
+	}
+	line("role", "you made bob an admin")
+	hist, err := alice.History(g.Conversation, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range hist {
+		got = append(got, e.Text)
+	}
+	if want := []string{`you created the group "family" (with bob)`, "you added carol", "you made bob an admin"}; !slices.Equal(got, want) {
+		t.Fatalf("alice's history of the group: %q, want %q", got, want)
+	}
+	if convs, _ := alice.Conversations(); len(convs) != 1 || convs[0].Conversation != g.Conversation || convs[0].Unread != 0 {
+		t.Fatalf("alice's conversations: %+v", convs)
+	}
+
+	// A one-shot engine (securechat group leave) keeps it too.
+	receiveAll(t, ctx, hb)
+	bob := oneShotEngine(t, ctx, hb, false)
+	defer bob.Close()
+	if err := bob.LeaveGroup(ctx, g.Conversation); err != nil {
+		t.Fatal(err)
+	}
+	hist, _ = bob.History(g.Conversation, "", 10)
+	if n := len(hist); n == 0 || hist[n-1].Text != "you left" || hist[n-1].Kind != chat.KindSystem {
+		t.Fatalf("bob's history of the group ends %+v", hist)
+	}
+}
+
+// TestMarkReadGroupSendsNoReceipt (issue 10 point 4): marking a group read
+// clears its unread count and queues no read receipt (it would go to
+// every member; read states per member come later), while a peer's
+// conversation still gets one.
+func TestMarkReadGroupSendsNoReceipt(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := oneShotEngine(t, ctx, ha, false)
+	g, err := alice.CreateGroup(ctx, "family", []string{"bob"})
+	alice.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, ctx, hb)
+	// A text from alice in the group and one in private, unread, as the
+	// engine keeps them when they arrive while another conversation is
+	// open.
+	for i, conv := range []chat.Conversation{g.Conversation, chat.Peer("alice")} {
+		rec := &home.HistoryRecord{ID: []byte(fmt.Sprintf("unread-text-%04d", i)), From: "alice", Kind: chat.KindText, Text: "hello", Time: time.Now().UnixMilli()}
+		if err := hb.Update(func(tx *home.Tx) error { _, err := tx.AddHistory(conv, rec, true); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bob, err := OpenEngine(hb, EngineOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	unread := func(conv chat.Conversation) int {
+		convs, err := bob.Conversations()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range convs {
+			if c.Conversation == conv {
+				return c.Unread
+			}
+		}
+		t.Fatalf("no conversation %v", conv)
+		return 0
+	}
+	if n := unread(g.Conversation); n != 1 {
+		t.Fatalf("the group has %d unread, want 1", n)
+	}
+	if err := bob.MarkRead(g.Conversation); err != nil {
+		t.Fatal(err)
+	}
+	if n := unread(g.Conversation); n != 0 {
+		t.Errorf("the group has %d unread after MarkRead", n)
+	}
+	if _, q, ok, err := hb.NextQueued(); err != nil || ok {
+		t.Fatalf("MarkRead of a group queued %+v (%v)", q, err)
+	}
+	// The same for a peer queues the read receipt.
+	if err := bob.MarkRead(chat.Peer("alice")); err != nil {
+		t.Fatal(err)
+	}
+	_, q, ok, err := hb.NextQueued()
+	if err != nil || !ok || q.To != chat.Peer("alice") {
+		t.Fatalf("MarkRead of alice's conversation queued %+v %v (%v)", q, ok, err)
+	}
+	var content Content
+	if err := transport.Unmarshal(q.Content, &content); err != nil || content.Kind != chat.KindRead {
+		t.Fatalf("queued for alice: %+v %v", content, err)
 	}
 }
