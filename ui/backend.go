@@ -1,6 +1,8 @@
 package ui
 
 import (
+	"context"
+
 	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 )
@@ -8,10 +10,10 @@ import (
 // Backend is what the terminal UI needs of the client engine. The real one
 // is client.Engine; tests use a fake (uitest.Backend). Every method may be
 // called from the UI goroutine and must not block for long: slow work
-// (network) happens in the engine, which reports through Events. The one
-// exception is SafetyNumber, which may need the server the first time: the
-// UI calls it from a goroutine of its own, so methods must be safe for
-// concurrent use.
+// (network) happens in the engine, which reports through Events. The
+// exceptions are SafetyNumber, which may need the server the first time,
+// and the group changes, which wait for the server: the UI calls them from
+// goroutines of its own, so methods must be safe for concurrent use.
 type Backend interface {
 	// Events delivers what happens: connection state, messages, delivery
 	// state changes, typing, identity changes. Closed when the engine stops.
@@ -25,15 +27,17 @@ type Backend interface {
 	// History returns up to limit entries of a conversation, oldest first,
 	// ending before the entry with id before ("" for the newest).
 	History(conversation chat.Conversation, before string, limit int) ([]client.HistoryEntry, error)
-	// Send queues text to the conversation's user and returns the entry at
-	// once, in state Sending; later states arrive as UIState events. It
-	// fails at once for an identity change or an invalid name.
+	// Send queues text to the conversation's user, or group, and returns
+	// the entry at once, in state Sending; later states arrive as UIState
+	// events. It fails at once for an identity change, an invalid name, or
+	// a group this account is no longer in.
 	Send(conversation chat.Conversation, text string) (*client.HistoryEntry, error)
 	// Typing tells the peer this user is typing (ephemeral; may be a no-op
-	// when the setting is off or the engine is offline).
+	// when the setting is off or the engine is offline; the UI sends none
+	// to a group).
 	Typing(conversation chat.Conversation)
 	// MarkRead marks a conversation read and sends read receipts (unless
-	// turned off).
+	// turned off; never for a group's messages).
 	MarkRead(conversation chat.Conversation) error
 	// SafetyNumber returns the safety number with the conversation's user.
 	SafetyNumber(conversation chat.Conversation) (client.SafetyInfo, error)
@@ -51,4 +55,19 @@ type Backend interface {
 	// Settings reports those two settings, which the engine keeps across
 	// runs.
 	Settings() (sendTyping, sendReceipts bool)
+
+	// Groups lists this account's groups, as the home knows them: title,
+	// members with their roles and verification, and whether this
+	// account left (docs/protocol.md §8.2). It needs no connection.
+	Groups() ([]client.GroupInfo, error)
+	// CreateGroup, AddToGroup, RemoveFromGroup, LeaveGroup and
+	// SetGroupRole change a group over the connection and return once
+	// the members were sent the change (they fail when offline). Each
+	// shows the line it keeps in the group's history ("you added dave")
+	// as a UIMessage event.
+	CreateGroup(ctx context.Context, title string, members []string) (client.GroupInfo, error)
+	AddToGroup(ctx context.Context, group chat.Conversation, users []string) error
+	RemoveFromGroup(ctx context.Context, group chat.Conversation, users []string) error
+	LeaveGroup(ctx context.Context, group chat.Conversation) error
+	SetGroupRole(ctx context.Context, group chat.Conversation, users []string, admin bool) error
 }

@@ -14,6 +14,13 @@ import (
 // marks on the screen.
 const helpText = `Commands:
   /msg NAME [TEXT]  open a conversation, or start one
+  /msg #TITLE [TEXT]  open a group
+  /group create TITLE [MEMBER...]  make a group; you own it
+  /group add|remove TITLE MEMBER...  (its owner and admins)
+  /group role TITLE MEMBER admin|member
+  /group leave [TITLE]   /group info [TITLE]  members, roles,
+    verification   /group  your groups
+    A TITLE with spaces goes "in quotes".
   /verify [NAME]    compare safety numbers, mark verified
   /trust [NAME]     accept a changed identity key
   /set typing on|off    send typing indicators or not
@@ -34,13 +41,17 @@ Marks on your messages:
   ✓✓       delivered to a device of the recipient
   ✓✓ read  read by the recipient
   ✗        not sent
-List: (3) unread · ! identity key changed
+List: (3) unread · ! identity key changed · #TITLE a group
+  × a group you left or were removed from, read-only
+  (1a2b) the id's first digits when two groups share a title
+Groups: names in a colour per member; -- lines in italics
+  say who joined or left; no typing or read receipts yet
   *server*: the server's announcements, read-only
 Pane: ── new ── above the first message unread when opened
 Status bar: connection · server key · verification`
 
 // commands are the slash commands, for completion.
-var commands = []string{"help", "msg", "quit", "set", "trust", "verify"}
+var commands = []string{"group", "help", "msg", "quit", "set", "trust", "verify"}
 
 // readOnlyHint is what typing into the server's announcements says in the
 // line above the input; readOnlyNote what Enter there says in the pane.
@@ -78,6 +89,20 @@ func (u *UI) command(line string) bool {
 			}
 			return true
 		}
+		if strings.HasPrefix(name, "#") { // a group
+			title, text := splitTitle(rest, u.groupNames())
+			g, err := u.findGroup(title)
+			if err != nil {
+				u.notice(noticeError, "/msg: %v", err)
+				return false
+			}
+			c := u.conversation(g.Conversation, true)
+			u.openConversation(c)
+			if strings.TrimSpace(text) != "" {
+				return u.sendText(c, text)
+			}
+			return true
+		}
 		name, err := canonicalName(name)
 		if err != nil {
 			u.notice(noticeError, "%v", err)
@@ -99,6 +124,8 @@ func (u *UI) command(line string) bool {
 		return ok && u.trust(name, "")
 	case "set":
 		return u.set(args)
+	case "group", "g":
+		return u.groupCommand(rest)
 	default:
 		u.notice(noticeError, "unknown command /%s: /help lists the commands", cmd)
 		return false
@@ -114,6 +141,10 @@ func (u *UI) commandName(cmd string, args []string) (chat.Conversation, bool) {
 	system := client.SystemConversation.String()
 	if (len(args) == 1 && args[0] == system) || (len(args) == 0 && u.open.isSystem()) {
 		u.notice(noticeError, "/%s: %s is the server's announcements, signed with the server key your home pins (the status bar shows it); there is no safety number to compare or key to accept", cmd, system)
+		return chat.Conversation{}, false
+	}
+	if (len(args) == 1 && strings.HasPrefix(args[0], "#")) || (len(args) == 0 && u.open.Conversation.IsGroup()) {
+		u.notice(noticeError, "/%s: a group has no safety number of its own: /group info shows whether you verified each member; /%s NAME compares with one of them", cmd, cmd)
 		return chat.Conversation{}, false
 	}
 	switch {
@@ -211,28 +242,40 @@ func (u *UI) complete() {
 	}
 	cut := strings.LastIndexByte(text, ' ') + 1
 	base, word := text[:cut], text[cut:]
-	prev := strings.Fields(base)
+	prev := splitArgs(base)
 	var pool []string
 	switch {
 	case len(prev) == 0:
 		base, word, pool = "/", text[1:], commands
 	case len(prev) == 1:
 		switch strings.ToLower(strings.TrimPrefix(prev[0], "/")) {
-		case "msg", "m", "query", "verify", "trust":
+		case "msg", "m", "query":
 			for _, c := range u.convs {
-				if !c.isSystem() { // nothing to write to, verify or trust
+				if !c.isSystem() { // nothing to write to
+					pool = append(pool, c.name())
+				}
+			}
+		case "verify", "trust":
+			for _, c := range u.convs {
+				if !c.isSystem() && !c.Conversation.IsGroup() { // nothing to verify or trust
 					pool = append(pool, c.name())
 				}
 			}
 		case "set":
 			pool = []string{"receipts", "typing"}
+		case "group", "g":
+			pool = groupSubcommands
 		}
 	case len(prev) == 2 && strings.EqualFold(prev[0], "/set"):
 		pool = []string{"off", "on"}
+	case strings.EqualFold(prev[0], "/group") || strings.EqualFold(prev[0], "/g"):
+		pool = u.groupCompletions(strings.ToLower(prev[1]), prev[2:])
 	}
 	var cands []string
 	for _, p := range pool {
-		if strings.HasPrefix(p, strings.ToLower(word)) && !slices.Contains(cands, p) {
+		// A name in quotes (a group's title with spaces) completes from
+		// its first letters too.
+		if strings.HasPrefix(strings.ToLower(strings.TrimPrefix(p, `"`)), strings.ToLower(strings.TrimPrefix(word, `"`))) && !slices.Contains(cands, p) {
 			cands = append(cands, p)
 		}
 	}

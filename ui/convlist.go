@@ -12,8 +12,11 @@ import (
 // row per conversation, most recent first:
 //
 //	! bob          (3) 12:01
+//	  #family      (2) 11:58
+//	× #old book club     Mon
 //
-// "!" marks a changed identity key, "(3)" unread messages; the time is the
+// "!" marks a changed identity key, "#" a group, "×" a group this account
+// left or was removed from, "(3)" unread messages; the time is the
 // last activity (a weekday or a date when not today). The open
 // conversation is highlighted. A click opens a conversation.
 type convList struct {
@@ -87,8 +90,12 @@ func (l *convList) row(c *conversation, width int, now time.Time) line {
 		nameStyle = nameStyle.Bold(true)
 	}
 	marker := span{"  ", base}
-	if c.IdentityChanged {
+	switch {
+	case c.IdentityChanged:
 		marker = span{" !", base.Foreground(tcell.ColorRed).Bold(true)}
+	case c.group != nil && c.group.Left:
+		marker = span{" ×", base.Foreground(tcell.ColorGray)}
+		nameStyle = nameStyle.Foreground(tcell.ColorGray)
 	}
 	var right []span
 	if c.Unread > 0 {

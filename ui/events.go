@@ -93,6 +93,12 @@ func (u *UI) message(ev client.UIEvent) {
 	if c == nil {
 		return
 	}
+	// A line about a group may mean its members changed; a group not seen
+	// before needs its title.
+	note := conv.IsGroup() && e.Kind == chat.KindSystem
+	if conv.IsGroup() && (note || c.group == nil) {
+		u.refreshGroups()
+	}
 	isNew := true
 	if c.loaded {
 		isNew = c.add(*e)
@@ -108,7 +114,7 @@ func (u *UI) message(ev client.UIEvent) {
 	}
 	c.LastText = e.Text
 	u.sortConversations()
-	if e.Outgoing {
+	if e.Outgoing || note { // the home does not count a group's notes unread either
 		return
 	}
 	if c.typingUntil.After(u.now()) { // what they typed has arrived

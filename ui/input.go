@@ -98,17 +98,19 @@ func (u *UI) inputKeys(ev *tcell.EventKey) *tcell.EventKey {
 }
 
 // mayType reports whether text may go into the input where the cursor
-// is, or replace all of it. The server's announcements are read-only:
-// there the input takes commands only, and text that would not begin with
-// "/" is refused with a note in the line above the input.
+// is, or replace all of it. The server's announcements and a group this
+// account left are read-only: there the input takes commands only, and
+// text that would not begin with "/" is refused with the reason in the
+// line above the input.
 func (u *UI) mayType(text string, replacing bool) bool {
-	if !u.open.isSystem() || strings.HasPrefix(text, "/") {
+	why := u.readOnly(u.open)
+	if why == "" || strings.HasPrefix(text, "/") {
 		return true
 	}
 	if _, start, _ := u.input.GetSelection(); start > 0 && !replacing {
 		return true // after the "/" of a command
 	}
-	u.hint = readOnlyHint
+	u.hint = why
 	return false
 }
 
@@ -158,10 +160,11 @@ func (u *UI) resizeInput(width int) {
 
 // userTyping tells the open conversation's peer that this user types, at
 // most once per typingInterval, unless turned off or the text is a
-// command.
+// command. Groups get no typing signals until there are per-member
+// signals (issue 10 point 4).
 func (u *UI) userTyping() {
 	c := u.open
-	if c == u.console || c.isSystem() || !u.sendTyping {
+	if c == u.console || c.isSystem() || c.Conversation.IsGroup() || !u.sendTyping {
 		return
 	}
 	text := u.input.GetText()
@@ -243,6 +246,10 @@ func (u *UI) sendText(c *conversation, text string) bool {
 	}
 	if c.isSystem() {
 		u.notice(noticeError, "%s", readOnlyNote)
+		return false
+	}
+	if c.group != nil && c.group.Left {
+		u.notice(noticeError, "not sent: %s (/group info shows the group as you last knew it)", u.readOnly(c))
 		return false
 	}
 	e, err := u.b.Send(c.Conversation, text)

@@ -193,6 +193,8 @@ func (u *UI) headerLine(width int) line {
 		switch {
 		case c.isSystem():
 			left = append(left, cells(span{"the server's announcements, read-only", styleDim})...)
+		case c.Conversation.IsGroup():
+			left = append(left, u.groupHeader(c)...)
 		case c.IdentityChanged:
 			left = append(left, cells(span{" IDENTITY CHANGED: sending blocked, /verify " + name + " ", styleAlert})...)
 		case c.Verified:
@@ -261,6 +263,12 @@ func (u *UI) statusLine(width int) line {
 		switch {
 		case c.isSystem():
 			ver = []span{{name + ": read-only", base}}
+		case c.group != nil && c.group.Left:
+			ver = []span{{name + ": read-only", base}}
+		case c.group != nil:
+			ver = []span{{name + ": " + plural(len(c.group.Members), "member"), base}}
+		case c.Conversation.IsGroup():
+			ver = []span{{name, base}}
 		case c.IdentityChanged:
 			ver = []span{{" " + name + ": IDENTITY CHANGED ", styleAlert}}
 		case c.Verified:

@@ -41,6 +41,12 @@ type conversation struct {
 	typingUntil time.Time
 	typingStop  func() bool // cancels the timer that hides the typing line
 
+	// group is the group this conversation is, as the engine last told
+	// (UI.refreshGroups); nil for a peer, or a group not known yet. label
+	// is how it is shown: "#Title", "#Title (1a2b)" when titles clash.
+	group *client.GroupInfo
+	label string
+
 	// unreadFrom is the ID of the first entry that was unread when the
 	// conversation was opened: the pane shows the "new" divider above it
 	// until another conversation is opened. "" for none.
@@ -55,12 +61,12 @@ func (c *conversation) isSystem() bool { return c.Conversation == client.SystemC
 
 // markUnread puts the "new" divider above the n newest incoming entries
 // (the home counts every incoming entry it keeps unread until the
-// conversation is read). If fewer are loaded, it goes above the oldest
-// loaded one.
+// conversation is read, but for a group's lines about the group). If
+// fewer are loaded, it goes above the oldest loaded one.
 func (c *conversation) markUnread(n int) {
 	c.unreadFrom = ""
 	for i := len(c.items) - 1; i >= 0 && n > 0; i-- {
-		if e := c.items[i].entry; e != nil && !e.Outgoing {
+		if e := c.items[i].entry; e != nil && !e.Outgoing && !(c.Conversation.IsGroup() && e.Kind == chat.KindSystem) {
 			c.unreadFrom = e.ID
 			n--
 		}
@@ -76,9 +82,14 @@ func (c *conversation) clearUnread() {
 	}
 }
 
-// name is how the conversation is shown: the peer's name, or "#" and the
-// group's id.
-func (c *conversation) name() string { return c.Conversation.String() }
+// name is how the conversation is shown: the peer's name, or the group's
+// label ("#" and its id until the group is known).
+func (c *conversation) name() string {
+	if c.label != "" {
+		return c.label
+	}
+	return c.Conversation.String()
+}
 
 func (c *conversation) stopTypingTimer() {
 	if c.typingStop != nil {
@@ -192,6 +203,7 @@ func (u *UI) load() {
 		u.byConv[c.Conversation] = conv
 		u.convs = append(u.convs, conv)
 	}
+	u.refreshGroups()
 	u.sortConversations()
 	u.console.notify(noticeInfo, fmt.Sprintf("Welcome to securechat, %s (on %s). Start a conversation with /msg NAME; /help lists commands and keys.", u.self, u.server))
 	if len(u.convs) > 0 {
@@ -248,13 +260,7 @@ func (u *UI) openConversation(c *conversation) {
 		u.input.SetPlaceholder("/msg NAME to start a conversation, /help for help")
 		return
 	}
-	name := sanitizeLine(c.name())
-	u.input.SetLabel(tview.Escape(name) + "> ") // the label takes style tags
-	if c.isSystem() {
-		u.input.SetPlaceholder("read-only: the server's announcements; /msg NAME writes to someone")
-	} else {
-		u.input.SetPlaceholder("message " + name + ", or /help")
-	}
+	u.labelInput(c)
 	if !c.loaded {
 		u.loadHistory(c)
 	}
@@ -263,6 +269,21 @@ func (u *UI) openConversation(c *conversation) {
 		u.pane.seekUnread()
 	}
 	u.markRead(c)
+}
+
+// labelInput names the open conversation c in the input's label and
+// placeholder.
+func (u *UI) labelInput(c *conversation) {
+	name := sanitizeLine(c.name())
+	u.input.SetLabel(tview.Escape(name) + "> ") // the label takes style tags
+	switch {
+	case c.isSystem():
+		u.input.SetPlaceholder("read-only: the server's announcements; /msg NAME writes to someone")
+	case c.group != nil && c.group.Left:
+		u.input.SetPlaceholder("read-only: you are no longer a member; /group info shows the group")
+	default:
+		u.input.SetPlaceholder("message " + name + ", or /help")
+	}
 }
 
 // loadHistory loads the newest page of c's history.

@@ -144,8 +144,11 @@ func (p *messagePane) layout(width int) []line {
 	var lines []line
 	if c.complete && !c.Conversation.IsZero() {
 		start := "start of your conversation with " + sanitizeLine(c.name())
-		if c.isSystem() {
+		switch {
+		case c.isSystem():
 			start = "announcements from your server, signed with its key; read-only"
+		case c.Conversation.IsGroup():
+			start = "start of the group " + sanitizeLine(c.name())
 		}
 		lines = append(lines, centre(cells(span{start, styleDim}), width))
 	}
@@ -168,21 +171,27 @@ func (p *messagePane) layout(width int) []line {
 			unread = len(lines)
 			lines = append(lines, divider("new", width, styleWarn))
 		}
-		lines = append(lines, wrap(p.entryCells(e), width, 6)...)
+		lines = append(lines, wrap(p.entryCells(c, e), width, 6)...)
 	}
 	p.cacheConv, p.cacheVersion, p.cacheWidth, p.cacheLines, p.cacheUnread = c, c.version, width, lines, unread
 	return lines
 }
 
-// entryCells is one entry: "15:04 name: text" and, for outgoing messages,
-// the delivery mark.
-func (p *messagePane) entryCells(e *client.HistoryEntry) line {
+// entryCells is one entry of c: "15:04 name: text" and, for outgoing
+// messages, the delivery mark. In a group each member's name has its
+// colour, and the lines the engine keeps about the group (who added whom,
+// a message waiting for its key) are in italics, without a name.
+func (p *messagePane) entryCells(c *conversation, e *client.HistoryEntry) line {
 	when := "--:--"
 	if known(e.Time) {
 		when = e.Time.In(p.u.opts.Location).Format("15:04")
 	}
 	sp := []span{{when + " ", styleDim}}
 	from, fromStyle := e.From, stylePeer
+	group := c.Conversation.IsGroup()
+	if group {
+		fromStyle = memberStyle(from)
+	}
 	if e.Outgoing {
 		fromStyle = styleSelf
 		if from == "" {
@@ -193,10 +202,12 @@ func (p *messagePane) entryCells(e *client.HistoryEntry) line {
 		// Not from the key accepted for From: the name is only claimed.
 		sp = append(sp, span{"(unverified) ", styleError})
 	}
-	switch e.Kind {
-	case chat.KindSystem:
+	switch {
+	case e.Kind == chat.KindSystem && group:
+		sp = append(sp, span{"-- " + sanitize(e.Text), styleGroupNote})
+	case e.Kind == chat.KindSystem:
 		sp = append(sp, span{"-- " + sanitize(e.Text), styleDim})
-	case chat.KindError:
+	case e.Kind == chat.KindError:
 		sp = append(sp, span{sanitizeLine(from) + ": ", fromStyle}, span{sanitize(e.Text), styleError})
 	default:
 		sp = append(sp, span{sanitizeLine(from) + ": ", fromStyle}, span{sanitize(e.Text), tcell.StyleDefault})

@@ -78,7 +78,8 @@ type UI struct {
 	gateMu     sync.Mutex
 	gateClosed bool
 	inflight   sync.WaitGroup
-	quit       chan struct{} // closed to ask Run to return
+	quit       chan struct{}   // closed to ask Run to return
+	ctx        context.Context // ends with Run: bounds the changes of groups
 	quitOnce   sync.Once
 	loopDone   chan struct{} // closed when the tview event loop has ended
 
@@ -136,6 +137,7 @@ func New(b Backend, opts Options) *UI {
 		b:            b,
 		opts:         opts,
 		quit:         make(chan struct{}),
+		ctx:          context.Background(),
 		loopDone:     make(chan struct{}),
 		conn:         client.ConnConnecting,
 		byConv:       make(map[chat.Conversation]*conversation),
@@ -162,6 +164,9 @@ func (u *UI) Run(ctx context.Context, screen tcell.Screen) error {
 	u.app.EnablePaste(true)
 	u.app.SetRoot(u.root, true)
 	u.app.SetFocus(u.input)
+	var cancelOps context.CancelFunc
+	u.ctx, cancelOps = context.WithCancel(ctx)
+	defer cancelOps()
 	u.sendTyping, u.sendReceipts = u.b.Settings()
 	u.load() // the loop is not running yet: no update needed
 

@@ -5,9 +5,11 @@
 package uitest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +40,9 @@ type Backend struct {
 	sendErr error
 	closed  bool
 
+	groups   map[chat.Conversation]*client.GroupInfo
+	groupErr error // what the group changes fail with; nil: they work
+
 	noTyping, noReceipts bool // the settings, off when true
 }
 
@@ -55,6 +60,7 @@ func NewBackend(user string) *Backend {
 		server: "chat.example:4433",
 		now:    time.Now,
 		convs:  make(map[chat.Conversation]*fakeConv),
+		groups: make(map[chat.Conversation]*client.GroupInfo),
 	}
 }
 
@@ -267,6 +273,9 @@ func (b *Backend) Send(conversation chat.Conversation, text string) (*client.His
 	if c.conv.IdentityChanged {
 		return nil, &client.IdentityChangedError{User: conversation.ID()}
 	}
+	if g := b.groups[conversation]; conversation.IsGroup() && (g == nil || g.Left) {
+		return nil, errors.New("you are no longer a member of that group")
+	}
 	e := client.HistoryEntry{ID: b.newIDLocked(), Conversation: conversation, From: b.user, Outgoing: true,
 		Kind: chat.KindText, Text: text, Time: b.now(), State: client.StateSending}
 	c.entries = append(c.entries, e)
@@ -349,4 +358,204 @@ func (b *Backend) Settings() (sendTyping, sendReceipts bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return !b.noTyping, !b.noReceipts
+}
+
+// Groups.
+
+// AddGroup adds (or replaces) a group; its conversation is chat.Group of
+// its ID.
+func (b *Backend) AddGroup(g client.GroupInfo) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	g.Conversation = chat.Group(g.ID)
+	g.Members = slices.Clone(g.Members)
+	b.groups[g.Conversation] = &g
+}
+
+// SetGroupError makes the group changes fail with err (nil: work again).
+func (b *Backend) SetGroupError(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.groupErr = err
+}
+
+// ReceiveGroup adds an incoming group text from a member, counts it
+// unread, and emits it; it returns the entry.
+func (b *Backend) ReceiveGroup(conv chat.Conversation, from, text string, at time.Time) client.HistoryEntry {
+	return b.groupEntry(conv, client.HistoryEntry{From: from, Kind: chat.KindText, Text: text, Time: at}, true)
+}
+
+// GroupNote adds a line of a group's history as the engine keeps it for
+// a membership change ("alice added dave") or a message waiting for its
+// key, and emits it. Such lines are not counted unread.
+func (b *Backend) GroupNote(conv chat.Conversation, from, text string, at time.Time) client.HistoryEntry {
+	return b.groupEntry(conv, client.HistoryEntry{From: from, Kind: chat.KindSystem, Text: text, Time: at}, false)
+}
+
+func (b *Backend) groupEntry(conv chat.Conversation, e client.HistoryEntry, unread bool) client.HistoryEntry {
+	b.mu.Lock()
+	c := b.convLocked(conv)
+	e.ID, e.Conversation = b.newIDLocked(), conv
+	c.entries = append(c.entries, e)
+	if unread {
+		c.conv.Unread++
+	}
+	c.conv.LastActivity, c.conv.LastText = e.Time, e.Text
+	b.mu.Unlock()
+	b.Emit(client.UIEvent{Type: client.UIMessage, Conversation: conv, Entry: &e})
+	return e
+}
+
+// GroupEntries returns a group's history, oldest first.
+func (b *Backend) GroupEntries(conv chat.Conversation) []client.HistoryEntry {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if c := b.convs[conv]; c != nil {
+		return slices.Clone(c.entries)
+	}
+	return nil
+}
+
+// Group returns a group as the backend holds it now.
+func (b *Backend) Group(conv chat.Conversation) (client.GroupInfo, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	g := b.groups[conv]
+	if g == nil {
+		return client.GroupInfo{}, false
+	}
+	out := *g
+	out.Members = slices.Clone(g.Members)
+	return out, true
+}
+
+func (b *Backend) Groups() ([]client.GroupInfo, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.record("Groups")
+	var out []client.GroupInfo
+	for _, g := range b.groups {
+		c := *g
+		c.Members = slices.Clone(g.Members)
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(x, y client.GroupInfo) int {
+		if c := strings.Compare(x.Title, y.Title); c != 0 {
+			return c
+		}
+		return strings.Compare(x.ID, y.ID)
+	})
+	return out, nil
+}
+
+// change runs a group change as the engine does: refused when set to
+// fail, for an unknown group or one this account left; otherwise f
+// changes the group and returns the line kept, which is emitted.
+func (b *Backend) change(method string, conv chat.Conversation, args []string, f func(g *client.GroupInfo) (string, error)) error {
+	b.mu.Lock()
+	b.record(method, append([]string{conv.String()}, args...)...)
+	if b.groupErr != nil {
+		defer b.mu.Unlock()
+		return b.groupErr
+	}
+	g := b.groups[conv]
+	if g == nil {
+		defer b.mu.Unlock()
+		return fmt.Errorf("no group %s in this home", conv.ID())
+	}
+	if g.Left {
+		defer b.mu.Unlock()
+		return fmt.Errorf("you are no longer a member of %q", g.Title)
+	}
+	line, err := f(g)
+	if err != nil {
+		b.mu.Unlock()
+		return err
+	}
+	b.mu.Unlock()
+	b.GroupNote(conv, b.user, line, b.now())
+	return nil
+}
+
+func (b *Backend) CreateGroup(_ context.Context, title string, members []string) (client.GroupInfo, error) {
+	b.mu.Lock()
+	b.record("CreateGroup", append([]string{title}, members...)...)
+	if b.groupErr != nil {
+		defer b.mu.Unlock()
+		return client.GroupInfo{}, b.groupErr
+	}
+	b.nextID++
+	id := fmt.Sprintf("%08x%024x", 0xc0ffee00+b.nextID, b.nextID)
+	g := &client.GroupInfo{Conversation: chat.Group(id), ID: id, Title: title,
+		Members: []client.GroupMemberInfo{{User: b.user, Role: "owner"}}}
+	var names []string
+	for _, m := range members {
+		if m != b.user && !slices.Contains(names, m) {
+			names = append(names, m)
+			g.Members = append(g.Members, client.GroupMemberInfo{User: m, Role: "member", KeyTrusted: true})
+		}
+	}
+	b.groups[g.Conversation] = g
+	out := *g
+	out.Members = slices.Clone(g.Members)
+	b.mu.Unlock()
+	with := "nobody else yet"
+	if len(names) > 0 {
+		with = "with " + strings.Join(names, ", ")
+	}
+	b.GroupNote(g.Conversation, b.user, fmt.Sprintf("you created the group %q (%s)", title, with), b.now())
+	return out, nil
+}
+
+func (b *Backend) AddToGroup(_ context.Context, conv chat.Conversation, users []string) error {
+	return b.change("AddToGroup", conv, users, func(g *client.GroupInfo) (string, error) {
+		var added []string
+		for _, u := range users {
+			if g.Role(u) == "" {
+				added = append(added, u)
+				g.Members = append(g.Members, client.GroupMemberInfo{User: u, Role: "member", KeyTrusted: true})
+			}
+		}
+		if len(added) == 0 {
+			return "", errors.New("nobody to add")
+		}
+		return "you added " + strings.Join(added, ", "), nil
+	})
+}
+
+func (b *Backend) RemoveFromGroup(_ context.Context, conv chat.Conversation, users []string) error {
+	return b.change("RemoveFromGroup", conv, users, func(g *client.GroupInfo) (string, error) {
+		for _, u := range users {
+			if g.Role(u) == "" {
+				return "", fmt.Errorf("%s: %s is not a member", g.Title, u)
+			}
+		}
+		g.Members = slices.DeleteFunc(g.Members, func(m client.GroupMemberInfo) bool { return slices.Contains(users, m.User) })
+		return "you removed " + strings.Join(users, ", "), nil
+	})
+}
+
+func (b *Backend) LeaveGroup(_ context.Context, conv chat.Conversation) error {
+	return b.change("LeaveGroup", conv, nil, func(g *client.GroupInfo) (string, error) {
+		g.Members = slices.DeleteFunc(g.Members, func(m client.GroupMemberInfo) bool { return m.User == b.user })
+		g.Left = true
+		return "you left", nil
+	})
+}
+
+func (b *Backend) SetGroupRole(_ context.Context, conv chat.Conversation, users []string, admin bool) error {
+	return b.change("SetGroupRole", conv, append(slices.Clone(users), fmt.Sprint(admin)), func(g *client.GroupInfo) (string, error) {
+		role, what := "member", "a member"
+		if admin {
+			role, what = "admin", "an admin"
+		}
+		for _, u := range users {
+			i := slices.IndexFunc(g.Members, func(m client.GroupMemberInfo) bool { return m.User == u })
+			if i < 0 {
+				return "", fmt.Errorf("%s: %s is not a member", g.Title, u)
+			}
+			g.Members[i].Role = role
+		}
+		return "you made " + strings.Join(users, ", ") + " " + what, nil
+	})
 }

@@ -25,8 +25,9 @@ type Terminal struct {
 	finished      chan struct{} // closed by Fini
 	finishOnce    sync.Once
 
-	mu      sync.Mutex // guards the fields below
-	lines   []string   // the last frame shown, one string a row
+	mu      sync.Mutex      // guards the fields below
+	lines   []string        // the last frame shown, one string a row
+	styles  [][]tcell.Style // the last frame's styles, a row of cells each
 	frames  int
 	beeps   int
 	changed chan struct{} // closed and replaced on every frame and bell
@@ -88,8 +89,14 @@ func (t *Terminal) notifyLocked() {
 func (t *Terminal) snapshot() {
 	cells, w, h := t.SimulationScreen.GetContents()
 	lines := make([]string, 0, h)
+	styles := make([][]tcell.Style, 0, h)
 	for y := range h {
 		var b strings.Builder
+		row := make([]tcell.Style, w)
+		for x := range w {
+			row[x] = cells[y*w+x].Style
+		}
+		styles = append(styles, row)
 		for x := 0; x < w; x++ {
 			c := cells[y*w+x]
 			if len(c.Runes) == 0 {
@@ -104,7 +111,7 @@ func (t *Terminal) snapshot() {
 		lines = append(lines, strings.TrimRight(b.String(), " "))
 	}
 	t.mu.Lock()
-	t.lines = lines
+	t.lines, t.styles = lines, styles
 	t.frames++
 	t.notifyLocked()
 	t.mu.Unlock()
@@ -116,6 +123,22 @@ func (t *Terminal) Lines() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return append([]string(nil), t.lines...)
+}
+
+// StyleOf returns the style of the first cell of the first place s is
+// shown in the last frame, and whether it is shown.
+func (t *Terminal) StyleOf(s string) (tcell.Style, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for y, l := range t.lines {
+		if i := strings.Index(l, s); i >= 0 {
+			x := runewidth.StringWidth(l[:i])
+			if x < len(t.styles[y]) {
+				return t.styles[y][x], true
+			}
+		}
+	}
+	return tcell.StyleDefault, false
 }
 
 // Text returns the last frame as one string, rows ending in "\n".
