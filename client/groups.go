@@ -41,6 +41,11 @@ type GroupMemberInfo struct {
 	// home trusts for User (false: another one, or none known yet).
 	KeyTrusted bool
 	Verified   bool // this home compared User's safety number
+	// Devices are User's devices that hold this device's current sending
+	// chain in the group (protocol.md §8.3): those that read what this
+	// device sends there. None before this device's first message, or
+	// since its chain was replaced.
+	Devices []uint32
 }
 
 // GroupInfo is a group as this home sees it.
@@ -119,6 +124,12 @@ func groupInfo(h *home.Home, rec *home.GroupRecord) (GroupInfo, error) {
 			mi.KeyTrusted = bytes.Equal(ct.Identity, m.Identity.Bytes()) && ct.Pending == nil
 			mi.Verified = mi.KeyTrusted && ct.Verified
 		}
+		for _, k := range rec.Holders {
+			if k.User == m.User && !slices.Contains(mi.Devices, k.Device) {
+				mi.Devices = append(mi.Devices, k.Device)
+			}
+		}
+		slices.Sort(mi.Devices)
 		info.Members = append(info.Members, mi)
 	}
 	return info, nil

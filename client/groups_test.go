@@ -405,6 +405,22 @@ func TestGroupChangeLeavesActorLine(t *testing.T) {
 	if convs, _ := alice.Conversations(); len(convs) != 1 || convs[0].Conversation != g.Conversation || convs[0].Unread != 0 {
 		t.Fatalf("alice's conversations: %+v", convs)
 	}
+	// The group's info names the devices that hold alice's sending chain:
+	// none before her first message, then bob's and carol's.
+	info, err := alice.ResolveGroup("family")
+	if err != nil || len(info.Members) != 3 || info.Members[1].Devices != nil {
+		t.Fatalf("before a message: %+v %v", info, err)
+	}
+	if _, err := alice.SendGroupText(ctx, g.Conversation, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	prof, _ := hb.Profile()
+	info, _ = alice.ResolveGroup("family")
+	for _, m := range info.Members {
+		if m.User == "bob" && !slices.Equal(m.Devices, []uint32{prof.Device}) {
+			t.Errorf("bob's devices holding alice's key: %v, want [%d]", m.Devices, prof.Device)
+		}
+	}
 
 	// A one-shot engine (securechat group leave) keeps it too.
 	receiveAll(t, ctx, hb)

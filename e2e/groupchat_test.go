@@ -60,6 +60,14 @@ func TestGroupChatInTmux(t *testing.T) {
 		}
 	}
 
+	// /group info: each member's role, verification and the devices that
+	// read what alice sends there.
+	x.typeLine("alice", "/group info")
+	x.waitScreen("alice", "the group's info", func(s string) bool {
+		l := lineWith(s, "bob    member  not verified (/verify bob) · devices ")
+		return l != "" && !strings.Contains(l, "devices –")
+	})
+
 	// A membership change shows in every pane; the one who left reads only.
 	x.typeLine("carol", "/group leave")
 	x.waitScreen("carol", "left", contains("× you are no longer a member: read-only"))

@@ -147,6 +147,7 @@ var groupSubcommands = []string{"add", "create", "info", "leave", "remove", "rol
 // said at once (false: the line stays in the input); the change itself
 // runs in a goroutine (groupChange).
 func (u *UI) groupCommand(rest string) bool {
+	u.refreshGroups() // the engine may have changed what it holds (devices, by a send)
 	sub, rest := nextField(rest)
 	sub = strings.ToLower(sub)
 	switch sub {
@@ -456,9 +457,10 @@ func (u *UI) listGroups() {
 	u.notice(noticeInfo, "your groups (/msg #TITLE opens one):\n%s\n%s", strings.Join(rows, "\n"), groupUsage)
 }
 
-// groupInfo shows a group's members (/group info): each one's role, and
+// groupInfo shows a group's members (/group info): each one's role,
 // whether this account compared safety numbers with them, as /verify and
-// the status bar say it for a conversation with one person.
+// the status bar say it for a conversation with one person, and their
+// devices that read what this device sends to the group.
 func (u *UI) groupInfo(g *client.GroupInfo) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s (g:%s): %s", u.groupName(g), g.ID, plural(len(g.Members), "member"))
@@ -483,8 +485,17 @@ func (u *UI) groupInfo(g *client.GroupInfo) {
 		if !m.MutedUntil.IsZero() {
 			muted = ", muted until " + chat.FormatTime(m.MutedUntil)
 		}
-		fmt.Fprintf(&b, "\n  %-*s  %-6s  %s%s", width, m.User, m.Role, state, muted)
+		devices := "–"
+		if len(m.Devices) > 0 {
+			var ds []string
+			for _, d := range m.Devices {
+				ds = append(ds, fmt.Sprint(d))
+			}
+			devices = strings.Join(ds, ", ")
+		}
+		fmt.Fprintf(&b, "\n  %-*s  %-6s  %s%s · devices %s", width, m.User, m.Role, state, muted, devices)
 	}
+	b.WriteString("\ndevices: those that hold your key for this group and read what you send here (each gets it with your next message)")
 	u.notice(noticeInfo, "%s", b.String())
 }
 

@@ -33,7 +33,7 @@ func groupBackend() *uitest.Backend {
 	b := sampleBackend()
 	b.AddGroup(client.GroupInfo{ID: familyID, Title: "family", Members: []client.GroupMemberInfo{
 		{User: "alice", Role: "owner", KeyTrusted: true},
-		{User: "bob", Role: "admin", KeyTrusted: true, Verified: true},
+		{User: "bob", Role: "admin", KeyTrusted: true, Verified: true, Devices: []uint32{1, 3}},
 		{User: "carol", Role: "member", KeyTrusted: true},
 		{User: "dave", Role: "member"},
 	}})
@@ -175,7 +175,7 @@ func TestGroupCommands(t *testing.T) {
 	// The verification state of each member, as /verify knows it.
 	x.term.Type("/group info family\n")
 	lines = x.term.WaitText(t, "#family (g:"+familyID+"): 4 members")
-	for _, want := range []string{"bob    admin   verified ✓", "carol  member  not verified (/verify carol)", "dave   member  key unknown or not accepted (/verify dave)"} {
+	for _, want := range []string{"bob    admin   verified ✓ · devices 1, 3", "carol  member  not verified (/verify carol) · devices –", "dave   member  key unknown or not accepted (/verify dave)"} {
 		if !uitest.Contains(lines, want) {
 			t.Errorf("/group info family does not show %q:\n%s", want, x.term.Text())
 		}
