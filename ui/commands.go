@@ -15,12 +15,12 @@ import (
 const helpText = `Commands:
   /msg NAME [TEXT]  open a conversation, or start one
   /msg #TITLE [TEXT]  open a group
+  /group  your groups
+  /group info [TITLE]  members, roles, verification, devices
   /group create TITLE [MEMBER...]  make a group; you own it
   /group add|remove TITLE MEMBER...  (its owner and admins)
   /group role TITLE MEMBER admin|member
-  /group leave [TITLE]   /group info [TITLE]  members, roles,
-    verification   /group  your groups
-    A TITLE with spaces goes "in quotes".
+  /group leave [TITLE]    ("TITLE in quotes" if it has spaces)
   /verify [NAME]    compare safety numbers, mark verified
   /trust [NAME]     accept a changed identity key
   /set typing on|off    send typing indicators or not

@@ -348,3 +348,16 @@ func TestGroupCompletion(t *testing.T) {
 	x.term.Press(tcell.KeyTab)
 	x.waitInput("bob> ", "/msg #family")
 }
+
+// TestGroupHelp: /help lists the group commands and the list's marks.
+func TestGroupHelp(t *testing.T) {
+	t.Parallel()
+	x := start(t, groupBackend(), 100, 70)
+	x.term.Type("/help\n")
+	lines := x.term.WaitText(t, "/msg #TITLE [TEXT]  open a group")
+	for _, want := range []string{"/group info [TITLE]  members, roles, verification, devices", "/group create TITLE [MEMBER...]", "/group add|remove TITLE MEMBER...", "/group role TITLE MEMBER admin|member", "/group leave [TITLE]", "× a group you left"} {
+		if !uitest.Contains(lines, want) {
+			t.Errorf("/help does not show %q:\n%s", want, x.term.Text())
+		}
+	}
+}
