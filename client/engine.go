@@ -445,8 +445,8 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 				Kind: chat.KindSystem, Text: text, SentAt: m.SentAt, ServerTime: m.ServerTime, rawID: id})
 			return nil
 		}
-		delivered := make(map[string][][]byte) // by sender
-		var senders []string
+		delivered := make(map[receiptTo][][]byte)
+		var senders []receiptTo
 		for _, m := range msgs {
 			id, _ := hex.DecodeString(m.ID)
 			switch {
@@ -454,6 +454,21 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 				// A receipt with an identity key not accepted for its
 				// sender says nothing about what the sender got: acked,
 				// not applied.
+			case m.Kind.IsReceipt() && m.Conversation.IsGroup():
+				// A member's receipt for a group message: counted per
+				// member, from members only (protocol.md §8.1).
+				if !isMember(tx, m.Conversation, m.From.User) {
+					continue
+				}
+				for _, ref := range m.Refs {
+					rid, err := hex.DecodeString(ref)
+					if err != nil {
+						continue
+					}
+					if entry, changed, err := tx.AdvanceGroupState(rid, m.Kind == chat.KindRead, m.From.User, m.Conversation); err == nil && changed {
+						events = append(events, UIEvent{Type: UIState, Conversation: m.Conversation, ID: ref, State: entry.State, Entry: &entry})
+					}
+				}
 			case m.Kind.IsReceipt():
 				state := home.StateDelivered
 				if m.Kind == chat.KindRead {
@@ -511,12 +526,17 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 				if m.IdentityChanged {
 					events = append(events, UIEvent{Type: UIIdentityChanged, Conversation: chat.Peer(m.From.User)})
 				}
-				// Receipts for group messages wait for per-member states.
-				if m.Kind == chat.KindText && !m.Outgoing && !m.IdentityChanged && !m.Conversation.IsGroup() {
-					if delivered[m.From.User] == nil {
-						senders = append(senders, m.From.User)
+				// Receipts go to the sender; for a group message, with
+				// the group named, in groups small enough (protocol.md §8.1).
+				if m.Kind == chat.KindText && !m.Outgoing && !m.IdentityChanged && (!m.Conversation.IsGroup() || groupReceipts(tx, m.Conversation)) {
+					to := receiptTo{user: m.From.User}
+					if m.Conversation.IsGroup() {
+						to.group = m.Conversation.ID()
 					}
-					delivered[m.From.User] = append(delivered[m.From.User], id)
+					if delivered[to] == nil {
+						senders = append(senders, to)
+					}
+					delivered[to] = append(delivered[to], id)
 				}
 			}
 		}
@@ -524,10 +544,10 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 		if sendRead {
 			kinds = append(kinds, chat.KindRead)
 		}
-		for _, from := range senders {
+		for _, to := range senders {
 			for _, kind := range kinds {
-				for refs := range chunks(delivered[from], maxRefs) {
-					q, err := e.receipt(chat.Peer(from), kind, refs)
+				for refs := range chunks(delivered[to], maxRefs) {
+					q, err := e.receipt(chat.Peer(to.user), to.group, kind, refs)
 					if err != nil {
 						return err
 					}
@@ -598,6 +618,36 @@ func (e *Engine) noteWaiting(c *Client, msgs []*Message, show func(*Message) err
 	return nil
 }
 
+// receiptTo is where receipts go: the sender, and for a group message the
+// group they name.
+type receiptTo struct{ user, group string }
+
+// isMember reports whether user is a member of group as this home knows it.
+func isMember(tx *home.Tx, group chat.Conversation, user string) bool {
+	rec, err := tx.Group(group)
+	if err != nil || rec == nil {
+		return false
+	}
+	l, err := parseLog(rec)
+	if err != nil {
+		return false
+	}
+	_, in := l.State().Member(user)
+	return in
+}
+
+// groupReceipts reports whether this home sends receipts for group's
+// messages: only in groups of at most home.MaxReceiptMembers members, as
+// each member's receipts go to the sender one by one (protocol.md §8.1).
+func groupReceipts(tx *home.Tx, group chat.Conversation) bool {
+	rec, err := tx.Group(group)
+	if err != nil || rec == nil || rec.Left {
+		return false
+	}
+	l, err := parseLog(rec)
+	return err == nil && len(l.State().Members) <= home.MaxReceiptMembers+1
+}
+
 // chunks yields s in pieces of at most n.
 func chunks[T any](s []T, n int) func(func([]T) bool) {
 	return func(yield func([]T) bool) {
@@ -612,12 +662,12 @@ func chunks[T any](s []T, n int) func(func([]T) bool) {
 }
 
 // receipt makes a queued receipt of kind for refs.
-func (e *Engine) receipt(to chat.Conversation, kind chat.ContentKind, refs [][]byte) (*home.Queued, error) {
+func (e *Engine) receipt(to chat.Conversation, group string, kind chat.ContentKind, refs [][]byte) (*home.Queued, error) {
 	id := make([]byte, transport.MessageIDLen)
 	if _, err := io.ReadFull(e.opts.Rand, id); err != nil {
 		return nil, err
 	}
-	content := &Content{Kind: kind, SentAt: e.opts.Now().UnixMilli(), Refs: refs}
+	content := &Content{Kind: kind, SentAt: e.opts.Now().UnixMilli(), Refs: refs, Group: group}
 	return &home.Queued{ID: id, To: to, Content: transport.Marshal(content)}, nil
 }
 
@@ -656,6 +706,9 @@ func (e *Engine) Send(to chat.Conversation, text string) (*HistoryEntry, error) 
 	var entry HistoryEntry
 	err := e.home.Update(func(tx *home.Tx) error {
 		var err error
+		if to.IsGroup() {
+			rec.Recipients = othersIn(tx, to, e.prof.User)
+		}
 		if entry, err = tx.AddHistory(to, rec, false); err != nil {
 			return err
 		}
@@ -721,8 +774,8 @@ func (e *Engine) checkContact(to string) error {
 	return nil
 }
 
-func (e *Engine) queueReceipt(to chat.Conversation, kind chat.ContentKind, refs [][]byte) {
-	q, err := e.receipt(to, kind, refs)
+func (e *Engine) queueReceipt(to chat.Conversation, group string, kind chat.ContentKind, refs [][]byte) {
+	q, err := e.receipt(to, group, kind, refs)
 	if err != nil {
 		return
 	}
@@ -856,10 +909,34 @@ func (e *Engine) MarkRead(conv chat.Conversation) error {
 	e.mu.Lock()
 	receipts := e.sendReceipts
 	e.mu.Unlock()
-	// A group's messages get no read receipts until there are read
-	// states per member (issue 10 point 4): a receipt to the group would
-	// go to every member.
-	if !receipts || conv == SystemConversation || conv.IsGroup() {
+	if !receipts || conv == SystemConversation {
+		return nil
+	}
+	if conv.IsGroup() {
+		// Each sender gets its read receipt, naming the group, in a
+		// group small enough (protocol.md §8.1).
+		ok := false
+		e.home.View(func(tx *home.Tx) error { ok = groupReceipts(tx, conv); return nil })
+		if !ok {
+			return nil
+		}
+		bySender := make(map[string][][]byte)
+		var senders []string
+		for i := len(entries) - 1; i >= 0 && unread > 0; i-- {
+			en := entries[i]
+			if en.Outgoing || en.Kind != chat.KindText || en.Unverified {
+				continue
+			}
+			unread--
+			id, _ := hex.DecodeString(en.ID)
+			if bySender[en.From] == nil {
+				senders = append(senders, en.From)
+			}
+			bySender[en.From] = append(bySender[en.From], id)
+		}
+		for _, from := range senders {
+			e.queueReceipt(chat.Peer(from), conv.ID(), chat.KindRead, bySender[from])
+		}
 		return nil
 	}
 	var refs [][]byte
@@ -870,7 +947,7 @@ func (e *Engine) MarkRead(conv chat.Conversation) error {
 		}
 	}
 	if len(refs) > 0 {
-		e.queueReceipt(conv, chat.KindRead, refs)
+		e.queueReceipt(conv, "", chat.KindRead, refs)
 	}
 	return nil
 }

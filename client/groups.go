@@ -672,6 +672,26 @@ func forkedByMe(l *e2ee.GroupLog, self string) bool {
 	return false
 }
 
+// othersIn is the number of group's members other than self, as this home
+// knows the group: whom a message sent now goes to (HistoryRecord.Recipients).
+func othersIn(tx *home.Tx, group chat.Conversation, self string) uint32 {
+	rec, err := tx.Group(group)
+	if err != nil || rec == nil {
+		return 0
+	}
+	l, err := parseLog(rec)
+	if err != nil {
+		return 0
+	}
+	var n uint32
+	for _, m := range l.State().Members {
+		if m.User != self {
+			n++
+		}
+	}
+	return n
+}
+
 // lostMember reports whether someone in before is not in after: this
 // device's sending chain must then be replaced before its next message
 // (protocol.md §8.3), so that they read nothing sent after they went.

@@ -435,11 +435,10 @@ func TestGroupChangeLeavesActorLine(t *testing.T) {
 	}
 }
 
-// TestMarkReadGroupSendsNoReceipt (issue 10 point 4): marking a group read
-// clears its unread count and queues no read receipt (it would go to
-// every member; read states per member come later), while a peer's
-// conversation still gets one.
-func TestMarkReadGroupSendsNoReceipt(t *testing.T) {
+// TestMarkReadGroupSendsReceipt (issue 10 point 4): marking a group read
+// clears its unread count and queues a read receipt to the sender alone,
+// naming the group; a peer's conversation gets one as before.
+func TestMarkReadGroupSendsReceipt(t *testing.T) {
 	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
 	defer s.stop()
 	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
@@ -488,19 +487,73 @@ func TestMarkReadGroupSendsNoReceipt(t *testing.T) {
 	if n := unread(g.Conversation); n != 0 {
 		t.Errorf("the group has %d unread after MarkRead", n)
 	}
-	if _, q, ok, err := hb.NextQueued(); err != nil || ok {
-		t.Fatalf("MarkRead of a group queued %+v (%v)", q, err)
+	// The group's read receipt goes to its sender, naming the group.
+	k, q, ok, err := hb.NextQueued()
+	if err != nil || !ok || q.To != chat.Peer("alice") {
+		t.Fatalf("MarkRead of a group queued %+v %v (%v)", q, ok, err)
+	}
+	var gc Content
+	if err := transport.Unmarshal(q.Content, &gc); err != nil || gc.Kind != chat.KindRead || gc.Group != g.ID || len(gc.Refs) != 1 {
+		t.Fatalf("queued for alice: %+v %v", gc, err)
+	}
+	if err := hb.Update(func(tx *home.Tx) error { return tx.Dequeue(k) }); err != nil {
+		t.Fatal(err)
 	}
 	// The same for a peer queues the read receipt.
 	if err := bob.MarkRead(chat.Peer("alice")); err != nil {
 		t.Fatal(err)
 	}
-	_, q, ok, err := hb.NextQueued()
+	_, q, ok, err = hb.NextQueued()
 	if err != nil || !ok || q.To != chat.Peer("alice") {
 		t.Fatalf("MarkRead of alice's conversation queued %+v %v (%v)", q, ok, err)
 	}
 	var content Content
 	if err := transport.Unmarshal(q.Content, &content); err != nil || content.Kind != chat.KindRead {
 		t.Fatalf("queued for alice: %+v %v", content, err)
+	}
+}
+
+// TestGroupReadBy (issue 10 point 4): each member's receipts for a group
+// message reach its sender, who counts them per member: "delivered to 2
+// of 3, read by 1".
+func TestGroupReadBy(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb, hc := testAccount(t, s, "alice"), testAccount(t, s, "bob"), testAccount(t, s, "carol")
+	testAccount(t, s, "dave")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := oneShotEngine(t, ctx, ha, false)
+	g, err := alice.CreateGroup(ctx, "readers", []string{"bob", "carol", "dave"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := alice.SendGroupText(ctx, g.Conversation, "did you read this?")
+	alice.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// bob reads as recv does (delivered and read); carol's client only
+	// takes it (delivered); dave is offline.
+	for h, read := range map[*home.Home]bool{hb: true, hc: false} {
+		e := oneShotEngine(t, ctx, h, true)
+		if err := e.Receive(ctx, ReceiveOptions{Read: read, Show: func(*Message) error { return nil }}); err != nil {
+			t.Fatal(err)
+		}
+		e.Close()
+	}
+	receiveAll(t, ctx, ha)
+	entries, err := ha.History(g.Conversation, "", 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(entries, func(e HistoryEntry) bool { return e.ID == res.ID })
+	if i < 0 {
+		t.Fatalf("the message is not in alice's history: %+v", entries)
+	}
+	e := entries[i]
+	slices.Sort(e.DeliveredTo)
+	if e.Recipients != 3 || !slices.Equal(e.DeliveredTo, []string{"bob", "carol"}) || !slices.Equal(e.ReadBy, []string{"bob"}) || e.State != home.StateDelivered {
+		t.Errorf("alice's entry: recipients %d, delivered to %q, read by %q, state %v", e.Recipients, e.DeliveredTo, e.ReadBy, e.State)
 	}
 }

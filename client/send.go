@@ -118,7 +118,14 @@ func (c *Client) transmit(ctx context.Context, id []byte, entry *home.OutboxEntr
 // sentRecord is the history record of an outgoing text once the server
 // has stored it.
 func (c *Client) sentRecord(id []byte, content *Content) *home.HistoryRecord {
-	return &home.HistoryRecord{ID: id, From: c.prof.User, Outgoing: true, Kind: content.Kind, Text: content.Text, Time: content.SentAt, State: home.StateStored}
+	r := &home.HistoryRecord{ID: id, From: c.prof.User, Outgoing: true, Kind: content.Kind, Text: content.Text, Time: content.SentAt, State: home.StateStored}
+	if content.Group != "" {
+		c.home.View(func(tx *home.Tx) error {
+			r.Recipients = othersIn(tx, chat.Group(content.Group), c.prof.User)
+			return nil
+		})
+	}
+	return r
 }
 
 // keepSent takes a message the server stored out of the outbox and records

@@ -40,6 +40,7 @@ Marks on your messages:
   ✓        stored on the server
   ✓✓       delivered to a device of the recipient
   ✓✓ read  read by the recipient
+  ✓✓ 2 of 5, ✓✓ read by 2 of 5   in a group: delivered to, read by members
   ✗        not sent
 List: (3) unread · ! identity key changed · #TITLE a group
   × a group you left or were removed from, read-only

@@ -17,6 +17,12 @@ func (u *UI) apply(ev client.UIEvent) {
 	case client.UIMessage:
 		u.message(ev)
 	case client.UIState:
+		if ev.Entry != nil && ev.Conversation.IsGroup() {
+			if c := u.byConv[ev.Conversation]; c != nil {
+				c.setReceipts(ev.ID, ev.Entry)
+			}
+			return
+		}
 		errText := ""
 		if ev.Err != nil {
 			errText = ev.Err.Error()

@@ -361,3 +361,31 @@ func TestGroupHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupReadBy (issue 10 point 4): an outgoing group message shows how
+// many members it reached and read it, as the engine's receipts say.
+func TestGroupReadBy(t *testing.T) {
+	t.Parallel()
+	b := groupBackend()
+	x := start(t, b, 100, 25)
+	x.term.Type("/msg #family\n")
+	x.term.WaitText(t, "carol: hello from carol")
+	x.term.Type("lunch at one?\n")
+	x.term.WaitText(t, "alice: lunch at one?")
+	var sent client.HistoryEntry
+	for _, e := range b.GroupEntries(family) {
+		if e.Outgoing && e.Text == "lunch at one?" {
+			sent = e
+		}
+	}
+	if sent.ID == "" {
+		t.Fatalf("the message was not sent: %+v", b.GroupEntries(family))
+	}
+	upd := sent
+	upd.State, upd.Recipients, upd.DeliveredTo = client.StateDelivered, 3, []string{"bob", "carol"}
+	b.Emit(client.UIEvent{Type: client.UIState, Conversation: family, ID: sent.ID, State: upd.State, Entry: &upd})
+	x.term.WaitText(t, "lunch at one? ✓✓ 2 of 3")
+	upd.ReadBy = []string{"bob"}
+	b.Emit(client.UIEvent{Type: client.UIState, Conversation: family, ID: sent.ID, State: upd.State, Entry: &upd})
+	x.term.WaitText(t, "lunch at one? ✓✓ read by 1 of 3")
+}

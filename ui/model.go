@@ -171,6 +171,22 @@ func (c *conversation) setState(id string, s client.DeliveryState, errText strin
 	return true
 }
 
+// setReceipts takes an outgoing group message's receipts by member from
+// the engine's entry; it reports whether the entry is loaded here.
+func (c *conversation) setReceipts(id string, from *client.HistoryEntry) bool {
+	i := c.find(id)
+	if i < 0 {
+		return false
+	}
+	e := c.items[i].entry
+	e.DeliveredTo, e.ReadBy, e.Recipients = from.DeliveredTo, from.ReadBy, from.Recipients
+	if advances(e.State, from.State) {
+		e.State = from.State
+	}
+	c.changed()
+	return true
+}
+
 // advances reports whether an outgoing message in state old may move to
 // state new. States only move forward (sending → stored → delivered →
 // read), so receipts that overtake each other never step back; a failure

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/gdamore/tcell/v2"
@@ -228,10 +229,18 @@ func stateMark(e *client.HistoryEntry) []span {
 		return []span{{" …", styleDim}}
 	case client.StateStored:
 		return []span{{" ✓", styleDim}}
-	case client.StateDelivered:
+	case client.StateDelivered, client.StateRead:
+		if e.Conversation.IsGroup() && e.Recipients > 0 {
+			// A group message's receipts are per member (protocol.md §8.1).
+			if len(e.ReadBy) > 0 {
+				return []span{{fmt.Sprintf(" ✓✓ read by %d of %d", len(e.ReadBy), e.Recipients), styleRead}}
+			}
+			return []span{{fmt.Sprintf(" ✓✓ %d of %d", len(e.DeliveredTo), e.Recipients), styleDelivered}}
+		}
+		if e.State == client.StateRead {
+			return []span{{" ✓✓ read", styleRead}}
+		}
 		return []span{{" ✓✓", styleDelivered}}
-	case client.StateRead:
-		return []span{{" ✓✓ read", styleRead}}
 	case client.StateFailed:
 		text := " ✗ not sent"
 		if e.Error != "" {

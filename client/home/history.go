@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -106,6 +107,11 @@ type HistoryEntry struct {
 	// Unverified: it came with an identity key this home has not accepted
 	// for From (protocol.md §8.1): From is only what it claims.
 	Unverified bool
+	// An outgoing group message's receipts (protocol.md §8.1): the
+	// members it reached and those who read it, of Recipients, the other
+	// members when it was sent.
+	DeliveredTo, ReadBy []string
+	Recipients          int
 }
 
 // ConversationInfo summarises one conversation for a list.
@@ -131,7 +137,14 @@ type HistoryRecord struct {
 	Error    string
 	// Unverified: it came with an identity key not accepted for From.
 	Unverified bool
+	// An outgoing group message's receipts, by member (HistoryEntry).
+	DeliveredTo, ReadBy []string
+	Recipients          uint32
 }
+
+// MaxReceiptMembers bounds the members an outgoing group message keeps
+// receipts of (protocol.md §8.1: larger groups send none).
+const MaxReceiptMembers = 100
 
 func (m *HistoryRecord) MarshalFields(e *transport.Encoder) {
 	e.BytesField(1, m.ID)
@@ -145,6 +158,13 @@ func (m *HistoryRecord) MarshalFields(e *transport.Encoder) {
 	e.Uint(7, uint64(m.State))
 	e.String(8, m.Error)
 	e.Bool(9, m.Unverified)
+	for _, u := range m.DeliveredTo {
+		e.String(10, u)
+	}
+	for _, u := range m.ReadBy {
+		e.String(11, u)
+	}
+	e.Uint(12, uint64(m.Recipients))
 }
 
 func (m *HistoryRecord) UnmarshalFields(d *transport.Decoder) error {
@@ -173,6 +193,19 @@ func (m *HistoryRecord) UnmarshalFields(d *transport.Decoder) error {
 			m.Error, err = f.String(transport.MaxText)
 		case 9:
 			m.Unverified, err = f.Bool()
+		case 10, 11:
+			list := &m.DeliveredTo
+			if f.Num == 11 {
+				list = &m.ReadBy
+			}
+			if len(*list) >= MaxReceiptMembers {
+				return fmt.Errorf("history record with more than %d receipts", MaxReceiptMembers)
+			}
+			var u string
+			u, err = f.String(transport.MaxUserName)
+			*list = append(*list, u)
+		case 12:
+			m.Recipients, err = f.Uint32()
 		default:
 			return f.Unknown()
 		}
@@ -217,7 +250,7 @@ func (r *HistoryRecord) Entry(conv chat.Conversation) HistoryEntry {
 	return HistoryEntry{
 		ID: hex.EncodeToString(r.ID), Conversation: conv, From: r.From, Outgoing: r.Outgoing,
 		Kind: r.Kind, Text: r.Text, Time: time.UnixMilli(r.Time), State: r.State, Error: r.Error,
-		Unverified: r.Unverified,
+		Unverified: r.Unverified, DeliveredTo: r.DeliveredTo, ReadBy: r.ReadBy, Recipients: int(r.Recipients),
 	}
 }
 
@@ -288,6 +321,48 @@ func (t *Tx) AdvanceState(id []byte, state DeliveryState, errText, peer string) 
 	}
 	r.State, r.Error = state, errText
 	return conv, true, t.put(bucketHistory, key, transport.Marshal(&r))
+}
+
+// AdvanceGroupState records a receipt from member for an outgoing message
+// of group: member joins DeliveredTo, and for a read receipt ReadBy too;
+// the state rises to delivered at the first delivery (protocol.md §8.1).
+// It returns the entry as it is now; ok is false if nothing changed (not
+// a message of this group sent from here, or already recorded).
+func (t *Tx) AdvanceGroupState(id []byte, read bool, member string, group chat.Conversation) (entry HistoryEntry, ok bool, err error) {
+	var ref msgRef
+	found, err := t.getRecord(bucketMsgIndex, id, &ref)
+	if err != nil || !found || ref.Conv != convName(group) {
+		return HistoryEntry{}, false, err
+	}
+	key := t.h.historyKey(ref.Conv, ref.Seq)
+	v, err := t.get(bucketHistory, key)
+	if err != nil || v == nil {
+		return HistoryEntry{}, false, err
+	}
+	var r HistoryRecord
+	if err := transport.Unmarshal(v, &r); err != nil {
+		return HistoryEntry{}, false, err
+	}
+	if !r.Outgoing || r.State == StateFailed || r.State == StateSending {
+		return HistoryEntry{}, false, nil
+	}
+	add := func(list *[]string) {
+		if !slices.Contains(*list, member) && len(*list) < MaxReceiptMembers {
+			*list = append(*list, member)
+			ok = true
+		}
+	}
+	add(&r.DeliveredTo)
+	if read {
+		add(&r.ReadBy)
+	}
+	if r.State < StateDelivered {
+		r.State, ok = StateDelivered, true
+	}
+	if !ok {
+		return HistoryEntry{}, false, nil
+	}
+	return r.Entry(group), true, t.put(bucketHistory, key, transport.Marshal(&r))
 }
 
 // Conversations lists the home's conversations, most recent first.
