@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/securechat/securechat/appliance/store"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -143,6 +144,10 @@ type Config struct {
 	// AdminHandler makes the admin API's handler; nil serves no admin
 	// listener. cli wires in package admin (which imports this one).
 	AdminHandler func(s *Server, token string, log *slog.Logger) http.Handler
+	// WrapStore, if not nil, wraps the storage the server uses: the seam
+	// through which tests put a lying store under a real server (the
+	// malicious-server tests, docs/security.md §4.14). Nil in serve.
+	WrapStore func(store.Store) store.Store
 }
 
 // Duration is a time.Duration written as "30s", "720h" in YAML.

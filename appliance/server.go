@@ -165,6 +165,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.store = st
+	if cfg.WrapStore != nil {
+		s.store = cfg.WrapStore(st)
+	}
 	if err := s.init(); err != nil {
 		st.Close()
 		s.abandon()

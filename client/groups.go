@@ -514,21 +514,71 @@ func newID(c *Client) []byte {
 // account's other devices. A group whose only member is this account
 // sends nothing.
 func (c *Client) sendGroupContent(ctx context.Context, conv chat.Conversation, content *Content) error {
-	targets, err := c.recipients(ctx, conv)
-	if err != nil {
+	for attempt := 0; ; attempt++ {
+		targets, err := c.recipients(ctx, conv)
+		if err != nil {
+			return err
+		}
+		err = c.sendBatches(ctx, conv, targets, content)
+		var we *transport.Error
+		if errors.As(err, &we) && we.Code == transport.ErrDeviceMismatch && attempt < 3 {
+			continue // the lists are updated; what was sent is idempotent
+		}
 		return err
 	}
-	if len(targets) == 0 {
-		return nil
-	}
-	id := newID(c)
-	entry := &home.OutboxEntry{To: conv, Content: transport.Marshal(content)}
-	msg, err := c.encryptTo(ctx, conv, targets, content, id, entry)
-	if err != nil {
+}
+
+// Pairwise sends to many devices (a group's membership change, a sender
+// key for everyone) are cut into Sends of at most maxBatchBytes of
+// estimated payload and transport.MaxEnvelopes envelopes, whole accounts
+// each, so that a group of group_max_members fits the frame limit
+// (transport.DefaultMaxFrame).
+const envelopeReserve = 1600 // a payload beyond its plaintext: the PQXDH header, ratchet header, tag
+
+var maxBatchBytes = 3 << 20 // a variable for tests
+
+// sendBatches encrypts content for targets over the pairwise sessions and
+// sends it in batches (maxBatchBytes), each a stored Send of its own, not
+// kept in the outbox: a batch that fails is reported, and what it carried
+// goes again with the group's next change or message. A device mismatch
+// updates the device lists and is returned for the caller to try again.
+func (c *Client) sendBatches(ctx context.Context, conv chat.Conversation, targets []chat.Device, content *Content) error {
+	per := len(transport.Marshal(content)) + envelopeReserve
+	var batch []chat.Device
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		msg, err := c.encryptTo(ctx, conv, batch, content, newID(c), nil)
+		if err != nil {
+			return err
+		}
+		batch = batch[:0]
+		var sent transport.Sent
+		err = c.request(ctx, transport.CodeSend, msg, transport.CodeSent, &sent)
+		var we *transport.Error
+		if errors.As(err, &we) && we.Code == transport.ErrDeviceMismatch {
+			c.forgetDevices(msg)
+			c.updateDevices(we.Devices)
+		}
 		return err
 	}
-	_, err = c.transmit(ctx, id, entry, msg, nil)
-	return err
+	for i := 0; i < len(targets); {
+		// One account's devices stay together (protocol.md §6.1).
+		j := i + 1
+		for j < len(targets) && targets[j].User == targets[i].User {
+			j++
+		}
+		n := j - i
+		if len(batch) > 0 && ((len(batch)+n)*per > maxBatchBytes || len(batch)+n > transport.MaxEnvelopes) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		batch = append(batch, targets[i:j]...)
+		i = j
+	}
+	return flush()
 }
 
 // groupError is a refused change as the user reads it: the reason without

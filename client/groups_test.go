@@ -557,3 +557,43 @@ func TestGroupReadBy(t *testing.T) {
 		t.Errorf("alice's entry: recipients %d, delivered to %q, read by %q, state %v", e.Recipients, e.DeliveredTo, e.ReadBy, e.State)
 	}
 }
+
+// TestGroupChangeInBatches: a membership change for more devices than one
+// Send can carry goes in several (the 500-member group of make bench
+// needs five); here the batch is made small so that five members need
+// three, and every member gets the group and the sender's key.
+func TestGroupChangeInBatches(t *testing.T) {
+	old := maxBatchBytes
+	maxBatchBytes = 2 * (1600 + 900)
+	defer func() { maxBatchBytes = old }()
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	l, _ := s.srv.Limits(context.Background())
+	l.RegisterRate, l.RegisterBurst = 1e6, 1e6
+	if err := s.srv.SetLimits(context.Background(), l); err != nil {
+		t.Fatal(err)
+	}
+	ha := testAccount(t, s, "alice")
+	names := []string{"bob", "carol", "dave", "erin", "frank"}
+	homes := make([]*home.Home, len(names))
+	for i, n := range names {
+		homes[i] = testAccount(t, s, n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := oneShotEngine(t, ctx, ha, false)
+	defer alice.Close()
+	g, err := alice.CreateGroup(ctx, "batched", names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendGroupText(ctx, g.Conversation, "one for all"); err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range homes {
+		got := receiveAll(t, ctx, h)
+		if len(got) != 2 || !strings.Contains(got[0], "alice added you") || got[1] != "alice: one for all" {
+			t.Errorf("%s read %q", names[i], got)
+		}
+	}
+}

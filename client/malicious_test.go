@@ -2,12 +2,18 @@ package client
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
+	"io"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/securechat/securechat/appliance"
+	"github.com/securechat/securechat/appliance/store"
 	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client/home"
 	"github.com/securechat/securechat/e2ee"
@@ -209,4 +215,111 @@ func TestMaliciousServerGroups(t *testing.T) {
 	if info, _ := ResolveGroup(hb, g1.ID); info.Role("bob") != "admin" || len(info.Members) != 2 {
 		t.Errorf("after the lies bob's group is %+v", info)
 	}
+}
+
+// lyingStore is a server's storage that lies about one account's devices:
+// it lists an extra device for victim, with a bundle the server made up
+// (the server cannot sign for victim's identity, so it signs with its own).
+type lyingStore struct {
+	store.Store
+	victim string
+	extra  store.DeviceKey
+	bundle store.Bundle
+}
+
+func (l *lyingStore) ActiveDevices(user string) ([]store.DeviceKey, error) {
+	devs, err := l.Store.ActiveDevices(user)
+	if err == nil && user == l.victim {
+		devs = append(devs, l.extra)
+	}
+	return devs, err
+}
+
+func (l *lyingStore) FetchBundles(ctx context.Context, user string, want []uint32) ([]store.Bundle, error) {
+	bs, err := l.Store.FetchBundles(ctx, user, want)
+	if err == nil && user == l.victim && (len(want) == 0 || slices.Contains(want, l.extra.Device.ID)) {
+		bs = append(bs, l.bundle)
+	}
+	return bs, err
+}
+
+// TestMaliciousServerInjectsDevice: a server that slips a device of its
+// own into bob's device list (issue 10, must show: "injects a device")
+// gets nothing: alice's client refuses the device's keys, which are not
+// bob's identity's, and says so instead of sending — for a group as for
+// bob alone.
+func TestMaliciousServerInjectsDevice(t *testing.T) {
+	identity, err := e2ee.GenerateIdentityKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := e2ee.NewDeviceKeys(nil, identity, e2ee.DeviceInfo{User: "bob", DeviceID: 9, AuthKey: auth}, time.Now(), 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := PublishMessage(keys.PublicPreKeys(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lie := &lyingStore{victim: "bob", extra: store.DeviceKey{Device: chat.DeviceOf("bob", 9), Key: auth},
+		bundle: store.Bundle{Device: 9, Identity: up.Identity, Certificate: up.Certificate, SignedPreKey: up.SignedPreKey, KEM: up.LastResortKEM}}
+	var lying atomic.Bool // the store tells the truth while the accounts are made
+	data := t.TempDir()
+	srv, err := appliance.New(appliance.Config{Listen: "127.0.0.1:0", Data: data, Admin: "127.0.0.1:0",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		WrapStore: func(st store.Store) store.Store {
+			lie.Store = st
+			return &switchStore{Store: st, lie: lie, on: &lying}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(sctx); close(done) }()
+	defer func() { stop(); <-done }()
+	s := &testServer{t: t, data: data, addr: srv.Addr().String(), fp: srv.Fingerprint(), srv: srv}
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	testAccount(t, s, "carol")
+	lying.Store(true)
+
+	alice := oneShotEngine(t, ctx, ha, false)
+	defer alice.Close()
+	_, err = alice.CreateGroup(ctx, "trap", []string{"bob", "carol"})
+	if err == nil || !strings.Contains(err.Error(), "bob's identity key changed") {
+		t.Fatalf("creating a group with bob and a forged device: %v", err)
+	}
+	if _, err := alice.client().SendText(ctx, "bob", "hello?"); err == nil || !strings.Contains(err.Error(), "identity key changed") {
+		t.Fatalf("a 1:1 message to bob and a forged device: %v", err)
+	}
+	if got := receiveAll(t, ctx, hb); len(got) != 0 {
+		t.Errorf("bob got %q though alice refused to send", got)
+	}
+}
+
+// switchStore lies (lie) only once on is set.
+type switchStore struct {
+	store.Store
+	lie *lyingStore
+	on  *atomic.Bool
+}
+
+func (s *switchStore) ActiveDevices(user string) ([]store.DeviceKey, error) {
+	if s.on.Load() {
+		return s.lie.ActiveDevices(user)
+	}
+	return s.Store.ActiveDevices(user)
+}
+
+func (s *switchStore) FetchBundles(ctx context.Context, user string, want []uint32) ([]store.Bundle, error) {
+	if s.on.Load() {
+		return s.lie.FetchBundles(ctx, user, want)
+	}
+	return s.Store.FetchBundles(ctx, user, want)
 }

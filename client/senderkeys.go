@@ -191,18 +191,7 @@ func (c *Client) distribute(ctx context.Context, conv chat.Conversation, devs []
 		return err
 	}
 	content := &Content{Kind: chat.KindSenderKey, Group: conv.ID(), SentAt: c.now().UnixMilli(), SenderKey: dist}
-	msg, err := c.encryptTo(ctx, conv, devs, content, newID(c), nil)
-	if err != nil {
-		return err
-	}
-	var sent transport.Sent
-	err = c.request(ctx, transport.CodeSend, msg, transport.CodeSent, &sent)
-	var we *transport.Error
-	if errors.As(err, &we) && we.Code == transport.ErrDeviceMismatch {
-		c.forgetDevices(msg)
-		c.updateDevices(we.Devices)
-	}
-	return err
+	return c.sendBatches(ctx, conv, devs, content)
 }
 
 // applySenderKey keeps the chain a device sent this device (KindSenderKey)
