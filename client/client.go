@@ -107,6 +107,9 @@ type Client struct {
 	// waiting are group messages whose sender's key has not arrived
 	// (senderkeys.go); only the dispatch goroutine touches them.
 	waiting []*transport.Deliver
+	// welcomed are the groups whose whole log came on this connection
+	// (a new member's); only the dispatch goroutine touches it.
+	welcomed map[string]bool
 	keys    *e2ee.DeviceKeys // nil for a device not linked to the account identity
 }
 
@@ -600,11 +603,20 @@ func (c *Client) handleDeliverMsg(dp *transport.Deliver) {
 			// sent to (a new member gets the group's log on its own).
 			m.Conversation = chat.Group(content.Group)
 			m.groupChanges, m.groupLog = content.GroupChanges, content.GroupLog
+			if content.Kind == chat.KindGroupChange && content.GroupLog != nil && !changed {
+				if c.welcomed == nil {
+					c.welcomed = make(map[string]bool)
+				}
+				if len(c.welcomed) < maxWaiting {
+					c.welcomed[content.Group] = true
+				}
+			}
 		}
 		if m.Kind == chat.KindSenderKey {
 			if changed {
 				m.Kind, m.Text = chat.KindError, fmt.Sprintf("a group key from %s was not kept: %s's identity key changed", d.From, d.From)
 			} else if err := c.applySenderKey(from, content); err != nil {
+				m.Conversation = chat.Peer(d.From) // no group is made up for it
 				m.Kind, m.Text = chat.KindError, fmt.Sprintf("a group key from %s was not kept: %v", d.From, err)
 			} else {
 				defer c.retryWaiting(content.Group, from)

@@ -323,3 +323,74 @@ func (s *switchStore) FetchBundles(ctx context.Context, user string, want []uint
 	}
 	return s.Store.FetchBundles(ctx, user, want)
 }
+
+// TestGroupMessagesNotHeldForStrangers (review findings 3, 4): a group
+// message without its key, for a group the recipient is not in, is
+// dropped and acked with a line saying so, not held (a stranger cannot
+// keep a mailbox full of messages never acked); and a message decrypted
+// but not yet acked, delivered again under another group's id, is refused.
+func TestGroupMessagesNotHeldForStrangers(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb, he := testAccount(t, s, "alice"), testAccount(t, s, "bob"), testAccount(t, s, "eve")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	eve := oneShotEngine(t, ctx, he, false)
+	defer eve.Close()
+	ec, _ := eve.connected()
+	bobDevs, err := ec.Devices(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		msg := &transport.Send{MessageID: randomID(t), Group: randomID(t), Shared: []byte("no key for this")}
+		for _, d := range bobDevs {
+			msg.Envelopes = append(msg.Envelopes, transport.Envelope{User: d.User, Device: d.ID, DeviceKey: ec.listedKey(d)})
+		}
+		var sent transport.Sent
+		if err := ec.request(ctx, transport.CodeSend, msg, transport.CodeSent, &sent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := receiveAll(t, ctx, hb)
+	if len(got) != 3 || !reported(got, "eve: a message from eve for a group you are not in was dropped") {
+		t.Fatalf("bob read %q", got)
+	}
+	if got := receiveAll(t, ctx, hb); len(got) != 0 {
+		t.Errorf("the dropped messages were not acked: %q", got)
+	}
+	if convs, _ := hb.Conversations(); slices.ContainsFunc(convs, func(c ConversationInfo) bool { return c.Conversation.IsGroup() }) {
+		t.Errorf("a group conversation was made up: %+v", convs)
+	}
+
+	// A message decrypted and kept, not yet acked, comes again under
+	// another group's id.
+	alice := oneShotEngine(t, ctx, ha, false)
+	defer alice.Close()
+	g1, err := alice.CreateGroup(ctx, "one", []string{"bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g2, err := alice.CreateGroup(ctx, "two", []string{"bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, ctx, hb)
+	groupSend(t, ctx, alice, g1.Conversation, "warm up one") // bob gets alice's keys
+	groupSend(t, ctx, alice, g2.Conversation, "warm up two")
+	receiveAll(t, ctx, hb)
+	msg := groupSend(t, ctx, alice, g1.Conversation, "only for one")
+	bob := oneShotEngine(t, ctx, hb, false)
+	defer bob.Close()
+	bc, _ := bob.connected()
+	gid1, _ := groupIDBytes(g1.Conversation)
+	gid2, _ := groupIDBytes(g2.Conversation)
+	d := &transport.Deliver{Seq: 1 << 40, From: "alice", FromDevice: 1, MessageID: msg.MessageID, ServerTime: time.Now().UnixMilli(), Group: gid1, Shared: msg.Shared}
+	if content, err := bc.decryptGroup(d); err != nil || content.Text != "only for one" {
+		t.Fatalf("decrypting for group one: %v %v", content, err)
+	}
+	d.Group = gid2
+	if content, err := bc.decryptGroup(d); err == nil {
+		t.Errorf("the kept message delivered again under group two's id: %q", content.Text)
+	}
+}

@@ -85,6 +85,10 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 	if err != nil {
 		return nil, err
 	}
+	// Checked here too for what was queued before a removal or a mute.
+	if err := checkCanSend(c.home, c.prof.User, conv, c.now()); err != nil {
+		return nil, err
+	}
 	c.senderMu.Lock()
 	defer c.senderMu.Unlock()
 	for attempt := 0; ; attempt++ {
@@ -195,19 +199,20 @@ func (c *Client) distribute(ctx context.Context, conv chat.Conversation, devs []
 }
 
 // applySenderKey keeps the chain a device sent this device (KindSenderKey)
-// and never moves a chain already held back (e2ee.SenderKeyRecord.Add).
-// Neither the group nor the sender's membership is checked here: the
-// group's log may be in the same batch of deliveries, not yet applied
-// (the engine applies it), and the change that added the sender may still
-// be on its way. Whether a message is shown is decided when it is kept
-// (checkGroupSender). A record is per group and authenticated sending
-// device, as small as a message, and each costs its sender a stored
-// message at the server's rates.
+// for a group this home is in, or whose log came on this connection (the
+// engine applies it after the batch it came in), and never moves a chain
+// already held back (e2ee.SenderKeyRecord.Add). The sender's membership
+// is not checked here: the change that added it may still be on its way;
+// whether its messages are shown is decided when they are kept
+// (checkGroupSender).
 func (c *Client) applySenderKey(from chat.Device, content *Content) error {
 	if !validGroupID(content.Group) {
 		return errors.New("a sender key names a group that cannot exist")
 	}
 	conv := chat.Group(content.Group)
+	if !c.groupKnown(conv) {
+		return errors.New("it is for a group you are not in")
+	}
 	d, err := e2ee.ParseSenderKeyDistribution(content.SenderKey)
 	if err != nil {
 		return err
@@ -242,13 +247,20 @@ func (c *Client) decryptGroup(d *transport.Deliver) (*Content, error) {
 	if err != nil {
 		return nil, err
 	}
+	conv := chat.Group(hex.EncodeToString(d.Group))
 	if st.Received != nil {
-		return decodeContent(st.Received.Content)
+		// Decrypted before and not yet acked: the same checks as below,
+		// so that a redelivery cannot move it to another group or pass a
+		// pairwise message off as a group's.
+		content, err := decodeContent(st.Received.Content)
+		if err == nil && (content.Group != conv.ID() || content.Kind != chat.KindText) {
+			err = errors.New("a group message that names another group")
+		}
+		return content, err
 	}
 	if c.keys == nil {
 		return nil, ErrNotLinked
 	}
-	conv := chat.Group(hex.EncodeToString(d.Group))
 	r, err := c.peerSenderKeys(conv, from)
 	if err != nil {
 		return nil, err
@@ -290,6 +302,16 @@ func (c *Client) handleGroupDeliver(d *transport.Deliver, m *Message) {
 	m.Group = m.Conversation.ID()
 	m.Outgoing = d.From == c.prof.User
 	content, err := c.decryptGroup(d)
+	if errors.Is(err, errWaitingForKey) {
+		if why := c.mayWait(d); why != "" {
+			// Not held: acked, with a line saying what was dropped, in
+			// the sender's conversation (no group is made up for it).
+			m.Conversation, m.Group = chat.Peer(d.From), ""
+			m.Kind, m.Text, m.SentAt = chat.KindError, why, m.ServerTime
+			c.events <- Event{Type: EventMessage, Message: m}
+			return
+		}
+	}
 	switch {
 	case errors.Is(err, errWaitingForKey):
 		m.Kind, m.Waiting, m.SentAt = chat.KindSystem, true, m.ServerTime
@@ -310,6 +332,63 @@ func (c *Client) handleGroupDeliver(d *transport.Deliver, m *Message) {
 		m.Kind, m.Text, m.SentAt = content.Kind, content.Text, time.UnixMilli(content.SentAt)
 	}
 	c.events <- Event{Type: EventMessage, Message: m}
+}
+
+// Bounds on what waits for a key (protocol.md §8.3): per group and sending
+// device, and in age, after which the key is taken never to come.
+const (
+	maxWaitingPerSender = 100
+	maxWaitAge          = 7 * 24 * time.Hour
+)
+
+// mayWait says why a group message without its key is not held, or "":
+// held only for a group this home is in (or whose log came on this
+// connection), from a member by the stored log, not older than
+// maxWaitAge, and no more than maxWaitingPerSender of one device — so
+// that nobody can keep another's mailbox full of messages never acked.
+func (c *Client) mayWait(d *transport.Deliver) string {
+	conv := chat.Group(hex.EncodeToString(d.Group))
+	if time.UnixMilli(d.ServerTime).Before(c.now().Add(-maxWaitAge)) {
+		return fmt.Sprintf("a group message from %s was dropped: its key never came", d.From)
+	}
+	n := 0
+	for _, w := range c.waiting {
+		if w.From == d.From && w.FromDevice == d.FromDevice && bytes.Equal(w.Group, d.Group) {
+			n++
+		}
+	}
+	if n >= maxWaitingPerSender {
+		return fmt.Sprintf("a group message from %s was dropped: too many of %s's messages wait for a key", d.From, d.From)
+	}
+	if c.welcomed[conv.ID()] {
+		return ""
+	}
+	rec, err := c.home.Group(conv)
+	if err != nil || rec == nil {
+		return fmt.Sprintf("a message from %s for a group you are not in was dropped", d.From)
+	}
+	if d.From == c.prof.User {
+		return ""
+	}
+	l, err := parseLog(rec)
+	if err != nil {
+		return err.Error()
+	}
+	if _, in := l.State().Member(d.From); !in {
+		return fmt.Sprintf("a message from %s, who is not in the group, was dropped", d.From)
+	}
+	return ""
+}
+
+// groupKnown reports whether conv is a group this home is in, or whose
+// log came on this connection (the engine applies it after the batch it
+// came in: what follows it in the batch must not be refused meanwhile).
+func (c *Client) groupKnown(conv chat.Conversation) bool {
+	if c.welcomed[conv.ID()] {
+		return true
+	}
+	rec, err := c.home.Group(conv)
+	return err == nil && rec != nil
 }
 
 // retryWaiting tries again the held group messages from dev in group,
