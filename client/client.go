@@ -110,7 +110,7 @@ type Client struct {
 	// welcomed are the groups whose whole log came on this connection
 	// (a new member's); only the dispatch goroutine touches it.
 	welcomed map[string]bool
-	keys    *e2ee.DeviceKeys // nil for a device not linked to the account identity
+	keys     *e2ee.DeviceKeys // nil for a device not linked to the account identity
 }
 
 // dial connects to server and starts the read loop.
