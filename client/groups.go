@@ -629,6 +629,15 @@ func (c *Client) receiveGroup(tx *home.Tx, m *Message) ([]string, error) {
 		if _, ok := st.Member(from); !ok && from != c.prof.User {
 			return []string{fmt.Sprintf("%s, who is not in it, sent a group: ignored", from)}, nil
 		}
+		// A log's own word about identity keys is not taken over what
+		// this home knows: the sender's key in it must be the one its
+		// message came with, and every member this home has met must
+		// have the key this home has for them (protocol.md §8.2). So a
+		// stranger cannot make up a group in which someone known here
+		// acts under another key.
+		if who := keyConflict(tx, st, c.prof.User); who != "" {
+			return []string{fmt.Sprintf("%s sent a group %q that names %s with another identity key than the one you have for %s: ignored", from, st.Title, who, who)}, nil
+		}
 		rec = &home.GroupRecord{Group: conv}
 		if from == c.prof.User {
 			notes = append(notes, fmt.Sprintf("you are in the group %q", st.Title))
@@ -704,6 +713,25 @@ func (c *Client) receiveGroup(tx *home.Tx, m *Message) ([]string, error) {
 		}
 	}
 	return notes, tx.PutGroup(rec)
+}
+
+// keyConflict names a member of st, other than self, whose identity key
+// differs from the one this home holds for them (accepted or pending);
+// "" if none.
+func keyConflict(tx *home.Tx, st e2ee.GroupState, self string) string {
+	for _, m := range st.Members {
+		if m.User == self {
+			continue
+		}
+		ct, err := tx.Contact(m.User)
+		if err != nil || ct == nil {
+			continue
+		}
+		if !bytes.Equal(ct.Identity, m.Identity.Bytes()) && (ct.Pending == nil || !bytes.Equal(ct.Pending, m.Identity.Bytes())) {
+			return m.User
+		}
+	}
+	return ""
 }
 
 // forkedByMe reports whether one of the log's heads, when it has more than

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/hex"
 	"io"
 	"log/slog"
 	"slices"
@@ -392,5 +393,78 @@ func TestGroupMessagesNotHeldForStrangers(t *testing.T) {
 	d.Group = gid2
 	if content, err := bc.decryptGroup(d); err == nil {
 		t.Errorf("the kept message delivered again under group two's id: %q", content.Text)
+	}
+}
+
+// TestForgedGroupLog (review finding 1, 2): eve makes up a group in which
+// alice, whom bob knows, is the owner under a key of eve's; bob's client
+// refuses the log and says why. And carol, whom bob has never met, named
+// by a group with one key while the server hands out another, is not
+// taken on trust: bob's send stops with "identity key changed".
+func TestForgedGroupLog(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb, he := testAccount(t, s, "alice"), testAccount(t, s, "bob"), testAccount(t, s, "eve")
+	testAccount(t, s, "carol")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := oneShotEngine(t, ctx, ha, false)
+	defer alice.Close()
+	if _, err := alice.client().SendText(ctx, "bob", "hi bob"); err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, ctx, hb) // bob knows alice's key now
+	eve := oneShotEngine(t, ctx, he, false)
+	defer eve.Close()
+	ec, _ := eve.connected()
+	bobKey, err := ec.identityFor(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forge := func(title string, members ...e2ee.GroupMember) []byte {
+		var id [e2ee.GroupIDSize]byte
+		copy(id[:], randomID(t))
+		ch := &e2ee.GroupChange{Group: id, Actor: "eve", Time: time.Now().UnixMilli(), Op: e2ee.OpCreate, Title: title,
+			Members: append([]e2ee.GroupMember{{User: "eve", Identity: ec.keys.IdentityKey(), Role: e2ee.RoleOwner}}, members...)}
+		if err := e2ee.SignGroupChange(ch, ec.keys.IdentityPrivateKey()); err != nil {
+			t.Fatal(err)
+		}
+		l, err := e2ee.NewGroupLog(ch, groupMaxMembers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := l.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ec.SendContent(ctx, randomID(t), chat.Peer("bob"), &Content{Kind: chat.KindGroupChange, Group: hex.EncodeToString(id[:]), SentAt: 1, GroupLog: b}); err != nil {
+			t.Fatal(err)
+		}
+		return id[:]
+	}
+	fakeAlice, err := e2ee.GenerateIdentityKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forge("alice's", e2ee.GroupMember{User: "alice", Identity: fakeAlice.Public(), Role: e2ee.RoleAdmin}, e2ee.GroupMember{User: "bob", Identity: bobKey, Role: e2ee.RoleMember})
+	got := receiveAll(t, ctx, hb)
+	if !reported(got, "names alice with another identity key") {
+		t.Errorf("bob read %q", got)
+	}
+	if gs, _ := Groups(hb); len(gs) != 0 {
+		t.Errorf("bob took the forged group: %+v", gs)
+	}
+
+	// carol, unknown to bob, under a key of eve's making in eve's group.
+	fakeCarol, err := e2ee.GenerateIdentityKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forge("carol's", e2ee.GroupMember{User: "carol", Identity: fakeCarol.Public(), Role: e2ee.RoleMember}, e2ee.GroupMember{User: "bob", Identity: bobKey, Role: e2ee.RoleMember})
+	receiveAll(t, ctx, hb)
+	bob := oneShotEngine(t, ctx, hb, false)
+	defer bob.Close()
+	if _, err := bob.client().SendText(ctx, "carol", "hello carol"); err == nil || !strings.Contains(err.Error(), "identity key changed") {
+		t.Errorf("bob's first message to carol, whom a group names with another key: %v", err)
 	}
 }
