@@ -2,12 +2,14 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/securechat/securechat/chat"
@@ -103,9 +105,17 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 		if err != nil {
 			return nil, err
 		}
+		// Who holds the chain, by device, under which key: one pass, so
+		// that a send costs no more than a few steps per member device.
+		held := make(map[chat.Device][]byte, len(rec.Holders))
+		if !fresh {
+			for _, h := range rec.Holders {
+				held[chat.Device{User: h.User, ID: h.Device}] = h.DeviceKey
+			}
+		}
 		var missing []chat.Device
 		for _, d := range targets {
-			if fresh || !rec.Holds(d, c.listedKey(d)) {
+			if k, ok := held[d]; !ok || !bytes.Equal(k, c.listedKey(d)) {
 				missing = append(missing, d)
 			}
 		}
@@ -118,15 +128,18 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 			if err != nil {
 				return nil, err
 			}
-			if fresh {
-				rec.Holders = nil
-			}
 			for _, d := range missing {
-				rec.Holders = slices.DeleteFunc(rec.Holders, func(h home.KeyHolder) bool { return h.User == d.User && h.Device == d.ID })
+				held[d] = c.listedKey(d)
+			}
+			rec.Holders = rec.Holders[:0]
+			for d, k := range held {
 				if len(rec.Holders) < home.MaxKeyHolders {
-					rec.Holders = append(rec.Holders, home.KeyHolder{User: d.User, Device: d.ID, DeviceKey: c.listedKey(d)})
+					rec.Holders = append(rec.Holders, home.KeyHolder{User: d.User, Device: d.ID, DeviceKey: k})
 				}
 			}
+			slices.SortFunc(rec.Holders, func(a, b home.KeyHolder) int {
+				return cmp.Or(strings.Compare(a.User, b.User), cmp.Compare(a.Device, b.Device))
+			})
 		}
 		self := chat.Device{User: c.prof.User, ID: c.prof.Device}
 		shared, err := key.Encrypt(transport.Marshal(content), groupAD(gid, self))
@@ -144,8 +157,11 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 		entry.Send = transport.Marshal(msg)
 		ch := &home.SessionChanges{
 			SenderKeys: []home.SenderKeyState{{Group: conv, Owner: self, State: state}},
-			Chain:      &home.GroupChain{Group: conv, Log: rec.Log, ChainCreated: rec.ChainCreated, Holders: rec.Holders},
 			Outbox:     &home.OutboxItem{ID: id, Entry: entry},
+		}
+		if fresh || len(missing) > 0 {
+			// The group record changes only with the chain or its holders.
+			ch.Chain = &home.GroupChain{Group: conv, Log: rec.Log, ChainCreated: rec.ChainCreated, Holders: rec.Holders}
 		}
 		if err := c.sessions.SaveSessions(ch); err != nil {
 			return nil, err
