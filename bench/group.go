@@ -126,7 +126,7 @@ func groupPhase(ctx context.Context, o *options, dir string, stderr io.Writer, p
 	progress("group: groups made and first messages taken in %v", time.Since(setup).Round(time.Millisecond))
 
 	send := func(g client.GroupInfo) (cpu time.Duration, ack time.Duration, err error) {
-		c0, err := procCPU("self")
+		c0, err := selfCPU()
 		if err != nil {
 			return 0, 0, err
 		}
@@ -137,7 +137,7 @@ func groupPhase(ctx context.Context, o *options, dir string, stderr io.Writer, p
 			}
 		}
 		wall := time.Since(t0)
-		c1, err := procCPU("self")
+		c1, err := selfCPU()
 		return (c1 - c0) / time.Duration(o.groupMessages), wall / time.Duration(o.groupMessages), err
 	}
 	cpu, ack, err := send(small)
