@@ -273,10 +273,17 @@ func (c *Client) createGroup(ctx context.Context, title string, members []string
 		return GroupInfo{}, nil, err
 	}
 	content := &Content{Kind: chat.KindGroupChange, Group: conv.ID(), SentAt: c.now().UnixMilli(), GroupLog: lb}
-	if err := c.sendGroupContent(ctx, conv, content); err != nil {
+	sent, err := c.sendGroupContent(ctx, conv, content)
+	if err != nil && !sent {
 		c.home.Update(func(tx *home.Tx) error { return tx.DeleteGroup(conv) })
 		return GroupInfo{}, nil, err
 	}
+	if err != nil {
+		// Some members have the group already: it is kept, and the
+		// error says the others do not have it yet.
+		err = fmt.Errorf("the group is made and some members have it, not all: %w", err)
+	}
+	sendErr := err
 	var line HistoryEntry
 	text := fmt.Sprintf("%s (%s)", describeChange(ch, c.prof.User), memberList(l.State(), c.prof.User))
 	if err := c.home.Update(func(tx *home.Tx) (err error) {
@@ -286,7 +293,7 @@ func (c *Client) createGroup(ctx context.Context, title string, members []string
 		return GroupInfo{}, nil, err
 	}
 	info, err := groupInfo(c.home, rec)
-	return info, &line, err
+	return info, &line, cmp.Or(err, sendErr)
 }
 
 // keepOwnChange keeps the line of the group's history that says what
@@ -488,7 +495,7 @@ func (c *Client) changeGroup(ctx context.Context, conv chat.Conversation, ch *e2
 			}
 		}
 	}
-	if err := c.sendGroupContent(ctx, conv, content); err != nil {
+	if _, err := c.sendGroupContent(ctx, conv, content); err != nil {
 		errs = append(errs, err)
 	}
 	for _, m := range before.Members {
@@ -513,18 +520,19 @@ func newID(c *Client) []byte {
 // sendGroupContent sends content to the group's members and this
 // account's other devices. A group whose only member is this account
 // sends nothing.
-func (c *Client) sendGroupContent(ctx context.Context, conv chat.Conversation, content *Content) error {
+func (c *Client) sendGroupContent(ctx context.Context, conv chat.Conversation, content *Content) (sentAny bool, err error) {
 	for attempt := 0; ; attempt++ {
 		targets, err := c.recipients(ctx, conv)
 		if err != nil {
-			return err
+			return sentAny, err
 		}
-		err = c.sendBatches(ctx, conv, targets, content)
+		sent, err := c.sendBatches(ctx, conv, targets, content)
+		sentAny = sentAny || sent
 		var we *transport.Error
 		if errors.As(err, &we) && we.Code == transport.ErrDeviceMismatch && attempt < 3 {
 			continue // the lists are updated; what was sent is idempotent
 		}
-		return err
+		return sentAny, err
 	}
 }
 
@@ -542,7 +550,8 @@ var maxBatchBytes = 3 << 20 // a variable for tests
 // kept in the outbox: a batch that fails is reported, and what it carried
 // goes again with the group's next change or message. A device mismatch
 // updates the device lists and is returned for the caller to try again.
-func (c *Client) sendBatches(ctx context.Context, conv chat.Conversation, targets []chat.Device, content *Content) error {
+// sentAny reports whether any batch was stored.
+func (c *Client) sendBatches(ctx context.Context, conv chat.Conversation, targets []chat.Device, content *Content) (sentAny bool, err error) {
 	per := len(transport.Marshal(content)) + envelopeReserve
 	var batch []chat.Device
 	flush := func() error {
@@ -561,6 +570,7 @@ func (c *Client) sendBatches(ctx context.Context, conv chat.Conversation, target
 			c.forgetDevices(msg)
 			c.updateDevices(we.Devices)
 		}
+		sentAny = sentAny || err == nil
 		return err
 	}
 	for i := 0; i < len(targets); {
@@ -572,13 +582,13 @@ func (c *Client) sendBatches(ctx context.Context, conv chat.Conversation, target
 		n := j - i
 		if len(batch) > 0 && ((len(batch)+n)*per > maxBatchBytes || len(batch)+n > transport.MaxEnvelopes) {
 			if err := flush(); err != nil {
-				return err
+				return sentAny, err
 			}
 		}
 		batch = append(batch, targets[i:j]...)
 		i = j
 	}
-	return flush()
+	return sentAny, flush()
 }
 
 // groupError is a refused change as the user reads it: the reason without

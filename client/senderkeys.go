@@ -211,7 +211,8 @@ func (c *Client) distribute(ctx context.Context, conv chat.Conversation, devs []
 		return err
 	}
 	content := &Content{Kind: chat.KindSenderKey, Group: conv.ID(), SentAt: c.now().UnixMilli(), SenderKey: dist}
-	return c.sendBatches(ctx, conv, devs, content)
+	_, err = c.sendBatches(ctx, conv, devs, content)
+	return err
 }
 
 // applySenderKey keeps the chain a device sent this device (KindSenderKey)
