@@ -891,7 +891,11 @@ func checkCanSend(h *home.Home, self string, conv chat.Conversation, now time.Ti
 	if err != nil {
 		return err
 	}
-	st := l.State()
+	return canSend(rec, l.State(), self, now)
+}
+
+// canSend is checkCanSend on a record and its state already read.
+func canSend(rec *home.GroupRecord, st e2ee.GroupState, self string, now time.Time) error {
 	me, in := st.Member(self)
 	switch {
 	case !in || rec.Left:

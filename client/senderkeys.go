@@ -87,21 +87,42 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 	if err != nil {
 		return nil, err
 	}
-	// Checked here too for what was queued before a removal or a mute.
-	if err := checkCanSend(c.home, c.prof.User, conv, c.now()); err != nil {
-		return nil, err
-	}
 	c.senderMu.Lock()
 	defer c.senderMu.Unlock()
+	self := chat.Device{User: c.prof.User, ID: c.prof.Device}
 	for attempt := 0; ; attempt++ {
-		targets, err := c.recipients(ctx, conv)
+		// The record and its log are read once per attempt: a send costs
+		// a few steps per member device, never a read per member.
+		rec, err := c.home.Group(conv)
+		if err != nil {
+			return nil, err
+		}
+		if rec == nil {
+			return nil, fmt.Errorf("no group %s in this home", conv.ID())
+		}
+		l, err := parseLog(rec)
+		if err != nil {
+			return nil, err
+		}
+		st := l.State()
+		// Checked here too for what was queued before a removal or a mute.
+		if err := canSend(rec, st, c.prof.User, c.now()); err != nil {
+			return nil, err
+		}
+		var members []string
+		for _, m := range st.Members {
+			if m.User != c.prof.User {
+				members = append(members, m.User)
+			}
+		}
+		targets, err := fanOut(self, members, func(user string) ([]chat.Device, error) { return c.Devices(ctx, user) })
 		if err != nil {
 			return nil, err
 		}
 		if len(targets) == 0 {
 			return nil, errors.New("nobody else in the group has a device that can receive messages")
 		}
-		rec, key, fresh, err := c.sendingChain(conv, gid)
+		key, fresh, err := c.sendingChain(conv, rec, gid)
 		if err != nil {
 			return nil, err
 		}
@@ -141,7 +162,6 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 				return cmp.Or(strings.Compare(a.User, b.User), cmp.Compare(a.Device, b.Device))
 			})
 		}
-		self := chat.Device{User: c.prof.User, ID: c.prof.Device}
 		shared, err := key.Encrypt(transport.Marshal(content), groupAD(gid, self))
 		if err != nil {
 			return nil, err
@@ -170,35 +190,27 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 	}
 }
 
-// sendingChain returns the group's record and this device's sending chain
-// in it: the stored one, or a new one (fresh) when there is none, it has
+// sendingChain returns this device's sending chain in the group of rec: the stored one, or a new one (fresh) when there is none, it has
 // sent senderKeyMaxMessages messages, is older than senderKeyMaxAge, or a
 // member left or was removed since it was made. A new chain is stored with
 // the message that first uses it.
-func (c *Client) sendingChain(conv chat.Conversation, gid []byte) (rec *home.GroupRecord, key *e2ee.SenderKey, fresh bool, err error) {
+func (c *Client) sendingChain(conv chat.Conversation, rec *home.GroupRecord, gid []byte) (key *e2ee.SenderKey, fresh bool, err error) {
 	self := chat.Device{User: c.prof.User, ID: c.prof.Device}
-	rec, err = c.home.Group(conv)
-	if err != nil {
-		return nil, nil, false, err
-	}
-	if rec == nil {
-		return nil, nil, false, fmt.Errorf("no group %s in this home", conv.ID())
-	}
 	b, err := c.sessions.SenderKey(conv, self)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, false, err
 	}
 	now := c.now()
 	if b != nil && !rec.Rotate && now.Sub(time.UnixMilli(rec.ChainCreated)) < senderKeyMaxAge {
 		if key, err = e2ee.UnmarshalSenderKey(b); err == nil && key.Iteration() < senderKeyMaxMessages {
-			return rec, key, false, nil
+			return key, false, nil
 		}
 	}
 	if key, err = e2ee.NewSenderKey(c.rand, [e2ee.DistributionIDSize]byte(gid)); err != nil {
-		return nil, nil, false, err
+		return nil, false, err
 	}
 	rec.ChainCreated, rec.Rotate = now.UnixMilli(), false
-	return rec, key, true, nil
+	return key, true, nil
 }
 
 // distribute sends key's distribution to devs over the pairwise sessions,

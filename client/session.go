@@ -80,13 +80,15 @@ func fanOut(self chat.Device, members []string, devices func(user string) ([]cha
 		users = append(users, self.User)
 	}
 	var out []chat.Device
+	seen := make(map[chat.Device]bool)
 	for _, u := range users {
 		devs, err := devices(u)
 		if err != nil {
 			return nil, err
 		}
 		for _, d := range devs {
-			if d != self && !slices.Contains(out, d) {
+			if d != self && !seen[d] {
+				seen[d] = true
 				out = append(out, d)
 			}
 		}
