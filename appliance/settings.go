@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/securechat/securechat/internal/usage"
 	"github.com/securechat/securechat/transport"
 )
 
@@ -532,7 +533,7 @@ func Closest(s string, words []string, maxDist int) string {
 	best, dist := "", maxDist+1
 	norm := func(w string) string { return strings.ToLower(strings.ReplaceAll(w, "-", "_")) }
 	for _, w := range words {
-		if d := editDistance(norm(s), norm(w)); d < dist {
+		if d := usage.EditDistance(norm(s), norm(w)); d < dist {
 			best, dist = w, d
 		}
 	}
@@ -616,32 +617,11 @@ func (c *Config) decode(n *yaml.Node) []error {
 func closestKey(key string) string {
 	best, dist := "", max(3, len(key)/2)+1
 	for _, s := range settings {
-		if d := editDistance(strings.ToLower(strings.ReplaceAll(key, "-", "_")), s.Key); d < dist {
+		if d := usage.EditDistance(strings.ToLower(strings.ReplaceAll(key, "-", "_")), s.Key); d < dist {
 			best, dist = s.Key, d
 		}
 	}
 	return best
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // YAML is c as --print-config prints it.

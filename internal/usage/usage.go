@@ -245,7 +245,7 @@ func (fs *FlagSet) takesValue(f *flag.Flag) bool { return f != nil && !isBool(f)
 func (fs *FlagSet) nearest(name string) string {
 	best, dist := "", min(3, len(name))
 	fs.VisitAll(func(f *flag.Flag) {
-		if d := editDistance(name, f.Name); d < dist {
+		if d := EditDistance(name, f.Name); d < dist {
 			best, dist = f.Name, d
 		}
 	})
@@ -285,8 +285,9 @@ func valueError(f *flag.Flag, value string, err error) string {
 	return err.Error()
 }
 
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance between a and b: what every
+// "did you mean" measures.
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
