@@ -626,7 +626,17 @@ func (c *Client) receiveGroup(tx *home.Tx, m *Message) ([]string, error) {
 	var newcomers []string     // members others added, in the changes applied here
 	if rec == nil {
 		if m.groupLog == nil {
-			return nil, nil // a change of a group this home is not in; a new member gets the log on its own
+			// A change of a group this home is not in: this member's
+			// welcome may have been lost. Ask the sender for the log, once
+			// per group and connection (protocol.md §8.2).
+			if len(m.groupChanges) > 0 && c.askLogOnce(conv.ID()) {
+				ask := &Content{Kind: chat.KindGroupChange, Group: conv.ID(), SentAt: c.now().UnixMilli()}
+				if err := tx.Enqueue(&home.Queued{ID: newID(c), To: chat.Peer(from), Content: transport.Marshal(ask)}); err != nil {
+					return nil, err
+				}
+				c.queuedCatchUp.Store(true)
+			}
+			return nil, nil
 		}
 		if l, err = e2ee.ParseGroupLog(m.groupLog, groupMaxMembers); err != nil {
 			return []string{fmt.Sprintf("a group from %s could not be read: %v", from, groupError(err))}, nil
@@ -659,6 +669,22 @@ func (c *Client) receiveGroup(tx *home.Tx, m *Message) ([]string, error) {
 			return nil, err
 		}
 		before = l.State()
+		if len(m.groupChanges) == 0 && m.groupLog == nil {
+			// A member that lacks the group asks for its log: sent to
+			// members of it only, once per asker and connection.
+			if _, in := before.Member(from); in && !rec.Left && from != c.prof.User && c.askLogOnce(conv.ID()+"/"+from) {
+				lb, err := l.MarshalBinary()
+				if err != nil {
+					return nil, err
+				}
+				welcome := &Content{Kind: chat.KindGroupChange, Group: conv.ID(), SentAt: c.now().UnixMilli(), GroupLog: lb}
+				if err := tx.Enqueue(&home.Queued{ID: newID(c), To: chat.Peer(from), Content: transport.Marshal(welcome)}); err != nil {
+					return nil, err
+				}
+				c.queuedCatchUp.Store(true)
+			}
+			return nil, nil
+		}
 		var changes []*e2ee.GroupChange
 		for i := len(m.groupChanges) - 1; i >= 0; i-- { // oldest first
 			ch, err := e2ee.ParseGroupChange(m.groupChanges[i])
@@ -742,6 +768,22 @@ func keyConflict(tx *home.Tx, st e2ee.GroupState, self string) string {
 		}
 	}
 	return ""
+}
+
+// askLogOnce reports whether key (a group, or a group and an asker) was
+// not yet used on this client, and marks it: log requests and answers go
+// once per connection, from a bounded set.
+func (c *Client) askLogOnce(key string) bool {
+	c.groupMu2.Lock()
+	defer c.groupMu2.Unlock()
+	if c.logAsks == nil {
+		c.logAsks = make(map[string]bool)
+	}
+	if c.logAsks[key] || len(c.logAsks) >= maxWaiting {
+		return false
+	}
+	c.logAsks[key] = true
+	return true
 }
 
 // forkedByMe reports whether one of the log's heads, when it has more than

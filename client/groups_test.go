@@ -597,3 +597,39 @@ func TestGroupChangeInBatches(t *testing.T) {
 		}
 	}
 }
+
+// TestLostWelcomeAsksForLog (review finding 6): a member whose welcome was
+// lost gets a later change of a group it does not have; it asks the
+// change's author for the log, gets it, and is in the group.
+func TestLostWelcomeAsksForLog(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	testAccount(t, s, "carol")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := oneShotEngine(t, ctx, ha, false)
+	defer alice.Close()
+	g, err := alice.CreateGroup(ctx, "lost", []string{"bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, ctx, hb)
+	// bob's home loses the group, as if its welcome never came.
+	if err := hb.Update(func(tx *home.Tx) error { return tx.DeleteGroup(g.Conversation) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.AddToGroup(ctx, g.Conversation, []string{"carol"}); err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, ctx, hb) // the change, for a group bob lacks: he asks alice
+	receiveAll(t, ctx, ha) // alice answers with the log
+	got := receiveAll(t, ctx, hb)
+	if !reported(got, "alice added you") {
+		t.Errorf("bob read %q", got)
+	}
+	info, err := ResolveGroup(hb, "lost")
+	if err != nil || len(info.Members) != 3 {
+		t.Fatalf("bob's group after asking: %+v %v", info, err)
+	}
+}
