@@ -614,7 +614,13 @@ func (c *Client) handleDeliverMsg(dp *transport.Deliver) {
 				}
 			}
 		}
-		if m.Kind == chat.KindSenderKey {
+		if m.Kind == chat.KindSenderKey && len(content.SenderKey) == 0 {
+			// A member device that lacks this device's chain asks for it:
+			// it goes to that device again with the next message.
+			if !changed {
+				c.forgetHolder(content.Group, from)
+			}
+		} else if m.Kind == chat.KindSenderKey {
 			if changed {
 				m.Kind, m.Text = chat.KindError, fmt.Sprintf("a group key from %s was not kept: %s's identity key changed", d.From, d.From)
 			} else if err := c.applySenderKey(from, content); err != nil {

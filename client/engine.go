@@ -583,8 +583,9 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 func (e *Engine) noteWaiting(c *Client, msgs []*Message, show func(*Message) error) error {
 	var events []UIEvent
 	var notes []*Message
+	asked := false
 	err := c.home.Update(func(tx *home.Tx) error {
-		events, notes = events[:0], notes[:0]
+		events, notes, asked = events[:0], notes[:0], false
 		for _, m := range msgs {
 			id := noteID(m.rawID, 0xff)
 			if kept, err := tx.InHistory(id); err != nil || kept {
@@ -601,6 +602,15 @@ func (e *Engine) noteWaiting(c *Client, msgs []*Message, show func(*Message) err
 			events = append(events, UIEvent{Type: UIMessage, Conversation: m.Conversation, Entry: &entry})
 			notes = append(notes, &Message{ID: hex.EncodeToString(id), From: m.From, Conversation: m.Conversation,
 				Kind: chat.KindSystem, Text: m.Text, SentAt: m.SentAt, ServerTime: m.ServerTime, rawID: id})
+			// Ask the sender for its chain, once per connection: its next
+			// messages then come with it (protocol.md §8.3).
+			if c.askLogOnce("key/" + m.Group + "/" + m.From.User) {
+				ask := &Content{Kind: chat.KindSenderKey, Group: m.Group, SentAt: e.opts.Now().UnixMilli()}
+				if err := tx.Enqueue(&home.Queued{ID: newID(c), To: chat.Peer(m.From.User), Content: transport.Marshal(ask)}); err != nil {
+					return err
+				}
+				asked = true
+			}
 		}
 		return nil
 	})
@@ -614,6 +624,9 @@ func (e *Engine) noteWaiting(c *Client, msgs []*Message, show func(*Message) err
 	}
 	for _, ev := range events {
 		e.emit(ev)
+	}
+	if asked {
+		e.poke()
 	}
 	return nil
 }

@@ -633,3 +633,43 @@ func TestLostWelcomeAsksForLog(t *testing.T) {
 		t.Fatalf("bob's group after asking: %+v %v", info, err)
 	}
 }
+
+// TestKeyRequest (review finding 9): a member whose copy of a sender's
+// chain is gone asks for it when a message waits; the sender's next
+// message brings the chain again and is read.
+func TestKeyRequest(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := oneShotEngine(t, ctx, ha, false)
+	defer alice.Close()
+	g, err := alice.CreateGroup(ctx, "keys", []string{"bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendGroupText(ctx, g.Conversation, "one"); err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, ctx, hb)
+	gid, _ := groupIDBytes(g.Conversation)
+	fake, _ := e2ee.NewSenderKey(nil, [e2ee.DistributionIDSize]byte(gid))
+	fb, _ := e2ee.NewSenderKeyRecord(fake.Distribution()).MarshalBinary()
+	if err := hb.SaveSenderKey(g.Conversation, chat.Device{User: "alice", ID: 1}, fb); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendGroupText(ctx, g.Conversation, "two"); err != nil {
+		t.Fatal(err)
+	}
+	if got := receiveAll(t, ctx, hb); !reported(got, "waiting for the key from alice") {
+		t.Fatalf("bob read %q", got)
+	}
+	receiveAll(t, ctx, ha) // bob's request
+	if _, err := alice.SendGroupText(ctx, g.Conversation, "three"); err != nil {
+		t.Fatal(err)
+	}
+	if got := receiveAll(t, ctx, hb); !slices.Contains(got, "alice: three") {
+		t.Errorf("bob, after asking for the key, read %q", got)
+	}
+}

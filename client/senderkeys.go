@@ -420,6 +420,37 @@ func (c *Client) groupKnown(conv chat.Conversation) bool {
 	return err == nil && rec != nil
 }
 
+// forgetHolder takes dev off the devices that hold this device's chain in
+// group, if dev's account is a member: the next message sends the chain
+// to it again (a key request, protocol.md §8.3).
+func (c *Client) forgetHolder(group string, dev chat.Device) {
+	if !validGroupID(group) {
+		return
+	}
+	conv := chat.Group(group)
+	c.senderMu.Lock()
+	defer c.senderMu.Unlock()
+	c.home.Update(func(tx *home.Tx) error {
+		rec, err := tx.Group(conv)
+		if err != nil || rec == nil {
+			return err
+		}
+		l, err := parseLog(rec)
+		if err != nil {
+			return err
+		}
+		if _, in := l.State().Member(dev.User); !in {
+			return nil
+		}
+		n := len(rec.Holders)
+		rec.Holders = slices.DeleteFunc(rec.Holders, func(h home.KeyHolder) bool { return h.User == dev.User && h.Device == dev.ID })
+		if len(rec.Holders) == n {
+			return nil
+		}
+		return tx.PutGroup(rec)
+	})
+}
+
 // retryWaiting tries again the held group messages from dev in group,
 // after its key arrived.
 func (c *Client) retryWaiting(group string, dev chat.Device) {
