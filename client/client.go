@@ -640,6 +640,12 @@ func (c *Client) handleSignal(body []byte) {
 	if transport.Unmarshal(body, &sig) != nil {
 		return
 	}
+	if sig.Shared != nil {
+		if m, ok := c.openGroupSignal(&sig); ok {
+			c.events <- Event{Type: EventSignal, Message: m}
+		}
+		return
+	}
 	d := transport.Deliver(sig)
 	content, changed, err := c.decrypt(&d, true)
 	if err != nil || changed {

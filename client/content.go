@@ -10,6 +10,7 @@ import (
 
 	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client/home"
+	"github.com/securechat/securechat/e2ee"
 	"github.com/securechat/securechat/transport"
 )
 
@@ -74,8 +75,9 @@ type Content struct {
 	// GroupLog is the group's whole log, for a member just added.
 	GroupLog []byte
 	// SenderKey is an e2ee.SenderKeyDistribution of Group (KindSenderKey,
-	// protocol.md §8.3).
+	// protocol.md §8.3), and SignalKey the chain's key for typing signals.
 	SenderKey []byte
+	SignalKey []byte
 }
 
 // maxGroupChanges bounds the changes one content carries.
@@ -97,6 +99,7 @@ func (c *Content) MarshalFields(e *transport.Encoder) {
 	}
 	e.BytesField(8, c.GroupLog)
 	e.BytesField(9, c.SenderKey)
+	e.BytesField(10, c.SignalKey)
 }
 
 func (c *Content) UnmarshalFields(d *transport.Decoder) error {
@@ -138,6 +141,8 @@ func (c *Content) UnmarshalFields(d *transport.Decoder) error {
 			c.GroupLog, err = f.Bytes(transport.MaxPayload)
 		case 9:
 			c.SenderKey, err = f.Bytes(maxSenderKeyDistribution)
+		case 10:
+			c.SignalKey, err = f.Fixed(e2ee.SignalKeySize)
 		default:
 			return f.Unknown()
 		}

@@ -356,7 +356,8 @@ func (e *Engine) receive(ctx context.Context, c *Client, o *ReceiveOptions) erro
 			batch = append(batch, ev.Message)
 		case EventSignal:
 			if ev.Message.Kind == chat.KindTyping && !ev.Message.Outgoing {
-				e.emit(UIEvent{Type: UITyping, Conversation: ev.Message.Conversation})
+				// In a group, ID names who is typing.
+				e.emit(UIEvent{Type: UITyping, Conversation: ev.Message.Conversation, ID: ev.Message.From.User})
 			}
 		}
 	}
@@ -879,15 +880,18 @@ func (e *Engine) Typing(to chat.Conversation) {
 	on, muted := e.sendTyping, e.opts.Now().Before(e.typingMute[to])
 	e.mu.Unlock()
 	c := e.client()
-	// Nor typing in groups, until per-member signals exist (issue 10
-	// point 4).
-	if !on || muted || c == nil || to.IsGroup() {
+	if !on || muted || c == nil {
 		return
 	}
 	go func() {
 		ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
 		defer cancel()
-		online, err := c.SendSignal(ctx, to, &Content{Kind: chat.KindTyping, SentAt: e.opts.Now().UnixMilli()})
+		send := c.SendSignal
+		if to.IsGroup() {
+			// Sealed once for the group (protocol.md §8.3).
+			send = c.SendGroupSignal
+		}
+		online, err := send(ctx, to, &Content{Kind: chat.KindTyping, SentAt: e.opts.Now().UnixMilli()})
 		if err == nil && online == 0 {
 			// Nobody took it: each lost signal is a skipped ratchet key on
 			// the peer, so don't keep sending into the void.

@@ -270,7 +270,7 @@ func TestGroupSenderKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ac.distribute(ctx, g.Conversation, bobDevs, key); err != nil {
+	if err := ac.distribute(ctx, g.Conversation, bobDevs, key, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := receiveAll(t, ctx, hb); !slices.Equal(got, []string{"alice: held"}) {
@@ -671,5 +671,50 @@ func TestKeyRequest(t *testing.T) {
 	}
 	if got := receiveAll(t, ctx, hb); !slices.Contains(got, "alice: three") {
 		t.Errorf("bob, after asking for the key, read %q", got)
+	}
+}
+
+// TestGroupTyping (issue 10 point 4): typing in a group is sealed once,
+// under the chain's signal key, to every connected member device; a member
+// sees who types in which group, and nothing is stored.
+func TestGroupTyping(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	testAccount(t, s, "carol")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := oneShotEngine(t, ctx, ha, false)
+	defer alice.Close()
+	g, err := alice.CreateGroup(ctx, "typists", []string{"bob", "carol"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendGroupText(ctx, g.Conversation, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, ctx, hb)
+	bob, err := Connect(ctx, hb, Options{Receive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	for ev := range bob.Events() { // the mailbox is empty
+		if ev.Type == EventQueueEmpty {
+			break
+		}
+	}
+	ac, _ := alice.connected()
+	online, err := ac.SendGroupSignal(ctx, g.Conversation, &Content{Kind: chat.KindTyping, SentAt: time.Now().UnixMilli()})
+	if err != nil || online != 1 {
+		t.Fatalf("typing to the group: %d online, %v", online, err)
+	}
+	select {
+	case ev := <-bob.Events():
+		if ev.Type != EventSignal || ev.Message.Kind != chat.KindTyping || ev.Message.Conversation != g.Conversation || ev.Message.From.User != "alice" {
+			t.Fatalf("bob got %+v %+v", ev, ev.Message)
+		}
+	case <-ctx.Done():
+		t.Fatal("bob got no typing signal")
 	}
 }

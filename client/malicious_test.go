@@ -136,7 +136,7 @@ func TestMaliciousServerGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ec.distribute(ctx, g1.Conversation, bobDevs, key); err != nil {
+	if err := ec.distribute(ctx, g1.Conversation, bobDevs, key, nil); err != nil {
 		t.Fatal(err)
 	}
 	plain := transport.Marshal(&Content{Kind: chat.KindText, Text: "eve was here", SentAt: now, Group: g1.ID})

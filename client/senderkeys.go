@@ -126,6 +126,16 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 		if err != nil {
 			return nil, err
 		}
+		var signal []byte // the chain's signal key
+		if fresh {
+			sk, err := e2ee.NewSignalKey(c.rand)
+			if err != nil {
+				return nil, err
+			}
+			signal = sk[:]
+		} else if signal, err = c.home.SignalKey(conv, self); err != nil {
+			return nil, err
+		}
 		// Who holds the chain, by device, under which key: one pass, so
 		// that a send costs no more than a few steps per member device.
 		held := make(map[chat.Device][]byte, len(rec.Holders))
@@ -141,7 +151,7 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 			}
 		}
 		if len(missing) > 0 {
-			err := c.distribute(ctx, conv, missing, key)
+			err := c.distribute(ctx, conv, missing, key, signal)
 			var we *transport.Error
 			if errors.As(err, &we) && we.Code == transport.ErrDeviceMismatch && attempt < 3 {
 				continue // the lists are updated: work out the recipients again
@@ -175,8 +185,12 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 			msg.Envelopes = append(msg.Envelopes, transport.Envelope{User: d.User, Device: d.ID, DeviceKey: c.listedKey(d)})
 		}
 		entry.Send = transport.Marshal(msg)
+		ks := home.SenderKeyState{Group: conv, Owner: self, State: state}
+		if fresh {
+			ks.Signal = signal
+		}
 		ch := &home.SessionChanges{
-			SenderKeys: []home.SenderKeyState{{Group: conv, Owner: self, State: state}},
+			SenderKeys: []home.SenderKeyState{ks},
 			Outbox:     &home.OutboxItem{ID: id, Entry: entry},
 		}
 		if fresh || len(missing) > 0 {
@@ -217,12 +231,12 @@ func (c *Client) sendingChain(conv chat.Conversation, rec *home.GroupRecord, gid
 // stored by the server before the message that needs it, so that it
 // reaches each device first (protocol.md §6.2: a mailbox is delivered in
 // order).
-func (c *Client) distribute(ctx context.Context, conv chat.Conversation, devs []chat.Device, key *e2ee.SenderKey) error {
+func (c *Client) distribute(ctx context.Context, conv chat.Conversation, devs []chat.Device, key *e2ee.SenderKey, signal []byte) error {
 	dist, err := key.Distribution().MarshalBinary()
 	if err != nil {
 		return err
 	}
-	content := &Content{Kind: chat.KindSenderKey, Group: conv.ID(), SentAt: c.now().UnixMilli(), SenderKey: dist}
+	content := &Content{Kind: chat.KindSenderKey, Group: conv.ID(), SentAt: c.now().UnixMilli(), SenderKey: dist, SignalKey: signal}
 	_, err = c.sendBatches(ctx, conv, devs, content)
 	return err
 }
@@ -260,7 +274,90 @@ func (c *Client) applySenderKey(from chat.Device, content *Content) error {
 	} else if err := r.Add(d); err != nil {
 		return err
 	}
-	return c.saveSenderKey(conv, from, r)
+	state, err := r.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	ks := home.SenderKeyState{Group: conv, Owner: from, State: state, Signal: content.SignalKey}
+	return c.sessions.SaveSessions(&home.SessionChanges{SenderKeys: []home.SenderKeyState{ks}})
+}
+
+// SendGroupSignal sends content (typing) to the connected devices of a
+// group's members, sealed once under this device's signal key (protocol.md
+// §8.3); the server stores nothing. It sends nothing before this device's
+// first message to the group made a chain and its signal key. It returns
+// how many devices took it.
+func (c *Client) SendGroupSignal(ctx context.Context, conv chat.Conversation, content *Content) (uint32, error) {
+	if c.keys == nil {
+		return 0, ErrNotLinked
+	}
+	gid, err := groupIDBytes(conv)
+	if err != nil {
+		return 0, err
+	}
+	self := chat.Device{User: c.prof.User, ID: c.prof.Device}
+	sk, err := c.home.SignalKey(conv, self)
+	if err != nil || len(sk) != e2ee.SignalKeySize {
+		return 0, err
+	}
+	targets, err := c.recipients(ctx, conv)
+	if err != nil || len(targets) == 0 {
+		return 0, err
+	}
+	content.Group = conv.ID()
+	shared, err := e2ee.SealSignal(c.rand, (*[e2ee.SignalKeySize]byte)(sk), transport.Marshal(content), groupAD(gid, self))
+	if err != nil {
+		return 0, err
+	}
+	msg := &transport.Send{MessageID: newID(c), Ephemeral: true, Group: gid, Shared: shared}
+	for _, d := range targets {
+		msg.Envelopes = append(msg.Envelopes, transport.Envelope{User: d.User, Device: d.ID, DeviceKey: c.listedKey(d)})
+	}
+	var sent transport.Sent
+	if err := c.request(ctx, transport.CodeSend, msg, transport.CodeSent, &sent); err != nil {
+		var we *transport.Error
+		if errors.As(err, &we) && we.Code == transport.ErrDeviceMismatch {
+			c.forgetDevices(msg)
+			c.updateDevices(we.Devices)
+		}
+		return 0, err
+	}
+	return sent.Online, nil
+}
+
+// openGroupSignal opens a group Signal under its sender's signal key: a
+// typing notice from a member device of a group this home is in. Any
+// other is dropped silently, as a garbled signal is.
+func (c *Client) openGroupSignal(sig *transport.Signal) (*Message, bool) {
+	conv := chat.Group(hex.EncodeToString(sig.Group))
+	from := chat.Device{User: sig.From, ID: sig.FromDevice}
+	sk, err := c.home.SignalKey(conv, from)
+	if err != nil || len(sk) != e2ee.SignalKeySize {
+		return nil, false
+	}
+	plain, err := e2ee.OpenSignal((*[e2ee.SignalKeySize]byte)(sk), sig.Shared, groupAD(sig.Group, from))
+	if err != nil {
+		return nil, false
+	}
+	content, err := decodeContent(plain)
+	if err != nil || content.Kind != chat.KindTyping || content.Group != conv.ID() {
+		return nil, false
+	}
+	rec, err := c.home.Group(conv)
+	if err != nil || rec == nil || rec.Left {
+		return nil, false
+	}
+	l, err := parseLog(rec)
+	if err != nil {
+		return nil, false
+	}
+	if _, in := l.State().Member(sig.From); !in {
+		return nil, false
+	}
+	return &Message{
+		ID: hex.EncodeToString(sig.MessageID), From: from, Conversation: conv, Group: conv.ID(), Outgoing: sig.From == c.prof.User,
+		Kind: content.Kind, SentAt: time.UnixMilli(content.SentAt), ServerTime: time.UnixMilli(sig.ServerTime),
+	}, true
 }
 
 // decryptGroup opens a group Deliver's shared ciphertext with the sender's

@@ -36,7 +36,7 @@ func (u *UI) apply(ev client.UIEvent) {
 			}
 		}
 	case client.UITyping:
-		u.peerTyping(ev.Conversation)
+		u.peerTyping(ev.Conversation, ev.ID)
 	case client.UIIdentityChanged:
 		c := u.conversation(ev.Conversation, true)
 		if c == nil || c.IdentityChanged {
@@ -136,11 +136,12 @@ func (u *UI) message(ev client.UIEvent) {
 }
 
 // peerTyping shows "NAME is typing…" for a while.
-func (u *UI) peerTyping(conv chat.Conversation) {
+func (u *UI) peerTyping(conv chat.Conversation, who string) {
 	c := u.byConv[conv]
 	if c == nil {
 		return
 	}
+	c.typingWho = who
 	c.typingUntil = u.now().Add(typingShown)
 	c.stopTypingTimer()
 	c.typingStop = u.opts.Clock.AfterFunc(typingShown, func() {

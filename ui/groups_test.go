@@ -292,22 +292,19 @@ func TestGroupColoursAndNotes(t *testing.T) {
 	}
 }
 
-// TestGroupSendsNoTyping: text typed in a group is sent, with no typing
-// signal (groups have none yet); the same in a peer's conversation sends
-// one.
-func TestGroupSendsNoTyping(t *testing.T) {
+// TestGroupTyping (issue 10 point 4): typing in a group tells the group;
+// a member's typing shows with the member's name.
+func TestGroupTyping(t *testing.T) {
 	t.Parallel()
-	x := start(t, groupBackend(), 100, 25)
+	b := groupBackend()
+	x := start(t, b, 100, 25)
 	x.term.Type("/msg #family\n")
 	x.waitInput("#family> ", "message #family, or /help")
-	x.term.Type("see you all\n")
-	x.waitCalls(1, "Send", family.String(), "see you all")
-	x.term.WaitText(t, "12:00 alice: see you all …")
-	x.term.Type("/msg bob\nhi")
-	x.waitCalls(1, "Typing", "bob")
-	if n := x.calls("Typing", family.String()); n != 0 {
-		t.Errorf("%d typing signals to a group", n)
-	}
+	x.term.Type("see you")
+	x.waitCalls(1, "Typing", family.String())
+	// carol types in the group: the line names her, not the group.
+	b.Emit(client.UIEvent{Type: client.UITyping, Conversation: family, ID: "carol"})
+	x.term.WaitText(t, "carol is typing…")
 }
 
 // TestGroupCompletion: Tab completes /group, its subcommands, group titles

@@ -160,11 +160,10 @@ func (u *UI) resizeInput(width int) {
 
 // userTyping tells the open conversation's peer that this user types, at
 // most once per typingInterval, unless turned off or the text is a
-// command. Groups get no typing signals until there are per-member
-// signals (issue 10 point 4).
+// command; in a group, not once this account left it.
 func (u *UI) userTyping() {
 	c := u.open
-	if c == u.console || c.isSystem() || c.Conversation.IsGroup() || !u.sendTyping {
+	if c == u.console || c.isSystem() || !u.sendTyping || (c.group != nil && c.group.Left) {
 		return
 	}
 	text := u.input.GetText()

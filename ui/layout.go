@@ -215,7 +215,11 @@ func (u *UI) typingLine(int) line {
 		return cells(span{" " + sanitizeLine(u.hint), styleDim})
 	}
 	if c := u.open; c != u.console && c.typingUntil.After(u.now()) {
-		return cells(span{" " + sanitizeLine(c.name()) + " is typing…", styleDim.Italic(true)})
+		who := c.name()
+		if c.Conversation.IsGroup() && c.typingWho != "" {
+			who = c.typingWho
+		}
+		return cells(span{" " + sanitizeLine(who) + " is typing…", styleDim.Italic(true)})
 	}
 	return nil
 }

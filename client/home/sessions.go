@@ -386,11 +386,36 @@ type GroupChain struct {
 	Holders      []KeyHolder
 }
 
-// SenderKeyState is the sender-key state of owner's chain in a group.
+// SenderKeyState is the sender-key state of owner's chain in a group, and
+// with a new chain its signal key (nil: unchanged).
 type SenderKeyState struct {
-	Group chat.Conversation
-	Owner chat.Device
-	State []byte
+	Group  chat.Conversation
+	Owner  chat.Device
+	State  []byte
+	Signal []byte
+}
+
+// SignalKey returns the signal key of owner's latest chain in group
+// (protocol.md §8.3); nil if none.
+func (t *Tx) SignalKey(group chat.Conversation, owner chat.Device) ([]byte, error) {
+	return t.get(bucketSenderKeys, t.h.seal.index(bucketSenderKeys, append(senderKeyKey(group, owner), "\x00signal"...)))
+}
+
+// PutSignalKey stores the signal key of owner's latest chain in group.
+func (t *Tx) PutSignalKey(group chat.Conversation, owner chat.Device, key []byte) error {
+	return t.put(bucketSenderKeys, t.h.seal.index(bucketSenderKeys, append(senderKeyKey(group, owner), "\x00signal"...)), key)
+}
+
+// SignalKey returns the signal key of owner's latest chain in group; nil
+// if none.
+func (h *Home) SignalKey(group chat.Conversation, owner chat.Device) ([]byte, error) {
+	var v []byte
+	err := h.View(func(tx *Tx) error {
+		var err error
+		v, err = tx.SignalKey(group, owner)
+		return err
+	})
+	return v, err
 }
 
 // BaseKeyUse names an initial message (protocol.md §9.2) by the signed
@@ -473,6 +498,11 @@ func (t *Tx) saveSessions(c *SessionChanges) error {
 	for _, k := range c.SenderKeys {
 		if err := t.PutSenderKey(k.Group, k.Owner, k.State); err != nil {
 			return err
+		}
+		if k.Signal != nil {
+			if err := t.PutSignalKey(k.Group, k.Owner, k.Signal); err != nil {
+				return err
+			}
 		}
 	}
 	if ch := c.Chain; ch != nil {
