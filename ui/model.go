@@ -39,7 +39,7 @@ type conversation struct {
 	version  int    // bumped on every change, for the pane's layout cache
 
 	typingUntil time.Time
-	typingWho   string // in a group, who is typing
+	typingWho   string      // in a group, who is typing
 	typingStop  func() bool // cancels the timer that hides the typing line
 
 	// group is the group this conversation is, as the engine last told
