@@ -78,6 +78,10 @@ type Content struct {
 	// protocol.md §8.3), and SignalKey the chain's key for typing signals.
 	SenderKey []byte
 	SignalKey []byte
+	// GroupHeads is the hash of the sender's group log heads, in a group
+	// text (protocol.md §9.7): a member whose own differs lacks a change,
+	// or the sender does.
+	GroupHeads []byte
 }
 
 // maxGroupChanges bounds the changes one content carries.
@@ -100,6 +104,7 @@ func (c *Content) MarshalFields(e *transport.Encoder) {
 	e.BytesField(8, c.GroupLog)
 	e.BytesField(9, c.SenderKey)
 	e.BytesField(10, c.SignalKey)
+	e.BytesField(11, c.GroupHeads)
 }
 
 func (c *Content) UnmarshalFields(d *transport.Decoder) error {
@@ -143,6 +148,8 @@ func (c *Content) UnmarshalFields(d *transport.Decoder) error {
 			c.SenderKey, err = f.Bytes(maxSenderKeyDistribution)
 		case 10:
 			c.SignalKey, err = f.Fixed(e2ee.SignalKeySize)
+		case 11:
+			c.GroupHeads, err = f.Fixed(32)
 		default:
 			return f.Unknown()
 		}
@@ -246,6 +253,7 @@ type Message struct {
 	// A KindGroupChange content's changes and log (groups.go).
 	groupChanges [][]byte
 	groupLog     []byte
+	groupHeads   []byte // a group text's sender's heads hash
 }
 
 // Verified reports whether the message came with the identity key this

@@ -514,6 +514,9 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 						}
 						continue
 					}
+					if err := c.compareHeads(tx, m); err != nil {
+						return err
+					}
 				}
 				rec := &home.HistoryRecord{ID: id, From: m.From.User, Outgoing: m.Outgoing, Kind: m.Kind, Text: m.Text, Time: m.SentAt.UnixMilli(), Unverified: m.IdentityChanged}
 				if m.Outgoing {

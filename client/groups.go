@@ -770,6 +770,47 @@ func keyConflict(tx *home.Tx, st e2ee.GroupState, self string) string {
 	return ""
 }
 
+// compareHeads compares a group text's heads hash with this home's log:
+// when they differ, one of the two lacks a change (the server withheld it,
+// protocol.md §9.7). This home sends the sender its recent changes and
+// asks for the sender's log, once per group and sender per connection;
+// whichever lacked a change has it after.
+func (c *Client) compareHeads(tx *home.Tx, m *Message) error {
+	if len(m.groupHeads) != 32 || m.From.User == c.prof.User {
+		return nil
+	}
+	rec, err := tx.Group(m.Conversation)
+	if err != nil || rec == nil || rec.Left {
+		return err
+	}
+	l, err := parseLog(rec)
+	if err != nil {
+		return err
+	}
+	if h := l.HeadsHash(); bytes.Equal(h[:], m.groupHeads) || !c.askLogOnce("heads/"+m.Conversation.ID()+"/"+m.From.User) {
+		return nil
+	}
+	var recent [][]byte
+	for _, r := range l.Recent(maxGroupChanges) {
+		b, err := r.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		recent = append(recent, b)
+	}
+	now := c.now().UnixMilli()
+	for _, content := range []*Content{
+		{Kind: chat.KindGroupChange, Group: m.Conversation.ID(), SentAt: now, GroupChanges: recent},
+		{Kind: chat.KindGroupChange, Group: m.Conversation.ID(), SentAt: now}, // send me your log
+	} {
+		if err := tx.Enqueue(&home.Queued{ID: newID(c), To: chat.Peer(m.From.User), Content: transport.Marshal(content)}); err != nil {
+			return err
+		}
+	}
+	c.queuedCatchUp.Store(true)
+	return nil
+}
+
 // askLogOnce reports whether key (a group, or a group and an asker) was
 // not yet used on this client, and marks it: log requests and answers go
 // once per connection, from a bounded set.

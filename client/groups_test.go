@@ -718,3 +718,46 @@ func TestGroupTyping(t *testing.T) {
 		t.Fatal("bob got no typing signal")
 	}
 }
+
+// TestHeadsDivergence (protocol.md §9.7): a change the server kept from
+// bob is noticed when a member's next message carries other heads; bob
+// asks the sender for its log and has the change after.
+func TestHeadsDivergence(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	testAccount(t, s, "carol")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := oneShotEngine(t, ctx, ha, false)
+	defer alice.Close()
+	g, err := alice.CreateGroup(ctx, "heads", []string{"bob", "carol"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, ctx, hb)
+	before, err := hb.Group(g.Conversation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetGroupRole(ctx, g.Conversation, []string{"carol"}, true); err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, ctx, hb)
+	// The server withheld the change from bob: his record is as before it.
+	if err := hb.Update(func(tx *home.Tx) error { return tx.PutGroup(before) }); err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := ResolveGroup(hb, g.ID); info.Role("carol") != "member" {
+		t.Fatalf("carol is %s in bob's group before", info.Role("carol"))
+	}
+	if _, err := alice.SendGroupText(ctx, g.Conversation, "hi all"); err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, ctx, hb) // other heads: bob asks alice
+	receiveAll(t, ctx, ha) // alice answers with her log
+	receiveAll(t, ctx, hb)
+	if info, _ := ResolveGroup(hb, g.ID); info.Role("carol") != "admin" {
+		t.Errorf("after the heads differed, carol is %s in bob's group", info.Role("carol"))
+	}
+}

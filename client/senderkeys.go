@@ -172,7 +172,10 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 				return cmp.Or(strings.Compare(a.User, b.User), cmp.Compare(a.Device, b.Device))
 			})
 		}
-		shared, err := key.Encrypt(transport.Marshal(content), groupAD(gid, self))
+		heads := l.HeadsHash()
+		withHeads := *content
+		withHeads.GroupHeads = heads[:]
+		shared, err := key.Encrypt(transport.Marshal(&withHeads), groupAD(gid, self))
 		if err != nil {
 			return nil, err
 		}
@@ -456,6 +459,7 @@ func (c *Client) handleGroupDeliver(d *transport.Deliver, m *Message) {
 		m.Kind, m.Text, m.SentAt = chat.KindError, fmt.Sprintf("a group message of kind %s, which only travels pairwise", content.Kind), m.ServerTime
 	default:
 		m.Kind, m.Text, m.SentAt = content.Kind, content.Text, time.UnixMilli(content.SentAt)
+		m.groupHeads = content.GroupHeads
 	}
 	c.events <- Event{Type: EventMessage, Message: m}
 }
