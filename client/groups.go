@@ -694,9 +694,12 @@ func (c *Client) receiveGroup(tx *home.Tx, m *Message) ([]string, error) {
 			}
 			changes = append(changes, ch)
 		}
+		var other *e2ee.GroupLog
 		if m.groupLog != nil {
-			if other, err := e2ee.ParseGroupLog(m.groupLog, groupMaxMembers); err == nil {
+			if other, err = e2ee.ParseGroupLog(m.groupLog, groupMaxMembers); err == nil {
 				changes = append(changes, other.Recent(e2ee.GroupWindow*4)...)
+			} else {
+				other = nil
 			}
 		}
 		skipped := len(l.Skipped())
@@ -721,6 +724,13 @@ func (c *Client) receiveGroup(tx *home.Tx, m *Message) ([]string, error) {
 			for _, sk := range s[skipped:] {
 				notes = append(notes, fmt.Sprintf("%s's change (%s) was undone: a change made at the same time came first", sk.Change.Actor, sk.Change.Op))
 			}
+		}
+		if other != nil && !placed(l, other) {
+			// Another version of the group, whose latest changes this
+			// log cannot place: one of the two was made up (a stranger
+			// who knew the id may have sent its own first). Not taken,
+			// and said (docs/security.md §5).
+			notes = append(notes, fmt.Sprintf("%s sent a version of the group %q that does not match yours: its latest changes were not taken; compare the members with %s", from, l.State().Title, from))
 		}
 	}
 	lb, err := l.MarshalBinary()
@@ -749,6 +759,24 @@ func (c *Client) receiveGroup(tx *home.Tx, m *Message) ([]string, error) {
 		}
 	}
 	return notes, tx.PutGroup(rec)
+}
+
+// placed reports whether every head of other is a change l holds: after
+// merging, other's latest changes are part of l.
+func placed(l, other *e2ee.GroupLog) bool {
+	known := make(map[[32]byte]bool)
+	for _, h := range l.Heads() {
+		known[h] = true
+	}
+	for _, ch := range l.Recent(e2ee.GroupWindow * 4) {
+		known[ch.Hash()] = true
+	}
+	for _, h := range other.Heads() {
+		if !known[h] {
+			return false
+		}
+	}
+	return true
 }
 
 // keyConflict names a member of st, other than self, whose identity key
