@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
+	"github.com/securechat/securechat/appliance"
 	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 	"github.com/securechat/securechat/internal/usage"
@@ -17,6 +19,7 @@ const groupUsage = `group [--home DIR] SUBCOMMAND ...
   remove TITLE MEMBER...        remove members (owner and admins)
   leave TITLE                   leave the group
   role TITLE MEMBER admin|member  make a member an admin, or a plain member again
+  mute TITLE MEMBER FOR|off     keep a member from writing for FOR (1h, 30d…), or lift it (owner and admins)
   list                          your groups
   info TITLE                    members, roles, and whether you verified each
 TITLE is the group's title, or its id (g: and 8 or more of its hex digits)
@@ -25,7 +28,7 @@ what the other members changed.`
 
 // Group is `securechat group` (docs/design.md §7).
 func Group(ctx context.Context, args []string, env Env) error {
-	fs := usage.NewFlagSet("group", env.Stderr).Synopsis("SUBCOMMAND ... (create, add, remove, leave, role, list, info)").After(usage.Text, "the subcommand")
+	fs := usage.NewFlagSet("group", env.Stderr).Synopsis("SUBCOMMAND ... (create, add, remove, leave, role, mute, list, info)").After(usage.Text, "the subcommand")
 	dir := homeFlag(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -36,17 +39,25 @@ func Group(ctx context.Context, args []string, env Env) error {
 	}
 	sub, a := a[0], a[1:]
 	need := map[string][2]int{ // least and most arguments; -1: no most
-		"create": {1, -1}, "add": {2, -1}, "remove": {2, -1}, "leave": {1, 1}, "role": {3, 3}, "list": {0, 0}, "info": {1, 1},
+		"create": {1, -1}, "add": {2, -1}, "remove": {2, -1}, "leave": {1, 1}, "role": {3, 3}, "mute": {3, 3}, "list": {0, 0}, "info": {1, 1},
 	}
 	n, ok := need[sub]
 	if !ok {
-		return usage.Errorf("group: unknown subcommand %q (create, add, remove, leave, role, list, info)", sub)
+		return usage.Errorf("group: unknown subcommand %q (create, add, remove, leave, role, mute, list, info)", sub)
 	}
 	if len(a) < n[0] || n[1] >= 0 && len(a) > n[1] {
 		return usage.Errorf("usage: securechat %s", groupUsage)
 	}
 	if sub == "role" && a[2] != "admin" && a[2] != "member" {
 		return usage.Errorf("group role: the role is admin or member, not %q", a[2])
+	}
+	var muteFor time.Duration
+	if sub == "mute" && a[2] != "off" {
+		d, err := appliance.ParseDuration(a[2])
+		if err != nil || d <= 0 {
+			return usage.Errorf("group mute: how long is a duration like 1h or 30d, or off, not %q", a[2])
+		}
+		muteFor = d
 	}
 	if sub == "create" && (strings.TrimSpace(a[0]) == "" || len(a[0]) > 256) {
 		return usage.Errorf("group create: a title is 1 to 256 bytes")
@@ -100,6 +111,12 @@ func Group(ctx context.Context, args []string, env Env) error {
 		err = e.LeaveGroup(ctx, g.Conversation)
 	case "role":
 		err = e.SetGroupRole(ctx, g.Conversation, a[1:2], a[2] == "admin")
+	case "mute":
+		var until time.Time
+		if muteFor > 0 {
+			until = time.Now().Add(muteFor)
+		}
+		err = e.MuteInGroup(ctx, g.Conversation, a[1:2], until)
 	}
 	return err
 }

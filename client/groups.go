@@ -372,6 +372,29 @@ func (c *Client) removeFromGroup(ctx context.Context, conv chat.Conversation, us
 	return c.changeGroup(ctx, conv, &e2ee.GroupChange{Op: e2ee.OpRemove, Targets: targets})
 }
 
+// MuteInGroup keeps members from writing to the group until until (the
+// zero time lifts it): an admin's signed change that every member's client
+// applies (protocol.md §9.7); a muted member's messages are not shown.
+func (c *Client) MuteInGroup(ctx context.Context, conv chat.Conversation, users []string, until time.Time) error {
+	_, err := c.muteInGroup(ctx, conv, users, until)
+	return err
+}
+
+func (c *Client) muteInGroup(ctx context.Context, conv chat.Conversation, users []string, until time.Time) (*HistoryEntry, error) {
+	targets, err := canonicalUsers(users)
+	if err != nil {
+		return nil, err
+	}
+	var ms int64
+	if !until.IsZero() {
+		if !until.After(c.now()) {
+			return nil, errors.New("the mute would end before it starts")
+		}
+		ms = until.UnixMilli()
+	}
+	return c.changeGroup(ctx, conv, &e2ee.GroupChange{Op: e2ee.OpMute, Targets: targets, Until: ms})
+}
+
 func (c *Client) setGroupRole(ctx context.Context, conv chat.Conversation, users []string, admin bool) (*HistoryEntry, error) {
 	targets, err := canonicalUsers(users)
 	if err != nil {
@@ -1097,6 +1120,17 @@ func (e *Engine) LeaveGroup(ctx context.Context, conv chat.Conversation) error {
 		return err
 	}
 	line, err := c.changeGroup(ctx, conv, &e2ee.GroupChange{Op: e2ee.OpLeave})
+	e.emitLine(line)
+	return err
+}
+
+// MuteInGroup is Client.MuteInGroup over the engine's connection.
+func (e *Engine) MuteInGroup(ctx context.Context, conv chat.Conversation, users []string, until time.Time) error {
+	c, err := e.connected()
+	if err != nil {
+		return err
+	}
+	line, err := c.muteInGroup(ctx, conv, users, until)
 	e.emitLine(line)
 	return err
 }

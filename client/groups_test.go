@@ -761,3 +761,77 @@ func TestHeadsDivergence(t *testing.T) {
 		t.Errorf("after the heads differed, carol is %s in bob's group", info.Role("carol"))
 	}
 }
+
+// TestGroupMute (issue 10 point 1): an admin mutes a member inside the
+// group: the member's own client refuses to send, a message the member's
+// client is made to send anyway is not shown, and a plain member cannot
+// mute; lifting it lets the member write again.
+func TestGroupMute(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb, hc := testAccount(t, s, "alice"), testAccount(t, s, "bob"), testAccount(t, s, "carol")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := oneShotEngine(t, ctx, ha, false)
+	defer alice.Close()
+	g, err := alice.CreateGroup(ctx, "quiet", []string{"bob", "carol"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, ctx, hb)
+	receiveAll(t, ctx, hc)
+	unmuted, err := hb.Group(g.Conversation) // bob's record before the mute
+	if err != nil {
+		t.Fatal(err)
+	}
+	carol := oneShotEngine(t, ctx, hc, false)
+	defer carol.Close()
+	if err := carol.MuteInGroup(ctx, g.Conversation, []string{"bob"}, time.Now().Add(time.Hour)); err == nil {
+		t.Fatal("a plain member muted someone")
+	}
+	if err := alice.MuteInGroup(ctx, g.Conversation, []string{"bob"}, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := receiveAll(t, ctx, hb); !reported(got, "alice muted you until") {
+		t.Fatalf("bob read %q", got)
+	}
+	receiveAll(t, ctx, hc)
+	bob := oneShotEngine(t, ctx, hb, false)
+	defer bob.Close()
+	if _, err := bob.SendGroupText(ctx, g.Conversation, "let me talk"); err == nil || !strings.Contains(err.Error(), "muted you until") {
+		t.Fatalf("a muted member sending: %v", err)
+	}
+	// bob's client made to send anyway (a copy of it without the check).
+	bc, _ := bob.connected()
+	id := newID(bc)
+	content := &Content{Kind: chat.KindText, Text: "sneaking", SentAt: time.Now().UnixMilli(), Group: g.ID}
+	entry := &home.OutboxEntry{To: g.Conversation, Content: transport.Marshal(content)}
+	muted, _ := hb.Group(g.Conversation)
+	if err := hb.Update(func(tx *home.Tx) error { return tx.PutGroup(unmuted) }); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := bc.buildGroupSend(ctx, id, entry, content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bc.transmit(ctx, id, entry, msg, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := hb.Update(func(tx *home.Tx) error { return tx.PutGroup(muted) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := receiveAll(t, ctx, hc); slices.Contains(got, "bob: sneaking") || !reported(got, "muted in this group") {
+		t.Errorf("carol read %q", got)
+	}
+	if err := alice.MuteInGroup(ctx, g.Conversation, []string{"bob"}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, ctx, hb)
+	receiveAll(t, ctx, hc)
+	if _, err := bob.SendGroupText(ctx, g.Conversation, "thanks"); err != nil {
+		t.Fatalf("after the mute was lifted: %v", err)
+	}
+	if got := receiveAll(t, ctx, hc); !slices.Contains(got, "bob: thanks") {
+		t.Errorf("carol read %q", got)
+	}
+}

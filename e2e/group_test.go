@@ -82,6 +82,13 @@ func TestGroupOfFive(t *testing.T) {
 		t.Fatalf("frank read %+v", got)
 	}
 
+	// bob, now an admin, mutes carol for a day: her own client refuses.
+	ok(t, nil, "group", "--home", users["bob"].home, "mute", title, "carol", "1d")
+	users["carol"].recv(t, "0s")
+	fails(t, 1, "muted you until", nil, "send", "--home", users["carol"].home, "--group", title, "may I?")
+	ok(t, nil, "group", "--home", users["bob"].home, "mute", title, "carol", "off")
+	users["carol"].recv(t, "0s")
+
 	// alice removes erin: erin is told, and reads nothing sent after.
 	alice.recv(t, "0s")
 	ok(t, nil, "group", "--home", alice.home, "remove", title, "erin")
@@ -132,6 +139,7 @@ func TestGroupCommandErrors(t *testing.T) {
 	alice := register(t, s, "alice")
 	fails(t, 2, "unknown subcommand", nil, "group", "--home", alice.home, "frobnicate")
 	fails(t, 2, "admin or member", nil, "group", "--home", alice.home, "role", "x", "bob", "boss")
+	fails(t, 2, "group mute: how long is a duration like 1h or 30d, or off", nil, "group", "--home", alice.home, "mute", "x", "bob", "soon")
 	fails(t, 1, `no group called "nope"`, nil, "group", "--home", alice.home, "info", "nope")
 	fails(t, 1, "no such user", nil, "group", "--home", alice.home, "create", "t", "nobody")
 	fails(t, 2, "--to NAME or --group TITLE, not both", nil, "send", "--home", alice.home, "--to", "bob", "--group", "t", "x")

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"time"
 
 	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
@@ -70,4 +71,7 @@ type Backend interface {
 	RemoveFromGroup(ctx context.Context, group chat.Conversation, users []string) error
 	LeaveGroup(ctx context.Context, group chat.Conversation) error
 	SetGroupRole(ctx context.Context, group chat.Conversation, users []string, admin bool) error
+	// MuteInGroup keeps members from writing to the group until until
+	// (zero: lifts it).
+	MuteInGroup(ctx context.Context, group chat.Conversation, users []string, until time.Time) error
 }

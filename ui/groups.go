@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -138,10 +139,27 @@ func plural(n int, what string) string {
 }
 
 // groupUsage is what a /group without a valid subcommand says.
-const groupUsage = "usage: /group create TITLE [MEMBER...], /group add|remove TITLE MEMBER..., /group leave [TITLE], /group role TITLE MEMBER admin|member, /group info [TITLE]"
+const groupUsage = "usage: /group create TITLE [MEMBER...], /group add|remove TITLE MEMBER..., /group leave [TITLE], /group role TITLE MEMBER admin|member, /group mute TITLE MEMBER FOR|off, /group info [TITLE]"
+
+// parseFor reads how long a mute lasts: a Go duration (90m, 1h30m) or
+// whole days (30d).
+func parseFor(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days <= 0 || days > 3650 {
+			return 0, fmt.Errorf("bad days %q", s)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err == nil && d <= 0 {
+		err = fmt.Errorf("not positive: %q", s)
+	}
+	return d, err
+}
 
 // groupSubcommands are /group's subcommands, for completion.
-var groupSubcommands = []string{"add", "create", "info", "leave", "remove", "role"}
+var groupSubcommands = []string{"add", "create", "info", "leave", "mute", "remove", "role"}
 
 // groupCommand runs /group. Usage errors, unknown groups and names are
 // said at once (false: the line stays in the input); the change itself
@@ -179,12 +197,35 @@ func (u *UI) groupCommand(rest string) bool {
 			return err
 		})
 		return true
-	case "add", "remove", "role":
+	case "add", "remove", "role", "mute":
 		g, rest, ok := u.groupArg(sub, rest, false)
 		if !ok {
 			return false
 		}
 		args := strings.Fields(rest)
+		if sub == "mute" {
+			var d time.Duration
+			var err error
+			if len(args) == 2 && args[1] != "off" {
+				d, err = parseFor(args[1])
+			}
+			if len(args) != 2 || err != nil {
+				u.notice(noticeError, "usage: /group mute TITLE MEMBER FOR|off (FOR like 1h or 30d)")
+				return false
+			}
+			users, ok := u.userNames("group mute", args[:1])
+			if !ok {
+				return false
+			}
+			var until time.Time
+			if d > 0 {
+				until = u.now().Add(d)
+			}
+			u.groupChange("/group mute", func(ctx context.Context) error {
+				return u.b.MuteInGroup(ctx, g.Conversation, users, until)
+			})
+			return true
+		}
 		if sub == "role" {
 			if len(args) != 2 || (args[1] != "admin" && args[1] != "member") {
 				u.notice(noticeError, "usage: /group role TITLE MEMBER admin|member")
@@ -535,7 +576,7 @@ func (u *UI) groupCompletions(sub string, args []string) []string {
 	switch {
 	case sub == "add":
 		return u.peerNames(g)
-	case sub == "remove", sub == "role" && len(args) == 1:
+	case sub == "remove", (sub == "role" || sub == "mute") && len(args) == 1:
 		return members
 	case sub == "role" && len(args) == 2:
 		return []string{"admin", "member"}

@@ -386,3 +386,17 @@ func TestGroupReadBy(t *testing.T) {
 	b.Emit(client.UIEvent{Type: client.UIState, Conversation: family, ID: sent.ID, State: upd.State, Entry: &upd})
 	x.term.WaitText(t, "lunch at one? ✓✓ read by 1 of 3")
 }
+
+// TestGroupMute: /group mute TITLE MEMBER FOR mutes for that long, off
+// lifts it; a bad length is refused at once.
+func TestGroupMute(t *testing.T) {
+	t.Parallel()
+	b := groupBackend()
+	x := start(t, b, 100, 25)
+	x.term.Type("/group mute family dave 2d\n")
+	x.waitCalls(1, "MuteInGroup", family.String(), "dave", t0.Add(48*time.Hour).Format(time.RFC3339))
+	x.term.Type("/group mute family dave off\n")
+	x.waitCalls(1, "MuteInGroup", family.String(), "dave", time.Time{}.Format(time.RFC3339))
+	x.term.Type("/group mute family dave soon\n")
+	x.term.WaitText(t, "usage: /group mute TITLE MEMBER FOR|off")
+}

@@ -543,6 +543,22 @@ func (b *Backend) LeaveGroup(_ context.Context, conv chat.Conversation) error {
 	})
 }
 
+func (b *Backend) MuteInGroup(_ context.Context, conv chat.Conversation, users []string, until time.Time) error {
+	return b.change("MuteInGroup", conv, append(slices.Clone(users), until.Format(time.RFC3339)), func(g *client.GroupInfo) (string, error) {
+		for _, u := range users {
+			i := slices.IndexFunc(g.Members, func(m client.GroupMemberInfo) bool { return m.User == u })
+			if i < 0 {
+				return "", fmt.Errorf("%s: %s is not a member", g.Title, u)
+			}
+			g.Members[i].MutedUntil = until
+		}
+		if until.IsZero() {
+			return "you unmuted " + strings.Join(users, ", "), nil
+		}
+		return "you muted " + strings.Join(users, ", "), nil
+	})
+}
+
 func (b *Backend) SetGroupRole(_ context.Context, conv chat.Conversation, users []string, admin bool) error {
 	return b.change("SetGroupRole", conv, append(slices.Clone(users), fmt.Sprint(admin)), func(g *client.GroupInfo) (string, error) {
 		role, what := "member", "a member"
