@@ -20,6 +20,7 @@ const groupUsage = `group [--home DIR] SUBCOMMAND ...
   leave TITLE                   leave the group
   role TITLE MEMBER admin|member  make a member an admin, or a plain member again
   mute TITLE MEMBER FOR|off     keep a member from writing for FOR (1h, 30d…), or lift it (owner and admins)
+  rename TITLE NEWTITLE         give the group a new title (owner and admins)
   list                          your groups
   info TITLE                    members, roles, and whether you verified each
 TITLE is the group's title, or its id (g: and 8 or more of its hex digits)
@@ -28,7 +29,7 @@ what the other members changed.`
 
 // Group is `securechat group` (docs/design.md §7).
 func Group(ctx context.Context, args []string, env Env) error {
-	fs := usage.NewFlagSet("group", env.Stderr).Synopsis("SUBCOMMAND ... (create, add, remove, leave, role, mute, list, info)").After(usage.Text, "the subcommand")
+	fs := usage.NewFlagSet("group", env.Stderr).Synopsis("SUBCOMMAND ... (create, add, remove, leave, role, mute, rename, list, info)").After(usage.Text, "the subcommand")
 	dir := homeFlag(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -39,11 +40,11 @@ func Group(ctx context.Context, args []string, env Env) error {
 	}
 	sub, a := a[0], a[1:]
 	need := map[string][2]int{ // least and most arguments; -1: no most
-		"create": {1, -1}, "add": {2, -1}, "remove": {2, -1}, "leave": {1, 1}, "role": {3, 3}, "mute": {3, 3}, "list": {0, 0}, "info": {1, 1},
+		"create": {1, -1}, "add": {2, -1}, "remove": {2, -1}, "leave": {1, 1}, "role": {3, 3}, "mute": {3, 3}, "rename": {2, 2}, "list": {0, 0}, "info": {1, 1},
 	}
 	n, ok := need[sub]
 	if !ok {
-		return usage.Errorf("group: unknown subcommand %q (create, add, remove, leave, role, mute, list, info)", sub)
+		return usage.Errorf("group: unknown subcommand %q (create, add, remove, leave, role, mute, rename, list, info)", sub)
 	}
 	if len(a) < n[0] || n[1] >= 0 && len(a) > n[1] {
 		return usage.Errorf("usage: securechat %s", groupUsage)
@@ -61,6 +62,9 @@ func Group(ctx context.Context, args []string, env Env) error {
 	}
 	if sub == "create" && (strings.TrimSpace(a[0]) == "" || len(a[0]) > 256) {
 		return usage.Errorf("group create: a title is 1 to 256 bytes")
+	}
+	if sub == "rename" && (strings.TrimSpace(a[1]) == "" || len(a[1]) > 256) {
+		return usage.Errorf("group rename: a title is 1 to 256 bytes")
 	}
 
 	if sub == "list" || sub == "info" { // the home alone: works offline
@@ -111,6 +115,8 @@ func Group(ctx context.Context, args []string, env Env) error {
 		err = e.LeaveGroup(ctx, g.Conversation)
 	case "role":
 		err = e.SetGroupRole(ctx, g.Conversation, a[1:2], a[2] == "admin")
+	case "rename":
+		err = e.RenameGroup(ctx, g.Conversation, a[1])
 	case "mute":
 		var until time.Time
 		if muteFor > 0 {

@@ -372,6 +372,20 @@ func (c *Client) removeFromGroup(ctx context.Context, conv chat.Conversation, us
 	return c.changeGroup(ctx, conv, &e2ee.GroupChange{Op: e2ee.OpRemove, Targets: targets})
 }
 
+// RenameGroup gives the group a new title: an admin's signed change every
+// member applies (protocol.md §9.7).
+func (c *Client) RenameGroup(ctx context.Context, conv chat.Conversation, title string) error {
+	_, err := c.renameGroup(ctx, conv, title)
+	return err
+}
+
+func (c *Client) renameGroup(ctx context.Context, conv chat.Conversation, title string) (*HistoryEntry, error) {
+	if strings.TrimSpace(title) == "" || len(title) > 256 {
+		return nil, errors.New("a title is 1 to 256 bytes")
+	}
+	return c.changeGroup(ctx, conv, &e2ee.GroupChange{Op: e2ee.OpTitle, Title: title})
+}
+
 // MuteInGroup keeps members from writing to the group until until (the
 // zero time lifts it): an admin's signed change that every member's client
 // applies (protocol.md §9.7); a muted member's messages are not shown.
@@ -1120,6 +1134,17 @@ func (e *Engine) LeaveGroup(ctx context.Context, conv chat.Conversation) error {
 		return err
 	}
 	line, err := c.changeGroup(ctx, conv, &e2ee.GroupChange{Op: e2ee.OpLeave})
+	e.emitLine(line)
+	return err
+}
+
+// RenameGroup is Client.RenameGroup over the engine's connection.
+func (e *Engine) RenameGroup(ctx context.Context, conv chat.Conversation, title string) error {
+	c, err := e.connected()
+	if err != nil {
+		return err
+	}
+	line, err := c.renameGroup(ctx, conv, title)
 	e.emitLine(line)
 	return err
 }

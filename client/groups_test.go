@@ -835,3 +835,34 @@ func TestGroupMute(t *testing.T) {
 		t.Errorf("carol read %q", got)
 	}
 }
+
+// TestGroupRename: an admin renames the group; every member's client
+// takes the new title; a plain member cannot.
+func TestGroupRename(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := oneShotEngine(t, ctx, ha, false)
+	defer alice.Close()
+	g, err := alice.CreateGroup(ctx, "old name", []string{"bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, ctx, hb)
+	bob := oneShotEngine(t, ctx, hb, false)
+	defer bob.Close()
+	if err := bob.RenameGroup(ctx, g.Conversation, "bob's"); err == nil {
+		t.Error("a plain member renamed the group")
+	}
+	if err := alice.RenameGroup(ctx, g.Conversation, "new name"); err != nil {
+		t.Fatal(err)
+	}
+	if got := receiveAll(t, ctx, hb); !reported(got, `alice renamed the group "new name"`) {
+		t.Errorf("bob read %q", got)
+	}
+	if info, err := ResolveGroup(hb, "new name"); err != nil || info.Conversation != g.Conversation {
+		t.Errorf("bob's group by its new name: %+v %v", info, err)
+	}
+}

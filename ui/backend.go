@@ -74,4 +74,6 @@ type Backend interface {
 	// MuteInGroup keeps members from writing to the group until until
 	// (zero: lifts it).
 	MuteInGroup(ctx context.Context, group chat.Conversation, users []string, until time.Time) error
+	// RenameGroup gives the group a new title.
+	RenameGroup(ctx context.Context, group chat.Conversation, title string) error
 }

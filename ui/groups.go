@@ -139,7 +139,7 @@ func plural(n int, what string) string {
 }
 
 // groupUsage is what a /group without a valid subcommand says.
-const groupUsage = "usage: /group create TITLE [MEMBER...], /group add|remove TITLE MEMBER..., /group leave [TITLE], /group role TITLE MEMBER admin|member, /group mute TITLE MEMBER FOR|off, /group info [TITLE]"
+const groupUsage = "usage: /group create TITLE [MEMBER...], /group add|remove TITLE MEMBER..., /group leave [TITLE], /group role TITLE MEMBER admin|member, /group mute TITLE MEMBER FOR|off, /group rename TITLE NEWTITLE, /group info [TITLE]"
 
 // parseFor reads how long a mute lasts: a Go duration (90m, 1h30m) or
 // whole days (30d).
@@ -159,7 +159,7 @@ func parseFor(s string) (time.Duration, error) {
 }
 
 // groupSubcommands are /group's subcommands, for completion.
-var groupSubcommands = []string{"add", "create", "info", "leave", "mute", "remove", "role"}
+var groupSubcommands = []string{"add", "create", "info", "leave", "mute", "remove", "rename", "role"}
 
 // groupCommand runs /group. Usage errors, unknown groups and names are
 // said at once (false: the line stays in the input); the change itself
@@ -197,10 +197,25 @@ func (u *UI) groupCommand(rest string) bool {
 			return err
 		})
 		return true
-	case "add", "remove", "role", "mute":
+	case "add", "remove", "role", "mute", "rename":
 		g, rest, ok := u.groupArg(sub, rest, false)
 		if !ok {
 			return false
+		}
+		if sub == "rename" {
+			title := strings.Trim(strings.TrimSpace(rest), `"`)
+			if title == "" || len(title) > 256 {
+				u.notice(noticeError, "usage: /group rename TITLE NEWTITLE (a title is 1 to 256 bytes)")
+				return false
+			}
+			u.groupChange("/group rename", func(ctx context.Context) error {
+				err := u.b.RenameGroup(ctx, g.Conversation, title)
+				if err == nil {
+					u.update(func() { u.refreshGroups() })
+				}
+				return err
+			})
+			return true
 		}
 		args := strings.Fields(rest)
 		if sub == "mute" {

@@ -400,3 +400,13 @@ func TestGroupMute(t *testing.T) {
 	x.term.Type("/group mute family dave soon\n")
 	x.term.WaitText(t, "usage: /group mute TITLE MEMBER FOR|off")
 }
+
+// TestGroupRename: /group rename TITLE NEWTITLE renames; the list shows it.
+func TestGroupRename(t *testing.T) {
+	t.Parallel()
+	b := groupBackend()
+	x := start(t, b, 100, 25)
+	x.term.Type("/group rename family \"the family\"\n")
+	x.waitCalls(1, "RenameGroup", family.String(), "the family")
+	x.term.WaitText(t, "#the family")
+}

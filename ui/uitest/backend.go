@@ -543,6 +543,13 @@ func (b *Backend) LeaveGroup(_ context.Context, conv chat.Conversation) error {
 	})
 }
 
+func (b *Backend) RenameGroup(_ context.Context, conv chat.Conversation, title string) error {
+	return b.change("RenameGroup", conv, []string{title}, func(g *client.GroupInfo) (string, error) {
+		g.Title = title
+		return fmt.Sprintf("you renamed the group %q", title), nil
+	})
+}
+
 func (b *Backend) MuteInGroup(_ context.Context, conv chat.Conversation, users []string, until time.Time) error {
 	return b.change("MuteInGroup", conv, append(slices.Clone(users), until.Format(time.RFC3339)), func(g *client.GroupInfo) (string, error) {
 		for _, u := range users {
