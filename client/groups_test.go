@@ -866,3 +866,42 @@ func TestGroupRename(t *testing.T) {
 		t.Errorf("bob's group by its new name: %+v %v", info, err)
 	}
 }
+
+// TestGroupSendFromOutbox: a group message whose confirmation was lost is
+// kept in the outbox without its addresses (one ciphertext, whatever the
+// group's size) and sent again, addressed anew, under the same id.
+func TestGroupSendFromOutbox(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb, hc := testAccount(t, s, "alice"), testAccount(t, s, "bob"), testAccount(t, s, "carol")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := oneShotEngine(t, ctx, ha, false)
+	defer alice.Close()
+	g, err := alice.CreateGroup(ctx, "outbox", []string{"bob", "carol"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, _ := alice.connected()
+	content := &Content{Kind: chat.KindText, Text: "from the outbox", SentAt: time.Now().UnixMilli(), Group: g.ID}
+	if err := ac.QueueOutbox(ctx, newID(ac), g.Conversation, content); err != nil {
+		t.Fatal(err)
+	}
+	items, err := ha.Outbox()
+	if err != nil || len(items) != 1 {
+		t.Fatalf("outbox: %d items, %v", len(items), err)
+	}
+	var kept transport.Send
+	if err := transport.Unmarshal(items[0].Entry.Send, &kept); err != nil || kept.Shared == nil || len(kept.Envelopes) != 0 {
+		t.Fatalf("the kept group Send: %d envelopes, shared %d bytes, %v", len(kept.Envelopes), len(kept.Shared), err)
+	}
+	out, err := ac.FlushOutbox(ctx)
+	if err != nil || len(out) != 1 || out[0].Err != nil {
+		t.Fatalf("flush: %+v %v", out, err)
+	}
+	for _, h := range []*home.Home{hb, hc} {
+		if got := receiveAll(t, ctx, h); !slices.Contains(got, "alice: from the outbox") {
+			t.Errorf("a member read %q", got)
+		}
+	}
+}

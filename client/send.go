@@ -295,6 +295,14 @@ func (c *Client) FlushOutbox(ctx context.Context) ([]Outboxed, error) {
 			c.home.DeleteOutbox(it.ID)
 			continue
 		}
+		if msg.Shared != nil && len(msg.Envelopes) == 0 {
+			// A group Send is kept without its addresses (senderkeys.go).
+			if msg.Envelopes, err = c.groupEnvelopes(ctx, it.Entry.To); err != nil {
+				c.home.DeleteOutbox(it.ID)
+				out = append(out, Outboxed{To: it.Entry.To, Text: content.Text, Err: err})
+				continue
+			}
+		}
 		var keep *home.HistoryRecord
 		if it.Entry.Keep {
 			keep = c.sentRecord(it.ID, &content)

@@ -184,10 +184,13 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 			return nil, err
 		}
 		msg := &transport.Send{MessageID: id, Group: gid, Shared: shared}
+		// The outbox keeps the ciphertext without the addresses: a resend
+		// works them out again (FlushOutbox), so a message costs the
+		// sender's disk the same whatever the group's size.
+		entry.Send = transport.Marshal(msg)
 		for _, d := range targets {
 			msg.Envelopes = append(msg.Envelopes, transport.Envelope{User: d.User, Device: d.ID, DeviceKey: c.listedKey(d)})
 		}
-		entry.Send = transport.Marshal(msg)
 		ks := home.SenderKeyState{Group: conv, Owner: self, State: state}
 		if fresh {
 			ks.Signal = signal
@@ -550,6 +553,20 @@ func (c *Client) forgetHolder(group string, dev chat.Device) {
 		}
 		return tx.PutGroup(rec)
 	})
+}
+
+// groupEnvelopes addresses a group Send kept in the outbox without its
+// addresses: every current recipient device, as buildGroupSend does.
+func (c *Client) groupEnvelopes(ctx context.Context, conv chat.Conversation) ([]transport.Envelope, error) {
+	targets, err := c.recipients(ctx, conv)
+	if err != nil {
+		return nil, err
+	}
+	envs := make([]transport.Envelope, 0, len(targets))
+	for _, d := range targets {
+		envs = append(envs, transport.Envelope{User: d.User, Device: d.ID, DeviceKey: c.listedKey(d)})
+	}
+	return envs, nil
 }
 
 // retryWaiting tries again the held group messages from dev in group,
