@@ -161,6 +161,8 @@ func groupInfo(g client.GroupInfo, self string, env Env) error {
 			trust = "you"
 		case m.Verified:
 			trust = "verified"
+		case m.KeyDiffers:
+			trust = "KEY DIFFERS from the one you have for " + m.User + " (compare: securechat fingerprint " + m.User + ")"
 		case !m.KeyTrusted:
 			trust = "key not yet known to you (securechat fingerprint " + m.User + ")"
 		}

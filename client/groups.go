@@ -40,6 +40,9 @@ type GroupMemberInfo struct {
 	// KeyTrusted: the identity key the group vouches for is the one this
 	// home trusts for User (false: another one, or none known yet).
 	KeyTrusted bool
+	// KeyDiffers: this home holds another identity key for User (trusted
+	// or pending) than the group names: one of the two is not User's.
+	KeyDiffers bool
 	Verified   bool // this home compared User's safety number
 	// Devices are User's devices that hold this device's current sending
 	// chain in the group (protocol.md §8.3): those that read what this
@@ -122,6 +125,7 @@ func groupInfo(h *home.Home, rec *home.GroupRecord) (GroupInfo, error) {
 		}
 		if ct, err := h.Contact(m.User); err == nil && ct != nil {
 			mi.KeyTrusted = bytes.Equal(ct.Identity, m.Identity.Bytes()) && ct.Pending == nil
+			mi.KeyDiffers = !bytes.Equal(ct.Identity, m.Identity.Bytes()) && (ct.Pending == nil || !bytes.Equal(ct.Pending, m.Identity.Bytes()))
 			mi.Verified = mi.KeyTrusted && ct.Verified
 		}
 		for _, k := range rec.Holders {

@@ -534,6 +534,8 @@ func (u *UI) groupInfo(g *client.GroupInfo) {
 			state = "you"
 		case m.Verified:
 			state = "verified ✓"
+		case m.KeyDiffers:
+			state = "KEY DIFFERS from the one you have (/verify " + m.User + ")"
 		case !m.KeyTrusted:
 			state = "key unknown or not accepted (/verify " + m.User + ")"
 		}

@@ -410,3 +410,15 @@ func TestGroupRename(t *testing.T) {
 	x.waitCalls(1, "RenameGroup", family.String(), "the family")
 	x.term.WaitText(t, "#the family")
 }
+
+// TestGroupInfoKeyDiffers: /group info says when the key a group names
+// for a member is not the one this home holds for them.
+func TestGroupInfoKeyDiffers(t *testing.T) {
+	t.Parallel()
+	b := groupBackend()
+	b.AddGroup(client.GroupInfo{ID: "d1ff0000000000000000000000000007", Title: "odd", Members: []client.GroupMemberInfo{
+		{User: "alice", Role: "owner", KeyTrusted: true}, {User: "mallory", Role: "member", KeyDiffers: true}}})
+	x := start(t, b, 120, 25)
+	x.term.Type("/group info odd\n")
+	x.term.WaitText(t, "mallory  member  KEY DIFFERS from the one you have (/verify mallory)")
+}
