@@ -104,8 +104,10 @@ type Client struct {
 	// queuedCatchUp: receiveGroup queued a group's log for members added
 	// at the same time as a change of this account's (groups.go).
 	queuedCatchUp atomic.Bool
-	groupMu2      sync.Mutex      // guards logAsks
-	logAsks       map[string]bool // log requests asked and answered on this connection (groups.go)
+	groupMu2      sync.Mutex                 // guards once, onceOrder, asksBy
+	once          [onceKinds]map[string]bool // asked or answered once on this connection (groups.go, askOnce)
+	onceOrder     [onceKinds][]string
+	asksBy        map[string]int
 	// waiting are group messages whose sender's key has not arrived
 	// (senderkeys.go); only the dispatch goroutine touches them.
 	waiting []*transport.Deliver

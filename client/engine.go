@@ -608,7 +608,7 @@ func (e *Engine) noteWaiting(c *Client, msgs []*Message, show func(*Message) err
 				Kind: chat.KindSystem, Text: m.Text, SentAt: m.SentAt, ServerTime: m.ServerTime, rawID: id})
 			// Ask the sender for its chain, once per connection: its next
 			// messages then come with it (protocol.md §8.3).
-			if c.askLogOnce("key/" + m.Group + "/" + m.From.User) {
+			if c.askOnce(onceAskKey, m.Group+"/"+m.From.User, m.From.User) {
 				ask := &Content{Kind: chat.KindSenderKey, Group: m.Group, SentAt: e.opts.Now().UnixMilli()}
 				if err := tx.Enqueue(&home.Queued{ID: newID(c), To: chat.Peer(m.From.User), Content: transport.Marshal(ask)}); err != nil {
 					return err

@@ -670,7 +670,7 @@ func (c *Client) receiveGroup(tx *home.Tx, m *Message) ([]string, error) {
 			// A change of a group this home is not in: this member's
 			// welcome may have been lost. Ask the sender for the log, once
 			// per group and connection (protocol.md §8.2).
-			if len(m.groupChanges) > 0 && c.askLogOnce(conv.ID()) {
+			if len(m.groupChanges) > 0 && c.askOnce(onceAskLog, conv.ID(), from) {
 				ask := &Content{Kind: chat.KindGroupChange, Group: conv.ID(), SentAt: c.now().UnixMilli()}
 				if err := tx.Enqueue(&home.Queued{ID: newID(c), To: chat.Peer(from), Content: transport.Marshal(ask)}); err != nil {
 					return nil, err
@@ -713,7 +713,7 @@ func (c *Client) receiveGroup(tx *home.Tx, m *Message) ([]string, error) {
 		if len(m.groupChanges) == 0 && m.groupLog == nil {
 			// A member that lacks the group asks for its log: sent to
 			// members of it only, once per asker and connection.
-			if _, in := before.Member(from); in && !rec.Left && from != c.prof.User && c.askLogOnce(conv.ID()+"/"+from) {
+			if _, in := before.Member(from); in && !rec.Left && from != c.prof.User && c.askOnce(onceAnswer, conv.ID()+"/"+from, from) {
 				lb, err := l.MarshalBinary()
 				if err != nil {
 					return nil, err
@@ -856,7 +856,7 @@ func (c *Client) compareHeads(tx *home.Tx, m *Message) error {
 	if err != nil {
 		return err
 	}
-	if h := l.HeadsHash(); bytes.Equal(h[:], m.groupHeads) || !c.askLogOnce("heads/"+m.Conversation.ID()+"/"+m.From.User) {
+	if h := l.HeadsHash(); bytes.Equal(h[:], m.groupHeads) || !c.askOnce(onceHeads, m.Conversation.ID()+"/"+m.From.User, m.From.User) {
 		return nil
 	}
 	var recent [][]byte
@@ -880,21 +880,55 @@ func (c *Client) compareHeads(tx *home.Tx, m *Message) error {
 	return nil
 }
 
-// askLogOnce reports whether key (a group, or a group and an asker) was
-// not yet used on this client, and marks it: log requests and answers go
-// once per connection, from a bounded set.
-func (c *Client) askLogOnce(key string) bool {
+// Purposes of the once-per-connection sets (onceSet): what a client asks
+// or answers about groups at most once per key and connection.
+const (
+	onceAskLog  = iota // asking a change's sender for a group this home lacks
+	onceAnswer         // answering a member's request for the log
+	onceHeads          // exchanging changes with a sender whose heads differ
+	onceAskKey         // asking a sender for its chain
+	onceKinds
+)
+
+// askOnce reports whether key was not yet used for purpose on this
+// connection, and marks it. Each purpose has its own set of at most
+// maxWaiting keys, the oldest forgotten first, so that nobody can use up
+// another purpose's set, or keep a purpose from working, by filling it;
+// and one sender can make this client ask about at most
+// maxAsksPerStranger groups it does not have.
+func (c *Client) askOnce(purpose int, key, sender string) bool {
 	c.groupMu2.Lock()
 	defer c.groupMu2.Unlock()
-	if c.logAsks == nil {
-		c.logAsks = make(map[string]bool)
+	if c.once[purpose] == nil {
+		c.once[purpose] = make(map[string]bool)
 	}
-	if c.logAsks[key] || len(c.logAsks) >= maxWaiting {
+	set := c.once[purpose]
+	if set[key] {
 		return false
 	}
-	c.logAsks[key] = true
+	if purpose == onceAskLog {
+		if c.asksBy == nil {
+			c.asksBy = make(map[string]int)
+		}
+		if c.asksBy[sender] >= maxAsksPerStranger {
+			return false
+		}
+		if len(c.asksBy) < maxWaiting {
+			c.asksBy[sender]++
+		}
+	}
+	if len(c.onceOrder[purpose]) >= maxWaiting {
+		delete(set, c.onceOrder[purpose][0])
+		c.onceOrder[purpose] = c.onceOrder[purpose][1:]
+	}
+	set[key] = true
+	c.onceOrder[purpose] = append(c.onceOrder[purpose], key)
 	return true
 }
+
+// maxAsksPerStranger bounds the groups one sender can make this client ask
+// about (onceAskLog) per connection.
+const maxAsksPerStranger = 4
 
 // forkedByMe reports whether one of the log's heads, when it has more than
 // one, is a change of self's: a change another member made at the same

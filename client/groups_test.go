@@ -905,3 +905,35 @@ func TestGroupSendFromOutbox(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupOutboxKeptOnTransientError (second review, finding 1): a group
+// message in the outbox whose addresses cannot be had now (the connection
+// is gone) stays in the outbox for the next flush.
+func TestGroupOutboxKeptOnTransientError(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha := testAccount(t, s, "alice")
+	testAccount(t, s, "bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := oneShotEngine(t, ctx, ha, false)
+	defer alice.Close()
+	g, err := alice.CreateGroup(ctx, "kept", []string{"bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, _ := alice.connected()
+	content := &Content{Kind: chat.KindText, Text: "still here", SentAt: time.Now().UnixMilli(), Group: g.ID}
+	if err := ac.QueueOutbox(ctx, newID(ac), g.Conversation, content); err != nil {
+		t.Fatal(err)
+	}
+	ac.forgetDevices(&transport.Send{Envelopes: []transport.Envelope{{User: "bob"}}}) // the addresses must be asked again
+	dead, stop := context.WithCancel(ctx)
+	stop()
+	if _, err := ac.FlushOutbox(dead); err == nil {
+		t.Error("a flush that could not address the message reported no error")
+	}
+	if items, err := ha.Outbox(); err != nil || len(items) != 1 {
+		t.Fatalf("after a failed flush the outbox holds %d items (%v), want the message", len(items), err)
+	}
+}

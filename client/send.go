@@ -298,6 +298,15 @@ func (c *Client) FlushOutbox(ctx context.Context) ([]Outboxed, error) {
 		if msg.Shared != nil && len(msg.Envelopes) == 0 {
 			// A group Send is kept without its addresses (senderkeys.go).
 			if msg.Envelopes, err = c.groupEnvelopes(ctx, it.Entry.To); err != nil {
+				var ce *ConnError
+				var we *transport.Error
+				if errors.As(err, &ce) || ctx.Err() != nil || errors.As(err, &we) && (we.Code == transport.ErrRateLimited || we.Code == transport.ErrUnavailable || we.Code == transport.ErrInternal) {
+					// Kept for the next flush: the addresses could not be
+					// had now, the message is still good.
+					err = &UnconfirmedError{Err: err}
+					out = append(out, Outboxed{To: it.Entry.To, Text: content.Text, Err: err})
+					return out, err
+				}
 				c.home.DeleteOutbox(it.ID)
 				out = append(out, Outboxed{To: it.Entry.To, Text: content.Text, Err: err})
 				continue

@@ -144,9 +144,13 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 				held[chat.Device{User: h.User, ID: h.Device}] = h.DeviceKey
 			}
 		}
+		asked := make(map[chat.Device]bool, len(rec.KeyAsks))
+		for _, k := range rec.KeyAsks {
+			asked[chat.Device{User: k.User, ID: k.Device}] = true
+		}
 		var missing []chat.Device
 		for _, d := range targets {
-			if k, ok := held[d]; !ok || !bytes.Equal(k, c.listedKey(d)) {
+			if k, ok := held[d]; !ok || !bytes.Equal(k, c.listedKey(d)) || asked[d] {
 				missing = append(missing, d)
 			}
 		}
@@ -201,7 +205,7 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 		}
 		if fresh || len(missing) > 0 {
 			// The group record changes only with the chain or its holders.
-			ch.Chain = &home.GroupChain{Group: conv, Log: rec.Log, ChainCreated: rec.ChainCreated, Holders: rec.Holders}
+			ch.Chain = &home.GroupChain{Group: conv, Log: rec.Log, ChainCreated: rec.ChainCreated, Holders: rec.Holders, Answered: missing}
 		}
 		if err := c.sessions.SaveSessions(ch); err != nil {
 			return nil, err
@@ -524,20 +528,22 @@ func (c *Client) groupKnown(conv chat.Conversation) bool {
 	return err == nil && rec != nil
 }
 
-// forgetHolder takes dev off the devices that hold this device's chain in
-// group, if dev's account is a member: the next message sends the chain
-// to it again (a key request, protocol.md §8.3).
+// forgetHolder notes a key request: dev, of a member, asked for this
+// device's chain in group, and the next message sends it the chain again
+// (protocol.md §8.3). One small write, not under the sending lock; a
+// device's repeated requests are kept once.
 func (c *Client) forgetHolder(group string, dev chat.Device) {
 	if !validGroupID(group) {
 		return
 	}
 	conv := chat.Group(group)
-	c.senderMu.Lock()
-	defer c.senderMu.Unlock()
 	c.home.Update(func(tx *home.Tx) error {
 		rec, err := tx.Group(conv)
-		if err != nil || rec == nil {
+		if err != nil || rec == nil || rec.Left || len(rec.KeyAsks) >= home.MaxKeyAsks {
 			return err
+		}
+		if slices.ContainsFunc(rec.KeyAsks, func(k home.KeyHolder) bool { return k.User == dev.User && k.Device == dev.ID }) {
+			return nil
 		}
 		l, err := parseLog(rec)
 		if err != nil {
@@ -546,11 +552,7 @@ func (c *Client) forgetHolder(group string, dev chat.Device) {
 		if _, in := l.State().Member(dev.User); !in {
 			return nil
 		}
-		n := len(rec.Holders)
-		rec.Holders = slices.DeleteFunc(rec.Holders, func(h home.KeyHolder) bool { return h.User == dev.User && h.Device == dev.ID })
-		if len(rec.Holders) == n {
-			return nil
-		}
+		rec.KeyAsks = append(rec.KeyAsks, home.KeyHolder{User: dev.User, Device: dev.ID})
 		return tx.PutGroup(rec)
 	})
 }

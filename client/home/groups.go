@@ -33,11 +33,17 @@ type GroupRecord struct {
 	ChainCreated int64 // unix ms
 	Rotate       bool
 	Holders      []KeyHolder
+	// KeyAsks are member devices that asked for this device's chain (a key
+	// request): the next message sends it to them again.
+	KeyAsks []KeyHolder
 }
 
 // MaxKeyHolders bounds the devices a group record lists as holding this
 // device's sender key.
 const MaxKeyHolders = 1 << 16
+
+// MaxKeyAsks bounds the key requests a group record keeps.
+const MaxKeyAsks = 1024
 
 // KeyHolder is a device that was sent this device's sender key, under the
 // device key it had then.
@@ -85,6 +91,9 @@ func (m *GroupRecord) MarshalFields(e *transport.Encoder) {
 	for i := range m.Holders {
 		e.Message(6, &m.Holders[i])
 	}
+	for i := range m.KeyAsks {
+		e.Message(7, &m.KeyAsks[i])
+	}
 }
 
 func (m *GroupRecord) UnmarshalFields(d *transport.Decoder) error {
@@ -113,6 +122,13 @@ func (m *GroupRecord) UnmarshalFields(d *transport.Decoder) error {
 			var h KeyHolder
 			err = f.Message(&h)
 			m.Holders = append(m.Holders, h)
+		case 7:
+			if len(m.KeyAsks) >= MaxKeyAsks {
+				return fmt.Errorf("group record with more than %d key requests", MaxKeyAsks)
+			}
+			var h KeyHolder
+			err = f.Message(&h)
+			m.KeyAsks = append(m.KeyAsks, h)
 		default:
 			return f.Unknown()
 		}

@@ -384,6 +384,9 @@ type GroupChain struct {
 	Log          []byte
 	ChainCreated int64
 	Holders      []KeyHolder
+	// Answered are devices just sent the chain: their key requests are
+	// done.
+	Answered []chat.Device
 }
 
 // SenderKeyState is the sender-key state of owner's chain in a group, and
@@ -513,6 +516,9 @@ func (t *Tx) saveSessions(c *SessionChanges) error {
 		if rec != nil {
 			rec.Rotate = !bytes.Equal(rec.Log, ch.Log)
 			rec.ChainCreated, rec.Holders = ch.ChainCreated, ch.Holders
+			rec.KeyAsks = slices.DeleteFunc(rec.KeyAsks, func(k KeyHolder) bool {
+				return slices.Contains(ch.Answered, chat.Device{User: k.User, ID: k.Device})
+			})
 			if err := t.PutGroup(rec); err != nil {
 				return err
 			}
