@@ -607,7 +607,7 @@ func (c *Client) handleDeliverMsg(dp *transport.Deliver) {
 			// sent to (a new member gets the group's log on its own).
 			m.Conversation = chat.Group(content.Group)
 			m.groupChanges, m.groupLog = content.GroupChanges, content.GroupLog
-			if content.Kind == chat.KindGroupChange && content.GroupLog != nil && !changed {
+			if content.Kind == chat.KindGroupChange && content.GroupLog != nil && !changed && c.plausibleWelcome(from.User, content) {
 				if c.welcomed == nil {
 					c.welcomed = make(map[string]bool)
 				}

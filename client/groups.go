@@ -821,18 +821,40 @@ func placed(l, other *e2ee.GroupLog) bool {
 }
 
 // keyConflict names a member of st, other than self, whose identity key
-// differs from the one this home holds for them (accepted or pending);
-// "" if none.
+// differs from the one this home holds for them (accepted or pending), or,
+// for one never met, from the one another group of this home names them
+// with; "" if none.
 func keyConflict(tx *home.Tx, st e2ee.GroupState, self string) string {
+	var others map[string][]byte // read on first need
 	for _, m := range st.Members {
 		if m.User == self {
 			continue
 		}
 		ct, err := tx.Contact(m.User)
-		if err != nil || ct == nil {
+		if err != nil {
 			continue
 		}
-		if !bytes.Equal(ct.Identity, m.Identity.Bytes()) && (ct.Pending == nil || !bytes.Equal(ct.Pending, m.Identity.Bytes())) {
+		if ct != nil {
+			if !bytes.Equal(ct.Identity, m.Identity.Bytes()) && (ct.Pending == nil || !bytes.Equal(ct.Pending, m.Identity.Bytes())) {
+				return m.User
+			}
+			continue
+		}
+		if others == nil {
+			others = make(map[string][]byte)
+			recs, _ := tx.Groups()
+			for _, rec := range recs {
+				if rec.Group == groupConv(st.ID) || rec.Left {
+					continue
+				}
+				if l, err := parseLog(rec); err == nil {
+					for _, o := range l.State().Members {
+						others[o.User] = o.Identity.Bytes()
+					}
+				}
+			}
+		}
+		if k, ok := others[m.User]; ok && !bytes.Equal(k, m.Identity.Bytes()) {
 			return m.User
 		}
 	}

@@ -517,6 +517,28 @@ func (c *Client) mayWait(d *transport.Deliver) string {
 	return ""
 }
 
+// plausibleWelcome reports whether a group log that came on this
+// connection, not yet applied, is one the engine may take: it parses, names
+// this account with this account's identity key, and names its sender as
+// a member (receiveGroup checks the rest). Only such a log lets what
+// follows it be held or kept (welcomed).
+func (c *Client) plausibleWelcome(from string, content *Content) bool {
+	if c.keys == nil {
+		return false
+	}
+	l, err := e2ee.ParseGroupLog(content.GroupLog, groupMaxMembers)
+	if err != nil {
+		return false
+	}
+	st := l.State()
+	me, in := st.Member(c.prof.User)
+	if !in || !me.Identity.Equal(c.keys.IdentityKey()) || groupConv(st.ID).ID() != content.Group {
+		return false
+	}
+	_, sender := st.Member(from)
+	return sender || from == c.prof.User
+}
+
 // groupKnown reports whether conv is a group this home is in, or whose
 // log came on this connection (the engine applies it after the batch it
 // came in: what follows it in the batch must not be refused meanwhile).

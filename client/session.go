@@ -119,7 +119,7 @@ type encryptState struct {
 	setAside map[chat.Device]*home.Session
 	// vouched are the identity keys this home's groups name their members
 	// with (groupVouched), read on first need.
-	vouched map[string][]byte
+	vouched map[string][][]byte
 }
 
 // encryptTo builds one ciphertext per device of targets, starting sessions
@@ -266,7 +266,7 @@ func (es *encryptState) verifyBundle(dev chat.Device, raw []byte) (*e2ee.PreKeyB
 	ct := es.st.Contacts[dev.User]
 	switch {
 	case ct == nil:
-		if vouched := es.groupVouched(dev.User); vouched != nil && !bytes.Equal(vouched, idKey) {
+		if vouched := es.groupVouched(dev.User, idKey); vouched != nil {
 			// A group this home is in names the user with another key
 			// than the server's: neither is taken on trust (protocol.md
 			// §8.2); the user compares safety numbers, then trusts.
@@ -293,12 +293,13 @@ func (es *encryptState) verifyBundle(dev chat.Device, raw []byte) (*e2ee.PreKeyB
 	return bundle, nil
 }
 
-// groupVouched is the identity key the groups of this home name user
-// with; nil if none does (or they disagree, which a group's own checks
-// keep from happening). The groups are read once per encryption.
-func (es *encryptState) groupVouched(user string) []byte {
+// groupVouched returns an identity key that a group of this home names
+// user with and that is not idKey, the server's; nil when every group that
+// names user names idKey, or none does. Groups that disagree among
+// themselves always yield one. The groups are read once per encryption.
+func (es *encryptState) groupVouched(user string, idKey []byte) []byte {
 	if es.vouched == nil {
-		es.vouched = make(map[string][]byte)
+		es.vouched = make(map[string][][]byte)
 		recs, _ := es.c.home.Groups()
 		for _, rec := range recs {
 			l, err := parseLog(rec)
@@ -306,11 +307,19 @@ func (es *encryptState) groupVouched(user string) []byte {
 				continue
 			}
 			for _, m := range l.State().Members {
-				es.vouched[m.User] = m.Identity.Bytes()
+				k := m.Identity.Bytes()
+				if !slices.ContainsFunc(es.vouched[m.User], func(o []byte) bool { return bytes.Equal(o, k) }) {
+					es.vouched[m.User] = append(es.vouched[m.User], k)
+				}
 			}
 		}
 	}
-	return es.vouched[user]
+	for _, k := range es.vouched[user] {
+		if !bytes.Equal(k, idKey) {
+			return k
+		}
+	}
+	return nil
 }
 
 // initiate starts a session with dev from its bundle.

@@ -159,19 +159,29 @@ func (t *Tx) PutGroup(r *GroupRecord) error {
 func (h *Home) Groups() ([]*GroupRecord, error) {
 	var out []*GroupRecord
 	err := h.View(func(tx *Tx) error {
-		b := tx.tx.Bucket(bucketGroups)
-		return b.ForEach(func(k, sealed []byte) error {
-			v, err := h.seal.open(bucketGroups, k, sealed)
-			if err != nil {
-				return err
-			}
-			var r GroupRecord
-			if err := transport.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("home %s: group record: %w", h.Dir, err)
-			}
-			out = append(out, &r)
-			return nil
-		})
+		var err error
+		out, err = tx.Groups()
+		return err
+	})
+	return out, err
+}
+
+// Groups returns every group record, in the order of their conversation
+// keys.
+func (t *Tx) Groups() ([]*GroupRecord, error) {
+	var out []*GroupRecord
+	b := t.tx.Bucket(bucketGroups)
+	err := b.ForEach(func(k, sealed []byte) error {
+		v, err := t.h.seal.open(bucketGroups, k, sealed)
+		if err != nil {
+			return err
+		}
+		var r GroupRecord
+		if err := transport.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("home %s: group record: %w", t.h.Dir, err)
+		}
+		out = append(out, &r)
+		return nil
 	})
 	slices.SortFunc(out, func(a, b *GroupRecord) int { return strings.Compare(a.Group.Key(), b.Group.Key()) })
 	return out, err
