@@ -606,7 +606,7 @@ func (c *Client) handleDeliverMsg(dp *transport.Deliver) {
 			// A group's content belongs to the group, whoever it was
 			// sent to (a new member gets the group's log on its own).
 			m.Conversation = chat.Group(content.Group)
-			m.groupChanges, m.groupLog = content.GroupChanges, content.GroupLog
+			m.groupChanges, m.groupLog, m.groupHeads = content.GroupChanges, content.GroupLog, content.GroupHeads
 			if content.Kind == chat.KindGroupChange && content.GroupLog != nil && !changed && c.plausibleWelcome(from.User, content) {
 				if c.welcomed == nil {
 					c.welcomed = make(map[string]bool)

@@ -714,15 +714,26 @@ func (c *Client) receiveGroup(tx *home.Tx, m *Message) ([]string, error) {
 			// A member that lacks the group asks for its log: sent to
 			// members of it only, once per asker and connection.
 			if _, in := before.Member(from); in && !rec.Left && from != c.prof.User && c.askOnce(onceAnswer, conv.ID()+"/"+from, from) {
-				lb, err := l.MarshalBinary()
-				if err != nil {
+				answer := &Content{Kind: chat.KindGroupChange, Group: conv.ID(), SentAt: c.now().UnixMilli()}
+				if len(m.groupHeads) == 32 {
+					// A member whose heads differ (compareHeads) has the
+					// group: its recent changes are enough.
+					for _, r := range l.Recent(maxGroupChanges) {
+						b, err := r.MarshalBinary()
+						if err != nil {
+							return nil, err
+						}
+						answer.GroupChanges = append(answer.GroupChanges, b)
+					}
+				} else if answer.GroupLog, err = l.MarshalBinary(); err != nil {
 					return nil, err
 				}
-				welcome := &Content{Kind: chat.KindGroupChange, Group: conv.ID(), SentAt: c.now().UnixMilli(), GroupLog: lb}
-				if err := tx.Enqueue(&home.Queued{ID: newID(c), To: chat.Peer(from), Content: transport.Marshal(welcome)}); err != nil {
-					return nil, err
+				if len(answer.GroupChanges) > 0 || answer.GroupLog != nil {
+					if err := tx.Enqueue(&home.Queued{ID: newID(c), To: chat.Peer(from), Content: transport.Marshal(answer)}); err != nil {
+						return nil, err
+					}
+					c.queuedCatchUp.Store(true)
 				}
-				c.queuedCatchUp.Store(true)
 			}
 			return nil, nil
 		}
@@ -878,7 +889,8 @@ func (c *Client) compareHeads(tx *home.Tx, m *Message) error {
 	if err != nil {
 		return err
 	}
-	if h := l.HeadsHash(); bytes.Equal(h[:], m.groupHeads) || !c.askOnce(onceHeads, m.Conversation.ID()+"/"+m.From.User, m.From.User) {
+	h := l.HeadsHash()
+	if bytes.Equal(h[:], m.groupHeads) || !c.askOnce(onceHeads, m.Conversation.ID()+"/"+m.From.User, m.From.User) {
 		return nil
 	}
 	var recent [][]byte
@@ -892,7 +904,9 @@ func (c *Client) compareHeads(tx *home.Tx, m *Message) error {
 	now := c.now().UnixMilli()
 	for _, content := range []*Content{
 		{Kind: chat.KindGroupChange, Group: m.Conversation.ID(), SentAt: now, GroupChanges: recent},
-		{Kind: chat.KindGroupChange, Group: m.Conversation.ID(), SentAt: now}, // send me your log
+		// Send me your recent changes: with the heads, answered with
+		// changes, not the whole log.
+		{Kind: chat.KindGroupChange, Group: m.Conversation.ID(), SentAt: now, GroupHeads: h[:]},
 	} {
 		if err := tx.Enqueue(&home.Queued{ID: newID(c), To: chat.Peer(m.From.User), Content: transport.Marshal(content)}); err != nil {
 			return err
@@ -905,10 +919,10 @@ func (c *Client) compareHeads(tx *home.Tx, m *Message) error {
 // Purposes of the once-per-connection sets (onceSet): what a client asks
 // or answers about groups at most once per key and connection.
 const (
-	onceAskLog  = iota // asking a change's sender for a group this home lacks
-	onceAnswer         // answering a member's request for the log
-	onceHeads          // exchanging changes with a sender whose heads differ
-	onceAskKey         // asking a sender for its chain
+	onceAskLog = iota // asking a change's sender for a group this home lacks
+	onceAnswer        // answering a member's request for the log
+	onceHeads         // exchanging changes with a sender whose heads differ
+	onceAskKey        // asking a sender for its chain
 	onceKinds
 )
 

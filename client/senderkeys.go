@@ -305,6 +305,9 @@ func (c *Client) SendGroupSignal(ctx context.Context, conv chat.Conversation, co
 	if err != nil {
 		return 0, err
 	}
+	if err := checkCanSend(c.home, c.prof.User, conv, c.now()); err != nil {
+		return 0, err // left, or muted: nothing to tell anyone
+	}
 	self := chat.Device{User: c.prof.User, ID: c.prof.Device}
 	sk, err := c.home.SignalKey(conv, self)
 	if err != nil || len(sk) != e2ee.SignalKeySize {
@@ -361,7 +364,7 @@ func (c *Client) openGroupSignal(sig *transport.Signal) (*Message, bool) {
 	if err != nil {
 		return nil, false
 	}
-	if _, in := l.State().Member(sig.From); !in {
+	if mem, in := l.State().Member(sig.From); !in || mem.MutedUntil > c.now().UnixMilli() {
 		return nil, false
 	}
 	return &Message{
@@ -460,6 +463,12 @@ func (c *Client) handleGroupDeliver(d *transport.Deliver, m *Message) {
 			}
 			c.waiting = append(c.waiting, d)
 		}
+	case errors.Is(err, e2ee.ErrDuplicate):
+		// Before the chain this device holds (it came again, after a key
+		// request) or a copy of one already read: either way it cannot be
+		// read, and the line says which it may be.
+		m.Kind, m.SentAt = chat.KindError, m.ServerTime
+		m.Text = fmt.Sprintf("a message from %s could not be read: it was sent before you had %s's key, or it is a copy of one already read", d.From, d.From)
 	case err != nil:
 		m.Kind, m.Text, m.SentAt = chat.KindError, undecryptable(err), m.ServerTime
 	case content.Kind != chat.KindText:

@@ -233,9 +233,10 @@ func stateMark(e *client.HistoryEntry) []span {
 		if e.Conversation.IsGroup() && e.Recipients > 0 {
 			// A group message's receipts are per member (protocol.md §8.1).
 			if len(e.ReadBy) > 0 {
-				return []span{{fmt.Sprintf(" ✓✓ read by %d of %d", len(e.ReadBy), e.Recipients), styleRead}}
+				return []span{{fmt.Sprintf(" ✓✓ read by %d of %d", min(len(e.ReadBy), e.Recipients), e.Recipients), styleRead}}
 			}
-			return []span{{fmt.Sprintf(" ✓✓ %d of %d", len(e.DeliveredTo), e.Recipients), styleDelivered}}
+			// Capped: a member added since may send a receipt too.
+			return []span{{fmt.Sprintf(" ✓✓ %d of %d", min(len(e.DeliveredTo), e.Recipients), e.Recipients), styleDelivered}}
 		}
 		if e.State == client.StateRead {
 			return []span{{" ✓✓ read", styleRead}}
