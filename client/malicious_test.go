@@ -468,3 +468,40 @@ func TestForgedGroupLog(t *testing.T) {
 		t.Errorf("bob's first message to carol, whom a group names with another key: %v", err)
 	}
 }
+
+// TestJunkWelcomeHoldsNothing (second review, finding 6): a "log" that
+// does not parse or does not name the recipient does not make a stranger's
+// group messages held: they are dropped, acked, with a line.
+func TestJunkWelcomeHoldsNothing(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	hb, he := testAccount(t, s, "bob"), testAccount(t, s, "eve")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	eve := oneShotEngine(t, ctx, he, false)
+	defer eve.Close()
+	ec, _ := eve.connected()
+	gid := randomID(t)
+	group := hex.EncodeToString(gid)
+	if _, err := ec.SendContent(ctx, randomID(t), chat.Peer("bob"), &Content{Kind: chat.KindGroupChange, Group: group, SentAt: 1, GroupLog: []byte("not a log")}); err != nil {
+		t.Fatal(err)
+	}
+	bobDevs, err := ec.Devices(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := &transport.Send{MessageID: randomID(t), Group: gid, Shared: []byte("no key for this")}
+	for _, d := range bobDevs {
+		msg.Envelopes = append(msg.Envelopes, transport.Envelope{User: d.User, Device: d.ID, DeviceKey: ec.listedKey(d)})
+	}
+	var sent transport.Sent
+	if err := ec.request(ctx, transport.CodeSend, msg, transport.CodeSent, &sent); err != nil {
+		t.Fatal(err)
+	}
+	if got := receiveAll(t, ctx, hb); !reported(got, "for a group you are not in was dropped") {
+		t.Fatalf("bob read %q", got)
+	}
+	if got := receiveAll(t, ctx, hb); len(got) != 0 {
+		t.Errorf("something was held: %q", got)
+	}
+}
