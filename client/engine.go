@@ -504,7 +504,7 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 					continue
 				}
 				if m.Conversation.IsGroup() && !m.Outgoing && m.Kind != chat.KindError {
-					why, err := checkGroupSender(tx, m, e.opts.Now())
+					why, rec, l, err := groupSender(tx, m, e.opts.Now())
 					if err != nil {
 						return err
 					}
@@ -514,7 +514,7 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 						}
 						continue
 					}
-					if err := c.compareHeads(tx, m); err != nil {
+					if err := c.compareHeads(tx, m, rec, l); err != nil {
 						return err
 					}
 				}

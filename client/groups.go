@@ -181,14 +181,7 @@ func ResolveGroup(h *home.Home, name string) (GroupInfo, error) {
 // groupMembers are the accounts of a group besides this one, as its log
 // says; a group this account left has none to send to.
 func (c *Client) groupMembers(conv chat.Conversation) ([]string, error) {
-	rec, err := c.home.Group(conv)
-	if err != nil {
-		return nil, err
-	}
-	if rec == nil {
-		return nil, fmt.Errorf("no group %s in this home", conv.ID())
-	}
-	l, err := parseLog(rec)
+	_, l, err := readGroup(c.home, conv)
 	if err != nil {
 		return nil, err
 	}
@@ -453,14 +446,7 @@ func (c *Client) changeGroup(ctx context.Context, conv chat.Conversation, ch *e2
 	}
 	c.groupMu.Lock()
 	defer c.groupMu.Unlock()
-	rec, err := c.home.Group(conv)
-	if err != nil {
-		return nil, err
-	}
-	if rec == nil {
-		return nil, fmt.Errorf("no group %s in this home", conv.ID())
-	}
-	l, err := parseLog(rec)
+	rec, l, err := readGroup(c.home, conv)
 	if err != nil {
 		return nil, err
 	}
@@ -877,17 +863,9 @@ func keyConflict(tx *home.Tx, st e2ee.GroupState, self string) string {
 // protocol.md §9.7). This home sends the sender its recent changes and
 // asks for the sender's log, once per group and sender per connection;
 // whichever lacked a change has it after.
-func (c *Client) compareHeads(tx *home.Tx, m *Message) error {
-	if len(m.groupHeads) != 32 || m.From.User == c.prof.User {
+func (c *Client) compareHeads(tx *home.Tx, m *Message, rec *home.GroupRecord, l *e2ee.GroupLog) error {
+	if len(m.groupHeads) != 32 || m.From.User == c.prof.User || rec.Left {
 		return nil
-	}
-	rec, err := tx.Group(m.Conversation)
-	if err != nil || rec == nil || rec.Left {
-		return err
-	}
-	l, err := parseLog(rec)
-	if err != nil {
-		return err
 	}
 	h := l.HeadsHash()
 	if bytes.Equal(h[:], m.groupHeads) || !c.askOnce(onceHeads, m.Conversation.ID()+"/"+m.From.User, m.From.User) {
@@ -1071,25 +1049,30 @@ func describeChange(ch *e2ee.GroupChange, self string) string {
 // sender must be a member (not muted) of the group as this home knows it.
 // It returns why not, or "".
 func checkGroupSender(tx *home.Tx, m *Message, now time.Time) (string, error) {
-	rec, err := tx.Group(m.Conversation)
-	if err != nil {
-		return "", err
+	why, _, _, err := groupSender(tx, m, now)
+	return why, err
+}
+
+// groupSender is checkGroupSender returning the record and log it read
+// (nil when why is not ""), for what else the caller checks on them.
+func groupSender(tx *home.Tx, m *Message, now time.Time) (why string, rec *home.GroupRecord, l *e2ee.GroupLog, err error) {
+	if rec, err = tx.Group(m.Conversation); err != nil {
+		return "", nil, nil, err
 	}
 	if rec == nil {
-		return fmt.Sprintf("a message from %s for a group you are not in was not shown", m.From.User), nil
+		return fmt.Sprintf("a message from %s for a group you are not in was not shown", m.From.User), nil, nil, nil
 	}
-	l, err := parseLog(rec)
-	if err != nil {
-		return "", err
+	if l, err = parseLog(rec); err != nil {
+		return "", nil, nil, err
 	}
 	mem, in := l.State().Member(m.From.User)
 	switch {
 	case !in:
-		return fmt.Sprintf("a message from %s, who is not in this group, was not shown", m.From.User), nil
+		return fmt.Sprintf("a message from %s, who is not in this group, was not shown", m.From.User), nil, nil, nil
 	case mem.MutedUntil > now.UnixMilli():
-		return fmt.Sprintf("a message from %s, muted in this group, was not shown", m.From.User), nil
+		return fmt.Sprintf("a message from %s, muted in this group, was not shown", m.From.User), nil, nil, nil
 	}
-	return "", nil
+	return "", rec, l, nil
 }
 
 // noteID names the history line of a note about message id: the same
@@ -1102,18 +1085,25 @@ func noteID(id []byte, i int) []byte {
 // checkCanSend refuses a message to a group this account is not in, or is
 // muted in (the other members would not show it).
 func checkCanSend(h *home.Home, self string, conv chat.Conversation, now time.Time) error {
-	rec, err := h.Group(conv)
-	if err != nil {
-		return err
-	}
-	if rec == nil {
-		return fmt.Errorf("no group %s in this home", conv.ID())
-	}
-	l, err := parseLog(rec)
+	rec, l, err := readGroup(h, conv)
 	if err != nil {
 		return err
 	}
 	return canSend(rec, l.State(), self, now)
+}
+
+// readGroup reads a group's record and parses its log; a group this home
+// does not have is an error.
+func readGroup(h *home.Home, conv chat.Conversation) (*home.GroupRecord, *e2ee.GroupLog, error) {
+	rec, err := h.Group(conv)
+	if err != nil {
+		return nil, nil, err
+	}
+	if rec == nil {
+		return nil, nil, fmt.Errorf("no group %s in this home", conv.ID())
+	}
+	l, err := parseLog(rec)
+	return rec, l, err
 }
 
 // canSend is checkCanSend on a record and its state already read.
@@ -1138,9 +1128,8 @@ func (c *Client) SendGroupText(ctx context.Context, conv chat.Conversation, text
 	if len(text) > MaxTextLen {
 		return SendResult{}, fmt.Errorf("message is too long: %d bytes, the limit is %d", len(text), MaxTextLen)
 	}
-	if err := checkCanSend(c.home, c.prof.User, conv, c.now()); err != nil {
-		return SendResult{}, err
-	}
+	// Whether this account may write to the group is checked as the
+	// message is built (buildGroupSend).
 	id := newID(c)
 	content := &Content{Kind: chat.KindText, Text: text, SentAt: c.now().UnixMilli(), Group: conv.ID()}
 	return c.sendContent(ctx, id, conv, content, c.sentRecord(id, content))

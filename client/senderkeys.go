@@ -93,14 +93,7 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 	for attempt := 0; ; attempt++ {
 		// The record and its log are read once per attempt: a send costs
 		// a few steps per member device, never a read per member.
-		rec, err := c.home.Group(conv)
-		if err != nil {
-			return nil, err
-		}
-		if rec == nil {
-			return nil, fmt.Errorf("no group %s in this home", conv.ID())
-		}
-		l, err := parseLog(rec)
+		rec, l, err := readGroup(c.home, conv)
 		if err != nil {
 			return nil, err
 		}
