@@ -140,7 +140,9 @@ func (c *Content) UnmarshalFields(d *transport.Decoder) error {
 				return errors.New("too many group changes")
 			}
 			var g []byte
-			g, err = f.Bytes(transport.MaxPayload)
+			if g, err = f.Bytes(transport.MaxPayload); err == nil && len(g) == 0 {
+				return errors.New("empty group change")
+			}
 			c.GroupChanges = append(c.GroupChanges, g)
 		case 8:
 			c.GroupLog, err = f.Bytes(transport.MaxPayload)

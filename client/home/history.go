@@ -202,7 +202,9 @@ func (m *HistoryRecord) UnmarshalFields(d *transport.Decoder) error {
 				return fmt.Errorf("history record with more than %d receipts", MaxReceiptMembers)
 			}
 			var u string
-			u, err = f.String(transport.MaxUserName)
+			if u, err = f.String(transport.MaxUserName); err == nil && u == "" {
+				return errors.New("history record with an empty receipt name")
+			}
 			*list = append(*list, u)
 		case 12:
 			m.Recipients, err = f.Uint32()
