@@ -22,6 +22,11 @@ import (
 // muted sender; it runs before the rate limit, so a refused Send costs no
 // tokens.
 func checkSend(ctx context.Context, ss *session, id uint32, req *transport.Send) bool {
+	if req.Recipients != nil && !ss.recipients.expand(req) {
+		ss.fail(id, &transport.Error{Code: transport.ErrRecipientsUnknown,
+			Message: "this connection has no such list of recipients for the group: send the addresses"})
+		return false
+	}
 	for i := range req.Envelopes {
 		u, err := transport.CanonicalUser(req.Envelopes[i].User)
 		if err != nil {
@@ -126,7 +131,11 @@ func handleSend(ctx context.Context, ss *session, id uint32, req *transport.Send
 		}
 		srv.router.Push(res.Entries)
 	}
-	ss.reply(id, transport.CodeSent, &transport.Sent{ServerTime: res.Time.UnixMilli(), Duplicate: res.Duplicate})
+	sent := &transport.Sent{ServerTime: res.Time.UnixMilli(), Duplicate: res.Duplicate}
+	if req.Shared != nil {
+		sent.Recipients = ss.recipients.remember(req)
+	}
+	ss.reply(id, transport.CodeSent, sent)
 }
 
 // handleSignal forwards an ephemeral Send to the recipients' connected
@@ -157,7 +166,11 @@ func (ss *session) handleSignal(ctx context.Context, id uint32, req *transport.S
 			online++
 		}
 	}
-	ss.reply(id, transport.CodeSent, &transport.Sent{ServerTime: now, Online: online})
+	sent := &transport.Sent{ServerTime: now, Online: online}
+	if req.Shared != nil {
+		sent.Recipients = ss.recipients.remember(req)
+	}
+	ss.reply(id, transport.CodeSent, sent)
 }
 
 // Delivery to a receiving session (protocol.md §6.2): the backlog from the

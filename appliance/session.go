@@ -73,6 +73,8 @@ type session struct {
 
 	bg sync.WaitGroup // the deliver goroutine
 
+	recipients recipientLists // group Sends' address lists (recipients.go)
+
 	closeOnce sync.Once
 }
 

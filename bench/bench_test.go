@@ -79,7 +79,7 @@ func TestBench(t *testing.T) {
 		t.Errorf("ratio %v", r.Ratio)
 	}
 	if g := r.Group; g == nil || g.Members != 8 || g.Messages != 3 || g.Deliveries != 7*3 || g.DeliveriesPerSec <= 0 ||
-		g.SmallCPUUS <= 0 || g.LargeCPUUS <= 0 || g.LargeFrameBytes <= g.SmallFrameBytes || g.ServerCPUUS <= 0 {
+		g.SmallCPUUS <= 0 || g.LargeCPUUS <= 0 || g.SmallWireBytes < 0 || g.LargeWireBytes < 0 || g.ServerCPUUS <= 0 {
 		t.Errorf("group case: %+v", g)
 	}
 	var table bytes.Buffer

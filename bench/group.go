@@ -34,12 +34,15 @@ type groupStats struct {
 	Messages int `json:"messages"` // per group
 	// Sender: bench-process CPU per message and Send frame bytes, for
 	// the small and the large group.
-	SmallCPUUS      float64 `json:"small_sender_cpu_us"`
-	LargeCPUUS      float64 `json:"large_sender_cpu_us"`
-	SmallFrameBytes int     `json:"small_frame_bytes"`
-	LargeFrameBytes int     `json:"large_frame_bytes"`
-	SmallAckMS      float64 `json:"small_ack_ms"` // mean SendGroupText → durable ack
-	LargeAckMS      float64 `json:"large_ack_ms"`
+	SmallCPUUS float64 `json:"small_sender_cpu_us"`
+	LargeCPUUS float64 `json:"large_sender_cpu_us"`
+	// Loopback bytes per message while the sender sends alone (QUIC
+	// packets both ways, anyone's: other processes' traffic counts too);
+	// 0 if unknown.
+	SmallWireBytes int64   `json:"small_wire_bytes"`
+	LargeWireBytes int64   `json:"large_wire_bytes"`
+	SmallAckMS     float64 `json:"small_ack_ms"` // mean SendGroupText → durable ack
+	LargeAckMS     float64 `json:"large_ack_ms"`
 	// Fan-out: deliveries of the large group's messages to every member,
 	// from the members' connecting to the last one's last delivery.
 	Deliveries       int     `json:"deliveries"`
@@ -132,31 +135,34 @@ func groupPhase(ctx context.Context, o *options, dir string, stderr io.Writer, p
 	st := &groupStats{Members: n, Messages: o.groupMessages, SetupS: time.Since(setup).Seconds()}
 	progress("group: groups made and first messages taken in %v", time.Since(setup).Round(time.Millisecond))
 
-	send := func(g client.GroupInfo) (cpu time.Duration, ack time.Duration, err error) {
+	send := func(g client.GroupInfo) (cpu time.Duration, ack time.Duration, wire int64, err error) {
 		c0, err := selfCPU()
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
+		l0 := loopbackBytes()
 		t0 := time.Now()
 		for i := 0; i < o.groupMessages; i++ {
 			if _, err := sender.SendGroupText(ctx, g.Conversation, o.text(now())); err != nil {
-				return 0, 0, err
+				return 0, 0, 0, err
 			}
 		}
 		wall := time.Since(t0)
+		if l1 := loopbackBytes(); l0 >= 0 && l1 >= l0 {
+			wire = (l1 - l0) / int64(o.groupMessages)
+		}
 		c1, err := selfCPU()
-		return (c1 - c0) / time.Duration(o.groupMessages), wall / time.Duration(o.groupMessages), err
+		return (c1 - c0) / time.Duration(o.groupMessages), wall / time.Duration(o.groupMessages), wire, err
 	}
-	cpu, ack, err := send(small)
+	cpu, ack, wire, err := send(small)
 	if err != nil {
 		return nil, err
 	}
-	st.SmallCPUUS, st.SmallAckMS = us(cpu), ms(ack)
-	if cpu, ack, err = send(large); err != nil {
+	st.SmallCPUUS, st.SmallAckMS, st.SmallWireBytes = us(cpu), ms(ack), wire
+	if cpu, ack, wire, err = send(large); err != nil {
 		return nil, err
 	}
-	st.LargeCPUUS, st.LargeAckMS = us(cpu), ms(ack)
-	st.SmallFrameBytes, st.LargeFrameBytes = groupFrame(small, o), groupFrame(large, o)
+	st.LargeCPUUS, st.LargeAckMS, st.LargeWireBytes = us(cpu), ms(ack), wire
 
 	err = parallel(ctx, n-1, 16, func(i int) error {
 		h, err := home.Open(filepath.Join(homes, memberName(i+1)), home.Options{Passphrase: benchPassword, KDF: home.KDFParams{Time: 1, MemoryK: 64, Threads: 1}})
@@ -187,20 +193,6 @@ func groupPhase(ctx context.Context, o *options, dir string, stderr io.Writer, p
 		return nil, perr
 	}
 	return st, nil
-}
-
-// groupFrame is the size of a group Send of one bench text: the shared
-// ciphertext once, an address-only envelope per recipient device.
-func groupFrame(g client.GroupInfo, o *options) int {
-	m := &transport.Send{MessageID: make([]byte, transport.MessageIDLen), Group: make([]byte, transport.GroupIDLen),
-		Shared: make([]byte, 1+16+8+len(o.text(0))+40+16+64)}
-	for _, mem := range g.Members {
-		if mem.User == memberName(0) {
-			continue
-		}
-		m.Envelopes = append(m.Envelopes, transport.Envelope{User: mem.User, Device: 1, DeviceKey: make([]byte, transport.KeyLen)})
-	}
-	return len(transport.Marshal(m))
 }
 
 // drainMembers connects every member, takes its mailbox (acking it) and

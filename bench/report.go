@@ -201,13 +201,13 @@ securechat durable 1:1:       %7.0f msgs/s         p50 %6.2f ms  p99 %6.2f ms  s
 	g := r.Group
 	_, err = fmt.Fprintf(w, `securechat group messages: one sender, %d texts to a group of %d and to one of %d (setup %.1f s)
   sender CPU per message:     %6.0f µs (%d members)   %6.0f µs (%d members)   ratio %.2f
-  Send frame per message:     %6d B  (%d members)   %6d B  (%d members)
+  loopback bytes per message: %6d B  (%d members)   %6d B  (%d members)
   durable ack (SendGroupText): %5.2f ms (%d members)   %5.2f ms (%d members)
   server fan-out:             %7.0f deliveries/s (%d deliveries of the %d-member group's texts)  server CPU %4.0f µs/delivery
 `,
 		g.Messages, groupSmall, g.Members, g.SetupS,
 		g.SmallCPUUS, groupSmall, g.LargeCPUUS, g.Members, g.LargeCPUUS/max(g.SmallCPUUS, 1),
-		g.SmallFrameBytes, groupSmall, g.LargeFrameBytes, g.Members,
+		g.SmallWireBytes, groupSmall, g.LargeWireBytes, g.Members,
 		g.SmallAckMS, groupSmall, g.LargeAckMS, g.Members,
 		g.DeliveriesPerSec, g.Deliveries, g.Members, g.ServerCPUUS)
 	return err

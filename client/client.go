@@ -92,9 +92,13 @@ type Client struct {
 	// reading answers meanwhile, so it never handles pushes itself.
 	inbox *frameQueue
 
-	devMu   sync.Mutex // guards devices and devKeys
+	devMu   sync.Mutex // guards devices, devKeys and devGen
 	devices map[string][]chat.Device
 	devKeys map[chat.Device][]byte // each listed device's Ed25519 device key
+	devGen  uint64                 // counts changes of devices and devKeys
+
+	memoMu    sync.Mutex                  // guards groupMemo
+	groupMemo map[string]*groupRecipients // per group id (senderkeys.go)
 
 	keysErr error // why publishing this device's keys failed at connect, if it did
 

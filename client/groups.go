@@ -1132,7 +1132,7 @@ func (c *Client) SendGroupText(ctx context.Context, conv chat.Conversation, text
 	// message is built (buildGroupSend).
 	id := newID(c)
 	content := &Content{Kind: chat.KindText, Text: text, SentAt: c.now().UnixMilli(), Group: conv.ID()}
-	return c.sendContent(ctx, id, conv, content, c.sentRecord(id, content))
+	return c.sendContent(ctx, id, conv, content, c.outgoingRecord(id, content))
 }
 
 // The engine's group commands, over its connection (a one-shot engine's,

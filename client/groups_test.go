@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -936,4 +937,91 @@ func TestGroupOutboxKeptOnTransientError(t *testing.T) {
 	if items, err := ha.Outbox(); err != nil || len(items) != 1 {
 		t.Fatalf("after a failed flush the outbox holds %d items (%v), want the message", len(items), err)
 	}
+}
+
+// A group message to a group that has not changed names the server's
+// hash of the last address list instead of sending it (protocol.md
+// §6.7): no envelopes, whatever the group's size. A change of members
+// sends the list again; a list the server does not know (another
+// connection's, or forgotten) is refused and the message goes with the
+// list, once.
+func TestGroupSameRecipients(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb, hc, hd := testAccount(t, s, "alice"), testAccount(t, s, "bob"), testAccount(t, s, "carol"), testAccount(t, s, "dave")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := oneShotEngine(t, ctx, ha, false)
+	defer alice.Close()
+	g, err := alice.CreateGroup(ctx, "team", []string{"bob", "carol"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, ctx, hb)
+	receiveAll(t, ctx, hc)
+	read := func(want string, hs ...*home.Home) {
+		t.Helper()
+		for _, h := range hs {
+			if got := receiveAll(t, ctx, h); !slices.Equal(got, []string{want}) {
+				t.Fatalf("a member read %q, want only %q", got, want)
+			}
+		}
+	}
+
+	first := groupSend(t, ctx, alice, g.Conversation, "one")
+	if len(first.Envelopes) != 2 || first.Recipients != nil {
+		t.Fatalf("the first message: %d envelopes, recipients %x; want the list", len(first.Envelopes), first.Recipients)
+	}
+	read("alice: one", hb, hc)
+	second := groupSend(t, ctx, alice, g.Conversation, "two")
+	if len(second.Envelopes) != 0 || len(second.Recipients) != transport.RecipientsLen {
+		t.Fatalf("the second message: %d envelopes, recipients %x; want the list's hash alone", len(second.Envelopes), second.Recipients)
+	}
+	read("alice: two", hb, hc)
+
+	// dave joins: the list changes and goes again, then is named.
+	if err := alice.AddToGroup(ctx, g.Conversation, []string{"dave"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []*home.Home{hb, hc, hd} {
+		receiveAll(t, ctx, h) // the notice, the log
+	}
+	third := groupSend(t, ctx, alice, g.Conversation, "three")
+	if len(third.Envelopes) != 3 || third.Recipients != nil {
+		t.Fatalf("after dave joined: %d envelopes, recipients %x; want the new list", len(third.Envelopes), third.Recipients)
+	}
+	fourth := groupSend(t, ctx, alice, g.Conversation, "four")
+	if len(fourth.Envelopes) != 0 || fourth.Recipients == nil {
+		t.Fatalf("the fourth message: %d envelopes; want the list's hash alone", len(fourth.Envelopes))
+	}
+	for _, h := range []*home.Home{hb, hc, hd} {
+		if got := receiveAll(t, ctx, h); !slices.Equal(got, []string{"alice: three", "alice: four"}) {
+			t.Fatalf("a member read %q", got)
+		}
+	}
+
+	// A hash the server does not know for this connection: refused, and
+	// the message goes with its list, stored once.
+	c, err := alice.connected()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.memoMu.Lock()
+	c.groupMemo[g.Conversation.ID()].hash = bytes.Repeat([]byte{7}, transport.RecipientsLen)
+	c.memoMu.Unlock()
+	groupSend(t, ctx, alice, g.Conversation, "five")
+	for _, h := range []*home.Home{hb, hc, hd} {
+		if got := receiveAll(t, ctx, h); !slices.Equal(got, []string{"alice: five"}) {
+			t.Fatalf("after an unknown list a member read %q", got)
+		}
+	}
+	// Another connection of alice's (the engine reconnected) has no list:
+	// the next message sends it.
+	alice.Close()
+	alice = oneShotEngine(t, ctx, ha, false)
+	defer alice.Close()
+	if sixth := groupSend(t, ctx, alice, g.Conversation, "six"); len(sixth.Envelopes) != 3 {
+		t.Fatalf("on a new connection: %d envelopes, want the list", len(sixth.Envelopes))
+	}
+	read("alice: six", hb, hc, hd)
 }

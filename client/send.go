@@ -70,6 +70,17 @@ func (c *Client) sendContent(ctx context.Context, id []byte, to chat.Conversatio
 	if err != nil {
 		return SendResult{}, err
 	}
+	if keep != nil && msg.Group != nil && keep.Recipients == 0 {
+		// The members it went to, as the build counted them.
+		if n, ok := c.othersBuiltFor(to); ok {
+			keep.Recipients = n
+		} else {
+			c.home.View(func(tx *home.Tx) error {
+				keep.Recipients = othersIn(tx, to, c.prof.User)
+				return nil
+			})
+		}
+	}
 	return c.transmit(ctx, id, entry, msg, keep)
 }
 
@@ -93,9 +104,12 @@ func (c *Client) transmit(ctx context.Context, id []byte, entry *home.OutboxEntr
 			// not); the outbox keeps it for FlushOutbox, under its id.
 			return SendResult{}, &UnconfirmedError{Err: err}
 		}
-		if errors.As(err, &we) && we.Code == transport.ErrDeviceMismatch && attempt < 3 {
-			c.forgetDevices(msg)
-			c.updateDevices(we.Devices)
+		if errors.As(err, &we) && (we.Code == transport.ErrDeviceMismatch || we.Code == transport.ErrRecipientsUnknown) && attempt < 3 {
+			c.forgetRecipients(msg)
+			if we.Code == transport.ErrDeviceMismatch {
+				c.forgetDevices(msg)
+				c.updateDevices(we.Devices)
+			}
 			if msg, err = c.buildSend(ctx, id, entry, &content); err != nil {
 				c.home.DeleteOutbox(id)
 				return SendResult{}, err
@@ -106,6 +120,7 @@ func (c *Client) transmit(ctx context.Context, id []byte, entry *home.OutboxEntr
 			c.home.DeleteOutbox(id)
 			return SendResult{}, err
 		}
+		c.noteRecipients(msg, sent.Recipients)
 		res := SendResult{ID: hex.EncodeToString(id), ServerTime: time.UnixMilli(sent.ServerTime), Duplicate: sent.Duplicate}
 		if keep == nil {
 			c.home.DeleteOutbox(id)
@@ -118,7 +133,7 @@ func (c *Client) transmit(ctx context.Context, id []byte, entry *home.OutboxEntr
 // sentRecord is the history record of an outgoing text once the server
 // has stored it.
 func (c *Client) sentRecord(id []byte, content *Content) *home.HistoryRecord {
-	r := &home.HistoryRecord{ID: id, From: c.prof.User, Outgoing: true, Kind: content.Kind, Text: content.Text, Time: content.SentAt, State: home.StateStored}
+	r := c.outgoingRecord(id, content)
 	if content.Group != "" {
 		c.home.View(func(tx *home.Tx) error {
 			r.Recipients = othersIn(tx, chat.Group(content.Group), c.prof.User)
@@ -126,6 +141,12 @@ func (c *Client) sentRecord(id []byte, content *Content) *home.HistoryRecord {
 		})
 	}
 	return r
+}
+
+// outgoingRecord is sentRecord without a group's member count, which
+// sendContent fills in from the build.
+func (c *Client) outgoingRecord(id []byte, content *Content) *home.HistoryRecord {
+	return &home.HistoryRecord{ID: id, From: c.prof.User, Outgoing: true, Kind: content.Kind, Text: content.Text, Time: content.SentAt, State: home.StateStored}
 }
 
 // keepSent takes a message the server stored out of the outbox and records
@@ -223,6 +244,7 @@ func (c *Client) Devices(ctx context.Context, user string) ([]chat.Device, error
 	}
 	c.devMu.Lock()
 	c.devices[user] = nil // known to have none, unless listed
+	c.devGen++
 	c.devMu.Unlock()
 	c.updateDevices(list.Devices)
 	c.devMu.Lock()
@@ -239,6 +261,7 @@ func (c *Client) updateDevices(devs []transport.DeviceInfo) {
 	}
 	c.devMu.Lock()
 	defer c.devMu.Unlock()
+	c.devGen++
 	for user := range lists {
 		for _, d := range c.devices[user] {
 			delete(c.devKeys, d)
@@ -263,6 +286,7 @@ func (c *Client) listedKey(dev chat.Device) []byte {
 func (c *Client) forgetDevices(msg *transport.Send) {
 	c.devMu.Lock()
 	defer c.devMu.Unlock()
+	c.devGen++
 	for _, e := range msg.Envelopes {
 		delete(c.devices, e.User)
 	}

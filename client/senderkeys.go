@@ -91,9 +91,24 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 	defer c.senderMu.Unlock()
 	self := chat.Device{User: c.prof.User, ID: c.prof.Device}
 	for attempt := 0; ; attempt++ {
+		brief, err := c.home.GroupBrief(conv)
+		if err != nil {
+			return nil, err
+		}
+		if brief == nil {
+			return nil, fmt.Errorf("no group %s in this home", conv.ID())
+		}
+		if msg, ok, err := c.buildSameRecipients(id, entry, content, brief, gid); ok || err != nil {
+			return msg, err
+		}
+		rec, err := c.home.Group(conv)
+		if err != nil || rec == nil {
+			return nil, cmp.Or(err, fmt.Errorf("no group %s in this home", conv.ID()))
+		}
 		// The record and its log are read once per attempt: a send costs
 		// a few steps per member device, never a read per member.
-		rec, l, err := readGroup(c.home, conv)
+		devGen := c.devGeneration()
+		l, err := parseLog(rec)
 		if err != nil {
 			return nil, err
 		}
@@ -203,8 +218,119 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 		if err := c.sessions.SaveSessions(ch); err != nil {
 			return nil, err
 		}
+		// The server names this address list in its answer; until the
+		// group, a device list or the chain changes, the next messages
+		// name it instead (buildSameRecipients).
+		c.memoMu.Lock()
+		if c.groupMemo == nil {
+			c.groupMemo = make(map[string]*groupRecipients)
+		}
+		c.groupMemo[conv.ID()] = &groupRecipients{log: rec.Log, devGen: devGen, chain: key.ChainID(), st: st, heads: heads,
+			others: uint32(len(members)), msgID: id}
+		c.memoMu.Unlock()
 		return msg, nil
 	}
+}
+
+// groupRecipients is what the last group Send to a group on this
+// connection was worked out from, and the server's name for its address
+// list (protocol.md §6.7, Sent.recipients): while none of it changes, a
+// message to the group names that list rather than sending it, so that
+// the sender's work per message does not grow with the group.
+type groupRecipients struct {
+	log    []byte // the group record's log
+	devGen uint64 // the device lists' generation (Client.devGen)
+	chain  uint32 // the sending chain
+	st     e2ee.GroupState
+	heads  [32]byte
+	others uint32 // members besides this account
+	msgID  []byte // the Send it was worked out for, until answered
+	hash   []byte // Sent.recipients; nil until the server answered
+}
+
+func (c *Client) devGeneration() uint64 {
+	c.devMu.Lock()
+	defer c.devMu.Unlock()
+	return c.devGen
+}
+
+// buildSameRecipients is buildGroupSend when nothing changed since the
+// last group Send to the group on this connection: the same log, device
+// lists and chain, every recipient holding it, none asking for it. The
+// Send names the server's hash of that list and carries no envelopes; ok
+// is false when a full send is needed. The server checks the list it
+// expands as any Send's (current devices under their keys), so a list
+// gone stale is refused, not used.
+func (c *Client) buildSameRecipients(id []byte, entry *home.OutboxEntry, content *Content, rec *home.GroupRecord, gid []byte) (_ *transport.Send, ok bool, _ error) {
+	conv := entry.To
+	c.memoMu.Lock()
+	m := c.groupMemo[conv.ID()]
+	c.memoMu.Unlock()
+	if m == nil || m.hash == nil || rec.Rotate || len(rec.KeyAsks) > 0 || !bytes.Equal(m.log, rec.Log) || m.devGen != c.devGeneration() {
+		return nil, false, nil
+	}
+	if err := canSend(rec, m.st, c.prof.User, c.now()); err != nil {
+		return nil, false, err
+	}
+	key, fresh, err := c.sendingChain(conv, rec, gid)
+	if err != nil || fresh || key.ChainID() != m.chain {
+		return nil, false, err
+	}
+	self := chat.Device{User: c.prof.User, ID: c.prof.Device}
+	withHeads := *content
+	withHeads.GroupHeads = m.heads[:]
+	shared, err := key.Encrypt(transport.Marshal(&withHeads), groupAD(gid, self))
+	if err != nil {
+		return nil, false, err
+	}
+	state, err := key.MarshalBinary()
+	if err != nil {
+		return nil, false, err
+	}
+	msg := &transport.Send{MessageID: id, Group: gid, Shared: shared}
+	entry.Send = transport.Marshal(msg) // without addresses, as buildGroupSend keeps it
+	msg.Recipients = m.hash
+	err = c.sessions.SaveSessions(&home.SessionChanges{
+		SenderKeys: []home.SenderKeyState{{Group: conv, Owner: self, State: state}},
+		Outbox:     &home.OutboxItem{ID: id, Entry: entry},
+	})
+	return msg, err == nil, err
+}
+
+// noteRecipients keeps the server's name for the address list of a group
+// Send it stored (transmit).
+func (c *Client) noteRecipients(msg *transport.Send, hash []byte) {
+	if msg.Group == nil || len(hash) != transport.RecipientsLen {
+		return
+	}
+	c.memoMu.Lock()
+	defer c.memoMu.Unlock()
+	if m := c.groupMemo[hex.EncodeToString(msg.Group)]; m != nil && bytes.Equal(m.msgID, msg.MessageID) {
+		m.hash, m.msgID = hash, nil
+	}
+}
+
+// forgetRecipients drops the remembered list of msg's group: the server
+// did not know it, or its devices changed.
+func (c *Client) forgetRecipients(msg *transport.Send) {
+	if msg.Group == nil {
+		return
+	}
+	c.memoMu.Lock()
+	defer c.memoMu.Unlock()
+	delete(c.groupMemo, hex.EncodeToString(msg.Group))
+}
+
+// othersBuiltFor is how many members besides this account the group
+// Send just built for id went to (for its history record), if it is the
+// one remembered; ok false otherwise.
+func (c *Client) othersBuiltFor(conv chat.Conversation) (n uint32, ok bool) {
+	c.memoMu.Lock()
+	defer c.memoMu.Unlock()
+	if m := c.groupMemo[conv.ID()]; m != nil {
+		return m.others, true
+	}
+	return 0, false
 }
 
 // sendingChain returns this device's sending chain in the group of rec: the stored one, or a new one (fresh) when there is none, it has

@@ -82,6 +82,9 @@ const (
 	ErrUnavailable    ErrorCode = 12 // the server is shutting down
 	ErrMuted          ErrorCode = 13 // the account may not send for now
 	ErrFull           ErrorCode = 14 // a recipient's mailbox or the server's store is full
+	// ErrRecipientsUnknown: a group Send names an address list this
+	// connection has not sent, or the server no longer keeps: send the list.
+	ErrRecipientsUnknown ErrorCode = 15
 )
 
 var errorCodeNames = map[ErrorCode]string{
@@ -89,7 +92,7 @@ var errorCodeNames = map[ErrorCode]string{
 	ErrNoSuchUser: "no such user", ErrDeviceMismatch: "device mismatch", ErrRateLimited: "rate limited",
 	ErrInternal: "internal error", ErrInvalidName: "invalid name", ErrTooLarge: "too large",
 	ErrRegClosed: "registration closed", ErrTooManyDevices: "too many devices", ErrUnavailable: "unavailable",
-	ErrMuted: "muted", ErrFull: "full",
+	ErrMuted: "muted", ErrFull: "full", ErrRecipientsUnknown: "recipients unknown",
 }
 
 func (c ErrorCode) String() string {
@@ -373,7 +376,16 @@ type Send struct {
 	// the group's id, which the server counts members and limits by.
 	Group  []byte
 	Shared []byte
+	// Recipients, on a group Send without envelopes, names the address
+	// list of an earlier group Send of this connection to the same group
+	// by the hash its Sent returned (protocol.md §6.7): the server uses
+	// that list, so that a sender whose group has not changed does not
+	// send and encode it again.
+	Recipients []byte
 }
+
+// RecipientsLen is the length of a group Send's address-list hash.
+const RecipientsLen = 32
 
 // Envelope is one recipient device's slot of a Send.
 type Envelope struct {
@@ -419,6 +431,7 @@ func (m *Send) MarshalFields(e *Encoder) {
 	e.Bool(3, m.Ephemeral)
 	e.BytesField(4, m.Group)
 	e.BytesField(5, m.Shared)
+	e.BytesField(6, m.Recipients)
 }
 
 func (m *Send) UnmarshalFields(d *Decoder) error {
@@ -439,6 +452,8 @@ func (m *Send) UnmarshalFields(d *Decoder) error {
 			m.Group, err = f.Fixed(GroupIDLen)
 		case 5:
 			m.Shared, err = f.Bytes(MaxPayload)
+		case 6:
+			m.Recipients, err = f.Fixed(RecipientsLen)
 		default:
 			return f.Unknown()
 		}
@@ -460,6 +475,8 @@ func (m *Send) check() error {
 		return errorf("a group send needs both a group id and a shared payload")
 	case m.Shared == nil && len(m.Envelopes) > MaxEnvelopes:
 		return errorf("more than %d envelopes", MaxEnvelopes)
+	case m.Recipients != nil && (m.Shared == nil || len(m.Envelopes) != 0):
+		return errorf("only a group send without envelopes names an earlier one's recipients")
 	}
 	if m.Shared != nil {
 		for i := range m.Envelopes {
@@ -476,12 +493,17 @@ type Sent struct {
 	ServerTime int64  // unix milliseconds of the first store
 	Duplicate  bool   // the message id was seen before; nothing was stored again
 	Online     uint32 // Ephemeral: how many recipient devices were connected to take it
+	// Recipients, for a group Send, is the hash of its address list, which
+	// a later group Send to the same group on this connection may name
+	// instead of the list (protocol.md §6.7).
+	Recipients []byte
 }
 
 func (m *Sent) MarshalFields(e *Encoder) {
 	e.Int(1, m.ServerTime)
 	e.Bool(2, m.Duplicate)
 	e.Uint(3, uint64(m.Online))
+	e.BytesField(4, m.Recipients)
 }
 
 func (m *Sent) UnmarshalFields(d *Decoder) error {
@@ -493,6 +515,8 @@ func (m *Sent) UnmarshalFields(d *Decoder) error {
 			m.Duplicate, err = f.Bool()
 		case 3:
 			m.Online, err = f.Uint32()
+		case 4:
+			m.Recipients, err = f.Fixed(RecipientsLen)
 		default:
 			return f.Unknown()
 		}

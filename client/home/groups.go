@@ -97,6 +97,15 @@ func (m *GroupRecord) MarshalFields(e *transport.Encoder) {
 }
 
 func (m *GroupRecord) UnmarshalFields(d *transport.Decoder) error {
+	return m.unmarshal(d, true)
+}
+
+// groupBrief decodes a GroupRecord without its key holders.
+type groupBrief struct{ r *GroupRecord }
+
+func (b groupBrief) UnmarshalFields(d *transport.Decoder) error { return b.r.unmarshal(d, false) }
+
+func (m *GroupRecord) unmarshal(d *transport.Decoder, holders bool) error {
 	return transport.ForEachField(d, func(f transport.Field) (err error) {
 		switch f.Num {
 		case 1:
@@ -116,6 +125,9 @@ func (m *GroupRecord) UnmarshalFields(d *transport.Decoder) error {
 		case 5:
 			m.Rotate, err = f.Bool()
 		case 6:
+			if !holders {
+				return nil
+			}
 			if len(m.Holders) >= MaxKeyHolders {
 				return fmt.Errorf("group record with more than %d key holders", MaxKeyHolders)
 			}
@@ -140,6 +152,22 @@ func (m *GroupRecord) UnmarshalFields(d *transport.Decoder) error {
 func (t *Tx) Group(group chat.Conversation) (*GroupRecord, error) {
 	var r GroupRecord
 	ok, err := t.getRecord(bucketGroups, []byte(group.Key()), &r)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// GroupBrief is Group without the key holders (Holders nil, not to be
+// stored back): what a group send that names its last address list needs
+// (protocol.md §6.7), at a cost that does not grow with the holders.
+func (h *Home) GroupBrief(group chat.Conversation) (*GroupRecord, error) {
+	var r GroupRecord
+	var ok bool
+	err := h.View(func(tx *Tx) (err error) {
+		ok, err = tx.getRecord(bucketGroups, []byte(group.Key()), groupBrief{&r})
+		return err
+	})
 	if err != nil || !ok {
 		return nil, err
 	}
