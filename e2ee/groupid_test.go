@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -193,5 +194,22 @@ func TestGroupLogVersion1(t *testing.T) {
 	b[0] = 3
 	if _, err := ParseStoredGroupLog(b, 1000); !errors.Is(err, ErrUnsupportedVersion) {
 		t.Errorf("version 3: %v", err)
+	}
+}
+
+// TestGroupLogCreationSize: a log that claims a creation of gigabytes is
+// refused before anything of that size is allocated (found by
+// FuzzParseGroupLog).
+func TestGroupLogCreationSize(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for _, parse := range []func([]byte, int) (*GroupLog, error){ParseGroupLog, ParseStoredGroupLog} {
+		if _, err := parse([]byte{groupLogVersion, 0xff, 0xff, 0xff, 0xff, 1, 2, 3}, 1000); !errors.Is(err, ErrMalformedKeyData) {
+			t.Errorf("a creation of 4 GiB: %v", err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Errorf("refusing it allocated %d bytes", n)
 	}
 }

@@ -444,6 +444,9 @@ func parseGroupLog(b []byte, maxMembers int, stored bool) (*GroupLog, error) {
 		if size > maxGroupChangeSize {
 			d.fail("a creation of %d bytes", size)
 		}
+		if d.err != nil { // before take, which would allocate size bytes
+			return nil, d.err
+		}
 		raw := d.take(size)
 		if d.err != nil {
 			return nil, d.err
