@@ -85,8 +85,12 @@ func validGroupID(s string) bool {
 	return err == nil && strings.ToLower(s) == s
 }
 
+// parseLog reads a group's log as this home kept it: a log kept before
+// logs carried their creation (version 1) is read too, so that an upgrade
+// keeps the home's groups (protocol.md §9.7). A log from anyone else is
+// read with e2ee.ParseGroupLog, which requires the creation.
 func parseLog(rec *home.GroupRecord) (*e2ee.GroupLog, error) {
-	l, err := e2ee.ParseGroupLog(rec.Log, groupMaxMembers)
+	l, err := e2ee.ParseStoredGroupLog(rec.Log, groupMaxMembers)
 	if err != nil {
 		return nil, fmt.Errorf("group %s: the stored log is damaged: %w", rec.Group.ID(), err)
 	}
@@ -240,17 +244,20 @@ func (c *Client) createGroup(ctx context.Context, title string, members []string
 	if c.keys == nil {
 		return GroupInfo{}, nil, ErrNotLinked
 	}
-	var id [e2ee.GroupIDSize]byte
-	if _, err := io.ReadFull(c.rand, id[:]); err != nil {
+	ch := &e2ee.GroupChange{Actor: c.prof.User, Time: c.now().UnixMilli(), Op: e2ee.OpCreate, Title: title,
+		Members: []e2ee.GroupMember{{User: c.prof.User, Identity: c.keys.IdentityKey(), Role: e2ee.RoleOwner}}}
+	if _, err := io.ReadFull(c.rand, ch.Salt[:]); err != nil {
 		return GroupInfo{}, nil, err
 	}
-	ch := &e2ee.GroupChange{Group: id, Actor: c.prof.User, Time: c.now().UnixMilli(), Op: e2ee.OpCreate, Title: title,
-		Members: []e2ee.GroupMember{{User: c.prof.User, Identity: c.keys.IdentityKey(), Role: e2ee.RoleOwner}}}
 	added, err := c.newMembers(ctx, members, e2ee.RoleMember)
 	if err != nil {
 		return GroupInfo{}, nil, err
 	}
 	ch.Members = append(ch.Members, added...)
+	// The id is the creation's (protocol.md §9.7): nobody else can make
+	// a creation, and so a log, for it.
+	id := e2ee.GroupID(ch)
+	ch.Group = id
 	if err := e2ee.SignGroupChange(ch, c.keys.IdentityPrivateKey()); err != nil {
 		return GroupInfo{}, nil, groupError(err)
 	}
@@ -454,6 +461,12 @@ func (c *Client) changeGroup(ctx context.Context, conv chat.Conversation, ch *e2
 	if rec.Left {
 		return nil, fmt.Errorf("you are no longer a member of %q", before.Title)
 	}
+	if ch.Op == e2ee.OpAdd && l.Creation() == nil {
+		// A new member takes only a log that carries its creation
+		// (protocol.md §8.2), which a group made before ids were bound
+		// to it does not have.
+		return nil, fmt.Errorf("%q was made by an older version of securechat and can take no new members (its id is not bound to its creation): make the group again to add them", before.Title)
+	}
 	ch.Actor, ch.Time = c.prof.User, c.now().UnixMilli()
 	l.Prepare(ch)
 	if err := e2ee.SignGroupChange(ch, c.keys.IdentityPrivateKey()); err != nil {
@@ -622,8 +635,8 @@ func (c *Client) sendBatches(ctx context.Context, conv chat.Conversation, target
 // the package's prefix.
 func groupError(err error) error {
 	msg := err.Error()
-	for _, p := range []string{"e2ee: group change refused: ", "e2ee: "} {
-		msg = strings.TrimPrefix(msg, p)
+	for _, p := range []string{"group log: ", "e2ee: group change refused: ", "e2ee: "} {
+		msg = strings.ReplaceAll(msg, p, "")
 	}
 	if i := strings.Index(msg, ": "); i > 0 && (strings.Contains(msg[:i], " by ")) {
 		msg = msg[i+2:]
@@ -665,7 +678,13 @@ func (c *Client) receiveGroup(tx *home.Tx, m *Message) ([]string, error) {
 			}
 			return nil, nil
 		}
-		if l, err = e2ee.ParseGroupLog(m.groupLog, groupMaxMembers); err != nil {
+		// The log must carry its creation, which makes the group's id:
+		// nobody but the group's owner can make one for an id, so a
+		// stranger who knows the id cannot send a made-up group under it
+		// first (protocol.md §8.2, §9.7).
+		if l, err = e2ee.ParseGroupLog(m.groupLog, groupMaxMembers); errors.Is(err, e2ee.ErrGroupUnbound) {
+			return []string{fmt.Sprintf("%s sent a group in the form of an older version of securechat, without the signed creation its id must come from: ignored (it can be made again)", from)}, nil
+		} else if err != nil {
 			return []string{fmt.Sprintf("a group from %s could not be read: %v", from, groupError(err))}, nil
 		}
 		st := l.State()
@@ -734,7 +753,10 @@ func (c *Client) receiveGroup(tx *home.Tx, m *Message) ([]string, error) {
 		}
 		var other *e2ee.GroupLog
 		if m.groupLog != nil {
-			if other, err = e2ee.ParseGroupLog(m.groupLog, groupMaxMembers); err == nil {
+			// Only the other log's changes are offered to this home's log,
+			// which checks each: its base is not taken, and a group made
+			// before logs carried their creation sends version 1.
+			if other, err = e2ee.ParseStoredGroupLog(m.groupLog, groupMaxMembers); err == nil {
 				changes = append(changes, other.Recent(e2ee.GroupWindow*4)...)
 			} else {
 				other = nil
@@ -765,9 +787,9 @@ func (c *Client) receiveGroup(tx *home.Tx, m *Message) ([]string, error) {
 		}
 		if other != nil && !placed(l, other) {
 			// Another version of the group, whose latest changes this
-			// log cannot place: one of the two was made up (a stranger
-			// who knew the id may have sent its own first). Not taken,
-			// and said (docs/security.md §5).
+			// log cannot place: one of the two was made up (someone who
+			// holds the group's creation may have sent a made-up folded
+			// log first). Not taken, and said (docs/security.md §5).
 			notes = append(notes, fmt.Sprintf("%s sent a version of the group %q that does not match yours: its latest changes were not taken; compare the members with %s", from, l.State().Title, from))
 		}
 	}

@@ -1,9 +1,11 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"io"
 	"log/slog"
@@ -422,10 +424,11 @@ func TestForgedGroupLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	forge := func(title string, members ...e2ee.GroupMember) []byte {
-		var id [e2ee.GroupIDSize]byte
-		copy(id[:], randomID(t))
-		ch := &e2ee.GroupChange{Group: id, Actor: "eve", Time: time.Now().UnixMilli(), Op: e2ee.OpCreate, Title: title,
+		ch := &e2ee.GroupChange{Actor: "eve", Time: time.Now().UnixMilli(), Op: e2ee.OpCreate, Title: title,
 			Members: append([]e2ee.GroupMember{{User: "eve", Identity: ec.keys.IdentityKey(), Role: e2ee.RoleOwner}}, members...)}
+		copy(ch.Salt[:], randomID(t))
+		ch.Group = e2ee.GroupID(ch)
+		id := ch.Group
 		if err := e2ee.SignGroupChange(ch, ec.keys.IdentityPrivateKey()); err != nil {
 			t.Fatal(err)
 		}
@@ -503,5 +506,143 @@ func TestJunkWelcomeHoldsNothing(t *testing.T) {
 	}
 	if got := receiveAll(t, ctx, hb); len(got) != 0 {
 		t.Errorf("something was held: %q", got)
+	}
+}
+
+// TestGroupIDSquatted (issue 10, point 2): eve, who is not in alice's
+// group but knows its id (as a member removed from it, or the server,
+// would), sends carol, before carol is added, made-up logs under that
+// id: one whose creation is eve's own, re-signed under the real id, and
+// one in the form older versions wrote, a base state with no creation.
+// carol's client refuses both and says why; alice's real welcome that
+// follows is applied as usual, and carol reads the group's messages.
+func TestGroupIDSquatted(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb, hc, he := testAccount(t, s, "alice"), testAccount(t, s, "bob"), testAccount(t, s, "carol"), testAccount(t, s, "eve")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := oneShotEngine(t, ctx, ha, false)
+	defer alice.Close()
+	g, err := alice.CreateGroup(ctx, "club", []string{"bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	realID, _ := groupIDBytes(g.Conversation)
+
+	eve := oneShotEngine(t, ctx, he, false)
+	defer eve.Close()
+	ec, _ := eve.connected()
+	carolKey, err := ec.identityFor(ctx, "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// eve's own group of eve and carol, under an id of its own making.
+	ch := &e2ee.GroupChange{Actor: "eve", Time: time.Now().UnixMilli(), Op: e2ee.OpCreate, Title: "club",
+		Members: []e2ee.GroupMember{{User: "eve", Identity: ec.keys.IdentityKey(), Role: e2ee.RoleOwner}, {User: "carol", Identity: carolKey, Role: e2ee.RoleMember}}}
+	copy(ch.Salt[:], randomID(t))
+	ch.Group = e2ee.GroupID(ch)
+	if err := e2ee.SignGroupChange(ch, ec.keys.IdentityPrivateKey()); err != nil {
+		t.Fatal(err)
+	}
+	l, err := e2ee.NewGroupLog(ch, groupMaxMembers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := l.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same log under the real id, its creation signed again by eve:
+	// log = 2 ‖ u32 len ‖ creation (body ‖ signature[64]) ‖ state … (protocol.md §9.7).
+	squat := bytes.ReplaceAll(own, ch.Group[:], realID)
+	size := int(binary.BigEndian.Uint32(squat[1:5]))
+	seed, err := ec.keys.IdentityPrivateKey().MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := squat[5 : 5+size-ed25519.SignatureSize]
+	copy(squat[5+size-ed25519.SignatureSize:], ed25519.Sign(ed25519.NewKeyFromSeed(seed[1:]), append([]byte("securechat group change v1"), body...)))
+	// And as version 1 wrote a log: the base state alone, taken as given then.
+	unbound := append([]byte{1}, squat[5+size:]...)
+	for _, lb := range [][]byte{squat, unbound} {
+		if _, err := ec.SendContent(ctx, randomID(t), chat.Peer("carol"), &Content{Kind: chat.KindGroupChange, Group: g.ID, SentAt: 1, GroupLog: lb}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := receiveAll(t, ctx, hc)
+	if !reported(got, "eve", "not the one its creation makes") || !reported(got, "eve", "without the signed creation its id must come from") {
+		t.Errorf("carol read %q", got)
+	}
+	if gs, _ := Groups(hc); len(gs) != 0 {
+		t.Fatalf("carol took a made-up group: %+v", gs)
+	}
+
+	// The real group.
+	if err := alice.AddToGroup(ctx, g.Conversation, []string{"carol"}); err != nil {
+		t.Fatal(err)
+	}
+	groupSend(t, ctx, alice, g.Conversation, "welcome, carol")
+	got = receiveAll(t, ctx, hc)
+	if !reported(got, "alice added you to the group \"club\"") || !slices.Contains(got, "alice: welcome, carol") || reported(got, "does not match") {
+		t.Errorf("carol read %q", got)
+	}
+	info, err := ResolveGroup(hc, g.ID)
+	if err != nil || len(info.Members) != 3 || info.Role("alice") != "owner" || info.Role("eve") != "" || info.Left {
+		t.Fatalf("carol's group: %+v %v", info, err)
+	}
+	if got := receiveAll(t, ctx, hb); !reported(got, "alice added carol") {
+		t.Errorf("bob read %q", got)
+	}
+}
+
+// TestUnboundGroupKept: a group whose log a home kept before logs carried
+// their creation (version 1) still works for its members after an
+// upgrade; adding to it is refused with a line that says why (a new member
+// would refuse its log).
+func TestUnboundGroupKept(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	testAccount(t, s, "carol")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	alice := oneShotEngine(t, ctx, ha, false)
+	defer alice.Close()
+	g, err := alice.CreateGroup(ctx, "old", []string{"bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, ctx, hb)
+	// Both homes' records as version 1 wrote them: no creation.
+	for _, h := range []*home.Home{ha, hb} {
+		if err := h.Update(func(tx *home.Tx) error {
+			rec, err := tx.Group(g.Conversation)
+			if err != nil || rec == nil || rec.Log[0] != 2 {
+				t.Fatalf("record %+v: %v", rec, err)
+			}
+			size := int(binary.BigEndian.Uint32(rec.Log[1:5]))
+			rec.Log = append([]byte{1}, rec.Log[5+size:]...)
+			return tx.PutGroup(rec)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := alice.SetGroupRole(ctx, g.Conversation, []string{"bob"}, true); err != nil {
+		t.Fatal(err)
+	}
+	groupSend(t, ctx, alice, g.Conversation, "still here")
+	if got := receiveAll(t, ctx, hb); !reported(got, "alice made you an admin") || !slices.Contains(got, "alice: still here") {
+		t.Errorf("bob read %q", got)
+	}
+	if info, err := ResolveGroup(hb, g.ID); err != nil || info.Role("bob") != "admin" {
+		t.Errorf("bob's group: %+v %v", info, err)
+	}
+	err = alice.AddToGroup(ctx, g.Conversation, []string{"carol"})
+	if err == nil || !strings.Contains(err.Error(), "older version of securechat") || !strings.Contains(err.Error(), "make the group again") {
+		t.Errorf("adding to a version-1 group: %v", err)
+	}
+	if rec, _ := ha.Group(g.Conversation); rec == nil || rec.Log[0] != 1 {
+		t.Errorf("alice's record was rewritten: %v", rec)
 	}
 }

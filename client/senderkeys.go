@@ -646,7 +646,8 @@ func (c *Client) mayWait(d *transport.Deliver) string {
 }
 
 // plausibleWelcome reports whether a group log that came on this
-// connection, not yet applied, is one the engine may take: it parses, names
+// connection, not yet applied, is one the engine may take: it parses (its
+// creation verified, protocol.md §9.7), names
 // this account with this account's identity key, and names its sender as
 // a member (receiveGroup checks the rest). Only such a log lets what
 // follows it be held or kept (welcomed).

@@ -10,13 +10,15 @@ import (
 )
 
 // GroupLog is one client's record of a group's changes (docs/protocol.md
-// §9.7): a base state into which old changes are folded, the last
-// GroupWindow depth levels of changes kept to order concurrent ones, and
-// the changes still waiting for their parents. State is the replay of
-// the window over the base in the order (depth, hash).
+// §9.7): the signed creation, which makes the group's id, a base state
+// into which old changes are folded, the last GroupWindow depth levels of
+// changes kept to order concurrent ones, and the changes still waiting
+// for their parents. State is the replay of the window over the base in
+// the order (depth, hash).
 type GroupLog struct {
 	maxMembers int
 
+	create    *GroupChange // nil only in a version-1 log a home kept (ParseStoredGroupLog)
 	base      GroupState
 	baseDepth uint64              // the deepest folded change's depth
 	frontier  map[[32]byte]uint64 // folded changes no folded change names, with their depths
@@ -49,7 +51,8 @@ type logged struct {
 }
 
 // NewGroupLog starts a log at a group's creation, which it verifies:
-// signed by the owner it names, within maxMembers.
+// its id the one it makes (GroupID), signed by the owner it names, within
+// maxMembers.
 func NewGroupLog(create *GroupChange, maxMembers int) (*GroupLog, error) {
 	if err := create.checkShape(); err != nil {
 		return nil, err
@@ -58,12 +61,18 @@ func NewGroupLog(create *GroupChange, maxMembers int) (*GroupLog, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &GroupLog{maxMembers: maxMembers, base: st,
+	l := &GroupLog{maxMembers: maxMembers, create: create, base: st,
 		frontier: map[[32]byte]uint64{create.Hash(): 0},
 		window:   make(map[[32]byte]*logged), pending: make(map[[32]byte]*GroupChange)}
 	l.replay()
 	return l, nil
 }
+
+// Creation is the group's signed creation, which makes its id; nil for a
+// log a home kept from before logs carried it (ParseStoredGroupLog): such
+// a group's id is not bound to anything, and its log is not one a new
+// member takes.
+func (l *GroupLog) Creation() *GroupChange { return l.create }
 
 // State is the group as the admitted changes make it.
 func (l *GroupLog) State() GroupState { return l.state.clone() }
@@ -336,14 +345,26 @@ func (l *GroupLog) fold() {
 // MarshalBinary encodes the log, as a member's home keeps it and as the
 // adder hands it to a new member (docs/protocol.md §9.7):
 //
-//	u8 version = 1 ‖ base state ‖ u64 base depth
+//	u8 version = 2 ‖ u32 len ‖ creation ‖ base state ‖ u64 base depth
 //	‖ u16 n ‖ n × (hash[32] ‖ u64 depth)          the frontier
 //	‖ u16 n ‖ n × (u32 len ‖ change)               the window, in order
 //	‖ u16 n ‖ n × (u32 len ‖ change)               the held changes
 //	state = group id[16] ‖ u16 len ‖ title ‖ u16 n ‖ n × (u8 len ‖ user ‖ identity[32] ‖ u8 role ‖ i64 muted until)
+//
+// A log read from version 1 (no creation) is written as version 1 again.
 func (l *GroupLog) MarshalBinary() ([]byte, error) {
 	e := &keyEncoder{}
-	e.u8(groupLogVersion)
+	if l.create == nil {
+		e.u8(groupLogUnbound)
+	} else {
+		b, err := l.create.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		e.u8(groupLogVersion)
+		e.u32(uint32(len(b)))
+		e.raw(b)
+	}
 	e.raw(l.base.ID[:])
 	encodeTitle(e, l.base.Title)
 	e.u16(uint16(len(l.base.Members)))
@@ -383,16 +404,62 @@ func (l *GroupLog) MarshalBinary() ([]byte, error) {
 // MaxGroupMembers members.
 const maxGroupChangeSize = 1 << 20
 
-// ParseGroupLog decodes a log. The base state and frontier are taken as
-// given (from the member's own home, or from the member who added this
-// one, over their pairwise session); every window change is admitted
-// again, so each is checked as Add checks it.
+// ParseGroupLog decodes a log that came from someone else: a new
+// member's welcome, another member's version of a group (docs/protocol.md
+// §9.7). The creation is verified — the id its own (GroupID), signed by
+// the owner it names — and binds the log's id. When nothing was folded
+// (base depth 0) the base state must be exactly the creation's, so the
+// whole log is checked back to the owner's signature; when changes were
+// folded, the base state and frontier are taken from the member who sent
+// the log. Every window change is admitted again, so each is checked as
+// Add checks it. A version-1 log, which has no creation, is refused
+// (ErrGroupUnbound).
 func ParseGroupLog(b []byte, maxMembers int) (*GroupLog, error) {
+	return parseGroupLog(b, maxMembers, false)
+}
+
+// ParseStoredGroupLog is ParseGroupLog for a log this home kept itself: a
+// version-1 log, written before logs carried their creation, is read too
+// (its base state and frontier as given, as they were then), so that an
+// upgrade keeps a home's groups.
+func ParseStoredGroupLog(b []byte, maxMembers int) (*GroupLog, error) {
+	return parseGroupLog(b, maxMembers, true)
+}
+
+func parseGroupLog(b []byte, maxMembers int, stored bool) (*GroupLog, error) {
 	d := &keyDecoder{b: b, what: "group log"}
-	if err := d.version(groupLogVersion); err != nil {
-		return nil, err
+	version := d.u8()
+	switch {
+	case d.err != nil:
+		return nil, d.err
+	case version == groupLogUnbound && !stored:
+		return nil, ErrGroupUnbound
+	case version != groupLogVersion && version != groupLogUnbound:
+		return nil, fmt.Errorf("%w: group log: version %d", ErrUnsupportedVersion, version)
 	}
-	l := &GroupLog{maxMembers: maxMembers, frontier: make(map[[32]byte]uint64),
+	var create *GroupChange
+	var created GroupState
+	if version == groupLogVersion {
+		size := int(d.u32())
+		if size > maxGroupChangeSize {
+			d.fail("a creation of %d bytes", size)
+		}
+		if d.err != nil { // before take, which would allocate size bytes
+			return nil, d.err
+		}
+		raw := d.take(size)
+		if d.err != nil {
+			return nil, d.err
+		}
+		var err error
+		if create, err = ParseGroupChange(raw); err != nil {
+			return nil, fmt.Errorf("group log: %w", err)
+		}
+		if created, err = stateFromCreate(create, maxMembers); err != nil {
+			return nil, fmt.Errorf("group log: %w", err)
+		}
+	}
+	l := &GroupLog{maxMembers: maxMembers, create: create, frontier: make(map[[32]byte]uint64),
 		window: make(map[[32]byte]*logged), pending: make(map[[32]byte]*GroupChange)}
 	copy(l.base.ID[:], d.take(GroupIDSize))
 	l.base.Title = d.str16()
@@ -443,6 +510,11 @@ func ParseGroupLog(b []byte, maxMembers int) (*GroupLog, error) {
 	if len(lists[1]) > maxPendingChanges {
 		return nil, fmt.Errorf("%w: group log: %d held changes", ErrMalformedKeyData, len(lists[1]))
 	}
+	if create != nil {
+		if err := l.checkBase(created); err != nil {
+			return nil, err
+		}
+	}
 	l.replay()
 	for _, c := range l.ordered(lists[0]) {
 		if err := l.admit(c); err != nil {
@@ -453,6 +525,41 @@ func ParseGroupLog(b []byte, maxMembers int) (*GroupLog, error) {
 		l.pending[c.Hash()] = c
 	}
 	return l, nil
+}
+
+// checkBase checks the base state and frontier against the creation,
+// whose state is created (docs/protocol.md §9.7): the same group; and,
+// when nothing was folded, exactly the creation's state with the
+// creation as the one frontier change. Folded, the base is the sender's
+// word, its frontier within the folded depths.
+func (l *GroupLog) checkBase(created GroupState) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: group log: %s", ErrGroupChangeInvalid, fmt.Sprintf(format, args...))
+	}
+	if l.base.ID != created.ID {
+		return bad("the base state is of another group than the creation")
+	}
+	if l.baseDepth == 0 {
+		if !sameState(l.base, created) {
+			return bad("nothing is folded, but the base state is not the creation's")
+		}
+		if d, ok := l.frontier[l.create.Hash()]; len(l.frontier) != 1 || !ok || d != 0 {
+			return bad("nothing is folded, but the frontier is not the creation")
+		}
+		return nil
+	}
+	for _, d := range l.frontier {
+		if d == 0 || d > l.baseDepth {
+			return bad("a folded change at depth %d, the base is at %d", d, l.baseDepth)
+		}
+	}
+	return nil
+}
+
+func sameState(a, b GroupState) bool {
+	return a.ID == b.ID && a.Title == b.Title && slices.EqualFunc(a.Members, b.Members, func(x, y GroupMember) bool {
+		return x.User == y.User && x.Identity.Equal(y.Identity) && x.Role == y.Role && x.MutedUntil == y.MutedUntil
+	})
 }
 
 // Recent returns up to n admitted changes still in the window, the most

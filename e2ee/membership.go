@@ -15,7 +15,8 @@ import (
 // create, add, remove, leave, role, title, mute — is a GroupChange signed
 // by the acting member's account identity key and naming, by hash, the
 // changes its author had seen (its parents). The changes form a DAG that
-// starts at the creation, signed by the owner. Every member's client
+// starts at the creation, signed by the owner, which makes the group's id
+// (GroupID): nobody else can make a creation, or a log, for that id. Every member's client
 // admits a change only if it is well formed, for this group, its parents
 // are known, and it is signed by a member whose role allows it in the
 // state its author saw; the state is then the replay of all admitted
@@ -32,9 +33,11 @@ import (
 // replayed, reordered or moved from another group, are all refused.
 
 const (
-	// GroupIDSize is the length of a group id, chosen at random by the
-	// creator.
+	// GroupIDSize is the length of a group id, which its creation makes
+	// (GroupID).
 	GroupIDSize = 16
+	// GroupSaltSize is the length of a creation's random salt.
+	GroupSaltSize = 16
 	// MaxGroupTitle bounds a group's title, in bytes of UTF-8.
 	MaxGroupTitle = 256
 	// MaxGroupMembers is the codec's bound on a group's size; a server
@@ -49,10 +52,13 @@ const (
 	// maxPendingChanges bounds the changes held until their parents arrive.
 	maxPendingChanges = 64
 
-	groupChangeVersion   = 1
+	groupChangeVersion   = 1 // every change but a creation
+	groupCreateVersion   = 2 // a creation: it carries the salt that, with it, makes the id
 	groupChangeContext   = "securechat group change v1"
+	groupIDContext       = "securechat group id v1"
 	groupHeadsContext    = "securechat group heads v1"
-	groupLogVersion      = 1
+	groupLogVersion      = 2 // the log carries its creation
+	groupLogUnbound      = 1 // a log from before: base state and frontier only
 	maxGroupUserLen      = 32
 	maxGroupChangeTarget = MaxGroupMembers
 )
@@ -72,6 +78,11 @@ var (
 	// ErrGroupMissingParent: a change whose parents have not arrived; it
 	// is held (up to maxPendingChanges) and admitted when they do.
 	ErrGroupMissingParent = errors.New("e2ee: group change waits for earlier changes")
+	// ErrGroupUnbound: a log of version 1, written before a group's id was
+	// bound to its creation: it does not carry the creation, so its base
+	// state is nobody's signed word (ParseGroupLog refuses it; only a
+	// home's own, ParseStoredGroupLog, is read).
+	ErrGroupUnbound = errors.New("e2ee: group log without its creation (made before group ids were bound to their creation)")
 )
 
 // GroupRole is a member's role in a group.
@@ -102,7 +113,7 @@ func (r GroupRole) manages() bool { return r == RoleAdmin || r == RoleOwner }
 type GroupOp uint8
 
 const (
-	OpCreate GroupOp = 1 // Title, Members: the creator first, as owner
+	OpCreate GroupOp = 1 // Title, Members: the creator first, as owner; Salt
 	OpAdd    GroupOp = 2 // Members, each as member or admin
 	OpRemove GroupOp = 3 // Targets
 	OpLeave  GroupOp = 4 // the actor leaves
@@ -152,6 +163,11 @@ type GroupChange struct {
 	Targets []string      // remove, role, mute
 	Role    GroupRole     // role
 	Until   int64         // mute
+	// Salt is a creation's random salt: the group's id is made from the
+	// creation (GroupID), so nobody but its owner can make a creation for
+	// an id, and the salt keeps ids of alike creations apart and the
+	// title and members out of reach of a guess from the id.
+	Salt [GroupSaltSize]byte
 	// Signature is the actor's identity key's Ed25519 signature over
 	// groupChangeContext ‖ the change's body (everything above).
 	Signature []byte
@@ -161,7 +177,11 @@ type GroupChange struct {
 // and hashed.
 func (c *GroupChange) body() []byte {
 	e := &keyEncoder{}
-	e.u8(groupChangeVersion)
+	if c.Op == OpCreate {
+		e.u8(groupCreateVersion)
+	} else {
+		e.u8(groupChangeVersion)
+	}
 	e.raw(c.Group[:])
 	e.u8(byte(len(c.Parents)))
 	for _, p := range c.Parents {
@@ -175,6 +195,7 @@ func (c *GroupChange) body() []byte {
 	case OpCreate:
 		encodeTitle(e, c.Title)
 		encodeMembers(e, c.Members)
+		e.raw(c.Salt[:])
 	case OpAdd:
 		encodeMembers(e, c.Members)
 	case OpRemove:
@@ -212,6 +233,20 @@ func encodeTargets(e *keyEncoder, ts []string) {
 	}
 }
 
+// GroupID is the id a creation makes (docs/protocol.md §9.7):
+// SHA-256("securechat group id v1" ‖ the creation's body with the id
+// zeroed)[:16]. The body holds the owner's identity key, the title, the
+// first members and the salt, so the id commits to the whole signed
+// creation: nobody but the owner can make a creation for an id (the
+// creation must be signed by the key it names first), and not even the
+// owner can make two different ones.
+func GroupID(c *GroupChange) [GroupIDSize]byte {
+	unbound := *c
+	unbound.Group = [GroupIDSize]byte{}
+	h := sha256.Sum256(append([]byte(groupIDContext), unbound.body()...))
+	return [GroupIDSize]byte(h[:GroupIDSize])
+}
+
 // Hash is the change's id: SHA-256 of its body. Other changes name it as
 // a parent.
 func (c *GroupChange) Hash() [32]byte { return sha256.Sum256(c.body()) }
@@ -231,8 +266,9 @@ func (c *GroupChange) MarshalBinary() ([]byte, error) {
 // signature (GroupLog.Add does, against the author's key).
 func ParseGroupChange(b []byte) (*GroupChange, error) {
 	d := &keyDecoder{b: b, what: "group change"}
-	if err := d.version(groupChangeVersion); err != nil {
-		return nil, err
+	version := d.u8()
+	if d.err == nil && version != groupChangeVersion && version != groupCreateVersion {
+		return nil, fmt.Errorf("%w: group change: version %d", ErrUnsupportedVersion, version)
 	}
 	c := &GroupChange{}
 	copy(c.Group[:], d.take(GroupIDSize))
@@ -254,6 +290,7 @@ func ParseGroupChange(b []byte) (*GroupChange, error) {
 	case OpCreate:
 		c.Title = d.str16()
 		c.Members = decodeMembers(d)
+		c.Salt = [GroupSaltSize]byte(d.take(GroupSaltSize))
 	case OpAdd:
 		c.Members = decodeMembers(d)
 	case OpRemove:
@@ -269,6 +306,12 @@ func ParseGroupChange(b []byte) (*GroupChange, error) {
 		c.Until = d.i64()
 	default:
 		d.fail("unknown operation %d", c.Op)
+	}
+	if d.err == nil && (c.Op == OpCreate) != (version == groupCreateVersion) {
+		if c.Op == OpCreate {
+			return nil, fmt.Errorf("%w: group change: a creation of version %d, made before group ids were bound to their creation", ErrUnsupportedVersion, version)
+		}
+		return nil, fmt.Errorf("%w: group change: %s of version %d", ErrUnsupportedVersion, c.Op, version)
 	}
 	c.Signature = bytes.Clone(d.take(signatureSize))
 	if err := d.finish(); err != nil {
@@ -391,6 +434,13 @@ func (c *GroupChange) checkShape() error {
 	}
 	if c.Op != OpRole && c.Role != 0 || c.Op != OpMute && c.Until != 0 || c.Until < 0 {
 		return bad("%s carries a role or a time it does not use", c.Op)
+	}
+	if c.Op != OpCreate && c.Salt != [GroupSaltSize]byte{} {
+		return bad("%s carries a salt", c.Op)
+	}
+	if c.Op == OpCreate && c.Group != GroupID(c) {
+		// docs/protocol.md §9.7: an id is its creation's.
+		return bad("the group id is not the one its creation makes")
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package e2ee
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -25,6 +26,19 @@ func newGroupUser(t testing.TB, name string) groupUser {
 	return groupUser{name, k}
 }
 
+// fixedGroupUser is newGroupUser with a key derived from the name: fuzz
+// targets use it, so that an input found by one process (signed with its
+// keys) fails again in the next.
+func fixedGroupUser(t testing.TB, name string) groupUser {
+	t.Helper()
+	seed := sha256.Sum256([]byte("fuzz identity " + name))
+	k, err := GenerateIdentityKey(bytes.NewReader(seed[:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return groupUser{name, k}
+}
+
 func (u groupUser) member(role GroupRole) GroupMember {
 	return GroupMember{User: u.name, Identity: u.key.Public(), Role: role}
 }
@@ -37,14 +51,16 @@ func signed(t testing.TB, c *GroupChange, by groupUser) *GroupChange {
 	return c
 }
 
-// create makes a group owned by owner with the others as members.
-func create(t testing.TB, id byte, owner groupUser, others ...groupUser) *GroupChange {
+// create makes a group owned by owner with the others as members; salt
+// tells groups of the same people apart.
+func create(t testing.TB, salt byte, owner groupUser, others ...groupUser) *GroupChange {
 	t.Helper()
-	c := &GroupChange{Group: [GroupIDSize]byte{id}, Actor: owner.name, Op: OpCreate, Title: "family", Time: 1,
-		Members: []GroupMember{owner.member(RoleOwner)}}
+	c := &GroupChange{Actor: owner.name, Op: OpCreate, Title: "family", Time: 1,
+		Members: []GroupMember{owner.member(RoleOwner)}, Salt: [GroupSaltSize]byte{salt}}
 	for _, o := range others {
 		c.Members = append(c.Members, o.member(RoleMember))
 	}
+	c.Group = GroupID(c)
 	return signed(t, c, owner)
 }
 
@@ -392,11 +408,14 @@ func TestGroupChangeEncoding(t *testing.T) {
 }
 
 func FuzzParseGroupChange(f *testing.F) {
-	alice, bob := newGroupUser(f, "alice"), newGroupUser(f, "bob")
+	alice, bob := fixedGroupUser(f, "alice"), fixedGroupUser(f, "bob")
 	cr := create(f, 1, alice, bob)
 	l, _ := NewGroupLog(cr, 1000)
 	b, _ := cr.MarshalBinary()
-	f.Add(b)
+	f.Add(b) // a creation (version 2, with its salt)
+	old := cr.body()
+	old[0] = groupChangeVersion
+	f.Add(append(old[:len(old)-GroupSaltSize], cr.Signature...)) // a creation as version 1 wrote it
 	b, _ = change(f, l, alice, &GroupChange{Op: OpMute, Targets: []string{"bob"}, Until: 5}).MarshalBinary()
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -408,24 +427,42 @@ func FuzzParseGroupChange(f *testing.F) {
 		if err != nil || !bytes.Equal(again, b) {
 			t.Fatalf("a parsed change does not encode back: %v", err)
 		}
+		if c.Op == OpCreate && c.Group != GroupID(c) {
+			t.Fatal("a creation parsed under an id it does not make")
+		}
 		l.Add(c) // must not panic
 	})
 }
 
 func FuzzParseGroupLog(f *testing.F) {
-	alice, bob := newGroupUser(f, "alice"), newGroupUser(f, "bob")
+	alice, bob := fixedGroupUser(f, "alice"), fixedGroupUser(f, "bob")
 	l, _ := NewGroupLog(create(f, 1, alice, bob), 1000)
 	f.Add(mustMarshal(f, l))
 	mustAdd(f, l, change(f, l, alice, &GroupChange{Op: OpRole, Targets: []string{"bob"}, Role: RoleAdmin}))
 	mustAdd(f, l, change(f, l, bob, &GroupChange{Op: OpTitle, Title: "b"}))
 	f.Add(mustMarshal(f, l))
+	for i := range GroupWindow + 2 { // folded
+		mustAdd(f, l, change(f, l, alice, &GroupChange{Op: OpTitle, Title: fmt.Sprint(i)}))
+	}
+	f.Add(mustMarshal(f, l))
+	l.create = nil // version 1
+	f.Add(mustMarshal(f, l))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := ParseGroupLog(b, 1000)
+		if err == nil {
+			if _, err := ParseGroupLog(mustMarshal(t, p), 1000); err != nil {
+				t.Fatalf("a parsed log does not parse again: %v", err)
+			}
+			if p.Creation() == nil || p.Creation().Group != p.State().ID {
+				t.Fatal("a log parsed without its group's creation")
+			}
+		}
+		p, err = ParseStoredGroupLog(b, 1000)
 		if err != nil {
 			return
 		}
-		if _, err := ParseGroupLog(mustMarshal(t, p), 1000); err != nil {
-			t.Fatalf("a parsed log does not parse again: %v", err)
+		if _, err := ParseStoredGroupLog(mustMarshal(t, p), 1000); err != nil {
+			t.Fatalf("a parsed stored log does not parse again: %v", err)
 		}
 	})
 }
