@@ -901,6 +901,7 @@ const (
 	onceAnswer        // answering a member's request for the log
 	onceHeads         // exchanging changes with a sender whose heads differ
 	onceAskKey        // asking a sender for its chain
+	onceAnswerKey     // answering a member device's request for this device's chain
 	onceKinds
 )
 
