@@ -46,11 +46,31 @@ func startStoreServer(t *testing.T) (*testServer, *store.Store) {
 // pendingFrom lists what d's mailbox holds from user.
 func pendingFrom(t *testing.T, st store.Store, d chat.Device, user string) []store.Entry {
 	t.Helper()
+	if err := st.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	all, err := st.Pending(d, 0, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return slices.DeleteFunc(all, func(e store.Entry) bool { return e.From.User != user })
+}
+
+// holdsFrom reports whether d's mailbox comes to hold want entries from
+// user: a client's acks reach the store after the client is done, so the
+// count is read again until it matches or ctx ends.
+func holdsFrom(t *testing.T, ctx context.Context, st store.Store, d chat.Device, user string, want int) bool {
+	t.Helper()
+	for {
+		if len(pendingFrom(t, st, d, user)) == want {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // askForKey makes h's device ask to's devices for their chain in conv, n
@@ -92,6 +112,9 @@ func TestKeyResend(t *testing.T) {
 		}
 	}
 	bob1 := chat.Device{User: "bob", ID: 1}
+	if !holdsFrom(t, ctx, st, bob1, "alice", 4) { // the welcome acked: the chain and the three
+		t.Fatalf("bob's mailbox holds %d entries from alice", len(pendingFrom(t, st, bob1, "alice")))
+	}
 	var withheld int
 	for _, e := range pendingFrom(t, st, bob1, "alice") {
 		if e.Shared == nil { // the chain, ahead of the messages
@@ -115,8 +138,8 @@ func TestKeyResend(t *testing.T) {
 	if after, _ := ha.SenderKey(g.Conversation, chat.Device{User: "alice", ID: 1}); string(after) != string(own) {
 		t.Fatal("alice's chain moved: she sent a message to answer")
 	}
-	if n := len(pendingFrom(t, st, bob1, "alice")); n != 4 {
-		t.Fatalf("bob's mailbox holds %d entries from alice, want the 3 messages and the answer", n)
+	if !holdsFrom(t, ctx, st, bob1, "alice", 4) {
+		t.Fatalf("bob's mailbox holds %d entries from alice, want the 3 messages and the answer", len(pendingFrom(t, st, bob1, "alice")))
 	}
 	got = receiveAll(t, ctx, hb)
 	var read []string
@@ -138,15 +161,15 @@ func TestKeyResend(t *testing.T) {
 	askForKey(t, ctx, hb, "alice", g.Conversation, 2)
 	askForKey(t, ctx, hb, "alice", g.Conversation, 1)
 	receiveAll(t, ctx, ha)
-	if n := len(pendingFrom(t, st, bob1, "alice")); n != 0 {
-		t.Errorf("alice answered bob's repeated requests: %d entries", n)
+	if !holdsFrom(t, ctx, st, bob1, "alice", 0) {
+		t.Errorf("alice answered bob's repeated requests: %d entries", len(pendingFrom(t, st, bob1, "alice")))
 	}
 
 	// dave, not a member, asks: nothing is sent to him, nothing queued.
 	askForKey(t, ctx, hd, "alice", g.Conversation, 1)
 	receiveAll(t, ctx, ha)
-	if n := len(pendingFrom(t, st, chat.Device{User: "dave", ID: 1}, "alice")); n != 0 {
-		t.Errorf("alice answered a non-member: %d entries", n)
+	if !holdsFrom(t, ctx, st, chat.Device{User: "dave", ID: 1}, "alice", 0) {
+		t.Errorf("alice answered a non-member: %d entries", len(pendingFrom(t, st, chat.Device{User: "dave", ID: 1}, "alice")))
 	}
 	if _, _, ok, err := ha.NextQueued(); ok || err != nil {
 		t.Errorf("alice's queue after the requests: %v %v", ok, err)
@@ -204,18 +227,20 @@ func TestKeyResendNotBeforeJoin(t *testing.T) {
 	}
 	receiveAll(t, ctx, ha) // carol's request
 	carol1 := chat.Device{User: "carol", ID: 1}
-	if n := len(pendingFrom(t, st, carol1, "alice")); n != 4 {
-		t.Fatalf("carol's mailbox holds %d entries from alice, want the 3 held and an answer", n)
+	if !holdsFrom(t, ctx, st, carol1, "alice", 4) {
+		t.Fatalf("carol's mailbox holds %d entries from alice, want the 3 held and an answer", len(pendingFrom(t, st, carol1, "alice")))
 	}
 	got = receiveAll(t, ctx, hc)
 	if reported(got, "alice: m1") || reported(got, "alice: m2") || reported(got, "alice: m3") {
 		t.Fatalf("carol read what was sent before she joined: %q", got)
 	}
-	if n := len(slices.DeleteFunc(slices.Clone(got), func(s string) bool { return !strings.Contains(s, "could not be read: it was sent before you had alice's key") })); n != 3 {
+	if n := len(slices.DeleteFunc(slices.Clone(got), func(s string) bool {
+		return !strings.Contains(s, "could not be read: it was sent before you had alice's key")
+	})); n != 3 {
 		t.Errorf("carol, after the answer, read %q", got)
 	}
-	if n := len(pendingFrom(t, st, carol1, "alice")); n != 0 {
-		t.Errorf("%d entries left in carol's mailbox", n)
+	if !holdsFrom(t, ctx, st, carol1, "alice", 0) {
+		t.Errorf("%d entries left in carol's mailbox", len(pendingFrom(t, st, carol1, "alice")))
 	}
 	// What carol holds of alice's chain opens none of them.
 	b, err := hc.SenderKey(g.Conversation, chat.Device{User: "alice", ID: 1})
