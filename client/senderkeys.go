@@ -590,7 +590,9 @@ func (c *Client) noteKeyRequest(group string, dev chat.Device) {
 		return
 	}
 	self := chat.Device{User: c.prof.User, ID: c.prof.Device}
+	queued := false
 	err := c.home.Update(func(tx *home.Tx) error {
+		queued = false
 		rec, err := tx.Group(conv)
 		if err != nil || rec == nil || rec.Left {
 			return err
@@ -609,10 +611,11 @@ func (c *Client) noteKeyRequest(group string, dev chat.Device) {
 			return err // no chain here: nothing to give
 		}
 		ask := &Content{Kind: chat.KindSenderKey, Group: group, SentAt: c.now().UnixMilli()}
+		queued = true
 		return tx.Enqueue(&home.Queued{ID: newID(c), To: chat.Peer(dev.User), Content: transport.Marshal(ask), KeyAnswer: dev.ID})
 	})
-	if err == nil {
-		c.queuedCatchUp.Store(true)
+	if err == nil && queued {
+		c.queuedCatchUp.Store(true) // the engine sends the queue after this batch
 	}
 }
 
