@@ -551,11 +551,12 @@ func (c *Client) handleDeliver(body []byte) {
 	if err := transport.Unmarshal(body, &d); err != nil {
 		return // nothing to ack it by; the server resends it next time
 	}
-	c.handleDeliverMsg(&d)
+	c.handleDeliverMsg(&d, false)
 }
 
-// handleDeliverMsg hands on one delivered entry, decrypted.
-func (c *Client) handleDeliverMsg(dp *transport.Deliver) {
+// handleDeliverMsg hands on one delivered entry, decrypted. keyCame: a
+// held group message tried again after its chain came (retryWaiting).
+func (c *Client) handleDeliverMsg(dp *transport.Deliver, keyCame bool) {
 	d := *dp
 	from := chat.Device{User: d.From, ID: d.FromDevice}
 	if c.home.WasSeen(home.MessageKey{From: from, ID: d.MessageID}) {
@@ -571,7 +572,7 @@ func (c *Client) handleDeliverMsg(dp *transport.Deliver) {
 		rawID:        d.MessageID,
 	}
 	if d.Shared != nil {
-		c.handleGroupDeliver(dp, m)
+		c.handleGroupDeliver(dp, m, keyCame)
 		return
 	}
 	if len(d.Payload) > 0 && d.Payload[0] == payloadNotice {
@@ -622,18 +623,19 @@ func (c *Client) handleDeliverMsg(dp *transport.Deliver) {
 		}
 		if m.Kind == chat.KindSenderKey && len(content.SenderKey) == 0 {
 			// A member device that lacks this device's chain asks for it:
-			// it goes to that device again with the next message.
-			if !changed {
-				c.forgetHolder(content.Group, from)
+			// answered at once (protocol.md §8.3). A copy of this
+			// account's own request to someone else is not one.
+			if !changed && !m.Outgoing {
+				c.noteKeyRequest(content.Group, from)
 			}
 		} else if m.Kind == chat.KindSenderKey {
 			if changed {
 				m.Kind, m.Text = chat.KindError, fmt.Sprintf("a group key from %s was not kept: %s's identity key changed", d.From, d.From)
-			} else if err := c.applySenderKey(from, content); err != nil {
+			} else if chain, err := c.applySenderKey(from, content); err != nil {
 				m.Conversation = chat.Peer(d.From) // no group is made up for it
 				m.Kind, m.Text = chat.KindError, fmt.Sprintf("a group key from %s was not kept: %v", d.From, err)
 			} else {
-				defer c.retryWaiting(content.Group, from)
+				defer c.retryWaiting(content.Group, from, chain)
 			}
 		}
 	}

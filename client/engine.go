@@ -845,7 +845,17 @@ func (e *Engine) sendNext(ctx context.Context, c *Client) bool {
 	}
 	var content Content
 	err = transport.Unmarshal(q.Content, &content)
-	if err == nil {
+	switch {
+	case err != nil:
+	case q.KeyAnswer != 0:
+		// A member device's key request: the chain is given now, from
+		// where that device needs it (senderkeys.go).
+		if q.To.IsGroup() || !validGroupID(content.Group) {
+			err = errors.New("a key answer for no group")
+		} else {
+			err = c.answerKeyRequest(ctx, q.ID, chat.Group(content.Group), chat.Device{User: q.To.ID(), ID: q.KeyAnswer})
+		}
+	default:
 		_, err = c.SendContent(ctx, q.ID, q.To, &content)
 	}
 	var ue *UnconfirmedError

@@ -919,10 +919,11 @@ func (c *Client) compareHeads(tx *home.Tx, m *Message, rec *home.GroupRecord, l 
 // Purposes of the once-per-connection sets (onceSet): what a client asks
 // or answers about groups at most once per key and connection.
 const (
-	onceAskLog = iota // asking a change's sender for a group this home lacks
-	onceAnswer        // answering a member's request for the log
-	onceHeads         // exchanging changes with a sender whose heads differ
-	onceAskKey        // asking a sender for its chain
+	onceAskLog    = iota // asking a change's sender for a group this home lacks
+	onceAnswer           // answering a member's request for the log
+	onceHeads            // exchanging changes with a sender whose heads differ
+	onceAskKey           // asking a sender for its chain
+	onceAnswerKey        // answering a member device's request for this device's chain
 	onceKinds
 )
 

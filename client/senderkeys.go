@@ -107,7 +107,6 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 		}
 		// The record and its log are read once per attempt: a send costs
 		// a few steps per member device, never a read per member.
-		devGen := c.devGeneration()
 		l, err := parseLog(rec)
 		if err != nil {
 			return nil, err
@@ -144,21 +143,18 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 		} else if signal, err = c.home.SignalKey(conv, self); err != nil {
 			return nil, err
 		}
-		// Who holds the chain, by device, under which key: one pass, so
-		// that a send costs no more than a few steps per member device.
-		held := make(map[chat.Device][]byte, len(rec.Holders))
+		// Who holds the chain, by device, under which key, from which
+		// position: one pass, so that a send costs no more than a few
+		// steps per member device.
+		held := make(map[chat.Device]home.KeyHolder, len(rec.Holders))
 		if !fresh {
 			for _, h := range rec.Holders {
-				held[chat.Device{User: h.User, ID: h.Device}] = h.DeviceKey
+				held[chat.Device{User: h.User, ID: h.Device}] = h
 			}
-		}
-		asked := make(map[chat.Device]bool, len(rec.KeyAsks))
-		for _, k := range rec.KeyAsks {
-			asked[chat.Device{User: k.User, ID: k.Device}] = true
 		}
 		var missing []chat.Device
 		for _, d := range targets {
-			if k, ok := held[d]; !ok || !bytes.Equal(k, c.listedKey(d)) || asked[d] {
+			if h, ok := held[d]; !ok || !bytes.Equal(h.DeviceKey, c.listedKey(d)) {
 				missing = append(missing, d)
 			}
 		}
@@ -172,17 +168,9 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 				return nil, err
 			}
 			for _, d := range missing {
-				held[d] = c.listedKey(d)
+				held[d] = home.KeyHolder{User: d.User, Device: d.ID, DeviceKey: c.listedKey(d), Position: key.Iteration()}
 			}
-			rec.Holders = rec.Holders[:0]
-			for d, k := range held {
-				if len(rec.Holders) < home.MaxKeyHolders {
-					rec.Holders = append(rec.Holders, home.KeyHolder{User: d.User, Device: d.ID, DeviceKey: k})
-				}
-			}
-			slices.SortFunc(rec.Holders, func(a, b home.KeyHolder) int {
-				return cmp.Or(strings.Compare(a.User, b.User), cmp.Compare(a.Device, b.Device))
-			})
+			rec.Holders = sortedHolders(held)
 		}
 		heads := l.HeadsHash()
 		withHeads := *content
@@ -213,7 +201,7 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 		}
 		if fresh || len(missing) > 0 {
 			// The group record changes only with the chain or its holders.
-			ch.Chain = &home.GroupChain{Group: conv, Log: rec.Log, ChainCreated: rec.ChainCreated, Holders: rec.Holders, Answered: missing}
+			ch.Chain = &home.GroupChain{Group: conv, Log: rec.Log, ChainCreated: rec.ChainCreated, Holders: rec.Holders}
 		}
 		if err := c.sessions.SaveSessions(ch); err != nil {
 			return nil, err
@@ -225,7 +213,10 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 		if c.groupMemo == nil {
 			c.groupMemo = make(map[string]*groupRecipients)
 		}
-		c.groupMemo[conv.ID()] = &groupRecipients{log: rec.Log, devGen: devGen, chain: key.ChainID(), st: st, heads: heads,
+		// The generation after the device lists were read: one that
+		// changed since is caught by the server, which expands a named
+		// list only to the devices now current.
+		c.groupMemo[conv.ID()] = &groupRecipients{log: rec.Log, devGen: c.devGeneration(), chain: key.ChainID(), st: st, heads: heads,
 			others: uint32(len(members)), msgID: id}
 		c.memoMu.Unlock()
 		return msg, nil
@@ -266,7 +257,7 @@ func (c *Client) buildSameRecipients(id []byte, entry *home.OutboxEntry, content
 	c.memoMu.Lock()
 	m := c.groupMemo[conv.ID()]
 	c.memoMu.Unlock()
-	if m == nil || m.hash == nil || rec.Rotate || len(rec.KeyAsks) > 0 || !bytes.Equal(m.log, rec.Log) || m.devGen != c.devGeneration() {
+	if m == nil || m.hash == nil || rec.Rotate || !bytes.Equal(m.log, rec.Log) || m.devGen != c.devGeneration() {
 		return nil, false, nil
 	}
 	if err := canSend(rec, m.st, c.prof.User, c.now()); err != nil {
@@ -333,6 +324,20 @@ func (c *Client) othersBuiltFor(conv chat.Conversation) (n uint32, ok bool) {
 	return 0, false
 }
 
+// sortedHolders lists held in order, at most home.MaxKeyHolders.
+func sortedHolders(held map[chat.Device]home.KeyHolder) []home.KeyHolder {
+	out := make([]home.KeyHolder, 0, min(len(held), home.MaxKeyHolders))
+	for _, h := range held {
+		if len(out) < home.MaxKeyHolders {
+			out = append(out, h)
+		}
+	}
+	slices.SortFunc(out, func(a, b home.KeyHolder) int {
+		return cmp.Or(strings.Compare(a.User, b.User), cmp.Compare(a.Device, b.Device))
+	})
+	return out
+}
+
 // sendingChain returns this device's sending chain in the group of rec: the stored one, or a new one (fresh) when there is none, it has
 // sent senderKeyMaxMessages messages, is older than senderKeyMaxAge, or a
 // member left or was removed since it was made. A new chain is stored with
@@ -377,38 +382,41 @@ func (c *Client) distribute(ctx context.Context, conv chat.Conversation, devs []
 // is not checked here: the change that added it may still be on its way;
 // whether its messages are shown is decided when they are kept
 // (checkGroupSender).
-func (c *Client) applySenderKey(from chat.Device, content *Content) error {
+func (c *Client) applySenderKey(from chat.Device, content *Content) (chain uint32, err error) {
 	if !validGroupID(content.Group) {
-		return errors.New("a sender key names a group that cannot exist")
+		return 0, errors.New("a sender key names a group that cannot exist")
 	}
 	conv := chat.Group(content.Group)
 	if !c.groupKnown(conv) {
-		return errors.New("it is for a group you are not in")
+		return 0, errors.New("it is for a group you are not in")
 	}
 	d, err := e2ee.ParseSenderKeyDistribution(content.SenderKey)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if hex.EncodeToString(d.DistributionID[:]) != content.Group {
-		return errors.New("a sender key for another group")
+		return 0, errors.New("a sender key for another group")
 	}
 	c.cryptoMu.Lock()
 	defer c.cryptoMu.Unlock()
 	r, err := c.peerSenderKeys(conv, from)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if r == nil {
 		r = e2ee.NewSenderKeyRecord(d)
 	} else if err := r.Add(d); err != nil {
-		return err
+		// A chain already held, from before the position held, adds the
+		// keys of the messages between (e2ee.SenderKeyRecord.Add): what
+		// waited for them is read, nothing read is opened again.
+		return 0, err
 	}
 	state, err := r.MarshalBinary()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	ks := home.SenderKeyState{Group: conv, Owner: from, State: state, Signal: content.SignalKey}
-	return c.sessions.SaveSessions(&home.SessionChanges{SenderKeys: []home.SenderKeyState{ks}})
+	return d.ChainID, c.sessions.SaveSessions(&home.SessionChanges{SenderKeys: []home.SenderKeyState{ks}})
 }
 
 // SendGroupSignal sends content (typing) to the connected devices of a
@@ -552,14 +560,22 @@ func (c *Client) decryptGroup(d *transport.Deliver) (*Content, error) {
 }
 
 // handleGroupDeliver turns a group Deliver into a Message. One whose
-// sender's key has not arrived is held (not acked) and shown as waiting;
-// it is tried again when the key comes, or delivered again by the server
-// on the next connection.
-func (c *Client) handleGroupDeliver(d *transport.Deliver, m *Message) {
+// sender's key has not arrived, or that was sent before the position this
+// device holds the sender's chain from, is held (not acked) and shown as
+// waiting; it is tried again when a key of the sender's comes, or
+// delivered again by the server on the next connection. keyCame: this is
+// that retry, after the sender gave the chain of this message: one still
+// from before the position held can never be read.
+func (c *Client) handleGroupDeliver(d *transport.Deliver, m *Message, keyCame bool) {
 	m.Conversation = chat.Group(hex.EncodeToString(d.Group))
 	m.Group = m.Conversation.ID()
 	m.Outgoing = d.From == c.prof.User
 	content, err := c.decryptGroup(d)
+	if errors.Is(err, e2ee.ErrBeforeSenderKey) && !keyCame {
+		// The sender can give its chain from an earlier position: asked
+		// like a missing key (protocol.md §8.3).
+		err = errWaitingForKey
+	}
 	if errors.Is(err, errWaitingForKey) {
 		if why := c.mayWait(d); why != "" {
 			// Not held: acked, with a line saying what was dropped, in
@@ -582,10 +598,16 @@ func (c *Client) handleGroupDeliver(d *transport.Deliver, m *Message) {
 			}
 			c.waiting = append(c.waiting, d)
 		}
+	case errors.Is(err, e2ee.ErrBeforeSenderKey):
+		// The sender answered with its chain from this device's position,
+		// which is after this message: sent before this device was given
+		// the chain (before its account joined, say).
+		m.Kind, m.SentAt = chat.KindError, m.ServerTime
+		m.Text = fmt.Sprintf("a message from %s could not be read: it was sent before you had %s's key", d.From, d.From)
 	case errors.Is(err, e2ee.ErrDuplicate):
-		// Before the chain this device holds (it came again, after a key
-		// request) or a copy of one already read: either way it cannot be
-		// read, and the line says which it may be.
+		// A copy of one already read (or, for a chain kept before the
+		// position it was given at was recorded, one from before it):
+		// it cannot be read, and the line says which it may be.
 		m.Kind, m.SentAt = chat.KindError, m.ServerTime
 		m.Text = fmt.Sprintf("a message from %s could not be read: it was sent before you had %s's key, or it is a copy of one already read", d.From, d.From)
 	case err != nil:
@@ -679,21 +701,32 @@ func (c *Client) groupKnown(conv chat.Conversation) bool {
 	return err == nil && rec != nil
 }
 
-// forgetHolder notes a key request: dev, of a member, asked for this
-// device's chain in group, and the next message sends it the chain again
-// (protocol.md §8.3). One small write, not under the sending lock; a
-// device's repeated requests are kept once.
-func (c *Client) forgetHolder(group string, dev chat.Device) {
-	if !validGroupID(group) {
+// noteKeyRequest takes a key request: dev asked for this device's chain
+// in group (a kind-6 Content without a key). It is answered at once, not
+// with the next message: queued (home.Queued.KeyAnswer) for the send
+// loop, which gives the chain (answerKeyRequest), if dev's account is a
+// member by the log and this device has a chain in the group. Bounded:
+// once per asking device and group per connection (askOnce), not for a
+// device already answered on this chain; answerKeyRequest checks again.
+// One small write, not under the sending lock (which a send holds while
+// it waits for the server, whose answers this goroutine must not block).
+func (c *Client) noteKeyRequest(group string, dev chat.Device) {
+	if !validGroupID(group) || c.keys == nil {
 		return
 	}
 	conv := chat.Group(group)
-	c.home.Update(func(tx *home.Tx) error {
+	if !c.askOnce(onceAnswerKey, fmt.Sprintf("%s/%s/%d", group, dev.User, dev.ID), dev.User) {
+		return
+	}
+	self := chat.Device{User: c.prof.User, ID: c.prof.Device}
+	queued := false
+	err := c.home.Update(func(tx *home.Tx) error {
+		queued = false
 		rec, err := tx.Group(conv)
-		if err != nil || rec == nil || rec.Left || len(rec.KeyAsks) >= home.MaxKeyAsks {
+		if err != nil || rec == nil || rec.Left {
 			return err
 		}
-		if slices.ContainsFunc(rec.KeyAsks, func(k home.KeyHolder) bool { return k.User == dev.User && k.Device == dev.ID }) {
+		if slices.ContainsFunc(rec.Holders, func(h home.KeyHolder) bool { return h.User == dev.User && h.Device == dev.ID && h.Answered }) {
 			return nil
 		}
 		l, err := parseLog(rec)
@@ -703,9 +736,114 @@ func (c *Client) forgetHolder(group string, dev chat.Device) {
 		if _, in := l.State().Member(dev.User); !in {
 			return nil
 		}
-		rec.KeyAsks = append(rec.KeyAsks, home.KeyHolder{User: dev.User, Device: dev.ID})
-		return tx.PutGroup(rec)
+		if own, err := tx.SenderKey(conv, self); err != nil || own == nil {
+			return err // no chain here: nothing to give
+		}
+		ask := &Content{Kind: chat.KindSenderKey, Group: group, SentAt: c.now().UnixMilli()}
+		queued = true
+		return tx.Enqueue(&home.Queued{ID: newID(c), To: chat.Peer(dev.User), Content: transport.Marshal(ask), KeyAnswer: dev.ID})
 	})
+	if err == nil && queued {
+		c.queuedCatchUp.Store(true) // the engine sends the queue after this batch
+	}
+}
+
+// answerKeyRequest answers asker's key request in conv, queued by
+// noteKeyRequest: this device's chain, to every device of asker's account
+// (a Send names whole accounts, protocol.md §6.1), each from its own
+// position — where it was first sent the chain, never earlier, so a
+// member added later still cannot read what came before it joined; the
+// current position for a device never sent it — over the pairwise
+// sessions. Nothing is sent if asker's account is no longer a member by
+// the log, asker is not listed any more, this device has no chain, or
+// asker's request was already answered on this chain; the group record
+// then notes the answer and any new holders.
+func (c *Client) answerKeyRequest(ctx context.Context, id []byte, conv chat.Conversation, asker chat.Device) error {
+	if c.keys == nil {
+		return ErrNotLinked
+	}
+	c.senderMu.Lock()
+	defer c.senderMu.Unlock()
+	self := chat.Device{User: c.prof.User, ID: c.prof.Device}
+	for attempt := 0; ; attempt++ {
+		rec, l, err := readGroup(c.home, conv)
+		if err != nil {
+			return err
+		}
+		if _, in := l.State().Member(asker.User); !in || rec.Left {
+			return nil
+		}
+		b, err := c.sessions.SenderKey(conv, self)
+		if err != nil || b == nil {
+			return err
+		}
+		key, err := e2ee.UnmarshalSenderKey(b)
+		if err != nil {
+			return err
+		}
+		signal, err := c.home.SignalKey(conv, self)
+		if err != nil {
+			return err
+		}
+		devs, err := c.Devices(ctx, asker.User)
+		if err != nil {
+			return err
+		}
+		devs = slices.DeleteFunc(slices.Clone(devs), func(d chat.Device) bool { return d == self })
+		if !slices.Contains(devs, asker) {
+			return nil
+		}
+		held := make(map[chat.Device]home.KeyHolder, len(rec.Holders))
+		for _, h := range rec.Holders {
+			held[chat.Device{User: h.User, ID: h.Device}] = h
+		}
+		plain := make(map[chat.Device][]byte, len(devs))
+		for _, d := range devs {
+			h, ok := held[d]
+			if !ok || !bytes.Equal(h.DeviceKey, c.listedKey(d)) {
+				// Never sent this chain (or sent to a device since
+				// re-created): from now on, as with the next message.
+				h = home.KeyHolder{User: d.User, Device: d.ID, DeviceKey: c.listedKey(d), Position: key.Iteration()}
+			} else if d == asker && h.Answered {
+				return nil
+			}
+			dist, err := key.DistributionAt(min(max(h.Position, key.Start()), key.Iteration()))
+			if err != nil {
+				return err
+			}
+			db, err := dist.MarshalBinary()
+			if err != nil {
+				return err
+			}
+			plain[d] = transport.Marshal(&Content{Kind: chat.KindSenderKey, Group: conv.ID(), SentAt: c.now().UnixMilli(), SenderKey: db, SignalKey: signal})
+			h.Answered = h.Answered || d == asker
+			held[d] = h
+		}
+		msg, err := c.encryptEachTo(ctx, devs, func(d chat.Device) []byte { return plain[d] }, id, nil)
+		if err != nil {
+			return err
+		}
+		var sent transport.Sent
+		err = c.request(ctx, transport.CodeSend, msg, transport.CodeSent, &sent)
+		var we *transport.Error
+		if errors.As(err, &we) && we.Code == transport.ErrDeviceMismatch && attempt < 3 {
+			c.forgetDevices(msg)
+			c.updateDevices(we.Devices)
+			continue // the lists are updated: address the account again
+		}
+		if err != nil {
+			return err
+		}
+		holders := sortedHolders(held)
+		return c.home.Update(func(tx *home.Tx) error {
+			rec, err := tx.Group(conv)
+			if err != nil || rec == nil {
+				return err
+			}
+			rec.Holders = holders // the sending lock is held: nothing else changed them
+			return tx.PutGroup(rec)
+		})
+	}
 }
 
 // groupEnvelopes addresses a group Send kept in the outbox without its
@@ -723,8 +861,9 @@ func (c *Client) groupEnvelopes(ctx context.Context, conv chat.Conversation) ([]
 }
 
 // retryWaiting tries again the held group messages from dev in group,
-// after its key arrived.
-func (c *Client) retryWaiting(group string, dev chat.Device) {
+// after its key (of chain) arrived: in the order they came, so that they
+// are read in order.
+func (c *Client) retryWaiting(group string, dev chat.Device, chain uint32) {
 	var again []*transport.Deliver
 	c.waiting = slices.DeleteFunc(c.waiting, func(w *transport.Deliver) bool {
 		if w.From == dev.User && w.FromDevice == dev.ID && hex.EncodeToString(w.Group) == group {
@@ -734,6 +873,16 @@ func (c *Client) retryWaiting(group string, dev chat.Device) {
 		return false
 	})
 	for _, d := range again {
-		c.handleDeliverMsg(d)
+		c.handleDeliverMsg(d, messageChain(d.Shared) == chain)
 	}
+}
+
+// messageChain is the chain id in a sender-key message's header
+// (protocol.md §9.6); 0 if it has none.
+func messageChain(shared []byte) uint32 {
+	const at = 1 + e2ee.DistributionIDSize
+	if len(shared) < at+4 {
+		return 0
+	}
+	return binary.BigEndian.Uint32(shared[at:])
 }

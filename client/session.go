@@ -128,6 +128,14 @@ type encryptState struct {
 // resent) in one transaction before anything is sent: a crash can then
 // never make a message key be used twice.
 func (c *Client) encryptTo(ctx context.Context, conv chat.Conversation, targets []chat.Device, content *Content, id []byte, entry *home.OutboxEntry) (*transport.Send, error) {
+	plain := plaintexts(c.prof.User, conv, content)
+	return c.encryptEachTo(ctx, targets, func(d chat.Device) []byte { return plain(d.User) }, id, entry)
+}
+
+// encryptEachTo is encryptTo with each device's plaintext of its own
+// (plainFor): a key request's answer gives each device the chain from
+// its own position (senderkeys.go).
+func (c *Client) encryptEachTo(ctx context.Context, targets []chat.Device, plainFor func(chat.Device) []byte, id []byte, entry *home.OutboxEntry) (*transport.Send, error) {
 	if c.keys == nil {
 		return nil, ErrNotLinked
 	}
@@ -145,7 +153,7 @@ func (c *Client) encryptTo(ctx context.Context, conv chat.Conversation, targets 
 	if err := es.startMissingSessions(); err != nil {
 		return nil, err
 	}
-	if err := es.encryptEach(plaintexts(c.prof.User, conv, content)); err != nil {
+	if err := es.encryptEach(plainFor); err != nil {
 		return nil, err
 	}
 	if entry != nil {
@@ -366,9 +374,9 @@ func plaintexts(self string, conv chat.Conversation, content *Content) func(user
 
 // encryptEach encrypts each target's plaintext, in order, and collects the
 // advanced sessions.
-func (es *encryptState) encryptEach(plainFor func(user string) []byte) error {
+func (es *encryptState) encryptEach(plainFor func(chat.Device) []byte) error {
 	for _, d := range es.targets {
-		plain := plainFor(d.User)
+		plain := plainFor(d)
 		r := es.st.Sessions[d]
 		if r == nil {
 			return fmt.Errorf("%s's device %d has no keys on the server", d.User, d.ID)

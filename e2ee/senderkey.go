@@ -64,6 +64,7 @@ const (
 	MaxSenderChains = 5
 
 	senderKeyVersion          = 1
+	senderKeyStateVersion     = 2 // the stored states; version 1 is still read
 	senderKeyHeaderSize       = 1 + DistributionIDSize + 4 + 4
 	senderKeyMessageLabel     = "securechat sender key message v1"
 	senderKeySignatureContext = "securechat sender key signature v1"
@@ -76,6 +77,13 @@ const (
 // its way).
 var ErrUnknownSenderChain = errors.New("e2ee: no sender key for this message's chain")
 
+// ErrBeforeSenderKey reports a group message of a chain this member holds
+// but from before the first position it was given: it was never readable
+// here (unlike a duplicate, ErrDuplicate), and becomes readable if the
+// sender gives the chain from an earlier position (SenderKey.DistributionAt,
+// SenderKeyRecord.Add).
+var ErrBeforeSenderKey = errors.New("e2ee: message sent before the sender key this member was given")
+
 // SenderKey is a member device's own sending chain in one group.
 type SenderKey struct {
 	distribution [DistributionIDSize]byte
@@ -83,6 +91,15 @@ type SenderKey struct {
 	iteration    uint32
 	chainKey     [32]byte
 	signing      ed25519.PrivateKey
+	// start and startKey are the earliest position this state can give
+	// the chain from (DistributionAt) and the chain key there: 0 and the
+	// first chain key for a chain made by NewSenderKey; for a state stored
+	// before version 2, the position it was read at. Keeping them costs
+	// forward secrecy within the chain: whoever takes this state can
+	// derive the keys of the chain's messages already sent, whose
+	// plaintext the sender keeps anyway (docs/security.md).
+	start    uint32
+	startKey [32]byte
 }
 
 // NewSenderKey makes a new sending chain for the group with distribution
@@ -99,6 +116,7 @@ func NewSenderKey(rand io.Reader, distribution [DistributionIDSize]byte) (*Sende
 	if _, err := io.ReadFull(rand, k.chainKey[:]); err != nil {
 		return nil, fmt.Errorf("e2ee: sender key: %w", err)
 	}
+	k.startKey = k.chainKey
 	seed := make([]byte, ed25519.SeedSize)
 	defer clear(seed)
 	if _, err := io.ReadFull(rand, seed); err != nil {
@@ -114,6 +132,9 @@ func (k *SenderKey) ChainID() uint32 { return k.chainID }
 // Iteration is the number of the next message.
 func (k *SenderKey) Iteration() uint32 { return k.iteration }
 
+// Start is the earliest position DistributionAt can give the chain from.
+func (k *SenderKey) Start() uint32 { return k.start }
+
 // Distribution is what another member needs to read this chain from the
 // next message on (not the ones before).
 func (k *SenderKey) Distribution() *SenderKeyDistribution {
@@ -124,6 +145,30 @@ func (k *SenderKey) Distribution() *SenderKeyDistribution {
 		ChainKey:       k.chainKey,
 		SigningKey:     [32]byte(k.signing.Public().(ed25519.PublicKey)),
 	}
+}
+
+// DistributionAt is what another member needs to read this chain from
+// message n on, Start() ≤ n ≤ Iteration(), derived forward from the start
+// (at most MaxSenderKeySkip steps): for a member that lost the chain, or
+// was handed it at a later position than the messages it waits for read
+// (docs/protocol.md §8.3, "Waiting for a key").
+func (k *SenderKey) DistributionAt(n uint32) (*SenderKeyDistribution, error) {
+	if n < k.start || n > k.iteration {
+		return nil, fmt.Errorf("e2ee: sender chain position %d is outside %d..%d", n, k.start, k.iteration)
+	}
+	if n-k.start > MaxSenderKeySkip {
+		return nil, ErrTooManySkipped
+	}
+	ck := k.startKey
+	for range n - k.start {
+		mk, next := senderKDF(&ck)
+		clear(mk[:])
+		ck = next
+	}
+	d := k.Distribution()
+	d.Iteration, d.ChainKey = n, ck
+	clear(ck[:])
+	return d, nil
 }
 
 // senderKDF is KDF_CK (Double Ratchet §5.2) of a sender chain.
@@ -232,9 +277,15 @@ func ParseSenderKeyDistribution(b []byte) (*SenderKeyDistribution, error) {
 type senderChain struct {
 	chainID   uint32
 	iteration uint32 // the next message's number
-	chainKey  [32]byte
-	signing   [32]byte
-	skipped   []skippedSenderKey // oldest first
+	// base is the earliest position the record was given the chain at:
+	// a message before it was never readable here (ErrBeforeSenderKey),
+	// one from base on that is neither ahead nor skipped was read
+	// (ErrDuplicate). 0 for a chain stored before version 2, whose base
+	// is unknown: nothing before its position is added to it.
+	base     uint32
+	chainKey [32]byte
+	signing  [32]byte
+	skipped  []skippedSenderKey // oldest first
 }
 
 type skippedSenderKey struct {
@@ -263,22 +314,28 @@ func NewSenderKeyRecord(d *SenderKeyDistribution) *SenderKeyRecord {
 }
 
 // Add takes another distribution of the same group. A chain the record
-// already has keeps its state (an old distribution cannot move it back,
-// nor make it accept messages it has already read); a new chain becomes
-// the newest, and the oldest beyond MaxSenderChains is forgotten.
+// already has is never moved back, nor made to accept a message it has
+// already read: a distribution from before the chain's base (the earliest
+// position the record was given) adds the keys of the messages between
+// the two as skipped keys — messages never readable here, so none of
+// them was read — once the chain key it gives leads, derived forward, to
+// the one the record holds (a distribution more than MaxSenderKeySkip
+// behind the record's position, or from its base on, changes nothing).
+// A new chain becomes the newest, and the oldest beyond MaxSenderChains
+// is forgotten.
 func (r *SenderKeyRecord) Add(d *SenderKeyDistribution) error {
 	if d.DistributionID != r.distribution {
 		return fmt.Errorf("%w: sender key distribution of another group", ErrMalformedKeyData)
 	}
-	for _, c := range r.chains {
+	for i, c := range r.chains {
 		if c.chainID == d.ChainID {
 			if c.signing != d.SigningKey {
 				return fmt.Errorf("%w: chain %d redistributed with another signing key", ErrBadSignature, d.ChainID)
 			}
-			return nil
+			return r.extend(i, d)
 		}
 	}
-	c := &senderChain{chainID: d.ChainID, iteration: d.Iteration, chainKey: d.ChainKey, signing: d.SigningKey}
+	c := &senderChain{chainID: d.ChainID, iteration: d.Iteration, base: d.Iteration, chainKey: d.ChainKey, signing: d.SigningKey}
 	r.chains = append([]*senderChain{c}, r.chains...)
 	if len(r.chains) > MaxSenderChains {
 		r.chains = r.chains[:MaxSenderChains]
@@ -286,9 +343,48 @@ func (r *SenderKeyRecord) Add(d *SenderKeyDistribution) error {
 	return nil
 }
 
+// extend gives chain i the keys from d's position to its base, if d is
+// from before the base and is the same chain (its key, derived forward,
+// is the one the record holds at its position).
+func (r *SenderKeyRecord) extend(i int, d *SenderKeyDistribution) error {
+	c := r.chains[i]
+	if d.Iteration >= c.base || c.iteration-d.Iteration > MaxSenderKeySkip {
+		return nil
+	}
+	ck := d.ChainKey
+	earlier := make([]skippedSenderKey, 0, c.base-d.Iteration)
+	for n := d.Iteration; n < c.iteration; n++ {
+		mk, next := senderKDF(&ck)
+		if n < c.base {
+			earlier = append(earlier, skippedSenderKey{iteration: n, key: mk})
+		}
+		clear(mk[:])
+		ck = next
+	}
+	same := hmac.Equal(ck[:], c.chainKey[:])
+	clear(ck[:])
+	if !same {
+		for j := range earlier {
+			clear(earlier[j].key[:])
+		}
+		return fmt.Errorf("%w: chain %d redistributed with another chain key", ErrMalformedKeyData, d.ChainID)
+	}
+	cc := c.clone()
+	cc.skipped = append(earlier, cc.skipped...)
+	if over := len(cc.skipped) - MaxSenderKeySkipped; over > 0 {
+		// The oldest go first, as when a message skips ahead: those
+		// messages read as already received.
+		cc.skipped = slices.Delete(cc.skipped, 0, over)
+	}
+	cc.base = d.Iteration
+	r.chains[i] = cc
+	return nil
+}
+
 // Decrypt checks the signature of a group message and decrypts it. A
 // message that fails changes nothing; one that succeeds cannot be
-// decrypted again (ErrDuplicate).
+// decrypted again (ErrDuplicate). A message from before the position the
+// record was given its chain at is ErrBeforeSenderKey.
 func (r *SenderKeyRecord) Decrypt(message, ad []byte) ([]byte, error) {
 	if len(message) < senderKeyHeaderSize+chacha20poly1305.Overhead+ed25519.SignatureSize {
 		return nil, fmt.Errorf("%w: message too short", ErrDecrypt)
@@ -333,6 +429,9 @@ func (r *SenderKeyRecord) Decrypt(message, ad []byte) ([]byte, error) {
 func (c *senderChain) messageKey(n uint32) ([32]byte, error) {
 	if n < c.iteration {
 		j := slices.IndexFunc(c.skipped, func(s skippedSenderKey) bool { return s.iteration == n })
+		if j < 0 && n < c.base {
+			return [32]byte{}, ErrBeforeSenderKey
+		}
 		if j < 0 {
 			return [32]byte{}, ErrDuplicate
 		}
@@ -361,42 +460,64 @@ func (c *senderChain) messageKey(n uint32) ([32]byte, error) {
 	return mk, nil
 }
 
-// Encodings of the stored states, version 1, big endian:
+// Encodings of the stored states, version 2, big endian:
 //
-//	SenderKey:       u8 1 ‖ [16] distribution ‖ u32 chain id ‖ u32 iteration
-//	                 ‖ [32] chain key ‖ [32] signing key seed
-//	SenderKeyRecord: u8 1 ‖ [16] distribution ‖ u8 chains (1..5), newest
-//	                 first, each: u32 chain id ‖ u32 iteration ‖ [32] chain
-//	                 key ‖ [32] signing key ‖ u16 skipped (≤ 2000), oldest
-//	                 first, each: u32 iteration ‖ [32] message key
+//	SenderKey:       u8 2 ‖ [16] distribution ‖ u32 chain id ‖ u32 iteration
+//	                 ‖ [32] chain key ‖ [32] signing key seed ‖ u32 start
+//	                 ‖ [32] start chain key
+//	SenderKeyRecord: u8 2 ‖ [16] distribution ‖ u8 chains (1..5), newest
+//	                 first, each: u32 chain id ‖ u32 iteration ‖ u32 base
+//	                 ‖ [32] chain key ‖ [32] signing key ‖ u16 skipped
+//	                 (≤ 2000), oldest first, each: u32 iteration ‖ [32]
+//	                 message key
 //
-// Decoding is strict: duplicate chains or skipped keys, skipped keys not
-// below the chain's iteration and trailing bytes are refused.
+// Version 1 (written before) is still read: the same without start,
+// start key and base; its SenderKey starts where it is, its chains have
+// base 0. Decoding is strict: a start after the iteration, a base after
+// it, duplicate chains or skipped keys, skipped keys not below the
+// chain's iteration or below its base and trailing bytes are refused.
 
 // MarshalBinary encodes the sender's own chain, secrets included.
 func (k *SenderKey) MarshalBinary() ([]byte, error) {
 	var e keyEncoder
-	e.u8(senderKeyVersion)
+	e.u8(senderKeyStateVersion)
 	e.raw(k.distribution[:])
 	e.u32(k.chainID)
 	e.u32(k.iteration)
 	e.raw(k.chainKey[:])
 	e.raw(k.signing.Seed())
+	e.u32(k.start)
+	e.raw(k.startKey[:])
 	return e.b, nil
+}
+
+// stateVersion reads a stored state's version: 1 or 2.
+func (d *keyDecoder) stateVersion() byte {
+	v := d.u8()
+	if d.err == nil && v != 1 && v != senderKeyStateVersion {
+		d.err = fmt.Errorf("%w: %s: version %d", ErrUnsupportedVersion, d.what, v)
+	}
+	return v
 }
 
 // UnmarshalSenderKey decodes what SenderKey.MarshalBinary wrote.
 func UnmarshalSenderKey(b []byte) (*SenderKey, error) {
 	d := &keyDecoder{b: b, what: "sender key"}
-	if err := d.version(senderKeyVersion); err != nil {
-		return nil, err
-	}
+	v := d.stateVersion()
 	var k SenderKey
 	copy(k.distribution[:], d.take(DistributionIDSize))
 	k.chainID = d.u32()
 	k.iteration = d.u32()
 	copy(k.chainKey[:], d.take(32))
 	seed := d.take(ed25519.SeedSize)
+	k.start, k.startKey = k.iteration, k.chainKey
+	if v == senderKeyStateVersion {
+		k.start = d.u32()
+		copy(k.startKey[:], d.take(32))
+		if d.err == nil && k.start > k.iteration {
+			d.fail("start %d after iteration %d", k.start, k.iteration)
+		}
+	}
 	if err := d.finish(); err != nil {
 		return nil, err
 	}
@@ -407,12 +528,13 @@ func UnmarshalSenderKey(b []byte) (*SenderKey, error) {
 // MarshalBinary encodes the record.
 func (r *SenderKeyRecord) MarshalBinary() ([]byte, error) {
 	var e keyEncoder
-	e.u8(senderKeyVersion)
+	e.u8(senderKeyStateVersion)
 	e.raw(r.distribution[:])
 	e.u8(byte(len(r.chains)))
 	for _, c := range r.chains {
 		e.u32(c.chainID)
 		e.u32(c.iteration)
+		e.u32(c.base)
 		e.raw(c.chainKey[:])
 		e.raw(c.signing[:])
 		e.u16(uint16(len(c.skipped)))
@@ -427,9 +549,7 @@ func (r *SenderKeyRecord) MarshalBinary() ([]byte, error) {
 // UnmarshalSenderKeyRecord decodes what SenderKeyRecord.MarshalBinary wrote.
 func UnmarshalSenderKeyRecord(b []byte) (*SenderKeyRecord, error) {
 	d := &keyDecoder{b: b, what: "sender key record"}
-	if err := d.version(senderKeyVersion); err != nil {
-		return nil, err
-	}
+	v := d.stateVersion()
 	r := &SenderKeyRecord{}
 	copy(r.distribution[:], d.take(DistributionIDSize))
 	n := int(d.u8())
@@ -438,6 +558,12 @@ func UnmarshalSenderKeyRecord(b []byte) (*SenderKeyRecord, error) {
 	}
 	for i := 0; i < n && d.err == nil; i++ {
 		c := &senderChain{chainID: d.u32(), iteration: d.u32()}
+		if v == senderKeyStateVersion {
+			c.base = d.u32()
+			if d.err == nil && c.base > c.iteration {
+				d.fail("base %d after iteration %d", c.base, c.iteration)
+			}
+		}
 		copy(c.chainKey[:], d.take(32))
 		copy(c.signing[:], d.take(32))
 		k := int(d.u16())
@@ -447,7 +573,7 @@ func UnmarshalSenderKeyRecord(b []byte) (*SenderKeyRecord, error) {
 		for j := 0; j < k && d.err == nil; j++ {
 			s := skippedSenderKey{iteration: d.u32()}
 			copy(s.key[:], d.take(32))
-			if d.err == nil && (s.iteration >= c.iteration || (j > 0 && s.iteration <= c.skipped[j-1].iteration)) {
+			if d.err == nil && (s.iteration >= c.iteration || s.iteration < c.base || (j > 0 && s.iteration <= c.skipped[j-1].iteration)) {
 				d.fail("skipped key %d out of order", s.iteration)
 			}
 			c.skipped = append(c.skipped, s)

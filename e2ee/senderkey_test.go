@@ -80,7 +80,7 @@ func TestSenderKeyLateJoinerAndBounds(t *testing.T) {
 	ad := []byte("ad")
 	early, _ := alice.Encrypt([]byte("before carol joined"), ad)
 	carol := NewSenderKeyRecord(alice.Distribution())
-	if _, err := carol.Decrypt(early, ad); !errors.Is(err, ErrDuplicate) {
+	if _, err := carol.Decrypt(early, ad); !errors.Is(err, ErrBeforeSenderKey) {
 		t.Errorf("a message from before the distribution: %v", err)
 	}
 	var edge []byte
@@ -270,6 +270,165 @@ func TestSenderKeyEncodings(t *testing.T) {
 	}
 }
 
+// TestSenderKeyDistributionAt: the sender gives its chain from any
+// position between its start and its next message, and a record made
+// from it reads exactly the messages from there on.
+func TestSenderKeyDistributionAt(t *testing.T) {
+	alice := newTestSenderKey(t)
+	ad := []byte("ad")
+	var msgs [][]byte
+	for i := range 6 {
+		m, _ := alice.Encrypt(fmt.Appendf(nil, "m%d", i), ad)
+		msgs = append(msgs, m)
+	}
+	if d, err := alice.DistributionAt(alice.Iteration()); err != nil || *d != *alice.Distribution() {
+		t.Fatalf("at the current position: %+v %v", d, err)
+	}
+	d, err := alice.DistributionAt(2)
+	if err != nil || d.Iteration != 2 {
+		t.Fatalf("at 2: %+v %v", d, err)
+	}
+	r := NewSenderKeyRecord(d)
+	for i := 5; i >= 0; i-- {
+		got, err := r.Decrypt(msgs[i], ad)
+		switch {
+		case i < 2 && !errors.Is(err, ErrBeforeSenderKey):
+			t.Errorf("m%d, before the position given: %q %v", i, got, err)
+		case i >= 2 && (err != nil || string(got) != fmt.Sprintf("m%d", i)):
+			t.Errorf("m%d: %q %v", i, got, err)
+		}
+	}
+	if _, err := alice.DistributionAt(7); err == nil {
+		t.Error("a position after the next message was given")
+	}
+	// A state stored and read back keeps its start; one stored in version
+	// 1 (no start) starts where it was.
+	b, _ := alice.MarshalBinary()
+	back, err := UnmarshalSenderKey(b)
+	if err != nil || back.Start() != 0 {
+		t.Fatalf("stored state: start %v, %v", back, err)
+	}
+	if d0, err := back.DistributionAt(0); err != nil || d0.ChainKey != alice.startKey {
+		t.Fatalf("the stored state's start: %v", err)
+	}
+	v1 := append([]byte{1}, b[1:1+DistributionIDSize+4+4+32+32]...)
+	old, err := UnmarshalSenderKey(v1)
+	if err != nil || old.Start() != 6 || old.Iteration() != 6 {
+		t.Fatalf("a version 1 state: %+v %v", old, err)
+	}
+	if _, err := old.DistributionAt(5); err == nil {
+		t.Error("a version 1 state gave a position before the one it was stored at")
+	}
+	bad := bytes.Clone(b)
+	binary.BigEndian.PutUint32(bad[len(bad)-36:], 7) // start after the iteration
+	if _, err := UnmarshalSenderKey(bad); err == nil {
+		t.Error("a state whose start is after its iteration decoded")
+	}
+}
+
+// TestSenderKeyEarlierDistribution: a member that holds a chain from a
+// later position than messages it waits for takes the chain from an
+// earlier position and reads them, once each; what it read before the
+// earlier distribution stays read, replays included; a distribution of
+// another chain key under the same id and signing key is refused.
+func TestSenderKeyEarlierDistribution(t *testing.T) {
+	alice := newTestSenderKey(t)
+	ad := []byte("ad")
+	var msgs [][]byte
+	for i := range 8 {
+		m, _ := alice.Encrypt(fmt.Appendf(nil, "m%d", i), ad)
+		msgs = append(msgs, m)
+	}
+	late, _ := alice.DistributionAt(5)
+	bob := NewSenderKeyRecord(late)
+	if got, err := bob.Decrypt(msgs[6], ad); err != nil || string(got) != "m6" {
+		t.Fatalf("m6: %q %v", got, err)
+	}
+	if _, err := bob.Decrypt(msgs[3], ad); !errors.Is(err, ErrBeforeSenderKey) {
+		t.Fatalf("m3 before the earlier distribution: %v", err)
+	}
+	// Another chain key under the chain's id and signing key.
+	forged, _ := alice.DistributionAt(2)
+	forged.ChainKey[0] ^= 1
+	before, _ := bob.MarshalBinary()
+	if err := bob.Add(forged); err == nil {
+		t.Error("a distribution with another chain key was added")
+	}
+	if after, _ := bob.MarshalBinary(); !bytes.Equal(before, after) {
+		t.Error("a refused distribution changed the record")
+	}
+	early, _ := alice.DistributionAt(2)
+	if err := bob.Add(early); err != nil {
+		t.Fatal(err)
+	}
+	bob = roundTripRecord(t, bob)
+	for _, i := range []int{3, 2, 4, 7, 5} {
+		if got, err := bob.Decrypt(msgs[i], ad); err != nil || string(got) != fmt.Sprintf("m%d", i) {
+			t.Errorf("m%d after the earlier distribution: %q %v", i, got, err)
+		}
+	}
+	// Everything read stays read: a replay, or the same or an earlier
+	// distribution again, opens nothing twice.
+	for _, again := range []func() error{
+		func() error { return nil },
+		func() error { d, _ := alice.DistributionAt(2); return bob.Add(d) },
+		func() error { d, _ := alice.DistributionAt(3); return bob.Add(d) },
+		func() error { d, _ := alice.DistributionAt(6); return bob.Add(d) },
+		func() error { bob = roundTripRecord(t, bob); return nil },
+	} {
+		if err := again(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 2; i < 8; i++ {
+			if _, err := bob.Decrypt(msgs[i], ad); !errors.Is(err, ErrDuplicate) {
+				t.Errorf("m%d again: %v", i, err)
+			}
+		}
+	}
+	for _, i := range []int{0, 1} {
+		if _, err := bob.Decrypt(msgs[i], ad); !errors.Is(err, ErrBeforeSenderKey) {
+			t.Errorf("m%d, before every distribution: %v", i, err)
+		}
+	}
+	// An even earlier one adds only the keys before the last base: m0 and
+	// m1 become readable, once.
+	first, _ := alice.DistributionAt(0)
+	if err := bob.Add(first); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(bob.chains[0].skipped); n != 2 {
+		t.Errorf("%d skipped keys after the first distribution, want 2", n)
+	}
+	for _, i := range []int{1, 0} {
+		if got, err := bob.Decrypt(msgs[i], ad); err != nil || string(got) != fmt.Sprintf("m%d", i) {
+			t.Errorf("m%d: %q %v", i, got, err)
+		}
+		if _, err := bob.Decrypt(msgs[i], ad); !errors.Is(err, ErrDuplicate) {
+			t.Errorf("m%d twice: %v", i, err)
+		}
+	}
+	// A record stored in version 1 (base unknown, taken as 0) is given no
+	// earlier keys: what it read could be read again.
+	old := NewSenderKeyRecord(late)
+	old.Decrypt(msgs[6], ad)
+	ob, _ := old.MarshalBinary()
+	v1 := append([]byte{1}, ob[1:1+DistributionIDSize+1+8]...)
+	v1 = append(v1, ob[1+DistributionIDSize+1+12:]...)
+	back, err := UnmarshalSenderKeyRecord(v1)
+	if err != nil || back.chains[0].base != 0 || back.chains[0].iteration != 7 {
+		t.Fatalf("a version 1 record: %v", err)
+	}
+	if err := back.Add(early); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := back.Decrypt(msgs[3], ad); !errors.Is(err, ErrDuplicate) {
+		t.Errorf("a version 1 record took earlier keys: %v", err)
+	}
+	if _, err := back.Decrypt(msgs[5], ad); err != nil {
+		t.Errorf("a version 1 record's skipped key: %v", err)
+	}
+}
+
 // senderKeyVector is one message of testdata/senderkey.json.
 type senderKeyVector struct {
 	Plaintext string `json:"plaintext"`
@@ -395,7 +554,9 @@ func FuzzUnmarshalSenderKeyRecord(f *testing.F) {
 	m, _ := k.Encrypt([]byte("x"), nil)
 	r.Decrypt(m, nil)
 	b, _ := r.MarshalBinary()
-	for _, c := range ratchetCorrupted(b) {
+	v1 := append([]byte{1}, b[1:1+DistributionIDSize+1+8]...) // the same without the base
+	v1 = append(v1, b[1+DistributionIDSize+1+12:]...)
+	for _, c := range append(ratchetCorrupted(b), ratchetCorrupted(v1)...) {
 		f.Add(c)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -404,7 +565,18 @@ func FuzzUnmarshalSenderKeyRecord(f *testing.F) {
 			return
 		}
 		again, err := r.MarshalBinary()
-		if err != nil || !bytes.Equal(again, b) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b[0] == 1 {
+			// A version 1 record is re-encoded as version 2, canonically.
+			if r, err = UnmarshalSenderKeyRecord(again); err != nil {
+				t.Fatalf("a version 1 record re-encoded does not decode: %v", err)
+			}
+			b, again = again, nil
+			again, _ = r.MarshalBinary()
+		}
+		if !bytes.Equal(again, b) {
 			t.Fatalf("decoded record re-encodes differently")
 		}
 	})

@@ -29,21 +29,22 @@ type GroupRecord struct {
 
 	// This device's sending chain in the group (protocol.md §8.3): when it
 	// was made, whether it must be replaced before the next message (a
-	// member left or was removed since), and the devices that have it.
+	// member left or was removed since), and the devices that have it,
+	// each from the position it was first sent. (Field 7, the key
+	// requests to answer with the next message before they were answered
+	// at once, is read and dropped.)
 	ChainCreated int64 // unix ms
 	Rotate       bool
 	Holders      []KeyHolder
-	// KeyAsks are member devices that asked for this device's chain (a key
-	// request): the next message sends it to them again.
-	KeyAsks []KeyHolder
 }
 
 // MaxKeyHolders bounds the devices a group record lists as holding this
 // device's sender key.
 const MaxKeyHolders = 1 << 16
 
-// MaxKeyAsks bounds the key requests a group record keeps.
-const MaxKeyAsks = 1024
+// maxKeyAsks bounds the old key requests (field 7) a group record is read
+// with.
+const maxKeyAsks = 1024
 
 // KeyHolder is a device that was sent this device's sender key, under the
 // device key it had then.
@@ -51,12 +52,23 @@ type KeyHolder struct {
 	User      string
 	Device    uint32
 	DeviceKey []byte
+	// Position is the chain's iteration the device was first sent it at:
+	// an answer to its key request gives the chain from there, never
+	// earlier (protocol.md §8.3). 0 in records kept before it was
+	// recorded, whose chain state starts no earlier than where it was
+	// read (e2ee.SenderKey.Start).
+	Position uint32
+	// Answered: the device's key request was answered on this chain; it
+	// gets no second answer (a new chain starts a new list).
+	Answered bool
 }
 
 func (m *KeyHolder) MarshalFields(e *transport.Encoder) {
 	e.String(1, m.User)
 	e.Uint(2, uint64(m.Device))
 	e.BytesField(3, m.DeviceKey)
+	e.Uint(4, uint64(m.Position))
+	e.Bool(5, m.Answered)
 }
 
 func (m *KeyHolder) UnmarshalFields(d *transport.Decoder) error {
@@ -68,6 +80,10 @@ func (m *KeyHolder) UnmarshalFields(d *transport.Decoder) error {
 			m.Device, err = f.Uint32()
 		case 3:
 			m.DeviceKey, err = f.Bytes(transport.KeyLen)
+		case 4:
+			m.Position, err = f.Uint32()
+		case 5:
+			m.Answered, err = f.Bool()
 		default:
 			return f.Unknown()
 		}
@@ -91,9 +107,6 @@ func (m *GroupRecord) MarshalFields(e *transport.Encoder) {
 	for i := range m.Holders {
 		e.Message(6, &m.Holders[i])
 	}
-	for i := range m.KeyAsks {
-		e.Message(7, &m.KeyAsks[i])
-	}
 }
 
 func (m *GroupRecord) UnmarshalFields(d *transport.Decoder) error {
@@ -106,6 +119,7 @@ type groupBrief struct{ r *GroupRecord }
 func (b groupBrief) UnmarshalFields(d *transport.Decoder) error { return b.r.unmarshal(d, false) }
 
 func (m *GroupRecord) unmarshal(d *transport.Decoder, holders bool) error {
+	asks := 0
 	return transport.ForEachField(d, func(f transport.Field) (err error) {
 		switch f.Num {
 		case 1:
@@ -135,12 +149,14 @@ func (m *GroupRecord) unmarshal(d *transport.Decoder, holders bool) error {
 			err = f.Message(&h)
 			m.Holders = append(m.Holders, h)
 		case 7:
-			if len(m.KeyAsks) >= MaxKeyAsks {
-				return fmt.Errorf("group record with more than %d key requests", MaxKeyAsks)
+			// A key request kept by an earlier version, to be answered
+			// with the next message: read and dropped (the asker asks
+			// again on its next connection, and is answered at once).
+			if asks++; asks > maxKeyAsks {
+				return fmt.Errorf("group record with more than %d key requests", maxKeyAsks)
 			}
 			var h KeyHolder
 			err = f.Message(&h)
-			m.KeyAsks = append(m.KeyAsks, h)
 		default:
 			return f.Unknown()
 		}

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/transport"
 )
 
 // TestGroupRecords: group records are kept sealed, listed in key order,
@@ -53,5 +55,35 @@ func TestGroupRecords(t *testing.T) {
 	}
 	if r, err := h.Group(chat.Group("cccccccccccccccccccccccccccccccc")); r != nil || err != nil {
 		t.Errorf("an unknown group: %+v %v", r, err)
+	}
+}
+
+// oldGroupRecord writes a group record as an earlier version did: with a
+// key request to answer with the next message (field 7).
+type oldGroupRecord struct{ GroupRecord }
+
+func (m *oldGroupRecord) MarshalFields(e *transport.Encoder) {
+	m.GroupRecord.MarshalFields(e)
+	e.Message(7, &KeyHolder{User: "bob", Device: 1})
+}
+
+// TestGroupRecordHolders: a holder keeps the position it was first sent
+// the chain at and whether its key request was answered; a record kept
+// with key requests by an earlier version still reads, without them.
+func TestGroupRecordHolders(t *testing.T) {
+	rec := GroupRecord{Group: chat.Group("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), Log: []byte("log"),
+		Holders: []KeyHolder{{User: "bob", Device: 1, DeviceKey: bytes.Repeat([]byte{1}, 32), Position: 7, Answered: true}, {User: "carol", Device: 2}}}
+	var back GroupRecord
+	if err := transport.Unmarshal(transport.Marshal(&rec), &back); err != nil || !reflect.DeepEqual(back, rec) {
+		t.Fatalf("round trip: %+v %v", back, err)
+	}
+	var old GroupRecord
+	if err := transport.Unmarshal(transport.Marshal(&oldGroupRecord{rec}), &old); err != nil || !reflect.DeepEqual(old, rec) {
+		t.Fatalf("a record with a key request of an earlier version: %+v %v", old, err)
+	}
+	q := Queued{ID: bytes.Repeat([]byte{2}, 16), To: chat.Peer("bob"), Content: []byte("c"), KeyAnswer: 3}
+	var qb Queued
+	if err := transport.Unmarshal(transport.Marshal(&q), &qb); err != nil || !reflect.DeepEqual(qb, q) {
+		t.Fatalf("a queued key answer: %+v %v", qb, err)
 	}
 }

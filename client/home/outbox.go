@@ -122,6 +122,11 @@ type Queued struct {
 	To      chat.Conversation
 	Content []byte // marshalled Content
 	History bool   // an entry of the history tracks it (texts, not receipts)
+	// KeyAnswer, when not 0, is the device of To (a peer) whose key
+	// request this answers: Content names the group, and the chain is
+	// given when the answer is sent, to that account's devices, each from
+	// its own position (protocol.md §8.3).
+	KeyAnswer uint32
 }
 
 func (m *Queued) MarshalFields(e *transport.Encoder) {
@@ -131,6 +136,7 @@ func (m *Queued) MarshalFields(e *transport.Encoder) {
 	}
 	e.BytesField(3, m.Content)
 	e.Bool(4, m.History)
+	e.Uint(5, uint64(m.KeyAnswer))
 }
 
 func (m *Queued) UnmarshalFields(d *transport.Decoder) error {
@@ -147,6 +153,8 @@ func (m *Queued) UnmarshalFields(d *transport.Decoder) error {
 			m.Content, err = f.Bytes(transport.MaxPayload)
 		case 4:
 			m.History, err = f.Bool()
+		case 5:
+			m.KeyAnswer, err = f.Uint32()
 		default:
 			return f.Unknown()
 		}

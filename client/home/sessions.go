@@ -384,9 +384,6 @@ type GroupChain struct {
 	Log          []byte
 	ChainCreated int64
 	Holders      []KeyHolder
-	// Answered are devices just sent the chain: their key requests are
-	// done.
-	Answered []chat.Device
 }
 
 // SenderKeyState is the sender-key state of owner's chain in a group, and
@@ -516,9 +513,6 @@ func (t *Tx) saveSessions(c *SessionChanges) error {
 		if rec != nil {
 			rec.Rotate = !bytes.Equal(rec.Log, ch.Log)
 			rec.ChainCreated, rec.Holders = ch.ChainCreated, ch.Holders
-			rec.KeyAsks = slices.DeleteFunc(rec.KeyAsks, func(k KeyHolder) bool {
-				return slices.Contains(ch.Answered, chat.Device{User: k.User, ID: k.Device})
-			})
 			if err := t.PutGroup(rec); err != nil {
 				return err
 			}
