@@ -48,6 +48,15 @@ var messageTypes = []struct {
 	{"KeyCount", func() wireMessage { return new(KeyCount) }},
 	{"Signal", func() wireMessage { return new(Signal) }},
 	{"NameFree", func() wireMessage { return new(NameFree) }},
+	// link.go
+	{"LinkStart", func() wireMessage { return new(LinkStart) }},
+	{"LinkStarted", func() wireMessage { return new(LinkStarted) }},
+	{"LinkFind", func() wireMessage { return new(LinkFind) }},
+	{"LinkInfo", func() wireMessage { return new(LinkInfo) }},
+	{"LinkApprove", func() wireMessage { return new(LinkApprove) }},
+	{"PublishDeviceList", func() wireMessage { return new(PublishDeviceList) }},
+	{"RevokeDevice", func() wireMessage { return new(RevokeDevice) }},
+	{"LinkApproved", func() wireMessage { return new(LinkApproved) }},
 }
 
 // fill returns n bytes counting up from start, so that values differ from
@@ -155,6 +164,18 @@ func sampleMessages() []wireMessage {
 		&Signal{MessageID: id},
 		&NameFree{Invite: true},
 		&NameFree{},
+		// link.go
+		&DeviceList{Devices: []DeviceInfo{{User: "bob", ID: 1, Key: key}}, SignedList: fill(MaxDeviceList, 3)},
+		&LinkStart{User: "alice", DeviceKey: key, LinkKey: key2, DeviceName: strings.Repeat("n", MaxText), Signature: sig},
+		&LinkStart{DeviceKey: key, LinkKey: key2, Signature: sig},
+		&LinkStarted{Expires: 1_700_000_600_000},
+		&LinkStarted{},
+		&LinkFind{Code: "ABCD-EFGH-JKMN"},
+		&LinkInfo{Device: math.MaxUint32, DeviceKey: key, LinkKey: key2, DeviceName: "phone", Started: 1_700_000_000_000},
+		&LinkApprove{Code: strings.Repeat("A", MaxLinkCode), Device: 3, DeviceList: fill(200, 1), Sealed: fill(MaxLinkSealed, 2)},
+		&PublishDeviceList{DeviceList: fill(MaxDeviceList, 4)},
+		&RevokeDevice{Device: 2, DeviceList: fill(150, 5)},
+		&LinkApproved{Device: 4, Sealed: fill(90, 6)},
 	}
 }
 
@@ -283,6 +304,21 @@ func TestRequiredFields(t *testing.T) {
 		{"PublishKeys without certificate", &PublishKeys{Identity: ik, SignedPreKey: spk, LastResortKEM: kem}},
 		{"PublishKeys without signed prekey", &PublishKeys{Identity: ik, Certificate: cert, LastResortKEM: kem}},
 		{"PublishKeys without last-resort KEM prekey", &PublishKeys{Identity: ik, Certificate: cert, SignedPreKey: spk}},
+		{"LinkStart without link key", &LinkStart{User: "alice", DeviceKey: key, Signature: sig}},
+		{"LinkStart without signature", &LinkStart{User: "alice", DeviceKey: key, LinkKey: key}},
+		{"LinkStart with a short link key", &LinkStart{User: "alice", DeviceKey: key, LinkKey: key[:31], Signature: sig}},
+		{"LinkFind without code", &LinkFind{}},
+		{"LinkFind with a long code", &LinkFind{Code: strings.Repeat("A", MaxLinkCode+1)}},
+		{"LinkInfo without device", &LinkInfo{DeviceKey: key, LinkKey: key}},
+		{"LinkApprove without sealed answer", &LinkApprove{Code: "X", Device: 2, DeviceList: fill(10, 1)}},
+		{"LinkApprove without device", &LinkApprove{Code: "X", DeviceList: fill(10, 1), Sealed: fill(10, 1)}},
+		{"LinkApprove with a long list", &LinkApprove{Code: "X", Device: 2, DeviceList: fill(MaxDeviceList+1, 1), Sealed: fill(10, 1)}},
+		{"LinkApprove with a long sealed answer", &LinkApprove{Code: "X", Device: 2, DeviceList: fill(10, 1), Sealed: make([]byte, MaxLinkSealed+1)}},
+		{"PublishDeviceList empty", &PublishDeviceList{}},
+		{"RevokeDevice without list", &RevokeDevice{Device: 2}},
+		{"RevokeDevice without device", &RevokeDevice{DeviceList: fill(10, 1)}},
+		{"LinkApproved without sealed answer", &LinkApproved{Device: 2}},
+		{"DeviceList with a long signed list", &DeviceList{SignedList: fill(MaxDeviceList+1, 1)}},
 		{"PublishKeys with only one-time prekeys", &PublishKeys{OneTime: [][]byte{spk}, OneTimeKEM: [][]byte{kem}, Replace: true}},
 	}
 	for _, tt := range tests {
@@ -934,6 +970,9 @@ func TestCodes(t *testing.T) {
 		"PublishKeys": CodePublishKeys, "FetchKeys": CodeFetchKeys, "KeyBundles": CodeKeyBundles,
 		"Identity": CodeIdentity, "IdentityKey": CodeIdentityKey, "KeysLow": CodeKeysLow,
 		"Signal": CodeSignal, "CheckName": CodeCheckName, "NameFree": CodeNameFree,
+		"LinkStart": CodeLinkStart, "LinkStarted": CodeLinkStarted, "LinkFind": CodeLinkFind, "LinkInfo": CodeLinkInfo,
+		"LinkApprove": CodeLinkApprove, "PublishDeviceList": CodePublishDeviceList, "RevokeDevice": CodeRevokeDevice,
+		"LinkApproved": CodeLinkApproved,
 	}
 	seen := make(map[Code]string)
 	for name, c := range codes {

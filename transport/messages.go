@@ -340,25 +340,33 @@ func (m *DeviceInfo) UnmarshalFields(d *Decoder) error {
 // DeviceList answers DevicesRequest.
 type DeviceList struct {
 	Devices []DeviceInfo
+	// SignedList is the account's signed device list as its devices last
+	// stored it (protocol.md §5.4), nil if none was; the client verifies it.
+	SignedList []byte
 }
 
 func (m *DeviceList) MarshalFields(e *Encoder) {
 	for i := range m.Devices {
 		e.Message(1, &m.Devices[i])
 	}
+	e.BytesField(2, m.SignedList)
 }
 
 func (m *DeviceList) UnmarshalFields(d *Decoder) error {
-	return ForEachField(d, func(f Field) error {
-		if f.Num != 1 {
+	return ForEachField(d, func(f Field) (err error) {
+		switch f.Num {
+		case 1:
+			if len(m.Devices) >= MaxEnvelopes {
+				return errorf("too many devices")
+			}
+			var di DeviceInfo
+			err = f.Message(&di)
+			m.Devices = append(m.Devices, di)
+		case 2:
+			m.SignedList, err = f.Bytes(MaxDeviceList)
+		default:
 			return f.Unknown()
 		}
-		if len(m.Devices) >= MaxEnvelopes {
-			return errorf("too many devices")
-		}
-		var di DeviceInfo
-		err := f.Message(&di)
-		m.Devices = append(m.Devices, di)
 		return err
 	})
 }
