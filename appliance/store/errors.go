@@ -114,3 +114,19 @@ func (e *TooManyGroupsError) Error() string {
 	return fmt.Sprintf("%s already started %d groups, as many as this server allows (group_max_per_account)", e.User, e.Max)
 }
 func (e *TooManyGroupsError) Is(target error) bool { return target == ErrTooManyGroups }
+
+// ErrStaleDeviceList: a signed device list whose sequence number is not
+// above the stored one's (protocol.md §5.4): an old list replayed, or
+// one signed from an out-of-date view.
+var ErrStaleDeviceList = errors.New("the device list is not newer than the account's stored list (its sequence number must grow)")
+
+// ErrDeviceListRefused: a signed device list that does not match the
+// account's devices (*DeviceListError says how).
+var ErrDeviceListRefused = errors.New("the device list does not match the account's devices")
+
+// DeviceListError says how a device list does not match the account's
+// devices. It is ErrDeviceListRefused.
+type DeviceListError struct{ Why string }
+
+func (e *DeviceListError) Error() string        { return "the device list " + e.Why }
+func (e *DeviceListError) Is(target error) bool { return target == ErrDeviceListRefused }

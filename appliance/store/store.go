@@ -70,6 +70,8 @@ type AccountSummary struct {
 	Created  time.Time
 	Devices  int
 	LastSeen time.Time // the latest of its devices'
+	// DeviceList is its devices, in id order: name, added, last seen.
+	DeviceList []DeviceRecord
 }
 
 // NewAccount is a registration: the account and its first device (id 1).
@@ -94,7 +96,7 @@ type Accounts interface {
 	// ListAccounts lists every account, by name.
 	ListAccounts() ([]AccountSummary, error)
 	// DeleteAccount removes an account with its devices, mailboxes,
-	// prekeys and mute. Messages it sent stay with their recipients.
+	// prekeys, mute, signed device list and revoked devices' tombstones. Messages it sent stay with their recipients.
 	// *NoSuchUserError.
 	DeleteAccount(ctx context.Context, name string) error
 }
@@ -129,6 +131,78 @@ type Devices interface {
 	// TouchDevice records when a device was last seen. It is queued, not
 	// waited for.
 	TouchDevice(d chat.Device, now time.Time)
+
+	// Linked devices and the account's signed device list (protocol.md
+	// §5.4). The store keeps the list's bytes and sequence number; the
+	// server checks its signature before it calls these.
+
+	// ReserveDevice takes the account's next device id for a device being
+	// linked, without adding a device: ids are never used twice.
+	// *NoSuchUserError, ErrTooManyDevices.
+	ReserveDevice(ctx context.Context, user string) (uint32, error)
+	// DeviceList returns the account's stored signed list, the zero
+	// SignedList if none was stored. *NoSuchUserError.
+	DeviceList(user string) (SignedList, error)
+	// PutDeviceList stores a signed list: its Seq must be above the
+	// stored one's (ErrStaleDeviceList) and every device it names must
+	// be the account's under the key it names (*DeviceListError).
+	// *NoSuchUserError.
+	PutDeviceList(ctx context.Context, user string, l NewList) error
+	// LinkDevice adds a device under an id ReserveDevice gave, not in
+	// use and never revoked, and stores l, which must name it under its
+	// key, in one commit; the list is checked as PutDeviceList checks it.
+	// ErrTooManyDevices, ErrStaleDeviceList, *DeviceListError.
+	LinkDevice(ctx context.Context, dev NewDevice, l NewList) error
+	// RevokeDevice removes d with its mailbox and prekeys, keeps its
+	// tombstone (Revoked) and stores l, which must not name it, in one
+	// commit; the list is checked as PutDeviceList checks it. An account
+	// keeps the MaxRevoked newest tombstones. ErrNoSuchDevice,
+	// ErrStaleDeviceList, *DeviceListError.
+	RevokeDevice(ctx context.Context, d chat.Device, l NewList, now time.Time) error
+	// Revoked returns the tombstone of a revoked device. ErrNotFound.
+	Revoked(d chat.Device) (RevokedDevice, error)
+	// ListDevices lists every device of user, in id order, with its
+	// name, added and last-seen times. *NoSuchUserError.
+	ListDevices(user string) ([]DeviceRecord, error)
+}
+
+// MaxRevoked is how many revoked devices' tombstones an account keeps.
+const MaxRevoked = 64
+
+// SignedList is an account's device list as its identity signed it
+// (protocol.md §5.4): the encoding, which the store does not read, and
+// its sequence number.
+type SignedList struct {
+	Seq   uint64
+	Bytes []byte
+}
+
+// ListedDevice is a device a signed list names, with the key it names.
+type ListedDevice struct {
+	ID  uint32
+	Key ed25519.PublicKey
+}
+
+// NewList is a signed list to store, with the devices it names.
+type NewList struct {
+	SignedList
+	Devices []ListedDevice
+}
+
+// NewDevice is a device being linked: its reserved id, key and name.
+type NewDevice struct {
+	Device chat.Device
+	Key    ed25519.PublicKey
+	Name   string
+	Now    time.Time
+}
+
+// RevokedDevice is the tombstone of a device removed from its account:
+// its key, so that only the device itself is told why its Auth fails.
+type RevokedDevice struct {
+	Device  chat.Device
+	Key     ed25519.PublicKey
+	Revoked time.Time
 }
 
 // KeyUpload is a device's verified key publication (protocol.md §9.3):

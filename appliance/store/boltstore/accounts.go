@@ -109,15 +109,11 @@ func (s *Store) ListAccounts() ([]store.AccountSummary, error) {
 				return nil
 			}
 			a := store.AccountSummary{Name: string(k), Created: time.UnixMilli(r.Created)}
-			prefix := userPrefix(a.Name)
-			c := tx.Bucket(bucketDevices).Cursor()
-			for dk, dv := c.Seek(prefix); dk != nil && hasPrefix(dk, prefix); dk, dv = c.Next() {
-				var d deviceRecord
-				if transport.Unmarshal(dv, &d) == nil {
-					a.Devices++
-					if t := time.UnixMilli(d.LastSeen); t.After(a.LastSeen) {
-						a.LastSeen = t
-					}
+			a.DeviceList = deviceRecordsTx(tx, a.Name)
+			for _, d := range a.DeviceList {
+				a.Devices++
+				if d.LastSeen.After(a.LastSeen) {
+					a.LastSeen = d.LastSeen
 				}
 			}
 			out = append(out, a)
@@ -127,8 +123,8 @@ func (s *Store) ListAccounts() ([]store.AccountSummary, error) {
 	return out, err
 }
 
-// DeleteAccount removes an account with its devices, mailboxes, prekeys
-// and mute.
+// DeleteAccount removes an account with its devices, mailboxes, prekeys,
+// mute, device list and tombstones.
 func (s *Store) DeleteAccount(ctx context.Context, user string) error {
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketUsers).Get([]byte(user)) == nil {
@@ -141,34 +137,22 @@ func (s *Store) DeleteAccount(ctx context.Context, user string) error {
 			devs = append(devs, append([]byte(nil), k...))
 		}
 		for _, k := range devs {
-			if err := tx.Bucket(bucketDevices).Delete(k); err != nil {
+			if err := deleteDeviceTx(tx, k); err != nil {
 				return err
 			}
-			if u := getUsage(tx, k); u.entries > 0 {
-				if err := addUsage(tx, k, -int64(u.entries), -int64(u.bytes)); err != nil {
-					return err
-				}
+		}
+		var tombs [][]byte
+		rc := tx.Bucket(bucketRevoked).Cursor()
+		for k, _ := rc.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = rc.Next() {
+			tombs = append(tombs, append([]byte(nil), k...))
+		}
+		for _, k := range tombs {
+			if err := tx.Bucket(bucketRevoked).Delete(k); err != nil {
+				return err
 			}
-			// Its group messages' entries give up their references
-			// (groups.go); at most mailbox_max_entries of them.
-			if box := tx.Bucket(bucketMailboxes).Bucket(k); box != nil {
-				err := box.ForEach(func(_, v []byte) error {
-					if ref := refOf(v); ref != nil {
-						return unref(tx, ref)
-					}
-					return nil
-				})
-				if err != nil {
-					return err
-				}
-			}
-			for _, b := range [][]byte{bucketMailboxes, bucketPrekeys} {
-				if tx.Bucket(b).Bucket(k) != nil {
-					if err := tx.Bucket(b).DeleteBucket(k); err != nil {
-						return err
-					}
-				}
-			}
+		}
+		if err := tx.Bucket(bucketDeviceLists).Delete([]byte(user)); err != nil {
+			return err
 		}
 		if err := tx.Bucket(bucketMutes).Delete([]byte(user)); err != nil {
 			return err

@@ -99,15 +99,23 @@ func TestOpensExistingStore(t *testing.T) {
 	if err != nil || !res.Duplicate || !res.Time.Equal(t0.Add(time.Minute)) {
 		t.Errorf("resend: %+v %v", res, err)
 	}
-	// The store is at schema 3 now, and takes group messages
-	// (protocol.md §7: 2 → 3 adds their buckets, empty).
+	// The store is at schema 4 now, and takes group messages and device
+	// lists (protocol.md §7: 2 → 3 and 3 → 4 add their buckets, empty).
 	if err := s.db.View(func(tx *bolt.Tx) error {
-		if v := metaU64(tx, keySchema); v != schemaVersion || schemaVersion != 3 {
-			t.Errorf("schema %d after open, want 3", v)
+		if v := metaU64(tx, keySchema); v != schemaVersion || schemaVersion != 4 {
+			t.Errorf("schema %d after open, want 4", v)
 		}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+	if l, err := s.DeviceList("bob"); err != nil || l.Seq != 0 || l.Bytes != nil {
+		t.Errorf("device list on the migrated store: %+v %v", l, err)
+	}
+	bob1Rec, _ := s.Device(bob1)
+	if err := s.PutDeviceList(ctx, "bob", store.NewList{SignedList: store.SignedList{Seq: 1, Bytes: []byte("list")},
+		Devices: []store.ListedDevice{{ID: 1, Key: bob1Rec.Key}}}); err != nil {
+		t.Errorf("device list stored on the migrated store: %v", err)
 	}
 	devs, _ := s.ActiveDevices("bob")
 	gid := make([]byte, 16)

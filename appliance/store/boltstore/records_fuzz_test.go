@@ -33,6 +33,7 @@ var storedRecordTypes = []struct {
 	{"mailboxEntry", func() storedRecord { return new(mailboxEntry) }},
 	{"banRecord", func() storedRecord { return new(banRecord) }},
 	{"inviteRecord", func() storedRecord { return new(inviteRecord) }},
+	{"revokedRecord", func() storedRecord { return new(revokedRecord) }},
 }
 
 func countUp(n int, start byte) []byte {
@@ -57,6 +58,7 @@ func sampleRecords() []storedRecord {
 		&mailboxEntry{From: strings.Repeat("z", transport.MaxUserName), FromDevice: math.MaxUint32, MessageID: countUp(transport.MessageIDLen, 0)},
 		&banRecord{Reason: "spam", Created: 1_700_000_000_000, Expires: 1_700_000_360_000},
 		&inviteRecord{Uses: 3, Created: 1_700_000_000_000},
+		&revokedRecord{Key: countUp(32, 9), Revoked: 1_700_000_000_000},
 	}
 }
 

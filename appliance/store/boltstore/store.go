@@ -41,12 +41,15 @@ import (
 //	refs       the same key → u64 BE count of the entries referring to it
 //	groups     group id → groupRecord
 //	groupstarts creator ‖ 0 ‖ group id → empty (groups.go)
+//	devicelists name → u64 BE seq ‖ the account's signed device list (devicelists.go)
+//	revoked    deviceKey → revokedRecord: a revoked device's tombstone
 //
 // Schema 2 added the usage bucket and meta's mailbox_bytes; Open migrates
 // a schema 1 file by counting its mailboxes. Schema 3 added the shared,
 // refs, groups and groupstarts buckets, which start empty: a schema 2
-// file needs nothing but its version.
-const schemaVersion = 3
+// file needs nothing but its version. Schema 4 added the devicelists and
+// revoked buckets, which start empty too.
+const schemaVersion = 4
 
 var (
 	bucketMeta      = []byte("meta")
@@ -65,9 +68,11 @@ var (
 	bucketGroups    = []byte("groups")
 	// bucketGroupStarts indexes group ids by the account that first used them.
 	bucketGroupStarts = []byte("groupstarts")
+	bucketDeviceLists = []byte("devicelists")
+	bucketRevoked     = []byte("revoked")
 
 	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketDevices, bucketMailboxes, bucketDedup, bucketPrekeys, bucketBans, bucketMutes, bucketInvites, bucketUsage,
-		bucketShared, bucketRefs, bucketGroups, bucketGroupStarts}
+		bucketShared, bucketRefs, bucketGroups, bucketGroupStarts, bucketDeviceLists, bucketRevoked}
 
 	keySchema        = []byte("schema")
 	keyServerKey     = []byte("server_key")
@@ -189,6 +194,7 @@ func Open(path string, o Options) (*Store, error) {
 			}
 		}
 		// 2 → 3: the buckets of group messages, created above, empty.
+		// 3 → 4: the devicelists and revoked buckets, likewise.
 		return meta.Put(keySchema, u64(schemaVersion))
 	})
 	if err != nil {

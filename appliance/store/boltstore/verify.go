@@ -28,6 +28,7 @@ func (s *Store) Verify() error {
 			{bucketBans, func(v []byte) error { return transport.Unmarshal(v, &banRecord{}) }},
 			{bucketInvites, func(v []byte) error { return transport.Unmarshal(v, &inviteRecord{}) }},
 			{bucketGroups, func(v []byte) error { return transport.Unmarshal(v, &groupRecord{}) }},
+			{bucketRevoked, func(v []byte) error { return transport.Unmarshal(v, &revokedRecord{}) }},
 		}
 		for _, r := range records {
 			err := tx.Bucket(r.bucket).ForEach(func(k, v []byte) error {

@@ -68,6 +68,8 @@ func Run(t *testing.T, open Opener) {
 		{"GroupDuplicate", testGroupDuplicate, nil},
 		{"GroupExpiry", testGroupExpiry, nil},
 		{"GroupQuota", testGroupQuota, &groupQuotaBounds},
+		{"DeviceLists", testDeviceLists, nil},
+		{"LinkRollbackInBatch", testLinkRollbackInBatch, nil},
 		{"Crash", testCrash, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
