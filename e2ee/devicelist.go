@@ -2,6 +2,7 @@ package e2ee
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -101,9 +102,7 @@ func (l *DeviceList) checkShape() error {
 // identity key.
 func SignDeviceList(l *DeviceList, id IdentityPrivateKey) error {
 	l.Devices = slices.Clone(l.Devices)
-	slices.SortFunc(l.Devices, func(a, b DeviceListEntry) int {
-		return int(int64(a.Device) - int64(b.Device))
-	})
+	slices.SortFunc(l.Devices, func(a, b DeviceListEntry) int { return cmp.Compare(a.Device, b.Device) })
 	if err := l.checkShape(); err != nil {
 		return err
 	}
@@ -173,9 +172,7 @@ func (l *DeviceList) Verify(identity IdentityKey, user string) error {
 
 // Lookup returns the entry of a device, if l names it.
 func (l *DeviceList) Lookup(device uint32) (DeviceListEntry, bool) {
-	i, ok := slices.BinarySearchFunc(l.Devices, device, func(e DeviceListEntry, d uint32) int {
-		return int(int64(e.Device) - int64(d))
-	})
+	i, ok := slices.BinarySearchFunc(l.Devices, device, func(e DeviceListEntry, d uint32) int { return cmp.Compare(e.Device, d) })
 	if !ok {
 		return DeviceListEntry{}, false
 	}
