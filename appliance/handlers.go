@@ -165,8 +165,13 @@ func (ss *session) dispatch(ctx context.Context, f transport.Frame, workers *syn
 		ss.fail(f.ID, &transport.Error{Code: transport.ErrUnauthorized, Message: "authenticate first"})
 		return
 	}
+	// The time the server takes over a request is not the client's
+	// silence: the idle clock (afk_timeout) starts again when it answers.
 	if !r.concurrent {
+		ss.busy.Add(1)
 		r.handle(ctx, ss, f, r.limit)
+		ss.lastFrame.Store(time.Now().UnixNano())
+		ss.busy.Add(-1)
 		return
 	}
 	select {
@@ -174,9 +179,12 @@ func (ss *session) dispatch(ctx context.Context, f transport.Frame, workers *syn
 	case <-ctx.Done():
 		return
 	}
+	ss.busy.Add(1)
 	workers.Go(func() {
 		defer func() { <-ss.inFlight }()
 		r.handle(ctx, ss, f, r.limit)
+		ss.lastFrame.Store(time.Now().UnixNano())
+		ss.busy.Add(-1)
 	})
 }
 

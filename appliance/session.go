@@ -60,7 +60,8 @@ type session struct {
 	inFlight chan struct{}
 
 	wake      chan struct{} // mailbox has new entries (capacity 1)
-	lastFrame atomic.Int64  // unix ns of the last frame read, for AFK
+	lastFrame atomic.Int64  // unix ns of the last frame read or request answered, for AFK
+	busy      atomic.Int32  // requests being handled: the connection is not idle
 
 	counted bool // counted against max_conns_per_account; set by the read loop
 
@@ -170,7 +171,8 @@ func (ss *session) run(ctx context.Context) {
 	}
 }
 
-// afk closes the connection once the client has sent no frame for d.
+// afk closes the connection once the client has sent no frame for d and
+// the server is handling none of its requests.
 func (ss *session) afk(ctx context.Context, d time.Duration) {
 	t := time.NewTicker(min(d/4, time.Second))
 	defer t.Stop()
@@ -179,7 +181,7 @@ func (ss *session) afk(ctx context.Context, d time.Duration) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			if now.Sub(time.Unix(0, ss.lastFrame.Load())) >= d {
+			if ss.busy.Load() == 0 && now.Sub(time.Unix(0, ss.lastFrame.Load())) >= d {
 				// Not ss.log: authenticate replaces it, on another goroutine.
 				log := ss.srv.log.With("remote", ss.ip)
 				if u := ss.authedUser(); u != "" {
