@@ -305,8 +305,12 @@ func handleAuth(ctx context.Context, ss *session, id uint32, req *transport.Auth
 		return
 	}
 	d := chat.DeviceOf(user, req.Device)
+	transcript := transport.AuthTranscript(transport.CodeAuth, exporter, user, req.Device)
 	dev, err := srv.store.Device(d)
-	if err != nil || !ed25519.Verify(dev.Key, transport.AuthTranscript(transport.CodeAuth, exporter, user, req.Device), req.Signature) {
+	if errors.Is(err, store.ErrNoSuchDevice) && ss.revokedAuth(id, d, transcript, req.Signature) {
+		return
+	}
+	if err != nil || !ed25519.Verify(dev.Key, transcript, req.Signature) {
 		ss.authFailed(id, user, "unknown device or bad signature")
 		return
 	}
@@ -353,6 +357,11 @@ func (ss *session) welcome(ctx context.Context, id uint32, w transport.Welcome, 
 	if _, err := srv.store.Device(d); err != nil {
 		ss.log.Warn("device gone during authentication", "err", err)
 		srv.router.Leave(d, ss)
+		if _, rerr := srv.store.Revoked(d); rerr == nil {
+			ss.fail(id, &transport.Error{Code: transport.ErrUnauthorized, Message: revokedReason})
+			ss.close(transport.CloseRevoked, revokedReason)
+			return
+		}
 		ss.fail(id, &transport.Error{Code: transport.ErrUnauthorized, Message: "authentication failed: the account or device was deleted"})
 		ss.close(transport.CloseKicked, "account deleted by the server operator")
 		return

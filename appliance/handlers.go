@@ -31,14 +31,16 @@ const (
 type limitClass uint8
 
 const (
-	noLimit       limitClass = iota
-	limitRegister            // registrations per address: register_rate
-	limitMessages            // messages and payload bytes per account: message_rate, byte_rate, flood_ban
-	limitKeyFetch            // prekey fetches per account: key_fetch_rate
-	limitKeys                // key uploads per account: publish_keys_rate
-	limitAck                 // acked sequence numbers per account: ack_rate
-	limitLookup              // device and identity lookups per account: lookup_rate
-	limitName                // names checked per address: lookup_rate, shared with Registers refused for a taken name
+	noLimit        limitClass = iota
+	limitRegister             // registrations per address: register_rate
+	limitMessages             // messages and payload bytes per account: message_rate, byte_rate, flood_ban
+	limitKeyFetch             // prekey fetches per account: key_fetch_rate
+	limitKeys                 // key uploads per account: publish_keys_rate
+	limitAck                  // acked sequence numbers per account: ack_rate
+	limitLookup               // device and identity lookups per account: lookup_rate
+	limitName                 // names checked per address: lookup_rate, shared with Registers refused for a taken name
+	limitLinkStart            // LinkStarts per address (fixed, links.go)
+	limitLink                 // LinkFind, LinkApprove, PublishDeviceList and RevokeDevice per account (fixed, links.go)
 )
 
 // route is one row of the handler table.
@@ -70,6 +72,12 @@ var routes = map[transport.Code]route{
 	transport.CodePublishKeys: {auth: afterAuth, limit: limitKeys, handle: on(handlePublishKeys).handle},
 	transport.CodeFetchKeys:   {auth: afterAuth, limit: limitKeyFetch, handle: on(handleFetchKeys).handle},
 	transport.CodeIdentity:    {auth: afterAuth, limit: limitLookup, handle: on(handleIdentity).handle},
+	// Linking a device and the signed device list (links.go, protocol.md §5.4).
+	transport.CodeLinkStart:         {auth: beforeAuth, limit: limitLinkStart, handle: on(handleLinkStart).withCheck(checkLinkStart).handle},
+	transport.CodeLinkFind:          {auth: afterAuth, limit: limitLink, handle: on(handleLinkFind).handle},
+	transport.CodeLinkApprove:       {auth: afterAuth, limit: limitLink, handle: on(handleLinkApprove).handle},
+	transport.CodePublishDeviceList: {auth: afterAuth, limit: limitLink, handle: on(handlePublishDeviceList).handle},
+	transport.CodeRevokeDevice:      {auth: afterAuth, limit: limitLink, handle: on(handleRevokeDevice).handle},
 }
 
 // request is a decodable request body.
@@ -158,6 +166,9 @@ func (ss *session) dispatch(ctx context.Context, f transport.Frame, workers *syn
 		return
 	}
 	switch authed := ss.isAuthed(); {
+	case ss.link.Load() != nil && f.Code != transport.CodePing:
+		ss.fail(f.ID, &transport.Error{Code: transport.ErrBadRequest, Message: "this connection waits for its link to be approved"})
+		return
 	case r.auth == beforeAuth && authed:
 		ss.fail(f.ID, &transport.Error{Code: transport.ErrBadRequest, Message: "connection is already authenticated"})
 		return
@@ -230,6 +241,16 @@ func (ss *session) take(class limitClass, tokens, cost int) *transport.Error {
 		}
 	case limitName:
 		return ss.takeName()
+	case limitLinkStart:
+		if ok, retry := srv.linkStartLimit.allow(ss.source(), now); !ok {
+			srv.stats.Limited.Add(1)
+			srv.recordEvent(chat.EventRateLimited, ss.source(), "link starts")
+			return rateLimited("link starts", retry)
+		}
+	case limitLink:
+		if ok, retry := srv.linkLimit.allow(ss.dev.User, now); !ok {
+			return ss.throttled("device links and lists", retry)
+		}
 	}
 	return nil
 }
@@ -298,7 +319,12 @@ func handleDevices(ctx context.Context, ss *session, id uint32, req *transport.D
 		ss.fail(id, wireError(ss.log, err))
 		return
 	}
-	ss.reply(id, transport.CodeDeviceList, &transport.DeviceList{Devices: wireDevices(list)})
+	signed, err := ss.srv.store.DeviceList(user)
+	if err != nil {
+		ss.fail(id, wireError(ss.log, err))
+		return
+	}
+	ss.reply(id, transport.CodeDeviceList, &transport.DeviceList{Devices: wireDevices(list), SignedList: signed.Bytes})
 }
 
 // ackSize is an Ack's sequence numbers, what the acks limit counts: each
@@ -401,6 +427,8 @@ func wireError(log *slog.Logger, err error) *transport.Error {
 		return &transport.Error{Code: transport.ErrFull, Message: store.ErrStoreFull.Error()}
 	case errors.Is(err, store.ErrNoRecipients), errors.Is(err, store.ErrDeviceKeyMismatch), errors.Is(err, store.ErrIdentityMismatch),
 		errors.Is(err, store.ErrToSendingDevice), errors.Is(err, store.ErrNotPublished):
+		return &transport.Error{Code: transport.ErrBadRequest, Message: err.Error()}
+	case errors.Is(err, store.ErrStaleDeviceList), errors.Is(err, store.ErrDeviceListRefused):
 		return &transport.Error{Code: transport.ErrBadRequest, Message: err.Error()}
 	case errors.Is(err, store.ErrUserExists):
 		return &transport.Error{Code: transport.ErrUserExists, Message: err.Error()}

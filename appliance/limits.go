@@ -56,6 +56,8 @@ func (s *Server) applyLimits(l Limits) {
 	s.regLimit.set(rate.Limit(l.RegisterRate), l.RegisterBurst, now)
 	s.fetchLimit.set(rate.Limit(l.KeyFetchRate), l.KeyFetchBurst, now)
 	s.pairFetch.set(pairFetchRate, pairFetchBurst, now)
+	s.linkStartLimit.set(linkStartRate, linkStartBurst, now)
+	s.linkLimit.set(linkRate, linkBurst, now)
 	s.failLimit.set(rate.Every(time.Duration(l.LoginFailureWindow)), l.LoginFailures, now)
 	s.keysLimit.set(rate.Limit(l.PublishKeysRate), l.PublishKeysBurst, now)
 	s.ackLimit.set(rate.Limit(l.AckRate), l.AckBurst, now)

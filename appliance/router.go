@@ -34,6 +34,9 @@ type Router interface {
 	KeysLow(d chat.Device, c transport.KeyCount)
 	// Kick closes every connection of user and returns how many there were.
 	Kick(user string, code quic.ApplicationErrorCode, reason string) int
+	// KickDevice closes every connection of device d and returns how many
+	// there were.
+	KickDevice(d chat.Device, code quic.ApplicationErrorCode, reason string) int
 }
 
 // Conn is a live connection as the router sees it; sessions implement it.
@@ -128,6 +131,21 @@ func (r *localRouter) Kick(user string, code quic.ApplicationErrorCode, reason s
 	var victims []Conn
 	for c := range r.conns[user] {
 		victims = append(victims, c)
+	}
+	r.mu.Unlock()
+	for _, c := range victims {
+		c.Close(code, reason)
+	}
+	return len(victims)
+}
+
+func (r *localRouter) KickDevice(d chat.Device, code quic.ApplicationErrorCode, reason string) int {
+	r.mu.Lock()
+	var victims []Conn
+	for c, cd := range r.conns[d.User] {
+		if cd == d {
+			victims = append(victims, c)
+		}
 	}
 	r.mu.Unlock()
 	for _, c := range victims {

@@ -76,25 +76,28 @@ type Server struct {
 
 	conns sync.WaitGroup
 
-	fetchLimit *limiter // prekey fetches per requesting account
-	pairFetch  *limiter // prekey fetches per requesting account and fetched account (limits.go)
-	msgLimit   *limiter // messages per account
-	byteLimit  *limiter // payload bytes per account
-	connLimit  *limiter // new connections per source (sourceKey)
-	regLimit   *limiter // registrations per source
-	failLimit  *limiter // failed authentications per source (sourceKey)
-	acctFail   *limiter // failed password logins per account name
-	floodLimit *limiter // rate-limit refusals per source, for flood_ban
-	keysLimit  *limiter // key uploads per account
-	ackLimit   *limiter // acked sequence numbers per account
-	lookLimit  *limiter // device and identity lookups per account
-	nameLimit  *limiter // name checks per source: CheckNames and Registers refused for a taken name (takeName)
-	open       connCounts
-	bans       banList
-	banningMu  sync.Mutex      // guards banning
-	banning    map[string]bool // address keys an auto-ban is being written for
-	mutes      muteList
-	started    time.Time
+	fetchLimit     *limiter // prekey fetches per requesting account
+	pairFetch      *limiter // prekey fetches per requesting account and fetched account (limits.go)
+	msgLimit       *limiter // messages per account
+	byteLimit      *limiter // payload bytes per account
+	connLimit      *limiter // new connections per source (sourceKey)
+	regLimit       *limiter // registrations per source
+	failLimit      *limiter // failed authentications per source (sourceKey)
+	acctFail       *limiter // failed password logins per account name
+	floodLimit     *limiter // rate-limit refusals per source, for flood_ban
+	keysLimit      *limiter // key uploads per account
+	ackLimit       *limiter // acked sequence numbers per account
+	lookLimit      *limiter // device and identity lookups per account
+	nameLimit      *limiter // name checks per source: CheckNames and Registers refused for a taken name (takeName)
+	linkStartLimit *limiter // LinkStarts per source (links.go)
+	linkLimit      *limiter // linking requests and device lists per account (links.go)
+	links          *linkTable
+	open           connCounts
+	bans           banList
+	banningMu      sync.Mutex      // guards banning
+	banning        map[string]bool // address keys an auto-ban is being written for
+	mutes          muteList
+	started        time.Time
 
 	limitsMu sync.Mutex // serializes SetLimits
 	limits   atomic.Pointer[Limits]
@@ -135,8 +138,9 @@ func New(cfg Config) (*Server, error) {
 		sessions:  make(map[*session]struct{}),
 		router:    newLocalRouter(),
 		changes:   newLocalChanges(),
+		links:     newLinkTable(),
 	}
-	for _, l := range []**limiter{&s.fetchLimit, &s.pairFetch, &s.msgLimit, &s.byteLimit, &s.connLimit, &s.regLimit, &s.failLimit, &s.acctFail, &s.floodLimit, &s.keysLimit, &s.ackLimit, &s.lookLimit, &s.nameLimit} {
+	for _, l := range []**limiter{&s.fetchLimit, &s.pairFetch, &s.msgLimit, &s.byteLimit, &s.connLimit, &s.regLimit, &s.failLimit, &s.acctFail, &s.floodLimit, &s.keysLimit, &s.ackLimit, &s.lookLimit, &s.nameLimit, &s.linkStartLimit, &s.linkLimit} {
 		*l = newLimiter(cfg.LimiterTable)
 	}
 	limits := cfg.limits()

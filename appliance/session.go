@@ -76,6 +76,11 @@ type session struct {
 
 	recipients recipientLists // group Sends' address lists (recipients.go)
 
+	// link is the pending link this connection waits with (links.go), set
+	// by a LinkStart: the connection then waits unauthenticated, with no
+	// auth timeout and no AFK, until the link is approved or expires.
+	link atomic.Pointer[pendingLink]
+
 	closeOnce sync.Once
 }
 
@@ -115,6 +120,7 @@ func (s *Server) serveConn(ctx context.Context, qc *quic.Conn) {
 	s.sessions[sess] = struct{}{}
 	s.mu.Unlock()
 	defer s.removeSession(sess)
+	defer s.links.dropSession(sess)
 	defer func() {
 		if sess.counted { // run has returned: nothing sets it any more
 			s.open.dropUser(sess.dev.User)
@@ -150,7 +156,9 @@ func (ss *session) run(ctx context.Context) {
 		select {
 		case <-ss.authed:
 		default:
-			ss.close(transport.CloseAuthTimeout, "authentication timed out")
+			if ss.link.Load() == nil { // a new device waiting to be linked has its link's life
+				ss.close(transport.CloseAuthTimeout, "authentication timed out")
+			}
 		}
 	})
 	defer timer.Stop()
@@ -181,7 +189,7 @@ func (ss *session) afk(ctx context.Context, d time.Duration) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			if ss.busy.Load() == 0 && now.Sub(time.Unix(0, ss.lastFrame.Load())) >= d {
+			if ss.busy.Load() == 0 && ss.link.Load() == nil && now.Sub(time.Unix(0, ss.lastFrame.Load())) >= d {
 				// Not ss.log: authenticate replaces it, on another goroutine.
 				log := ss.srv.log.With("remote", ss.ip)
 				if u := ss.authedUser(); u != "" {

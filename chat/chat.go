@@ -220,6 +220,8 @@ const (
 	EventLimitsChanged    EventKind = "limits_changed"
 	EventAdminLogin       EventKind = "admin_login"
 	EventAdminLoginFailed EventKind = "admin_login_failed"
+	EventDeviceLinked     EventKind = "device_linked"
+	EventDeviceRevoked    EventKind = "device_revoked"
 )
 
 // EventKinds lists every EventKind, in the order the admin shows them.
@@ -227,7 +229,7 @@ var EventKinds = []EventKind{
 	EventAuthFailure, EventRegistered, EventRegisterRefused, EventRateLimited,
 	EventBan, EventUnban, EventKick, EventMute, EventUnmute, EventAccountDeleted,
 	EventInviteCreated, EventInviteRevoked, EventBroadcast, EventLimitsChanged,
-	EventAdminLogin, EventAdminLoginFailed,
+	EventAdminLogin, EventAdminLoginFailed, EventDeviceLinked, EventDeviceRevoked,
 }
 
 // ParseEventKind reads an event kind's name.

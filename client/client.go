@@ -119,6 +119,10 @@ type Client struct {
 	// (a new member's); only the dispatch goroutine touches it.
 	welcomed map[string]bool
 	keys     *e2ee.DeviceKeys // nil for a device not linked to the account identity
+
+	// linkApproved takes the LinkApproved push of a new device's waiting
+	// connection (link.go).
+	linkApproved chan transport.LinkApproved
 }
 
 // dial connects to server and starts the read loop.
@@ -140,6 +144,7 @@ func dial(ctx context.Context, h *home.Home, server string, pin *transport.Pinne
 		devices:        make(map[string][]chat.Device),
 		devKeys:        make(map[chat.Device][]byte),
 		inbox:          newFrameQueue(),
+		linkApproved:   make(chan transport.LinkApproved, 1),
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -419,6 +424,14 @@ func (c *Client) readLoop() {
 			var e transport.Error
 			if transport.Unmarshal(f.Body, &e) == nil {
 				err = &e
+			}
+		case transport.CodeLinkApproved:
+			var a transport.LinkApproved
+			if transport.Unmarshal(f.Body, &a) == nil {
+				select {
+				case c.linkApproved <- a:
+				default: // one approval per link; another is not the server's to send
+				}
 			}
 		}
 	}
