@@ -39,9 +39,9 @@ const (
 // buckets only stop a client that loops.
 var (
 	linkStartRate  = rate.Every(15 * time.Second)
-	linkStartBurst = 4
-	linkRate       = rate.Every(2 * time.Second)
-	linkBurst      = 10
+	linkStartBurst = 8
+	linkRate       = rate.Every(time.Second)
+	linkBurst      = 30
 )
 
 // pendingLink is a new device waiting for approval on its connection.
@@ -76,7 +76,7 @@ func newLinkTable() *linkTable {
 }
 
 // errLinkGone is the answer for a code no device of the account waits with.
-var errLinkGone = &transport.Error{Code: transport.ErrNoSuchUser, Message: "no device is waiting with this code (it may have expired: start the link again on the new device)"}
+var errLinkGone = &transport.Error{Code: transport.ErrNoSuchUser, Message: "no device is waiting with this code: the new device stopped waiting or its code expired (start the link again on it), or the code was mistyped"}
 
 // add registers l, which expires after linkLife.
 func (t *linkTable) add(l *pendingLink) *transport.Error {
