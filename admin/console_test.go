@@ -89,7 +89,10 @@ func (f *recServer) Broadcast(_ context.Context, text string) (int, error) {
 }
 func (f *recServer) Users(context.Context) ([]appliance.UserInfo, error) {
 	return []appliance.UserInfo{
-		{Name: "alice", Devices: 2, Online: 1, LastSeen: f.now},
+		{Name: "alice", Devices: 2, Online: 1, LastSeen: f.now, DeviceList: []appliance.DeviceInfo{
+			{ID: 1, Name: "laptop", Added: f.now.Add(-time.Hour), LastSeen: f.now},
+			{ID: 3, Name: "phone <b>", Added: f.now},
+		}},
 		{Name: "bob", Devices: 1},
 	}, f.rec("Users()")
 }

@@ -724,3 +724,23 @@ func TestWording(t *testing.T) {
 		t.Errorf("plural: %s", got)
 	}
 }
+
+// TestUsersPageDevices: the users page shows each account's devices with
+// their names, added and last-seen times (issue 11 point 5), names
+// escaped.
+func TestUsersPageDevices(t *testing.T) {
+	w := newWebFixture(t)
+	cookie, _ := w.login(testToken)
+	page := httptest.NewRequest("GET", "/users", nil)
+	page.AddCookie(cookie)
+	rec := w.do(page)
+	body := rec.Body.String()
+	if rec.Code != http.StatusOK {
+		t.Fatalf("users page: %d", rec.Code)
+	}
+	for _, want := range []string{`<li data-device="1">1 laptop: added `, `<li data-device="3">3 phone &lt;b&gt;: added `, "last seen"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("users page lacks %q", want)
+		}
+	}
+}

@@ -21,6 +21,17 @@ type UserInfo struct {
 	Muted    bool      `json:"muted"`
 	// MutedUntil is when a mute ends; zero while muted means until unmuted.
 	MutedUntil time.Time `json:"muted_until,omitzero"`
+	// DeviceList is the account's devices, by id: each one's name (as
+	// its device gave it), when it was added and last seen.
+	DeviceList []DeviceInfo `json:"device_list"`
+}
+
+// DeviceInfo describes one device of an account for the admin.
+type DeviceInfo struct {
+	ID       uint32    `json:"id"`
+	Name     string    `json:"name"`
+	Added    time.Time `json:"added"`
+	LastSeen time.Time `json:"last_seen"`
 }
 
 // Users lists the accounts, by name.
@@ -38,6 +49,9 @@ func (s *Server) Users(ctx context.Context) ([]UserInfo, error) {
 	var out []UserInfo
 	for _, a := range accounts {
 		u := UserInfo{Name: a.Name, Created: a.Created, Devices: a.Devices, LastSeen: a.LastSeen, Online: online[a.Name]}
+		for _, d := range a.DeviceList {
+			u.DeviceList = append(u.DeviceList, DeviceInfo{ID: d.Device.ID, Name: d.Name, Added: d.Created, LastSeen: d.LastSeen})
+		}
 		_, u.Banned = s.bans.userBanned(u.Name, now)
 		u.MutedUntil, u.Muted = s.mutes.muted(u.Name, now)
 		out = append(out, u)

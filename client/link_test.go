@@ -223,6 +223,14 @@ func TestLinkDevice(t *testing.T) {
 	if l, err := bob.DeviceList(ctx, "alice"); err != nil || len(l.Devices) != 2 || l.Devices[1].ID != dev {
 		t.Errorf("bob's view once the linked device published: %+v %v", l.Devices, err)
 	}
+	// The admin's users page lists it with its name, added and last seen.
+	users, err := s.srv.Users(ctx)
+	if err != nil || len(users) != 2 || len(users[0].DeviceList) != 2 {
+		t.Fatalf("admin users: %+v %v", users, err)
+	}
+	if d := users[0].DeviceList[1]; d.ID != dev || d.Name != "phone" || d.Added.IsZero() || d.LastSeen.Before(d.Added) {
+		t.Errorf("the linked device as the admin sees it: %+v", d)
+	}
 	// Publishing: a replayed list, and one without its publisher, are refused.
 	wantRefusal(t, "a replayed list", alice.PublishDeviceList(ctx, list1), transport.ErrBadRequest, "not newer")
 	wantRefusal(t, "a list without its publisher", linked.PublishDeviceList(ctx, signedList(t, id, "alice", 3, alice.me())), transport.ErrBadRequest, "must name the device that sends it")
