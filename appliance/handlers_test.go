@@ -32,7 +32,7 @@ func testServer(t *testing.T) *Server {
 }
 
 // TestHandlerTable pins the table to protocol.md §5: only Register, Login,
-// Auth, CheckName and Ping before authentication, the authenticating requests never
+// Auth, CheckName, LinkStart and Ping before authentication, the authenticating requests never
 // after it, and the rate limits of the requests that have one.
 func TestHandlerTable(t *testing.T) {
 	want := map[transport.Code]struct {
@@ -50,6 +50,12 @@ func TestHandlerTable(t *testing.T) {
 		transport.CodePublishKeys: {afterAuth, limitKeys},
 		transport.CodeFetchKeys:   {afterAuth, limitKeyFetch},
 		transport.CodeIdentity:    {afterAuth, limitLookup},
+		// protocol.md §5.4
+		transport.CodeLinkStart:         {beforeAuth, limitLinkStart},
+		transport.CodeLinkFind:          {afterAuth, limitLink},
+		transport.CodeLinkApprove:       {afterAuth, limitLink},
+		transport.CodePublishDeviceList: {afterAuth, limitLink},
+		transport.CodeRevokeDevice:      {afterAuth, limitLink},
 	}
 	for code, w := range want {
 		r, ok := routes[code]

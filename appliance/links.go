@@ -149,13 +149,6 @@ func (t *linkTable) dropSession(ss *session) {
 	}
 }
 
-// count is the pending links, for tests.
-func (t *linkTable) count() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.byCode)
-}
-
 // checkLinkStart checks the name and the device key's signature, before
 // the source's LinkStart budget is charged.
 func checkLinkStart(ctx context.Context, ss *session, id uint32, req *transport.LinkStart) bool {
