@@ -96,6 +96,11 @@ type Client struct {
 	devices map[string][]chat.Device
 	devKeys map[chat.Device][]byte // each listed device's Ed25519 device key
 	devGen  uint64                 // counts changes of devices and devKeys
+	// signedLists are the accounts' signed device lists as the server last
+	// gave them with their devices (devicelists.go); verified, the
+	// accepted ones are in verified.
+	signedLists map[string][]byte
+	verified    map[string]*verifiedList
 
 	memoMu    sync.Mutex                  // guards groupMemo
 	groupMemo map[string]*groupRecipients // per group id (senderkeys.go)

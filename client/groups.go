@@ -924,6 +924,7 @@ const (
 	onceHeads            // exchanging changes with a sender whose heads differ
 	onceAskKey           // asking a sender for its chain
 	onceAnswerKey        // answering a member device's request for this device's chain
+	onceListNote         // a line about an account's device list (devicelists.go)
 	onceKinds
 )
 

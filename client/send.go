@@ -209,7 +209,7 @@ func (c *Client) recipients(ctx context.Context, conv chat.Conversation) ([]chat
 		return nil, err
 	}
 	return fanOut(chat.Device{User: c.prof.User, ID: c.prof.Device}, users, func(user string) ([]chat.Device, error) {
-		return c.Devices(ctx, user)
+		return c.sendDevices(ctx, user)
 	})
 }
 
@@ -245,6 +245,10 @@ func (c *Client) Devices(ctx context.Context, user string) ([]chat.Device, error
 	c.devMu.Lock()
 	c.devices[user] = nil // known to have none, unless listed
 	c.devGen++
+	if c.signedLists == nil {
+		c.signedLists = make(map[string][]byte)
+	}
+	c.signedLists[user] = list.SignedList
 	c.devMu.Unlock()
 	c.updateDevices(list.Devices)
 	c.devMu.Lock()

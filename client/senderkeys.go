@@ -122,7 +122,7 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 				members = append(members, m.User)
 			}
 		}
-		targets, err := fanOut(self, members, func(user string) ([]chat.Device, error) { return c.Devices(ctx, user) })
+		targets, err := fanOut(self, members, func(user string) ([]chat.Device, error) { return c.sendDevices(ctx, user) })
 		if err != nil {
 			return nil, err
 		}
@@ -785,7 +785,7 @@ func (c *Client) answerKeyRequest(ctx context.Context, id []byte, conv chat.Conv
 		if err != nil {
 			return err
 		}
-		devs, err := c.Devices(ctx, asker.User)
+		devs, err := c.sendDevices(ctx, asker.User)
 		if err != nil {
 			return err
 		}

@@ -298,6 +298,20 @@ func (es *encryptState) verifyBundle(dev chat.Device, raw []byte) (*e2ee.PreKeyB
 		}
 		return nil, c.identityChanged(dev.User, ct.Pending)
 	}
+	if tofu := es.changes.Contacts[dev.User]; tofu != nil {
+		// An account met for the first time: its devices are checked
+		// against its device list now that its identity key is known
+		// (devicelists.go); the list is kept with the contact.
+		list, err := c.deviceList(dev.User, tofu.Identity, tofu)
+		if err != nil {
+			return nil, err
+		}
+		if list != nil {
+			if err := c.inList(list, dev); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return bundle, nil
 }
 

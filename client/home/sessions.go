@@ -43,6 +43,10 @@ type Contact struct {
 	// pending key is never replaced by it (a swap between showing and
 	// accepting); the user sees the conflict.
 	Conflict bool
+	// DeviceList is the newest signed device list of the account this
+	// home verified under Identity (protocol.md §9.8): no older one is
+	// taken, and only the devices it names are sent to.
+	DeviceList []byte
 }
 
 func (m *Contact) MarshalFields(e *transport.Encoder) {
@@ -51,6 +55,7 @@ func (m *Contact) MarshalFields(e *transport.Encoder) {
 	e.Bool(3, m.Verified)
 	e.BytesField(4, m.Shown)
 	e.Bool(5, m.Conflict)
+	e.BytesField(6, m.DeviceList)
 }
 
 func (m *Contact) UnmarshalFields(d *transport.Decoder) error {
@@ -66,6 +71,8 @@ func (m *Contact) UnmarshalFields(d *transport.Decoder) error {
 			m.Shown, err = f.Fixed(transport.IdentityKeyLen)
 		case 5:
 			m.Conflict, err = f.Bool()
+		case 6:
+			m.DeviceList, err = f.Bytes(transport.MaxDeviceList)
 		default:
 			return f.Unknown()
 		}

@@ -1,0 +1,221 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/client/home"
+	"github.com/securechat/securechat/e2ee"
+)
+
+// Signed device lists, the sender's side (docs/protocol.md §9.8): an
+// account's devices are the ones its identity key lists. The server gives
+// the list with the devices (Devices, signed_list); a client sends only to
+// devices the newest list it verified names under the key the server
+// lists, keeps that list in the contact's record so that an older one is
+// never taken again, and refuses a send whose recipients the server lists
+// differently: a device the server added on its own, a device revoked and
+// brought back with an older list, or a swapped device key. An account
+// that never published a list (registered before lists, or reached only
+// through a first message not yet sent) is sent to as before, its devices
+// bound to its identity by their certificates (§9.1).
+
+// DeviceListError: the server's devices of an account are not the ones
+// its signed device list names.
+type DeviceListError struct {
+	User   string
+	Device uint32
+	Why    string
+}
+
+func (e *DeviceListError) Error() string {
+	return fmt.Sprintf("%s's device %d: %s: not sending (the server may be adding a device of its own; tell its operator)", e.User, e.Device, e.Why)
+}
+
+// verifiedList is an account's signed list as this connection verified it.
+type verifiedList struct {
+	raw  []byte // what the server gave (nil: none)
+	list *e2ee.DeviceList
+}
+
+// sendDevices is Devices for a send: the server's devices of user,
+// checked against user's newest verified device list. The devices of an
+// account whose identity key this home does not hold yet are checked when
+// it is taken from their bundles (verifyBundle).
+func (c *Client) sendDevices(ctx context.Context, user string) ([]chat.Device, error) {
+	devs, err := c.Devices(ctx, user)
+	if err != nil || c.keys == nil {
+		return devs, err
+	}
+	var identity []byte
+	if user == c.prof.User {
+		identity = c.keys.IdentityKey().Bytes()
+	} else if ct, err := c.home.Contact(user); err != nil {
+		return nil, err
+	} else if ct != nil && ct.Pending == nil {
+		identity = ct.Identity
+	}
+	if identity == nil {
+		return devs, nil
+	}
+	list, err := c.deviceList(user, identity, nil)
+	if err != nil || list == nil {
+		return devs, err
+	}
+	for _, d := range devs {
+		if err := c.inList(list, d); err != nil {
+			return nil, err
+		}
+	}
+	return devs, nil
+}
+
+// inList checks that list names dev under the key the server lists it
+// with.
+func (c *Client) inList(list *e2ee.DeviceList, dev chat.Device) error {
+	e, ok := list.Lookup(dev.ID)
+	switch {
+	case !ok:
+		return &DeviceListError{User: dev.User, Device: dev.ID, Why: fmt.Sprintf("the server lists it, but %s's signed device list (number %d) does not", dev.User, list.Seq)}
+	case !bytes.Equal(e.AuthKey[:], c.listedKey(dev)):
+		return &DeviceListError{User: dev.User, Device: dev.ID, Why: fmt.Sprintf("the server lists it under another key than %s's signed device list", dev.User)}
+	}
+	return nil
+}
+
+// deviceList returns user's device list to send by, verified under
+// identity: the server's if it verifies and is at least as new as the one
+// this home keeps, else the kept one; nil if the account has none. A newer
+// list is kept (in ct when the caller stores the contact itself, else in
+// the home) with a line in the conversation saying the devices changed; an
+// older or unverifiable one is refused with a line saying so.
+func (c *Client) deviceList(user string, identity []byte, ct *home.Contact) (*e2ee.DeviceList, error) {
+	c.devMu.Lock()
+	raw := c.signedLists[user]
+	v := c.verified[user]
+	c.devMu.Unlock()
+	if v != nil && bytes.Equal(v.raw, raw) && (v.list == nil || ct == nil) {
+		return v.list, nil
+	}
+	id, err := e2ee.ParseIdentityKey(identity)
+	if err != nil {
+		return nil, err
+	}
+	var kept *e2ee.DeviceList
+	keptRaw := []byte(nil)
+	if ct != nil {
+		keptRaw = ct.DeviceList
+	} else if user != c.prof.User {
+		stored, err := c.home.Contact(user)
+		if err != nil {
+			return nil, err
+		}
+		if stored != nil {
+			keptRaw = stored.DeviceList
+		}
+	}
+	if keptRaw != nil {
+		if l, err := e2ee.ParseDeviceList(keptRaw); err == nil && l.Verify(id, user) == nil {
+			kept = l
+		}
+	}
+	use, notice := kept, ""
+	if len(raw) > 0 {
+		l, err := e2ee.ParseDeviceList(raw)
+		if err == nil {
+			err = l.Verify(id, user)
+		}
+		switch {
+		case err != nil:
+			notice = fmt.Sprintf("the server gave a device list of %s's that %s's identity key did not sign: refused", user, user)
+			if kept == nil {
+				c.note(user, notice)
+				return nil, &DeviceListError{User: user, Why: "its device list does not verify"}
+			}
+		case kept == nil || l.Seq > kept.Seq:
+			use = l
+			if kept != nil {
+				notice = fmt.Sprintf("%s's devices changed: %s", user, describeListChange(kept, l))
+			}
+			if err := c.keepList(user, raw, ct); err != nil {
+				return nil, err
+			}
+		case l.Seq < kept.Seq:
+			notice = fmt.Sprintf("the server gave an older device list of %s's (number %d, this device has seen %d): refused", user, l.Seq, kept.Seq)
+		case !bytes.Equal(raw, keptRaw):
+			notice = fmt.Sprintf("the server gave another device list of %s's with the number this device has (%d): refused", user, l.Seq)
+		}
+	}
+	if notice != "" {
+		c.note(user, notice)
+	}
+	c.devMu.Lock()
+	if c.verified == nil {
+		c.verified = make(map[string]*verifiedList)
+	}
+	c.verified[user] = &verifiedList{raw: raw, list: use}
+	c.devMu.Unlock()
+	return use, nil
+}
+
+// keepList stores user's newer verified list: in ct, which the caller
+// stores, or in the home's contact record.
+func (c *Client) keepList(user string, raw []byte, ct *home.Contact) error {
+	if user == c.prof.User {
+		return nil
+	}
+	if ct != nil {
+		ct.DeviceList = bytes.Clone(raw)
+		return nil
+	}
+	return c.home.Update(func(tx *home.Tx) error {
+		stored, err := tx.Contact(user)
+		if err != nil || stored == nil {
+			return err
+		}
+		stored.DeviceList = bytes.Clone(raw)
+		return tx.PutContact(user, stored)
+	})
+}
+
+// describeListChange says which devices a newer list added and removed.
+func describeListChange(old, new *e2ee.DeviceList) string {
+	var added, removed []string
+	for _, e := range new.Devices {
+		if o, ok := old.Lookup(e.Device); !ok || o.AuthKey != e.AuthKey {
+			added = append(added, fmt.Sprint(e.Device))
+		}
+	}
+	for _, e := range old.Devices {
+		if n, ok := new.Lookup(e.Device); !ok || n.AuthKey != e.AuthKey {
+			removed = append(removed, fmt.Sprint(e.Device))
+		}
+	}
+	var parts []string
+	if len(added) > 0 {
+		parts = append(parts, "added device "+strings.Join(added, ", "))
+	}
+	if len(removed) > 0 {
+		parts = append(parts, "removed device "+strings.Join(removed, ", "))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "the same devices")
+	}
+	return fmt.Sprintf("%s (now %d)", strings.Join(parts, "; "), len(new.Devices))
+}
+
+// note adds a line to the conversation with user, once per text and
+// connection.
+func (c *Client) note(user, text string) {
+	if user == c.prof.User || !c.askOnce(onceListNote, user+"\x00"+text, user) {
+		return
+	}
+	id := newID(c)
+	c.home.Update(func(tx *home.Tx) error {
+		_, err := tx.AddHistory(chat.Peer(user), &home.HistoryRecord{ID: id, From: user, Kind: chat.KindSystem, Text: text, Time: c.now().UnixMilli()}, true)
+		return err
+	})
+}

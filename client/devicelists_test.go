@@ -1,0 +1,201 @@
+package client
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/securechat/securechat/appliance"
+	"github.com/securechat/securechat/appliance/store"
+	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/client/home"
+	"github.com/securechat/securechat/e2ee"
+)
+
+// listLie is a store that lies about one account's devices and signed
+// list (protocol.md §9.8) when told to.
+type listLie struct {
+	store.Store
+	mu      sync.Mutex
+	devices func([]store.DeviceKey) []store.DeviceKey // nil: the truth
+	list    []byte                                    // nil: the truth
+}
+
+func (l *listLie) set(devices func([]store.DeviceKey) []store.DeviceKey, list []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.devices, l.list = devices, list
+}
+
+func (l *listLie) ActiveDevices(user string) ([]store.DeviceKey, error) {
+	devs, err := l.Store.ActiveDevices(user)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err == nil && user == "alice" && l.devices != nil {
+		devs = l.devices(devs)
+	}
+	return devs, err
+}
+
+func (l *listLie) DeviceList(user string) (store.SignedList, error) {
+	sl, err := l.Store.DeviceList(user)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err == nil && user == "alice" && l.list != nil {
+		sl = store.SignedList{Bytes: l.list}
+		if p, err := e2ee.ParseDeviceList(l.list); err == nil {
+			sl.Seq = p.Seq
+		}
+	}
+	return sl, err
+}
+
+// TestMaliciousServerDeviceList (issue 11, must show): a server that adds
+// a device to alice's devices, brings back her revoked device with her
+// older signed list, or swaps a device's key gets nothing from bob: his
+// client refuses the send, says which device and why, and writes a line
+// in the conversation; a newer list is taken, with a line saying alice's
+// devices changed. A device the server lists but alice's list does not
+// name is never encrypted to, whatever its certificate.
+func TestMaliciousServerDeviceList(t *testing.T) {
+	lie := &listLie{}
+	data := t.TempDir()
+	srv, err := appliance.New(appliance.Config{Listen: "127.0.0.1:0", Data: data, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		WrapStore: func(st store.Store) store.Store { lie.Store = st; return lie }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(sctx); close(done) }()
+	defer func() { stop(); <-done }()
+	s := &testServer{t: t, data: data, addr: srv.Addr().String(), fp: srv.Fingerprint(), srv: srv}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	alice := connectHome(t, ha, false)
+	id := alice.keys.IdentityPrivateKey()
+	if err := alice.PublishDeviceList(ctx, signedList(t, id, "alice", 1, alice.me())); err != nil {
+		t.Fatal(err)
+	}
+	// alice links a second device (list 2).
+	n := makeNewDevice(t)
+	n.start(t, s, "alice")
+	info, err := alice.FindLink(ctx, n.code("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev2 := info.Device
+	sealed, _ := e2ee.SealLink(nil, info.LinkKey, []byte("x"))
+	list2 := signedList(t, id, "alice", 2, alice.me(), entryOf(dev2, n.pub))
+	if err := alice.ApproveLink(ctx, n.code("alice"), dev2, list2, sealed); err != nil {
+		t.Fatal(err)
+	}
+	h2 := linkedHome(t, s, "alice", dev2, n, id)
+	connectHome(t, h2, false).Close() // publishes its keys
+
+	send := func(text string) error {
+		t.Helper()
+		bob, err := Connect(ctx, hb, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bob.Close()
+		_, err = bob.SendText(ctx, "alice", text)
+		return err
+	}
+	if err := send("to both"); err != nil {
+		t.Fatalf("to alice's two devices: %v", err)
+	}
+	ct, _ := hb.Contact("alice")
+	if l, err := e2ee.ParseDeviceList(ct.DeviceList); err != nil || l.Seq != 2 {
+		t.Fatalf("bob keeps alice's list %v, %v", l, err)
+	}
+
+	// alice revokes device 2 (list 3): bob takes the newer list, says so.
+	if err := alice.RevokeDevice(ctx, dev2, signedList(t, id, "alice", 3, alice.me())); err != nil {
+		t.Fatal(err)
+	}
+	if err := send("to one"); err != nil {
+		t.Fatalf("after the revocation: %v", err)
+	}
+	wantLine(t, hb, "alice's devices changed: removed device 2 (now 1)")
+
+	refused := func(what, why string) {
+		t.Helper()
+		err := send(what)
+		var le *DeviceListError
+		if !errors.As(err, &le) || le.User != "alice" || !strings.Contains(err.Error(), why) {
+			t.Fatalf("%s: %v, want a device list error with %q", what, err, why)
+		}
+	}
+	// The revoked device brought back with the older list 2.
+	lie.set(func(devs []store.DeviceKey) []store.DeviceKey {
+		return append(devs, store.DeviceKey{Device: chat.DeviceOf("alice", dev2), Key: n.pub})
+	}, list2)
+	refused("the revoked device back", "does not")
+	wantLine(t, hb, "the server gave an older device list of alice's (number 2, this device has seen 3): refused")
+	// A device of the server's own, with the current list.
+	other, _, _ := ed25519.GenerateKey(nil)
+	lie.set(func(devs []store.DeviceKey) []store.DeviceKey {
+		return append(devs, store.DeviceKey{Device: chat.DeviceOf("alice", 9), Key: other})
+	}, nil)
+	refused("an added device", "alice's signed device list (number 3) does not")
+	// A swapped key of device 1.
+	lie.set(func(devs []store.DeviceKey) []store.DeviceKey {
+		out := append([]store.DeviceKey(nil), devs...)
+		for i := range out {
+			if out[i].Device.ID == 1 {
+				out[i].Key = other
+			}
+		}
+		return out
+	}, nil)
+	refused("a swapped key", "under another key than alice's signed device list")
+	// A list the identity did not sign.
+	forged := signedList(t, mustIdentity(t), "alice", 4, alice.me())
+	lie.set(nil, forged)
+	if err := send("a forged list"); err != nil {
+		t.Logf("with a forged list: %v", err) // the kept list 3 still holds: sending goes on
+	}
+	wantLine(t, hb, "the server gave a device list of alice's that alice's identity key did not sign: refused")
+	lie.set(nil, nil)
+	if err := send("the truth again"); err != nil {
+		t.Fatalf("with the truth: %v", err)
+	}
+}
+
+func mustIdentity(t *testing.T) e2ee.IdentityPrivateKey {
+	t.Helper()
+	id, err := e2ee.GenerateIdentityKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// wantLine checks that the conversation with alice has a line with text.
+func wantLine(t *testing.T, h *home.Home, text string) {
+	t.Helper()
+	es, err := h.History(chat.Peer("alice"), "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		if e.Text == text {
+			return
+		}
+	}
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Text)
+	}
+	t.Fatalf("no line %q in %q", text, got)
+}
