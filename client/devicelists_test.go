@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -198,4 +200,151 @@ func wantLine(t *testing.T, h *home.Home, text string) {
 		got = append(got, e.Text)
 	}
 	t.Fatalf("no line %q in %q", text, got)
+}
+
+// linkN links n more devices to the account of h's device (as the link
+// flow does: found by code, approved with a newer signed list, keys made
+// under the account's identity) and returns their homes.
+func linkN(t *testing.T, s *testServer, h *home.Home, user string, n int) []*home.Home {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first := connectHome(t, h, false)
+	id := first.keys.IdentityPrivateKey()
+	entries := []e2ee.DeviceListEntry{first.me()}
+	seq := uint64(1)
+	if err := first.PublishDeviceList(ctx, signedList(t, id, user, seq, entries...)); err != nil {
+		t.Fatal(err)
+	}
+	var out []*home.Home
+	for range n {
+		nd := makeNewDevice(t)
+		w := nd.start(t, s, user)
+		info, err := first.FindLink(ctx, nd.code(user))
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, entryOf(info.Device, nd.pub))
+		seq++
+		sealed, _ := e2ee.SealLink(nil, info.LinkKey, []byte("x"))
+		if err := first.ApproveLink(ctx, nd.code(user), info.Device, signedList(t, id, user, seq, entries...), sealed); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		hn := linkedHome(t, s, user, info.Device, nd, id)
+		connectHome(t, hn, false).Close() // publishes its keys
+		out = append(out, hn)
+	}
+	first.Close()
+	return out
+}
+
+// TestLinkedDevicesFanOut (issue 11, must show): alice with 2 linked
+// devices and bob with 3: every message in either direction reaches every
+// other device exactly once, and the sender's other devices show it as
+// sent by them, in the conversation with the other.
+func TestLinkedDevicesFanOut(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	alices := append([]*home.Home{ha}, linkN(t, s, ha, "alice", 1)...)
+	bobs := append([]*home.Home{hb}, linkN(t, s, hb, "bob", 2)...)
+
+	type seen struct {
+		from, text string
+		outgoing   bool
+		conv       chat.Conversation
+	}
+	take := func(h *home.Home) []seen {
+		t.Helper()
+		e := oneShotEngine(t, ctx, h, true)
+		defer e.Close()
+		var got []seen
+		err := e.Receive(ctx, ReceiveOptions{Show: func(m *Message) error {
+			if m.Kind == chat.KindText {
+				got = append(got, seen{m.From.User, m.Text, m.Outgoing, m.Conversation})
+			}
+			return nil
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	for _, h := range append(append([]*home.Home(nil), alices...), bobs...) {
+		take(h) // whatever the links left
+	}
+	send := func(h *home.Home, to, text string) {
+		t.Helper()
+		c := connectHome(t, h, false)
+		if _, err := c.SendText(ctx, to, text); err != nil {
+			t.Fatalf("%s: %v", text, err)
+		}
+		c.Close()
+	}
+	send(alices[1], "bob", "from alice's second device")
+	send(bobs[2], "alice", "from bob's third device")
+	want := func(h *home.Home, who string, w ...seen) {
+		t.Helper()
+		got := take(h)
+		if len(got) != len(w) {
+			t.Fatalf("%s got %+v, want %+v", who, got, w)
+		}
+		for i := range w {
+			if got[i] != w[i] {
+				t.Fatalf("%s got %+v, want %+v", who, got, w)
+			}
+		}
+	}
+	// What a device shows of the conversation with peer: texts, with
+	// who sent them and whether as this account.
+	shown := func(h *home.Home, peer string) []seen {
+		t.Helper()
+		es, err := h.History(chat.Peer(peer), "", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []seen
+		for _, e := range es {
+			if e.Kind == chat.KindText {
+				out = append(out, seen{e.From, e.Text, e.Outgoing, chat.Peer(peer)})
+			}
+		}
+		slices.SortFunc(out, func(a, b seen) int { return strings.Compare(a.from, b.from) })
+		return out
+	}
+	fromAlice := seen{"alice", "from alice's second device", false, chat.Peer("alice")}
+	fromBob := seen{"bob", "from bob's third device", false, chat.Peer("bob")}
+	for i, h := range bobs {
+		want(h, fmt.Sprintf("bob's device %d", i+1), fromAlice)
+	}
+	for i, h := range alices {
+		want(h, fmt.Sprintf("alice's device %d", i+1), fromBob)
+	}
+	// Every device shows both texts in the conversation, once each, the
+	// account's own as sent by it (in the order each device learnt them).
+	for i, h := range bobs {
+		got := shown(h, "alice")
+		w := []seen{{"alice", fromAlice.text, false, chat.Peer("alice")}, {"bob", fromBob.text, true, chat.Peer("alice")}}
+		if !slices.Equal(got, w) {
+			t.Fatalf("bob's device %d shows %+v, want %+v", i+1, got, w)
+		}
+	}
+	for i, h := range alices {
+		got := shown(h, "bob")
+		w := []seen{{"alice", fromAlice.text, true, chat.Peer("bob")}, {"bob", fromBob.text, false, chat.Peer("bob")}}
+		if !slices.Equal(got, w) {
+			t.Fatalf("alice's device %d shows %+v, want %+v", i+1, got, w)
+		}
+	}
+	// Exactly once: nothing more anywhere.
+	for _, h := range append(append([]*home.Home(nil), alices...), bobs...) {
+		if got := take(h); len(got) != 0 {
+			t.Fatalf("a device got %+v again", got)
+		}
+	}
 }
