@@ -348,3 +348,52 @@ func TestLinkedDevicesFanOut(t *testing.T) {
 		}
 	}
 }
+
+// TestReadOnAnotherDevice (issue 11 point 2): what bob reads on one
+// device is read on his others: his read receipt's copy clears the
+// conversation's unread count there.
+func TestReadOnAnotherDevice(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	bob2 := linkN(t, s, hb, "bob", 1)[0]
+	alice := connectHome(t, ha, false)
+	if _, err := alice.SendText(ctx, "bob", "read me"); err != nil {
+		t.Fatal(err)
+	}
+	unread := func(h *home.Home) int {
+		t.Helper()
+		cs, err := h.Conversations()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cs {
+			if c.Conversation == chat.Peer("alice") {
+				return c.Unread
+			}
+		}
+		return -1
+	}
+	receive := func(h *home.Home, read bool) {
+		t.Helper()
+		e := oneShotEngine(t, ctx, h, true)
+		if err := e.Receive(ctx, ReceiveOptions{Read: read, Show: func(*Message) error { return nil }}); err != nil {
+			t.Fatal(err)
+		}
+		e.Close()
+	}
+	receive(bob2, false)
+	if n := unread(bob2); n != 1 {
+		t.Fatalf("bob's second device: %d unread, want 1", n)
+	}
+	receive(hb, true) // bob reads it on his first device
+	if n := unread(hb); n != 0 {
+		t.Fatalf("bob's first device: %d unread after reading", n)
+	}
+	receive(bob2, false)
+	if n := unread(bob2); n != 0 {
+		t.Fatalf("bob's second device: %d unread after bob read it elsewhere", n)
+	}
+}

@@ -451,10 +451,20 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 		for _, m := range msgs {
 			id, _ := hex.DecodeString(m.ID)
 			switch {
+			case m.Kind == chat.KindRead && m.Outgoing && !m.IdentityChanged && m.From.User == e.prof.User:
+				// Another device of this account read the conversation
+				// (its read receipt's copy, the fan-out rule): it is read
+				// here too (docs/protocol.md §8.1).
+				if changed, err := tx.MarkRead(m.Conversation); err != nil {
+					return err
+				} else if changed {
+					events = append(events, UIEvent{Type: UIRead, Conversation: m.Conversation})
+				}
 			case m.Kind.IsReceipt() && (m.Outgoing || m.IdentityChanged):
 				// A receipt with an identity key not accepted for its
-				// sender says nothing about what the sender got: acked,
-				// not applied.
+				// sender says nothing about what the sender got; a
+				// delivery receipt of this account's other device says
+				// nothing this device needs: acked, not applied.
 			case m.Kind.IsReceipt() && m.Conversation.IsGroup():
 				// A member's receipt for a group message: counted per
 				// member, from members only (protocol.md §8.1).

@@ -63,6 +63,7 @@ const (
 	UIState           UIEventType = 3 // Conversation, ID, State: an outgoing message's state changed
 	UITyping          UIEventType = 4 // Conversation: the peer is typing (lasts a few seconds)
 	UIIdentityChanged UIEventType = 5 // Conversation
+	UIRead            UIEventType = 6 // Conversation: read on another device of this account
 )
 
 // UIEvent is what the engine tells an interactive front end.

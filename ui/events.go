@@ -37,6 +37,12 @@ func (u *UI) apply(ev client.UIEvent) {
 		}
 	case client.UITyping:
 		u.peerTyping(ev.Conversation, ev.ID)
+	case client.UIRead:
+		// Read on another device of this account.
+		if c := u.byConv[ev.Conversation]; c != nil && c != u.open && c.Unread > 0 {
+			c.Unread = 0
+			c.clearUnread()
+		}
 	case client.UIIdentityChanged:
 		c := u.conversation(ev.Conversation, true)
 		if c == nil || c.IdentityChanged {

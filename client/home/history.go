@@ -442,16 +442,22 @@ func (h *Home) History(conv chat.Conversation, before string, limit int) ([]Hist
 
 // MarkRead clears conv's unread count.
 func (h *Home) MarkRead(conv chat.Conversation) error {
-	name := []byte(convName(conv))
 	return h.Update(func(tx *Tx) error {
-		var cr convRecord
-		ok, err := tx.getRecord(bucketConvs, name, &cr)
-		if err != nil || !ok || cr.Unread == 0 {
-			return err
-		}
-		cr.Unread = 0
-		return tx.putRecord(bucketConvs, name, &cr)
+		_, err := tx.MarkRead(conv)
+		return err
 	})
+}
+
+// MarkRead clears conv's unread count; changed is false if it had none.
+func (t *Tx) MarkRead(conv chat.Conversation) (changed bool, err error) {
+	name := []byte(convName(conv))
+	var cr convRecord
+	ok, err := t.getRecord(bucketConvs, name, &cr)
+	if err != nil || !ok || cr.Unread == 0 {
+		return false, err
+	}
+	cr.Unread = 0
+	return true, t.putRecord(bucketConvs, name, &cr)
 }
 
 func hasPrefix(b, p []byte) bool {
