@@ -140,6 +140,10 @@ const (
 	// KindSenderKey hands a member device's sender key for a group to
 	// another member device, over their pairwise session (protocol.md §8.3).
 	KindSenderKey ContentKind = 6
+	// KindSettings carries the front-end settings (typing notices, read
+	// receipts) from one device of an account to its others (protocol.md
+	// §8.1).
+	KindSettings ContentKind = 7
 
 	// KindSystem is a notice signed by the server key (protocol.md §6.6).
 	KindSystem ContentKind = 200
@@ -156,6 +160,7 @@ var contentKindNames = map[ContentKind]string{
 	KindTyping:      "typing",
 	KindGroupChange: "group",
 	KindSenderKey:   "senderkey",
+	KindSettings:    "settings",
 	KindSystem:      "system",
 	KindError:       "error",
 }

@@ -609,6 +609,7 @@ func (c *Client) handleDeliverMsg(dp *transport.Deliver, keyCame bool) {
 	} else {
 		m.Kind, m.Text, m.Group, m.SentAt = content.Kind, content.Text, content.Group, time.UnixMilli(content.SentAt)
 		m.IdentityChanged = changed
+		m.settingsOff = content.SettingsOff
 		for _, r := range content.Refs {
 			m.Refs = append(m.Refs, hex.EncodeToString(r))
 		}

@@ -82,6 +82,9 @@ type Content struct {
 	// text (protocol.md §9.7): a member whose own differs lacks a change,
 	// or the sender does.
 	GroupHeads []byte
+	// SettingsOff, in a KindSettings content, says which settings are off:
+	// 1 typing notices, 2 read receipts (protocol.md §8.1).
+	SettingsOff uint8
 }
 
 // maxGroupChanges bounds the changes one content carries.
@@ -105,6 +108,7 @@ func (c *Content) MarshalFields(e *transport.Encoder) {
 	e.BytesField(9, c.SenderKey)
 	e.BytesField(10, c.SignalKey)
 	e.BytesField(11, c.GroupHeads)
+	e.Uint(12, uint64(c.SettingsOff))
 }
 
 func (c *Content) UnmarshalFields(d *transport.Decoder) error {
@@ -152,6 +156,12 @@ func (c *Content) UnmarshalFields(d *transport.Decoder) error {
 			c.SignalKey, err = f.Fixed(e2ee.SignalKeySize)
 		case 11:
 			c.GroupHeads, err = f.Fixed(32)
+		case 12:
+			var v uint64
+			if v, err = f.Uint(); err == nil && (v == 0 || v > 3) {
+				return errors.New("bad settings")
+			}
+			c.SettingsOff = uint8(v)
 		default:
 			return f.Unknown()
 		}
@@ -256,6 +266,7 @@ type Message struct {
 	groupChanges [][]byte
 	groupLog     []byte
 	groupHeads   []byte // a group text's sender's heads hash
+	settingsOff  uint8  // a KindSettings content's (Content.SettingsOff)
 }
 
 // Verified reports whether the message came with the identity key this

@@ -397,3 +397,37 @@ func TestReadOnAnotherDevice(t *testing.T) {
 		t.Fatalf("bob's second device: %d unread after bob read it elsewhere", n)
 	}
 }
+
+// TestSettingsOnAnotherDevice (issue 11 point 2): typing notices and
+// read receipts turned off on one device of an account are off on its
+// others once they connect.
+func TestSettingsOnAnotherDevice(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ha := testAccount(t, s, "alice")
+	a2 := linkN(t, s, ha, "alice", 1)[0]
+	e1 := oneShotEngine(t, ctx, ha, true)
+	e1.SetSendReceipts(false)
+	e1.SetSendTyping(false)
+	e1.SetSendTyping(true)
+	if err := e1.Receive(ctx, ReceiveOptions{}); err != nil { // sends what was queued
+		t.Fatal(err)
+	}
+	e1.Close()
+	e2 := oneShotEngine(t, ctx, a2, true)
+	if err := e2.Receive(ctx, ReceiveOptions{Show: func(m *Message) error {
+		t.Errorf("a settings message shown: %+v", m)
+		return nil
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if typing, receipts := e2.Settings(); !typing || receipts {
+		t.Fatalf("the other device's settings: typing %v, receipts %v; want on, off", typing, receipts)
+	}
+	e2.Close()
+	if s := a2.Settings(); !s.SendTyping || s.SendReceipts {
+		t.Fatalf("kept: %+v", s)
+	}
+}

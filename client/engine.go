@@ -406,7 +406,7 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 	if show != nil {
 		for _, m := range msgs {
 			// A group change is shown as what it did, once applied.
-			if !m.Kind.IsReceipt() && !m.Outgoing && m.Kind != chat.KindGroupChange && m.Kind != chat.KindSenderKey {
+			if !m.Kind.IsReceipt() && !m.Outgoing && m.Kind != chat.KindGroupChange && m.Kind != chat.KindSenderKey && m.Kind != chat.KindSettings {
 				if m.Conversation.IsGroup() && m.Kind != chat.KindError {
 					var why string
 					c.home.View(func(tx *home.Tx) (err error) {
@@ -426,11 +426,12 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 	var events []UIEvent
 	var receipts []*home.Queued
 	var notes []*Message // what group changes did, and group messages not shown
+	var synced *home.Settings // settings from another device of this account
 	e.mu.Lock()
 	sendRead := read && e.sendReceipts
 	e.mu.Unlock()
 	committed, err := c.ackWith(func(tx *home.Tx) error {
-		events, receipts, notes = events[:0], receipts[:0], notes[:0]
+		events, receipts, notes, synced = events[:0], receipts[:0], notes[:0], nil
 		note := func(m *Message, i int, text string) error {
 			id := noteID(m.rawID, i)
 			if kept, err := tx.InHistory(id); err != nil || kept {
@@ -499,6 +500,16 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 				}
 			case m.Kind == chat.KindSenderKey:
 				// Kept by the client as it arrived (applySenderKey).
+			case m.Kind == chat.KindSettings:
+				// Another device of this account changed the settings
+				// (protocol.md §8.1); anyone else's are ignored.
+				if m.From.User == e.prof.User && !m.IdentityChanged {
+					s := home.Settings{SendTyping: m.settingsOff&1 == 0, SendReceipts: m.settingsOff&2 == 0}
+					if err := tx.PutSettings(s); err != nil {
+						return err
+					}
+					synced = &s
+				}
 			case m.Kind == chat.KindGroupChange:
 				texts, err := c.receiveGroup(tx, m)
 				if err != nil {
@@ -576,6 +587,11 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 	}, msgs...)
 	if !committed {
 		return err
+	}
+	if synced != nil {
+		e.mu.Lock()
+		e.sendTyping, e.sendReceipts = synced.SendTyping, synced.SendReceipts
+		e.mu.Unlock()
 	}
 	if show != nil {
 		for _, n := range notes {
@@ -1119,10 +1135,42 @@ func (e *Engine) Verify(conv chat.Conversation) error { return e.home.Verify(con
 // kept in the home.
 func (e *Engine) SetSendTyping(on bool) {
 	e.mu.Lock()
+	changed := e.sendTyping != on
 	e.sendTyping = on
 	s := home.Settings{SendTyping: e.sendTyping, SendReceipts: e.sendReceipts}
 	e.mu.Unlock()
-	e.home.SaveSettings(s)
+	e.saveSettings(s, changed)
+}
+
+// saveSettings keeps s and, when they changed, queues them for this
+// account's other devices (protocol.md §8.1).
+func (e *Engine) saveSettings(s home.Settings, changed bool) {
+	if !changed {
+		e.home.SaveSettings(s)
+		return
+	}
+	var off uint8
+	if !s.SendTyping {
+		off |= 1
+	}
+	if !s.SendReceipts {
+		off |= 2
+	}
+	id := make([]byte, transport.MessageIDLen)
+	if _, err := io.ReadFull(e.opts.Rand, id); err != nil {
+		e.home.SaveSettings(s)
+		return
+	}
+	content := &Content{Kind: chat.KindSettings, SentAt: e.opts.Now().UnixMilli(), SettingsOff: off}
+	err := e.home.Update(func(tx *home.Tx) error {
+		if err := tx.PutSettings(s); err != nil {
+			return err
+		}
+		return tx.Enqueue(&home.Queued{ID: id, To: chat.Peer(e.prof.User), Content: transport.Marshal(content)})
+	})
+	if err == nil {
+		e.poke()
+	}
 }
 
 // Settings reports whether typing signals and read receipts are sent.
@@ -1136,8 +1184,9 @@ func (e *Engine) Settings() (sendTyping, sendReceipts bool) {
 // are always sent: they say only that a device has the message.
 func (e *Engine) SetSendReceipts(on bool) {
 	e.mu.Lock()
+	changed := e.sendReceipts != on
 	e.sendReceipts = on
 	s := home.Settings{SendTyping: e.sendTyping, SendReceipts: e.sendReceipts}
 	e.mu.Unlock()
-	e.home.SaveSettings(s)
+	e.saveSettings(s, changed)
 }
