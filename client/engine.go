@@ -425,7 +425,7 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 	}
 	var events []UIEvent
 	var receipts []*home.Queued
-	var notes []*Message // what group changes did, and group messages not shown
+	var notes []*Message      // what group changes did, and group messages not shown
 	var synced *home.Settings // settings from another device of this account
 	e.mu.Lock()
 	sendRead := read && e.sendReceipts
