@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -324,7 +325,18 @@ func handleDevices(ctx context.Context, ss *session, id uint32, req *transport.D
 		ss.fail(id, wireError(ss.log, err))
 		return
 	}
-	ss.reply(id, transport.CodeDeviceList, &transport.DeviceList{Devices: wireDevices(list), SignedList: signed.Bytes})
+	all, err := ss.srv.store.ListDevices(user)
+	if err != nil {
+		ss.fail(id, wireError(ss.log, err))
+		return
+	}
+	answer := &transport.DeviceList{Devices: wireDevices(list), SignedList: signed.Bytes}
+	for _, d := range all {
+		if !slices.ContainsFunc(list, func(k store.DeviceKey) bool { return k.Device == d.Device }) {
+			answer.Unlinked = append(answer.Unlinked, transport.DeviceInfo{User: d.Device.User, ID: d.Device.ID, Key: d.Key})
+		}
+	}
+	ss.reply(id, transport.CodeDeviceList, answer)
 }
 
 // ackSize is an Ack's sequence numbers, what the acks limit counts: each

@@ -573,6 +573,9 @@ func Fingerprint(ctx context.Context, args []string, env Env) error {
 	default:
 		fmt.Fprintf(env.Stdout, "compare it with the number %s sees; it is the same on both sides\n", name)
 	}
+	if len(info.Unlinked) > 0 {
+		fmt.Fprintf(env.Stdout, "note: %s\n", client.UnlinkedText(name, info.Unlinked))
+	}
 	return nil
 }
 

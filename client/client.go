@@ -101,6 +101,7 @@ type Client struct {
 	// accepted ones are in verified.
 	signedLists map[string][]byte
 	verified    map[string]*verifiedList
+	unlinked    map[string][]uint32 // devices an account has that published no keys (not linked)
 
 	memoMu    sync.Mutex                  // guards groupMemo
 	groupMemo map[string]*groupRecipients // per group id (senderkeys.go)

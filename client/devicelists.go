@@ -3,12 +3,15 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client/home"
 	"github.com/securechat/securechat/e2ee"
+	"github.com/securechat/securechat/transport"
 )
 
 // Signed device lists, the sender's side (docs/protocol.md §9.8): an
@@ -49,6 +52,9 @@ func (c *Client) sendDevices(ctx context.Context, user string) ([]chat.Device, e
 	devs, err := c.Devices(ctx, user)
 	if err != nil || c.keys == nil {
 		return devs, err
+	}
+	if ids := c.unlinkedDevices(user); len(ids) > 0 && user != c.prof.User {
+		c.note(user, UnlinkedText(user, ids))
 	}
 	var identity []byte
 	if user == c.prof.User {
@@ -207,15 +213,40 @@ func describeListChange(old, new *e2ee.DeviceList) string {
 	return fmt.Sprintf("%s (now %d)", strings.Join(parts, "; "), len(new.Devices))
 }
 
-// note adds a line to the conversation with user, once per text and
-// connection.
+// note adds a line to the conversation with user, once: the same text
+// again (on this connection or a later one) adds nothing.
 func (c *Client) note(user, text string) {
 	if user == c.prof.User || !c.askOnce(onceListNote, user+"\x00"+text, user) {
 		return
 	}
-	id := newID(c)
+	sum := sha256.Sum256([]byte("securechat device note\x00" + user + "\x00" + text))
+	id := sum[:transport.MessageIDLen]
 	c.home.Update(func(tx *home.Tx) error {
+		if in, err := tx.InHistory(id); err != nil || in {
+			return err
+		}
 		_, err := tx.AddHistory(chat.Peer(user), &home.HistoryRecord{ID: id, From: user, Kind: chat.KindSystem, Text: text, Time: c.now().UnixMilli()}, true)
 		return err
 	})
+}
+
+// unlinkedDevices are the devices of user the server said published no
+// keys: added with a password, not linked (Devices must have been asked).
+func (c *Client) unlinkedDevices(user string) []uint32 {
+	c.devMu.Lock()
+	defer c.devMu.Unlock()
+	return slices.Clone(c.unlinked[user])
+}
+
+// UnlinkedText says that user has devices that are not linked.
+func UnlinkedText(user string, ids []uint32) string {
+	var s []string
+	for _, id := range ids {
+		s = append(s, fmt.Sprint(id))
+	}
+	what := "a device"
+	if len(ids) > 1 {
+		what = fmt.Sprintf("%d devices", len(ids))
+	}
+	return fmt.Sprintf("%s has %s not linked to %s's identity (device %s, added with a password): unverified, and nothing is sent to it until one of %s's devices approves it", user, what, user, strings.Join(s, ", "), user)
 }

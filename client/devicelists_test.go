@@ -431,3 +431,61 @@ func TestSettingsOnAnotherDevice(t *testing.T) {
 		t.Fatalf("kept: %+v", s)
 	}
 }
+
+// TestUnlinkedDeviceFlagged (issue 11, must show): a device added with
+// the password alone is flagged to bob — a line in the conversation and
+// in his safety number's report — and is not encrypted to.
+func TestUnlinkedDeviceFlagged(t *testing.T) {
+	s := startTestServer(t, t.TempDir(), "127.0.0.1:0")
+	defer s.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	h2, err := home.Open(t.TempDir(), home.Options{Passphrase: "pp", Create: true, KDF: testKDF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Close()
+	if _, err := Login(ctx, h2, EnrollOptions{Server: s.addr, User: "alice", Password: "password1", Pin: s.fp}); err != nil {
+		t.Fatal(err)
+	}
+	bob := connectHome(t, hb, false)
+	if _, err := bob.SendText(ctx, "alice", "only to linked devices"); err != nil {
+		t.Fatal(err)
+	}
+	text := UnlinkedText("alice", []uint32{2})
+	wantLine(t, hb, text)
+	info, err := bob.SafetyNumber(ctx, "alice")
+	if err != nil || !slices.Equal(info.Unlinked, []uint32{2}) {
+		t.Fatalf("bob's safety report: %+v, %v", info, err)
+	}
+	if got := receiveAll(t, ctx, ha); !slices.Equal(got, []string{"bob: only to linked devices"}) {
+		t.Fatalf("alice's linked device got %q", got)
+	}
+	// The unlinked device's mailbox is empty: nothing was encrypted to it.
+	c := connectHome(t, h2, true)
+	for ev := range c.Events() {
+		if ev.Type == EventMessage {
+			t.Fatalf("the unlinked device got %+v", ev.Message)
+		}
+		if ev.Type == EventQueueEmpty || ev.Type == EventClosed {
+			break
+		}
+	}
+	// Once per text: the line is not written again.
+	bob.Close()
+	bob = connectHome(t, hb, false)
+	if _, err := bob.SendText(ctx, "alice", "again"); err != nil {
+		t.Fatal(err)
+	}
+	es, _ := hb.History(chat.Peer("alice"), "", 100)
+	n := 0
+	for _, e := range es {
+		if e.Text == text {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("the line is in the conversation %d times", n)
+	}
+}

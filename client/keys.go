@@ -181,6 +181,9 @@ type SafetyInfo struct {
 	// Offline: the server could not be asked; the number is from this
 	// home's records (Engine.SafetyNumber without a connection).
 	Offline bool
+	// Unlinked are the account's devices not linked to its identity
+	// (added with a password): unverified, never sent to.
+	Unlinked []uint32
 }
 
 // SafetyNumber returns the safety number with user, learning user's identity
@@ -234,12 +237,16 @@ func (c *Client) SafetyNumber(ctx context.Context, user string) (SafetyInfo, err
 			return SafetyInfo{}, err
 		}
 	}
-	return SafetyInfo{
+	info := SafetyInfo{
 		Number:   e2ee.SafetyNumber(c.prof.User, c.keys.IdentityKey(), user, remote),
 		Changed:  ct.Pending != nil,
 		Conflict: ct.Conflict,
 		Verified: ct.Verified && ct.Pending == nil,
-	}, nil
+	}
+	if _, err := c.Devices(ctx, user); err == nil {
+		info.Unlinked = c.unlinkedDevices(user)
+	}
+	return info, nil
 }
 
 func validIdentity(key []byte) bool {

@@ -249,6 +249,15 @@ func (c *Client) Devices(ctx context.Context, user string) ([]chat.Device, error
 		c.signedLists = make(map[string][]byte)
 	}
 	c.signedLists[user] = list.SignedList
+	if c.unlinked == nil {
+		c.unlinked = make(map[string][]uint32)
+	}
+	c.unlinked[user] = nil
+	for _, d := range list.Unlinked {
+		if d.User == user {
+			c.unlinked[user] = append(c.unlinked[user], d.ID)
+		}
+	}
 	c.devMu.Unlock()
 	c.updateDevices(list.Devices)
 	c.devMu.Lock()

@@ -343,6 +343,10 @@ type DeviceList struct {
 	// SignedList is the account's signed device list as its devices last
 	// stored it (protocol.md §5.4), nil if none was; the client verifies it.
 	SignedList []byte
+	// Unlinked, in the answer to a Devices request, are the account's
+	// devices that have published no keys (added with Login, not linked):
+	// nobody sends to them, and contacts are told they exist.
+	Unlinked []DeviceInfo
 }
 
 func (m *DeviceList) MarshalFields(e *Encoder) {
@@ -350,6 +354,9 @@ func (m *DeviceList) MarshalFields(e *Encoder) {
 		e.Message(1, &m.Devices[i])
 	}
 	e.BytesField(2, m.SignedList)
+	for i := range m.Unlinked {
+		e.Message(3, &m.Unlinked[i])
+	}
 }
 
 func (m *DeviceList) UnmarshalFields(d *Decoder) error {
@@ -364,6 +371,13 @@ func (m *DeviceList) UnmarshalFields(d *Decoder) error {
 			m.Devices = append(m.Devices, di)
 		case 2:
 			m.SignedList, err = f.Bytes(MaxDeviceList)
+		case 3:
+			if len(m.Unlinked) >= MaxDevices {
+				return errorf("too many unlinked devices")
+			}
+			var di DeviceInfo
+			err = f.Message(&di)
+			m.Unlinked = append(m.Unlinked, di)
 		default:
 			return f.Unknown()
 		}
