@@ -113,6 +113,17 @@ func TestMaliciousServerDeviceList(t *testing.T) {
 		_, err = bob.SendText(ctx, "alice", text)
 		return err
 	}
+	safety := func() string {
+		t.Helper()
+		bob := connectHome(t, hb, false)
+		defer bob.Close()
+		info, err := bob.SafetyNumber(ctx, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Number
+	}
+	before := safety()
 	if err := send("to both"); err != nil {
 		t.Fatalf("to alice's two devices: %v", err)
 	}
@@ -129,6 +140,11 @@ func TestMaliciousServerDeviceList(t *testing.T) {
 		t.Fatalf("after the revocation: %v", err)
 	}
 	wantLine(t, hb, "alice's devices changed: removed device 2 (now 1)")
+	// The safety number covers the account identity: devices coming and
+	// going do not change it (the line above is how the change shows).
+	if after := safety(); after != before {
+		t.Fatalf("the safety number changed with alice's devices: %s → %s", before, after)
+	}
 
 	refused := func(what, why string) {
 		t.Helper()
