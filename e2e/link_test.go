@@ -137,9 +137,6 @@ func TestLinkDevice(t *testing.T) {
 	bob := register(t, s, "bob")
 	phone := user{name: "alice", home: filepath.Join(t.TempDir(), "phone")}
 	l := startLink(t, s, "alice", phone.home)
-	if !strings.Contains(l.stderr.String(), "securechat devices approve "+l.code) {
-		t.Errorf("link's instructions do not say how to approve:\n%s", l.stderr.String())
-	}
 	// A typed code is read as people type it: lower case, spaces.
 	typed := strings.ToLower(strings.ReplaceAll(l.code, "-", " "))
 	r := ok(t, nil, "devices", "--home", alice.home, "approve", typed, "--yes")
@@ -148,6 +145,9 @@ func TestLinkDevice(t *testing.T) {
 	}
 	if code := l.wait(t); code != 0 {
 		t.Fatalf("link exited %d:\n%s", code, l.stderr.String())
+	}
+	if !strings.Contains(l.stderr.String(), "securechat devices approve "+l.code) || !strings.Contains(l.stderr.String(), "█") {
+		t.Errorf("link's instructions do not say how to approve, or show no QR code:\n%s", l.stderr.String())
 	}
 	if !strings.Contains(l.stderr.String(), "linked as device 2 of alice") {
 		t.Errorf("link's last words:\n%s", l.stderr.String())
