@@ -41,7 +41,7 @@ const (
 	limitLookup               // device and identity lookups per account: lookup_rate
 	limitName                 // names checked per address: lookup_rate, shared with Registers refused for a taken name
 	limitLinkStart            // LinkStarts per address (fixed, links.go)
-	limitLink                 // LinkFind, LinkApprove, PublishDeviceList and RevokeDevice per account (fixed, links.go)
+	limitLink                 // LinkFind, LinkApprove, PublishDeviceList, RevokeDevice and RenameDevice per account (fixed, links.go)
 )
 
 // route is one row of the handler table.
@@ -79,6 +79,8 @@ var routes = map[transport.Code]route{
 	transport.CodeLinkApprove:       {auth: afterAuth, limit: limitLink, handle: on(handleLinkApprove).handle},
 	transport.CodePublishDeviceList: {auth: afterAuth, limit: limitLink, handle: on(handlePublishDeviceList).handle},
 	transport.CodeRevokeDevice:      {auth: afterAuth, limit: limitLink, handle: on(handleRevokeDevice).handle},
+	transport.CodeAccountDevices:    {auth: afterAuth, limit: limitLookup, handle: on(handleAccountDevices).handle},
+	transport.CodeRenameDevice:      {auth: afterAuth, limit: limitLink, handle: on(handleRenameDevice).handle},
 }
 
 // request is a decodable request body.

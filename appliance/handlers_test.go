@@ -56,6 +56,8 @@ func TestHandlerTable(t *testing.T) {
 		transport.CodeLinkApprove:       {afterAuth, limitLink},
 		transport.CodePublishDeviceList: {afterAuth, limitLink},
 		transport.CodeRevokeDevice:      {afterAuth, limitLink},
+		transport.CodeAccountDevices:    {afterAuth, limitLookup},
+		transport.CodeRenameDevice:      {afterAuth, limitLink},
 	}
 	for code, w := range want {
 		r, ok := routes[code]

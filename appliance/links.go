@@ -5,8 +5,10 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"golang.org/x/time/rate"
 
@@ -425,4 +427,41 @@ func (ss *session) revokedAuth(id uint32, d chat.Device, transcript, sig []byte)
 	ss.fail(id, &transport.Error{Code: transport.ErrUnauthorized, Message: revokedReason})
 	ss.close(transport.CloseRevoked, revokedReason)
 	return true
+}
+
+// handleAccountDevices lists every device of the requester's account as
+// the server records it: linked or not, with its name, added and last
+// seen (protocol.md §5.4). The signed list says which are linked; this
+// says what the server holds beside it.
+func handleAccountDevices(ctx context.Context, ss *session, id uint32, req *transport.Empty) {
+	recs, err := ss.srv.store.ListDevices(ss.dev.User)
+	if err != nil {
+		ss.fail(id, wireError(ss.log, err))
+		return
+	}
+	out := &transport.AccountDeviceList{Devices: make([]transport.AccountDevice, 0, len(recs))}
+	for _, r := range recs {
+		out.Devices = append(out.Devices, transport.AccountDevice{ID: r.Device.ID, Key: r.Key, Name: r.Name, Added: r.Created.UnixMilli(), LastSeen: r.LastSeen.UnixMilli()})
+	}
+	ss.reply(id, transport.CodeAccountList, out)
+}
+
+// handleRenameDevice sets the name the server records for a device of
+// the requester's account (shown by devices list and the admin's users
+// page; the signed list carries no names).
+func handleRenameDevice(ctx context.Context, ss *session, id uint32, req *transport.RenameDevice) {
+	if strings.IndexFunc(req.Name, unicode.IsControl) >= 0 || strings.TrimSpace(req.Name) == "" {
+		ss.fail(id, &transport.Error{Code: transport.ErrBadRequest, Message: "a device name must have a visible character and no control characters"})
+		return
+	}
+	d := chat.DeviceOf(ss.dev.User, req.Device)
+	if err := ss.srv.store.RenameDevice(ctx, d, req.Name); err != nil {
+		if errors.Is(err, store.ErrNoSuchDevice) {
+			ss.fail(id, &transport.Error{Code: transport.ErrBadRequest, Message: fmt.Sprintf("the account has no device %d", req.Device)})
+			return
+		}
+		ss.fail(id, wireError(ss.log, err))
+		return
+	}
+	ss.reply(id, transport.CodeOK, &transport.Empty{})
 }

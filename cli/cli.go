@@ -176,10 +176,10 @@ func refuseRegistered(env Env, dir string) error {
 	}
 }
 
-// loginNote is what login says of the device it adds, until linked devices
-// arrive.
+// loginNote is what login says of the device it adds: link makes a device
+// that can.
 func loginNote(user string) string {
-	return fmt.Sprintf("note: a device added with login is not linked to %s's identity key yet: it can log in, but cannot send or receive end-to-end encrypted messages until linked devices arrive", user)
+	return fmt.Sprintf("note: a device added with login is not linked to %s's identity key yet: it can log in, but cannot send or receive end-to-end encrypted messages: securechat link (approved on a device of %s) makes a device that can", user, user)
 }
 
 // passwordPrompted reports whether readPassword will ask on the terminal:

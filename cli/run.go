@@ -14,7 +14,11 @@ commands:
   serve      run the server
   chat       the terminal client
   register   create an account with this home as its first device
-  login      add this home as a device of an existing account
+  login      add this home as a device of an existing account, not linked
+             (it cannot send or receive messages)
+  link       make this home a linked device of an existing account: prints
+             a code to approve on one of its devices
+  devices    approve (a link code), list, rename, revoke: your devices
   send       send a message (--to NAME, or --group TITLE)
   recv       print received messages
   fingerprint [NAME]  your fingerprint, or the safety number with NAME
@@ -63,6 +67,10 @@ func run(ctx context.Context, args []string, env Env, version string) error {
 		return Register(ctx, args, env, false)
 	case "login":
 		return Register(ctx, args, env, true)
+	case "link":
+		return Link(ctx, args, env)
+	case "devices":
+		return Devices(ctx, args, env)
 	case "send":
 		return Send(ctx, args, env)
 	case "recv":

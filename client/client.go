@@ -199,6 +199,10 @@ func Connect(ctx context.Context, h *home.Home, opts Options) (*Client, error) {
 		// must say so: a refusal can mean the account's identity key on the
 		// server is not this device's.
 		c.keysErr = fmt.Errorf("the server refused this device's keys: %w", err)
+	} else if err := c.ensureDeviceList(ctx); err != nil && c.keysErr == nil {
+		// An account from before device lists gets its first here
+		// (protocol.md §5.4); tried again at the next connection.
+		c.keysErr = fmt.Errorf("the account's device list could not be published: %w", err)
 	}
 	return c, nil
 }
@@ -285,6 +289,11 @@ func enroll(ctx context.Context, h *home.Home, code transport.Code, o EnrollOpti
 	if c.keys != nil {
 		if err := c.maintainKeys(ctx, transport.KeyCount{}); err != nil {
 			return prof, fmt.Errorf("registered, but publishing the device's keys failed (they are published at the next connection): %w", err)
+		}
+		// The account's first signed device list names this device
+		// (protocol.md §5.4), right after the identity it verifies under.
+		if err := c.publishFirstList(ctx); err != nil {
+			return prof, fmt.Errorf("registered, but publishing the account's device list failed (it is published at the next connection): %w", err)
 		}
 	}
 	return prof, nil

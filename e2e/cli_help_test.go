@@ -15,6 +15,8 @@ func TestHelpExitsZero(t *testing.T) {
 		{"chat", "usage: securechat chat [flags]"},
 		{"register", "usage: securechat register [flags]"},
 		{"login", "usage: securechat login [flags]"},
+		{"link", "usage: securechat link [flags]"},
+		{"devices", "usage: securechat devices [flags] SUBCOMMAND"},
 		{"send", "usage: securechat send [flags] TEXT..."},
 		{"recv", "usage: securechat recv [flags]"},
 		{"fingerprint", "usage: securechat fingerprint [flags] [NAME]"},

@@ -57,6 +57,10 @@ var messageTypes = []struct {
 	{"PublishDeviceList", func() wireMessage { return new(PublishDeviceList) }},
 	{"RevokeDevice", func() wireMessage { return new(RevokeDevice) }},
 	{"LinkApproved", func() wireMessage { return new(LinkApproved) }},
+	// devices.go
+	{"AccountDevice", func() wireMessage { return new(AccountDevice) }},
+	{"AccountDeviceList", func() wireMessage { return new(AccountDeviceList) }},
+	{"RenameDevice", func() wireMessage { return new(RenameDevice) }},
 }
 
 // fill returns n bytes counting up from start, so that values differ from
@@ -176,6 +180,10 @@ func sampleMessages() []wireMessage {
 		&PublishDeviceList{DeviceList: fill(MaxDeviceList, 4)},
 		&RevokeDevice{Device: 2, DeviceList: fill(150, 5)},
 		&LinkApproved{Device: 4, Sealed: fill(90, 6)},
+		// devices.go
+		&AccountDeviceList{Devices: []AccountDevice{{ID: 1, Key: key, Name: "laptop", Added: 1_700_000_000_000, LastSeen: 1_700_000_000_001}, {ID: 3, Key: key2}}},
+		&AccountDeviceList{},
+		&RenameDevice{Device: 2, Name: strings.Repeat("n", MaxText)},
 	}
 }
 
@@ -318,6 +326,11 @@ func TestRequiredFields(t *testing.T) {
 		{"RevokeDevice without list", &RevokeDevice{Device: 2}},
 		{"RevokeDevice without device", &RevokeDevice{DeviceList: fill(10, 1)}},
 		{"LinkApproved without sealed answer", &LinkApproved{Device: 2}},
+		{"AccountDevice without key", &AccountDevice{ID: 2, Name: "x"}},
+		{"AccountDevice without id", &AccountDevice{Key: key}},
+		{"RenameDevice without name", &RenameDevice{Device: 2}},
+		{"RenameDevice without device", &RenameDevice{Name: "x"}},
+		{"RenameDevice with a long name", &RenameDevice{Device: 2, Name: strings.Repeat("n", MaxText+1)}},
 		{"DeviceList with a long signed list", &DeviceList{SignedList: fill(MaxDeviceList+1, 1)}},
 		{"PublishKeys with only one-time prekeys", &PublishKeys{OneTime: [][]byte{spk}, OneTimeKEM: [][]byte{kem}, Replace: true}},
 	}
@@ -972,7 +985,8 @@ func TestCodes(t *testing.T) {
 		"Signal": CodeSignal, "CheckName": CodeCheckName, "NameFree": CodeNameFree,
 		"LinkStart": CodeLinkStart, "LinkStarted": CodeLinkStarted, "LinkFind": CodeLinkFind, "LinkInfo": CodeLinkInfo,
 		"LinkApprove": CodeLinkApprove, "PublishDeviceList": CodePublishDeviceList, "RevokeDevice": CodeRevokeDevice,
-		"LinkApproved": CodeLinkApproved,
+		"LinkApproved":   CodeLinkApproved,
+		"AccountDevices": CodeAccountDevices, "AccountDeviceList": CodeAccountList, "RenameDevice": CodeRenameDevice,
 	}
 	seen := make(map[Code]string)
 	for name, c := range codes {

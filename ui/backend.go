@@ -76,4 +76,17 @@ type Backend interface {
 	MuteInGroup(ctx context.Context, group chat.Conversation, users []string, until time.Time) error
 	// RenameGroup gives the group a new title.
 	RenameGroup(ctx context.Context, group chat.Conversation, title string) error
+
+	DeviceBackend
+}
+
+// DeviceBackend is what /devices needs of the engine: the account's
+// devices, linking one by its code and revoking one (docs/protocol.md
+// §5.4). Each waits for the server: the UI calls them from goroutines of
+// its own.
+type DeviceBackend interface {
+	AccountDevices(ctx context.Context) ([]client.DeviceStatus, error)
+	FindDevice(ctx context.Context, code string) (*client.LinkCandidate, error)
+	ApproveDevice(ctx context.Context, cand *client.LinkCandidate) error
+	RevokeDevice(ctx context.Context, device uint32) error
 }

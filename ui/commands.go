@@ -21,6 +21,8 @@ const helpText = `Commands:
   /group add|remove TITLE MEMBER...  (its owner and admins)
   /group role TITLE MEMBER admin|member
   /group leave [TITLE]    ("TITLE in quotes" if it has spaces)
+  /devices  your devices · /devices approve CODE  link the
+  device showing CODE (securechat link) · /devices revoke N
   /verify [NAME]    compare safety numbers, mark verified
   /trust [NAME]     accept a changed identity key
   /set typing on|off    send typing indicators or not
@@ -52,7 +54,7 @@ Pane: ── new ── above the first message unread when opened
 Status bar: connection · server key · verification`
 
 // commands are the slash commands, for completion.
-var commands = []string{"group", "help", "msg", "quit", "set", "trust", "verify"}
+var commands = []string{"devices", "group", "help", "msg", "quit", "set", "trust", "verify"}
 
 // readOnlyHint is what typing into the server's announcements says in the
 // line above the input; readOnlyNote what Enter there says in the pane.
@@ -127,6 +129,8 @@ func (u *UI) command(line string) bool {
 		return u.set(args)
 	case "group", "g":
 		return u.groupCommand(rest)
+	case "devices":
+		return u.devicesCommand(args)
 	default:
 		u.notice(noticeError, "unknown command /%s: /help lists the commands", cmd)
 		return false

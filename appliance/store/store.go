@@ -164,6 +164,8 @@ type Devices interface {
 	// ListDevices lists every device of user, in id order, with its
 	// name, added and last-seen times. *NoSuchUserError.
 	ListDevices(user string) ([]DeviceRecord, error)
+	// RenameDevice sets the name of a device. ErrNoSuchDevice.
+	RenameDevice(ctx context.Context, d chat.Device, name string) error
 }
 
 // MaxRevoked is how many revoked devices' tombstones an account keeps.

@@ -44,6 +44,8 @@ type Backend struct {
 	groupErr error // what the group changes fail with; nil: they work
 
 	noTyping, noReceipts bool // the settings, off when true
+
+	devices []client.DeviceStatus // the account's, for /devices; device 1 is this one
 }
 
 type fakeConv struct {
@@ -581,4 +583,52 @@ func (b *Backend) SetGroupRole(_ context.Context, conv chat.Conversation, users 
 		}
 		return "you made " + strings.Join(users, ", ") + " " + what, nil
 	})
+}
+
+// The account's devices (/devices): device 1, this one, linked; a code
+// approved adds the next, revoking removes one. Every call is recorded.
+
+func (b *Backend) deviceList() []client.DeviceStatus {
+	if b.devices == nil {
+		b.devices = []client.DeviceStatus{{ID: 1, Name: "this laptop", Added: b.now(), LastSeen: b.now(), This: true, Linked: true}}
+	}
+	return b.devices
+}
+
+func (b *Backend) AccountDevices(context.Context) ([]client.DeviceStatus, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls = append(b.calls, Call{Method: "AccountDevices"})
+	return slices.Clone(b.deviceList()), nil
+}
+
+// FindDevice finds a device waiting with any code but "0000-0000-0000".
+func (b *Backend) FindDevice(_ context.Context, code string) (*client.LinkCandidate, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls = append(b.calls, Call{Method: "FindDevice", Args: []string{code}})
+	if strings.ReplaceAll(code, "-", "") == "000000000000" {
+		return nil, errors.New("no device is waiting with this code")
+	}
+	devs := b.deviceList()
+	return &client.LinkCandidate{Code: code, Device: devs[len(devs)-1].ID + 1, Name: "phone", Started: b.now()}, nil
+}
+
+func (b *Backend) ApproveDevice(_ context.Context, cand *client.LinkCandidate) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls = append(b.calls, Call{Method: "ApproveDevice", Args: []string{cand.Code}})
+	b.devices = append(b.deviceList(), client.DeviceStatus{ID: cand.Device, Name: cand.Name, Added: b.now(), LastSeen: b.now(), Linked: true})
+	return nil
+}
+
+func (b *Backend) RevokeDevice(_ context.Context, device uint32) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls = append(b.calls, Call{Method: "RevokeDevice", Args: []string{fmt.Sprint(device)}})
+	if device == 1 {
+		return client.ErrRevokeSelf
+	}
+	b.devices = slices.DeleteFunc(b.deviceList(), func(d client.DeviceStatus) bool { return d.ID == device })
+	return nil
 }

@@ -253,6 +253,20 @@ func (s *Store) ListDevices(user string) ([]store.DeviceRecord, error) {
 	return out, err
 }
 
+// RenameDevice sets the name of a device.
+func (s *Store) RenameDevice(ctx context.Context, d chat.Device, name string) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDevices)
+		k := deviceKey(d)
+		var rec deviceRecord
+		if v := b.Get(k); v == nil || transport.Unmarshal(v, &rec) != nil {
+			return reject(store.ErrNoSuchDevice)
+		}
+		rec.Name = name
+		return b.Put(k, transport.Marshal(&rec))
+	})
+}
+
 // deviceRecordsTx reads an account's devices in id order.
 func deviceRecordsTx(tx *bolt.Tx, user string) []store.DeviceRecord {
 	var out []store.DeviceRecord

@@ -113,6 +113,17 @@ func testDeviceLists(t *testing.T, h *harness) {
 	if err != nil || len(devs) != 2 || devs[0].Name != "first" || devs[1].Name != "phone" {
 		t.Errorf("list devices: %+v %v", devs, err)
 	}
+	// Renaming: the name, kept across a reopen; a device that is not, refused.
+	if err := h.s.RenameDevice(h.ctx, alice2, "tablet"); err != nil {
+		t.Errorf("rename: %v", err)
+	}
+	if err := h.s.RenameDevice(h.ctx, chat.DeviceOf("alice", 40), "x"); !errors.Is(err, store.ErrNoSuchDevice) {
+		t.Errorf("rename a device that does not exist: %v", err)
+	}
+	h.reopen()
+	if rec, err := h.s.Device(alice2); err != nil || rec.Name != "tablet" || !rec.Created.Equal(dev.Now) {
+		t.Errorf("renamed device after reopen: %+v %v", rec, err)
+	}
 	// A login after a reservation gets the next id: ids are never reused.
 	if d, err := h.s.AddDevice(h.ctx, "alice", "phc alice", deviceKeyOf(chat.DeviceOf("alice", 3)), "pw", t0); err != nil || d.ID != 3 {
 		t.Errorf("login after a link: %v %v", d, err)
