@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client/home"
@@ -73,6 +74,14 @@ func (c *Client) sendDevices(ctx context.Context, user string) ([]chat.Device, e
 	}
 	for _, d := range devs {
 		if err := c.inList(list, d); err != nil {
+			if user != c.prof.User {
+				// Devices under keys the list does not name: the account
+				// may have been deleted and registered again under
+				// another identity, which is said as such.
+				if moved := c.identityMoved(user, identity); moved != nil {
+					return nil, moved
+				}
+			}
 			return nil, err
 		}
 	}
@@ -135,6 +144,15 @@ func (c *Client) deviceList(user string, identity []byte, ct *home.Contact) (*e2
 			err = l.Verify(id, user)
 		}
 		switch {
+		case err != nil && ct == nil && user != c.prof.User:
+			// Signed by another key than the one this home trusts: the
+			// account's identity changed (deleted and registered again),
+			// which blocks the send as any identity change does, or the
+			// list is forged.
+			if err := c.identityMoved(user, identity); err != nil {
+				return nil, err
+			}
+			fallthrough
 		case err != nil:
 			notice = fmt.Sprintf("the server gave a device list of %s's that %s's identity key did not sign: refused", user, user)
 			if kept == nil {
@@ -165,6 +183,34 @@ func (c *Client) deviceList(user string, identity []byte, ct *home.Contact) (*e2
 	c.verified[user] = &verifiedList{raw: raw, list: use}
 	c.devMu.Unlock()
 	return use, nil
+}
+
+// identityMoved asks the server for user's identity key: one other than
+// trusted is recorded as pending, as a send's bundle check records it
+// (verifyBundle), and returned as the identity change that blocks the
+// send; nil when the server says trusted.
+func (c *Client) identityMoved(user string, trusted []byte) error {
+	var ik transport.IdentityKey
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.request(ctx, transport.CodeIdentity, &transport.DevicesRequest{User: user}, transport.CodeIdentityKey, &ik); err != nil {
+		return err
+	}
+	if bytes.Equal(ik.Key, trusted) || !validIdentity(ik.Key) {
+		return nil
+	}
+	c.cryptoMu.Lock()
+	defer c.cryptoMu.Unlock()
+	ct, err := c.sessions.Contact(user)
+	if err != nil || ct == nil {
+		return err
+	}
+	if !bytes.Equal(ct.Identity, ik.Key) && pendingSeen(ct, ik.Key) {
+		if err := c.sessions.SaveContact(user, ct); err != nil {
+			return err
+		}
+	}
+	return c.identityChanged(user, ct.Pending)
 }
 
 // keepList stores user's newer verified list: in ct, which the caller

@@ -87,7 +87,8 @@ func TestMaliciousServerDeviceList(t *testing.T) {
 	if err := alice.PublishDeviceList(ctx, signedList(t, id, "alice", 1, alice.me())); err != nil {
 		t.Fatal(err)
 	}
-	// alice links a second device (list 2).
+	// alice links a second device (list 3; registration published 1,
+	// signedList counts from it).
 	n := makeNewDevice(t)
 	n.start(t, s, "alice")
 	info, err := alice.FindLink(ctx, n.code("alice"))
@@ -128,7 +129,7 @@ func TestMaliciousServerDeviceList(t *testing.T) {
 		t.Fatalf("to alice's two devices: %v", err)
 	}
 	ct, _ := hb.Contact("alice")
-	if l, err := e2ee.ParseDeviceList(ct.DeviceList); err != nil || l.Seq != 2 {
+	if l, err := e2ee.ParseDeviceList(ct.DeviceList); err != nil || l.Seq != 3 {
 		t.Fatalf("bob keeps alice's list %v, %v", l, err)
 	}
 
@@ -159,13 +160,13 @@ func TestMaliciousServerDeviceList(t *testing.T) {
 		return append(devs, store.DeviceKey{Device: chat.DeviceOf("alice", dev2), Key: n.pub})
 	}, list2)
 	refused("the revoked device back", "does not")
-	wantLine(t, hb, "the server gave an older device list of alice's (number 2, this device has seen 3): refused")
+	wantLine(t, hb, "the server gave an older device list of alice's (number 3, this device has seen 4): refused")
 	// A device of the server's own, with the current list.
 	other, _, _ := ed25519.GenerateKey(nil)
 	lie.set(func(devs []store.DeviceKey) []store.DeviceKey {
 		return append(devs, store.DeviceKey{Device: chat.DeviceOf("alice", 9), Key: other})
 	}, nil)
-	refused("an added device", "alice's signed device list (number 3) does not")
+	refused("an added device", "alice's signed device list (number 4) does not")
 	// A swapped key of device 1.
 	lie.set(func(devs []store.DeviceKey) []store.DeviceKey {
 		out := append([]store.DeviceKey(nil), devs...)

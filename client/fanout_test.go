@@ -80,6 +80,29 @@ func linkedDevice(t *testing.T, s *testServer, first *home.Home) *home.Home {
 	if err := h.SaveProfile(p2); err != nil {
 		t.Fatal(err)
 	}
+	// The account's signed device list names it (protocol.md §9.8), as
+	// approving a link does.
+	c1 := connectHome(t, first, false)
+	defer c1.Close()
+	dl, err := c1.DeviceList(ctx, p1.User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := e2ee.ParseDeviceList(dl.SignedList)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := &e2ee.DeviceList{User: p1.User, Seq: cur.Seq + 1, Time: 1, Devices: append(cur.Devices, entryOf(p2.Device, p2.DeviceKey.Public().(ed25519.PublicKey)))}
+	if err := e2ee.SignDeviceList(next, k1.IdentityPrivateKey()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := next.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c1.PublishDeviceList(ctx, b); err != nil {
+		t.Fatal(err)
+	}
 	return h
 }
 
