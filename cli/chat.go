@@ -16,8 +16,10 @@ import (
 	"golang.org/x/term"
 
 	"github.com/securechat/securechat/appliance"
+	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 	"github.com/securechat/securechat/client/home"
+	"github.com/securechat/securechat/internal/qrterm"
 	"github.com/securechat/securechat/internal/usage"
 	"github.com/securechat/securechat/transport"
 	"github.com/securechat/securechat/ui"
@@ -152,11 +154,16 @@ func firstRun(ctx context.Context, env Env, o firstRunOptions, pass string) (h *
 	var login bool
 	var user string
 	for user == "" {
-		mode, err := tty.ask(ctx, "Register a new account or log in to an existing one? [r/l] ")
+		mode, err := tty.ask(ctx, "Register a new account, link this device to yours on another device, or log in? [r/k/l] ")
 		if err != nil {
 			return nil, err
 		}
 		switch strings.ToLower(mode) {
+		case "k", "link":
+			if user, err = askUser(ctx, tty); err != nil {
+				return nil, err
+			}
+			return linkFirstRun(ctx, tty, o.dir, server, pin, user, pass)
 		case "l", "login":
 			login = true
 			if user, err = askUser(ctx, tty); err != nil {
@@ -256,6 +263,58 @@ func firstRun(ctx context.Context, env Env, o firstRunOptions, pass string) (h *
 			return h, eerr
 		}
 	}
+}
+
+// linkFirstRun is the first run's link (securechat link, cli/devices.go):
+// the home is sealed, the code shown with a QR code, and the run waits for
+// a device of the account to approve it. Ctrl-C, or the code expiring,
+// leaves no home behind (firstRun's undo).
+func linkFirstRun(ctx context.Context, tty *ttyIO, dir, server string, pin transport.Fingerprint, user, pass string) (*home.Home, error) {
+	nl, err := client.PrepareLink(user, nil)
+	if err != nil {
+		return nil, err
+	}
+	if pass == "" {
+		if pass, err = tty.secret(ctx, "new passphrase to seal this home (keys and history are encrypted with it)", true); err != nil {
+			return nil, err
+		}
+		warnWeakPassphrase(tty.w, pass)
+	}
+	h, err := home.Open(dir, home.Options{Passphrase: pass, Create: true})
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(tty.w, "Connecting to %s…\n", server)
+	sctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	w, err := nl.Start(sctx, server, pin, hostname())
+	cancel()
+	if ctx.Err() != nil {
+		return h, errInterrupted
+	}
+	if err != nil {
+		return h, err
+	}
+	defer w.Close()
+	fmt.Fprintf(tty.w, "Link code: %s\nOn a device of %s, type /devices approve %s in securechat chat (or run securechat devices approve %s). The code is valid until %s; Ctrl-C stops.\n",
+		nl.Code, user, nl.Code, nl.Code, chat.FormatTime(w.Expires.Local()))
+	if qr, err := qrterm.Render(linkQRPrefix + user + ":" + nl.Code); err == nil {
+		io.WriteString(tty.w, qr)
+	}
+	a, err := w.Wait(ctx)
+	if ctx.Err() != nil {
+		return h, errInterrupted
+	}
+	if err != nil {
+		return h, linkEnded(err)
+	}
+	w.Close()
+	prof, err := nl.Finish(h, server, w.Fingerprint, a)
+	if err != nil {
+		return h, err
+	}
+	fmt.Fprintf(tty.w, "Linked: welcome, %s (device %d). Starting…\n", prof.User, prof.Device)
+	time.Sleep(300 * time.Millisecond)
+	return h, nil
 }
 
 // askServer asks for the server's address until one answers, shows the key

@@ -169,7 +169,7 @@ func TestChatFirstRun(t *testing.T) {
 		t.Fatalf("first run does not show the server fingerprint %s:\n%s", grouped, fp)
 	}
 	x.typeLine("carol", "y")
-	x.waitScreen("carol", "register or log in", contains("[r/l]"))
+	x.waitScreen("carol", "register or log in", contains("[r/k/l]"))
 	x.typeLine("carol", "r")
 	x.waitScreen("carol", "user name", contains("User name:"))
 	x.typeLine("carol", "carol")

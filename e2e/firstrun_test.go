@@ -69,9 +69,9 @@ func TestChatFirstRunAsksAgain(t *testing.T) {
 		t.Fatalf("the address without a port did not reach the server on 4433:\n%s", screen)
 	}
 	x.typeLine("erin", "y")
-	x.waitScreen("erin", "register or log in", contains("[r/l]"))
+	x.waitScreen("erin", "register or log in", contains("[r/k/l]"))
 	x.typeLine("erin", "x")
-	x.waitScreen("erin", "register or log in again", count("[r/l]", 2))
+	x.waitScreen("erin", "register or log in again", count("[r/k/l]", 2))
 	x.typeLine("erin", "r")
 	x.waitScreen("erin", "user name", contains("User name:"))
 	x.typeLine("erin", "no spaces allowed")
@@ -122,7 +122,7 @@ func TestChatFirstRunInvite(t *testing.T) {
 
 	home := filepath.Join(t.TempDir(), "dave")
 	startFirstRun(x, "dave", home, "--server", s.Addr, "--server-key", s.FP)
-	x.waitScreen("dave", "register or log in", contains("[r/l]"))
+	x.waitScreen("dave", "register or log in", contains("[r/k/l]"))
 	x.typeLine("dave", "r")
 	x.waitScreen("dave", "user name", contains("User name:"))
 	x.typeLine("dave", "dave")
@@ -142,7 +142,7 @@ func TestChatFirstRunInvite(t *testing.T) {
 	home2 := filepath.Join(t.TempDir(), "frank")
 	startFirstRun(x, "frank", home2, "--server", s.Addr, "--server-key", s.FP, "--invite", code2)
 	x.run("kill-session", "-t", "dave")
-	x.waitScreen("frank", "register or log in", contains("[r/l]"))
+	x.waitScreen("frank", "register or log in", contains("[r/k/l]"))
 	x.typeLine("frank", "r")
 	x.waitScreen("frank", "user name", contains("User name:"))
 	x.typeLine("frank", "frank")
@@ -165,11 +165,11 @@ func TestChatFirstRunLeavesNothing(t *testing.T) {
 
 	home := filepath.Join(t.TempDir(), "gina")
 	startFirstRun(x, "gina", home, "--server", s.Addr, "--server-key", s.FP)
-	x.waitScreen("gina", "register or log in", contains("[r/l]"))
+	x.waitScreen("gina", "register or log in", contains("[r/k/l]"))
 	x.typeLine("gina", "r")
 	x.waitScreen("gina", "user name", contains("User name:"))
 	x.typeLine("gina", "gina")
-	x.waitScreen("gina", "register or log in again", count("[r/l]", 2))
+	x.waitScreen("gina", "register or log in again", count("[r/k/l]", 2))
 	if sc := x.screen("gina"); !strings.Contains(sc, "Registration is closed on this server") || strings.Contains(sc, "password") {
 		t.Fatalf("a closed server was not said before the password:\n%s", sc)
 	}
@@ -189,11 +189,11 @@ func TestChatFirstRunLeavesNothing(t *testing.T) {
 	// it goes back to ends the first run like Ctrl-C.
 	startFirstRun(x, "gina2", home, "--server", s.Addr, "--server-key", s.FP)
 	x.run("kill-session", "-t", "gina")
-	x.waitScreen("gina2", "register or log in", contains("[r/l]"))
+	x.waitScreen("gina2", "register or log in", contains("[r/k/l]"))
 	x.typeLine("gina2", "r")
 	x.waitScreen("gina2", "user name", contains("User name:"))
 	x.typeLine("gina2", "gina")
-	x.waitScreen("gina2", "register or log in again", count("[r/l]", 2))
+	x.waitScreen("gina2", "register or log in again", count("[r/k/l]", 2))
 	x.keys("gina2", "C-d")
 	sc := x.waitScreen("gina2", "exit", contains("exited 1"))
 	if !strings.Contains(sc, "interrupted: nothing was set up") {
@@ -255,7 +255,7 @@ func TestChatFirstRunCtrlDAndFingerprint(t *testing.T) {
 	x.typeLine("ivan", s.Addr)
 	x.waitScreen("ivan", "the fingerprint again", count("Is it the same?", 2))
 	x.typeLine("ivan", "y")
-	x.waitScreen("ivan", "register or log in", contains("[r/l]"))
+	x.waitScreen("ivan", "register or log in", contains("[r/k/l]"))
 	x.typeLine("ivan", "r")
 	x.waitScreen("ivan", "user name", contains("User name:"))
 	x.typeLine("ivan", "ivan")
@@ -316,7 +316,7 @@ func TestFirstRunNameChecksLimited(t *testing.T) {
 
 	home := filepath.Join(t.TempDir(), "judy")
 	startFirstRun(x, "judy", home, "--server", s.Addr, "--server-key", s.FP)
-	x.waitScreen("judy", "register or log in", contains("[r/l]"))
+	x.waitScreen("judy", "register or log in", contains("[r/k/l]"))
 	x.typeLine("judy", "r")
 	for i := 1; i <= 2; i++ {
 		x.waitScreen("judy", "user name", count("User name:", i))
