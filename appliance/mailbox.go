@@ -22,26 +22,8 @@ import (
 // muted sender; it runs before the rate limit, so a refused Send costs no
 // tokens.
 func checkSend(ctx context.Context, ss *session, id uint32, req *transport.Send) bool {
-	if req.Recipients != nil && !ss.recipients.expand(req) {
-		ss.fail(id, &transport.Error{Code: transport.ErrRecipientsUnknown,
-			Message: "this connection has no such list of recipients for the group: send the addresses"})
-		return false
-	}
-	for i := range req.Envelopes {
-		u, err := transport.CanonicalUser(req.Envelopes[i].User)
-		if err != nil {
-			ss.fail(id, &transport.Error{Code: transport.ErrInvalidName, Message: err.Error()})
-			return false
-		}
-		req.Envelopes[i].User = u
-	}
-	if req.Shared != nil {
-		if n, max := groupAccounts(ss.dev.User, req), ss.srv.currentLimits().GroupMaxMembers; n > max {
-			ss.fail(id, &transport.Error{Code: transport.ErrTooLarge,
-				Message: fmt.Sprintf("a group message may reach at most %d accounts on this server (group_max_members), this one names %d", max, n)})
-			return false
-		}
-	}
+	// The mute first: a muted sender's Send costs nothing more, however
+	// many addresses it names.
 	now := ss.srv.cfg.Now()
 	if until, muted := ss.srv.mutes.muted(ss.dev.User, now); muted {
 		// The time left goes in retry_after_ms, so that a client shows the
@@ -54,6 +36,36 @@ func checkSend(ctx context.Context, ss *session, id uint32, req *transport.Send)
 		}
 		ss.fail(id, e)
 		return false
+	}
+	accounts := 0
+	if req.Recipients != nil {
+		// A remembered list (recipients.go) was canonicalized and counted
+		// when it was sent: it is used as it is, not copied or walked.
+		var ok bool
+		if accounts, ok = ss.recipients.expand(req, ss.dev.User); !ok {
+			ss.fail(id, &transport.Error{Code: transport.ErrRecipientsUnknown,
+				Message: "this connection has no such list of recipients for the group: send the addresses"})
+			return false
+		}
+	} else {
+		for i := range req.Envelopes {
+			u, err := transport.CanonicalUser(req.Envelopes[i].User)
+			if err != nil {
+				ss.fail(id, &transport.Error{Code: transport.ErrInvalidName, Message: err.Error()})
+				return false
+			}
+			req.Envelopes[i].User = u
+		}
+		if req.Shared != nil {
+			accounts = groupAccounts(ss.dev.User, req)
+		}
+	}
+	if req.Shared != nil {
+		if n, max := accounts, ss.srv.currentLimits().GroupMaxMembers; n > max {
+			ss.fail(id, &transport.Error{Code: transport.ErrTooLarge,
+				Message: fmt.Sprintf("a group message may reach at most %d accounts on this server (group_max_members), this one names %d", max, n)})
+			return false
+		}
 	}
 	return true
 }
@@ -133,7 +145,7 @@ func handleSend(ctx context.Context, ss *session, id uint32, req *transport.Send
 	}
 	sent := &transport.Sent{ServerTime: res.Time.UnixMilli(), Duplicate: res.Duplicate}
 	if req.Shared != nil {
-		sent.Recipients = ss.recipients.remember(req)
+		sent.Recipients = ss.recipients.remember(req, ss.dev.User)
 	}
 	ss.reply(id, transport.CodeSent, sent)
 }
@@ -168,7 +180,7 @@ func (ss *session) handleSignal(ctx context.Context, id uint32, req *transport.S
 	}
 	sent := &transport.Sent{ServerTime: now, Online: online}
 	if req.Shared != nil {
-		sent.Recipients = ss.recipients.remember(req)
+		sent.Recipients = ss.recipients.remember(req, ss.dev.User)
 	}
 	ss.reply(id, transport.CodeSent, sent)
 }

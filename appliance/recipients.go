@@ -27,10 +27,11 @@ const (
 )
 
 type recipientList struct {
-	group []byte
-	hash  []byte
-	envs  []transport.Envelope // without payloads
-	used  uint64
+	group    []byte
+	hash     []byte
+	envs     []transport.Envelope // without payloads; never changed once kept
+	accounts int                  // the accounts it reaches, the sender's included
+	used     uint64
 }
 
 // recipientLists is one connection's remembered lists.
@@ -60,25 +61,27 @@ func recipientsHash(group []byte, envs []transport.Envelope) []byte {
 }
 
 // expand fills in the envelopes of a group Send that names a remembered
-// list (req.Recipients), with a copy of that list; false if the
-// connection has no such list.
-func (r *recipientLists) expand(req *transport.Send) bool {
+// list (req.Recipients) and returns the accounts it reaches; false if the
+// connection has no such list. The envelopes are the remembered list
+// itself, already canonical, shared and never written (a copy would cost
+// every Send, refused or not, in proportion to the list).
+func (r *recipientLists) expand(req *transport.Send, sender string) (accounts int, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, l := range r.lists {
 		if bytes.Equal(l.group, req.Group) && bytes.Equal(l.hash, req.Recipients) {
 			r.tick++
 			l.used = r.tick
-			req.Envelopes = slices.Clone(l.envs)
-			return true
+			req.Envelopes = l.envs[:len(l.envs):len(l.envs)]
+			return l.accounts, true
 		}
 	}
-	return false
+	return 0, false
 }
 
 // remember keeps the address list of a group Send the server took and
 // returns its hash, for the Sent. A Send that named its list keeps it.
-func (r *recipientLists) remember(req *transport.Send) []byte {
+func (r *recipientLists) remember(req *transport.Send, sender string) []byte {
 	if req.Recipients != nil {
 		return req.Recipients
 	}
@@ -94,7 +97,7 @@ func (r *recipientLists) remember(req *transport.Send) []byte {
 	defer r.mu.Unlock()
 	r.tick++
 	r.lists = slices.DeleteFunc(r.lists, func(l *recipientList) bool { return bytes.Equal(l.group, req.Group) })
-	r.lists = append(r.lists, &recipientList{group: bytes.Clone(req.Group), hash: hash, envs: envs, used: r.tick})
+	r.lists = append(r.lists, &recipientList{group: bytes.Clone(req.Group), hash: hash, envs: envs, accounts: groupAccounts(sender, req), used: r.tick})
 	for {
 		total := 0
 		for _, l := range r.lists {

@@ -213,3 +213,34 @@ func TestGroupLogCreationSize(t *testing.T) {
 		t.Errorf("refusing it allocated %d bytes", n)
 	}
 }
+
+// TestGroupLogParseWorkBounded: a log anyone can send (a welcome is parsed
+// before its sender's membership is checked: plausibleWelcome,
+// receiveGroup) costs the parser work in proportion to its size. Here a
+// stranger's own creation, a folded base of many members and many
+// concurrent changes at one depth: each admitted change replays the whole
+// window, and each replayed change clones the whole state, so today ~95
+// KB of log allocates gigabytes (a 254 KB one took minutes of CPU).
+func TestGroupLogParseWorkBounded(t *testing.T) {
+	mallory := newGroupUser(t, "mallory")
+	cr := create(t, 1, mallory)
+	const members, changes = 1750, 150
+	l := &GroupLog{maxMembers: MaxGroupMembers, create: cr,
+		base:      GroupState{ID: cr.Group, Title: "x", Members: []GroupMember{mallory.member(RoleOwner)}},
+		baseDepth: 1, frontier: map[[32]byte]uint64{{9}: 1}, window: map[[32]byte]*logged{}, pending: map[[32]byte]*GroupChange{}}
+	for i := range members {
+		l.base.Members = append(l.base.Members, GroupMember{User: fmt.Sprintf("u%05d", i), Identity: mallory.key.Public(), Role: RoleMember})
+	}
+	for i := range changes {
+		c := signed(t, &GroupChange{Group: cr.Group, Parents: [][32]byte{{9}}, Depth: 2, Actor: "mallory", Time: int64(i + 1), Op: OpTitle, Title: "t"}, mallory)
+		l.window[c.Hash()] = &logged{c: c, h: c.Hash(), signer: mallory.key.Public()}
+	}
+	b := mustMarshal(t, l)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := ParseGroupLog(b, MaxGroupMembers)
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > 256<<20 {
+		t.Errorf("parsing a log of %d bytes allocated %d MiB (err %v)", len(b), n>>20, err)
+	}
+}

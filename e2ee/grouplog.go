@@ -25,6 +25,14 @@ type GroupLog struct {
 	window    map[[32]byte]*logged
 	pending   map[[32]byte]*GroupChange
 
+	// work counts the member records the checks copied or walked; past
+	// budget (when not 0) a change is refused, so that a log anyone can
+	// send costs its reader work bounded by its size's order, not its
+	// square (parseGroupLog).
+	work, budget int
+	// deferReplay: parseGroupLog replays once, after every change is in.
+	deferReplay bool
+
 	// Derived by replay.
 	state   GroupState
 	heads   [][32]byte
@@ -195,8 +203,15 @@ func (l *GroupLog) admit(c *GroupChange) error {
 	if c.Depth != depth {
 		return fmt.Errorf("%w: depth %d, its parents make %d", ErrGroupChangeInvalid, c.Depth, depth)
 	}
+	if len(l.window) >= maxWindowChanges {
+		return fmt.Errorf("%w: %d recent changes are kept already", ErrGroupStale, len(l.window))
+	}
+	anc := sortLogged(l.ancestors(c))
+	if err := l.spend((len(anc) + 2) * len(l.base.Members)); err != nil {
+		return err
+	}
 	seen := l.base.clone()
-	for _, a := range sortLogged(l.ancestors(c)) {
+	for _, a := range anc {
 		seen.applySigned(a.c, &a.signer, l.maxMembers) // a void ancestor is void for its author too
 	}
 	author, _ := seen.Member(c.Actor) // before apply: a leave removes its author
@@ -204,8 +219,28 @@ func (l *GroupLog) admit(c *GroupChange) error {
 		return err
 	}
 	l.window[h] = &logged{c: c, h: h, signer: author.Identity}
-	l.replay()
+	if !l.deferReplay {
+		l.replay()
+	}
 	l.fold()
+	return nil
+}
+
+// maxWindowChanges bounds the changes a log keeps in its window: a group's
+// members change far less often than this in 64 depth levels.
+const maxWindowChanges = 512
+
+// maxParseWork bounds the member records checking a received log may copy
+// or walk (a few hundred milliseconds): a real group's log is far below
+// it; one made to cost its reader more is refused.
+const maxParseWork = 32 << 20
+
+// spend counts n units of work against the budget.
+func (l *GroupLog) spend(n int) error {
+	l.work += n
+	if l.budget > 0 && l.work > l.budget {
+		return fmt.Errorf("%w: the log takes too much work to check", ErrGroupChangeInvalid)
+	}
 	return nil
 }
 
@@ -300,6 +335,7 @@ func (l *GroupLog) replay() {
 // spans more than GroupWindow levels. Folding applies the same changes in
 // the same order as replay, so the state does not change.
 func (l *GroupLog) fold() {
+	folded := false
 	for {
 		var lo, hi uint64 = ^uint64(0), 0
 		for _, e := range l.window {
@@ -323,6 +359,7 @@ func (l *GroupLog) fold() {
 			l.frontier[e.h] = e.c.Depth
 		}
 		l.baseDepth = lo
+		folded = true
 	}
 	for len(l.frontier) > maxFrontier {
 		var oldest [32]byte
@@ -339,7 +376,9 @@ func (l *GroupLog) fold() {
 			delete(l.pending, h)
 		}
 	}
-	l.replay()
+	if folded && !l.deferReplay {
+		l.replay()
+	}
 }
 
 // MarshalBinary encodes the log, as a member's home keeps it and as the
@@ -515,12 +554,20 @@ func parseGroupLog(b []byte, maxMembers int, stored bool) (*GroupLog, error) {
 			return nil, err
 		}
 	}
+	if len(lists[0]) > maxWindowChanges {
+		return nil, fmt.Errorf("%w: group log: %d changes in its window", ErrMalformedKeyData, len(lists[0]))
+	}
 	l.replay()
+	// The state is replayed once, after every change is in, and the
+	// checks are bounded in work (spend).
+	l.deferReplay, l.budget = true, maxParseWork
 	for _, c := range l.ordered(lists[0]) {
 		if err := l.admit(c); err != nil {
 			return nil, fmt.Errorf("group log: %w", err)
 		}
 	}
+	l.deferReplay, l.budget, l.work = false, 0, 0
+	l.replay()
 	for _, c := range lists[1] {
 		l.pending[c.Hash()] = c
 	}

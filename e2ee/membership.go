@@ -16,7 +16,9 @@ import (
 // by the acting member's account identity key and naming, by hash, the
 // changes its author had seen (its parents). The changes form a DAG that
 // starts at the creation, signed by the owner, which makes the group's id
-// (GroupID): nobody else can make a creation, or a log, for that id. Every member's client
+// (GroupID): nobody else can make a creation for that id, and a log that
+// folded nothing is checked back to it; a folded log's base state is the
+// word of the member who sent it (docs/security.md §5). Every member's client
 // admits a change only if it is well formed, for this group, its parents
 // are known, and it is signed by a member whose role allows it in the
 // state its author saw; the state is then the replay of all admitted
