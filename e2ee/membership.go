@@ -31,7 +31,7 @@ import (
 // The server can withhold a change (members then disagree on the heads,
 // which group messages carry, and resynchronise), but it cannot make one:
 // a member, a device (devices are bound to the identity by their
-// certificates, §9.1), a role or a title that no member signed, a change
+// certificates, protocol.md §9.1), a role or a title that no member signed, a change
 // replayed, reordered or moved from another group, are all refused.
 
 const (
