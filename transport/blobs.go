@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -331,6 +332,9 @@ type Stream struct {
 	r  *bufio.Reader
 	// timeout bounds each read and write; 0: none.
 	timeout time.Duration
+	// closed: CloseWrite was called, so what was written is delivered
+	// and Cancel only stops reading.
+	closed atomic.Bool
 }
 
 func newStream(st *quic.Stream, timeout time.Duration) *Stream {
@@ -401,13 +405,21 @@ func (s *Stream) Write(p []byte) (int, error) {
 	return n, streamErr(err)
 }
 
-// CloseWrite ends the stream's sending side: the peer reads EOF.
-func (s *Stream) CloseWrite() error { return s.st.Close() }
+// CloseWrite ends the stream's sending side: the peer reads what was
+// written, then EOF. For the writing goroutine.
+func (s *Stream) CloseWrite() error {
+	s.closed.Store(true)
+	return s.st.Close()
+}
 
-// Cancel abandons the stream both ways.
+// Cancel abandons the stream: it stops reading, and writing too unless
+// CloseWrite was called (what was written before it is still delivered).
+// Safe beside a Write.
 func (s *Stream) Cancel() {
 	s.st.CancelRead(0)
-	s.st.CancelWrite(0)
+	if !s.closed.Load() {
+		s.st.CancelWrite(0)
+	}
 }
 
 // ErrStreamTimeout: a bulk stream's peer neither sent nor took bytes
