@@ -57,6 +57,13 @@ var messageTypes = []struct {
 	{"PublishDeviceList", func() wireMessage { return new(PublishDeviceList) }},
 	{"RevokeDevice", func() wireMessage { return new(RevokeDevice) }},
 	{"LinkApproved", func() wireMessage { return new(LinkApproved) }},
+	{"BlobLimits", func() wireMessage { return new(BlobLimits) }},
+	{"BlobCreate", func() wireMessage { return new(BlobCreate) }},
+	{"BlobCreated", func() wireMessage { return new(BlobCreated) }},
+	{"BlobRef", func() wireMessage { return new(BlobRef) }},
+	{"BlobState", func() wireMessage { return new(BlobState) }},
+	{"BlobUpload", func() wireMessage { return new(BlobUpload) }},
+	{"BlobDownload", func() wireMessage { return new(BlobDownload) }},
 }
 
 // fill returns n bytes counting up from start, so that values differ from
@@ -176,6 +183,13 @@ func sampleMessages() []wireMessage {
 		&PublishDeviceList{DeviceList: fill(MaxDeviceList, 4)},
 		&RevokeDevice{Device: 2, DeviceList: fill(150, 5)},
 		&LinkApproved{Device: 4, Sealed: fill(90, 6)},
+		&BlobLimits{MaxSize: 100 << 20, Quota: 1 << 30, Used: 12345, ChunkSize: 256 << 10, TTLMS: 7 * 24 * 3600 * 1000},
+		&BlobCreate{Size: math.MaxUint64, Recipients: []BlobRecipient{{User: "bob", Device: 1}, {User: "carol", Device: math.MaxUint32}}},
+		&BlobCreated{ID: fill(BlobIDLen, 1), ChunkSize: 256 << 10, Expires: 1_700_000_000_000},
+		&BlobRef{ID: fill(BlobIDLen, 2)},
+		&BlobState{ID: fill(BlobIDLen, 3), Size: 50_000_000, ChunkSize: 256 << 10, Chunks: 5, Confirmed: 5 << 18, Expires: 1},
+		&BlobUpload{ID: fill(BlobIDLen, 4), First: 7},
+		&BlobDownload{ID: fill(BlobIDLen, 5), Offset: 1 << 40},
 	}
 }
 
@@ -318,6 +332,14 @@ func TestRequiredFields(t *testing.T) {
 		{"RevokeDevice without list", &RevokeDevice{Device: 2}},
 		{"RevokeDevice without device", &RevokeDevice{DeviceList: fill(10, 1)}},
 		{"LinkApproved without sealed answer", &LinkApproved{Device: 2}},
+		{"BlobCreate without recipients", &BlobCreate{Size: 1}},
+		{"BlobCreate without size", &BlobCreate{Recipients: []BlobRecipient{{User: "bob", Device: 1}}}},
+		{"BlobCreate to device 0", &BlobCreate{Size: 1, Recipients: []BlobRecipient{{User: "bob"}}}},
+		{"BlobCreated without chunk size", &BlobCreated{ID: fill(BlobIDLen, 1)}},
+		{"BlobRef without id", &BlobRef{}},
+		{"BlobState past its size", &BlobState{ID: fill(BlobIDLen, 1), Size: 1, ChunkSize: 1, Confirmed: 2}},
+		{"BlobUpload without id", &BlobUpload{First: 1}},
+		{"BlobDownload without id", &BlobDownload{Offset: 1}},
 		{"DeviceList with a long signed list", &DeviceList{SignedList: fill(MaxDeviceList+1, 1)}},
 		{"PublishKeys with only one-time prekeys", &PublishKeys{OneTime: [][]byte{spk}, OneTimeKEM: [][]byte{kem}, Replace: true}},
 	}
@@ -973,6 +995,9 @@ func TestCodes(t *testing.T) {
 		"LinkStart": CodeLinkStart, "LinkStarted": CodeLinkStarted, "LinkFind": CodeLinkFind, "LinkInfo": CodeLinkInfo,
 		"LinkApprove": CodeLinkApprove, "PublishDeviceList": CodePublishDeviceList, "RevokeDevice": CodeRevokeDevice,
 		"LinkApproved": CodeLinkApproved,
+		"BlobLimits":   CodeBlobLimits, "BlobLimitsIs": CodeBlobLimitsIs, "BlobCreate": CodeBlobCreate,
+		"BlobCreated": CodeBlobCreated, "BlobStatus": CodeBlobStatus, "BlobState": CodeBlobState,
+		"BlobDone": CodeBlobDone, "BlobUpload": CodeBlobUpload, "BlobDownload": CodeBlobDownload,
 	}
 	seen := make(map[Code]string)
 	for name, c := range codes {
