@@ -56,6 +56,10 @@ var metrics = []metric{
 	{desc("group_messages_total", "Group messages durably stored since start (counted in messages_in_total too)."), prometheus.CounterValue, func(s appliance.StatsSnapshot) float64 { return float64(s.GroupMessages) }},
 	{desc("groups", "Group ids the server keeps records of (a group silent for mailbox_ttl is dropped)."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.Groups) }},
 	{desc("shared_payload_bytes", "Bytes of the group messages' shared payloads, each stored once."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.SharedBytes) }},
+	{desc("blobs", "Encrypted files stored, waiting for their recipients."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.Blobs) }},
+	{desc("blob_bytes", "Bytes the encrypted files stored reserve (their whole sizes)."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.BlobBytes) }},
+	{desc("blob_bytes_in_total", "Bytes of encrypted files uploaded since start."), prometheus.CounterValue, func(s appliance.StatsSnapshot) float64 { return float64(s.BlobBytesIn) }},
+	{desc("blob_bytes_out_total", "Bytes of encrypted files downloaded since start."), prometheus.CounterValue, func(s appliance.StatsSnapshot) float64 { return float64(s.BlobBytesOut) }},
 	{desc("bans", "Bans in force."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.Bans) }},
 	{desc("store_bytes", "Size of the store file."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.StoreBytes) }},
 }

@@ -63,6 +63,15 @@ type Config struct {
 	MailboxMaxEntries int
 	MailboxMaxBytes   int
 	StoreMaxBytes     int
+	// Encrypted files (blobs.go, protocol.md §6.8): the largest file,
+	// what one account's files may hold together, what all files may
+	// hold together, how long one is kept, and how many uploads one
+	// account may run at once.
+	BlobMaxSize           int
+	BlobQuota             int
+	BlobStoreMaxBytes     int
+	BlobTTL               Duration
+	BlobUploadsPerAccount int
 	// GroupMaxMembers bounds the accounts one group Send reaches, its
 	// sender's included; GroupMaxPerAccount the group ids an account may
 	// be the first to use (protocol.md §6.7). Live.

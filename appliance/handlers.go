@@ -444,6 +444,14 @@ func wireError(log *slog.Logger, err error) *transport.Error {
 		return &transport.Error{Code: transport.ErrBadRequest, Message: err.Error()}
 	case errors.Is(err, store.ErrStaleDeviceList), errors.Is(err, store.ErrDeviceListRefused):
 		return &transport.Error{Code: transport.ErrBadRequest, Message: err.Error()}
+	case errors.As(err, new(*store.BlobQuotaError)):
+		return &transport.Error{Code: transport.ErrTooLarge, Message: err.Error()}
+	case errors.Is(err, store.ErrFull):
+		return &transport.Error{Code: transport.ErrFull, Message: err.Error()}
+	case errors.As(err, new(*store.ChunkError)), errors.Is(err, store.ErrBlobIncomplete):
+		return &transport.Error{Code: transport.ErrBadRequest, Message: err.Error()}
+	case errors.Is(err, store.ErrNotRecipient):
+		return &transport.Error{Code: transport.ErrUnauthorized, Message: err.Error()}
 	case errors.Is(err, store.ErrUserExists):
 		return &transport.Error{Code: transport.ErrUserExists, Message: err.Error()}
 	case errors.Is(err, store.ErrCredentialsChanged), errors.Is(err, store.ErrNoSuchDevice), errors.Is(err, errBadCredentials):

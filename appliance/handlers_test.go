@@ -58,6 +58,11 @@ func TestHandlerTable(t *testing.T) {
 		transport.CodeRevokeDevice:      {afterAuth, limitLink},
 		transport.CodeAccountDevices:    {afterAuth, limitLookup},
 		transport.CodeRenameDevice:      {afterAuth, limitLink},
+		// protocol.md §6.8 (blobs.go)
+		transport.CodeBlobLimits: {afterAuth, limitLookup},
+		transport.CodeBlobCreate: {afterAuth, limitMessages},
+		transport.CodeBlobStatus: {afterAuth, limitLookup},
+		transport.CodeBlobDone:   {afterAuth, limitMessages},
 	}
 	for code, w := range want {
 		r, ok := routes[code]

@@ -52,6 +52,7 @@ func (s *Server) applyLimits(l Limits) {
 	now := s.cfg.Now()
 	s.msgLimit.set(rate.Limit(l.MessageRate), l.MessageBurst, now)
 	s.byteLimit.set(rate.Limit(l.ByteRate), l.ByteBurst, now)
+	s.blobBytes.set(rate.Limit(l.ByteRate), l.ByteBurst, now)
 	s.connLimit.set(rate.Limit(l.ConnRate), l.ConnBurst, now)
 	s.regLimit.set(rate.Limit(l.RegisterRate), l.RegisterBurst, now)
 	s.fetchLimit.set(rate.Limit(l.KeyFetchRate), l.KeyFetchBurst, now)

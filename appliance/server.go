@@ -92,6 +92,8 @@ type Server struct {
 	linkStartLimit *limiter // LinkStarts per source (links.go)
 	linkLimit      *limiter // linking requests and device lists per account (links.go)
 	links          *linkTable
+	blobBytes      *limiter // blob bytes per account (blobs.go): byte_rate, byte_burst
+	blobSlots      blobSlots
 	open           connCounts
 	bans           banList
 	banningMu      sync.Mutex      // guards banning
@@ -120,6 +122,8 @@ type Stats struct {
 	Refused       atomic.Int64 // connections refused for a ban
 	Limited       atomic.Int64 // requests and connections refused by a rate limit
 	Dropped       atomic.Int64 // signals not queued for a device that does not read them
+	BlobBytesIn   atomic.Int64 // bytes of encrypted files uploaded
+	BlobBytesOut  atomic.Int64 // bytes of encrypted files downloaded
 }
 
 // New opens the store in cfg.Data, loads or creates the server key, writes
@@ -140,7 +144,7 @@ func New(cfg Config) (*Server, error) {
 		changes:   newLocalChanges(),
 		links:     newLinkTable(),
 	}
-	for _, l := range []**limiter{&s.fetchLimit, &s.pairFetch, &s.msgLimit, &s.byteLimit, &s.connLimit, &s.regLimit, &s.failLimit, &s.acctFail, &s.floodLimit, &s.keysLimit, &s.ackLimit, &s.lookLimit, &s.nameLimit, &s.linkStartLimit, &s.linkLimit} {
+	for _, l := range []**limiter{&s.fetchLimit, &s.pairFetch, &s.msgLimit, &s.byteLimit, &s.connLimit, &s.regLimit, &s.failLimit, &s.acctFail, &s.floodLimit, &s.keysLimit, &s.ackLimit, &s.lookLimit, &s.nameLimit, &s.linkStartLimit, &s.linkLimit, &s.blobBytes} {
 		*l = newLimiter(cfg.LimiterTable)
 	}
 	limits := cfg.limits()
@@ -160,6 +164,7 @@ func New(cfg Config) (*Server, error) {
 		MaxMailboxEntries: int64(cfg.MailboxMaxEntries),
 		MaxMailboxBytes:   int64(cfg.MailboxMaxBytes),
 		MaxStoreBytes:     int64(cfg.StoreMaxBytes),
+		MaxBlobBytes:      int64(cfg.BlobStoreMaxBytes),
 	})
 	if errors.Is(err, store.ErrDataInUse) {
 		return nil, fmt.Errorf("data directory %s is in use by another securechat server", cfg.Data)
@@ -335,6 +340,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer cancel()
 	var bg sync.WaitGroup
 	bg.Go(func() { s.expireLoop(ctx) })
+	bg.Go(func() { s.blobExpireLoop(ctx) })
 	bg.Go(func() { s.banLoop(ctx) })
 	if s.cfg.Admin == AdminOff {
 		// No admin listener: no admin.addr for `securechat admin` to find

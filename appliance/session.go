@@ -168,6 +168,7 @@ func (ss *session) run(ctx context.Context) {
 	if afk := time.Duration(ss.srv.cfg.AFKTimeout); afk > 0 {
 		ss.bg.Go(func() { ss.afk(ctx, afk) })
 	}
+	ss.bg.Go(func() { ss.acceptStreams(ctx) }) // bulk streams (blobs.go)
 	for {
 		f, err := ss.c.ReadFrame()
 		if err != nil {

@@ -79,11 +79,18 @@ type StatsSnapshot struct {
 	StoreBytes    int64     `json:"store_bytes"`
 	// Groups is the group records the store keeps; SharedPayloads and
 	// SharedBytes the group messages' payloads, stored once each.
-	Groups         int                   `json:"groups"`
-	SharedPayloads int                   `json:"shared_payloads"`
-	SharedBytes    int64                 `json:"shared_bytes"`
-	Bans           int                   `json:"bans"`
-	Fingerprint    transport.Fingerprint `json:"fingerprint"` // 64 plain hex digits in JSON
+	Groups         int   `json:"groups"`
+	SharedPayloads int   `json:"shared_payloads"`
+	SharedBytes    int64 `json:"shared_bytes"`
+	// Blobs and BlobBytes are the encrypted files stored and the bytes
+	// they reserve (protocol.md §6.8); BlobBytesIn and BlobBytesOut the
+	// bytes uploaded and downloaded since start.
+	Blobs        int                   `json:"blobs"`
+	BlobBytes    int64                 `json:"blob_bytes"`
+	BlobBytesIn  int64                 `json:"blob_bytes_in"`
+	BlobBytesOut int64                 `json:"blob_bytes_out"`
+	Bans         int                   `json:"bans"`
+	Fingerprint  transport.Fingerprint `json:"fingerprint"` // 64 plain hex digits in JSON
 	// Registration is the registration policy: open, invite or closed.
 	Registration string `json:"registration"`
 }
@@ -113,6 +120,10 @@ func (s *Server) Snapshot(ctx context.Context) (StatsSnapshot, error) {
 		Groups:         st.Groups,
 		SharedPayloads: st.SharedPayloads,
 		SharedBytes:    st.SharedBytes,
+		Blobs:          st.Blobs,
+		BlobBytes:      st.BlobBytes,
+		BlobBytesIn:    s.stats.BlobBytesIn.Load(),
+		BlobBytesOut:   s.stats.BlobBytesOut.Load(),
 		Bans:           len(s.bans.list(now)),
 		Fingerprint:    s.fp,
 		Registration:   cmp.Or(s.cfg.Registration, RegistrationOpen),

@@ -61,6 +61,13 @@ var messageTypes = []struct {
 	{"AccountDevice", func() wireMessage { return new(AccountDevice) }},
 	{"AccountDeviceList", func() wireMessage { return new(AccountDeviceList) }},
 	{"RenameDevice", func() wireMessage { return new(RenameDevice) }},
+	{"BlobLimits", func() wireMessage { return new(BlobLimits) }},
+	{"BlobCreate", func() wireMessage { return new(BlobCreate) }},
+	{"BlobCreated", func() wireMessage { return new(BlobCreated) }},
+	{"BlobRef", func() wireMessage { return new(BlobRef) }},
+	{"BlobState", func() wireMessage { return new(BlobState) }},
+	{"BlobUpload", func() wireMessage { return new(BlobUpload) }},
+	{"BlobDownload", func() wireMessage { return new(BlobDownload) }},
 }
 
 // fill returns n bytes counting up from start, so that values differ from
@@ -184,6 +191,13 @@ func sampleMessages() []wireMessage {
 		&AccountDeviceList{Devices: []AccountDevice{{ID: 1, Key: key, Name: "laptop", Added: 1_700_000_000_000, LastSeen: 1_700_000_000_001}, {ID: 3, Key: key2}}},
 		&AccountDeviceList{},
 		&RenameDevice{Device: 2, Name: strings.Repeat("n", MaxText)},
+		&BlobLimits{MaxSize: 100 << 20, Quota: 1 << 30, Used: 12345, ChunkSize: 256 << 10, TTLMS: 7 * 24 * 3600 * 1000},
+		&BlobCreate{Size: math.MaxUint64, Recipients: []BlobRecipient{{User: "bob", Device: 1}, {User: "carol", Device: math.MaxUint32}}},
+		&BlobCreated{ID: fill(BlobIDLen, 1), ChunkSize: 256 << 10, Expires: 1_700_000_000_000},
+		&BlobRef{ID: fill(BlobIDLen, 2)},
+		&BlobState{ID: fill(BlobIDLen, 3), Size: 50_000_000, ChunkSize: 256 << 10, Chunks: 5, Confirmed: 5 << 18, Expires: 1},
+		&BlobUpload{ID: fill(BlobIDLen, 4), First: 7},
+		&BlobDownload{ID: fill(BlobIDLen, 5), Offset: 1 << 40},
 	}
 }
 
@@ -331,6 +345,14 @@ func TestRequiredFields(t *testing.T) {
 		{"RenameDevice without name", &RenameDevice{Device: 2}},
 		{"RenameDevice without device", &RenameDevice{Name: "x"}},
 		{"RenameDevice with a long name", &RenameDevice{Device: 2, Name: strings.Repeat("n", MaxText+1)}},
+		{"BlobCreate without recipients", &BlobCreate{Size: 1}},
+		{"BlobCreate without size", &BlobCreate{Recipients: []BlobRecipient{{User: "bob", Device: 1}}}},
+		{"BlobCreate to device 0", &BlobCreate{Size: 1, Recipients: []BlobRecipient{{User: "bob"}}}},
+		{"BlobCreated without chunk size", &BlobCreated{ID: fill(BlobIDLen, 1)}},
+		{"BlobRef without id", &BlobRef{}},
+		{"BlobState past its size", &BlobState{ID: fill(BlobIDLen, 1), Size: 1, ChunkSize: 1, Confirmed: 2}},
+		{"BlobUpload without id", &BlobUpload{First: 1}},
+		{"BlobDownload without id", &BlobDownload{Offset: 1}},
 		{"DeviceList with a long signed list", &DeviceList{SignedList: fill(MaxDeviceList+1, 1)}},
 		{"PublishKeys with only one-time prekeys", &PublishKeys{OneTime: [][]byte{spk}, OneTimeKEM: [][]byte{kem}, Replace: true}},
 	}
@@ -987,6 +1009,9 @@ func TestCodes(t *testing.T) {
 		"LinkApprove": CodeLinkApprove, "PublishDeviceList": CodePublishDeviceList, "RevokeDevice": CodeRevokeDevice,
 		"LinkApproved":   CodeLinkApproved,
 		"AccountDevices": CodeAccountDevices, "AccountDeviceList": CodeAccountList, "RenameDevice": CodeRenameDevice,
+		"BlobLimits": CodeBlobLimits, "BlobLimitsIs": CodeBlobLimitsIs, "BlobCreate": CodeBlobCreate,
+		"BlobCreated": CodeBlobCreated, "BlobStatus": CodeBlobStatus, "BlobState": CodeBlobState,
+		"BlobDone": CodeBlobDone, "BlobUpload": CodeBlobUpload, "BlobDownload": CodeBlobDownload,
 	}
 	seen := make(map[Code]string)
 	for name, c := range codes {

@@ -53,10 +53,8 @@ var (
 	ErrDuplicate = errors.New("already stored")
 	// ErrNotFound: no ban, mute, invite or blob under that key.
 	ErrNotFound = errors.New("not found")
-	// ErrTooLarge: a blob over MaxBlobSize.
-	ErrTooLarge = errors.New("blob is too large")
-	// ErrFull: the blob store holds its bound already.
-	ErrFull = errors.New("blob store is full")
+	// ErrFull: the blobs together would pass the store's bound for them.
+	ErrFull = errors.New("server storage for files is full, try again later")
 	// ErrCorrupt: a record the store needs does not decode.
 	ErrCorrupt = errors.New("store record is corrupt")
 	// ErrClosed: a write to a store that is closed or closing.

@@ -26,10 +26,6 @@ const (
 	// MaxOneTimeKeys caps each kind of one-time prekey a device has
 	// stored; past it the oldest go first.
 	MaxOneTimeKeys = 1000
-	// MaxBlobSize bounds one blob (one chunk of a file transfer).
-	MaxBlobSize = 1 << 20
-	// MaxBlobID bounds a blob id's length.
-	MaxBlobID = 128
 )
 
 // Store is all of a server's durable state.
@@ -394,17 +390,6 @@ type Moderation interface {
 	Invites() ([]Invite, error)
 }
 
-// Blobs is a small chunk store, bounded per blob (MaxBlobSize) and in
-// total (ErrFull), for file transfer.
-type Blobs interface {
-	// PutBlob stores a new blob. ErrDuplicate, ErrTooLarge, ErrFull.
-	PutBlob(ctx context.Context, id string, data []byte) error
-	// Blob returns a blob. ErrNotFound.
-	Blob(id string) ([]byte, error)
-	// DeleteBlob removes a blob. ErrNotFound.
-	DeleteBlob(ctx context.Context, id string) error
-}
-
 // Group is what the server knows of a group (protocol.md §6.7): its id
 // and traffic, never its title or who is a member.
 type Group struct {
@@ -434,6 +419,10 @@ type Stats struct {
 	// payloads stored (once each) and their bytes.
 	SharedPayloads int
 	SharedBytes    int64
+	// Blobs and BlobBytes are the encrypted files stored (blobs.go) and
+	// the bytes reserved for them (their whole sizes, uploaded or not).
+	Blobs     int
+	BlobBytes int64
 }
 
 // Meta stores the server's own secrets and settings.

@@ -39,6 +39,8 @@
     setText("stat-queue", s.queue_depth);
     setText("stat-groups", s.groups);
     setText("stat-store", bytes(s.store_bytes));
+    setText("stat-blobs", bytes(s.blob_bytes));
+    setText("stat-blobs-note", s.blobs + " encrypted files waiting for their recipients");
     setText("stat-limited", s.limited);
     setText("stat-authfail", s.auth_failed);
     setText("stat-bans", s.bans);

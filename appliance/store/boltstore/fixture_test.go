@@ -99,11 +99,11 @@ func TestOpensExistingStore(t *testing.T) {
 	if err != nil || !res.Duplicate || !res.Time.Equal(t0.Add(time.Minute)) {
 		t.Errorf("resend: %+v %v", res, err)
 	}
-	// The store is at schema 4 now, and takes group messages and device
-	// lists (protocol.md §7: 2 → 3 and 3 → 4 add their buckets, empty).
+	// The store is at schema 5 now, and takes group messages, device
+	// lists and files (protocol.md §7: 2 → 3, 3 → 4 and 4 → 5 add their buckets, empty).
 	if err := s.db.View(func(tx *bolt.Tx) error {
-		if v := metaU64(tx, keySchema); v != schemaVersion || schemaVersion != 4 {
-			t.Errorf("schema %d after open, want 4", v)
+		if v := metaU64(tx, keySchema); v != schemaVersion || schemaVersion != 5 {
+			t.Errorf("schema %d after open, want 5", v)
 		}
 		return nil
 	}); err != nil {

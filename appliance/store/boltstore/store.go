@@ -33,8 +33,10 @@ import (
 //	bans       "ip:" ‖ prefix text | "user:" ‖ name → banRecord
 //	mutes      name → u64 BE unix ms until (0: until unmuted)
 //	invites    code → inviteRecord
-//	blobs      id → bytes; created by the first PutBlob, so a store that
-//	           never held a blob is the file it always was
+//	blobs      blob id → blobRecord (blobs.go)
+//	blobchunks blob id ‖ u32 BE index → one chunk
+//	blobusage  account → u64 BE bytes its blobs reserve
+//	blobexpiry u64 BE expires ms ‖ blob id → empty
 //	usage      deviceKey → u64 BE entries ‖ u64 BE bytes of its mailbox
 //	           (quota.go); absent for an empty mailbox
 //	shared     sender deviceKey ‖ message id → a group message's payload
@@ -48,8 +50,10 @@ import (
 // a schema 1 file by counting its mailboxes. Schema 3 added the shared,
 // refs, groups and groupstarts buckets, which start empty: a schema 2
 // file needs nothing but its version. Schema 4 added the devicelists and
-// revoked buckets, which start empty too.
-const schemaVersion = 4
+// revoked buckets, which start empty too. Schema 5 replaced the blobs
+// bucket (id → bytes, which no server wrote) with the encrypted files'
+// buckets: blobs, blobchunks, blobusage, blobexpiry; Open drops the old one.
+const schemaVersion = 5
 
 var (
 	bucketMeta      = []byte("meta")
@@ -70,9 +74,13 @@ var (
 	bucketGroupStarts = []byte("groupstarts")
 	bucketDeviceLists = []byte("devicelists")
 	bucketRevoked     = []byte("revoked")
+	bucketBlobChunks  = []byte("blobchunks")
+	bucketBlobUsage   = []byte("blobusage")
+	bucketBlobExpiry  = []byte("blobexpiry")
 
 	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketDevices, bucketMailboxes, bucketDedup, bucketPrekeys, bucketBans, bucketMutes, bucketInvites, bucketUsage,
-		bucketShared, bucketRefs, bucketGroups, bucketGroupStarts, bucketDeviceLists, bucketRevoked}
+		bucketShared, bucketRefs, bucketGroups, bucketGroupStarts, bucketDeviceLists, bucketRevoked,
+		bucketBlobs, bucketBlobChunks, bucketBlobUsage, bucketBlobExpiry}
 
 	keySchema        = []byte("schema")
 	keyServerKey     = []byte("server_key")
@@ -86,7 +94,7 @@ var (
 const maxBatch = 512
 
 // DefaultMaxBlobBytes bounds the blobs' total size unless Options say otherwise.
-const DefaultMaxBlobBytes = 256 << 20
+const DefaultMaxBlobBytes = 16 << 30
 
 // Default mailbox bounds, unless Options say otherwise.
 const (
@@ -97,7 +105,8 @@ const (
 
 // Options tune a store.
 type Options struct {
-	// MaxBlobBytes bounds the blobs' total size; 0 is DefaultMaxBlobBytes.
+	// MaxBlobBytes bounds the blobs' total size (what they reserve); 0 is
+	// DefaultMaxBlobBytes.
 	MaxBlobBytes int64
 	// MaxMailboxEntries and MaxMailboxBytes bound one device's mailbox;
 	// MaxStoreBytes bounds all mailboxes together. An Append past one
@@ -172,6 +181,16 @@ func Open(path string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta); v != nil && len(v.Get(keySchema)) == 8 && binary.BigEndian.Uint64(v.Get(keySchema)) < 5 {
+			// 4 → 5: the old blobs bucket (id → bytes) goes; nothing
+			// but tests ever wrote it.
+			if err := tx.DeleteBucket(bucketBlobs); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+				return fmt.Errorf("store migration to schema 5: %w", err)
+			}
+			if err := v.Delete(keyBlobBytes); err != nil {
+				return err
+			}
+		}
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
@@ -195,6 +214,7 @@ func Open(path string, o Options) (*Store, error) {
 		}
 		// 2 → 3: the buckets of group messages, created above, empty.
 		// 3 → 4: the devicelists and revoked buckets, likewise.
+		// 4 → 5: the blob buckets (above).
 		return meta.Put(keySchema, u64(schemaVersion))
 	})
 	if err != nil {
@@ -378,6 +398,8 @@ func (s *Store) Stats() store.Stats {
 		st.Groups = tx.Bucket(bucketGroups).Stats().KeyN
 		st.SharedPayloads = tx.Bucket(bucketShared).Stats().KeyN
 		st.SharedBytes = int64(metaU64(tx, keySharedBytes))
+		st.Blobs = tx.Bucket(bucketBlobs).Stats().KeyN
+		st.BlobBytes = int64(metaU64(tx, keyBlobBytes))
 		boxes := tx.Bucket(bucketMailboxes)
 		return boxes.ForEachBucket(func(name []byte) error {
 			st.QueueDepth += boxes.Bucket(name).Stats().KeyN

@@ -29,6 +29,7 @@ func (s *Store) Verify() error {
 			{bucketInvites, func(v []byte) error { return transport.Unmarshal(v, &inviteRecord{}) }},
 			{bucketGroups, func(v []byte) error { return transport.Unmarshal(v, &groupRecord{}) }},
 			{bucketRevoked, func(v []byte) error { return transport.Unmarshal(v, &revokedRecord{}) }},
+			{bucketBlobs, func(v []byte) error { return transport.Unmarshal(v, &blobRecord{}) }},
 		}
 		for _, r := range records {
 			err := tx.Bucket(r.bucket).ForEach(func(k, v []byte) error {

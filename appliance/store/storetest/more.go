@@ -295,46 +295,6 @@ func testInvites(t *testing.T, h *harness) {
 	}
 }
 
-func testBlobs(t *testing.T, h *harness) {
-	chunk := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, store.MaxBlobSize) }
-	for i := range BlobBound / store.MaxBlobSize {
-		if err := h.s.PutBlob(h.ctx, fmt.Sprint("c", i), chunk(i)); err != nil {
-			t.Fatalf("blob %d: %v", i, err)
-		}
-	}
-	if err := h.s.PutBlob(h.ctx, "one more", []byte("x")); !errors.Is(err, store.ErrFull) {
-		t.Errorf("past the bound: %v", err)
-	}
-	if err := h.s.PutBlob(h.ctx, "c0", []byte("x")); !errors.Is(err, store.ErrDuplicate) {
-		t.Errorf("same id again: %v", err)
-	}
-	if err := h.s.PutBlob(h.ctx, "huge", make([]byte, store.MaxBlobSize+1)); !errors.Is(err, store.ErrTooLarge) {
-		t.Errorf("too large: %v", err)
-	}
-	if err := h.s.PutBlob(h.ctx, strings.Repeat("i", store.MaxBlobID+1), nil); err == nil {
-		t.Error("overlong id taken")
-	}
-	h.reopen() // the bound holds across a restart
-	if err := h.s.PutBlob(h.ctx, "one more", []byte("x")); !errors.Is(err, store.ErrFull) {
-		t.Errorf("past the bound after reopen: %v", err)
-	}
-	if b, err := h.s.Blob("c2"); err != nil || !bytes.Equal(b, chunk(2)) {
-		t.Errorf("blob c2: %d bytes, %v", len(b), err)
-	}
-	if err := h.s.DeleteBlob(h.ctx, "c2"); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.s.DeleteBlob(h.ctx, "c2"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("second delete: %v", err)
-	}
-	if _, err := h.s.Blob("c2"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("deleted blob: %v", err)
-	}
-	if err := h.s.PutBlob(h.ctx, "one more", []byte("x")); err != nil {
-		t.Errorf("after a delete: %v", err)
-	}
-}
-
 func testMeta(t *testing.T, h *harness) {
 	key, err := h.s.ServerKey(h.ctx, bytes.NewReader(make([]byte, 64)))
 	if err != nil {

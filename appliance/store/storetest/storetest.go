@@ -22,7 +22,7 @@ import (
 
 // BlobBound is the total blob size the suite opens a store with, so that
 // it can fill it.
-const BlobBound = 4 * store.MaxBlobSize
+const BlobBound = 4 << 20
 
 // Bounds are the bounds a store is opened with.
 type Bounds struct {
@@ -60,6 +60,10 @@ func Run(t *testing.T, open Opener) {
 		{"Moderation", testModeration, nil},
 		{"Invites", testInvites, nil},
 		{"Blobs", testBlobs, nil},
+		{"BlobQuota", testBlobQuota, nil},
+		{"BlobFetched", testBlobFetched, nil},
+		{"BlobExpiry", testBlobExpiry, nil},
+		{"BlobCrash", testBlobCrash, nil},
 		{"Meta", testMeta, nil},
 		{"BadSends", testBadSends, nil},
 		{"BadSendInBatch", testBadSendInBatch, nil},
@@ -238,7 +242,10 @@ func testDurability(t *testing.T, h *harness) {
 	if err := h.s.PutMute(h.ctx, "bob", t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.s.PutBlob(h.ctx, "chunk", []byte("data")); err != nil {
+	if err := h.newBlob(blobID(1), 4, 0, bob1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.s.PutChunks(h.ctx, blobID(1), 0, [][]byte{[]byte("data")}); err != nil {
 		t.Fatal(err)
 	}
 	h.reopen()
@@ -260,7 +267,7 @@ func testDurability(t *testing.T, h *harness) {
 	if m, _ := h.s.Mutes(); !m["bob"].Equal(t0.Add(time.Hour)) {
 		t.Errorf("mutes after reopen: %v", m)
 	}
-	if b, err := h.s.Blob("chunk"); err != nil || string(b) != "data" {
+	if b, err := h.s.ReadChunk(blobID(1), 0); err != nil || string(b) != "data" {
 		t.Errorf("blob after reopen: %q %v", b, err)
 	}
 }
