@@ -128,7 +128,10 @@ func handleBlobCreate(ctx context.Context, ss *session, id uint32, req *transpor
 			continue
 		}
 		seen[d] = true
-		if _, err := srv.store.Device(d); err != nil {
+		if _, err := srv.store.Device(d); err != nil && !(d.User == ss.dev.User && errors.Is(err, store.ErrNoSuchDevice) && srv.links.reserved(d)) {
+			// A device of the sender's own account that a pending link
+			// reserved may be named before it exists: the history a
+			// device hands the one it links (protocol.md §6.8, §10.1).
 			if errors.Is(err, store.ErrNoSuchDevice) || errors.Is(err, store.ErrNoSuchUser) {
 				ss.fail(id, &transport.Error{Code: transport.ErrNoSuchUser, Message: fmt.Sprintf("no device %s to send a file to", d)})
 			} else {

@@ -144,6 +144,20 @@ func (t *linkTable) find(user, code string) (*pendingLink, bool) {
 	return l, true
 }
 
+// reserved reports whether d is the device id a pending link of d's
+// account reserved (LinkFind): a file can be meant for it before it is
+// added (the history archive, protocol.md §6.8).
+func (t *linkTable) reserved(d chat.Device) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, l := range t.byCode {
+		if l.user == d.User && l.device == d.ID && !l.gone {
+			return true
+		}
+	}
+	return false
+}
+
 // dropSession removes the link a connection waits with, when it ends.
 func (t *linkTable) dropSession(ss *session) {
 	if l := ss.link.Load(); l != nil {

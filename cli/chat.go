@@ -312,6 +312,24 @@ func linkFirstRun(ctx context.Context, tty *ttyIO, dir, server string, pin trans
 	if err != nil {
 		return h, err
 	}
+	if nl.Archive != nil {
+		// The history the approving device sent, before the terminal
+		// client starts, so that it opens on the same conversations.
+		rctx, cancel := context.WithTimeout(ctx, historyTimeout)
+		c, err := client.Connect(rctx, h, client.Options{HandshakeTimeout: transport.QuickHandshakeTimeout})
+		if err == nil {
+			var st home.ArchiveStats
+			st, err = c.ReceiveHistory(rctx, nl.Archive, progressLine(tty.w, "Receiving your history"))
+			c.Close()
+			if err == nil {
+				fmt.Fprintf(tty.w, "History: %d messages in %d conversations.\n", st.Messages, st.Conversations)
+			}
+		}
+		cancel()
+		if err != nil {
+			fmt.Fprintf(tty.w, "Linked, but the history did not come: %v\n", err)
+		}
+	}
 	fmt.Fprintf(tty.w, "Linked: welcome, %s (device %d). Starting…\n", prof.User, prof.Device)
 	time.Sleep(300 * time.Millisecond)
 	return h, nil

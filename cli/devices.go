@@ -130,8 +130,25 @@ func Link(ctx context.Context, args []string, env Env) error {
 		c.Close()
 	}
 	fmt.Fprintf(env.Stderr, "linked as device %d of %s\n", prof.Device, prof.User)
+	if nl.Archive != nil {
+		rctx, cancel := context.WithTimeout(ctx, historyTimeout)
+		defer cancel()
+		c, err := client.Connect(rctx, h, client.Options{HandshakeTimeout: transport.QuickHandshakeTimeout})
+		if err != nil {
+			return fmt.Errorf("linked, but fetching the history failed: %w", err)
+		}
+		defer c.Close()
+		st, err := c.ReceiveHistory(rctx, nl.Archive, progressLine(env.Stderr, "receiving the history"))
+		if err != nil {
+			return fmt.Errorf("linked, but %w", err)
+		}
+		fmt.Fprintf(env.Stderr, "history: %d messages in %d conversations\n", st.Messages, st.Conversations)
+	}
 	return nil
 }
+
+// historyTimeout bounds fetching the history at link time.
+const historyTimeout = 30 * time.Minute
 
 // linkEnded says why the wait for an approval ended: the server's reason
 // when it closed the link (the code expired), in one line.
@@ -163,10 +180,12 @@ func Devices(ctx context.Context, args []string, env Env) error {
 	sub, a := a[0], a[1:]
 	sfs := usage.NewFlagSet("devices "+sub, env.Stderr).After(usage.Anywhere, "")
 	var yes, asJSON *bool
+	var history *string
 	var need int
 	switch sub {
 	case "approve":
 		yes = sfs.Bool("yes", false, "link without asking for confirmation (for scripts)")
+		history = sfs.String("history", "all", "the history the new device gets: `all`, the last DAYS days, or none")
 		sfs.Synopsis("CODE")
 		need = 1
 	case "list":
@@ -198,8 +217,13 @@ func Devices(ctx context.Context, args []string, env Env) error {
 	if sub == "rename" && (strings.TrimSpace(a[1]) == "" || len(a[1]) > transport.MaxText) {
 		return usage.Errorf("devices rename: a name is 1 to %d bytes", transport.MaxText)
 	}
+	var hist *client.HistoryOptions
 	if sub == "approve" {
 		if _, err := normalizeCode(a[0]); err != nil {
+			return err
+		}
+		var err error
+		if hist, err = historyOption(*history, time.Now()); err != nil {
 			return err
 		}
 	}
@@ -211,7 +235,7 @@ func Devices(ctx context.Context, args []string, env Env) error {
 	defer e.Close()
 	switch sub {
 	case "approve":
-		return approve(ctx, e, env, a[0], *yes)
+		return approve(ctx, e, env, a[0], *yes, hist)
 	case "list":
 		return devicesList(ctx, e, env, *asJSON)
 	case "rename":
@@ -240,7 +264,7 @@ func normalizeCode(code string) (string, error) {
 
 // approve links the device waiting with code, once its keys match the
 // code and, on a terminal without --yes, the person confirms.
-func approve(ctx context.Context, e *client.Engine, env Env, code string, yes bool) error {
+func approve(ctx context.Context, e *client.Engine, env Env, code string, yes bool, hist *client.HistoryOptions) error {
 	cand, err := e.FindDevice(ctx, code)
 	if err != nil {
 		return err
@@ -262,11 +286,46 @@ func approve(ctx context.Context, e *client.Engine, env Env, code string, yes bo
 			return errors.New("not linked")
 		}
 	}
-	if err := e.ApproveDevice(ctx, cand); err != nil {
+	if hist != nil {
+		hist.Progress = progressLine(env.Stderr, "sending your history")
+	}
+	if err := e.ApproveDevice(ctx, cand, hist); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "linked %s\n", what)
 	return nil
+}
+
+// historyOption reads --history: all, a number of days, or none (nil).
+func historyOption(v string, now time.Time) (*client.HistoryOptions, error) {
+	switch v {
+	case "all":
+		return &client.HistoryOptions{}, nil
+	case "none":
+		return nil, nil
+	}
+	days, err := strconv.Atoi(v)
+	if err != nil || days < 1 || days > 36500 {
+		return nil, usage.Errorf("devices approve: --history is all, none or a number of days, not %q", v)
+	}
+	return &client.HistoryOptions{Since: now.AddDate(0, 0, -days)}, nil
+}
+
+// progressLine writes what's done of a transfer to w, a line at most
+// every tenth, and the end.
+func progressLine(w io.Writer, what string) func(done, total int64) {
+	last := int64(-1)
+	return func(done, total int64) {
+		if total <= 0 {
+			return
+		}
+		tenth := done * 10 / total
+		if tenth == last && done != total {
+			return
+		}
+		last = tenth
+		fmt.Fprintf(w, "%s: %s of %s (%d%%)\n", what, chat.FormatBytes(done), chat.FormatBytes(total), done*100/total)
+	}
 }
 
 // jsonDevice is one line of `devices list --json`.

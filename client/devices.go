@@ -271,7 +271,16 @@ func (c *Client) FindDevice(ctx context.Context, code string) (*LinkCandidate, e
 // Approve links the candidate: the account's next list names it, the
 // identity and the list are sealed to its link key, and the server adds
 // it and hands it the sealed message. The home keeps the new list.
-func (c *Client) Approve(ctx context.Context, cand *LinkCandidate) error {
+//
+// With hist, this home's history goes to the new device first (history.go).
+func (c *Client) Approve(ctx context.Context, cand *LinkCandidate, hist *HistoryOptions) error {
+	var archive *ArchiveRef
+	if hist != nil {
+		var err error
+		if archive, _, err = c.sendHistory(ctx, cand.Device, hist); err != nil {
+			return err
+		}
+	}
 	cur, _, err := c.currentList(ctx)
 	if err != nil {
 		return err
@@ -282,7 +291,7 @@ func (c *Client) Approve(ctx context.Context, cand *LinkCandidate) error {
 	if err != nil {
 		return err
 	}
-	plain := transport.Marshal(&LinkMessage{Identity: c.keys.IdentityPrivateKey(), DeviceList: b})
+	plain := transport.Marshal(&LinkMessage{Identity: c.keys.IdentityPrivateKey(), DeviceList: b, Archive: archive})
 	sealed, err := e2ee.SealLink(c.rand, cand.linkKey, plain)
 	clear(plain)
 	if err != nil {
@@ -372,6 +381,9 @@ type NewLink struct {
 	priv ed25519.PrivateKey
 	link *ecdh.PrivateKey
 	rand io.Reader
+	// Archive is where the history the approving device sent waits
+	// (Finish sets it; nil: none was sent): ReceiveHistory fetches it.
+	Archive *ArchiveRef
 }
 
 // PrepareLink makes a new device's Ed25519 device key and X25519 link key
@@ -443,6 +455,7 @@ func (n *NewLink) Finish(h *home.Home, server string, pin transport.Fingerprint,
 	if err != nil {
 		return nil, err
 	}
+	n.Archive = m.Archive
 	return prof, nil
 }
 
@@ -459,12 +472,12 @@ func (e *Engine) FindDevice(ctx context.Context, code string) (*LinkCandidate, e
 }
 
 // ApproveDevice: Client.Approve.
-func (e *Engine) ApproveDevice(ctx context.Context, cand *LinkCandidate) error {
+func (e *Engine) ApproveDevice(ctx context.Context, cand *LinkCandidate, hist *HistoryOptions) error {
 	c, err := e.connected()
 	if err != nil {
 		return err
 	}
-	return c.Approve(ctx, cand)
+	return c.Approve(ctx, cand, hist)
 }
 
 // AccountDevices: Client.AccountDevices.

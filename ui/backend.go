@@ -87,6 +87,6 @@ type Backend interface {
 type DeviceBackend interface {
 	AccountDevices(ctx context.Context) ([]client.DeviceStatus, error)
 	FindDevice(ctx context.Context, code string) (*client.LinkCandidate, error)
-	ApproveDevice(ctx context.Context, cand *client.LinkCandidate) error
+	ApproveDevice(ctx context.Context, cand *client.LinkCandidate, hist *client.HistoryOptions) error
 	RevokeDevice(ctx context.Context, device uint32) error
 }

@@ -21,8 +21,9 @@ const helpText = `Commands:
   /group add|remove TITLE MEMBER...  (its owner and admins)
   /group role TITLE MEMBER admin|member
   /group leave [TITLE]    ("TITLE in quotes" if it has spaces)
-  /devices  your devices · /devices approve CODE  link the
-  device showing CODE (securechat link) · /devices revoke N
+  /devices  your devices · /devices approve CODE [all|DAYS|none]
+  link the device showing CODE, with your history (all, the
+  last DAYS days or none) · /devices revoke N
   /verify [NAME]    compare safety numbers, mark verified
   /trust [NAME]     accept a changed identity key
   /set typing on|off    send typing indicators or not

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/client"
 )
 
 // /devices: the account's devices, linking one by the code it shows and
@@ -41,16 +43,34 @@ func (u *UI) devicesCommand(args []string) bool {
 		})
 		return true
 	case sub == "approve" && len(args) >= 2:
-		code := strings.Join(args[1:], "")
+		// /devices approve CODE [all|DAYS|none]: the history the new
+		// device gets (all of it by default).
+		codeArgs := args[1:]
+		hist := &client.HistoryOptions{}
+		if last := strings.ToLower(codeArgs[len(codeArgs)-1]); len(codeArgs) > 1 && (last == "all" || last == "none" || isDays(last)) {
+			codeArgs = codeArgs[:len(codeArgs)-1]
+			switch {
+			case last == "none":
+				hist = nil
+			case last != "all":
+				days, _ := strconv.Atoi(last)
+				hist.Since = time.Now().AddDate(0, 0, -days)
+			}
+		}
+		code := strings.Join(codeArgs, "")
 		u.deviceOp("/devices approve", func(ctx context.Context) (string, error) {
 			cand, err := u.b.FindDevice(ctx, code)
 			if err != nil {
 				return "", err
 			}
-			if err := u.b.ApproveDevice(ctx, cand); err != nil {
+			if err := u.b.ApproveDevice(ctx, cand, hist); err != nil {
 				return "", err
 			}
-			return fmt.Sprintf("linked device %d %q to your account", cand.Device, cand.Name), nil
+			what := "with your history"
+			if hist == nil {
+				what = "without history"
+			}
+			return fmt.Sprintf("linked device %d %q to your account, %s", cand.Device, cand.Name, what), nil
 		})
 		return true
 	case sub == "revoke" && len(args) == 2:
@@ -67,8 +87,14 @@ func (u *UI) devicesCommand(args []string) bool {
 		})
 		return true
 	}
-	u.notice(noticeError, "usage: /devices, /devices approve CODE, /devices revoke N")
+	u.notice(noticeError, "usage: /devices, /devices approve CODE [all|DAYS|none], /devices revoke N")
 	return false
+}
+
+// isDays reports whether s is a number of days (1 to 36500).
+func isDays(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= 1 && n <= 36500
 }
 
 // deviceOp runs op off the UI goroutine and shows what it says, or why

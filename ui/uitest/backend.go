@@ -614,7 +614,7 @@ func (b *Backend) FindDevice(_ context.Context, code string) (*client.LinkCandid
 	return &client.LinkCandidate{Code: code, Device: devs[len(devs)-1].ID + 1, Name: "phone", Started: b.now()}, nil
 }
 
-func (b *Backend) ApproveDevice(_ context.Context, cand *client.LinkCandidate) error {
+func (b *Backend) ApproveDevice(_ context.Context, cand *client.LinkCandidate, _ *client.HistoryOptions) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.calls = append(b.calls, Call{Method: "ApproveDevice", Args: []string{cand.Code}})
