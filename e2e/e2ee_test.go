@@ -177,7 +177,19 @@ func swapIdentity(t *testing.T, path, user string) {
 		for i, k := range keys.PublicPreKeys().OneTimeKEMPreKeys {
 			b.Put(binary.BigEndian.AppendUint32([]byte("kem"), k.ID), m.OneTimeKEM[i])
 		}
-		return nil
+		// The attacker holds the identity it swapped in, so it signs the
+		// account's device list too (protocol.md §9.8): the list is no
+		// obstacle once the new key is accepted, only the safety number.
+		list := &e2ee.DeviceList{User: user, Seq: 99, Time: 1, Devices: []e2ee.DeviceListEntry{{Device: 1, Added: 1}}}
+		copy(list.Devices[0].AuthKey[:], auth)
+		if err := e2ee.SignDeviceList(list, attacker); err != nil {
+			return err
+		}
+		lb, err := list.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("devicelists")).Put([]byte(user), append(binary.BigEndian.AppendUint64(nil, list.Seq), lb...))
 	})
 	if err != nil {
 		t.Fatal(err)
