@@ -11,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/client/home"
 )
 
 // Tests of linking devices with the built binary (issue 11 points 1 and
@@ -236,5 +239,64 @@ func TestRevokeLinkedDevice(t *testing.T) {
 	phone2 := link(t, s, alice)
 	if devs := devicesOf(t, phone2.home); len(devs) != 2 || devs[1].ID != 3 || !devs[1].Linked || !devs[1].This {
 		t.Errorf("linked again: %+v", devs)
+	}
+}
+
+// TestLinkedDevicesEveryMessage (issue 11, must show, with the built
+// binary): alice with 2 linked devices and bob with 3. A message each way
+// reaches every other device exactly once (recv), and the sender's other
+// devices keep it as sent by them in the conversation (their history).
+func TestLinkedDevicesEveryMessage(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	alice, bob := register(t, s, "alice"), register(t, s, "bob")
+	alices := []user{alice, link(t, s, alice)}
+	bobs := []user{bob, link(t, s, bob), link(t, s, bob)}
+	for _, u := range append(append([]user(nil), alices...), bobs...) {
+		u.recv(t, "0s") // what linking left
+	}
+	alices[1].send(t, "bob", "from alice's second device")
+	bobs[2].send(t, "alice", "from bob's third device")
+	for i, u := range bobs {
+		if got := texts(u.recv(t, "0s")); len(got) != 1 || got[0] != "from alice's second device" {
+			t.Fatalf("bob's device %d received %q", i+1, got)
+		}
+	}
+	for i, u := range alices {
+		if got := texts(u.recv(t, "0s")); len(got) != 1 || got[0] != "from bob's third device" {
+			t.Fatalf("alice's device %d received %q", i+1, got)
+		}
+	}
+	// Every device keeps both in the conversation, once each, its own
+	// account's as sent.
+	check := func(u user, peer, mine, theirs string) {
+		t.Helper()
+		h, err := home.Open(u.home, home.Options{Passphrase: passphrase})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		es, err := h.History(chat.Peer(peer), "", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sent, got int
+		for _, e := range es {
+			switch {
+			case e.Text == mine && e.Outgoing && e.From == u.name:
+				sent++
+			case e.Text == theirs && !e.Outgoing && e.From == peer:
+				got++
+			}
+		}
+		if sent != 1 || got != 1 {
+			t.Fatalf("%s's device %s keeps %d of its own, %d of %s's: %+v", u.name, u.home, sent, got, peer, es)
+		}
+	}
+	for _, u := range alices {
+		check(u, "bob", "from alice's second device", "from bob's third device")
+	}
+	for _, u := range bobs {
+		check(u, "alice", "from bob's third device", "from alice's second device")
 	}
 }
