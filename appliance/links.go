@@ -191,6 +191,10 @@ func checkLinkStart(ctx context.Context, ss *session, id uint32, req *transport.
 func handleLinkStart(ctx context.Context, ss *session, id uint32, req *transport.LinkStart) {
 	srv := ss.srv
 	now := srv.cfg.Now()
+	if req.DeviceName != "" && !validDeviceName(req.DeviceName) { // a name is optional
+		ss.fail(id, &transport.Error{Code: transport.ErrBadRequest, Message: "a device name must have a visible character and no control characters"})
+		return
+	}
 	if _, err := srv.store.Account(req.User); err != nil {
 		ss.fail(id, wireError(ss.log, err))
 		return
@@ -460,11 +464,18 @@ func handleAccountDevices(ctx context.Context, ss *session, id uint32, req *tran
 	ss.reply(id, transport.CodeAccountList, out)
 }
 
+// validDeviceName: a name shown in device lists and on the admin page has
+// a visible character and no control character (the same for LinkStart,
+// which a stranger may send, and RenameDevice).
+func validDeviceName(name string) bool {
+	return strings.IndexFunc(name, unicode.IsControl) < 0 && strings.TrimSpace(name) != ""
+}
+
 // handleRenameDevice sets the name the server records for a device of
 // the requester's account (shown by devices list and the admin's users
 // page; the signed list carries no names).
 func handleRenameDevice(ctx context.Context, ss *session, id uint32, req *transport.RenameDevice) {
-	if strings.IndexFunc(req.Name, unicode.IsControl) >= 0 || strings.TrimSpace(req.Name) == "" {
+	if !validDeviceName(req.Name) {
 		ss.fail(id, &transport.Error{Code: transport.ErrBadRequest, Message: "a device name must have a visible character and no control characters"})
 		return
 	}

@@ -54,6 +54,22 @@ func Chat(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	defer h.Close()
+	if pending, _ := h.PendingHistory(); pending != nil {
+		// A linked device's history whose fetch was cut short.
+		cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+		c, err := client.Connect(cctx, h, client.Options{})
+		cancel()
+		if err == nil {
+			rctx, cancel := context.WithTimeout(ctx, historyTimeout)
+			if st, _, err := c.ResumeHistory(rctx, progressLine(env.Stderr, "Receiving your history")); err != nil {
+				fmt.Fprintf(env.Stderr, "The history did not come (tried again next time): %v\n", err)
+			} else {
+				fmt.Fprintf(env.Stderr, "History: %d messages in %d conversations.\n", st.Messages, st.Conversations)
+			}
+			cancel()
+			c.Close()
+		}
+	}
 	engine, err := client.StartEngine(h, client.EngineOptions{})
 	if err != nil {
 		return err

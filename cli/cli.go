@@ -332,7 +332,24 @@ func connect(ctx context.Context, env Env, dir string, receive bool) (*home.Home
 	if err := e.KeysError(); err != nil {
 		fmt.Fprintf(env.Stderr, "securechat: warning: %v\n", err)
 	}
+	resumeHistory(ctx, e, env)
 	return h, e, nil
+}
+
+// resumeHistory fetches the history a linking device sent, when an
+// earlier fetch was cut short; a failure is a warning (it is tried again
+// next time).
+func resumeHistory(ctx context.Context, e *client.Engine, env Env) {
+	rctx, cancel := context.WithTimeout(ctx, historyTimeout)
+	defer cancel()
+	st, found, err := e.ResumeHistory(rctx, progressLine(env.Stderr, "receiving your history"))
+	switch {
+	case !found:
+	case err != nil:
+		fmt.Fprintf(env.Stderr, "securechat: warning: %v\n", err)
+	default:
+		fmt.Fprintf(env.Stderr, "history: %d messages in %d conversations\n", st.Messages, st.Conversations)
+	}
 }
 
 // flushOutbox resends messages whose confirmation an earlier run lost, and

@@ -140,7 +140,8 @@ func Link(ctx context.Context, args []string, env Env) error {
 		defer c.Close()
 		st, err := c.ReceiveHistory(rctx, nl.Archive, progressLine(env.Stderr, "receiving the history"))
 		if err != nil {
-			return fmt.Errorf("linked, but %w", err)
+			fmt.Fprintf(env.Stderr, "securechat: warning: linked, but the history did not come yet (it is tried again at the next connection): %v\n", err)
+			return nil
 		}
 		fmt.Fprintf(env.Stderr, "history: %d messages in %d conversations\n", st.Messages, st.Conversations)
 	}

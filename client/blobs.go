@@ -134,12 +134,12 @@ func (c *Client) UploadBlob(ctx context.Context, id BlobID, r io.ReaderAt, progr
 	defer cancel()
 	st, err := c.conn.OpenStream(ctx, blobStreamTimeout)
 	if err != nil {
-		return &ConnError{c.closedErr(err)}
+		return c.openFailed(ctx, err)
 	}
 	defer st.Cancel()
 	first := status.Confirmed / int64(status.ChunkSize)
 	if err := st.WriteFrame(transport.CodeBlobUpload, &transport.BlobUpload{ID: id[:], First: uint32(first)}); err != nil {
-		return &ConnError{c.closedErr(err)}
+		return c.openFailed(ctx, err)
 	}
 	// The chunks go from their own goroutine while this one reads the
 	// server's confirmations; a failed write shows as the stream's end.
@@ -183,6 +183,20 @@ func streamError(body []byte) error {
 	return &e
 }
 
+// openFailed is why a bulk stream could not be opened or written: the
+// caller's context, or the connection's end (closedErr waits for the read
+// loop to end, which only a closed connection does).
+func (c *Client) openFailed(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var ce *transport.ClosedError
+	if errors.As(err, &ce) {
+		return &ConnError{c.closedErr(err)}
+	}
+	return &ConnError{err}
+}
+
 // streamErr is a bulk stream's error as the connection explains it.
 func (c *Client) streamErr(err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -206,11 +220,11 @@ func (c *Client) Download(ctx context.Context, id BlobID, w io.Writer, offset in
 	defer cancel()
 	st, err := c.conn.OpenStream(ctx, blobStreamTimeout)
 	if err != nil {
-		return 0, &ConnError{c.closedErr(err)}
+		return 0, c.openFailed(ctx, err)
 	}
 	defer st.Cancel()
 	if err := st.WriteFrame(transport.CodeBlobDownload, &transport.BlobDownload{ID: id[:], Offset: uint64(offset)}); err != nil {
-		return 0, &ConnError{c.closedErr(err)}
+		return 0, c.openFailed(ctx, err)
 	}
 	st.CloseWrite()
 	f, err := st.ReadFrame()

@@ -123,7 +123,15 @@ func (c *Client) deviceList(user string, identity []byte, ct *home.Contact) (*e2
 	keptRaw := []byte(nil)
 	if ct != nil {
 		keptRaw = ct.DeviceList
-	} else if user != c.prof.User {
+	} else if user == c.prof.User {
+		// The account's own list, as this home last signed or took it:
+		// an older one, or none, does not bring a revoked device back.
+		own, err := c.home.OwnDeviceList()
+		if err != nil {
+			return nil, err
+		}
+		keptRaw = own
+	} else {
 		stored, err := c.home.Contact(user)
 		if err != nil {
 			return nil, err
@@ -217,7 +225,7 @@ func (c *Client) identityMoved(user string, trusted []byte) error {
 // stores, or in the home's contact record.
 func (c *Client) keepList(user string, raw []byte, ct *home.Contact) error {
 	if user == c.prof.User {
-		return nil
+		return c.home.SaveOwnDeviceList(raw)
 	}
 	if ct != nil {
 		ct.DeviceList = bytes.Clone(raw)

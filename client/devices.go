@@ -450,6 +450,13 @@ func (n *NewLink) Finish(h *home.Home, server string, pin transport.Fingerprint,
 		if err := tx.PutProfile(prof); err != nil {
 			return err
 		}
+		if m.Archive != nil {
+			// Kept until fetched (ResumeHistory): a fetch cut short is
+			// tried again, not lost with the key.
+			if err := tx.PutPendingHistory(transport.Marshal(m.Archive)); err != nil {
+				return err
+			}
+		}
 		return tx.PutOwnDeviceList(m.DeviceList)
 	})
 	if err != nil {

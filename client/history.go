@@ -72,6 +72,46 @@ func (c *Client) sendHistory(ctx context.Context, dev uint32, o *HistoryOptions)
 	return &ArchiveRef{Blob: id.String(), Key: key, Digest: aw.Digest(), Size: uint64(size)}, st, nil
 }
 
+// ResumeHistory fetches the history a linking device sent, if this home
+// still waits for it (a fetch that was cut short): found is false when
+// there is none.
+func (c *Client) ResumeHistory(ctx context.Context, progress func(done, total int64)) (st home.ArchiveStats, found bool, err error) {
+	b, err := c.home.PendingHistory()
+	if err != nil || b == nil {
+		return st, false, err
+	}
+	var ref ArchiveRef
+	if err := transport.Unmarshal(b, &ref); err != nil {
+		c.home.ClearPendingHistory()
+		return st, true, fmt.Errorf("the history's reference: %w", err)
+	}
+	st, err = c.ReceiveHistory(ctx, &ref, progress)
+	return st, true, err
+}
+
+// ResumeHistory: Client.ResumeHistory over the engine's connection.
+func (e *Engine) ResumeHistory(ctx context.Context, progress func(done, total int64)) (home.ArchiveStats, bool, error) {
+	c, err := e.connected()
+	if err != nil {
+		return home.ArchiveStats{}, false, err
+	}
+	return c.ResumeHistory(ctx, progress)
+}
+
+// limitWriter refuses writes past n bytes.
+type limitWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.n {
+		return 0, errors.New("the server sent more than the history's size")
+	}
+	l.n -= int64(len(p))
+	return l.w.Write(p)
+}
+
 // ReceiveHistory fetches the history archive ref names (from the sealed
 // link message, NewLink.Archive), checks it with its key and digest, adds
 // it to the home and tells the server it was fetched. What the home has
@@ -89,7 +129,12 @@ func (c *Client) ReceiveHistory(ctx context.Context, ref *ArchiveRef, progress f
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	n, err := c.Download(ctx, id, f, 0, progress)
+	// No more than the link said: a server cannot fill the disk.
+	n, err := c.Download(ctx, id, &limitWriter{w: f, n: int64(ref.Size)}, 0, progress)
+	var te *transport.Error
+	if errors.As(err, &te) && te.Code == transport.ErrNoSuchBlob {
+		c.home.ClearPendingHistory() // expired on the server: it will not come
+	}
 	if err != nil {
 		return home.ArchiveStats{}, fmt.Errorf("fetching the history: %w", err)
 	}
@@ -105,7 +150,12 @@ func (c *Client) ReceiveHistory(ctx context.Context, ref *ArchiveRef, progress f
 	}
 	st, err := c.home.ImportArchive(ar)
 	if err != nil {
+		// Damaged: fetching it again gives the same bytes.
+		c.home.ClearPendingHistory()
 		return st, fmt.Errorf("the history: %w", err)
+	}
+	if err := c.home.ClearPendingHistory(); err != nil {
+		return st, err
 	}
 	if err := c.BlobDone(ctx, id); err != nil {
 		return st, fmt.Errorf("history added, but the server was not told it can delete it (it expires anyway): %w", err)

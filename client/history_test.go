@@ -94,10 +94,22 @@ func TestLinkWithHistory(t *testing.T) {
 			t.Fatalf("the marker is in %s on the server", leaked)
 		}
 		c := connectHome(t, h, false)
+		// A fetch cut short keeps the reference; the next one resumes.
+		cut, stop := context.WithCancel(ctx)
+		stop()
+		if _, err := c.ReceiveHistory(cut, nl.Archive, nil); err == nil {
+			t.Fatal("a cancelled fetch succeeded")
+		}
+		if p, _ := h.PendingHistory(); p == nil {
+			t.Fatal("the history's reference was lost with a cut fetch")
+		}
 		var got int64
-		st, err := c.ReceiveHistory(ctx, nl.Archive, func(done, total int64) { got = done })
-		if err != nil {
-			t.Fatal(err)
+		st, found, err := c.ResumeHistory(ctx, func(done, total int64) { got = done })
+		if err != nil || !found {
+			t.Fatal(err, found)
+		}
+		if p, _ := h.PendingHistory(); p != nil {
+			t.Fatal("the history's reference is kept after it came")
 		}
 		if got != int64(nl.Archive.Size) {
 			t.Fatalf("downloaded %d of %d", got, nl.Archive.Size)

@@ -37,8 +37,11 @@ const (
 	archiveVersion = 1
 	// maxArchiveRecord bounds one record: a group's log is the largest.
 	maxArchiveRecord = MaxGroupLog + 64<<10
-	// archiveBatch is how many records one import commit takes.
-	archiveBatch = 512
+	// archiveBatch is how many records one import commit takes, and
+	// archiveBatchBytes how many bytes of them at most (a batch of group
+	// logs holds no more in memory than this and one record).
+	archiveBatch      = 512
+	archiveBatchBytes = 8 << 20
 )
 
 const (
@@ -334,6 +337,7 @@ func (h *Home) ImportArchive(r io.Reader) (ArchiveStats, error) {
 		body []byte
 	}
 	var batch []rec
+	batchBytes := 0
 	convs := make(map[string]bool)
 	apply := func() error {
 		before := st
@@ -349,7 +353,7 @@ func (h *Home) ImportArchive(r io.Reader) (ArchiveStats, error) {
 		if err != nil {
 			st = before
 		}
-		batch = batch[:0]
+		batch, batchBytes = batch[:0], 0
 		return err
 	}
 	for {
@@ -385,8 +389,12 @@ func (h *Home) ImportArchive(r io.Reader) (ArchiveStats, error) {
 			}
 			return st, nil
 		}
+		if kind != arMessage && kind != arContact && kind != arGroup && kind != arSettings {
+			apply()
+			return st, fmt.Errorf("%w: a record of kind %d", ErrArchive, kind)
+		}
 		batch = append(batch, rec{kind, body})
-		if len(batch) >= archiveBatch {
+		if batchBytes += len(body); len(batch) >= archiveBatch || batchBytes >= archiveBatchBytes {
 			if err := apply(); err != nil {
 				return st, err
 			}

@@ -33,3 +33,32 @@ func (h *Home) OwnDeviceList() ([]byte, error) {
 func (h *Home) SaveOwnDeviceList(list []byte) error {
 	return h.Update(func(tx *Tx) error { return tx.PutOwnDeviceList(list) })
 }
+
+// The history a device linking this one sent (docs/protocol.md §10.1:
+// meta "pendinghistory"): the sealed link message's reference to it —
+// the file's id, key, digest and size — kept until it is fetched and
+// added, so that a fetch cut short is tried again at the next connection
+// rather than lost with the key.
+var keyPendingHistory = []byte("pendinghistory")
+
+// PutPendingHistory keeps the reference to the history still to fetch.
+func (t *Tx) PutPendingHistory(ref []byte) error {
+	return t.put(bucketMeta, keyPendingHistory, ref)
+}
+
+// PendingHistory returns the reference to the history still to fetch,
+// nil if none.
+func (h *Home) PendingHistory() ([]byte, error) {
+	var b []byte
+	err := h.View(func(tx *Tx) (err error) {
+		b, err = tx.get(bucketMeta, keyPendingHistory)
+		return err
+	})
+	return b, err
+}
+
+// ClearPendingHistory forgets the reference: the history was added, or
+// cannot be.
+func (h *Home) ClearPendingHistory() error {
+	return h.Update(func(tx *Tx) error { return tx.tx.Bucket(bucketMeta).Delete(keyPendingHistory) })
+}
