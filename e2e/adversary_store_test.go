@@ -183,7 +183,10 @@ func TestSlowBackupDoesNotStallSends(t *testing.T) {
 	if ratio > 5 {
 		t.Errorf("a 10 KiB/s backup download slowed the median send ×%.1f", ratio)
 	}
-	if r := float64(slices.Max(during)) / float64(slices.Max(before)); r > 50 {
+	// A stall is the send waiting for the download (minutes at 10 KiB/s);
+	// one slow send while bbolt remaps the grown file under load is not
+	// (400 ms, ×55, was seen on a loaded machine).
+	if r := float64(slices.Max(during)) / float64(slices.Max(before)); r > 500 {
 		t.Errorf("a 10 KiB/s backup download stalled a send for %v, ×%.0f the slowest send without it", slices.Max(during), r)
 	}
 	// The slow download keeps going past twice the write timeout: only a
