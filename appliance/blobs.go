@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -116,6 +117,8 @@ func handleBlobCreate(ctx context.Context, ss *session, id uint32, req *transpor
 		return
 	}
 	var to []chat.Device
+	var reserved []uint32 // the sender's pending links' ids, read once when needed
+	reservedRead := false
 	seen := map[chat.Device]bool{}
 	for _, r := range req.Recipients {
 		user, err := transport.CanonicalUser(r.User)
@@ -128,10 +131,19 @@ func handleBlobCreate(ctx context.Context, ss *session, id uint32, req *transpor
 			continue
 		}
 		seen[d] = true
-		if _, err := srv.store.Device(d); err != nil && !(d.User == ss.dev.User && errors.Is(err, store.ErrNoSuchDevice) && srv.links.reserved(d)) {
+		_, err = srv.store.Device(d)
+		if err != nil && d.User == ss.dev.User && errors.Is(err, store.ErrNoSuchDevice) {
 			// A device of the sender's own account that a pending link
 			// reserved may be named before it exists: the history a
 			// device hands the one it links (protocol.md §6.8, §10.1).
+			if !reservedRead {
+				reserved, reservedRead = srv.links.reserved(ss.dev.User), true
+			}
+			if slices.Contains(reserved, d.ID) {
+				err = nil
+			}
+		}
+		if err != nil {
 			if errors.Is(err, store.ErrNoSuchDevice) || errors.Is(err, store.ErrNoSuchUser) {
 				ss.fail(id, &transport.Error{Code: transport.ErrNoSuchUser, Message: fmt.Sprintf("no device %s to send a file to", d)})
 			} else {

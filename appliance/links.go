@@ -144,18 +144,19 @@ func (t *linkTable) find(user, code string) (*pendingLink, bool) {
 	return l, true
 }
 
-// reserved reports whether d is the device id a pending link of d's
-// account reserved (LinkFind): a file can be meant for it before it is
-// added (the history archive, protocol.md §6.8).
-func (t *linkTable) reserved(d chat.Device) bool {
+// reserved returns the device ids pending links of user's account
+// reserved (LinkFind): a file can be meant for one before it is added
+// (the history archive, protocol.md §6.8). At most maxLinksPerUser.
+func (t *linkTable) reserved(user string) []uint32 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	var ids []uint32
 	for _, l := range t.byCode {
-		if l.user == d.User && l.device == d.ID && !l.gone {
-			return true
+		if l.user == user && l.device != 0 && !l.gone {
+			ids = append(ids, l.device)
 		}
 	}
-	return false
+	return ids
 }
 
 // dropSession removes the link a connection waits with, when it ends.

@@ -55,18 +55,14 @@ func Chat(ctx context.Context, args []string, env Env) error {
 	}
 	defer h.Close()
 	if pending, _ := h.PendingHistory(); pending != nil {
-		// A linked device's history whose fetch was cut short.
+		// The history a linking device sent (the first run's link, or a
+		// fetch cut short), before the terminal client starts, so that it
+		// opens on the same conversations.
 		cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 		c, err := client.Connect(cctx, h, client.Options{})
 		cancel()
 		if err == nil {
-			rctx, cancel := context.WithTimeout(ctx, historyTimeout)
-			if st, _, err := c.ResumeHistory(rctx, progressLine(env.Stderr, "Receiving your history")); err != nil {
-				fmt.Fprintf(env.Stderr, "The history did not come (tried again next time): %v\n", err)
-			} else {
-				fmt.Fprintf(env.Stderr, "History: %d messages in %d conversations.\n", st.Messages, st.Conversations)
-			}
-			cancel()
+			receiveHistory(ctx, c, env.Stderr)
 			c.Close()
 		}
 	}
@@ -327,24 +323,6 @@ func linkFirstRun(ctx context.Context, tty *ttyIO, dir, server string, pin trans
 	prof, err := nl.Finish(h, server, w.Fingerprint, a)
 	if err != nil {
 		return h, err
-	}
-	if nl.Archive != nil {
-		// The history the approving device sent, before the terminal
-		// client starts, so that it opens on the same conversations.
-		rctx, cancel := context.WithTimeout(ctx, historyTimeout)
-		c, err := client.Connect(rctx, h, client.Options{HandshakeTimeout: transport.QuickHandshakeTimeout})
-		if err == nil {
-			var st home.ArchiveStats
-			st, err = c.ReceiveHistory(rctx, nl.Archive, progressLine(tty.w, "Receiving your history"))
-			c.Close()
-			if err == nil {
-				fmt.Fprintf(tty.w, "History: %d messages in %d conversations.\n", st.Messages, st.Conversations)
-			}
-		}
-		cancel()
-		if err != nil {
-			fmt.Fprintf(tty.w, "Linked, but the history did not come: %v\n", err)
-		}
 	}
 	fmt.Fprintf(tty.w, "Linked: welcome, %s (device %d). Starting…\n", prof.User, prof.Device)
 	time.Sleep(300 * time.Millisecond)

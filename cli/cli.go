@@ -332,23 +332,32 @@ func connect(ctx context.Context, env Env, dir string, receive bool) (*home.Home
 	if err := e.KeysError(); err != nil {
 		fmt.Fprintf(env.Stderr, "securechat: warning: %v\n", err)
 	}
-	resumeHistory(ctx, e, env)
-	return h, e, nil
-}
-
-// resumeHistory fetches the history a linking device sent, when an
-// earlier fetch was cut short; a failure is a warning (it is tried again
-// next time).
-func resumeHistory(ctx context.Context, e *client.Engine, env Env) {
 	rctx, cancel := context.WithTimeout(ctx, historyTimeout)
 	defer cancel()
 	st, found, err := e.ResumeHistory(rctx, progressLine(env.Stderr, "receiving your history"))
+	reportHistory(env.Stderr, st, found, err)
+	return h, e, nil
+}
+
+// receiveHistory fetches over c the history a linking device sent, if the
+// home still waits for it (client.ResumeHistory: kept until it comes),
+// and says on w how it went.
+func receiveHistory(ctx context.Context, c *client.Client, w io.Writer) {
+	rctx, cancel := context.WithTimeout(ctx, historyTimeout)
+	defer cancel()
+	st, found, err := c.ResumeHistory(rctx, progressLine(w, "receiving your history"))
+	reportHistory(w, st, found, err)
+}
+
+// reportHistory says what a history fetch brought; a failure is a
+// warning, since the fetch is tried again at the next connection.
+func reportHistory(w io.Writer, st home.ArchiveStats, found bool, err error) {
 	switch {
 	case !found:
 	case err != nil:
-		fmt.Fprintf(env.Stderr, "securechat: warning: %v\n", err)
+		fmt.Fprintf(w, "securechat: warning: the history did not come yet (it is tried again at the next connection): %v\n", err)
 	default:
-		fmt.Fprintf(env.Stderr, "history: %d messages in %d conversations\n", st.Messages, st.Conversations)
+		fmt.Fprintf(w, "history: %d messages in %d conversations\n", st.Messages, st.Conversations)
 	}
 }
 

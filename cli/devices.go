@@ -121,30 +121,16 @@ func Link(ctx context.Context, args []string, env Env) error {
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	c, err := client.Connect(cctx, h, client.Options{HandshakeTimeout: transport.QuickHandshakeTimeout})
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "securechat: warning: linked, but connecting as the new device failed (its keys are published at the next connection): %v\n", err)
-	} else {
-		if err := c.KeysError(); err != nil {
-			fmt.Fprintf(env.Stderr, "securechat: warning: %v\n", err)
-		}
-		c.Close()
-	}
 	fmt.Fprintf(env.Stderr, "linked as device %d of %s\n", prof.Device, prof.User)
-	if nl.Archive != nil {
-		rctx, cancel := context.WithTimeout(ctx, historyTimeout)
-		defer cancel()
-		c, err := client.Connect(rctx, h, client.Options{HandshakeTimeout: transport.QuickHandshakeTimeout})
-		if err != nil {
-			return fmt.Errorf("linked, but fetching the history failed: %w", err)
-		}
-		defer c.Close()
-		st, err := c.ReceiveHistory(rctx, nl.Archive, progressLine(env.Stderr, "receiving the history"))
-		if err != nil {
-			fmt.Fprintf(env.Stderr, "securechat: warning: linked, but the history did not come yet (it is tried again at the next connection): %v\n", err)
-			return nil
-		}
-		fmt.Fprintf(env.Stderr, "history: %d messages in %d conversations\n", st.Messages, st.Conversations)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "securechat: warning: linked, but connecting as the new device failed (its keys are published, and the history fetched, at the next connection): %v\n", err)
+		return nil
 	}
+	defer c.Close()
+	if err := c.KeysError(); err != nil {
+		fmt.Fprintf(env.Stderr, "securechat: warning: %v\n", err)
+	}
+	receiveHistory(ctx, c, env.Stderr) // the history the approving device sent, if any
 	return nil
 }
 

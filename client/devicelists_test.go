@@ -58,14 +58,10 @@ func (l *listLie) DeviceList(user string) (store.SignedList, error) {
 	return sl, err
 }
 
-// TestMaliciousServerDeviceList (issue 11, must show): a server that adds
-// a device to alice's devices, brings back her revoked device with her
-// older signed list, or swaps a device's key gets nothing from bob: his
-// client refuses the send, says which device and why, and writes a line
-// in the conversation; a newer list is taken, with a line saying alice's
-// devices changed. A device the server lists but alice's list does not
-// name is never encrypted to, whatever its certificate.
-func TestMaliciousServerDeviceList(t *testing.T) {
+// startListLieServer runs a real server on a store that lies about
+// alice's devices and list when told to (listLie), stopped with the test.
+func startListLieServer(t *testing.T) (*listLie, *testServer) {
+	t.Helper()
 	lie := &listLie{}
 	data := t.TempDir()
 	srv, err := appliance.New(appliance.Config{Listen: "127.0.0.1:0", Data: data, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -76,8 +72,19 @@ func TestMaliciousServerDeviceList(t *testing.T) {
 	sctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { srv.Serve(sctx); close(done) }()
-	defer func() { stop(); <-done }()
-	s := &testServer{t: t, data: data, addr: srv.Addr().String(), fp: srv.Fingerprint(), srv: srv}
+	t.Cleanup(func() { stop(); <-done })
+	return lie, &testServer{t: t, data: data, addr: srv.Addr().String(), fp: srv.Fingerprint(), srv: srv}
+}
+
+// TestMaliciousServerDeviceList (issue 11, must show): a server that adds
+// a device to alice's devices, brings back her revoked device with her
+// older signed list, or swaps a device's key gets nothing from bob: his
+// client refuses the send, says which device and why, and writes a line
+// in the conversation; a newer list is taken, with a line saying alice's
+// devices changed. A device the server lists but alice's list does not
+// name is never encrypted to, whatever its certificate.
+func TestMaliciousServerDeviceList(t *testing.T) {
+	lie, s := startListLieServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 

@@ -3,12 +3,9 @@ package client
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/securechat/securechat/appliance"
 	"github.com/securechat/securechat/appliance/store"
 	"github.com/securechat/securechat/chat"
 )
@@ -20,18 +17,7 @@ import (
 // at all, must not get alice's client to encrypt to device 2: the list
 // alice's home keeps (meta devicelist, number 4) is newer.
 func TestOwnDeviceListReplayRefused(t *testing.T) {
-	lie := &listLie{}
-	data := t.TempDir()
-	srv, err := appliance.New(appliance.Config{Listen: "127.0.0.1:0", Data: data, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		WrapStore: func(st store.Store) store.Store { lie.Store = st; return lie }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(sctx); close(done) }()
-	defer func() { stop(); <-done }()
-	s := &testServer{t: t, data: data, addr: srv.Addr().String(), fp: srv.Fingerprint(), srv: srv}
+	lie, s := startListLieServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 

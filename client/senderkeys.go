@@ -173,13 +173,7 @@ func (c *Client) buildGroupSend(ctx context.Context, id []byte, entry *home.Outb
 			rec.Holders = sortedHolders(held)
 		}
 		heads := l.HeadsHash()
-		withHeads := *content
-		withHeads.GroupHeads = heads[:]
-		shared, err := key.Encrypt(transport.Marshal(&withHeads), groupAD(gid, self))
-		if err != nil {
-			return nil, err
-		}
-		state, err := key.MarshalBinary()
+		shared, state, err := sealGroupText(key, content, heads, gid, self)
 		if err != nil {
 			return nil, err
 		}
@@ -268,13 +262,7 @@ func (c *Client) buildSameRecipients(id []byte, entry *home.OutboxEntry, content
 		return nil, false, err
 	}
 	self := chat.Device{User: c.prof.User, ID: c.prof.Device}
-	withHeads := *content
-	withHeads.GroupHeads = m.heads[:]
-	shared, err := key.Encrypt(transport.Marshal(&withHeads), groupAD(gid, self))
-	if err != nil {
-		return nil, false, err
-	}
-	state, err := key.MarshalBinary()
+	shared, state, err := sealGroupText(key, content, m.heads, gid, self)
 	if err != nil {
 		return nil, false, err
 	}
@@ -336,6 +324,19 @@ func sortedHolders(held map[chat.Device]home.KeyHolder) []home.KeyHolder {
 		return cmp.Or(strings.Compare(a.User, b.User), cmp.Compare(a.Device, b.Device))
 	})
 	return out
+}
+
+// sealGroupText encrypts content, with the sender's heads hash, once
+// under key, bound to the group and the sending device, and returns the
+// shared ciphertext and the advanced chain's state (protocol.md §8.3).
+func sealGroupText(key *e2ee.SenderKey, content *Content, heads [32]byte, gid []byte, self chat.Device) (shared, state []byte, err error) {
+	withHeads := *content
+	withHeads.GroupHeads = heads[:]
+	if shared, err = key.Encrypt(transport.Marshal(&withHeads), groupAD(gid, self)); err != nil {
+		return nil, nil, err
+	}
+	state, err = key.MarshalBinary()
+	return shared, state, err
 }
 
 // sendingChain returns this device's sending chain in the group of rec: the stored one, or a new one (fresh) when there is none, it has
