@@ -392,11 +392,12 @@ func (c *Client) request(ctx context.Context, code transport.Code, body transpor
 }
 
 // localTimes rewrites the time in a server's error in this client's time
-// zone, where the error says it (protocol.md §4.1): the end of a mute.
+// zone (now's: the client's clock gives local time), where the error says
+// it (protocol.md §4.1): the end of a mute.
 func localTimes(e *transport.Error, now time.Time) {
 	if e.Code == transport.ErrMuted && e.RetryAfterMS > 0 {
 		until := now.Add(time.Duration(e.RetryAfterMS) * time.Millisecond).Round(time.Second)
-		e.Message = "you are muted on this server until " + chat.FormatTime(until)
+		e.Message = "you are muted on this server until " + until.Format(chat.TimeLayout)
 	}
 }
 

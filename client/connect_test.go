@@ -43,10 +43,9 @@ func TestOneShotConnectQuick(t *testing.T) {
 // TestLocalTimesMuted: a mute's end is shown in the client's zone, from
 // the time left the server sent; other errors are left as they are.
 func TestLocalTimesMuted(t *testing.T) {
-	saved := time.Local
-	time.Local = time.FixedZone("XYZ", 5*3600+30*60)
-	t.Cleanup(func() { time.Local = saved })
-	now := time.Date(2026, 11, 22, 5, 0, 0, 0, time.UTC)
+	// The zone comes with the clock's time: time.Local is not changed,
+	// which other tests' goroutines read (a data race under -race).
+	now := time.Date(2026, 11, 22, 5, 0, 0, 0, time.UTC).In(time.FixedZone("XYZ", 5*3600+30*60))
 	e := &transport.Error{Code: transport.ErrMuted, Message: "you are muted on this server until 2026-11-22 06:00:00 UTC", RetryAfterMS: 3600_000 - 3}
 	localTimes(e, now)
 	if want := "you are muted on this server until 2026-11-22 11:30:00 XYZ"; e.Message != want {
