@@ -810,8 +810,9 @@ func untilText(t time.Time) string {
 
 func writeStats(w io.Writer, s appliance.StatsSnapshot) error {
 	tw := table(w)
-	fmt.Fprintf(tw, "uptime\t%s\nconnections\t%d\naccepted\t%d\nmessages in\t%d\ngroup messages\t%d\nbytes in\t%d\ndeliveries\t%d\nbytes out\t%d\nauth failures\t%d\nrefused (banned)\t%d\nrate limited\t%d\nqueued\t%d\nstore bytes\t%d\ngroups\t%d\nbans\t%d\nserver key\t%s\n",
-		s.Uptime, s.Connections, s.Accepted, s.MessagesIn, s.GroupMessages, s.BytesIn, s.Deliveries, s.BytesOut, s.AuthFailed, s.Refused, s.Limited, s.QueueDepth, s.StoreBytes, s.Groups, s.Bans, s.Fingerprint.Grouped())
+	fmt.Fprintf(tw, "uptime\t%s\nconnections\t%d\naccepted\t%d\nmessages in\t%d\ngroup messages\t%d\nbytes in\t%d\ndeliveries\t%d\nbytes out\t%d\nauth failures\t%d\nrefused (banned)\t%d\nrate limited\t%d\nqueued\t%d\nstore bytes\t%d\nfiles stored\t%d\nfile bytes\t%d\nfile bytes in\t%d\nfile bytes out\t%d\ngroups\t%d\nbans\t%d\nserver key\t%s\n",
+		s.Uptime, s.Connections, s.Accepted, s.MessagesIn, s.GroupMessages, s.BytesIn, s.Deliveries, s.BytesOut, s.AuthFailed, s.Refused, s.Limited, s.QueueDepth, s.StoreBytes,
+		s.Blobs, s.BlobBytes, s.BlobBytesIn, s.BlobBytesOut, s.Groups, s.Bans, s.Fingerprint.Grouped())
 	return tw.Flush()
 }
 

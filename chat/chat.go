@@ -144,6 +144,10 @@ const (
 	// receipts) from one device of an account to its others (protocol.md
 	// §8.1).
 	KindSettings ContentKind = 7
+	// KindFile offers an encrypted file: its key, digest, size, name and
+	// type travel in the message, its ciphertext on the server
+	// (protocol.md §8.4).
+	KindFile ContentKind = 8
 
 	// KindSystem is a notice signed by the server key (protocol.md §6.6).
 	KindSystem ContentKind = 200
@@ -161,6 +165,7 @@ var contentKindNames = map[ContentKind]string{
 	KindGroupChange: "group",
 	KindSenderKey:   "senderkey",
 	KindSettings:    "settings",
+	KindFile:        "file",
 	KindSystem:      "system",
 	KindError:       "error",
 }

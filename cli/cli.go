@@ -437,6 +437,16 @@ type jsonMessage struct {
 	// Verified is false when the message came with an identity key not
 	// accepted for From (docs/protocol.md §8.1): From is only claimed.
 	Verified bool `json:"verified"`
+	// File is the file a message of kind "file" offers (Text is its
+	// name): securechat files get ID fetches it.
+	File *jsonFileRef `json:"file,omitempty"`
+}
+
+// jsonFileRef is a file message's file in `recv --json`.
+type jsonFileRef struct {
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+	Type string `json:"type"`
 }
 
 // Recv is `securechat recv`: it prints what the server has queued, then
@@ -497,7 +507,11 @@ func Recv(ctx context.Context, args []string, env Env) error {
 	// Receipts are acked, not printed (the engine's rules).
 	show := func(m *client.Message) error {
 		if *asJSON {
-			if err := enc.Encode(jsonMessage{ID: m.ID, From: m.From.User, Group: groupTitle(m), GroupID: m.Group, Text: m.Text, SentAt: m.SentAt.UTC().Format(time.RFC3339Nano), Kind: m.Kind, Verified: m.Verified()}); err != nil {
+			j := jsonMessage{ID: m.ID, From: m.From.User, Group: groupTitle(m), GroupID: m.Group, Text: m.Text, SentAt: m.SentAt.UTC().Format(time.RFC3339Nano), Kind: m.Kind, Verified: m.Verified()}
+			if m.File != nil {
+				j.File = &jsonFileRef{Name: m.File.Name, Size: m.File.Plain, Type: m.File.Type}
+			}
+			if err := enc.Encode(j); err != nil {
 				return err
 			}
 		} else {
@@ -511,7 +525,11 @@ func Recv(ctx context.Context, args []string, env Env) error {
 			if t := groupTitle(m); t != "" {
 				from += " in " + strconv.Quote(t)
 			}
-			if _, err := fmt.Fprintf(out, "[%s] %s: %s\n", m.SentAt.Local().Format("2006-01-02 15:04:05"), from, m.Text); err != nil {
+			text := m.Text
+			if m.File != nil {
+				text = fileLine(m)
+			}
+			if _, err := fmt.Fprintf(out, "[%s] %s: %s\n", m.SentAt.Local().Format("2006-01-02 15:04:05"), from, text); err != nil {
 				return err
 			}
 		}

@@ -21,6 +21,8 @@ commands:
   devices    approve (a link code), list, rename, revoke: your devices
   send       send a message (--to NAME, or --group TITLE)
   recv       print received messages
+  send-file  send a file, end-to-end encrypted (--to NAME, or --group TITLE)
+  files      list the files sent and received; get ID fetches and saves one
   fingerprint [NAME]  your fingerprint, or the safety number with NAME
   trust NAME          accept NAME's changed identity key: the one whose
                       number fingerprint NAME showed (or --safety-number)
@@ -75,6 +77,10 @@ func run(ctx context.Context, args []string, env Env, version string) error {
 		return Send(ctx, args, env)
 	case "recv":
 		return Recv(ctx, args, env)
+	case "send-file":
+		return SendFile(ctx, args, env)
+	case "files":
+		return Files(ctx, args, env)
 	case "fingerprint":
 		return Fingerprint(ctx, args, env)
 	case "trust":

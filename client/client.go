@@ -621,6 +621,7 @@ func (c *Client) handleDeliverMsg(dp *transport.Deliver, keyCame bool) {
 		m.Kind, m.Text, m.Group, m.SentAt = content.Kind, content.Text, content.Group, time.UnixMilli(content.SentAt)
 		m.IdentityChanged = changed
 		m.settingsOff = content.SettingsOff
+		m.setFile(content.File)
 		for _, r := range content.Refs {
 			m.Refs = append(m.Refs, hex.EncodeToString(r))
 		}
@@ -633,8 +634,8 @@ func (c *Client) handleDeliverMsg(dp *transport.Deliver, keyCame bool) {
 		case content.Group == "":
 		case !validGroupID(content.Group):
 			m.Kind, m.Text = chat.KindError, "a message names a group that cannot exist"
-		case content.Kind == chat.KindText:
-			// Group texts travel only under sender keys (protocol.md §8.3).
+		case sharedKind(content.Kind):
+			// Group texts and files travel only under sender keys (protocol.md §8.3).
 			m.Conversation = chat.Group(content.Group)
 			m.Kind, m.Text = chat.KindError, fmt.Sprintf("a group message from %s came over a pairwise session: not shown", d.From)
 		default:

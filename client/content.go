@@ -85,6 +85,9 @@ type Content struct {
 	// SettingsOff, in a KindSettings content, says which settings are off:
 	// 1 typing notices, 2 read receipts (protocol.md §8.1).
 	SettingsOff uint8
+	// File, in a KindFile content, is the file it offers (protocol.md
+	// §8.4); Text is then empty.
+	File *FileRef
 }
 
 // maxGroupChanges bounds the changes one content carries.
@@ -109,6 +112,9 @@ func (c *Content) MarshalFields(e *transport.Encoder) {
 	e.BytesField(10, c.SignalKey)
 	e.BytesField(11, c.GroupHeads)
 	e.Uint(12, uint64(c.SettingsOff))
+	if c.File != nil {
+		e.Message(13, c.File)
+	}
 }
 
 func (c *Content) UnmarshalFields(d *transport.Decoder) error {
@@ -162,6 +168,9 @@ func (c *Content) UnmarshalFields(d *transport.Decoder) error {
 				return errors.New("bad settings")
 			}
 			c.SettingsOff = uint8(v)
+		case 13:
+			c.File = new(FileRef)
+			err = f.Message(c.File)
 		default:
 			return f.Unknown()
 		}
@@ -231,6 +240,9 @@ func decodeContent(b []byte) (*Content, error) {
 	if c.Kind == 0 {
 		return nil, errors.New("content has no kind")
 	}
+	if (c.Kind == chat.KindFile) != (c.File != nil) {
+		return nil, errors.New("a file message without its file, or a file in another kind of message")
+	}
 	return &c, nil
 }
 
@@ -260,6 +272,9 @@ type Message struct {
 	// Text says so. It is not acked, and comes again once the key is here
 	// (senderkeys.go).
 	Waiting bool
+	// File is the file a KindFile message offers (protocol.md §8.4);
+	// Text is then its name.
+	File *FileRef
 
 	rawID []byte
 	// A KindGroupChange content's changes and log (groups.go).
@@ -267,6 +282,13 @@ type Message struct {
 	groupLog     []byte
 	groupHeads   []byte // a group text's sender's heads hash
 	settingsOff  uint8  // a KindSettings content's (Content.SettingsOff)
+}
+
+// setFile makes m offer the file of a KindFile content.
+func (m *Message) setFile(f *FileRef) {
+	if f != nil {
+		m.File, m.Text = f, f.Name
+	}
 }
 
 // Verified reports whether the message came with the identity key this

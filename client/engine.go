@@ -56,6 +56,9 @@ type Engine struct {
 	sendReceipts bool
 	typingMute   map[chat.Conversation]time.Time // no typing signals to a peer offline until then
 
+	xfers    transfers     // the file transfers running (files.go)
+	xferKick chan struct{} // the interactive engine's transfers have work (nil: one-shot)
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -77,8 +80,10 @@ func StartEngine(h *home.Home, opts EngineOptions) (*Engine, error) {
 		return nil, err
 	}
 	e.events = make(chan UIEvent, 256)
+	e.xferKick = make(chan struct{}, 1)
 	e.wg.Go(e.connLoop)
 	e.wg.Go(e.sendLoop)
+	e.wg.Go(e.transferLoop)
 	return e, nil
 }
 
@@ -234,6 +239,7 @@ func (e *Engine) connLoop() {
 		e.mu.Unlock()
 		e.emit(UIEvent{Type: UIConn, Conn: ConnConnected, Err: c.KeysError()})
 		e.poke()
+		e.kickTransfers()
 		err = e.receive(e.ctx, c, nil)
 		e.mu.Lock()
 		e.c = nil
@@ -427,11 +433,12 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 	var receipts []*home.Queued
 	var notes []*Message      // what group changes did, and group messages not shown
 	var synced *home.Settings // settings from another device of this account
+	var files bool            // a file was offered
 	e.mu.Lock()
 	sendRead := read && e.sendReceipts
 	e.mu.Unlock()
 	committed, err := c.ackWith(func(tx *home.Tx) error {
-		events, receipts, notes, synced = events[:0], receipts[:0], notes[:0], nil
+		events, receipts, notes, synced, files = events[:0], receipts[:0], notes[:0], nil, false
 		note := func(m *Message, i int, text string) error {
 			id := noteID(m.rawID, i)
 			if kept, err := tx.InHistory(id); err != nil || kept {
@@ -547,13 +554,22 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 				if err != nil {
 					return err
 				}
+				if m.Kind == chat.KindFile && m.File != nil {
+					// Offered to this device: fetched by the terminal
+					// client at once, by `files get` when asked.
+					if err := tx.PutFile(&home.FileRecord{ID: id, Conversation: m.Conversation, From: m.From.User, Outgoing: m.Outgoing,
+						Ref: transport.Marshal(m.File), State: home.FileOffered, Time: m.SentAt.UnixMilli(), Unverified: m.IdentityChanged}); err != nil {
+						return err
+					}
+					files = true
+				}
 				events = append(events, UIEvent{Type: UIMessage, Conversation: m.Conversation, Entry: &entry})
 				if m.IdentityChanged {
 					events = append(events, UIEvent{Type: UIIdentityChanged, Conversation: chat.Peer(m.From.User)})
 				}
 				// Receipts go to the sender; for a group message, with
 				// the group named, in groups small enough (protocol.md §8.1).
-				if m.Kind == chat.KindText && !m.Outgoing && !m.IdentityChanged && (!m.Conversation.IsGroup() || groupReceipts(tx, m.Conversation)) {
+				if (m.Kind == chat.KindText || m.Kind == chat.KindFile) && !m.Outgoing && !m.IdentityChanged && (!m.Conversation.IsGroup() || groupReceipts(tx, m.Conversation)) {
 					to := receiptTo{user: m.From.User}
 					if m.Conversation.IsGroup() {
 						to.group = m.Conversation.ID()
@@ -603,6 +619,9 @@ func (e *Engine) incoming(c *Client, msgs []*Message, show func(*Message) error,
 	}
 	if len(receipts) > 0 || c.queuedCatchUp.Swap(false) {
 		e.poke()
+	}
+	if files {
+		e.kickTransfers()
 	}
 	return err
 }
@@ -980,7 +999,7 @@ func (e *Engine) MarkRead(conv chat.Conversation) error {
 		var senders []string
 		for i := len(entries) - 1; i >= 0 && unread > 0; i-- {
 			en := entries[i]
-			if en.Outgoing || en.Kind != chat.KindText || en.Unverified {
+			if en.Outgoing || (en.Kind != chat.KindText && en.Kind != chat.KindFile) || en.Unverified {
 				continue
 			}
 			unread--
@@ -997,7 +1016,7 @@ func (e *Engine) MarkRead(conv chat.Conversation) error {
 	}
 	var refs [][]byte
 	for i := len(entries) - 1; i >= 0 && len(refs) < unread; i-- {
-		if !entries[i].Outgoing && entries[i].Kind == chat.KindText {
+		if !entries[i].Outgoing && (entries[i].Kind == chat.KindText || entries[i].Kind == chat.KindFile) {
 			id, _ := hex.DecodeString(entries[i].ID)
 			refs = append(refs, id)
 		}

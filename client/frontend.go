@@ -64,6 +64,7 @@ const (
 	UITyping          UIEventType = 4 // Conversation: the peer is typing (lasts a few seconds)
 	UIIdentityChanged UIEventType = 5 // Conversation
 	UIRead            UIEventType = 6 // Conversation: read on another device of this account
+	UIFile            UIEventType = 7 // Conversation, ID, File: a file's transfer progressed or its state changed; Err: a transfer failed (tried again later unless File.State is failed)
 )
 
 // UIEvent is what the engine tells an interactive front end.
@@ -74,5 +75,6 @@ type UIEvent struct {
 	State        DeliveryState
 	Conn         ConnState
 	Entry        *HistoryEntry
+	File         *FileInfo
 	Err          error
 }

@@ -106,7 +106,7 @@ type limitWriter struct {
 
 func (l *limitWriter) Write(p []byte) (int, error) {
 	if int64(len(p)) > l.n {
-		return 0, errors.New("the server sent more than the history's size")
+		return 0, errors.New("the server sent more than the file's size")
 	}
 	l.n -= int64(len(p))
 	return l.w.Write(p)

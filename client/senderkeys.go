@@ -48,8 +48,12 @@ var errWaitingForKey = errors.New("waiting for the sender's key")
 // ciphertext: a group's texts. Membership changes and sender keys
 // themselves go over the pairwise sessions.
 func usesSenderKey(conv chat.Conversation, content *Content) bool {
-	return conv.IsGroup() && content.Kind == chat.KindText
+	return conv.IsGroup() && sharedKind(content.Kind)
 }
+
+// sharedKind says whether a group's content of kind k travels under the
+// sender keys (a text, a file), never pairwise (protocol.md §8.3).
+func sharedKind(k chat.ContentKind) bool { return k == chat.KindText || k == chat.KindFile }
 
 // groupAD is what a group message is bound to: the group and the sending
 // device, so that it cannot be moved to another group or passed off as
@@ -520,7 +524,7 @@ func (c *Client) decryptGroup(d *transport.Deliver) (*Content, error) {
 		// so that a redelivery cannot move it to another group or pass a
 		// pairwise message off as a group's.
 		content, err := decodeContent(st.Received.Content)
-		if err == nil && (content.Group != conv.ID() || content.Kind != chat.KindText) {
+		if err == nil && (content.Group != conv.ID() || !sharedKind(content.Kind)) {
 			err = errors.New("a group message that names another group")
 		}
 		return content, err
@@ -613,10 +617,11 @@ func (c *Client) handleGroupDeliver(d *transport.Deliver, m *Message, keyCame bo
 		m.Text = fmt.Sprintf("a message from %s could not be read: it was sent before you had %s's key, or it is a copy of one already read", d.From, d.From)
 	case err != nil:
 		m.Kind, m.Text, m.SentAt = chat.KindError, undecryptable(err), m.ServerTime
-	case content.Kind != chat.KindText:
+	case !sharedKind(content.Kind):
 		m.Kind, m.Text, m.SentAt = chat.KindError, fmt.Sprintf("a group message of kind %s, which only travels pairwise", content.Kind), m.ServerTime
 	default:
 		m.Kind, m.Text, m.SentAt = content.Kind, content.Text, time.UnixMilli(content.SentAt)
+		m.setFile(content.File)
 		m.groupHeads = content.GroupHeads
 	}
 	c.events <- Event{Type: EventMessage, Message: m}

@@ -297,7 +297,7 @@ func upgradeKDF(tx *bolt.Tx, o Options, rec *kdfRecord, master []byte) error {
 
 func createBuckets(tx *bolt.Tx) error {
 	for _, b := range [][]byte{bucketMeta, bucketSeen, bucketOutbox, bucketContacts, bucketSessions, bucketReceived,
-		bucketConvs, bucketHistory, bucketMsgIndex, bucketPending, bucketSenderKeys, bucketBaseKeys, bucketGen, bucketGroups} {
+		bucketConvs, bucketHistory, bucketMsgIndex, bucketPending, bucketSenderKeys, bucketBaseKeys, bucketGen, bucketGroups, bucketFiles} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return err
 		}
