@@ -1,0 +1,151 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/securechat/securechat/appliance"
+	"github.com/securechat/securechat/appliance/store"
+	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/client/home"
+)
+
+// Files (issue 12; protocol.md §8.4) against a server that tampers.
+
+// tamperStore is a store whose blobs come back altered, as a malicious or
+// broken server would serve them.
+type tamperStore struct {
+	store.Store
+	mode atomic.Value // "flip", "drop", "swap" or ""
+}
+
+func (s *tamperStore) how() string {
+	m, _ := s.mode.Load().(string)
+	return m
+}
+
+// Blob: "drop" leaves the last chunk out of the size the server tells.
+func (s *tamperStore) Blob(id store.BlobID) (store.Blob, error) {
+	b, err := s.Store.Blob(id)
+	if err == nil && s.how() == "drop" && b.Chunks == b.NumChunks() && b.NumChunks() > 1 {
+		b.Size = int64(b.NumChunks()-1) * int64(b.ChunkSize)
+		b.Chunks--
+	}
+	return b, err
+}
+
+// ReadChunk: "flip" changes one byte of chunk 1, "swap" serves chunk 1
+// for chunk 0 and chunk 0 for chunk 1.
+func (s *tamperStore) ReadChunk(id store.BlobID, i int) ([]byte, error) {
+	switch s.how() {
+	case "flip":
+		c, err := s.Store.ReadChunk(id, i)
+		if err == nil && i == 1 {
+			c = bytes.Clone(c)
+			c[1000] ^= 0x40
+		}
+		return c, err
+	case "swap":
+		if i == 0 || i == 1 {
+			return s.Store.ReadChunk(id, 1-i)
+		}
+	}
+	return s.Store.ReadChunk(id, i)
+}
+
+// TestFileTampered (issue 12, must show): a flipped byte in a chunk, a
+// dropped last chunk, and two chunks swapped by the server are each
+// detected; the file is marked failed with the reason, never complete,
+// nothing of it is kept, it cannot be saved, and the server is not told
+// it was fetched.
+func TestFileTampered(t *testing.T) {
+	tamper := &tamperStore{}
+	data := t.TempDir()
+	srv, err := appliance.New(appliance.Config{Listen: "127.0.0.1:0", Data: data, Admin: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		ByteRate: 1e12, ByteBurst: 1 << 40,
+		WrapStore: func(st store.Store) store.Store { tamper.Store = st; return tamper }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(sctx); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+	s := &testServer{t: t, data: data, addr: srv.Addr().String(), fp: srv.Fingerprint(), srv: srv}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	alice := oneShotEngine(t, ctx, ha, false)
+	t.Cleanup(alice.Close)
+	src := filepath.Join(t.TempDir(), "report.pdf")
+	plain := randomFile(1_200_000, 9) // 5 chunks of the server's 256 KiB, the last short
+	if err := os.WriteFile(src, plain, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"flip", "drop", "swap", ""} {
+		tamper.mode.Store(mode)
+		sent, err := alice.SendFile(ctx, chat.Peer("bob"), src, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+		// Receive serves one run of a one-shot engine, as for recv.
+		bob := oneShotEngine(t, ctx, hb, true)
+		defer bob.Close()
+		var got []*Message
+		if err := bob.Receive(ctx, ReceiveOptions{Wait: 500 * time.Millisecond, Show: func(m *Message) error { got = append(got, m); return nil }}); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].Kind != chat.KindFile || got[0].File == nil || got[0].ID != sent.ID || got[0].Text != "report.pdf" {
+			t.Fatalf("%s: bob received %+v", mode, got)
+		}
+		fi, err := bob.FetchFile(ctx, sent.ID[:8], nil)
+		saved, serr := bob.SaveFile(sent.ID, t.TempDir())
+		st := snapshot(t, s)
+		if mode == "" {
+			// Untouched: it arrives whole and equal, and the server deletes it.
+			b, rerr := os.ReadFile(saved)
+			if err != nil || serr != nil || rerr != nil || !bytes.Equal(b, plain) || fi.State != home.FileComplete {
+				t.Fatalf("the untampered file: %v, %v, %v", err, serr, rerr)
+			}
+			if st.Blobs != 3 {
+				t.Errorf("the server holds %d files, want the 3 tampered ones", st.Blobs)
+			}
+			continue
+		}
+		want := map[string]string{
+			"flip": "altered on the way: its digest is not the one the sender sent",
+			"drop": "the server's copy is 1048576 bytes, not the 1200321 the sender sent",
+			"swap": "altered on the way: its digest is not the one the sender sent",
+		}[mode]
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: fetch error %v, want %q", mode, err, want)
+		}
+		if serr == nil || saved != "" {
+			t.Errorf("%s: a tampered file was saved to %q", mode, saved)
+		}
+		info, ferr := bob.FindFile(sent.ID)
+		if ferr != nil || info.State != home.FileFailed || !strings.Contains(info.Error, want) {
+			t.Errorf("%s: bob's record: %+v, %v", mode, info, ferr)
+		}
+		left, _ := os.ReadDir(filepath.Join(hb.Dir, "files"))
+		if len(left) != 0 {
+			t.Errorf("%s: the tampered copy was kept: %v", mode, left)
+		}
+		// Fetching again does not make it complete.
+		if _, err := bob.FetchFile(ctx, sent.ID, nil); err == nil {
+			t.Errorf("%s: a second fetch succeeded", mode)
+		}
+		if st.Blobs == 0 {
+			t.Errorf("%s: the server was told the tampered file was fetched", mode)
+		}
+	}
+}
