@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/securechat/securechat/chat"
+	"github.com/securechat/securechat/e2ee"
 	"github.com/securechat/securechat/transport"
 )
 
@@ -87,6 +88,9 @@ func FuzzContent(f *testing.F) {
 		{Kind: chat.KindText, Text: "a copy", SentAt: 1, Conversation: chat.Peer("bob")},
 		{Kind: chat.KindRead, Refs: [][]byte{make([]byte, 16)}, Conversation: chat.Group("friends")},
 		{Kind: 255, Group: strings.Repeat("g", transport.MaxText)},
+		{Kind: chat.KindFile, SentAt: 5, Group: "friends", File: &FileRef{Blob: BlobID{1, 2}, Key: make([]byte, 32), Digest: make([]byte, 32),
+			Plain: 100_000, Size: e2ee.AttachmentSize(100_000), Name: "report.pdf", Type: "application/pdf"}},
+		{Kind: chat.KindFile, File: &FileRef{Key: make([]byte, 32), Digest: make([]byte, 32), Size: e2ee.AttachmentSize(0), Name: strings.Repeat("é", 127)}},
 	} {
 		for _, b := range corruptedBytes(transport.Marshal(c)) {
 			f.Add(b)

@@ -294,3 +294,23 @@ func FuzzKDFRecord(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFileRecord checks the decoder of the files bucket's records.
+func FuzzFileRecord(f *testing.F) {
+	for _, r := range []*FileRecord{
+		{ID: bytes.Repeat([]byte{3}, 16), Conversation: chat.Peer("bob"), From: "alice", Outgoing: true, Ref: []byte{0x02, 0x01, 0x05},
+			State: FileUploading, Time: 1_700_000_000_000, Source: "/home/alice/report.pdf", SourceSize: 12, SourceMod: 1 << 60},
+		{ID: bytes.Repeat([]byte{4}, 16), Conversation: chat.Group("0011"), From: "carol", State: FileFailed, Error: "altered", Saved: "/tmp/x", Fetched: true, Unverified: true},
+		{},
+	} {
+		for _, b := range corruptedBytes(transport.Marshal(r)) {
+			f.Add(b)
+		}
+	}
+	for _, b := range explicitZeros() {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkFieldRoundTrip(t, func() fieldCodec { return new(FileRecord) }, b)
+	})
+}
