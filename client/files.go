@@ -102,7 +102,7 @@ func (r *FileRef) UnmarshalFields(d *transport.Decoder) error {
 		return fmt.Errorf("a file of %d bytes said to be %d bytes encrypted", r.Plain, r.Size)
 	case r.Name == "" || r.Name != cleanFileName(r.Name):
 		return fmt.Errorf("a file named %q, which no sender makes", r.Name)
-	case r.Type != "" && strings.ContainsFunc(r.Type, func(c rune) bool { return unicode.IsControl(c) || unicode.IsSpace(c) || c > unicode.MaxASCII }):
+	case r.Type != "" && strings.ContainsFunc(r.Type, func(c rune) bool { return c < ' ' || c > '~' }):
 		return errors.New("a file whose type holds control characters")
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"github.com/securechat/securechat/appliance/store"
 	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client/home"
+	"github.com/securechat/securechat/e2ee"
 )
 
 // Files (issue 12; protocol.md §8.4) against a server that tampers.
@@ -147,5 +148,85 @@ func TestFileTampered(t *testing.T) {
 		if st.Blobs == 0 {
 			t.Errorf("%s: the server was told the tampered file was fetched", mode)
 		}
+	}
+}
+
+// TestFileInteractive: the terminal client's engine sends a file in the
+// background with progress; closed halfway (the client quit or killed),
+// the next start resumes the upload from the server's count and sends the
+// message; the recipient's engine fetches the offered file by itself,
+// checks it and reports it complete; SaveFile writes it.
+func TestFileInteractive(t *testing.T) {
+	// 3 MB/s of file bytes for the account: the upload takes ~3 s.
+	s := startBlobServer(t, t.TempDir(), "127.0.0.1:0", appliance.Config{ByteRate: 3e6, ByteBurst: 1 << 20})
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	fast := EngineOptions{MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
+	start := func(h *home.Home) *Engine {
+		e, err := StartEngine(h, fast)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitEvent(t, e, "connected", func(ev UIEvent) bool { return ev.Type == UIConn && ev.Conn == ConnConnected })
+		return e
+	}
+	alice, bob := start(ha), start(hb)
+	defer bob.Close()
+	plain := randomFile(9_000_000, 11)
+	src := filepath.Join(t.TempDir(), "notes.txt")
+	if err := os.WriteFile(src, plain, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.StartFile(chat.Peer("bob"), src); err != nil {
+		t.Fatal(err)
+	}
+	ev := waitEvent(t, alice, "a third uploaded", func(ev UIEvent) bool {
+		return ev.Type == UIFile && ev.File != nil && ev.File.Done > 3_000_000
+	})
+	if ev.File.Name != "notes.txt" || ev.File.Total < 9_000_000 || ev.File.Rate <= 0 || ev.File.Left <= 0 || ev.File.State != home.FileUploading {
+		t.Errorf("progress: %+v", ev.File)
+	}
+	alice.Close()
+	files, err := alice.Files()
+	if err != nil || len(files) != 1 || files[0].State != home.FileUploading {
+		t.Fatalf("after the cut: %+v, %v", files, err)
+	}
+
+	alice = start(ha)
+	defer alice.Close()
+	first := waitEvent(t, alice, "the resumed upload", func(ev UIEvent) bool { return ev.Type == UIFile && ev.File != nil })
+	if first.File.Done < 2_000_000 || first.ID != files[0].ID {
+		t.Errorf("the upload resumed at %d bytes (%s), not where it was cut", first.File.Done, first.ID)
+	}
+	msg := waitEvent(t, alice, "the file message", func(ev UIEvent) bool { return ev.Type == UIMessage })
+	if msg.Entry.Kind != chat.KindFile || msg.Entry.ID != files[0].ID || msg.Entry.Text != "notes.txt" || !msg.Entry.Outgoing {
+		t.Errorf("alice's line: %+v", msg.Entry)
+	}
+	if in := snapshot(t, s).BlobBytesIn; in > e2ee.AttachmentSize(9_000_000)+1<<20 {
+		t.Errorf("the server took in %d bytes for a file of %d: the resumed upload started again", in, e2ee.AttachmentSize(9_000_000))
+	}
+
+	got := waitEvent(t, bob, "the file message", func(ev UIEvent) bool { return ev.Type == UIMessage && ev.Entry.Kind == chat.KindFile })
+	if got.Entry.Text != "notes.txt" || got.Entry.ID != files[0].ID {
+		t.Errorf("bob's line: %+v", got.Entry)
+	}
+	done := waitEvent(t, bob, "the file complete", func(ev UIEvent) bool {
+		return ev.Type == UIFile && ev.File != nil && ev.File.State != home.FileOffered
+	})
+	if done.File.State != home.FileComplete || done.Err != nil {
+		t.Fatalf("bob's fetch: %+v %v", done.File, done.Err)
+	}
+	saved, err := bob.SaveFile(got.Entry.ID[:6], t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(saved); err != nil || !bytes.Equal(b, plain) {
+		t.Fatalf("bob's copy differs: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for snapshot(t, s).Blobs != 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := snapshot(t, s).Blobs; n != 0 {
+		t.Errorf("the server still holds %d files after bob fetched the only one", n)
 	}
 }
