@@ -96,6 +96,9 @@ type UI struct {
 	console *conversation // shown when no conversation is open: help, errors
 	open    *conversation // the conversation shown, or console
 
+	files map[string]*fileView    // by id: what the engine last told of each file
+	saves map[string]*pendingSave // by id: /save waiting for a fetch
+
 	sendTyping, sendReceipts bool
 	lastTyping               time.Time // last outgoing typing signal
 	lastTypingTo             chat.Conversation
@@ -141,6 +144,8 @@ func New(b Backend, opts Options) *UI {
 		loopDone:     make(chan struct{}),
 		conn:         client.ConnConnecting,
 		byConv:       make(map[chat.Conversation]*conversation),
+		files:        make(map[string]*fileView),
+		saves:        make(map[string]*pendingSave),
 		console:      &conversation{},
 		sendTyping:   true,
 		sendReceipts: true,
