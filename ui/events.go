@@ -14,6 +14,9 @@ func (u *UI) apply(ev client.UIEvent) {
 	case client.UIConn:
 		u.conn, u.connErr = ev.Conn, ev.Err
 		u.connNotice(ev)
+		if ev.Conn == client.ConnDisconnected {
+			u.transfersCut()
+		}
 	case client.UIMessage:
 		u.message(ev)
 	case client.UIState:

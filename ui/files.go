@@ -153,6 +153,20 @@ func (u *UI) fileEvent(conv chat.Conversation, fi *client.FileInfo, err error) {
 	}
 }
 
+// transfersCut notes that the transfers running stopped with the
+// connection: their bars go, and their lines say they resume (the
+// engine resumes them at the next connection, with progress events).
+func (u *UI) transfersCut() {
+	for _, fv := range u.files {
+		if fv.moving {
+			fv.moving, fv.err = false, "the connection was lost"
+			if c := u.byConv[fv.info.Conversation]; c != nil {
+				c.changed()
+			}
+		}
+	}
+}
+
 // showUpload gives an upload its line: the one /file made for it (the
 // first still unnamed with its name, else the first unnamed), or a new
 // one (an upload an earlier run left, resumed).

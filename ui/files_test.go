@@ -131,8 +131,8 @@ func TestFileSendRefused(t *testing.T) {
 }
 
 // TestFileReceive: a file message's line shows the file offered, the
-// fetch's bar, then "complete — /save ID"; one that does not check out
-// says why it failed.
+// fetch's bar (gone with the connection, back when it resumes), then
+// "complete — /save ID"; one that does not check out says why it failed.
 func TestFileReceive(t *testing.T) {
 	t.Parallel()
 	b := sampleBackend()
@@ -145,6 +145,12 @@ func TestFileReceive(t *testing.T) {
 	}
 	b.Progress(fi.ID, mib, 3*mib, 512<<10, 4*time.Second)
 	x.term.WaitText(t, "fetching [###-------] 1 MiB of 3 MiB, 512 KiB/s, 4s left")
+	// The connection drops: the transfer stopped with it, and resumes.
+	b.Emit(client.UIEvent{Type: client.UIConn, Conn: client.ConnDisconnected, Err: errors.New("timeout")})
+	x.term.WaitText(t, "interrupted: the connection was lost; tried again when connected")
+	x.term.WaitNoText(t, "fetching [")
+	b.Progress(fi.ID, 2*mib, 3*mib, 512<<10, 2*time.Second)
+	x.term.WaitText(t, "fetching [######----] 2 MiB of 3 MiB, 512 KiB/s, 2s left")
 	b.Complete(fi.ID)
 	x.term.WaitText(t, "complete — /save "+short)
 	x.term.WaitNoText(t, "fetching [")

@@ -1,8 +1,9 @@
 // Package ui implements the terminal client, `securechat chat` (docs/design.md §6):
 // a tview front end on the client engine with a conversation list, a
 // message pane with delivery state, a typing line, an input line with
-// history, paste and slash commands, a status bar, and a screen to compare
-// safety numbers.
+// history, paste and slash commands, a status bar, a screen to compare
+// safety numbers, and files sent and received with their progress
+// (files.go).
 //
 // The UI only calls its Backend and reads the Backend's event stream; the
 // engine never calls the UI (docs/design.md §1). All UI state belongs to tview's
