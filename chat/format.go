@@ -2,6 +2,7 @@ package chat
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -32,4 +33,24 @@ func FormatBytes(n int64) string {
 		return fmt.Sprintf("%d %s", int64(v), units[u])
 	}
 	return fmt.Sprintf("%.1f %s", v, units[u])
+}
+
+// FormatProgress writes a transfer's bar, of bar characters, and its
+// figures: "[#####-----] 12.0 MiB of 50.0 MiB, 4.1 MiB/s, 9s left". The
+// rate and the time left are left out while unknown (rate 0), the time
+// left once done; `send-file`, `files get` and the terminal client's file
+// lines all show a transfer so.
+func FormatProgress(done, total int64, rate float64, left time.Duration, bar int) string {
+	n := 0
+	if total > 0 {
+		n = int(min(max(done, 0), total) * int64(bar) / total)
+	}
+	s := fmt.Sprintf("[%s%s] %s of %s", strings.Repeat("#", n), strings.Repeat("-", bar-n), FormatBytes(done), FormatBytes(total))
+	if rate > 0 {
+		s += fmt.Sprintf(", %s/s", FormatBytes(int64(rate)))
+		if done < total {
+			s += fmt.Sprintf(", %s left", left.Round(time.Second))
+		}
+	}
+	return s
 }

@@ -20,3 +20,24 @@ func TestFormatTime(t *testing.T) {
 		t.Errorf("FormatTime does not read back: %v %v", back, err)
 	}
 }
+
+// TestFormatProgress: the bar fills in proportion; rate and time left are
+// shown once known, the time left only while not done.
+func TestFormatProgress(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		done, total int64
+		rate        float64
+		left        time.Duration
+		want        string
+	}{
+		{0, 50 * mib, 0, 0, "[----------] 0 bytes of 50 MiB"},
+		{12 * mib, 50 * mib, 4.1 * mib, 9400 * time.Millisecond, "[##--------] 12 MiB of 50 MiB, 4.1 MiB/s, 9s left"},
+		{50 * mib, 50 * mib, 5 * mib, 0, "[##########] 50 MiB of 50 MiB, 5 MiB/s"},
+		{0, 0, 0, 0, "[----------] 0 bytes of 0 bytes"},
+	} {
+		if got := FormatProgress(c.done, c.total, c.rate, c.left, 10); got != c.want {
+			t.Errorf("FormatProgress(%d, %d, %v, %v) = %q, want %q", c.done, c.total, c.rate, c.left, got, c.want)
+		}
+	}
+}

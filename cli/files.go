@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -122,21 +121,10 @@ func progressBar(w io.Writer, tty bool, what string) func(*client.FileInfo) {
 }
 
 // ProgressText is a transfer's bar and figures: [#####     ] 12.0 MiB of
-// 50.0 MiB, 4.1 MiB/s, 9s left.
+// 50.0 MiB, 4.1 MiB/s, 9s left (chat.FormatProgress, as the terminal
+// client shows them).
 func ProgressText(fi *client.FileInfo) string {
-	const width = 20
-	n := 0
-	if fi.Total > 0 {
-		n = int(fi.Done * width / fi.Total)
-	}
-	s := fmt.Sprintf("[%s%s] %s of %s", strings.Repeat("#", n), strings.Repeat("-", width-n), chat.FormatBytes(fi.Done), chat.FormatBytes(fi.Total))
-	if fi.Rate > 0 {
-		s += fmt.Sprintf(", %s/s", chat.FormatBytes(int64(fi.Rate)))
-		if fi.Done < fi.Total {
-			s += fmt.Sprintf(", %s left", fi.Left.Round(time.Second))
-		}
-	}
-	return s
+	return chat.FormatProgress(fi.Done, fi.Total, fi.Rate, fi.Left, 20)
 }
 
 const filesUsage = `files [--home DIR] SUBCOMMAND ...

@@ -48,6 +48,17 @@ const (
 	StateFailed    = home.StateFailed
 )
 
+// FileState is where a file stands (FileInfo.State; protocol.md §8.4).
+type FileState = home.FileState
+
+const (
+	FileUploading = home.FileUploading // this device is uploading it
+	FileSent      = home.FileSent      // uploaded, its message queued or sent
+	FileOffered   = home.FileOffered   // offered, not fetched whole yet
+	FileComplete  = home.FileComplete  // fetched and checked: it can be saved
+	FileFailed    = home.FileFailed    // it cannot be had: FileInfo.Error says why
+)
+
 // HistoryEntry is one message of a conversation, kept in the sealed home.
 type HistoryEntry = home.HistoryEntry
 

@@ -78,6 +78,7 @@ type Backend interface {
 	RenameGroup(ctx context.Context, group chat.Conversation, title string) error
 
 	DeviceBackend
+	FileBackend
 }
 
 // DeviceBackend is what /devices needs of the engine: the account's
@@ -89,4 +90,28 @@ type DeviceBackend interface {
 	FindDevice(ctx context.Context, code string) (*client.LinkCandidate, error)
 	ApproveDevice(ctx context.Context, cand *client.LinkCandidate, hist *client.HistoryOptions) error
 	RevokeDevice(ctx context.Context, device uint32) error
+}
+
+// FileBackend is what /file, /files and /save need of the engine
+// (docs/protocol.md §8.4). StartFile, Files and FindFile read the home
+// and return at once; FetchFile waits for the server and SaveFile
+// decrypts a whole file: the UI calls those from goroutines of its own.
+type FileBackend interface {
+	// StartFile checks the path and the conversation and fails at once
+	// (one line to show), then encrypts, uploads and sends the file in the
+	// background, reporting as UIFile events and, once uploaded, the file
+	// message as a UIMessage whose ID is the file's.
+	StartFile(to chat.Conversation, path string) error
+	// Files lists the files sent and received, oldest first.
+	Files() ([]*client.FileInfo, error)
+	// FindFile finds a file by 4 or more of its id's first hex digits.
+	FindFile(id string) (*client.FileInfo, error)
+	// FetchFile fetches a received file not complete yet, telling
+	// progress how far it got; it returns once the file is complete (a
+	// UIFile event says so too) or failed.
+	FetchFile(ctx context.Context, id string, progress func(*client.FileInfo)) (*client.FileInfo, error)
+	// SaveFile writes a complete file in the clear to path (a directory:
+	// under its name there; "": in the current directory), never over
+	// another file, and returns the path written.
+	SaveFile(id, path string) (string, error)
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
@@ -24,6 +25,10 @@ const helpText = `Commands:
   /devices  your devices · /devices approve CODE [all|DAYS|none]
   link the device showing CODE, with your history (all, the
   last DAYS days or none) · /devices revoke N
+  /file PATH  send a file to the open conversation (Tab
+  completes the path) · /files  the files sent and received
+  /save ID [PATH]  save a file (fetching it first if need be)
+  to PATH, a directory, or here under its name
   /verify [NAME]    compare safety numbers, mark verified
   /trust [NAME]     accept a changed identity key
   /set typing on|off    send typing indicators or not
@@ -55,7 +60,7 @@ Pane: ── new ── above the first message unread when opened
 Status bar: connection · server key · verification`
 
 // commands are the slash commands, for completion.
-var commands = []string{"devices", "group", "help", "msg", "quit", "set", "trust", "verify"}
+var commands = []string{"devices", "file", "files", "group", "help", "msg", "quit", "save", "set", "trust", "verify"}
 
 // readOnlyHint is what typing into the server's announcements says in the
 // line above the input; readOnlyNote what Enter there says in the pane.
@@ -132,6 +137,12 @@ func (u *UI) command(line string) bool {
 		return u.groupCommand(rest)
 	case "devices":
 		return u.devicesCommand(args)
+	case "file":
+		return u.fileCommand(rest)
+	case "files":
+		return u.filesCommand()
+	case "save":
+		return u.saveCommand(rest)
 	default:
 		u.notice(noticeError, "unknown command /%s: /help lists the commands", cmd)
 		return false
@@ -239,12 +250,26 @@ func (u *UI) complete() {
 	if c := u.comp; c != nil {
 		u.setInput(c.base + c.cands[c.next])
 		c.next = (c.next + 1) % len(c.cands)
-		u.hint = "completions: " + strings.Join(c.cands, "  ")
+		u.hint = shownCompletions(c.cands)
 		return
 	}
 	text := u.input.GetText()
 	if !strings.HasPrefix(text, "/") || strings.ContainsAny(text, "\n\t") {
 		return
+	}
+	// A path is the rest of the line, spaces and all: after "/file " and
+	// after "/save ID ".
+	if cmd, rest, ok := strings.Cut(text[1:], " "); ok {
+		switch strings.ToLower(cmd) {
+		case "file":
+			u.completePath(text[:len(text)-len(rest)], rest)
+			return
+		case "save":
+			if id, path, ok := strings.Cut(rest, " "); ok && id != "" {
+				u.completePath(text[:len(text)-len(path)], path)
+				return
+			}
+		}
 	}
 	cut := strings.LastIndexByte(text, ' ') + 1
 	base, word := text[:cut], text[cut:]
@@ -271,6 +296,8 @@ func (u *UI) complete() {
 			pool = []string{"receipts", "typing"}
 		case "group", "g":
 			pool = groupSubcommands
+		case "save":
+			pool = u.fileIDs()
 		}
 	case len(prev) == 2 && strings.EqualFold(prev[0], "/set"):
 		pool = []string{"off", "on"}
@@ -285,13 +312,24 @@ func (u *UI) complete() {
 			cands = append(cands, p)
 		}
 	}
+	u.offer(base, word, cands, true)
+}
+
+// offer completes word, after base, with cands: one is filled in (with a
+// space after it if space), several are listed in the typing line and
+// filled in up to their common prefix, or cycled through by further Tabs.
+func (u *UI) offer(base, word string, cands []string, space bool) {
 	switch len(cands) {
 	case 0:
 		u.hint = "no completions"
 	case 1:
-		u.setInput(base + cands[0] + " ")
+		if space {
+			u.setInput(base + cands[0] + " ")
+		} else {
+			u.setInput(base + cands[0])
+		}
 	default:
-		u.hint = "completions: " + strings.Join(cands, "  ")
+		u.hint = shownCompletions(cands)
 		if p := commonPrefix(cands); len(p) > len(word) {
 			u.setInput(base + p)
 			return
@@ -307,6 +345,9 @@ func commonPrefix(words []string) string {
 		for !strings.HasPrefix(w, p) {
 			p = p[:len(p)-1]
 		}
+	}
+	for !utf8.ValidString(p) { // not half a character
+		p = p[:len(p)-1]
 	}
 	return p
 }

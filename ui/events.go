@@ -14,6 +14,9 @@ func (u *UI) apply(ev client.UIEvent) {
 	case client.UIConn:
 		u.conn, u.connErr = ev.Conn, ev.Err
 		u.connNotice(ev)
+		if ev.Conn == client.ConnDisconnected {
+			u.transfersCut()
+		}
 	case client.UIMessage:
 		u.message(ev)
 	case client.UIState:
@@ -35,6 +38,8 @@ func (u *UI) apply(ev client.UIEvent) {
 				return
 			}
 		}
+	case client.UIFile:
+		u.fileEvent(ev.Conversation, ev.File, ev.Err)
 	case client.UITyping:
 		u.peerTyping(ev.Conversation, ev.ID)
 	case client.UIRead:
@@ -110,6 +115,9 @@ func (u *UI) message(ev client.UIEvent) {
 	note := conv.IsGroup() && e.Kind == chat.KindSystem
 	if conv.IsGroup() && (note || c.group == nil) {
 		u.refreshGroups()
+	}
+	if e.Kind == chat.KindFile {
+		u.refreshFile(e.ID)
 	}
 	isNew := true
 	if c.loaded {

@@ -24,9 +24,10 @@ const (
 // item is one thing in a conversation's pane: a history entry or a notice
 // that exists only on this screen.
 type item struct {
-	entry  *client.HistoryEntry // nil for a notice
+	entry  *client.HistoryEntry // nil for a notice or an upload
 	notice string
 	level  noticeLevel
+	upload *uploadItem // a file being sent, before its message exists
 }
 
 // conversation is the UI's view of one conversation. The console (the
@@ -122,6 +123,11 @@ func (c *conversation) add(e client.HistoryEntry) bool {
 			old.State, old.Error = e.State, e.Error
 		}
 		return false
+	}
+	if i := c.findUpload(e.ID); i >= 0 && e.ID != "" {
+		// The file's message takes its upload's line.
+		c.items[i] = item{entry: &e}
+		return true
 	}
 	c.items = append(c.items, item{entry: &e})
 	return true
@@ -221,6 +227,7 @@ func (u *UI) load() {
 		u.convs = append(u.convs, conv)
 	}
 	u.refreshGroups()
+	u.loadFiles()
 	u.sortConversations()
 	u.console.notify(noticeInfo, fmt.Sprintf("Welcome to securechat, %s (on %s). Start a conversation with /msg NAME; /help lists commands and keys.", u.self, u.server))
 	if len(u.convs) > 0 {
@@ -317,6 +324,9 @@ func (u *UI) loadHistory(c *conversation) {
 	c.items = nil
 	c.prepend(entries)
 	for _, it := range notices {
+		if it.upload != nil && c.find(it.upload.id) >= 0 {
+			continue // its message is in the history
+		}
 		if it.entry == nil {
 			c.items = append(c.items, it)
 		} else {

@@ -156,6 +156,10 @@ func (p *messagePane) layout(width int) []line {
 	lastDay := ""
 	unread := -1
 	for _, it := range c.items {
+		if it.upload != nil {
+			lines = append(lines, wrap(p.uploadCells(it.upload), width, 6)...)
+			continue
+		}
 		if it.entry == nil {
 			lines = append(lines, noticeLines(it, width)...)
 			continue
@@ -210,6 +214,9 @@ func (p *messagePane) entryCells(c *conversation, e *client.HistoryEntry) line {
 		sp = append(sp, span{"-- " + sanitize(e.Text), styleDim})
 	case e.Kind == chat.KindError:
 		sp = append(sp, span{sanitizeLine(from) + ": ", fromStyle}, span{sanitize(e.Text), styleError})
+	case e.Kind == chat.KindFile:
+		sp = append(sp, span{sanitizeLine(from) + ": ", fromStyle})
+		sp = append(sp, p.u.fileCells(e.ID, e.Text, e.Outgoing)...)
 	default:
 		sp = append(sp, span{sanitizeLine(from) + ": ", fromStyle}, span{sanitize(e.Text), tcell.StyleDefault})
 	}
@@ -220,6 +227,17 @@ func (p *messagePane) entryCells(c *conversation, e *client.HistoryEntry) line {
 		l = append(l, cells(stateMark(e)...)...)
 	}
 	return l
+}
+
+// uploadCells is the line of a file being sent whose message does not
+// exist yet: "15:04 alice: file NAME (SIZE)" and its progress.
+func (p *messagePane) uploadCells(up *uploadItem) line {
+	when := "--:--"
+	if known(up.at) {
+		when = up.at.In(p.u.opts.Location).Format("15:04")
+	}
+	sp := []span{{when + " ", styleDim}, {sanitizeLine(p.u.self) + ": ", styleSelf}}
+	return cells(append(sp, p.u.fileCells(up.id, up.name, true)...)...)
 }
 
 // stateMark is an outgoing message's delivery state, as /help explains it.

@@ -1,8 +1,9 @@
 // Package ui implements the terminal client, `securechat chat` (docs/design.md §6):
 // a tview front end on the client engine with a conversation list, a
 // message pane with delivery state, a typing line, an input line with
-// history, paste and slash commands, a status bar, and a screen to compare
-// safety numbers.
+// history, paste and slash commands, a status bar, a screen to compare
+// safety numbers, and files sent and received with their progress
+// (files.go).
 //
 // The UI only calls its Backend and reads the Backend's event stream; the
 // engine never calls the UI (docs/design.md §1). All UI state belongs to tview's
@@ -96,6 +97,9 @@ type UI struct {
 	console *conversation // shown when no conversation is open: help, errors
 	open    *conversation // the conversation shown, or console
 
+	files map[string]*fileView    // by id: what the engine last told of each file
+	saves map[string]*pendingSave // by id: /save waiting for a fetch
+
 	sendTyping, sendReceipts bool
 	lastTyping               time.Time // last outgoing typing signal
 	lastTypingTo             chat.Conversation
@@ -141,6 +145,8 @@ func New(b Backend, opts Options) *UI {
 		loopDone:     make(chan struct{}),
 		conn:         client.ConnConnecting,
 		byConv:       make(map[chat.Conversation]*conversation),
+		files:        make(map[string]*fileView),
+		saves:        make(map[string]*pendingSave),
 		console:      &conversation{},
 		sendTyping:   true,
 		sendReceipts: true,

@@ -307,8 +307,8 @@ func TestCompletion(t *testing.T) {
 	x.waitInput("carol> ", "/verify dave")
 	x.term.Press(tcell.KeyCtrlU, tcell.ModCtrl)
 
-	// Command names with a common prefix; arguments of /set.
-	x.term.Type("/s")
+	// Command names; arguments of /set.
+	x.term.Type("/se")
 	x.term.Press(tcell.KeyTab)
 	x.waitInput("carol> ", "/set ")
 	x.term.Type("r")

@@ -46,6 +46,9 @@ type Backend struct {
 	noTyping, noReceipts bool // the settings, off when true
 
 	devices []client.DeviceStatus // the account's, for /devices; device 1 is this one
+
+	files     []*fakeFile   // oldest first (files.go)
+	fetchHold chan struct{} // FetchFile waits for it to close (HoldFetches)
 }
 
 type fakeConv struct {
