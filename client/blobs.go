@@ -137,6 +137,9 @@ func (c *Client) UploadBlob(ctx context.Context, id BlobID, r io.ReaderAt, progr
 		return c.openFailed(ctx, err)
 	}
 	defer st.Cancel()
+	// The caller giving up ends the stream: a paced server keeps taking
+	// bytes, so no stream timeout would.
+	context.AfterFunc(ctx, st.Cancel)
 	first := status.Confirmed / int64(status.ChunkSize)
 	if err := st.WriteFrame(transport.CodeBlobUpload, &transport.BlobUpload{ID: id[:], First: uint32(first)}); err != nil {
 		return c.openFailed(ctx, err)
@@ -153,6 +156,9 @@ func (c *Client) UploadBlob(ctx context.Context, id BlobID, r io.ReaderAt, progr
 	confirmed := status.Confirmed
 	for confirmed < status.Size {
 		f, err := st.ReadFrame()
+		if err != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err != nil {
 			return fmt.Errorf("upload cut after %s of %s: %w", chat.FormatBytes(confirmed), chat.FormatBytes(status.Size), c.streamErr(err))
 		}
@@ -223,11 +229,15 @@ func (c *Client) Download(ctx context.Context, id BlobID, w io.Writer, offset in
 		return 0, c.openFailed(ctx, err)
 	}
 	defer st.Cancel()
+	context.AfterFunc(ctx, st.Cancel) // as in UploadBlob
 	if err := st.WriteFrame(transport.CodeBlobDownload, &transport.BlobDownload{ID: id[:], Offset: uint64(offset)}); err != nil {
 		return 0, c.openFailed(ctx, err)
 	}
 	st.CloseWrite()
 	f, err := st.ReadFrame()
+	if err != nil && ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
 	if err != nil {
 		return 0, fmt.Errorf("download: %w", c.streamErr(err))
 	}
@@ -255,6 +265,9 @@ func (c *Client) Download(ctx context.Context, id BlobID, w io.Writer, offset in
 			if progress != nil {
 				progress(done, size)
 			}
+		}
+		if err != nil && done < size && ctx.Err() != nil {
+			return size, ctx.Err()
 		}
 		if err != nil && done < size {
 			return size, fmt.Errorf("download cut after %s of %s: %w", chat.FormatBytes(done), chat.FormatBytes(size), c.streamErr(err))

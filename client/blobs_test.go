@@ -427,3 +427,62 @@ func TestBlobChatLatency(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBlobTransferCancelled: an upload and a download end when the
+// caller's context does (Ctrl-C in send-file or files get, the engine
+// closing), not when the transfer would: a paced server keeps sending or
+// taking bytes, so no stream timeout would end them.
+func TestBlobTransferCancelled(t *testing.T) {
+	slow := appliance.Config{ByteRate: 64 << 10, ByteBurst: transport.MaxPayload}
+	s := startBlobServer(t, t.TempDir(), "127.0.0.1:0", slow)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	alice := connectHome(t, testAccount(t, s, "alice"), false)
+	bob := connectHome(t, testAccount(t, s, "bob"), false)
+	defer alice.Close()
+	defer bob.Close()
+	const size = 2 << 20 // 32 s at the paced rate
+	file := randomFile(size, 6)
+	id, err := alice.CreateBlob(ctx, size, []chat.Device{chat.DeviceOf("bob", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// cancelSoon cancels a context once the transfer has started.
+	cancelSoon := func() (context.Context, func(done, total int64)) {
+		tctx, tcancel := context.WithCancel(ctx)
+		var once atomic.Bool
+		return tctx, func(done, total int64) {
+			if !once.Swap(true) {
+				time.AfterFunc(300*time.Millisecond, tcancel)
+			}
+		}
+	}
+	uctx, progress := cancelSoon()
+	err = alice.UploadBlob(uctx, id, bytes.NewReader(file), progress)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("upload cancelled: %v, want %v", err, context.Canceled)
+	}
+	if st, err := alice.BlobStatus(ctx, id); err != nil || st.Complete() {
+		t.Fatalf("after the cancelled upload the server holds %+v, %v: it went on", st, err)
+	}
+
+	lim := s.srv.Limits
+	l, _ := lim(ctx)
+	l.ByteRate = 1e12
+	if err := s.srv.SetLimits(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.UploadBlob(ctx, id, bytes.NewReader(file), nil); err != nil {
+		t.Fatal(err)
+	}
+	l.ByteRate = slow.ByteRate
+	if err := s.srv.SetLimits(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	dctx, progress := cancelSoon()
+	var got bytes.Buffer
+	_, err = bob.Download(dctx, id, &got, 0, progress)
+	if !errors.Is(err, context.Canceled) || got.Len() >= size {
+		t.Errorf("download cancelled: %v after %d of %d bytes, want %v before the end", err, got.Len(), size, context.Canceled)
+	}
+}
