@@ -439,9 +439,18 @@ func (e *Engine) finishUpload(ctx context.Context, c *Client, rec *home.FileReco
 		return nil, errTransferRunning
 	}
 	defer e.xfers.end(rec.ID)
-	info, ref, err := fileInfo(rec)
+	rec, err := e.current(rec)
 	if err != nil {
 		return nil, err
+	}
+	info, ref, err := fileInfo(rec)
+	switch {
+	case err != nil:
+		return nil, err
+	case rec.State == home.FileFailed:
+		return info, fmt.Errorf("%s: %s", info.Name, rec.Error)
+	case rec.State != home.FileUploading:
+		return info, nil // sent meanwhile
 	}
 	dir, err := e.home.FilesDir()
 	if err != nil {
@@ -470,6 +479,17 @@ func (e *Engine) finishUpload(ctx context.Context, c *Client, rec *home.FileReco
 	os.Remove(up)
 	info.State = home.FileSent
 	return info, nil
+}
+
+// current is rec as the home holds it now: another transfer of the file
+// may have moved it on since rec was read (the transfer loop's list, a
+// /save or files get of the same file). Called under the xfers guard.
+func (e *Engine) current(rec *home.FileRecord) (*home.FileRecord, error) {
+	cur, err := e.home.File(rec.ID)
+	if err == nil && cur == nil {
+		err = fmt.Errorf("file %x: its record is gone", rec.ID)
+	}
+	return cur, err
 }
 
 // failFile records why a file cannot be had and returns that as an error.
@@ -605,6 +625,16 @@ func (e *Engine) fetch(ctx context.Context, c *Client, rec *home.FileRecord, pro
 	if err != nil {
 		return nil, err
 	}
+	if rec.State == home.FileOffered {
+		if !e.xfers.start(rec.ID) {
+			return info, errTransferRunning
+		}
+		defer e.xfers.end(rec.ID)
+		if rec, err = e.current(rec); err != nil {
+			return info, err
+		}
+		info.State, info.Error = rec.State, rec.Error
+	}
 	switch {
 	case rec.State == home.FileComplete:
 		if !rec.Fetched {
@@ -616,10 +646,6 @@ func (e *Engine) fetch(ctx context.Context, c *Client, rec *home.FileRecord, pro
 	case rec.Source != "":
 		return info, fmt.Errorf("you sent %s (from %s); this device keeps no copy of it", ref.Name, rec.Source)
 	}
-	if !e.xfers.start(rec.ID) {
-		return info, errTransferRunning
-	}
-	defer e.xfers.end(rec.ID)
 	dir, err := e.home.FilesDir()
 	if err != nil {
 		return info, err

@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"io"
 	"log/slog"
 	"os"
@@ -148,4 +149,77 @@ func TestFileTampered(t *testing.T) {
 			t.Errorf("%s: the server was told the tampered file was fetched", mode)
 		}
 	}
+}
+
+// TestFileStaleRecord: a transfer that read a file's record before
+// another transfer of the same file finished it (the interactive engine's
+// transfer loop beside a /save or files get) goes by the home's record
+// once it runs: a file fetched meanwhile stays complete, and one sent
+// meanwhile stays sent, instead of being failed for a copy the other
+// transfer used up ("the server no longer has it", "its encrypted copy is
+// gone").
+func TestFileStaleRecord(t *testing.T) {
+	s := startBlobServer(t, t.TempDir(), "127.0.0.1:0", appliance.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	alice := oneShotEngine(t, ctx, ha, false)
+	t.Cleanup(alice.Close)
+	src := filepath.Join(t.TempDir(), "notes.bin")
+	if err := os.WriteFile(src, randomFile(300_000, 11), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// Sending: the loop's list was read before the upload finished.
+	rec, err := alice.prepareFile(ctx, alice.client(), chat.Peer("bob"), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := *rec
+	if _, err := alice.finishUpload(ctx, alice.client(), rec, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.finishUpload(ctx, alice.client(), &stale, nil); err != nil {
+		t.Errorf("the stale upload: %v", err)
+	}
+	if now, _ := ha.File(rec.ID); now == nil || now.State != home.FileSent {
+		t.Errorf("alice's record after the stale upload: %s", fileState(now))
+	}
+
+	// Fetching: the loop's list was read before files get fetched it.
+	bob := oneShotEngine(t, ctx, hb, true)
+	t.Cleanup(bob.Close)
+	if err := bob.Receive(ctx, ReceiveOptions{Wait: 500 * time.Millisecond, Show: func(*Message) error { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	offered, err := hb.File(rec.ID)
+	if err != nil || offered == nil || offered.State != home.FileOffered {
+		t.Fatalf("bob's record: %s, %v", fileState(offered), err)
+	}
+	if _, err := bob.FetchFile(ctx, hex.EncodeToString(rec.ID), nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := snapshot(t, s); st.Blobs != 0 {
+		t.Fatalf("the server still holds %d files after bob fetched his", st.Blobs)
+	}
+	if _, err := bob.fetch(ctx, bob.client(), offered, nil); err != nil {
+		t.Errorf("the stale fetch: %v", err)
+	}
+	if now, _ := hb.File(rec.ID); now == nil || now.State != home.FileComplete {
+		t.Errorf("bob's record after the stale fetch: %s", fileState(now))
+	}
+	if _, err := bob.SaveFile(hex.EncodeToString(rec.ID), t.TempDir()); err != nil {
+		t.Errorf("saving after the stale fetch: %v", err)
+	}
+}
+
+// fileState is a record's state and error, for a test's message.
+func fileState(r *home.FileRecord) string {
+	if r == nil {
+		return "no record"
+	}
+	if r.Error != "" {
+		return r.State.String() + ": " + r.Error
+	}
+	return r.State.String()
 }
