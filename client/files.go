@@ -102,8 +102,8 @@ func (r *FileRef) UnmarshalFields(d *transport.Decoder) error {
 		return fmt.Errorf("a file of %d bytes said to be %d bytes encrypted", r.Plain, r.Size)
 	case r.Name == "" || r.Name != cleanFileName(r.Name):
 		return fmt.Errorf("a file named %q, which no sender makes", r.Name)
-	case r.Type != "" && strings.ContainsFunc(r.Type, func(c rune) bool { return unicode.IsControl(c) || unicode.IsSpace(c) || c > unicode.MaxASCII }):
-		return errors.New("a file whose type holds control characters")
+	case !validFileType(r.Type):
+		return errors.New("a file whose type holds spaces or control characters")
 	}
 	return nil
 }
@@ -227,14 +227,25 @@ func (p *progressMeter) update(done, total int64) {
 }
 
 // fileType names the media type of a file: by its extension, else by its
-// first bytes.
+// first bytes. Only the type itself: a FileRef's type has no parameters
+// (no "; charset=utf-8", whose space would not decode, protocol.md §8.4).
 func fileType(name string, f io.ReaderAt) string {
-	if t := mime.TypeByExtension(filepath.Ext(name)); t != "" {
-		return t
+	t := mime.TypeByExtension(filepath.Ext(name))
+	if t == "" {
+		head := make([]byte, 512)
+		n, _ := f.ReadAt(head, 0)
+		t = http.DetectContentType(head[:n])
 	}
-	head := make([]byte, 512)
-	n, _ := f.ReadAt(head, 0)
-	return http.DetectContentType(head[:n])
+	t, _, err := mime.ParseMediaType(t)
+	if err != nil || len(t) > maxFileType || !validFileType(t) {
+		return ""
+	}
+	return t
+}
+
+// validFileType: a FileRef's type is printable ASCII without spaces.
+func validFileType(t string) bool {
+	return !strings.ContainsFunc(t, func(c rune) bool { return unicode.IsControl(c) || unicode.IsSpace(c) || c > unicode.MaxASCII })
 }
 
 // checkFileSize refuses, before anything is sent, a file of plain bytes

@@ -223,3 +223,50 @@ func fileState(r *home.FileRecord) string {
 	}
 	return r.State.String()
 }
+
+// TestFileTextTypes: text files are sent with their media type alone
+// ("text/plain", not Go's "text/plain; charset=utf-8", whose space and
+// parameter a FileRef's type may not hold): by extension and by content.
+func TestFileTextTypes(t *testing.T) {
+	s := startBlobServer(t, t.TempDir(), "127.0.0.1:0", appliance.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	alice := oneShotEngine(t, ctx, ha, false)
+	t.Cleanup(alice.Close)
+	dir := t.TempDir()
+	for name, want := range map[string]string{"notes.txt": "text/plain", "page.html": "text/html", "README": "text/plain", "data.bin": "application/octet-stream"} {
+		body := []byte("plain words in a text file\n")
+		if name == "data.bin" {
+			body = randomFile(1000, 12)
+		}
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		sent, err := alice.SendFile(ctx, chat.Peer("bob"), path, nil)
+		if err != nil {
+			t.Errorf("sending %s: %v", name, err)
+			continue
+		}
+		if sent.Type != want {
+			t.Errorf("%s sent as %q, want %q", name, sent.Type, want)
+		}
+	}
+	bob := oneShotEngine(t, ctx, hb, true)
+	t.Cleanup(bob.Close)
+	got := map[string]string{}
+	if err := bob.Receive(ctx, ReceiveOptions{Wait: 500 * time.Millisecond, Show: func(m *Message) error {
+		if m.File != nil {
+			got[m.File.Name] = m.File.Type
+		} else {
+			got[m.Text] = m.Kind.String()
+		}
+		return nil
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 || got["notes.txt"] != "text/plain" || got["README"] != "text/plain" {
+		t.Errorf("bob received %v", got)
+	}
+}
