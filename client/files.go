@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -797,7 +798,7 @@ func (e *Engine) SaveFile(id, path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(target), ".securechat-save-*")
+	tmp, mode, err := saveTemp(filepath.Dir(target))
 	if err != nil {
 		return "", fmt.Errorf("cannot write in %s: %w", filepath.Dir(target), errors.Unwrap(err))
 	}
@@ -809,7 +810,7 @@ func (e *Engine) SaveFile(id, path string) (string, error) {
 		}
 		return "", fmt.Errorf("saving %s: %w", ref.Name, err)
 	}
-	if err := tmp.Chmod(0o644); err != nil {
+	if err := tmp.Chmod(mode); err != nil {
 		return "", err
 	}
 	if err := tmp.Close(); err != nil {
@@ -829,6 +830,36 @@ func (e *Engine) SaveFile(id, path string) (string, error) {
 	rec.Saved = target
 	e.home.PutFile(rec)
 	return target, nil
+}
+
+// saveTemp creates SaveFile's temporary file in dir, private (0600)
+// while the plaintext is written, and returns the permissions the saved
+// file takes: 0644 less the user's umask, as the system gives a new file
+// (read from the file as created, since a process cannot read its umask
+// without changing it).
+func saveTemp(dir string) (*os.File, os.FileMode, error) {
+	var b [8]byte
+	for range 100 {
+		rand.Read(b[:])
+		f, err := os.OpenFile(filepath.Join(dir, ".securechat-save-"+hex.EncodeToString(b[:])), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		st, err := f.Stat()
+		if err == nil {
+			err = f.Chmod(0o600)
+		}
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return nil, 0, err
+		}
+		return f, st.Mode().Perm(), nil
+	}
+	return nil, 0, &os.PathError{Op: "create", Path: dir, Err: os.ErrExist}
 }
 
 // savePath is where SaveFile writes name given path.
