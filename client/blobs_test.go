@@ -486,3 +486,55 @@ func TestBlobTransferCancelled(t *testing.T) {
 		t.Errorf("download cancelled: %v after %d of %d bytes, want %v before the end", err, got.Len(), size, context.Canceled)
 	}
 }
+
+// TestBlobTinyFilesCharged: a file counts against the quota as at least
+// one chunk, so that the quota bounds what an account's files hold on the
+// server, their records included: tiny files (a record of up to 1 024
+// recipients for a byte each) cannot be created by the million. Under a
+// 1 MiB quota, four 10-byte files fill it and a fifth is refused by the
+// server; one fetched makes room again.
+func TestBlobTinyFilesCharged(t *testing.T) {
+	s := startBlobServer(t, t.TempDir(), "127.0.0.1:0", appliance.Config{BlobQuota: 4 * appliance.BlobChunkSize})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	alice := connectHome(t, testAccount(t, s, "alice"), false)
+	bob := connectHome(t, testAccount(t, s, "bob"), false)
+	defer alice.Close()
+	defer bob.Close()
+	create := func() ([]byte, error) {
+		var created transport.BlobCreated
+		err := alice.request(ctx, transport.CodeBlobCreate, &transport.BlobCreate{Size: 10, Recipients: []transport.BlobRecipient{{User: "bob", Device: 1}}},
+			transport.CodeBlobCreated, &created)
+		return created.ID, err
+	}
+	var first BlobID
+	for i := range 4 {
+		id, err := create()
+		if err != nil {
+			t.Fatalf("tiny file %d: %v", i+1, err)
+		}
+		if i == 0 {
+			first = BlobID(id)
+		}
+	}
+	_, err := create()
+	wantWireError(t, "a fifth tiny file", err, transport.ErrTooLarge, "for files left on this server")
+	if l, err := alice.BlobLimits(ctx); err != nil || l.Used != l.Quota {
+		t.Errorf("alice's limits: %+v, %v: want the quota used", l, err)
+	}
+	if st := snapshot(t, s); st.Blobs != 4 || st.BlobBytes != 4*appliance.BlobChunkSize {
+		t.Errorf("the server holds %d files reserving %d bytes", st.Blobs, st.BlobBytes)
+	}
+	if err := alice.UploadBlob(ctx, first, bytes.NewReader([]byte("ten bytes!")), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Download(ctx, first, io.Discard, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.BlobDone(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := create(); err != nil {
+		t.Errorf("after one was fetched: %v", err)
+	}
+}
