@@ -901,15 +901,31 @@ func numbered(path string, i int) string {
 	return fmt.Sprintf("%s (%d)%s", base, i, ext)
 }
 
+// autoFetchBudget bounds the received files resumeFetches keeps fetched
+// and not saved (their encodings in the home): a contact sending file
+// after file cannot fill the disk; past it, a file waits for the user to
+// ask (/save, files get).
+const autoFetchBudget = 1 << 30
+
 // ResumeFetches fetches the received files not fetched whole yet (the
 // interactive engine: at each connection and as file messages arrive),
-// one at a time, and tells the server of files fetched before it could be
-// told. Files from a sender whose identity key is not accepted wait for
-// the user to ask.
+// one at a time, within autoFetchBudget, and tells the server of files
+// fetched before it could be told. Files from a sender whose identity key
+// is not accepted wait for the user to ask.
 func (e *Engine) resumeFetches(ctx context.Context, c *Client) {
 	recs, err := e.home.Files()
 	if err != nil {
 		return
+	}
+	budget := e.autoFetch
+	if budget == 0 {
+		budget = autoFetchBudget
+	}
+	var held int64 // fetched, not saved
+	for _, rec := range recs {
+		if _, ref, err := fileInfo(rec); err == nil && rec.State == home.FileComplete && rec.Saved == "" {
+			held += ref.Size
+		}
 	}
 	for _, rec := range recs {
 		if ctx.Err() != nil || e.client() != c {
@@ -921,7 +937,13 @@ func (e *Engine) resumeFetches(ctx context.Context, c *Client) {
 				e.tellFetched(ctx, c, rec, ref)
 			}
 		case rec.State == home.FileOffered && !rec.Unverified:
-			e.fetch(ctx, c, rec, e.emitProgress)
+			_, ref, err := fileInfo(rec)
+			if err != nil || held+ref.Size > budget {
+				continue
+			}
+			if fi, err := e.fetch(ctx, c, rec, e.emitProgress); err == nil && fi.State == home.FileComplete {
+				held += ref.Size
+			}
 		}
 	}
 }

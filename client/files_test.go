@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -313,5 +315,60 @@ func TestFileSaveHiddenName(t *testing.T) {
 	named := filepath.Join(home, ".profile")
 	if path, err := bob.SaveFile(sent.ID, named); err != nil || path != named {
 		t.Errorf("saved to %s (%v), want the path given, %s", path, err, named)
+	}
+}
+
+// TestFileAutoFetchBounded: the terminal client fetches offered files at
+// once only while the received files it holds fetched and not saved stay
+// within a budget (1 GiB; 3 MB here), so that a contact sending file
+// after file (or one blob offered again under new message ids) cannot
+// fill the recipient's disk; a file past it waits for /save or files get,
+// and saving files makes room again.
+func TestFileAutoFetchBounded(t *testing.T) {
+	s := startBlobServer(t, t.TempDir(), "127.0.0.1:0", appliance.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	alice := oneShotEngine(t, ctx, ha, false)
+	t.Cleanup(alice.Close)
+	var ids []string
+	for i := range 3 {
+		src := filepath.Join(t.TempDir(), fmt.Sprintf("video%d.mp4", i))
+		if err := os.WriteFile(src, randomFile(1_200_000, uint64(20+i)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		sent, err := alice.SendFile(ctx, chat.Peer("bob"), src, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, sent.ID)
+	}
+	bob := oneShotEngine(t, ctx, hb, true)
+	t.Cleanup(bob.Close)
+	bob.autoFetch = 3_000_000 // two of the files
+	if err := bob.Receive(ctx, ReceiveOptions{Wait: 500 * time.Millisecond, Show: func(*Message) error { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	states := func() []string {
+		var out []string
+		for _, id := range ids {
+			fi, err := bob.FindFile(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fi.State.String())
+		}
+		return out
+	}
+	bob.resumeFetches(ctx, bob.client())
+	if got := states(); !slices.Equal(got, []string{"complete", "complete", "offered"}) {
+		t.Errorf("after the transfer loop: %v, want the first two fetched and the third waiting", got)
+	}
+	if _, err := bob.SaveFile(ids[0], t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	bob.resumeFetches(ctx, bob.client())
+	if got := states(); !slices.Equal(got, []string{"complete", "complete", "complete"}) {
+		t.Errorf("after one was saved: %v, want the third fetched", got)
 	}
 }
