@@ -690,6 +690,11 @@ func (e *Engine) fetch(ctx context.Context, c *Client, rec *home.FileRecord, pro
 			f.Close()
 			os.Remove(part)
 			return info, e.failFile(rec, "the server no longer has it (it expired, or the sender's upload never finished)")
+		case errors.As(err, &te) && te.Code == transport.ErrUnauthorized:
+			// For good: a blob's recipients are fixed when it is created.
+			f.Close()
+			os.Remove(part)
+			return info, e.failFile(rec, "the sender's upload was not sent to this device (it was made for other devices)")
 		case err != nil && n != 0 && n != ref.Size:
 			f.Close()
 			os.Remove(part)

@@ -19,6 +19,7 @@ import (
 	"github.com/securechat/securechat/appliance/store"
 	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client/home"
+	"github.com/securechat/securechat/e2ee"
 )
 
 // Files (issue 12; protocol.md §8.4) against a server that tampers.
@@ -370,5 +371,55 @@ func TestFileAutoFetchBounded(t *testing.T) {
 	bob.resumeFetches(ctx, bob.client())
 	if got := states(); !slices.Equal(got, []string{"complete", "complete", "complete"}) {
 		t.Errorf("after one was saved: %v, want the third fetched", got)
+	}
+}
+
+// TestFileNotForThisDevice: a file message naming a blob this device is
+// not a recipient of (a sender's mistake or malice: another's file, or a
+// member added to the group while the upload ran) fails the file at the
+// first fetch, with the reason, rather than leaving it offered and
+// fetched again at every connection until the blob expires.
+func TestFileNotForThisDevice(t *testing.T) {
+	s := startBlobServer(t, t.TempDir(), "127.0.0.1:0", appliance.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	testAccount(t, s, "carol")
+	alice := oneShotEngine(t, ctx, ha, false)
+	t.Cleanup(alice.Close)
+	c := alice.client()
+	key, err := e2ee.NewAttachmentKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := randomFile(5000, 14)
+	enc, digest, err := e2ee.EncryptAttachment(plain, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, err := c.Upload(ctx, bytes.NewReader(enc), int64(len(enc)), []chat.Device{chat.DeviceOf("carol", 1)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := &FileRef{Blob: blob, Key: key, Digest: digest, Size: int64(len(enc)), Plain: int64(len(plain)), Name: "carols.pdf"}
+	id := newID(c)
+	if _, err := c.sendContent(ctx, id, chat.Peer("bob"), &Content{Kind: chat.KindFile, SentAt: time.Now().UnixMilli(), File: ref}, nil); err != nil {
+		t.Fatal(err)
+	}
+	bob := oneShotEngine(t, ctx, hb, true)
+	t.Cleanup(bob.Close)
+	if err := bob.Receive(ctx, ReceiveOptions{Wait: 500 * time.Millisecond, Show: func(*Message) error { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = bob.FetchFile(ctx, hex.EncodeToString(id), nil)
+	const want = "not sent to this device"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("fetch: %v, want %q", err, want)
+	}
+	if r, _ := hb.File(id); r == nil || r.State != home.FileFailed || !strings.Contains(r.Error, want) {
+		t.Errorf("bob's record: %s, want failed: %s", fileState(r), want)
+	}
+	if left, _ := os.ReadDir(filepath.Join(hb.Dir, "files")); len(left) != 0 {
+		t.Errorf("left in bob's home: %v", left)
 	}
 }
