@@ -122,6 +122,7 @@ func newEngine(h *home.Home, opts EngineOptions) (*Engine, error) {
 		typingMute:   make(map[chat.Conversation]time.Time),
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.sweepFiles()
 	return e, nil
 }
 

@@ -275,6 +275,45 @@ func formatTTL(d time.Duration) string {
 func upPath(dir string, id []byte) string { return filepath.Join(dir, hex.EncodeToString(id)+".up") }
 func inPath(dir string, id []byte) string { return filepath.Join(dir, hex.EncodeToString(id)+".enc") }
 
+// sweepFiles removes from the home's files directory the copies no record
+// needs, which a run killed between two steps leaves: an upload's copy
+// whose record was never kept or whose message went, a fetched copy of a
+// file that failed. It runs as an engine opens, before any transfer of
+// this process starts (the home's lock keeps other processes out).
+func (e *Engine) sweepFiles() {
+	dir := filepath.Join(e.home.Dir, "files")
+	ents, err := os.ReadDir(dir)
+	if err != nil || len(ents) == 0 {
+		return
+	}
+	recs, err := e.home.Files()
+	if err != nil {
+		return
+	}
+	need := make(map[string]bool)
+	for _, r := range recs {
+		switch r.State {
+		case home.FileUploading:
+			need[upPath("", r.ID)] = true
+		case home.FileOffered:
+			need[inPath("", r.ID)+".part"] = true
+		case home.FileComplete:
+			need[inPath("", r.ID)] = true
+		}
+	}
+	for _, ent := range ents {
+		name := ent.Name()
+		id, _, _ := strings.Cut(name, ".")
+		if need[name] || len(id) != 2*transport.MessageIDLen || strings.Trim(id, "0123456789abcdef") != "" {
+			continue
+		}
+		switch name[len(id):] {
+		case ".up", ".enc", ".enc.part":
+			os.Remove(filepath.Join(dir, name))
+		}
+	}
+}
+
 // transfers keeps one transfer of a file running at a time.
 type transfers struct {
 	mu      sync.Mutex

@@ -423,3 +423,86 @@ func TestFileNotForThisDevice(t *testing.T) {
 		t.Errorf("left in bob's home: %v", left)
 	}
 }
+
+// TestFileLeftoversSwept: what a run killed between two steps leaves in
+// the home's files directory is removed when the home is next opened for
+// an engine: an encrypted copy made for an upload whose record was never
+// kept (killed before it), one kept after its message went (killed before
+// it was removed), and a fetched copy of a file that failed. What a file
+// still needs stays: a fetch's part and a complete file's copy.
+func TestFileLeftoversSwept(t *testing.T) {
+	s := startBlobServer(t, t.TempDir(), "127.0.0.1:0", appliance.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ha, hb := testAccount(t, s, "alice"), testAccount(t, s, "bob")
+	alice := oneShotEngine(t, ctx, ha, false)
+	var sent []*FileInfo
+	for i := range 3 {
+		src := filepath.Join(t.TempDir(), fmt.Sprintf("f%d.bin", i))
+		if err := os.WriteFile(src, randomFile(100_000, uint64(30+i)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := alice.SendFile(ctx, chat.Peer("bob"), src, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, fi)
+	}
+	alice.Close()
+	bob := oneShotEngine(t, ctx, hb, true)
+	if err := bob.Receive(ctx, ReceiveOptions{Wait: 500 * time.Millisecond, Show: func(*Message) error { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	for _, fi := range sent[:2] {
+		if _, err := bob.FetchFile(ctx, fi.ID, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// sent[0] complete, sent[1] failed (its copy damaged), sent[2] offered
+	// with a part fetched.
+	r1, _ := hb.File(mustHex(t, sent[1].ID))
+	r1.State, r1.Error = home.FileFailed, "its fetched copy is damaged"
+	if err := hb.PutFile(r1); err != nil {
+		t.Fatal(err)
+	}
+	bob.Close()
+	aDir, bDir := filepath.Join(ha.Dir, "files"), filepath.Join(hb.Dir, "files")
+	orphan := filepath.Join(aDir, strings.Repeat("ab", 16)+".up")
+	for _, p := range []string{orphan, filepath.Join(aDir, sent[0].ID+".up"), filepath.Join(bDir, sent[2].ID+".enc.part"), filepath.Join(aDir, "notes.txt")} {
+		if err := os.WriteFile(p, []byte("ciphertext"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, h := range []*home.Home{ha, hb} {
+		e, err := OpenEngine(h, EngineOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Close()
+	}
+	names := func(dir string) []string {
+		var out []string
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			out = append(out, e.Name())
+		}
+		return out
+	}
+	if got, want := names(aDir), []string{"notes.txt"}; !slices.Equal(got, want) {
+		t.Errorf("alice's files directory: %v, want %v", got, want)
+	}
+	want := []string{sent[0].ID + ".enc", sent[2].ID + ".enc.part"}
+	slices.Sort(want)
+	if got := names(bDir); !slices.Equal(got, want) {
+		t.Errorf("bob's files directory: %v, want %v", got, want)
+	}
+}
+
+func mustHex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
