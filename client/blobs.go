@@ -145,11 +145,14 @@ func (c *Client) UploadBlob(ctx context.Context, id BlobID, r io.ReaderAt, progr
 		return c.openFailed(ctx, err)
 	}
 	// The chunks go from their own goroutine while this one reads the
-	// server's confirmations; a failed write shows as the stream's end.
+	// server's confirmations. A write the server stopped (it refused the
+	// upload) leaves the reading to this one, which reads why; a local
+	// read that failed abandons the stream.
 	go func() {
-		if _, err := io.Copy(st, io.NewSectionReader(r, status.Confirmed, status.Size-status.Confirmed)); err == nil {
+		src := &readErr{r: io.NewSectionReader(r, status.Confirmed, status.Size-status.Confirmed)}
+		if _, err := io.Copy(st, src); err == nil {
 			st.CloseWrite()
-		} else {
+		} else if src.err != nil {
 			st.Cancel()
 		}
 	}()
@@ -179,6 +182,20 @@ func (c *Client) UploadBlob(ctx context.Context, id BlobID, r io.ReaderAt, progr
 		}
 	}
 	return nil
+}
+
+// readErr keeps the error its reader gave, io.EOF aside.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (x *readErr) Read(p []byte) (int, error) {
+	n, err := x.r.Read(p)
+	if err != nil && err != io.EOF {
+		x.err = err
+	}
+	return n, err
 }
 
 func streamError(body []byte) error {

@@ -538,3 +538,19 @@ func TestBlobTinyFilesCharged(t *testing.T) {
 		t.Errorf("after one was fetched: %v", err)
 	}
 }
+
+// TestBlobExpiresMidUpload: a file that expires while its upload runs
+// ends the upload with "no such file", as a resume would find it (not an
+// internal server error), so the sender fails it at once: "send it again".
+func TestBlobExpiresMidUpload(t *testing.T) {
+	s := startBlobServer(t, t.TempDir(), "127.0.0.1:0", appliance.Config{BlobTTL: appliance.Duration(time.Second),
+		ByteRate: 256 << 10, ByteBurst: transport.MaxPayload})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	alice := connectHome(t, testAccount(t, s, "alice"), false)
+	testAccount(t, s, "bob")
+	defer alice.Close()
+	const size = 4 << 20 // 16 s at the paced rate, the blob kept 1 s
+	_, err := alice.Upload(ctx, bytes.NewReader(randomFile(size, 7)), size, []chat.Device{chat.DeviceOf("bob", 1)}, nil)
+	wantWireError(t, "an upload past its file's expiry", err, transport.ErrNoSuchBlob, "no such file")
+}
