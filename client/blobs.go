@@ -139,7 +139,7 @@ func (c *Client) UploadBlob(ctx context.Context, id BlobID, r io.ReaderAt, progr
 	defer st.Cancel()
 	// The caller giving up ends the stream: a paced server keeps taking
 	// bytes, so no stream timeout would.
-	context.AfterFunc(ctx, st.Cancel)
+	defer context.AfterFunc(ctx, st.Cancel)()
 	first := status.Confirmed / int64(status.ChunkSize)
 	if err := st.WriteFrame(transport.CodeBlobUpload, &transport.BlobUpload{ID: id[:], First: uint32(first)}); err != nil {
 		return c.openFailed(ctx, err)
@@ -246,7 +246,7 @@ func (c *Client) Download(ctx context.Context, id BlobID, w io.Writer, offset in
 		return 0, c.openFailed(ctx, err)
 	}
 	defer st.Cancel()
-	context.AfterFunc(ctx, st.Cancel) // as in UploadBlob
+	defer context.AfterFunc(ctx, st.Cancel)() // as in UploadBlob
 	if err := st.WriteFrame(transport.CodeBlobDownload, &transport.BlobDownload{ID: id[:], Offset: uint64(offset)}); err != nil {
 		return 0, c.openFailed(ctx, err)
 	}
