@@ -339,7 +339,7 @@ func TestDashboardBackupsAndDisk(t *testing.T) {
 		return w.do(req).Body.String()
 	}
 	body := page()
-	if !strings.Contains(body, `id="backups"`) || !strings.Contains(body, "server-20261203T020000Z.db") || !strings.Contains(body, "<td>1d2h</td>") || !strings.Contains(body, "64.0 KiB") {
+	if !strings.Contains(body, `id="backups"`) || !strings.Contains(body, "server-20261203T020000Z.db") || !strings.Contains(body, `data-label="Age">1d2h</td>`) || !strings.Contains(body, "64.0 KiB") {
 		t.Errorf("dashboard lacks the backup list:\n%s", body)
 	}
 	if strings.Contains(body, `id="disk-low"`) || strings.Contains(body, `id="storage-full"`) {
