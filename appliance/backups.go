@@ -108,7 +108,8 @@ func (s *Server) backupLoop(ctx context.Context) {
 	for {
 		wait := time.Duration(0)
 		if list, _ := listBackups(s.cfg.BackupDirectory()); len(list) > 0 {
-			wait = list[0].Time.Add(every).Sub(s.cfg.Now())
+			// At most one interval: a clock set back does not stop them.
+			wait = min(list[0].Time.Add(every).Sub(s.cfg.Now()), every)
 		}
 		t := time.NewTimer(max(wait, 0))
 		select {

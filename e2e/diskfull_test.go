@@ -94,9 +94,16 @@ func TestDiskFull(t *testing.T) {
 	}
 	t.Logf("%d messages acknowledged before the disk was full", len(acked))
 
-	// While full: registrations are refused, the operator is told.
+	// While full: registrations and uploads are refused, the operator is told.
 	carol := filepath.Join(t.TempDir(), "carol")
 	fails(t, 1, "server storage is full, try again later", pwEnv, "register", "--server", s.Addr, "--server-key", s.FP, "--user", "carol", "--home", carol)
+	doc := filepath.Join(t.TempDir(), "doc.txt")
+	os.WriteFile(doc, []byte("a small file"), 0o600)
+	fails(t, 1, "server storage is full, try again later", nil, "send-file", "--home", bob.home, "--to", "alice", doc)
+	r := run(t, nil, "", "send-file", "--home", alice.home, "--to", "bob", doc)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "the file was not sent, since an earlier message still waits: server storage is full") {
+		t.Errorf("send-file behind a queued message while full: exit %d: %s", r.Code, r.Stderr)
+	}
 	if stats := s.admin(t, "stats").Stdout; !regexp.MustCompile(`disk +FULL`).MatchString(stats) {
 		t.Errorf("stats while full:\n%s", stats)
 	}
@@ -123,7 +130,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	register(t, s, "carol")
 	last := "after the disk had room again"
-	r := ok(t, nil, "send", "--home", alice.home, "--to", "bob", last) // sends the outbox first
+	r = ok(t, nil, "send", "--home", alice.home, "--to", "bob", last) // sends the outbox first
 	if strings.Contains(r.Stderr, "failed") || strings.Contains(r.Stderr, "not sent") {
 		t.Errorf("send after recovery: %s", r.Stderr)
 	}
