@@ -44,6 +44,8 @@ type Server interface {
 	DeleteUser(ctx context.Context, user string) error
 	Snapshot(ctx context.Context) (appliance.StatsSnapshot, error)
 	Backup(ctx context.Context, w io.Writer) (int64, error)
+	// Backups lists the automatic backups, newest first.
+	Backups(ctx context.Context) ([]appliance.BackupInfo, error)
 	// Events returns up to n recent events, newest first.
 	Events(ctx context.Context, n int) ([]appliance.Event, error)
 	// Limits and SetLimits read and change the rate limits live.
@@ -357,6 +359,19 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 		events = []appliance.Event{}
 	}
 	writeJSON(w, http.StatusOK, events)
+}
+
+// backups lists the automatic backups (operations.md §7).
+func (a *api) backups(w http.ResponseWriter, r *http.Request) {
+	list, err := a.srv.Backups(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if list == nil {
+		list = []appliance.BackupInfo{}
+	}
+	writeJSON(w, http.StatusOK, list)
 }
 
 func (a *api) limits(w http.ResponseWriter, r *http.Request) {

@@ -50,6 +50,9 @@ const consoleHelp = `commands (a leading ! is optional):
   broadcast TEXT...                    a notice signed by the server key, to everyone
   backup [--force] FILE                write a hot copy of the store to FILE
                                        (--force replaces an existing FILE)
+  backups                              the automatic backups: name, age, size
+  restore FILE                         put a backup in place of the store, with
+                                       the server stopped (securechat admin only)
   events [N]                           the N (default 50) most recent events
   limits                               the rate limits in force
   limit KEY VALUE                      change one rate limit now (limits lists the keys)
@@ -325,6 +328,12 @@ func parse(args []string) (action, error) {
 		return noArgs(name, args, cmdGroups)
 	case "bans":
 		return noArgs(name, args, cmdBans)
+	case "backups":
+		return noArgs(name, args, cmdBackups)
+	case "restore":
+		// The server must be stopped: not something a running server's
+		// console or its API can do.
+		return nil, usage.Errorf("restore works with the server stopped: stop it, then run securechat admin --data DIR restore FILE")
 	case "invites":
 		return noArgs(name, args, cmdInvites)
 	case "exit", "quit":
@@ -736,6 +745,14 @@ func cmdBans(ctx context.Context, in *Interpreter) error {
 	return writeBans(in.out, bans)
 }
 
+func cmdBackups(ctx context.Context, in *Interpreter) error {
+	list, err := in.srv.Backups(ctx)
+	if err != nil {
+		return err
+	}
+	return writeBackups(in.out, list, time.Now())
+}
+
 func cmdInvites(ctx context.Context, in *Interpreter) error {
 	invites, err := in.srv.Invites(ctx)
 	if err != nil {
@@ -810,9 +827,18 @@ func untilText(t time.Time) string {
 
 func writeStats(w io.Writer, s appliance.StatsSnapshot) error {
 	tw := table(w)
-	fmt.Fprintf(tw, "uptime\t%s\nconnections\t%d\naccepted\t%d\nmessages in\t%d\ngroup messages\t%d\nbytes in\t%d\ndeliveries\t%d\nbytes out\t%d\nauth failures\t%d\nrefused (banned)\t%d\nrate limited\t%d\nqueued\t%d\nstore bytes\t%d\nfiles stored\t%d\nfile bytes\t%d\nfile bytes in\t%d\nfile bytes out\t%d\ngroups\t%d\nbans\t%d\nserver key\t%s\n",
+	fmt.Fprintf(tw, "uptime\t%s\nconnections\t%d\naccepted\t%d\nmessages in\t%d\ngroup messages\t%d\nbytes in\t%d\ndeliveries\t%d\nbytes out\t%d\nauth failures\t%d\nrefused (banned)\t%d\nrate limited\t%d\nqueued\t%d\nstore bytes\t%d\nfiles stored\t%d\nfile bytes\t%d\nfile bytes in\t%d\nfile bytes out\t%d\ngroups\t%d\nbans\t%d\n",
 		s.Uptime, s.Connections, s.Accepted, s.MessagesIn, s.GroupMessages, s.BytesIn, s.Deliveries, s.BytesOut, s.AuthFailed, s.Refused, s.Limited, s.QueueDepth, s.StoreBytes,
-		s.Blobs, s.BlobBytes, s.BlobBytesIn, s.BlobBytesOut, s.Groups, s.Bans, s.Fingerprint.Grouped())
+		s.Blobs, s.BlobBytes, s.BlobBytesIn, s.BlobBytesOut, s.Groups, s.Bans)
+	switch {
+	case s.StorageFull:
+		fmt.Fprintf(tw, "disk\tFULL: sends, registrations and uploads refused until there is room (%d bytes free)\n", s.DiskFree)
+	case s.DiskLow:
+		fmt.Fprintf(tw, "disk\tLOW: %d of %d bytes free, under disk_free_warn\n", s.DiskFree, s.DiskSize)
+	case s.DiskSize > 0:
+		fmt.Fprintf(tw, "disk\t%d of %d bytes free\n", s.DiskFree, s.DiskSize)
+	}
+	fmt.Fprintf(tw, "refused (full)\t%d\nbackups\t%d\nbackups failed\t%d\nserver key\t%s\n", s.StorageFullRefusals, s.Backups, s.BackupsFailed, s.Fingerprint.Grouped())
 	return tw.Flush()
 }
 
@@ -840,6 +866,21 @@ func writeBans(w io.Writer, bans []appliance.Ban) error {
 	fmt.Fprintln(tw, "TARGET\tEXPIRES\tREASON")
 	for _, b := range bans {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", b.Target, timeText(b.Expires, "never"), visible(b.Reason))
+	}
+	return tw.Flush()
+}
+
+// writeBackups lists the automatic backups, newest first, with their age
+// at now.
+func writeBackups(w io.Writer, list []appliance.BackupInfo, now time.Time) error {
+	if len(list) == 0 {
+		_, err := fmt.Fprintln(w, "no automatic backups (backup_every sets how often they are taken)")
+		return err
+	}
+	tw := table(w)
+	fmt.Fprintln(tw, "BACKUP\tTAKEN\tAGE\tSIZE\tPATH")
+	for _, b := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", b.Name, timeText(b.Time, "-"), appliance.FormatDuration(max(now.Sub(b.Time), 0).Round(time.Second)), b.Size, b.Path)
 	}
 	return tw.Flush()
 }

@@ -32,6 +32,8 @@ type recServer struct {
 	events   []appliance.Event // recorded with RecordEvent
 	// banReason, if set, is the reason of the account ban Bans lists.
 	banReason string
+	// disk is the disk state Snapshot reports.
+	diskFull, diskLow bool
 }
 
 var errFake = errors.New("fake failure")
@@ -105,12 +107,17 @@ func (f *recServer) Snapshot(context.Context) (appliance.StatsSnapshot, error) {
 		return s, err
 	}
 	s.Uptime, s.Connections, s.Refused = "1h", 3, 4
+	s.Time, s.StorageFull, s.DiskLow, s.DiskFree, s.DiskSize, s.DiskFreeWarn = f.now, f.diskFull, f.diskLow, 100<<20, 8<<30, 256<<20
 	return s, f.rec("Snapshot()")
 }
 func (f *recServer) Backup(_ context.Context, w io.Writer) (int64, error) {
 	f.rec("Backup()")
 	n, err := w.Write([]byte("the store"))
 	return int64(n), err
+}
+
+func (f *recServer) Backups(context.Context) ([]appliance.BackupInfo, error) {
+	return []appliance.BackupInfo{{Name: "server-20261203T020000Z.db", Path: "/data/backups/server-20261203T020000Z.db", Time: f.now.Add(-26 * time.Hour), Size: 65536}}, f.rec("Backups()")
 }
 
 func (f *recServer) Events(_ context.Context, n int) ([]appliance.Event, error) {
@@ -160,6 +167,7 @@ func TestCommands(t *testing.T) {
 		{"users", "Users()", "never"},
 		{"groups", "Groups()", "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b  5        12"},
 		{"bans", "Bans()", "noisy net"},
+		{"backups", "Backups()", "server-20261203T020000Z.db"},
 		{"ban 10.1.2.3", `Ban(10.1.2.3, "", 0s)`, "banned 10.1.2.3\n"},
 		{"!ban 10.1.2.3 30m too many requests", `Ban(10.1.2.3, "too many requests", 30m0s)`, "banned 10.1.2.3 until"},
 		{"ban 10.0.0.0/8 forever noisy net", `Ban(10.0.0.0/8, "noisy net", 0s)`, "banned 10.0.0.0/8"},
@@ -245,6 +253,8 @@ func TestBadCommands(t *testing.T) {
 		{"broadcast", "usage: broadcast TEXT"},
 		{"backup", "usage: backup [--force] FILE"},
 		{"stats now", "stats takes no arguments"},
+		{"backups all", "backups takes no arguments"},
+		{"restore backup.db", "restore works with the server stopped: stop it, then run securechat admin --data DIR restore FILE"},
 		{`ban 1.2.3.4 "unterminated`, "unterminated \" quote"},
 	}
 	for _, tc := range tests {

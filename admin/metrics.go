@@ -62,6 +62,18 @@ var metrics = []metric{
 	{desc("blob_bytes_out_total", "Bytes of encrypted files downloaded since start."), prometheus.CounterValue, func(s appliance.StatsSnapshot) float64 { return float64(s.BlobBytesOut) }},
 	{desc("bans", "Bans in force."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.Bans) }},
 	{desc("store_bytes", "Size of the store file."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.StoreBytes) }},
+	{desc("disk_free_bytes", "Free bytes on the data directory's filesystem (0 where it cannot be read)."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.DiskFree) }},
+	{desc("storage_full", "1 while the data directory's disk is full (a write found no room and room has not returned)."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return b2f(s.StorageFull) }},
+	{desc("storage_full_refusals_total", "Requests refused because the disk was full, since start."), prometheus.CounterValue, func(s appliance.StatsSnapshot) float64 { return float64(s.StorageFullRefusals) }},
+	{desc("backups_total", "Automatic backups written since start."), prometheus.CounterValue, func(s appliance.StatsSnapshot) float64 { return float64(s.Backups) }},
+	{desc("backup_failures_total", "Automatic backups that failed since start."), prometheus.CounterValue, func(s appliance.StatsSnapshot) float64 { return float64(s.BackupsFailed) }},
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // snapshotCollector turns one snapshot into metrics.

@@ -200,12 +200,25 @@ func (h *handler) dashboard(w http.ResponseWriter, r *http.Request) {
 		h.renderWith(w, r, http.StatusInternalServerError, "dashboard", "Dashboard", dashboardData{}, &flash{Error: true, Text: err.Error()})
 		return
 	}
-	h.render(w, r, http.StatusOK, "dashboard", "Dashboard", dashboardData{Stats: snap, Rate: h.series.observe(snap)})
+	data := dashboardData{Stats: snap, Rate: h.series.observe(snap), Now: snap.Time}
+	if data.Backups, err = h.srv.Backups(r.Context()); err != nil {
+		data.BackupsError = err.Error()
+	}
+	h.render(w, r, http.StatusOK, "dashboard", "Dashboard", data)
 }
 
 type dashboardData struct {
 	Stats appliance.StatsSnapshot
 	Rate  sample
+	// The automatic backups, newest first, and their ages at Now.
+	Backups      []appliance.BackupInfo
+	BackupsError string
+	Now          time.Time
+}
+
+// Age is how old a backup is at the page's time, as the console writes it.
+func (d dashboardData) Age(b appliance.BackupInfo) string {
+	return appliance.FormatDuration(max(d.Now.Sub(b.Time), 0).Round(time.Second))
 }
 
 func (h *handler) seriesAPI(w http.ResponseWriter, r *http.Request) {

@@ -187,6 +187,13 @@ func (r *Remote) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	return n, nil
 }
 
+// Backups lists the automatic backups, newest first.
+func (r *Remote) Backups(ctx context.Context) ([]appliance.BackupInfo, error) {
+	var list []appliance.BackupInfo
+	err := r.do(ctx, http.MethodGet, "/api/backups", nil, &list)
+	return list, err
+}
+
 // Events returns up to n recent events.
 func (r *Remote) Events(ctx context.Context, n int) ([]appliance.Event, error) {
 	var events []appliance.Event

@@ -327,6 +327,34 @@ func TestBackupWarning(t *testing.T) {
 	}
 }
 
+// TestDashboardBackupsAndDisk: the dashboard lists the automatic backups
+// (name, age, size) and warns when the data directory's disk is low or
+// full.
+func TestDashboardBackupsAndDisk(t *testing.T) {
+	w := newWebFixture(t)
+	cookie, _ := w.login(testToken)
+	page := func() string {
+		req := httptest.NewRequest("GET", "/", nil)
+		req.AddCookie(cookie)
+		return w.do(req).Body.String()
+	}
+	body := page()
+	if !strings.Contains(body, `id="backups"`) || !strings.Contains(body, "server-20261203T020000Z.db") || !strings.Contains(body, `data-label="Age">1d2h</td>`) || !strings.Contains(body, "64.0 KiB") {
+		t.Errorf("dashboard lacks the backup list:\n%s", body)
+	}
+	if strings.Contains(body, `id="disk-low"`) || strings.Contains(body, `id="storage-full"`) {
+		t.Error("a disk warning with room on the disk")
+	}
+	w.f.diskLow = true
+	if body := page(); !strings.Contains(body, `id="disk-low"`) || !strings.Contains(body, "100.0 MiB free of 8.0 GiB") {
+		t.Errorf("no low-disk warning:\n%s", body)
+	}
+	w.f.diskFull = true
+	if body := page(); !strings.Contains(body, `id="storage-full"`) || strings.Contains(body, `id="disk-low"`) {
+		t.Errorf("no full-disk warning:\n%s", body)
+	}
+}
+
 // TestLoginLimiterNotWiped: a flood of addresses evicts the least recently
 // used buckets only, never the guesser's own (the table used to be cleared
 // whole at 10,000 keys); and IPv6 addresses of one /64 share a bucket.

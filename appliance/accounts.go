@@ -178,7 +178,7 @@ func handleCheckName(ctx context.Context, ss *session, id uint32, req *transport
 	case errors.Is(err, store.ErrNoSuchUser):
 		ss.reply(id, transport.CodeNameFree, &transport.NameFree{Invite: ss.srv.cfg.Registration == RegistrationInvite})
 	default:
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 	}
 }
 
@@ -195,9 +195,14 @@ func (ss *session) registrationRefused(ctx context.Context, user string, err err
 
 func handleRegister(ctx context.Context, ss *session, id uint32, req *transport.Enroll) {
 	now := ss.srv.cfg.Now()
+	if ss.srv.storageFull() { // diskfull.go
+		ss.srv.stats.StorageFull.Add(1)
+		ss.fail(id, storageFullError())
+		return
+	}
 	if err := ss.register(ctx, req, now); err != nil {
 		ss.registrationRefused(ctx, req.User, err)
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return
 	}
 	ss.welcome(ctx, id, transport.Welcome{User: req.User, Device: 1}, false, now)
@@ -244,7 +249,7 @@ func handleLogin(ctx context.Context, ss *session, id uint32, req *transport.Enr
 		ss.fail(id, &transport.Error{Code: transport.ErrUnauthorized, Message: "account banned: " + banned.ban.Reason})
 		ss.close(transport.CloseBanned, "account banned: "+banned.ban.Reason)
 	case err != nil:
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 	default:
 		ss.welcome(ctx, id, transport.Welcome{User: d.User, Device: d.ID}, false, now)
 	}

@@ -101,7 +101,7 @@ func (b *blobSlots) give(account string, upload bool) {
 func handleBlobLimits(ctx context.Context, ss *session, id uint32, _ *transport.Empty) {
 	used, err := ss.srv.store.BlobUsage(ss.dev.User)
 	if err != nil {
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return
 	}
 	cfg := ss.srv.cfg
@@ -111,6 +111,11 @@ func handleBlobLimits(ctx context.Context, ss *session, id uint32, _ *transport.
 
 func handleBlobCreate(ctx context.Context, ss *session, id uint32, req *transport.BlobCreate) {
 	srv := ss.srv
+	if srv.storageFull() { // diskfull.go
+		srv.stats.StorageFull.Add(1)
+		ss.fail(id, storageFullError())
+		return
+	}
 	if req.Size > uint64(srv.cfg.BlobMaxSize) {
 		ss.fail(id, &transport.Error{Code: transport.ErrTooLarge, Message: fmt.Sprintf("the file is %s; this server takes files up to %s",
 			chat.FormatBytes(int64(min(req.Size, 1<<62))), chat.FormatBytes(int64(srv.cfg.BlobMaxSize)))})
@@ -147,7 +152,7 @@ func handleBlobCreate(ctx context.Context, ss *session, id uint32, req *transpor
 			if errors.Is(err, store.ErrNoSuchDevice) || errors.Is(err, store.ErrNoSuchUser) {
 				ss.fail(id, &transport.Error{Code: transport.ErrNoSuchUser, Message: fmt.Sprintf("no device %s to send a file to", d)})
 			} else {
-				ss.fail(id, wireError(ss.log, err))
+				ss.fail(id, ss.wireError(err))
 			}
 			return
 		}
@@ -155,7 +160,7 @@ func handleBlobCreate(ctx context.Context, ss *session, id uint32, req *transpor
 	}
 	var bid store.BlobID
 	if _, err := io.ReadFull(srv.rand, bid[:]); err != nil {
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return
 	}
 	now := srv.cfg.Now()
@@ -163,7 +168,7 @@ func handleBlobCreate(ctx context.Context, ss *session, id uint32, req *transpor
 	err := srv.store.CreateBlob(ctx, store.NewBlob{ID: bid, Owner: ss.dev, Size: int64(req.Size), ChunkSize: BlobChunkSize,
 		Recipients: to, Now: now, Expires: expires, Quota: int64(srv.cfg.BlobQuota)})
 	if err != nil {
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return
 	}
 	ss.log.Debug("file created", "blob", bid.String(), "size", req.Size, "recipients", len(to))
@@ -178,9 +183,9 @@ func (ss *session) blobFor(id []byte) (store.Blob, *transport.Error) {
 	case errors.Is(err, store.ErrNotFound):
 		return b, &transport.Error{Code: transport.ErrNoSuchBlob, Message: noSuchBlob}
 	case err != nil:
-		return b, wireError(ss.log, err)
+		return b, ss.wireError(err)
 	case b.Owner != ss.dev && !b.Recipient(ss.dev):
-		return b, wireError(ss.log, store.ErrNotRecipient)
+		return b, ss.wireError(store.ErrNotRecipient)
 	}
 	return b, nil
 }
@@ -206,7 +211,7 @@ func handleBlobDone(ctx context.Context, ss *session, id uint32, req *transport.
 		return
 	}
 	if err != nil {
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return
 	}
 	if deleted {
@@ -301,7 +306,11 @@ func (ss *session) serveUpload(ctx context.Context, st *transport.Stream, req *t
 		fail(&transport.Error{Code: transport.ErrUnauthorized, Message: "only the device that created a file uploads it"})
 		return
 	case int(req.First) != b.Chunks:
-		fail(wireError(ss.log, &store.ChunkError{Want: b.Chunks, Got: int(req.First)}))
+		fail(ss.wireError(&store.ChunkError{Want: b.Chunks, Got: int(req.First)}))
+		return
+	case srv.storageFull(): // diskfull.go
+		srv.stats.StorageFull.Add(1)
+		fail(storageFullError())
 		return
 	}
 	if err := srv.blobSlots.take(ss.dev.User, true, srv.cfg.BlobUploadsPerAccount); err != nil {
@@ -344,7 +353,7 @@ func (ss *session) serveUpload(ctx context.Context, st *transport.Stream, req *t
 				return
 			}
 			if err != nil {
-				fail(wireError(ss.log, err))
+				fail(ss.wireError(err))
 				return
 			}
 			b.Chunks, next = confirmed, confirmed
@@ -369,10 +378,10 @@ func (ss *session) serveDownload(ctx context.Context, st *transport.Stream, req 
 		fail(e)
 		return
 	case !b.Recipient(ss.dev):
-		fail(wireError(ss.log, store.ErrNotRecipient))
+		fail(ss.wireError(store.ErrNotRecipient))
 		return
 	case !b.Complete():
-		fail(wireError(ss.log, store.ErrBlobIncomplete))
+		fail(ss.wireError(store.ErrBlobIncomplete))
 		return
 	case req.Offset > uint64(b.Size):
 		fail(&transport.Error{Code: transport.ErrBadRequest, Message: fmt.Sprintf("offset %d past the file's size of %d", req.Offset, b.Size)})

@@ -136,6 +136,15 @@ type Config struct {
 	// LimiterTable caps each rate limiter's table of keys; the least
 	// recently used key is forgotten first.
 	LimiterTable int
+	// BackupEvery is how often the server writes a hot copy of the store
+	// into BackupDir (default DATA/backups), keeping the newest BackupKeep
+	// (backups.go); Off: never.
+	BackupEvery Duration
+	BackupKeep  int
+	BackupDir   string
+	// DiskFreeWarn: free bytes on the data directory's filesystem under
+	// which the dashboard warns (diskfull.go).
+	DiskFreeWarn int
 	// Registration is open, invite or closed.
 	Registration string
 	LogLevel     string // debug, info, warn or error

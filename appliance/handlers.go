@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/securechat/securechat/appliance/store"
@@ -319,17 +318,17 @@ func handleDevices(ctx context.Context, ss *session, id uint32, req *transport.D
 	}
 	list, err := ss.srv.store.ActiveDevices(user)
 	if err != nil {
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return
 	}
 	signed, err := ss.srv.store.DeviceList(user)
 	if err != nil {
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return
 	}
 	all, err := ss.srv.store.ListDevices(user)
 	if err != nil {
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return
 	}
 	answer := &transport.DeviceList{Devices: wireDevices(list), SignedList: signed.Bytes}
@@ -352,7 +351,7 @@ func handleAck(ctx context.Context, ss *session, id uint32, req *transport.Ack) 
 
 func handlePublishKeys(ctx context.Context, ss *session, id uint32, req *transport.PublishKeys) {
 	if err := publishKeys(ctx, ss.srv.store, ss.authedDevice(), req); err != nil {
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return
 	}
 	ss.log.Debug("keys published", "one_time", len(req.OneTime), "one_time_kem", len(req.OneTimeKEM))
@@ -373,7 +372,7 @@ func handleFetchKeys(ctx context.Context, ss *session, id uint32, req *transport
 	}
 	bundles, err := ss.srv.store.FetchBundles(ctx, user, req.Devices)
 	if err != nil {
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return
 	}
 	out := &transport.KeyBundles{Bundles: make([]transport.KeyBundle, len(bundles))}
@@ -397,7 +396,7 @@ func handleIdentity(ctx context.Context, ss *session, id uint32, req *transport.
 	key, err := ss.srv.store.Identity(user)
 	switch {
 	case err != nil:
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 	case key == nil:
 		ss.fail(id, &transport.Error{Code: transport.ErrNoSuchUser, Message: fmt.Sprintf("%s has not published an identity key", user)})
 	default:
@@ -417,7 +416,8 @@ func wireDevices(list []store.DeviceKey) []transport.DeviceInfo {
 // wireError is where domain errors become wire errors (protocol.md §4.1):
 // the one place. Errors already in wire form pass through; unexpected
 // ones are logged (to log; nil: slog's default) and reported without
-// detail. A disk that is full is reported as the store's bound is.
+// detail. A disk that is full is reported as the store's total bound is,
+// "storage full" (protocol.md §4.1), which the client retries.
 func wireError(log *slog.Logger, err error) *transport.Error {
 	if log == nil {
 		log = slog.Default()
@@ -434,11 +434,14 @@ func wireError(log *slog.Logger, err error) *transport.Error {
 		return &transport.Error{Code: transport.ErrDeviceMismatch, Message: dm.Error(), Devices: wireDevices(dm.Devices)}
 	case errors.Is(err, store.ErrNoDevices):
 		return &transport.Error{Code: transport.ErrNoSuchUser, Message: err.Error()}
-	case errors.Is(err, store.ErrMailboxFull), errors.Is(err, store.ErrStoreFull):
+	case errors.Is(err, store.ErrMailboxFull):
 		return &transport.Error{Code: transport.ErrFull, Message: err.Error()}
-	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
-		log.Error("storage full: the data directory's disk has no room", "err", err)
-		return &transport.Error{Code: transport.ErrFull, Message: store.ErrStoreFull.Error()}
+	case errors.Is(err, store.ErrStoreFull):
+		return storageFullError()
+	case isDiskFull(err):
+		// The session's wireError has the server note it (diskfull.go).
+		log.Debug("request refused: storage full", "err", err)
+		return storageFullError()
 	case errors.Is(err, store.ErrNoRecipients), errors.Is(err, store.ErrDeviceKeyMismatch), errors.Is(err, store.ErrIdentityMismatch),
 		errors.Is(err, store.ErrToSendingDevice), errors.Is(err, store.ErrNotPublished):
 		return &transport.Error{Code: transport.ErrBadRequest, Message: err.Error()}

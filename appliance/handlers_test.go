@@ -198,20 +198,46 @@ func TestTakeKeyFetchRetryFloor(t *testing.T) {
 	}
 }
 
-// TestStorageFull: a full disk is told to the sender as the store's own
-// bound is, "server storage is full, try again later" (not "internal
-// server error"), and logged through the server's logger.
+// TestStorageFull: a full disk is told to the sender as the store's total
+// bound is, "storage full" with "server storage is full, try again later"
+// (not "internal server error"); the server notes it once in its log and
+// events, counts every refusal, refuses registrations and uploads while
+// full, and takes them again once its disk has room.
 func TestStorageFull(t *testing.T) {
 	var logged strings.Builder
 	log := slog.New(slog.NewTextHandler(&logged, nil))
 	disk := fmt.Errorf("commit: %w", &os.PathError{Op: "write", Path: "server.db", Err: syscall.ENOSPC})
 	for _, err := range []error{disk, store.ErrStoreFull} {
-		if e := wireError(log, err); e.Code != transport.ErrFull || e.Message != "server storage is full, try again later" {
+		if e := wireError(log, err); e.Code != transport.ErrStorageFull || e.Message != "server storage is full, try again later" {
 			t.Errorf("%v: %d %q", err, e.Code, e.Message)
 		}
 	}
-	if !strings.HasPrefix(logged.String(), "time=") || !strings.Contains(logged.String(), "level=ERROR msg=\"storage full") {
+	srv, err := New(Config{Listen: "127.0.0.1:0", Data: t.TempDir(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ss := &session{srv: srv, log: log}
+	for range 3 {
+		if e := ss.wireError(disk); e.Code != transport.ErrStorageFull {
+			t.Errorf("%d %q", e.Code, e.Message)
+		}
+	}
+	if !srv.storageFull() || srv.stats.StorageFull.Load() != 3 {
+		t.Errorf("full %v, refusals %d", srv.storageFull(), srv.stats.StorageFull.Load())
+	}
+	if !strings.HasPrefix(logged.String(), "time=") || strings.Count(logged.String(), "level=ERROR msg=\"storage full") != 1 {
 		t.Errorf("logged %q", logged.String())
+	}
+	if events, _ := srv.Events(context.Background(), 10); len(events) != 1 || events[0].Kind != chat.EventStorageFull {
+		t.Errorf("events %+v", events)
+	}
+	snap, _ := srv.Snapshot(context.Background()) // looks at the disk: the test's has room
+	if srv.storageFull() || snap.StorageFull || snap.StorageFullRefusals != 3 || snap.DiskFree <= 0 || snap.DiskSize < snap.DiskFree {
+		t.Errorf("after a look at a disk with room: full %v, snapshot %+v", srv.storageFull(), snap)
+	}
+	if events, _ := srv.Events(context.Background(), 10); len(events) != 2 || events[0].Kind != chat.EventStorageRecovered {
+		t.Errorf("events %+v", events)
 	}
 }
 

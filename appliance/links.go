@@ -197,7 +197,7 @@ func handleLinkStart(ctx context.Context, ss *session, id uint32, req *transport
 		return
 	}
 	if _, err := srv.store.Account(req.User); err != nil {
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return
 	}
 	if b, banned := srv.bans.userBanned(req.User, now); banned {
@@ -251,7 +251,7 @@ func handleLinkFind(ctx context.Context, ss *session, id uint32, req *transport.
 	if device == 0 {
 		d, err := srv.store.ReserveDevice(ctx, ss.dev.User)
 		if err != nil {
-			ss.fail(id, wireError(ss.log, err))
+			ss.fail(id, ss.wireError(err))
 			return
 		}
 		srv.links.mu.Lock()
@@ -282,7 +282,7 @@ func (ss *session) checkedList(id uint32, b []byte) (store.NewList, bool) {
 	user := ss.dev.User
 	idb, err := ss.srv.store.Identity(user)
 	if err != nil {
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return store.NewList{}, false
 	}
 	if idb == nil {
@@ -290,7 +290,7 @@ func (ss *session) checkedList(id uint32, b []byte) (store.NewList, bool) {
 	}
 	ik, err := e2ee.ParseIdentityKey(idb)
 	if err != nil {
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return store.NewList{}, false
 	}
 	if err := l.Verify(ik, user); err != nil {
@@ -298,7 +298,7 @@ func (ss *session) checkedList(id uint32, b []byte) (store.NewList, bool) {
 	}
 	me, err := ss.srv.store.Device(ss.dev)
 	if err != nil {
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return store.NewList{}, false
 	}
 	if e, ok := l.Lookup(ss.dev.ID); !ok || !me.Key.Equal(ed25519.PublicKey(e.AuthKey[:])) {
@@ -361,7 +361,7 @@ func handleLinkApprove(ctx context.Context, ss *session, id uint32, req *transpo
 		srv.links.mu.Lock()
 		l.approving = false
 		srv.links.mu.Unlock()
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return
 	}
 	srv.links.remove(l)
@@ -393,7 +393,7 @@ func handlePublishDeviceList(ctx context.Context, ss *session, id uint32, req *t
 		return
 	}
 	if err := ss.srv.store.PutDeviceList(ctx, ss.dev.User, list); err != nil {
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return
 	}
 	ss.log.Debug("device list stored", "seq", list.Seq)
@@ -420,7 +420,7 @@ func handleRevokeDevice(ctx context.Context, ss *session, id uint32, req *transp
 			ss.fail(id, &transport.Error{Code: transport.ErrBadRequest, Message: fmt.Sprintf("the account has no device %d", req.Device)})
 			return
 		}
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return
 	}
 	n := srv.router.KickDevice(d, transport.CloseRevoked, revokedReason)
@@ -455,7 +455,7 @@ func (ss *session) revokedAuth(id uint32, d chat.Device, transcript, sig []byte)
 func handleAccountDevices(ctx context.Context, ss *session, id uint32, req *transport.Empty) {
 	recs, err := ss.srv.store.ListDevices(ss.dev.User)
 	if err != nil {
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return
 	}
 	out := &transport.AccountDeviceList{Devices: make([]transport.AccountDevice, 0, len(recs))}
@@ -486,7 +486,7 @@ func handleRenameDevice(ctx context.Context, ss *session, id uint32, req *transp
 			ss.fail(id, &transport.Error{Code: transport.ErrBadRequest, Message: fmt.Sprintf("the account has no device %d", req.Device)})
 			return
 		}
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return
 	}
 	ss.reply(id, transport.CodeOK, &transport.Empty{})

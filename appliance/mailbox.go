@@ -130,7 +130,7 @@ func handleSend(ctx context.Context, ss *session, id uint32, req *transport.Send
 		if ctx.Err() == nil {
 			ss.log.Debug("send refused", "err", err)
 		}
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return
 	}
 	if !res.Duplicate {
@@ -160,7 +160,7 @@ func (ss *session) handleSignal(ctx context.Context, id uint32, req *transport.S
 		to[i] = store.DeviceKey{Device: chat.DeviceOf(env.User, env.Device), Key: env.DeviceKey}
 	}
 	if err := srv.store.CheckRecipients(ss.authedDevice(), to); err != nil {
-		ss.fail(id, wireError(ss.log, err))
+		ss.fail(id, ss.wireError(err))
 		return
 	}
 	now := srv.cfg.Now().UnixMilli()

@@ -104,6 +104,7 @@ type Server struct {
 	limitsMu sync.Mutex // serializes SetLimits
 	limits   atomic.Pointer[Limits]
 	events   eventLog
+	disk     diskState // the data directory's free space, and whether the disk is full (diskfull.go)
 
 	stats Stats
 }
@@ -124,6 +125,9 @@ type Stats struct {
 	Dropped       atomic.Int64 // signals not queued for a device that does not read them
 	BlobBytesIn   atomic.Int64 // bytes of encrypted files uploaded
 	BlobBytesOut  atomic.Int64 // bytes of encrypted files downloaded
+	StorageFull   atomic.Int64 // requests refused for a full disk (diskfull.go)
+	Backups       atomic.Int64 // automatic backups written (backups.go)
+	BackupsFailed atomic.Int64 // automatic backups that failed
 }
 
 // New opens the store in cfg.Data, loads or creates the server key, writes
@@ -342,6 +346,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	bg.Go(func() { s.expireLoop(ctx) })
 	bg.Go(func() { s.blobExpireLoop(ctx) })
 	bg.Go(func() { s.banLoop(ctx) })
+	bg.Go(func() { s.diskLoop(ctx) })
+	bg.Go(func() { s.backupLoop(ctx) })
 	if s.cfg.Admin == AdminOff {
 		// No admin listener: no admin.addr for `securechat admin` to find
 		// (one left by an earlier run names a listener that is gone).

@@ -87,6 +87,10 @@ var settings = []Setting{
 	span("afk_timeout", "disconnect clients silent this long", 0, 0, maxDuration, func(c *Config) *Duration { return &c.AFKTimeout }).shown("0: off"),
 	count("limiter_table", "keys each rate limiter remembers", 100000, 0, math.MaxInt, func(c *Config) *int { return &c.LimiterTable }),
 	text("registration", "open, invite or closed", RegistrationOpen, func(c *Config) *string { return &c.Registration }, oneOf(RegistrationOpen, RegistrationInvite, RegistrationClosed)),
+	spanOrOff("backup_every", "how often the server writes a hot copy of the store into backup_dir (0 or off: never)", 24*time.Hour, time.Second, func(c *Config) *Duration { return &c.BackupEvery }),
+	count("backup_keep", "automatic backups kept in backup_dir; the oldest go first", 7, 1, 100000, func(c *Config) *int { return &c.BackupKeep }),
+	text("backup_dir", "`directory` of the automatic backups (empty: the data directory's backups); on another disk they outlive the store's", "", func(c *Config) *string { return &c.BackupDir }, nil),
+	size("disk_free_warn", "free `bytes` on the data directory's filesystem under which the dashboard warns, and an automatic backup is not taken", 256<<20, 1<<20, 1<<50, func(c *Config) *int { return &c.DiskFreeWarn }),
 	text("log_level", "debug, info, warn or error", "info", func(c *Config) *string { return &c.LogLevel }, func(s string) error { _, err := parseLevel(s); return err }),
 	text("log_format", "text or json", "text", func(c *Config) *string { return &c.LogFormat }, oneOf("text", "json")),
 }
@@ -380,6 +384,41 @@ func span(key, help string, def, lo, hi time.Duration, ptr func(*Config) *Durati
 	format := func(d Duration) string { return FormatDuration(time.Duration(d)) }
 	return newSetting("span", key, help, &kind[Duration]{ptr: ptr, def: Duration(def), parse: parse, format: format,
 		bounds: within(Duration(lo), Duration(hi), Duration(maxDuration), format)})
+}
+
+// Off is the value of a setting made with spanOrOff that is turned off:
+// the zero value of a setting means its default, so off is kept apart.
+const Off = Duration(-1)
+
+// spanOrOff is a span that 0 or off turns off (Off); otherwise at least lo.
+func spanOrOff(key, help string, def, lo time.Duration, ptr func(*Config) *Duration) Setting {
+	parse := func(s string) (Duration, error) {
+		if s == "off" {
+			return Off, nil
+		}
+		var d Duration
+		if err := d.Set(s); err != nil {
+			return 0, fmt.Errorf("%q is not a duration like 30s, 12h or 30d, or off", s)
+		}
+		if d == 0 {
+			return Off, nil
+		}
+		return d, nil
+	}
+	format := func(d Duration) string {
+		if d == Off {
+			return "off"
+		}
+		return FormatDuration(time.Duration(d))
+	}
+	inner := within(Duration(lo), Duration(maxDuration), Duration(maxDuration), format)
+	bounds := func(d Duration) error {
+		if d == Off {
+			return nil
+		}
+		return inner(d)
+	}
+	return newSetting("span", key, help, &kind[Duration]{ptr: ptr, def: Duration(def), parse: parse, format: format, bounds: bounds})
 }
 
 // sizeUnits are the units ParseSize takes and FormatSize writes, largest

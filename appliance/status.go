@@ -93,6 +93,20 @@ type StatsSnapshot struct {
 	Fingerprint  transport.Fingerprint `json:"fingerprint"` // 64 plain hex digits in JSON
 	// Registration is the registration policy: open, invite or closed.
 	Registration string `json:"registration"`
+	// The data directory's filesystem (diskfull.go): bytes free and its
+	// size (0 when they cannot be read), DiskLow when free is under
+	// disk_free_warn (DiskFreeWarn), StorageFull while a write found no
+	// room and room has not returned, StorageFullRefusals the requests
+	// refused for it since start.
+	DiskFree            int64 `json:"disk_free"`
+	DiskSize            int64 `json:"disk_size"`
+	DiskFreeWarn        int64 `json:"disk_free_warn"`
+	DiskLow             bool  `json:"disk_low"`
+	StorageFull         bool  `json:"storage_full"`
+	StorageFullRefusals int64 `json:"storage_full_refusals"`
+	// Automatic backups (backups.go) written and failed since start.
+	Backups       int64 `json:"backups"`
+	BackupsFailed int64 `json:"backups_failed"`
 }
 
 // Snapshot reads the counters.
@@ -100,6 +114,8 @@ func (s *Server) Snapshot(ctx context.Context) (StatsSnapshot, error) {
 	now := s.cfg.Now()
 	up := now.Sub(s.started)
 	st := s.store.Stats()
+	s.checkDisk()
+	free, size := int64(s.disk.free.Load()), int64(s.disk.size.Load())
 	return StatsSnapshot{
 		Time:           now,
 		Uptime:         FormatDuration(up.Round(time.Second)),
@@ -127,5 +143,14 @@ func (s *Server) Snapshot(ctx context.Context) (StatsSnapshot, error) {
 		Bans:           len(s.bans.list(now)),
 		Fingerprint:    s.fp,
 		Registration:   cmp.Or(s.cfg.Registration, RegistrationOpen),
+
+		DiskFree:            free,
+		DiskSize:            size,
+		DiskFreeWarn:        int64(s.cfg.DiskFreeWarn),
+		DiskLow:             s.disk.known.Load() && free < int64(s.cfg.DiskFreeWarn),
+		StorageFull:         s.storageFull(),
+		StorageFullRefusals: s.stats.StorageFull.Load(),
+		Backups:             s.stats.Backups.Load(),
+		BackupsFailed:       s.stats.BackupsFailed.Load(),
 	}, nil
 }

@@ -232,6 +232,10 @@ const (
 	EventAdminLoginFailed EventKind = "admin_login_failed"
 	EventDeviceLinked     EventKind = "device_linked"
 	EventDeviceRevoked    EventKind = "device_revoked"
+	EventBackup           EventKind = "backup"
+	EventBackupFailed     EventKind = "backup_failed"
+	EventStorageFull      EventKind = "storage_full"
+	EventStorageRecovered EventKind = "storage_recovered"
 )
 
 // EventKinds lists every EventKind, in the order the admin shows them.
@@ -240,6 +244,7 @@ var EventKinds = []EventKind{
 	EventBan, EventUnban, EventKick, EventMute, EventUnmute, EventAccountDeleted,
 	EventInviteCreated, EventInviteRevoked, EventBroadcast, EventLimitsChanged,
 	EventAdminLogin, EventAdminLoginFailed, EventDeviceLinked, EventDeviceRevoked,
+	EventBackup, EventBackupFailed, EventStorageFull, EventStorageRecovered,
 }
 
 // ParseEventKind reads an event kind's name.

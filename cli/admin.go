@@ -14,7 +14,7 @@ import (
 	"github.com/securechat/securechat/internal/usage"
 )
 
-const adminUsage = "admin [--data DIR | --admin-url URL --token-file F] COMMAND [ARGS...] | run FILE | passwd [--password-stdin | --clear] (securechat admin help lists the commands)"
+const adminUsage = "admin [--data DIR | --admin-url URL --token-file F] COMMAND [ARGS...] | run FILE | passwd [--password-stdin | --clear] | restore FILE (securechat admin help lists the commands)"
 
 // adminTimeout bounds one `securechat admin` invocation.
 const adminTimeout = 5 * time.Minute
@@ -52,6 +52,11 @@ func Admin(ctx context.Context, args []string, env Env) error {
 		if err := checkPasswd(cmd[1:]); err != nil {
 			return err
 		}
+	} else if cmd[0] == "restore" {
+		if len(cmd) != 2 {
+			return usage.Errorf("usage: securechat admin [--data DIR] restore FILE (with the server stopped)")
+		}
+		return restore(*data, cmd[1], fs.Set("data"), env)
 	} else if err := admin.Check(cmd); err != nil {
 		return err
 	}
@@ -165,5 +170,26 @@ func passwd(ctx context.Context, remote *admin.Remote, args []string, env Env) e
 		return err
 	}
 	fmt.Fprintln(env.Stdout, "admin password set; the web admin takes it or the admin token")
+	return nil
+}
+
+// restore is `securechat admin [--data DIR] restore FILE`: with the server
+// stopped, FILE (a backup) is verified and put in place of DIR's store,
+// the store before it kept aside (appliance.Restore, operations.md §7).
+// It needs no server: it works on the files. A DIR that does not exist
+// is made only when --data names it.
+func restore(data, file string, dataSet bool, env Env) error {
+	if _, err := os.Stat(data); err != nil && !dataSet {
+		return fmt.Errorf("restore: no data directory %s (give --data DIR)", data)
+	}
+	r, err := appliance.Restore(data, file, time.Now())
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	fmt.Fprintf(env.Stdout, "restored %s into %s (%d bytes, verified)\n", file, r.Path, r.Size)
+	if r.Aside != "" {
+		fmt.Fprintf(env.Stdout, "the store it replaced is kept as %s (delete it once the server runs well)\n", r.Aside)
+	}
+	fmt.Fprintf(env.Stdout, "start the server: messages stored after the backup was taken are not on it; clients resend what their outboxes hold\n")
 	return nil
 }

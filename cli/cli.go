@@ -366,7 +366,11 @@ func reportHistory(w io.Writer, st home.ArchiveStats, found bool, err error) {
 func flushOutbox(ctx context.Context, e *client.Engine, env Env) error {
 	done, err := e.FlushOutbox(ctx)
 	for _, o := range done {
-		if o.Err != nil {
+		var ue *client.UnconfirmedError
+		switch {
+		case errors.As(o.Err, &ue):
+			fmt.Fprintf(env.Stderr, "earlier message to %s not sent yet: %v\n", o.To, o.Err)
+		case o.Err != nil:
 			fmt.Fprintf(env.Stderr, "earlier message to %s failed: %v\n", o.To, o.Err)
 		}
 	}
@@ -411,7 +415,7 @@ func Send(ctx context.Context, args []string, env Env) error {
 	defer h.Close()
 	defer e.Close()
 	if err := flushOutbox(ctx, e, env); err != nil {
-		return err
+		return fmt.Errorf("this message was not sent, since an earlier one still waits: %w", err)
 	}
 	if *group != "" {
 		g, err := e.ResolveGroup(*group)
@@ -475,8 +479,8 @@ func Recv(ctx context.Context, args []string, env Env) error {
 		// Only the server's notices can arrive for it: say why nothing else does.
 		fmt.Fprintf(env.Stderr, "securechat: warning: %v; only the server's notices arrive here\n", client.ErrNotLinked)
 	}
-	if err := flushOutbox(ctx, e, env); err != nil {
-		return err
+	if err := flushOutbox(ctx, e, env); err != nil && !client.StorageFull(err) {
+		return err // a full server's storage only delays what was queued: receive all the same
 	}
 	titles := make(map[chat.Conversation]string)
 	groupTitle := func(m *client.Message) string {

@@ -46,7 +46,7 @@ func SendFile(ctx context.Context, args []string, env Env) error {
 	defer h.Close()
 	defer e.Close()
 	if err := flushOutbox(ctx, e, env); err != nil {
-		return err
+		return fmt.Errorf("the file was not sent, since an earlier message still waits: %w", err)
 	}
 	conv := chat.Peer(*to)
 	if *group != "" {

@@ -92,7 +92,7 @@ func Group(ctx context.Context, args []string, env Env) error {
 	defer h.Close()
 	defer e.Close()
 	if err := flushOutbox(ctx, e, env); err != nil {
-		return err
+		return fmt.Errorf("group %s: not done, since an earlier message still waits: %w", sub, err)
 	}
 	if sub == "create" {
 		g, err := e.CreateGroup(ctx, a[0], a[1:])

@@ -849,6 +849,25 @@ func (e *Engine) queueReceipt(to chat.Conversation, group string, kind chat.Cont
 	}
 }
 
+// storageRetry is how long the interactive engine waits before it sends
+// again to a server whose storage was full.
+const storageRetry = 5 * time.Second
+
+// retryIfFull wakes the interactive engine's send loop storageRetry from
+// now when err is the server's storage being full: the connection is
+// fine, so no reconnection would. Not user activity: no touch.
+func (e *Engine) retryIfFull(err error) {
+	if e.events == nil || !StorageFull(err) {
+		return
+	}
+	time.AfterFunc(storageRetry, func() {
+		select {
+		case e.kick <- struct{}{}:
+		default:
+		}
+	})
+}
+
 func (e *Engine) poke() {
 	select {
 	case e.kick <- struct{}{}:
@@ -878,6 +897,7 @@ func (e *Engine) sendLoop() {
 			continue
 		}
 		if _, err := c.FlushOutbox(e.ctx); err != nil {
+			e.retryIfFull(err)
 			continue // the connection failed; connLoop reconnects and pokes
 		}
 		e.sendQueued(e.ctx, c)
@@ -909,7 +929,8 @@ func (e *Engine) sendNext(ctx context.Context, c *Client) bool {
 	var ue *UnconfirmedError
 	var ce *ConnError
 	if errors.As(err, &ue) || errors.As(err, &ce) || ctx.Err() != nil {
-		return false // stays queued; sent again after reconnecting
+		e.retryIfFull(err)
+		return false // stays queued; sent again after reconnecting (or, storage full, a while later)
 	}
 	state, errText := home.StateStored, ""
 	if err != nil {

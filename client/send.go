@@ -23,14 +23,24 @@ type SendResult struct {
 }
 
 // UnconfirmedError means the message was transmitted but the connection
-// ended before the server confirmed it, or the server was shutting down.
-// It stays in the outbox and is sent
-// again, with the same id, by the next FlushOutbox; the server stores it at
-// most once.
+// ended before the server confirmed it, or the server was shutting down,
+// or its storage was full (protocol.md §4.1, storage full: nothing was
+// stored). It stays in the outbox and is sent again, with the same id, by
+// the next FlushOutbox; the server stores it at most once.
 type UnconfirmedError struct{ Err error }
 
 func (e *UnconfirmedError) Error() string {
+	if StorageFull(e.Err) {
+		return fmt.Sprintf("%v: the message stays queued and is sent by the next send, recv or chat", e.Err)
+	}
 	return fmt.Sprintf("%v; the server did not confirm the message, it will be retried with the same id on the next send or recv", e.Err)
+}
+
+// StorageFull reports whether err is the server's "storage full"
+// (protocol.md §4.1): it stored nothing and takes the message later.
+func StorageFull(err error) bool {
+	var we *transport.Error
+	return errors.As(err, &we) && we.Code == transport.ErrStorageFull
 }
 func (e *UnconfirmedError) Unwrap() error { return e.Err }
 
@@ -99,9 +109,10 @@ func (c *Client) transmit(ctx context.Context, id []byte, entry *home.OutboxEntr
 		var ce *ConnError
 		var we *transport.Error
 		if errors.As(err, &ce) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-			(errors.As(err, &we) && we.Code == transport.ErrUnavailable) {
-			// The server may or may not have it (shutting down: it has
-			// not); the outbox keeps it for FlushOutbox, under its id.
+			(errors.As(err, &we) && (we.Code == transport.ErrUnavailable || we.Code == transport.ErrStorageFull)) {
+			// The server may or may not have it (shutting down, or its
+			// storage full: it has not); the outbox keeps it for
+			// FlushOutbox, under its id.
 			return SendResult{}, &UnconfirmedError{Err: err}
 		}
 		if errors.As(err, &we) && (we.Code == transport.ErrDeviceMismatch || we.Code == transport.ErrRecipientsUnknown) && attempt < 3 {
@@ -337,7 +348,7 @@ func (c *Client) FlushOutbox(ctx context.Context) ([]Outboxed, error) {
 			if msg.Envelopes, err = c.groupEnvelopes(ctx, it.Entry.To); err != nil {
 				var ce *ConnError
 				var we *transport.Error
-				if errors.As(err, &ce) || ctx.Err() != nil || errors.As(err, &we) && (we.Code == transport.ErrRateLimited || we.Code == transport.ErrUnavailable || we.Code == transport.ErrInternal) {
+				if errors.As(err, &ce) || ctx.Err() != nil || errors.As(err, &we) && (we.Code == transport.ErrRateLimited || we.Code == transport.ErrUnavailable || we.Code == transport.ErrInternal || we.Code == transport.ErrStorageFull) {
 					// Kept for the next flush: the addresses could not be
 					// had now, the message is still good.
 					err = &UnconfirmedError{Err: err}

@@ -85,6 +85,10 @@ const (
 	// ErrRecipientsUnknown: a group Send names an address list this
 	// connection has not sent, or the server no longer keeps: send the list.
 	ErrRecipientsUnknown ErrorCode = 15
+	// ErrStorageFull: the server cannot store anything now (its disk is
+	// full, or its mailboxes together hold their total bound); retry
+	// later. Code 16 is ErrNoSuchBlob (blobs.go).
+	ErrStorageFull ErrorCode = 17
 )
 
 var errorCodeNames = map[ErrorCode]string{
@@ -93,6 +97,7 @@ var errorCodeNames = map[ErrorCode]string{
 	ErrInternal: "internal error", ErrInvalidName: "invalid name", ErrTooLarge: "too large",
 	ErrRegClosed: "registration closed", ErrTooManyDevices: "too many devices", ErrUnavailable: "unavailable",
 	ErrMuted: "muted", ErrFull: "full", ErrRecipientsUnknown: "recipients unknown",
+	ErrStorageFull: "storage full",
 }
 
 func (c ErrorCode) String() string {

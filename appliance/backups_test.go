@@ -1,0 +1,204 @@
+package appliance
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/securechat/securechat/appliance/store/boltstore"
+	"github.com/securechat/securechat/chat"
+)
+
+// TestBackupRotation: automatic backups, with an injected clock, are named
+// with the UTC time they were taken, mode 0600, each a store that
+// verifies; only the newest backup_keep stay, and files that are not the
+// server's backups are never touched.
+func TestBackupRotation(t *testing.T) {
+	now := time.Date(2026, 12, 1, 2, 0, 0, 0, time.FixedZone("CET", 3600))
+	data := t.TempDir()
+	srv, err := New(Config{Listen: "127.0.0.1:0", Data: data, Logger: slog.New(slog.DiscardHandler),
+		BackupKeep: 3, DiskFreeWarn: 1 << 20, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	mustAccount(t, srv.store, "alice", 1, now)
+	dir := filepath.Join(data, DirBackups)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	strays := []string{"notes.txt", "server-garbage.db", "server-20200101T000000Z.db.partial"}
+	for _, s := range strays {
+		if err := os.WriteFile(filepath.Join(dir, s), []byte("not a backup"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var taken []string
+	for i := range 5 {
+		b, err := srv.autoBackup(context.Background())
+		if err != nil {
+			t.Fatalf("backup %d: %v", i, err)
+		}
+		want := "server-" + now.UTC().Format("20060102T150405Z") + ".db"
+		if b.Name != want || b.Path != filepath.Join(dir, want) || !b.Time.Equal(now) {
+			t.Errorf("backup %d: %+v, want %s at %v", i, b, want, now)
+		}
+		taken = append(taken, b.Name)
+		list, err := srv.Backups(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, l := range list {
+			names = append(names, l.Name)
+		}
+		newest := slices.Clone(taken[max(0, len(taken)-3):])
+		slices.Reverse(newest)
+		if !slices.Equal(names, newest) {
+			t.Errorf("after %d backups: %v, want %v", i+1, names, newest)
+		}
+		now = now.Add(7 * time.Hour) // across a day: the names still sort by time
+	}
+	for _, s := range strays {
+		if _, err := os.Stat(filepath.Join(dir, s)); err != nil {
+			t.Errorf("a file that is not a backup went: %v", err)
+		}
+	}
+	list, _ := srv.Backups(context.Background())
+	for _, b := range list {
+		st, err := os.Stat(b.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 || st.Size() != b.Size {
+			t.Errorf("%s: mode %v size %d, listed %d", b.Name, st.Mode().Perm(), st.Size(), b.Size)
+		}
+		bs, err := boltstore.Open(b.Path, boltstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bs.Verify(); err != nil {
+			t.Errorf("%s: %v", b.Name, err)
+		}
+		if _, err := bs.Account("alice"); err != nil {
+			t.Errorf("%s: %v", b.Name, err)
+		}
+		bs.Close()
+	}
+	if srv.stats.Backups.Load() != 5 || srv.stats.BackupsFailed.Load() != 0 {
+		t.Errorf("counted %d backups, %d failed", srv.stats.Backups.Load(), srv.stats.BackupsFailed.Load())
+	}
+	events, _ := srv.Events(context.Background(), 10)
+	if len(events) != 5 || events[0].Kind != chat.EventBackup || events[0].Subject != taken[4] {
+		t.Errorf("events %+v", events)
+	}
+}
+
+// TestBackupFailure: a backup that cannot be written is an event, a
+// counter and an error, and leaves nothing behind; the server is fine.
+func TestBackupFailure(t *testing.T) {
+	data := t.TempDir()
+	blocker := filepath.Join(data, "file")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Config{Listen: "127.0.0.1:0", Data: data, Logger: slog.New(slog.DiscardHandler), BackupDir: filepath.Join(blocker, "backups")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	if _, err := srv.autoBackup(context.Background()); err == nil {
+		t.Fatal("a backup into a directory under a file succeeded")
+	}
+	events, _ := srv.Events(context.Background(), 10)
+	if srv.stats.BackupsFailed.Load() != 1 || len(events) != 1 || events[0].Kind != chat.EventBackupFailed || !strings.Contains(events[0].Detail, "not a directory") {
+		t.Errorf("failed %d, events %+v", srv.stats.BackupsFailed.Load(), events)
+	}
+	snap, err := srv.Snapshot(context.Background())
+	if err != nil || snap.BackupsFailed != 1 {
+		t.Errorf("snapshot %+v, %v", snap, err)
+	}
+	// Short of space: refused before a byte is written.
+	srv.cfg.BackupDir, srv.cfg.DiskFreeWarn = "", 1<<50
+	if _, err := srv.autoBackup(context.Background()); err == nil || !strings.Contains(err.Error(), "not enough free space") {
+		t.Errorf("a backup that would leave less than disk_free_warn: %v", err)
+	}
+	if list, _ := srv.Backups(context.Background()); len(list) != 0 {
+		t.Errorf("left %v", list)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(data, DirBackups)); len(entries) != 0 {
+		t.Errorf("left %v", entries)
+	}
+}
+
+// TestRestore: a backup restored in place of a stopped server's store;
+// refused while a server holds the store, and for a file that is not a
+// store, changing nothing.
+func TestRestore(t *testing.T) {
+	now := time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC)
+	data := t.TempDir()
+	srv, err := New(Config{Listen: "127.0.0.1:0", Data: data, Logger: slog.New(slog.DiscardHandler), DiskFreeWarn: 1 << 20, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAccount(t, srv.store, "alice", 1, now)
+	b, err := srv.autoBackup(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAccount(t, srv.store, "bob", 1, now)
+	if _, err := Restore(data, b.Path, now); err == nil || !strings.Contains(err.Error(), "a securechat server is running on") {
+		t.Errorf("restore beside a running server: %v", err)
+	}
+	srv.Close()
+
+	junk := filepath.Join(t.TempDir(), "junk.db")
+	os.WriteFile(junk, []byte(strings.Repeat("not a store ", 1000)), 0o600)
+	if _, err := Restore(data, junk, now); err == nil || !strings.Contains(err.Error(), "is not a store the server can use") || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Errorf("restore of junk: %v", err)
+	}
+	if _, err := Restore(data, filepath.Join(data, "nothing.db"), now); err == nil {
+		t.Error("restore of a missing file")
+	}
+	entries, _ := os.ReadDir(data)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") || strings.Contains(e.Name(), "before-restore") {
+			t.Errorf("a failed restore left %s", e.Name())
+		}
+	}
+
+	r, err := Restore(data, b.Path, now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Aside != filepath.Join(data, "server.db.before-restore-20261201T030000Z") {
+		t.Errorf("kept aside as %q", r.Aside)
+	}
+	for path, bob := range map[string]bool{r.Path: false, r.Aside: true} {
+		st, err := boltstore.Open(path, boltstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Verify(); err != nil {
+			t.Error(err)
+		}
+		if _, err := st.Account("alice"); err != nil {
+			t.Errorf("%s: %v", path, err)
+		}
+		if _, err := st.Account("bob"); (err == nil) != bob {
+			t.Errorf("%s: bob: %v", path, err)
+		}
+		st.Close()
+	}
+	if fi, err := os.Stat(r.Path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("restored store: %v %v", fi, err)
+	}
+	if _, err := os.Stat(b.Path); err != nil {
+		t.Errorf("the backup restored went: %v", err)
+	}
+}

@@ -1,0 +1,127 @@
+package appliance
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/securechat/securechat/appliance/store/boltstore"
+)
+
+// Restore (docs/operations.md §7): `securechat admin restore FILE` puts a
+// backup in place of a stopped server's store. The backup is copied into
+// the data directory and verified there (the copy, not FILE, which stays
+// as it was), the store it replaces is kept aside as
+// server.db.before-restore-TIME, and the copy renamed into place. A
+// server running on the directory holds its store's lock: then nothing
+// is done.
+
+// errInUse: a server holds the data directory's store.
+var errInUse = errors.New("in use")
+
+// Restored is what Restore did.
+type Restored struct {
+	Path  string // the store restored, DATA/server.db
+	Size  int64
+	Aside string // where the store it replaced is kept; "" if there was none
+}
+
+// Restore puts the backup file in place of data's store, as of now. The
+// server must be stopped.
+func Restore(data, file string, now time.Time) (Restored, error) {
+	dbPath := filepath.Join(data, FileDB)
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return Restored{}, fmt.Errorf("data directory: %w", err)
+	}
+	unlock, err := lockStore(dbPath)
+	if errors.Is(err, errInUse) {
+		return Restored{}, fmt.Errorf("a securechat server is running on %s: stop it first (SIGTERM, or shutdown in its console); nothing was changed", data)
+	}
+	if err != nil {
+		return Restored{}, fmt.Errorf("cannot lock %s: %w", dbPath, err)
+	}
+	defer unlock()
+
+	tmp, size, err := copyBackup(data, file)
+	if err != nil {
+		return Restored{}, err
+	}
+	if err := verifyStore(tmp); err != nil {
+		os.Remove(tmp)
+		return Restored{}, fmt.Errorf("%s is not a store the server can use: %w; nothing was changed", file, err)
+	}
+	out := Restored{Path: dbPath, Size: size}
+	switch _, err := os.Lstat(dbPath); {
+	case err == nil:
+		out.Aside = dbPath + ".before-restore-" + now.UTC().Format(backupLayout)
+		if err := os.Rename(dbPath, out.Aside); err != nil {
+			os.Remove(tmp)
+			return Restored{}, fmt.Errorf("keeping the current store aside: %w; nothing was changed", err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		os.Remove(tmp)
+		return Restored{}, err
+	}
+	if err := os.Rename(tmp, dbPath); err != nil {
+		return Restored{}, fmt.Errorf("putting the backup in place: %w (the store before is %s, the verified copy %s)", err, out.Aside, tmp)
+	}
+	syncDir(data)
+	return out, nil
+}
+
+// copyBackup copies file into a temporary file of data (mode 0600),
+// synced.
+func copyBackup(data, file string) (string, int64, error) {
+	in, err := os.Open(file)
+	if err != nil {
+		return "", 0, err
+	}
+	defer in.Close()
+	if st, err := in.Stat(); err != nil {
+		return "", 0, err
+	} else if !st.Mode().IsRegular() {
+		return "", 0, fmt.Errorf("%s is not a file", file)
+	}
+	out, err := os.CreateTemp(data, "."+FileDB+".restore-*.tmp")
+	if err != nil {
+		return "", 0, err
+	}
+	n, err := io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(out.Name())
+		return "", 0, fmt.Errorf("copying %s into %s: %w", file, data, err)
+	}
+	return out.Name(), n, nil
+}
+
+// verifyStore opens the store at path (bringing an older schema up to
+// date) and checks it (Store.Verify).
+func verifyStore(path string) (err error) {
+	defer func() {
+		// bbolt checks some pages with a panic: a damaged file is an
+		// answer here, not a crash.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("damaged: %v", r)
+		}
+	}()
+	st, err := boltstore.Open(path, boltstore.Options{})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	return st.Verify()
+}
