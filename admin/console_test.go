@@ -113,6 +113,11 @@ func (f *recServer) Backup(_ context.Context, w io.Writer) (int64, error) {
 	return int64(n), err
 }
 
+func (f *recServer) CheckStore(context.Context) (appliance.StoreCheck, error) {
+	f.rec("CheckStore()")
+	return appliance.StoreCheck{Path: "DATA/server.db", Records: []appliance.BucketCount{{Bucket: "users", Records: 2}}}, nil
+}
+
 func (f *recServer) Events(_ context.Context, n int) ([]appliance.Event, error) {
 	return []appliance.Event{{Time: f.now, Kind: chat.EventBan, Subject: "10.0.0.1", Detail: "spam", Count: 1}}, f.rec("Events(%d)", n)
 }

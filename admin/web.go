@@ -158,6 +158,7 @@ func (h *handler) routes() []route {
 		{"DELETE /api/bans", session, a.unban},
 		{"POST /api/kick", session, a.kick},
 		{"GET /api/backup", session, a.backup},
+		{"GET /api/check", session, a.check},
 		{"POST /api/mute", session, a.mute},
 		{"DELETE /api/mute", session, a.unmute},
 		{"GET /api/invites", session, a.invites},

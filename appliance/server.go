@@ -124,6 +124,7 @@ type Stats struct {
 	Dropped       atomic.Int64 // signals not queued for a device that does not read them
 	BlobBytesIn   atomic.Int64 // bytes of encrypted files uploaded
 	BlobBytesOut  atomic.Int64 // bytes of encrypted files downloaded
+	StoreDamaged  atomic.Int64 // store operations that met a damaged page (storecheck.go)
 }
 
 // New opens the store in cfg.Data, loads or creates the server key, writes
@@ -160,7 +161,11 @@ func New(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
+	if _, err := CheckStore(cfg.Data, s.log); err != nil {
+		return nil, err
+	}
 	st, err := boltstore.Open(filepath.Join(cfg.Data, FileDB), boltstore.Options{
+		OnDamage:          s.storeDamaged,
 		MaxMailboxEntries: int64(cfg.MailboxMaxEntries),
 		MaxMailboxBytes:   int64(cfg.MailboxMaxBytes),
 		MaxStoreBytes:     int64(cfg.StoreMaxBytes),

@@ -232,6 +232,9 @@ const (
 	EventAdminLoginFailed EventKind = "admin_login_failed"
 	EventDeviceLinked     EventKind = "device_linked"
 	EventDeviceRevoked    EventKind = "device_revoked"
+	// EventStoreDamaged: a store operation met a damaged part of the
+	// store and failed alone (subject: the operation).
+	EventStoreDamaged EventKind = "store_damaged"
 )
 
 // EventKinds lists every EventKind, in the order the admin shows them.
@@ -240,6 +243,7 @@ var EventKinds = []EventKind{
 	EventBan, EventUnban, EventKick, EventMute, EventUnmute, EventAccountDeleted,
 	EventInviteCreated, EventInviteRevoked, EventBroadcast, EventLimitsChanged,
 	EventAdminLogin, EventAdminLoginFailed, EventDeviceLinked, EventDeviceRevoked,
+	EventStoreDamaged,
 }
 
 // ParseEventKind reads an event kind's name.

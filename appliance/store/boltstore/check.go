@@ -45,6 +45,15 @@ var holds = map[string]string{
 	"blobexpiry":  "encrypted files' expiry index (recomputed by salvage)",
 }
 
+// BucketNames lists the store's buckets in the order of protocol.md §7.
+func BucketNames() []string {
+	names := make([]string, len(allBuckets))
+	for i, b := range allBuckets {
+		names[i] = string(b)
+	}
+	return names
+}
+
 // Holds says what a bucket of the store holds ("" for the file's own
 // pages: the bucket list, meta pages, freelist).
 func Holds(bucket string) string {
@@ -265,8 +274,9 @@ type PageInfo struct {
 	Overflow uint32 // pages after it that belong to it
 	Leaf     bool   // a leaf page, else a branch page
 	// Bucket is the top-level bucket whose tree holds it; "" for the
-	// list of buckets.
-	Bucket string
+	// list of buckets. SubBucket is the key of the bucket under it whose
+	// tree holds it (a device's mailbox or prekeys), if any.
+	Bucket, SubBucket string
 	// Records is how many records the page and its subtree hold,
 	// sub-buckets' included: what damage to it loses.
 	Records int
@@ -321,9 +331,12 @@ func (sc *scanner) run() error {
 }
 
 func (sc *scanner) visitor(path [][]byte) *treeVisitor {
-	top := ""
+	top, sub := "", ""
 	if len(path) > 0 {
 		top = string(path[0])
+	}
+	if len(path) > 1 {
+		sub = string(path[1])
 	}
 	return &treeVisitor{
 		leaf: func(k, v []byte, bucket bool) (int, error) {
@@ -362,7 +375,7 @@ func (sc *scanner) visitor(path [][]byte) *treeVisitor {
 		},
 		page: func(id uint64, overflow uint32, leaf bool, records int) {
 			if sc.pages != nil {
-				sc.pages(PageInfo{ID: id, Overflow: overflow, Leaf: leaf, Bucket: top, Records: records})
+				sc.pages(PageInfo{ID: id, Overflow: overflow, Leaf: leaf, Bucket: top, SubBucket: sub, Records: records})
 			}
 			sc.done += 1 + uint64(overflow)
 			if sc.progress != nil && sc.done%4096 == 0 {
