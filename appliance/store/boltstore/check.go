@@ -28,7 +28,7 @@ var holds = map[string]string{
 	"devices":     "devices of accounts",
 	"mailboxes":   "queued messages",
 	"dedup":       "ids of messages stored, against duplicates",
-	"prekeys":     "published one-time prekeys",
+	"prekeys":     "devices' published keys: identity certificates, signed and one-time prekeys",
 	"bans":        "bans",
 	"mutes":       "mutes",
 	"invites":     "invites",
@@ -168,7 +168,7 @@ func Check(path string, progress func(done, total uint64)) (*Report, error) {
 	r.Damage = append(r.Damage, sc.damage...)
 	free, err := pf.freelist()
 	if err != nil {
-		r.Damage = append(r.Damage, damageOf(err, "", " (the freelist: the list of free pages; it holds no records and salvage rebuilds it)"))
+		r.Damage = append(r.Damage, damageOf(err, "", "(the freelist: the list of free pages; it holds no records, and salvage rebuilds it) "))
 	}
 	if len(r.Damage) == 0 {
 		r.Damage = append(r.Damage, reachability(pf, free)...)
@@ -202,13 +202,14 @@ func openReadOnly(path string) (db *bolt.DB, err error) {
 	return db, nil
 }
 
-// damageOf turns a walk's error into Damage, with what the page held.
+// damageOf turns a walk's error into Damage; held, if not "", says what
+// the page held: "(…) ".
 func damageOf(err error, bucket, held string) Damage {
 	var pe *pageError
 	if errors.As(err, &pe) {
-		return Damage{Page: pe.id, Bucket: bucket, What: pe.why + held}
+		return Damage{Page: pe.id, Bucket: bucket, What: held + pe.why}
 	}
-	return Damage{Bucket: bucket, What: err.Error() + held}
+	return Damage{Bucket: bucket, What: held + err.Error()}
 }
 
 // reachability: every page below the high water mark is in a tree (or a
@@ -385,7 +386,7 @@ func (sc *scanner) visitor(path [][]byte) *treeVisitor {
 		damaged: func(id uint64, err error) {
 			held := ""
 			if top == "" {
-				held = " (the list of buckets: the buckets under it cannot be found)"
+				held = "(the list of buckets: the buckets under it cannot be found) "
 			}
 			if len(sc.damage) < maxDamage {
 				sc.damage = append(sc.damage, damageOf(err, top, held))

@@ -188,7 +188,11 @@ func damageTargets(t testing.TB, path string) []target {
 // holds; a damaged meta page is a note (bbolt opens the other's commit).
 func TestCheckFindsDamage(t *testing.T) {
 	path := damageFixture(t)
-	r, err := Check(path, nil)
+	var last [2]uint64
+	r, err := Check(path, func(done, total uint64) { last = [2]uint64{done, total} })
+	if last[0] == 0 || last[0] != last[1] || last[1] != r.Pages {
+		t.Errorf("the last progress said %d of %d pages; the file has %d", last[0], last[1], r.Pages)
+	}
 	if err != nil || r.Err() != nil || len(r.Notes) > 0 {
 		t.Fatalf("sound store: %v %v %v", err, r.Err(), r.Notes)
 	}

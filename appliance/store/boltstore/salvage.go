@@ -134,7 +134,7 @@ func Salvage(src, out string) (*SalvageReport, error) {
 	}
 	rep.Damage = sc.damage
 	if free, err := pf.freelist(); err != nil {
-		rep.Damage = append(rep.Damage, damageOf(err, "", " (the freelist: it held no records)"))
+		rep.Damage = append(rep.Damage, damageOf(err, "", "(the freelist: it held no records) "))
 	} else if len(sc.damage) == 0 {
 		rep.Damage = append(rep.Damage, reachability(pf, free)...)
 	}
