@@ -45,7 +45,7 @@ type Server interface {
 	Snapshot(ctx context.Context) (appliance.StatsSnapshot, error)
 	Backup(ctx context.Context, w io.Writer) (int64, error)
 	// CheckStore checks the store the server holds, as its start does
-	// (operations.md "Store damage").
+	// (operations.md §7).
 	CheckStore(ctx context.Context) (appliance.StoreCheck, error)
 	// Events returns up to n recent events, newest first.
 	Events(ctx context.Context, n int) ([]appliance.Event, error)

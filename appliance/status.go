@@ -76,7 +76,7 @@ type StatsSnapshot struct {
 	Limited       int64     `json:"limited"`
 	Dropped       int64     `json:"signals_dropped"`
 	// StoreDamaged counts the store operations that met a damaged part of
-	// the store since start (operations.md "Store damage").
+	// the store since start (operations.md §7).
 	StoreDamaged int64 `json:"store_damaged"`
 	QueueDepth   int   `json:"queue_depth"`
 	StoreBytes   int64 `json:"store_bytes"`

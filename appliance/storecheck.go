@@ -16,7 +16,7 @@ import (
 )
 
 // The store is checked before the server serves (docs/design.md §4.2,
-// operations.md "Store damage"): the whole file, page by page, before
+// operations.md §7): the whole file, page by page, before
 // the listener is bound, so no client is accepted until it passes; a
 // damaged store stops the start with one message saying what is damaged,
 // what it holds and the ways out. A request that meets damage the check
@@ -29,7 +29,7 @@ const largeStore = 64 << 20
 // StoreDamageHelp is what to do about a damaged store in the data
 // directory dir.
 func StoreDamageHelp(dir string) string {
-	return fmt.Sprintf("with the server stopped, either salvage it: securechat admin --data %s salvage OUT copies every record that can be read into the new file OUT; move OUT to %s and start again; or put a backup of the store (as securechat admin backup writes them) in its place (docs/operations.md, \"Store damage\")",
+	return fmt.Sprintf("with the server stopped, either salvage it: securechat admin --data %s salvage OUT copies every record that can be read into the new file OUT; move OUT to %s and start again; or put a backup of the store (as securechat admin backup writes them) in its place (docs/operations.md §7, \"Store damage\")",
 		dir, filepath.Join(dir, FileDB))
 }
 

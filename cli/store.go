@@ -14,8 +14,7 @@ import (
 	"github.com/securechat/securechat/internal/usage"
 )
 
-// The store's damage commands (docs/design.md §7, operations.md "Store
-// damage"): `securechat admin check` and `serve --check-store` check a
+// The store's damage commands (docs/design.md §7, operations.md §7): `securechat admin check` and `serve --check-store` check a
 // stopped server's store as serve does before it serves; `securechat
 // admin salvage OUT` copies what can be read of a damaged one into a new
 // file.

@@ -13,10 +13,11 @@ import (
 )
 
 // The store survives damage (issue 15 points 1 and 2, operations.md
-// "Store damage"): a store the built binary wrote, with accounts, queued
+// §7): a store the built binary wrote, with accounts, queued
 // messages, a ban and an invite, copied and one 4 KiB page of the copy
-// overwritten — each meta page, the freelist, the list of buckets and
-// each page of a bucket's own tree.
+// overwritten — each meta page, the freelist, the list of buckets and a
+// leaf and a branch of each bucket with pages of its own and of their
+// sub-buckets (the small buckets live inside the list of buckets).
 
 // damagedDataDir copies the data directory dir (its files) and overwrites
 // page id of the copy's store.
@@ -66,7 +67,7 @@ func damagePage(t *testing.T, path string, id uint64) {
 // server starts); admin check and serve --check-store name the damage;
 // admin salvage keeps every record outside the damaged page, and a server
 // on the salvaged store serves the queued messages of the users whose
-// records survived.
+// records survived, and a device whose keys were lost publishes them again.
 func TestStoreDamage(t *testing.T) {
 	s := startServer(t)
 	alice, bob, carol := register(t, s, "alice"), register(t, s, "bob"), register(t, s, "carol")
@@ -193,6 +194,12 @@ func TestStoreDamage(t *testing.T) {
 	}
 	if got := texts(carol.recv(t, "0s")); !slices.Equal(got, []string{"to carol 0", "to carol 1", "to carol 2"}) {
 		t.Errorf("carol on the salvaged store: %q", got)
+	}
+	// carol's client published her keys again at that connection: she
+	// can be messaged.
+	alice.send(t, "carol", "after the salvage")
+	if got := texts(carol.recv(t, "0s")); !slices.Equal(got, []string{"after the salvage"}) {
+		t.Errorf("carol after the salvage: %q", got)
 	}
 	salvaged.alive()
 	salvaged.stop()

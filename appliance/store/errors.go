@@ -132,7 +132,7 @@ func (e *DeviceListError) Is(target error) bool { return target == ErrDeviceList
 // ErrDamaged: the store's file is damaged where an operation read or
 // wrote it (*DamagedError says which operation and what the storage
 // engine found). The operation did nothing; the store goes on serving
-// what it can read (docs/design.md §4.2, operations.md "Store damage").
+// what it can read (docs/design.md §4.2, operations.md §7).
 var ErrDamaged = errors.New("server storage is damaged")
 
 // DamagedError is an operation that met a damaged part of the store. It is

@@ -13,7 +13,7 @@ import (
 	"github.com/securechat/securechat/appliance/store"
 )
 
-// Check (docs/design.md §4.2, operations.md "Store damage") reads a store
+// Check (docs/design.md §4.2, operations.md §7) reads a store
 // file that no server holds, page by page (pages.go), so that damage is
 // found before a request meets it: the meta pages, the freelist, every
 // page of every bucket's B+tree (that it names itself by its place, has

@@ -16,8 +16,7 @@ import (
 	"github.com/securechat/securechat/chat"
 )
 
-// Tests of a damaged store (docs/design.md §4.2, operations.md "Store
-// damage"): a real store, made through the store API and closed, whose
+// Tests of a damaged store (docs/design.md §4.2, operations.md §7): a real store, made through the store API and closed, whose
 // copy has one page overwritten as an SD card might lose it.
 
 var damageT0 = time.UnixMilli(1_700_000_000_000)

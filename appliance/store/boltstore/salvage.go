@@ -13,7 +13,7 @@ import (
 	"github.com/securechat/securechat/transport"
 )
 
-// Salvage (docs/design.md §4.2, operations.md "Store damage") copies every
+// Salvage (docs/design.md §4.2, operations.md §7) copies every
 // record it can read from a damaged store file into a new one, reading
 // page by page as Check does (pages.go): a damaged page loses the records
 // of its subtree and nothing else. The counts the store keeps beside its
