@@ -320,8 +320,12 @@ type scanner struct {
 	// pages, if set, is told of each page read.
 	pages    func(PageInfo)
 	progress func(done, total uint64)
-	done     uint64
+	done     uint64 // pages read
+	next     uint64 // progress is told when done reaches it
 }
+
+// progressEvery is how many pages a check reads between progress calls.
+const progressEvery = 4096
 
 func (sc *scanner) run() error {
 	_, err := sc.pf.walk(sc.pf.meta.root, nil, sc.visitor(nil))
@@ -379,7 +383,8 @@ func (sc *scanner) visitor(path [][]byte) *treeVisitor {
 				sc.pages(PageInfo{ID: id, Overflow: overflow, Leaf: leaf, Bucket: top, SubBucket: sub, Records: records})
 			}
 			sc.done += 1 + uint64(overflow)
-			if sc.progress != nil && sc.done%4096 == 0 {
+			if sc.progress != nil && sc.done >= sc.next {
+				sc.next = sc.done + progressEvery
 				sc.progress(sc.done, sc.pf.meta.pgid)
 			}
 		},

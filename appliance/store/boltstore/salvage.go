@@ -50,8 +50,12 @@ type SalvageReport struct {
 var derived = map[string]bool{"usage": true, "refs": true, "blobusage": true, "blobexpiry": true}
 var derivedMeta = map[string]bool{"schema": true, "mailbox_bytes": true, "shared_bytes": true, "blob_bytes": true}
 
-// salvageBatch bounds the records one commit of the copy holds.
-const salvageBatch = 4096
+// salvageBatch and salvageBatchBytes bound the records one commit of the
+// copy holds, and their bytes.
+const (
+	salvageBatch      = 4096
+	salvageBatchBytes = 64 << 20
+)
 
 // Salvage copies what it can read of the store file src into a new store
 // file out, which must not exist. src must not be held by a server
@@ -195,6 +199,7 @@ func countRecords(b *bolt.Bucket) int {
 type copier struct {
 	db      *bolt.DB
 	pending []copyOp
+	bytes   int // of the pending records
 	read    map[string]int
 }
 
@@ -205,7 +210,8 @@ type copyOp struct {
 
 func (c *copier) add(path [][]byte, k, v []byte) error {
 	c.pending = append(c.pending, copyOp{path, k, v})
-	if len(c.pending) >= salvageBatch {
+	c.bytes += len(k) + len(v)
+	if len(c.pending) >= salvageBatch || c.bytes >= salvageBatchBytes {
 		return c.flush()
 	}
 	return nil
@@ -233,7 +239,7 @@ func (c *copier) flush() error {
 		}
 		return nil
 	})
-	c.pending = c.pending[:0]
+	c.pending, c.bytes = c.pending[:0], 0
 	return err
 }
 
