@@ -10,12 +10,13 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/securechat/securechat/appliance/store"
+	"github.com/securechat/securechat/internal/boltfile"
 	"github.com/securechat/securechat/transport"
 )
 
 // Salvage (docs/design.md §4.2, operations.md §7) copies every
 // record it can read from a damaged store file into a new one, reading
-// page by page as Check does (pages.go): a damaged page loses the records
+// page by page as Check does (internal/boltfile): a damaged page loses the records
 // of its subtree and nothing else. The counts the store keeps beside its
 // records — mailbox usage, the total, shared payloads' reference counts,
 // file quotas, the files' expiry index — are recomputed from what was
@@ -74,14 +75,14 @@ func Salvage(src, out string) (*SalvageReport, error) {
 	if db != nil {
 		defer db.Close()
 	}
-	pf, err := openPages(src)
+	pf, err := boltfile.Open(src)
 	if err != nil {
 		return nil, fmt.Errorf("nothing can be salvaged from %s: %v", src, err)
 	}
 	defer pf.Close()
 	rep := &SalvageReport{}
-	for page, why := range pf.badMeta {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("meta page %d does not verify (%s): salvaged from transaction %d, the other meta page's", page, why, pf.meta.txid))
+	for page, why := range pf.BadMeta() {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("meta page %d does not verify (%s): salvaged from transaction %d, the other meta page's", page, why, pf.TxID()))
 	}
 	dst, err := Open(out, Options{})
 	if err != nil {
@@ -97,8 +98,8 @@ func Salvage(src, out string) (*SalvageReport, error) {
 	c := &copier{db: dst.db, read: map[string]int{}}
 	schema := uint64(0)
 	serverKey := false
-	sc := &scanner{pf: pf, records: map[string]int{}}
-	sc.bucket = func(path [][]byte) error {
+	sc := &boltfile.Scanner{}
+	sc.Bucket = func(path [][]byte) error {
 		if len(path) == 1 {
 			return nil // Open made every bucket this version knows
 		}
@@ -107,7 +108,7 @@ func Salvage(src, out string) (*SalvageReport, error) {
 		}
 		return c.add(path, nil, nil)
 	}
-	sc.record = func(path [][]byte, k, v []byte) error {
+	sc.Record = func(path [][]byte, k, v []byte) error {
 		top := string(path[0])
 		if _, known := holds[top]; !known {
 			return nil
@@ -127,7 +128,7 @@ func Salvage(src, out string) (*SalvageReport, error) {
 		}
 		return c.add(path, k, v)
 	}
-	if err := sc.run(); err != nil {
+	if err := pf.Scan(sc); err != nil {
 		return nil, err
 	}
 	if err := c.flush(); err != nil {
@@ -136,11 +137,11 @@ func Salvage(src, out string) (*SalvageReport, error) {
 	if schema != 0 && schema != schemaVersion {
 		return nil, fmt.Errorf("%s is a store of schema %d; salvage reads schema %d (start it once with the securechat version that wrote it, or salvage with that version)", src, schema, schemaVersion)
 	}
-	rep.Damage = sc.damage
-	if free, err := pf.freelist(); err != nil {
-		rep.Damage = append(rep.Damage, damageOf(err, "", "(the freelist: it held no records) "))
-	} else if len(sc.damage) == 0 {
-		rep.Damage = append(rep.Damage, reachability(pf, free)...)
+	rep.Damage = damages(sc.Damage)
+	if free, err := pf.Freelist(); err != nil {
+		rep.Damage = append(rep.Damage, damages([]boltfile.Damage{boltfile.DamageOf(err, "", "(the freelist: it held no records) ")})...)
+	} else if len(sc.Damage) == 0 {
+		rep.Damage = append(rep.Damage, damages(pf.Reachability(free))...)
 	}
 	dropped := map[string]int{}
 	err = dst.db.Update(func(tx *bolt.Tx) error { return repair(tx, dropped) })
