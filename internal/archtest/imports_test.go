@@ -27,7 +27,7 @@ var importRules = []importRule{
 	{pkgs: []string{"appliance/store"}, may: []string{"chat", "transport"}},
 	{pkgs: []string{"appliance/store/boltstore"}, may: []string{"appliance/store", "chat", "transport", "e2ee", "internal/boltfile"}},
 	{pkgs: []string{"appliance"}, may: []string{"appliance/store…", "chat", "transport", "e2ee", "internal/usage"}},
-	{pkgs: []string{"client/home"}, may: []string{"chat", "transport", "e2ee"}},
+	{pkgs: []string{"client/home"}, may: []string{"chat", "transport", "e2ee", "internal/boltfile"}},
 	{pkgs: []string{"client"}, may: []string{"client/home", "chat", "transport", "e2ee"}},
 	{pkgs: []string{"ui"}, may: []string{"client", "chat"}},
 	{pkgs: []string{"admin"}, may: []string{"appliance", "assets", "chat", "internal/usage"}},
