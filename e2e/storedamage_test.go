@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/securechat/securechat/appliance/store/boltstore"
+	"github.com/securechat/securechat/internal/boltfile"
 )
 
 // The store survives damage (issue 15 points 1 and 2, operations.md
@@ -259,4 +260,87 @@ func TestStoreDamageWhileServing(t *testing.T) {
 		t.Errorf("admin check through the running server:\n%s", r.Stdout)
 	}
 	s.alive()
+}
+
+// copyDir copies the regular files of dir, and of its directories one
+// level down, into a new directory.
+func copyDir(t *testing.T, dir string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), filepath.Base(dir))
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(out, rel), 0o700)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(out, rel), b, 0o600)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestHomeDamage: a page of a client home overwritten: home check names
+// it, recv on the damaged home fails with one line (no panic), home
+// salvage copies what can be read and refuses to overwrite its output,
+// and recv on the salvaged home, moved into place, works.
+func TestHomeDamage(t *testing.T) {
+	s := startServer(t)
+	alice, bob := register(t, s, "alice"), register(t, s, "bob")
+	for i := range 4 { // long enough that history has pages of its own
+		alice.send(t, "bob", fmt.Sprintf("to bob %d %s", i, strings.Repeat("x", 1500)))
+	}
+	if got := bob.recv(t, "0s"); len(got) != 4 {
+		t.Fatalf("bob got %d messages", len(got))
+	}
+	if out := ok(t, nil, "home", "--home", bob.home, "check").Stdout; !strings.Contains(out, "home ok") {
+		t.Errorf("home check on a sound home:\n%s", out)
+	}
+	pf, err := boltfile.Open(filepath.Join(bob.home, "client.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page boltfile.PageInfo
+	sc := &boltfile.Scanner{Page: func(p boltfile.PageInfo) {
+		if page.ID == 0 && p.Bucket == "history" {
+			page = p
+		}
+	}}
+	if err := pf.Scan(sc); err != nil {
+		t.Fatal(err)
+	}
+	pf.Close()
+	if page.ID == 0 {
+		t.Fatal("bob's home has no page of history of its own")
+	}
+	dir := copyDir(t, bob.home)
+	damagePage(t, filepath.Join(dir, "client.db"), page.ID)
+	r := fails(t, 1, "is damaged", nil, "home", "--home", dir, "check")
+	if want := fmt.Sprintf("damaged: page %d (bucket history: message history)", page.ID); !strings.Contains(r.Stdout, want) {
+		t.Errorf("home check does not say %q:\n%s", want, r.Stdout)
+	}
+	if !strings.Contains(r.Stderr, "home --home "+dir+" salvage OUT") {
+		t.Errorf("home check does not say how to salvage: %s", r.Stderr)
+	}
+	fails(t, 1, fmt.Sprintf("this home's file is damaged: page %d (bucket history: message history)", page.ID), nil, "recv", "--home", dir, "--json", "--wait", "0s")
+	out := filepath.Join(t.TempDir(), "client.db")
+	if rep := ok(t, nil, "home", "--home", dir, "salvage", out).Stdout; !strings.Contains(rep, "lost: page") {
+		t.Errorf("salvage report:\n%s", rep)
+	}
+	fails(t, 1, "already exists", nil, "home", "--home", dir, "salvage", out)
+	if err := os.Rename(out, filepath.Join(dir, "client.db")); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, nil, "home", "--home", dir, "check")
+	alice.send(t, "bob", "after the salvage")
+	if got := texts(parseMessages(t, ok(t, nil, "recv", "--home", dir, "--json", "--wait", "0s").Stdout)); !slices.Equal(got, []string{"after the salvage"}) {
+		t.Errorf("recv on the salvaged home: %q", got)
+	}
 }

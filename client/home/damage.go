@@ -33,8 +33,8 @@ var ErrDamaged = errors.New("this home's file is damaged")
 
 // damagedError is ErrDamaged for the home in dir, with what bbolt found.
 func damagedError(dir string, found any) error {
-	return fmt.Errorf("home %s: %w (%s): securechat home --home %s check says where, and salvage copies what can be read", dir, ErrDamaged,
-		strings.TrimPrefix(fmt.Sprint(found), "assertion failed: "), dir)
+	return fmt.Errorf("home %s: %w: %s; securechat home --home %s check lists the damage, and securechat home --home %s salvage OUT copies what can be read", dir, ErrDamaged,
+		strings.TrimPrefix(fmt.Sprint(found), "assertion failed: "), dir, dir)
 }
 
 // scanHome walks the home in dir page by page, under bbolt's shared lock
