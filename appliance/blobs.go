@@ -338,6 +338,11 @@ func (ss *session) serveUpload(ctx context.Context, st *transport.Stream, req *t
 			// Whole chunks are kept even when the stream broke after
 			// them: the client resumes from what is confirmed.
 			confirmed, err := srv.store.PutChunks(context.WithoutCancel(ctx), b.ID, next, batch)
+			if errors.Is(err, store.ErrNotFound) {
+				// Expired (or deleted) while it was uploaded.
+				fail(&transport.Error{Code: transport.ErrNoSuchBlob, Message: noSuchBlob})
+				return
+			}
 			if err != nil {
 				fail(wireError(ss.log, err))
 				return

@@ -137,22 +137,31 @@ func (c *Client) UploadBlob(ctx context.Context, id BlobID, r io.ReaderAt, progr
 		return c.openFailed(ctx, err)
 	}
 	defer st.Cancel()
+	// The caller giving up ends the stream: a paced server keeps taking
+	// bytes, so no stream timeout would.
+	defer context.AfterFunc(ctx, st.Cancel)()
 	first := status.Confirmed / int64(status.ChunkSize)
 	if err := st.WriteFrame(transport.CodeBlobUpload, &transport.BlobUpload{ID: id[:], First: uint32(first)}); err != nil {
 		return c.openFailed(ctx, err)
 	}
 	// The chunks go from their own goroutine while this one reads the
-	// server's confirmations; a failed write shows as the stream's end.
+	// server's confirmations. A write the server stopped (it refused the
+	// upload) leaves the reading to this one, which reads why; a local
+	// read that failed abandons the stream.
 	go func() {
-		if _, err := io.Copy(st, io.NewSectionReader(r, status.Confirmed, status.Size-status.Confirmed)); err == nil {
+		src := &readErr{r: io.NewSectionReader(r, status.Confirmed, status.Size-status.Confirmed)}
+		if _, err := io.Copy(st, src); err == nil {
 			st.CloseWrite()
-		} else {
+		} else if src.err != nil {
 			st.Cancel()
 		}
 	}()
 	confirmed := status.Confirmed
 	for confirmed < status.Size {
 		f, err := st.ReadFrame()
+		if err != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err != nil {
 			return fmt.Errorf("upload cut after %s of %s: %w", chat.FormatBytes(confirmed), chat.FormatBytes(status.Size), c.streamErr(err))
 		}
@@ -173,6 +182,20 @@ func (c *Client) UploadBlob(ctx context.Context, id BlobID, r io.ReaderAt, progr
 		}
 	}
 	return nil
+}
+
+// readErr keeps the error its reader gave, io.EOF aside.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (x *readErr) Read(p []byte) (int, error) {
+	n, err := x.r.Read(p)
+	if err != nil && err != io.EOF {
+		x.err = err
+	}
+	return n, err
 }
 
 func streamError(body []byte) error {
@@ -223,11 +246,15 @@ func (c *Client) Download(ctx context.Context, id BlobID, w io.Writer, offset in
 		return 0, c.openFailed(ctx, err)
 	}
 	defer st.Cancel()
+	defer context.AfterFunc(ctx, st.Cancel)() // as in UploadBlob
 	if err := st.WriteFrame(transport.CodeBlobDownload, &transport.BlobDownload{ID: id[:], Offset: uint64(offset)}); err != nil {
 		return 0, c.openFailed(ctx, err)
 	}
 	st.CloseWrite()
 	f, err := st.ReadFrame()
+	if err != nil && ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
 	if err != nil {
 		return 0, fmt.Errorf("download: %w", c.streamErr(err))
 	}
@@ -255,6 +282,9 @@ func (c *Client) Download(ctx context.Context, id BlobID, w io.Writer, offset in
 			if progress != nil {
 				progress(done, size)
 			}
+		}
+		if err != nil && done < size && ctx.Err() != nil {
+			return size, ctx.Err()
 		}
 		if err != nil && done < size {
 			return size, fmt.Errorf("download cut after %s of %s: %w", chat.FormatBytes(done), chat.FormatBytes(size), c.streamErr(err))

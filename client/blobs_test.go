@@ -427,3 +427,130 @@ func TestBlobChatLatency(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBlobTransferCancelled: an upload and a download end when the
+// caller's context does (Ctrl-C in send-file or files get, the engine
+// closing), not when the transfer would: a paced server keeps sending or
+// taking bytes, so no stream timeout would end them.
+func TestBlobTransferCancelled(t *testing.T) {
+	slow := appliance.Config{ByteRate: 64 << 10, ByteBurst: transport.MaxPayload}
+	s := startBlobServer(t, t.TempDir(), "127.0.0.1:0", slow)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	alice := connectHome(t, testAccount(t, s, "alice"), false)
+	bob := connectHome(t, testAccount(t, s, "bob"), false)
+	defer alice.Close()
+	defer bob.Close()
+	const size = 2 << 20 // 32 s at the paced rate
+	file := randomFile(size, 6)
+	id, err := alice.CreateBlob(ctx, size, []chat.Device{chat.DeviceOf("bob", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// cancelSoon cancels a context once the transfer has started.
+	cancelSoon := func() (context.Context, func(done, total int64)) {
+		tctx, tcancel := context.WithCancel(ctx)
+		var once atomic.Bool
+		return tctx, func(done, total int64) {
+			if !once.Swap(true) {
+				time.AfterFunc(300*time.Millisecond, tcancel)
+			}
+		}
+	}
+	uctx, progress := cancelSoon()
+	err = alice.UploadBlob(uctx, id, bytes.NewReader(file), progress)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("upload cancelled: %v, want %v", err, context.Canceled)
+	}
+	if st, err := alice.BlobStatus(ctx, id); err != nil || st.Complete() {
+		t.Fatalf("after the cancelled upload the server holds %+v, %v: it went on", st, err)
+	}
+
+	lim := s.srv.Limits
+	l, _ := lim(ctx)
+	l.ByteRate = 1e12
+	if err := s.srv.SetLimits(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.UploadBlob(ctx, id, bytes.NewReader(file), nil); err != nil {
+		t.Fatal(err)
+	}
+	l.ByteRate = slow.ByteRate
+	if err := s.srv.SetLimits(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	dctx, progress := cancelSoon()
+	var got bytes.Buffer
+	_, err = bob.Download(dctx, id, &got, 0, progress)
+	if !errors.Is(err, context.Canceled) || got.Len() >= size {
+		t.Errorf("download cancelled: %v after %d of %d bytes, want %v before the end", err, got.Len(), size, context.Canceled)
+	}
+}
+
+// TestBlobTinyFilesCharged: a file counts against the quota as at least
+// one chunk, so that the quota bounds what an account's files hold on the
+// server, their records included: tiny files (a record of up to 1 024
+// recipients for a byte each) cannot be created by the million. Under a
+// 1 MiB quota, four 10-byte files fill it and a fifth is refused by the
+// server; one fetched makes room again.
+func TestBlobTinyFilesCharged(t *testing.T) {
+	s := startBlobServer(t, t.TempDir(), "127.0.0.1:0", appliance.Config{BlobQuota: 4 * appliance.BlobChunkSize})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	alice := connectHome(t, testAccount(t, s, "alice"), false)
+	bob := connectHome(t, testAccount(t, s, "bob"), false)
+	defer alice.Close()
+	defer bob.Close()
+	create := func() ([]byte, error) {
+		var created transport.BlobCreated
+		err := alice.request(ctx, transport.CodeBlobCreate, &transport.BlobCreate{Size: 10, Recipients: []transport.BlobRecipient{{User: "bob", Device: 1}}},
+			transport.CodeBlobCreated, &created)
+		return created.ID, err
+	}
+	var first BlobID
+	for i := range 4 {
+		id, err := create()
+		if err != nil {
+			t.Fatalf("tiny file %d: %v", i+1, err)
+		}
+		if i == 0 {
+			first = BlobID(id)
+		}
+	}
+	_, err := create()
+	wantWireError(t, "a fifth tiny file", err, transport.ErrTooLarge, "for files left on this server")
+	if l, err := alice.BlobLimits(ctx); err != nil || l.Used != l.Quota {
+		t.Errorf("alice's limits: %+v, %v: want the quota used", l, err)
+	}
+	if st := snapshot(t, s); st.Blobs != 4 || st.BlobBytes != 4*appliance.BlobChunkSize {
+		t.Errorf("the server holds %d files reserving %d bytes", st.Blobs, st.BlobBytes)
+	}
+	if err := alice.UploadBlob(ctx, first, bytes.NewReader([]byte("ten bytes!")), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Download(ctx, first, io.Discard, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.BlobDone(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := create(); err != nil {
+		t.Errorf("after one was fetched: %v", err)
+	}
+}
+
+// TestBlobExpiresMidUpload: a file that expires while its upload runs
+// ends the upload with "no such file", as a resume would find it (not an
+// internal server error), so the sender fails it at once: "send it again".
+func TestBlobExpiresMidUpload(t *testing.T) {
+	s := startBlobServer(t, t.TempDir(), "127.0.0.1:0", appliance.Config{BlobTTL: appliance.Duration(time.Second),
+		ByteRate: 256 << 10, ByteBurst: transport.MaxPayload})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	alice := connectHome(t, testAccount(t, s, "alice"), false)
+	testAccount(t, s, "bob")
+	defer alice.Close()
+	const size = 4 << 20 // 16 s at the paced rate, the blob kept 1 s
+	_, err := alice.Upload(ctx, bytes.NewReader(randomFile(size, 7)), size, []chat.Device{chat.DeviceOf("bob", 1)}, nil)
+	wantWireError(t, "an upload past its file's expiry", err, transport.ErrNoSuchBlob, "no such file")
+}

@@ -58,6 +58,8 @@ type Engine struct {
 
 	xfers    transfers     // the file transfers running (files.go)
 	xferKick chan struct{} // the interactive engine's transfers have work (nil: one-shot)
+	// autoFetch is resumeFetches' budget (files.go); 0: autoFetchBudget.
+	autoFetch int64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -120,6 +122,7 @@ func newEngine(h *home.Home, opts EngineOptions) (*Engine, error) {
 		typingMute:   make(map[chat.Conversation]time.Time),
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.sweepFiles()
 	return e, nil
 }
 

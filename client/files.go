@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -102,8 +103,8 @@ func (r *FileRef) UnmarshalFields(d *transport.Decoder) error {
 		return fmt.Errorf("a file of %d bytes said to be %d bytes encrypted", r.Plain, r.Size)
 	case r.Name == "" || r.Name != cleanFileName(r.Name):
 		return fmt.Errorf("a file named %q, which no sender makes", r.Name)
-	case r.Type != "" && strings.ContainsFunc(r.Type, func(c rune) bool { return c < ' ' || c > '~' }):
-		return errors.New("a file whose type holds control characters")
+	case !validFileType(r.Type):
+		return errors.New("a file whose type holds spaces or control characters")
 	}
 	return nil
 }
@@ -227,14 +228,25 @@ func (p *progressMeter) update(done, total int64) {
 }
 
 // fileType names the media type of a file: by its extension, else by its
-// first bytes.
+// first bytes. Only the type itself: a FileRef's type has no parameters
+// (no "; charset=utf-8", whose space would not decode, protocol.md §8.4).
 func fileType(name string, f io.ReaderAt) string {
-	if t := mime.TypeByExtension(filepath.Ext(name)); t != "" {
-		return t
+	t := mime.TypeByExtension(filepath.Ext(name))
+	if t == "" {
+		head := make([]byte, 512)
+		n, _ := f.ReadAt(head, 0)
+		t = http.DetectContentType(head[:n])
 	}
-	head := make([]byte, 512)
-	n, _ := f.ReadAt(head, 0)
-	return http.DetectContentType(head[:n])
+	t, _, err := mime.ParseMediaType(t)
+	if err != nil || len(t) > maxFileType || !validFileType(t) {
+		return ""
+	}
+	return t
+}
+
+// validFileType: a FileRef's type is printable ASCII without spaces.
+func validFileType(t string) bool {
+	return !strings.ContainsFunc(t, func(c rune) bool { return unicode.IsControl(c) || unicode.IsSpace(c) || c > unicode.MaxASCII })
 }
 
 // checkFileSize refuses, before anything is sent, a file of plain bytes
@@ -262,6 +274,45 @@ func formatTTL(d time.Duration) string {
 // uploaded, and once (or while) it is fetched.
 func upPath(dir string, id []byte) string { return filepath.Join(dir, hex.EncodeToString(id)+".up") }
 func inPath(dir string, id []byte) string { return filepath.Join(dir, hex.EncodeToString(id)+".enc") }
+
+// sweepFiles removes from the home's files directory the copies no record
+// needs, which a run killed between two steps leaves: an upload's copy
+// whose record was never kept or whose message went, a fetched copy of a
+// file that failed. It runs as an engine opens, before any transfer of
+// this process starts (the home's lock keeps other processes out).
+func (e *Engine) sweepFiles() {
+	dir := filepath.Join(e.home.Dir, "files")
+	ents, err := os.ReadDir(dir)
+	if err != nil || len(ents) == 0 {
+		return
+	}
+	recs, err := e.home.Files()
+	if err != nil {
+		return
+	}
+	need := make(map[string]bool)
+	for _, r := range recs {
+		switch r.State {
+		case home.FileUploading:
+			need[upPath("", r.ID)] = true
+		case home.FileOffered:
+			need[inPath("", r.ID)+".part"] = true
+		case home.FileComplete:
+			need[inPath("", r.ID)] = true
+		}
+	}
+	for _, ent := range ents {
+		name := ent.Name()
+		id, _, _ := strings.Cut(name, ".")
+		if need[name] || len(id) != 2*transport.MessageIDLen || strings.Trim(id, "0123456789abcdef") != "" {
+			continue
+		}
+		switch name[len(id):] {
+		case ".up", ".enc", ".enc.part":
+			os.Remove(filepath.Join(dir, name))
+		}
+	}
+}
 
 // transfers keeps one transfer of a file running at a time.
 type transfers struct {
@@ -439,9 +490,18 @@ func (e *Engine) finishUpload(ctx context.Context, c *Client, rec *home.FileReco
 		return nil, errTransferRunning
 	}
 	defer e.xfers.end(rec.ID)
-	info, ref, err := fileInfo(rec)
+	rec, err := e.current(rec)
 	if err != nil {
 		return nil, err
+	}
+	info, ref, err := fileInfo(rec)
+	switch {
+	case err != nil:
+		return nil, err
+	case rec.State == home.FileFailed:
+		return info, fmt.Errorf("%s: %s", info.Name, rec.Error)
+	case rec.State != home.FileUploading:
+		return info, nil // sent meanwhile
 	}
 	dir, err := e.home.FilesDir()
 	if err != nil {
@@ -470,6 +530,17 @@ func (e *Engine) finishUpload(ctx context.Context, c *Client, rec *home.FileReco
 	os.Remove(up)
 	info.State = home.FileSent
 	return info, nil
+}
+
+// current is rec as the home holds it now: another transfer of the file
+// may have moved it on since rec was read (the transfer loop's list, a
+// /save or files get of the same file). Called under the xfers guard.
+func (e *Engine) current(rec *home.FileRecord) (*home.FileRecord, error) {
+	cur, err := e.home.File(rec.ID)
+	if err == nil && cur == nil {
+		err = fmt.Errorf("file %x: its record is gone", rec.ID)
+	}
+	return cur, err
 }
 
 // failFile records why a file cannot be had and returns that as an error.
@@ -605,6 +676,16 @@ func (e *Engine) fetch(ctx context.Context, c *Client, rec *home.FileRecord, pro
 	if err != nil {
 		return nil, err
 	}
+	if rec.State == home.FileOffered {
+		if !e.xfers.start(rec.ID) {
+			return info, errTransferRunning
+		}
+		defer e.xfers.end(rec.ID)
+		if rec, err = e.current(rec); err != nil {
+			return info, err
+		}
+		info.State, info.Error = rec.State, rec.Error
+	}
 	switch {
 	case rec.State == home.FileComplete:
 		if !rec.Fetched {
@@ -616,10 +697,6 @@ func (e *Engine) fetch(ctx context.Context, c *Client, rec *home.FileRecord, pro
 	case rec.Source != "":
 		return info, fmt.Errorf("you sent %s (from %s); this device keeps no copy of it", ref.Name, rec.Source)
 	}
-	if !e.xfers.start(rec.ID) {
-		return info, errTransferRunning
-	}
-	defer e.xfers.end(rec.ID)
 	dir, err := e.home.FilesDir()
 	if err != nil {
 		return info, err
@@ -652,6 +729,11 @@ func (e *Engine) fetch(ctx context.Context, c *Client, rec *home.FileRecord, pro
 			f.Close()
 			os.Remove(part)
 			return info, e.failFile(rec, "the server no longer has it (it expired, or the sender's upload never finished)")
+		case errors.As(err, &te) && te.Code == transport.ErrUnauthorized:
+			// For good: a blob's recipients are fixed when it is created.
+			f.Close()
+			os.Remove(part)
+			return info, e.failFile(rec, "the sender's upload was not sent to this device (it was made for other devices)")
 		case err != nil && n != 0 && n != ref.Size:
 			f.Close()
 			os.Remove(part)
@@ -747,7 +829,7 @@ func (e *Engine) SaveFile(id, path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	target, err := savePath(path, ref.Name)
+	target, err := savePath(path, visibleName(ref.Name))
 	if err != nil {
 		return "", err
 	}
@@ -760,7 +842,7 @@ func (e *Engine) SaveFile(id, path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(target), ".securechat-save-*")
+	tmp, mode, err := saveTemp(filepath.Dir(target))
 	if err != nil {
 		return "", fmt.Errorf("cannot write in %s: %w", filepath.Dir(target), errors.Unwrap(err))
 	}
@@ -772,7 +854,7 @@ func (e *Engine) SaveFile(id, path string) (string, error) {
 		}
 		return "", fmt.Errorf("saving %s: %w", ref.Name, err)
 	}
-	if err := tmp.Chmod(0o644); err != nil {
+	if err := tmp.Chmod(mode); err != nil {
 		return "", err
 	}
 	if err := tmp.Close(); err != nil {
@@ -792,6 +874,45 @@ func (e *Engine) SaveFile(id, path string) (string, error) {
 	rec.Saved = target
 	e.home.PutFile(rec)
 	return target, nil
+}
+
+// saveTemp creates SaveFile's temporary file in dir, private (0600)
+// while the plaintext is written, and returns the permissions the saved
+// file takes: 0644 less the user's umask, as the system gives a new file
+// (read from the file as created, since a process cannot read its umask
+// without changing it).
+func saveTemp(dir string) (*os.File, os.FileMode, error) {
+	var b [8]byte
+	for range 100 {
+		rand.Read(b[:])
+		f, err := os.OpenFile(filepath.Join(dir, ".securechat-save-"+hex.EncodeToString(b[:])), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		st, err := f.Stat()
+		if err == nil {
+			err = f.Chmod(0o600)
+		}
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return nil, 0, err
+		}
+		return f, st.Mode().Perm(), nil
+	}
+	return nil, 0, &os.PathError{Op: "create", Path: dir, Err: os.ErrExist}
+}
+
+// visibleName is the name a file is saved under in a directory: its
+// name without leading dots, each made "_", so that a sender cannot add a
+// hidden file (a shell's .bash_profile in the home directory files get is
+// run from) that the user would not see in a listing.
+func visibleName(name string) string {
+	n := len(name) - len(strings.TrimLeft(name, "."))
+	return strings.Repeat("_", n) + name[n:]
 }
 
 // savePath is where SaveFile writes name given path.
@@ -824,15 +945,31 @@ func numbered(path string, i int) string {
 	return fmt.Sprintf("%s (%d)%s", base, i, ext)
 }
 
+// autoFetchBudget bounds the received files resumeFetches keeps fetched
+// and not saved (their encodings in the home): a contact sending file
+// after file cannot fill the disk; past it, a file waits for the user to
+// ask (/save, files get).
+const autoFetchBudget = 1 << 30
+
 // ResumeFetches fetches the received files not fetched whole yet (the
 // interactive engine: at each connection and as file messages arrive),
-// one at a time, and tells the server of files fetched before it could be
-// told. Files from a sender whose identity key is not accepted wait for
-// the user to ask.
+// one at a time, within autoFetchBudget, and tells the server of files
+// fetched before it could be told. Files from a sender whose identity key
+// is not accepted wait for the user to ask.
 func (e *Engine) resumeFetches(ctx context.Context, c *Client) {
 	recs, err := e.home.Files()
 	if err != nil {
 		return
+	}
+	budget := e.autoFetch
+	if budget == 0 {
+		budget = autoFetchBudget
+	}
+	var held int64 // fetched, not saved
+	for _, rec := range recs {
+		if _, ref, err := fileInfo(rec); err == nil && rec.State == home.FileComplete && rec.Saved == "" {
+			held += ref.Size
+		}
 	}
 	for _, rec := range recs {
 		if ctx.Err() != nil || e.client() != c {
@@ -844,7 +981,13 @@ func (e *Engine) resumeFetches(ctx context.Context, c *Client) {
 				e.tellFetched(ctx, c, rec, ref)
 			}
 		case rec.State == home.FileOffered && !rec.Unverified:
-			e.fetch(ctx, c, rec, e.emitProgress)
+			_, ref, err := fileInfo(rec)
+			if err != nil || held+ref.Size > budget {
+				continue
+			}
+			if fi, err := e.fetch(ctx, c, rec, e.emitProgress); err == nil && fi.State == home.FileComplete {
+				held += ref.Size
+			}
 		}
 	}
 }

@@ -27,7 +27,15 @@ type BlobID [BlobIDLen]byte
 
 func (id BlobID) String() string { return fmt.Sprintf("%x", id[:]) }
 
-// NewBlob is a blob to create: its size is reserved against the bounds
+// Charge is what a blob of size bytes in chunks of chunkSize counts
+// against the quotas: its size, and at least one chunk. A chunk covers its
+// record (up to MaxBlobRecipients recipients, some 48 KiB at most), so
+// that a quota bounds what an account's blobs hold, records included:
+// files of a byte each cannot be created by the million
+// (docs/security.md §4.16).
+func Charge(size int64, chunkSize int) int64 { return max(size, int64(chunkSize)) }
+
+// NewBlob is a blob to create: its Charge is reserved against the bounds
 // before any byte of it is stored.
 type NewBlob struct {
 	ID         BlobID
@@ -37,7 +45,7 @@ type NewBlob struct {
 	Recipients []chat.Device
 	Now        time.Time
 	Expires    time.Time
-	// Quota bounds the owner account's blobs together (their sizes);
+	// Quota bounds the owner account's blobs together (their Charge);
 	// 0 is no bound.
 	Quota int64
 }
@@ -87,7 +95,7 @@ func (b Blob) Recipient(d chat.Device) bool {
 
 // Blobs stores encrypted files in chunks.
 type Blobs interface {
-	// CreateBlob reserves a new blob's size and stores its record, no
+	// CreateBlob reserves a new blob's Charge and stores its record, no
 	// chunk yet. ErrDuplicate; *BlobQuotaError when the owner account's
 	// blobs and this one would pass nb.Quota; ErrFull when all blobs
 	// would pass the store's bound for them.
@@ -105,13 +113,14 @@ type Blobs interface {
 	// blob; the last recipient's fetch deletes it (deleted is then
 	// true). ErrNotFound; ErrNotRecipient; ErrBlobIncomplete.
 	BlobFetched(ctx context.Context, id BlobID, d chat.Device) (deleted bool, err error)
-	// DeleteBlob removes a blob with its chunks and gives its size back
-	// to the quotas. ErrNotFound.
+	// DeleteBlob removes a blob with its chunks and gives its Charge
+	// back to the quotas. ErrNotFound.
 	DeleteBlob(ctx context.Context, id BlobID) error
 	// ExpireBlobs deletes at most limit blobs whose expiry is not after
 	// now, in one commit; more says whether others are due.
 	ExpireBlobs(ctx context.Context, now time.Time, limit int) (n int, more bool, err error)
-	// BlobUsage is the bytes reserved by an account's blobs.
+	// BlobUsage is the bytes reserved by an account's blobs (their
+	// Charge).
 	BlobUsage(account string) (int64, error)
 }
 

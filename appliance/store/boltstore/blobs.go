@@ -19,8 +19,8 @@ import (
 // bytes each account's blobs reserve in blobusage, the expiry index in
 // blobexpiry and the total in meta's blob_bytes, all written in the same
 // commits, so the quotas hold across restarts without a scan. A blob's
-// whole size is reserved when it is created: a quota or the total refuses
-// it before any chunk is sent.
+// whole size (at least a chunk, store.Charge) is reserved when it is
+// created: a quota or the total refuses it before any chunk is sent.
 
 // blobRecord is a blobs bucket value.
 type blobRecord struct {
@@ -172,7 +172,7 @@ func blobUsage(tx *bolt.Tx, account string) int64 {
 	return 0
 }
 
-// CreateBlob reserves a new blob's size and stores its record.
+// CreateBlob reserves a new blob's charge and stores its record.
 func (s *Store) CreateBlob(ctx context.Context, nb store.NewBlob) error {
 	switch {
 	case nb.Size <= 0 || nb.ChunkSize <= 0 || nb.ChunkSize > store.MaxBlobChunk:
@@ -187,14 +187,15 @@ func (s *Store) CreateBlob(ctx context.Context, nb store.NewBlob) error {
 	for _, d := range nb.Recipients {
 		r.Recipients = append(r.Recipients, blobRecipient{User: d.User, Device: d.ID})
 	}
+	charge := store.Charge(nb.Size, nb.ChunkSize)
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketBlobs).Get(nb.ID[:]) != nil {
 			return reject(store.ErrDuplicate)
 		}
-		if used := blobUsage(tx, nb.Owner.User); nb.Quota > 0 && used+nb.Size > nb.Quota {
-			return reject(&store.BlobQuotaError{Used: used, Size: nb.Size, Quota: nb.Quota})
+		if used := blobUsage(tx, nb.Owner.User); nb.Quota > 0 && used+charge > nb.Quota {
+			return reject(&store.BlobQuotaError{Used: used, Size: charge, Quota: nb.Quota})
 		}
-		if int64(metaU64(tx, keyBlobBytes))+nb.Size > s.maxBlobs {
+		if int64(metaU64(tx, keyBlobBytes))+charge > s.maxBlobs {
 			return reject(store.ErrFull)
 		}
 		if err := putBlob(tx, nb.ID, r); err != nil {
@@ -203,7 +204,7 @@ func (s *Store) CreateBlob(ctx context.Context, nb store.NewBlob) error {
 		if err := tx.Bucket(bucketBlobExpiry).Put(expiryKey(r.Expires, nb.ID), nil); err != nil {
 			return err
 		}
-		return addBlobUsage(tx, nb.Owner.User, nb.Size)
+		return addBlobUsage(tx, nb.Owner.User, charge)
 	})
 }
 
@@ -314,7 +315,7 @@ func deleteBlob(tx *bolt.Tx, id store.BlobID, r *blobRecord) error {
 	if err := tx.Bucket(bucketBlobs).Delete(id[:]); err != nil {
 		return err
 	}
-	return addBlobUsage(tx, r.Owner, -int64(r.Size))
+	return addBlobUsage(tx, r.Owner, -store.Charge(int64(r.Size), int(r.ChunkSize)))
 }
 
 // DeleteBlob removes a blob.

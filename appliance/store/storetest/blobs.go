@@ -130,18 +130,23 @@ func isChunkError(err error) bool {
 
 func testBlobQuota(t *testing.T, h *harness) {
 	const quota = 1 << 20
-	if err := h.newBlob(blobID(1), quota-10, quota, bob1); err != nil {
+	if err := h.newBlob(blobID(1), quota-testChunk, quota, bob1); err != nil {
 		t.Fatal(err)
 	}
 	var qe *store.BlobQuotaError
-	if err := h.newBlob(blobID(2), 11, quota, bob1); !errors.As(err, &qe) || qe.Used != quota-10 || qe.Quota != quota {
+	if err := h.newBlob(blobID(2), testChunk+1, quota, bob1); !errors.As(err, &qe) || qe.Used != quota-testChunk || qe.Quota != quota {
 		t.Errorf("past the quota: %v", err)
 	}
 	if _, err := h.s.Blob(blobID(2)); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a refused blob is stored: %v", err)
 	}
+	// A blob smaller than a chunk is charged a chunk (store.Charge): its
+	// record counts too.
 	if err := h.newBlob(blobID(3), 10, quota, bob1); err != nil {
 		t.Errorf("up to the quota: %v", err)
+	}
+	if u, _ := h.s.BlobUsage("alice"); u != quota {
+		t.Errorf("alice uses %d after a blob of 10 bytes, want the %d of a chunk charged", u, testChunk)
 	}
 	h.reopen() // the quota holds across a restart
 	if err := h.newBlob(blobID(2), 1, quota, bob1); !errors.As(err, &qe) {
@@ -164,8 +169,14 @@ func testBlobQuota(t *testing.T, h *harness) {
 	if err := h.s.DeleteBlob(h.ctx, blobID(1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.newBlob(blobID(2), quota-10, quota, bob1); err != nil {
+	if err := h.newBlob(blobID(2), quota-testChunk, quota, bob1); err != nil {
 		t.Errorf("after a delete: %v", err)
+	}
+	if err := h.s.DeleteBlob(h.ctx, blobID(3)); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := h.s.BlobUsage("alice"); u != quota-testChunk {
+		t.Errorf("alice uses %d after the small blob's delete, want %d", u, quota-testChunk)
 	}
 }
 
