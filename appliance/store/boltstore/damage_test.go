@@ -110,6 +110,15 @@ func damageFixture(t testing.TB) string {
 	if _, err := s.PutChunks(ctx, bid, 0, [][]byte{fillBytes(1000, "a"), fillBytes(1000, "b"), fillBytes(1000, "c")}); err != nil {
 		t.Fatal(err)
 	}
+	// A file smaller than its chunk size is charged a chunk (store.Charge).
+	copy(bid[:], "blob-id-small-0123456789")
+	from2 := chat.DeviceOf("user02", 1)
+	if err := s.CreateBlob(ctx, store.NewBlob{ID: bid, Owner: from2, Size: 500, ChunkSize: 1000, Recipients: []chat.Device{to}, Now: damageT0, Expires: damageT0.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutChunks(ctx, bid, 0, [][]byte{fillBytes(500, "d")}); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Verify(); err != nil {
 		t.Fatal(err)
 	}
@@ -315,6 +324,20 @@ func TestSalvage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	soundUsage := func() map[string]int64 {
+		s, err := Open(path, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		u := map[string]int64{"": s.Stats().BlobBytes}
+		for _, a := range []string{"user00", "user02"} {
+			if u[a], err = s.BlobUsage(a); err != nil || u[a] == 0 {
+				t.Fatalf("the fixture's file quota of %s: %d %v", a, u[a], err)
+			}
+		}
+		return u
+	}()
 	for _, tg := range damageTargets(t, path) {
 		t.Run(tg.name, func(t *testing.T) {
 			src := damagedCopy(t, path, tg.page.ID)
@@ -366,6 +389,17 @@ func TestSalvage(t *testing.T) {
 				key, err := s.ServerKey(context.Background(), strings.NewReader(""))
 				if err != nil || !bytes.Equal(key.Seed(), make([]byte, 32)) {
 					t.Errorf("server key not kept: %v", err)
+				}
+			}
+			if got["blobs"].Kept == 2 { // the quotas and the total, recomputed
+				for a, want := range soundUsage {
+					u, err := s.BlobUsage(a)
+					if a == "" {
+						u = s.Stats().BlobBytes
+					}
+					if err != nil || u != want {
+						t.Errorf("file bytes of %q: %d %v, the sound store's %d", a, u, err, want)
+					}
 				}
 			}
 			for i := range 40 {

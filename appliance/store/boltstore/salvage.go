@@ -373,8 +373,8 @@ func repair(tx *bolt.Tx, dropped map[string]int) error {
 }
 
 // repairBlobs keeps the files whose confirmed chunks all survived, drops
-// the chunks of no file, and recomputes the quotas, the total and the
-// expiry index.
+// the chunks of no file, and recomputes the quotas and the total (each
+// file's store.Charge) and the expiry index.
 func repairBlobs(tx *bolt.Tx, del func(*bolt.Bucket, string, [][]byte) error) error {
 	blobs, chunks := tx.Bucket(bucketBlobs), tx.Bucket(bucketBlobChunks)
 	var gone [][]byte
@@ -397,8 +397,9 @@ func repairBlobs(tx *bolt.Tx, del func(*bolt.Bucket, string, [][]byte) error) er
 			}
 		}
 		kept[string(k)] = true
-		usage[r.Owner] += r.Size
-		total += r.Size
+		charge := uint64(store.Charge(int64(r.Size), int(r.ChunkSize)))
+		usage[r.Owner] += charge
+		total += charge
 		return exp.Put(expiryKey(r.Expires, id), nil)
 	})
 	if err != nil {
