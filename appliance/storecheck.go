@@ -43,6 +43,15 @@ type StoreDamagedError struct {
 func (e *StoreDamagedError) Error() string { return e.Err.Error() + "; " + StoreDamageHelp(e.Dir) }
 func (e *StoreDamagedError) Unwrap() error { return e.Err }
 
+// dataInUseError is a data directory another server holds. It is
+// store.ErrDataInUse.
+type dataInUseError struct{ dir string }
+
+func (e *dataInUseError) Error() string {
+	return fmt.Sprintf("data directory %s is in use by another securechat server", e.dir)
+}
+func (e *dataInUseError) Is(target error) bool { return target == store.ErrDataInUse }
+
 // CheckStore checks the store of the data directory dir, which no server
 // may hold (store.ErrDataInUse), logging its progress on a large store.
 // The report is nil if dir holds no store yet; the error is a
@@ -70,7 +79,7 @@ func CheckStore(dir string, log *slog.Logger) (*boltstore.Report, error) {
 	}
 	r, err := boltstore.Check(path, progress)
 	if errors.Is(err, store.ErrDataInUse) {
-		return nil, fmt.Errorf("%s: %w", dir, store.ErrDataInUse)
+		return nil, &dataInUseError{dir}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("checking the store: %w", err)
