@@ -23,8 +23,13 @@ import (
 // could not see fails alone (boltstore's damage.go): storeDamaged records
 // it for the operator.
 
-// largeStore is the size from which the check logs its progress.
-const largeStore = 64 << 20
+// largeStore is the size from which the check logs its progress (a
+// variable for tests).
+var largeStore int64 = 64 << 20
+
+// progressEvery is how often the check of a large store logs its progress
+// (a variable for tests).
+var progressEvery = 5 * time.Second
 
 // StoreDamageHelp is what to do about a damaged store in the data
 // directory dir.
@@ -71,7 +76,7 @@ func CheckStore(dir string, log *slog.Logger) (*boltstore.Report, error) {
 		log.Info("checking the store before serving; clients wait until it passes", "file", path, "bytes", fi.Size())
 		last := start
 		progress = func(done, total uint64) {
-			if time.Since(last) >= 5*time.Second {
+			if time.Since(last) >= progressEvery {
 				last = time.Now()
 				log.Info("checking the store", "pages", done, "of", total)
 			}
