@@ -16,9 +16,8 @@ import (
 	"os"
 )
 
-// A damaged file must be read where bbolt would panic on it, and each
-// damaged page named with the bucket that holds it. The layout is bbolt's (go.etcd.io/bbolt/internal/common): every
-// page starts with a 16-byte header (id u64, flags u16, count u16,
+// The layout is bbolt's (go.etcd.io/bbolt/internal/common): every page
+// starts with a 16-byte header (id u64, flags u16, count u16,
 // overflow u32) in the machine's byte order; pages 0 and 1 are the meta
 // pages; a branch page holds count elements (pos u32, ksize u32, pgid
 // u64), a leaf page count elements (flags u32, pos u32, ksize u32, vsize
@@ -42,8 +41,8 @@ const (
 	boltVersion = 2
 	noFreelist  = ^uint64(0)
 
-	// maxTreeDepth bounds the walk: a B+tree of a file this program
-	// could write is far shallower; a deeper one is a loop.
+	// maxTreeDepth bounds the walk: a B+tree bbolt could write is far
+	// shallower; a deeper one is a loop.
 	maxTreeDepth = 64
 )
 
@@ -122,14 +121,17 @@ func Open(path string) (*File, error) {
 	} else if ps := os.Getpagesize(); ps != 4096 {
 		sizes = append([]int{ps}, sizes...)
 	}
-	var err1 error
-	for _, ps := range sizes {
-		var m1 fileMeta
-		if m1, err1 = pf.metaAt(1, int64(ps), buf); err1 == nil && m1.pageSize == ps {
-			metas = append(metas, m1)
+	var err1 error // what the first place tried gave: the likeliest
+	for i, ps := range sizes {
+		m1, err := pf.metaAt(1, int64(ps), buf)
+		if err == nil && m1.pageSize == ps {
+			metas, err1 = append(metas, m1), nil
 			break
-		} else if err1 == nil {
-			err1 = fmt.Errorf("its page size %d is not where it lies", m1.pageSize)
+		} else if err == nil {
+			err = fmt.Errorf("its page size %d is not where it lies", m1.pageSize)
+		}
+		if i == 0 {
+			err1 = err
 		}
 	}
 	if err1 != nil {
@@ -155,7 +157,14 @@ func (pf *File) metaAt(page uint64, off int64, buf []byte) (fileMeta, error) {
 		}
 		return fileMeta{}, err
 	}
-	return parseMeta(page, buf)
+	m, err := parseMeta(page, buf)
+	if err == nil && m.pgid > uint64(pf.size)/uint64(m.pageSize) {
+		// bbolt grows the file before it writes a page: a file shorter
+		// than its pages was cut, and reading it could allocate for pages
+		// that are not there.
+		return fileMeta{}, fmt.Errorf("it counts %d pages, the file holds %d: the file was cut short", m.pgid, pf.size/int64(m.pageSize))
+	}
+	return m, err
 }
 
 func (pf *File) Close() error { return pf.f.Close() }

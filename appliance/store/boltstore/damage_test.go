@@ -415,3 +415,33 @@ func TestSalvage(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckOddFiles: files that are not whole stores — empty, noise, a
+// store cut short — are damage for Check and nothing to salvage, one
+// error each; never a panic, never an allocation for pages not there.
+func TestCheckOddFiles(t *testing.T) {
+	sound, err := os.ReadFile(damageFixture(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	noise := make([]byte, 64<<10)
+	for i := range noise {
+		noise[i] = byte(i*7919 + i>>8)
+	}
+	for name, b := range map[string][]byte{"empty": nil, "noise": noise, "cut short": sound[:len(sound)/2]} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "server.db")
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r, err := Check(path, nil)
+			if err != nil || r.Err() == nil {
+				t.Fatalf("check: %v %v", err, r.Err())
+			}
+			t.Log(r.Err())
+			if _, err := Salvage(path, filepath.Join(t.TempDir(), "out.db")); err == nil || !strings.Contains(err.Error(), "nothing can be salvaged") {
+				t.Errorf("salvage: %v", err)
+			}
+		})
+	}
+}
