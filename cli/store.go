@@ -57,7 +57,7 @@ func salvageStore(dir string, args []string, out io.Writer) error {
 		}
 		fmt.Fprintf(out, "%-12s %8s %8d %10d %8d\n", b.Bucket, kept, b.Read, b.LostPages, b.Dropped)
 	}
-	fmt.Fprintln(out, "(* recomputed from the records kept; a lost page's records are counted nowhere)")
+	fmt.Fprintln(out, "(* holds counts recomputed from the records kept; a lost page's records are counted nowhere)")
 	for _, d := range rep.Damage {
 		fmt.Fprintf(out, "lost: %s\n", d)
 	}

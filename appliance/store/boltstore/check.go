@@ -29,7 +29,7 @@ var holds = map[string]string{
 	"devices":     "devices of accounts",
 	"mailboxes":   "queued messages",
 	"dedup":       "ids of messages stored, against duplicates",
-	"prekeys":     "devices' published keys: identity certificates, signed and one-time prekeys",
+	"prekeys":     "devices' published keys (identity certificates, signed and one-time prekeys)",
 	"bans":        "bans",
 	"mutes":       "mutes",
 	"invites":     "invites",

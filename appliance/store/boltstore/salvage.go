@@ -36,7 +36,8 @@ type BucketSalvage struct {
 	// Dropped is how many records were read but not kept: they did not
 	// decode, or referred to a record that was lost.
 	Dropped int
-	// Recomputed: the bucket holds counts made again from the records.
+	// Recomputed: the bucket holds counts made again from the records
+	// (meta: its totals).
 	Recomputed bool
 }
 
@@ -160,7 +161,7 @@ func Salvage(src, out string) (*SalvageReport, error) {
 	err = dst.db.View(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			name := string(b)
-			bs := BucketSalvage{Bucket: name, Read: c.read[name], LostPages: lost[name], Dropped: dropped[name], Recomputed: derived[name]}
+			bs := BucketSalvage{Bucket: name, Read: c.read[name], LostPages: lost[name], Dropped: dropped[name], Recomputed: derived[name] || name == "meta"}
 			bs.Kept = countRecords(tx.Bucket(b))
 			rep.Buckets = append(rep.Buckets, bs)
 		}
