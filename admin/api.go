@@ -46,6 +46,9 @@ type Server interface {
 	Backup(ctx context.Context, w io.Writer) (int64, error)
 	// Backups lists the automatic backups, newest first.
 	Backups(ctx context.Context) ([]appliance.BackupInfo, error)
+	// CheckStore checks the store the server holds, as its start does
+	// (operations.md §7).
+	CheckStore(ctx context.Context) (appliance.StoreCheck, error)
 	// Events returns up to n recent events, newest first.
 	Events(ctx context.Context, n int) ([]appliance.Event, error)
 	// Limits and SetLimits read and change the rate limits live.
@@ -139,6 +142,17 @@ func (a *api) stats(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, snap)
+}
+
+// check checks the store (GET /api/check); a damaged store is a 200
+// with its damage listed.
+func (a *api) check(w http.ResponseWriter, r *http.Request) {
+	c, err := a.srv.CheckStore(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
 }
 
 func (a *api) users(w http.ResponseWriter, r *http.Request) {

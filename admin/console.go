@@ -53,6 +53,10 @@ const consoleHelp = `commands (a leading ! is optional):
   backups                              the automatic backups: name, age, size
   restore FILE                         put a backup in place of the store, with
                                        the server stopped (securechat admin only)
+  check                                check the store as the server's start does: its pages,
+                                       its records, what is damaged
+  salvage OUT                          copy what can be read of a damaged store into the new
+                                       file OUT (securechat admin --data DIR only, server stopped)
   events [N]                           the N (default 50) most recent events
   limits                               the rate limits in force
   limit KEY VALUE                      change one rate limit now (limits lists the keys)
@@ -452,6 +456,19 @@ func parse(args []string) (action, error) {
 		// A password typed here would echo on the server's terminal and
 		// stay in a script file.
 		return nil, usage.Errorf("passwd is not a console command: run securechat admin --data DIR passwd, which asks for it without echo")
+	case "check":
+		if len(args) != 0 {
+			return nil, usage.Errorf("usage: check")
+		}
+		return func(ctx context.Context, in *Interpreter) error {
+			c, err := in.srv.CheckStore(ctx)
+			if err != nil {
+				return err
+			}
+			return PrintStoreCheck(in.out, c)
+		}, nil
+	case "salvage":
+		return nil, usage.Errorf("salvage is not a console command: stop the server, then run securechat admin --data DIR salvage OUT")
 	case "backup":
 		force := slices.Contains(args, "--force")
 		file, err := one(slices.DeleteFunc(slices.Clone(args), func(a string) bool { return a == "--force" }), "backup [--force] FILE")
@@ -770,6 +787,29 @@ func cmdShutdown(_ context.Context, in *Interpreter) error {
 	return errShutdown
 }
 
+// PrintStoreCheck prints a check of the store: its size, its records per
+// bucket, notes and each damaged part; a damaged store is an error with
+// the ways out.
+func PrintStoreCheck(out io.Writer, c appliance.StoreCheck) error {
+	fmt.Fprintf(out, "store %s: %d bytes, %d pages, transaction %d\n", c.Path, c.Bytes, c.Pages, c.TxID)
+	var counts []string
+	for _, b := range c.Records {
+		counts = append(counts, fmt.Sprintf("%s %d", b.Bucket, b.Records))
+	}
+	fmt.Fprintf(out, "records read: %s\n", strings.Join(counts, ", "))
+	for _, n := range c.Notes {
+		fmt.Fprintf(out, "note: %s\n", n)
+	}
+	for _, d := range c.Damage {
+		fmt.Fprintf(out, "damaged: %s\n", d)
+	}
+	if len(c.Damage) > 0 {
+		return fmt.Errorf("the store %s is damaged (%d damaged parts, listed above); %s", c.Path, len(c.Damage), appliance.StoreDamageHelp(c.Dir))
+	}
+	_, err := fmt.Fprintln(out, "store ok")
+	return err
+}
+
 // backup writes a hot copy of the store to file, atomically: into a
 // temporary file beside it, synced, then renamed.
 // backup writes the store's hot copy to file through a temporary file
@@ -827,8 +867,8 @@ func untilText(t time.Time) string {
 
 func writeStats(w io.Writer, s appliance.StatsSnapshot) error {
 	tw := table(w)
-	fmt.Fprintf(tw, "uptime\t%s\nconnections\t%d\naccepted\t%d\nmessages in\t%d\ngroup messages\t%d\nbytes in\t%d\ndeliveries\t%d\nbytes out\t%d\nauth failures\t%d\nrefused (banned)\t%d\nrate limited\t%d\nqueued\t%d\nstore bytes\t%d\nfiles stored\t%d\nfile bytes\t%d\nfile bytes in\t%d\nfile bytes out\t%d\ngroups\t%d\nbans\t%d\n",
-		s.Uptime, s.Connections, s.Accepted, s.MessagesIn, s.GroupMessages, s.BytesIn, s.Deliveries, s.BytesOut, s.AuthFailed, s.Refused, s.Limited, s.QueueDepth, s.StoreBytes,
+	fmt.Fprintf(tw, "uptime\t%s\nconnections\t%d\naccepted\t%d\nmessages in\t%d\ngroup messages\t%d\nbytes in\t%d\ndeliveries\t%d\nbytes out\t%d\nauth failures\t%d\nrefused (banned)\t%d\nrate limited\t%d\nqueued\t%d\nstore bytes\t%d\nstore damaged\t%d\nfiles stored\t%d\nfile bytes\t%d\nfile bytes in\t%d\nfile bytes out\t%d\ngroups\t%d\nbans\t%d\n",
+		s.Uptime, s.Connections, s.Accepted, s.MessagesIn, s.GroupMessages, s.BytesIn, s.Deliveries, s.BytesOut, s.AuthFailed, s.Refused, s.Limited, s.QueueDepth, s.StoreBytes, s.StoreDamaged,
 		s.Blobs, s.BlobBytes, s.BlobBytesIn, s.BlobBytesOut, s.Groups, s.Bans)
 	switch {
 	case s.StorageFull:

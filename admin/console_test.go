@@ -120,6 +120,11 @@ func (f *recServer) Backups(context.Context) ([]appliance.BackupInfo, error) {
 	return []appliance.BackupInfo{{Name: "server-20261203T020000Z.db", Path: "/data/backups/server-20261203T020000Z.db", Time: f.now.Add(-26 * time.Hour), Size: 65536}}, f.rec("Backups()")
 }
 
+func (f *recServer) CheckStore(context.Context) (appliance.StoreCheck, error) {
+	f.rec("CheckStore()")
+	return appliance.StoreCheck{Path: "DATA/server.db", Records: []appliance.BucketCount{{Bucket: "users", Records: 2}}}, nil
+}
+
 func (f *recServer) Events(_ context.Context, n int) ([]appliance.Event, error) {
 	return []appliance.Event{{Time: f.now, Kind: chat.EventBan, Subject: "10.0.0.1", Detail: "spam", Count: 1}}, f.rec("Events(%d)", n)
 }

@@ -61,6 +61,7 @@ var metrics = []metric{
 	{desc("blob_bytes_in_total", "Bytes of encrypted files uploaded since start."), prometheus.CounterValue, func(s appliance.StatsSnapshot) float64 { return float64(s.BlobBytesIn) }},
 	{desc("blob_bytes_out_total", "Bytes of encrypted files downloaded since start."), prometheus.CounterValue, func(s appliance.StatsSnapshot) float64 { return float64(s.BlobBytesOut) }},
 	{desc("bans", "Bans in force."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.Bans) }},
+	{desc("store_damaged_total", "Store operations that met a damaged part of the store since start (each failed alone)."), prometheus.CounterValue, func(s appliance.StatsSnapshot) float64 { return float64(s.StoreDamaged) }},
 	{desc("store_bytes", "Size of the store file."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.StoreBytes) }},
 	{desc("disk_free_bytes", "Free bytes on the data directory's filesystem (0 where it cannot be read)."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return float64(s.DiskFree) }},
 	{desc("storage_full", "1 while the data directory's disk is full (a write found no room and room has not returned)."), prometheus.GaugeValue, func(s appliance.StatsSnapshot) float64 { return b2f(s.StorageFull) }},

@@ -170,6 +170,13 @@ func (r *Remote) Snapshot(ctx context.Context) (appliance.StatsSnapshot, error) 
 	return s, err
 }
 
+// CheckStore checks the server's store (GET /api/check).
+func (r *Remote) CheckStore(ctx context.Context) (appliance.StoreCheck, error) {
+	var c appliance.StoreCheck
+	err := r.do(ctx, http.MethodGet, "/api/check", nil, &c)
+	return c, err
+}
+
 // Backup streams the server's hot backup into w.
 func (r *Remote) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	resp, err := r.request(ctx, http.MethodGet, "/api/backup", nil)

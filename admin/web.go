@@ -159,6 +159,7 @@ func (h *handler) routes() []route {
 		{"POST /api/kick", session, a.kick},
 		{"GET /api/backup", session, a.backup},
 		{"GET /api/backups", session, a.backups},
+		{"GET /api/check", session, a.check},
 		{"POST /api/mute", session, a.mute},
 		{"DELETE /api/mute", session, a.unmute},
 		{"GET /api/invites", session, a.invites},

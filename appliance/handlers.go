@@ -465,6 +465,10 @@ func wireError(log *slog.Logger, err error) *transport.Error {
 		return &transport.Error{Code: transport.ErrTooManyDevices, Message: err.Error()}
 	case errors.Is(err, store.ErrInvalidInvite):
 		return &transport.Error{Code: transport.ErrRegClosed, Message: err.Error()}
+	case errors.Is(err, store.ErrDamaged):
+		// Logged, counted and recorded where the store met it
+		// (storecheck.go); the client may retry later.
+		return &transport.Error{Code: transport.ErrInternal, Message: "the server's storage is damaged where this request needs it; its operator has been told"}
 	case errors.Is(err, context.Canceled):
 		return &transport.Error{Code: transport.ErrUnavailable, Message: "server shutting down"}
 	}

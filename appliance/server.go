@@ -128,6 +128,7 @@ type Stats struct {
 	StorageFull   atomic.Int64 // requests refused for a full disk (diskfull.go)
 	Backups       atomic.Int64 // automatic backups written (backups.go)
 	BackupsFailed atomic.Int64 // automatic backups that failed
+	StoreDamaged  atomic.Int64 // store operations that met a damaged page (storecheck.go)
 }
 
 // New opens the store in cfg.Data, loads or creates the server key, writes
@@ -164,7 +165,11 @@ func New(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
+	if _, err := CheckStore(cfg.Data, s.log); err != nil {
+		return nil, err
+	}
 	st, err := boltstore.Open(filepath.Join(cfg.Data, FileDB), boltstore.Options{
+		OnDamage:          s.storeDamaged,
 		MaxMailboxEntries: int64(cfg.MailboxMaxEntries),
 		MaxMailboxBytes:   int64(cfg.MailboxMaxBytes),
 		MaxStoreBytes:     int64(cfg.StoreMaxBytes),

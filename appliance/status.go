@@ -75,8 +75,11 @@ type StatsSnapshot struct {
 	Refused       int64     `json:"refused"`
 	Limited       int64     `json:"limited"`
 	Dropped       int64     `json:"signals_dropped"`
-	QueueDepth    int       `json:"queue_depth"`
-	StoreBytes    int64     `json:"store_bytes"`
+	// StoreDamaged counts the store operations that met a damaged part of
+	// the store since start (operations.md §7).
+	StoreDamaged int64 `json:"store_damaged"`
+	QueueDepth   int   `json:"queue_depth"`
+	StoreBytes   int64 `json:"store_bytes"`
 	// Groups is the group records the store keeps; SharedPayloads and
 	// SharedBytes the group messages' payloads, stored once each.
 	Groups         int   `json:"groups"`
@@ -131,6 +134,7 @@ func (s *Server) Snapshot(ctx context.Context) (StatsSnapshot, error) {
 		Refused:        s.stats.Refused.Load(),
 		Limited:        s.stats.Limited.Load(),
 		Dropped:        s.stats.Dropped.Load(),
+		StoreDamaged:   s.stats.StoreDamaged.Load(),
 		QueueDepth:     st.QueueDepth,
 		StoreBytes:     st.Bytes,
 		Groups:         st.Groups,

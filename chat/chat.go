@@ -236,6 +236,9 @@ const (
 	EventBackupFailed     EventKind = "backup_failed"
 	EventStorageFull      EventKind = "storage_full"
 	EventStorageRecovered EventKind = "storage_recovered"
+	// EventStoreDamaged: a store operation met a damaged part of the
+	// store and failed alone (subject: the operation).
+	EventStoreDamaged EventKind = "store_damaged"
 )
 
 // EventKinds lists every EventKind, in the order the admin shows them.
@@ -245,6 +248,7 @@ var EventKinds = []EventKind{
 	EventInviteCreated, EventInviteRevoked, EventBroadcast, EventLimitsChanged,
 	EventAdminLogin, EventAdminLoginFailed, EventDeviceLinked, EventDeviceRevoked,
 	EventBackup, EventBackupFailed, EventStorageFull, EventStorageRecovered,
+	EventStoreDamaged,
 }
 
 // ParseEventKind reads an event kind's name.

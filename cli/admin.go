@@ -11,6 +11,7 @@ import (
 
 	"github.com/securechat/securechat/admin"
 	"github.com/securechat/securechat/appliance"
+	"github.com/securechat/securechat/appliance/store"
 	"github.com/securechat/securechat/internal/usage"
 )
 
@@ -41,6 +42,21 @@ func Admin(ctx context.Context, args []string, env Env) error {
 			return err
 		}
 		cmd = append([]string{"broadcast"}, text...)
+	}
+	switch cmd[0] {
+	case "salvage": // a stopped server's store, not through the admin API
+		return salvageStore(*data, cmd[1:], env.Stdout)
+	case "check":
+		if len(cmd) != 1 {
+			return usage.Errorf("usage: securechat admin [--data DIR] check")
+		}
+		if *apiURL == "" {
+			err := checkStore(*data, env.Stdout)
+			if !errors.Is(err, store.ErrDataInUse) {
+				return err
+			}
+			// The server runs: its admin API checks the store it holds.
+		}
 	}
 	script := ""
 	if cmd[0] == "run" {

@@ -28,7 +28,9 @@ commands:
                       number fingerprint NAME showed (or --safety-number)
   group      create, add, remove, leave, role, list, info: groups
   admin      operate a running server: ban, unban, bans, kick, mute, invite,
-             broadcast, users, stats, backup ...; admin run FILE runs a script
+             broadcast, users, stats, backup, check ...; admin run FILE runs a
+             script; admin salvage OUT saves what a damaged store holds
+  home       check this home's file, or salvage a damaged one: check, salvage OUT
   version    print the version
 
 Run securechat COMMAND -h (or securechat help COMMAND) for a command's flags.
@@ -89,6 +91,8 @@ func run(ctx context.Context, args []string, env Env, version string) error {
 		return Group(ctx, args, env)
 	case "admin":
 		return Admin(ctx, args, env)
+	case "home":
+		return HomeCmd(ctx, args, env)
 	case "version", "--version":
 		fmt.Fprintln(env.Stdout, "securechat", version)
 		return nil

@@ -117,8 +117,8 @@ func isTerminal(w io.Writer) bool {
 }
 
 // serveConfig reads serve's flags and --config file into the validated
-// configuration, defaults applied. done: --check-config or --print-config
-// did all there was to do.
+// configuration, defaults applied. done: --check-config, --print-config
+// or --check-store did all there was to do.
 func serveConfig(args []string, env Env) (cfg appliance.Config, done bool, err error) {
 	fs := usage.NewFlagSet("serve", env.Stderr)
 	configPath := fs.String("config", "", "YAML configuration `file`")
@@ -126,6 +126,7 @@ func serveConfig(args []string, env Env) (cfg appliance.Config, done bool, err e
 	settingFlags(fs, &flags)
 	printConfig := fs.Bool("print-config", false, "print the effective configuration as YAML and exit")
 	checkConfig := fs.Bool("check-config", false, "validate the configuration and exit")
+	checkStoreFlag := fs.Bool("check-store", false, "check the data directory's store as the start does, print what was found and exit (status 1 if it is damaged); the server must be stopped")
 	// Every mistake is reported, one line each: the flags' (a usage error,
 	// exit status 2, if there is one), the file's (a setting that does not
 	// read keeps its default, so it is not reported twice), then the
@@ -164,6 +165,8 @@ func serveConfig(args []string, env Env) (cfg appliance.Config, done bool, err e
 	case *checkConfig:
 		fmt.Fprintln(env.Stdout, "configuration ok")
 		return cfg, true, nil
+	case *checkStoreFlag:
+		return cfg, true, checkStore(cfg.Data, env.Stdout)
 	case *printConfig:
 		b, err := cfg.YAML()
 		if err == nil {

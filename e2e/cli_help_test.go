@@ -22,6 +22,7 @@ func TestHelpExitsZero(t *testing.T) {
 		{"fingerprint", "usage: securechat fingerprint [flags] [NAME]"},
 		{"trust", "usage: securechat trust [flags] NAME"},
 		{"admin", "usage: securechat admin [flags] COMMAND"},
+		{"home", "usage: securechat home [flags] SUBCOMMAND"},
 	} {
 		for _, args := range [][]string{{c.cmd, "--help"}, {c.cmd, "-h"}, {"help", c.cmd}} {
 			r := run(t, nil, "", args...)

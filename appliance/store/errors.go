@@ -128,3 +128,21 @@ type DeviceListError struct{ Why string }
 
 func (e *DeviceListError) Error() string        { return "the device list " + e.Why }
 func (e *DeviceListError) Is(target error) bool { return target == ErrDeviceListRefused }
+
+// ErrDamaged: the store's file is damaged where an operation read or
+// wrote it (*DamagedError says which operation and what the storage
+// engine found). The operation did nothing; the store goes on serving
+// what it can read (docs/design.md §4.2, operations.md §7).
+var ErrDamaged = errors.New("server storage is damaged")
+
+// DamagedError is an operation that met a damaged part of the store. It is
+// ErrDamaged.
+type DamagedError struct {
+	Op    string // the store operation, e.g. "KeyCount"
+	Cause string // what the storage engine found
+}
+
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("store damaged (%s): %s", e.Op, e.Cause)
+}
+func (e *DamagedError) Is(target error) bool { return target == ErrDamaged }

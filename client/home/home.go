@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -178,9 +179,12 @@ func Open(dir string, o Options) (*Home, error) {
 	// The freelist is not written at each commit but rebuilt by a scan
 	// when the home opens (a home is small): one page write fewer per
 	// commit. Data and meta pages are synced as before.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 300 * time.Millisecond, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	db, err := openDB(path)
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("home %s: %w", dir, ErrHomeInUse)
+	}
+	if errors.Is(err, ErrHomeInUse) || errors.Is(err, ErrDamaged) {
+		return nil, err // naming the home already
 	}
 	if err != nil {
 		return nil, fmt.Errorf("home %s: %w", dir, err)
@@ -195,6 +199,24 @@ func Open(dir string, o Options) (*Home, error) {
 		return nil, fmt.Errorf("home %s: %w", dir, err)
 	}
 	return h, nil
+}
+
+// openDB opens client.db. bbolt rebuilds the freelist by walking every
+// tree, in a goroutine of its own where a damaged page's panic cannot be
+// recovered, so the file is walked first with the page reader (damage.go)
+// under a shared lock; a damaged home is then ErrDamaged, naming the page.
+func openDB(path string) (db *bolt.DB, err error) {
+	dir := filepath.Dir(path)
+	if err := scanHome(dir); err != nil {
+		return nil, err
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, damagedError(dir, r)
+		}
+	}()
+	return bolt.Open(path, 0o600, &bolt.Options{Timeout: 300 * time.Millisecond, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 }
 
 // unlock derives the home's keys. A home without a profile may be sealed

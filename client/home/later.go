@@ -2,6 +2,7 @@ package home
 
 import (
 	"bytes"
+	"runtime/debug"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -122,11 +123,13 @@ func (h *Home) writeLaterTx(tx *bolt.Tx, deleted []laterPut) error {
 // updateDeleting is Update for an fn that deletes the keys of deleted: the
 // deferred values of those keys are not written, and are forgotten when
 // the deletion commits.
-func (h *Home) updateDeleting(deleted []laterPut, fn func(tx *bolt.Tx) error) error {
+func (h *Home) updateDeleting(deleted []laterPut, fn func(tx *bolt.Tx) error) (err error) {
 	h.stateMu.Lock()
 	defer h.stateMu.Unlock()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer h.recoverDamage(&err)
 	h.genDirty = false
-	err := h.db.Update(func(tx *bolt.Tx) error {
+	err = h.db.Update(func(tx *bolt.Tx) error {
 		if err := h.writeLaterTx(tx, deleted); err != nil {
 			return err
 		}

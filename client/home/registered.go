@@ -35,7 +35,7 @@ func Registered(dir, passphrase string) (registered bool, p *Profile, err error)
 	}
 	defer db.Close()
 	var sealed, kdf []byte
-	db.View(func(tx *bolt.Tx) error {
+	err = viewDamaged(dir, db, func(tx *bolt.Tx) error {
 		if meta := tx.Bucket(bucketMeta); meta != nil {
 			sealed = meta.Get(keyProfile)
 			kdf = meta.Get(keyKDF)
@@ -43,6 +43,9 @@ func Registered(dir, passphrase string) (registered bool, p *Profile, err error)
 		sealed, kdf = bytesClone(sealed), bytesClone(kdf)
 		return nil
 	})
+	if err != nil {
+		return false, nil, err
+	}
 	if sealed == nil || passphrase == "" || kdf == nil {
 		return sealed != nil, nil, nil
 	}

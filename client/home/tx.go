@@ -2,6 +2,7 @@ package home
 
 import (
 	"fmt"
+	"runtime/debug"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -22,9 +23,11 @@ type Tx struct {
 // commit could otherwise miss a deferred value that the commit wrote and
 // then forgot, and read the older value from its snapshot (later.go). fn
 // must not start another View or an Update.
-func (h *Home) View(fn func(*Tx) error) error {
+func (h *Home) View(fn func(*Tx) error) (err error) {
 	h.stateMu.RLock()
 	defer h.stateMu.RUnlock()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer h.recoverDamage(&err)
 	return h.db.View(func(tx *bolt.Tx) error { return fn(&Tx{h: h, tx: tx}) })
 }
 

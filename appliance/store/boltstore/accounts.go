@@ -87,7 +87,7 @@ func getUser(tx *bolt.Tx, user string) (rec userRecord, ok bool) {
 // Account returns a user's account.
 func (s *Store) Account(name string) (store.Account, error) {
 	var a store.Account
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("Account", func(tx *bolt.Tx) error {
 		rec, ok := getUser(tx, name)
 		if !ok {
 			return &store.NoSuchUserError{User: name}
@@ -102,7 +102,7 @@ func (s *Store) Account(name string) (store.Account, error) {
 // latest last-seen time.
 func (s *Store) ListAccounts() ([]store.AccountSummary, error) {
 	var out []store.AccountSummary
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("ListAccounts", func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketUsers).ForEach(func(k, v []byte) error {
 			var r userRecord
 			if transport.Unmarshal(v, &r) != nil {
@@ -177,7 +177,7 @@ func (s *Store) DeleteAccount(ctx context.Context, user string) error {
 // Device returns a device's record.
 func (s *Store) Device(d chat.Device) (store.DeviceRecord, error) {
 	var out store.DeviceRecord
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("Device", func(tx *bolt.Tx) error {
 		var rec deviceRecord
 		v := tx.Bucket(bucketDevices).Get(deviceKey(d))
 		if v == nil || transport.Unmarshal(v, &rec) != nil {
@@ -192,7 +192,7 @@ func (s *Store) Device(d chat.Device) (store.DeviceRecord, error) {
 // ActiveDevices lists a user's devices that have published keys.
 func (s *Store) ActiveDevices(user string) ([]store.DeviceKey, error) {
 	var list []store.DeviceKey
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("ActiveDevices", func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketUsers).Get([]byte(user)) == nil {
 			return &store.NoSuchUserError{User: user}
 		}

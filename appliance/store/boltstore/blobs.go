@@ -245,7 +245,7 @@ func (s *Store) PutChunks(ctx context.Context, id store.BlobID, first int, chunk
 // Blob reads a blob's record.
 func (s *Store) Blob(id store.BlobID) (store.Blob, error) {
 	var b store.Blob
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("Blob", func(tx *bolt.Tx) error {
 		r, err := getBlob(tx, id)
 		if err == nil {
 			b = r.blob(id)
@@ -258,7 +258,7 @@ func (s *Store) Blob(id store.BlobID) (store.Blob, error) {
 // ReadChunk reads one confirmed chunk.
 func (s *Store) ReadChunk(id store.BlobID, i int) ([]byte, error) {
 	var out []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("ReadChunk", func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketBlobChunks).Get(chunkKey(id, i))
 		if v == nil {
 			return store.ErrNotFound
@@ -367,7 +367,7 @@ func (s *Store) ExpireBlobs(ctx context.Context, now time.Time, limit int) (int,
 // BlobUsage is the bytes an account's blobs reserve.
 func (s *Store) BlobUsage(account string) (int64, error) {
 	var n int64
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("BlobUsage", func(tx *bolt.Tx) error {
 		n = blobUsage(tx, account)
 		return nil
 	})

@@ -65,7 +65,7 @@ func (s *Store) ReserveDevice(ctx context.Context, user string) (uint32, error) 
 // DeviceList returns the account's stored signed list.
 func (s *Store) DeviceList(user string) (store.SignedList, error) {
 	var l store.SignedList
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("DeviceList", func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketUsers).Get([]byte(user)) == nil {
 			return &store.NoSuchUserError{User: user}
 		}
@@ -228,7 +228,7 @@ func putRevokedTx(tx *bolt.Tx, d chat.Device, rec *revokedRecord) error {
 // Revoked returns a revoked device's tombstone.
 func (s *Store) Revoked(d chat.Device) (store.RevokedDevice, error) {
 	var out store.RevokedDevice
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("Revoked", func(tx *bolt.Tx) error {
 		var rec revokedRecord
 		v := tx.Bucket(bucketRevoked).Get(deviceKey(d))
 		if v == nil || transport.Unmarshal(v, &rec) != nil {
@@ -243,7 +243,7 @@ func (s *Store) Revoked(d chat.Device) (store.RevokedDevice, error) {
 // ListDevices lists every device of an account.
 func (s *Store) ListDevices(user string) ([]store.DeviceRecord, error) {
 	var out []store.DeviceRecord
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("ListDevices", func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketUsers).Get([]byte(user)) == nil {
 			return &store.NoSuchUserError{User: user}
 		}

@@ -186,7 +186,7 @@ func deleteGroup(tx *bolt.Tx, id []byte) error {
 // ListGroups lists the group records by id.
 func (s *Store) ListGroups() ([]store.Group, error) {
 	var out []store.Group
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("ListGroups", func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketGroups).ForEach(func(k, v []byte) error {
 			var rec groupRecord
 			if transport.Unmarshal(v, &rec) != nil {

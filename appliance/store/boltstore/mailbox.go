@@ -129,7 +129,7 @@ func appendValue(tx *bolt.Tx, d chat.Device, v []byte) (uint64, error) {
 
 // CheckRecipients checks a message's recipients without storing anything.
 func (s *Store) CheckRecipients(from chat.Device, to []store.DeviceKey) error {
-	return s.db.View(func(tx *bolt.Tx) error { return checkRecipients(tx, from, to) })
+	return s.view("CheckRecipients", func(tx *bolt.Tx) error { return checkRecipients(tx, from, to) })
 }
 
 // checkRecipients verifies that the sending device may send (it has
@@ -231,7 +231,7 @@ func (s *Store) Broadcast(ctx context.Context, id, payload []byte, now time.Time
 // Pending returns up to limit entries of a device's mailbox after seq.
 func (s *Store) Pending(d chat.Device, after uint64, limit int) ([]store.Entry, error) {
 	var out []store.Entry
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("Pending", func(tx *bolt.Tx) error {
 		box := tx.Bucket(bucketMailboxes).Bucket(deviceKey(d))
 		if box == nil {
 			return nil

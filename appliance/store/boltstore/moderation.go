@@ -37,7 +37,7 @@ func deleteKey(b *bolt.Bucket, k string) error {
 // Bans lists the stored bans; a damaged record is skipped, not fatal.
 func (s *Store) Bans() ([]store.Ban, error) {
 	var out []store.Ban
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("Bans", func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketBans).ForEach(func(k, v []byte) error {
 			var r banRecord
 			if transport.Unmarshal(v, &r) != nil {
@@ -67,7 +67,7 @@ func (s *Store) DeleteMute(ctx context.Context, user string) error {
 // Mutes lists the stored mutes.
 func (s *Store) Mutes() (map[string]time.Time, error) {
 	out := make(map[string]time.Time)
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("Mutes", func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMutes).ForEach(func(k, v []byte) error {
 			var until time.Time
 			if len(v) == 8 {
@@ -102,7 +102,7 @@ func (s *Store) DeleteInvite(ctx context.Context, code string) error {
 // Invites lists the stored invites; damaged records are skipped.
 func (s *Store) Invites() ([]store.Invite, error) {
 	var out []store.Invite
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("Invites", func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketInvites).ForEach(func(k, v []byte) error {
 			var r inviteRecord
 			if transport.Unmarshal(v, &r) != nil {

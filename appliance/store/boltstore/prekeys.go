@@ -174,7 +174,7 @@ func (s *Store) FetchBundles(ctx context.Context, user string, want []uint32) ([
 // KeyCount reports a device's remaining one-time prekeys.
 func (s *Store) KeyCount(d chat.Device) (store.KeyCount, error) {
 	var c store.KeyCount
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("KeyCount", func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketPrekeys).Bucket(deviceKey(d))
 		if b == nil || b.Get(keySPK) == nil {
 			return nil
@@ -188,7 +188,7 @@ func (s *Store) KeyCount(d chat.Device) (store.KeyCount, error) {
 // Identity returns a user's account identity key, nil if none was published.
 func (s *Store) Identity(user string) ([]byte, error) {
 	var key []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("Identity", func(tx *bolt.Tx) error {
 		rec, ok := getUser(tx, user)
 		if !ok {
 			return &store.NoSuchUserError{User: user}

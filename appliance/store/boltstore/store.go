@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,6 +117,9 @@ type Options struct {
 	MaxMailboxEntries int64
 	MaxMailboxBytes   int64
 	MaxStoreBytes     int64
+	// OnDamage, if set, is told of every operation that met a damaged
+	// part of the store (damage.go), from the goroutine that ran it.
+	OnDamage func(*store.DamagedError)
 }
 
 // withDefaults fills the zero bounds.
@@ -141,6 +146,7 @@ type Store struct {
 	done     chan struct{} // closed when the writer has exited
 	maxBlobs int64
 	limits   Options
+	onDamage func(*store.DamagedError)
 
 	expireMu        sync.Mutex // serializes Expire calls; guards expire and expireLastSteps
 	expire          expireCursor
@@ -156,8 +162,9 @@ type Store struct {
 var _ store.Store = (*Store)(nil)
 
 type writeOp struct {
-	fn  func(tx *bolt.Tx) error
-	err chan error
+	fn   func(tx *bolt.Tx) error
+	err  chan error
+	name string // the operation, for a *store.DamagedError
 }
 
 // rejectError marks a write that refused its input before writing anything:
@@ -172,8 +179,20 @@ func reject(err error) error { return &rejectError{err} }
 
 // Open opens or creates the database at path. A database held by another
 // process fails after a short wait with store.ErrDataInUse.
-func Open(path string, o Options) (*Store, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 500 * time.Millisecond})
+func Open(path string, o Options) (s *Store, err error) {
+	// bbolt reads the freelist and the list of buckets here: a damaged
+	// page panics, which must not crash the server (damage.go).
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	var db *bolt.DB
+	defer func() {
+		if r := recover(); r != nil {
+			if db != nil {
+				db.Close()
+			}
+			s, err = nil, fmt.Errorf("open store %s: %w", path, &store.DamagedError{Op: "Open", Cause: strings.TrimPrefix(fmt.Sprint(r), "assertion failed: ")})
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 500 * time.Millisecond})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, store.ErrDataInUse
 	}
@@ -222,7 +241,7 @@ func Open(path string, o Options) (*Store, error) {
 		return nil, err
 	}
 	o = o.withDefaults()
-	s := &Store{db: db, path: path, writes: make(chan *writeOp, maxBatch), done: make(chan struct{}), maxBlobs: o.MaxBlobBytes, limits: o}
+	s = &Store{db: db, path: path, writes: make(chan *writeOp, maxBatch), done: make(chan struct{}), maxBlobs: o.MaxBlobBytes, limits: o, onDamage: o.OnDamage}
 	go s.writer()
 	return s, nil
 }
@@ -262,7 +281,7 @@ func (s *Store) queue(ctx context.Context, op *writeOp) error {
 // write in its batch fails; it must return a reject error only before it
 // has written anything.
 func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
-	op := &writeOp{fn: fn, err: make(chan error, 1)}
+	op := &writeOp{fn: fn, err: make(chan error, 1), name: callerName()}
 	if err := s.queue(ctx, op); err != nil {
 		return err
 	}
@@ -273,7 +292,7 @@ func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 
 // updateAsync queues fn without waiting for its commit.
 func (s *Store) updateAsync(fn func(tx *bolt.Tx) error) {
-	s.queue(context.Background(), &writeOp{fn: fn, err: make(chan error, 1)})
+	s.queue(context.Background(), &writeOp{fn: fn, err: make(chan error, 1), name: callerName()})
 }
 
 // Sync waits for the writes queued before it: the writer runs them in
@@ -284,6 +303,7 @@ func (s *Store) Sync(ctx context.Context) error {
 
 func (s *Store) writer() {
 	defer close(s.done)
+	debug.SetPanicOnFault(true) // a damaged page fails its batch, not the process (damage.go)
 	batch := make([]*writeOp, 0, maxBatch)
 	for op := range s.writes {
 		batch = append(batch[:0], op)
@@ -305,14 +325,16 @@ func (s *Store) writer() {
 
 // commit runs a batch in one transaction. A write that fails other than by
 // rejecting its input aborts the transaction; it is then reported and the
-// rest of the batch runs again without it, as bolt.DB.Batch does.
+// rest of the batch runs again without it, as bolt.DB.Batch does. A write
+// that meets a damaged page fails so, alone; damage met while committing
+// fails the batch (damage.go); the writer goes on either way.
 func (s *Store) commit(batch []*writeOp) {
 	for len(batch) > 0 {
 		results := make([]error, len(batch))
 		failed := -1
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		err := s.update1(batch[0].name, len(batch), func(tx *bolt.Tx) error {
 			for i, op := range batch {
-				err := op.fn(tx)
+				err := s.runOp(op, tx)
 				var rej *rejectError
 				if errors.As(err, &rej) {
 					results[i] = rej.err
@@ -342,14 +364,28 @@ func (s *Store) commit(batch []*writeOp) {
 	}
 }
 
+// update1 runs one transaction of the writer; a panic in bbolt while it
+// commits becomes a *store.DamagedError.
+func (s *Store) update1(first string, n int, fn func(tx *bolt.Tx) error) (err error) {
+	op := "commit of " + first
+	if n > 1 {
+		op = fmt.Sprintf("commit of %s and %d other writes", first, n-1)
+	}
+	defer s.recoverDamage(op, &err)
+	return s.db.Update(fn)
+}
+
 // ServerKey returns the server's Ed25519 key, generating and storing it on
 // first start.
 func (s *Store) ServerKey(ctx context.Context, rand io.Reader) (ed25519.PrivateKey, error) {
 	var seed []byte
-	s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("ServerKey", func(tx *bolt.Tx) error {
 		seed = append(seed, tx.Bucket(bucketMeta).Get(keyServerKey)...)
 		return nil
 	})
+	if err != nil {
+		return nil, err // never a new key for a store that holds one
+	}
 	if len(seed) == ed25519.SeedSize {
 		return ed25519.NewKeyFromSeed(seed), nil
 	}
@@ -373,7 +409,7 @@ func (s *Store) ServerKey(ctx context.Context, rand io.Reader) (ed25519.PrivateK
 // AdminPasswordHash returns the admin password's PHC string, "" if unset.
 func (s *Store) AdminPasswordHash() (string, error) {
 	var phc string
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("AdminPasswordHash", func(tx *bolt.Tx) error {
 		phc = string(tx.Bucket(bucketMeta).Get(keyAdminPassword))
 		return nil
 	})
@@ -393,7 +429,7 @@ func (s *Store) SetAdminPasswordHash(ctx context.Context, phc string) error {
 // Stats reads the mailboxes' depth and the file's size.
 func (s *Store) Stats() store.Stats {
 	var st store.Stats
-	s.db.View(func(tx *bolt.Tx) error {
+	s.view("Stats", func(tx *bolt.Tx) error {
 		st.Bytes = tx.Size()
 		st.Groups = tx.Bucket(bucketGroups).Stats().KeyN
 		st.SharedPayloads = tx.Bucket(bucketShared).Stats().KeyN
@@ -412,7 +448,7 @@ func (s *Store) Stats() store.Stats {
 // Backup writes a consistent copy of the database to w while it serves.
 func (s *Store) Backup(w io.Writer) (int64, error) {
 	var n int64
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view("Backup", func(tx *bolt.Tx) error {
 		var err error
 		n, err = tx.WriteTo(w)
 		return err
