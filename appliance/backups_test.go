@@ -2,6 +2,8 @@ package appliance
 
 import (
 	"context"
+	"encoding/binary"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -200,5 +202,92 @@ func TestRestore(t *testing.T) {
 	}
 	if _, err := os.Stat(b.Path); err != nil {
 		t.Errorf("the backup restored went: %v", err)
+	}
+}
+
+// TestRestoreDamaged: restore checks a backup as the start does, page by
+// page, before bbolt reads it: a backup whose branch page points past the
+// file (which faulted the process in bbolt's own check, a fatal error and
+// no message), one cut short, one with its tail zeroed are each refused
+// with one line naming the damage, changing nothing; a sound backup of
+// another server is restored with its key named beside the one before.
+func TestRestoreDamaged(t *testing.T) {
+	now := time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC)
+	newServer := func(data string) *Server {
+		srv, err := New(Config{Listen: "127.0.0.1:0", Data: data, Logger: slog.New(slog.DiscardHandler), DiskFreeWarn: 1 << 20, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	data := t.TempDir()
+	srv := newServer(data)
+	for i := range 60 { // enough devices for a branch page
+		mustAccount(t, srv.store, fmt.Sprintf("user%03d", i), 1, now)
+	}
+	b, err := srv.autoBackup(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := srv.Fingerprint().String()
+	srv.Close()
+	pages, _, err := boltstore.Pages(b.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	branch := slices.IndexFunc(pages, func(p boltstore.PageInfo) bool { return !p.Leaf && p.Bucket != "" })
+	if branch < 0 {
+		t.Fatalf("no branch page: %+v", pages)
+	}
+	sound, err := os.ReadFile(b.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := os.Getpagesize()
+	for name, damage := range map[string]func(d []byte) []byte{
+		"a branch pointing past the file": func(d []byte) []byte {
+			// The first element's child: a page header is 16 bytes, a
+			// branch element's page id is its last 8.
+			at := int(pages[branch].ID)*ps + 16 + 8
+			binary.LittleEndian.PutUint64(d[at:], uint64(len(d)/ps+2))
+			return d
+		},
+		"cut short":   func(d []byte) []byte { return d[:len(d)/2] },
+		"tail zeroed": func(d []byte) []byte { clear(d[len(d)/2:]); return d },
+	} {
+		t.Run(name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "damaged.db")
+			if err := os.WriteFile(file, damage(slices.Clone(sound)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Restore(data, file, now)
+			if err == nil || !strings.Contains(err.Error(), "is not a store the server can use: damaged: ") || !strings.Contains(err.Error(), "nothing was changed") || strings.Contains(err.Error(), "\n") {
+				t.Errorf("restore of a damaged backup: %v", err)
+			}
+			entries, _ := os.ReadDir(data)
+			for _, e := range entries {
+				if strings.HasPrefix(e.Name(), ".") || strings.Contains(e.Name(), "before-restore") {
+					t.Errorf("a failed restore left %s", e.Name())
+				}
+			}
+		})
+	}
+
+	r, err := Restore(data, b.Path, now)
+	if err != nil || r.OtherKey != "" {
+		t.Fatalf("restore of this server's backup: %+v %v", r, err)
+	}
+	other := t.TempDir()
+	srv = newServer(other)
+	mustAccount(t, srv.store, "mallory", 1, now)
+	ob, err := srv.autoBackup(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ofp := srv.Fingerprint().String()
+	srv.Close()
+	r, err = Restore(data, ob.Path, now.Add(time.Hour))
+	if err != nil || r.OtherKey != ofp || r.Before != fp {
+		t.Errorf("restore of another server's backup: %+v %v, want its key %s and %s before", r, err, ofp, fp)
 	}
 }
