@@ -196,12 +196,20 @@ func (s *Server) writeBackup(ctx context.Context) (BackupInfo, error) {
 }
 
 // rotateBackups removes the automatic backups past the newest
-// backup_keep, and returns the paths removed.
+// backup_keep, and returns the paths removed. A backup dated after now
+// was taken before the clock was set back (a Raspberry Pi without a
+// real-time clock, booted before NTP; a clock corrected after running
+// ahead): it counts as older than any other, so the backups taken since
+// are kept and it goes first.
 func (s *Server) rotateBackups() ([]string, error) {
 	list, err := listBackups(s.cfg.BackupDirectory())
 	if err != nil || len(list) <= s.cfg.BackupKeep {
 		return nil, err
 	}
+	now := s.cfg.Now()
+	slices.SortStableFunc(list, func(a, b BackupInfo) int {
+		return cmp.Compare(boolInt(a.Time.After(now)), boolInt(b.Time.After(now))) // newest first otherwise
+	})
 	var removed []string
 	var errs []error
 	for _, b := range list[s.cfg.BackupKeep:] {
@@ -212,6 +220,13 @@ func (s *Server) rotateBackups() ([]string, error) {
 		removed = append(removed, b.Path)
 	}
 	return removed, errors.Join(errs...)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // syncDir makes a rename in dir durable.

@@ -291,3 +291,53 @@ func TestRestoreDamaged(t *testing.T) {
 		t.Errorf("restore of another server's backup: %+v %v, want its key %s and %s before", r, err, ofp, fp)
 	}
 }
+
+// TestBackupClockSetBack: after the clock is set back (a Raspberry Pi
+// without a real-time clock booting before NTP, a clock corrected after
+// running ahead), the backups dated after now are the older ones: a new
+// backup is kept and they go first, instead of each new backup being the
+// one rotation removes, as an order by name alone would have it.
+func TestBackupClockSetBack(t *testing.T) {
+	now := time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC)
+	data := t.TempDir()
+	srv, err := New(Config{Listen: "127.0.0.1:0", Data: data, Logger: slog.New(slog.DiscardHandler),
+		BackupKeep: 3, DiskFreeWarn: 1 << 20, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	take := func() string {
+		t.Helper()
+		b, err := srv.autoBackup(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		now = now.Add(24 * time.Hour)
+		return b.Name
+	}
+	names := func() []string {
+		list, _ := srv.Backups(context.Background())
+		var out []string
+		for _, b := range list {
+			out = append(out, b.Name)
+		}
+		return out
+	}
+	var ahead []string
+	for range 3 {
+		ahead = append(ahead, take())
+	}
+	now = now.AddDate(-1, 0, 0)
+	var behind []string
+	for i := range 3 {
+		behind = append(behind, take())
+		// The future ones sort first by name; the backups written since
+		// the clock went back are kept, the oldest future ones went.
+		want := slices.Concat(ahead[i+1:], behind)
+		slices.Sort(want)
+		slices.Reverse(want)
+		if got := names(); !slices.Equal(got, want) {
+			t.Fatalf("after %d backups with the clock set back: %v, want %v", i+1, got, want)
+		}
+	}
+}
