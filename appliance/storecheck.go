@@ -171,3 +171,33 @@ func (s *Server) CheckStore(ctx context.Context) (StoreCheck, error) {
 	r.Path = filepath.Join(s.cfg.Data, FileDB)
 	return StoreCheckOf(s.cfg.Data, r), nil
 }
+
+// leftovers are the temporary files a server or restore killed midway
+// (a power cut) leaves, each up to a copy of the store: a running check's
+// copy, a restore's, and an automatic backup's partial file. The server
+// holds the store's lock when it sweeps them (at its start), so no other
+// server or restore is writing them.
+var leftovers = []struct {
+	backupDir bool
+	pattern   string
+}{
+	{false, ".check-*.tmp"},
+	{false, "." + FileDB + ".restore-*.tmp"},
+	{true, "." + backupPrefix + "*" + backupSuffix + ".*.partial"},
+}
+
+// sweepLeftovers removes the leftovers of a run killed midway.
+func (s *Server) sweepLeftovers() {
+	for _, l := range leftovers {
+		dir := s.cfg.Data
+		if l.backupDir {
+			dir = s.cfg.BackupDirectory()
+		}
+		found, _ := filepath.Glob(filepath.Join(dir, l.pattern))
+		for _, f := range found {
+			if err := os.Remove(f); err == nil {
+				s.log.Info("removed what a run killed midway left", "file", f)
+			}
+		}
+	}
+}

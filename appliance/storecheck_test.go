@@ -3,7 +3,9 @@ package appliance
 import (
 	"bytes"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +38,48 @@ func TestCheckStoreProgress(t *testing.T) {
 	for _, want := range []string{"checking the store before serving", `msg="checking the store" pages=`, `msg="store checked"`} {
 		if !strings.Contains(log, want) {
 			t.Errorf("the log lacks %q:\n%s", want, log)
+		}
+	}
+}
+
+// TestLeftoversSwept: what a server killed in the middle of a check of
+// its running store or of an automatic backup, or a restore killed
+// midway, leaves (each up to a copy of the store, on an SD card that
+// fills) is removed at the next start; other files stay.
+func TestLeftoversSwept(t *testing.T) {
+	data := t.TempDir()
+	backups := filepath.Join(data, DirBackups)
+	if err := os.MkdirAll(backups, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	left := []string{
+		filepath.Join(data, ".check-123456.tmp"),
+		filepath.Join(data, ".server.db.restore-42.tmp"),
+		filepath.Join(backups, ".server-20261201T020000Z.db.987.partial"),
+	}
+	kept := []string{
+		filepath.Join(data, "notes.tmp"),
+		filepath.Join(backups, "server-20261201T020000Z.db"),
+		filepath.Join(backups, ".mine.partial"),
+	}
+	for _, f := range slices.Concat(left, kept) {
+		if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv, err := New(Config{Listen: "127.0.0.1:0", Data: data, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	for _, f := range left {
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("%s is still there", f)
+		}
+	}
+	for _, f := range kept {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s went: %v", f, err)
 		}
 	}
 }
