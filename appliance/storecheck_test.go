@@ -83,3 +83,27 @@ func TestLeftoversSwept(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckRunningShortOfSpace: a check of the running server's store,
+// which copies it into the data directory, is refused when the copy would
+// leave less than disk_free_warn (it would have taken the room the users'
+// sends need), saying how to check without a copy; it leaves nothing.
+func TestCheckRunningShortOfSpace(t *testing.T) {
+	data := t.TempDir()
+	srv, err := New(Config{Listen: "127.0.0.1:0", Data: data, Logger: slog.New(slog.DiscardHandler), DiskFreeWarn: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	if c, err := srv.CheckStore(t.Context()); err != nil || len(c.Damage) != 0 {
+		t.Fatalf("check with room: %+v %v", c, err)
+	}
+	srv.cfg.DiskFreeWarn = 1 << 50
+	_, err = srv.CheckStore(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "not enough free space") || !strings.Contains(err.Error(), "admin --data "+data+" check") {
+		t.Errorf("check short of space: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(data, ".check-*")); len(left) != 0 {
+		t.Errorf("left %v", left)
+	}
+}
