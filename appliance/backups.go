@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/securechat/securechat/appliance/store/boltstore"
 	"github.com/securechat/securechat/chat"
 )
 
@@ -185,6 +186,9 @@ func (s *Server) writeBackup(ctx context.Context) (BackupInfo, error) {
 		err = ctx.Err()
 	}
 	if err == nil {
+		err = checkBackup(tmp)
+	}
+	if err == nil {
 		err = os.Rename(tmp, filepath.Join(dir, name))
 	}
 	if err != nil {
@@ -193,6 +197,26 @@ func (s *Server) writeBackup(ctx context.Context) (BackupInfo, error) {
 	}
 	syncDir(dir)
 	return BackupInfo{Name: name, Path: filepath.Join(dir, name), Time: now.Truncate(time.Second), Size: n}, nil
+}
+
+// checkBackup checks a backup as the start checks the store: a hot copy
+// holds the store's pages as they are, so a page the card damaged is in
+// it. A damaged backup is not kept, so that rotation never replaces the
+// sound backups with damaged ones, and the damage is told the day it is
+// copied, before a request meets it.
+func checkBackup(path string) error {
+	r, err := boltstore.Check(path, nil)
+	if err != nil {
+		return fmt.Errorf("checking the backup: %w", err)
+	}
+	if len(r.Damage) > 0 {
+		more := ""
+		if len(r.Damage) > 1 {
+			more = fmt.Sprintf(" (and %d more damaged parts)", len(r.Damage)-1)
+		}
+		return fmt.Errorf("the store is damaged, so this backup is not kept and the older ones stay: %s%s; run check", r.Damage[0], more)
+	}
+	return nil
 }
 
 // rotateBackups removes the automatic backups past the newest

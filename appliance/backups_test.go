@@ -341,3 +341,61 @@ func TestBackupClockSetBack(t *testing.T) {
 		}
 	}
 }
+
+// TestBackupOfDamagedStore: a page the card damaged under the running
+// server is in its hot copy; the automatic backup checks the copy as the
+// start would, keeps none of it and fails, naming the damage, so the
+// sound backups before it stay instead of being rotated out one a day.
+func TestBackupOfDamagedStore(t *testing.T) {
+	now := time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC)
+	data := t.TempDir()
+	srv, err := New(Config{Listen: "127.0.0.1:0", Data: data, Logger: slog.New(slog.DiscardHandler),
+		BackupKeep: 1, DiskFreeWarn: 1 << 20, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	for i := range 60 {
+		mustAccount(t, srv.store, fmt.Sprintf("user%03d", i), 1, now)
+	}
+	good, err := srv.autoBackup(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(data, FileDB)
+	pages, _, err := boltstore.Pages(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := slices.IndexFunc(pages, func(p boltstore.PageInfo) bool { return p.Leaf && p.Bucket == "users" })
+	if leaf < 0 {
+		t.Fatalf("no leaf of users: %+v", pages)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := os.Getpagesize()
+	if _, err := f.WriteAt(make([]byte, ps), int64(pages[leaf].ID)*int64(ps)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	now = now.Add(24 * time.Hour)
+	_, err = srv.autoBackup(context.Background())
+	want := fmt.Sprintf("the store is damaged, so this backup is not kept and the older ones stay: page %d (bucket users: accounts)", pages[leaf].ID)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("backup of a damaged store: %v, want %q", err, want)
+	}
+	list, _ := srv.Backups(context.Background())
+	if len(list) != 1 || list[0].Name != good.Name {
+		t.Errorf("backups after one of a damaged store: %+v, want only %s", list, good.Name)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(data, DirBackups)); len(entries) != 1 {
+		t.Errorf("left %v", entries)
+	}
+	events, _ := srv.Events(context.Background(), 10)
+	if srv.stats.BackupsFailed.Load() != 1 || len(events) == 0 || events[0].Kind != chat.EventBackupFailed || !strings.Contains(events[0].Detail, "damaged") {
+		t.Errorf("failed %d, events %+v", srv.stats.BackupsFailed.Load(), events)
+	}
+}
