@@ -142,7 +142,7 @@ func (s *Server) autoBackup(ctx context.Context) (BackupInfo, error) {
 	}
 	s.stats.Backups.Add(1)
 	s.log.Info("automatic backup written", "file", b.Path, "bytes", b.Size)
-	s.recordEvent(chat.EventBackup, b.Name, FormatSize(float64(b.Size))+"B")
+	s.recordEvent(chat.EventBackup, b.Name, sizeText(uint64(b.Size)))
 	removed, err := s.rotateBackups()
 	for _, r := range removed {
 		s.log.Info("old automatic backup removed", "file", r)
@@ -166,7 +166,7 @@ func (s *Server) writeBackup(ctx context.Context) (BackupInfo, error) {
 	need := s.store.Stats().Bytes
 	if free, _, ok := diskSpace(dir); ok && free < uint64(need)+uint64(s.cfg.DiskFreeWarn) {
 		return BackupInfo{}, fmt.Errorf("not enough free space in %s: %s free, the backup needs %s and would leave less than disk_free_warn (%s)",
-			dir, FormatSize(float64(free))+"B", FormatSize(float64(need))+"B", FormatSize(float64(s.cfg.DiskFreeWarn)))
+			dir, sizeText(free), sizeText(uint64(need)), sizeText(uint64(s.cfg.DiskFreeWarn)))
 	}
 	now := s.cfg.Now().UTC()
 	name := backupPrefix + now.Format(backupLayout) + backupSuffix

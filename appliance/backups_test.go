@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -98,6 +99,9 @@ func TestBackupRotation(t *testing.T) {
 	events, _ := srv.Events(context.Background(), 10)
 	if len(events) != 5 || events[0].Kind != chat.EventBackup || events[0].Subject != taken[4] {
 		t.Errorf("events %+v", events)
+	}
+	if d := events[0].Detail; !regexp.MustCompile(`^\d+(KiB|MiB|GiB| bytes)$`).MatchString(d) {
+		t.Errorf("a backup's size reads %q", d) // it read 1028KiBB
 	}
 }
 

@@ -157,7 +157,7 @@ func (s *Server) CheckStore(ctx context.Context) (StoreCheck, error) {
 	need := s.store.Stats().Bytes
 	if free, _, ok := diskSpace(s.cfg.Data); ok && free < uint64(need)+uint64(s.cfg.DiskFreeWarn) {
 		return StoreCheck{}, fmt.Errorf("check: not enough free space in %s for a copy of the store: %s free, the copy needs %s and would leave less than disk_free_warn (%s); stop the server and run securechat admin --data %s check, which needs no copy",
-			s.cfg.Data, FormatSize(float64(free))+"B", FormatSize(float64(need))+"B", FormatSize(float64(s.cfg.DiskFreeWarn)), s.cfg.Data)
+			s.cfg.Data, sizeText(free), sizeText(uint64(need)), sizeText(uint64(s.cfg.DiskFreeWarn)), s.cfg.Data)
 	}
 	f, err := os.CreateTemp(s.cfg.Data, ".check-*.tmp")
 	if err != nil {
