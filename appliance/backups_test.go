@@ -290,9 +290,23 @@ func TestRestoreDamaged(t *testing.T) {
 	}
 	ofp := srv.Fingerprint().String()
 	srv.Close()
-	r, err = Restore(data, ob.Path, now.Add(time.Hour))
+	r, err = Restore(data, ob.Path, now)
 	if err != nil || r.OtherKey != ofp || r.Before != fp {
 		t.Errorf("restore of another server's backup: %+v %v, want its key %s and %s before", r, err, ofp, fp)
+	}
+	// Restored in the same second as the one before: the store that one
+	// kept aside stays.
+	first := filepath.Join(data, "server.db.before-restore-20261201T020000Z")
+	if r.Aside != first+"-2" {
+		t.Errorf("the second restore of a second kept its store aside as %s", r.Aside)
+	}
+	st, err := boltstore.Open(first, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Account("user000"); err != nil {
+		t.Errorf("the store the first restore kept aside: %v", err)
 	}
 }
 

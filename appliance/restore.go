@@ -71,7 +71,15 @@ func Restore(data, file string, now time.Time) (Restored, error) {
 	}
 	switch _, err := os.Lstat(dbPath); {
 	case err == nil:
+		// Never over an earlier restore's: two in one second (the wrong
+		// backup, then the right one) would lose the store before both.
 		out.Aside = dbPath + ".before-restore-" + now.UTC().Format(backupLayout)
+		for i := 2; ; i++ {
+			if _, err := os.Lstat(out.Aside); errors.Is(err, fs.ErrNotExist) {
+				break
+			}
+			out.Aside = fmt.Sprintf("%s.before-restore-%s-%d", dbPath, now.UTC().Format(backupLayout), i)
+		}
 		if err := os.Rename(dbPath, out.Aside); err != nil {
 			os.Remove(tmp)
 			return Restored{}, fmt.Errorf("keeping the current store aside: %w; nothing was changed", err)
