@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/securechat/securechat/appliance/store/boltstore"
 	"github.com/securechat/securechat/chat"
 )
 
@@ -141,7 +142,7 @@ func (s *Server) autoBackup(ctx context.Context) (BackupInfo, error) {
 	}
 	s.stats.Backups.Add(1)
 	s.log.Info("automatic backup written", "file", b.Path, "bytes", b.Size)
-	s.recordEvent(chat.EventBackup, b.Name, FormatSize(float64(b.Size))+"B")
+	s.recordEvent(chat.EventBackup, b.Name, sizeText(uint64(b.Size)))
 	removed, err := s.rotateBackups()
 	for _, r := range removed {
 		s.log.Info("old automatic backup removed", "file", r)
@@ -165,7 +166,7 @@ func (s *Server) writeBackup(ctx context.Context) (BackupInfo, error) {
 	need := s.store.Stats().Bytes
 	if free, _, ok := diskSpace(dir); ok && free < uint64(need)+uint64(s.cfg.DiskFreeWarn) {
 		return BackupInfo{}, fmt.Errorf("not enough free space in %s: %s free, the backup needs %s and would leave less than disk_free_warn (%s)",
-			dir, FormatSize(float64(free))+"B", FormatSize(float64(need))+"B", FormatSize(float64(s.cfg.DiskFreeWarn)))
+			dir, sizeText(free), sizeText(uint64(need)), sizeText(uint64(s.cfg.DiskFreeWarn)))
 	}
 	now := s.cfg.Now().UTC()
 	name := backupPrefix + now.Format(backupLayout) + backupSuffix
@@ -185,6 +186,9 @@ func (s *Server) writeBackup(ctx context.Context) (BackupInfo, error) {
 		err = ctx.Err()
 	}
 	if err == nil {
+		err = checkBackup(tmp)
+	}
+	if err == nil {
 		err = os.Rename(tmp, filepath.Join(dir, name))
 	}
 	if err != nil {
@@ -195,13 +199,41 @@ func (s *Server) writeBackup(ctx context.Context) (BackupInfo, error) {
 	return BackupInfo{Name: name, Path: filepath.Join(dir, name), Time: now.Truncate(time.Second), Size: n}, nil
 }
 
+// checkBackup checks a backup as the start checks the store: a hot copy
+// holds the store's pages as they are, so a page the card damaged is in
+// it. A damaged backup is not kept, so that rotation never replaces the
+// sound backups with damaged ones, and the damage is told the day it is
+// copied, before a request meets it.
+func checkBackup(path string) error {
+	r, err := boltstore.Check(path, nil)
+	if err != nil {
+		return fmt.Errorf("checking the backup: %w", err)
+	}
+	if len(r.Damage) > 0 {
+		more := ""
+		if len(r.Damage) > 1 {
+			more = fmt.Sprintf(" (and %d more damaged parts)", len(r.Damage)-1)
+		}
+		return fmt.Errorf("the store is damaged, so this backup is not kept and the older ones stay: %s%s; run check", r.Damage[0], more)
+	}
+	return nil
+}
+
 // rotateBackups removes the automatic backups past the newest
-// backup_keep, and returns the paths removed.
+// backup_keep, and returns the paths removed. A backup dated after now
+// was taken before the clock was set back (a Raspberry Pi without a
+// real-time clock, booted before NTP; a clock corrected after running
+// ahead): it counts as older than any other, so the backups taken since
+// are kept and it goes first.
 func (s *Server) rotateBackups() ([]string, error) {
 	list, err := listBackups(s.cfg.BackupDirectory())
 	if err != nil || len(list) <= s.cfg.BackupKeep {
 		return nil, err
 	}
+	now := s.cfg.Now()
+	slices.SortStableFunc(list, func(a, b BackupInfo) int {
+		return cmp.Compare(boolInt(a.Time.After(now)), boolInt(b.Time.After(now))) // newest first otherwise
+	})
 	var removed []string
 	var errs []error
 	for _, b := range list[s.cfg.BackupKeep:] {
@@ -212,6 +244,13 @@ func (s *Server) rotateBackups() ([]string, error) {
 		removed = append(removed, b.Path)
 	}
 	return removed, errors.Join(errs...)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // syncDir makes a rename in dir durable.

@@ -99,6 +99,6 @@ func (s *Server) checkDisk() {
 	}
 	if (!ok || free >= diskRoom) && s.disk.full.CompareAndSwap(true, false) {
 		s.log.Info("storage has room again: registrations and uploads are taken", "dir", s.cfg.Data, "free", free)
-		s.recordEvent(chat.EventStorageRecovered, s.cfg.Data, FormatSize(float64(free))+"B free")
+		s.recordEvent(chat.EventStorageRecovered, s.cfg.Data, sizeText(free)+" free")
 	}
 }

@@ -1,6 +1,8 @@
 package appliance
 
 import (
+	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/securechat/securechat/appliance/store/boltstore"
+	"github.com/securechat/securechat/transport"
 )
 
 // Restore (docs/operations.md §7): `securechat admin restore FILE` puts a
@@ -28,6 +31,11 @@ type Restored struct {
 	Path  string // the store restored, DATA/server.db
 	Size  int64
 	Aside string // where the store it replaced is kept; "" if there was none
+	// OtherKey is set when the backup holds another server key than the
+	// one the server last ran with here (DATA/server.fingerprint): its
+	// fingerprint, and the one before it. Every client that pinned the
+	// old one refuses the restored server until its user accepts the new.
+	OtherKey, Before string
 }
 
 // Restore puts the backup file in place of data's store, as of now. The
@@ -50,14 +58,28 @@ func Restore(data, file string, now time.Time) (Restored, error) {
 	if err != nil {
 		return Restored{}, err
 	}
-	if err := verifyStore(tmp); err != nil {
+	fp, err := verifyStore(tmp)
+	if err != nil {
 		os.Remove(tmp)
 		return Restored{}, fmt.Errorf("%s is not a store the server can use: %w; nothing was changed", file, err)
 	}
 	out := Restored{Path: dbPath, Size: size}
+	if b, err := os.ReadFile(filepath.Join(data, FileFingerprint)); err == nil && fp != "" {
+		if before, err := transport.ParseFingerprint(string(b)); err == nil && before.String() != fp {
+			out.OtherKey, out.Before = fp, before.String()
+		}
+	}
 	switch _, err := os.Lstat(dbPath); {
 	case err == nil:
+		// Never over an earlier restore's: two in one second (the wrong
+		// backup, then the right one) would lose the store before both.
 		out.Aside = dbPath + ".before-restore-" + now.UTC().Format(backupLayout)
+		for i := 2; ; i++ {
+			if _, err := os.Lstat(out.Aside); errors.Is(err, fs.ErrNotExist) {
+				break
+			}
+			out.Aside = fmt.Sprintf("%s.before-restore-%s-%d", dbPath, now.UTC().Format(backupLayout), i)
+		}
 		if err := os.Rename(dbPath, out.Aside); err != nil {
 			os.Remove(tmp)
 			return Restored{}, fmt.Errorf("keeping the current store aside: %w; nothing was changed", err)
@@ -104,9 +126,12 @@ func copyBackup(data, file string) (string, int64, error) {
 	return out.Name(), n, nil
 }
 
-// verifyStore opens the store at path (bringing an older schema up to
-// date) and checks it (Store.Verify).
-func verifyStore(path string) (err error) {
+// verifyStore checks the store at path as the server's start does
+// (boltstore.Check: page by page, before bbolt reads a page, since a page
+// that points past the file faults in bbolt's own check), opens it
+// (bringing an older schema up to date) and checks it again (Store.Verify).
+// fp is the fingerprint of the server key it holds, "" if none.
+func verifyStore(path string) (fp string, err error) {
 	defer func() {
 		// bbolt checks some pages with a panic: a damaged file is an
 		// answer here, not a crash.
@@ -114,14 +139,38 @@ func verifyStore(path string) (err error) {
 			err = fmt.Errorf("damaged: %v", r)
 		}
 	}()
+	r, err := boltstore.Check(path, nil)
+	if err != nil {
+		return "", err
+	}
+	if len(r.Damage) > 0 {
+		err = fmt.Errorf("damaged: %s", r.Damage[0])
+		if len(r.Damage) > 1 {
+			err = fmt.Errorf("%w (and %d more damaged parts)", err, len(r.Damage)-1)
+		}
+		return "", err
+	}
 	st, err := boltstore.Open(path, boltstore.Options{})
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer func() {
 		if cerr := st.Close(); err == nil {
 			err = cerr
 		}
 	}()
-	return st.Verify()
+	if err := st.Verify(); err != nil {
+		return "", err
+	}
+	// A store without a key is given none here (the reader fails): the
+	// server makes one at its start.
+	if key, err := st.ServerKey(context.Background(), failingReader{}); err == nil {
+		fp = transport.FingerprintOf(key.Public().(ed25519.PublicKey)).String()
+	}
+	return fp, nil
 }
+
+// failingReader is a source of randomness that has none.
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, errors.New("no key") }

@@ -221,6 +221,7 @@ func (s *Server) init() error {
 	if err := s.ensureAdminToken(); err != nil {
 		return err
 	}
+	s.sweepLeftovers()
 	if err := s.loadBans(); err != nil {
 		return fmt.Errorf("bans: %w", err)
 	}

@@ -474,6 +474,15 @@ func FormatSize(v float64) string {
 	return strconv.FormatFloat(v, 'f', -1, 64)
 }
 
+// sizeText is a number of bytes as the log and events show it: 64MiB
+// when exact, else 1052673 bytes (FormatSize's unit already says B).
+func sizeText(n uint64) string {
+	if f := FormatSize(float64(n)); strings.HasSuffix(f, "iB") {
+		return f
+	}
+	return strconv.FormatUint(n, 10) + " bytes"
+}
+
 // ParseRate reads a number per second: 20, 0.5, or a fraction, 1/60.
 func ParseRate(s string) (float64, error) {
 	num, den, frac := strings.Cut(strings.TrimSpace(s), "/")

@@ -152,6 +152,13 @@ func StoreCheckOf(dir string, r *boltstore.Report) StoreCheck {
 // so no read transaction stays open for the check. It needs free space
 // for one copy of the store.
 func (s *Server) CheckStore(ctx context.Context) (StoreCheck, error) {
+	// The copy must not be what fills the disk under the users' sends:
+	// it leaves at least disk_free_warn, as an automatic backup does.
+	need := s.store.Stats().Bytes
+	if free, _, ok := diskSpace(s.cfg.Data); ok && free < uint64(need)+uint64(s.cfg.DiskFreeWarn) {
+		return StoreCheck{}, fmt.Errorf("check: not enough free space in %s for a copy of the store: %s free, the copy needs %s and would leave less than disk_free_warn (%s); stop the server and run securechat admin --data %s check, which needs no copy",
+			s.cfg.Data, sizeText(free), sizeText(uint64(need)), sizeText(uint64(s.cfg.DiskFreeWarn)), s.cfg.Data)
+	}
 	f, err := os.CreateTemp(s.cfg.Data, ".check-*.tmp")
 	if err != nil {
 		return StoreCheck{}, fmt.Errorf("check: %w", err)
@@ -170,4 +177,34 @@ func (s *Server) CheckStore(ctx context.Context) (StoreCheck, error) {
 	}
 	r.Path = filepath.Join(s.cfg.Data, FileDB)
 	return StoreCheckOf(s.cfg.Data, r), nil
+}
+
+// leftovers are the temporary files a server or restore killed midway
+// (a power cut) leaves, each up to a copy of the store: a running check's
+// copy, a restore's, and an automatic backup's partial file. The server
+// holds the store's lock when it sweeps them (at its start), so no other
+// server or restore is writing them.
+var leftovers = []struct {
+	backupDir bool
+	pattern   string
+}{
+	{false, ".check-*.tmp"},
+	{false, "." + FileDB + ".restore-*.tmp"},
+	{true, "." + backupPrefix + "*" + backupSuffix + ".*.partial"},
+}
+
+// sweepLeftovers removes the leftovers of a run killed midway.
+func (s *Server) sweepLeftovers() {
+	for _, l := range leftovers {
+		dir := s.cfg.Data
+		if l.backupDir {
+			dir = s.cfg.BackupDirectory()
+		}
+		found, _ := filepath.Glob(filepath.Join(dir, l.pattern))
+		for _, f := range found {
+			if err := os.Remove(f); err == nil {
+				s.log.Info("removed what a run killed midway left", "file", f)
+			}
+		}
+	}
 }

@@ -206,6 +206,13 @@ func restore(data, file string, dataSet bool, env Env) error {
 	if r.Aside != "" {
 		fmt.Fprintf(env.Stdout, "the store it replaced is kept as %s (delete it once the server runs well)\n", r.Aside)
 	}
+	if r.OtherKey != "" {
+		back := ""
+		if r.Aside != "" {
+			back = fmt.Sprintf("; if that is not what you meant, move %s back to %s", r.Aside, r.Path)
+		}
+		fmt.Fprintf(env.Stderr, "securechat: warning: %s holds another server key than the server that ran on %s (fingerprint %s, was %s): every client refuses the restored server until its user accepts the new fingerprint%s\n", file, data, r.OtherKey, r.Before, back)
+	}
 	fmt.Fprintf(env.Stdout, "start the server: messages stored after the backup was taken are not on it; clients resend what their outboxes hold\n")
 	return nil
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -86,13 +87,36 @@ func TestAutomaticBackupRestore(t *testing.T) {
 	fails(t, 1, "a securechat server is running on "+s.data, nil, "admin", "--data", s.data, "restore", kept)
 	s.stop()
 	fails(t, 1, "is not a store the server can use", nil, "admin", "--data", s.data, "restore", writeTemp(t, "not a store at all"))
-	out := ok(t, nil, "admin", "--data", s.data, "restore", kept).Stdout
-	if !strings.Contains(out, "restored "+kept) || !strings.Contains(out, "server.db.before-restore-") {
-		t.Errorf("restore said %q", out)
+	// A damaged backup (a page of its mailboxes overwritten) is refused
+	// with one line naming the page, as the start would.
+	pages, _, err := boltstore.Pages(kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := filepath.Join(t.TempDir(), "damaged.db")
+	os.WriteFile(damaged, b, 0o600)
+	mailbox := slices.IndexFunc(pages, func(p boltstore.PageInfo) bool { return p.Bucket == "mailboxes" && p.SubBucket != "" })
+	if mailbox < 0 {
+		t.Fatalf("the backup has no page of a mailbox of its own: %+v", pages)
+	}
+	damagePage(t, damaged, pages[mailbox].ID)
+	fails(t, 1, fmt.Sprintf("is not a store the server can use: damaged: page %d (bucket mailboxes: queued messages)", pages[mailbox].ID), nil, "admin", "--data", s.data, "restore", damaged)
+	// Another server's backup is restored with a warning naming both keys.
+	other := startServer(t)
+	otherBackup := filepath.Join(t.TempDir(), "other.db")
+	ok(t, nil, "admin", "--data", other.data, "backup", otherBackup)
+	other.stop()
+	r := ok(t, nil, "admin", "--data", s.data, "restore", otherBackup)
+	if want := "holds another server key than the server that ran on " + s.data + " (fingerprint " + other.FP + ", was " + s.FP + ")"; !strings.Contains(r.Stderr, want) || strings.Count(r.Stderr, "\n") != 1 {
+		t.Errorf("restore of another server's backup: stderr %q, want one line with %q", r.Stderr, want)
+	}
+	r = ok(t, nil, "admin", "--data", s.data, "restore", kept)
+	if !strings.Contains(r.Stdout, "restored "+kept) || !strings.Contains(r.Stdout, "server.db.before-restore-") || r.Stderr != "" {
+		t.Errorf("restore said %q, %q", r.Stdout, r.Stderr)
 	}
 	aside, _ := filepath.Glob(filepath.Join(s.data, "server.db.before-restore-*"))
-	if len(aside) != 1 {
-		t.Errorf("kept aside: %v", aside)
+	if len(aside) != 2 {
+		t.Errorf("kept aside: %v, want the store before each of the two restores", aside)
 	}
 	st, err := boltstore.Open(filepath.Join(s.data, "server.db"), boltstore.Options{})
 	if err != nil {

@@ -152,8 +152,11 @@ func Salvage(src, out string) (*SalvageReport, error) {
 	if err := dst.Verify(); err != nil {
 		return nil, fmt.Errorf("salvage: the new store does not verify: %w", err)
 	}
+	// Pages lost per bucket, "" for the list of buckets: the trees'
+	// damage, not the freelist's or pages neither reachable nor free,
+	// which hold no records.
 	lost := map[string]int{}
-	for _, d := range rep.Damage {
+	for _, d := range damages(sc.Damage) {
 		if d.Page != 0 || d.Bucket != "" {
 			lost[d.Bucket]++
 		}
