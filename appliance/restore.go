@@ -80,7 +80,12 @@ func Restore(data, file string, now time.Time) (Restored, error) {
 			}
 			out.Aside = fmt.Sprintf("%s.before-restore-%s-%d", dbPath, now.UTC().Format(backupLayout), i)
 		}
-		if err := os.Rename(dbPath, out.Aside); err != nil {
+		// A second name for the store, then one rename over it: a power
+		// cut at any moment leaves a server.db, the old or the new. A file
+		// system without hard links (FAT) moves it aside instead.
+		if err := os.Link(dbPath, out.Aside); err == nil {
+			syncDir(data)
+		} else if err := os.Rename(dbPath, out.Aside); err != nil {
 			os.Remove(tmp)
 			return Restored{}, fmt.Errorf("keeping the current store aside: %w; nothing was changed", err)
 		}
