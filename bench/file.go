@@ -31,7 +31,9 @@ import (
 // the blob bounds raised above the file, four accounts: sender000 sends
 // files to receiver000; sender001 and receiver001 chat.
 //
-// Throughput, fileRuns times each way, the median reported: sender000
+// Throughput, -file-runs times each way, the median reported, each run a
+// raw bulk transfer (bulk.go) and then securechat's, so that both see the
+// same moments of a shared machine: sender000
 // encrypts a random file of -file bytes, read from a file on the homes'
 // file system, with the attachment writer into a temporary file beside it
 // (as client/history.go does), and uploads that with Client.Upload for
@@ -52,9 +54,6 @@ import (
 // and kept going until the last is delivered. Those transfers move
 // ciphertext only: the bench process encrypts and decrypts nothing
 // meanwhile, so the comparison is of the server and the transport.
-
-// fileRuns is how many times each transfer is timed; the median counts.
-const fileRuns = 3
 
 // fileTarget is the issue's goal: file throughput at least this fraction
 // of the raw bulk stream's, each way.
@@ -106,6 +105,10 @@ type transferStats struct {
 	ServerCPUUtil     float64 `json:"server_cpu_util"` // the median run, fraction of one core
 	BenchCPUUtil      float64 `json:"bench_cpu_util"`
 	OtherCPUUtil      float64 `json:"other_cpu_util"` // the machine's other processes, -1: unknown
+	// CPU time per MiB of the file over all runs: the server's and the
+	// bench process's (raw: the bulk server and its client).
+	ServerCPUMSPerMiB float64 `json:"server_cpu_ms_per_mib"`
+	BenchCPUMSPerMiB  float64 `json:"bench_cpu_ms_per_mib"`
 }
 
 // chatStats is the chat latency without and during transfers.
@@ -134,12 +137,17 @@ type chatLatency struct {
 }
 
 func filePhase(ctx context.Context, o *options, s *scratch, progress func(string, ...any)) (*fileStats, error) {
-	st := &fileStats{Bytes: o.file, EncodedBytes: e2ee.AttachmentSize(o.file), Runs: fileRuns, Target: fileTarget}
-	progress("file: raw quic-go bulk baseline, %s each way, %d times", fmtMiB(o.file), fileRuns)
-	var err error
-	if st.RawUp, st.RawDown, err = rawTransfers(ctx, o); err != nil {
+	st := &fileStats{Bytes: o.file, EncodedBytes: e2ee.AttachmentSize(o.file), Runs: o.fileRuns, Target: fileTarget}
+	bsrv, baddr, bfp, err := startBaselineServer(ctx, o.stderr, bulkServerArg)
+	if err != nil {
 		return nil, fmt.Errorf("bulk baseline: %w", err)
 	}
+	defer bsrv.stop()
+	raw, err := dialBulk(ctx, baddr, bfp)
+	if err != nil {
+		return nil, fmt.Errorf("bulk baseline: %w", err)
+	}
+	defer raw.close()
 	data, err := s.subdir(o.serverData, "file-server")
 	if err != nil {
 		return nil, err
@@ -177,25 +185,36 @@ func filePhase(ctx context.Context, o *options, s *scratch, progress func(string
 	defer down.Close()
 	x := &fileTransfer{up: up, down: down, dir: homes, plain: plain, sum: sum,
 		to: []chat.Device{chat.DeviceOf(down.Profile().User, down.Profile().Device)}}
-	progress("file: securechat, %s (%s encoded) each way, %d times; server data on %s, files on %s",
-		fmtMiB(o.file), fmtMiB(st.EncodedBytes), fileRuns, st.ServerData, st.TempFS)
+	progress("file: %s (%s encoded) each way, %d times, each time raw quic-go then securechat; server data on %s, files on %s",
+		fmtMiB(o.file), fmtMiB(st.EncodedBytes), o.fileRuns, st.ServerData, st.TempFS)
 	if err := o.fileProf.start(srv, o.stderr); err != nil {
 		return nil, err
 	}
 	defer o.fileProf.stop()
-	var ups, downs []timing
+	// Raw and securechat alternate, so that both see the same moments of
+	// a shared machine.
+	var rawUps, rawDowns, ups, downs []timing
 	var last client.BlobID
-	for i := range fileRuns {
+	for i := range o.fileRuns {
+		r, err := timed(bsrv, func() (time.Duration, error) { return 0, raw.upload(ctx, o.file) })
+		if err != nil {
+			return nil, fmt.Errorf("bulk baseline: %w", err)
+		}
+		rawUps = append(rawUps, r)
 		f, r, err := x.send(ctx, srv)
 		if err != nil {
 			return nil, fmt.Errorf("upload: %w", err)
 		}
 		ups = append(ups, r)
+		if r, err = timed(bsrv, func() (time.Duration, error) { return 0, raw.download(ctx, o.file) }); err != nil {
+			return nil, fmt.Errorf("bulk baseline: %w", err)
+		}
+		rawDowns = append(rawDowns, r)
 		if r, err = x.receive(ctx, srv, f); err != nil {
 			return nil, fmt.Errorf("download: %w", err)
 		}
 		downs = append(downs, r)
-		if i < fileRuns-1 {
+		if i < o.fileRuns-1 {
 			if err := down.BlobDone(ctx, f.id); err != nil {
 				return nil, err
 			}
@@ -205,6 +224,9 @@ func filePhase(ctx context.Context, o *options, s *scratch, progress func(string
 	if err := o.fileProf.stop(); err != nil {
 		return nil, err
 	}
+	raw.close()
+	bsrv.stop()
+	st.RawUp, st.RawDown = summarize(rawUps, o.file), summarize(rawDowns, o.file)
 	st.Up, st.Down = summarize(ups, o.file), summarize(downs, o.file)
 	st.UpRatio, st.DownRatio = st.Up.MiBPerSec/st.RawUp.MiBPerSec, st.Down.MiBPerSec/st.RawDown.MiBPerSec
 	st.MeetsTarget = st.UpRatio >= fileTarget && st.DownRatio >= fileTarget
@@ -300,35 +322,13 @@ func summarize(runs []timing, size int64) transferStats {
 		st.TransferMiBPerSec = float64(size) / (1 << 20) / (m.wall - m.crypto).Seconds()
 	}
 	st.ServerCPUUtil, st.BenchCPUUtil, st.OtherCPUUtil = m.util(m.server), m.util(m.bench), m.util(m.other)
+	var server, bench time.Duration
+	for _, r := range runs {
+		server, bench = server+r.server, bench+r.bench
+	}
+	mib := float64(size) / (1 << 20) * float64(len(runs))
+	st.ServerCPUMSPerMiB, st.BenchCPUMSPerMiB = ms(server)/mib, ms(bench)/mib
 	return st
-}
-
-// rawTransfers times fileRuns raw uploads and downloads of o.file bytes
-// against a bulk server of their own.
-func rawTransfers(ctx context.Context, o *options) (up, down transferStats, err error) {
-	srv, addr, fp, err := startBaselineServer(ctx, o.stderr, bulkServerArg)
-	if err != nil {
-		return up, down, err
-	}
-	defer srv.stop()
-	b, err := dialBulk(ctx, addr, fp)
-	if err != nil {
-		return up, down, err
-	}
-	defer b.close()
-	var ups, downs []timing
-	for range fileRuns {
-		r, err := timed(srv, func() (time.Duration, error) { return 0, b.upload(ctx, o.file) })
-		if err != nil {
-			return up, down, err
-		}
-		ups = append(ups, r)
-		if r, err = timed(srv, func() (time.Duration, error) { return 0, b.download(ctx, o.file) }); err != nil {
-			return up, down, err
-		}
-		downs = append(downs, r)
-	}
-	return summarize(ups, o.file), summarize(downs, o.file), nil
 }
 
 // writeRandomFile writes size random bytes to path and returns their

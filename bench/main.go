@@ -20,7 +20,7 @@
 //
 //	go run ./bench [-bin bin/securechat] [-clients 64] [-duration 10s] [-warmup 1s] [-size 64] [-json] [-keep]
 //	               [-echo=true] [-relay=true] [-ack-delay 0] [-established=true] [-homes DIR] [-server-data DIR]
-//	               [-group 500] [-group-messages 20] [-file 50MiB] [-file-messages 200]
+//	               [-group 500] [-group-messages 20] [-file 50MiB] [-file-runs 5] [-file-messages 200]
 //	               [-cpuprofile FILE] [-perf FILE] [-file-cpuprofile FILE] [-file-perf FILE]
 package main
 
@@ -67,6 +67,7 @@ type options struct {
 	// file is the file phase's file size in bytes (file.go), 0 to skip
 	// it; fileMessages the chat messages sent without and during transfers.
 	file         int64
+	fileRuns     int
 	fileMessages int
 }
 
@@ -119,6 +120,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		o.file = int64(n)
 		return nil
 	})
+	fs.IntVar(&o.fileRuns, "file-runs", 5, "times the file phase times each transfer, raw and securechat, up and down (the median counts)")
 	fs.IntVar(&o.fileMessages, "file-messages", 200, "chat messages the file phase sends without a transfer, and as many during transfers")
 	if err := fs.Parse(args); err != nil {
 		return nil, errUsage
@@ -138,6 +140,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("%w: -group-messages must be positive", errUsage)
 	case o.file < 0 || o.file > maxFileSize:
 		return nil, fmt.Errorf("%w: -file must be between 0 and %s", errUsage, appliance.FormatSize(maxFileSize))
+	case o.fileRuns < 1 || o.fileRuns > 100:
+		return nil, fmt.Errorf("%w: -file-runs must be between 1 and 100", errUsage)
 	case o.fileMessages < 1:
 		return nil, fmt.Errorf("%w: -file-messages must be positive", errUsage)
 	}

@@ -233,8 +233,8 @@ func meets(ok bool) string {
 func (r *report) writeFile(w io.Writer) error {
 	f := r.File
 	line := func(t transferStats) string {
-		return fmt.Sprintf("%7.1f MiB/s (%5.3f s; runs %s)  CPU: server %3.0f%%, bench %3.0f%%, other processes %s",
-			t.MiBPerSec, t.Seconds, runs(t.AllRuns), 100*t.ServerCPUUtil, 100*t.BenchCPUUtil, pct(t.OtherCPUUtil))
+		return fmt.Sprintf("%6.1f MiB/s (%5.3f s; runs %s)  CPU/MiB: server %4.1f ms, bench %4.1f ms; CPU: server %3.0f%%, bench %3.0f%%, other processes %s",
+			t.MiBPerSec, t.Seconds, runs(t.AllRuns), t.ServerCPUMSPerMiB, t.BenchCPUMSPerMiB, 100*t.ServerCPUUtil, 100*t.BenchCPUUtil, pct(t.OtherCPUUtil))
 	}
 	c := f.Chat
 	_, err := fmt.Fprintf(w, `securechat files: %s file (%s encoded), median of %d runs each way; server data on %s, files on %s
