@@ -105,6 +105,7 @@ type transferStats struct {
 	ServerCPUUtil     float64 `json:"server_cpu_util"` // the median run, fraction of one core
 	BenchCPUUtil      float64 `json:"bench_cpu_util"`
 	OtherCPUUtil      float64 `json:"other_cpu_util"` // the machine's other processes, -1: unknown
+	StealUtil         float64 `json:"steal_util"`     // the hypervisor's steal (other guests), fraction of one core; -1: unknown
 	// CPU time per MiB of the file over all runs: the server's and the
 	// bench process's (raw: the bulk server and its client).
 	ServerCPUMSPerMiB float64 `json:"server_cpu_ms_per_mib"`
@@ -134,6 +135,7 @@ type chatLatency struct {
 	P99MS        float64 `json:"p99_ms"`
 	MaxMS        float64 `json:"max_ms"`
 	OtherCPUUtil float64 `json:"other_cpu_util"` // the machine's other processes meanwhile, -1: unknown
+	StealUtil    float64 `json:"steal_util"`     // the hypervisor's steal meanwhile, -1: unknown
 }
 
 func filePhase(ctx context.Context, o *options, s *scratch, progress func(string, ...any)) (*fileStats, error) {
@@ -248,14 +250,15 @@ func fmtMiB(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 
 // timing is one timed piece of work: its time, the part of it spent in
 // cryptography, and the CPU time of the server, of the bench and of the
-// machine's other processes (-1: unknown) meanwhile.
+// machine's other processes, and the hypervisor's steal (-1: unknown)
+// meanwhile.
 type timing struct {
-	wall, crypto, server, bench, other time.Duration
+	wall, crypto, server, bench, other, steal time.Duration
 }
 
 // cpuMark is the CPU times a timing starts from.
 type cpuMark struct {
-	server, bench, all time.Duration
+	server, bench, all, steal time.Duration
 }
 
 func markCPU(srv *proc) (cpuMark, error) {
@@ -264,7 +267,7 @@ func markCPU(srv *proc) (cpuMark, error) {
 		return cpuMark{}, err
 	}
 	b, err := selfCPU()
-	return cpuMark{server: s, bench: b, all: machineCPU()}, err
+	return cpuMark{server: s, bench: b, all: machineCPU(), steal: machineSteal()}, err
 }
 
 // since is the timing of wall from m on.
@@ -273,7 +276,10 @@ func (m cpuMark) since(srv *proc, wall time.Duration) (timing, error) {
 	if err != nil {
 		return timing{}, err
 	}
-	t := timing{wall: wall, server: n.server - m.server, bench: n.bench - m.bench, other: -1}
+	t := timing{wall: wall, server: n.server - m.server, bench: n.bench - m.bench, other: -1, steal: -1}
+	if m.steal >= 0 && n.steal >= m.steal {
+		t.steal = n.steal - m.steal
+	}
 	if m.all >= 0 && n.all >= m.all {
 		// The machine's ticks and the processes' are counted apart: an
 		// idle machine can come out a tick below zero.
@@ -321,7 +327,7 @@ func summarize(runs []timing, size int64) transferStats {
 	if m.crypto > 0 {
 		st.TransferMiBPerSec = float64(size) / (1 << 20) / (m.wall - m.crypto).Seconds()
 	}
-	st.ServerCPUUtil, st.BenchCPUUtil, st.OtherCPUUtil = m.util(m.server), m.util(m.bench), m.util(m.other)
+	st.ServerCPUUtil, st.BenchCPUUtil, st.OtherCPUUtil, st.StealUtil = m.util(m.server), m.util(m.bench), m.util(m.other), m.util(m.steal)
 	var server, bench time.Duration
 	for _, r := range runs {
 		server, bench = server+r.server, bench+r.bench
@@ -532,7 +538,7 @@ func chatDuringTransfers(ctx context.Context, o *options, srv *proc, a *accounts
 		var s samples
 		s.add(lat)
 		sum := s.summary()
-		return chatLatency{P50MS: ms(sum.P50), P99MS: ms(sum.P99), MaxMS: ms(sum.Max), OtherCPUUtil: t.util(t.other)}, wall, err
+		return chatLatency{P50MS: ms(sum.P50), P99MS: ms(sum.P99), MaxMS: ms(sum.Max), OtherCPUUtil: t.util(t.other), StealUtil: t.util(t.steal)}, wall, err
 	}
 	if _, _, err := messages(3); err != nil { // warm-up
 		return st, err

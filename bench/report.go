@@ -233,8 +233,8 @@ func meets(ok bool) string {
 func (r *report) writeFile(w io.Writer) error {
 	f := r.File
 	line := func(t transferStats) string {
-		return fmt.Sprintf("%6.1f MiB/s (%5.3f s; runs %s)  CPU/MiB: server %4.1f ms, bench %4.1f ms; CPU: server %3.0f%%, bench %3.0f%%, other processes %s",
-			t.MiBPerSec, t.Seconds, runs(t.AllRuns), t.ServerCPUMSPerMiB, t.BenchCPUMSPerMiB, 100*t.ServerCPUUtil, 100*t.BenchCPUUtil, pct(t.OtherCPUUtil))
+		return fmt.Sprintf("%6.1f MiB/s (%5.3f s; runs %s)  CPU/MiB: server %4.1f ms, bench %4.1f ms; CPU: server %3.0f%%, bench %3.0f%%, other processes %s, steal %s",
+			t.MiBPerSec, t.Seconds, runs(t.AllRuns), t.ServerCPUMSPerMiB, t.BenchCPUMSPerMiB, 100*t.ServerCPUUtil, 100*t.BenchCPUUtil, pct(t.OtherCPUUtil), pct(t.StealUtil))
 	}
 	c := f.Chat
 	_, err := fmt.Fprintf(w, `securechat files: %s file (%s encoded), median of %d runs each way; server data on %s, files on %s
@@ -246,8 +246,8 @@ func (r *report) writeFile(w io.Writer) error {
     decryption %.3f s of it, the download alone %.1f MiB/s
   ratio: up %.2f, down %.2f of the raw stream (target ≥ %.2f: %s)
   chat during transfers: %d messages one after another without, then during uploads and downloads (%d and %d completed meanwhile, at %.1f and %.1f MiB/s)
-    send → deliver without:  p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (other processes %s)
-    send → deliver during:   p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (other processes %s)
+    send → deliver without:  p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (other processes %s, steal %s)
+    send → deliver during:   p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (other processes %s, steal %s)
     ratio: p50 ×%.2f, p99 ×%.2f (target ≤ ×%.0f: %s)
 `,
 		fmtMiB(f.Bytes), fmtMiB(f.EncodedBytes), f.Runs, f.ServerData, f.TempFS,
@@ -256,8 +256,8 @@ func (r *report) writeFile(w io.Writer) error {
 		line(f.Down), f.Down.CryptoS, f.Down.TransferMiBPerSec,
 		f.UpRatio, f.DownRatio, f.Target, meets(f.MeetsTarget),
 		c.Messages, c.Uploads, c.Downloads, c.UpMiBPerSec, c.DownMiBPerSec,
-		c.Quiet.P50MS, c.Quiet.P99MS, c.Quiet.MaxMS, pct(c.Quiet.OtherCPUUtil),
-		c.Busy.P50MS, c.Busy.P99MS, c.Busy.MaxMS, pct(c.Busy.OtherCPUUtil),
+		c.Quiet.P50MS, c.Quiet.P99MS, c.Quiet.MaxMS, pct(c.Quiet.OtherCPUUtil), pct(c.Quiet.StealUtil),
+		c.Busy.P50MS, c.Busy.P99MS, c.Busy.MaxMS, pct(c.Busy.OtherCPUUtil), pct(c.Busy.StealUtil),
 		c.P50Ratio, c.P99Ratio, c.Target, meets(c.MeetsTarget))
 	return err
 }
