@@ -100,7 +100,7 @@ func TestBench(t *testing.T) {
 }
 
 func TestBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"-clients", "0"}, {"-duration", "0s"}, {"extra"}, {"-size", "0"}, {"-file", "2GiB"}, {"-file", "ten"}, {"-file-messages", "0"}, {"-file-runs", "0"}} {
+	for _, args := range [][]string{{"-clients", "0"}, {"-duration", "0s"}, {"extra"}, {"-size", "0"}, {"-file", "2GiB"}, {"-file", "ten"}, {"-file-messages", "0"}, {"-file-runs", "0"}, {"-file-byte-rate", "fast"}} {
 		var stderr bytes.Buffer
 		if err := run(context.Background(), args, &bytes.Buffer{}, &stderr); err == nil {
 			t.Errorf("run %q: no error", args)

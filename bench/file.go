@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/securechat/securechat/appliance"
 	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 	"github.com/securechat/securechat/e2ee"
@@ -76,7 +77,8 @@ type fileStats struct {
 	Bytes        int64  `json:"bytes"`         // the plaintext file
 	EncodedBytes int64  `json:"encoded_bytes"` // its attachment encoding: what is uploaded, stored and downloaded
 	Runs         int    `json:"runs"`
-	TempFS       string `json:"temp_fs"` // file system of the plaintext and temporary files (the homes')
+	ByteRate     int64  `json:"byte_rate,omitempty"` // -file-byte-rate: transfers paced at this many bytes/s per account
+	TempFS       string `json:"temp_fs"`             // file system of the plaintext and temporary files (the homes')
 	ServerData   string `json:"server_data_fs"`
 	// Raw quic-go, SIZE bytes each way; securechat, the file's plaintext
 	// bytes per second, encryption in Up and decryption in Down.
@@ -158,7 +160,12 @@ func filePhase(ctx context.Context, o *options, s *scratch, progress func(string
 	if err != nil {
 		return nil, err
 	}
-	srv, addr, fp, err := startServer(ctx, o.bin, data, o.stderr, fileLimits...)
+	limits := fileLimits
+	if o.fileByteRate > 0 {
+		st.ByteRate = o.fileByteRate
+		limits = append(slices.Clone(fileLimits), "--byte-rate", strconv.FormatInt(o.fileByteRate, 10), "--byte-burst", strconv.Itoa(appliance.Config{}.WithDefaults().ByteBurst))
+	}
+	srv, addr, fp, err := startServer(ctx, o.bin, data, o.stderr, limits...)
 	if err != nil {
 		return nil, err
 	}

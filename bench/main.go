@@ -20,7 +20,7 @@
 //
 //	go run ./bench [-bin bin/securechat] [-clients 64] [-duration 10s] [-warmup 1s] [-size 64] [-json] [-keep]
 //	               [-echo=true] [-relay=true] [-ack-delay 0] [-established=true] [-homes DIR] [-server-data DIR]
-//	               [-group 500] [-group-messages 20] [-file 50MiB] [-file-runs 5] [-file-messages 200]
+//	               [-group 500] [-group-messages 20] [-file 50MiB] [-file-runs 5] [-file-messages 200] [-file-byte-rate 0]
 //	               [-cpuprofile FILE] [-perf FILE] [-file-cpuprofile FILE] [-file-perf FILE]
 package main
 
@@ -69,6 +69,9 @@ type options struct {
 	file         int64
 	fileRuns     int
 	fileMessages int
+	// fileByteRate, if not 0, is the file server's byte_rate (bytes/s per
+	// account, blob bytes in a bucket of their own): transfers paced.
+	fileByteRate int64
 }
 
 // sendBody is the size of the Send body of one message of the load, which
@@ -120,6 +123,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		o.file = int64(n)
 		return nil
 	})
+	fs.Func("file-byte-rate", "pace the file phase's transfers: the file server's byte_rate in `bytes` per second per account (25MiB), with its default byte_burst; the throughput figures then measure the pace (default: lifted)", func(v string) error {
+		n, err := appliance.ParseSize(v)
+		if err != nil {
+			return err
+		}
+		o.fileByteRate = int64(n)
+		return nil
+	})
 	fs.IntVar(&o.fileRuns, "file-runs", 5, "times the file phase times each transfer, raw and securechat, up and down (the median counts)")
 	fs.IntVar(&o.fileMessages, "file-messages", 200, "chat messages the file phase sends without a transfer, and as many during transfers")
 	if err := fs.Parse(args); err != nil {
@@ -140,6 +151,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("%w: -group-messages must be positive", errUsage)
 	case o.file < 0 || o.file > maxFileSize:
 		return nil, fmt.Errorf("%w: -file must be between 0 and %s", errUsage, appliance.FormatSize(maxFileSize))
+	case o.fileByteRate < 0 || o.fileByteRate > 1e15:
+		return nil, fmt.Errorf("%w: -file-byte-rate must be between 0 and 1e15", errUsage)
 	case o.fileRuns < 1 || o.fileRuns > 100:
 		return nil, fmt.Errorf("%w: -file-runs must be between 1 and 100", errUsage)
 	case o.fileMessages < 1:

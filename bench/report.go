@@ -237,7 +237,11 @@ func (r *report) writeFile(w io.Writer) error {
 			t.MiBPerSec, t.Seconds, runs(t.AllRuns), t.ServerCPUMSPerMiB, t.BenchCPUMSPerMiB, 100*t.ServerCPUUtil, 100*t.BenchCPUUtil, pct(t.OtherCPUUtil), pct(t.StealUtil))
 	}
 	c := f.Chat
-	_, err := fmt.Fprintf(w, `securechat files: %s file (%s encoded), median of %d runs each way; server data on %s, files on %s
+	paced := ""
+	if f.ByteRate > 0 {
+		paced = fmt.Sprintf("; transfers PACED at %s/s per account (-file-byte-rate)", fmtMiB(f.ByteRate))
+	}
+	_, err := fmt.Fprintf(w, `securechat files: %s file (%s encoded), median of %d runs each way; server data on %s, files on %s%s
   raw quic-go bulk stream up:   %s
   raw quic-go bulk stream down: %s
   securechat upload:            %s
@@ -250,7 +254,7 @@ func (r *report) writeFile(w io.Writer) error {
     send → deliver during:   p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (other processes %s, steal %s)
     ratio: p50 ×%.2f, p99 ×%.2f (target ≤ ×%.0f: %s)
 `,
-		fmtMiB(f.Bytes), fmtMiB(f.EncodedBytes), f.Runs, f.ServerData, f.TempFS,
+		fmtMiB(f.Bytes), fmtMiB(f.EncodedBytes), f.Runs, f.ServerData, f.TempFS, paced,
 		line(f.RawUp), line(f.RawDown),
 		line(f.Up), f.Up.CryptoS, f.Up.TransferMiBPerSec,
 		line(f.Down), f.Down.CryptoS, f.Down.TransferMiBPerSec,
