@@ -19,7 +19,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/securechat/securechat/appliance"
 	"github.com/securechat/securechat/chat"
 	"github.com/securechat/securechat/client"
 	"github.com/securechat/securechat/e2ee"
@@ -63,6 +62,11 @@ const fileTarget = 0.6
 // chatTarget is the goal: chat latency during a transfer at most
 // this many times the latency without one.
 const chatTarget = 2.0
+
+// fileByteBurst is the byte_burst of paced transfers (-file-byte-rate):
+// small, so that a transfer runs at the pace from its first MiB rather
+// than after a default burst of 8 MiB (client TestBlobChatLatency too).
+const fileByteBurst = 1 << 20
 
 // fileLimits raise the server's blob bounds above anything the bench
 // sends (the byte rate is already lifted by unlimited).
@@ -163,7 +167,7 @@ func filePhase(ctx context.Context, o *options, s *scratch, progress func(string
 	limits := fileLimits
 	if o.fileByteRate > 0 {
 		st.ByteRate = o.fileByteRate
-		limits = append(slices.Clone(fileLimits), "--byte-rate", strconv.FormatInt(o.fileByteRate, 10), "--byte-burst", strconv.Itoa(appliance.Config{}.WithDefaults().ByteBurst))
+		limits = append(slices.Clone(fileLimits), "--byte-rate", strconv.FormatInt(o.fileByteRate, 10), "--byte-burst", strconv.Itoa(fileByteBurst))
 	}
 	srv, addr, fp, err := startServer(ctx, o.bin, data, o.stderr, limits...)
 	if err != nil {

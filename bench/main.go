@@ -123,7 +123,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		o.file = int64(n)
 		return nil
 	})
-	fs.Func("file-byte-rate", "pace the file phase's transfers: the file server's byte_rate in `bytes` per second per account (25MiB), with its default byte_burst; the throughput figures then measure the pace (default: lifted)", func(v string) error {
+	fs.Func("file-byte-rate", "pace the file phase's transfers: the file server's byte_rate in `bytes` per second per account (25MiB), with a byte_burst of 1MiB; the throughput figures then measure the pace (default: lifted)", func(v string) error {
 		n, err := appliance.ParseSize(v)
 		if err != nil {
 			return err
