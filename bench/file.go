@@ -33,12 +33,12 @@ import (
 //
 // Throughput, -file-runs times each way, the median reported, each run a
 // raw bulk transfer (bulk.go) and then securechat's, so that both see the
-// same moments of a shared machine: sender000
-// encrypts a random file of -file bytes, read from a file on the homes'
-// file system, with the attachment writer into a temporary file beside it
-// (as client/history.go does), and uploads that with Client.Upload for
-// receiver000's device: the upload's time includes the encryption and
-// ends when the server has confirmed (fsynced) every chunk. receiver000
+// same moments of a shared machine. sender000 encrypts a random file of
+// -file bytes, read from a file on the homes' file system, with the
+// attachment writer into a temporary file beside it (as client/history.go
+// does), and uploads that with Client.Upload for receiver000's device: the
+// upload's time includes the encryption and ends when the server has
+// confirmed (fsynced) every chunk. receiver000
 // downloads it into a temporary file (Client.Download) and decrypts it
 // with the attachment reader, which checks every chunk and the digest,
 // into another: the download's time includes the decryption. Then, not
