@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,20 +12,10 @@ import (
 	"time"
 )
 
-// TestMain lets the test binary serve as the echo and relay servers: the bench
-// re-executes os.Executable, which under go test is this binary.
+// TestMain lets the test binary serve as the echo, relay and bulk servers:
+// the bench re-executes os.Executable, which under go test is this binary.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && (os.Args[1] == echoServerArg || os.Args[1] == relayServerArg) {
-		serve := runEchoServer
-		if os.Args[1] == relayServerArg {
-			serve = runRelayServer
-		}
-		if err := serve(os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, os.Args[1]+":", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	serveBaseline(os.Args)
 	os.Exit(m.Run())
 }
 
@@ -44,7 +33,8 @@ func TestBench(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	err := run(ctx, []string{"-bin", bin, "-clients", "4", "-duration", "1s", "-warmup", "200ms", "-json", "-group", "8", "-group-messages", "3"}, &stdout, &stderr)
+	err := run(ctx, []string{"-bin", bin, "-clients", "4", "-duration", "1s", "-warmup", "200ms", "-json", "-group", "8", "-group-messages", "3",
+		"-file", "2MiB", "-file-runs", "2", "-file-messages", "5"}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("bench: %v\nstderr:\n%s", err, stderr.String())
 	}
@@ -82,15 +72,35 @@ func TestBench(t *testing.T) {
 		g.SmallCPUUS <= 0 || g.LargeCPUUS <= 0 || g.SmallWireBytes < 0 || g.LargeWireBytes < 0 || g.ServerCPUUS <= 0 {
 		t.Errorf("group case: %+v", g)
 	}
+	if f := r.File; f == nil || f.Bytes != 2<<20 || f.EncodedBytes <= f.Bytes || f.Runs != 2 || f.Target != fileTarget || f.TempFS == "" {
+		t.Errorf("file phase: %+v", f)
+	} else {
+		for name, x := range map[string]transferStats{"raw up": f.RawUp, "raw down": f.RawDown, "up": f.Up, "down": f.Down} {
+			if x.MiBPerSec <= 0 || x.Seconds <= 0 || len(x.AllRuns) != 2 || x.BenchCPUUtil <= 0 {
+				t.Errorf("file phase, %s: %+v", name, x)
+			}
+		}
+		if f.Up.CryptoS <= 0 || f.Down.CryptoS <= 0 || f.Up.CryptoS >= f.Up.Seconds || f.Down.CryptoS >= f.Down.Seconds {
+			t.Errorf("file phase: encryption %v s of an upload of %v s, decryption %v s of a download of %v s", f.Up.CryptoS, f.Up.Seconds, f.Down.CryptoS, f.Down.Seconds)
+		}
+		if f.UpRatio <= 0 || f.DownRatio <= 0 {
+			t.Errorf("file phase: ratios %v, %v", f.UpRatio, f.DownRatio)
+		}
+		c := f.Chat
+		if c.Messages != 5 || c.Quiet.P50MS <= 0 || c.Quiet.P99MS < c.Quiet.P50MS || c.Busy.P50MS <= 0 || c.Busy.P99MS < c.Busy.P50MS ||
+			c.P50Ratio <= 0 || c.P99Ratio <= 0 || c.Target != chatTarget || c.UpMiBPerSec <= 0 || c.DownMiBPerSec <= 0 {
+			t.Errorf("file phase, chat: %+v", c)
+		}
+	}
 	var table bytes.Buffer
-	if err := r.writeTable(&table); err != nil || !strings.Contains(table.String(), "ratio: ") {
+	if err := r.writeTable(&table); err != nil || !strings.Contains(table.String(), "ratio: ") || !strings.Contains(table.String(), "raw quic-go bulk stream up") {
 		t.Errorf("table: %v\n%s", err, table.String())
 	}
 	t.Logf("\n%s", table.String())
 }
 
 func TestBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"-clients", "0"}, {"-duration", "0s"}, {"extra"}, {"-size", "0"}} {
+	for _, args := range [][]string{{"-clients", "0"}, {"-duration", "0s"}, {"extra"}, {"-size", "0"}, {"-file", "2GiB"}, {"-file", "ten"}, {"-file-messages", "0"}, {"-file-runs", "0"}, {"-file-byte-rate", "fast"}} {
 		var stderr bytes.Buffer
 		if err := run(context.Background(), args, &bytes.Buffer{}, &stderr); err == nil {
 			t.Errorf("run %q: no error", args)

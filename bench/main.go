@@ -11,13 +11,17 @@
 // per message, next to a raw quic-go echo baseline of the same shape (N
 // clients, one connection and one control stream each, closed loop, frames
 // of the same size) run in the same invocation, and the ratio of the two.
-// BENCHMARKS.md records results and how to read them.
+// After them come the group case (group.go) and the file phase (file.go):
+// encrypted file transfer against a raw quic-go bulk stream (bulk.go), and
+// chat latency while transfers run. BENCHMARKS.md records results and how
+// to read them.
 //
 // Usage:
 //
 //	go run ./bench [-bin bin/securechat] [-clients 64] [-duration 10s] [-warmup 1s] [-size 64] [-json] [-keep]
 //	               [-echo=true] [-relay=true] [-ack-delay 0] [-established=true] [-homes DIR] [-server-data DIR]
-//	               [-cpuprofile FILE] [-perf FILE]
+//	               [-group 500] [-group-messages 20] [-file 50MiB] [-file-runs 5] [-file-messages 200] [-file-byte-rate 0]
+//	               [-cpuprofile FILE] [-perf FILE] [-file-cpuprofile FILE] [-file-perf FILE]
 package main
 
 import (
@@ -31,6 +35,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/securechat/securechat/appliance"
 )
 
 // options are the command-line flags.
@@ -51,12 +57,21 @@ type options struct {
 	homes       string     // -homes: parent of the client homes; "" is the temp dir
 	serverData  string     // -server-data: parent of the server's data; "" is the temp dir
 	prof        profiler   // -cpuprofile, -perf: over the securechat window
+	fileProf    profiler   // -file-cpuprofile, -file-perf: over the file phase's timed transfers
 	stderr      io.Writer  // progress and the subprocesses' logs
 	bodies      sendBodies // Send body sizes for o.text (payload.go)
 	// group is the large group's size in the group case (group.go), 0 to
 	// skip it; groupMessages the texts sent to each group.
 	group         int
 	groupMessages int
+	// file is the file phase's file size in bytes (file.go), 0 to skip
+	// it; fileMessages the chat messages sent without and during transfers.
+	file         int64
+	fileRuns     int
+	fileMessages int
+	// fileByteRate, if not 0, is the file server's byte_rate (bytes/s per
+	// account, blob bytes in a bucket of their own): transfers paced.
+	fileByteRate int64
 }
 
 // sendBody is the size of the Send body of one message of the load, which
@@ -95,8 +110,29 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.serverData, "server-data", "", "put the server's data in a temporary directory under `dir` (e.g. /dev/shm: no disk fsync); \"\" is the bench's temporary directory")
 	fs.StringVar(&o.prof.clientOut, "cpuprofile", "", "write a pprof CPU profile of the bench process (the clients) over the securechat window to `file`")
 	fs.StringVar(&o.prof.serverOut, "perf", "", "record the server process with `perf record -g` over the securechat window into `file` (perf.data)")
+	fs.StringVar(&o.fileProf.clientOut, "file-cpuprofile", "", "write a pprof CPU profile of the bench process over the file phase's securechat uploads and downloads to `file`")
+	fs.StringVar(&o.fileProf.serverOut, "file-perf", "", "record the file phase's server with `perf record -g` over its uploads and downloads into `file` (perf.data)")
 	fs.IntVar(&o.group, "group", 500, "members of the large group in the group case (0: skip it)")
 	fs.IntVar(&o.groupMessages, "group-messages", 20, "texts the group case sends to each group")
+	o.file = defaultFileSize
+	fs.Func("file", "file `size` of the file phase (65536, 512KiB, 50MiB; MB is taken as MiB, as the server's settings do; 0: skip it) (default 50MiB)", func(v string) error {
+		n, err := appliance.ParseSize(v)
+		if err != nil {
+			return err
+		}
+		o.file = int64(n)
+		return nil
+	})
+	fs.Func("file-byte-rate", "pace the file phase's transfers: the file server's byte_rate in `bytes` per second per account (25MiB), with a byte_burst of 1MiB; the throughput figures then measure the pace (default: lifted)", func(v string) error {
+		n, err := appliance.ParseSize(v)
+		if err != nil {
+			return err
+		}
+		o.fileByteRate = int64(n)
+		return nil
+	})
+	fs.IntVar(&o.fileRuns, "file-runs", 5, "times the file phase times each transfer, raw and securechat, up and down (the median counts)")
+	fs.IntVar(&o.fileMessages, "file-messages", 200, "chat messages the file phase sends without a transfer, and as many during transfers")
 	if err := fs.Parse(args); err != nil {
 		return nil, errUsage
 	}
@@ -113,22 +149,48 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("%w: -group must be 0 or between %d and 1000", errUsage, groupSmall)
 	case o.groupMessages < 1:
 		return nil, fmt.Errorf("%w: -group-messages must be positive", errUsage)
+	case o.file < 0 || o.file > maxFileSize:
+		return nil, fmt.Errorf("%w: -file must be between 0 and %s", errUsage, appliance.FormatSize(maxFileSize))
+	case o.fileByteRate < 0 || o.fileByteRate > 1e15:
+		return nil, fmt.Errorf("%w: -file-byte-rate must be between 0 and 1e15", errUsage)
+	case o.fileRuns < 1 || o.fileRuns > 100:
+		return nil, fmt.Errorf("%w: -file-runs must be between 1 and 100", errUsage)
+	case o.fileMessages < 1:
+		return nil, fmt.Errorf("%w: -file-messages must be positive", errUsage)
 	}
 	return o, nil
 }
 
-func main() {
-	if len(os.Args) > 1 && (os.Args[1] == echoServerArg || os.Args[1] == relayServerArg) {
-		serve := runEchoServer
-		if os.Args[1] == relayServerArg {
-			serve = runRelayServer
-		}
-		if err := serve(os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintf(os.Stderr, "bench %s: %v\n", os.Args[1], err)
-			os.Exit(1)
-		}
+// The file phase's default file size, and the largest: the phase keeps
+// four copies of it on the homes' file system (tmpfs by default).
+const (
+	defaultFileSize = 50 << 20
+	maxFileSize     = 1 << 30
+)
+
+// baselineServers are the hidden first arguments that make this program
+// one of the baselines' servers, which the bench starts as subprocesses.
+var baselineServers = map[string]func(stdin io.Reader, stdout io.Writer) error{
+	echoServerArg:  runEchoServer,
+	relayServerArg: runRelayServer,
+	bulkServerArg:  runBulkServer,
+}
+
+// serveBaseline runs this process as the baseline server args name, if
+// they do, and exits.
+func serveBaseline(args []string) {
+	if len(args) < 2 || baselineServers[args[1]] == nil {
 		return
 	}
+	if err := baselineServers[args[1]](os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintf(os.Stderr, "bench %s: %v\n", args[1], err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func main() {
+	serveBaseline(os.Args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	interrupted := ctx.Err() != nil
@@ -201,6 +263,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("group case: %w", err)
 		}
 	}
+	if o.file > 0 {
+		s := &scratch{o: o, dir: dir}
+		r.File, err = filePhase(ctx, o, s, progress)
+		s.close()
+		if err != nil {
+			return fmt.Errorf("file phase: %w", err)
+		}
+	}
 	if o.json {
 		return r.writeJSON(stdout)
 	}
@@ -225,35 +295,48 @@ func relayPhase(ctx context.Context, o *options, stderr io.Writer) (result, erro
 	return runRelay(ctx, o, addr, fp, srv)
 }
 
-func securechatPhase(ctx context.Context, o *options, dir string, stderr io.Writer, progress func(string, ...any)) (result, error) {
-	// subdir is name under dir, or a new temporary directory under parent
-	// when that is set, removed on return unless -keep.
-	var cleanup []func()
-	defer func() {
-		for _, f := range cleanup {
-			f()
-		}
-	}()
-	subdir := func(parent, name string) (string, error) {
-		if parent == "" {
-			return filepath.Join(dir, name), nil
-		}
-		d, err := os.MkdirTemp(parent, "securechat-bench-"+name+"-")
-		if err != nil {
-			return "", err
-		}
-		if o.keep {
-			cleanup = append(cleanup, func() { fmt.Fprintf(stderr, "bench: kept %s\n", d) })
-		} else {
-			cleanup = append(cleanup, func() { os.RemoveAll(d) })
-		}
-		return d, nil
+// scratch hands a phase its directories: for the server's data and the
+// client homes, each in the bench's temporary directory or, with
+// -server-data or -homes, in a temporary directory of its own under that
+// parent, removed by close unless -keep.
+type scratch struct {
+	o       *options
+	dir     string // the bench's temporary directory
+	cleanup []func()
+}
+
+// subdir is name under s.dir, or a new temporary directory under parent
+// when that is set.
+func (s *scratch) subdir(parent, name string) (string, error) {
+	if parent == "" {
+		return filepath.Join(s.dir, name), nil
 	}
-	data, err := subdir(o.serverData, "server")
+	d, err := os.MkdirTemp(parent, "securechat-bench-"+name+"-")
+	if err != nil {
+		return "", err
+	}
+	if s.o.keep {
+		s.cleanup = append(s.cleanup, func() { fmt.Fprintf(s.o.stderr, "bench: kept %s\n", d) })
+	} else {
+		s.cleanup = append(s.cleanup, func() { os.RemoveAll(d) })
+	}
+	return d, nil
+}
+
+func (s *scratch) close() {
+	for _, f := range s.cleanup {
+		f()
+	}
+}
+
+func securechatPhase(ctx context.Context, o *options, dir string, stderr io.Writer, progress func(string, ...any)) (result, error) {
+	s := &scratch{o: o, dir: dir}
+	defer s.close()
+	data, err := s.subdir(o.serverData, "server")
 	if err != nil {
 		return result{}, err
 	}
-	homes, err := subdir(o.homes, "homes")
+	homes, err := s.subdir(o.homes, "homes")
 	if err != nil {
 		return result{}, err
 	}

@@ -243,7 +243,16 @@ func sampleCPU(server *proc) (cpuSample, error) {
 // machineCPU is the CPU time spent by all processes and the kernel since
 // boot, all CPUs together: the busy fields of the cpu line of /proc/stat
 // (proc(5)), or -1.
-func machineCPU() time.Duration {
+func machineCPU() time.Duration { return statCPU(1, 2, 3, 6, 7) }
+
+// machineSteal is the time the hypervisor ran something else while this
+// machine's CPUs had work, since boot, all CPUs together: the steal field
+// of /proc/stat, or -1. Other guests on the same host take it; it slows
+// the bench without showing as any process's CPU.
+func machineSteal() time.Duration { return statCPU(8) }
+
+// statCPU sums fields of the cpu line of /proc/stat, or is -1.
+func statCPU(fields ...int) time.Duration {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return -1
@@ -254,15 +263,15 @@ func machineCPU() time.Duration {
 	if len(f) < 9 || f[0] != "cpu" {
 		return -1
 	}
-	var busy int64
-	for _, i := range []int{1, 2, 3, 6, 7} {
+	var sum int64
+	for _, i := range fields {
 		v, err := strconv.ParseInt(f[i], 10, 64)
 		if err != nil {
 			return -1
 		}
-		busy += v
+		sum += v
 	}
-	return time.Duration(busy) * time.Second / clockTicks
+	return time.Duration(sum) * time.Second / clockTicks
 }
 
 // loopbackBytes is the count of bytes received on Linux's loopback

@@ -46,6 +46,8 @@ type report struct {
 	MeetsGoal   bool    `json:"meets_target"`
 	// Group is the group case (group.go); nil with -group 0.
 	Group *groupStats `json:"group,omitempty"`
+	// File is the file phase (file.go); nil with -file 0.
+	File *fileStats `json:"file,omitempty"`
 }
 
 // phaseStats is one phase's figures. For the echo phase an op is a round
@@ -195,11 +197,18 @@ securechat durable 1:1:       %7.0f msgs/s         p50 %6.2f ms  p99 %6.2f ms  s
 		echoWire, s.LoopbackPerOp,
 		echoOther, pct(s.OtherCPUUtil),
 		setup, ratio, relayRatio)
-	if err != nil || r.Group == nil {
-		return err
+	if err == nil && r.Group != nil {
+		err = r.writeGroup(w)
 	}
+	if err == nil && r.File != nil {
+		err = r.writeFile(w)
+	}
+	return err
+}
+
+func (r *report) writeGroup(w io.Writer) error {
 	g := r.Group
-	_, err = fmt.Fprintf(w, `securechat group messages: one sender, %d texts to a group of %d and to one of %d (setup %.1f s)
+	_, err := fmt.Fprintf(w, `securechat group messages: one sender, %d texts to a group of %d and to one of %d (setup %.1f s)
   sender CPU per message:     %6.0f µs (%d members)   %6.0f µs (%d members)   ratio %.2f
   loopback bytes per message: %6d B  (%d members)   %6d B  (%d members)
   durable ack (SendGroupText): %5.2f ms (%d members)   %5.2f ms (%d members)
@@ -211,4 +220,60 @@ securechat durable 1:1:       %7.0f msgs/s         p50 %6.2f ms  p99 %6.2f ms  s
 		g.SmallAckMS, groupSmall, g.LargeAckMS, g.Members,
 		g.DeliveriesPerSec, g.Deliveries, g.Members, g.ServerCPUUS)
 	return err
+}
+
+// meets says whether a figure meets its target.
+func meets(ok bool) string {
+	if ok {
+		return "meets"
+	}
+	return "BELOW"
+}
+
+func (r *report) writeFile(w io.Writer) error {
+	f := r.File
+	line := func(t transferStats) string {
+		return fmt.Sprintf("%6.1f MiB/s (%5.3f s; runs %s)  CPU/MiB: server %4.1f ms, bench %4.1f ms; CPU: server %3.0f%%, bench %3.0f%%, other processes %s, steal %s",
+			t.MiBPerSec, t.Seconds, runs(t.AllRuns), t.ServerCPUMSPerMiB, t.BenchCPUMSPerMiB, 100*t.ServerCPUUtil, 100*t.BenchCPUUtil, pct(t.OtherCPUUtil), pct(t.StealUtil))
+	}
+	c := f.Chat
+	paced := ""
+	if f.ByteRate > 0 {
+		paced = fmt.Sprintf("; transfers PACED at %s/s per account (-file-byte-rate)", fmtMiB(f.ByteRate))
+	}
+	_, err := fmt.Fprintf(w, `securechat files: %s file (%s encoded), median of %d runs each way; server data on %s, files on %s%s
+  raw quic-go bulk stream up:   %s
+  raw quic-go bulk stream down: %s
+  securechat upload:            %s
+    encryption %.3f s of it, the upload alone %.1f MiB/s
+  securechat download:          %s
+    decryption %.3f s of it, the download alone %.1f MiB/s
+  ratio: up %.2f, down %.2f of the raw stream (target ≥ %.2f: %s)
+  chat during transfers: %d messages one after another without, then during uploads and downloads (%d and %d completed meanwhile, at %.1f and %.1f MiB/s)
+    send → deliver without:  p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (other processes %s, steal %s)
+    send → deliver during:   p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (other processes %s, steal %s)
+    ratio: p50 ×%.2f, p99 ×%.2f (target ≤ ×%.0f: %s)
+`,
+		fmtMiB(f.Bytes), fmtMiB(f.EncodedBytes), f.Runs, f.ServerData, f.TempFS, paced,
+		line(f.RawUp), line(f.RawDown),
+		line(f.Up), f.Up.CryptoS, f.Up.TransferMiBPerSec,
+		line(f.Down), f.Down.CryptoS, f.Down.TransferMiBPerSec,
+		f.UpRatio, f.DownRatio, f.Target, meets(f.MeetsTarget),
+		c.Messages, c.Uploads, c.Downloads, c.UpMiBPerSec, c.DownMiBPerSec,
+		c.Quiet.P50MS, c.Quiet.P99MS, c.Quiet.MaxMS, pct(c.Quiet.OtherCPUUtil), pct(c.Quiet.StealUtil),
+		c.Busy.P50MS, c.Busy.P99MS, c.Busy.MaxMS, pct(c.Busy.OtherCPUUtil), pct(c.Busy.StealUtil),
+		c.P50Ratio, c.P99Ratio, c.Target, meets(c.MeetsTarget))
+	return err
+}
+
+// runs lists rates of runs, as "212, 230, 198".
+func runs(rates []float64) string {
+	s := ""
+	for i, r := range rates {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("%.0f", r)
+	}
+	return s
 }
