@@ -41,7 +41,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s; or a count like 5
 soak: ## the soak test: end-to-end traffic for SOAKTIME (default 10m) while the server is restarted and crashed under it
 	cd e2e && SECURECHAT_SOAK=$(SOAKTIME) $(GO) test -count=1 -run '^TestSoak$$' -timeout 0 -v .
 
-bench: build ## load benchmark against a raw quic-go echo baseline; see BENCHMARKS.md
+bench: build ## load benchmark against raw quic-go baselines (echo, relay, bulk stream for files); see BENCHMARKS.md
 	$(GO) run ./bench -bin $(BIN) $(BENCHFLAGS)
 
 screenshots: build ## run the browser tests and refresh docs/img/dashboard.png from their screenshots
