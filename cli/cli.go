@@ -377,20 +377,32 @@ func flushOutbox(ctx context.Context, e *client.Engine, env Env) error {
 	return err
 }
 
+// recipientFlags adds --to and --group to a command that sends.
+func recipientFlags(fs *usage.FlagSet) (to, group *string) {
+	return fs.String("to", "", "recipient user `name`"), fs.String("group", "", "the group's `title` (or g:ID), instead of --to")
+}
+
+// checkRecipient refuses neither --to nor --group, or both.
+func checkRecipient(cmd, to, group string) error {
+	switch {
+	case to == "" && group == "":
+		return usage.Errorf("%s: --to is required (or --group TITLE)", cmd)
+	case to != "" && group != "":
+		return usage.Errorf("%s: give --to NAME or --group TITLE, not both", cmd)
+	}
+	return nil
+}
+
 // Send is `securechat send`.
 func Send(ctx context.Context, args []string, env Env) error {
 	fs := usage.NewFlagSet("send", env.Stderr).Synopsis("TEXT... (or - to read the text from stdin)").After(usage.Text, "the message text")
 	dir := homeFlag(fs, env)
-	to := fs.String("to", "", "recipient user `name`")
-	group := fs.String("group", "", "the group's `title` (or g:ID), instead of --to")
+	to, group := recipientFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	switch {
-	case *to == "" && *group == "":
-		return usage.Errorf("send: --to is required (or --group TITLE)")
-	case *to != "" && *group != "":
-		return usage.Errorf("send: give --to NAME or --group TITLE, not both")
+	if err := checkRecipient("send", *to, *group); err != nil {
+		return err
 	}
 	if fs.NArg() == 0 {
 		return usage.Errorf("send: no message text")

@@ -23,16 +23,14 @@ import (
 func SendFile(ctx context.Context, args []string, env Env) error {
 	fs := usage.NewFlagSet("send-file", env.Stderr).Synopsis("PATH").After(usage.Anywhere, "")
 	dir := homeFlag(fs, env)
-	to := fs.String("to", "", "recipient user `name`")
-	group := fs.String("group", "", "the group's `title` (or g:ID), instead of --to")
+	to, group := recipientFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if err := checkRecipient("send-file", *to, *group); err != nil {
+		return err
+	}
 	switch {
-	case *to == "" && *group == "":
-		return usage.Errorf("send-file: --to is required (or --group TITLE)")
-	case *to != "" && *group != "":
-		return usage.Errorf("send-file: give --to NAME or --group TITLE, not both")
 	case fs.NArg() == 0:
 		return usage.Errorf("send-file: no file given")
 	case fs.NArg() > 1:
