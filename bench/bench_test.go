@@ -86,9 +86,11 @@ func TestBench(t *testing.T) {
 		if f.UpRatio <= 0 || f.DownRatio <= 0 {
 			t.Errorf("file phase: ratios %v, %v", f.UpRatio, f.DownRatio)
 		}
+		// The transfers' MiB/s during the messages count what the server
+		// confirmed, 1 MiB a commit: 5 quick messages may see none.
 		c := f.Chat
 		if c.Messages != 5 || c.Quiet.P50MS <= 0 || c.Quiet.P99MS < c.Quiet.P50MS || c.Busy.P50MS <= 0 || c.Busy.P99MS < c.Busy.P50MS ||
-			c.P50Ratio <= 0 || c.P99Ratio <= 0 || c.Target != chatTarget || c.UpMiBPerSec <= 0 || c.DownMiBPerSec <= 0 {
+			c.P50Ratio <= 0 || c.P99Ratio <= 0 || c.Target != chatTarget || c.UpMiBPerSec < 0 || c.DownMiBPerSec < 0 {
 			t.Errorf("file phase, chat: %+v", c)
 		}
 	}
